@@ -1,0 +1,49 @@
+"""The provider interface: every engine yields OpenAI Responses stream events.
+
+OpenAI, OpenAI-compatible servers and the offline engine all produce the same
+``openai.types.responses`` event objects, so the turn loop cannot tell them
+apart. Consumers must dispatch on ``event.type``, never on ``isinstance``
+(the SDK casts unknown event types to the first union member).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from openai.types.responses import ResponseStreamEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """One model call: instructions, the conversation as Responses input items, tools."""
+
+    instructions: str
+    input: list[dict[str, Any]]
+    tools: list[dict[str, Any]]  # function tools, strict; providers add their search tool
+    session_id: str
+    customer_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A provider failure the representative should see, with a stable code."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code  # e.g. "no_api_key", "auth", "rate_limited", "upstream", "stream_cut"
+        self.message = message
+        self.retryable = retryable
+
+
+class Provider(Protocol):
+    name: str  # "openai" | "compatible" | "offline"
+    model: str | None
+    is_ai: bool  # False for the offline engine: the UI says so plainly
+
+    def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
+        """Yield the events of one response; raise ProviderError on failure."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,114 @@
+"""Command line: one sub-command per mode. Each mode lives in ``hitl_desktop.app``
+and is imported only when chosen, so ``host --headless`` never loads QtWidgets."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from hitl_desktop import __version__
+
+PROVIDERS = ("auto", "offline", "openai", "compatible")
+
+
+def _add_paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where sessions, the shop database and indexes live")
+    p.add_argument("--config-dir", help="where settings live (default: next to the data)")
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", choices=PROVIDERS, default=None,
+                   help="assistant engine (default: openai when an API key is configured, "
+                        "else the offline assistant)")
+    p.add_argument("--model", default=None, help="model name for openai/compatible providers")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hitl-desktop",
+        description="HITL Desk: an AI co-pilot drafts, a human support representative decides.",
+    )
+    parser.add_argument("--version", action="version", version=f"hitl-desktop {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
+
+    host = sub.add_parser("host", help="run the host: relay, assistant, shop database")
+    host.add_argument("--headless", action="store_true", help="no window; print links as JSON")
+    host.add_argument("--bind", default="127.0.0.1",
+                      help="address to listen on (0.0.0.0 to serve a LAN; default 127.0.0.1)")
+    host.add_argument("--port", type=int, default=8765, help="port (0 = any free port)")
+    host.add_argument("--public-host", default=None,
+                      help="host name other PCs should use in links (default: a LAN address)")
+    host.add_argument("--tls-cert", default=None, help="PEM certificate: serve wss://")
+    host.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
+    host.add_argument("--no-discovery", action="store_true", help="do not advertise over mDNS")
+    _add_paths(host)
+    _add_engine(host)
+
+    session = sub.add_parser("session", help="manage sessions of a host's data dir")
+    session_sub = session.add_subparsers(dest="session_cmd", metavar="CMD", required=True)
+    new = session_sub.add_parser("new", help="create a session and print its links as JSON")
+    new.add_argument("--customer-id", default=None, help="the shop customer this session is for")
+    new.add_argument("--title", default=None)
+    new.add_argument("--host-address", default=None,
+                     help="address for the links (default: what the running host announced)")
+    new.add_argument("--port", type=int, default=None)
+    _add_paths(new)
+    lst = session_sub.add_parser("list", help="list sessions as JSON")
+    _add_paths(lst)
+
+    for role in ("customer", "agent"):
+        p = sub.add_parser(role, help=f"open the {role} window")
+        p.add_argument("link", nargs="?", default=None,
+                       help="invite link (hitl://...); without it a join dialog opens")
+        p.add_argument("--config-dir", default=None)
+
+    demo = sub.add_parser("demo", help="host + customer window + agent window on this PC")
+    demo.add_argument("--screenshot", metavar="DIR", default=None,
+                      help="save a PNG of each window once the UI is up")
+    demo.add_argument("--quit-after", type=float, metavar="SECONDS", default=None,
+                      help="exit after this many seconds")
+    demo.add_argument("--script", action="store_true",
+                      help="play the end-to-end flow by itself (for screenshots and smoke tests)")
+    _add_paths(demo)
+    _add_engine(demo)
+
+    setup = sub.add_parser("setup", help="wizard: API key, model, vector store upload")
+    setup.add_argument("--offline", action="store_true", help="build the local index only")
+    _add_paths(setup)
+
+    kb = sub.add_parser("kb", help="browse the knowledge base in a window")
+    _add_paths(kb)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+MODES = {
+    "host": "hitl_desktop.app.host",
+    "session": "hitl_desktop.app.sessions_cli",
+    "customer": "hitl_desktop.app.customer",
+    "agent": "hitl_desktop.app.agent",
+    "demo": "hitl_desktop.app.demo",
+    "setup": "hitl_desktop.app.setup",
+    "kb": "hitl_desktop.app.kb",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    module = importlib.import_module(MODES[args.mode])
+    try:
+        return int(module.run(args))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,122 @@
+"""The seam between the relay and the assistant side of the host.
+
+The relay (``host.relay``) owns sockets, tokens and the durable log; the
+co-pilot (``host.copilot``) owns turns, tools and approvals. Each sees the
+other only through these protocols, so either can be tested alone and the
+relay runs as a plain chat relay with :class:`NullCopilot`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from hitl_desktop.core.protocol import (
+    ArticleContent,
+    AssistantStatus,
+    CustomerDetails,
+    ErrorCode,
+    KbResults,
+    Payload,
+    SessionSummary,
+)
+
+
+class OperationError(Exception):
+    """An operation refused for a reason the client should see (code + message)."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class SessionOutbox(Protocol):
+    """How the co-pilot speaks into a session. Implemented by the relay."""
+
+    async def publish(self, session_id: str, payload: Payload, *, ref: str | None = None) -> int:
+        """Durable types are logged then relayed (returns the seq); ephemeral ones
+        are only relayed (returns 0). Agent-only types never reach customers."""
+        ...
+
+    def session_summary(self, session_id: str) -> SessionSummary | None: ...
+
+
+class Copilot(Protocol):
+    """What the relay calls after it has validated, authorised and logged a message."""
+
+    async def on_customer_message(self, session_id: str, message_id: str, text: str) -> None: ...
+
+    async def on_agent_message(
+        self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
+    ) -> None: ...
+
+    async def approve(
+        self, session_id: str, approval_id: str, agent: str, arguments: dict[str, Any] | None
+    ) -> None: ...
+
+    async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None: ...
+
+    async def regenerate(self, session_id: str) -> None: ...
+
+    async def discard(self, session_id: str, turn_id: str) -> None: ...
+
+    def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
+        """(turn_id, text so far) of a draft still streaming, for resuming agents."""
+        ...
+
+    def customer_details(self, session_id: str) -> CustomerDetails: ...
+
+    def article(self, article_id: str) -> ArticleContent: ...
+
+    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults: ...
+
+    def status(self) -> AssistantStatus: ...
+
+    async def aclose(self) -> None: ...
+
+
+class NullCopilot:
+    """No assistant: the host relays chat between customer and agents only."""
+
+    async def on_customer_message(self, session_id: str, message_id: str, text: str) -> None:
+        return None
+
+    async def on_agent_message(
+        self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
+    ) -> None:
+        return None
+
+    async def approve(
+        self, session_id: str, approval_id: str, agent: str, arguments: dict[str, Any] | None
+    ) -> None:
+        raise OperationError(ErrorCode.NOT_FOUND, f"no approval {approval_id!r} in this session")
+
+    async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
+        raise OperationError(ErrorCode.NOT_FOUND, f"no approval {approval_id!r} in this session")
+
+    async def regenerate(self, session_id: str) -> None:
+        raise OperationError(ErrorCode.ASSISTANT_UNAVAILABLE, "this host runs without an assistant")
+
+    async def discard(self, session_id: str, turn_id: str) -> None:
+        raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
+
+    def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
+        return None
+
+    def customer_details(self, session_id: str) -> CustomerDetails:
+        return CustomerDetails(customer=None, orders=[])
+
+    def article(self, article_id: str) -> ArticleContent:
+        raise OperationError(ErrorCode.NOT_FOUND, f"no article {article_id!r}")
+
+    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
+        return KbResults(query=query, articles=[])
+
+    def status(self) -> AssistantStatus:
+        return AssistantStatus(
+            provider="none", model=None, is_ai=False, state="unconfigured",
+            message="this host relays chat only",
+        )
+
+    async def aclose(self) -> None:
+        return None

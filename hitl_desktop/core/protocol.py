@@ -1,0 +1,619 @@
+"""The wire protocol: typed, versioned JSON messages (docs/PROTOCOL.md is the contract).
+
+Pure data and validation, no I/O, so the relay, the client library and the
+tests share one definition. Every frame is an :class:`Envelope`; its ``data``
+is validated against the payload model registered for its ``type``.
+Host-produced messages that belong to a session's history are *durable*: they
+carry a per-session ``seq`` and are replayed on resume. Everything else is
+*ephemeral* (``seq`` is null) and is never replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME_BYTES: Final = 256 * 1024
+MAX_TEXT_CHARS: Final = 8000
+MAX_ID_CHARS: Final = 64
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class Scope(StrEnum):
+    """What a token may see: one session, or every session (desk agents, admins)."""
+
+    SESSION = "session"
+    DESK = "desk"
+    LOBBY = "lobby"  # a customer link that opens a fresh session per use
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes; clients may switch on these."""
+
+    BAD_FRAME = "bad_frame"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_TYPE = "unknown_type"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTH_FAILED = "auth_failed"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    CONFLICT = "conflict"
+    EXPIRED = "expired"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    SESSION_CLOSED = "session_closed"
+    ASSISTANT_UNAVAILABLE = "assistant_unavailable"
+    INTERNAL = "internal"
+
+
+class CloseCode:
+    """WebSocket close codes the host uses (4000-4999 are ours)."""
+
+    NORMAL: Final = 1000
+    GOING_AWAY: Final = 1001  # host shutting down: reconnect later
+    MESSAGE_TOO_BIG: Final = 1009
+    AUTH_FAILED: Final = 4001
+    HELLO_TIMEOUT: Final = 4002
+    TOO_MANY_ERRORS: Final = 4003
+    UNSUPPORTED_VERSION: Final = 4004
+    RATE_LIMITED: Final = 4008
+    REVOKED: Final = 4010  # token revoked or session closed: do not reconnect
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_TEXT_CHARS)
+
+
+Id = str  # validated by length in the envelope / payload fields
+
+
+# --------------------------------------------------------------------- client -> host
+
+
+class ClientInfo(_Payload):
+    name: str = Field(default="unknown", max_length=64)
+    version: str = Field(default="", max_length=32)
+
+
+class Hello(_Payload):
+    """First frame of every connection: presents the secret (never in the URL)."""
+
+    token: str = Field(min_length=8, max_length=200)
+    client: ClientInfo = ClientInfo()
+    # session id -> last durable seq the client has seen (0 = nothing yet)
+    resume: dict[str, int] = Field(default_factory=dict, max_length=5000)
+
+
+class Ack(_Payload):
+    seq: int = Field(ge=0)
+
+
+class ChatSend(_Payload):
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    # the draft this text came from (agents); lets the host store draft vs sent
+    draft_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+
+
+class Typing(_Payload):
+    active: bool
+
+
+class ApprovalApprove(_Payload):
+    approval_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    # edited arguments; validated against the tool's schema on the host
+    arguments: dict[str, Any] | None = None
+
+
+class ApprovalReject(_Payload):
+    approval_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DraftRegenerate(_Payload):
+    pass
+
+
+class DraftDiscard(_Payload):
+    turn_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+
+
+class SessionCreate(_Payload):
+    customer_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    title: str | None = Field(default=None, max_length=200)
+
+
+class SessionClose(_Payload):
+    pass
+
+
+class SessionListRequest(_Payload):
+    pass
+
+
+class CustomerGet(_Payload):
+    pass
+
+
+class ArticleGet(_Payload):
+    article_id: str = Field(min_length=1, max_length=200)
+
+
+class KbSearch(_Payload):
+    query: str = Field(default="", max_length=500)
+    kind: Literal["kb", "faq"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+# --------------------------------------------------------------------- host -> client
+
+
+class SessionSummary(_Payload):
+    session_id: str
+    title: str
+    customer_id: str | None
+    customer_name: str | None
+    state: Literal["open", "closed"]
+    created_at: float
+    last_seq: int
+    last_message: str | None = None
+    last_message_at: float | None = None
+    pending_approvals: int = 0
+    clients: int = 0
+
+
+class Welcome(_Payload):
+    protocol: int
+    role: Role
+    scope: Scope
+    # the session a customer or session agent is bound to (None for desk/admin)
+    session_id: str | None
+    sessions: list[SessionSummary]
+    server: dict[str, Any]
+    heartbeat_s: float
+    # a lobby customer gets a personal token for reconnecting to *its* session
+    resume_token: str | None = None
+    display_name: str | None = None
+
+
+class ErrorPayload(_Payload):
+    code: ErrorCode
+    message: str
+    retry_after: float | None = None
+    details: dict[str, Any] | None = None
+
+
+class Author(_Payload):
+    role: Role | Literal["assistant", "system"]
+    name: str
+
+
+class SessionOpened(_Payload):
+    """Durable seq 1 of every session."""
+
+    summary: SessionSummary
+    greeting: str | None = None
+
+
+class SessionUpdated(_Payload):
+    """Ephemeral inbox update for desk agents and admins."""
+
+    summary: SessionSummary
+
+
+class SessionClosed(_Payload):
+    by: str
+    reason: str | None = None
+
+
+class ChatMessage(_Payload):
+    message_id: str
+    author: Author
+    text: str
+    draft_id: str | None = None
+    # for agent sends: was the sent text different from the draft?
+    edited: bool | None = None
+
+
+class ChatDelivered(_Payload):
+    """Ephemeral: the other side has received messages up to ``seq``."""
+
+    seq: int
+    by: Role
+
+
+class TypingState(_Payload):
+    role: Role | Literal["assistant"]
+    active: bool
+
+
+class DraftStarted(_Payload):
+    turn_id: str
+    reason: Literal["customer_message", "approval", "rejection", "regenerate", "tool_result"]
+    provider: str
+
+
+class DraftDelta(_Payload):
+    """Ephemeral; ``offset`` is the draft length before this delta, so gaps show."""
+
+    turn_id: str
+    offset: int = Field(ge=0)
+    text: str = Field(max_length=1_000_000)
+
+
+class Citation(_Payload):
+    article_id: str
+    title: str
+    quote: str | None = None
+
+
+class DraftCompleted(_Payload):
+    turn_id: str
+    text: str = Field(max_length=1_000_000)
+    citations: list[Citation] = Field(default_factory=list)
+
+
+class DraftStale(_Payload):
+    turn_id: str
+    reason: str
+
+
+class DraftFailed(_Payload):
+    turn_id: str
+    code: ErrorCode
+    message: str
+
+
+class Article(_Payload):
+    article_id: str
+    title: str
+    kind: str
+    snippet: str = Field(max_length=4000)
+    score: float
+    path: str | None = None
+
+
+class ArticlesFound(_Payload):
+    turn_id: str
+    articles: list[Article]
+
+
+class ToolCallDelta(_Payload):
+    """Ephemeral: a tool call's arguments while they stream."""
+
+    turn_id: str
+    call_id: str
+    name: str
+    arguments_partial: dict[str, Any]
+
+
+class ToolCall(_Payload):
+    turn_id: str
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    mode: Literal["auto", "approval"]
+
+
+class ToolResult(_Payload):
+    call_id: str
+    name: str
+    ok: bool
+    output: dict[str, Any]
+
+
+class ApprovalCreated(_Payload):
+    approval_id: str
+    call_id: str
+    tool: str
+    description: str
+    arguments: dict[str, Any]
+    parameters_schema: dict[str, Any]
+    expires_at: float | None
+
+
+class ApprovalUpdated(_Payload):
+    approval_id: str
+    state: Literal["pending", "approved", "executed", "failed", "rejected", "expired"]
+    by: str | None = None
+    arguments: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+class AssistantStatus(_Payload):
+    """Ephemeral: what engine drafts replies, and whether it is healthy."""
+
+    provider: str
+    model: str | None
+    is_ai: bool
+    state: Literal["ready", "busy", "error", "unconfigured"]
+    message: str | None = None
+
+
+class SessionList(_Payload):
+    sessions: list[SessionSummary]
+
+
+class SessionCreated(_Payload):
+    session_id: str
+    customer_link: str
+    agent_link: str
+
+
+class CustomerDetails(_Payload):
+    customer: dict[str, Any] | None
+    orders: list[dict[str, Any]]
+
+
+class ArticleContent(_Payload):
+    article_id: str
+    title: str
+    kind: str
+    markdown: str = Field(max_length=1_000_000)
+
+
+class KbResults(_Payload):
+    query: str
+    articles: list[Article]
+
+
+# --------------------------------------------------------------------- registry
+
+
+class MessageSpec:
+    """What the protocol says about one message type."""
+
+    __slots__ = ("durable", "payload", "senders", "session_required", "type")
+
+    def __init__(
+        self,
+        type_: str,
+        payload: type[_Payload],
+        *,
+        senders: frozenset[Role] = frozenset(),
+        durable: bool = False,
+        session_required: bool = False,
+    ) -> None:
+        self.type = type_
+        self.payload = payload
+        self.senders = senders  # empty = host only
+        self.durable = durable
+        self.session_required = session_required
+
+
+_ALL = frozenset(Role)
+_AGENTS = frozenset({Role.AGENT, Role.ADMIN})
+
+CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
+    s.type: s
+    for s in (
+        MessageSpec("hello", Hello, senders=_ALL),
+        MessageSpec("ack", Ack, senders=_ALL, session_required=True),
+        MessageSpec("chat.send", ChatSend, senders=_ALL, session_required=True),
+        MessageSpec("typing", Typing, senders=_ALL, session_required=True),
+        MessageSpec("approval.approve", ApprovalApprove, senders=_AGENTS, session_required=True),
+        MessageSpec("approval.reject", ApprovalReject, senders=_AGENTS, session_required=True),
+        MessageSpec("draft.regenerate", DraftRegenerate, senders=_AGENTS, session_required=True),
+        MessageSpec("draft.discard", DraftDiscard, senders=_AGENTS, session_required=True),
+        MessageSpec("session.create", SessionCreate, senders=frozenset({Role.ADMIN})),
+        MessageSpec("session.close", SessionClose, senders=_AGENTS, session_required=True),
+        MessageSpec("session.list", SessionListRequest, senders=_AGENTS),
+        MessageSpec("customer.get", CustomerGet, senders=_AGENTS, session_required=True),
+        MessageSpec("article.get", ArticleGet, senders=_AGENTS),
+        MessageSpec("kb.search", KbSearch, senders=_AGENTS),
+    )
+}
+
+HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
+    s.type: s
+    for s in (
+        MessageSpec("welcome", Welcome),
+        MessageSpec("error", ErrorPayload),
+        MessageSpec("session.opened", SessionOpened, durable=True, session_required=True),
+        MessageSpec("session.updated", SessionUpdated, session_required=True),
+        MessageSpec("session.closed", SessionClosed, durable=True, session_required=True),
+        MessageSpec("chat.message", ChatMessage, durable=True, session_required=True),
+        MessageSpec("chat.delivered", ChatDelivered, session_required=True),
+        MessageSpec("typing", TypingState, session_required=True),
+        MessageSpec("draft.started", DraftStarted, durable=True, session_required=True),
+        MessageSpec("draft.delta", DraftDelta, session_required=True),
+        MessageSpec("draft.completed", DraftCompleted, durable=True, session_required=True),
+        MessageSpec("draft.stale", DraftStale, durable=True, session_required=True),
+        MessageSpec("draft.failed", DraftFailed, durable=True, session_required=True),
+        MessageSpec("articles", ArticlesFound, durable=True, session_required=True),
+        MessageSpec("tool.call.delta", ToolCallDelta, session_required=True),
+        MessageSpec("tool.call", ToolCall, durable=True, session_required=True),
+        MessageSpec("tool.result", ToolResult, durable=True, session_required=True),
+        MessageSpec("approval.created", ApprovalCreated, durable=True, session_required=True),
+        MessageSpec("approval.updated", ApprovalUpdated, durable=True, session_required=True),
+        MessageSpec("assistant.status", AssistantStatus),
+        MessageSpec("session.list", SessionList),
+        MessageSpec("session.created", SessionCreated),
+        MessageSpec("customer.details", CustomerDetails, session_required=True),
+        MessageSpec("article.content", ArticleContent),
+        MessageSpec("kb.results", KbResults),
+    )
+}
+
+# Durable host messages that only agents see (customers see chat, typing, receipts,
+# and the session's open/close). The relay filters on this.
+AGENT_ONLY_TYPES: Final = frozenset(
+    {
+        "draft.started",
+        "draft.delta",
+        "draft.completed",
+        "draft.stale",
+        "draft.failed",
+        "articles",
+        "tool.call.delta",
+        "tool.call",
+        "tool.result",
+        "approval.created",
+        "approval.updated",
+        "assistant.status",
+        "session.updated",
+    }
+)
+
+
+class Envelope(BaseModel):
+    """The frame around every message, in both directions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: int
+    type: str = Field(min_length=1, max_length=64)
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    session: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    seq: int | None = Field(default=None, ge=1)
+    ts: float
+    ref: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    data: dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """A frame the protocol rejects; carries the code and the offending id."""
+
+    def __init__(self, code: ErrorCode, message: str, *, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+def new_id(prefix: str = "m") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def _parse_json(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "binary frames are not part of the protocol")
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame must be a JSON object")
+    return obj
+
+
+def _envelope(obj: dict[str, Any]) -> Envelope:
+    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    if obj.get("v") != PROTOCOL_VERSION and "v" in obj and isinstance(obj["v"], int):
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {obj['v']} is not supported (this host speaks {PROTOCOL_VERSION})",
+            ref=ref,
+        )
+    try:
+        return Envelope.model_validate(obj, strict=True)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc), ref=ref) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "message"
+    return f"{where}: {err['msg']}"
+
+
+def decode(
+    frame: str | bytes, registry: dict[str, MessageSpec]
+) -> tuple[Envelope, _Payload, MessageSpec]:
+    """Parse and validate one frame against ``registry``; raise ProtocolError."""
+    env = _envelope(_parse_json(frame))
+    spec = registry.get(env.type)
+    if spec is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {env.type!r}", ref=env.id)
+    if spec.session_required and env.session is None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{env.type} needs a session", ref=env.id)
+    try:
+        payload = spec.payload.model_validate(env.data)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc), ref=env.id) from None
+    return env, payload, spec
+
+
+def decode_client(frame: str | bytes) -> tuple[Envelope, _Payload, MessageSpec]:
+    return decode(frame, CLIENT_MESSAGES)
+
+
+def decode_host(frame: str | bytes) -> tuple[Envelope, _Payload, MessageSpec]:
+    return decode(frame, HOST_MESSAGES)
+
+
+def type_of(payload: _Payload, registry: dict[str, MessageSpec]) -> str:
+    for spec in registry.values():
+        if type(payload) is spec.payload:
+            return spec.type
+    raise KeyError(type(payload).__name__)
+
+
+_HOST_TYPE_BY_PAYLOAD: Final = {spec.payload: t for t, spec in HOST_MESSAGES.items()}
+_CLIENT_TYPE_BY_PAYLOAD: Final = {spec.payload: t for t, spec in CLIENT_MESSAGES.items()}
+# "typing" and "session.list" share names across directions with different payloads.
+
+
+def host_type(payload: _Payload) -> str:
+    return _HOST_TYPE_BY_PAYLOAD[type(payload)]
+
+
+def client_type(payload: _Payload) -> str:
+    return _CLIENT_TYPE_BY_PAYLOAD[type(payload)]
+
+
+def encode(
+    type_: str,
+    payload: _Payload,
+    *,
+    session: str | None = None,
+    seq: int | None = None,
+    msg_id: str | None = None,
+    ref: str | None = None,
+    ts: float | None = None,
+) -> str:
+    """Serialise one message; the inverse of :func:`decode`."""
+    env = {
+        "v": PROTOCOL_VERSION,
+        "type": type_,
+        "id": msg_id or new_id(),
+        "session": session,
+        "seq": seq,
+        "ts": time.time() if ts is None else ts,
+        "ref": ref,
+        "data": payload.model_dump(mode="json"),
+    }
+    return json.dumps(env, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(
+    code: ErrorCode,
+    message: str,
+    *,
+    ref: str | None = None,
+    session: str | None = None,
+    retry_after: float | None = None,
+    details: dict[str, Any] | None = None,
+) -> str:
+    return encode(
+        "error",
+        ErrorPayload(code=code, message=message, retry_after=retry_after, details=details),
+        session=session,
+        ref=ref,
+    )
+
+
+Payload = _Payload

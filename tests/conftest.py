@@ -1,0 +1,45 @@
+"""Shared test set-up: every test runs against its own temporary user dirs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every platformdirs-derived path and secret store at tmp_path, so no test
+    reads or writes a real user's config, data, keyring or API key."""
+    home = tmp_path / "home"
+    for var, sub in (
+        ("HITL_DATA_DIR", "data"),
+        ("HITL_CONFIG_DIR", "config"),
+        ("XDG_DATA_HOME", "xdg-data"),
+        ("XDG_CONFIG_HOME", "xdg-config"),
+        ("XDG_CACHE_HOME", "xdg-cache"),
+        ("XDG_STATE_HOME", "xdg-state"),
+    ):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    home.mkdir()
+    yield tmp_path
+
+
+@pytest.fixture
+def recorded_streams() -> Path:
+    """The real Responses API streams recorded for tests (see shared/fixtures)."""
+    path = SHARED / "fixtures" / "openai-recorded"
+    if not path.is_dir():  # CI clones with shared/ beside the repo; keep a copy too
+        path = REPO / "tests" / "data" / "openai-recorded"
+    return path
