@@ -1,0 +1,609 @@
+"""One client connection to a host, with Qt signals for the UI.
+
+The UI never touches sockets: it calls :meth:`HostConnection.send` and listens to
+signals. All network work runs as supervised tasks on the asyncio loop that qasync
+drives, so Qt and asyncio share one thread and one loop.
+
+Reliability model (docs/PROTOCOL.md): durable host messages carry a per-session
+``seq``. The connection remembers the last seq it processed per session and
+presents it in ``hello.resume`` after a drop, so the host replays exactly what was
+missed. Duplicates (seq already seen) are dropped; a gap (seq jumps) means a frame
+was lost, so the connection resyncs by reconnecting. Client messages queue in an
+outbox while offline and are written after the next ``welcome``; a message written
+just before a drop whose confirmation never came is written again once the replay
+has caught up (by then the replay would have carried its echo if the host got it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+import websockets
+from PySide6.QtCore import QObject, Signal
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from hitl_desktop import __version__
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.core.protocol import (
+    Ack,
+    ChatMessage,
+    ClientInfo,
+    CloseCode,
+    Envelope,
+    ErrorPayload,
+    Hello,
+    Payload,
+    ProtocolError,
+    Welcome,
+    client_type,
+    decode_host,
+    encode,
+    new_id,
+)
+
+log = logging.getLogger(__name__)
+
+#: Host frames can carry whole articles and long drafts; the host caps what it sends.
+MAX_INBOUND_BYTES: Final = 8 * 1024 * 1024
+#: Yield to the Qt/asyncio loop after this many frames so painting never starves.
+YIELD_EVERY: Final = 8
+#: Acks are coalesced per session and flushed this often (seconds).
+ACK_DELAY_S: Final = 0.03
+#: How long to wait after ``welcome`` for the replay before re-writing unconfirmed messages.
+REPLAY_WAIT_S: Final = 3.0
+#: Client message types that are pointless to queue while offline.
+_VOLATILE_TYPES: Final = frozenset({"typing", "ack"})
+
+FATAL_CLOSE_CODES: Final[dict[int, str]] = {
+    CloseCode.AUTH_FAILED: "The host did not accept this invite link (it may be wrong or expired).",
+    CloseCode.UNSUPPORTED_VERSION: "This app and the host speak different protocol versions; "
+    "update HITL Desk.",
+    CloseCode.REVOKED: "This link was revoked or the session was closed by the host.",
+}
+
+
+class ConnectionState(StrEnum):
+    """What the banner shows."""
+
+    OFFLINE = "offline"  # not started, or closed on purpose
+    CONNECTING = "connecting"  # first attempt
+    CONNECTED = "connected"  # welcome received
+    RECONNECTING = "reconnecting"  # lost, retrying with backoff
+    FAILED = "failed"  # permanent: bad link, revoked, incompatible host
+
+
+class _Resync(Exception):
+    """A seq gap: drop the socket and resume from the last seq we have."""
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    msg_id: str
+    type: str
+    session: str | None
+    frame: str
+    written: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: between half and all of ``base * 2**attempt``."""
+    ceiling = min(cap, base * 2.0 ** min(attempt, 20))
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
+class ResumeTokenStore:
+    """Lobby customers' personal tokens, keyed by a hash of the invite link.
+
+    A lobby link opens a fresh session per use; the token from ``welcome`` brings a
+    restarted customer window back to *its* session instead.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def key(link: InviteLink) -> str:
+        return hashlib.sha256(str(link).encode()).hexdigest()[:32]
+
+    def _load(self) -> dict[str, str]:
+        try:
+            raw = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable resume tokens %s: %s", self.path, exc)
+            return {}
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+    def get(self, link: InviteLink) -> str | None:
+        return self._load().get(self.key(link))
+
+    def put(self, link: InviteLink, token: str | None) -> None:
+        data = self._load()
+        if token is None:
+            if data.pop(self.key(link), None) is None:
+                return
+        else:
+            data[self.key(link)] = token
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), "utf-8")
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o600)
+        tmp.replace(self.path)
+
+
+class HostConnection(QObject):
+    """A resilient connection to a host: connect, authenticate, resume, reconnect.
+
+    Signals are emitted on the loop thread (Qt's main thread under qasync).
+    """
+
+    #: the new :class:`ConnectionState` value (str)
+    state_changed = Signal(str)
+    #: the :class:`Welcome` payload, after every (re)connect
+    welcome_received = Signal(object)
+    #: every host message except welcome/error, deduplicated: (Envelope, Payload)
+    message_received = Signal(object, object)
+    #: (ErrorCode value, message, ref or None) for host ``error`` frames
+    error_received = Signal(str, str, object)
+    #: a queued message id was written to the socket
+    message_written = Signal(str)
+
+    def __init__(
+        self,
+        link: InviteLink,
+        *,
+        client_name: str = "hitl-desktop",
+        resume_store: ResumeTokenStore | Path | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        open_timeout: float = 10.0,
+        seed: int | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.link = link
+        self.client_name = client_name
+        if isinstance(resume_store, Path):
+            resume_store = ResumeTokenStore(resume_store)
+        self._resume_store = resume_store
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._open_timeout = open_timeout
+        self._rng = random.Random(seed)
+
+        self._state = ConnectionState.OFFLINE
+        self._state_message = ""
+        self._welcome: Welcome | None = None
+        self._last_seq: dict[str, int] = {}
+        self._outbox: deque[_Outgoing] = deque()
+        self._wake = asyncio.Event()
+        self._retry_now = asyncio.Event()
+        self._state_event = asyncio.Event()  # set on every state change
+        self._progress = asyncio.Event()  # set on every durable message
+        self._ws: ClientConnection | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._main: asyncio.Task[None] | None = None
+        self._closing = False
+        self._ack_pending: dict[str, int] = {}
+        self._ack_handle: asyncio.TimerHandle | None = None
+        self._resume_token: str | None = resume_store.get(link) if resume_store else None
+        self.attempts = 0  # consecutive failed attempts (for the banner and tests)
+        self.connects = 0  # successful welcomes so far
+        self.retry_at: float | None = None  # loop.time() of the next attempt
+        self.last_close_code: int | None = None
+        self.resyncs = 0
+        self.duplicates_dropped = 0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def state_message(self) -> str:
+        """Why we are in this state (empty when connected)."""
+        return self._state_message
+
+    @property
+    def welcome(self) -> Welcome | None:
+        return self._welcome
+
+    @property
+    def session_id(self) -> str | None:
+        """The session a customer (or session agent) is bound to."""
+        return self._welcome.session_id if self._welcome else None
+
+    @property
+    def resume_token(self) -> str | None:
+        return self._resume_token
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    def last_seq(self, session_id: str) -> int:
+        return self._last_seq.get(session_id, 0)
+
+    def resume_points(self) -> dict[str, int]:
+        return dict(self._last_seq)
+
+    def track(self, session_id: str, last_seq: int = 0) -> None:
+        """Follow a session from ``last_seq`` (0 = its whole history) on the next hello."""
+        self._last_seq.setdefault(session_id, last_seq)
+
+    def pending_count(self) -> int:
+        """Messages not yet confirmed by the host (queued or in flight)."""
+        return len(self._outbox)
+
+    def open(self) -> None:
+        """Start connecting (idempotent). Needs the qasync/asyncio loop to be current."""
+        if self._main is not None and not self._main.done():
+            return
+        self._closing = False
+        self._main = self._spawn(self._run(), "connection")
+
+    async def wait_connected(self) -> Welcome:
+        """Until connected (wrap in ``asyncio.timeout``); raises ConnectionError once FAILED."""
+        while self._state is not ConnectionState.CONNECTED:
+            if self._state is ConnectionState.FAILED:
+                raise ConnectionError(self._state_message)
+            self._state_event.clear()
+            await self._state_event.wait()
+        assert self._welcome is not None
+        return self._welcome
+
+    def send(self, payload: Payload, *, session: str | None = None) -> str:
+        """Queue one client message; returns its id (hosts echo it as ``ref``).
+
+        Written right away when connected, else after the next welcome. ``session``
+        defaults to the session this connection is bound to.
+        """
+        type_ = client_type(payload)
+        session = session if session is not None else self.session_id
+        msg_id = new_id("c")
+        frame = encode(type_, payload, session=session, msg_id=msg_id)
+        if type_ in _VOLATILE_TYPES:
+            if self._state is ConnectionState.CONNECTED and self._ws is not None:
+                self._spawn(self._write_volatile(frame), f"send {type_}")
+            return msg_id
+        self._outbox.append(_Outgoing(msg_id, type_, session, frame))
+        self._wake.set()
+        return msg_id
+
+    def reconnect_now(self) -> None:
+        """Skip the backoff wait (the banner's "Retry now")."""
+        if self._state is ConnectionState.FAILED:
+            self.open()
+        self._retry_now.set()
+
+    def drop_socket(self) -> None:
+        """Abort the socket as a network failure would (tests, diagnostics)."""
+        if self._ws is not None:
+            transport = self._ws.transport
+            transport.abort()
+
+    def close(self) -> None:
+        """Stop for good without waiting (use :meth:`aclose` to await it)."""
+        self._spawn(self.aclose(), "close")
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._retry_now.set()
+        self._wake.set()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2.0)
+        main = self._main
+        if main is not None and not main.done():
+            main.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await main
+        for task in list(self._tasks):
+            if task is not asyncio.current_task() and not task.done():
+                task.cancel()
+        self._set_state(ConnectionState.OFFLINE, "closed")
+
+    # ------------------------------------------------------------------ internals
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"hitl-client {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("client task %s failed", task.get_name(), exc_info=exc)
+
+    def _set_state(self, state: ConnectionState, message: str = "") -> None:
+        changed = state is not self._state or message != self._state_message
+        self._state = state
+        self._state_message = message
+        if changed:
+            log.info("connection %s %s", state.value, message)
+            self._state_event.set()
+            self.state_changed.emit(state.value)
+
+    def _token(self) -> str:
+        return self._resume_token or self.link.token
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.link.tls:
+            return None
+        ctx = ssl.create_default_context()
+        ca = os.environ.get("HITL_CA_FILE")
+        if ca:
+            ctx.load_verify_locations(ca)
+        return ctx
+
+    async def _run(self) -> None:
+        """The connection supervisor: (re)connect until closed or failed for good."""
+        first = True
+        while not self._closing:
+            self._set_state(
+                ConnectionState.CONNECTING if first and not self.connects
+                else ConnectionState.RECONNECTING,
+                "connecting…" if first else self._state_message,
+            )
+            first = False
+            code: int | None = None
+            reason = ""
+            resync = False
+            try:
+                async with websockets.connect(
+                    self.link.ws_url,
+                    open_timeout=self._open_timeout,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=2,
+                    max_size=MAX_INBOUND_BYTES,
+                    max_queue=64,
+                    ssl=self._ssl_context(),
+                    user_agent_header=f"hitl-desktop/{__version__}",
+                ) as ws:
+                    self._ws = ws
+                    try:
+                        await self._serve(ws)
+                    except _Resync:
+                        resync = True
+                        self.resyncs += 1
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(ws.close(1000, "resync"), 1.0)
+                    if ws.close_code is not None:
+                        code, reason = ws.close_code, ws.close_reason or ""
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, EOFError) as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            finally:
+                self._ws = None
+            if self.closing:
+                break
+            self.last_close_code = code
+            log.info("disconnected (code %s, %s)", code, reason or "no reason")
+            if code in FATAL_CLOSE_CODES:
+                if self._resume_token is not None and code in (
+                    CloseCode.AUTH_FAILED,
+                    CloseCode.REVOKED,
+                ):
+                    # the personal token expired: start over from the invite link
+                    log.info("stored resume token refused; retrying with the invite link")
+                    self._forget_resume_token()
+                    continue
+                message = FATAL_CLOSE_CODES[code]
+                if reason:
+                    message = f"{message} ({reason})"
+                self._set_state(ConnectionState.FAILED, message)
+                return
+            if resync:
+                continue
+            delay = backoff_delay(self.attempts, self._backoff_base, self._backoff_max, self._rng)
+            self.attempts += 1
+            loop = asyncio.get_running_loop()
+            self.retry_at = loop.time() + delay
+            why = reason or (f"connection closed ({code})" if code else "connection lost")
+            self._set_state(ConnectionState.RECONNECTING, f"{why}; retrying in {delay:.0f} s")
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry_now.wait(), delay)
+            self.retry_at = None
+        self._set_state(ConnectionState.OFFLINE, "closed")
+
+    def _forget_resume_token(self) -> None:
+        self._resume_token = None
+        if self._resume_store is not None:
+            self._resume_store.put(self.link, None)
+        # a fresh lobby session starts from scratch
+        self._last_seq.clear()
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        hello = Hello(
+            token=self._token(),
+            client=ClientInfo(name=self.client_name[:64], version=__version__),
+            resume=dict(self._last_seq),
+        )
+        await ws.send(encode("hello", hello))
+        # first frame: welcome, or an error followed by a close
+        async with asyncio.timeout(self._open_timeout):
+            while True:
+                env, payload = self._decode(await ws.recv())
+                if env is None:
+                    continue
+                if isinstance(payload, ErrorPayload):
+                    self._emit_error(env, payload)
+                    continue
+                if isinstance(payload, Welcome):
+                    break
+                log.warning("expected welcome, got %s; ignoring", env.type)
+        self._on_welcome(payload)
+        writer = self._spawn(self._writer(ws), "writer")
+        catch_up = self._spawn(self._after_replay(payload), "replay wait")
+        try:
+            count = 0
+            async for frame in ws:
+                self._on_frame(frame)
+                count += 1
+                if count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        finally:
+            writer.cancel()
+            catch_up.cancel()
+            self._flush_acks()
+
+    def _on_welcome(self, welcome: Welcome) -> None:
+        self._welcome = welcome
+        self.attempts = 0
+        self.connects += 1
+        if welcome.session_id is not None:
+            self._last_seq.setdefault(welcome.session_id, 0)
+        if welcome.resume_token and welcome.resume_token != self._resume_token:
+            self._resume_token = welcome.resume_token
+            if self._resume_store is not None:
+                try:
+                    self._resume_store.put(self.link, welcome.resume_token)
+                except OSError as exc:
+                    log.warning("cannot store the resume token: %s", exc)
+        # frames written before the drop but never confirmed wait for the replay
+        for item in self._outbox:
+            if item.written:
+                item.written = False
+                item.queued_at = -1.0  # marker: held until the replay caught up
+        self._set_state(ConnectionState.CONNECTED)
+        self.welcome_received.emit(welcome)
+        self._wake.set()
+
+    async def _after_replay(self, welcome: Welcome) -> None:
+        """Release held messages once the replay reached the host's last seq."""
+        targets = {
+            s.session_id: s.last_seq for s in welcome.sessions if s.session_id in self._last_seq
+        }
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REPLAY_WAIT_S):
+                while any(self._last_seq.get(sid, 0) < last for sid, last in targets.items()):
+                    self._progress.clear()
+                    await self._progress.wait()
+        for item in self._outbox:
+            if item.queued_at < 0:
+                item.queued_at = time.monotonic()
+        self._wake.set()
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        """Write queued messages in order; keep them until the host confirms."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            sent = 0
+            for item in list(self._outbox):
+                if item.written or item.queued_at < 0:
+                    continue
+                if item not in self._outbox:  # confirmed meanwhile
+                    continue
+                try:
+                    await ws.send(item.frame)
+                except ConnectionClosed:
+                    return  # the reader sees the close and reconnects
+                item.written = True
+                self.message_written.emit(item.msg_id)
+                sent += 1
+                if sent % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+
+    async def _write_volatile(self, frame: str) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(frame)
+
+    def _decode(self, frame: str | bytes) -> tuple[Envelope | None, Payload | None]:
+        try:
+            env, payload, _spec = decode_host(frame)
+        except ProtocolError as exc:
+            log.warning("ignoring a frame the protocol rejects: %s (%s)", exc.message, exc.code)
+            return None, None
+        return env, payload
+
+    def _emit_error(self, env: Envelope, payload: ErrorPayload) -> None:
+        if env.ref is not None:
+            self._confirm(env.ref)
+        log.info("host error %s: %s (ref %s)", payload.code, payload.message, env.ref)
+        self.error_received.emit(payload.code.value, payload.message, env.ref)
+
+    def _confirm(self, msg_id: str) -> None:
+        for item in self._outbox:
+            if item.msg_id == msg_id:
+                self._outbox.remove(item)
+                return
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        env, payload = self._decode(frame)
+        if env is None or payload is None:
+            return
+        if isinstance(payload, ErrorPayload):
+            self._emit_error(env, payload)
+            return
+        if isinstance(payload, Welcome):
+            log.warning("unexpected second welcome; ignoring")
+            return
+        if env.seq is not None and env.session is not None:
+            last = self._last_seq.get(env.session)
+            if last is not None:
+                if env.seq <= last:
+                    self.duplicates_dropped += 1
+                    return
+                if env.seq != last + 1:
+                    log.warning(
+                        "seq gap in session %s: have %d, got %d; resyncing",
+                        env.session, last, env.seq,
+                    )
+                    raise _Resync
+            self._last_seq[env.session] = env.seq
+            self._progress.set()
+            self._schedule_ack(env.session, env.seq)
+        if env.ref is not None:
+            self._confirm(env.ref)
+        if isinstance(payload, ChatMessage):
+            self._confirm(payload.message_id)
+        self.message_received.emit(env, payload)
+
+    def _schedule_ack(self, session: str, seq: int) -> None:
+        self._ack_pending[session] = seq
+        if self._ack_handle is None:
+            loop = asyncio.get_running_loop()
+            self._ack_handle = loop.call_later(ACK_DELAY_S, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_handle = None
+        pending, self._ack_pending = self._ack_pending, {}
+        if self._ws is None:
+            return
+        for session, seq in pending.items():
+            self._spawn(
+                self._write_volatile(encode("ack", Ack(seq=seq), session=session)), "ack"
+            )

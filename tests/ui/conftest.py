@@ -1,0 +1,47 @@
+"""UI test set-up: async tests run inside Qt's event loop (qasync), as the app does.
+
+pytest-asyncio 1.5 asks the ``pytest_asyncio_loop_factories`` hook for the loops
+to run async tests in; returning a factory for ``qasync.QEventLoop(app)`` makes
+every coroutine test share one thread and one loop with the widgets, so signals,
+timers and painting behave exactly as in the real windows. Never call
+``qtbot.wait*`` from inside such a test: a nested Qt loop loses asyncio tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+
+def qt_app() -> QApplication:
+    """The one QApplication (pytest-qt's ``qapp`` reuses it)."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["hitl-desktop-tests"])
+    assert isinstance(app, QApplication)
+    return app
+
+
+def _qasync_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop = qasync.QEventLoop(qt_app())
+    return loop
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"qasync": _qasync_loop}
+
+
+async def until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Await (never block) until ``predicate()`` is truthy, letting Qt and asyncio run."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
