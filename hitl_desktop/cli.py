@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="invite link (hitl://...); without it a join dialog opens")
         p.add_argument("--config-dir", default=None)
 
+    open_ = sub.add_parser("open", help="open an invite link in the right window (URL handler)")
+    open_.add_argument("link", help="hitl://HOST:PORT/customer#... or .../agent#...")
+    open_.add_argument("--config-dir", default=None)
+
     demo = sub.add_parser("demo", help="host + customer window + agent window on this PC")
     demo.add_argument("--screenshot", metavar="DIR", default=None,
                       help="save a PNG of each window once the UI is up")
@@ -98,6 +102,7 @@ MODES = {
     "session": "hitl_desktop.app.sessions_cli",
     "customer": "hitl_desktop.app.customer",
     "agent": "hitl_desktop.app.agent",
+    "open": "hitl_desktop.app.open_link",
     "demo": "hitl_desktop.app.demo",
     "setup": "hitl_desktop.app.setup",
     "kb": "hitl_desktop.app.kb",

@@ -1,0 +1,24 @@
+"""``hitl-desktop open LINK``: what the ``hitl://`` URL handler runs. Opens the
+customer or agent window that the link's role names."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hitl_desktop.core.links import InvalidLink, InviteLink
+
+log = logging.getLogger(__name__)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        link = InviteLink.parse(args.link)
+    except InvalidLink as exc:
+        sys.stderr.write(f"hitl-desktop: cannot open this link: {exc}\n")
+        return 2
+    log.info("opening %s window for %s:%s", link.role, link.host, link.port)
+    module = importlib.import_module(f"hitl_desktop.app.{link.role}")
+    return int(module.run(args))
