@@ -207,7 +207,7 @@ class HostConnection(QObject):
         self._resume_token: str | None = resume_store.get(link) if resume_store else None
         self.attempts = 0  # consecutive failed attempts (for the banner and tests)
         self.connects = 0  # successful welcomes so far
-        self.retry_at: float | None = None  # loop.time() of the next attempt
+        self.retry_at: float | None = None  # time.monotonic() of the next attempt
         self.last_close_code: int | None = None
         self.resyncs = 0
         self.duplicates_dropped = 0
@@ -250,6 +250,19 @@ class HostConnection(QObject):
     def track(self, session_id: str, last_seq: int = 0) -> None:
         """Follow a session from ``last_seq`` (0 = its whole history) on the next hello."""
         self._last_seq.setdefault(session_id, last_seq)
+
+    def retry_in(self) -> float | None:
+        """Seconds until the next reconnect attempt, while waiting for one."""
+        if self.retry_at is None:
+            return None
+        return max(0.0, self.retry_at - time.monotonic())
+
+    def sync_session(self, session_id: str) -> str:
+        """Ask for a session's history we have not got (e.g. a closed one, for desk agents)."""
+        from hitl_desktop.core.protocol import SessionSync
+
+        self.track(session_id, 0)
+        return self.send(SessionSync(after_seq=self.last_seq(session_id)), session=session_id)
 
     def pending_count(self) -> int:
         """Messages not yet confirmed by the host (queued or in flight)."""
@@ -425,8 +438,7 @@ class HostConnection(QObject):
                 continue
             delay = backoff_delay(self.attempts, self._backoff_base, self._backoff_max, self._rng)
             self.attempts += 1
-            loop = asyncio.get_running_loop()
-            self.retry_at = loop.time() + delay
+            self.retry_at = time.monotonic() + delay
             why = reason or (f"connection closed ({code})" if code else "connection lost")
             self._set_state(ConnectionState.RECONNECTING, f"{why}; retrying in {delay:.0f} s")
             self._retry_now.clear()
@@ -482,6 +494,12 @@ class HostConnection(QObject):
         self.connects += 1
         if welcome.session_id is not None:
             self._last_seq.setdefault(welcome.session_id, 0)
+        else:
+            # desk scope: the host replays every open session from our resume point
+            # (0 for sessions we never saw), so they start at seq 1
+            for summary in welcome.sessions:
+                if summary.state == "open":
+                    self._last_seq.setdefault(summary.session_id, 0)
         if welcome.resume_token and welcome.resume_token != self._resume_token:
             self._resume_token = welcome.resume_token
             if self._resume_store is not None:
