@@ -69,6 +69,7 @@ class CloseCode:
     TOO_MANY_ERRORS: Final = 4003
     UNSUPPORTED_VERSION: Final = 4004
     RATE_LIMITED: Final = 4008
+    TRY_AGAIN_LATER: Final = 1013  # this client fell too far behind (slow reader): resume
     REVOKED: Final = 4010  # token revoked or session closed: do not reconnect
 
 
@@ -140,6 +141,13 @@ class SessionClose(_Payload):
 
 class SessionListRequest(_Payload):
     pass
+
+
+class SessionSync(_Payload):
+    """Replay a session's durable messages with seq > ``after_seq`` (e.g. a desk agent
+    opening a closed session it did not get on connect)."""
+
+    after_seq: int = Field(default=0, ge=0)
 
 
 class CustomerGet(_Payload):
@@ -411,6 +419,7 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("session.create", SessionCreate, senders=frozenset({Role.ADMIN})),
         MessageSpec("session.close", SessionClose, senders=_AGENTS, session_required=True),
         MessageSpec("session.list", SessionListRequest, senders=_AGENTS),
+        MessageSpec("session.sync", SessionSync, senders=_ALL, session_required=True),
         MessageSpec("customer.get", CustomerGet, senders=_AGENTS, session_required=True),
         MessageSpec("article.get", ArticleGet, senders=_AGENTS),
         MessageSpec("kb.search", KbSearch, senders=_AGENTS),

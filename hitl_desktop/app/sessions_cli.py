@@ -1,0 +1,91 @@
+"""``hitl-desktop session new|list``: manage sessions straight in a host's data dir.
+
+Why not over the socket: this works whether or not the host is running. The
+log is SQLite in WAL mode, so writing a session next to a running host is safe;
+the host notices new sessions within a second (``PRAGMA data_version``). The
+links use the address the host announced in ``host.json`` unless overridden.
+Session tokens are printed once and stored only hashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hitl_desktop.app.host import HOST_FILE, load_customer_names
+from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.host.log import RelayLog
+from hitl_desktop.host.tokens import TokenKind, Tokens
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 8765
+
+
+def _announced(data_dir: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((data_dir / HOST_FILE).read_text("utf-8"))
+        return info if isinstance(info, dict) else {}
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def new_session(args: argparse.Namespace) -> dict[str, Any]:
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None)).ensure()
+    settings = Settings.load(paths)
+    announced = _announced(paths.data_dir)
+    host = args.host_address or announced.get("public_host") or "127.0.0.1"
+    port = args.port or announced.get("port") or DEFAULT_PORT
+    tls = bool(announced.get("tls", False))
+    if not announced and not (args.host_address and args.port):
+        log.warning("no host has run on this data dir yet: links use %s:%s", host, port)
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        tokens = Tokens(relay_log)
+        names = load_customer_names()
+        row, _frame = relay_log.create_session(
+            title=args.title, customer_id=args.customer_id, greeting=settings.greeting,
+            customer_name=names.get(args.customer_id or "CUST1001"),
+        )
+        customer = tokens.issue(TokenKind.CUSTOMER_SESSION, session_id=row.session_id)
+        agent = tokens.issue(TokenKind.AGENT_SESSION, session_id=row.session_id)
+    finally:
+        relay_log.close()
+    return {
+        "session_id": row.session_id,
+        "title": row.title,
+        "customer_id": row.customer_id,
+        "customer_link": str(InviteLink(host, int(port), "customer", customer, tls)),
+        "agent_link": str(InviteLink(host, int(port), "agent", agent, tls)),
+    }
+
+
+def list_sessions(args: argparse.Namespace) -> list[dict[str, Any]]:
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None))
+    if not (paths.data_dir / "relay.sqlite3").exists():
+        return []
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        names = load_customer_names()
+        return [
+            row.summary(customer_name=names.get(row.customer_id or "")).model_dump(mode="json")
+            for _rowid, row in relay_log.load_sessions()
+        ]
+    finally:
+        relay_log.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.session_cmd == "new":
+        out: Any = new_session(args)
+    elif args.session_cmd == "list":
+        out = list_sessions(args)
+    else:  # argparse prevents this
+        log.error("unknown session command %r", args.session_cmd)
+        return 2
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0

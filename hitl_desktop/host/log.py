@@ -1,0 +1,319 @@
+"""The durable session log: SQLite in the data dir, written *before* anything is relayed.
+
+Why SQLite: one file, crash-safe (WAL; a committed row survives SIGKILL of the
+host), readable by a second process (``session new`` writes sessions while a
+host runs). ``synchronous=NORMAL`` in WAL mode skips the fsync per commit
+(durable against process crashes, not power loss), which keeps an append in the
+tens of microseconds so it can sit on the relay's hot path.
+
+Each durable message is stored as the exact frame that was relayed, so resume
+replays bytes without re-encoding. Sequence numbers are per session, start at 1
+(``session.opened``) and have no gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hitl_desktop.core.protocol import (
+    HOST_MESSAGES,
+    Payload,
+    SessionOpened,
+    SessionSummary,
+    encode,
+    host_type,
+    new_id,
+)
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "relay.sqlite3"
+DEFAULT_CUSTOMER_ID = "CUST1001"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id      TEXT PRIMARY KEY,
+    title           TEXT NOT NULL,
+    customer_id     TEXT,
+    state           TEXT NOT NULL DEFAULT 'open',
+    created_at      REAL NOT NULL,
+    closed_at       REAL,
+    last_seq        INTEGER NOT NULL DEFAULT 0,
+    last_message    TEXT,
+    last_message_at REAL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    type       TEXT NOT NULL,
+    ts         REAL NOT NULL,
+    frame      TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS approvals (
+    session_id  TEXT NOT NULL,
+    approval_id TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    PRIMARY KEY (session_id, approval_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tokens (
+    token_id    TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    session_id  TEXT,
+    label       TEXT,
+    created_at  REAL NOT NULL,
+    revoked_at  REAL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_session ON tokens(session_id);
+"""
+
+
+@dataclass(slots=True)
+class SessionRow:
+    """What the log knows about one session (the relay keeps these in memory)."""
+
+    session_id: str
+    title: str
+    customer_id: str | None
+    state: str
+    created_at: float
+    last_seq: int
+    last_message: str | None
+    last_message_at: float | None
+    pending_approvals: int = 0
+
+    def summary(self, *, customer_name: str | None = None, clients: int = 0) -> SessionSummary:
+        return SessionSummary(
+            session_id=self.session_id,
+            title=self.title,
+            customer_id=self.customer_id,
+            customer_name=customer_name,
+            state="closed" if self.state == "closed" else "open",
+            created_at=self.created_at,
+            last_seq=self.last_seq,
+            last_message=self.last_message,
+            last_message_at=self.last_message_at,
+            pending_approvals=self.pending_approvals,
+            clients=clients,
+        )
+
+
+def _row(r: tuple[Any, ...], pending: int) -> SessionRow:
+    return SessionRow(
+        session_id=r[0], title=r[1], customer_id=r[2], state=r[3], created_at=r[4],
+        last_seq=r[5], last_message=r[6], last_message_at=r[7], pending_approvals=pending,
+    )
+
+
+def new_session_id() -> str:
+    return f"s_{secrets.token_hex(6)}"
+
+
+class RelayLog:
+    """Append-only per-session message log plus the sessions and tokens tables."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(_SCHEMA)
+
+    @classmethod
+    def open_in(cls, data_dir: Path) -> RelayLog:
+        return cls(data_dir / LOG_FILE)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def data_version(self) -> int:
+        """Changes whenever *another* connection commits (used to notice CLI-made sessions)."""
+        row = self.db.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(
+        self,
+        *,
+        title: str | None = None,
+        customer_id: str | None = None,
+        greeting: str | None = None,
+        customer_name: str | None = None,
+        session_id: str | None = None,
+    ) -> tuple[SessionRow, str]:
+        """Create a session and its durable seq 1 (``session.opened``); returns the row
+        and the encoded opening frame."""
+        sid = session_id or new_session_id()
+        now = time.time()
+        row = SessionRow(
+            session_id=sid,
+            title=title or f"Chat {time.strftime('%Y-%m-%d %H:%M', time.localtime(now))}",
+            customer_id=customer_id or DEFAULT_CUSTOMER_ID,
+            state="open",
+            created_at=now,
+            last_seq=1,
+            last_message=None,
+            last_message_at=None,
+        )
+        frame = encode(
+            "session.opened",
+            SessionOpened(summary=row.summary(customer_name=customer_name), greeting=greeting),
+            session=sid,
+            seq=1,
+            ts=now,
+        )
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO sessions(session_id, title, customer_id, state, created_at, last_seq)"
+                " VALUES (?, ?, ?, 'open', ?, 1)",
+                (sid, row.title, row.customer_id, now),
+            )
+            self.db.execute(
+                "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, 1, ?, ?, ?)",
+                (sid, "session.opened", now, frame),
+            )
+        return row, frame
+
+    def load_sessions(self, *, since_rowid: int = 0) -> list[tuple[int, SessionRow]]:
+        rows = self.db.execute(
+            "SELECT rowid, session_id, title, customer_id, state, created_at, last_seq,"
+            " last_message, last_message_at FROM sessions WHERE rowid > ? ORDER BY rowid",
+            (since_rowid,),
+        ).fetchall()
+        pending = dict(
+            self.db.execute(
+                "SELECT session_id, COUNT(*) FROM approvals WHERE state = 'pending'"
+                " GROUP BY session_id"
+            ).fetchall()
+        )
+        return [
+            (r[0], _row(r[1:], int(pending.get(r[1], 0))))
+            for r in rows
+        ]
+
+    def get_session(self, session_id: str) -> SessionRow | None:
+        r = self.db.execute(
+            "SELECT session_id, title, customer_id, state, created_at, last_seq,"
+            " last_message, last_message_at FROM sessions WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        if r is None:
+            return None
+        (pending,) = self.db.execute(
+            "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'",
+            (session_id,),
+        ).fetchone()
+        return _row(r, int(pending))
+
+    # ------------------------------------------------------------------ messages
+
+    def append(
+        self, row: SessionRow, payload: Payload, *, ref: str | None = None, type_: str | None = None
+    ) -> tuple[int, str]:
+        """Log one durable message of ``row``'s session; returns (seq, frame).
+
+        Updates ``row`` in place (last_seq, last message, pending approvals) only
+        after the commit succeeded, so memory never runs ahead of the disk.
+        """
+        t = type_ or host_type(payload)
+        if not HOST_MESSAGES[t].durable:
+            raise ValueError(f"{t} is not a durable message type")
+        seq = row.last_seq + 1
+        now = time.time()
+        frame = encode(t, payload, session=row.session_id, seq=seq, ts=now, ref=ref,
+                       msg_id=new_id())
+        last_message = row.last_message
+        last_at = row.last_message_at
+        state = row.state
+        data: Any = payload
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",
+                (row.session_id, seq, t, now, frame),
+            )
+            if t == "chat.message":
+                last_message, last_at = data.text[:200], now
+            elif t == "session.closed":
+                state = "closed"
+            elif t == "approval.created":
+                self.db.execute(
+                    "INSERT OR REPLACE INTO approvals(session_id, approval_id, state)"
+                    " VALUES (?, ?, 'pending')",
+                    (row.session_id, data.approval_id),
+                )
+            elif t == "approval.updated":
+                self.db.execute(
+                    "INSERT OR REPLACE INTO approvals(session_id, approval_id, state)"
+                    " VALUES (?, ?, ?)",
+                    (row.session_id, data.approval_id, data.state),
+                )
+            self.db.execute(
+                "UPDATE sessions SET last_seq = ?, last_message = ?, last_message_at = ?,"
+                " state = ?, closed_at = CASE WHEN ? = 'closed' THEN ? ELSE closed_at END"
+                " WHERE session_id = ?",
+                (seq, last_message, last_at, state, state, now, row.session_id),
+            )
+            if t in ("approval.created", "approval.updated"):
+                (pending,) = self.db.execute(
+                    "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'",
+                    (row.session_id,),
+                ).fetchone()
+                row.pending_approvals = int(pending)
+        row.last_seq = seq
+        row.last_message, row.last_message_at, row.state = last_message, last_at, state
+        return seq, frame
+
+    def frames_after(self, session_id: str, after_seq: int) -> list[str]:
+        """The durable frames with seq > ``after_seq``, in order (what resume replays)."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT frame FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq",
+                (session_id, after_seq),
+            )
+        ]
+
+    def typed_frames_after(self, session_id: str, after_seq: int) -> list[tuple[str, str]]:
+        """(type, frame) pairs with seq > ``after_seq``, in order (resume filters on type)."""
+        return [
+            (r[0], r[1])
+            for r in self.db.execute(
+                "SELECT type, frame FROM messages WHERE session_id = ? AND seq > ? ORDER BY seq",
+                (session_id, after_seq),
+            )
+        ]
+
+    def messages(self, session_id: str) -> list[dict[str, Any]]:
+        """Every durable message of a session as decoded envelopes (tests, tools)."""
+        return [json.loads(f) for f in self.frames_after(session_id, 0)]
+
+    # ------------------------------------------------------------------ helpers
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> RelayLog._Tx:
+        return RelayLog._Tx(self.db)
+
+    def iter_session_ids(self) -> Iterator[str]:
+        for (sid,) in self.db.execute("SELECT session_id FROM sessions ORDER BY rowid"):
+            yield sid

@@ -1,0 +1,38 @@
+"""Per-connection token bucket: a burst allowance refilled at a steady rate.
+
+Why per connection: one noisy client must only slow itself down, never the
+host's other clients.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._stamp = clock()
+
+    def take(self, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if available; False means the caller is over its rate."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return True
+        return False
+
+    def retry_after(self, cost: float = 1.0) -> float:
+        """Seconds until ``cost`` tokens will be available."""
+        missing = cost - self._tokens
+        return max(0.0, missing / self.rate) if self.rate > 0 else float("inf")

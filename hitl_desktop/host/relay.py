@@ -1,0 +1,795 @@
+"""The session relay: authenticates connections, checks every operation, logs, fans out.
+
+Design, in the spirit of ``websockets`` itself: the protocol rules (which role
+may do what, what a customer may see, how resume works) live in plain methods
+on :class:`Relay`; I/O is confined to the per-connection reader (the handler
+coroutine) and a per-connection writer task. Every outgoing frame goes through
+the connection's own queue, which gives three properties at once:
+
+* order: replayed history is queued before the connection is registered for
+  live fan-out, and nothing awaits in between, so a client sees seq N+1 only
+  after seq N, with no duplicates and no gaps;
+* isolation: a slow or stuck client only fills its own queue (and is
+  disconnected with 1013 when it overflows); it never blocks the fan-out;
+* cheap fan-out: a frame is encoded once and the same string is queued for
+  every recipient.
+
+The relay implements :class:`hitl_desktop.core.ports.SessionOutbox` for the
+co-pilot, and calls a :class:`~hitl_desktop.core.ports.Copilot` after it has
+validated, authorised and logged a client's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, cast
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from hitl_desktop import __version__
+from hitl_desktop.core.ports import Copilot, NullCopilot, OperationError, SessionOutbox
+from hitl_desktop.core.protocol import (
+    AGENT_ONLY_TYPES,
+    HOST_MESSAGES,
+    MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    Ack,
+    ApprovalApprove,
+    ApprovalReject,
+    ArticleGet,
+    AssistantStatus,
+    Author,
+    ChatDelivered,
+    ChatMessage,
+    ChatSend,
+    CloseCode,
+    DraftDelta,
+    DraftDiscard,
+    Envelope,
+    ErrorCode,
+    Hello,
+    KbSearch,
+    Payload,
+    ProtocolError,
+    Role,
+    Scope,
+    SessionClosed,
+    SessionCreate,
+    SessionCreated,
+    SessionList,
+    SessionSummary,
+    SessionSync,
+    SessionUpdated,
+    Typing,
+    TypingState,
+    Welcome,
+    decode_client,
+    encode,
+    error_frame,
+    host_type,
+    new_id,
+)
+from hitl_desktop.host.log import RelayLog, SessionRow
+from hitl_desktop.host.ratelimit import TokenBucket
+from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
+
+log = logging.getLogger(__name__)
+
+CopilotFactory = Callable[[SessionOutbox], Copilot]
+LinkBuilder = Callable[[TokenKind, str], str]
+
+_CLOSE = object()  # queue sentinel: (the writer closes after everything before it)
+MAX_SESSIONS_IN_WELCOME = 500
+
+
+@dataclass(slots=True)
+class RelayConfig:
+    """Limits and timings; defaults are what the host runs with (see docs/PROTOCOL.md)."""
+
+    hello_timeout: float = 10.0
+    heartbeat_s: float = 20.0
+    ping_timeout: float = 20.0
+    max_frame: int = MAX_FRAME_BYTES
+    rate: float = 20.0  # sustained client frames per second
+    burst: float = 60.0  # frames allowed at once
+    max_rate_drops: int = 200  # frames dropped for rate before the connection is closed
+    max_errors: int = 100  # rejected frames within error_window before closing with 4003
+    error_window: float = 10.0
+    max_queue: int = 20_000  # outgoing frames queued for one client before it is dropped
+    greeting: str | None = None
+    poll_interval: float = 1.0  # how often to look for sessions other processes created
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    session_id: str
+    customer_token: str
+    agent_token: str
+    customer_link: str
+    agent_link: str
+
+
+class Conn:
+    """One authenticated client connection and its outgoing queue."""
+
+    __slots__ = (
+        "bucket",
+        "closed",
+        "errors",
+        "name",
+        "out",
+        "rate_drops",
+        "relay",
+        "role",
+        "scope",
+        "session_id",
+        "token",
+        "wake",
+        "writer",
+        "ws",
+    )
+
+    def __init__(
+        self, relay: Relay, ws: ServerConnection, token: TokenRecord, session_id: str | None,
+        name: str,
+    ) -> None:
+        self.relay = relay
+        self.ws = ws
+        self.token = token
+        self.role: Role = token.role
+        self.scope: Scope = token.scope
+        self.session_id = session_id  # bound session (customers, session agents)
+        self.name = name
+        cfg = relay.config
+        self.bucket = TokenBucket(cfg.rate, cfg.burst)
+        self.out: collections.deque[object] = collections.deque()
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.errors: collections.deque[float] = collections.deque()
+        self.rate_drops = 0
+        self.writer: asyncio.Task[None] | None = None
+
+    @property
+    def is_desk(self) -> bool:
+        return self.session_id is None
+
+    @property
+    def sees_agent_only(self) -> bool:
+        return self.role is not Role.CUSTOMER
+
+    def push(self, frame: str) -> None:
+        if self.closed:
+            return
+        if len(self.out) >= self.relay.config.max_queue:
+            log.warning("client %s fell %d frames behind: disconnecting", self.token.token_id,
+                        len(self.out))
+            self.closed = True
+            self.out.clear()
+            self.relay._spawn(self.ws.close(CloseCode.TRY_AGAIN_LATER, "too far behind"))
+            return
+        self.out.append(frame)
+        self.wake.set()
+
+    def close_after_queue(self, code: int, reason: str) -> None:
+        """Close once everything queued so far (e.g. the error frame) is sent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.out.append((code, reason))
+        self.out.append(_CLOSE)
+        self.wake.set()
+
+    async def run_writer(self) -> None:
+        ws, out, wake = self.ws, self.out, self.wake
+        try:
+            while True:
+                while out:
+                    item = out.popleft()
+                    if item is _CLOSE:
+                        return
+                    if isinstance(item, tuple):
+                        await ws.close(item[0], item[1])
+                        continue
+                    await ws.send(cast(str, item))
+                wake.clear()
+                await wake.wait()
+        except ConnectionClosed:
+            pass
+
+
+@dataclass(slots=True)
+class SessionState:
+    row: SessionRow
+    customers: set[Conn] = field(default_factory=set)
+    agents: set[Conn] = field(default_factory=set)  # agents bound to this session
+    delivered: dict[Role, int] = field(default_factory=dict)
+
+
+class Relay:
+    """Host side of the protocol; also the co-pilot's :class:`SessionOutbox`."""
+
+    def __init__(
+        self,
+        relay_log: RelayLog,
+        tokens: Tokens | None = None,
+        *,
+        config: RelayConfig | None = None,
+        copilot_factory: CopilotFactory | None = None,
+        customer_names: Callable[[str], str | None] | None = None,
+        link_builder: LinkBuilder | None = None,
+    ) -> None:
+        self.log = relay_log
+        self.tokens = tokens or Tokens(relay_log)
+        self.config = config or RelayConfig()
+        self.customer_names = customer_names or (lambda _cid: None)
+        self.link_builder: LinkBuilder = link_builder or (
+            lambda kind, token: f"hitl://127.0.0.1:0/{kind.link_role}#{token}"
+        )
+        self.sessions: dict[str, SessionState] = {}
+        self._max_rowid = 0
+        self._load_sessions()
+        self.desk: set[Conn] = set()
+        self.conns: set[Conn] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._data_version = relay_log.data_version()
+        self.server: Server | None = None
+        factory = copilot_factory or (lambda _outbox: NullCopilot())
+        self.copilot: Copilot = factory(self)
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def listen(
+        self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+    ) -> Server:
+        """Start serving ``/ws`` (and ``GET /health``) on host:port."""
+        cfg = self.config
+        self.server = await serve(
+            self._handler, host, port,
+            ssl=ssl_context,
+            process_request=self._process_request,
+            compression=None,  # small JSON frames: deflate costs more latency than it saves
+            max_size=cfg.max_frame,
+            max_queue=64,
+            ping_interval=cfg.heartbeat_s,
+            ping_timeout=cfg.ping_timeout,
+            open_timeout=10,
+            close_timeout=5,
+            server_header=f"hitl-desktop/{__version__}",
+        )
+        self._spawn(self._poll_other_writers())
+        return self.server
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None, "listen() first"
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def aclose(self) -> None:
+        """Close every connection with 1001 (going away), stop the co-pilot, close the log."""
+        if self.server is not None:
+            self.server.close(close_connections=True, code=CloseCode.GOING_AWAY,
+                              reason="host shutting down")
+            await self.server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.copilot.aclose()
+        except Exception:
+            log.exception("co-pilot failed to close")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background, keeping a reference and logging failures."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ sessions
+
+    def _load_sessions(self) -> None:
+        for rowid, row in self.log.load_sessions(since_rowid=self._max_rowid):
+            self._max_rowid = max(self._max_rowid, rowid)
+            self.sessions.setdefault(row.session_id, SessionState(row))
+
+    def _state(self, session_id: str) -> SessionState | None:
+        st = self.sessions.get(session_id)
+        if st is None:  # made by another process (``session new``) since we last looked
+            row = self.log.get_session(session_id)
+            if row is not None:
+                st = self.sessions[session_id] = SessionState(row)
+                self._notify_summary(st)
+        return st
+
+    async def _poll_other_writers(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            version = self.log.data_version()
+            if version == self._data_version:
+                continue
+            self._data_version = version
+            known = set(self.sessions)
+            self._load_sessions()
+            for sid in set(self.sessions) - known:
+                log.info("session %s created by another process", sid)
+                self._notify_summary(self.sessions[sid])
+
+    def summary(self, st: SessionState) -> SessionSummary:
+        row = st.row
+        return row.summary(
+            customer_name=self.customer_names(row.customer_id) if row.customer_id else None,
+            clients=len(st.customers) + len(st.agents),
+        )
+
+    def session_summary(self, session_id: str) -> SessionSummary | None:
+        st = self._state(session_id)
+        return None if st is None else self.summary(st)
+
+    def create_session(
+        self, *, customer_id: str | None = None, title: str | None = None
+    ) -> CreatedSession:
+        """Create a session (durable seq 1 = ``session.opened``) and its two invite tokens."""
+        name = self.customer_names(customer_id) if customer_id else None
+        row, frame = self.log.create_session(
+            title=title, customer_id=customer_id, greeting=self.config.greeting,
+            customer_name=name,
+        )
+        st = self.sessions[row.session_id] = SessionState(row)
+        customer = self.tokens.issue(TokenKind.CUSTOMER_SESSION, session_id=row.session_id)
+        agent = self.tokens.issue(TokenKind.AGENT_SESSION, session_id=row.session_id)
+        log.info("session %s created for customer %s", row.session_id, row.customer_id)
+        self._fanout(st, "session.opened", frame)
+        self._notify_summary(st)
+        return CreatedSession(
+            session_id=row.session_id,
+            customer_token=customer,
+            agent_token=agent,
+            customer_link=self.link_builder(TokenKind.CUSTOMER_SESSION, customer),
+            agent_link=self.link_builder(TokenKind.AGENT_SESSION, agent),
+        )
+
+    def _visible_summaries(self, conn: Conn) -> list[SessionSummary]:
+        if conn.session_id is not None:
+            st = self.sessions.get(conn.session_id)
+            return [] if st is None else [self.summary(st)]
+        states = sorted(
+            self.sessions.values(),
+            key=lambda s: (s.row.state == "open", s.row.last_message_at or s.row.created_at),
+            reverse=True,
+        )
+        return [self.summary(s) for s in states[:MAX_SESSIONS_IN_WELCOME]]
+
+    # ------------------------------------------------------------------ SessionOutbox
+
+    async def publish(self, session_id: str, payload: Payload, *, ref: str | None = None) -> int:
+        """Log (if durable) then relay a host message into a session; returns its seq or 0."""
+        st = self._state(session_id)
+        if st is None:
+            raise OperationError(ErrorCode.NOT_FOUND, f"no session {session_id!r}")
+        t = host_type(payload)
+        if HOST_MESSAGES[t].durable:
+            seq, frame = self.log.append(st.row, payload, ref=ref, type_=t)
+            self._fanout(st, t, frame)
+            if t in ("chat.message", "approval.created", "approval.updated", "session.closed"):
+                self._notify_summary(st)
+            return seq
+        self._fanout(st, t, encode(t, payload, session=session_id, ref=ref))
+        return 0
+
+    def broadcast_status(self, status: AssistantStatus) -> None:
+        """Tell every connected agent what engine drafts replies (ephemeral)."""
+        frame = encode("assistant.status", status)
+        for conn in self.conns:
+            if conn.sees_agent_only:
+                conn.push(frame)
+
+    # ------------------------------------------------------------------ fan-out
+
+    def _fanout(self, st: SessionState, type_: str, frame: str, *,
+                skip: Conn | None = None) -> None:
+        for conn in st.agents:
+            if conn is not skip:
+                conn.push(frame)
+        for conn in self.desk:
+            if conn is not skip:
+                conn.push(frame)
+        if type_ not in AGENT_ONLY_TYPES:
+            for conn in st.customers:
+                if conn is not skip:
+                    conn.push(frame)
+
+    def _notify_summary(self, st: SessionState) -> None:
+        if not self.desk and not st.agents:
+            return
+        frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
+                       session=st.row.session_id)
+        for conn in self.desk:
+            conn.push(frame)
+        for conn in st.agents:
+            conn.push(frame)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/health":
+            body = json.dumps({
+                "ok": True, "version": __version__, "protocol": PROTOCOL_VERSION,
+                "sessions": len(self.sessions), "clients": len(self.conns),
+                "uptime_s": round(time.time() - self.started_at, 1),
+            })
+            return Response(
+                HTTPStatus.OK.value, "OK",
+                Headers([("Content-Type", "application/json"),
+                         ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]),
+                body.encode(),
+            )
+        if path != "/ws":
+            return connection.respond(HTTPStatus.NOT_FOUND, "HITL Desk: connect to /ws\n")
+        return None
+
+    # ------------------------------------------------------------------ connections
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        conn = await self._handshake(ws)
+        if conn is None:
+            return
+        try:
+            async for frame in ws:
+                if conn.closed:
+                    continue
+                await self._on_frame(conn, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._detach(conn)
+            if conn.writer is not None:
+                if not conn.writer.done():
+                    conn.writer.cancel()
+                await asyncio.gather(conn.writer, return_exceptions=True)
+
+    async def _refuse(self, ws: ServerConnection, code: ErrorCode, message: str, close: int,
+                      ref: str | None = None) -> None:
+        try:
+            await ws.send(error_frame(code, message, ref=ref))
+            await ws.close(close, code.value)
+        except ConnectionClosed:
+            pass
+
+    async def _handshake(self, ws: ServerConnection) -> Conn | None:
+        try:
+            raw = await asyncio.wait_for(ws.recv(), self.config.hello_timeout)
+        except TimeoutError:
+            await self._refuse(ws, ErrorCode.NOT_AUTHENTICATED, "no hello in time",
+                               CloseCode.HELLO_TIMEOUT)
+            return None
+        except ConnectionClosed:
+            return None
+        try:
+            env, payload, spec = decode_client(raw)
+        except ProtocolError as exc:
+            close = (CloseCode.UNSUPPORTED_VERSION if exc.code is ErrorCode.UNSUPPORTED_VERSION
+                     else CloseCode.AUTH_FAILED)
+            await self._refuse(ws, exc.code, exc.message, close, exc.ref)
+            return None
+        if spec.type != "hello":
+            await self._refuse(ws, ErrorCode.NOT_AUTHENTICATED,
+                               "the first frame must be a hello", CloseCode.AUTH_FAILED, env.id)
+            return None
+        hello = cast(Hello, payload)
+        record = self.tokens.verify(hello.token)
+        st: SessionState | None = None
+        if record is not None and record.session_id is not None:
+            st = self._state(record.session_id)
+        if record is None or (record.scope is Scope.SESSION and st is None):
+            log.info("refused a connection from %s: bad or revoked token (id %.12r)",
+                     _peer(ws), hello.token.partition(".")[0])
+            await self._refuse(ws, ErrorCode.AUTH_FAILED, "unknown, wrong or revoked token",
+                               CloseCode.AUTH_FAILED, env.id)
+            return None
+
+        resume_token: str | None = None
+        if record.scope is Scope.LOBBY:
+            created = self.create_session()
+            resume_token = created.customer_token
+            st = self.sessions[created.session_id]
+            personal = self.tokens.verify(resume_token)
+            assert personal is not None
+            record = personal
+        conn = Conn(self, ws, record, st.row.session_id if st else None,
+                    self._display_name(record, st))
+        conn.writer = self._spawn(conn.run_writer())
+
+        welcome = Welcome(
+            protocol=PROTOCOL_VERSION, role=conn.role, scope=conn.scope,
+            session_id=conn.session_id, sessions=self._visible_summaries(conn),
+            server={"name": "hitl-desktop", "version": __version__,
+                    "max_frame": self.config.max_frame, "rate": self.config.rate,
+                    "burst": self.config.burst},
+            heartbeat_s=self.config.heartbeat_s, resume_token=resume_token,
+            display_name=conn.name,
+        )
+        conn.push(encode("welcome", welcome, ref=env.id))
+        # history first, then live: no await between queueing the replay and registering
+        targets = [st] if st is not None else [
+            s for s in self.sessions.values()
+            if s.row.state == "open" or s.row.session_id in hello.resume
+        ]
+        for target in targets:
+            self._replay(conn, target, max(0, hello.resume.get(target.row.session_id, 0)))
+        self._attach(conn, st)
+        log.info("%s %s connected from %s (token %s, session %s)", conn.role.value,
+                 conn.scope.value, _peer(ws), record.token_id, conn.session_id or "-")
+        if conn.sees_agent_only:
+            self._send_drafts_in_progress(conn, targets)
+            try:
+                conn.push(encode("assistant.status", self.copilot.status()))
+            except Exception:
+                log.exception("co-pilot status failed")
+        if st is not None:
+            self._notify_summary(st)
+        return conn
+
+    def _display_name(self, record: TokenRecord, st: SessionState | None) -> str:
+        if record.label:
+            return record.label
+        if record.role is Role.CUSTOMER:
+            cid = st.row.customer_id if st else None
+            return (self.customer_names(cid) if cid else None) or "Customer"
+        return "Host" if record.role is Role.ADMIN else "Agent"
+
+    def _replay(self, conn: Conn, st: SessionState, after: int) -> None:
+        if after >= st.row.last_seq:
+            return
+        for type_, frame in self.log.typed_frames_after(st.row.session_id, after):
+            if conn.sees_agent_only or type_ not in AGENT_ONLY_TYPES:
+                conn.push(frame)
+
+    def _send_drafts_in_progress(self, conn: Conn, targets: Iterable[SessionState]) -> None:
+        for st in targets:
+            try:
+                draft = self.copilot.draft_in_progress(st.row.session_id)
+            except Exception:
+                log.exception("co-pilot draft_in_progress failed")
+                continue
+            if draft is not None:
+                turn_id, text = draft
+                conn.push(encode("draft.delta", DraftDelta(turn_id=turn_id, offset=0, text=text),
+                                 session=st.row.session_id))
+
+    def _attach(self, conn: Conn, st: SessionState | None) -> None:
+        self.conns.add(conn)
+        if st is None:
+            self.desk.add(conn)
+        elif conn.role is Role.CUSTOMER:
+            st.customers.add(conn)
+        else:
+            st.agents.add(conn)
+
+    def _detach(self, conn: Conn) -> None:
+        conn.closed = True
+        self.conns.discard(conn)
+        self.desk.discard(conn)
+        if conn.session_id is not None:
+            st = self.sessions.get(conn.session_id)
+            if st is not None:
+                st.customers.discard(conn)
+                st.agents.discard(conn)
+                self._notify_summary(st)
+        log.info("%s disconnected (token %s)", conn.role.value, conn.token.token_id)
+
+    # ------------------------------------------------------------------ incoming frames
+
+    def _reject(self, conn: Conn, code: ErrorCode, message: str, *, ref: str | None = None,
+                session: str | None = None, retry_after: float | None = None) -> None:
+        conn.push(error_frame(code, message, ref=ref, session=session, retry_after=retry_after))
+        now = time.monotonic()
+        errors = conn.errors
+        errors.append(now)
+        while errors and errors[0] < now - self.config.error_window:
+            errors.popleft()
+        if len(errors) > self.config.max_errors:
+            log.warning("closing client %s: too many rejected frames", conn.token.token_id)
+            conn.close_after_queue(CloseCode.TOO_MANY_ERRORS, "too many errors")
+
+    async def _on_frame(self, conn: Conn, raw: str | bytes) -> None:
+        if not conn.bucket.take():
+            conn.rate_drops += 1
+            if conn.rate_drops > self.config.max_rate_drops:
+                conn.push(error_frame(ErrorCode.RATE_LIMITED, "too many frames: closing"))
+                conn.close_after_queue(CloseCode.RATE_LIMITED, "rate limited")
+            elif conn.rate_drops % 20 == 1:  # one error per run of drops, not one per frame
+                conn.push(error_frame(ErrorCode.RATE_LIMITED, "slow down: frames dropped",
+                                      retry_after=round(conn.bucket.retry_after(), 3)))
+            return
+        try:
+            env, payload, spec = decode_client(raw)
+        except ProtocolError as exc:
+            self._reject(conn, exc.code, exc.message, ref=exc.ref)
+            return
+        if conn.role not in spec.senders:
+            self._reject(conn, ErrorCode.FORBIDDEN,
+                         f"a {conn.role.value} may not send {env.type}", ref=env.id,
+                         session=env.session)
+            return
+        st: SessionState | None = None
+        if spec.session_required:
+            assert env.session is not None
+            if conn.session_id is not None and env.session != conn.session_id:
+                self._reject(conn, ErrorCode.FORBIDDEN, "not your session", ref=env.id,
+                             session=env.session)
+                return
+            st = self._state(env.session)
+            if st is None:
+                self._reject(conn, ErrorCode.NOT_FOUND, f"no session {env.session!r}",
+                             ref=env.id, session=env.session)
+                return
+        handler = self._ops.get(spec.type)
+        if handler is None:  # "hello" again
+            self._reject(conn, ErrorCode.CONFLICT, "already authenticated", ref=env.id)
+            return
+        try:
+            await handler(self, conn, env, payload, st)
+        except OperationError as exc:
+            self._reject(conn, exc.code, exc.message, ref=env.id, session=env.session)
+        except Exception:
+            log.exception("%s from %s failed", env.type, conn.token.token_id)
+            self._reject(conn, ErrorCode.INTERNAL, "the host failed to handle this message",
+                         ref=env.id, session=env.session)
+
+    def _reply(self, conn: Conn, type_: str, payload: Payload, env: Envelope) -> None:
+        conn.push(encode(type_, payload, session=env.session, ref=env.id))
+
+    # ------------------------------------------------------------------ operations
+
+    async def _op_chat(self, conn: Conn, env: Envelope, p: Payload,
+                       st: SessionState | None) -> None:
+        assert st is not None
+        send = cast(ChatSend, p)
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        is_customer = conn.role is Role.CUSTOMER
+        msg = ChatMessage(
+            message_id=new_id("c"), author=Author(role=conn.role, name=conn.name),
+            text=send.text, draft_id=None if is_customer else send.draft_id,
+        )
+        _seq, frame = self.log.append(st.row, msg, ref=env.id, type_="chat.message")
+        self._fanout(st, "chat.message", frame)
+        self._notify_summary(st)
+        if is_customer:
+            await self.copilot.on_customer_message(st.row.session_id, msg.message_id, send.text)
+        else:
+            await self.copilot.on_agent_message(st.row.session_id, msg.message_id, send.text,
+                                                send.draft_id, conn.name)
+
+    async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
+                      st: SessionState | None) -> None:
+        assert st is not None
+        seq = min(cast(Ack, p).seq, st.row.last_seq)
+        side = Role.CUSTOMER if conn.role is Role.CUSTOMER else Role.AGENT
+        if seq <= st.delivered.get(side, 0):
+            return
+        st.delivered[side] = seq
+        frame = encode("chat.delivered", ChatDelivered(seq=seq, by=side),
+                       session=st.row.session_id)
+        targets: Iterable[Conn] = (
+            [*st.agents, *self.desk] if side is Role.CUSTOMER else st.customers
+        )
+        for other in targets:
+            other.push(frame)
+
+    async def _op_typing(self, conn: Conn, env: Envelope, p: Payload,
+                         st: SessionState | None) -> None:
+        assert st is not None
+        frame = encode("typing", TypingState(role=conn.role, active=cast(Typing, p).active),
+                       session=st.row.session_id)
+        self._fanout(st, "typing", frame, skip=conn)
+
+    async def _op_approve(self, conn: Conn, env: Envelope, p: Payload,
+                          st: SessionState | None) -> None:
+        assert st is not None
+        a = cast(ApprovalApprove, p)
+        await self.copilot.approve(st.row.session_id, a.approval_id, conn.name, a.arguments)
+
+    async def _op_reject(self, conn: Conn, env: Envelope, p: Payload,
+                         st: SessionState | None) -> None:
+        assert st is not None
+        r = cast(ApprovalReject, p)
+        await self.copilot.reject(st.row.session_id, r.approval_id, conn.name, r.reason)
+
+    async def _op_regenerate(self, conn: Conn, env: Envelope, p: Payload,
+                             st: SessionState | None) -> None:
+        assert st is not None
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        await self.copilot.regenerate(st.row.session_id)
+
+    async def _op_discard(self, conn: Conn, env: Envelope, p: Payload,
+                          st: SessionState | None) -> None:
+        assert st is not None
+        await self.copilot.discard(st.row.session_id, cast(DraftDiscard, p).turn_id)
+
+    async def _op_session_create(self, conn: Conn, env: Envelope, p: Payload,
+                                 st: SessionState | None) -> None:
+        c = cast(SessionCreate, p)
+        created = self.create_session(customer_id=c.customer_id, title=c.title)
+        self._reply(conn, "session.created", SessionCreated(
+            session_id=created.session_id, customer_link=created.customer_link,
+            agent_link=created.agent_link), env)
+
+    async def _op_session_close(self, conn: Conn, env: Envelope, p: Payload,
+                                st: SessionState | None) -> None:
+        assert st is not None
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is already closed")
+        await self.publish(st.row.session_id, SessionClosed(by=conn.name), ref=env.id)
+        log.info("session %s closed by %s", st.row.session_id, conn.token.token_id)
+
+    async def _op_session_list(self, conn: Conn, env: Envelope, p: Payload,
+                               st: SessionState | None) -> None:
+        self._reply(conn, "session.list", SessionList(sessions=self._visible_summaries(conn)),
+                    env)
+
+    async def _op_session_sync(self, conn: Conn, env: Envelope, p: Payload,
+                               st: SessionState | None) -> None:
+        assert st is not None
+        self._replay(conn, st, cast(SessionSync, p).after_seq)
+
+    async def _op_customer_get(self, conn: Conn, env: Envelope, p: Payload,
+                               st: SessionState | None) -> None:
+        assert st is not None
+        self._reply(conn, "customer.details",
+                    self.copilot.customer_details(st.row.session_id), env)
+
+    async def _op_article_get(self, conn: Conn, env: Envelope, p: Payload,
+                              st: SessionState | None) -> None:
+        self._reply(conn, "article.content",
+                    self.copilot.article(cast(ArticleGet, p).article_id), env)
+
+    async def _op_kb_search(self, conn: Conn, env: Envelope, p: Payload,
+                            st: SessionState | None) -> None:
+        q = cast(KbSearch, p)
+        self._reply(conn, "kb.results", self.copilot.kb_search(q.query, q.kind, q.limit), env)
+
+    _Op = Callable[["Relay", Conn, Envelope, Payload, "SessionState | None"], Awaitable[None]]
+    _ops: dict[str, _Op] = {
+        "ack": _op_ack,
+        "chat.send": _op_chat,
+        "typing": _op_typing,
+        "approval.approve": _op_approve,
+        "approval.reject": _op_reject,
+        "draft.regenerate": _op_regenerate,
+        "draft.discard": _op_discard,
+        "session.create": _op_session_create,
+        "session.close": _op_session_close,
+        "session.list": _op_session_list,
+        "session.sync": _op_session_sync,
+        "customer.get": _op_customer_get,
+        "article.get": _op_article_get,
+        "kb.search": _op_kb_search,
+    }
+
+
+def _peer(ws: ServerConnection) -> str:
+    try:
+        addr = ws.remote_address
+        return f"{addr[0]}:{addr[1]}"
+    except Exception:
+        return "?"
