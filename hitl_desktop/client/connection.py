@@ -95,8 +95,8 @@ class _Resync(Exception):
 class _Outgoing:
     msg_id: str
     type: str
-    session: str | None
-    frame: str
+    session: str | None  # None: the session this connection is bound to, at write time
+    payload: Payload
     written: bool = False
     queued_at: float = field(default_factory=time.monotonic)
 
@@ -292,14 +292,14 @@ class HostConnection(QObject):
         defaults to the session this connection is bound to.
         """
         type_ = client_type(payload)
-        session = session if session is not None else self.session_id
         msg_id = new_id("c")
-        frame = encode(type_, payload, session=session, msg_id=msg_id)
         if type_ in _VOLATILE_TYPES:
             if self._state is ConnectionState.CONNECTED and self._ws is not None:
+                frame = encode(type_, payload, session=session or self.session_id, msg_id=msg_id)
                 self._spawn(self._write_volatile(frame), f"send {type_}")
             return msg_id
-        self._outbox.append(_Outgoing(msg_id, type_, session, frame))
+        # encoded when written: a customer queueing before its first welcome has no session yet
+        self._outbox.append(_Outgoing(msg_id, type_, session, payload))
         self._wake.set()
         return msg_id
 
@@ -543,7 +543,9 @@ class HostConnection(QObject):
                 if item not in self._outbox:  # confirmed meanwhile
                     continue
                 try:
-                    await ws.send(item.frame)
+                    await ws.send(encode(item.type, item.payload,
+                                         session=item.session or self.session_id,
+                                         msg_id=item.msg_id))
                 except ConnectionClosed:
                     return  # the reader sees the close and reconnects
                 item.written = True

@@ -10,11 +10,17 @@ timers and painting behave exactly as in the real windows. Never call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
+
+if TYPE_CHECKING:
+    from hitl_desktop.app.host import RunningHost
 
 
 def qt_app() -> QApplication:
@@ -37,11 +43,36 @@ def pytest_asyncio_loop_factories(
     return {"qasync": _qasync_loop}
 
 
-async def until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+async def until(predicate: Callable[[], object], within: float = 10.0, what: str = "") -> None:
     """Await (never block) until ``predicate()`` is truthy, letting Qt and asyncio run."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
         await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running_host(
+    data_dir: Path, *, copilot: bool = False, **kw: Any
+) -> AsyncIterator[RunningHost]:
+    """A real host (relay + log + tokens) on 127.0.0.1 port 0, as the demo runs it.
+
+    ``copilot=True`` wires the assistant the way ``hitl-desktop demo`` does (offline
+    engine without a key), when that wiring exists.
+    """
+    from hitl_desktop.app.host import start_host
+    from hitl_desktop.config import Settings, resolve_paths
+
+    paths = resolve_paths(data_dir, data_dir / "config")
+    settings = Settings()
+    if copilot:
+        from hitl_desktop.app.demo import demo_copilot_factory
+
+        kw.setdefault("copilot_factory", demo_copilot_factory(paths, settings, None))
+    host = await start_host(paths, settings, port=kw.pop("port", 0), **kw)
+    try:
+        yield host
+    finally:
+        await host.stop()

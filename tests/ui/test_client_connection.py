@@ -1,0 +1,204 @@
+"""HostConnection against a real relay on port 0: connect, resume, backoff, auth failure."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from pathlib import Path
+
+from hitl_desktop.client.chat import ChatModel, Delivery
+from hitl_desktop.client.connection import (
+    ConnectionState,
+    HostConnection,
+    ResumeTokenStore,
+    backoff_delay,
+)
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.core.protocol import ChatMessage, ChatSend, Envelope, Payload, Role
+from tests.ui.conftest import running_host, until
+
+
+def _texts(received: list[tuple[Envelope, Payload]], session: str) -> list[str]:
+    return [
+        p.text for e, p in received if isinstance(p, ChatMessage) and e.session == session
+    ]
+
+
+async def _connected(conn: HostConnection) -> None:
+    conn.open()
+    async with asyncio.timeout(10):
+        await conn.wait_connected()
+
+
+async def test_customer_and_agent_talk_and_receipts_flow(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        created = host.create_session(customer_id="CUST1001")
+        customer = HostConnection(InviteLink.parse(created.customer_link))
+        agent = HostConnection(InviteLink.parse(host.desk_link))
+        got: list[tuple[Envelope, Payload]] = []
+        agent.message_received.connect(lambda e, p: got.append((e, p)))
+        states: list[str] = []
+        customer.state_changed.connect(states.append)
+        chat = ChatModel(customer)
+        greetings: list[str] = []
+        chat.greeting_changed.connect(greetings.append)
+        try:
+            await _connected(customer)
+            await _connected(agent)
+            assert customer.session_id == created.session_id
+            assert customer.welcome is not None and customer.welcome.role is Role.CUSTOMER
+            assert states[:2] == ["connecting", "connected"]
+            await until(lambda: chat.greeting is not None, what="greeting")
+            assert greetings == [chat.greeting]
+
+            item = chat.send_text("  How can I cancel my order?  ")
+            assert item is not None and item.text == "How can I cancel my order?"
+            assert item.delivery is Delivery.SENDING
+            await until(lambda: item.delivery is not Delivery.SENDING, what="echo")
+            # the agent connection acks, and the relay tells the customer
+            await until(lambda: item.delivery is Delivery.DELIVERED, what="delivered")
+            assert _texts(got, created.session_id) == ["How can I cancel my order?"]
+
+            agent.send(ChatSend(text="Happy to help!"), session=created.session_id)
+            await until(lambda: len(chat.items) == 2, what="agent reply")
+            reply = chat.items[1]
+            assert (reply.text, reply.mine, reply.role) == ("Happy to help!", False, "agent")
+            assert chat.items[0].mine and chat.items[0].seq is not None
+            assert reply.seq == chat.items[0].seq + 1
+        finally:
+            await customer.aclose()
+            await agent.aclose()
+        assert customer.state is ConnectionState.OFFLINE
+
+
+async def test_resume_after_the_socket_dies_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        created = host.create_session()
+        sid = created.session_id
+        customer = HostConnection(InviteLink.parse(created.customer_link), backoff_base=0.05)
+        agent = HostConnection(InviteLink.parse(created.agent_link), backoff_base=0.05)
+        seen: list[tuple[Envelope, Payload]] = []
+        customer.message_received.connect(lambda e, p: seen.append((e, p)))
+        chat = ChatModel(customer)
+        try:
+            await _connected(customer)
+            await _connected(agent)
+            expected = [f"agent message {i}" for i in range(24)]
+            for i, text in enumerate(expected):
+                agent.send(ChatSend(text=text))
+                if i in (5, 15):  # the customer's socket dies twice mid-stream
+                    await until(lambda: _texts(seen, sid), what="first messages")
+                    customer.drop_socket()
+                    chat.send_text(f"typed while offline {i}")
+                await asyncio.sleep(0.01)
+            await until(lambda: len(_texts(seen, sid)) >= len(expected) + 2, what="all")
+            await asyncio.sleep(0.3)  # anything doubled would arrive now
+            texts = _texts(seen, sid)
+            agent_texts = [t for t in texts if t.startswith("agent message")]
+            assert agent_texts == expected
+            assert sorted(t for t in texts if t.startswith("typed")) == [
+                "typed while offline 15", "typed while offline 5",
+            ]
+            seqs = [e.seq for e, _ in seen if e.seq is not None]
+            assert seqs == list(range(1, len(seqs) + 1)), "durable seqs in order, once each"
+            assert customer.connects >= 3
+            assert customer.pending_count() == 0
+            assert all(i.delivery in (Delivery.SENT, Delivery.DELIVERED) for i in chat.items
+                       if i.mine)
+            # the host stored each offline message exactly once
+            logged = [m["data"]["text"] for m in host.relay_log.messages(sid)
+                      if m["type"] == "chat.message"]
+            assert len(logged) == len(set(logged)) == len(expected) + 2
+        finally:
+            await customer.aclose()
+            await agent.aclose()
+
+
+async def test_reconnects_with_backoff_across_a_host_restart(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with running_host(tmp_path, port=port) as host:
+        created = host.create_session()
+        link = InviteLink.parse(created.customer_link)
+    # the host is gone: the client keeps trying, further apart each time
+    conn = HostConnection(link, backoff_base=0.05, backoff_max=0.4)
+    chat = ChatModel(conn)
+    try:
+        conn.open()
+        await until(lambda: conn.attempts >= 4, what="retries")
+        assert conn.state is ConnectionState.RECONNECTING
+        waits = conn.retry_in()
+        assert waits is not None and waits <= 0.4
+        queued = chat.send_text("are you there?")
+        assert queued is not None and conn.pending_count() == 1
+        async with running_host(tmp_path, port=port) as host:
+            await until(lambda: conn.state is ConnectionState.CONNECTED, what="reconnect")
+            assert conn.attempts == 0
+            await until(lambda: queued.delivery is Delivery.SENT, what="queued message sent")
+            logged = [m["data"]["text"] for m in host.relay_log.messages(created.session_id)
+                      if m["type"] == "chat.message"]
+            assert logged == ["are you there?"]
+    finally:
+        await conn.aclose()
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(n, 0.5, 30.0, rng) for n in range(12)]
+    for n, d in enumerate(delays):
+        ceiling = min(30.0, 0.5 * 2**n)
+        assert ceiling / 2 <= d <= ceiling
+    assert max(delays) <= 30.0 and delays[6] > delays[1]
+    assert len({round(d, 6) for d in delays[8:]}) > 1, "jitter spreads clients apart"
+
+
+async def test_a_wrong_token_fails_with_a_clear_message_and_no_retries(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        good = InviteLink.parse(host.lobby_link)
+        bad = InviteLink(good.host, good.port, "customer", "nope1234.0123456789abcdefABCDEF")
+        conn = HostConnection(bad, backoff_base=0.01)
+        errors: list[tuple[str, str, object]] = []
+        conn.error_received.connect(lambda c, m, r: errors.append((c, m, r)))
+        conn.open()
+        try:
+            await until(lambda: conn.state is ConnectionState.FAILED, what="failed")
+            assert "did not accept this invite link" in conn.state_message
+            assert conn.last_close_code == 4001
+            assert errors and errors[0][0] == "auth_failed"
+            await asyncio.sleep(0.2)
+            assert conn.state is ConnectionState.FAILED and conn.connects == 0
+        finally:
+            await conn.aclose()
+
+
+async def test_lobby_customer_returns_to_its_session_after_a_restart(tmp_path: Path) -> None:
+    store = ResumeTokenStore(tmp_path / "config" / "resume-tokens.json")
+    async with running_host(tmp_path) as host:
+        lobby = InviteLink.parse(host.lobby_link)
+        first = HostConnection(lobby, resume_store=store)
+        chat = ChatModel(first)
+        await _connected(first)
+        session = first.session_id
+        assert session and first.resume_token and store.get(lobby) == first.resume_token
+        chat.send_text("my first message")
+        await until(lambda: chat.items[0].delivery is not Delivery.SENDING, what="sent")
+        await first.aclose()
+
+        again = HostConnection(lobby, resume_store=store)  # a restarted customer window
+        chat2 = ChatModel(again)
+        await _connected(again)
+        try:
+            assert again.session_id == session
+            await until(lambda: len(chat2.items) == 1, what="history replayed")
+            assert chat2.items[0].mine and chat2.items[0].text == "my first message"
+        finally:
+            await again.aclose()
+        # without the stored token the same link opens a fresh session
+        other = HostConnection(lobby)
+        await _connected(other)
+        try:
+            assert other.session_id != session
+        finally:
+            await other.aclose()
