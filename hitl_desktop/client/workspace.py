@@ -1,0 +1,796 @@
+"""The agent workspace model: everything the representative's window shows, no widgets.
+
+The host decides everything (what runs, what needs approval, what the model
+sees); this model only mirrors the protocol messages it receives into state the
+views can render, and turns the representative's intents into protocol
+messages. Views take a :class:`Workspace` and subscribe to its signals, so the
+model is unit-tested by feeding it protocol messages directly.
+
+Draft deltas arrive many times a second; the model assembles them by offset
+(duplicates ignored, gaps detected) and tells views at most every
+``DRAFT_COALESCE_MS`` so a fast stream never floods the Qt loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from hitl_desktop.core import protocol as p
+
+log = logging.getLogger(__name__)
+
+DRAFT_COALESCE_MS = 40
+
+DraftState = Literal["streaming", "completed", "stale", "failed", "discarded", "sent"]
+ApprovalStateName = Literal["pending", "approved", "executed", "failed", "rejected", "expired"]
+FINAL_APPROVAL_STATES: frozenset[str] = frozenset({"executed", "failed", "rejected", "expired"})
+
+
+# ----------------------------------------------------------------------------- state records
+
+
+@dataclass(slots=True)
+class ChatItem:
+    """A chat message in the transcript."""
+
+    message_id: str
+    role: str  # customer | agent | admin | assistant | system
+    name: str
+    text: str
+    ts: float
+    draft_id: str | None = None
+    edited: bool | None = None
+    kind: Literal["message"] = "message"
+
+
+@dataclass(slots=True)
+class ToolItem:
+    """A tool call and (once it arrives) its result, shown compactly in the transcript."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    mode: str  # auto | approval
+    ts: float
+    ok: bool | None = None
+    output: dict[str, Any] | None = None
+    kind: Literal["tool"] = "tool"
+
+
+@dataclass(slots=True)
+class NoteItem:
+    """A system line in the transcript (session opened/closed, greeting)."""
+
+    text: str
+    ts: float
+    kind: Literal["note"] = "note"
+
+
+TranscriptItem = ChatItem | ToolItem | NoteItem
+
+
+@dataclass(slots=True)
+class Draft:
+    """The assistant's current suggestion for a session."""
+
+    turn_id: str
+    reason: str = ""
+    provider: str = ""
+    text: str = ""
+    state: DraftState = "streaming"
+    citations: list[p.Citation] = field(default_factory=list)
+    gap: bool = False  # a delta went missing; the completed text will repair it
+    stale_reason: str | None = None
+    error: str | None = None
+    started_at: float = 0.0
+    revision: int = 0  # bumps on every text change, so views can tell "new text arrived"
+
+
+@dataclass(slots=True)
+class Approval:
+    """An action proposed by the assistant and its lifecycle on the host."""
+
+    approval_id: str
+    call_id: str
+    tool: str
+    description: str
+    arguments: dict[str, Any]
+    schema: dict[str, Any]
+    expires_at: float | None
+    created_at: float
+    state: ApprovalStateName = "pending"
+    updated_at: float = 0.0
+    by: str | None = None
+    final_arguments: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    reason: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.state in ("pending", "approved")
+
+
+@dataclass(slots=True)
+class SessionView:
+    """Everything the workspace knows about one session."""
+
+    summary: p.SessionSummary
+    history_seq: int  # durable messages up to here were history when we joined (not unread)
+    unread: int = 0
+    transcript: list[TranscriptItem] = field(default_factory=list)
+    draft: Draft | None = None
+    articles: dict[str, list[p.Article]] = field(default_factory=dict)  # turn_id -> ranked
+    articles_turn: str | None = None
+    approvals: dict[str, Approval] = field(default_factory=dict)
+    customer: p.CustomerDetails | None = None
+    customer_requested: bool = False
+    customer_typing: bool = False
+    seen_seq: int = 0
+    old_turns: set[str] = field(default_factory=set)
+    _tool_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def session_id(self) -> str:
+        return self.summary.session_id
+
+    @property
+    def display_name(self) -> str:
+        return self.summary.customer_name or self.summary.title or self.summary.session_id
+
+    @property
+    def pending_approvals(self) -> list[Approval]:
+        return [a for a in self.approvals.values() if a.pending]
+
+    @property
+    def approval_history(self) -> list[Approval]:
+        done = [a for a in self.approvals.values() if not a.pending]
+        return sorted(done, key=lambda a: a.updated_at, reverse=True)
+
+    @property
+    def current_articles(self) -> list[p.Article]:
+        if self.articles_turn is None:
+            return []
+        return self.articles.get(self.articles_turn, [])
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class ConnectionLike(Protocol):
+    """What the workspace needs from ``client.connection.HostConnection``."""
+
+    def send(self, payload: p.Payload, *, session: str | None = None) -> object: ...
+
+
+SendFn = Callable[[p.Payload, str | None], object]
+
+
+class Workspace(QObject):
+    """Mirror of the host's view of this agent's sessions, plus the agent's intents."""
+
+    sessions_changed = Signal()  # a session appeared/disappeared or the order changed
+    session_updated = Signal(str)  # summary, unread or pending count of one session
+    current_session_changed = Signal(str)  # "" when none
+    transcript_changed = Signal(str)
+    draft_changed = Signal(str)  # coalesced while streaming; immediate on state changes
+    draft_gap = Signal(str, str)  # session, turn_id: a delta went missing
+    articles_changed = Signal(str)
+    approvals_changed = Signal(str)
+    customer_changed = Signal(str)
+    typing_changed = Signal(str)
+    article_loaded = Signal(object)  # p.ArticleContent
+    kb_results = Signal(object)  # p.KbResults
+    assistant_status_changed = Signal(object)  # p.AssistantStatus
+    connection_state_changed = Signal(str)
+    error_occurred = Signal(str)  # a human-readable message for the status bar
+    intent_sent = Signal(str, object)  # type, payload: what we asked the host to do
+
+    def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._send_fn: SendFn | None = send
+        self._sync_fn: Callable[[str], object] | None = None
+        self._sessions: dict[str, SessionView] = {}
+        self._current: str | None = None
+        self._status: p.AssistantStatus | None = None
+        self._connection_state = "disconnected"
+        self._role: p.Role | None = None
+        self._bound_session: str | None = None
+        self._dirty_drafts: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._draft_timer = QTimer(self)
+        self._draft_timer.setSingleShot(True)
+        self._draft_timer.setInterval(DRAFT_COALESCE_MS)
+        self._draft_timer.timeout.connect(self._flush_drafts)
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, connection: QObject) -> None:
+        """Subscribe to a HostConnection's signals and send intents through it."""
+        conn: Any = connection
+        conn.message_received.connect(self.handle)
+        if hasattr(conn, "welcome_received"):
+            conn.welcome_received.connect(self._on_welcome_signal)
+        if hasattr(conn, "state_changed"):
+            conn.state_changed.connect(self._on_state_signal)
+        if hasattr(conn, "error_received"):
+            conn.error_received.connect(self._on_error_signal)
+
+        def send(payload: p.Payload, session: str | None) -> object:
+            return conn.send(payload, session=session)
+
+        self._send_fn = send
+        if hasattr(conn, "sync_session"):
+            self._sync_fn = conn.sync_session
+
+    def _on_welcome_signal(self, *args: object) -> None:
+        for arg in args:
+            if isinstance(arg, p.Welcome):
+                self.apply_welcome(arg)
+                return
+
+    def _on_state_signal(self, state: object) -> None:
+        value = getattr(state, "value", state)
+        self.set_connection_state(str(value))
+
+    def _on_error_signal(self, *args: object) -> None:
+        """HostConnection.error_received(code, message, ref)."""
+        for arg in args:
+            if isinstance(arg, p.ErrorPayload):
+                self._on_error(arg)
+                return
+        if len(args) >= 2:
+            log.info("host error %s: %s", args[0], args[1])
+            self.error_occurred.emit(str(args[1]))
+        elif args:
+            self.error_occurred.emit(str(args[0]))
+
+    # ------------------------------------------------------------------ read access
+
+    @property
+    def current_session_id(self) -> str | None:
+        return self._current
+
+    @property
+    def current(self) -> SessionView | None:
+        return self._sessions.get(self._current) if self._current else None
+
+    @property
+    def assistant_status(self) -> p.AssistantStatus | None:
+        return self._status
+
+    @property
+    def connection_state(self) -> str:
+        return self._connection_state
+
+    def session(self, session_id: str) -> SessionView | None:
+        return self._sessions.get(session_id)
+
+    def sessions(self) -> list[SessionView]:
+        """Open sessions first, then by latest activity (newest first)."""
+
+        def key(s: SessionView) -> tuple[int, float]:
+            when = s.summary.last_message_at or s.summary.created_at
+            return (0 if s.summary.state == "open" else 1, -when)
+
+        return sorted(self._sessions.values(), key=key)
+
+    # ------------------------------------------------------------------ inbound
+
+    def set_connection_state(self, state: str) -> None:
+        if state != self._connection_state:
+            self._connection_state = state
+            self.connection_state_changed.emit(state)
+
+    def apply_welcome(self, welcome: p.Welcome) -> None:
+        self._role = welcome.role
+        self._bound_session = welcome.session_id
+        for summary in welcome.sessions:
+            self._upsert_summary(summary, emit=False)
+        self.sessions_changed.emit()
+        if self._current is None:
+            first = welcome.session_id or next((s.session_id for s in self.sessions()), None)
+            if first:
+                self.select_session(first)
+
+    def handle(self, envelope: p.Envelope, payload: p.Payload) -> None:
+        """Slot for ``HostConnection.message_received``: one host message in."""
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            log.debug("workspace ignores %s", envelope.type)
+            return
+        try:
+            handler(self, envelope, payload)
+        except Exception:  # a bad message must not take the window down
+            log.exception("failed to apply %s", envelope.type)
+
+    def _view_for(self, env: p.Envelope) -> SessionView | None:
+        if env.session is None:
+            return None
+        view = self._sessions.get(env.session)
+        if view is None:
+            # a message for a session we have no summary of yet (e.g. a race with
+            # session.opened): make a placeholder so nothing is lost
+            summary = p.SessionSummary(
+                session_id=env.session, title=env.session, customer_id=None,
+                customer_name=None, state="open", created_at=env.ts, last_seq=0,
+            )
+            view = self._upsert_summary(summary)
+        if env.seq is not None and env.seq > view.seen_seq:
+            view.seen_seq = env.seq
+        return view
+
+    def _upsert_summary(self, summary: p.SessionSummary, *, emit: bool = True) -> SessionView:
+        view = self._sessions.get(summary.session_id)
+        if view is None:
+            view = SessionView(summary=summary, history_seq=summary.last_seq)
+            self._sessions[summary.session_id] = view
+            if emit:
+                self.sessions_changed.emit()
+        else:
+            view.summary = summary
+            if emit:
+                self.session_updated.emit(summary.session_id)
+                self.sessions_changed.emit()
+        return view
+
+    def _on_welcome(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.Welcome)
+        self.apply_welcome(payload)
+
+    def _on_session_list(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionList)
+        for summary in payload.sessions:
+            self._upsert_summary(summary, emit=False)
+        self.sessions_changed.emit()
+
+    def _on_session_opened(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionOpened)
+        known = payload.summary.session_id in self._sessions
+        view = self._upsert_summary(payload.summary, emit=not known)
+        if env.seq is not None:
+            view.seen_seq = max(view.seen_seq, env.seq)
+        if not any(isinstance(i, NoteItem) and i.text.startswith("Session opened")
+                   for i in view.transcript):
+            view.transcript.insert(0, NoteItem("Session opened", env.ts))
+            if payload.greeting:
+                view.transcript.insert(1, NoteItem(f"Greeting: {payload.greeting}", env.ts))
+            self.transcript_changed.emit(view.session_id)
+        if self._current is None:
+            self.select_session(view.session_id)
+
+    def _on_session_updated(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionUpdated)
+        self._upsert_summary(payload.summary)
+
+    def _on_session_closed(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionClosed)
+        view = self._view_for(env)
+        if view is None:
+            return
+        view.summary = view.summary.model_copy(update={"state": "closed"})
+        why = f": {payload.reason}" if payload.reason else ""
+        view.transcript.append(NoteItem(f"Session closed by {payload.by}{why}", env.ts))
+        self.transcript_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+        self.sessions_changed.emit()
+
+    def _on_chat_message(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ChatMessage)
+        view = self._view_for(env)
+        if view is None:
+            return
+        if any(isinstance(i, ChatItem) and i.message_id == payload.message_id
+               for i in view.transcript[-50:]):
+            return  # replayed after a resume
+        view.transcript.append(ChatItem(
+            message_id=payload.message_id, role=str(payload.author.role),
+            name=payload.author.name, text=payload.text, ts=env.ts,
+            draft_id=payload.draft_id, edited=payload.edited,
+        ))
+        view.summary = view.summary.model_copy(update={
+            "last_message": payload.text, "last_message_at": env.ts,
+            "last_seq": max(view.summary.last_seq, env.seq or 0),
+        })
+        is_customer = payload.author.role == p.Role.CUSTOMER
+        if is_customer:
+            view.customer_typing = False
+            new = env.seq is None or env.seq > view.history_seq
+            if new and view.session_id != self._current:
+                view.unread += 1
+        draft = view.draft
+        if draft is not None and payload.draft_id == draft.turn_id and not is_customer:
+            draft.state = "sent"
+            self._emit_draft_now(view.session_id)
+        self.transcript_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+
+    def _on_typing(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.TypingState)
+        view = self._view_for(env)
+        if view is None or payload.role != p.Role.CUSTOMER:
+            return
+        view.customer_typing = payload.active
+        self.typing_changed.emit(view.session_id)
+
+    def _on_draft_started(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.DraftStarted)
+        view = self._view_for(env)
+        if view is None:
+            return
+        if view.draft is not None and view.draft.turn_id == payload.turn_id:
+            return  # replay of the draft we already have
+        draft = self._new_draft(view, payload.turn_id, env.ts)
+        draft.reason = payload.reason
+        draft.provider = payload.provider
+        self._emit_draft_now(view.session_id)
+
+    @staticmethod
+    def _new_draft(view: SessionView, turn_id: str, ts: float) -> Draft:
+        if view.draft is not None:
+            view.old_turns.add(view.draft.turn_id)
+        view.draft = Draft(turn_id=turn_id, started_at=ts)
+        return view.draft
+
+    def _on_draft_delta(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.DraftDelta)
+        view = self._view_for(env)
+        if view is None:
+            return
+        draft = view.draft
+        if draft is None or draft.turn_id != payload.turn_id:
+            if payload.turn_id in view.old_turns:
+                return  # a late delta of an older turn
+            # draft.started missed (joined mid-draft): adopt the turn
+            draft = self._new_draft(view, payload.turn_id, env.ts)
+        if draft.state != "streaming":
+            return  # completed/stale/failed text is authoritative
+        have = len(draft.text)
+        end = payload.offset + len(payload.text)
+        if payload.offset > have:
+            if not draft.gap:
+                draft.gap = True
+                log.warning("draft %s: delta gap (have %d chars, delta at %d)",
+                            draft.turn_id, have, payload.offset)
+                self.draft_gap.emit(view.session_id, draft.turn_id)
+            return
+        if end <= have:
+            return  # duplicate
+        draft.text += payload.text[have - payload.offset:]
+        draft.revision += 1
+        self._dirty_drafts.add(view.session_id)
+        if not self._draft_timer.isActive():
+            self._draft_timer.start()
+
+    def _on_draft_completed(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.DraftCompleted)
+        view = self._view_for(env)
+        if view is None:
+            return
+        draft = view.draft
+        if draft is None or draft.turn_id != payload.turn_id:
+            if payload.turn_id in view.old_turns:
+                return
+            draft = self._new_draft(view, payload.turn_id, env.ts)
+        if draft.state in ("discarded", "sent", "stale"):
+            return
+        if draft.text != payload.text:
+            draft.text = payload.text
+            draft.revision += 1
+        draft.gap = False
+        draft.citations = list(payload.citations)
+        draft.state = "completed"
+        self._emit_draft_now(view.session_id)
+
+    def _on_draft_stale(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.DraftStale)
+        view = self._view_for(env)
+        if view is None or view.draft is None or view.draft.turn_id != payload.turn_id:
+            return
+        if view.draft.state in ("sent", "discarded"):
+            return
+        view.draft.state = "stale"
+        view.draft.stale_reason = payload.reason
+        self._emit_draft_now(view.session_id)
+
+    def _on_draft_failed(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.DraftFailed)
+        view = self._view_for(env)
+        if view is None:
+            return
+        if view.draft is None or view.draft.turn_id != payload.turn_id:
+            if payload.turn_id in view.old_turns:
+                return
+            self._new_draft(view, payload.turn_id, env.ts)
+        assert view.draft is not None
+        view.draft.state = "failed"
+        view.draft.error = payload.message
+        self._emit_draft_now(view.session_id)
+
+    def _on_articles(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ArticlesFound)
+        view = self._view_for(env)
+        if view is None:
+            return
+        view.articles[payload.turn_id] = sorted(payload.articles, key=lambda a: -a.score)
+        view.articles_turn = payload.turn_id
+        self.articles_changed.emit(view.session_id)
+
+    def _on_tool_call(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ToolCall)
+        view = self._view_for(env)
+        if view is None or payload.call_id in view._tool_index:
+            return
+        view._tool_index[payload.call_id] = len(view.transcript)
+        view.transcript.append(ToolItem(
+            call_id=payload.call_id, name=payload.name, arguments=dict(payload.arguments),
+            mode=payload.mode, ts=env.ts,
+        ))
+        self.transcript_changed.emit(view.session_id)
+
+    def _on_tool_result(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ToolResult)
+        view = self._view_for(env)
+        if view is None:
+            return
+        idx = view._tool_index.get(payload.call_id)
+        if idx is None:
+            view._tool_index[payload.call_id] = len(view.transcript)
+            view.transcript.append(ToolItem(call_id=payload.call_id, name=payload.name,
+                                            arguments={}, mode="auto", ts=env.ts))
+            idx = len(view.transcript) - 1
+        item = view.transcript[idx]
+        assert isinstance(item, ToolItem)
+        item.ok = payload.ok
+        item.output = dict(payload.output)
+        self.transcript_changed.emit(view.session_id)
+
+    def _on_approval_created(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ApprovalCreated)
+        view = self._view_for(env)
+        if view is None or payload.approval_id in view.approvals:
+            return
+        view.approvals[payload.approval_id] = Approval(
+            approval_id=payload.approval_id, call_id=payload.call_id, tool=payload.tool,
+            description=payload.description, arguments=dict(payload.arguments),
+            schema=dict(payload.parameters_schema), expires_at=payload.expires_at,
+            created_at=env.ts, updated_at=env.ts,
+        )
+        self._sync_pending(view)
+        self.approvals_changed.emit(view.session_id)
+
+    def _on_approval_updated(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ApprovalUpdated)
+        view = self._view_for(env)
+        if view is None:
+            return
+        appr = view.approvals.get(payload.approval_id)
+        if appr is None:
+            log.warning("update for unknown approval %s", payload.approval_id)
+            return
+        appr.state = payload.state
+        appr.updated_at = env.ts
+        appr.by = payload.by or appr.by
+        if payload.arguments is not None:
+            appr.final_arguments = dict(payload.arguments)
+        if payload.result is not None:
+            appr.result = dict(payload.result)
+        appr.error = payload.error or appr.error
+        appr.reason = payload.reason or appr.reason
+        self._sync_pending(view)
+        self.approvals_changed.emit(view.session_id)
+        if payload.state == "executed" and view.customer_requested:
+            self.request_customer(view.session_id)  # the action changed the account
+
+    def _sync_pending(self, view: SessionView) -> None:
+        count = len(view.pending_approvals)
+        if count != view.summary.pending_approvals:
+            view.summary = view.summary.model_copy(update={"pending_approvals": count})
+        self.session_updated.emit(view.session_id)
+
+    def _on_assistant_status(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.AssistantStatus)
+        self._status = payload
+        self.assistant_status_changed.emit(payload)
+
+    def _on_customer_details(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.CustomerDetails)
+        view = self._view_for(env)
+        if view is None:
+            return
+        view.customer = payload
+        self.customer_changed.emit(view.session_id)
+
+    def _on_article_content(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ArticleContent)
+        self.article_loaded.emit(payload)
+
+    def _on_kb_results(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.KbResults)
+        self.kb_results.emit(payload)
+
+    def _on_error_message(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.ErrorPayload)
+        self._on_error(payload)
+
+    def _on_error(self, payload: p.ErrorPayload) -> None:
+        log.info("host error %s: %s", payload.code, payload.message)
+        self.error_occurred.emit(payload.message)
+
+    _handlers: dict[str, Callable[[Workspace, p.Envelope, p.Payload], None]] = {
+        "welcome": _on_welcome,
+        "error": _on_error_message,
+        "session.list": _on_session_list,
+        "session.opened": _on_session_opened,
+        "session.updated": _on_session_updated,
+        "session.closed": _on_session_closed,
+        "chat.message": _on_chat_message,
+        "typing": _on_typing,
+        "draft.started": _on_draft_started,
+        "draft.delta": _on_draft_delta,
+        "draft.completed": _on_draft_completed,
+        "draft.stale": _on_draft_stale,
+        "draft.failed": _on_draft_failed,
+        "articles": _on_articles,
+        "tool.call": _on_tool_call,
+        "tool.result": _on_tool_result,
+        "approval.created": _on_approval_created,
+        "approval.updated": _on_approval_updated,
+        "assistant.status": _on_assistant_status,
+        "customer.details": _on_customer_details,
+        "article.content": _on_article_content,
+        "kb.results": _on_kb_results,
+    }
+
+    # ------------------------------------------------------------------ draft coalescing
+
+    def _flush_drafts(self) -> None:
+        dirty, self._dirty_drafts = self._dirty_drafts, set()
+        for sid in dirty:
+            self.draft_changed.emit(sid)
+
+    def _emit_draft_now(self, session_id: str) -> None:
+        self._dirty_drafts.discard(session_id)
+        self.draft_changed.emit(session_id)
+
+    def flush(self) -> None:
+        """Deliver pending coalesced draft updates now (tests, shutdown)."""
+        self._draft_timer.stop()
+        self._flush_drafts()
+
+    # ------------------------------------------------------------------ intents
+
+    def select_session(self, session_id: str) -> None:
+        view = self._sessions.get(session_id)
+        if view is None:
+            return
+        changed = session_id != self._current
+        self._current = session_id
+        if view.unread:
+            view.unread = 0
+            self.session_updated.emit(session_id)
+        if not view.customer_requested:
+            self.request_customer(session_id)
+        if view.summary.state == "closed" and view.seen_seq == 0 and self._sync_fn is not None:
+            # closed sessions are not replayed on connect: fetch the history on demand
+            try:
+                self._sync_fn(session_id)
+            except Exception:
+                log.exception("cannot sync session %s", session_id)
+        if changed:
+            self.current_session_changed.emit(session_id)
+
+    def select_relative(self, step: int) -> None:
+        """Move to the next (step=1) or previous (step=-1) session in inbox order."""
+        order = [s.session_id for s in self.sessions()]
+        if not order:
+            return
+        idx = order.index(self._current) if self._current in order else -1
+        self.select_session(order[(idx + step) % len(order)])
+
+    def _target(self, session_id: str | None) -> str | None:
+        sid = session_id or self._current
+        if sid is None:
+            self.error_occurred.emit("Choose a conversation first")
+        return sid
+
+    def send_message(self, text: str, *, draft_id: str | None = None,
+                     session_id: str | None = None) -> bool:
+        text = text.strip()
+        sid = self._target(session_id)
+        if not text or sid is None:
+            return False
+        return self._send(p.ChatSend(text=text, draft_id=draft_id), sid)
+
+    def set_typing(self, active: bool, session_id: str | None = None) -> bool:
+        sid = session_id or self._current
+        return sid is not None and self._send(p.Typing(active=active), sid)
+
+    def approve(self, approval_id: str, arguments: dict[str, Any] | None = None,
+                session_id: str | None = None) -> bool:
+        sid = self._target(session_id or self._session_of_approval(approval_id))
+        if sid is None:
+            return False
+        return self._send(p.ApprovalApprove(approval_id=approval_id, arguments=arguments), sid)
+
+    def reject(self, approval_id: str, reason: str, session_id: str | None = None) -> bool:
+        reason = reason.strip()
+        sid = self._target(session_id or self._session_of_approval(approval_id))
+        if sid is None or not reason:
+            return False
+        return self._send(p.ApprovalReject(approval_id=approval_id, reason=reason), sid)
+
+    def regenerate(self, session_id: str | None = None) -> bool:
+        sid = self._target(session_id)
+        return sid is not None and self._send(p.DraftRegenerate(), sid)
+
+    def discard(self, session_id: str | None = None) -> bool:
+        sid = self._target(session_id)
+        view = self._sessions.get(sid) if sid else None
+        if sid is None or view is None or view.draft is None:
+            return False
+        ok = self._send(p.DraftDiscard(turn_id=view.draft.turn_id), sid)
+        view.draft.state = "discarded"
+        self._emit_draft_now(sid)
+        return ok
+
+    def request_customer(self, session_id: str | None = None) -> bool:
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        if sid is None or view is None:
+            return False
+        view.customer_requested = True
+        return self._send(p.CustomerGet(), sid)
+
+    def request_article(self, article_id: str) -> bool:
+        return self._send(p.ArticleGet(article_id=article_id), None)
+
+    def search_kb(self, query: str, kind: str | None = None, limit: int = 50) -> bool:
+        k: Literal["kb", "faq"] | None = kind if kind in ("kb", "faq") else None  # type: ignore[assignment]
+        return self._send(p.KbSearch(query=query, kind=k, limit=limit), None)
+
+    def _session_of_approval(self, approval_id: str) -> str | None:
+        for view in self._sessions.values():
+            if approval_id in view.approvals:
+                return view.session_id
+        return None
+
+    def _send(self, payload: p.Payload, session: str | None) -> bool:
+        kind = p.client_type(payload)
+        if self._send_fn is None:
+            log.warning("not connected: dropping %s", kind)
+            self.error_occurred.emit("Not connected to the host")
+            return False
+        try:
+            result = self._send_fn(payload, session)
+        except Exception as exc:
+            log.exception("sending %s failed", kind)
+            self.error_occurred.emit(f"Could not send: {exc}")
+            return False
+        if inspect.isawaitable(result):
+            self._supervise(result, kind)
+        elif result is False:
+            self.error_occurred.emit("Not connected to the host — will not send")
+            return False
+        self.intent_sent.emit(kind, payload)
+        return True
+
+    def _supervise(self, awaitable: Any, kind: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("sending %s failed", kind, exc_info=t.exception())
+                self.error_occurred.emit(f"Could not send {kind}: {t.exception()}")
+
+        task.add_done_callback(done)
+

@@ -1,0 +1,1 @@
+"""The representative's workspace window and its dockable panels."""

@@ -1,0 +1,377 @@
+"""Action queue: pending approvals with schema forms, an explicit confirm step, history.
+
+Nothing here decides anything: Approve sends the exact arguments shown in the
+confirmation to the host, which validates and runs them; Reject sends the
+representative's reason, which the host passes to the assistant.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hitl_desktop.client.workspace import Approval, Workspace
+from hitl_desktop.ui.agent.conversation import call_signature
+from hitl_desktop.ui.agent.schema_form import SchemaForm, humanize
+
+STATE_LABEL = {
+    "pending": "Pending",
+    "approved": "Running…",
+    "executed": "Executed",
+    "failed": "Failed",
+    "rejected": "Rejected",
+    "expired": "Expired",
+}
+
+
+class ApprovalCard(QFrame):
+    """One pending action: editable arguments, Approve → confirm, Reject → reason."""
+
+    approve_confirmed = Signal(str, dict)  # approval_id, arguments
+    reject_confirmed = Signal(str, str)  # approval_id, reason
+
+    def __init__(self, approval: Approval, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.approval = approval
+        self.setObjectName("approvalCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 10, 12, 10)
+        lay.setSpacing(6)
+        title = QLabel(f"<b>{humanize(approval.tool)}</b> "
+                       f"<span style='color:gray; font-family:monospace'>{approval.tool}</span>",
+                       self)
+        title.setObjectName("cardTitle")
+        lay.addWidget(title)
+        if approval.description:
+            desc = QLabel(approval.description, self)
+            desc.setWordWrap(True)
+            desc.setObjectName("mutedLabel")
+            lay.addWidget(desc)
+        self.form = SchemaForm(approval.schema, approval.arguments, self)
+        self.form.setObjectName("approvalForm")
+        lay.addWidget(self.form)
+
+        # normal buttons
+        self.buttons = QWidget(self)
+        b = QHBoxLayout(self.buttons)
+        b.setContentsMargins(0, 0, 0, 0)
+        self.expiry = QLabel(self._expiry_text(), self.buttons)
+        self.expiry.setObjectName("mutedLabel")
+        b.addWidget(self.expiry)
+        b.addStretch(1)
+        self.reject_button = QPushButton("Reject…", self.buttons)
+        self.reject_button.setObjectName("rejectButton")
+        self.reject_button.clicked.connect(self.ask_reject)
+        self.approve_button = QPushButton("Approve…", self.buttons)
+        self.approve_button.setObjectName("approveButton")
+        self.approve_button.clicked.connect(self.ask_approve)
+        b.addWidget(self.reject_button)
+        b.addWidget(self.approve_button)
+        lay.addWidget(self.buttons)
+
+        # inline confirmation: the exact call that will run
+        self.confirm = QFrame(self)
+        self.confirm.setObjectName("confirmPanel")
+        c = QVBoxLayout(self.confirm)
+        c.setContentsMargins(10, 8, 10, 8)
+        c.addWidget(QLabel("<b>Run this on the customer's account?</b>", self.confirm))
+        self.call_label = QLabel(self.confirm)
+        self.call_label.setObjectName("callPreview")
+        self.call_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.call_label.setWordWrap(True)
+        c.addWidget(self.call_label)
+        cb = QHBoxLayout()
+        cb.addStretch(1)
+        self.back_button = QPushButton("Back", self.confirm)
+        self.back_button.clicked.connect(self.cancel_confirm)
+        self.run_button = QPushButton("Run it", self.confirm)
+        self.run_button.setObjectName("confirmApprove")
+        self.run_button.clicked.connect(self.confirm_approve)
+        cb.addWidget(self.back_button)
+        cb.addWidget(self.run_button)
+        c.addLayout(cb)
+        self.confirm.hide()
+        lay.addWidget(self.confirm)
+
+        # inline reject: a reason is required
+        self.reject_panel = QFrame(self)
+        self.reject_panel.setObjectName("rejectPanel")
+        r = QVBoxLayout(self.reject_panel)
+        r.setContentsMargins(10, 8, 10, 8)
+        r.addWidget(QLabel("Why reject? The assistant will tell the customer.", self.reject_panel))
+        self.reason = QLineEdit(self.reject_panel)
+        self.reason.setObjectName("rejectReason")
+        self.reason.setPlaceholderText("e.g. order already left the warehouse")
+        self.reason.textChanged.connect(self._reason_changed)
+        self.reason.returnPressed.connect(self.confirm_reject)
+        r.addWidget(self.reason)
+        rb = QHBoxLayout()
+        rb.addStretch(1)
+        self.reject_back = QPushButton("Back", self.reject_panel)
+        self.reject_back.clicked.connect(self.cancel_confirm)
+        self.reject_confirm = QPushButton("Reject action", self.reject_panel)
+        self.reject_confirm.setObjectName("confirmReject")
+        self.reject_confirm.setEnabled(False)
+        self.reject_confirm.clicked.connect(self.confirm_reject)
+        rb.addWidget(self.reject_back)
+        rb.addWidget(self.reject_confirm)
+        r.addLayout(rb)
+        self.reject_panel.hide()
+        lay.addWidget(self.reject_panel)
+
+        self.waiting = QLabel("Sent — waiting for the host…", self)
+        self.waiting.setObjectName("mutedLabel")
+        self.waiting.hide()
+        lay.addWidget(self.waiting)
+        self.set_state(approval)
+
+    def _expiry_text(self) -> str:
+        if self.approval.expires_at is None:
+            return ""
+        left = self.approval.expires_at - time.time()
+        if left <= 0:
+            return "expired"
+        hours = left / 3600
+        return f"expires in {hours:.0f} h" if hours >= 1 else f"expires in {left / 60:.0f} min"
+
+    def pending_call(self) -> str:
+        return call_signature(self.approval.tool, self.form.value())
+
+    def ask_approve(self) -> bool:
+        """Validate, then show the exact call that will run; False if the form is invalid."""
+        if self.form.validate():
+            return False
+        self.reject_panel.hide()
+        args = json.dumps(self.form.value(), indent=2, ensure_ascii=False)
+        self.call_label.setText(
+            f"<pre style='margin:0'>{_esc(self.approval.tool)}({_esc(args)})</pre>")
+        self.call_label.setProperty("call", self.pending_call())
+        self.buttons.hide()
+        self.confirm.show()
+        self.run_button.setFocus()
+        return True
+
+    def ask_reject(self) -> None:
+        self.confirm.hide()
+        self.buttons.hide()
+        self.reject_panel.show()
+        self.reason.setFocus()
+
+    def cancel_confirm(self) -> None:
+        self.confirm.hide()
+        self.reject_panel.hide()
+        self.buttons.show()
+
+    def confirm_approve(self) -> None:
+        if self.form.validate():
+            self.cancel_confirm()
+            return
+        self.approve_confirmed.emit(self.approval.approval_id, self.form.value())
+        self._sent()
+
+    def _reason_changed(self, text: str) -> None:
+        self.reject_confirm.setEnabled(bool(text.strip()))
+
+    def confirm_reject(self) -> None:
+        reason = self.reason.text().strip()
+        if not reason:
+            self.reason.setFocus()
+            return
+        self.reject_confirmed.emit(self.approval.approval_id, reason)
+        self._sent()
+
+    def _sent(self) -> None:
+        self.confirm.hide()
+        self.reject_panel.hide()
+        self.buttons.hide()
+        self.form.setEnabled(False)
+        self.waiting.show()
+
+    def set_state(self, approval: Approval) -> None:
+        self.approval = approval
+        if approval.state == "approved":
+            self._sent()
+            self.waiting.setText("Approved — running…")
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _summary(result: dict[str, Any] | None, error: str | None, reason: str | None) -> str:
+    if reason:
+        return f"Reason: {reason}"
+    if error:
+        return error
+    if not result:
+        return ""
+    for key in ("message", "status", "summary"):
+        if isinstance(result.get(key), str):
+            return str(result[key])
+    return json.dumps(result, ensure_ascii=False)[:160]
+
+
+class ActionQueue(QWidget):
+    """Pending approvals of the current session on top, history below."""
+
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.cards: dict[str, ApprovalCard] = {}
+        self._session: str | None = None
+
+        self.pending_title = QLabel(self)
+        self.pending_title.setObjectName("sectionTitle")
+        self.cards_box = QVBoxLayout()
+        self.cards_box.setSpacing(8)
+        self.empty = QLabel("Nothing waiting for approval.", self)
+        self.empty.setObjectName("emptyLabel")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        inner = QWidget(self)
+        inner_lay = QVBoxLayout(inner)
+        inner_lay.setContentsMargins(8, 8, 8, 8)
+        inner_lay.addWidget(self.pending_title)
+        inner_lay.addLayout(self.cards_box)
+        inner_lay.addWidget(self.empty)
+        inner_lay.addStretch(1)
+        self.scroll_area = QScrollArea(self)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setWidget(inner)
+
+        hist = QWidget(self)
+        hl = QVBoxLayout(hist)
+        hl.setContentsMargins(8, 4, 8, 8)
+        ht = QLabel("History", hist)
+        ht.setObjectName("sectionTitle")
+        hl.addWidget(ht)
+        self.history = QTreeWidget(hist)
+        self.history.setObjectName("approvalHistory")
+        self.history.setHeaderLabels(["Time", "Action", "Outcome", "Details"])
+        self.history.setRootIsDecorated(True)
+        self.history.setUniformRowHeights(False)
+        header = self.history.header()
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        hl.addWidget(self.history)
+
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(self.scroll_area)
+        split.addWidget(hist)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+        self.setFocusProxy(self.scroll_area)
+
+        workspace.approvals_changed.connect(self._on_changed)
+        workspace.current_session_changed.connect(self.refresh)
+        self.refresh()
+
+    def _on_changed(self, session_id: str) -> None:
+        if session_id == self.workspace.current_session_id:
+            self.refresh()
+
+    def pending_cards(self) -> list[ApprovalCard]:
+        return list(self.cards.values())
+
+    def first_card(self) -> ApprovalCard | None:
+        cards = [c for c in self.cards.values() if c.approval.state == "pending"]
+        return cards[0] if cards else None
+
+    def refresh(self, *_args: object) -> None:
+        view = self.workspace.current
+        sid = view.session_id if view else None
+        if sid != self._session:
+            for card in self.cards.values():
+                card.setParent(None)
+                card.deleteLater()
+            self.cards.clear()
+            self._session = sid
+        pending = view.pending_approvals if view else []
+        keep = {a.approval_id for a in pending}
+        for aid in [k for k in self.cards if k not in keep]:
+            card = self.cards.pop(aid)
+            card.setParent(None)
+            card.deleteLater()
+        for appr in pending:
+            existing = self.cards.get(appr.approval_id)
+            if existing is not None:
+                existing.set_state(appr)
+                continue
+            card = ApprovalCard(appr, self)
+            card.approve_confirmed.connect(self._approve)
+            card.reject_confirmed.connect(self._reject)
+            self.cards[appr.approval_id] = card
+            self.cards_box.addWidget(card)
+        n = len(pending)
+        self.pending_title.setText(f"Waiting for approval ({n})" if n else "Waiting for approval")
+        self.empty.setVisible(n == 0)
+        self._fill_history(view.approval_history if view else [])
+
+    def _fill_history(self, done: list[Approval]) -> None:
+        self.history.clear()
+        colors = {"executed": "#2e9d5b", "failed": "#d64545", "rejected": "#d9822b",
+                  "expired": "#8a8a8a"}
+        for appr in done:
+            args = appr.final_arguments if appr.final_arguments is not None else appr.arguments
+            item = QTreeWidgetItem([
+                time.strftime("%H:%M", time.localtime(appr.updated_at)),
+                call_signature(appr.tool, args),
+                STATE_LABEL.get(appr.state, appr.state) + (f" by {appr.by}" if appr.by else ""),
+                _summary(appr.result, appr.error, appr.reason),
+            ])
+            item.setForeground(2, QBrush(QColor(colors.get(appr.state, "#8a8a8a"))))
+            detail = json.dumps({"arguments": args, "result": appr.result, "error": appr.error,
+                                 "reason": appr.reason}, indent=2, ensure_ascii=False)
+            child = QTreeWidgetItem(["", "", "", detail])
+            item.addChild(child)
+            self.history.addTopLevelItem(item)
+        for col in range(3):
+            self.history.resizeColumnToContents(col)
+
+    def _approve(self, approval_id: str, arguments: dict[str, Any]) -> None:
+        self.workspace.approve(approval_id, arguments)
+
+    def _reject(self, approval_id: str, reason: str) -> None:
+        self.workspace.reject(approval_id, reason)
+
+    # keyboard-first helpers used by the window's shortcuts
+    def approve_first(self) -> bool:
+        """First press shows the confirmation; a second press runs it."""
+        card = self.first_card()
+        if card is None:
+            return False
+        if card.confirm.isVisible():
+            card.confirm_approve()
+        else:
+            card.ask_approve()
+        self.scroll_area.ensureWidgetVisible(card)
+        return True
+
+    def reject_first(self) -> bool:
+        card = self.first_card()
+        if card is None:
+            return False
+        card.ask_reject()
+        self.scroll_area.ensureWidgetVisible(card)
+        return True

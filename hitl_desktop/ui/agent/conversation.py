@@ -1,0 +1,142 @@
+"""Conversation panel: the transcript, with tool calls compact and results expandable."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from typing import Any
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
+
+from hitl_desktop.client.workspace import ChatItem, NoteItem, ToolItem, Workspace
+
+
+def call_signature(name: str, arguments: dict[str, Any]) -> str:
+    """``cancel_order(order_id="ORD1001")`` — how a call reads to a human."""
+    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+    return f"{name}({args})"
+
+
+def _esc(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
+class ConversationPanel(QWidget):
+    """Renders the current session's transcript as HTML bubbles."""
+
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.expanded: set[str] = set()
+        self._shown: tuple[str, int] = ("", 0)
+        self.browser = QTextBrowser(self)
+        self.browser.setObjectName("transcript")
+        self.browser.setOpenLinks(False)
+        self.browser.setAccessibleName("Conversation transcript")
+        self.browser.anchorClicked.connect(self._on_anchor)
+        self.typing = QLabel("", self)
+        self.typing.setObjectName("typingLabel")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.browser, 1)
+        lay.addWidget(self.typing)
+        self.setFocusProxy(self.browser)
+        workspace.transcript_changed.connect(self._on_changed)
+        workspace.current_session_changed.connect(self.refresh)
+        workspace.typing_changed.connect(self._on_typing)
+        self.refresh()
+
+    def _on_changed(self, session_id: str) -> None:
+        if session_id == self.workspace.current_session_id:
+            self.refresh()
+
+    def _on_typing(self, session_id: str) -> None:
+        view = self.workspace.current
+        if view is not None and view.session_id == session_id:
+            self.typing.setText(f"  {view.display_name} is typing…" if view.customer_typing
+                                else "")
+
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == "toggle":
+            call_id = url.path() or url.host()
+            if call_id in self.expanded:
+                self.expanded.discard(call_id)
+            else:
+                self.expanded.add(call_id)
+            self.refresh()
+
+    def toggle(self, call_id: str) -> None:
+        self._on_anchor(QUrl(f"toggle:{call_id}"))
+
+    def refresh(self, *_args: object) -> None:
+        view = self.workspace.current
+        bar = self.browser.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 4
+        if view is None:
+            self.browser.setHtml("<p style='color:gray'>No conversation selected.</p>")
+            return
+        pal = self.palette()
+        dark = pal.color(QPalette.ColorRole.Window).lightness() < 128
+        theirs = "#2b2f36" if dark else "#f0f2f5"
+        ours = "#1f3d6b" if dark else "#dbe8ff"
+        tool_bg = "#262a30" if dark else "#fafafa"
+        muted = "#9aa0a6" if dark else "#6b7280"
+        parts = ["<html><body style='margin:6px'>"]
+        for item in view.transcript:
+            if isinstance(item, NoteItem):
+                parts.append(f"<p align='center' style='color:{muted}; font-size:small'>"
+                             f"{_esc(item.text)}</p>")
+            elif isinstance(item, ChatItem):
+                mine = item.role in ("agent", "admin")
+                who = item.name if not mine else f"{item.name} (you)"
+                stamp = time.strftime("%H:%M", time.localtime(item.ts))
+                extra = ""
+                if mine and item.draft_id:
+                    extra = " · edited draft" if item.edited else " · AI draft"
+                align = "right" if mine else "left"
+                bg = ours if mine else theirs
+                parts.append(
+                    f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
+                    f"<tr><td align='{align}'>"
+                    f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
+                    f"<tr><td><span style='color:{muted}; font-size:small'><b>{_esc(who)}</b> "
+                    f"· {stamp}{extra}</span><br>{_esc(item.text)}</td></tr></table>"
+                    f"</td></tr></table>")
+            elif isinstance(item, ToolItem):
+                parts.append(self._tool_html(item, tool_bg, muted))
+        parts.append("</body></html>")
+        keep = bar.value()
+        self.browser.setHtml("".join(parts))
+        shown = (view.session_id, len(view.transcript))
+        grew = shown != self._shown
+        self._shown = shown
+        bar.setValue(bar.maximum() if (at_bottom or grew) else keep)
+        self._on_typing(view.session_id)
+
+    def _tool_html(self, item: ToolItem, bg: str, muted: str) -> str:
+        if item.ok is None:
+            status = "◷ waiting for approval" if item.mode == "approval" else "◷ running"
+        elif item.ok:
+            status = "<span style='color:#2e9d5b'>✓ done</span>"
+        else:
+            status = "<span style='color:#d64545'>✗ failed</span>"
+        mode = "auto-run" if item.mode == "auto" else "needs approval"
+        toggle = ""
+        body = ""
+        if item.output is not None:
+            open_ = item.call_id in self.expanded
+            toggle = (f" · <a href='toggle:{html.escape(item.call_id)}'>"
+                      f"{'hide result' if open_ else 'show result'}</a>")
+            if open_:
+                text = json.dumps(item.output, indent=2, ensure_ascii=False)
+                body = (f"<pre style='font-size:small; margin:4px 0 0 18px'>"
+                        f"{html.escape(text)}</pre>")
+        sig = html.escape(call_signature(item.name, item.arguments))
+        return (f"<table width='100%' cellpadding='4' style='background:{bg}; margin:2px 0'>"
+                f"<tr><td><span style='font-family:monospace; font-size:small'>⚙ {sig}</span>"
+                f" <span style='color:{muted}; font-size:small'>· {mode} · {status}{toggle}"
+                f"</span>{body}</td></tr></table>")

@@ -1,0 +1,305 @@
+"""Suggestion editor: the assistant's draft streams in live and stays editable.
+
+Once the representative types, the editor stops replacing their text; newer
+draft text is offered with a "Reload" bar instead of clobbering their edits.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from hitl_desktop.client.workspace import Draft, Workspace
+
+STATE_TEXT = {
+    "streaming": "Drafting…",
+    "completed": "Suggestion ready",
+    "stale": "Stale — the customer wrote again",
+    "failed": "Draft failed",
+    "discarded": "Discarded",
+    "sent": "Sent",
+}
+TYPING_IDLE_MS = 4000
+
+
+class SuggestionEditor(QWidget):
+    """Shows and edits the current session's draft; Send / Regenerate / Discard."""
+
+    article_requested = Signal(str, str)  # article_id, quote
+
+    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self._programmatic = False
+        self.user_edited = False
+        self._turn_id: str | None = None
+        self._revision = -1
+        self._session: str | None = None
+        self._unsent: dict[str, tuple[str | None, str]] = {}  # session -> (turn, edited text)
+        self._typing_sent = False
+
+        self.state_chip = QLabel(self)
+        self.state_chip.setObjectName("draftState")
+        self.state_chip.setProperty("state", "none")
+        self.provider_label = QLabel(self)
+        self.provider_label.setObjectName("mutedLabel")
+        head = QHBoxLayout()
+        head.addWidget(self.state_chip)
+        head.addStretch(1)
+        head.addWidget(self.provider_label)
+
+        self.reload_bar = QFrame(self)
+        self.reload_bar.setObjectName("reloadBar")
+        bar_lay = QHBoxLayout(self.reload_bar)
+        bar_lay.setContentsMargins(8, 4, 8, 4)
+        bar_lay.addWidget(QLabel("The draft was updated while you were editing.", self.reload_bar),
+                          1)
+        self.reload_button = QPushButton("Reload draft", self.reload_bar)
+        self.reload_button.setObjectName("reloadDraft")
+        self.reload_button.clicked.connect(self.reload)
+        bar_lay.addWidget(self.reload_button)
+        self.reload_bar.hide()
+
+        self.editor = QPlainTextEdit(self)
+        self.editor.setObjectName("draftEditor")
+        self.editor.setPlaceholderText("The assistant's suggestion appears here. "
+                                       "Edit it freely, or write your own reply.")
+        self.editor.setAccessibleName("Suggested reply")
+        self.editor.textChanged.connect(self._on_text_changed)
+
+        self.citations = QLabel(self)
+        self.citations.setObjectName("citations")
+        self.citations.setWordWrap(True)
+        self.citations.setTextFormat(Qt.TextFormat.RichText)
+        self.citations.linkActivated.connect(self._on_citation)
+        self.citations.hide()
+
+        self.send_button = QPushButton("Send", self)
+        self.send_button.setObjectName("sendButton")
+        self.send_button.setDefault(True)
+        self.send_button.setToolTip("Send to the customer (Ctrl+Enter)")
+        self.send_button.clicked.connect(self.send)
+        self.regenerate_button = QPushButton("Regenerate", self)
+        self.regenerate_button.setToolTip("Ask the assistant for a new draft")
+        self.regenerate_button.clicked.connect(self.regenerate)
+        self.discard_button = QPushButton("Discard", self)
+        self.discard_button.setToolTip("Throw this draft away")
+        self.discard_button.clicked.connect(self.discard)
+        buttons = QHBoxLayout()
+        hint = QLabel("Ctrl+Enter to send", self)
+        hint.setObjectName("mutedLabel")
+        buttons.addWidget(hint)
+        buttons.addStretch(1)
+        buttons.addWidget(self.discard_button)
+        buttons.addWidget(self.regenerate_button)
+        buttons.addWidget(self.send_button)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 8)
+        lay.setSpacing(6)
+        lay.addLayout(head)
+        lay.addWidget(self.reload_bar)
+        lay.addWidget(self.editor, 1)
+        lay.addWidget(self.citations)
+        lay.addLayout(buttons)
+        self.setFocusProxy(self.editor)
+
+        for seq in ("Ctrl+Return", "Ctrl+Enter"):
+            sc = QShortcut(QKeySequence(seq), self.editor)
+            sc.setContext(Qt.ShortcutContext.WidgetShortcut)
+            sc.activated.connect(self.send)
+
+        self._typing_timer = QTimer(self)
+        self._typing_timer.setSingleShot(True)
+        self._typing_timer.setInterval(TYPING_IDLE_MS)
+        self._typing_timer.timeout.connect(self._stop_typing)
+
+        workspace.draft_changed.connect(self._on_draft_changed)
+        workspace.current_session_changed.connect(self._on_session_changed)
+        self._on_session_changed(workspace.current_session_id or "")
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def draft(self) -> Draft | None:
+        view = self.workspace.current
+        return view.draft if view is not None else None
+
+    def text(self) -> str:
+        return self.editor.toPlainText()
+
+    def _set_text(self, text: str) -> None:
+        self._programmatic = True
+        try:
+            if self.editor.toPlainText() == text:
+                return
+            old = self.editor.toPlainText()
+            cursor = self.editor.textCursor()
+            at_end = cursor.position() >= len(old)
+            if text.startswith(old) and old:
+                # append only: keeps the view steady while streaming
+                end = QTextCursor(self.editor.document())
+                end.movePosition(QTextCursor.MoveOperation.End)
+                end.insertText(text[len(old):])
+            else:
+                self.editor.setPlainText(text)
+            if at_end:
+                self.editor.moveCursor(QTextCursor.MoveOperation.End)
+        finally:
+            self._programmatic = False
+
+    def _on_text_changed(self) -> None:
+        if self._programmatic:
+            return
+        self.user_edited = True
+        if not self._typing_sent and self.editor.toPlainText().strip():
+            self._typing_sent = self.workspace.set_typing(True)
+        self._typing_timer.start()
+        self._update_buttons()
+
+    def _stop_typing(self) -> None:
+        if self._typing_sent:
+            self.workspace.set_typing(False)
+            self._typing_sent = False
+
+    def _on_session_changed(self, session_id: str) -> None:
+        if self._session and self.user_edited:
+            self._unsent[self._session] = (self._turn_id, self.editor.toPlainText())
+        self._stop_typing()
+        self._session = session_id or None
+        self._turn_id = None
+        self._revision = -1
+        self.user_edited = False
+        self.reload_bar.hide()
+        saved = self._unsent.pop(session_id, None) if session_id else None
+        draft = self.draft
+        if saved is not None:
+            self._turn_id = saved[0]
+            self._set_text(saved[1])
+            self.user_edited = True
+            self._revision = draft.revision if draft and draft.turn_id == saved[0] else -1
+        else:
+            self._set_text("")
+        self._render(draft)
+
+    def _on_draft_changed(self, session_id: str) -> None:
+        if session_id == self.workspace.current_session_id:
+            self._render(self.draft)
+
+    def _render(self, draft: Draft | None) -> None:
+        if draft is None:
+            self._set_chip("none", "No suggestion yet")
+            self.provider_label.setText("")
+            self.citations.hide()
+            self._update_buttons()
+            return
+        new_turn = draft.turn_id != self._turn_id
+        if new_turn:
+            self._turn_id = draft.turn_id
+            if self.user_edited and self.editor.toPlainText().strip():
+                self.reload_bar.show()  # keep their words; offer the new draft
+            else:
+                self.user_edited = False
+                self.reload_bar.hide()
+                self._set_text(draft.text if draft.state not in ("sent", "discarded") else "")
+                self._revision = draft.revision
+        elif draft.revision != self._revision and draft.state not in ("sent", "discarded"):
+            if self.user_edited:
+                self.reload_bar.show()
+            else:
+                self._set_text(draft.text)
+                self._revision = draft.revision
+        if draft.state == "sent" and not self.user_edited:
+            self._set_text("")
+        label = STATE_TEXT.get(draft.state, draft.state)
+        if draft.state == "stale" and draft.stale_reason:
+            label = f"Stale — {draft.stale_reason}"
+        elif draft.state == "failed" and draft.error:
+            label = f"Draft failed — {draft.error}"
+        elif draft.state == "streaming" and draft.gap:
+            label = "Drafting… (catching up)"
+        self._set_chip(draft.state, label)
+        self.provider_label.setText(f"by {draft.provider}" if draft.provider else "")
+        if draft.citations:
+            links = " ".join(
+                f"<a href='{html.escape(c.article_id)}'>{html.escape(c.title)}</a>"
+                for c in draft.citations)
+            self.citations.setText(f"<b>Sources:</b> {links}")
+            self.citations.show()
+        else:
+            self.citations.hide()
+        self._update_buttons()
+
+    def _set_chip(self, state: str, text: str) -> None:
+        self.state_chip.setText(("● " if state == "streaming" else "") + text)
+        self.state_chip.setProperty("state", state)
+        self.state_chip.style().unpolish(self.state_chip)
+        self.state_chip.style().polish(self.state_chip)
+
+    def _update_buttons(self) -> None:
+        has_session = self.workspace.current is not None
+        draft = self.draft
+        live = draft is not None and draft.state not in ("sent", "discarded")
+        self.send_button.setEnabled(has_session and bool(self.editor.toPlainText().strip()))
+        self.regenerate_button.setEnabled(has_session)
+        self.discard_button.setEnabled(live)
+
+    def _on_citation(self, article_id: str) -> None:
+        draft = self.draft
+        quote = ""
+        for c in draft.citations if draft else []:
+            if c.article_id == article_id:
+                quote = c.quote or ""
+        self.article_requested.emit(article_id, quote)
+
+    # ------------------------------------------------------------------ intents
+
+    def reload(self) -> None:
+        """Replace the representative's edits with the latest draft text."""
+        draft = self.draft
+        self.user_edited = False
+        self.reload_bar.hide()
+        if draft is not None:
+            self._set_text(draft.text)
+            self._revision = draft.revision
+        self._update_buttons()
+
+    def send(self) -> None:
+        text = self.editor.toPlainText().strip()
+        if not text:
+            return
+        draft = self.draft
+        draft_id = draft.turn_id if draft is not None and draft.turn_id == self._turn_id \
+            and draft.state not in ("discarded", "sent") else None
+        if self.workspace.send_message(text, draft_id=draft_id):
+            self._typing_timer.stop()
+            self._typing_sent = False
+            self.user_edited = False
+            self.reload_bar.hide()
+            self._set_text("")
+            if draft is not None:
+                self._revision = draft.revision
+            self._update_buttons()
+
+    def regenerate(self) -> None:
+        if self.workspace.regenerate():
+            self.user_edited = False
+            self.reload_bar.hide()
+
+    def discard(self) -> None:
+        if self.workspace.discard():
+            self.user_edited = False
+            self.reload_bar.hide()
+            self._set_text("")
+            self._update_buttons()

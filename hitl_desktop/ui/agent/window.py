@@ -1,0 +1,347 @@
+"""The representative's main window: named, dockable, tabbable panels over one model.
+
+Every dock and toolbar has an objectName so ``saveState()``/``restoreState()``
+bring the layout back; the layout lives in an INI file in the config dir.
+The window holds no business logic: panels render the :class:`Workspace` and
+turn clicks and shortcuts into its intents.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QToolBar,
+    QWidget,
+)
+
+from hitl_desktop.client.workspace import Workspace
+from hitl_desktop.config import resolve_paths
+from hitl_desktop.core import protocol as p
+from hitl_desktop.ui.agent.actions import ActionQueue
+from hitl_desktop.ui.agent.articles import ArticlesPanel, ArticleViewer
+from hitl_desktop.ui.agent.conversation import ConversationPanel
+from hitl_desktop.ui.agent.customer import CustomerPanel
+from hitl_desktop.ui.agent.inbox import InboxPanel
+from hitl_desktop.ui.agent.style import agent_style
+from hitl_desktop.ui.agent.suggestion import SuggestionEditor
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+CONNECTION_TEXT = {
+    "connected": "● Connected",
+    "ready": "● Connected",
+    "connecting": "◌ Connecting…",
+    "authenticating": "◌ Connecting…",
+    "reconnecting": "◌ Reconnecting…",
+    "disconnected": "○ Disconnected",
+    "closed": "○ Disconnected",
+    "failed": "✕ Cannot connect",
+    "revoked": "✕ Access revoked",
+}
+
+
+def layout_settings(config_dir: Path | None = None) -> QSettings:
+    """The INI file holding the window layout (in HITL_CONFIG_DIR unless given)."""
+    base = config_dir or resolve_paths().config_dir
+    base.mkdir(parents=True, exist_ok=True)
+    return QSettings(str(base / "agent-window.ini"), QSettings.Format.IniFormat)
+
+
+class AgentWindow(QMainWindow):
+    """Inbox, conversation, suggestion editor, articles, viewer, actions, customer."""
+
+    def __init__(self, workspace: Workspace, *, config_dir: Path | None = None,
+                 restore: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.setObjectName("agentWindow")
+        self.setWindowTitle("HITL Desk — Agent workspace")
+        self.resize(1440, 900)
+        self.setDockNestingEnabled(True)
+        self.setDockOptions(QMainWindow.DockOption.AllowTabbedDocks
+                            | QMainWindow.DockOption.AllowNestedDocks
+                            | QMainWindow.DockOption.AnimatedDocks)
+        self.setStyleSheet(agent_style(self))
+
+        self.inbox = InboxPanel(workspace)
+        self.conversation = ConversationPanel(workspace)
+        self.suggestion_editor = SuggestionEditor(workspace)
+        self.articles = ArticlesPanel(workspace)
+        self.article_viewer = ArticleViewer(workspace)
+        self.action_queue = ActionQueue(workspace)
+        self.customer = CustomerPanel(workspace)
+        self.kb_browser: QWidget | None = None
+
+        self.docks: dict[str, QDockWidget] = {}
+        self._add_dock("inbox", "Inbox", self.inbox)
+        self._add_dock("conversation", "Conversation", self.conversation)
+        self._add_dock("suggestion", "Suggested reply", self.suggestion_editor)
+        self._add_dock("articles", "Relevant articles", self.articles)
+        self._add_dock("viewer", "Article", self.article_viewer)
+        self._add_dock("actions", "Action queue", self.action_queue)
+        self._add_dock("customer", "Customer", self.customer)
+        self._add_kb_dock()
+        self._default_layout()
+
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status_bar()
+
+        self.articles.article_chosen.connect(self.open_article)
+        self.suggestion_editor.article_requested.connect(self.open_article)
+        workspace.current_session_changed.connect(self._on_session)
+        workspace.approvals_changed.connect(self._on_approvals)
+        workspace.connection_state_changed.connect(self._on_connection)
+        workspace.assistant_status_changed.connect(self._on_assistant)
+        workspace.error_occurred.connect(self._on_error)
+
+        self._settings = layout_settings(config_dir)
+        self.default_state = self.saveState(LAYOUT_VERSION)
+        self.default_geometry = self.saveGeometry()
+        if restore:
+            self.restore_layout()
+        self._on_connection(workspace.connection_state)
+        if workspace.assistant_status is not None:
+            self._on_assistant(workspace.assistant_status)
+        self._on_session(workspace.current_session_id or "")
+
+    # ------------------------------------------------------------------ docks
+
+    def _add_dock(self, key: str, title: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{key}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.docks[key] = dock
+        return dock
+
+    def _add_kb_dock(self) -> None:
+        """The host-window engineer's KB browser, fed through the workspace, if present."""
+        try:
+            from hitl_desktop.ui.agent.kb_dock import make_kb_browser
+        except ImportError:
+            return
+        widget = make_kb_browser(self.workspace, self.open_article)
+        if widget is not None:
+            self.kb_browser = widget
+            self._add_dock("kb", "Knowledge base", widget)
+
+    def _default_layout(self) -> None:
+        d = self.docks
+        left = Qt.DockWidgetArea.LeftDockWidgetArea
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        for dock in d.values():
+            dock.setFloating(False)
+            self.removeDockWidget(dock)
+        self.addDockWidget(left, d["inbox"])
+        self.addDockWidget(right, d["conversation"])
+        self.splitDockWidget(d["conversation"], d["actions"], Qt.Orientation.Horizontal)
+        self.splitDockWidget(d["inbox"], d["customer"], Qt.Orientation.Vertical)
+        self.splitDockWidget(d["conversation"], d["suggestion"], Qt.Orientation.Vertical)
+        self.splitDockWidget(d["actions"], d["articles"], Qt.Orientation.Vertical)
+        self.tabifyDockWidget(d["articles"], d["viewer"])
+        if "kb" in d:
+            self.tabifyDockWidget(d["viewer"], d["kb"])
+        d["articles"].raise_()
+        for dock in d.values():
+            dock.show()
+        self.resizeDocks([d["inbox"], d["conversation"], d["actions"]], [300, 620, 460],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([d["conversation"], d["suggestion"]], [520, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([d["actions"], d["articles"]], [480, 340], Qt.Orientation.Vertical)
+        self.resizeDocks([d["inbox"], d["customer"]], [420, 400], Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        """Back to the layout the window started with."""
+        self._default_layout()
+        self.restoreState(self.default_state, LAYOUT_VERSION)
+        for dock in self.docks.values():
+            dock.show()
+        self.docks["articles"].raise_()
+
+    def save_layout(self) -> None:
+        self._settings.setValue("agent/geometry", self.saveGeometry())
+        self._settings.setValue("agent/state", self.saveState(LAYOUT_VERSION))
+        self._settings.sync()
+
+    def restore_layout(self) -> bool:
+        geometry = self._settings.value("agent/geometry")
+        state = self._settings.value("agent/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            ok = self.restoreState(state, LAYOUT_VERSION)
+            log.info("restored agent window layout: %s", ok)
+            return ok
+        return False
+
+    # ------------------------------------------------------------------ chrome
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Actions", self)
+        bar.setObjectName("toolbar_main")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.toolbar = bar
+        self.session_title = QLabel("", bar)
+        self.session_title.setObjectName("sessionTitle")
+        self.session_title.setStyleSheet("font-weight:600; padding: 0 8px;")
+
+        def act(text: str, shortcuts: list[str], slot: object, tip: str) -> QAction:
+            a = QAction(text, self)
+            a.setShortcuts([QKeySequence(s) for s in shortcuts])
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.setToolTip(f"{tip} ({shortcuts[0]})" if shortcuts else tip)
+            a.triggered.connect(slot)
+            self.addAction(a)
+            return a
+
+        self.prev_action = act("◀ Previous", ["Ctrl+PgUp", "Alt+Up"],
+                               lambda: self.workspace.select_relative(-1), "Previous conversation")
+        self.next_action = act("Next ▶", ["Ctrl+PgDown", "Alt+Down"],
+                               lambda: self.workspace.select_relative(1), "Next conversation")
+        self.send_action = act("Send", ["Ctrl+Return", "Ctrl+Enter"],
+                               self.suggestion_editor.send, "Send the reply")
+        self.regenerate_action = act("Regenerate", ["Ctrl+Shift+G"],
+                                     self.suggestion_editor.regenerate, "New draft")
+        self.approve_action = act("Approve first action", ["Ctrl+Shift+A"],
+                                  self.approve_first, "Approve the first pending action")
+        self.reject_action = act("Reject first action", ["Ctrl+Shift+R"],
+                                 self.reject_first, "Reject the first pending action")
+        bar.addAction(self.prev_action)
+        bar.addAction(self.next_action)
+        bar.addWidget(self.session_title)
+        spacer = QWidget(bar)
+        from PySide6.QtWidgets import QSizePolicy
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        bar.addAction(self.approve_action)
+        bar.addAction(self.reject_action)
+        self.approve_action.setEnabled(False)
+        self.reject_action.setEnabled(False)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        conv = bar.addMenu("&Conversation")
+        for a in (self.send_action, self.regenerate_action, self.prev_action, self.next_action):
+            conv.addAction(a)
+        actions = bar.addMenu("&Actions")
+        actions.addAction(self.approve_action)
+        actions.addAction(self.reject_action)
+        view = bar.addMenu("&View")
+        self.view_menu = view
+        self.focus_actions: dict[str, QAction] = {}
+        order = ["inbox", "conversation", "suggestion", "articles", "actions", "customer",
+                 "viewer", "kb"]
+        for n, key in enumerate([k for k in order if k in self.docks], 1):
+            dock = self.docks[key]
+            toggle = dock.toggleViewAction()
+            toggle.setObjectName(f"toggle_{key}")
+            view.addAction(toggle)
+            focus = QAction(f"Go to {dock.windowTitle()}", self)
+            focus.setObjectName(f"focus_{key}")
+            if n <= 9:
+                focus.setShortcut(QKeySequence(f"Alt+{n}"))
+            focus.triggered.connect(lambda _=False, k=key: self.focus_panel(k))
+            self.addAction(focus)
+            self.focus_actions[key] = focus
+        view.addSeparator()
+        go = view.addMenu("Go to panel")
+        for a in self.focus_actions.values():
+            go.addAction(a)
+        view.addSeparator()
+        self.reset_action = view.addAction("Reset layout")
+        self.reset_action.setObjectName("resetLayout")
+        self.reset_action.triggered.connect(self.reset_layout)
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.connection_label = QLabel(self)
+        self.connection_label.setObjectName("statusChip")
+        self.assistant_label = QLabel("Assistant: unknown", self)
+        self.assistant_label.setObjectName("statusChip")
+        sb.addPermanentWidget(self.assistant_label)
+        sb.addPermanentWidget(self.connection_label)
+
+    # ------------------------------------------------------------------ reactions
+
+    def focus_panel(self, key: str) -> None:
+        dock = self.docks.get(key)
+        if dock is None:
+            return
+        dock.show()
+        dock.raise_()
+        widget = dock.widget()
+        widget.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def open_article(self, article_id: str, passage: str = "") -> None:
+        self.docks["viewer"].show()
+        self.docks["viewer"].raise_()
+        self.article_viewer.open_article(article_id, passage)
+
+    def approve_first(self) -> None:
+        self.docks["actions"].show()
+        self.docks["actions"].raise_()
+        self.action_queue.approve_first()
+
+    def reject_first(self) -> None:
+        self.docks["actions"].show()
+        self.docks["actions"].raise_()
+        self.action_queue.reject_first()
+
+    def _on_session(self, session_id: str) -> None:
+        view = self.workspace.session(session_id) if session_id else None
+        if view is None:
+            self.session_title.setText("No conversation selected")
+            self.setWindowTitle("HITL Desk — Agent workspace")
+        else:
+            title = view.display_name
+            if view.summary.customer_id:
+                title += f"  ·  {view.summary.customer_id}"
+            self.session_title.setText(title)
+            self.setWindowTitle(f"{view.display_name} — HITL Desk")
+        self._on_approvals(session_id)
+
+    def _on_approvals(self, session_id: str) -> None:
+        view = self.workspace.current
+        n = len(view.pending_approvals) if view else 0
+        self.approve_action.setEnabled(n > 0)
+        self.reject_action.setEnabled(n > 0)
+        title = f"Action queue ({n})" if n else "Action queue"
+        self.docks["actions"].setWindowTitle(title)
+
+    def _on_connection(self, state: str) -> None:
+        text = CONNECTION_TEXT.get(state, state.capitalize())
+        color = "#2e9d5b" if text.startswith("●") else "#d9822b" if "◌" in text else "#d64545"
+        self.connection_label.setText(text)
+        self.connection_label.setStyleSheet(f"color:{color}")
+
+    def _on_assistant(self, status: p.AssistantStatus) -> None:
+        if status.is_ai:
+            name = f"AI model {status.model}" if status.model else f"AI ({status.provider})"
+            text = f"Assistant: {name}"
+        else:
+            text = "Offline assistant — not an AI model"
+        if status.state in ("error", "unconfigured"):
+            text += f" · {status.message or status.state}"
+        self.assistant_label.setText(text)
+        self.assistant_label.setToolTip(status.message or "")
+
+    def _on_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        super().closeEvent(event)
