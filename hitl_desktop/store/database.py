@@ -307,7 +307,7 @@ class ShopDatabase:
         name: str,
         args: Mapping[str, Any] | str,
         *,
-        actor: str,
+        actor: str = "assistant",
         customer_id: str | None = None,
         session_id: str | None = None,
         call_id: str | None = None,
@@ -357,13 +357,16 @@ class ShopDatabase:
         ttl_s: float | None = None,
         *,
         customer_id: str | None = None,
+        expires_at: float | None = None,
     ) -> ApprovalRecord:
         """Queue a proposed action. Raises :class:`InvalidArguments` for an unknown
         tool or arguments outside its schema (tell the model). The same
-        (session_id, call_id) returns the existing record: retries are harmless."""
+        (session_id, call_id) returns the existing record: retries are harmless.
+        The deadline is ``expires_at``, else now + ``ttl_s``, else the policy's TTL."""
         valid = self.catalog.validate_arguments(tool, arguments)
         ttl = self.catalog.policy.approval_ttl_s if ttl_s is None else ttl_s
         now = self._clock()
+        deadline = now + ttl if expires_at is None else expires_at
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT * FROM approvals WHERE session_id = ? AND call_id = ?",
@@ -383,7 +386,7 @@ class ShopDatabase:
                 "proposed_arguments, state, created_at, expires_at) "
                 "VALUES (?,?,?,?,?,?,'pending',?,?)",
                 (approval_id, session_id, call_id, tool, customer_id, _dumps(valid), now,
-                 now + ttl),
+                 deadline),
             )
             return self._load(conn, approval_id)
 
@@ -409,7 +412,6 @@ class ShopDatabase:
     def approve_and_execute(
         self,
         approval_id: str,
-        *,
         agent: str,
         arguments: Mapping[str, Any] | None = None,
     ) -> ApprovalRecord:
@@ -453,7 +455,7 @@ class ShopDatabase:
         log.info("approval %s (%s) %s by %s", approval_id, done.tool, done.state, agent)
         return done
 
-    def reject(self, approval_id: str, *, agent: str, reason: str) -> ApprovalRecord:
+    def reject(self, approval_id: str, agent: str, reason: str) -> ApprovalRecord:
         """Reject a pending action with the reason the model will be told."""
         reason = reason.strip()
         if not reason:
@@ -493,6 +495,13 @@ class ShopDatabase:
                 (at,),
             ).fetchall()
             return [self._expire(conn, ApprovalRecord.from_row(r), at) for r in rows]
+
+    def approval_arguments(self, approval_id: str) -> dict[str, Any]:
+        """The model's proposed arguments of an approval (raises NotFound)."""
+        rec = self.get_approval(approval_id)
+        if rec is None:
+            raise NotFound(f"no approval {approval_id!r}")
+        return dict(rec.proposed_arguments)
 
     def get_approval(self, approval_id: str) -> ApprovalRecord | None:
         with self._read() as conn:
