@@ -1,0 +1,91 @@
+"""``hitl-desktop setup``: the setup wizard on the qasync loop.
+
+Also home of :func:`needs_setup` (host and demo offer the wizard on a first start)
+and :func:`run_qt`, the small runner every windowed mode of ours shares: one
+QApplication, one qasync loop, a coroutine that returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from hitl_desktop import secrets
+from hitl_desktop.config import Paths, Settings, resolve_paths
+
+log = logging.getLogger(__name__)
+
+
+def needs_setup(paths: Paths) -> bool:
+    """True on a first start: no settings saved yet and no API key anywhere."""
+    if paths.settings_file.exists() or os.environ.get("OPENAI_API_KEY"):
+        return False
+    try:
+        return not secrets.load_api_key(paths)
+    except Exception:  # a broken keyring is not a reason to crash the host
+        log.exception("could not read the stored API key")
+        return True
+
+
+def run_qt(main: Callable[[], Coroutine[Any, Any, int]], *, app_name: str = "HITL Desk") -> int:
+    """Run ``main()`` inside a QApplication on a qasync loop; return its exit code."""
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName(app_name)
+    app.setQuitOnLastWindowClosed(False)  # ``main`` decides when we are done
+    from hitl_desktop.ui.theme import apply_app_style
+
+    apply_app_style(app)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return int(loop.run_until_complete(main()))
+    finally:
+        asyncio.set_event_loop(None)
+
+
+async def run_wizard(paths: Paths, *, offline: bool = False) -> Settings | None:
+    """Show the wizard and wait (without a nested loop) until it closes."""
+    from hitl_desktop.ui.wizard import SetupWizard
+
+    wizard = SetupWizard(paths, offline=offline)
+    done: asyncio.Future[Settings | None] = asyncio.get_running_loop().create_future()
+
+    def finished(result: int) -> None:
+        if not done.done():
+            done.set_result(wizard.state.settings if result else None)
+
+    wizard.finished.connect(finished)
+    wizard.show()
+    wizard.raise_()
+    try:
+        return await done
+    finally:
+        wizard.tasks.cancel_all()
+        wizard.deleteLater()
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = resolve_paths(args.data_dir, args.config_dir).ensure()
+
+    async def main() -> int:
+        settings = await run_wizard(paths, offline=bool(getattr(args, "offline", False)))
+        if settings is None:
+            log.info("setup cancelled")
+            return 1
+        log.info("setup finished: provider %s, store %s", settings.provider,
+                 settings.vector_store_id)
+        return 0
+
+    return run_qt(main, app_name="HITL Desk setup")

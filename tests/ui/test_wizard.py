@@ -1,0 +1,208 @@
+"""The setup wizard end to end: real widgets, real openai client, local fake API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication, QWizard
+
+from hitl_desktop import secrets
+from hitl_desktop.app.setup import needs_setup
+from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.knowledge.articles import default_knowledge_dir, load_articles
+from hitl_desktop.knowledge.index import KnowledgeIndex
+from hitl_desktop.ui.wizard import (
+    PAGE_FOLDER,
+    PAGE_KEY,
+    PAGE_MODEL,
+    PAGE_OFFLINE,
+    PAGE_SUMMARY,
+    PAGE_UPLOAD,
+    SetupWizard,
+    index_path,
+)
+from tests.support.fake_vector_stores import FakeVectorStoreApi
+from tests.ui.conftest import until
+
+KEY = "sk-test-wizard-0123456789"
+# the offscreen platform cannot resize native windows; QWizard asks on every page change
+pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+
+
+@pytest.fixture(autouse=True)
+def keep_app_running(qapp: QApplication) -> None:
+    """Closing the wizard must not quit the app (and stop the loop the test runs on)."""
+    qapp.setQuitOnLastWindowClosed(False)
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Path:
+    src = default_knowledge_dir()
+    dst = tmp_path / "kb-copy"
+    for kind in ("kb", "faq"):
+        (dst / kind).mkdir(parents=True)
+        for p in sorted((src / kind).glob("*.md"))[:3]:
+            shutil.copy(p, dst / kind / p.name)
+    return dst
+
+
+async def _to_upload(wizard: SetupWizard, kb: Path, key: str | None) -> None:
+    """Welcome -> key (checked for real) -> model -> folder -> upload page."""
+    wizard.show()
+    assert wizard.currentId() == 0
+    wizard.next()
+    assert wizard.currentId() == PAGE_KEY
+    page = wizard.key_page
+    if key is not None:
+        page.key.setText(key)
+    assert not page.isComplete()
+    page.check.click()
+    await until(page.isComplete, what="key check")
+    assert "works" in page.status.text()
+    wizard.next()
+    assert wizard.currentId() == PAGE_MODEL
+    assert wizard.model_page.combo.findText("gpt-5-mini") >= 0
+    assert wizard.model_page.combo.findText("text-embedding-3-small") < 0
+    wizard.model_page.combo.setCurrentText("gpt-5")
+    wizard.next()
+    assert wizard.currentId() == PAGE_FOLDER
+    wizard.folder_page.path.setText(str(kb))
+    assert wizard.folder_page.isComplete()
+    wizard.upload_page.poll_interval = 0.01
+    wizard.next()
+    assert wizard.currentId() == PAGE_UPLOAD
+
+
+async def test_wizard_uploads_the_folder_and_resyncs_only_a_changed_file(
+    qtbot: object, kb: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = resolve_paths().ensure()
+    assert needs_setup(paths)
+    articles = load_articles(kb)
+    async with FakeVectorStoreApi(api_key=KEY, polls_until_done=2) as api:
+        monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+
+        wizard = SetupWizard(paths)
+        await _to_upload(wizard, kb, KEY)
+        up = wizard.upload_page
+        await until(up.isComplete, what="upload")
+        assert up.bar.value() == 1000
+        assert up.table.rowCount() == len(articles)
+        assert {up.status_of(a.article_id) for a in articles} == {"done"}
+
+        # the fake saw one store and every article attached with its attributes
+        (store_id,) = api.stores
+        attached = api.attached(store_id).values()
+        assert sorted(o["attributes"]["article_id"] for o in attached) == sorted(
+            a.article_id for a in articles)
+        assert all(set(o["attributes"]) == {"article_id", "kind", "slug", "title", "path"}
+                   for o in attached)
+
+        wizard.next()
+        assert wizard.currentId() == PAGE_SUMMARY
+        assert store_id in wizard.summary_page.text.text()
+        # no keyring backend in tests: the 0600 file fallback, said plainly
+        assert "No system keyring" in wizard.summary_page.text.text()
+        wizard.accept()
+
+        saved = Settings.load(paths)
+        assert saved.vector_store_id == store_id
+        assert saved.model == "gpt-5" and saved.provider == "openai"
+        assert saved.knowledge_dir == str(kb)  # tmp_path is already resolved
+        assert secrets.load_api_key(paths) == KEY
+        if os.name == "posix":
+            assert stat.S_IMODE(secrets.key_file(paths).stat().st_mode) == 0o600
+        assert not needs_setup(paths)
+
+        # change one article, run the wizard again: only that file is uploaded
+        changed = articles[2]
+        changed.path.write_text(changed.path.read_text("utf-8") + "\nUpdated.\n", "utf-8")
+        api.calls.clear()
+        again = SetupWizard(paths)
+        await _to_upload(again, kb, None)  # the stored key is offered and re-checked
+        await until(again.upload_page.isComplete, what="re-sync")
+        assert api.uploaded_filenames() == [f"{changed.slug}.md"]
+        assert again.upload_page.status_of(changed.article_id) == "done"
+        assert {again.upload_page.status_of(a.article_id) for a in articles
+                if a is not changed} == {"unchanged"}
+        assert list(api.stores) == [store_id]
+        assert len(api.attached(store_id)) == len(articles)
+        again.accept()
+        wizard.deleteLater()
+        again.deleteLater()
+
+
+async def test_wizard_cancel_and_resume(qtbot: object, kb: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = resolve_paths().ensure()
+    async with FakeVectorStoreApi(api_key=KEY) as api:
+        monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+        api.hold_uploads_after = 2
+        wizard = SetupWizard(paths)
+        await _to_upload(wizard, kb, KEY)
+        up = wizard.upload_page
+        await until(api.upload_held.is_set, what="an upload in flight")
+        ids = [a.article_id for a in load_articles(kb)]
+        await until(lambda: [up.status_of(i) for i in ids].count("done") == 2, what="2 done")
+        up.cancel.click()
+        await until(up.resume.isEnabled, what="cancelled")
+        assert not up.isComplete()
+        assert "Cancelled" in up.summary.text()
+        assert "cancelled" in {up.status_of(a.article_id) for a in load_articles(kb)}
+
+        api.release_uploads()
+        api.calls.clear()
+        up.resume.click()
+        await until(up.isComplete, what="resumed upload")
+        statuses = {up.status_of(a.article_id) for a in load_articles(kb)}
+        assert statuses <= {"done", "unchanged"} and "unchanged" in statuses
+        assert len(api.uploaded_filenames()) == len(load_articles(kb)) - 2
+        wizard.reject()
+        wizard.deleteLater()
+
+
+async def test_wizard_rejects_a_bad_key(qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = resolve_paths().ensure()
+    async with FakeVectorStoreApi(api_key=KEY) as api:
+        monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+        wizard = SetupWizard(paths)
+        wizard.show()
+        wizard.next()
+        page = wizard.key_page
+        page.key.setText("sk-wrong")
+        page.check.click()
+        await until(lambda: "✗" in page.status.text(), what="key rejected")
+        assert "rejected" in page.status.text()
+        assert not page.isComplete()
+        assert secrets.load_api_key(paths) is None
+        wizard.reject()
+        wizard.deleteLater()
+
+
+async def test_offline_path_builds_the_index_without_a_key(qtbot: object, kb: Path) -> None:
+    paths = resolve_paths().ensure()
+    wizard = SetupWizard(paths, offline=True)
+    wizard.show()
+    wizard.next()
+    assert wizard.currentId() == PAGE_FOLDER
+    wizard.folder_page.path.setText(str(kb))
+    wizard.next()
+    assert wizard.currentId() == PAGE_OFFLINE
+    await until(wizard.offline_page.isComplete, what="index build")
+    assert "Indexed 6 articles" in wizard.offline_page.status.text()
+    wizard.next()
+    assert wizard.currentId() == PAGE_SUMMARY
+    assert "offline" in wizard.summary_page.text.text()
+    assert wizard.button(QWizard.WizardButton.FinishButton).isVisible()
+    wizard.accept()
+    saved = Settings.load(paths)
+    assert saved.provider == "offline" and saved.vector_store_id is None
+    assert secrets.load_api_key(paths) is None
+    with KnowledgeIndex.open(kb, index_path(paths)) as index:
+        assert len(index) == 6
+        assert index.search("cancel order")
+    wizard.deleteLater()
