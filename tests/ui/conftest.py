@@ -29,6 +29,8 @@ def qt_app() -> QApplication:
     if app is None:
         app = QApplication(["hitl-desktop-tests"])
     assert isinstance(app, QApplication)
+    # closing a test's last window must not stop the loop the test runs in
+    app.setQuitOnLastWindowClosed(False)
     return app
 
 

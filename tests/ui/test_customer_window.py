@@ -1,0 +1,162 @@
+"""The customer window, offscreen, against a real relay: keys, bubbles, typing, banner."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from hitl_desktop.app.host import RunningHost
+from hitl_desktop.client.chat import ChatModel, Delivery
+from hitl_desktop.client.connection import ConnectionState, HostConnection
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.core.protocol import (
+    ChatMessage,
+    ChatSend,
+    Envelope,
+    Payload,
+    Typing,
+    TypingState,
+)
+from hitl_desktop.ui.customer_window import CustomerWindow
+from tests.ui.conftest import running_host, until
+
+
+@dataclass
+class Desk:
+    host: RunningHost
+    session: str
+    window: CustomerWindow
+    customer: HostConnection
+    agent: HostConnection
+    agent_seen: list[tuple[Envelope, Payload]]
+
+
+@pytest.fixture
+async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
+    async with running_host(tmp_path) as host:
+        created = host.create_session(customer_id="CUST1001")
+        customer = HostConnection(InviteLink.parse(created.customer_link), backoff_base=0.6)
+        agent = HostConnection(InviteLink.parse(created.agent_link))
+        seen: list[tuple[Envelope, Payload]] = []
+        agent.message_received.connect(lambda e, p: seen.append((e, p)))
+        window = CustomerWindow(ChatModel(customer), customer)
+        window.show()
+        customer.open()
+        agent.open()
+        async with asyncio.timeout(10):
+            await customer.wait_connected()
+            await agent.wait_connected()
+        try:
+            yield Desk(host, created.session_id, window, customer, agent, seen)
+        finally:
+            window.close()
+            await customer.aclose()
+            await agent.aclose()
+            window.deleteLater()
+
+
+def _agent_texts(d: Desk) -> list[str]:
+    return [p.text for _, p in d.agent_seen if isinstance(p, ChatMessage)]
+
+
+async def test_greeting_is_the_first_bubble(desk: Desk) -> None:
+    w = desk.window
+    await until(lambda: w.greeting_bubble is not None, what="greeting")
+    assert w.greeting_bubble is not None
+    assert w.greeting_bubble.text_label.text() == "Hi! How can we help you today?"
+    assert w.status_label.text().startswith("● Online")
+    assert not w.banner.isVisible()
+
+
+async def test_enter_sends_and_shift_enter_makes_a_new_line(desk: Desk) -> None:
+    w = desk.window
+    QTest.keyClicks(w.composer, "Hello")
+    QTest.keyClick(w.composer, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    QTest.keyClicks(w.composer, "I need help")
+    assert w.composer.toPlainText() == "Hello\nI need help"
+    assert w.bubbles == [] and w.send_button.isEnabled()
+
+    QTest.keyClick(w.composer, Qt.Key.Key_Return)
+    assert w.composer.toPlainText() == ""
+    assert not w.send_button.isEnabled()
+    assert [b.text_label.text() for b in w.bubbles] == ["Hello\nI need help"]
+    bubble = w.bubbles[0]
+    assert bubble.mine and "Sending" in bubble.meta_label.text()
+    await until(lambda: _agent_texts(desk) == ["Hello\nI need help"], what="agent got it")
+    await until(lambda: "Delivered" in bubble.meta_label.text(), what="delivered tick")
+    assert bubble.item.delivery is Delivery.DELIVERED
+
+    # blank input sends nothing; the Send button sends too
+    QTest.keyClicks(w.composer, "   ")
+    QTest.keyClick(w.composer, Qt.Key.Key_Enter)
+    assert len(w.bubbles) == 1
+    QTest.keyClicks(w.composer, "second")
+    QTest.mouseClick(w.send_button, Qt.MouseButton.LeftButton)
+    assert [b.text_label.text() for b in w.bubbles][-1] == "second"
+    await until(lambda: _agent_texts(desk)[-1:] == ["second"], what="second message")
+
+
+async def test_agent_messages_and_typing_indicator(desk: Desk) -> None:
+    w = desk.window
+    desk.agent.send(Typing(active=True))
+    await until(w.typing.isVisible, what="typing indicator")
+    assert w.typing.text().startswith("Representative is typing")
+    desk.agent.send(ChatSend(text="Hi Alex, happy to help."))
+    await until(lambda: len(w.bubbles) == 1, what="agent bubble")
+    bubble = w.bubbles[0]
+    assert not bubble.mine and bubble.name_label.text() == "Agent"
+    assert bubble.text_label.text() == "Hi Alex, happy to help."
+    assert not w.typing.isVisible(), "a message from the agent ends its typing indicator"
+
+    # the customer's keystrokes reach the agent as typing state
+    QTest.keyClicks(w.composer, "tha")
+    await until(
+        lambda: any(isinstance(p, TypingState) and p.active for _, p in desk.agent_seen),
+        what="customer typing",
+    )
+
+
+async def test_banner_on_disconnect_and_recovery_with_nothing_lost(desk: Desk) -> None:
+    w = desk.window
+    desk.customer.drop_socket()
+    await until(lambda: w.banner.isVisible() and w.banner.kind == "warn", what="banner")
+    assert "Connection lost" in w.banner.label.text()
+    assert w.status_label.text() == "Reconnecting…"
+    # typed while offline: shown at once as sending, sent after the reconnect
+    assert desk.customer.state is ConnectionState.RECONNECTING
+    QTest.keyClicks(w.composer, "still there?")
+    QTest.keyClick(w.composer, Qt.Key.Key_Return)
+    assert "Sending" in w.bubbles[0].meta_label.text()
+    w._refresh_banner()
+    assert "1 message will be sent then" in w.banner.label.text()
+    await until(lambda: desk.customer.state is ConnectionState.CONNECTED, what="reconnected")
+    await until(lambda: w.banner.kind == "ok", what="recovered banner")
+    assert w.banner.label.text() == "Connected again."
+    await until(lambda: not w.banner.isVisible(), within=5, what="banner hides")
+    await until(lambda: _agent_texts(desk) == ["still there?"], what="offline message")
+    await until(lambda: w.bubbles[0].item.delivery is Delivery.DELIVERED, what="delivered")
+
+
+async def test_a_bad_link_shows_a_clear_error_banner(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        good = InviteLink.parse(host.lobby_link)
+        bad = InviteLink(good.host, good.port, "customer", "nope1234.0123456789abcdefABCDEF")
+        conn = HostConnection(bad)
+        window = CustomerWindow(ChatModel(conn), conn)
+        window.show()
+        conn.open()
+        try:
+            await until(lambda: conn.state is ConnectionState.FAILED, what="failed")
+            assert window.banner.isVisible() and window.banner.kind == "error"
+            assert "did not accept this invite link" in window.banner.label.text()
+            assert window.retry_visible()
+        finally:
+            window.close()
+            await conn.aclose()
+            window.deleteLater()
