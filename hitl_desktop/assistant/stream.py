@@ -347,6 +347,8 @@ class _Call:
     buffer: str = ""
     last_partial: dict[str, Any] | None = None
     ready: bool = False
+    args_done: bool = False
+    output_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -571,6 +573,8 @@ class StreamTranslator:
         name = _str(_get(event, "name"))
         if name:
             call.name = name
+        call.args_done = True
+        call.output_index = _int(_get(event, "output_index"), -1)
         return []
 
     def _ready(self, item_id: str, item: Any) -> list[Update]:
@@ -666,6 +670,17 @@ class StreamTranslator:
                 fake_done = {"type": "response.output_item.done", "output_index": index,
                              "item": item}
                 out.extend(self._on_item_done(fake_done))
+        for call in list(self._s.calls.values()):  # arguments.done but no item.done
+            if call.ready or not call.args_done:
+                continue
+            index = call.output_index if call.output_index is not None else -1
+            if index < 0 or index in self._s.items_done:
+                index = max(self._s.items_done, default=-1) + 1
+            item: dict[str, Any] = {"type": "function_call", "call_id": call.call_id,
+                                    "name": call.name, "arguments": call.buffer}
+            if not call.item_id.startswith("#"):
+                item["id"] = call.item_id
+            out.extend(self._on_item_done({"output_index": index, "item": item}))
         items = [self._s.items_done[i] for i in sorted(self._s.items_done)]
         usage = _as_dict(_get(response, "usage")) or None
         self._s.finished = True

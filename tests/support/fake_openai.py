@@ -698,6 +698,7 @@ class FakeOpenAI:
         self.chat_responder: Callable[[dict[str, Any]], Turn] | None = None
         self.requests: list[RecordedRequest] = []
         self.streams_cut = 0
+        self.disconnects = 0  # clients that went away mid-stream (cancellation)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -865,6 +866,7 @@ class FakeOpenAI:
                 await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnects += 1
             log.debug("client went away mid-stream")
             raise
         return resp
