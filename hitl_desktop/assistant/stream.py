@@ -676,11 +676,11 @@ class StreamTranslator:
             index = call.output_index if call.output_index is not None else -1
             if index < 0 or index in self._s.items_done:
                 index = max(self._s.items_done, default=-1) + 1
-            item: dict[str, Any] = {"type": "function_call", "call_id": call.call_id,
-                                    "name": call.name, "arguments": call.buffer}
+            synthetic: dict[str, Any] = {"type": "function_call", "call_id": call.call_id,
+                                         "name": call.name, "arguments": call.buffer}
             if not call.item_id.startswith("#"):
-                item["id"] = call.item_id
-            out.extend(self._on_item_done({"output_index": index, "item": item}))
+                synthetic["id"] = call.item_id
+            out.extend(self._on_item_done({"output_index": index, "item": synthetic}))
         items = [self._s.items_done[i] for i in sorted(self._s.items_done)]
         usage = _as_dict(_get(response, "usage")) or None
         self._s.finished = True
