@@ -25,7 +25,8 @@ from hitl_desktop.store.schema import DAY
 
 NONE_ORDER: Final = frozenset({"", "N/A", "NA", "NONE", "-"})
 CANCELLABLE: Final = frozenset({"pending", "processing"})
-DELIVERED: Final = frozenset({"delivered", "completed"})
+# "completed" means closed (see the KB's order statuses): no returns or replacements.
+DELIVERED: Final = frozenset({"delivered"})
 TICKET_TYPES: Final = ("bug_reported", "damaged_product", "other")
 COMPLAINT_TYPES: Final = ("product_quality", "order_delay", "delivery_issues", "other")
 PROFILE_FIELDS: Final = ("email", "phone", "address", "name")
@@ -279,7 +280,7 @@ def cancel_order(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
             f"order {oid} has already shipped and can no longer be cancelled; once it is "
             f"delivered it can be returned within {ctx.policy.return_window_days} days"
         )
-    if status in DELIVERED:
+    if status == "delivered":
         raise BusinessRuleError(
             f"order {oid} was delivered on {iso_date(row['delivered_at'])} and cannot be "
             f"cancelled; a return is possible within {ctx.policy.return_window_days} days "
@@ -589,6 +590,20 @@ def update_info(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
         f"UPDATE customers SET {field} = ? WHERE id = ?",
         (value, cust["id"]),
     )
+    moved: list[str] = []
+    if field == "address":  # orders not yet shipped follow the new address
+        moved = [
+            r["id"]
+            for r in ctx.conn.execute(
+                "SELECT id FROM orders WHERE customer_id = ? AND status IN ('pending', "
+                "'processing') ORDER BY id",
+                (cust["id"],),
+            )
+        ]
+        ctx.conn.executemany(
+            "UPDATE orders SET shipping_address = ?, updated_at = ? WHERE id = ?",
+            [(value, ctx.now, oid) for oid in moved],
+        )
     ctx.conn.execute(
         "INSERT INTO profile_changes (id, customer_id, field, old_value, new_value, created_at, "
         "approval_id) VALUES (?,?,?,?,?,?,?)",
@@ -600,7 +615,10 @@ def update_info(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
         "user_id": cust["id"],
         "field": field,
         "value": value,
-        "message": f"The {field} of account {cust['id']} was changed to {value}.",
+        "orders_updated": moved,
+        "message": f"The {field} of account {cust['id']} was changed to {value}."
+        + (f" Orders not yet shipped ({', '.join(moved)}) go to the new address." if moved
+           else ""),
     }
 
 

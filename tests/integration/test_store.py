@@ -6,12 +6,15 @@ import json
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
 from hitl_desktop.core.protocol import ErrorCode
@@ -306,6 +309,8 @@ def test_send_replacement(db: ShopDatabase) -> None:
     assert again.state == "failed" and "already sent" in str(again.error)
     not_delivered = approve(db, "send_replacement", {"product_id": "P1001", "order_id": "ORD1001"})
     assert "only possible for delivered orders" in str(not_delivered.error)
+    closed = approve(db, "send_replacement", {"product_id": "P1008", "order_id": "ORD1006"})
+    assert "ORD1006 is completed; replacements are only possible" in str(closed.error)
     not_in = approve(db, "send_replacement", {"product_id": "P1001", "order_id": "ORD1003"})
     assert not_in.error == "product P1001 is not part of order ORD1003 (it contains P1002, P1004)"
     returned = approve(db, "create_return", {"order_id": "ORD1003", "product_ids": ["P1002"]})
@@ -408,7 +413,8 @@ def test_create_return(db: ShopDatabase) -> None:
     [
         ({"order_id": "ORD1007", "product_ids": ["P1010"]},
          "delivered 60 days ago"),
-        ({"order_id": "ORD1006", "product_ids": ["P1008"]}, "within 30 days of delivery"),
+        ({"order_id": "ORD1006", "product_ids": ["P1008"]},
+         "order ORD1006 is completed; only delivered orders can be returned"),
         ({"order_id": "ORD1002", "product_ids": ["P1007"]},
          "order ORD1002 is shipped; only delivered orders can be returned"),
         ({"order_id": "ORD1001", "product_ids": ["P1001"]}, "only delivered orders"),
@@ -455,7 +461,11 @@ def test_update_info(db: ShopDatabase) -> None:
 
     assert change("email", "Alex.M@Example.org").state == "executed"
     assert change("phone", "+1 (503) 555-0199").state == "executed"
-    assert change("address", "99 River Road, Portland, OR 97202, USA").state == "executed"
+    moved = change("address", "99 River Road, Portland, OR 97202, USA")
+    assert moved.state == "executed" and moved.result is not None
+    assert moved.result["orders_updated"] == ["ORD1001", "ORD1008"]
+    assert raw(db, "SELECT id FROM orders WHERE shipping_address LIKE '99 River%' ORDER BY id") == [
+        ("ORD1001",), ("ORD1008",)]
     assert change("name", "Alexandra Morgan").state == "executed"
     cust = db.customer("CUST1001")
     assert cust is not None
@@ -755,3 +765,41 @@ def test_concurrent_auto_tools_get_distinct_ids(db: ShopDatabase) -> None:
     ids = [r["ticket_id"] for r in results]
     assert len(set(ids)) == 6
     assert len(db.audit_rows(tool="create_ticket")) == 6
+
+
+# ------------------------------------------------------------------ money invariants
+
+ORDER_IDS = [f"ORD{n}" for n in range(1001, 1009)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["refund", "cancel"]), st.sampled_from(ORDER_IDS),
+                          st.integers(min_value=-1000, max_value=70000)), max_size=12))
+def test_refunds_never_exceed_what_was_paid(steps: list[tuple[str, str, int]]) -> None:
+    """Whatever sequence of refunds and cancellations is approved, the money adds up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shop = ShopDatabase.open(tmp, default_catalog(), clock=Clock())
+        try:
+            paid = dict(raw(shop, "SELECT id, paid_cents FROM orders"))
+            for i, (kind, oid, cents_) in enumerate(steps):
+                tool, args = (("create_refund", {"order_id": oid, "amount": cents_ / 100,
+                                                 "reason": "test"}) if kind == "refund"
+                              else ("cancel_order", {"order_id": oid}))
+                rec = shop.create_approval("s", f"c{i}", tool, args, customer_id="CUST1001")
+                done = shop.approve_and_execute(rec.approval_id, agent="prop")
+                assert done.state in ("executed", "failed")
+                if kind == "refund" and done.state == "executed":
+                    assert 0 < cents_ <= 50000
+            rows = raw(shop, "SELECT id, refunded_cents, status FROM orders")
+            for oid, refunded, status_ in rows:
+                assert 0 <= refunded <= paid[oid]
+                (total,) = raw(shop, "SELECT COALESCE(SUM(amount_cents), 0) FROM refunds "
+                                     "WHERE order_id = ?", oid)[0]
+                assert total == refunded
+                if refunded == paid[oid] and refunded:
+                    assert status_ in ("refunded", "cancelled")
+            executed = raw(shop, "SELECT COUNT(*) FROM approvals WHERE state = 'executed'")[0][0]
+            audited = raw(shop, "SELECT COUNT(*) FROM audit_log WHERE event = 'executed'")[0][0]
+            assert executed == audited
+        finally:
+            shop.close()
