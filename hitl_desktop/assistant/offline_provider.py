@@ -1,0 +1,1469 @@
+"""The offline assistant: drafts from the knowledge base, no AI model, no network.
+
+It is the default engine when no API key is configured. It reads the same
+Responses input items the OpenAI path gets, understands the latest customer
+message with plain rules (:mod:`offline_nlu`), searches the local index, asks
+for the same tools a model would (the host decides what runs and what waits
+for approval), and streams the same ``openai.types.responses`` events the real
+API sends (checked against the recorded streams), so the turn loop, the
+translator and the UI cannot tell it from a model. Replies only quote or
+paraphrase article sections and tool results: it never invents facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from openai.types.responses import (
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseFileSearchCallCompletedEvent,
+    ResponseFileSearchCallInProgressEvent,
+    ResponseFileSearchCallSearchingEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseInProgressEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputTextAnnotationAddedEvent,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
+
+from hitl_desktop.assistant import offline_nlu as nlu
+from hitl_desktop.assistant.base import ProviderError, TurnRequest
+from hitl_desktop.knowledge.index import SearchHit
+
+log = logging.getLogger(__name__)
+
+MAX_REFUND = 500.0
+MAX_VOUCHER = 50.0
+DEFAULT_VOUCHER = {"missing": 10.0, "damaged": 15.0}  # kb/procedure-vouchers guide values
+
+_CANCELLABLE = {"pending", "processing"}
+_SENSITIVE_WORDS = {
+    "cancel_order": "cancel order {order_id}",
+    "reset_password": "send a password reset link to the email address on file",
+    "send_replacement": "send a free replacement for {product} from order {order_id}",
+    "create_refund": "refund ${amount} for order {order_id}",
+    "issue_voucher": "issue a ${amount} voucher to your account",
+    "create_return": "open a return for {products} from order {order_id}",
+    "create_complaint": "record your complaint",
+    "update_info": "update your {field} to {value}",
+}
+_TOOL_INTENT = {
+    "cancel_order": "cancel",
+    "reset_password": "password",
+    "send_replacement": "replacement",
+    "create_refund": "refund",
+    "issue_voucher": "voucher",
+    "create_return": "return",
+    "create_complaint": "complaint",
+    "update_info": "profile",
+    "create_ticket": "damaged",
+    "get_order": "tracking",
+    "get_order_history": "order_history",
+}
+_FREE_TEXT = ("details", "reason")
+
+
+class SearchIndex(Protocol):
+    """What the offline engine needs of :class:`~hitl_desktop.knowledge.index.KnowledgeIndex`."""
+
+    def search(self, query: str, limit: int = 5, kind: str | None = None) -> list[SearchHit]: ...
+
+
+# ----------------------------------------------------------------------------- context
+
+
+@dataclass(slots=True)
+class Call:
+    """A function call in the conversation and its output (parsed), if any."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    output: Any = None
+    answered: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a representative decided about a proposed action (developer note)."""
+
+    tool: str
+    decision: str  # approved | failed | rejected | expired
+    arguments: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Context:
+    """The conversation as the engine needs it."""
+
+    customer_id: str | None
+    latest: str
+    earlier_order_ids: list[str]
+    calls_since: list[Call]  # function calls after the latest customer message
+    orders: dict[str, dict[str, Any]]  # get_order outputs, by order id
+    history: list[dict[str, Any]] | None  # the latest get_order_history output
+    outcomes: list[Outcome]  # approval decisions not yet answered by an assistant message
+    tools: set[str]
+    limit_reached: bool
+
+
+def _args(raw: Any) -> dict[str, Any]:
+    data = nlu.parse_json(raw)
+    return dict(data) if isinstance(data, Mapping) else {}
+
+
+_OUTCOME_RE = re.compile(
+    r"(?:representative\s+\S.*?\s+(approved|rejected)\s+the action\s+(\w+))"
+    r"|(?:proposed action\s+(\w+).*?expired)",
+    re.S,
+)
+
+
+def _raw_json_after(text: str, marker: str) -> Any:
+    at = text.find(marker)
+    if at < 0:
+        return None
+    brace = text.find("{", at)
+    if brace < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[brace:])
+    except ValueError:
+        return None
+    return value
+
+
+def parse_outcome(text: str) -> Outcome | None:
+    """Read the copilot's developer note about an approval decision."""
+    m = _OUTCOME_RE.search(text)
+    if not m:
+        return None
+    if m.group(3):
+        return Outcome(tool=m.group(3), decision="expired")
+    tool = m.group(2)
+    args = _raw_json_after(text, "with arguments")
+    if m.group(1) == "rejected":
+        reason = re.search(r"Reason:\s*(.*?)\.?\s*(?:Draft a reply|$)", text, re.S)
+        return Outcome(
+            tool, "rejected", _args(args), None, reason.group(1).strip() if reason else ""
+        )
+    if "FAILED" in text:
+        return Outcome(tool, "failed", _args(args), _raw_json_after(text, "FAILED"))
+    return Outcome(tool, "approved", _args(args), _raw_json_after(text, "Result:"))
+
+
+def build_context(request: TurnRequest) -> Context:
+    """Split the input items into the latest message, earlier facts and tool traffic."""
+    items = [i for i in request.input if isinstance(i, Mapping)]
+    last_user = max(
+        (
+            n
+            for n, i in enumerate(items)
+            if i.get("role") == "user" and i.get("type", "message") == "message"
+        ),
+        default=-1,
+    )
+    latest = nlu.message_text(items[last_user]) if last_user >= 0 else ""
+    earlier_ids: list[str] = []
+    calls: dict[str, Call] = {}
+    order: list[str] = []
+    orders: dict[str, dict[str, Any]] = {}
+    history: list[dict[str, Any]] | None = None
+    outcomes: list[Outcome] = []
+    limit = False
+    for n, item in enumerate(items):
+        kind = item.get("type", "message")
+        role = item.get("role")
+        if kind == "message" and role == "user" and n != last_user:
+            earlier_ids += nlu.order_ids_in(nlu.message_text(item))
+        elif kind == "function_call":
+            call = Call(
+                str(item.get("call_id", "")),
+                str(item.get("name", "")),
+                _args(item.get("arguments")),
+            )
+            oid = call.arguments.get("order_id")
+            if isinstance(oid, str) and oid.upper().startswith("ORD"):
+                earlier_ids.append(oid.upper())
+            if n > last_user:
+                calls[call.call_id] = call
+                order.append(call.call_id)
+        elif kind == "function_call_output":
+            data = nlu.parse_json(item.get("output"))
+            cid = str(item.get("call_id", ""))
+            if cid in calls:
+                calls[cid].output, calls[cid].answered = data, True
+            if isinstance(data, Mapping):
+                o = data.get("order")
+                if isinstance(o, Mapping) and isinstance(o.get("order_id"), str):
+                    orders[str(o["order_id"])] = dict(o)
+                if isinstance(data.get("orders"), list):
+                    history = [dict(x) for x in data["orders"] if isinstance(x, Mapping)]
+        elif kind == "message" and role == "assistant":
+            outcomes = []  # already answered
+        elif kind == "message" and role in ("developer", "system") and n > last_user:
+            text = nlu.message_text(item)
+            outcome = parse_outcome(text)
+            if outcome:
+                outcomes.append(outcome)
+            elif "limit reached" in text.lower() or "without calling tools" in text.lower():
+                limit = True
+    tools = {
+        str(t.get("name"))
+        for t in request.tools
+        if isinstance(t, Mapping) and t.get("type", "function") == "function" and t.get("name")
+    }
+    return Context(
+        customer_id=request.customer_id,
+        latest=latest,
+        earlier_order_ids=earlier_ids,
+        calls_since=[calls[c] for c in order],
+        orders=orders,
+        history=history,
+        outcomes=outcomes,
+        tools=tools,
+        limit_reached=limit or not tools,
+    )
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass(slots=True)
+class Step:
+    """A tool the engine wants to call for one intent."""
+
+    intent: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Need:
+    """Why an intent got no tool call (drives the reply): e.g. "order_id", "value"."""
+
+    intent: str
+    what: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Plan:
+    """One response: what was searched and found, then a tool call or a reply."""
+
+    queries: list[str]
+    hits: list[SearchHit]
+    call: Step | None
+    text: str = ""
+    citations: list[tuple[int, SearchHit]] = field(default_factory=list)
+    intents: list[str] = field(default_factory=list)
+
+
+def _is_question(clause: str) -> bool:
+    norm = nlu.normalize(clause)
+    if nlu.order_ids_in(clause):
+        return False
+    q = bool(nlu._QUESTION_RE.search(norm)) and not nlu._REQUEST_RE.search(norm)
+    if re.search(r"\b(?:can|could|would|will) you\b", norm):
+        return False
+    if re.search(r"\b(?:can|could|may) i (?:get|have|receive|please)\b", norm) and not re.search(
+        r"\bhow\b", norm
+    ):
+        return False
+    return q
+
+
+def _details(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[:500]
+
+
+def _money(value: Any) -> float | None:
+    try:
+        return round(float(value), 2)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Planner:
+    """Decides the next tool call for the latest customer message."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.und = nlu.understand(ctx.latest, earlier_order_ids=ctx.earlier_order_ids)
+        self.needs: list[Need] = []
+
+    def order_for(self, intent: str) -> str | None:
+        seg = self.und.segments.get(intent, "")
+        ids = nlu.order_ids_in(seg) if seg else []
+        if ids:
+            return ids[0]
+        own = nlu.order_ids_in(self.ctx.latest)
+        if own:
+            return own[0] if len(own) == 1 or intent not in self.und.segments else own[-1]
+        return self.ctx.earlier_order_ids[-1] if self.ctx.earlier_order_ids else None
+
+    def products_for(self, intent: str, oid: str) -> tuple[list[str], dict[str, str]] | None:
+        order = self.ctx.orders.get(oid)
+        if order is None:
+            return None
+        items = [i for i in order.get("items") or [] if isinstance(i, Mapping)]
+        names = {str(i.get("product_id")): str(i.get("name") or "") for i in items}
+        seg = self.und.segments.get(intent) or self.ctx.latest
+        picked = [p for p in self.und.product_ids if p in names]
+        if not picked:
+            picked = nlu.match_products(seg, names) or nlu.match_products(self.ctx.latest, names)
+        return picked, names
+
+    def question(self, intent: str) -> bool:
+        return _is_question(self.und.segments.get(intent) or self.ctx.latest)
+
+    def steps(self) -> list[Step]:
+        """Every tool call the latest message calls for, in the customer's order."""
+        out: list[Step] = []
+        for intent in self.und.intents:
+            out += self._steps_for(intent)
+        return out
+
+    def _history(self, intent: str) -> list[Step]:
+        if self.ctx.history is not None and any(
+            c.name == "get_order_history" for c in self.ctx.calls_since
+        ):
+            self.needs.append(Need(intent, "order_id"))
+            return []
+        if not self.ctx.customer_id:
+            self.needs.append(Need(intent, "order_id"))
+            return []
+        self.needs.append(Need(intent, "order_id"))
+        return [Step(intent, "get_order_history", {"user_id": self.ctx.customer_id})]
+
+    def _lookup(self, intent: str, oid: str) -> list[Step]:
+        return [Step(intent, "get_order", {"order_id": oid})]
+
+    def _steps_for(self, intent: str) -> list[Step]:
+        cust = self.ctx.customer_id
+        u = self.und
+        if intent in (
+            "cancel",
+            "return",
+            "refund",
+            "replacement",
+            "damaged",
+            "missing",
+            "tracking",
+        ):
+            oid = self.order_for(intent)
+            if self.question(intent) and not nlu.order_ids_in(self.und.segments.get(intent, "")):
+                if intent in ("tracking", "missing") and re.search(r"\bmy\b", u.normalized):
+                    return self._history(intent) if not oid else self._lookup(intent, oid)
+                self.needs.append(Need(intent, "info"))
+                return []
+            if not oid:
+                return self._history(intent)
+            order = self.ctx.orders.get(oid)
+            if intent == "cancel":
+                if order is not None and order.get("status") not in _CANCELLABLE:
+                    self.needs.append(Need(intent, "not_allowed", str(order.get("status"))))
+                    return []
+                return [Step(intent, "cancel_order", {"order_id": oid})]
+            if intent in ("tracking", "missing"):
+                return self._lookup(intent, oid)
+            if intent == "damaged":
+                if not cust:
+                    return self._lookup(intent, oid)
+                return [
+                    Step(
+                        intent,
+                        "create_ticket",
+                        {
+                            "user_id": cust,
+                            "type": "damaged_product",
+                            "details": _details(self.ctx.latest),
+                            "order_id": oid,
+                        },
+                    )
+                ]
+            if intent == "refund" and u.amounts:
+                return [
+                    Step(
+                        intent,
+                        "create_refund",
+                        {
+                            "order_id": oid,
+                            "amount": u.amounts[0],
+                            "reason": _details(self.ctx.latest),
+                        },
+                    )
+                ]
+            found = self.products_for(intent, oid)
+            if found is None:
+                return self._lookup(intent, oid)
+            picked, names = found
+            assert order is not None
+            if intent == "refund":
+                refundable = _money(order.get("refundable_amount"))
+                if refundable is None:
+                    refundable = _money(order.get("amount_paid")) or 0.0
+                amount = refundable
+                if picked:
+                    lines = [
+                        _money(i.get("line_total"))
+                        for i in order.get("items") or []
+                        if isinstance(i, Mapping) and i.get("product_id") in picked
+                    ]
+                    amount = min(refundable, sum(x for x in lines if x is not None))
+                amount = round(min(amount, MAX_REFUND), 2)
+                if amount <= 0:
+                    self.needs.append(Need(intent, "not_allowed", "nothing left to refund"))
+                    return []
+                return [
+                    Step(
+                        intent,
+                        "create_refund",
+                        {"order_id": oid, "amount": amount, "reason": _details(self.ctx.latest)},
+                    )
+                ]
+            status = str(order.get("status", ""))
+            if status not in ("delivered", "completed"):
+                self.needs.append(Need(intent, "not_allowed", status))
+                return []
+            if intent == "return":
+                if order.get("returnable") is False or order.get("can_return") is False:
+                    self.needs.append(Need(intent, "not_allowed", "window"))
+                    return []
+                open_items = [
+                    str(i.get("product_id"))
+                    for i in order.get("items") or []
+                    if isinstance(i, Mapping) and not i.get("returned")
+                ]
+                if not picked and (u.wants_all or len(open_items) == 1):
+                    picked = open_items
+                if not picked:
+                    self.needs.append(Need(intent, "product", ", ".join(names.values())))
+                    return []
+                return [Step(intent, "create_return", {"order_id": oid, "product_ids": picked})]
+            # replacement
+            if not picked and len(names) == 1:
+                picked = list(names)
+            if len(picked) != 1:
+                self.needs.append(Need(intent, "product", ", ".join(names.values())))
+                return []
+            return [Step(intent, "send_replacement", {"product_id": picked[0], "order_id": oid})]
+        if intent == "order_history":
+            if not cust:
+                return []
+            return [Step(intent, "get_order_history", {"user_id": cust})]
+        if intent == "password":
+            seg = nlu.normalize(self.und.segments.get(intent) or self.ctx.latest)
+            if self.question(intent) and not re.search(
+                r"\b(?:forgot|reset|cannot|locked|not able|unable)\b", seg
+            ):
+                self.needs.append(Need(intent, "info"))
+                return []
+            if re.search(r"\b(?:how (?:do|can|to)|where)\b", seg) and not re.search(
+                r"\b(?:reset|forgot|cannot|locked|not able|unable)\b", seg
+            ):
+                self.needs.append(Need(intent, "info"))
+                return []
+            return [Step(intent, "reset_password", {"user_id": cust})] if cust else []
+        if intent == "profile":
+            change = u.profile
+            if change is None or not change.value:
+                if self.question(intent) and change is None:
+                    self.needs.append(Need(intent, "info"))
+                else:
+                    self.needs.append(Need(intent, "value", change.field if change else ""))
+                return []
+            if not cust:
+                return []
+            return [
+                Step(
+                    intent,
+                    "update_info",
+                    {"user_id": cust, "info": {"field": change.field, "value": change.value}},
+                )
+            ]
+        if intent == "voucher":
+            seg = nlu.normalize(self.und.segments.get(intent) or self.ctx.latest)
+            if re.search(
+                r"\b(?:use|apply|enter|redeem|work|works|working|invalid|expired|valid|accepted)\b",
+                seg,
+            ) or (
+                self.question(intent) and not re.search(r"\b(?:get|have|receive|deserve)\b", seg)
+            ):
+                self.needs.append(Need(intent, "info"))
+                return []
+            if not cust:
+                return []
+            given = u.amounts[0] if u.amounts else None
+            if given is not None:
+                amount = given
+            else:
+                basis = (
+                    "damaged"
+                    if re.search(r"\b(?:damaged|broken|defective)\b", u.normalized)
+                    else "missing"
+                )
+                amount = DEFAULT_VOUCHER[basis]
+            amount = round(min(max(amount, 0.01), MAX_VOUCHER), 2)
+            return [
+                Step(
+                    intent,
+                    "issue_voucher",
+                    {"user_id": cust, "amount": amount, "reason": _details(self.ctx.latest)},
+                )
+            ]
+        if intent == "complaint":
+            if self.question(intent) and re.search(r"\bhow\b", u.normalized):
+                self.needs.append(Need(intent, "info"))
+                return []
+            if not cust:
+                return []
+            oid = self.order_for(intent)
+            return [
+                Step(
+                    intent,
+                    "create_complaint",
+                    {
+                        "user_id": cust,
+                        "type": u.complaint_type,
+                        "details": _details(self.ctx.latest),
+                        "order_id": oid or "N/A",
+                    },
+                )
+            ]
+        if intent == "bug":
+            if not cust:
+                return []
+            bug_ids = nlu.order_ids_in(self.ctx.latest)
+            return [
+                Step(
+                    intent,
+                    "create_ticket",
+                    {
+                        "user_id": cust,
+                        "type": "bug_reported",
+                        "details": _details(self.ctx.latest),
+                        "order_id": bug_ids[0] if bug_ids else "N/A",
+                    },
+                )
+            ]
+        return []
+
+
+def _same_call(step: Step, call: Call) -> bool:
+    if step.name != call.name:
+        return False
+    a = {k: v for k, v in step.arguments.items() if k not in _FREE_TEXT}
+    b = {k: v for k, v in call.arguments.items() if k not in _FREE_TEXT}
+    return (
+        a == b
+        or step.name in ("get_order_history", "reset_password")
+        or (
+            step.name in ("create_ticket", "create_complaint", "issue_voucher", "create_refund")
+            and a.get("order_id") == b.get("order_id")
+        )
+    )
+
+
+def next_step(ctx: Context, planner: _Planner) -> Step | None:
+    """The first wanted tool call not yet made since the customer's message."""
+    if ctx.limit_reached or ctx.outcomes:
+        return None
+    for step in planner.steps():
+        if step.name not in ctx.tools:
+            continue
+        if any(_same_call(step, c) for c in ctx.calls_since):
+            continue
+        return step
+    return None
+
+
+# ----------------------------------------------------------------------------- text
+
+
+_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
+
+
+def markdown_sentences(markdown: str) -> list[str]:
+    """Plain-text sentences and list items of a Markdown section."""
+    out: list[str] = []
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if not line or re.fullmatch(r"\|?[\s:|-]+\|?", line) or line.startswith("#"):
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cells and cells[0].lower() in ("option", "tool", "parameters"):
+                continue
+            line = f"{cells[0]}: " + ", ".join(c for c in cells[1:] if c) + "."
+        line = re.sub(r"^(?:[-*+]|\d+\.)\s+", "", line)
+        line = re.sub(r"\*\*|__|`", "", line)
+        line = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", line)
+        for raw_sent in _SENT_RE.split(line):
+            sent = raw_sent.strip()
+            if len(sent) > 2:
+                out.append(sent if sent[-1] in ".!?:" else sent + ".")
+    return out
+
+
+def _terms(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9$]+", text.lower())
+    stop = {
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "to",
+        "of",
+        "for",
+        "you",
+        "your",
+        "is",
+        "it",
+        "in",
+        "on",
+        "my",
+        "i",
+        "we",
+        "can",
+        "be",
+        "with",
+        "do",
+        "how",
+        "what",
+        "our",
+        "us",
+        "me",
+    }
+    return {w[:5] for w in words if w not in stop and len(w) > 1}
+
+
+def best_sentences(hit: SearchHit, query: str, limit: int = 2) -> list[str]:
+    """The sentences of the hit's section that best answer the query, in order."""
+    sents = [s for s in markdown_sentences(hit.text) if not s.endswith(":")] or markdown_sentences(
+        hit.snippet
+    )
+    if not sents:
+        return []
+    q = _terms(query)
+    scored = [(len(q & _terms(s)) - 0.01 * n, n) for n, s in enumerate(sents)]
+    top = sorted(scored, reverse=True)[:limit]
+    picked = sorted(n for score, n in top if score > 0) or [0]
+    return [sents[n] for n in picked]
+
+
+class _Writer:
+    """Builds the reply text and remembers where citations go."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.citations: list[tuple[int, SearchHit]] = []
+        self.cited: set[str] = set()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def para(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        if self.parts:
+            self.parts.append("\n\n")
+        self.parts.append(text)
+
+    def quote(self, hit: SearchHit, query: str, lead: str = "", limit: int = 2) -> bool:
+        if hit.article_id in self.cited:
+            return False
+        sents = best_sentences(hit, query, limit)
+        if not sents:
+            return False
+        body = " ".join(sents)
+        if lead:
+            body = f"{lead} {body[0].lower() + body[1:] if body[:2] != body[:2].upper() else body}"
+        self.para(body)
+        self.citations.append((len(self.text), hit))
+        self.cited.add(hit.article_id)
+        return True
+
+
+def _fmt_money(value: Any) -> str:
+    amount = _money(value)
+    return f"${amount:,.2f}" if amount is not None else str(value)
+
+
+def _order_line(o: Mapping[str, Any]) -> str:
+    products = o.get("products")
+    what = ""
+    if isinstance(products, list) and products:
+        what = " — " + ", ".join(str(p) for p in products[:3])
+        if len(products) > 3:
+            what += f" and {len(products) - 3} more"
+    date = f", ordered {o['ordered_on']}" if o.get("ordered_on") else ""
+    total = f", {_fmt_money(o['total'])}" if o.get("total") is not None else ""
+    return f"- {o.get('order_id')}: {o.get('status')}{date}{total}{what}"
+
+
+def _order_status(o: Mapping[str, Any]) -> str:
+    oid, status = o.get("order_id"), str(o.get("status", "unknown"))
+    items = [
+        str(i.get("name")) for i in o.get("items") or [] if isinstance(i, Mapping) and i.get("name")
+    ]
+    what = f" ({', '.join(items)})" if items else ""
+    if status == "shipped":
+        carrier = f" with {o['carrier']}" if o.get("carrier") else ""
+        when = f" on {o['shipped_on']}" if o.get("shipped_on") else ""
+        track = (
+            f" Your tracking number is {o['tracking_number']}." if o.get("tracking_number") else ""
+        )
+        return f"Your order {oid}{what} shipped{carrier}{when}.{track}"
+    if status in ("delivered", "completed"):
+        when = f" on {o['delivered_on']}" if o.get("delivered_on") else ""
+        return f"Your order {oid}{what} was delivered{when}."
+    if status in ("pending", "processing"):
+        return f"Your order {oid}{what} is {status} and has not shipped yet."
+    if status == "cancelled":
+        when = f" on {o['cancelled_on']}" if o.get("cancelled_on") else ""
+        return f"Your order {oid}{what} was cancelled{when}."
+    if status == "refunded":
+        return f"Your order {oid}{what} has been refunded ({_fmt_money(o.get('amount_refunded'))})."
+    return f"Your order {oid}{what} has the status {status}."
+
+
+def _describe(step_name: str, args: Mapping[str, Any], ctx: Context) -> str:
+    pattern = _SENSITIVE_WORDS.get(step_name, step_name.replace("_", " "))
+    order = ctx.orders.get(str(args.get("order_id", "")), {})
+    names = {
+        str(i.get("product_id")): str(i.get("name"))
+        for i in order.get("items") or []
+        if isinstance(i, Mapping)
+    }
+    info = args.get("info") if isinstance(args.get("info"), Mapping) else {}
+    assert isinstance(info, Mapping)
+    pids = args.get("product_ids") or []
+    amount = _money(args.get("amount"))
+    values = {
+        "order_id": args.get("order_id", ""),
+        "product": names.get(str(args.get("product_id")), str(args.get("product_id", "the item"))),
+        "products": ", ".join(names.get(str(p), str(p)) for p in pids) if pids else "the items",
+        "amount": f"{amount:,.2f}" if amount is not None else "",
+        "field": info.get("field", "details"),
+        "value": info.get("value", ""),
+    }
+    try:
+        return pattern.format(**values)
+    except (KeyError, IndexError):
+        return pattern
+
+
+def _result_message(result: Any) -> str:
+    if isinstance(result, Mapping):
+        msg = result.get("message") or result.get("error")
+        if isinstance(msg, str):
+            return msg
+    return ""
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+class OfflineProvider:
+    """Rule-based engine over the local knowledge base (``is_ai`` False)."""
+
+    name = "offline"
+    model: str | None = None
+    is_ai = False
+
+    def __init__(
+        self,
+        index: SearchIndex | None,
+        tool_names: Iterable[str] | None = None,
+        *,
+        delay_s: float = 0.0,
+        max_results: int = 5,
+        yield_every: int = 4,
+    ) -> None:
+        self.index = index
+        self.tool_names = set(tool_names) if tool_names is not None else None
+        self.delay_s = max(0.0, delay_s)
+        self.max_results = max(1, max_results)
+        self.yield_every = max(1, yield_every)
+        self._closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    # -- planning (pure apart from the index look-up; runs in a worker thread)
+
+    def _search(self, query: str) -> list[SearchHit]:
+        if self.index is None or not query.strip():
+            return []
+        try:
+            return list(self.index.search(query, limit=self.max_results))
+        except Exception:  # the draft must still come: search is an aid
+            log.exception("knowledge search failed for %r", query)
+            return []
+
+    def _pick(self, hits: Sequence[SearchHit]) -> SearchHit | None:
+        """Prefer a customer-facing FAQ unless a rep article is clearly better."""
+        if not hits:
+            return None
+        faq = next((h for h in hits if h.kind == "faq"), None)
+        if faq is None or hits[0].kind == "faq":
+            return hits[0]
+        return hits[0] if hits[0].score > 1.6 * faq.score else faq
+
+    def plan(self, request: TurnRequest) -> Plan:
+        """Decide this response: searches, then one tool call or the reply text."""
+        ctx = build_context(request)
+        if self.tool_names is not None:
+            ctx.tools &= self.tool_names
+        planner = _Planner(ctx)
+        und = planner.und
+        intents = list(und.intents)
+        for outcome in ctx.outcomes:
+            intent = _TOOL_INTENT.get(outcome.tool)
+            if intent and intent not in intents:
+                intents.insert(0, intent)
+        step = next_step(ctx, planner)
+        queries: list[str] = []
+        picks: list[tuple[str, SearchHit]] = []
+        pool: list[SearchHit] = []
+        searchable = [i for i in intents if i in nlu.INTENT_QUERY]
+        if searchable:
+            for intent in searchable[:3]:
+                seg = und.segments.get(intent, ctx.latest if intent in und.intents else "")
+                q = f"{seg} {nlu.INTENT_QUERY[intent]}".strip()
+                queries.append(q)
+                hits = self._search(q)
+                pick = self._pick(hits)
+                if pick is not None and all(p.article_id != pick.article_id for _, p in picks):
+                    picks.append((intent, pick))
+                pool += hits
+        elif ctx.latest.strip() and not set(intents) & {"greeting", "thanks"}:
+            queries.append(ctx.latest)
+            hits = self._search(ctx.latest)
+            pick = self._pick(hits)
+            if pick is not None and hits[0].score >= 3.0:
+                picks.append(("", pick))
+            pool += hits
+        ordered: list[SearchHit] = [p for _, p in picks]
+        for h in sorted(pool, key=lambda h: -h.score):
+            if all(h.article_id != o.article_id for o in ordered):
+                ordered.append(h)
+        ordered = ordered[: self.max_results]
+        plan = Plan(queries=queries, hits=ordered, call=step, intents=intents)
+        if step is None:
+            writer = _Writer()
+            self._compose(writer, ctx, planner, picks)
+            plan.text, plan.citations = writer.text, writer.citations
+        return plan
+
+    # -- composing the reply
+
+    def _compose(
+        self,
+        w: _Writer,
+        ctx: Context,
+        planner: _Planner,
+        picks: list[tuple[str, SearchHit]],
+    ) -> None:
+        und = planner.und
+        by_intent = dict(picks)
+        general = by_intent.get("")
+        if ctx.outcomes:
+            for outcome in ctx.outcomes:
+                self._compose_outcome(w, ctx, outcome, by_intent)
+            w.para("Is there anything else I can help you with?")
+            return
+        done = [c for c in ctx.calls_since if c.answered]
+        if not und.intents and not done:
+            if general is not None:
+                w.para("Thanks for your message!")
+                w.quote(general, ctx.latest, limit=3)
+                w.para("Does that answer your question, or is there anything else I can help with?")
+            elif "thanks" in und.intents or re.search(
+                r"\b(?:thanks|thank you|thx)\b", und.normalized
+            ):
+                w.para("You're welcome! Is there anything else I can help you with?")
+            else:
+                w.para(
+                    "Thanks for reaching out to Northwind Goods! Could you tell me a bit more "
+                    "about what you need? If it's about an order, please include the order number "
+                    "(for example ORD1001)."
+                )
+            return
+        if und.intents == ["thanks"]:
+            w.para("You're welcome! Is there anything else I can help you with?")
+            return
+        if und.intents == ["greeting"]:
+            w.para("Hi, thanks for contacting Northwind Goods! How can I help you today?")
+            return
+        # results of the tools run for this message
+        for call in done:
+            self._compose_call(w, ctx, call, by_intent)
+        # intents answered from the knowledge base, or needing more from the customer
+        handled = {_TOOL_INTENT.get(c.name, "") for c in done} | {planner_intent(c) for c in done}
+        for intent in und.intents:
+            if intent in ("greeting", "thanks"):
+                continue
+            hit = by_intent.get(intent)
+            needs = [n for n in planner.needs if n.intent == intent]
+            call_for = [c for c in done if planner_intent(c) == intent]
+            if call_for:
+                continue
+            if intent in handled and intent not in ("damaged",):
+                continue
+            self._compose_intent(w, ctx, planner, intent, hit, needs)
+        if not w.parts:
+            w.para("Let me look into that for you.")
+        w.para(self._closing(und.intents, done))
+
+    def _closing(self, intents: Sequence[str], done: Sequence[Call]) -> str:
+        if any(
+            isinstance(c.output, Mapping) and c.output.get("status") == "awaiting_approval"
+            for c in done
+        ):
+            return "I'll get back to you as soon as it's done."
+        return "Is there anything else I can help you with?"
+
+    def _compose_call(
+        self, w: _Writer, ctx: Context, call: Call, by_intent: Mapping[str, SearchHit]
+    ) -> None:
+        out = call.output
+        intent = planner_intent(call)
+        hit = by_intent.get(intent)
+        if isinstance(out, Mapping) and out.get("ok") is False:
+            err = str(out.get("error") or "the request could not be completed")
+            w.para(f"I'm sorry, I couldn't complete that: {err}")
+            if hit is not None:
+                w.quote(hit, ctx.latest + " " + err)
+            return
+        if isinstance(out, Mapping) and out.get("status") == "awaiting_approval":
+            w.para(
+                f"Thanks for your patience. I've put in the request to "
+                f"{_describe(call.name, call.arguments, ctx)}, and I'm processing it now."
+            )
+            if hit is not None:
+                w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + ctx.latest, limit=1)
+            return
+        if call.name == "get_order_history" and isinstance(out, Mapping):
+            orders = [o for o in out.get("orders") or [] if isinstance(o, Mapping)]
+            if not orders:
+                w.para("I couldn't find any orders on your account.")
+                return
+            und = nlu.understand(ctx.latest)
+            wanted = [i for i in und.intents if i != "order_history"]
+            if wanted and wanted[0] == "cancel":
+                ok = [o for o in orders if o.get("status") in _CANCELLABLE]
+                if ok:
+                    w.para("These orders have not shipped yet and can still be cancelled:")
+                    w.para("\n".join(_order_line(o) for o in ok))
+                    w.para("Which one would you like me to cancel?")
+                else:
+                    w.para(
+                        "None of your orders can be cancelled any more: they have all shipped "
+                        "or are closed."
+                    )
+                return
+            if wanted and wanted[0] in ("return", "replacement", "refund", "damaged"):
+                ok = [o for o in orders if o.get("status") in ("delivered", "completed")]
+                if ok:
+                    w.para("Here are your delivered orders:")
+                    w.para("\n".join(_order_line(o) for o in ok))
+                    w.para("Which order (and which product) is this about?")
+                    return
+            if wanted and wanted[0] in ("tracking", "missing"):
+                ok = [o for o in orders if o.get("status") in ("pending", "processing", "shipped")]
+                if ok:
+                    w.para("Here are your orders that are on their way or being prepared:")
+                    w.para("\n".join(_order_line(o) for o in ok))
+                    w.para("Which one are you asking about?")
+                    return
+            w.para(f"Here are your orders ({len(orders)}):")
+            w.para("\n".join(_order_line(o) for o in orders))
+            return
+        if call.name == "get_order" and isinstance(out, Mapping):
+            order = out.get("order")
+            if isinstance(order, Mapping):
+                w.para(_order_status(order))
+                status = order.get("status")
+                und = nlu.understand(ctx.latest)
+                if "cancel" in und.intents and status not in _CANCELLABLE:
+                    w.para(f"Because it is already {status}, it can no longer be cancelled.")
+                if hit is not None:
+                    w.quote(hit, ctx.latest, limit=1)
+            return
+        msg = _result_message(out)
+        if msg:
+            w.para(msg)
+        if hit is not None:
+            w.quote(hit, ctx.latest, limit=1)
+
+    def _compose_intent(
+        self,
+        w: _Writer,
+        ctx: Context,
+        planner: _Planner,
+        intent: str,
+        hit: SearchHit | None,
+        needs: Sequence[Need],
+    ) -> None:
+        seg = planner.und.segments.get(intent) or ctx.latest
+        need = needs[0] if needs else None
+        if need and need.what == "not_allowed":
+            oid = planner.order_for(intent)
+            reason = need.detail
+            if reason == "window":
+                w.para(f"I checked order {oid}: it is outside the 30-day return window.")
+            elif reason:
+                w.para(f"I checked order {oid}: its status is {reason}, so I can't do that.")
+        if hit is not None:
+            w.quote(hit, seg + " " + nlu.INTENT_QUERY.get(intent, ""))
+        ask = {
+            "order_id": "Could you tell me the order number (for example ORD1001)?",
+            "product": f"Which product is it about? The order contains: {need.detail}."
+            if need
+            else "",
+            "value": f"What should the new {need.detail or 'value'} be?" if need else "",
+        }
+        if need and need.what in ask and ask[need.what]:
+            if need.what != "order_id" or not ctx.customer_id:
+                w.para(ask[need.what])
+        elif intent in nlu.ACTION_INTENTS and need and need.what == "info":
+            offer = {
+                "cancel": "If you'd like me to cancel an order, just tell me its order number.",
+                "return": "If you'd like to return something, tell me the order number and "
+                "the product.",
+                "refund": "If you're waiting for a refund, send me the order number and "
+                "I'll check it.",
+                "replacement": "If an item arrived damaged or wrong, send me the order number and "
+                "the product, and I'll arrange a replacement.",
+                "password": "I can also send you a password reset link if you like.",
+                "profile": "Tell me which detail to change and the new value, and I'll update it.",
+                "voucher": "If a code doesn't work, send it to me and I'll check it.",
+                "complaint": "Tell me what went wrong (and the order number) and I'll record it.",
+            }.get(intent)
+            if offer:
+                w.para(offer)
+        if hit is None and not needs:
+            w.para("Let me check this with the team and get back to you.")
+
+    def _compose_outcome(
+        self, w: _Writer, ctx: Context, outcome: Outcome, by_intent: Mapping[str, SearchHit]
+    ) -> None:
+        intent = _TOOL_INTENT.get(outcome.tool, "")
+        hit = by_intent.get(intent)
+        what = _describe(outcome.tool, outcome.arguments, ctx)
+        if outcome.decision == "approved":
+            msg = _result_message(outcome.result)
+            w.para(f"Good news: I was able to {what}." + (f" {msg}" if msg else ""))
+            if hit is not None:
+                w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + msg, limit=1)
+        elif outcome.decision == "failed":
+            err = _result_message(outcome.result) or "the system did not accept it"
+            w.para(f"I'm sorry, I wasn't able to {what}: {err}")
+            if hit is not None:
+                w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + err, limit=2)
+        elif outcome.decision == "rejected":
+            reason = outcome.reason.rstrip(".")
+            w.para(
+                f"I'm sorry, but I can't {what} this time"
+                + (f": {reason[0].lower() + reason[1:]}." if reason else ".")
+            )
+            if hit is not None:
+                w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + reason, limit=1)
+        else:
+            w.para(
+                f"Your request to {what} is still being reviewed. I'll let you know as soon as "
+                "there is an update."
+            )
+
+    # -- streaming
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
+        """Yield one response's events, built from the SDK's own types."""
+        if self._closed:
+            raise ProviderError("closed", "the offline assistant was shut down")
+        try:
+            plan = await asyncio.to_thread(self.plan, request)
+        except Exception as exc:
+            log.exception("offline engine failed to plan a reply")
+            raise ProviderError("offline", f"the offline assistant failed: {exc}") from exc
+        async for event in _Emitter(self, request, plan).events():
+            yield event
+
+
+def planner_intent(call: Call) -> str:
+    """The intent a tool call served (tickets: damaged product vs website bug)."""
+    if call.name == "create_ticket" and call.arguments.get("type") == "bug_reported":
+        return "bug"
+    return _TOOL_INTENT.get(call.name, "")
+
+
+def _rid(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def file_id_for(article_id: str) -> str:
+    """A stable pseudo file id for a local article (file_search results / citations)."""
+    return "file-local-" + article_id.replace("/", "--")
+
+
+def filename_for(hit: SearchHit) -> str:
+    return f"{hit.kind}__{hit.slug}.md"
+
+
+def _score(raw: float) -> float:
+    return round(min(0.99, max(0.01, raw / (raw + 8.0))), 4) if raw > 0 else 0.01
+
+
+class _Emitter:
+    """Turns a :class:`Plan` into a Responses event stream."""
+
+    def __init__(self, provider: OfflineProvider, request: TurnRequest, plan: Plan) -> None:
+        self.p = provider
+        self.request = request
+        self.plan = plan
+        self.seq = 0
+        self.response_id = _rid("resp")
+        self.created_at = time.time()
+        self.output: list[dict[str, Any]] = []
+        self._since_yield = 0
+
+    def _n(self) -> int:
+        n = self.seq
+        self.seq += 1
+        return n
+
+    def _response(self, status: str) -> dict[str, Any]:
+        return {
+            "id": self.response_id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
+            "metadata": dict(self.request.metadata),
+            "model": "offline",
+            "output": list(self.output) if status != "in_progress" else [],
+            "parallel_tool_calls": False,
+            "temperature": None,
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": None,
+            "usage": None,
+        }
+
+    async def _pace(self) -> None:
+        if self.p.delay_s > 0:
+            await asyncio.sleep(self.p.delay_s)
+            return
+        self._since_yield += 1
+        if self._since_yield >= self.p.yield_every:
+            self._since_yield = 0
+            await asyncio.sleep(0)
+
+    async def events(self) -> AsyncIterator[ResponseStreamEvent]:
+        yield ResponseCreatedEvent.model_validate(
+            {
+                "type": "response.created",
+                "sequence_number": self._n(),
+                "response": self._response("in_progress"),
+            }
+        )
+        yield ResponseInProgressEvent.model_validate(
+            {
+                "type": "response.in_progress",
+                "sequence_number": self._n(),
+                "response": self._response("in_progress"),
+            }
+        )
+        if self.plan.queries:
+            for event in self._file_search():
+                yield event
+            await asyncio.sleep(0)
+        if self.plan.call is not None:
+            async for event in self._function_call(self.plan.call):
+                yield event
+        else:
+            async for event in self._message():
+                yield event
+        yield ResponseCompletedEvent.model_validate(
+            {
+                "type": "response.completed",
+                "sequence_number": self._n(),
+                "response": self._response("completed"),
+            }
+        )
+
+    def _file_search(self) -> list[ResponseStreamEvent]:
+        idx = len(self.output)
+        item_id = _rid("fs")
+        added: dict[str, Any] = {
+            "id": item_id,
+            "type": "file_search_call",
+            "status": "in_progress",
+            "queries": [],
+            "results": None,
+        }
+        results = [
+            {
+                "file_id": file_id_for(h.article_id),
+                "filename": filename_for(h),
+                "score": _score(h.score),
+                "text": h.text,
+                "attributes": {
+                    "article_id": h.article_id,
+                    "kind": h.kind,
+                    "slug": h.slug,
+                    "title": h.title,
+                    "path": h.path,
+                },
+            }
+            for h in self.plan.hits
+        ]
+        done = {
+            "id": item_id,
+            "type": "file_search_call",
+            "status": "completed",
+            "queries": list(self.plan.queries),
+            "results": results,
+        }
+        self.output.append(done)
+        base = {"output_index": idx, "item_id": item_id}
+        return [
+            ResponseOutputItemAddedEvent.model_validate(
+                {
+                    "type": "response.output_item.added",
+                    "sequence_number": self._n(),
+                    "output_index": idx,
+                    "item": added,
+                }
+            ),
+            ResponseFileSearchCallInProgressEvent.model_validate(
+                {
+                    "type": "response.file_search_call.in_progress",
+                    "sequence_number": self._n(),
+                    **base,
+                }
+            ),
+            ResponseFileSearchCallSearchingEvent.model_validate(
+                {
+                    "type": "response.file_search_call.searching",
+                    "sequence_number": self._n(),
+                    **base,
+                }
+            ),
+            ResponseFileSearchCallCompletedEvent.model_validate(
+                {
+                    "type": "response.file_search_call.completed",
+                    "sequence_number": self._n(),
+                    **base,
+                }
+            ),
+            ResponseOutputItemDoneEvent.model_validate(
+                {
+                    "type": "response.output_item.done",
+                    "sequence_number": self._n(),
+                    "output_index": idx,
+                    "item": done,
+                }
+            ),
+        ]
+
+    async def _function_call(self, step: Step) -> AsyncIterator[ResponseStreamEvent]:
+        idx = len(self.output)
+        item_id = _rid("fc")
+        call_id = "call_" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
+        arguments = json.dumps(step.arguments, ensure_ascii=False, separators=(",", ":"))
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call_id,
+            "name": step.name,
+        }
+        yield ResponseOutputItemAddedEvent.model_validate(
+            {
+                "type": "response.output_item.added",
+                "sequence_number": self._n(),
+                "output_index": idx,
+                "item": item,
+            }
+        )
+        for chunk in re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments):
+            yield ResponseFunctionCallArgumentsDeltaEvent.model_validate(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "sequence_number": self._n(),
+                    "item_id": item_id,
+                    "output_index": idx,
+                    "delta": chunk,
+                }
+            )
+            await self._pace()
+        yield ResponseFunctionCallArgumentsDoneEvent.model_validate(
+            {
+                "type": "response.function_call_arguments.done",
+                "sequence_number": self._n(),
+                "item_id": item_id,
+                "output_index": idx,
+                "name": step.name,
+                "arguments": arguments,
+            }
+        )
+        done = {**item, "status": "completed", "arguments": arguments}
+        self.output.append(done)
+        yield ResponseOutputItemDoneEvent.model_validate(
+            {
+                "type": "response.output_item.done",
+                "sequence_number": self._n(),
+                "output_index": idx,
+                "item": done,
+            }
+        )
+
+    async def _message(self) -> AsyncIterator[ResponseStreamEvent]:
+        idx = len(self.output)
+        item_id = _rid("msg")
+        text = self.plan.text
+        base = {"item_id": item_id, "output_index": idx, "content_index": 0}
+        yield ResponseOutputItemAddedEvent.model_validate(
+            {
+                "type": "response.output_item.added",
+                "sequence_number": self._n(),
+                "output_index": idx,
+                "item": {
+                    "id": item_id,
+                    "type": "message",
+                    "status": "in_progress",
+                    "content": [],
+                    "role": "assistant",
+                },
+            }
+        )
+        yield ResponseContentPartAddedEvent.model_validate(
+            {
+                "type": "response.content_part.added",
+                "sequence_number": self._n(),
+                **base,
+                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
+            }
+        )
+        annotations: list[dict[str, Any]] = []
+        pending = sorted(self.plan.citations, key=lambda c: c[0])
+        pos = 0
+        for delta in re.findall(r"\s*\S+", text) or ([text] if text else []):
+            pos += len(delta)
+            yield ResponseTextDeltaEvent.model_validate(
+                {
+                    "type": "response.output_text.delta",
+                    "sequence_number": self._n(),
+                    **base,
+                    "delta": delta,
+                    "logprobs": [],
+                }
+            )
+            while pending and pending[0][0] <= pos:
+                at, hit = pending.pop(0)
+                ann = {
+                    "type": "file_citation",
+                    "file_id": file_id_for(hit.article_id),
+                    "filename": filename_for(hit),
+                    "index": at,
+                }
+                yield ResponseOutputTextAnnotationAddedEvent.model_validate(
+                    {
+                        "type": "response.output_text.annotation.added",
+                        "sequence_number": self._n(),
+                        **base,
+                        "annotation_index": len(annotations),
+                        "annotation": ann,
+                    }
+                )
+                annotations.append(ann)
+            await self._pace()
+        tail = text[pos:]
+        if tail:  # trailing whitespace the word splitter left out
+            yield ResponseTextDeltaEvent.model_validate(
+                {
+                    "type": "response.output_text.delta",
+                    "sequence_number": self._n(),
+                    **base,
+                    "delta": tail,
+                    "logprobs": [],
+                }
+            )
+        for at, hit in pending:
+            ann = {
+                "type": "file_citation",
+                "file_id": file_id_for(hit.article_id),
+                "filename": filename_for(hit),
+                "index": at,
+            }
+            yield ResponseOutputTextAnnotationAddedEvent.model_validate(
+                {
+                    "type": "response.output_text.annotation.added",
+                    "sequence_number": self._n(),
+                    **base,
+                    "annotation_index": len(annotations),
+                    "annotation": ann,
+                }
+            )
+            annotations.append(ann)
+        part = {"type": "output_text", "annotations": annotations, "logprobs": [], "text": text}
+        yield ResponseTextDoneEvent.model_validate(
+            {
+                "type": "response.output_text.done",
+                "sequence_number": self._n(),
+                **base,
+                "text": text,
+                "logprobs": [],
+            }
+        )
+        yield ResponseContentPartDoneEvent.model_validate(
+            {
+                "type": "response.content_part.done",
+                "sequence_number": self._n(),
+                **base,
+                "part": part,
+            }
+        )
+        done = {
+            "id": item_id,
+            "type": "message",
+            "status": "completed",
+            "content": [part],
+            "role": "assistant",
+        }
+        self.output.append(done)
+        yield ResponseOutputItemDoneEvent.model_validate(
+            {
+                "type": "response.output_item.done",
+                "sequence_number": self._n(),
+                "output_index": idx,
+                "item": done,
+            }
+        )
