@@ -1,0 +1,230 @@
+"""What the model sees of each session, and what became of each draft.
+
+The relay's durable log is the *customers' and agents'* record; this store is
+the *model's*: per session, the Responses input items the next request carries
+(customer messages, the replies agents actually sent, function calls with
+their outputs, developer notes about approval outcomes). Drafts the agents
+never sent stay out of it, so the model sees exactly what the customer saw.
+It also keeps every draft next to the text the agent finally sent (draft vs
+sent), and survives a host restart (SQLite, WAL, in the data dir).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+DraftState = Literal["drafting", "completed", "failed", "stale", "discarded", "sent", "interrupted"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    session_id TEXT NOT NULL,
+    idx        INTEGER NOT NULL,
+    item       TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_id, idx)
+);
+CREATE TABLE IF NOT EXISTS drafts (
+    turn_id     TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    text        TEXT NOT NULL DEFAULT '',
+    citations   TEXT NOT NULL DEFAULT '[]',
+    error       TEXT,
+    created_at  REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS drafts_by_session ON drafts (session_id, created_at);
+CREATE TABLE IF NOT EXISTS sent (
+    message_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    draft_id   TEXT,
+    agent      TEXT NOT NULL,
+    draft_text TEXT,
+    sent_text  TEXT NOT NULL,
+    edited     INTEGER,
+    sent_at    REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRecord:
+    turn_id: str
+    session_id: str
+    reason: str
+    state: str
+    text: str
+    citations: list[dict[str, Any]]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    message_id: str
+    session_id: str
+    draft_id: str | None
+    agent: str
+    draft_text: str | None
+    sent_text: str
+    edited: bool | None
+
+
+class ConversationStore:
+    """The model-facing history and draft records; writes are tiny and synchronous.
+
+    Items are cached in memory per session (the turn loop reads the whole
+    history for every model request), written through to SQLite.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ items
+
+    def items(self, session_id: str) -> list[dict[str, Any]]:
+        """A copy of the session's input items, oldest first."""
+        return list(self._load(session_id))
+
+    def _load(self, session_id: str) -> list[dict[str, Any]]:
+        cached = self._cache.get(session_id)
+        if cached is None:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT item FROM items WHERE session_id = ? ORDER BY idx", (session_id,)
+                ).fetchall()
+            cached = [json.loads(r[0]) for r in rows]
+            self._cache[session_id] = cached
+        return cached
+
+    def append(self, session_id: str, *items: dict[str, Any]) -> None:
+        """Append items atomically (a function call and its output land together)."""
+        if not items:
+            return
+        current = self._load(session_id)
+        now = time.time()
+        rows = [
+            (session_id, len(current) + i, json.dumps(item, ensure_ascii=False), now)
+            for i, item in enumerate(items)
+        ]
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO items (session_id, idx, item, created_at) VALUES (?, ?, ?, ?)", rows
+            )
+        current.extend(items)
+
+    # ----------------------------------------------------------------- drafts
+
+    def draft_started(self, turn_id: str, session_id: str, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO drafts (turn_id, session_id, reason, state, created_at)"
+                " VALUES (?, ?, ?, 'drafting', ?)",
+                (turn_id, session_id, reason, time.time()),
+            )
+
+    def draft_finished(
+        self,
+        turn_id: str,
+        state: DraftState,
+        *,
+        text: str | None = None,
+        citations: list[dict[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE drafts SET state = ?, text = COALESCE(?, text),"
+                " citations = COALESCE(?, citations), error = COALESCE(?, error),"
+                " finished_at = ? WHERE turn_id = ?",
+                (
+                    state,
+                    text,
+                    None if citations is None else json.dumps(citations),
+                    error,
+                    time.time(),
+                    turn_id,
+                ),
+            )
+
+    def draft(self, turn_id: str) -> DraftRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT turn_id, session_id, reason, state, text, citations, error"
+                " FROM drafts WHERE turn_id = ?",
+                (turn_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return DraftRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+
+    def interrupted_drafts(self) -> list[DraftRecord]:
+        """Drafts a previous host process left half-written; marks them interrupted."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT turn_id, session_id, reason, state, text, citations, error"
+                " FROM drafts WHERE state = 'drafting'"
+            ).fetchall()
+            self._db.execute(
+                "UPDATE drafts SET state = 'interrupted', finished_at = ? WHERE state = 'drafting'",
+                (time.time(),),
+            )
+        return [DraftRecord(r[0], r[1], r[2], "interrupted", r[4], json.loads(r[5]), r[6])
+                for r in rows]
+
+    # ------------------------------------------------------------------- sent
+
+    def record_sent(
+        self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
+    ) -> SentRecord:
+        """Store what the agent sent next to the draft it came from (if any)."""
+        draft = self.draft(draft_id) if draft_id else None
+        if draft is not None and draft.session_id != session_id:
+            draft = None
+        draft_text = draft.text if draft is not None else None
+        edited = None if draft_text is None else text.strip() != draft_text.strip()
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO sent (message_id, session_id, draft_id, agent, draft_text,"
+                " sent_text, edited, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (message_id, session_id, draft_id, agent, draft_text, text,
+                 None if edited is None else int(edited), time.time()),
+            )
+            if draft is not None:
+                self._db.execute(
+                    "UPDATE drafts SET state = 'sent' WHERE turn_id = ?", (draft.turn_id,)
+                )
+        return SentRecord(message_id, session_id, draft_id, agent, draft_text, text, edited)
+
+    def sent(self, message_id: str) -> SentRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT message_id, session_id, draft_id, agent, draft_text, sent_text, edited"
+                " FROM sent WHERE message_id = ?",
+                (message_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return SentRecord(row[0], row[1], row[2], row[3], row[4], row[5],
+                          None if row[6] is None else bool(row[6]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

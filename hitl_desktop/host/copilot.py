@@ -1,0 +1,858 @@
+"""The co-pilot: turns that drive a provider, tools behind policy, agent operations.
+
+The relay calls this (``core.ports.Copilot``) after it has authorised and
+logged a message; this speaks back only through the relay's
+:class:`~hitl_desktop.core.ports.SessionOutbox`. One supervised asyncio task
+per session drafts at a time: a newer customer message (or an approval
+outcome, a regenerate, an agent's reply) supersedes a draft still streaming.
+
+Policy lives here and in the catalog, never in the model or a client: a tool
+the catalog marks for approval is *only* ever turned into an approval record,
+however often the model asks, and executes only through
+``store.approve_and_execute`` after a representative approved it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
+from hitl_desktop.assistant.stream import Citation as StreamCitation
+from hitl_desktop.assistant.stream import (
+    Completed,
+    Failed,
+    SearchResults,
+    StreamTranslator,
+    TextDelta,
+    ToolCallProgress,
+    ToolCallReady,
+    Update,
+)
+from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
+from hitl_desktop.core.ports import OperationError, SessionOutbox
+from hitl_desktop.core.protocol import (
+    ApprovalCreated,
+    ApprovalUpdated,
+    Article,
+    ArticleContent,
+    ArticlesFound,
+    AssistantStatus,
+    Citation,
+    CustomerDetails,
+    DraftCompleted,
+    DraftDelta,
+    DraftFailed,
+    DraftStale,
+    DraftStarted,
+    ErrorCode,
+    KbResults,
+    Payload,
+    ToolCall,
+    ToolCallDelta,
+    ToolResult,
+    new_id,
+)
+from hitl_desktop.host.conversation import ConversationStore
+from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
+from hitl_desktop.store.errors import Expired
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CUSTOMER = "CUST1001"
+SNIPPET_CHARS = 400
+# tool.call.delta is a progress hint: at most one per call every this many seconds
+TOOL_DELTA_INTERVAL_S = 0.05
+CANCEL_GRACE_S = 5.0
+
+# ProviderError.code -> the protocol's ErrorCode for draft.failed
+_PROVIDER_CODES: dict[str, ErrorCode] = {
+    "rate_limited": ErrorCode.RATE_LIMITED,
+    "invalid_request": ErrorCode.INTERNAL,
+}
+
+
+# --------------------------------------------------------------------- ports
+
+
+class KnowledgePort(Protocol):
+    """What the co-pilot needs of ``knowledge.index.KnowledgeIndex``."""
+
+    def search(self, query: str, limit: int = 5, kind: str | None = None) -> list[Any]: ...
+
+    def get(self, article_id: str) -> Any | None: ...
+
+
+# --------------------------------------------------------------------- turn state
+
+
+@dataclass(slots=True)
+class _Turn:
+    turn_id: str
+    session_id: str
+    reason: str
+    text: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    cited: set[str] = field(default_factory=set)
+    articles_sent: set[str] = field(default_factory=set)
+    finishing: bool = False  # past the point where a newer message makes it stale
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Round:
+    """What one model response produced."""
+
+    calls: list[ToolCallReady] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # file_id -> article id
+    delta_at: dict[str, float] = field(default_factory=dict)  # call_id -> last tool delta
+    text_item: str | None = None
+    completed: bool = False
+    failed: Failed | None = None
+
+
+class _Unavailable:
+    """Stands in for a provider that could not be built (e.g. no API key)."""
+
+    is_ai = False
+
+    def __init__(self, name: str, model: str | None, error: ProviderError) -> None:
+        self.name = name
+        self.model = model
+        self.error = error
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[Any]:
+        nothing: tuple[Any, ...] = ()
+        for event in nothing:  # an async generator that fails on first use, as providers do
+            yield event
+        raise self.error
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------- the co-pilot
+
+
+class HostCopilot:
+    """Implements :class:`core.ports.Copilot` over a provider, the shop and the KB."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        store: ShopDatabase,
+        catalog: ToolCatalog,
+        conversations: ConversationStore,
+        outbox: SessionOutbox,
+        index: KnowledgePort | None = None,
+        instructions: str = "",
+        max_tool_rounds: int = 6,
+        approval_ttl_s: float | None = None,
+        expiry_interval_s: float = 30.0,
+        provider_problem: ProviderError | None = None,
+        owned: list[Callable[[], Any]] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.store = store
+        self.catalog = catalog
+        self.conversations = conversations
+        self.outbox = outbox
+        self.index = index
+        self.instructions = instructions
+        self.max_tool_rounds = max(1, max_tool_rounds)
+        self.approval_ttl_s = approval_ttl_s
+        self.expiry_interval_s = expiry_interval_s
+        self._problem = provider_problem
+        self._owned = owned or []
+        self._turns: dict[str, _Turn] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._deciding: set[str] = set()
+        self._last_error: str | None = None
+        self._published_state: dict[str, str] = {}
+        self._closed = False
+        self._started = False
+
+    # ----------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start background work (expiry, reporting drafts a restart cut off)."""
+        if self._started:
+            return
+        self._started = True
+        self._spawn(self._report_interrupted(), "report-interrupted")
+        self._spawn(self._expiry_loop(), "approval-expiry")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Every background task is kept (so it is not garbage-collected) and supervised."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"copilot:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("co-pilot task %s crashed", task.get_name(), exc_info=exc)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
+        try:
+            await self.provider.aclose()
+        except Exception:
+            log.exception("closing the provider failed")
+        for close in self._owned:
+            try:
+                close()
+            except Exception:
+                log.exception("closing %r failed", close)
+        self.conversations.close()
+
+    async def _report_interrupted(self) -> None:
+        for draft in self.conversations.interrupted_drafts():
+            await self._publish(
+                draft.session_id,
+                DraftFailed(turn_id=draft.turn_id, code=ErrorCode.INTERNAL,
+                            message="the host restarted while this draft was being written"),
+            )
+
+    async def _expiry_loop(self) -> None:
+        while not self._closed:
+            try:
+                await self.expire_now()
+            except Exception:
+                log.exception("expiring approvals failed")
+            await asyncio.sleep(self.expiry_interval_s)
+
+    async def expire_now(self) -> list[ApprovalRecord]:
+        """Expire overdue approvals; tell the agents and the model."""
+        expired = await asyncio.to_thread(self.store.expire_due)
+        for rec in expired:
+            await self._expired(rec)
+        return expired
+
+    async def _expired(self, rec: ApprovalRecord) -> None:
+        await self._publish(rec.session_id, ApprovalUpdated(
+            approval_id=rec.approval_id, state="expired", by=rec.decided_by,
+            error="no representative decided before the approval expired"))
+        self.conversations.append(rec.session_id, _developer(
+            f"Update on the proposed action {rec.tool} (approval {rec.approval_id}, call "
+            f"{rec.call_id}): {_json(rec.model_output())}"))
+
+    # ----------------------------------------------------------- publishing
+
+    async def _publish(self, session_id: str, payload: Payload) -> None:
+        try:
+            await self.outbox.publish(session_id, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("publishing %s to %s failed", type(payload).__name__, session_id)
+
+    async def _set_state(self, session_id: str) -> None:
+        """Publish ``assistant.status`` into the session when the engine's state changed."""
+        status = self.status()
+        if self._published_state.get(session_id) == status.state:
+            return
+        self._published_state[session_id] = status.state
+        await self._publish(session_id, status)
+
+    # ----------------------------------------------------------- relay entry points
+
+    async def on_customer_message(self, session_id: str, message_id: str, text: str) -> None:
+        await self._supersede(session_id, "superseded by a newer customer message")
+        self.conversations.append(session_id, {"role": "user", "content": text})
+        self._start_turn(session_id, "customer_message")
+
+    async def on_agent_message(
+        self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
+    ) -> None:
+        """The model must see what the customer saw: the sent text, not the draft."""
+        await self._supersede(session_id, "the representative replied")
+        self.conversations.record_sent(session_id, message_id, text, draft_id, agent)
+        self.conversations.append(session_id, {"role": "assistant", "content": text})
+
+    async def regenerate(self, session_id: str) -> None:
+        await self._supersede(session_id, "regenerated")
+        self._start_turn(session_id, "regenerate")
+
+    async def discard(self, session_id: str, turn_id: str) -> None:
+        turn = self._turns.get(session_id)
+        if turn is not None and turn.turn_id == turn_id and not _done(turn):
+            await self._supersede(session_id, "discarded by the representative")
+            return
+        draft = self.conversations.draft(turn_id)
+        if draft is None or draft.session_id != session_id:
+            raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
+        if draft.state in ("stale", "discarded", "sent"):
+            return
+        self.conversations.draft_finished(turn_id, "discarded")
+        await self._publish(session_id, DraftStale(turn_id=turn_id, reason="discarded"))
+
+    async def approve(
+        self, session_id: str, approval_id: str, agent: str, arguments: dict[str, Any] | None
+    ) -> None:
+        """Validate (edited) arguments, execute exactly once, tell agents and the model."""
+        rec = self._approval(session_id, approval_id)
+        args = self.catalog.validate_arguments(
+            rec.tool, rec.proposed_arguments if arguments is None else arguments)
+        async with self._deciding_on(approval_id):
+            try:
+                done = await asyncio.to_thread(
+                    self.store.approve_and_execute, approval_id, agent=agent, arguments=args)
+            except Expired:
+                expired = self.store.get_approval(approval_id)
+                if expired is not None:
+                    await self._expired(expired)
+                raise
+        ok = done.state == "executed"
+        await self._publish(session_id, ApprovalUpdated(
+            approval_id=approval_id, state=done.state, by=agent, arguments=done.arguments,
+            result=done.result, error=done.error))
+        await self._supersede(session_id, "superseded by an approval decision")
+        edited = (f" The representative edited the arguments (you proposed "
+                  f"{_json(done.proposed_arguments)}).") if done.edited else ""
+        self.conversations.append(session_id, _developer(
+            f"The representative {agent} approved the action {done.tool} (approval "
+            f"{approval_id}, call {done.call_id}) with arguments {_json(done.arguments)}."
+            f"{edited} It was {'executed' if ok else 'attempted and FAILED'}. Result: "
+            f"{_json(done.model_output())}. Draft a reply telling the customer the actual "
+            "outcome."))
+        self._start_turn(session_id, "approval")
+
+    async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
+        """Record the rejection; the model is told why and drafts the follow-up."""
+        self._approval(session_id, approval_id)
+        async with self._deciding_on(approval_id):
+            try:
+                done = await asyncio.to_thread(
+                    self.store.reject, approval_id, agent=agent, reason=reason)
+            except Expired:
+                expired = self.store.get_approval(approval_id)
+                if expired is not None:
+                    await self._expired(expired)
+                raise
+        await self._publish(session_id, ApprovalUpdated(
+            approval_id=approval_id, state="rejected", by=agent, reason=done.reason))
+        await self._supersede(session_id, "superseded by an approval decision")
+        self.conversations.append(session_id, _developer(
+            f"The representative {agent} rejected the action {done.tool} (approval "
+            f"{approval_id}, call {done.call_id}); it was NOT executed. Reason: {done.reason}. "
+            "Draft a reply to the customer accordingly; do not propose the same action again "
+            "unless the customer gives new information."))
+        self._start_turn(session_id, "rejection")
+
+    @contextlib.asynccontextmanager
+    async def _deciding_on(self, approval_id: str) -> AsyncIterator[None]:
+        """One decision at a time per approval in this process (the store's transaction
+        guarantees exactly-once across processes; this gives the second agent a fast,
+        clear conflict instead of a wait on the database lock)."""
+        if approval_id in self._deciding:
+            raise OperationError(ErrorCode.CONFLICT,
+                                 f"approval {approval_id} is being decided by another agent")
+        self._deciding.add(approval_id)
+        try:
+            yield
+        finally:
+            self._deciding.discard(approval_id)
+
+    def _approval(self, session_id: str, approval_id: str) -> ApprovalRecord:
+        rec = self.store.get_approval(approval_id)
+        if rec is None or rec.session_id != session_id:
+            raise OperationError(ErrorCode.NOT_FOUND,
+                                 f"no approval {approval_id!r} in this session")
+        return rec
+
+    def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
+        turn = self._turns.get(session_id)
+        if turn is None or _done(turn):
+            return None
+        return turn.turn_id, turn.text
+
+    def customer_details(self, session_id: str) -> CustomerDetails:
+        cid = self._customer_id(session_id)
+        return CustomerDetails(customer=self.store.customer(cid),
+                               orders=self.store.orders_of(cid))
+
+    def article(self, article_id: str) -> ArticleContent:
+        found = self.index.get(article_id) if self.index is not None else None
+        if found is None:
+            raise OperationError(ErrorCode.NOT_FOUND, f"no article {article_id!r}")
+        return ArticleContent(article_id=found.article_id, title=found.title, kind=found.kind,
+                              markdown=found.markdown)
+
+    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
+        if self.index is None:
+            return KbResults(query=query, articles=[])
+        hits = self.index.search(query, limit=limit, kind=kind)
+        return KbResults(query=query, articles=[
+            Article(article_id=h.article_id, title=h.title, kind=h.kind,
+                    snippet=str(h.snippet)[:SNIPPET_CHARS], score=float(h.score),
+                    path=_rel_path(h.kind, getattr(h, "slug", None)))
+            for h in hits
+        ])
+
+    def status(self) -> AssistantStatus:
+        p = self.provider
+        if self._problem is not None:
+            return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
+                                   state="unconfigured", message=self._problem.message)
+        busy = any(not _done(t) for t in self._turns.values())
+        if busy:
+            state, message = "busy", None
+        elif self._last_error is not None:
+            state, message = "error", self._last_error
+        else:
+            state, message = "ready", None
+        if message is None and not p.is_ai:
+            message = "offline assistant: drafts come from the knowledge base, not an AI model"
+        return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
+                               state=state, message=message)
+
+    # ----------------------------------------------------------- turns
+
+    def _customer_id(self, session_id: str) -> str:
+        summary = self.outbox.session_summary(session_id)
+        return (summary.customer_id if summary is not None else None) or DEFAULT_CUSTOMER
+
+    def _start_turn(self, session_id: str, reason: str) -> _Turn:
+        turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason)
+        self._turns[session_id] = turn
+        self.conversations.draft_started(turn.turn_id, session_id, reason)
+        turn.task = self._spawn(self._run_turn(turn), f"turn:{session_id}")
+        return turn
+
+    async def wait_idle(self, session_id: str) -> None:
+        """Wait until the session's current turn (if any) is over (tests, shutdown)."""
+        while True:
+            turn = self._turns.get(session_id)
+            if turn is None or turn.task is None or turn.task.done():
+                return
+            await asyncio.wait({turn.task})
+
+    async def _supersede(self, session_id: str, reason: str) -> None:
+        """Cancel a draft still streaming and mark it stale (agents drop it)."""
+        turn = self._turns.get(session_id)
+        if turn is None or turn.task is None or turn.task.done() or turn.finishing:
+            return
+        turn.finishing = True
+        turn.task.cancel()
+        await asyncio.wait({turn.task}, timeout=CANCEL_GRACE_S)
+        self.conversations.draft_finished(turn.turn_id, "stale", text=turn.text)
+        await self._publish(session_id, DraftStale(turn_id=turn.turn_id, reason=reason))
+        await self._set_state(session_id)
+
+    async def _run_turn(self, turn: _Turn) -> None:
+        sid = turn.session_id
+        await self._publish(sid, DraftStarted(
+            turn_id=turn.turn_id, reason=turn.reason, provider=self.provider.name))
+        await self._set_state(sid)
+        try:
+            await self._drive(turn)
+        except asyncio.CancelledError:
+            raise  # the canceller (_supersede) publishes draft.stale
+        except ProviderError as exc:
+            await self._fail(turn, _PROVIDER_CODES.get(exc.code, ErrorCode.ASSISTANT_UNAVAILABLE),
+                             _provider_message(exc))
+        except Exception as exc:
+            log.exception("turn %s of session %s crashed", turn.turn_id, sid)
+            await self._fail(turn, ErrorCode.INTERNAL, f"the assistant failed: {exc}")
+        else:
+            self._last_error = None
+        turn.finishing = True
+        await self._set_state(sid)
+
+    async def _fail(self, turn: _Turn, code: ErrorCode, message: str) -> None:
+        turn.finishing = True
+        self._last_error = message
+        log.warning("draft %s failed (%s): %s", turn.turn_id, code, message)
+        self.conversations.draft_finished(turn.turn_id, "failed", text=turn.text, error=message)
+        await self._publish(turn.session_id, DraftFailed(turn_id=turn.turn_id, code=code,
+                                                         message=message))
+
+    async def _drive(self, turn: _Turn) -> None:
+        """Model call, tools, model call, ... until a reply without tool calls."""
+        sid = turn.session_id
+        customer_id = self._customer_id(sid)
+        instructions = self._instructions(customer_id)
+        tools = self.catalog.openai_tools()
+        for round_no in range(self.max_tool_rounds + 1):
+            last = round_no == self.max_tool_rounds
+            items = self.conversations.items(sid)
+            if last:
+                items.append(_developer(
+                    "Tool call limit reached for this reply: answer the customer now with "
+                    "what you know, without calling tools."))
+            request = TurnRequest(instructions=instructions, input=items,
+                                  tools=[] if last else tools, session_id=sid,
+                                  customer_id=customer_id, metadata={"turn_id": turn.turn_id})
+            rnd = await self._stream_round(turn, request)
+            calls = rnd.calls
+            if not calls:
+                break
+            if last:
+                log.warning("turn %s: model still calls tools after %d rounds",
+                            turn.turn_id, round_no)
+                break
+            # side effects and their record in the history must not be torn by a cancel
+            work = asyncio.ensure_future(self._handle_calls(turn, calls, customer_id))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                await asyncio.wait({work})
+                raise
+        turn.finishing = True
+        self.conversations.draft_finished(turn.turn_id, "completed", text=turn.text,
+                                          citations=[c.model_dump() for c in turn.citations])
+        await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=turn.text,
+                                                citations=turn.citations))
+
+    def _instructions(self, customer_id: str) -> str:
+        who = customer_id
+        try:
+            customer = self.store.customer(customer_id)
+        except Exception:
+            customer = None
+        if customer:
+            name = customer.get("name") or customer.get("full_name")
+            email = customer.get("email")
+            who = f"{name} (customer id {customer_id}" + (f", email {email})" if email else ")")
+        return (
+            f"{self.instructions}\n\nThe customer in this conversation is {who}. "
+            "Use this customer id for tools that take a user_id."
+        )
+
+    # ----------------------------------------------------------- one model response
+
+    async def _stream_round(self, turn: _Turn, request: TurnRequest) -> _Round:
+        """Run one model response through the translator, publishing as it streams."""
+        rnd = _Round()
+        translator = StreamTranslator()
+        updates: list[Update] = []
+        stream = self.provider.stream(request)
+        try:
+            async for event in stream:
+                for update in translator.feed(event):
+                    await self._apply(turn, rnd, update)
+                if translator.finished:
+                    break
+        except ProviderError as exc:
+            updates = translator.fail(exc)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        if not translator.finished:
+            updates = translator.finish()
+        for update in updates:
+            await self._apply(turn, rnd, update)
+        if rnd.failed is not None:
+            failed = rnd.failed
+            if failed.code == "incomplete" and turn.text:
+                log.warning("turn %s: %s", turn.turn_id, failed.message)
+                return rnd  # keep the unfinished draft; the representative edits it
+            raise ProviderError(failed.code, failed.message, retryable=failed.retryable)
+        return rnd
+
+    async def _apply(self, turn: _Turn, rnd: _Round, update: Update) -> None:
+        sid = turn.session_id
+        if isinstance(update, TextDelta):
+            text = update.text
+            if turn.text and rnd.text_item != update.item_id:
+                text = "\n\n" + text  # a new message (or round) starts a paragraph
+            rnd.text_item = update.item_id
+            offset = len(turn.text)
+            turn.text += text
+            await self.outbox.publish(sid, DraftDelta(turn_id=turn.turn_id, offset=offset,
+                                                      text=text))
+        elif isinstance(update, ToolCallProgress):
+            if not update.arguments or not update.call_id:
+                return
+            now = time.monotonic()
+            last = rnd.delta_at.get(update.call_id, 0.0)
+            if now - last < TOOL_DELTA_INTERVAL_S:
+                return
+            rnd.delta_at[update.call_id] = now
+            await self.outbox.publish(sid, ToolCallDelta(
+                turn_id=turn.turn_id, call_id=update.call_id, name=update.name,
+                arguments_partial=update.arguments))
+        elif isinstance(update, ToolCallReady):
+            rnd.calls.append(update)
+        elif isinstance(update, SearchResults):
+            articles: list[Article] = []
+            for hit in update.hits:
+                art = self._article_for(hit.article_id, hit.attributes, hit.text, hit.score)
+                if art is None:
+                    continue
+                if hit.file_id:
+                    rnd.files[hit.file_id] = art.article_id
+                if art.article_id not in turn.articles_sent:
+                    turn.articles_sent.add(art.article_id)
+                    articles.append(art)
+            if articles:
+                await self.outbox.publish(sid, ArticlesFound(turn_id=turn.turn_id,
+                                                             articles=articles))
+        elif isinstance(update, StreamCitation):
+            article_id = rnd.files.get(update.file_id) or update.article_id
+            art = self._article_for(article_id, None, None, 0.0) if article_id else None
+            if art is None or art.article_id in turn.cited:
+                return
+            turn.cited.add(art.article_id)
+            turn.citations.append(Citation(article_id=art.article_id, title=art.title))
+            if art.article_id not in turn.articles_sent:
+                turn.articles_sent.add(art.article_id)
+                await self.outbox.publish(sid, ArticlesFound(turn_id=turn.turn_id,
+                                                             articles=[art]))
+        elif isinstance(update, Completed):
+            rnd.completed = True
+            known = {c.call_id for c in rnd.calls}
+            rnd.calls.extend(c for c in update.tool_calls if c.call_id not in known)
+        elif isinstance(update, Failed):
+            rnd.failed = update
+
+    def _article_for(
+        self, article_id: str | None, attributes: Mapping[str, Any] | None, text: Any, score: Any
+    ) -> Article | None:
+        """Map a search hit / citation to a local article (a bare slug tries kb/ then faq/)."""
+        if not article_id:
+            return None
+        candidates = [article_id] if "/" in article_id else [f"kb/{article_id}",
+                                                              f"faq/{article_id}"]
+        for cand in candidates:
+            found = self.index.get(cand) if self.index is not None else None
+            if found is not None:
+                return Article(article_id=found.article_id, title=found.title, kind=found.kind,
+                               snippet=_snippet(text) or _snippet(found.markdown),
+                               score=_score(score), path=_rel_path(found.kind, found.slug))
+        attrs = attributes or {}
+        if "/" not in article_id and not attrs:
+            return None
+        return Article(article_id=article_id, title=str(attrs.get("title") or article_id),
+                       kind=str(attrs.get("kind") or article_id.split("/", 1)[0]),
+                       snippet=_snippet(text), score=_score(score),
+                       path=str(attrs["path"]) if attrs.get("path") else None)
+
+    # ----------------------------------------------------------- tools
+
+    async def _handle_calls(
+        self, turn: _Turn, calls: list[ToolCallReady], customer_id: str
+    ) -> None:
+        for call in calls:
+            output = await self._handle_call(turn, call, customer_id)
+            self.conversations.append(
+                turn.session_id,
+                {"type": "function_call", "call_id": call.call_id, "name": call.name,
+                 "arguments": call.raw_arguments},
+                {"type": "function_call_output", "call_id": call.call_id,
+                 "output": _json(output)},
+            )
+
+    async def _handle_call(
+        self, turn: _Turn, call: ToolCallReady, customer_id: str
+    ) -> dict[str, Any]:
+        """Policy from the catalog: approval tools are only ever proposed, never run here."""
+        sid = turn.session_id
+        needs_approval = self.catalog.needs_approval(call.name)
+        mode: Literal["auto", "approval"] = "approval" if needs_approval else "auto"
+        try:
+            if call.arguments is None:
+                raise InvalidArguments(f"{call.name}: {call.error or 'invalid arguments'}",
+                                       tool=call.name)
+            args = self.catalog.validate_arguments(call.name, call.arguments)
+        except InvalidArguments as exc:
+            shown = call.arguments or {}
+            await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
+                                              name=call.name, arguments=shown, mode=mode))
+            output = {"ok": False, "error": exc.message}
+            await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
+                                                output=output))
+            return output
+        await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
+                                          name=call.name, arguments=args, mode=mode))
+        if needs_approval:
+            return await self._propose(turn, call, args, customer_id)
+        try:
+            result = await asyncio.to_thread(
+                self.store.run_tool, call.name, args, actor="assistant",
+                customer_id=customer_id, session_id=sid, call_id=call.call_id)
+        except OperationError as exc:
+            result = {"ok": False, "error": exc.message}
+        except Exception as exc:
+            log.exception("tool %s failed", call.name)
+            result = {"ok": False, "error": f"internal error: {exc}"}
+        ok = bool(result.get("ok", True))
+        await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=ok,
+                                            output=result))
+        return result
+
+    async def _propose(
+        self, turn: _Turn, call: ToolCallReady, args: dict[str, Any], customer_id: str
+    ) -> dict[str, Any]:
+        """Turn a sensitive call into a durable approval record: never executed here.
+
+        The same action still pending in this session is not queued twice, however
+        often the model (or a customer coaxing it) asks again.
+        """
+        sid = turn.session_id
+        pending = await asyncio.to_thread(self.store.pending_approvals, sid)
+        for rec in pending:
+            if rec.tool == call.name and rec.proposed_arguments == args:
+                out = rec.model_output()
+                out["message"] = ("This exact action is already waiting for the "
+                                  "representative's approval and has NOT been carried out. "
+                                  "Do not request it again; tell the customer it is being "
+                                  "looked into.")
+                return out
+        rec = await asyncio.to_thread(
+            self.store.create_approval, sid, call.call_id, call.name, args,
+            self.approval_ttl_s, customer_id=customer_id)
+        tool = self.catalog.tool(call.name)
+        await self._publish(sid, ApprovalCreated(
+            approval_id=rec.approval_id, call_id=call.call_id, tool=call.name,
+            description=tool.description, arguments=rec.proposed_arguments,
+            parameters_schema=tool.parameters, expires_at=rec.expires_at))
+        return rec.model_output()
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _done(turn: _Turn) -> bool:
+    return turn.finishing or turn.task is None or turn.task.done()
+
+
+def _developer(text: str) -> dict[str, Any]:
+    return {"role": "developer", "content": text}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _loads_or_empty(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _get(obj: Any, name: str) -> Any:
+    """Read a field from an SDK model or a plain dict (providers may yield either)."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    value = getattr(obj, name, None)
+    if value is None:
+        extra = getattr(obj, "model_extra", None)
+        if isinstance(extra, dict):
+            value = extra.get(name)
+    return value
+
+
+def _snippet(text: Any) -> str:
+    if not isinstance(text, str):
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
+
+
+def _score(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _rel_path(kind: Any, slug: Any) -> str | None:
+    return f"{kind}/{slug}.md" if kind and slug else None
+
+
+def _provider_message(exc: ProviderError) -> str:
+    return exc.message or str(exc) or exc.code
+
+
+# --------------------------------------------------------------------- wiring
+
+KNOWLEDGE_INDEX_FILE = "knowledge_index.sqlite3"
+CONVERSATIONS_FILE = "conversations.sqlite3"
+
+
+def _make_provider(
+    paths: Paths, settings: Settings, override: str | None
+) -> tuple[Provider, ProviderError | None]:
+    """The configured engine; one that cannot be built still yields a provider that
+    fails every turn with a clear message, so the host keeps relaying chat."""
+    from hitl_desktop.assistant.factory import make_provider
+
+    name = override or settings.provider
+    try:
+        return make_provider(paths, settings, override), None
+    except ProviderError as exc:
+        problem = exc
+    except (ImportError, ValueError, OSError) as exc:
+        problem = ProviderError("unavailable", f"the assistant engine {name!r} could not "
+                                f"start: {exc}")
+    log.warning("assistant engine %s unavailable: %s", name, problem.message)
+    return _Unavailable(name, settings.model if name != "offline" else None, problem), problem
+
+
+def build_copilot(
+    paths: Paths,
+    settings: Settings,
+    outbox: SessionOutbox,
+    *,
+    provider: Provider | None = None,
+    provider_override: str | None = None,
+    expiry_interval_s: float = 30.0,
+) -> HostCopilot:
+    """Open the shop, catalog, knowledge index and engine; start the co-pilot."""
+    from hitl_desktop.knowledge.articles import default_knowledge_dir
+    from hitl_desktop.knowledge.index import KnowledgeIndex
+    from hitl_desktop.store.catalog_file import load_catalog
+
+    paths.ensure()
+    catalog = load_catalog(paths.config_dir)
+    store = ShopDatabase.open(paths.data_dir, catalog)
+    owned: list[Callable[[], Any]] = [store.close]
+    index: KnowledgeIndex | None = None
+    try:
+        root = Path(settings.knowledge_dir) if settings.knowledge_dir else default_knowledge_dir()
+        index = KnowledgeIndex.open(root, paths.data_dir / KNOWLEDGE_INDEX_FILE)
+        owned.append(index.close)
+    except Exception:
+        log.exception("the knowledge base could not be indexed; articles are unavailable")
+    problem: ProviderError | None = None
+    if provider is None:
+        provider, problem = _make_provider(paths, settings, provider_override)
+    conversations = ConversationStore(paths.data_dir / CONVERSATIONS_FILE)
+    copilot = HostCopilot(
+        provider=provider, store=store, catalog=catalog, conversations=conversations,
+        outbox=outbox, index=index, instructions=settings.instructions,
+        max_tool_rounds=settings.max_tool_rounds,
+        approval_ttl_s=min(settings.approval_ttl_s, catalog.policy.approval_ttl_s),
+        expiry_interval_s=expiry_interval_s, provider_problem=problem, owned=owned,
+    )
+    log.info("co-pilot ready: engine %s (model %s)", provider.name, provider.model)
+    with contextlib.suppress(RuntimeError):  # no running loop: the caller starts it later
+        asyncio.get_running_loop()
+        copilot.start()
+    return copilot
