@@ -92,7 +92,7 @@ class Policy:
             "approval_ttl_hours": float,
             "max_tool_rounds": int,
         }
-        unknown = sorted(set(raw) - set(known))
+        unknown = sorted(k for k in set(raw) - set(known) if not _is_comment(k))
         if unknown:
             raise CatalogError(f"policy: unknown key(s) {', '.join(unknown)}")
         values: dict[str, Any] = {}
@@ -117,6 +117,11 @@ class Policy:
             "approval_ttl_hours": self.approval_ttl_hours,
             "max_tool_rounds": self.max_tool_rounds,
         }
+
+
+def _is_comment(key: Any) -> bool:
+    """Keys starting with "_" are notes for humans editing the file (JSON has no comments)."""
+    return isinstance(key, str) and key.startswith("_")
 
 
 def _check_strict(schema: Any, where: str) -> None:
@@ -226,7 +231,7 @@ class ToolCatalog:
     def _from_dict(cls, raw: Any, source: str) -> ToolCatalog:
         if not isinstance(raw, Mapping):
             raise CatalogError("the catalog must be a JSON object")
-        unknown = sorted(set(raw) - {"version", "policy", "tools"})
+        unknown = sorted(k for k in set(raw) - {"version", "policy", "tools"} if not _is_comment(k))
         if unknown:
             raise CatalogError(f"unknown top-level key(s): {', '.join(unknown)}")
         if raw.get("version", 1) != 1:
@@ -246,7 +251,10 @@ class ToolCatalog:
         if not isinstance(name, str) or not TOOL_NAME_RE.match(name):
             raise CatalogError(f"{where}.name: must match {TOOL_NAME_RE.pattern}, got {name!r}")
         where = f"tools[{index}] ({name})"
-        unknown = sorted(set(entry) - {"name", "description", "parameters", "approval"})
+        unknown = sorted(
+            k for k in set(entry) - {"name", "description", "parameters", "approval"}
+            if not _is_comment(k)
+        )
         if unknown:
             raise CatalogError(f"{where}: unknown key(s) {', '.join(unknown)}")
         description = entry.get("description")

@@ -165,9 +165,9 @@ class ShopDatabase:
         seed: dict[str, Any] | None = None,
     ) -> ShopDatabase:
         """Open (creating and seeding on first use) the shop at ``path``; a
-        directory means ``path / "shop.sqlite3"``."""
+        directory (or a path without a file suffix) means ``path / "shop.sqlite3"``."""
         p = Path(path)
-        if p.is_dir():
+        if p.is_dir() or not p.suffix:
             p = p / DB_FILENAME
         p.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(p, timeout=15.0, isolation_level=None, check_same_thread=False)

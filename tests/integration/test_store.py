@@ -803,3 +803,23 @@ def test_refunds_never_exceed_what_was_paid(steps: list[tuple[str, str, int]]) -
             assert executed == audited
         finally:
             shop.close()
+
+
+def test_catalog_tool_without_implementation_fails_clearly(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = default_catalog().to_dict()
+    data["tools"].append({
+        "name": "gift_wrap", "approval": False, "description": "Wrap an order as a gift.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                       "required": ["order_id"], "additionalProperties": False}})
+    with caplog.at_level("WARNING"):
+        shop = ShopDatabase.open(tmp_path / "new" / "dir", ToolCatalog.from_dict(data),
+                                 clock=clock)
+    try:
+        assert shop.path == tmp_path / "new" / "dir" / "shop.sqlite3"
+        assert "gift_wrap" in caplog.text
+        assert run(shop, "gift_wrap", {"order_id": "ORD1001"}) == {
+            "ok": False, "error": "the tool gift_wrap is not implemented on this host"}
+    finally:
+        shop.close()

@@ -290,3 +290,14 @@ def test_broken_override_is_an_error_not_a_silent_fallback(tmp_path: Path) -> No
     (tmp_path / "tools.json").write_text('{"tools": [', "utf-8")
     with pytest.raises(CatalogError, match="not valid JSON"):
         load_catalog(tmp_path)
+
+
+def test_underscore_keys_are_notes_for_humans() -> None:
+    data = raw_catalog()
+    assert "_about" in data  # the shipped file explains itself
+    data["_changed_by"] = "ops"
+    data["policy"]["_why"] = "finance asked"
+    _tool(data, "get_order")["_note"] = "safe"
+    catalog = ToolCatalog.from_dict(data)
+    assert catalog.names == list(EXPECTED)
+    assert "_note" not in catalog.openai_tools()[0]
