@@ -1,0 +1,388 @@
+"""``hitl-desktop demo``: host + customer window + agent window on one PC.
+
+The host runs in-process on 127.0.0.1 (any free port) with the co-pilot (the
+offline engine without an API key, OpenAI with one); the two windows connect to
+it over loopback WebSocket with their own invite links, exactly as separate PCs
+would. ``--script`` plays DESIGN.md §3 by itself: it types as the customer into
+the customer window and acts as the agent through the agent window's own
+objects. ``--screenshot DIR`` saves PNGs; ``--quit-after SECONDS`` exits cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtWidgets import QWidget
+
+from hitl_desktop.config import Paths, Settings, resolve_paths
+
+if TYPE_CHECKING:
+    from hitl_desktop.app.host import RunningHost
+    from hitl_desktop.client.chat import ChatModel
+    from hitl_desktop.client.connection import HostConnection
+    from hitl_desktop.core.ports import Copilot, SessionOutbox
+    from hitl_desktop.ui.customer_window import CustomerWindow
+
+log = logging.getLogger(__name__)
+
+DEMO_CUSTOMER = "CUST1001"
+CUSTOMER_SIZE = (430, 820)
+AGENT_SIZE = (1300, 820)
+GAP = 16
+#: how fast the script "types" (seconds per character)
+TYPING_DELAY_S = 0.025
+
+
+def demo_copilot_factory(
+    paths: Paths, settings: Settings, args: argparse.Namespace | None
+) -> Callable[[SessionOutbox], Copilot] | None:
+    """The co-pilot exactly as ``hitl-desktop host`` wires it (engine from args/settings)."""
+    ns = args or argparse.Namespace(provider=None, model=None)
+    host_app = importlib.import_module("hitl_desktop.app.host")
+    factory: Callable[[SessionOutbox], Copilot] | None = host_app.build_copilot_factory(
+        ns, paths, settings
+    )
+    if factory is not None:
+        return factory
+    try:
+        copilot_mod = importlib.import_module("hitl_desktop.host.copilot")
+    except ImportError as exc:
+        log.warning("no co-pilot in this build (%s): the demo relays chat only", exc)
+        return None
+    override = getattr(ns, "provider", None)
+
+    def make(outbox: SessionOutbox) -> Copilot:
+        try:
+            copilot: Copilot = copilot_mod.build_copilot(
+                paths, settings, outbox, provider_override=override
+            )
+        except Exception:
+            # a broken engine must not take the chat down with it
+            log.exception("the co-pilot could not start: the demo relays chat only")
+            from hitl_desktop.core.ports import NullCopilot
+
+            return NullCopilot()
+        return copilot
+
+    return make
+
+
+def _agent_classes() -> tuple[type[Any], type[Any]] | None:
+    """(Workspace, AgentWindow) when the agent workspace is part of this build."""
+    try:
+        workspace = importlib.import_module("hitl_desktop.client.workspace")
+        window = importlib.import_module("hitl_desktop.ui.agent.window")
+    except ImportError as exc:
+        log.warning("agent window not available (%s): showing the customer window only", exc)
+        return None
+    return workspace.Workspace, window.AgentWindow
+
+
+def save_png(widget: QWidget, path: Path) -> Path:
+    """Render ``widget`` as it is now (works offscreen and under Xvfb)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not widget.grab().save(str(path), "PNG"):
+        raise OSError(f"could not write {path}")
+    log.info("screenshot %s", path)
+    return path
+
+
+@dataclass
+class Demo:
+    """Everything the demo runs, started in order and stopped in reverse."""
+
+    paths: Paths
+    settings: Settings
+    args: argparse.Namespace
+    host: RunningHost | None = None
+    session_id: str = ""
+    customer_conn: HostConnection | None = None
+    chat: ChatModel | None = None
+    customer_window: CustomerWindow | None = None
+    agent_conn: HostConnection | None = None
+    workspace: Any = None
+    agent_window: QWidget | None = None
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    screenshots: list[Path] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+
+    async def start(self, *, restore_layout: bool = True) -> None:
+        from hitl_desktop.app.host import start_host
+        from hitl_desktop.client.chat import ChatModel
+        from hitl_desktop.client.connection import HostConnection
+        from hitl_desktop.core.links import InviteLink
+        from hitl_desktop.ui.customer_window import CustomerWindow
+
+        log.info("demo: starting the host on 127.0.0.1")
+        self.host = await start_host(
+            self.paths, self.settings, bind="127.0.0.1", port=0,
+            copilot_factory=demo_copilot_factory(self.paths, self.settings, self.args),
+        )
+        log.info("demo: host on port %d; creating a session for %s", self.host.port,
+                 DEMO_CUSTOMER)
+        created = self.host.create_session(customer_id=DEMO_CUSTOMER, title="Demo conversation")
+        self.session_id = created.session_id
+
+        log.info("demo: opening the customer window")
+        self.customer_conn = HostConnection(
+            InviteLink.parse(created.customer_link), client_name="demo customer window"
+        )
+        self.chat = ChatModel(self.customer_conn)
+        self.customer_window = CustomerWindow(self.chat, self.customer_conn)
+        self.customer_window.closed.connect(self.closed.set)
+        self.customer_window.resize(*CUSTOMER_SIZE)
+
+        classes = _agent_classes()
+        if classes is not None:
+            log.info("demo: opening the agent window")
+            workspace_cls, window_cls = classes
+            self.agent_conn = HostConnection(
+                InviteLink.parse(self.host.desk_link), client_name="demo agent window"
+            )
+            self.workspace = workspace_cls()
+            self.workspace.attach(self.agent_conn)
+            self.agent_window = window_cls(
+                self.workspace, config_dir=self.paths.config_dir, restore=restore_layout
+            )
+            closed_signal = getattr(self.agent_window, "closed", None)
+            if closed_signal is not None:
+                closed_signal.connect(self.closed.set)
+            if not restore_layout:
+                self.agent_window.resize(*AGENT_SIZE)
+        self._place_windows()
+        self.customer_window.show()
+        if self.agent_window is not None:
+            self.agent_window.show()
+        self.customer_conn.open()
+        if self.agent_conn is not None:
+            self.agent_conn.open()
+        log.info("demo: windows up, connecting over loopback")
+
+    def _place_windows(self) -> None:
+        """Side by side on the primary screen: customer left, agent right."""
+        assert self.customer_window is not None
+        screen = self.customer_window.screen().availableGeometry()
+        x, y = screen.x() + GAP, screen.y() + GAP
+        self.customer_window.move(x, y)
+        if self.agent_window is not None:
+            self.agent_window.move(x + self.customer_window.width() + GAP, y)
+
+    async def wait_ready(self, within: float = 20.0) -> None:
+        """Until both sides are connected and the first messages are on screen."""
+        assert self.customer_conn is not None and self.chat is not None
+        async with asyncio.timeout(within):
+            await self.customer_conn.wait_connected()
+            if self.agent_conn is not None:
+                await self.agent_conn.wait_connected()
+            await _until(lambda: self.chat is not None and self.chat.greeting is not None)
+            if self.workspace is not None:
+                await _until(lambda: self.workspace.session(self.session_id) is not None)
+                if self.workspace.current_session_id != self.session_id:
+                    self.workspace.select_session(self.session_id)
+        await asyncio.sleep(0.4)  # let layouts settle and paint once
+        log.info("demo: ready")
+
+    def screenshot(self, directory: Path, suffix: str = "") -> list[Path]:
+        saved = []
+        if self.customer_window is not None:
+            saved.append(save_png(self.customer_window, directory / f"demo-customer{suffix}.png"))
+        if self.agent_window is not None:
+            saved.append(save_png(self.agent_window, directory / f"demo-agent{suffix}.png"))
+        self.screenshots.extend(saved)
+        return saved
+
+    async def stop(self) -> None:
+        log.info("demo: shutting down")
+        if self.workspace is not None and hasattr(self.workspace, "flush"):
+            self.workspace.flush()
+        for conn in (self.agent_conn, self.customer_conn):
+            if conn is not None:
+                await conn.aclose()
+        for window in (self.agent_window, self.customer_window):
+            if window is not None:
+                window.hide()
+                window.deleteLater()
+        if self.host is not None:
+            await self.host.stop()
+        log.info("demo: stopped")
+
+    # ------------------------------------------------------------------ the script
+
+    def _view(self) -> Any:
+        return self.workspace.session(self.session_id) if self.workspace is not None else None
+
+    async def type_as_customer(self, text: str) -> None:
+        """Type into the customer window like a person, then press Enter."""
+        window = self.customer_window
+        assert window is not None
+        window.composer.setFocus()
+        for ch in text:
+            window.composer.insertPlainText(ch)
+            await asyncio.sleep(TYPING_DELAY_S)
+        self.steps.append(f"customer: {text}")
+        window.submit()
+
+    async def wait_draft(self, *, after: set[str], within: float = 60.0) -> Any:
+        """The next completed draft whose turn is not in ``after``."""
+
+        def ready() -> bool:
+            view = self._view()
+            draft = view.draft if view is not None else None
+            return bool(draft is not None and draft.turn_id not in after
+                        and draft.state == "completed" and draft.text.strip())
+
+        await _until(ready, within=within)
+        return self._view().draft
+
+    async def send_draft_as_agent(self, draft: Any) -> None:
+        """Press Send in the agent window's suggestion editor (what a person would do)."""
+        assert self.agent_window is not None
+        editor = getattr(self.agent_window, "suggestion_editor", None)
+        await _until(lambda: editor is None or editor.editor.toPlainText().strip() != "",
+                     within=5)
+        if editor is not None and editor.send_button.isEnabled():
+            editor.send()
+        else:
+            self.workspace.send_message(draft.text, draft_id=draft.turn_id,
+                                        session_id=self.session_id)
+        self.steps.append(f"agent sent: {draft.text[:60]}")
+
+    async def play(self, shoot: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """DESIGN.md §3, end to end, through the windows."""
+        if self.workspace is None:
+            await self.type_as_customer("How can I cancel my order?")
+            return
+        seen: set[str] = set()
+        # 1-2: a question the knowledge base answers
+        await self.type_as_customer("How can I cancel my order?")
+        draft = await self.wait_draft(after=seen)
+        seen.add(draft.turn_id)
+        await self.send_draft_as_agent(draft)
+        await asyncio.sleep(0.5)
+        # 3: an action that needs approval; catch the draft while it streams
+        midflow = asyncio.ensure_future(self._midflow_moment(seen))
+        await self.type_as_customer("Help me cancel order ORD1001")
+        draft = await self.wait_draft(after=seen)
+        seen.add(draft.turn_id)
+        await _until(lambda: bool(self._view().pending_approvals()), within=20)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(midflow), 1.0)
+        midflow.cancel()
+        if shoot is not None:
+            await shoot("-midflow")
+        # 4: the holding reply
+        await self.send_draft_as_agent(draft)
+        await asyncio.sleep(0.5)
+        # 5: approve the action, exactly as proposed
+        approval = self._view().pending_approvals()[0]
+        self.workspace.approve(approval.approval_id, session_id=self.session_id)
+        self.steps.append(f"agent approved {approval.tool} {approval.arguments}")
+        draft = await self.wait_draft(after=seen)
+        seen.add(draft.turn_id)
+        # 6: the confirmation reaches the customer
+        await self.send_draft_as_agent(draft)
+        await _until(lambda: self.chat is not None and len(
+            [i for i in self.chat.items if not i.mine]) >= 3, within=10)
+        await asyncio.sleep(0.5)
+        log.info("demo: script finished: %s", " | ".join(self.steps))
+
+    async def _midflow_moment(self, seen: set[str]) -> None:
+        """Wait for a moment with a streaming draft, articles and a pending action."""
+
+        def moment() -> bool:
+            view = self._view()
+            if view is None or view.draft is None:
+                return False
+            return bool(view.draft.state == "streaming" and view.draft.turn_id not in seen
+                        and view.pending_approvals() and view.draft.text)
+
+        await _until(moment, within=60, step=0.0)
+
+
+async def _until(predicate: Callable[[], object], within: float = 30.0,
+                 step: float = 0.02) -> None:
+    """Await (never block) until ``predicate()`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"demo: gave up waiting after {within:.0f}s")
+        await asyncio.sleep(step)
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    return not (args.screenshot or args.quit_after is not None or args.script)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hitl_desktop.app.customer import qt_app, run_on_qt_loop
+
+    log.info("demo: creating the application")
+    app = qt_app("Demo")
+    paths = resolve_paths(args.data_dir, args.config_dir).ensure()
+    log.info("demo: data in %s", paths.data_dir)
+    shots = Path(args.screenshot).resolve() if args.screenshot else None
+
+    async def main() -> int:
+        started = time.monotonic()
+        if _interactive(args):
+            setup = importlib.import_module("hitl_desktop.app.setup")
+            if setup.needs_setup(paths):
+                log.info("demo: first start, offering the setup wizard")
+                await setup.run_wizard(paths)
+        settings = Settings.load(paths)
+        demo = Demo(paths, settings, args)
+        try:
+            await demo.start(restore_layout=shots is None and _interactive(args))
+            await demo.wait_ready()
+            if shots is not None:
+                demo.screenshot(shots)
+
+            async def shoot(suffix: str) -> None:
+                if shots is not None:
+                    demo.screenshot(shots, suffix)
+
+            script: asyncio.Future[None] | None = None
+            if args.script:
+                script = asyncio.ensure_future(demo.play(shoot))
+            remaining = None
+            if args.quit_after is not None:
+                remaining = max(0.0, args.quit_after - (time.monotonic() - started))
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(demo.closed.wait())]
+            if script is not None:
+                waiters.append(script)
+            done, _pending = await asyncio.wait(
+                waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if script is not None and script in done:
+                if script.exception() is not None:
+                    log.error("demo script failed", exc_info=script.exception())
+                elif shots is not None:
+                    demo.screenshot(shots, "-final")
+                if args.quit_after is None:
+                    await demo.closed.wait()
+                else:
+                    left = args.quit_after - (time.monotonic() - started)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(demo.closed.wait(), max(0.0, left))
+            for waiter in waiters:
+                if not waiter.done():
+                    if waiter is script:
+                        log.warning("demo: --quit-after ended the script before it finished")
+                    waiter.cancel()
+            failed = script is not None and script.done() and not script.cancelled() \
+                and script.exception() is not None
+            return 1 if failed else 0
+        finally:
+            await demo.stop()
+
+    return run_on_qt_loop(app, main)
