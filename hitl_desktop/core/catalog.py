@@ -195,6 +195,23 @@ def _describe(err: ValidationError) -> tuple[str, str]:
     return path or "arguments", f"{path or 'arguments'}: {err.message}"
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """Path of the first NaN/Infinity (Python's json accepts them, JSON does not)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "arguments"
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _non_finite(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 class ToolCatalog:
     """The validated catalog; immutable after construction."""
 
@@ -328,6 +345,9 @@ class ToolCatalog:
             path, message = _describe(errors[0])
             more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
             raise InvalidArguments(f"{name}: {message}{more}", tool=name, path=path)
+        bad = _non_finite(args, "")
+        if bad is not None:
+            raise InvalidArguments(f"{name}: {bad}: must be a finite number", tool=name, path=bad)
         return args
 
     def to_dict(self) -> dict[str, Any]:

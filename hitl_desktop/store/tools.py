@@ -89,6 +89,8 @@ def _text(value: str, what: str, *, max_len: int = 2000) -> str:
 def _amount_cents(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BusinessRuleError(f"{what} must be a number")
+    if abs(value) > 1e9:
+        raise BusinessRuleError(f"{what} is far too large: {value}")
     amount = round(value * 100)
     if abs(value * 100 - amount) > 1e-6:
         raise BusinessRuleError(f"{what} can have at most 2 decimals, got {value}")

@@ -348,6 +348,7 @@ def test_create_refund(db: ShopDatabase) -> None:
         ({"order_id": "ORD1003", "amount": 0, "reason": "x"}, "must be greater than 0"),
         ({"order_id": "ORD1003", "amount": -5, "reason": "x"}, "must be greater than 0"),
         ({"order_id": "ORD1003", "amount": 1.005, "reason": "x"}, "at most 2 decimals"),
+        ({"order_id": "ORD1003", "amount": 1e308, "reason": "x"}, "far too large"),
         ({"order_id": "ORD1003", "amount": 5, "reason": " "}, "reason must not be empty"),
         ({"order_id": "ORD1012", "amount": 5, "reason": "x"}, "does not belong"),
         ({"order_id": "ORDX", "amount": 5, "reason": "x"}, "no order with id 'ORDX'"),

@@ -301,3 +301,11 @@ def test_underscore_keys_are_notes_for_humans() -> None:
     catalog = ToolCatalog.from_dict(data)
     assert catalog.names == list(EXPECTED)
     assert "_note" not in catalog.openai_tools()[0]
+
+
+def test_non_finite_numbers_are_refused(catalog: ToolCatalog) -> None:
+    for text in ('{"order_id": "ORD1003", "amount": NaN, "reason": "x"}',
+                 '{"order_id": "ORD1003", "amount": Infinity, "reason": "x"}'):
+        with pytest.raises(InvalidArguments, match="amount: must be a finite number") as info:
+            catalog.validate_arguments("create_refund", text)
+        assert info.value.path == "amount"
