@@ -323,6 +323,7 @@ class ActionQueue(QWidget):
             card.reject_confirmed.connect(self._reject)
             self.cards[appr.approval_id] = card
             self.cards_box.addWidget(card)
+            card.show()
         n = len(pending)
         self.pending_title.setText(f"Waiting for approval ({n})" if n else "Waiting for approval")
         self.empty.setVisible(n == 0)

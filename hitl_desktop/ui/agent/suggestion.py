@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -114,11 +114,6 @@ class SuggestionEditor(QWidget):
         lay.addWidget(self.citations)
         lay.addLayout(buttons)
         self.setFocusProxy(self.editor)
-
-        for seq in ("Ctrl+Return", "Ctrl+Enter"):
-            sc = QShortcut(QKeySequence(seq), self.editor)
-            sc.setContext(Qt.ShortcutContext.WidgetShortcut)
-            sc.activated.connect(self.send)
 
         self._typing_timer = QTimer(self)
         self._typing_timer.setSingleShot(True)

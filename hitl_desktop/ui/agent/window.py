@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QSizePolicy,
     QToolBar,
     QWidget,
 )
@@ -57,6 +58,8 @@ def layout_settings(config_dir: Path | None = None) -> QSettings:
 
 class AgentWindow(QMainWindow):
     """Inbox, conversation, suggestion editor, articles, viewer, actions, customer."""
+
+    closed = Signal()  # after the layout was saved; the app shuts down on it
 
     def __init__(self, workspace: Workspace, *, config_dir: Path | None = None,
                  restore: bool = True, parent: QWidget | None = None) -> None:
@@ -224,7 +227,6 @@ class AgentWindow(QMainWindow):
         bar.addAction(self.next_action)
         bar.addWidget(self.session_title)
         spacer = QWidget(bar)
-        from PySide6.QtWidgets import QSizePolicy
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
         bar.addAction(self.approve_action)
@@ -345,3 +347,5 @@ class AgentWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()
         super().closeEvent(event)
+        if event.isAccepted():
+            self.closed.emit()

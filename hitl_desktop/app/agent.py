@@ -1,0 +1,74 @@
+"""``hitl-desktop agent [LINK]``: the representative's workspace window.
+
+Wiring only, in order: QApplication, the link (command line or join dialog), the
+qasync loop, the connection, the workspace model, the window. Shutdown runs in
+reverse: the window saves its layout and closes, the connection says goodbye,
+the loop ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from hitl_desktop.app.customer import ask_for_link, qt_app, run_on_qt_loop
+from hitl_desktop.core.links import InvalidLink, InviteLink
+
+log = logging.getLogger(__name__)
+
+
+def _link_from(args: argparse.Namespace) -> InviteLink | None:
+    """The invite link from the command line, else from the join dialog; None = give up."""
+    text = getattr(args, "link", None)
+    if text:
+        return InviteLink.parse(text)
+    log.info("agent: no link given, asking for one")
+    return ask_for_link("agent")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hitl_desktop.client.connection import HostConnection
+    from hitl_desktop.client.workspace import Workspace
+    from hitl_desktop.config import resolve_paths
+    from hitl_desktop.ui.agent.window import AgentWindow
+
+    log.info("agent: creating the application")
+    app = qt_app("Agent workspace")
+    try:
+        link = _link_from(args)
+    except InvalidLink as exc:
+        sys.stderr.write(f"hitl-desktop agent: cannot use this link: {exc}\n")
+        return 2
+    if link is None:
+        sys.stderr.write(
+            "hitl-desktop agent: no invite link. Run `hitl-desktop agent "
+            "hitl://HOST:PORT/agent#TOKEN` with the agent link your host shows "
+            "(`hitl-desktop host --headless` prints it as agent_link).\n")
+        return 2
+    if link.role != "agent":
+        log.warning("agent: this is a %s link; the host decides what it may see", link.role)
+    log.info("agent: link for %s:%s (tls=%s)", link.host, link.port, link.tls)
+    paths = resolve_paths(config_dir=getattr(args, "config_dir", None))
+
+    async def main() -> int:
+        log.info("agent: connecting")
+        connection = HostConnection(link, client_name="agent window")
+        log.info("agent: building the workspace model")
+        workspace = Workspace()
+        workspace.attach(connection)
+        log.info("agent: building the window")
+        window = AgentWindow(workspace, config_dir=paths.config_dir)
+        closed = asyncio.Event()
+        window.closed.connect(closed.set)
+        window.show()
+        connection.open()
+        log.info("agent: window up")
+        await closed.wait()
+        log.info("agent: shutting down")
+        workspace.flush()
+        await connection.aclose()
+        return 0
+
+    return run_on_qt_loop(app, main)
