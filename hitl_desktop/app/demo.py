@@ -45,33 +45,39 @@ TYPING_DELAY_S = 0.025
 def demo_copilot_factory(
     paths: Paths, settings: Settings, args: argparse.Namespace | None
 ) -> Callable[[SessionOutbox], Copilot] | None:
-    """The co-pilot exactly as ``hitl-desktop host`` wires it (engine from args/settings)."""
+    """The co-pilot exactly as ``hitl-desktop host`` wires it (engine from args/settings).
+
+    A co-pilot that fails to start is logged and replaced by a chat-only relay, so
+    the demo's windows still come up and say so in the agent's status bar.
+    """
     ns = args or argparse.Namespace(provider=None, model=None)
     host_app = importlib.import_module("hitl_desktop.app.host")
     factory: Callable[[SessionOutbox], Copilot] | None = host_app.build_copilot_factory(
         ns, paths, settings
     )
-    if factory is not None:
-        return factory
-    try:
-        copilot_mod = importlib.import_module("hitl_desktop.host.copilot")
-    except ImportError as exc:
-        log.warning("no co-pilot in this build (%s): the demo relays chat only", exc)
-        return None
-    override = getattr(ns, "provider", None)
-
-    def make(outbox: SessionOutbox) -> Copilot:
+    if factory is None:
         try:
-            copilot: Copilot = copilot_mod.build_copilot(
+            copilot_mod = importlib.import_module("hitl_desktop.host.copilot")
+        except ImportError as exc:
+            log.warning("no co-pilot in this build (%s): the demo relays chat only", exc)
+            return None
+        override = getattr(ns, "provider", None)
+
+        def factory(outbox: SessionOutbox) -> Copilot:
+            built: Copilot = copilot_mod.build_copilot(
                 paths, settings, outbox, provider_override=override
             )
+            return built
+
+    def make(outbox: SessionOutbox) -> Copilot:
+        assert factory is not None
+        try:
+            return factory(outbox)
         except Exception:
-            # a broken engine must not take the chat down with it
             log.exception("the co-pilot could not start: the demo relays chat only")
             from hitl_desktop.core.ports import NullCopilot
 
             return NullCopilot()
-        return copilot
 
     return make
 
