@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx2
@@ -200,7 +200,7 @@ class OpenAIProvider:
             params["metadata"] = dict(request.metadata)
         return params
 
-    async def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
+    async def stream(self, request: TurnRequest) -> AsyncGenerator[ResponseStreamEvent, None]:
         """Yield the response's events; raise :class:`ProviderError` on any failure."""
         client = await self._get_client()
         params = self.request_params(request)

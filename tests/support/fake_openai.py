@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.chat_completion import Choice as ChatChoice
 from openai.types.chat.chat_completion_chunk import (
@@ -865,10 +866,13 @@ class FakeOpenAI:
             if not named:
                 await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            log.debug("client went away mid-stream (handler cancelled)")
+            raise
+        except (ConnectionError, ClientConnectionResetError):
             self.disconnects += 1
             log.debug("client went away mid-stream")
-            raise
         return resp
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
