@@ -83,6 +83,26 @@ class ApprovalRecord:
             self.proposed_arguments
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (for logs, exports and status displays)."""
+        return {
+            "approval_id": self.approval_id,
+            "session_id": self.session_id,
+            "call_id": self.call_id,
+            "tool": self.tool,
+            "customer_id": self.customer_id,
+            "proposed_arguments": self.proposed_arguments,
+            "approved_arguments": self.approved_arguments,
+            "state": self.state,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+            "reason": self.reason,
+            "result": self.result,
+            "error": self.error,
+        }
+
     def model_output(self) -> dict[str, Any]:
         """What the model is told about this action (the function_call_output)."""
         if self.state == "pending":

@@ -824,3 +824,17 @@ def test_catalog_tool_without_implementation_fails_clearly(
             "ok": False, "error": "the tool gift_wrap is not implemented on this host"}
     finally:
         shop.close()
+
+
+def test_edits_cannot_reach_another_customers_order(db: ShopDatabase) -> None:
+    """The conversation's customer binds the approval, whatever the edited arguments say."""
+    rec = db.create_approval("s1", "call_1", "cancel_order", {"order_id": "ORD1001"},
+                             customer_id="CUST1001")
+    done = db.approve_and_execute(rec.approval_id, agent="Sam", arguments={"order_id": "ORD1011"})
+    assert done.state == "failed"
+    assert done.error == "order ORD1011 does not belong to customer CUST1001"
+    assert status(db, "ORD1011") == "pending" and status(db, "ORD1001") == "pending"
+    [row] = db.audit_rows()
+    assert row["proposed_arguments"] == {"order_id": "ORD1001"}
+    assert row["arguments"] == {"order_id": "ORD1011"}
+    assert json.loads(json.dumps(done.to_dict()))["approved_arguments"] == {"order_id": "ORD1011"}
