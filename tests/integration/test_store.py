@@ -773,7 +773,7 @@ def test_concurrent_auto_tools_get_distinct_ids(db: ShopDatabase) -> None:
 ORDER_IDS = [f"ORD{n}" for n in range(1001, 1009)]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["refund", "cancel"]), st.sampled_from(ORDER_IDS),
                           st.integers(min_value=-1000, max_value=70000)), max_size=12))
 def test_refunds_never_exceed_what_was_paid(steps: list[tuple[str, str, int]]) -> None:
