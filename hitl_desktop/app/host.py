@@ -227,8 +227,13 @@ async def start_host(
 def build_copilot_factory(
     args: argparse.Namespace, paths: Paths, settings: Settings
 ) -> CopilotFactory | None:
-    """The co-pilot for ``host``: None relays chat only (the co-pilot wiring plugs in here)."""
-    return None
+    """The co-pilot for ``host``: the engine from ``--provider``/``--model`` or settings."""
+    from hitl_desktop.host.copilot import build_copilot
+
+    if getattr(args, "model", None):
+        settings.model = args.model
+    override = getattr(args, "provider", None)
+    return lambda outbox: build_copilot(paths, settings, outbox, provider_override=override)
 
 
 async def serve_headless(args: argparse.Namespace, paths: Paths, settings: Settings) -> int:

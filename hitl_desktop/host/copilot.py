@@ -797,18 +797,28 @@ CONVERSATIONS_FILE = "conversations.sqlite3"
 
 
 def _make_provider(
-    paths: Paths, settings: Settings, override: str | None
+    paths: Paths, settings: Settings, override: str | None, index: Any, catalog: ToolCatalog
 ) -> tuple[Provider, ProviderError | None]:
     """The configured engine; one that cannot be built still yields a provider that
-    fails every turn with a clear message, so the host keeps relaying chat."""
-    from hitl_desktop.assistant.factory import make_provider
+    fails every turn with a clear message, so the host keeps relaying chat.
+
+    The offline engine shares the co-pilot's knowledge index (one SQLite file,
+    opened once) and is told the catalog's tool names.
+    """
+    from hitl_desktop.assistant.factory import make_provider, resolve_provider_name
 
     name = override or settings.provider
     try:
+        name = resolve_provider_name(paths, settings, override)
+        if name == "offline":
+            from hitl_desktop.assistant.offline_provider import OfflineProvider
+
+            return OfflineProvider(index, tool_names=catalog.names), None
         return make_provider(paths, settings, override), None
     except ProviderError as exc:
         problem = exc
-    except (ImportError, ValueError, OSError) as exc:
+    except Exception as exc:  # a broken engine must not take the host down
+        log.exception("building the assistant engine %r failed", name)
         problem = ProviderError("unavailable", f"the assistant engine {name!r} could not "
                                 f"start: {exc}")
     log.warning("assistant engine %s unavailable: %s", name, problem.message)
@@ -842,7 +852,7 @@ def build_copilot(
         log.exception("the knowledge base could not be indexed; articles are unavailable")
     problem: ProviderError | None = None
     if provider is None:
-        provider, problem = _make_provider(paths, settings, provider_override)
+        provider, problem = _make_provider(paths, settings, provider_override, index, catalog)
     conversations = ConversationStore(paths.data_dir / CONVERSATIONS_FILE)
     copilot = HostCopilot(
         provider=provider, store=store, catalog=catalog, conversations=conversations,
