@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -441,7 +441,7 @@ class _Planner:
                     )
                 ]
             status = str(order.get("status", ""))
-            if status not in ("delivered", "completed"):
+            if status != "delivered":
                 self.needs.append(Need(intent, "not_allowed", status))
                 return []
             if intent == "return":
@@ -796,21 +796,27 @@ class OfflineProvider:
     def __init__(
         self,
         index: SearchIndex | None,
-        tool_names: Iterable[str] | None = None,
+        tool_names: Iterable[str] | Callable[[], Iterable[str]] | None = None,
         *,
         delay_s: float = 0.0,
         max_results: int = 5,
         yield_every: int = 4,
     ) -> None:
         self.index = index
+        if callable(tool_names):  # a catalog's bound ``names`` method
+            tool_names = tool_names()
         self.tool_names = set(tool_names) if tool_names is not None else None
         self.delay_s = max(0.0, delay_s)
         self.max_results = max(1, max_results)
         self.yield_every = max(1, yield_every)
         self._closed = False
+        self._owned_index: Any = None
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._owned_index is not None:
+            self._owned_index.close()
+            self._owned_index = None
 
     # -- planning (pure apart from the index look-up; runs in a worker thread)
 
@@ -1111,6 +1117,29 @@ class OfflineProvider:
             raise ProviderError("offline", f"the offline assistant failed: {exc}") from exc
         async for event in _Emitter(self, request, plan).events():
             yield event
+
+
+def make_offline_provider(paths: Any, settings: Any) -> OfflineProvider:
+    """Build the engine from the app's settings (used by ``assistant.factory``).
+
+    The index lives in the data dir; ``settings.knowledge_dir`` overrides the
+    shipped knowledge base; ``settings.extra["offline_delay_ms"]`` paces the
+    stream (a few ms reads naturally in the agent's editor).
+    """
+    from pathlib import Path
+
+    from hitl_desktop.knowledge.articles import default_knowledge_dir
+    from hitl_desktop.knowledge.index import KnowledgeIndex
+
+    root = Path(settings.knowledge_dir) if settings.knowledge_dir else default_knowledge_dir()
+    index = KnowledgeIndex.open(root, Path(paths.data_dir) / "knowledge_index.sqlite3")
+    extra = settings.extra if isinstance(settings.extra, Mapping) else {}
+    delay_ms = float(extra.get("offline_delay_ms", 6.0))
+    provider = OfflineProvider(
+        index, delay_s=delay_ms / 1000.0, max_results=int(settings.max_search_results)
+    )
+    provider._owned_index = index
+    return provider
 
 
 def planner_intent(call: Call) -> str:

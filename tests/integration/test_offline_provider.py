@@ -1,0 +1,525 @@
+"""The offline assistant end to end: real index, real shop database, real events.
+
+The labelled set (tests/data/offline_labelled.jsonl) holds customer messages as
+customers write them, each with the expected top-1 article and the expected
+first tool call. Earlier ``get_order`` look-ups in a conversation are run
+against the real shop database, so tool outputs are exactly what the host
+feeds the engine. Free-text arguments ("details", "reason") are labelled "*":
+any non-empty string matches; every other argument must match exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai.types.responses import (
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
+
+from hitl_desktop.assistant.base import TurnRequest
+from hitl_desktop.assistant.offline_provider import OfflineProvider
+from hitl_desktop.assistant.stream import Completed, SearchResults, StreamTranslator
+from hitl_desktop.core.catalog import ToolCatalog
+from hitl_desktop.knowledge.articles import default_knowledge_dir
+from hitl_desktop.knowledge.index import KnowledgeIndex
+from hitl_desktop.store.catalog_file import default_catalog
+from hitl_desktop.store.database import ShopDatabase
+
+log = logging.getLogger(__name__)
+LABELS = Path(__file__).resolve().parents[1] / "data" / "offline_labelled.jsonl"
+CUSTOMER = "CUST1001"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> ToolCatalog:
+    return default_catalog()
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeIndex]:
+    ix = KnowledgeIndex.open(default_knowledge_dir(), tmp_path_factory.mktemp("kb") / "ix.db")
+    yield ix
+    ix.close()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory, catalog: ToolCatalog) -> Iterator[ShopDatabase]:
+    db = ShopDatabase.open(tmp_path_factory.mktemp("shop"), catalog)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def provider(index: KnowledgeIndex, catalog: ToolCatalog) -> OfflineProvider:
+    return OfflineProvider(index, tool_names=catalog.names)
+
+
+@dataclass
+class Response:
+    events: list[Any]
+    hits: list[str]  # article ids of the file_search results, in order
+    call: tuple[str, dict[str, Any], str] | None  # name, arguments, call_id
+    text: str
+    citations: list[dict[str, Any]]
+
+
+async def run(
+    provider: OfflineProvider,
+    items: list[dict[str, Any]],
+    catalog: ToolCatalog,
+    customer_id: str | None = CUSTOMER,
+) -> Response:
+    req = TurnRequest(
+        instructions="",
+        input=items,
+        tools=catalog.openai_tools(),
+        session_id="s1",
+        customer_id=customer_id,
+    )
+    events = [ev async for ev in provider.stream(req)]
+    hits: list[str] = []
+    call = None
+    text = ""
+    citations: list[dict[str, Any]] = []
+    for ev in events:
+        if ev.type == "response.output_item.done" and ev.item.type == "file_search_call":
+            hits = [r.attributes["article_id"] for r in ev.item.results or []]
+        elif ev.type == "response.output_item.done" and ev.item.type == "function_call":
+            call = (ev.item.name, json.loads(ev.item.arguments), ev.item.call_id)
+        elif ev.type == "response.output_text.delta":
+            text += ev.delta
+        elif ev.type == "response.output_text.annotation.added":
+            citations.append(dict(ev.annotation.to_dict()))
+    return Response(events, hits, call, text, citations)
+
+
+def tool_items(
+    shop: ShopDatabase, name: str, args: dict[str, Any], customer_id: str, call_id: str
+) -> list[dict[str, Any]]:
+    """A safe tool run for real, as the host appends it to the conversation."""
+    result = shop.run_tool(name, args, customer_id=customer_id)
+    return [
+        {"type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(args)},
+        {"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)},
+    ]
+
+
+def awaiting(call_id: str) -> dict[str, Any]:
+    """The output the co-pilot gives the model for an action queued for approval."""
+    return {
+        "type": "function_call_output",
+        "call_id": call_id,
+        "output": json.dumps(
+            {
+                "ok": True,
+                "status": "awaiting_approval",
+                "approval_id": "APR-1",
+                "message": "This action was sent to the support representative for approval. "
+                "It has NOT been executed yet. Tell the customer you are looking into it; do "
+                "not claim it is done.",
+            }
+        ),
+    }
+
+
+def load_labels() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in LABELS.read_text("utf-8").splitlines() if line.strip()]
+
+
+def expand(row: dict[str, Any], shop: ShopDatabase) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for n, h in enumerate(row["history"]):
+        if "tool" in h:
+            items += tool_items(shop, h["tool"], h["arguments"], row["customer_id"], f"call_h{n}")
+        else:
+            items.append({"role": h["role"], "content": h["content"]})
+    items.append({"role": "user", "content": row["message"]})
+    return items
+
+
+def call_matches(expected: dict[str, Any] | None, got: tuple[str, dict[str, Any], str] | None) -> bool:
+    if expected is None or got is None:
+        return expected is None and got is None
+    name, args, _ = got
+    if name != expected["name"] or set(args) != set(expected["arguments"]):
+        return False
+    for key, want in expected["arguments"].items():
+        have = args[key]
+        if want == "*":
+            if not (isinstance(have, str) and have.strip()):
+                return False
+        elif isinstance(want, float) or isinstance(have, float):
+            if not isinstance(have, int | float) or abs(float(have) - float(want)) > 0.005:
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+async def evaluate(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> tuple[float, float, list[str]]:
+    rows = load_labels()
+    art_ok = tool_ok = 0
+    misses: list[str] = []
+    for row in rows:
+        resp = await run(provider, expand(row, shop), catalog, row["customer_id"])
+        top = resp.hits[0] if resp.hits else None
+        a = top == row["article"]
+        t = call_matches(row["tool"], resp.call)
+        art_ok += a
+        tool_ok += t
+        if not (a and t):
+            misses.append(
+                f"{row['id']} {row['message']!r}: article {top} (want {row['article']})"
+                f" call {resp.call[:2] if resp.call else None} (want {row['tool']})"
+            )
+    return art_ok / len(rows), tool_ok / len(rows), misses
+
+
+async def test_labelled_set_accuracy(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> None:
+    rows = load_labels()
+    assert len(rows) >= 80
+    article_acc, tool_acc, misses = await evaluate(provider, catalog, shop)
+    print(f"\nOFFLINE labelled set: {len(rows)} messages")
+    print(f"  top-1 article accuracy:   {article_acc:.1%}")
+    print(f"  exact tool-call accuracy: {tool_acc:.1%}")
+    for miss in misses:
+        print("  MISS", miss)
+    assert article_acc >= 0.90
+    assert tool_acc >= 0.95
+
+
+# ---------------------------------------------------------------- the original demo
+
+
+@pytest.mark.parametrize(
+    ("question", "article"),
+    [
+        ("What is the return policy?", "faq/return-policy"),
+        ("How do I return a product?", "faq/how-to-return"),
+        ("How can I cancel an order?", "faq/cancel-order"),
+    ],
+)
+async def test_demo_questions_answered_from_the_kb(
+    provider: OfflineProvider, catalog: ToolCatalog, question: str, article: str
+) -> None:
+    resp = await run(provider, [{"role": "user", "content": question}], catalog)
+    assert resp.call is None
+    assert resp.hits[0] == article
+    assert resp.text.strip()
+    assert resp.citations, "the draft cites the article it used"
+    assert resp.citations[0]["file_id"].endswith(article.replace("/", "--"))
+    body = index_text(provider, article)
+    # grounded: the cited sentence appears (modulo Markdown) in the article
+    cited_at = resp.citations[0]["index"]
+    sentence = resp.text[:cited_at].split("\n\n")[-1].strip()
+    assert sentence and _plain(sentence.split(". ")[-1]) in _plain(body)
+
+
+def index_text(provider: OfflineProvider, article_id: str) -> str:
+    assert isinstance(provider.index, KnowledgeIndex)
+    art = provider.index.get(article_id)
+    assert art is not None
+    return art.markdown
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("**", "").replace("`", "").lower().split()).rstrip(".")
+
+
+@pytest.mark.parametrize(
+    ("message", "name", "arguments"),
+    [
+        ("Help me cancel order ORD1001", "cancel_order", {"order_id": "ORD1001"}),
+        ("Help me reset my password", "reset_password", {"user_id": "CUST1001"}),
+        ("Give me a list of my past orders", "get_order_history", {"user_id": "CUST1001"}),
+    ],
+)
+async def test_demo_actions_request_the_tools(
+    provider: OfflineProvider,
+    catalog: ToolCatalog,
+    message: str,
+    name: str,
+    arguments: dict[str, Any],
+) -> None:
+    resp = await run(provider, [{"role": "user", "content": message}], catalog)
+    assert resp.call is not None
+    assert resp.call[:2] == (name, arguments)
+    catalog.validate_arguments(name, resp.call[1])  # strict schema holds
+
+
+# ---------------------------------------------------------------- follow-ups
+
+
+async def test_order_history_follow_up_lists_the_orders(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> None:
+    items: list[dict[str, Any]] = [{"role": "user", "content": "Give me a list of my past orders"}]
+    first = await run(provider, items, catalog)
+    assert first.call is not None
+    name, args, call_id = first.call
+    items += tool_items(shop, name, args, CUSTOMER, call_id)
+    second = await run(provider, items, catalog)
+    assert second.call is None
+    for oid in ("ORD1001", "ORD1002", "ORD1003", "ORD1008"):
+        assert oid in second.text
+    assert "ORD1009" not in second.text  # another customer's order
+
+
+async def test_order_status_follow_up_states_the_tracking_number(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> None:
+    items: list[dict[str, Any]] = [{"role": "user", "content": "where is my order ORD1002??"}]
+    first = await run(provider, items, catalog)
+    assert first.call is not None and first.call[:2] == ("get_order", {"order_id": "ORD1002"})
+    items += tool_items(shop, "get_order", first.call[1], CUSTOMER, first.call[2])
+    second = await run(provider, items, catalog)
+    assert second.call is None
+    assert "shipped" in second.text and "1Z999AA10123456784" in second.text
+
+
+async def test_cancel_flow_awaiting_then_approved(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> None:
+    """DESIGN §3 steps 3-5 at the engine level, with the real database executing."""
+    items: list[dict[str, Any]] = [{"role": "user", "content": "Help me cancel order ORD1001"}]
+    first = await run(provider, items, catalog)
+    assert first.call is not None
+    name, args, call_id = first.call
+    items += [
+        {"type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(args)},
+        awaiting(call_id),
+    ]
+    second = await run(provider, items, catalog)
+    assert second.call is None, "the same action is not requested twice"
+    assert "cancel order ORD1001" in second.text
+    assert "processing" in second.text.lower()
+    assert "cancelled" not in second.text.lower(), "does not claim it is done"
+    assert second.citations
+    items.append({"role": "assistant", "content": second.text})
+
+    approval = shop.create_approval("s1", call_id, name, args, customer_id=CUSTOMER)
+    record = shop.approve_and_execute(approval.id, "agent-1")
+    result = record.model_output
+    assert result["ok"] is True
+    items.append(
+        {
+            "role": "developer",
+            "content": f"The representative agent-1 approved the action cancel_order (approval "
+            f"{approval.id}, call {call_id}) with arguments {json.dumps(args)}. It was "
+            f"executed. Result: {json.dumps(result)} Draft a reply telling the customer the "
+            "actual outcome.",
+        }
+    )
+    third = await run(provider, items, catalog)
+    assert third.call is None
+    assert "ORD1001" in third.text
+    assert "5–10 business days" in third.text or "cancelled" in third.text.lower()
+    assert shop.order("ORD1001")["status"] == "cancelled"  # type: ignore[index]
+
+
+async def test_rejection_draft_explains(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": "please reset my password"},
+        {"type": "function_call", "call_id": "c1", "name": "reset_password",
+         "arguments": json.dumps({"user_id": CUSTOMER})},
+        awaiting("c1"),
+        {"role": "assistant", "content": "I'm looking into it."},
+        {
+            "role": "developer",
+            "content": "The representative bob rejected the action reset_password (approval "
+            "APR-1, call c1); it was NOT executed. Reason: we could not verify your identity. "
+            "Draft a reply to the customer accordingly; do not propose the same action again "
+            "unless the customer gives new information.",
+        },
+    ]
+    resp = await run(provider, items, catalog)
+    assert resp.call is None
+    assert "could not verify your identity" in resp.text
+    assert "password reset link" in resp.text
+
+
+async def test_failed_action_relays_the_database_error(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": "cancel ORD1002 please"},
+        {"type": "function_call", "call_id": "c9", "name": "cancel_order",
+         "arguments": json.dumps({"order_id": "ORD1002"})},
+        awaiting("c9"),
+        {"role": "assistant", "content": "I'm looking into it."},
+        {
+            "role": "developer",
+            "content": "The representative bob approved the action cancel_order (approval "
+            "APR-2, call c9) with arguments {\"order_id\":\"ORD1002\"}. It was attempted and "
+            "FAILED: {\"ok\":false,\"error\":\"order ORD1002 has shipped and can no longer be "
+            "cancelled\"} Draft a reply telling the customer the actual outcome.",
+        },
+    ]
+    resp = await run(provider, items, catalog)
+    assert "has shipped and can no longer be cancelled" in resp.text
+    assert resp.citations
+
+
+async def test_two_requests_in_one_message_are_both_requested(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": "pls cancel ORD1008 and reset my pasword"}
+    ]
+    first = await run(provider, items, catalog)
+    assert first.call is not None and first.call[:2] == ("cancel_order", {"order_id": "ORD1008"})
+    items += [
+        {"type": "function_call", "call_id": first.call[2], "name": "cancel_order",
+         "arguments": json.dumps(first.call[1])},
+        awaiting(first.call[2]),
+    ]
+    second = await run(provider, items, catalog)
+    assert second.call is not None and second.call[:2] == ("reset_password", {"user_id": CUSTOMER})
+    items += [
+        {"type": "function_call", "call_id": second.call[2], "name": "reset_password",
+         "arguments": json.dumps(second.call[1])},
+        awaiting(second.call[2]),
+    ]
+    third = await run(provider, items, catalog)
+    assert third.call is None
+    assert "ORD1008" in third.text and "password" in third.text
+
+
+async def test_return_needs_the_order_first_then_uses_its_products(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": "i want to retrun the socks from ORD1003, too small"}
+    ]
+    first = await run(provider, items, catalog)
+    assert first.call is not None and first.call[:2] == ("get_order", {"order_id": "ORD1003"})
+    items += tool_items(shop, "get_order", first.call[1], CUSTOMER, first.call[2])
+    second = await run(provider, items, catalog)
+    assert second.call is not None
+    assert second.call[:2] == ("create_return", {"order_id": "ORD1003", "product_ids": ["P1004"]})
+
+
+async def test_no_tools_when_the_tool_limit_is_reached(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    req = TurnRequest(
+        instructions="",
+        input=[{"role": "user", "content": "cancel ORD1001"}],
+        tools=[],
+        session_id="s",
+        customer_id=CUSTOMER,
+    )
+    events = [ev async for ev in provider.stream(req)]
+    assert not any(
+        e.type == "response.output_item.added" and e.item.type == "function_call" for e in events
+    )
+
+
+# ---------------------------------------------------------------- stream shape
+
+
+async def test_stream_shape_matches_the_real_api(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    resp = await run(provider, [{"role": "user", "content": "What is the return policy?"}], catalog)
+    events = resp.events
+    assert isinstance(events[0], ResponseCreatedEvent)
+    assert isinstance(events[-1], ResponseCompletedEvent)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    types = [e.type for e in events]
+    assert types[:2] == ["response.created", "response.in_progress"]
+    fs = types.index("response.output_item.added")
+    assert types[fs + 1 : fs + 5] == [
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.file_search_call.completed",
+        "response.output_item.done",
+    ]
+    assert "response.content_part.added" in types  # the SDK's stream helper needs it
+    deltas = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
+    done = [e for e in events if isinstance(e, ResponseTextDoneEvent)]
+    assert len(done) == 1 and done[0].text == deltas == resp.text
+    assert len(resp.text.split()) > 5 and sum(isinstance(e, ResponseTextDeltaEvent) for e in events) > 5
+    for ann in resp.citations:
+        assert 0 < ann["index"] <= len(resp.text)
+    # every event survives a JSON round trip through the SDK's own parser
+    from hitl_desktop.assistant.stream import event_from_dict
+
+    for e in events:
+        again = event_from_dict(e.to_dict(mode="json"))
+        assert again.type == e.type
+    results = next(
+        e.item.results for e in events
+        if isinstance(e, ResponseOutputItemDoneEvent) and e.item.type == "file_search_call"
+    )
+    assert results
+    for r in results:
+        assert set(r.attributes or {}) == {"article_id", "kind", "slug", "title", "path"}
+        assert 0 < (r.score or 0) < 1 and r.text
+    completed = events[-1]
+    assert isinstance(completed, ResponseCompletedEvent)
+    assert completed.response.status == "completed"
+    assert [o.type for o in completed.response.output] == ["file_search_call", "message"]
+
+
+async def test_translator_reads_the_offline_stream(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    """The host's translator sees articles, a draft with citations, and tool calls."""
+    for message, tool in (("How can I cancel an order?", None), ("cancel ORD1001", "cancel_order")):
+        resp = await run(provider, [{"role": "user", "content": message}], catalog)
+        tr = StreamTranslator()
+        updates = [u for e in resp.events for u in tr.feed(e)] + list(tr.finish())
+        search = [u for u in updates if isinstance(u, SearchResults)]
+        assert search and search[0].hits[0].article_id == "faq/cancel-order"
+        done = [u for u in updates if isinstance(u, Completed)]
+        assert len(done) == 1
+        if tool:
+            assert [c.name for c in done[0].tool_calls] == [tool]
+            assert done[0].tool_calls[0].arguments == {"order_id": "ORD1001"}
+        else:
+            assert done[0].text == resp.text and not done[0].tool_calls
+
+
+async def test_function_call_arguments_stream_in_pieces(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    resp = await run(
+        provider,
+        [{"role": "user", "content": "change my address to 5 Elm Street, Springfield, IL 62701"}],
+        catalog,
+    )
+    deltas = [e.delta for e in resp.events if e.type == "response.function_call_arguments.delta"]
+    done = [e for e in resp.events if isinstance(e, ResponseFunctionCallArgumentsDoneEvent)]
+    assert len(deltas) > 3 and "".join(deltas) == done[0].arguments
+    assert json.loads(done[0].arguments) == {
+        "user_id": "CUST1001",
+        "info": {"field": "address", "value": "5 Elm Street, Springfield, IL 62701"},
+    }
+
+
+async def test_identity_and_pacing(index: KnowledgeIndex) -> None:
+    p = OfflineProvider(index, delay_s=0.001)
+    assert (p.name, p.model, p.is_ai) == ("offline", None, False)
+    req = TurnRequest(instructions="", input=[{"role": "user", "content": "hello"}], tools=[],
+                      session_id="s")
+    events = [e async for e in p.stream(req)]
+    assert events[-1].type == "response.completed"
+    await p.aclose()
