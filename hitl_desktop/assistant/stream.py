@@ -72,6 +72,7 @@ __all__ = [
     "Update",
     "article_id_from",
     "event_from_dict",
+    "output_to_input_items",
     "translate",
 ]
 
@@ -774,6 +775,14 @@ def _explain(code: str, message: str) -> str:
 def _public_call_item(item: dict[str, Any]) -> dict[str, Any]:
     """The function_call input item without its server id (safe with ``store=False``)."""
     return {k: v for k, v in item.items() if k != "id"}
+
+
+def output_to_input_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Convert a response's output items (dicts) to input items for a stateless next request.
+
+    The same conversion as :attr:`Completed.output_items` (see there for the rules).
+    """
+    return _input_items(items)
 
 
 def _input_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
