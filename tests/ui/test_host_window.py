@@ -1,0 +1,148 @@
+"""The host window: a real host on port 0, the real window offscreen, real clients."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+from hitl_desktop.app.host_window import HostWindowApp
+from hitl_desktop.client.connection import ConnectionState, HostConnection
+from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.core.protocol import Role, Scope, SessionCreated
+from hitl_desktop.ui.host_window import SessionLinksDialog
+from tests.ui.conftest import until
+
+# the offscreen platform cannot resize native windows; dialogs ask when they open
+pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+
+
+@pytest.fixture(autouse=True)
+def keep_app_running(qapp: QApplication) -> None:
+    qapp.setQuitOnLastWindowClosed(False)
+
+
+def _args(**kw: object) -> argparse.Namespace:
+    base: dict[str, object] = dict(bind="127.0.0.1", port=0, public_host=None, tls_cert=None,
+                                   tls_key=None, no_discovery=False, provider="offline",
+                                   model=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@asynccontextmanager
+async def host_window_app() -> AsyncIterator[HostWindowApp]:
+    """Started inside the test (async fixtures would run on another loop)."""
+    paths = resolve_paths().ensure()
+    app = HostWindowApp(paths, Settings(provider="offline"), _args())
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.aclose()
+
+
+async def _welcome(link: str) -> tuple[HostConnection, object]:
+    conn = HostConnection(InviteLink.parse(link), client_name="test")
+    conn.open()
+    welcome = await asyncio.wait_for(conn.wait_connected(), 10)
+    return conn, welcome
+
+
+async def test_new_session_from_the_window_and_its_links_open_clients(qtbot: object) -> None:
+    async with host_window_app() as host_app:
+        await _session_flow(host_app)
+
+
+async def _session_flow(host_app: HostWindowApp) -> None:
+    window = host_app.window
+    assert window is not None and host_app.admin is not None
+    await until(lambda: host_app.admin is not None
+                and host_app.admin.state is ConnectionState.CONNECTED, what="admin connected")
+    assert "Only this PC" in window.reach_label.text()
+    assert "off" in window.discovery_label.text()
+    assert "Offline assistant" in window.engine_label.text()
+    assert window.desk_row.qr.pixmap() is not None and not window.desk_row.qr.pixmap().isNull()
+
+    shown: list[SessionCreated] = []
+    window.session_links_shown.connect(shown.append)
+    dialog = window.open_new_session_dialog()
+    dialog.customer.setCurrentIndex(0)  # CUST1001 Alex Morgan
+    dialog.title.setText("Order question")
+    box = dialog.findChild(QDialogButtonBox)
+    assert box is not None
+    ok = box.button(QDialogButtonBox.StandardButton.Ok)
+    ok.click()
+    await until(lambda: shown, what="session.created")
+    created = shown[0]
+    links = [w for w in QApplication.topLevelWidgets()
+             if isinstance(w, SessionLinksDialog) and w.isVisible()]
+    assert links and links[0].customer.field.text() == created.customer_link
+    assert not links[0].agent.qr.pixmap().isNull()
+
+    await until(lambda: window.sessions.find(created.session_id) is not None, what="row")
+    row = window.sessions.rows.index(window.sessions.find(created.session_id))  # type: ignore[arg-type]
+    assert window.sessions.cell(window.sessions.rows[row], 0) == "Alex Morgan (CUST1001)"
+    assert window.sessions.cell(window.sessions.rows[row], 1) == "Order question"
+    assert window.sessions.cell(window.sessions.rows[row], 2) == "open"
+
+    # the customer link and the agent link open working clients of that session
+    customer, cw = await _welcome(created.customer_link)
+    agent, aw = await _welcome(created.agent_link)
+    try:
+        assert cw.role is Role.CUSTOMER and cw.session_id == created.session_id  # type: ignore[attr-defined]
+        assert aw.role is Role.AGENT and aw.scope is Scope.SESSION  # type: ignore[attr-defined]
+        assert aw.session_id == created.session_id  # type: ignore[attr-defined]
+        await until(lambda: (s := window.sessions.find(created.session_id)) is not None
+                    and s.clients == 2, what="clients column")
+    finally:
+        await customer.aclose()
+        await agent.aclose()
+
+    # the standing desk and lobby links work as well
+    desk, dw = await _welcome(window.info.desk_link)
+    lobby, lw = await _welcome(window.info.lobby_link)
+    try:
+        assert dw.scope is Scope.DESK  # type: ignore[attr-defined]
+        assert lw.role is Role.CUSTOMER and lw.session_id  # type: ignore[attr-defined]
+        await until(lambda: window.sessions.find(lw.session_id) is not None,  # type: ignore[attr-defined]
+                    what="lobby session listed")
+    finally:
+        await desk.aclose()
+        await lobby.aclose()
+
+    # closing a session from the window
+    table = window.table
+    idx = window.sessions.rows.index(window.sessions.find(created.session_id))  # type: ignore[arg-type]
+    table.selectRow(idx)
+    assert window.close_button.isEnabled()
+    window.close_button.click()
+    await until(lambda: (s := window.sessions.find(created.session_id)) is not None
+                and s.state == "closed", what="session closed")
+
+    logging.getLogger("hitl_desktop.test").info("a line for the log view")
+    await until(lambda: any("a line for the log view" in ln for ln in window.log_view.lines()),
+                what="log line")
+    assert any(created.session_id in ln for ln in window.log_view.lines())
+    for d in links:
+        d.close()
+
+
+async def test_window_close_stops_the_host(qtbot: object) -> None:
+    paths = resolve_paths().ensure()
+    app = HostWindowApp(paths, Settings(provider="offline"), _args())
+    window = await app.start()
+    assert app.host is not None
+    port = app.host.port
+    window.close()
+    await asyncio.wait_for(app.closed.wait(), 5)
+    await app.aclose()
+    with pytest.raises(OSError):
+        _r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.close()
