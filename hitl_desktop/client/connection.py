@@ -30,12 +30,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import websockets
 from PySide6.QtCore import QObject, Signal
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from hitl_desktop import __version__
 from hitl_desktop.core.links import InviteLink
@@ -55,6 +52,9 @@ from hitl_desktop.core.protocol import (
     encode,
     new_id,
 )
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +376,10 @@ class HostConnection(QObject):
 
     async def _run(self) -> None:
         """The connection supervisor: (re)connect until closed or failed for good."""
+        # imported here: windows show faster when websockets loads after the first paint
+        import websockets
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
         first = True
         while not self._closing:
             self._set_state(
@@ -533,6 +537,8 @@ class HostConnection(QObject):
 
     async def _writer(self, ws: ClientConnection) -> None:
         """Write queued messages in order; keep them until the host confirms."""
+        from websockets.exceptions import ConnectionClosed
+
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -555,6 +561,8 @@ class HostConnection(QObject):
                     await asyncio.sleep(0)
 
     async def _write_volatile(self, frame: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         ws = self._ws
         if ws is None:
             return
