@@ -465,6 +465,10 @@ class Workspace(QObject):
             return  # duplicate
         draft.text += payload.text[have - payload.offset:]
         draft.revision += 1
+        if draft.gap:
+            # a catch-up delta (e.g. the whole text so far after a reconnect) closed it;
+            # later deltas beyond our end still wait for draft.completed
+            draft.gap = False
         self._dirty_drafts.add(view.session_id)
         if not self._draft_timer.isActive():
             self._draft_timer.start()

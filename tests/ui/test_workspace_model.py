@@ -135,6 +135,18 @@ def test_delta_gap_is_detected_and_repaired_by_completed(ws: Workspace, feed: Fe
     assert not draft.gap and draft.citations[0].article_id == "kb/cancel-order"
 
 
+def test_catch_up_delta_after_a_reconnect_closes_the_gap(ws: Workspace, feed: Feed) -> None:
+    feed(p.DraftStarted(turn_id="t1", reason="customer_message", provider="offline"))
+    feed(p.DraftDelta(turn_id="t1", offset=0, text="Hello "))
+    feed(p.DraftDelta(turn_id="t1", offset=11, text=" again"))  # lost "world" in the drop
+    draft = ws.session("s1").draft  # type: ignore[union-attr]
+    assert draft is not None and draft.gap
+    feed(p.DraftDelta(turn_id="t1", offset=0, text="Hello world again"))  # text so far
+    assert draft.text == "Hello world again" and not draft.gap
+    feed(p.DraftDelta(turn_id="t1", offset=17, text="!"))
+    assert draft.text == "Hello world again!"
+
+
 def test_joining_mid_draft_adopts_the_turn(ws: Workspace, feed: Feed) -> None:
     feed(p.DraftDelta(turn_id="t9", offset=0, text="Partial text so far"))
     draft = ws.session("s1").draft  # type: ignore[union-attr]

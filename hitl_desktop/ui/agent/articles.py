@@ -10,12 +10,24 @@ import html
 import logging
 import re
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QColor,
+    QPainter,
+    QPalette,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QLabel,
+    QListView,
     QListWidget,
     QListWidgetItem,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTextBrowser,
     QTextEdit,
     QVBoxLayout,
@@ -27,6 +39,69 @@ from hitl_desktop.core import protocol as p
 
 log = logging.getLogger(__name__)
 ROLE_ARTICLE = Qt.ItemDataRole.UserRole + 1
+ROLE_HTML = Qt.ItemDataRole.UserRole + 2
+
+
+def article_html(rank: int, art: p.Article, muted: str, accent: str) -> str:
+    snippet = re.sub(r"\s+", " ", art.snippet).strip()
+    if len(snippet) > 220:
+        snippet = snippet[:217].rstrip() + "…"
+    kind = "FAQ" if art.kind == "faq" else "Guide"
+    bar = "█" * max(1, round(min(1.0, art.score) * 8))
+    return (f"<div><span style='color:{muted}'>{rank}.</span> <b>{html.escape(art.title)}</b>"
+            f"</div><div style='color:{muted}; font-size:small'>{kind} · "
+            f"<span style='color:{accent}'>{bar}</span> {art.score:.2f} · "
+            f"{html.escape(art.article_id)}</div>"
+            f"<div style='margin-top:2px'>{html.escape(snippet)}</div>")
+
+
+class ArticleDelegate(QStyledItemDelegate):
+    """Paints an article row as rich text (title, kind, score bar, snippet), wrapped."""
+
+    PAD = 8
+
+    def __init__(self, view: QListView) -> None:
+        super().__init__(view)
+        self.view = view
+
+    def _doc(self, option: QStyleOptionViewItem,
+             index: QModelIndex | QPersistentModelIndex, width: int) -> QTextDocument:
+        doc = QTextDocument()
+        doc.setDefaultFont(option.font)
+        doc.setHtml(str(index.data(ROLE_HTML) or ""))
+        doc.setTextWidth(max(80, width - 2 * self.PAD))
+        return doc
+
+    def sizeHint(self, option: QStyleOptionViewItem,
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+        width = self.view.viewport().width()
+        doc = self._doc(option, index, width)
+        return QSize(width, int(doc.size().height()) + 2 * self.PAD)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        painter.save()
+        rect = option.rect
+        pal = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect, pal.color(QPalette.ColorRole.Highlight).lighter(170)
+                             if pal.color(QPalette.ColorRole.Base).lightness() > 128
+                             else pal.color(QPalette.ColorRole.Highlight).darker(150))
+        elif option.state & QStyle.StateFlag.State_MouseOver:
+            painter.fillRect(rect, pal.color(QPalette.ColorRole.AlternateBase))
+        doc = self._doc(option, index, rect.width())
+        painter.translate(rect.left() + self.PAD, rect.top() + self.PAD)
+        ctx = QAbstractTextDocumentLayout.PaintContext()
+        ctx.palette.setColor(QPalette.ColorRole.Text, pal.color(QPalette.ColorRole.Text))
+        doc.documentLayout().draw(painter, ctx)
+        painter.restore()
+        painter.save()
+        line = QColor(pal.color(QPalette.ColorRole.Text))
+        line.setAlpha(30)
+        painter.setPen(line)
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+        painter.restore()
 
 
 class ArticlesPanel(QWidget):
@@ -40,7 +115,11 @@ class ArticlesPanel(QWidget):
         self.list = QListWidget(self)
         self.list.setObjectName("articlesList")
         self.list.setWordWrap(True)
-        self.list.setAlternatingRowColors(False)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setUniformItemSizes(False)
+        self.list.setMouseTracking(True)
+        self.list.setVerticalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.list.setItemDelegate(ArticleDelegate(self.list))
         self.list.setAccessibleName("Relevant articles")
         self.list.itemActivated.connect(self._choose)
         self.list.itemClicked.connect(self._choose)
@@ -68,13 +147,13 @@ class ArticlesPanel(QWidget):
         view = self.workspace.current
         self.list.clear()
         articles = view.current_articles if view is not None else []
+        dark = self.palette().color(QPalette.ColorRole.Base).lightness() < 128
+        muted, accent = ("#9aa0a6", "#4c8dff") if dark else ("#6b7280", "#2f6fde")
         for rank, art in enumerate(articles, 1):
-            snippet = re.sub(r"\s+", " ", art.snippet).strip()
-            if len(snippet) > 180:
-                snippet = snippet[:177].rstrip() + "…"
             kind = "FAQ" if art.kind == "faq" else "Guide"
-            item = QListWidgetItem(f"{rank}. {art.title}   [{kind} · {art.score:.2f}]\n{snippet}")
+            item = QListWidgetItem(f"{rank}. {art.title} [{kind} · {art.score:.2f}]")
             item.setData(ROLE_ARTICLE, art)
+            item.setData(ROLE_HTML, article_html(rank, art, muted, accent))
             item.setToolTip(f"{art.title}\nrelevance {art.score:.3f}\n\n{art.snippet}")
             self.list.addItem(item)
         self.list.setVisible(bool(articles))

@@ -225,6 +225,11 @@ class SuggestionEditor(QWidget):
         elif draft.state == "streaming" and draft.gap:
             label = "Drafting… (catching up)"
         self._set_chip(draft.state, label)
+        streaming = "true" if draft.state == "streaming" else "false"
+        if self.editor.property("streaming") != streaming:
+            self.editor.setProperty("streaming", streaming)
+            self.editor.style().unpolish(self.editor)
+            self.editor.style().polish(self.editor)
         self.provider_label.setText(f"by {draft.provider}" if draft.provider else "")
         if draft.citations:
             links = " ".join(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -72,6 +72,7 @@ class AgentWindow(QMainWindow):
         self.setDockOptions(QMainWindow.DockOption.AllowTabbedDocks
                             | QMainWindow.DockOption.AllowNestedDocks
                             | QMainWindow.DockOption.AnimatedDocks)
+        self._restyling = False
         self.setStyleSheet(agent_style(self))
 
         self.inbox = InboxPanel(workspace)
@@ -200,7 +201,6 @@ class AgentWindow(QMainWindow):
         self.toolbar = bar
         self.session_title = QLabel("", bar)
         self.session_title.setObjectName("sessionTitle")
-        self.session_title.setStyleSheet("font-weight:600; padding: 0 8px;")
 
         def act(text: str, shortcuts: list[str], slot: object, tip: str) -> QAction:
             a = QAction(text, self)
@@ -343,6 +343,19 @@ class AgentWindow(QMainWindow):
 
     def _on_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Follow the system's light/dark switch: re-derive the style, re-render HTML."""
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange) \
+                and not self._restyling:
+            self._restyling = True
+            try:
+                self.setStyleSheet(agent_style(self))
+                self.conversation.refresh()
+                self.articles.refresh()
+            finally:
+                self._restyling = False
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()
