@@ -2,10 +2,11 @@
 
 Why it looks like this:
 
-* The key is read (``secrets.load_api_key``) when a turn starts, not at host
-  start, so a host started without a key stays up, tells the representatives
-  plainly (``ProviderError("no_api_key")``), and picks the key up once the
-  setup wizard stores it.
+* The key is read (``secrets.load_api_key``, in a worker thread: a keyring may
+  block) when a turn starts and no client exists yet, not at host start: a host
+  started without a key stays up, tells the representatives plainly
+  (``ProviderError("no_api_key")``), and picks the key up once the setup wizard
+  stores it. After a 401 the client is dropped so a corrected key is re-read.
 * Requests are stateless (``store=False``): the host owns the conversation and
   sends it whole each time. Reasoning models therefore get
   ``include=["reasoning.encrypted_content"]`` so their reasoning items can be
@@ -19,6 +20,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncGenerator, Mapping
@@ -136,7 +138,6 @@ class OpenAIProvider:
         self._timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
         self._max_retries = max_retries
         self._client: openai.AsyncOpenAI | None = None
-        self._client_key: str | None = None
 
     @classmethod
     def from_settings(cls, paths: Paths, settings: Settings, **kwargs: Any) -> OpenAIProvider:
@@ -152,18 +153,22 @@ class OpenAIProvider:
         return load_api_key(self._paths) if self._paths is not None else None
 
     async def _get_client(self) -> openai.AsyncOpenAI:
-        key = self._api_key()
-        if not key:
-            raise ProviderError("no_api_key", NO_KEY_MESSAGE)
-        if self._client is None or key != self._client_key:
-            if self._client is not None:
-                await self._client.close()
+        if self._client is None:
+            # a keyring lookup may talk to D-Bus (or wait for an unlock prompt): off the loop
+            key = await asyncio.to_thread(self._api_key)
+            if not key:
+                raise ProviderError("no_api_key", NO_KEY_MESSAGE)
             self._client = openai.AsyncOpenAI(
                 api_key=key, base_url=self._base_url, timeout=self._timeout,
                 max_retries=self._max_retries,
             )
-            self._client_key = key
         return self._client
+
+    async def _forget_client(self) -> None:
+        """Drop the client after an auth failure, so a key stored since is picked up."""
+        if self._client is not None and not self._fixed_key:
+            await self._client.close()
+            self._client = None
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -209,7 +214,10 @@ class OpenAIProvider:
         try:
             events = await client.responses.create(**params)
         except openai.APIError as exc:
-            raise map_api_error(exc, started=False) from exc
+            error = map_api_error(exc, started=False)
+            if error.code == "auth":
+                await self._forget_client()
+            raise error from exc
         try:
             async for event in events:
                 started = True

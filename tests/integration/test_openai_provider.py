@@ -36,6 +36,7 @@ from tests.support.fake_openai import (
     HttpError,
     Reply,
     replay_turns,
+    serve_in_thread,
 )
 
 GET_ORDER = {
@@ -285,6 +286,31 @@ async def test_rate_limit_exhausted(fake: FakeOpenAI) -> None:
     (failed,) = updates
     assert isinstance(failed, Failed) and failed.code == "rate_limited" and failed.retryable
     assert len(fake.requests) == 3
+
+
+async def test_http_insufficient_quota_is_clear(fake: FakeOpenAI) -> None:
+    fake.enqueue(HttpError(429, code="insufficient_quota", type="insufficient_quota",
+                           message="You exceeded your current quota."))
+    fake.enqueue(HttpError(429, code="insufficient_quota", type="insufficient_quota"))
+    p = provider(fake, max_retries=1)
+    updates = await collect(p, turn())
+    await p.aclose()
+    (failed,) = updates
+    assert isinstance(failed, Failed) and failed.code == "insufficient_quota"
+    assert "no quota left" in failed.message and not failed.retryable
+
+
+def test_serve_in_thread_for_sync_callers() -> None:
+    import httpx2
+
+    with serve_in_thread() as server:
+        server.enqueue(Reply(text="from a thread"))
+        response = httpx2.post(f"{server.base_url}/responses", json={
+            "model": "m", "input": "hi", "stream": True},
+            headers={"Authorization": f"Bearer {server.api_key}"})
+        assert response.status_code == 200
+        assert "event: response.completed" in response.text
+        assert '"delta":"from a"' in response.text
 
 
 async def test_500s_exhaust_retries_with_backoff(fake: FakeOpenAI) -> None:

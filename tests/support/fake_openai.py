@@ -33,9 +33,10 @@ import logging
 import math
 import re
 import secrets
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -907,10 +908,57 @@ class FakeOpenAI:
             {"id": "gpt-5-mini", "object": "model", "created": 0, "owned_by": "openai"}]})
 
 
-async def _main() -> None:
-    """Run standalone: echo a short cited reply to every request until interrupted."""
+@contextlib.contextmanager
+def serve_in_thread(fake: FakeOpenAI | None = None) -> Iterator[FakeOpenAI]:
+    """Run the fake on its own event loop in a daemon thread (for code that is not async
+    or runs the host as a subprocess): ``with serve_in_thread() as fake: fake.base_url``.
+    ``enqueue`` from the caller's thread is safe (deque appends are atomic)."""
+    server = fake or FakeOpenAI()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+    thread.start()
+    ready.wait(10)
+    if failure:
+        raise failure[0]
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+try:  # a ready-made fixture: `from tests.support.fake_openai import fake_openai` in a conftest
+    import pytest
+
+    @pytest.fixture
+    async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+        """A started :class:`FakeOpenAI` on 127.0.0.1 (port 0), closed after the test."""
+        async with FakeOpenAI() as server:
+            yield server
+except ImportError:  # bench scripts outside a dev environment
+    pass
+
+
+async def _main(port: int) -> None:
+    """Run standalone: echo a short reply to every request until interrupted."""
     logging.basicConfig(level=logging.INFO)
-    fake = FakeOpenAI()
+    fake = FakeOpenAI(port=port)
     fake.responder = lambda body: Reply(text="Hello from the fake OpenAI server.")
     fake.chat_responder = fake.responder
     async with fake:
@@ -920,5 +968,9 @@ async def _main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+        asyncio.run(_main(parser.parse_args().port))
