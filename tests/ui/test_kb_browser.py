@@ -1,0 +1,106 @@
+"""The KB browser over the local index, and over a real host through the agent workspace."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hitl_desktop.client.connection import HostConnection
+from hitl_desktop.client.workspace import Workspace
+from hitl_desktop.config import resolve_paths
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.knowledge.articles import default_knowledge_dir
+from hitl_desktop.knowledge.index import KnowledgeIndex
+from hitl_desktop.ui.kb_browser import (
+    KbBrowserWindow,
+    KbSource,
+    LocalKbSource,
+    SignalKbSource,
+    article_id_from_href,
+    make_kb_dock,
+)
+from tests.ui.conftest import running_host, until
+
+
+def test_links_between_articles_map_to_ids() -> None:
+    assert article_id_from_href("../faq/return-policy.md", "kb") == "faq/return-policy"
+    assert article_id_from_href("refunds.md#when", "faq") == "faq/refunds"
+    assert article_id_from_href("https://example.com/x.md", "faq") is None
+    assert article_id_from_href("https://example.com/", "faq") is None
+
+
+async def test_local_browser_lists_searches_filters_and_renders(qtbot: object,
+                                                                tmp_path: Path) -> None:
+    index = KnowledgeIndex.open(default_knowledge_dir(), tmp_path / "idx.sqlite3")
+    source = LocalKbSource(index)
+    assert isinstance(source, KbSource)
+    window = KbBrowserWindow(source)
+    b = window.browser
+    window.show()
+    try:
+        b.refresh()
+        await until(lambda: len(b.listed_ids()) == len(index), what="full listing")
+        assert {i.split("/")[0] for i in b.listed_ids()} == {"kb", "faq"}
+        assert b.count.text() == f"{len(index)} articles"
+
+        b.query.setText("how do I cancel my order")  # debounced search
+        await until(lambda: b.listed_ids()[:1] == ["faq/cancel-order"], what="search")
+        assert "match" in b.count.text()
+        b.results.setCurrentRow(0)
+        await until(lambda: b.current is not None and b.current.article_id == "faq/cancel-order",
+                    what="article shown")
+        assert b.title.text() == "How to cancel an order"
+        text = b.view.toPlainText()
+        assert "pending" in text and "processing" in text
+        assert "**" not in text and "##" not in text  # rendered, not raw Markdown
+        assert b.badge.text() == "FAQ"
+
+        b.kind.setCurrentIndex(1)  # knowledge base only
+        await until(lambda: b.listed_ids() and all(i.startswith("kb/") for i in b.listed_ids()),
+                    what="kind filter")
+
+        b.query.setText("zzqxv nonsense")
+        await until(lambda: b.listed_ids() == [], what="no results")
+        assert "Nothing matches" in b.count.text()
+
+        b.open_article("faq/does-not-exist")
+        await until(lambda: b.title.text() == "Article not found", what="missing article")
+    finally:
+        window.close()
+        window.deleteLater()
+        index.close()
+
+
+async def test_remote_browser_through_the_workspace_and_a_real_host(qtbot: object,
+                                                                    tmp_path: Path) -> None:
+    resolve_paths().ensure()
+    async with running_host(tmp_path / "host", copilot=True) as host:
+        conn = HostConnection(InviteLink.parse(host.desk_link), client_name="kb test")
+        workspace = Workspace()
+        workspace.attach(conn)
+        conn.open()
+        await asyncio.wait_for(conn.wait_connected(), 10)
+        source = SignalKbSource.from_workspace(workspace, timeout=5)
+        dock = make_kb_dock(source)
+        b = dock.browser
+        dock.show()
+        try:
+            await until(lambda: len(b.listed_ids()) > 20, what="remote listing")
+            b.query.setText("refund")
+            await until(lambda: "faq/refunds" in b.listed_ids()[:3], what="remote search")
+            b.open_article("faq/refunds")
+            await until(lambda: b.current is not None and b.current.article_id == "faq/refunds",
+                        what="remote article")
+            assert "500" in b.view.toPlainText()  # the refund limit the policy states
+            source.timeout = 0.5  # the host answers an unknown id with an error frame
+            missing = await source.article("faq/nope")
+            assert missing is None
+        finally:
+            dock.close()
+            dock.deleteLater()
+            await conn.aclose()
+
+
+pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
