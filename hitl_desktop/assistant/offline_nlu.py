@@ -10,6 +10,7 @@ are predictable for the representative, and measured on
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -96,14 +97,39 @@ _COMMON: frozenset[str] = frozenset(
 )
 
 
+_KNOWN: set[str] = set()
+_SUFFIXES = ("s", "es", "ed", "d", "ing", "al", "er", "ers", "ly", "y")
+
+
+def learn_vocabulary(words: Iterable[str]) -> None:
+    """Remember words known to be spelt correctly (e.g. the knowledge base's own
+    vocabulary) so they are never "corrected" into a lexicon word."""
+    _KNOWN.update(w for w in words if w.isalpha() and len(w) >= 5)
+    _correct_cached.cache_clear()
+
+
+def _is_known(word: str) -> bool:
+    if word in LEXICON or word in _COMMON or word in _KNOWN:
+        return True
+    return any(
+        word.endswith(suf) and (word[: -len(suf)] in LEXICON or word[: -len(suf)] in _KNOWN)
+        for suf in _SUFFIXES
+    )
+
+
 def correct_word(word: str) -> str:
     """The lexicon word a misspelt ``word`` most likely means, else ``word``."""
-    if len(word) < 5 or word in LEXICON or word in _COMMON or not word.isalpha():
+    if len(word) < 5 or not word.isalpha() or _is_known(word):
         return word
-    limit = 1 if len(word) <= 6 else 2
+    return _correct_cached(word)
+
+
+@functools.lru_cache(maxsize=4096)
+def _correct_cached(word: str) -> str:
+    limit = 1 if len(word) < 8 else 2
     best: tuple[int, str] | None = None
-    for cand in LEXICON:
-        if abs(len(cand) - len(word)) > limit or (cand[0] != word[0] and limit == 1):
+    for cand in sorted(LEXICON):
+        if abs(len(cand) - len(word)) > limit or cand[0] != word[0]:
             continue
         for d in range(1, limit + 1):
             if _edit_le(word, cand, d):
@@ -171,28 +197,28 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "tracking": (
         r"\bwhere(?: is|s| are)? (?:my|the)\b",
-        r"\btrack\w*\b",
+        r"\btrack(?:ing|ed)?\b",
         r"\bstatus of\b|\border status\b|\bwhat is the status\b",
-        r"\bwhen (?:will|does|do|is|can) (?:it|my|the|they|i)\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
+        r"\bwhen (?:will|does|do|is|can) (?:it|they|my (?:order|package|parcel|stuff|items?|jacket|delivery)|the (?:order|package|parcel|delivery))\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
         r"\bhas (?:it|my order|the order) shipped\b|\bshipped yet\b|\bupdate on (?:my )?order\b",
     ),
     "order_history": (
         r"\b(?:past|previous|old|all|recent|earlier|last few) (?:orders|purchases)\b",
         r"\border history\b|\bpurchase history\b",
         r"\b(?:list|show|see|view)(?: of)? (?:all )?(?:my )?(?:orders|purchases)\b",
-        r"\bwhat (?:have i|did i) (?:ordered?|bought|buy|purchased?)\b",
+        r"\bwhat (?:have i|did i) (?:order(?:ed)?|bought|buy|purchased?|get|got)\b",
         r"\bmy orders\b",
     ),
     "password": (
         r"\bpassword\b|\bpwd\b|\bpasswd\b|\bpw\b",
         r"\b(?:cannot|can not|unable to|not able to|cant) (?:log|sign) ?in\b",
-        r"\blocked out\b|\baccount (?:is )?locked\b",
         r"\b(?:log|sign) ?in (?:problem|issue)s?\b",
     ),
     "account_recovery": (
         r"\b(?:lost|no longer have|do not have|dont have) access to (?:my )?(?:email|e mail|inbox)\b",
         r"\b(?:hacked|compromised|someone else used)\b",
         r"\brecover (?:my )?account\b",
+        r"\blocked out\b|\baccount (?:is )?locked\b",
     ),
     "profile": (
         r"\b(?:change|update|correct|fix|edit|new|modify|wrong)\b.{0,40}\b(?:email|e mail|phone"
@@ -232,7 +258,7 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\bdeliver to (?:a )?po box\b",
     ),
     "payment": (
-        r"\bpay(?:ment|ing)?\b|\bpaypal\b|\bvisa\b|\bmastercard\b|\bamex\b|\bamerican express\b"
+        r"\bpay(?:ment|ing)? (?:with|by|using|via|in)\b|\bpayments?\b|\bhow (?:can|do|could) i pay\b|\bpaypal\b|\bvisa\b|\bmastercard\b|\bamex\b|\bamerican express\b"
         r"|\bapple pay\b|\bgoogle pay\b|\bcredit card\b|\bdebit card\b|\bcash on delivery\b"
         r"|\bbank transfer\b|\bdeclined\b|\bcheque\b|\bcheck out with\b",
     ),
@@ -246,7 +272,7 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\bdelete (?:my )?account\b|\bclose (?:my )?account\b|\bunsubscribe\b|\bmarketing emails?\b"
         r"|\bnewsletter\b",
     ),
-    "warranty": (r"\bwarrant\w*\b|\bguarantee\w*\b",),
+    "warranty": (r"\bwarrant\w*\b|\bguarantee\w*\b|\bcovered\b",),
     "human": (
         r"\b(?:speak|talk|chat) (?:to|with) (?:a |an )?(?:human|person|real person|agent"
         r"|representative|supervisor|manager)\b",
@@ -262,11 +288,11 @@ _COMPILED = {k: tuple(re.compile(p) for p in v) for k, v in _INTENT_PATTERNS.ite
 INTENT_QUERY: dict[str, str] = {
     "cancel": "cancel order cancellation",
     "return": "return product",
-    "refund": "refund",
+    "refund": "refunds refund paid money back",
     "replacement": "replacement exchange",
     "damaged": "damaged defective product",
     "missing": "late lost missing delivery parcel",
-    "tracking": "tracking order status",
+    "tracking": "tracking number where is my order status",
     "order_history": "order history past orders",
     "password": "reset password",
     "account_recovery": "account recovery access",
@@ -290,7 +316,7 @@ ACTION_INTENTS: frozenset[str] = frozenset(
 
 _QUESTION_RE = re.compile(
     r"^(?:so |and |also |ok |okay |hi |hello |hey |quick question )*(?:how|what|whats|what's|when|which"
-    r"|is there|is it|are there|are|do you|does|do i|can i|could i|may i|am i|if i|would i"
+    r"|is there|is it|are there|are|do|does|can i|could i|may i|am i|if i|would i|is"
     r"|will i|how long|how many|how much|is the|are the|what is|what are|why)\b"
 )
 _REQUEST_RE = re.compile(
@@ -450,6 +476,25 @@ def _resolve(intents: list[str], norm: str, order_ids: list[str]) -> list[str]:
         drop("tracking")
     if "hours" in s and len(s) > 1 and not re.search(r"\b(?:hours|open)\b", norm):
         drop("hours")
+    if (
+        "shipping" in s
+        and set(s) & {"refund", "cancel", "return", "password", "voucher", "warranty"}
+        and not re.search(r"\b(?:shipping|delivery|deliver|ship)\b", norm)
+    ):
+        drop("shipping")
+    if "refund" in s:
+        drop("tracking")  # "when do I get my money back" / "where is my refund"
+        drop("missing")  # "my refund has not arrived"
+    if "voucher" in s and "damaged" in s and re.search(r"\bcode\b", norm):
+        drop("damaged")  # "my voucher code is not working"
+    if set(s) & {"voucher", "complaint"}:
+        for ctx_intent in ("missing", "tracking", "damaged"):
+            drop(ctx_intent)  # the delay/damage is the reason, not the request
+        if "voucher" in s and "complaint" in s and not re.search(r"\bcomplain", norm):
+            drop("complaint")
+    if "warranty" in s:
+        drop("damaged")
+        drop("tracking")
     if "greeting" in s and len(s) > 1:
         drop("greeting")
     if "thanks" in s and len(s) > 1:
@@ -528,10 +573,10 @@ def _value_after(text: str, field_name: str) -> str | None:
         "name": r"(?:name|surname)",
     }[field_name]
     m = re.search(
-        key + r"\b[^:]*?(?:\bto\b|\bis now\b|\bshould be\b|\bis\b|:|=|->)\s*(.+)$",
+        key + r"\b.*?(?:\bto\b|\bis now\b|\bshould be\b|\bshould read\b|:|=|->)\s*(.+)$",
         text,
         re.I | re.S,
-    )
+    ) or re.search(key + r"\b.*?\bis\b\s*(.+)$", text, re.I | re.S)
     if not m:
         return None
     value = m.group(1).strip()

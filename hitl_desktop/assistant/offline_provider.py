@@ -76,6 +76,11 @@ _TOOL_INTENT = {
     "get_order_history": "order_history",
 }
 _FREE_TEXT = ("details", "reason")
+#: Words every shop conversation uses; they say nothing about the topic.
+_GENERIC_RE = re.compile(
+    r"\b(?:ORD[\s#-]?\d{4}|#?\d{4}|orders?|items?|products?|northwind|goods|stuff|things?)\b",
+    re.I,
+)
 
 
 class SearchIndex(Protocol):
@@ -333,7 +338,14 @@ class _Planner:
         return picked, names
 
     def question(self, intent: str) -> bool:
-        return _is_question(self.und.segments.get(intent) or self.ctx.latest)
+        clause = self.und.segments.get(intent) or self.ctx.latest
+        if not _is_question(clause):
+            return False
+        # "can I send back the socks?" about an order named earlier is a request
+        return not (
+            self.ctx.earlier_order_ids
+            and re.match(r"^(?:so |ok |okay )?(?:can|could|may) i\b", nlu.normalize(clause))
+        )
 
     def steps(self) -> list[Step]:
         """Every tool call the latest message calls for, in the customer's order."""
@@ -470,8 +482,22 @@ class _Planner:
             if not cust:
                 return []
             return [Step(intent, "get_order_history", {"user_id": cust})]
+        if intent == "account_recovery":
+            norm = u.normalized
+            if cust and re.search(r"\b(?:hacked|compromised|someone else)\b", norm):
+                # kb/procedure-account-security: reset the password right away
+                return [Step(intent, "reset_password", {"user_id": cust})]
+            self.needs.append(Need(intent, "info"))
+            return []
         if intent == "password":
             seg = nlu.normalize(self.und.segments.get(intent) or self.ctx.latest)
+            if re.search(
+                r"\b(?:did not|didnt|not|never|have not|havent) (?:get|got|receive[d]?|gotten)\b"
+                r"|\bno (?:reset )?(?:email|link)\b|\blink (?:expired|does not work|not working)\b",
+                seg,
+            ):
+                self.needs.append(Need(intent, "info"))  # check spam, wait, then a new link
+                return []
             if self.question(intent) and not re.search(
                 r"\b(?:forgot|reset|cannot|locked|not able|unable)\b", seg
             ):
@@ -811,6 +837,9 @@ class OfflineProvider:
         self.yield_every = max(1, yield_every)
         self._closed = False
         self._owned_index: Any = None
+        vocab = getattr(index, "vocabulary", None)
+        if vocab:  # words of our articles are spelt right: never "correct" them
+            nlu.learn_vocabulary(vocab)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -828,6 +857,53 @@ class OfflineProvider:
         except Exception:  # the draft must still come: search is an aid
             log.exception("knowledge search failed for %r", query)
             return []
+
+    @staticmethod
+    def _topic_query(intent: str, clause: str, planner: _Planner) -> str:
+        """The search words for an intent; a few depend on how it was asked."""
+        norm = nlu.normalize(clause)
+        if intent == "return":
+            if re.search(r"\b(?:how (?:do|can|to|would)|steps?|label)\b", norm) or not _is_question(
+                clause
+            ):
+                return "how to return a product steps"
+            return "return policy 30 days window"
+        return nlu.INTENT_QUERY[intent]
+
+    def _fused(self, topic: str, clause: str) -> list[SearchHit]:
+        """Rank by the intent's topic words and the customer's own words together.
+
+        Each list's scores are scaled to its best hit and summed, so the topic
+        decides the subject and the customer's words pick among close articles.
+        """
+        by_topic = self._search(topic)
+        words = _GENERIC_RE.sub(" ", clause)
+        by_words = self._search(words) if re.search(r"[A-Za-z]{3,}", words) else []
+        best: dict[str, SearchHit] = {}
+        total: dict[str, float] = {}
+        for hits, weight in ((by_topic, 1.0), (by_words, 0.8)):
+            top = max((h.score for h in hits), default=0.0)
+            for h in hits:
+                total[h.article_id] = total.get(h.article_id, 0.0) + weight * (
+                    h.score / top if top > 0 else 0.0
+                )
+                if h.article_id not in best or (hits is by_words):
+                    best[h.article_id] = h  # the customer's words choose the section
+        ranked = sorted(best.values(), key=lambda h: -total[h.article_id])
+        return [
+            SearchHit(
+                h.article_id,
+                h.kind,
+                h.slug,
+                h.title,
+                h.path,
+                h.section,
+                h.snippet,
+                round(total[h.article_id] * 10.0, 4),
+                h.text,
+            )
+            for h in ranked
+        ]
 
     def _pick(self, hits: Sequence[SearchHit]) -> SearchHit | None:
         """Prefer a customer-facing FAQ unless a rep article is clearly better."""
@@ -858,9 +934,9 @@ class OfflineProvider:
         if searchable:
             for intent in searchable[:3]:
                 seg = und.segments.get(intent, ctx.latest if intent in und.intents else "")
-                q = f"{seg} {nlu.INTENT_QUERY[intent]}".strip()
-                queries.append(q)
-                hits = self._search(q)
+                topic = self._topic_query(intent, seg or ctx.latest, planner)
+                queries.append(f"{seg} {topic}".strip())
+                hits = self._fused(topic, seg)
                 pick = self._pick(hits)
                 if pick is not None and all(p.article_id != pick.article_id for _, p in picks):
                     picks.append((intent, pick))

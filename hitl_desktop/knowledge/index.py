@@ -342,6 +342,11 @@ class KnowledgeIndex:
         self._by_len = by_len
         self._fix_cache = {}
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word of the indexed articles (lower case, unstemmed)."""
+        return self._vocab
+
     # ----------------------------------------------------------------- query
 
     def correct(self, token: str) -> str | None:

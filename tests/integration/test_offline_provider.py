@@ -148,7 +148,9 @@ def expand(row: dict[str, Any], shop: ShopDatabase) -> list[dict[str, Any]]:
     return items
 
 
-def call_matches(expected: dict[str, Any] | None, got: tuple[str, dict[str, Any], str] | None) -> bool:
+def call_matches(
+    expected: dict[str, Any] | None, got: tuple[str, dict[str, Any], str] | None
+) -> bool:
     if expected is None or got is None:
         return expected is None and got is None
     name, args, _ = got
@@ -314,7 +316,7 @@ async def test_cancel_flow_awaiting_then_approved(
 
     approval = shop.create_approval("s1", call_id, name, args, customer_id=CUSTOMER)
     record = shop.approve_and_execute(approval.id, "agent-1")
-    result = record.model_output
+    result = record.model_output()
     assert result["ok"] is True
     items.append(
         {
@@ -328,17 +330,19 @@ async def test_cancel_flow_awaiting_then_approved(
     third = await run(provider, items, catalog)
     assert third.call is None
     assert "ORD1001" in third.text
-    assert "5–10 business days" in third.text or "cancelled" in third.text.lower()
+    assert "5\u201310 business days" in third.text or "cancelled" in third.text.lower()
     assert shop.order("ORD1001")["status"] == "cancelled"  # type: ignore[index]
 
 
-async def test_rejection_draft_explains(
-    provider: OfflineProvider, catalog: ToolCatalog
-) -> None:
+async def test_rejection_draft_explains(provider: OfflineProvider, catalog: ToolCatalog) -> None:
     items: list[dict[str, Any]] = [
         {"role": "user", "content": "please reset my password"},
-        {"type": "function_call", "call_id": "c1", "name": "reset_password",
-         "arguments": json.dumps({"user_id": CUSTOMER})},
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "reset_password",
+            "arguments": json.dumps({"user_id": CUSTOMER}),
+        },
         awaiting("c1"),
         {"role": "assistant", "content": "I'm looking into it."},
         {
@@ -360,16 +364,20 @@ async def test_failed_action_relays_the_database_error(
 ) -> None:
     items: list[dict[str, Any]] = [
         {"role": "user", "content": "cancel ORD1002 please"},
-        {"type": "function_call", "call_id": "c9", "name": "cancel_order",
-         "arguments": json.dumps({"order_id": "ORD1002"})},
+        {
+            "type": "function_call",
+            "call_id": "c9",
+            "name": "cancel_order",
+            "arguments": json.dumps({"order_id": "ORD1002"}),
+        },
         awaiting("c9"),
         {"role": "assistant", "content": "I'm looking into it."},
         {
             "role": "developer",
             "content": "The representative bob approved the action cancel_order (approval "
-            "APR-2, call c9) with arguments {\"order_id\":\"ORD1002\"}. It was attempted and "
-            "FAILED: {\"ok\":false,\"error\":\"order ORD1002 has shipped and can no longer be "
-            "cancelled\"} Draft a reply telling the customer the actual outcome.",
+            'APR-2, call c9) with arguments {"order_id":"ORD1002"}. It was attempted and '
+            'FAILED: {"ok":false,"error":"order ORD1002 has shipped and can no longer be '
+            'cancelled"} Draft a reply telling the customer the actual outcome.',
         },
     ]
     resp = await run(provider, items, catalog)
@@ -386,15 +394,23 @@ async def test_two_requests_in_one_message_are_both_requested(
     first = await run(provider, items, catalog)
     assert first.call is not None and first.call[:2] == ("cancel_order", {"order_id": "ORD1008"})
     items += [
-        {"type": "function_call", "call_id": first.call[2], "name": "cancel_order",
-         "arguments": json.dumps(first.call[1])},
+        {
+            "type": "function_call",
+            "call_id": first.call[2],
+            "name": "cancel_order",
+            "arguments": json.dumps(first.call[1]),
+        },
         awaiting(first.call[2]),
     ]
     second = await run(provider, items, catalog)
     assert second.call is not None and second.call[:2] == ("reset_password", {"user_id": CUSTOMER})
     items += [
-        {"type": "function_call", "call_id": second.call[2], "name": "reset_password",
-         "arguments": json.dumps(second.call[1])},
+        {
+            "type": "function_call",
+            "call_id": second.call[2],
+            "name": "reset_password",
+            "arguments": json.dumps(second.call[1]),
+        },
         awaiting(second.call[2]),
     ]
     third = await run(provider, items, catalog)
@@ -456,7 +472,10 @@ async def test_stream_shape_matches_the_real_api(
     deltas = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
     done = [e for e in events if isinstance(e, ResponseTextDoneEvent)]
     assert len(done) == 1 and done[0].text == deltas == resp.text
-    assert len(resp.text.split()) > 5 and sum(isinstance(e, ResponseTextDeltaEvent) for e in events) > 5
+    assert (
+        len(resp.text.split()) > 5
+        and sum(isinstance(e, ResponseTextDeltaEvent) for e in events) > 5
+    )
     for ann in resp.citations:
         assert 0 < ann["index"] <= len(resp.text)
     # every event survives a JSON round trip through the SDK's own parser
@@ -466,7 +485,8 @@ async def test_stream_shape_matches_the_real_api(
         again = event_from_dict(e.to_dict(mode="json"))
         assert again.type == e.type
     results = next(
-        e.item.results for e in events
+        e.item.results
+        for e in events
         if isinstance(e, ResponseOutputItemDoneEvent) and e.item.type == "file_search_call"
     )
     assert results
@@ -518,8 +538,9 @@ async def test_function_call_arguments_stream_in_pieces(
 async def test_identity_and_pacing(index: KnowledgeIndex) -> None:
     p = OfflineProvider(index, delay_s=0.001)
     assert (p.name, p.model, p.is_ai) == ("offline", None, False)
-    req = TurnRequest(instructions="", input=[{"role": "user", "content": "hello"}], tools=[],
-                      session_id="s")
+    req = TurnRequest(
+        instructions="", input=[{"role": "user", "content": "hello"}], tools=[], session_id="s"
+    )
     events = [e async for e in p.stream(req)]
     assert events[-1].type == "response.completed"
     await p.aclose()
