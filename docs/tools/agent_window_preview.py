@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from hitl_desktop.client.workspace import Workspace
@@ -182,6 +183,21 @@ of delivery instead (see *Returns*).
 """
 
 
+def dark_palette() -> QPalette:
+    """What a desktop in dark mode hands Fusion (offscreen has no system theme)."""
+    pal = QPalette()
+    roles = QPalette.ColorRole
+    for role, color in ((roles.Window, "#1b1f24"), (roles.WindowText, "#e6e9ed"),
+                        (roles.Base, "#15181c"), (roles.AlternateBase, "#22272e"),
+                        (roles.Text, "#e6e9ed"), (roles.Button, "#252a31"),
+                        (roles.ButtonText, "#e6e9ed"), (roles.Highlight, "#2f6fde"),
+                        (roles.HighlightedText, "#ffffff"), (roles.ToolTipBase, "#252a31"),
+                        (roles.ToolTipText, "#e6e9ed"), (roles.PlaceholderText, "#8b949e"),
+                        (roles.Link, "#79c0ff")):
+        pal.setColor(role, QColor(color))
+    return pal
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--screenshot", type=Path, default=None)
@@ -196,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     theme.apply_app_style(app)
     if args.dark:
-        from PySide6.QtCore import Qt
-
-        app.styleHints().setColorScheme(Qt.ColorScheme.Dark)
+        app.setPalette(dark_palette())
     ws = Workspace(send=lambda payload, session: None)
     window = AgentWindow(ws, restore=False)
     window.resize(args.width, args.height)

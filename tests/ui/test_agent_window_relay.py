@@ -93,7 +93,7 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
                 assert editor.text() == view.draft.text and editor.text()  # type: ignore[union-attr]
                 assert window.articles.articles(), "the KB search shows relevant articles"
                 editor.send()
-                await until(lambda: customer.agent_messages(), what="reply at the customer")
+                await until(customer.agent_messages, what="reply at the customer")
                 assert customer.agent_messages()[-1] == view.draft.text  # type: ignore[union-attr]
 
                 await customer.say("Help me cancel order ORD1001")

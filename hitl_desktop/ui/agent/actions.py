@@ -271,6 +271,9 @@ class ActionQueue(QWidget):
         self.history.setUniformRowHeights(False)
         header = self.history.header()
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.history.setAlternatingRowColors(False)
         hl.addWidget(self.history)
 
         split = QSplitter(Qt.Orientation.Vertical, self)
@@ -338,10 +341,12 @@ class ActionQueue(QWidget):
             item = QTreeWidgetItem([
                 time.strftime("%H:%M", time.localtime(appr.updated_at)),
                 call_signature(appr.tool, args),
-                STATE_LABEL.get(appr.state, appr.state) + (f" by {appr.by}" if appr.by else ""),
+                STATE_LABEL.get(appr.state, appr.state),
                 _summary(appr.result, appr.error, appr.reason),
             ])
             item.setForeground(2, QBrush(QColor(colors.get(appr.state, "#8a8a8a"))))
+            if appr.by:
+                item.setToolTip(2, f"{STATE_LABEL.get(appr.state, appr.state)} by {appr.by}")
             detail = json.dumps({"arguments": args, "result": appr.result, "error": appr.error,
                                  "reason": appr.reason}, indent=2, ensure_ascii=False)
             child = QTreeWidgetItem(["", "", "", detail])
@@ -349,6 +354,7 @@ class ActionQueue(QWidget):
             self.history.addTopLevelItem(item)
         for col in range(3):
             self.history.resizeColumnToContents(col)
+        self.history.setColumnWidth(1, min(self.history.columnWidth(1), 260))
 
     def _approve(self, approval_id: str, arguments: dict[str, Any]) -> None:
         self.workspace.approve(approval_id, arguments)

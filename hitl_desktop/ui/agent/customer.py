@@ -67,6 +67,9 @@ class CustomerPanel(QWidget):
         self.orders.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.orders.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.orders.setShowGrid(False)
+        self.orders.setWordWrap(False)
+        self.orders.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.orders.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.orders.horizontalHeader().setSectionResizeMode(
             len(ORDER_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         lay = QVBoxLayout(self)
@@ -113,5 +116,6 @@ class CustomerPanel(QWidget):
                                           | Qt.AlignmentFlag.AlignVCenter)
                 item.setToolTip(_fmt("items", order.get("items")) or "")
                 self.orders.setItem(r, col, item)
-        self.orders.resizeColumnsToContents()
-        self.orders.horizontalHeader().setStretchLastSection(True)
+        for col in range(len(ORDER_COLUMNS) - 1):
+            self.orders.resizeColumnToContents(col)
+        self.orders.resizeRowsToContents()

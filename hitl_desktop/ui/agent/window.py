@@ -164,7 +164,7 @@ class AgentWindow(QMainWindow):
                          Qt.Orientation.Horizontal)
         self.resizeDocks([d["conversation"], d["suggestion"]], [520, 300], Qt.Orientation.Vertical)
         self.resizeDocks([d["actions"], d["articles"]], [480, 340], Qt.Orientation.Vertical)
-        self.resizeDocks([d["inbox"], d["customer"]], [420, 400], Qt.Orientation.Vertical)
+        self.resizeDocks([d["inbox"], d["customer"]], [340, 480], Qt.Orientation.Vertical)
 
     def reset_layout(self) -> None:
         """Back to the layout the window started with."""
@@ -219,9 +219,9 @@ class AgentWindow(QMainWindow):
                                self.suggestion_editor.send, "Send the reply")
         self.regenerate_action = act("Regenerate", ["Ctrl+Shift+G"],
                                      self.suggestion_editor.regenerate, "New draft")
-        self.approve_action = act("Approve first action", ["Ctrl+Shift+A"],
+        self.approve_action = act("✓ Approve first action", ["Ctrl+Shift+A"],
                                   self.approve_first, "Approve the first pending action")
-        self.reject_action = act("Reject first action", ["Ctrl+Shift+R"],
+        self.reject_action = act("✕ Reject first action", ["Ctrl+Shift+R"],
                                  self.reject_first, "Reject the first pending action")
         bar.addAction(self.prev_action)
         bar.addAction(self.next_action)
