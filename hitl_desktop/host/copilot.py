@@ -177,7 +177,7 @@ class HostCopilot:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deciding: set[str] = set()
         self._last_error: str | None = None
-        self._published_state: dict[str, str] = {}
+        self._published_state: dict[str, tuple[str, str | None]] = {}
         self._closed = False
         self._started = False
 
@@ -266,12 +266,25 @@ class HostCopilot:
             log.exception("publishing %s to %s failed", type(payload).__name__, session_id)
 
     async def _set_state(self, session_id: str) -> None:
-        """Publish ``assistant.status`` into the session when the engine's state changed."""
+        """Tell agents when the engine's state changed (busy, ready, error).
+
+        The relay's host-wide ``broadcast_status`` reaches every agent; an outbox
+        without it gets the status in the session that caused the change.
+        """
         status = self.status()
-        if self._published_state.get(session_id) == status.state:
+        key = (status.state, status.message)
+        broadcast = getattr(self.outbox, "broadcast_status", None)
+        scope = "*" if callable(broadcast) else session_id
+        if self._published_state.get(scope) == key:
             return
-        self._published_state[session_id] = status.state
-        await self._publish(session_id, status)
+        self._published_state[scope] = key
+        if callable(broadcast):
+            try:
+                broadcast(status)
+            except Exception:
+                log.exception("broadcasting the assistant status failed")
+        else:
+            await self._publish(session_id, status)
 
     # ----------------------------------------------------------- relay entry points
 
@@ -714,7 +727,7 @@ class HostCopilot:
         pending = await asyncio.to_thread(self.store.pending_approvals, sid)
         for rec in pending:
             if rec.tool == call.name and rec.proposed_arguments == args:
-                out = rec.model_output()
+                out = _awaiting(rec)
                 out["message"] = ("This exact action is already waiting for the "
                                   "representative's approval and has NOT been carried out. "
                                   "Do not request it again; tell the customer it is being "
@@ -728,10 +741,18 @@ class HostCopilot:
             approval_id=rec.approval_id, call_id=call.call_id, tool=call.name,
             description=tool.description, arguments=rec.proposed_arguments,
             parameters_schema=tool.parameters, expires_at=rec.expires_at))
-        return rec.model_output()
+        return _awaiting(rec)
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _awaiting(rec: ApprovalRecord) -> dict[str, Any]:
+    """The function_call_output of a queued action: neither a success nor a failure
+    (no ``ok`` key), so neither a model nor the offline engine reads it as an outcome."""
+    out = rec.model_output()
+    out.pop("ok", None)
+    return out
 
 
 def _done(turn: _Turn) -> bool:

@@ -152,6 +152,7 @@ async def open_desk(
     tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, *,
     key: str | None = "fake", settings: Settings | None = None, max_retries: int = 3,
     provider_factory: Callable[[Paths, Settings], Any] | None = None,
+    override: str | None = None,
 ) -> Desk:
     if key is not None:
         monkeypatch.setenv("OPENAI_API_KEY", fake.api_key if key == "fake" else key)
@@ -160,6 +161,8 @@ async def open_desk(
                                     vector_store_id="vs_test", model="gpt-5-mini")
 
     def factory(outbox: Any) -> HostCopilot:
+        if override is not None:
+            return build_copilot(paths, settings, outbox, provider_override=override)
         provider = (provider_factory(paths, settings) if provider_factory is not None else
                     OpenAIProvider.from_settings(paths, settings, max_retries=max_retries))
         return build_copilot(paths, settings, outbox, provider=provider)
@@ -296,6 +299,47 @@ async def test_end_to_end_flow_cancels_ord1001_exactly_once(desk: Desk) -> None:
     await desk.send_draft(draft3)
     await customer.wait("chat.message", where=lambda f: f["data"]["text"] == draft3["text"])
     assert not customer.of("approval.created") and not customer.of("tool.call")
+
+
+async def test_end_to_end_flow_with_the_offline_assistant(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    desk = await open_desk(tmp_path, fake, monkeypatch, key=None, override="offline",
+                           settings=Settings(provider="offline"))
+    desks.append(desk)
+    agent, customer = desk.agent, desk.customer
+    assert desk.copilot.status().is_ai is False
+
+    await desk.say("How can I cancel my order?")
+    articles = (await agent.wait("articles"))["data"]["articles"]
+    assert any("cancel" in a["article_id"] for a in articles)
+    draft1 = await desk.draft()
+    assert draft1["text"] and draft1["citations"]
+    assert desk.copilot.index is not None
+    assert all(desk.copilot.index.get(c["article_id"]) for c in draft1["citations"])
+    await desk.send_draft(draft1)
+    await customer.wait("chat.message", where=lambda f: f["data"]["text"] == draft1["text"])
+
+    await desk.say("Help me cancel order ORD1001")
+    created = (await agent.wait("approval.created"))["data"]
+    assert created["tool"] == "cancel_order" and created["arguments"] == {"order_id": "ORD1001"}
+    draft2 = await desk.draft(2)
+    assert "sorry" not in draft2["text"].lower() and "ORD1001" in draft2["text"]
+    assert desk.order_status("ORD1001") == "pending"
+    await desk.send_draft(draft2)
+
+    await agent.send(ApprovalApprove(approval_id=created["approval_id"]), desk.sid)
+    await agent.wait("approval.updated", state="executed")
+    assert desk.order_status("ORD1001") == "cancelled"
+    await agent.wait("draft.started", reason="approval")
+    draft3 = await desk.draft(3)
+    assert "ORD1001" in draft3["text"] and "cancel" in draft3["text"].lower()
+    await desk.send_draft(draft3)
+    await customer.wait("chat.message", where=lambda f: f["data"]["text"] == draft3["text"])
+    executed = [r for r in desk.copilot.store.audit_rows(approval_id=created["approval_id"])
+                if r["event"] == "executed"]
+    assert len(executed) == 1 and executed[0]["actor"] == "Dana"
+    assert not fake.requests  # the offline assistant never calls out
 
 
 async def test_history_survives_a_host_restart(tmp_path: Path, fake: FakeOpenAI,
