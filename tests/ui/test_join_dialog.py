@@ -56,12 +56,12 @@ def test_discovered_hosts_fill_the_link(qtbot: object) -> None:
     agent = JoinDialog("agent", browser=browser)
     browser.host_found.emit(_host())
     assert customer.hosts.count() == 1 and agent.hosts.count() == 1
-    assert "192.0.2.9:8765" in customer.hosts.item(0).text()  # type: ignore[union-attr]
+    assert "192.0.2.9:8765" in customer.hosts.item(0).text()
 
-    customer._pick(customer.hosts.item(0))  # type: ignore[arg-type]
+    customer._pick(customer.hosts.item(0))
     assert customer.link.text() == LOBBY and customer.join_button.isEnabled()
 
-    agent._pick(agent.hosts.item(0))  # type: ignore[arg-type]
+    agent._pick(agent.hosts.item(0))
     assert agent.link.text() == "hitl://192.0.2.9:8765/agent#"
     assert "secret" in agent.error.text() and not agent.join_button.isEnabled()
     agent.link.setText(agent.link.text() + SECRET)
