@@ -41,7 +41,7 @@ def summary(sid: str, name: str, cid: str, last: str, ago: float, *, pending: in
             state: str = "open") -> p.SessionSummary:
     now = time.time()
     return p.SessionSummary(session_id=sid, title=f"Chat with {name}", customer_id=cid,
-                            customer_name=name, state=state,  # type: ignore[arg-type]
+                            customer_name=name, state=state,  # type: ignore[arg-type,unused-ignore]
                             created_at=now - ago - 300, last_seq=0, last_message=last,
                             last_message_at=now - ago, pending_approvals=pending)
 

@@ -30,7 +30,7 @@ def summary(sid: str, name: str = "Alex Morgan", *, last_seq: int = 0, state: st
             customer_id: str = "CUST1001") -> p.SessionSummary:
     return p.SessionSummary(
         session_id=sid, title=f"Chat with {name}", customer_id=customer_id,
-        customer_name=name, state=state,  # type: ignore[arg-type]
+        customer_name=name, state=state,  # type: ignore[arg-type,unused-ignore]
         created_at=created or time.time() - 100, last_seq=last_seq,
         last_message_at=last_at)
 
