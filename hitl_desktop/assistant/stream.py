@@ -179,8 +179,10 @@ class ToolCallReady:
     ``arguments`` is the parsed object, or ``None`` with ``error`` set when the
     model sent invalid JSON (tell the model via the function_call_output).
     ``item`` is the ``function_call`` input item (``type, call_id, name,
-    arguments`` as a JSON string) to append to the conversation; every such
-    item needs a matching ``function_call_output`` in the next request.
+    arguments`` as a JSON string, no server id); every such item needs a
+    matching ``function_call_output`` in the next request. When the response
+    completes, append :attr:`Completed.output_items` instead (it holds these
+    same calls, plus the reasoning items and ids they must travel with).
     """
 
     call_id: str

@@ -189,6 +189,13 @@ async def test_errors(fake: FakeOpenAI, index: KnowledgeIndex) -> None:
     assert isinstance(failed, Failed) and failed.code == "stream_cut"
     assert failed.partial_text.startswith("xxxxx")
     assert [r.status for r in fake.chat_requests()][-2:] == [503, 200]
+    fake.enqueue_chat(Reply(text="Partial answer here", chunk=4, error_after=2))
+    p = provider(fake, index, "chat")
+    updates = [u async for u in translate(p.stream(turn()))]
+    await p.aclose()
+    failed = updates[-1]
+    assert isinstance(failed, Failed) and failed.code == "server_error" and failed.retryable
+    assert failed.partial_text == "Partial "  # two content chunks, then the error
 
 
 async def test_factory_builds_it_from_settings(fake: FakeOpenAI,
