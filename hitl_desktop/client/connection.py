@@ -7,8 +7,10 @@ drives, so Qt and asyncio share one thread and one loop.
 Reliability model (docs/PROTOCOL.md): durable host messages carry a per-session
 ``seq``. The connection remembers the last seq it processed per session and
 presents it in ``hello.resume`` after a drop, so the host replays exactly what was
-missed. Duplicates (seq already seen) are dropped; a gap (seq jumps) means a frame
-was lost, so the connection resyncs by reconnecting. Client messages queue in an
+missed. Duplicates (seq already seen) are dropped; for agents, who see every
+durable message, a gap (seq jumps) means a frame was lost, so the connection
+resyncs by reconnecting (customers are not sent agent-only messages, so their
+seqs skip by design). Client messages queue in an
 outbox while offline and are written after the next ``welcome``; a message written
 just before a drop whose confirmation never came is written again once the replay
 has caught up (by then the replay would have carried its echo if the host got it).
@@ -46,6 +48,7 @@ from hitl_desktop.core.protocol import (
     Hello,
     Payload,
     ProtocolError,
+    Role,
     Welcome,
     client_type,
     decode_host,
@@ -605,7 +608,7 @@ class HostConnection(QObject):
                 if env.seq <= last:
                     self.duplicates_dropped += 1
                     return
-                if env.seq != last + 1:
+                if env.seq != last + 1 and self._sees_everything():
                     log.warning(
                         "seq gap in session %s: have %d, got %d; resyncing",
                         env.session, last, env.seq,
@@ -619,6 +622,11 @@ class HostConnection(QObject):
         if isinstance(payload, ChatMessage):
             self._confirm(payload.message_id)
         self.message_received.emit(env, payload)
+
+    def _sees_everything(self) -> bool:
+        """Agents get every durable message, so their seqs are contiguous; customers
+        are not sent the agent-only ones (drafts, tools), so theirs skip by design."""
+        return self._welcome is not None and self._welcome.role is not Role.CUSTOMER
 
     def _schedule_ack(self, session: str, seq: int) -> None:
         self._ack_pending[session] = seq

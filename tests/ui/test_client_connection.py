@@ -202,3 +202,41 @@ async def test_lobby_customer_returns_to_its_session_after_a_restart(tmp_path: P
             assert other.session_id != session
         finally:
             await other.aclose()
+
+
+async def test_customers_skip_agent_only_seqs_and_agents_resync_on_a_real_gap(
+    tmp_path: Path,
+) -> None:
+    from hitl_desktop.core.protocol import DraftStarted
+
+    async with running_host(tmp_path) as host:
+        created = host.create_session()
+        sid = created.session_id
+        customer = HostConnection(InviteLink.parse(created.customer_link))
+        agent = HostConnection(InviteLink.parse(host.desk_link), backoff_base=0.05)
+        c_seen: list[tuple[Envelope, Payload]] = []
+        a_seen: list[tuple[Envelope, Payload]] = []
+        customer.message_received.connect(lambda e, p: c_seen.append((e, p)))
+        agent.message_received.connect(lambda e, p: a_seen.append((e, p)))
+        try:
+            await _connected(customer)
+            await _connected(agent)
+            await host.relay.publish(sid, DraftStarted(turn_id="t1", reason="customer_message",
+                                                       provider="test"))
+            agent.send(ChatSend(text="one"), session=sid)
+            await until(lambda: _texts(c_seen, sid) == ["one"], what="customer got it")
+            assert customer.resyncs == 0, "agent-only seqs are not a gap for customers"
+
+            # a durable message logged but never delivered: the agent must notice
+            row = host.relay.sessions[sid].row
+            host.relay_log.append(row, ChatMessage(message_id="lost", author={"role": "agent",
+                                  "name": "A"}, text="lost in transit"))
+            agent.send(ChatSend(text="two"), session=sid)
+            await until(lambda: _texts(a_seen, sid)[-1:] == ["two"], what="after resync")
+            assert agent.resyncs >= 1
+            assert _texts(a_seen, sid) == ["one", "lost in transit", "two"]
+            seqs = [e.seq for e, _ in a_seen if e.seq is not None and e.session == sid]
+            assert seqs == list(range(1, len(seqs) + 1))
+        finally:
+            await customer.aclose()
+            await agent.aclose()
