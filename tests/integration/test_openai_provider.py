@@ -248,9 +248,12 @@ async def test_openai_base_url_env_is_honoured(fake: FakeOpenAI,
     assert of(updates, Completed)[0].text == "via env"
 
 
-def test_auto_without_key_is_offline() -> None:
+async def test_auto_without_key_is_offline() -> None:
     paths = resolve_paths().ensure()
     assert resolve_provider_name(paths, Settings()) == "offline"
+    offline = make_provider(paths, Settings())
+    assert offline.name == "offline" and offline.is_ai is False
+    await offline.aclose()
     assert resolve_provider_name(paths, Settings(), "compatible") == "compatible"
     with pytest.raises(ValueError, match="unknown provider"):
         resolve_provider_name(paths, Settings(provider="gpt"))
