@@ -34,6 +34,7 @@ from tests.support.fake_openai import (
     FakeOpenAI,
     Hit,
     HttpError,
+    Replay,
     Reply,
     replay_turns,
     serve_in_thread,
@@ -350,6 +351,20 @@ async def test_stream_cut_mid_draft(fake: FakeOpenAI) -> None:
     assert failed.partial_text and "Your order ORD1001".startswith(failed.partial_text[:10])
     assert not of(updates, Completed)
     assert len(fake.requests) == 1  # never replayed after text reached the agents
+
+
+async def test_stream_ending_without_a_terminal_event(
+        fake: FakeOpenAI, recorded_streams: Path) -> None:
+    """A clean end of the HTTP body before ``response.completed`` is a cut too."""
+    (full,) = replay_turns(recorded_streams / "file-search-2.jsonl")
+    fake.enqueue(Replay(full.events[:30]))
+    p = provider(fake)
+    updates = await collect(p, turn())
+    await p.aclose()
+    failed = updates[-1]
+    assert isinstance(failed, Failed) and failed.code == "stream_cut"
+    assert failed.partial_text.startswith("The document defines")
+    assert of(updates, SearchResults) and not of(updates, Completed)
 
 
 async def test_error_event_mid_stream(fake: FakeOpenAI) -> None:
