@@ -229,7 +229,7 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "voucher": (
         r"\b(?:voucher|coupon|discount|promo|gift card|giftcard|compensation|credit)\w*\b",
-        r"\bcode\b",
+        r"\b(?:discount|promo|voucher|coupon|gift) codes?\b",
         r"\bgoodwill\b|\bmake up for\b",
     ),
     "complaint": (
@@ -296,7 +296,7 @@ INTENT_QUERY: dict[str, str] = {
     "order_history": "order history past orders",
     "password": "reset password",
     "account_recovery": "account recovery access",
-    "profile": "update profile details",
+    "profile": "update profile details change",
     "voucher": "voucher",
     "complaint": "complaint",
     "bug": "problem website ticket",
@@ -316,7 +316,8 @@ ACTION_INTENTS: frozenset[str] = frozenset(
 
 _QUESTION_RE = re.compile(
     r"^(?:so |and |also |ok |okay |hi |hello |hey |quick question )*(?:how|what|whats|what's|when|which"
-    r"|is there|is it|are there|are|do|does|can i|could i|may i|am i|if i|would i|is"
+    r"|is there|is it|are there|are|do|does|can(?! you)|could(?! you)|may|am i|if i|would(?! you)"
+    r"|will(?! you)|should|is|has|have"
     r"|will i|how long|how many|how much|is the|are the|what is|what are|why)\b"
 )
 _REQUEST_RE = re.compile(
@@ -410,12 +411,15 @@ def _resolve(intents: list[str], norm: str, order_ids: list[str]) -> list[str]:
         if name in s:
             s.remove(name)
 
-    if (
-        "return" in s
-        and re.search(r"\breturn (?:policy|window)\b", norm) is None
-        and ("refund" in s)
-    ):
-        drop("refund")  # "return it and get my money back": the return is the action
+    if "return" in s and "refund" in s:
+        if re.search(
+            r"\b(?:i|we) (?:already |have )?(?:returned|sent (?:it|them|\w+ \w+) back)\b", norm
+        ):
+            drop("return")  # "I returned it weeks ago, where is my refund?"
+        elif re.search(r"\breturn (?:policy|window)\b", norm) is None:
+            drop(
+                "refund"
+            )  # "return it and get my money back": the return is the action  # "return it and get my money back": the return is the action
     if (
         "cancel" in s
         and "refund" in s
@@ -506,7 +510,11 @@ def _resolve(intents: list[str], norm: str, order_ids: list[str]) -> list[str]:
 
 def complaint_type(norm: str) -> str:
     """The create_complaint ``type`` matching the customer's words."""
-    if re.search(r"\b(?:late|delay\w*|slow|took (?:so|too) long|waiting|still not|weeks)\b", norm):
+    if re.search(
+        r"\b(?:late|delay\w*|slow|took (?:so |too )?(?:long|forever|ages)|forever|ages|waiting"
+        r"|still not|weeks)\b",
+        norm,
+    ):
         return "order_delay"
     if re.search(
         r"\b(?:courier|driver|carrier|delivery guy|left (?:it )?(?:at|outside|in)|thrown|delivery"

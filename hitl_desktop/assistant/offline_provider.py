@@ -76,6 +76,7 @@ _TOOL_INTENT = {
     "get_order_history": "order_history",
 }
 _FREE_TEXT = ("details", "reason")
+_REP_TOPICS = frozenset({"human"})  # answered from a representatives' (kb/) article
 #: Words every shop conversation uses; they say nothing about the topic.
 _GENERIC_RE = re.compile(
     r"\b(?:ORD[\s#-]?\d{4}|#?\d{4}|orders?|items?|products?|northwind|goods|stuff|things?)\b",
@@ -382,6 +383,15 @@ class _Planner:
             "tracking",
         ):
             oid = self.order_for(intent)
+            if (
+                intent in ("tracking", "missing")
+                and oid
+                and (
+                    nlu.order_ids_in(self.ctx.latest)
+                    or re.search(r"\b(?:it|my order|the order)\b", u.normalized)
+                )
+            ):
+                return self._lookup(intent, oid)
             if self.question(intent) and not nlu.order_ids_in(self.und.segments.get(intent, "")):
                 if intent in ("tracking", "missing") and re.search(r"\bmy\b", u.normalized):
                     return self._history(intent) if not oid else self._lookup(intent, oid)
@@ -396,7 +406,7 @@ class _Planner:
                     return []
                 return [Step(intent, "cancel_order", {"order_id": oid})]
             if intent in ("tracking", "missing"):
-                return self._lookup(intent, oid)
+                return self._lookup(intent, oid)  # a named order: always look it up
             if intent == "damaged":
                 if not cust:
                     return self._lookup(intent, oid)
@@ -862,10 +872,11 @@ class OfflineProvider:
     def _topic_query(intent: str, clause: str, planner: _Planner) -> str:
         """The search words for an intent; a few depend on how it was asked."""
         norm = nlu.normalize(clause)
+        if intent == "profile" and planner.und.profile is not None:
+            return f"{nlu.INTENT_QUERY[intent]} {planner.und.profile.field}"
         if intent == "return":
-            if re.search(r"\b(?:how (?:do|can|to|would)|steps?|label)\b", norm) or not _is_question(
-                clause
-            ):
+            asked = re.search(r"\b(?:how (?:do|can|to|would)|steps?|label)\b", norm)
+            if asked or not planner.question(intent):
                 return "how to return a product steps"
             return "return policy 30 days window"
         return nlu.INTENT_QUERY[intent]
@@ -881,7 +892,7 @@ class OfflineProvider:
         by_words = self._search(words) if re.search(r"[A-Za-z]{3,}", words) else []
         best: dict[str, SearchHit] = {}
         total: dict[str, float] = {}
-        for hits, weight in ((by_topic, 1.0), (by_words, 0.8)):
+        for hits, weight in ((by_topic, 1.0), (by_words, 0.5)):
             top = max((h.score for h in hits), default=0.0)
             for h in hits:
                 total[h.article_id] = total.get(h.article_id, 0.0) + weight * (
@@ -937,7 +948,7 @@ class OfflineProvider:
                 topic = self._topic_query(intent, seg or ctx.latest, planner)
                 queries.append(f"{seg} {topic}".strip())
                 hits = self._fused(topic, seg)
-                pick = self._pick(hits)
+                pick = hits[0] if hits and intent in _REP_TOPICS else self._pick(hits)
                 if pick is not None and all(p.article_id != pick.article_id for _, p in picks):
                     picks.append((intent, pick))
                 pool += hits
