@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QDockWidget, QToolBar
 from pytestqt.qtbot import QtBot
@@ -19,7 +20,8 @@ from tests.ui.agent_feed import Feed, Sent, summary, welcome
 # the offscreen platform plugin cannot propagate dock size hints; harmless there
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
-DOCKS = {"inbox", "conversation", "suggestion", "articles", "viewer", "actions", "customer"}
+DOCKS = {"inbox", "conversation", "suggestion", "articles", "viewer", "actions", "customer",
+         "kb"}
 
 
 @pytest.fixture
@@ -328,3 +330,48 @@ def test_status_bar_shows_connection_and_engine(window: AgentWindow, ws: Workspa
     feed(p.AssistantStatus(provider="openai", model="gpt-5-mini", is_ai=True, state="ready"),
          None)
     assert "gpt-5-mini" in window.assistant_label.text()
+
+
+def test_unsent_edits_survive_switching_sessions(window: AgentWindow, ws: Workspace,
+                                                 feed: Feed) -> None:
+    ed = window.suggestion_editor
+    feed(p.DraftStarted(turn_id="t1", reason="customer_message", provider="offline"))
+    feed(p.DraftCompleted(turn_id="t1", text="Draft for Alex"))
+    ed.editor.setFocus()
+    QTest.keyClicks(ed.editor, " (checked)")
+    mine = ed.text()
+    assert mine.endswith("(checked)") and ed.user_edited
+    ws.select_session("s2")
+    assert ed.text() == ""
+    ws.select_session("s1")
+    assert ed.text() == mine and ed.user_edited
+
+
+def test_typing_in_the_editor_tells_the_customer(window: AgentWindow, sent: Sent) -> None:
+    ed = window.suggestion_editor
+    ed.editor.setFocus()
+    QTest.keyClicks(ed.editor, "Hi")
+    typing = sent.of("typing")
+    assert typing and isinstance(typing[0], p.Typing) and typing[0].active
+    ed.send()
+    assert sent.of("chat.send")[-1].text == "Hi"  # type: ignore[attr-defined]
+
+
+def test_follows_a_dark_palette(window: AgentWindow, qapp: QApplication) -> None:
+    light_css = window.styleSheet()
+    before = qapp.palette()
+    dark = QPalette(before)
+    for role, color in ((QPalette.ColorRole.Window, "#1b1f24"),
+                        (QPalette.ColorRole.Base, "#15181c"),
+                        (QPalette.ColorRole.Text, "#e6e9ed"),
+                        (QPalette.ColorRole.WindowText, "#e6e9ed")):
+        dark.setColor(role, QColor(color))
+    try:
+        qapp.setPalette(dark)
+        QApplication.processEvents()
+        assert window.styleSheet() != light_css
+        assert "#1d2228" in window.styleSheet()  # the dark surface colour of ui.theme
+    finally:
+        qapp.setPalette(before)
+        QApplication.processEvents()
+    assert window.styleSheet() == light_css

@@ -84,6 +84,14 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
             await until(lambda: view.customer is not None, what="customer details")
             assert "Alex Morgan" in window.customer.profile.text()
 
+            # the Knowledge base dock lists the host's articles through kb.search
+            kb = window.kb_browser
+            assert kb is not None and window.docks["kb"].objectName() == "dock_kb"
+            await until(lambda: kb.results.count() > 5, what="KB listing")  # type: ignore[attr-defined]
+            kb.open_article("faq/cancel-order")  # type: ignore[attr-defined]
+            await until(lambda: "cancel" in kb.view.toPlainText().lower(),  # type: ignore[attr-defined]
+                        what="KB article")
+
             async with Customer(created.customer_link) as customer:
                 await customer.say("How can I cancel my order?")
                 await until(lambda: view.draft is not None and view.draft.state == "completed",

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
+from hitl_desktop.ui.agent.style import is_dark
 
 log = logging.getLogger(__name__)
 ROLE_ARTICLE = Qt.ItemDataRole.UserRole + 1
@@ -147,7 +148,7 @@ class ArticlesPanel(QWidget):
         view = self.workspace.current
         self.list.clear()
         articles = view.current_articles if view is not None else []
-        dark = self.palette().color(QPalette.ColorRole.Base).lightness() < 128
+        dark = is_dark()
         muted, accent = ("#9aa0a6", "#4c8dff") if dark else ("#6b7280", "#2f6fde")
         for rank, art in enumerate(articles, 1):
             kind = "FAQ" if art.kind == "faq" else "Guide"
@@ -200,8 +201,8 @@ class ArticleViewer(QWidget):
         self.workspace.request_article(article_id)
 
     def _on_loaded(self, content: p.ArticleContent) -> None:
-        if self.article_id is not None and content.article_id != self.article_id:
-            return
+        if content.article_id != self.article_id:
+            return  # someone else's request (e.g. the KB browser)
         self.show_content(content, self.passage)
 
     def show_content(self, content: p.ArticleContent, passage: str = "") -> None:
@@ -234,7 +235,7 @@ class ArticleViewer(QWidget):
         end.movePosition(QTextCursor.MoveOperation.EndOfBlock)
         block_cur.setPosition(end.position(), QTextCursor.MoveMode.KeepAnchor)
         fmt = QTextCharFormat()
-        dark = self.palette().color(QPalette.ColorRole.Base).lightness() < 128
+        dark = is_dark()
         fmt.setBackground(QColor("#6b5a12" if dark else "#fff1a8"))
         sel = QTextEdit.ExtraSelection()
         sel.cursor = block_cur

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QUrl
-from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from hitl_desktop.client.workspace import ChatItem, NoteItem, ToolItem, Workspace
+from hitl_desktop.ui.agent.style import is_dark
 
 
 def call_signature(name: str, arguments: dict[str, Any]) -> str:
@@ -79,8 +79,7 @@ class ConversationPanel(QWidget):
         if view is None:
             self.browser.setHtml("<p style='color:gray'>No conversation selected.</p>")
             return
-        pal = self.palette()
-        dark = pal.color(QPalette.ColorRole.Window).lightness() < 128
+        dark = is_dark()
         theirs = "#2b2f36" if dark else "#f0f2f5"
         ours = "#1f3d6b" if dark else "#dbe8ff"
         tool_bg = "#262a30" if dark else "#fafafa"

@@ -7,13 +7,15 @@ from PySide6.QtWidgets import QWidget
 from hitl_desktop.ui import theme
 
 
-def is_dark(widget: QWidget) -> bool:
-    return theme.is_dark(widget.palette())
+def is_dark(widget: QWidget | None = None) -> bool:
+    """The system's scheme, not the widget's palette: our own style sheet sets the
+    window background, which would otherwise feed back into the answer."""
+    return theme.is_dark()
 
 
 def agent_style(widget: QWidget) -> str:
     """Accents, cards and chips on top of the platform style, for light and dark palettes."""
-    c = theme.colors(widget.palette())
+    c = theme.colors()
     ok_bg = "#17351f" if c.dark else "#e3f5e8"
     return f"""
 QMainWindow {{ background: {c.window}; }}
