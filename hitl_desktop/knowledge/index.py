@@ -175,14 +175,17 @@ class KnowledgeIndex:
         root = Path(root)
         index_path = Path(index_path)
         index_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = cls._connect(index_path)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = cls._connect(index_path)
             self = cls(root, conn)
             self.refresh()
         except sqlite3.DatabaseError as exc:  # corrupt or foreign file: start over
             log.warning("index %s unusable (%s); recreating it", index_path, exc)
-            conn.close()
-            index_path.unlink(missing_ok=True)
+            if conn is not None:
+                conn.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{index_path}{suffix}").unlink(missing_ok=True)
             conn = cls._connect(index_path)
             self = cls(root, conn)
             self.refresh()
