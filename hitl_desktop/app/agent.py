@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QWidget
 
 from hitl_desktop.app.customer import ask_for_link, qt_app, run_on_qt_loop
 from hitl_desktop.core.links import InvalidLink, InviteLink
@@ -26,6 +31,26 @@ def _link_from(args: argparse.Namespace) -> InviteLink | None:
         return InviteLink.parse(text)
     log.info("agent: no link given, asking for one")
     return ask_for_link("agent")
+
+
+def _close_on_signals(window: QWidget) -> None:
+    """SIGTERM/SIGINT close the window, so the layout is saved and the socket said goodbye.
+
+    Python runs signal handlers only between bytecodes; while Qt idles in C++ a
+    light timer gives it the chance.
+    """
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("agent: signal %d, closing", signum)
+        QTimer.singleShot(0, window.close)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread / platform
+            signal.signal(sig, handler)
+    wake = QTimer(window)
+    wake.setInterval(250)
+    wake.timeout.connect(lambda: None)
+    wake.start()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         window = AgentWindow(workspace, config_dir=paths.config_dir)
         closed = asyncio.Event()
         window.closed.connect(closed.set)
+        _close_on_signals(window)
         window.show()
         connection.open()
         log.info("agent: window up")
