@@ -61,7 +61,7 @@ from hitl_desktop.core.protocol import (
     ToolResult,
     new_id,
 )
-from hitl_desktop.host.conversation import ConversationStore
+from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
 from hitl_desktop.store.errors import Expired
 
@@ -104,6 +104,7 @@ class _Turn:
     cited: set[str] = field(default_factory=set)
     articles_sent: set[str] = field(default_factory=set)
     finishing: bool = False  # past the point where a newer message makes it stale
+    announced: bool = False  # draft.started went out (else a stale notice is noise)
     task: asyncio.Task[None] | None = None
 
 
@@ -176,6 +177,7 @@ class HostCopilot:
         self._turns: dict[str, _Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deciding: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
         self._last_error: str | None = None
         self._published_state: dict[str, tuple[str, str | None]] = {}
         self._closed = False
@@ -188,7 +190,10 @@ class HostCopilot:
         if self._started:
             return
         self._started = True
-        self._spawn(self._report_interrupted(), "report-interrupted")
+        # read before any turn of this process starts: only a previous run's drafts
+        interrupted = self.conversations.interrupted_drafts()
+        if interrupted:
+            self._spawn(self._report_interrupted(interrupted), "report-interrupted")
         self._spawn(self._expiry_loop(), "approval-expiry")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -224,8 +229,8 @@ class HostCopilot:
                 log.exception("closing %r failed", close)
         self.conversations.close()
 
-    async def _report_interrupted(self) -> None:
-        for draft in self.conversations.interrupted_drafts():
+    async def _report_interrupted(self, drafts: list[DraftRecord]) -> None:
+        for draft in drafts:
             await self._publish(
                 draft.session_id,
                 DraftFailed(turn_id=draft.turn_id, code=ErrorCode.INTERNAL,
@@ -289,27 +294,53 @@ class HostCopilot:
     # ----------------------------------------------------------- relay entry points
 
     async def on_customer_message(self, session_id: str, message_id: str, text: str) -> None:
-        await self._supersede(session_id, "superseded by a newer customer message")
-        self.conversations.append(session_id, {"role": "user", "content": text})
-        self._start_turn(session_id, "customer_message")
+        await self._next_turn(session_id, "superseded by a newer customer message",
+                              [{"role": "user", "content": text}], "customer_message")
 
     async def on_agent_message(
         self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
     ) -> None:
-        """The model must see what the customer saw: the sent text, not the draft."""
-        await self._supersede(session_id, "the representative replied")
-        self.conversations.record_sent(session_id, message_id, text, draft_id, agent)
-        self.conversations.append(session_id, {"role": "assistant", "content": text})
+        """The model must see what the customer saw: the sent text, not the draft.
+
+        A draft still streaming is left alone (the agent may have sent a quick
+        "one moment"), unless the agent sent that very draft.
+        """
+        async with self._session_lock(session_id):
+            turn = self._turns.get(session_id)
+            if turn is not None and draft_id is not None and turn.turn_id == draft_id:
+                await self._supersede(session_id, "sent before it was finished")
+            self.conversations.record_sent(session_id, message_id, text, draft_id, agent)
+            self.conversations.append(session_id, {"role": "assistant", "content": text})
 
     async def regenerate(self, session_id: str) -> None:
-        await self._supersede(session_id, "regenerated")
-        self._start_turn(session_id, "regenerate")
+        if not self.conversations.items(session_id):
+            raise OperationError(ErrorCode.CONFLICT, "nothing to reply to yet")
+        await self._next_turn(session_id, "regenerated", [], "regenerate")
+
+    async def _next_turn(
+        self, session_id: str, stale_reason: str, items: list[dict[str, Any]], reason: str
+    ) -> None:
+        """Supersede the running draft, extend the history, start the next turn — as one
+        step per session, so two events racing (two customer devices, an approval and a
+        message) cannot interleave their history or orphan a turn."""
+        async with self._session_lock(session_id):
+            await self._supersede(session_id, stale_reason)
+            if items:
+                self.conversations.append(session_id, *items)
+            self._start_turn(session_id, reason)
+
+    def _session_lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        return lock
 
     async def discard(self, session_id: str, turn_id: str) -> None:
-        turn = self._turns.get(session_id)
-        if turn is not None and turn.turn_id == turn_id and not _done(turn):
-            await self._supersede(session_id, "discarded by the representative")
-            return
+        async with self._session_lock(session_id):
+            turn = self._turns.get(session_id)
+            if turn is not None and turn.turn_id == turn_id and not _done(turn):
+                await self._supersede(session_id, "discarded by the representative")
+                return
         draft = self.conversations.draft(turn_id)
         if draft is None or draft.session_id != session_id:
             raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
@@ -338,16 +369,14 @@ class HostCopilot:
         await self._publish(session_id, ApprovalUpdated(
             approval_id=approval_id, state=done.state, by=agent, arguments=done.arguments,
             result=done.result, error=done.error))
-        await self._supersede(session_id, "superseded by an approval decision")
         edited = (f" The representative edited the arguments (you proposed "
                   f"{_json(done.proposed_arguments)}).") if done.edited else ""
-        self.conversations.append(session_id, _developer(
+        await self._next_turn(session_id, "superseded by an approval decision", [_developer(
             f"The representative {agent} approved the action {done.tool} (approval "
             f"{approval_id}, call {done.call_id}) with arguments {_json(done.arguments)}."
             f"{edited} It was {'executed' if ok else 'attempted and FAILED'}. Result: "
             f"{_json(done.model_output())}. Draft a reply telling the customer the actual "
-            "outcome."))
-        self._start_turn(session_id, "approval")
+            "outcome.")], "approval")
 
     async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
         """Record the rejection; the model is told why and drafts the follow-up."""
@@ -363,13 +392,11 @@ class HostCopilot:
                 raise
         await self._publish(session_id, ApprovalUpdated(
             approval_id=approval_id, state="rejected", by=agent, reason=done.reason))
-        await self._supersede(session_id, "superseded by an approval decision")
-        self.conversations.append(session_id, _developer(
+        await self._next_turn(session_id, "superseded by an approval decision", [_developer(
             f"The representative {agent} rejected the action {done.tool} (approval "
             f"{approval_id}, call {done.call_id}); it was NOT executed. Reason: {done.reason}. "
             "Draft a reply to the customer accordingly; do not propose the same action again "
-            "unless the customer gives new information."))
-        self._start_turn(session_id, "rejection")
+            "unless the customer gives new information.")], "rejection")
 
     @contextlib.asynccontextmanager
     async def _deciding_on(self, approval_id: str) -> AsyncIterator[None]:
@@ -468,11 +495,13 @@ class HostCopilot:
         turn.task.cancel()
         await asyncio.wait({turn.task}, timeout=CANCEL_GRACE_S)
         self.conversations.draft_finished(turn.turn_id, "stale", text=turn.text)
-        await self._publish(session_id, DraftStale(turn_id=turn.turn_id, reason=reason))
+        if turn.announced:
+            await self._publish(session_id, DraftStale(turn_id=turn.turn_id, reason=reason))
         await self._set_state(session_id)
 
     async def _run_turn(self, turn: _Turn) -> None:
         sid = turn.session_id
+        turn.announced = True
         await self._publish(sid, DraftStarted(
             turn_id=turn.turn_id, reason=turn.reason, provider=self.provider.name))
         await self._set_state(sid)

@@ -1,0 +1,266 @@
+"""The co-pilot without sockets: its history store, its concurrency rules, engine failures.
+
+The outbox here records what the co-pilot publishes (the relay is tested through
+sockets in tests/integration/test_copilot_*.py); the provider replays scripted
+turns as real ``openai.types.responses`` event objects; the shop database,
+catalog and conversation store are the real ones in a temp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hitl_desktop.assistant.base import TurnRequest
+from hitl_desktop.assistant.stream import event_from_dict
+from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core.ports import OperationError
+from hitl_desktop.core.protocol import Payload, SessionSummary, host_type
+from hitl_desktop.host.conversation import ConversationStore
+from hitl_desktop.host.copilot import HostCopilot, build_copilot
+from tests.support.fake_openai import Call, Reply, reply_events
+
+SID = "s_unit"
+
+
+class RecordingOutbox:
+    """Keeps every published payload, in order (the relay's role, minus sockets)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, Payload]] = []
+        self.changed = asyncio.Event()
+
+    async def publish(self, session_id: str, payload: Payload, *, ref: str | None = None) -> int:
+        self.sent.append((session_id, host_type(payload), payload))
+        self.changed.set()
+        return len(self.sent)
+
+    def session_summary(self, session_id: str) -> SessionSummary | None:
+        return SessionSummary(session_id=session_id, title="t", customer_id="CUST1002",
+                              customer_name=None, state="open", created_at=0.0, last_seq=1)
+
+    def of(self, type_: str) -> list[Any]:
+        return [p for _s, t, p in self.sent if t == type_]
+
+    async def until(self, type_: str, count: int = 1) -> list[Any]:
+        async def wait() -> list[Any]:
+            while len(self.of(type_)) < count:
+                self.changed.clear()
+                await self.changed.wait()
+            return self.of(type_)
+        return await asyncio.wait_for(wait(), 5)
+
+
+class ScriptProvider:
+    """Plays scripted replies as the SDK's own event objects, one reply per request."""
+
+    name = "script"
+    model = "scripted"
+    is_ai = True
+
+    def __init__(self, *replies: Reply, delay: float = 0.0) -> None:
+        self.replies = list(replies)
+        self.delay = delay
+        self.requests: list[TurnRequest] = []
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[Any]:
+        self.requests.append(request)
+        reply = self.replies.pop(0)
+        body = {"model": self.model, "tools": request.tools,
+                "include": ["file_search_call.results"]}
+        for data in reply_events(reply, body):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield event_from_dict(data)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def outbox() -> RecordingOutbox:
+    return RecordingOutbox()
+
+
+async def make(tmp_path: Path, outbox: RecordingOutbox, provider: Any = None,
+               **settings: Any) -> HostCopilot:
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    return build_copilot(paths, Settings(**settings), outbox, provider=provider)
+
+
+# --------------------------------------------------------------------- conversation store
+
+
+def test_history_is_durable_and_ordered(tmp_path: Path) -> None:
+    path = tmp_path / "conv.sqlite3"
+    store = ConversationStore(path)
+    store.append("s1", {"role": "user", "content": "hi"})
+    store.append("s1", {"type": "function_call", "call_id": "c1", "name": "get_order",
+                        "arguments": "{}"},
+                 {"type": "function_call_output", "call_id": "c1", "output": "{}"})
+    store.append("s2", {"role": "user", "content": "other"})
+    store.close()
+    again = ConversationStore(path)
+    assert [i.get("role") or i["type"] for i in again.items("s1")] == [
+        "user", "function_call", "function_call_output"]
+    assert again.items("s2") == [{"role": "user", "content": "other"}]
+    assert again.items("nobody") == []
+    again.close()
+
+
+def test_draft_versus_sent(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conv.sqlite3")
+    store.draft_started("t1", "s1", "customer_message")
+    store.draft_finished("t1", "completed", text="Hello there.")
+    same = store.record_sent("s1", "m1", "Hello there.", "t1", "Dana")
+    assert same.edited is False and same.draft_text == "Hello there."
+    edited = store.record_sent("s1", "m2", "Hello there, Alex!", "t1", "Dana")
+    assert edited.edited is True
+    free = store.record_sent("s1", "m3", "Free text", None, "Dana")
+    assert free.edited is None and free.draft_text is None
+    foreign = store.record_sent("s2", "m4", "Hello there.", "t1", "Sam")  # not its session
+    assert foreign.draft_text is None
+    draft = store.draft("t1")
+    assert draft is not None and draft.state == "sent"
+    assert store.sent("m2") == edited
+    store.close()
+
+
+def test_interrupted_drafts_are_reported_once(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conv.sqlite3")
+    store.draft_started("t1", "s1", "customer_message")
+    store.draft_started("t2", "s1", "regenerate")
+    store.draft_finished("t2", "completed", text="done")
+    assert [d.turn_id for d in store.interrupted_drafts()] == ["t1"]
+    assert store.interrupted_drafts() == []
+    store.close()
+
+
+# --------------------------------------------------------------------- the co-pilot
+
+
+async def test_racing_customer_messages_keep_one_live_turn(tmp_path: Path,
+                                                           outbox: RecordingOutbox) -> None:
+    provider = ScriptProvider(*[Reply(text=f"draft {i} " * 10, chunk=5) for i in range(3)],
+                              delay=0.001)
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await asyncio.gather(*(copilot.on_customer_message(SID, f"m{i}", f"message {i}")
+                               for i in range(3)))
+        await copilot.wait_idle(SID)
+        started = [p.turn_id for p in outbox.of("draft.started")]
+        stale = {p.turn_id for p in outbox.of("draft.stale")}
+        completed = [p.turn_id for p in outbox.of("draft.completed")]
+        # a turn superseded before it began is never announced (nor declared stale)
+        assert 1 <= len(started) <= 3 and len(completed) == 1
+        assert stale | set(completed) == set(started)
+        assert completed[0] == started[-1] and completed[0] not in stale
+        users = [i["content"] for i in copilot.conversations.items(SID)]
+        assert users == ["message 0", "message 1", "message 2"]
+        assert [i["content"] for i in provider.requests[-1].input] == users
+    finally:
+        await copilot.aclose()
+
+
+async def test_agent_reply_leaves_a_streaming_draft_alone(tmp_path: Path,
+                                                          outbox: RecordingOutbox) -> None:
+    provider = ScriptProvider(Reply(text="A careful answer. " * 10, chunk=4), delay=0.002)
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await copilot.on_customer_message(SID, "m1", "Question?")
+        await outbox.until("draft.delta")
+        await copilot.on_agent_message(SID, "m2", "One moment please.", None, "Dana")
+        await copilot.wait_idle(SID)
+        assert len(outbox.of("draft.completed")) == 1 and not outbox.of("draft.stale")
+        items = copilot.conversations.items(SID)
+        assert items == [{"role": "user", "content": "Question?"},
+                         {"role": "assistant", "content": "One moment please."}]
+    finally:
+        await copilot.aclose()
+
+
+async def test_sending_the_streaming_draft_stops_it(tmp_path: Path,
+                                                    outbox: RecordingOutbox) -> None:
+    provider = ScriptProvider(Reply(text="A careful answer. " * 20, chunk=4), delay=0.002)
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await copilot.on_customer_message(SID, "m1", "Question?")
+        await outbox.until("draft.delta", 3)
+        progress = copilot.draft_in_progress(SID)
+        assert progress is not None
+        turn_id, text = progress
+        await copilot.on_agent_message(SID, "m2", text, turn_id, "Dana")
+        assert copilot.draft_in_progress(SID) is None
+        assert [p.turn_id for p in outbox.of("draft.stale")] == [turn_id]
+        assert copilot.conversations.items(SID)[-1] == {"role": "assistant", "content": text}
+    finally:
+        await copilot.aclose()
+
+
+async def test_tools_run_for_the_sessions_customer(tmp_path: Path,
+                                                   outbox: RecordingOutbox) -> None:
+    provider = ScriptProvider(Reply(calls=[Call("get_order", {"order_id": "ORD1001"})]),
+                              Reply(text="ok"))
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await copilot.on_customer_message(SID, "m1", "What about ORD1001?")
+        await copilot.wait_idle(SID)
+        # the session belongs to CUST1002: another customer's order stays private
+        result = outbox.of("tool.result")[0]
+        assert result.ok is False
+        assert "CUST1002" in provider.requests[0].instructions
+    finally:
+        await copilot.aclose()
+
+
+async def test_regenerate_needs_a_conversation(tmp_path: Path, outbox: RecordingOutbox) -> None:
+    copilot = await make(tmp_path, outbox, ScriptProvider())
+    try:
+        with pytest.raises(OperationError) as err:
+            await copilot.regenerate(SID)
+        assert err.value.code == "conflict"
+        with pytest.raises(OperationError) as err:
+            await copilot.approve(SID, "apr_nope", "Dana", None)
+        assert err.value.code == "not_found"
+    finally:
+        await copilot.aclose()
+
+
+async def test_an_engine_that_cannot_start_keeps_the_host_up(tmp_path: Path,
+                                                             outbox: RecordingOutbox) -> None:
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    copilot = build_copilot(paths, Settings(), outbox, provider_override="no-such-engine")
+    try:
+        status = copilot.status()
+        assert status.state == "unconfigured" and status.message
+        await copilot.on_customer_message(SID, "m1", "Hello")
+        failed = (await outbox.until("draft.failed"))[0]
+        assert failed.code == "assistant_unavailable" and "no-such-engine" in failed.message
+    finally:
+        await copilot.aclose()
+
+
+async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
+                                                   outbox: RecordingOutbox) -> None:
+    provider = ScriptProvider(Reply(calls=[Call("cancel_order", {"order_id": "ORD1009"})]),
+                              Reply(text="Checking."))
+    copilot = await make(tmp_path, outbox, provider, approval_ttl_s=0.05)
+    try:
+        await copilot.on_customer_message(SID, "m1", "cancel ORD1009")
+        await copilot.wait_idle(SID)
+        created = outbox.of("approval.created")[0]
+        assert created.expires_at <= time.time() + 1
+        await asyncio.sleep(0.1)
+        expired = await copilot.expire_now()
+        assert [r.approval_id for r in expired] == [created.approval_id]
+        update = outbox.of("approval.updated")[-1]
+        assert update.state == "expired" and update.approval_id == created.approval_id
+        note = copilot.conversations.items(SID)[-1]
+        assert note["role"] == "developer" and "expired" in note["content"]
+    finally:
+        await copilot.aclose()
