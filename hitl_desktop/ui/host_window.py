@@ -61,7 +61,7 @@ from hitl_desktop.core.protocol import (
     Welcome,
 )
 from hitl_desktop.ui.qr import QrLabel
-from hitl_desktop.ui.theme import colors, format_time
+from hitl_desktop.ui.theme import button_css, colors, format_time
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +151,31 @@ class LogView(QPlainTextEdit):
         font.setFamilies(["DejaVu Sans Mono", "Consolas", "Menlo", "monospace"])
         font.setPointSizeF(max(8.5, font.pointSizeF() - 1))
         self.setFont(font)
+        self._scroll_pending = False
+        self.follow = True  # stick to the tail until the user scrolls up to read
+        bar = self.verticalScrollBar()
+        bar.actionTriggered.connect(lambda _a: QTimer.singleShot(0, self._user_scrolled))
+
+    def _user_scrolled(self) -> None:
+        bar = self.verticalScrollBar()
+        self.follow = bar.value() >= bar.maximum() - 2
 
     def add(self, level: int, text: str) -> None:
         c = colors()
         color = (c.error_text if level >= logging.ERROR else
                  c.warn_text if level >= logging.WARNING else c.text if level >= logging.INFO
                  else c.muted)
-        at_end = self.verticalScrollBar().value() >= self.verticalScrollBar().maximum() - 4
         self.appendHtml(f'<span style="color:{color}">{html.escape(text)}</span>')
-        if at_end:
-            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+        if self.follow and not self._scroll_pending:
+            # the scroll range grows only after the layout catches up: scroll once it has
+            self._scroll_pending = True
+            QTimer.singleShot(0, self._to_end)
+
+    def _to_end(self) -> None:
+        self._scroll_pending = False
+        if self.follow:
+            bar = self.verticalScrollBar()
+            bar.setValue(bar.maximum())
 
     def lines(self) -> list[str]:
         return self.toPlainText().splitlines()
@@ -527,9 +542,13 @@ class HostWindow(QMainWindow):
         head.addStretch(1)
         self.close_button = QPushButton("Close session")
         self.close_button.setEnabled(False)
+        c = colors()
+        self.close_button.setStyleSheet(
+            button_css(c, primary=False)
+            + f"QPushButton:disabled{{color:{c.muted};border-color:{c.border};}}")
         self.close_button.clicked.connect(self.close_selected_session)
         self.new_button = QPushButton("New session…")
-        self.new_button.setDefault(True)
+        self.new_button.setStyleSheet(button_css(colors()))
         self.new_button.clicked.connect(self.open_new_session_dialog)
         head.addWidget(self.close_button)
         head.addWidget(self.new_button)

@@ -17,12 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal, SignalInstance
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+    SignalInstance,
+)
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextFormat,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -33,6 +53,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -45,6 +68,7 @@ log = logging.getLogger(__name__)
 
 DEBOUNCE_MS: Final = 150
 KIND_LABEL: Final = {"kb": "KB", "faq": "FAQ"}
+ENTRY_ROLE: Final = int(Qt.ItemDataRole.UserRole) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +218,104 @@ def article_id_from_href(href: str, current_kind: str | None) -> str | None:
     return f"{kind}/{slug}" if kind else slug
 
 
+_MD_MARKS: Final = re.compile(r"(\*\*|__|`|^\s*[-*+]\s+|^\s*#+\s*|\[|\]\([^)]*\))", re.M)
+
+
+def plain_snippet(text: str) -> str:
+    """A snippet without Markdown marks, on one line."""
+    return " ".join(_MD_MARKS.sub("", text).split())
+
+
+def tone_headings(doc: QTextDocument) -> None:
+    """Markdown headings render huge by default; scale them to a reading size."""
+    base = doc.defaultFont().pointSizeF()
+    if base <= 0:
+        base = 10.0
+    sizes = {1: base * 1.45, 2: base * 1.25, 3: base * 1.1}
+    block = doc.begin()
+    while block.isValid():
+        level = block.blockFormat().headingLevel()
+        if level:
+            cur = QTextCursor(block)
+            cur.movePosition(QTextCursor.MoveOperation.StartOfBlock)
+            cur.movePosition(QTextCursor.MoveOperation.EndOfBlock,
+                             QTextCursor.MoveMode.KeepAnchor)
+            # the size adjustment the importer sets wins over a point size: clear it
+            fmt = QTextCharFormat(cur.charFormat())
+            fmt.clearProperty(QTextFormat.Property.FontSizeAdjustment)
+            fmt.setFontPointSize(sizes.get(level, base))
+            fmt.setFontWeight(QFont.Weight.DemiBold)
+            cur.setCharFormat(fmt)
+            bf = block.blockFormat()
+            bf.setTopMargin(base * 1.1)
+            bf.setBottomMargin(base * 0.3)
+            QTextCursor(block).setBlockFormat(bf)
+        block = block.next()
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Paints a result as a bold title, a muted kind/id line and a one-line snippet."""
+
+    PAD: Final = 8
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        entry = index.data(ENTRY_ROLE)
+        if not isinstance(entry, KbEntry):
+            super().paint(painter, option, index)
+            return
+        c = colors()
+        painter.save()
+        rect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect, QColor(c.info_bg))
+            painter.fillRect(rect.x(), rect.y(), 3, rect.height(), QColor(c.accent))
+        elif index.row() % 2:
+            painter.fillRect(rect, QColor(c.surface_alt))
+        x, w = rect.x() + self.PAD + 4, rect.width() - 2 * self.PAD - 4
+        y = rect.y() + self.PAD
+        base = QFont(option.font)
+        title_font = QFont(base)
+        title_font.setBold(True)
+        fm_title = QFontMetrics(title_font)
+        fm = QFontMetrics(base)
+        painter.setFont(title_font)
+        painter.setPen(QColor(c.text))
+        painter.drawText(x, y + fm_title.ascent(),
+                         fm_title.elidedText(entry.title, Qt.TextElideMode.ElideRight, w))
+        y += fm_title.height() + 2
+        small = QFont(base)
+        small.setPointSizeF(max(7.5, base.pointSizeF() - 1))
+        fm_small = QFontMetrics(small)
+        painter.setFont(small)
+        painter.setPen(QColor(c.accent if entry.kind == "faq" else c.ok))
+        kind = KIND_LABEL.get(entry.kind, entry.kind)
+        painter.drawText(x, y + fm_small.ascent(), kind)
+        painter.setPen(QColor(c.muted))
+        painter.drawText(x + fm_small.horizontalAdvance(kind + "  "), y + fm_small.ascent(),
+                         entry.article_id)
+        y += fm_small.height() + 2
+        if entry.snippet:
+            painter.setFont(base)
+            painter.setPen(QColor(c.muted))
+            snippet = plain_snippet(entry.snippet)
+            painter.drawText(x, y + fm.ascent(),
+                             fm.elidedText(snippet, Qt.TextElideMode.ElideRight, w))
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem,
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+        base = QFont(option.font)
+        bold = QFont(base)
+        bold.setBold(True)
+        small = QFont(base)
+        small.setPointSizeF(max(7.5, base.pointSizeF() - 1))
+        h = (QFontMetrics(bold).height() + QFontMetrics(small).height()
+             + QFontMetrics(base).height() + 4 + 2 * self.PAD)
+        return QSize(200, h)
+
+
 class KbBrowser(QWidget):
     """Search box + kind filter + result list + rendered article."""
 
@@ -221,8 +343,9 @@ class KbBrowser(QWidget):
         self.kind.addItem("FAQ", "faq")
         self.kind.currentIndexChanged.connect(self.search_now)
         self.results = QListWidget()
-        self.results.setWordWrap(True)
-        self.results.setAlternatingRowColors(True)
+        self.results.setItemDelegate(ResultDelegate(self.results))
+        self.results.setUniformItemSizes(True)
+        self.results.setMinimumWidth(260)
         self.results.currentItemChanged.connect(self._picked)
         self.count = QLabel("")
         self.count.setStyleSheet(f"color:{colors().muted};")
@@ -310,9 +433,9 @@ class KbBrowser(QWidget):
         self.results.clear()
         select: QListWidgetItem | None = None
         for e in entries:
-            label = f"{e.title}\n{KIND_LABEL.get(e.kind, e.kind)} · {e.article_id}"
-            item = QListWidgetItem(label)
+            item = QListWidgetItem(e.title)
             item.setData(Qt.ItemDataRole.UserRole, e.article_id)
+            item.setData(ENTRY_ROLE, e)
             if e.snippet:
                 item.setToolTip(e.snippet)
             self.results.addItem(item)
@@ -372,6 +495,7 @@ class KbBrowser(QWidget):
         if first.startswith("# "):  # the title is already shown above
             body = body.lstrip()[len(first):].lstrip("\n")
         self.view.setMarkdown(body)
+        tone_headings(self.view.document())
         self.article_shown.emit(doc.article_id)
 
     def _link(self, url: QUrl) -> None:

@@ -74,6 +74,19 @@ _STATE_COLORS: Final = {
 }
 
 
+_STATE_ICONS: Final = {
+    FileState.DONE: "✓",
+    FileState.UNCHANGED: "=",
+    FileState.DELETED: "✂",
+    FileState.FAILED: "✗",
+    FileState.CANCELLED: "■",
+    FileState.UPLOADING: "↑",
+    FileState.PROCESSING: "⟳",
+    FileState.DELETING: "✂",
+    FileState.QUEUED: "·",
+}
+
+
 def index_path(paths: Paths) -> Path:
     """Where the local (offline) search index lives."""
     return paths.data_dir / INDEX_FILE
@@ -353,12 +366,16 @@ class UploadPage(QWizardPage):
         self.bar.setRange(0, 1000)
         self.bar.setFormat("%p%")
         self.summary = _label("")
+        self.counts = _label("")
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -376,7 +393,9 @@ class UploadPage(QWizardPage):
         lay.addWidget(self.bar)
         lay.addLayout(buttons)
         lay.addWidget(self.table, 1)
+        lay.addWidget(self.counts)
         self._rows: dict[str, tuple[QTableWidgetItem, ...]] = {}
+        self._states: dict[str, FileState] = {}
         self._task: asyncio.Task[Any] | None = None
         self._done = False
         self.poll_interval = 1.0
@@ -453,17 +472,29 @@ class UploadPage(QWizardPage):
                 self.table.setItem(row, col, item)
             self._rows[p.article_id] = items
         status, detail = items[2], items[3]
-        status.setText(p.state.value)
+        status.setText(f"{_STATE_ICONS.get(p.state, '')} {p.state.value}".strip())
         color = _STATE_COLORS.get(p.state)
         status.setForeground(QColor(color) if color else self.palette().text().color())
         detail.setText(p.message or "")
         self.bar.setValue(int(p.fraction * 1000))
+        self._states[p.article_id] = p.state
+        self._update_counts()
         if p.state in (FileState.UPLOADING, FileState.PROCESSING):
             self.summary.setText(f"{p.state.value.capitalize()} {p.title}…")
 
+    def _update_counts(self) -> None:
+        tally: dict[FileState, int] = {}
+        for st in self._states.values():
+            tally[st] = tally.get(st, 0) + 1
+        order = (FileState.DONE, FileState.UNCHANGED, FileState.UPLOADING, FileState.PROCESSING,
+                 FileState.QUEUED, FileState.DELETED, FileState.FAILED, FileState.CANCELLED)
+        parts = [f"{tally[st]} {st.value}" for st in order if tally.get(st)]
+        self.counts.setText(f"{len(self._states)} articles: " + ", ".join(parts))
+
     def status_of(self, article_id: str) -> str:
-        items = self._rows.get(article_id)
-        return items[2].text() if items is not None else ""
+        """The state shown for one article (without its icon)."""
+        st = self._states.get(article_id)
+        return st.value if st is not None else ""
 
     def isComplete(self) -> bool:
         return self._done and not self.running
@@ -571,7 +602,7 @@ class SetupWizard(QWizard):
         self.setWindowTitle("HITL Desk setup")
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
-        self.resize(760, 560)
+        self.resize(860, 640)
         self.paths = paths.ensure()
         self.tasks = TaskSupervisor("setup wizard")
         self.state = SetupState(paths, Settings.load(paths), offline=offline)
