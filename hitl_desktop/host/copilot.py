@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
 from hitl_desktop.assistant.stream import Citation as StreamCitation
@@ -62,6 +62,7 @@ from hitl_desktop.core.protocol import (
     new_id,
 )
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
+from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
 from hitl_desktop.store.errors import Expired
 
@@ -76,19 +77,9 @@ CANCEL_GRACE_S = 5.0
 # ProviderError.code -> the protocol's ErrorCode for draft.failed
 _PROVIDER_CODES: dict[str, ErrorCode] = {
     "rate_limited": ErrorCode.RATE_LIMITED,
+    "rate_limit_exceeded": ErrorCode.RATE_LIMITED,
     "invalid_request": ErrorCode.INTERNAL,
 }
-
-
-# --------------------------------------------------------------------- ports
-
-
-class KnowledgePort(Protocol):
-    """What the co-pilot needs of ``knowledge.index.KnowledgeIndex``."""
-
-    def search(self, query: str, limit: int = 5, kind: str | None = None) -> list[Any]: ...
-
-    def get(self, article_id: str) -> Any | None: ...
 
 
 # --------------------------------------------------------------------- turn state
@@ -154,7 +145,7 @@ class HostCopilot:
         catalog: ToolCatalog,
         conversations: ConversationStore,
         outbox: SessionOutbox,
-        index: KnowledgePort | None = None,
+        index: KnowledgeIndex | None = None,
         instructions: str = "",
         max_tool_rounds: int = 6,
         approval_ttl_s: float | None = None,
@@ -413,10 +404,17 @@ class HostCopilot:
             self._deciding.discard(approval_id)
 
     def _approval(self, session_id: str, approval_id: str) -> ApprovalRecord:
+        """The pending approval of this session (decided ones: conflict / expired)."""
         rec = self.store.get_approval(approval_id)
         if rec is None or rec.session_id != session_id:
             raise OperationError(ErrorCode.NOT_FOUND,
                                  f"no approval {approval_id!r} in this session")
+        if rec.state == "expired":
+            raise OperationError(ErrorCode.EXPIRED, f"approval {approval_id} expired")
+        if rec.state != "pending":
+            by = f" by {rec.decided_by}" if rec.decided_by else ""
+            raise OperationError(ErrorCode.CONFLICT,
+                                 f"approval {approval_id} was already {rec.state}{by}")
         return rec
 
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
@@ -444,7 +442,7 @@ class HostCopilot:
         return KbResults(query=query, articles=[
             Article(article_id=h.article_id, title=h.title, kind=h.kind,
                     snippet=str(h.snippet)[:SNIPPET_CHARS], score=float(h.score),
-                    path=_rel_path(h.kind, getattr(h, "slug", None)))
+                    path=h.path)
             for h in hits
         ])
 
@@ -553,7 +551,8 @@ class HostCopilot:
                             turn.turn_id, round_no)
                 break
             # side effects and their record in the history must not be torn by a cancel
-            work = asyncio.ensure_future(self._handle_calls(turn, calls, customer_id))
+            work = self._spawn(self._handle_calls(turn, calls, customer_id),
+                               f"tools:{turn.turn_id}")
             try:
                 await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -886,7 +885,6 @@ def build_copilot(
 ) -> HostCopilot:
     """Open the shop, catalog, knowledge index and engine; start the co-pilot."""
     from hitl_desktop.knowledge.articles import default_knowledge_dir
-    from hitl_desktop.knowledge.index import KnowledgeIndex
     from hitl_desktop.store.catalog_file import load_catalog
 
     paths.ensure()

@@ -435,6 +435,18 @@ async def test_500s_exhausting_retries_fail_the_draft(
     assert (await desk.draft())["text"] == "Back online."
 
 
+async def test_429s_exhausting_retries_say_rate_limited(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    desk = await open_desk(tmp_path, fake, monkeypatch, max_retries=1)
+    desks.append(desk)
+    fake.enqueue(*[HttpError(429, retry_after=0.01)] * 2)
+    await desk.say("Hi")
+    failed = (await desk.agent.wait("draft.failed"))["data"]
+    assert failed["code"] == "rate_limited"
+    assert "rate limit" in failed["message"].lower()
+
+
 async def test_stream_cut_mid_draft(desk: Desk) -> None:
     desk.fake.enqueue(Reply(text="This answer will be cut off in the middle of a sentence.",
                             chunk=4, cut_after=6))
@@ -559,7 +571,7 @@ async def test_expired_and_already_executed_approvals_are_refused(
     await desk.agent.send(ApprovalReject(approval_id=created2["approval_id"], reason="late"),
                           desk.sid)
     err = (await desk.agent.wait("error", count=2))["data"]
-    assert err["code"] == "conflict"
+    assert err["code"] == "expired"
     assert desk.order_status("ORD1008") == "processing"
 
 
