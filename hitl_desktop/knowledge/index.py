@@ -17,6 +17,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,12 @@ from hitl_desktop.knowledge.articles import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "5"
 # bm25 column weights: title, section heading, tags, body
 _WEIGHTS = (6.0, 2.5, 4.0, 1.0)
 _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 _SNIPPET_TOKENS = 28
+_COMMON_FRACTION = 0.25  # in large corpora, terms in more sections than this are skipped
 
 STOP_WORDS: frozenset[str] = frozenset(
     """
@@ -162,7 +164,8 @@ class KnowledgeIndex:
         self._conn = conn
         self._lock = threading.Lock()
         self._vocab: frozenset[str] = frozenset()
-        self._by_len: dict[int, list[str]] = {}
+        self._deletes: dict[str, list[str]] | None = None
+        self._common: frozenset[str] = frozenset()
         self._fix_cache: dict[str, str | None] = {}
         self.rebuilt = False
         self.build_seconds = 0.0
@@ -275,11 +278,11 @@ class KnowledgeIndex:
             )
             c.execute(
                 "CREATE VIRTUAL TABLE chunks USING fts5(title, section, tags, body,"
-                " article_id UNINDEXED, chunk_no UNINDEXED,"
+                " article_id UNINDEXED, kind UNINDEXED, chunk_no UNINDEXED,"
                 " tokenize='porter unicode61 remove_diacritics 2')"
             )
-            c.execute("CREATE TABLE vocab (term TEXT PRIMARY KEY) WITHOUT ROWID")
-            vocab: set[str] = set()
+            c.execute("CREATE TABLE vocab (term TEXT PRIMARY KEY, df INTEGER) WITHOUT ROWID")
+            vocab: Counter[str] = Counter()
             for path, kind in files:
                 try:
                     art = load_article(path, kind)
@@ -287,7 +290,7 @@ class KnowledgeIndex:
                     log.warning("skipping unreadable article %s: %s", path, exc)
                     continue
                 self._insert(art, vocab)
-            c.executemany("INSERT INTO vocab VALUES (?)", ((t,) for t in sorted(vocab)))
+            c.executemany("INSERT INTO vocab VALUES (?, ?)", sorted(vocab.items()))
             c.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
@@ -309,7 +312,7 @@ class KnowledgeIndex:
             self.root,
         )
 
-    def _insert(self, art: KbArticle, vocab: set[str]) -> None:
+    def _insert(self, art: KbArticle, vocab: Counter[str]) -> None:
         tags = " ".join(art.tags)
         self._conn.execute(
             "INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -327,22 +330,23 @@ class KnowledgeIndex:
         sections = art.sections or split_sections(art.markdown)
         rows = []
         for no, sec in enumerate(sections):
-            rows.append((art.title, sec.heading, tags, sec.text, art.article_id, no))
-            vocab.update(tokenize(f"{sec.heading} {sec.text}"))
-        vocab.update(tokenize(f"{art.title} {tags}"))
-        self._conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", rows)
+            rows.append((art.title, sec.heading, tags, sec.text, art.article_id, art.kind, no))
+            vocab.update(set(tokenize(f"{art.title} {tags} {sec.heading} {sec.text}")))
+        self._conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _load_vocab(self) -> None:
         try:
-            terms = [r[0] for r in self._conn.execute("SELECT term FROM vocab")]
+            rows = self._conn.execute("SELECT term, df FROM vocab").fetchall()
+            chunks = int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
         except sqlite3.OperationalError:
-            terms = []
+            rows, chunks = [], 0
+        terms = [r[0] for r in rows]
         self._vocab = frozenset(terms)
-        by_len: dict[int, list[str]] = {}
-        for t in terms:
-            if t.isalpha() and len(t) >= 4:
-                by_len.setdefault(len(t), []).append(t)
-        self._by_len = by_len
+        # words in most sections carry no signal (BM25 idf ~ 0) but cost the most
+        self._common = frozenset(
+            t for t, df in rows if chunks >= 200 and df > _COMMON_FRACTION * chunks
+        )
+        self._deletes = None  # built on the first misspelt query
         self._fix_cache = {}
 
     @property
@@ -353,27 +357,43 @@ class KnowledgeIndex:
     # ----------------------------------------------------------------- query
 
     def correct(self, token: str) -> str | None:
-        """The vocabulary word a misspelt token most likely meant (None if none close)."""
+        """The vocabulary word a misspelt token most likely meant (None if none close).
+
+        Candidates come from the deletion neighbourhood (one deletion on either
+        side: substitutions, insertions, deletions, swaps), so a look-up costs a
+        few dictionary probes whatever the vocabulary size.
+        """
         if token in self._vocab or not token.isalpha() or len(token) < 4:
             return None
         if token in self._fix_cache:
             return self._fix_cache[token]
-        limit = 1 if len(token) <= 5 else 2
+        if self._deletes is None:
+            self._deletes = self._deletion_map()
+        keys = {token, *(token[:i] + token[i + 1 :] for i in range(len(token)))}
+        found: dict[str, int] = {}
+        for key in keys:
+            for cand in self._deletes.get(key, ()):
+                if cand not in found:
+                    found[cand] = 1 if _edit_distance_le(token, cand, 1) else 2
         best: str | None = None
-        for dist in range(1, limit + 1):
-            for n in range(len(token) - dist, len(token) + dist + 1):
-                for cand in self._by_len.get(n, ()):
-                    if cand[0] != token[0] and dist > 1:
-                        continue
-                    if _edit_distance_le(token, cand, dist):
-                        best = cand
-                        break
-                if best:
-                    break
-            if best:
-                break
+        if found:
+            ordered = sorted(found.items(), key=lambda kv: (kv[1], kv[0][0] != token[0], kv[0]))
+            cand, dist = ordered[0]
+            if dist == 1 or len(token) > 5:
+                best = cand
+        if len(self._fix_cache) > 10_000:
+            self._fix_cache.clear()
         self._fix_cache[token] = best
         return best
+
+    def _deletion_map(self) -> dict[str, list[str]]:
+        """SymSpell-style neighbourhood: words one deletion apart share a key."""
+        deletes: dict[str, list[str]] = {}
+        for t in self._vocab:
+            if t.isalpha() and len(t) >= 4:
+                for key in {t, *(t[:i] + t[i + 1 :] for i in range(len(t)))}:
+                    deletes.setdefault(key, []).append(t)
+        return deletes
 
     def query_terms(self, query: str) -> list[tuple[str, ...]]:
         """Groups of alternative terms (original, typo fix, synonyms) for a query."""
@@ -392,7 +412,8 @@ class KnowledgeIndex:
             groups.append(tuple(dict.fromkeys(alts)))
         if not groups:  # a query of stop words only: search them rather than nothing
             groups = [(t,) for t in dict.fromkeys(tokenize(query))]
-        return groups
+        rare = [g for g in groups if not all(t in self._common for t in g)]
+        return rare or groups
 
     def fts_query(self, query: str) -> str:
         """A safe FTS5 MATCH expression: every term quoted, groups OR-ed."""
@@ -421,34 +442,46 @@ class KnowledgeIndex:
         expr = self.fts_query(query)
         if not expr:
             return []
-        sql = (
-            "SELECT article_id, section, body, bm25(chunks, ?, ?, ?, ?) AS r,"
-            f" snippet(chunks, 3, '', '', ' … ', {_SNIPPET_TOKENS}) FROM chunks"
-            " WHERE chunks MATCH ? ORDER BY r LIMIT ?"
+        rank_sql = (
+            "SELECT rowid, article_id, bm25(chunks, ?, ?, ?, ?) AS r FROM chunks"
+            " WHERE chunks MATCH ?" + (" AND kind = ?" if kind else "") + " ORDER BY r LIMIT ?"
         )
+        params: tuple[object, ...] = (*_WEIGHTS, expr, *((kind,) if kind else ()), limit * 8 + 32)
         with self._lock:
             try:
-                rows = self._conn.execute(sql, (*_WEIGHTS, expr, max(limit * 8, 40))).fetchall()
+                rows = self._conn.execute(rank_sql, params).fetchall()
             except sqlite3.OperationalError as exc:  # should not happen: terms are quoted
                 log.warning("search failed for %r (%s): %s", query, expr, exc)
                 return []
-            meta = self._article_meta({r[0] for r in rows})
-        best: dict[str, list[object]] = {}
-        for article_id, section, body, rank, snip in rows:
-            info = meta.get(article_id)
-            if info is None or (kind and info[0] != kind):
-                continue
-            score = -float(rank)
-            if article_id not in best:
-                best[article_id] = [score, section, body, snip, score]
-            else:  # other matching sections add a little evidence
-                best[article_id][4] = float(best[article_id][4]) + 0.25 * score  # type: ignore[arg-type]
-        ranked = sorted(best.items(), key=lambda kv: -float(kv[1][4]))  # type: ignore[arg-type]
+            best: dict[str, tuple[int, float]] = {}  # article -> (best rowid, total score)
+            for rowid, article_id, rank in rows:
+                score = -float(rank)
+                if article_id not in best:
+                    best[article_id] = (rowid, score)
+                else:  # other matching sections add a little evidence
+                    best[article_id] = (best[article_id][0], best[article_id][1] + 0.25 * score)
+            ranked = sorted(best.items(), key=lambda kv: -kv[1][1])[:limit]
+            if not ranked:
+                return []
+            wanted = [row for _, (row, _) in ranked]
+            marks = ",".join("?" * len(wanted))
+            detail = {
+                r[0]: r[1:]
+                for r in self._conn.execute(
+                    "SELECT rowid, section, body,"
+                    f" snippet(chunks, 3, '', '', ' … ', {_SNIPPET_TOKENS}) FROM chunks"
+                    f" WHERE chunks MATCH ? AND rowid IN ({marks})",
+                    (expr, *wanted),
+                )
+            }
+            meta = self._article_meta(a for a, _ in ranked)
         hits = []
-        for article_id, (_, section, body, snip, total) in ranked[:limit]:
+        for article_id, (rowid, total) in ranked:
+            if article_id not in meta or rowid not in detail:
+                continue
             kind_, slug, title, relpath = meta[article_id]
+            section, body, snip = detail[rowid]
             text = str(body)
-            snippet = str(snip).strip() or text[:240]
             hits.append(
                 SearchHit(
                     article_id=article_id,
@@ -457,8 +490,8 @@ class KnowledgeIndex:
                     title=title,
                     path=relpath,
                     section=str(section),
-                    snippet=snippet,
-                    score=round(float(total), 4),  # type: ignore[arg-type]
+                    snippet=str(snip).strip() or text[:240],
+                    score=round(total, 4),
                     text=text,
                 )
             )
