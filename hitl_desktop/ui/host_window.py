@@ -257,9 +257,15 @@ class SessionTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def upsert(self, summary: SessionSummary) -> None:
-        rows = [r for r in self.rows if r.session_id != summary.session_id]
-        rows.append(summary)
-        self.reset_all(rows)
+        """Update a row in place (keeps the selection), or add a new one on top."""
+        for i, r in enumerate(self.rows):
+            if r.session_id == summary.session_id:
+                self.rows[i] = summary
+                self.dataChanged.emit(self.index(i, 0), self.index(i, self.columnCount() - 1))
+                return
+        self.beginInsertRows(QModelIndex(), 0, 0)
+        self.rows.insert(0, summary)
+        self.endInsertRows()
 
     def mark_closed(self, session_id: str) -> None:
         for i, r in enumerate(self.rows):
@@ -567,6 +573,7 @@ class HostWindow(QMainWindow):
         sel = self.table.selectionModel()
         sel.selectionChanged.connect(self._selection_changed)
         self.sessions.modelReset.connect(self._selection_changed)
+        self.sessions.dataChanged.connect(self._selection_changed)
         lay.addWidget(self.table, 1)
         return box
 

@@ -15,8 +15,8 @@ from hitl_desktop.app.host_window import HostWindowApp
 from hitl_desktop.client.connection import ConnectionState, HostConnection
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
-from hitl_desktop.core.protocol import Role, Scope, SessionCreated
-from hitl_desktop.ui.host_window import SessionLinksDialog
+from hitl_desktop.core.protocol import Role, Scope, SessionCreated, SessionSummary
+from hitl_desktop.ui.host_window import HostInfo, SessionLinksDialog, SessionTableModel
 from tests.ui.conftest import until
 
 # the offscreen platform cannot resize native windows; dialogs ask when they open
@@ -146,3 +146,38 @@ async def test_window_close_stops_the_host(qtbot: object) -> None:
     with pytest.raises(OSError):
         _r, w = await asyncio.open_connection("127.0.0.1", port)
         w.close()
+
+
+def _summary(sid: str, **kw: object) -> SessionSummary:
+    base: dict[str, object] = dict(session_id=sid, title="t", customer_id="CUST1001",
+                                   customer_name="Alex Morgan", state="open", created_at=1.0,
+                                   last_seq=1)
+    base.update(kw)
+    return SessionSummary.model_validate(base)
+
+
+def test_reach_text_and_in_place_updates(qtbot: object) -> None:
+    info = HostInfo(ws_url="ws://127.0.0.1:1/ws", bind="127.0.0.1", port=1,
+                    public_host="127.0.0.1", tls=False, desk_link="", lobby_link="",
+                    data_dir="/x")
+    assert "Only this PC" in info.reach_text() and "--bind 0.0.0.0" in info.reach_text()
+    info = HostInfo(ws_url="wss://192.0.2.5:9/ws", bind="0.0.0.0", port=9,
+                    public_host="192.0.2.5", tls=True, desk_link="", lobby_link="",
+                    data_dir="/x", lan_addresses=["192.0.2.5", "10.0.0.7"])
+    assert "hitls://192.0.2.5:9" in info.reach_text() and "hitls://10.0.0.7:9" in info.reach_text()
+
+    model = SessionTableModel()
+    model.reset_all([_summary("a", last_message_at=5.0), _summary("b", last_message_at=9.0)])
+    assert [r.session_id for r in model.rows] == ["b", "a"]
+    resets: list[int] = []
+    model.modelReset.connect(lambda: resets.append(1))
+    model.upsert(_summary("a", last_seq=7, pending_approvals=2, clients=3,
+                          last_message="Help me cancel\norder ORD1001", last_message_at=10.0))
+    assert not resets  # updated in place: a selection survives
+    row = model.rows[1]
+    assert model.cell(row, 4) == "7" and model.cell(row, 5) == "2" and model.cell(row, 6) == "3"
+    assert "Help me cancel order ORD1001" in model.cell(row, 3)
+    model.upsert(_summary("c", customer_id=None, customer_name=None))
+    assert model.rows[0].session_id == "c" and model.cell(model.rows[0], 0) == "—"
+    model.mark_closed("b")
+    assert model.find("b") is not None and model.find("b").state == "closed"  # type: ignore[union-attr]
