@@ -73,6 +73,7 @@ SNIPPET_CHARS = 400
 # tool.call.delta is a progress hint: at most one per call every this many seconds
 TOOL_DELTA_INTERVAL_S = 0.05
 CANCEL_GRACE_S = 5.0
+READINESS_TTL_S = 5.0  # how long a "no API key" answer is trusted before re-checking
 
 # ProviderError.code -> the protocol's ErrorCode for draft.failed
 _PROVIDER_CODES: dict[str, ErrorCode] = {
@@ -152,6 +153,7 @@ class HostCopilot:
         expiry_interval_s: float = 30.0,
         provider_problem: ProviderError | None = None,
         owned: list[Callable[[], Any]] | None = None,
+        readiness: Callable[[], str | None] | None = None,
     ) -> None:
         self.provider = provider
         self.store = store
@@ -164,6 +166,9 @@ class HostCopilot:
         self.approval_ttl_s = approval_ttl_s
         self.expiry_interval_s = expiry_interval_s
         self._problem = provider_problem
+        # why the engine cannot work right now (e.g. no API key yet), re-checked lazily
+        self._readiness = readiness
+        self._readiness_cache: tuple[float, str | None] = (-1e9, None)
         self._owned = owned or []
         self._turns: dict[str, _Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -448,9 +453,10 @@ class HostCopilot:
 
     def status(self) -> AssistantStatus:
         p = self.provider
-        if self._problem is not None:
+        problem = self._problem.message if self._problem is not None else self._not_ready()
+        if problem is not None:
             return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
-                                   state="unconfigured", message=self._problem.message)
+                                   state="unconfigured", message=problem)
         busy = any(not _done(t) for t in self._turns.values())
         if busy:
             state, message = "busy", None
@@ -462,6 +468,20 @@ class HostCopilot:
             message = "offline assistant: drafts come from the knowledge base, not an AI model"
         return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
                                state=state, message=message)
+
+    def _not_ready(self) -> str | None:
+        if self._readiness is None:
+            return None
+        checked_at, answer = self._readiness_cache
+        now = time.monotonic()
+        if now - checked_at > READINESS_TTL_S:
+            try:
+                answer = self._readiness()
+            except Exception:
+                log.exception("checking the assistant engine's configuration failed")
+                answer = None
+            self._readiness_cache = (now, answer)
+        return answer
 
     # ----------------------------------------------------------- turns
 
@@ -874,6 +894,14 @@ def _make_provider(
     return _Unavailable(name, settings.model if name != "offline" else None, problem), problem
 
 
+def _key_check(paths: Paths) -> Callable[[], str | None]:
+    """The OpenAI engine reads its key per turn; say up front when there is none."""
+    from hitl_desktop.assistant.openai_provider import NO_KEY_MESSAGE
+    from hitl_desktop.secrets import load_api_key
+
+    return lambda: None if load_api_key(paths) else NO_KEY_MESSAGE
+
+
 def build_copilot(
     paths: Paths,
     settings: Settings,
@@ -899,8 +927,11 @@ def build_copilot(
     except Exception:
         log.exception("the knowledge base could not be indexed; articles are unavailable")
     problem: ProviderError | None = None
+    readiness: Callable[[], str | None] | None = None
     if provider is None:
         provider, problem = _make_provider(paths, settings, provider_override, index, catalog)
+        if provider.name == "openai":
+            readiness = _key_check(paths)
     conversations = ConversationStore(paths.data_dir / CONVERSATIONS_FILE)
     copilot = HostCopilot(
         provider=provider, store=store, catalog=catalog, conversations=conversations,
@@ -908,6 +939,7 @@ def build_copilot(
         max_tool_rounds=settings.max_tool_rounds,
         approval_ttl_s=min(settings.approval_ttl_s, catalog.policy.approval_ttl_s),
         expiry_interval_s=expiry_interval_s, provider_problem=problem, owned=owned,
+        readiness=readiness,
     )
     log.info("co-pilot ready: engine %s (model %s)", provider.name, provider.model)
     with contextlib.suppress(RuntimeError):  # no running loop: the caller starts it later
