@@ -45,7 +45,7 @@ _LOOSE_ORDER_RE = re.compile(
 )
 _PRODUCT_ID_RE = re.compile(r"\bP(\d{4})\b", re.I)
 _MONEY_RE = re.compile(
-    r"(?:\$|usd\s?)\s?(\d{1,5}(?:[.,]\d{1,2})?)|(\d{1,5}(?:[.,]\d{1,2})?)\s?(?:\$|usd|dollars?|bucks)\b",
+    r"(?:\$|usd\s?)\s?(\d{1,5}(?:[.,]\d{1,2})?)|(\d{1,5}(?:[.,]\d{1,2})?)\s?(?:\$|(?:usd|dollars?|bucks)\b)",
     re.I,
 )
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
