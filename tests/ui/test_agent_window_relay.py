@@ -85,6 +85,8 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
             assert "Alex Morgan" in window.customer.profile.text()
 
             # the Knowledge base dock lists the host's articles through kb.search
+            assert window.kb_browser is None, "built lazily, when first shown"
+            window.focus_panel("kb")
             kb = window.kb_browser
             assert kb is not None and window.docks["kb"].objectName() == "dock_kb"
             await until(lambda: kb.results.count() > 5, what="KB listing")  # type: ignore[attr-defined]

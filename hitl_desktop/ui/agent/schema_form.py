@@ -12,7 +12,6 @@ import json
 import logging
 from typing import Any
 
-import jsonschema
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -366,6 +365,8 @@ def _path_name(path: list[str | int]) -> str:
 
 def validation_messages(schema: dict[str, Any], value: Any) -> list[str]:
     """Readable problems with ``value`` against ``schema`` (empty list = valid)."""
+    import jsonschema  # imported on first validation: it costs ~60 ms at start-up
+
     problems: list[str] = []
     _empty_required(schema, value, [], problems)
     try:

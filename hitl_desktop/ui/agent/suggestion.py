@@ -42,6 +42,7 @@ class SuggestionEditor(QWidget):
         super().__init__(parent)
         self.workspace = workspace
         self._programmatic = False
+        self._shown_text: str | None = ""
         self.user_edited = False
         self._turn_id: str | None = None
         self._revision = -1
@@ -137,9 +138,10 @@ class SuggestionEditor(QWidget):
     def _set_text(self, text: str) -> None:
         self._programmatic = True
         try:
-            if self.editor.toPlainText() == text:
+            # what we put there last (cheaper than copying the document on every update)
+            old = self._shown_text if self._shown_text is not None else self.editor.toPlainText()
+            if old == text:
                 return
-            old = self.editor.toPlainText()
             cursor = self.editor.textCursor()
             at_end = cursor.position() >= len(old)
             if text.startswith(old) and old:
@@ -151,12 +153,14 @@ class SuggestionEditor(QWidget):
                 self.editor.setPlainText(text)
             if at_end:
                 self.editor.moveCursor(QTextCursor.MoveOperation.End)
+            self._shown_text = text
         finally:
             self._programmatic = False
 
     def _on_text_changed(self) -> None:
         if self._programmatic:
             return
+        self._shown_text = None
         self.user_edited = True
         if not self._typing_sent and self.editor.toPlainText().strip():
             self._typing_sent = self.workspace.set_typing(True)
@@ -230,28 +234,33 @@ class SuggestionEditor(QWidget):
             self.editor.setProperty("streaming", streaming)
             self.editor.style().unpolish(self.editor)
             self.editor.style().polish(self.editor)
-        self.provider_label.setText(f"by {draft.provider}" if draft.provider else "")
+        provider = f"by {draft.provider}" if draft.provider else ""
+        if self.provider_label.text() != provider:
+            self.provider_label.setText(provider)
         if draft.citations:
             links = " ".join(
                 f"<a href='{html.escape(c.article_id)}'>{html.escape(c.title)}</a>"
                 for c in draft.citations)
             self.citations.setText(f"<b>Sources:</b> {links}")
             self.citations.show()
-        else:
+        elif not self.citations.isHidden():
             self.citations.hide()
         self._update_buttons()
 
     def _set_chip(self, state: str, text: str) -> None:
-        self.state_chip.setText(("● " if state == "streaming" else "") + text)
-        self.state_chip.setProperty("state", state)
-        self.state_chip.style().unpolish(self.state_chip)
-        self.state_chip.style().polish(self.state_chip)
+        label = ("● " if state == "streaming" else "") + text
+        if self.state_chip.text() != label:
+            self.state_chip.setText(label)
+        if self.state_chip.property("state") != state:  # re-polish only on a real change
+            self.state_chip.setProperty("state", state)
+            self.state_chip.style().unpolish(self.state_chip)
+            self.state_chip.style().polish(self.state_chip)
 
     def _update_buttons(self) -> None:
         has_session = self.workspace.current is not None
         draft = self.draft
         live = draft is not None and draft.state not in ("sent", "discarded")
-        self.send_button.setEnabled(has_session and bool(self.editor.toPlainText().strip()))
+        self.send_button.setEnabled(has_session and not self.editor.document().isEmpty())
         self.regenerate_button.setEnabled(has_session)
         self.discard_button.setEnabled(live)
 

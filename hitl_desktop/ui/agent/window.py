@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QSizePolicy,
     QToolBar,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -30,7 +31,7 @@ from hitl_desktop.ui.agent.articles import ArticlesPanel, ArticleViewer
 from hitl_desktop.ui.agent.conversation import ConversationPanel
 from hitl_desktop.ui.agent.customer import CustomerPanel
 from hitl_desktop.ui.agent.inbox import InboxPanel
-from hitl_desktop.ui.agent.style import agent_style
+from hitl_desktop.ui.agent.style import agent_style, is_dark
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class AgentWindow(QMainWindow):
                             | QMainWindow.DockOption.AllowNestedDocks
                             | QMainWindow.DockOption.AnimatedDocks)
         self._restyling = False
+        self._dark = is_dark()
         self.setStyleSheet(agent_style(self))
 
         self.inbox = InboxPanel(workspace)
@@ -131,15 +133,37 @@ class AgentWindow(QMainWindow):
         return dock
 
     def _add_kb_dock(self) -> None:
-        """The host-window engineer's KB browser, fed through the workspace, if present."""
-        try:
-            from hitl_desktop.ui.agent.kb_dock import make_kb_browser
-        except ImportError:
-            return
+        """The shared KB browser, fed through the workspace. Built the first time the
+        dock is shown: importing the knowledge package costs ~90 ms at start-up."""
+        holder = QWidget()
+        holder.setObjectName("kbHolder")
+        QVBoxLayout(holder).setContentsMargins(0, 0, 0, 0)
+        dock = self._add_dock("kb", "Knowledge base", holder)
+        dock.visibilityChanged.connect(self._build_kb_browser)
+
+    def _build_kb_browser(self, visible: bool = True) -> QWidget | None:
+        if self.kb_browser is not None or not visible:
+            return self.kb_browser
+        from hitl_desktop.ui.agent.kb_dock import make_kb_browser
+
         widget = make_kb_browser(self.workspace, self.open_article)
-        if widget is not None:
-            self.kb_browser = widget
-            self._add_dock("kb", "Knowledge base", widget)
+        if widget is None:
+            holder = self.docks["kb"].widget()
+            note = QLabel("The knowledge base browser is not part of this build.", holder)
+            note.setObjectName("emptyLabel")
+            holder_layout = holder.layout()
+            if holder_layout is not None:
+                holder_layout.addWidget(note)
+            return None
+        self.kb_browser = widget
+        holder_layout = self.docks["kb"].widget().layout()
+        if holder_layout is not None:
+            holder_layout.addWidget(widget)
+        return widget
+
+    def ensure_kb_browser(self) -> QWidget | None:
+        """The KB browser widget, building it now if the dock was never shown."""
+        return self._build_kb_browser(True)
 
     def _default_layout(self) -> None:
         d = self.docks
@@ -348,8 +372,9 @@ class AgentWindow(QMainWindow):
         """Follow the system's light/dark switch: re-derive the style, re-render HTML."""
         super().changeEvent(event)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange) \
-                and not self._restyling:
+                and not self._restyling and is_dark() != self._dark:
             self._restyling = True
+            self._dark = is_dark()
             try:
                 self.setStyleSheet(agent_style(self))
                 self.conversation.refresh()
