@@ -249,10 +249,18 @@ async def serve_headless(args: argparse.Namespace, paths: Paths, settings: Setti
             loop.add_signal_handler(sig, stop.set)
     sys.stdout.write(json.dumps(host.info()) + "\n")
     sys.stdout.flush()
+    advertiser = None
+    if not getattr(args, "no_discovery", False):  # mDNS only when serving a LAN; never fatal
+        from hitl_desktop.host.discovery import advertise_host
+
+        advertiser = await advertise_host(bind=host.bind, port=host.port, tls=host.tls,
+                                          lobby_link=host.lobby_link)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
+        if advertiser is not None:
+            await advertiser.aclose()
         await host.stop()
     return 0
 
