@@ -9,8 +9,10 @@ trip never blocks the UI. Searches are debounced and stale answers dropped.
 For the agent window::
 
     source = SignalKbSource.from_workspace(workspace)  # search_kb/request_article + signals
-    dock = make_kb_dock(source, parent=window)          # a QDockWidget
+    browser = KbBrowser(source)        # a plain widget for your own dock, or:
+    dock = make_kb_dock(source, parent=window)          # a ready QDockWidget
     dock.browser.open_article("faq/cancel-order")
+    # either lists the articles the first time it is shown
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from PySide6.QtGui import (
     QFont,
     QFontMetrics,
     QPainter,
+    QShowEvent,
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
@@ -389,6 +392,16 @@ class KbBrowser(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.split, 1)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        """The first time the browser is shown, list the articles (docks open lazily)."""
+        super().showEvent(event)
+        if self._search_gen == 0:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop yet: the owner calls refresh() once it runs
+            self.refresh()
+
     # ------------------------------------------------------------------ tasks
 
     def _spawn(self, coro: Any, what: str) -> None:
@@ -537,7 +550,6 @@ class KbDock(QDockWidget):
 
 
 def make_kb_dock(source: KbSource, parent: QWidget | None = None) -> KbDock:
-    dock = KbDock(source, parent)
-    QTimer.singleShot(0, dock.browser.refresh)
-    return dock
+    """A dock whose browser lists the articles the first time it is shown."""
+    return KbDock(source, parent)
 
