@@ -174,6 +174,7 @@ class HostCopilot:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deciding: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._running: set[str] = set()  # turn ids whose task has not ended
         self._last_error: str | None = None
         self._published_state: dict[str, tuple[str, str | None]] = {}
         self._closed = False
@@ -457,8 +458,7 @@ class HostCopilot:
         if problem is not None:
             return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
                                    state="unconfigured", message=problem)
-        busy = any(not _done(t) for t in self._turns.values())
-        if busy:
+        if self._running:
             state, message = "busy", None
         elif self._last_error is not None:
             state, message = "error", self._last_error
@@ -494,6 +494,8 @@ class HostCopilot:
         self._turns[session_id] = turn
         self.conversations.draft_started(turn.turn_id, session_id, reason)
         turn.task = self._spawn(self._run_turn(turn), f"turn:{session_id}")
+        self._running.add(turn.turn_id)
+        turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
         return turn
 
     async def wait_idle(self, session_id: str) -> None:
@@ -512,6 +514,7 @@ class HostCopilot:
         turn.finishing = True
         turn.task.cancel()
         await asyncio.wait({turn.task}, timeout=CANCEL_GRACE_S)
+        self._running.discard(turn.turn_id)
         self.conversations.draft_finished(turn.turn_id, "stale", text=turn.text)
         if turn.announced:
             await self._publish(session_id, DraftStale(turn_id=turn.turn_id, reason=reason))
@@ -536,6 +539,7 @@ class HostCopilot:
         else:
             self._last_error = None
         turn.finishing = True
+        self._running.discard(turn.turn_id)
         await self._set_state(sid)
 
     async def _fail(self, turn: _Turn, code: ErrorCode, message: str) -> None:

@@ -23,7 +23,7 @@ from hitl_desktop.core.ports import OperationError
 from hitl_desktop.core.protocol import Payload, SessionSummary, host_type
 from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
-from tests.support.fake_openai import Call, Reply, reply_events
+from tests.support.fake_openai import Call, Cite, Hit, Reply, reply_events
 
 SID = "s_unit"
 
@@ -262,5 +262,35 @@ async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
         assert update.state == "expired" and update.approval_id == created.approval_id
         note = copilot.conversations.items(SID)[-1]
         assert note["role"] == "developer" and "expired" in note["content"]
+    finally:
+        await copilot.aclose()
+
+
+async def test_search_hits_map_to_local_articles(tmp_path: Path,
+                                                 outbox: RecordingOutbox) -> None:
+    text = "Orders can be cancelled until they ship."
+    provider = ScriptProvider(Reply(
+        text=text,
+        search=[Hit("f1", "cancel-order.md", "a bare slug, no attributes", 0.8),
+                Hit("f2", "kb__procedure-cancellation.md", "kind__slug file name", 0.7),
+                Hit("f3", "report.pdf", "not one of our articles", 0.6),
+                Hit("f4", "x.md", "attributes win", 0.5,
+                    {"article_id": "faq/cancel-order", "title": "Cancel"})],
+        citations=[Cite("f1", "cancel-order.md", 10), Cite("f3", "report.pdf", 20),
+                   Cite("f4", "x.md", len(text))],
+    ))
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await copilot.on_customer_message(SID, "m1", "cancel?")
+        await copilot.wait_idle(SID)
+        found = [a for p in outbox.of("articles") for a in p.articles]
+        ids = [a.article_id for a in found]
+        assert ids[0] == "faq/cancel-order" and len(ids) == len(set(ids))
+        assert all(copilot.index is not None and copilot.index.get(i) for i in ids)
+        assert found[0].snippet == "a bare slug, no attributes" and found[0].score == 0.8
+        assert found[0].path == "faq/cancel-order.md"
+        draft = outbox.of("draft.completed")[0]
+        assert [c.article_id for c in draft.citations] == ["faq/cancel-order"]
+        assert draft.citations[0].title == found[0].title
     finally:
         await copilot.aclose()
