@@ -875,8 +875,8 @@ def _make_provider(
     """The configured engine; one that cannot be built still yields a provider that
     fails every turn with a clear message, so the host keeps relaying chat.
 
-    The offline engine shares the co-pilot's knowledge index (one SQLite file,
-    opened once) and is told the catalog's tool names.
+    The offline and compatible engines share the co-pilot's knowledge index (one
+    SQLite file, opened once); the offline engine is told the catalog's tool names.
     """
     from hitl_desktop.assistant.factory import make_provider, resolve_provider_name
 
@@ -887,6 +887,8 @@ def _make_provider(
             from hitl_desktop.assistant.offline_provider import OfflineProvider
 
             return OfflineProvider(index, tool_names=catalog.names), None
+        if name == "compatible" and index is not None:
+            return make_provider(paths, settings, override, knowledge_opener=lambda: index), None
         return make_provider(paths, settings, override), None
     except ProviderError as exc:
         problem = exc

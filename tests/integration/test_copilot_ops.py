@@ -220,3 +220,27 @@ async def test_restart_mid_draft_reports_the_draft_failed(
         await agent.close()
     finally:
         await host.stop()
+
+
+async def test_compatible_engine_searches_the_shared_local_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    async with FakeOpenAI(hosted_file_search=False) as server:
+        monkeypatch.setenv("HITL_COMPATIBLE_API_KEY", server.api_key)
+        settings = Settings(provider="compatible", base_url=server.base_url, model="llama3",
+                            compatible_api="responses")
+        desk = await open_desk(tmp_path, server, monkeypatch, key=None, override="compatible",
+                               settings=settings)
+        desks.append(desk)
+        server.enqueue(Reply(calls=[Call("search_knowledge_base", {"query": "cancel order"})]),
+                       Reply(text="You can cancel while the order is pending."))
+        await desk.say("How do I cancel?")
+        articles = (await desk.agent.wait("articles"))["data"]["articles"]
+        assert desk.copilot.index is not None
+        assert all(desk.copilot.index.get(a["article_id"]) for a in articles)
+        assert (await desk.draft())["text"] == "You can cancel while the order is pending."
+        assert not desk.agent.of("tool.call", name="search_knowledge_base")  # internal
+        for client in (desk.customer, desk.agent, desk.agent2):
+            await client.close()
+        await desk.host.stop()
+        desks.remove(desk)
