@@ -13,6 +13,7 @@ from hitl_desktop.config import Settings
 from hitl_desktop.core.protocol import (
     ApprovalApprove,
     ArticleGet,
+    ChatSend,
     CustomerGet,
     DraftDiscard,
     DraftRegenerate,
@@ -244,3 +245,33 @@ async def test_compatible_engine_searches_the_shared_local_index(
             await client.close()
         await desk.host.stop()
         desks.remove(desk)
+
+
+async def test_many_sessions_draft_independently(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    desk = await open_desk(tmp_path, fake, monkeypatch, key=None, override="offline",
+                           settings=Settings(provider="offline"))
+    desks.append(desk)
+    customers = {}
+    for i in range(12):
+        created = desk.host.create_session(customer_id=f"CUST100{1 + i % 5}")
+        customers[created.session_id] = await Client.connect(desk.host.local_url,
+                                                             created.customer_token)
+    try:
+        await asyncio.gather(*(c.send(ChatSend(text="Give me a list of my past orders"), sid)
+                               for sid, c in customers.items()))
+        for sid in customers:
+            await desk.agent2.wait("draft.completed", where=lambda f, s=sid: f["session"] == s)
+        for sid in customers:
+            done = [f for f in desk.agent2.of("draft.completed") if f["session"] == sid]
+            started = [f for f in desk.agent2.of("draft.started") if f["session"] == sid]
+            assert len(done) == 1 and done[0]["data"]["turn_id"] == started[0]["data"]["turn_id"]
+            calls = [f for f in desk.agent2.of("tool.call") if f["session"] == sid]
+            summary = desk.host.relay.session_summary(sid)
+            assert summary is not None
+            assert calls[0]["data"]["arguments"] == {"user_id": summary.customer_id}
+        assert not desk.agent2.of("draft.failed")
+    finally:
+        for c in customers.values():
+            await c.close()
