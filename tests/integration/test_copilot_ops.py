@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -253,7 +254,7 @@ async def test_many_sessions_draft_independently(
     desk = await open_desk(tmp_path, fake, monkeypatch, key=None, override="offline",
                            settings=Settings(provider="offline"))
     desks.append(desk)
-    customers = {}
+    customers: dict[str, Client] = {}
     for i in range(12):
         created = desk.host.create_session(customer_id=f"CUST100{1 + i % 5}")
         customers[created.session_id] = await Client.connect(desk.host.local_url,
@@ -262,7 +263,9 @@ async def test_many_sessions_draft_independently(
         await asyncio.gather(*(c.send(ChatSend(text="Give me a list of my past orders"), sid)
                                for sid, c in customers.items()))
         for sid in customers:
-            await desk.agent2.wait("draft.completed", where=lambda f, s=sid: f["session"] == s)
+            def in_session(frame: dict[str, Any], sid: str = sid) -> bool:
+                return bool(frame["session"] == sid)
+            await desk.agent2.wait("draft.completed", where=in_session)
         for sid in customers:
             done = [f for f in desk.agent2.of("draft.completed") if f["session"] == sid]
             started = [f for f in desk.agent2.of("draft.started") if f["session"] == sid]
