@@ -61,6 +61,7 @@ class ToolItem:
     ts: float
     ok: bool | None = None
     output: dict[str, Any] | None = None
+    outcome: str | None = None  # for approval calls: executed / failed / rejected / expired
     kind: Literal["tool"] = "tool"
 
 
@@ -590,8 +591,29 @@ class Workspace(QObject):
         appr.reason = payload.reason or appr.reason
         self._sync_pending(view)
         self.approvals_changed.emit(view.session_id)
+        self._mirror_on_tool_item(view, appr)
         if payload.state == "executed" and view.customer_requested:
             self.request_customer(view.session_id)  # the action changed the account
+
+    def _mirror_on_tool_item(self, view: SessionView, appr: Approval) -> None:
+        """Show an approval's outcome on its call in the transcript (the host sends no
+        tool.result for approval calls; the approval update carries it)."""
+        idx = view._tool_index.get(appr.call_id)
+        if idx is None or appr.state not in FINAL_APPROVAL_STATES:
+            return
+        item = view.transcript[idx]
+        if not isinstance(item, ToolItem) or item.output is not None:
+            return
+        item.ok = appr.state == "executed"
+        if appr.result is not None:
+            item.output = dict(appr.result)
+        else:
+            item.output = {"state": appr.state, "error": appr.error, "reason": appr.reason,
+                           "by": appr.by}
+        item.outcome = appr.state
+        if appr.final_arguments is not None:
+            item.arguments = dict(appr.final_arguments)
+        self.transcript_changed.emit(view.session_id)
 
     def _sync_pending(self, view: SessionView) -> None:
         count = len(view.pending_approvals)

@@ -325,3 +325,23 @@ def test_not_connected_reports_instead_of_crashing(qtbot: QtBot) -> None:
 
 def test_coalesce_interval_is_within_budget() -> None:
     assert 30 <= wsmod.DRAFT_COALESCE_MS <= 50
+
+
+def test_approval_outcome_shows_on_its_tool_call(ws: Workspace, feed: Feed) -> None:
+    feed(p.ToolCall(turn_id="t1", call_id="call_a1", name="cancel_order",
+                    arguments={"order_id": "ORD1001"}, mode="approval"))
+    feed.approval("a1")  # call_id call_a1
+    feed(p.ToolCall(turn_id="t1", call_id="call_a2", name="reset_password",
+                    arguments={"user_id": "CUST1001"}, mode="approval"))
+    feed.approval("a2", "reset_password", {"user_id": "CUST1001"})
+    feed(p.ApprovalUpdated(approval_id="a1", state="executed", by="Sam",
+                           arguments={"order_id": "ORD1008"}, result={"ok": True}))
+    feed(p.ApprovalUpdated(approval_id="a2", state="rejected", by="Sam", reason="not asked"))
+    s1 = ws.session("s1")
+    assert s1 is not None
+    tools = {i.call_id: i for i in s1.transcript if isinstance(i, ToolItem)}
+    assert tools["call_a1"].ok is True and tools["call_a1"].outcome == "executed"
+    assert tools["call_a1"].arguments == {"order_id": "ORD1008"}  # what really ran
+    assert tools["call_a2"].ok is False and tools["call_a2"].outcome == "rejected"
+    assert tools["call_a2"].output is not None
+    assert tools["call_a2"].output["reason"] == "not asked"

@@ -62,7 +62,11 @@ class ApprovalCard(QFrame):
         title.setObjectName("cardTitle")
         lay.addWidget(title)
         if approval.description:
-            desc = QLabel(approval.description, self)
+            text = approval.description
+            if len(text) > 140:
+                text = text[:137].rsplit(" ", 1)[0] + "…"
+            desc = QLabel(text, self)
+            desc.setToolTip(approval.description)
             desc.setWordWrap(True)
             desc.setObjectName("mutedLabel")
             lay.addWidget(desc)
@@ -281,6 +285,8 @@ class ActionQueue(QWidget):
         split.addWidget(hist)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
+        split.setSizes([420, 160])  # pending actions first; history below
+        split.setChildrenCollapsible(False)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(split)

@@ -43,8 +43,16 @@ ROLE_ARTICLE = Qt.ItemDataRole.UserRole + 1
 ROLE_HTML = Qt.ItemDataRole.UserRole + 2
 
 
+def plain_snippet(markdown: str) -> str:
+    """A snippet as readable text: Markdown emphasis, links and list markers removed."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+    text = re.sub(r"[*_`#>]+", "", text)
+    text = re.sub(r"(^|\s)[-•]\s+", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def article_html(rank: int, art: p.Article, muted: str, accent: str) -> str:
-    snippet = re.sub(r"\s+", " ", art.snippet).strip()
+    snippet = plain_snippet(art.snippet)
     if len(snippet) > 220:
         snippet = snippet[:217].rstrip() + "…"
     kind = "FAQ" if art.kind == "faq" else "Guide"

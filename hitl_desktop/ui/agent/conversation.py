@@ -120,7 +120,10 @@ class ConversationPanel(QWidget):
         if item.ok is None:
             status = "◷ waiting for approval" if item.mode == "approval" else "◷ running"
         elif item.ok:
-            status = "<span style='color:#2e9d5b'>✓ done</span>"
+            done = "approved ✓ executed" if item.outcome == "executed" else "✓ done"
+            status = f"<span style='color:#2e9d5b'>{done}</span>"
+        elif item.outcome in ("rejected", "expired"):
+            status = f"<span style='color:#d9822b'>✗ {item.outcome}</span>"
         else:
             status = "<span style='color:#d64545'>✗ failed</span>"
         mode = "auto-run" if item.mode == "auto" else "needs approval"
