@@ -43,6 +43,7 @@ from openai.types.responses import (
 
 from hitl_desktop.assistant import offline_nlu as nlu
 from hitl_desktop.assistant.base import ProviderError, TurnRequest
+from hitl_desktop.knowledge.articles import split_sections
 from hitl_desktop.knowledge.index import SearchHit
 
 log = logging.getLogger(__name__)
@@ -641,27 +642,64 @@ _SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
 def markdown_sentences(markdown: str) -> list[str]:
     """Plain-text sentences and list items of a Markdown section."""
     out: list[str] = []
+    header: list[str] | None = None
     for raw in markdown.splitlines():
         line = raw.strip()
+        if not line.startswith("|"):
+            header = None
         if not line or re.fullmatch(r"\|?[\s:|-]+\|?", line) or line.startswith("#"):
             continue
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            if cells and cells[0].lower() in ("option", "tool", "parameters"):
+            if header is None:  # a table's first row names its columns
+                header = cells
                 continue
-            line = f"{cells[0]}: " + ", ".join(c for c in cells[1:] if c) + "."
+            pairs = [
+                f"{h} {c}" if h and h.lower() not in c.lower() else c
+                for h, c in zip(header[1:], cells[1:], strict=False)
+                if c
+            ]
+            line = f"{cells[0]}: " + "; ".join(pairs) + "."
         line = re.sub(r"^(?:[-*+]|\d+\.)\s+", "", line)
         line = re.sub(r"\*\*|__|`", "", line)
         line = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", line)
         for raw_sent in _SENT_RE.split(line):
-            sent = raw_sent.strip()
+            sent = raw_sent.strip().rstrip(";,").strip()
             if len(sent) > 2:
                 out.append(sent if sent[-1] in ".!?:" else sent + ".")
     return out
 
 
+def _units(text: str) -> list[tuple[str, int]]:
+    """Sentences of a section, each with the number of the list/table block it is in
+    (0 when it is running text)."""
+    out: list[tuple[str, int]] = []
+    block = 0
+    lines: list[str] = []
+    is_item = False
+
+    def flush() -> None:
+        if lines:
+            out.extend(
+                (sent, block if is_item else 0) for sent in markdown_sentences("\n".join(lines))
+            )
+
+    for line in text.splitlines():
+        item = bool(re.match(r"^\s*(?:[-*+]|\d+\.|\|)\s*\S", line))
+        if item != is_item or (not item and not line.strip()):
+            flush()
+            lines = []
+            if item:
+                block += 1
+            is_item = item
+        lines.append(line)
+    flush()
+    return out
+
+
 def _terms(text: str) -> set[str]:
-    words = re.findall(r"[a-z0-9$]+", text.lower())
+    low = text.lower().replace("how much", "cost price")
+    words = re.findall(r"[a-z0-9$]+", low)
     stop = {
         "the",
         "a",
@@ -693,24 +731,86 @@ def _terms(text: str) -> set[str]:
     return {w[:5] for w in words if w not in stop and len(w) > 1}
 
 
-def best_sentences(hit: SearchHit, query: str, limit: int = 2) -> list[str]:
-    """The sentences of the hit's section that best answer the query, in order."""
-    sents = [s for s in markdown_sentences(hit.text) if not s.endswith(":")] or markdown_sentences(
-        hit.snippet
-    )
-    if not sents:
-        return []
+_HOW_RE = re.compile(r"\bhow (?:do|can|could|would|should) (?:i|we)\b|\bhow to\b|\bsteps?\b")
+
+
+def best_sentences(
+    hit: SearchHit, query: str, limit: int = 2, markdown: str | None = None
+) -> list[str]:
+    """The article sentences that best answer the query, in article order.
+
+    Every sentence of the article competes: overlap with the query's words,
+    its section heading's overlap, a bonus for the section the search hit,
+    and a small one for concrete facts (numbers). "How do I ..." questions get
+    the article's numbered steps when it has some.
+    """
     q = _terms(query)
-    scored = [(len(q & _terms(s)) - 0.01 * n, n) for n, s in enumerate(sents)]
-    top = sorted(scored, reverse=True)[:limit]
-    picked = sorted(n for score, n in top if score > 0) or [0]
-    return [sents[n] for n in picked]
+    if markdown is None:
+        sections = [(hit.section, hit.text)]
+    else:
+        sections = [(sec.heading, sec.text) for sec in split_sections(markdown)]
+    if _HOW_RE.search(query.lower()):
+        for heading, text in sections:
+            steps = [
+                markdown_sentences(line)[0]
+                for line in text.splitlines()
+                if re.match(r"^\s*\d+\.\s+\S", line) and markdown_sentences(line)
+            ]
+            if len(steps) >= 3 and (q & _terms(heading + " " + text)):
+                return [" ".join(f"{n}. {step}" for n, step in enumerate(steps, 1))]
+    candidates: list[tuple[float, int, str]] = []
+    groups: dict[int, int] = {}  # sentence order -> list/table block it belongs to
+    order = 0
+    block = 0
+    for heading, text in sections:
+        head_terms = _terms(heading)
+        for sent, in_block in _units(text):
+            order += 1
+            if in_block:
+                groups[order] = block + in_block
+            if sent.endswith(":") or len(sent) < 4:
+                continue
+            overlap = len(q & _terms(sent))
+            score = 2.0 * overlap + 2.5 * len(q & head_terms)
+            if heading == hit.section:
+                score += 0.5
+            if re.search(r"\d", sent):
+                score += 0.5
+            score -= 0.02 * order
+            candidates.append((score, order, sent))
+        block += 1000
+    if not candidates:
+        return markdown_sentences(hit.snippet)[:1]
+    ranked = sorted(candidates, key=lambda c: -c[0])
+    for cand in ranked[:2]:
+        group = groups.get(cand[1])
+        if group is None or cand[0] < 0.6 * ranked[0][0]:
+            continue
+        # the answer is an item of a short list: give the whole list
+        siblings = [c for c in candidates if groups.get(c[1]) == group]
+        if 2 <= len(siblings) <= 5:
+            extra = [c for c in ranked[:2] if c is not cand and groups.get(c[1]) is None]
+            chosen = siblings + [c for c in extra if c[0] >= 0.6 * ranked[0][0]]
+            return [sent for _, _, sent in sorted(chosen, key=lambda c: c[1])]
+    top = sorted(candidates, key=lambda c: -c[0])[:limit]
+    strong = [c for c in top if c[0] >= max(1.0, 0.5 * top[0][0])] or top[:1]
+    return [sent for _, _, sent in sorted(strong, key=lambda c: c[1])]
+
+
+def _covers(hit: SearchHit, query: str) -> bool:
+    """Does the article really talk about most of what the customer asked?"""
+    words = _terms(query) - {"pleas", "thank", "hello", "hi", "want", "need", "know", "tell"}
+    if not words:
+        return False
+    have = _terms(f"{hit.title} {hit.text} {hit.snippet}")
+    return len(words & have) / len(words) >= 0.6
 
 
 class _Writer:
     """Builds the reply text and remembers where citations go."""
 
-    def __init__(self) -> None:
+    def __init__(self, article_text: Callable[[str], str | None] | None = None) -> None:
+        self.article_text = article_text
         self.parts: list[str] = []
         self.citations: list[tuple[int, SearchHit]] = []
         self.cited: set[str] = set()
@@ -727,10 +827,16 @@ class _Writer:
             self.parts.append("\n\n")
         self.parts.append(text)
 
+    def cite(self, hit: SearchHit) -> None:
+        """Cite ``hit`` for the paragraph just written (a paraphrase of it)."""
+        self.citations.append((len(self.text), hit))
+        self.cited.add(hit.article_id)
+
     def quote(self, hit: SearchHit, query: str, lead: str = "", limit: int = 2) -> bool:
         if hit.article_id in self.cited:
             return False
-        sents = best_sentences(hit, query, limit)
+        markdown = self.article_text(hit.article_id) if self.article_text else None
+        sents = best_sentences(hit, query, limit, markdown)
         if not sents:
             return False
         body = " ".join(sents)
@@ -916,6 +1022,18 @@ class OfflineProvider:
             for h in ranked
         ]
 
+    def _article_text(self, article_id: str) -> str | None:
+        get = getattr(self.index, "get", None)
+        if get is None:
+            return None
+        try:
+            art = get(article_id)
+        except Exception:
+            log.exception("reading article %s failed", article_id)
+            return None
+        text = getattr(art, "markdown", None)
+        return text if isinstance(text, str) else None
+
     def _pick(self, hits: Sequence[SearchHit]) -> SearchHit | None:
         """Prefer a customer-facing FAQ unless a rep article is clearly better."""
         if not hits:
@@ -956,7 +1074,7 @@ class OfflineProvider:
             queries.append(ctx.latest)
             hits = self._search(ctx.latest)
             pick = self._pick(hits)
-            if pick is not None and hits[0].score >= 3.0:
+            if pick is not None and _covers(pick, ctx.latest):
                 picks.append(("", pick))
             pool += hits
         ordered: list[SearchHit] = [p for _, p in picks]
@@ -966,7 +1084,7 @@ class OfflineProvider:
         ordered = ordered[: self.max_results]
         plan = Plan(queries=queries, hits=ordered, call=step, intents=intents)
         if step is None:
-            writer = _Writer()
+            writer = _Writer(self._article_text)
             self._compose(writer, ctx, planner, picks)
             plan.text, plan.citations = writer.text, writer.citations
         return plan
@@ -1123,6 +1241,14 @@ class OfflineProvider:
     ) -> None:
         seg = planner.und.segments.get(intent) or ctx.latest
         need = needs[0] if needs else None
+        if intent == "human":  # kb/escalation is written for us, not for the customer
+            w.para(
+                "I understand. I'll pass your request on to a supervisor, who will contact you "
+                "within one business day. In the meantime, I'm happy to help with anything I can."
+            )
+            if hit is not None:
+                w.cite(hit)
+            return
         if need and need.what == "not_allowed":
             oid = planner.order_for(intent)
             reason = need.detail
@@ -1169,7 +1295,7 @@ class OfflineProvider:
         what = _describe(outcome.tool, outcome.arguments, ctx)
         if outcome.decision == "approved":
             msg = _result_message(outcome.result)
-            w.para(f"Good news: I was able to {what}." + (f" {msg}" if msg else ""))
+            w.para(f"Good news! {msg}" if msg else f"Good news: I was able to {what}.")
             if hit is not None:
                 w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + msg, limit=1)
         elif outcome.decision == "failed":

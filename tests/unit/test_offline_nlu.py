@@ -162,7 +162,7 @@ def test_outcome_notes_are_parsed() -> None:
 
 def test_markdown_sentences_flatten_lists_and_tables() -> None:
     md = "| option | time |\n| --- | --- |\n| Express | 1-2 days |\n\n- **Bold** item\n1. Step one"
-    assert markdown_sentences(md) == ["Express: 1-2 days.", "Bold item.", "Step one."]
+    assert markdown_sentences(md) == ["Express: time 1-2 days.", "Bold item.", "Step one."]
 
 
 @given(st.text(max_size=200))
