@@ -16,7 +16,7 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,7 +72,9 @@ def demo_copilot_factory(
     def make(outbox: SessionOutbox) -> Copilot:
         assert factory is not None
         try:
-            return factory(outbox)
+            copilot = factory(outbox)
+            _pace_offline_engine(copilot, settings)
+            return copilot
         except Exception:
             log.exception("the co-pilot could not start: the demo relays chat only")
             from hitl_desktop.core.ports import NullCopilot
@@ -80,6 +82,24 @@ def demo_copilot_factory(
             return NullCopilot()
 
     return make
+
+
+def _pace_offline_engine(copilot: object, settings: Settings) -> None:
+    """Let the offline engine stream at a model's pace (``offline_delay_ms``, default 6).
+
+    Unpaced, it writes a whole draft within a millisecond, so the demo would never
+    show what the product is about: a draft streaming into the agent's editor.
+    """
+    provider = getattr(copilot, "provider", None)
+    if getattr(provider, "name", None) != "offline" or getattr(provider, "delay_s", 1) != 0:
+        return
+    extra = settings.extra if isinstance(settings.extra, dict) else {}
+    try:
+        delay_ms = float(extra.get("offline_delay_ms", 6.0))
+    except (TypeError, ValueError):
+        delay_ms = 6.0
+    provider.delay_s = max(0.0, delay_ms) / 1000.0  # type: ignore[union-attr]
+    log.info("demo: offline engine paced at %.0f ms per word", delay_ms)
 
 
 def _agent_classes() -> tuple[type[Any], type[Any]] | None:
@@ -262,7 +282,7 @@ class Demo:
                                         session_id=self.session_id)
         self.steps.append(f"agent sent: {draft.text[:60]}")
 
-    async def play(self, shoot: Callable[[str], Awaitable[None]] | None = None) -> None:
+    async def play(self, shoot: Callable[[str], object] | None = None) -> None:
         """DESIGN.md §3, end to end, through the windows."""
         if self.workspace is None:
             await self.type_as_customer("How can I cancel my order?")
@@ -275,21 +295,29 @@ class Demo:
         await self.send_draft_as_agent(draft)
         await asyncio.sleep(0.5)
         # 3: an action that needs approval; catch the draft while it streams
-        midflow = asyncio.ensure_future(self._midflow_moment(seen))
+        shots: list[str] = []
+
+        def take_midflow() -> None:
+            shots.append("-midflow")
+            if shoot is not None:
+                shoot("-midflow")
+
+        midflow = asyncio.ensure_future(self._midflow_moment(seen, take_midflow))
         await self.type_as_customer("Help me cancel order ORD1001")
         draft = await self.wait_draft(after=seen)
         seen.add(draft.turn_id)
-        await _until(lambda: bool(self._view().pending_approvals()), within=20)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(midflow), 1.0)
+        await _until(lambda: bool(self._view().pending_approvals), within=20)
         midflow.cancel()
-        if shoot is not None:
-            await shoot("-midflow")
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await midflow
+        if not shots:
+            log.info("demo: the draft streamed too fast to catch; mid-flow shot after it")
+            take_midflow()
         # 4: the holding reply
         await self.send_draft_as_agent(draft)
         await asyncio.sleep(0.5)
         # 5: approve the action, exactly as proposed
-        approval = self._view().pending_approvals()[0]
+        approval = self._view().pending_approvals[0]
         self.workspace.approve(approval.approval_id, session_id=self.session_id)
         self.steps.append(f"agent approved {approval.tool} {approval.arguments}")
         draft = await self.wait_draft(after=seen)
@@ -301,17 +329,22 @@ class Demo:
         await asyncio.sleep(0.5)
         log.info("demo: script finished: %s", " | ".join(self.steps))
 
-    async def _midflow_moment(self, seen: set[str]) -> None:
-        """Wait for a moment with a streaming draft, articles and a pending action."""
+    async def _midflow_moment(self, seen: set[str], on_moment: Callable[[], None]) -> None:
+        """At a moment with a streaming draft (already on screen), articles and a
+        pending action, call ``on_moment`` right away (it takes the screenshots)."""
+        editor = getattr(self.agent_window, "suggestion_editor", None)
 
         def moment() -> bool:
             view = self._view()
             if view is None or view.draft is None:
                 return False
+            shown = editor.editor.toPlainText() if editor is not None else view.draft.text
             return bool(view.draft.state == "streaming" and view.draft.turn_id not in seen
-                        and view.pending_approvals() and view.draft.text)
+                        and view.pending_approvals and view.current_articles
+                        and len(shown) >= 90)
 
         await _until(moment, within=60, step=0.0)
+        on_moment()
 
 
 async def _until(predicate: Callable[[], object], within: float = 30.0,
@@ -347,48 +380,42 @@ def run(args: argparse.Namespace) -> int:
                 await setup.run_wizard(paths)
         settings = Settings.load(paths)
         demo = Demo(paths, settings, args)
+        waiters: list[asyncio.Future[Any]] = []
         try:
             await demo.start(restore_layout=shots is None and _interactive(args))
             await demo.wait_ready()
             if shots is not None:
                 demo.screenshot(shots)
 
-            async def shoot(suffix: str) -> None:
+            def shoot(suffix: str) -> None:
                 if shots is not None:
                     demo.screenshot(shots, suffix)
 
-            script: asyncio.Future[None] | None = None
+            def left() -> float | None:
+                if args.quit_after is None:
+                    return None
+                return max(0.0, float(args.quit_after) - (time.monotonic() - started))
+
+            closed = asyncio.ensure_future(demo.closed.wait())
+            waiters.append(closed)
             if args.script:
                 script = asyncio.ensure_future(demo.play(shoot))
-            remaining = None
-            if args.quit_after is not None:
-                remaining = max(0.0, args.quit_after - (time.monotonic() - started))
-            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(demo.closed.wait())]
-            if script is not None:
                 waiters.append(script)
-            done, _pending = await asyncio.wait(
-                waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            if script is not None and script in done:
+                await asyncio.wait([closed, script], timeout=left(),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not script.done():
+                    log.warning("demo: the window closed or --quit-after ended the script")
+                    return 0
                 if script.exception() is not None:
                     log.error("demo script failed", exc_info=script.exception())
-                elif shots is not None:
+                    return 1
+                if shots is not None:
                     demo.screenshot(shots, "-final")
-                if args.quit_after is None:
-                    await demo.closed.wait()
-                else:
-                    left = args.quit_after - (time.monotonic() - started)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(demo.closed.wait(), max(0.0, left))
-            for waiter in waiters:
-                if not waiter.done():
-                    if waiter is script:
-                        log.warning("demo: --quit-after ended the script before it finished")
-                    waiter.cancel()
-            failed = script is not None and script.done() and not script.cancelled() \
-                and script.exception() is not None
-            return 1 if failed else 0
+            await asyncio.wait([closed], timeout=left())
+            return 0
         finally:
+            for waiter in waiters:
+                waiter.cancel()
             await demo.stop()
 
     return run_on_qt_loop(app, main)
