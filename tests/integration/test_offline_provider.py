@@ -565,3 +565,90 @@ async def test_identity_and_pacing(index: KnowledgeIndex) -> None:
     events = [e async for e in p.stream(req)]
     assert events[-1].type == "response.completed"
     await p.aclose()
+
+
+# ---------------------------------------------------------------- DESIGN §3 offline, real sockets
+
+
+async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
+    """No API key: the host runs the offline engine; customer and agent speak the
+    wire protocol over real WebSockets; the shop database executes the approval."""
+    from hitl_desktop.app.host import start_host
+    from hitl_desktop.config import Settings, resolve_paths
+    from hitl_desktop.core.protocol import ApprovalApprove, ChatSend
+    from hitl_desktop.host.copilot import HostCopilot, build_copilot
+    from hitl_desktop.host.tokens import TokenKind
+    from tests.integration.test_copilot_flow import Client
+
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    settings = Settings(provider="auto")  # no key anywhere: the offline engine
+
+    def factory(outbox: Any) -> HostCopilot:
+        return build_copilot(paths, settings, outbox)
+
+    host = await start_host(paths, settings, port=0, copilot_factory=factory)
+    clients: list[Client] = []
+    try:
+        created = host.create_session(customer_id="CUST1001", title="offline flow")
+        agent_token = host.relay.tokens.issue(
+            TokenKind.AGENT_SESSION, session_id=created.session_id, label="Dana"
+        )
+        customer = await Client.connect(host.local_url, created.customer_token)
+        agent = await Client.connect(host.local_url, agent_token)
+        clients += [customer, agent]
+        sid = created.session_id
+        copilot = host.relay.copilot
+        assert isinstance(copilot, HostCopilot)
+
+        async def say(text: str) -> None:
+            await customer.send(ChatSend(text=text), sid)
+
+        async def send(draft: dict[str, Any]) -> None:
+            await agent.send(ChatSend(text=draft["text"], draft_id=draft["turn_id"]), sid)
+            await customer.wait("chat.message", where=lambda f: f["data"]["text"] == draft["text"])
+
+        # 1-2: a policy question: articles, then a cited draft; the agent sends it
+        await say("How can I cancel my order?")
+        started = await agent.wait("draft.started")
+        assert started["data"]["provider"] == "offline"
+        articles = await agent.wait("articles")
+        assert articles["data"]["articles"][0]["article_id"] == "faq/cancel-order"
+        draft1 = (await agent.wait("draft.completed"))["data"]
+        assert "pending or processing" in draft1["text"]
+        assert [c["article_id"] for c in draft1["citations"]][:1] == ["faq/cancel-order"]
+        await send(draft1)
+
+        # 3-4: the action waits for approval; the draft says it is being processed
+        await say("Help me cancel order ORD1001")
+        call = await agent.wait("tool.call", name="cancel_order")
+        assert call["data"]["mode"] == "approval"
+        assert call["data"]["arguments"] == {"order_id": "ORD1001"}
+        approval = (await agent.wait("approval.created"))["data"]
+        draft2 = (await agent.wait("draft.completed", count=2))["data"]
+        assert "ORD1001" in draft2["text"] and "processing" in draft2["text"]
+        assert copilot.store.order("ORD1001")["status"] == "pending"  # type: ignore[index]
+        await send(draft2)
+
+        # 5-6: approved -> executed once -> a confirmation draft
+        await agent.send(ApprovalApprove(approval_id=approval["approval_id"]), sid)
+        await agent.wait("approval.updated", state="executed")
+        draft3 = (await agent.wait("draft.completed", count=3))["data"]
+        assert "cancelled" in draft3["text"] and "ORD1001" in draft3["text"]
+        assert copilot.store.order("ORD1001")["status"] == "cancelled"  # type: ignore[index]
+        await send(draft3)
+
+        # the other demo actions: a safe look-up runs by itself, a reset waits
+        await say("Give me a list of my past orders")
+        auto = await agent.wait("tool.call", name="get_order_history")
+        assert auto["data"]["mode"] == "auto"
+        draft4 = (await agent.wait("draft.completed", count=4))["data"]
+        assert "ORD1008" in draft4["text"] and "ORD1002" in draft4["text"]
+        await say("Help me reset my password")
+        reset = await agent.wait("tool.call", name="reset_password")
+        assert reset["data"]["mode"] == "approval"
+        assert reset["data"]["arguments"] == {"user_id": "CUST1001"}
+        assert not customer.of("draft.delta") and not customer.of("articles")
+    finally:
+        for c in clients:
+            await c.close()
+        await host.stop()
