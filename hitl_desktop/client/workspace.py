@@ -205,6 +205,7 @@ class Workspace(QObject):
         self._role: p.Role | None = None
         self._bound_session: str | None = None
         self._dirty_drafts: set[str] = set()
+        self._order: list[str] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
@@ -295,7 +296,7 @@ class Workspace(QObject):
         self._bound_session = welcome.session_id
         for summary in welcome.sessions:
             self._upsert_summary(summary, emit=False)
-        self.sessions_changed.emit()
+        self._sessions_changed()
         if self._current is None:
             first = welcome.session_id or next((s.session_id for s in self.sessions()), None)
             if first:
@@ -334,13 +335,24 @@ class Workspace(QObject):
             view = SessionView(summary=summary, history_seq=summary.last_seq)
             self._sessions[summary.session_id] = view
             if emit:
-                self.sessions_changed.emit()
+                self._sessions_changed()
         else:
             view.summary = summary
             if emit:
                 self.session_updated.emit(summary.session_id)
-                self.sessions_changed.emit()
+                self._maybe_reorder()
         return view
+
+    def _maybe_reorder(self) -> None:
+        """Tell the inbox to rebuild only when the order really changed."""
+        order = [s.session_id for s in self.sessions()]
+        if order != self._order:
+            self._order = order
+            self.sessions_changed.emit()
+
+    def _sessions_changed(self) -> None:
+        self._order = [s.session_id for s in self.sessions()]
+        self.sessions_changed.emit()
 
     def _on_welcome(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.Welcome)
@@ -350,7 +362,7 @@ class Workspace(QObject):
         assert isinstance(payload, p.SessionList)
         for summary in payload.sessions:
             self._upsert_summary(summary, emit=False)
-        self.sessions_changed.emit()
+        self._sessions_changed()
 
     def _on_session_opened(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SessionOpened)
@@ -381,7 +393,7 @@ class Workspace(QObject):
         view.transcript.append(NoteItem(f"Session closed by {payload.by}{why}", env.ts))
         self.transcript_changed.emit(view.session_id)
         self.session_updated.emit(view.session_id)
-        self.sessions_changed.emit()
+        self._sessions_changed()
 
     def _on_chat_message(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.ChatMessage)
@@ -412,6 +424,7 @@ class Workspace(QObject):
             self._emit_draft_now(view.session_id)
         self.transcript_changed.emit(view.session_id)
         self.session_updated.emit(view.session_id)
+        self._maybe_reorder()
 
     def _on_typing(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.TypingState)

@@ -345,3 +345,18 @@ def test_approval_outcome_shows_on_its_tool_call(ws: Workspace, feed: Feed) -> N
     assert tools["call_a2"].ok is False and tools["call_a2"].outcome == "rejected"
     assert tools["call_a2"].output is not None
     assert tools["call_a2"].output["reason"] == "not asked"
+
+
+def test_new_message_moves_its_session_to_the_top(qtbot: QtBot) -> None:
+    now = time.time()
+    ws = Workspace(send=Sent())
+    ws.apply_welcome(welcome(summary("a", "A", last_at=now - 50),
+                             summary("b", "B", last_at=now - 500)))
+    assert [s.session_id for s in ws.sessions()] == ["a", "b"]
+    with qtbot.waitSignal(ws.sessions_changed):
+        Feed(ws, "b").customer("news")
+    assert [s.session_id for s in ws.sessions()] == ["b", "a"]
+    changes: list[int] = []
+    ws.sessions_changed.connect(lambda: changes.append(1))
+    Feed(ws, "b").customer("more news")  # already on top: no inbox rebuild
+    assert changes == []
