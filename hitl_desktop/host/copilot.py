@@ -108,6 +108,7 @@ class _Round:
     files: dict[str, str] = field(default_factory=dict)  # file_id -> article id
     delta_at: dict[str, float] = field(default_factory=dict)  # call_id -> last tool delta
     text_item: str | None = None
+    item_start: dict[str, int] = field(default_factory=dict)  # message item -> draft offset
     completed: bool = False
     failed: Failed | None = None
 
@@ -640,8 +641,10 @@ class HostCopilot:
         sid = turn.session_id
         if isinstance(update, TextDelta):
             text = update.text
-            if turn.text and rnd.text_item != update.item_id:
-                text = "\n\n" + text  # a new message (or round) starts a paragraph
+            if rnd.text_item != update.item_id:
+                if turn.text:
+                    text = "\n\n" + text  # a new message (or round) starts a paragraph
+                rnd.item_start[update.item_id] = len(turn.text) + len(text) - len(update.text)
             rnd.text_item = update.item_id
             offset = len(turn.text)
             turn.text += text
@@ -680,7 +683,9 @@ class HostCopilot:
             if art is None or art.article_id in turn.cited:
                 return
             turn.cited.add(art.article_id)
-            turn.citations.append(Citation(article_id=art.article_id, title=art.title))
+            at = rnd.item_start.get(update.item_id, 0) + update.index
+            turn.citations.append(Citation(article_id=art.article_id, title=art.title,
+                                           quote=_quote(turn.text, at)))
             if art.article_id not in turn.articles_sent:
                 turn.articles_sent.add(art.article_id)
                 await self.outbox.publish(sid, ArticlesFound(turn_id=turn.turn_id,
@@ -846,6 +851,17 @@ def _snippet(text: Any) -> str:
         return ""
     flat = " ".join(text.split())
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
+
+
+def _quote(text: str, end: int) -> str | None:
+    """The draft's sentence that a citation at ``end`` backs (for the article panel)."""
+    head = text[: max(0, min(end, len(text)))].rstrip()
+    if not head:
+        return None
+    cut = max(head.rfind(". ", 0, len(head) - 1), head.rfind("\n"), head.rfind("? "),
+              head.rfind("! "))
+    sentence = head[cut + 1:].strip() if cut >= 0 else head.strip()
+    return _snippet(sentence) or None
 
 
 def _score(value: Any) -> float:

@@ -225,6 +225,7 @@ async def test_end_to_end_flow_cancels_ord1001_exactly_once(desk: Desk) -> None:
     draft1 = await desk.draft()
     assert draft1["text"] == answer
     assert [c["article_id"] for c in draft1["citations"]] == ["faq/cancel-order"]
+    assert draft1["citations"][0]["quote"] == answer
     deltas = agent.of("draft.delta", turn_id=draft1["turn_id"])
     assert "".join(d["data"]["text"] for d in deltas) == answer
     offsets = [d["data"]["offset"] for d in deltas]

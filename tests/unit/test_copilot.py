@@ -292,5 +292,6 @@ async def test_search_hits_map_to_local_articles(tmp_path: Path,
         draft = outbox.of("draft.completed")[0]
         assert [c.article_id for c in draft.citations] == ["faq/cancel-order"]
         assert draft.citations[0].title == found[0].title
+        assert draft.citations[0].quote == "Orders can"  # the text up to its index (10)
     finally:
         await copilot.aclose()
