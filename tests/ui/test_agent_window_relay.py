@@ -126,3 +126,51 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
         finally:
             window.close()
             await conn.aclose()
+
+
+async def test_agent_socket_dropped_mid_draft_recovers_everything(tmp_path: Path,
+                                                                  qtbot: Any) -> None:
+    async with running_host(tmp_path / "host", copilot=True) as host:
+        created = host.create_session(customer_id="CUST1001")
+        conn = HostConnection(InviteLink.parse(host.desk_link), client_name="test agent",
+                              backoff_base=0.05)
+        ws = Workspace()
+        ws.attach(conn)
+        window = AgentWindow(ws, config_dir=tmp_path / "config")
+        qtbot.addWidget(window)
+        window.show()
+        conn.open()
+        dropped: list[int] = []
+
+        def drop_on_first_delta(session_id: str) -> None:
+            view = ws.session(session_id)
+            if not dropped and view is not None and view.draft is not None \
+                    and view.draft.state == "streaming":
+                dropped.append(1)
+                conn.drop_socket()
+
+        try:
+            async with asyncio.timeout(5):
+                await conn.wait_connected()
+            await until(lambda: ws.session(created.session_id) is not None, what="session")
+            ws.select_session(created.session_id)
+            view = ws.session(created.session_id)
+            assert view is not None
+            ws.draft_changed.connect(drop_on_first_delta)
+            async with Customer(created.customer_link) as customer:
+                await customer.say("How can I cancel my order?")
+                await until(lambda: view.draft is not None and view.draft.state == "completed",
+                            within=20, what="draft completed after the drop")
+                assert dropped, "the socket was dropped while the draft streamed"
+                ws.flush()
+                completed = [f for f in customer.frames if f["type"] == "draft.completed"]
+                assert completed == []  # drafts never reach the customer
+                assert window.suggestion_editor.text() == view.draft.text  # type: ignore[union-attr]
+                assert not view.draft.gap  # type: ignore[union-attr]
+                customers = [i for i in view.transcript
+                             if getattr(i, "role", None) == "customer"]
+                assert [c.text for c in customers] == ["How can I cancel my order?"]  # type: ignore[union-attr]
+                assert conn.connects >= 2
+        finally:
+            window.close()
+            await conn.aclose()
