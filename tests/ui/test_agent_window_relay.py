@@ -85,14 +85,15 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
             assert "Alex Morgan" in window.customer.profile.text()
 
             # the Knowledge base dock lists the host's articles through kb.search
-            assert window.kb_browser is None, "built lazily, when first shown"
+            lazy = window.kb_browser
+            assert lazy is None, "built lazily, when first shown"
             window.focus_panel("kb")
-            kb = window.kb_browser
-            assert kb is not None and window.docks["kb"].objectName() == "dock_kb"
-            await until(lambda: kb.results.count() > 5, what="KB listing")  # type: ignore[attr-defined]
-            kb.open_article("faq/cancel-order")  # type: ignore[attr-defined]
-            await until(lambda: "cancel" in kb.view.toPlainText().lower(),  # type: ignore[attr-defined]
-                        what="KB article")
+            kb = window.ensure_kb_browser()
+            assert kb is not None
+            assert window.docks["kb"].objectName() == "dock_kb"
+            await until(lambda: kb.results.count() > 5, what="KB listing")
+            kb.open_article("faq/cancel-order")
+            await until(lambda: "cancel" in kb.view.toPlainText().lower(), what="KB article")
 
             async with Customer(created.customer_link) as customer:
                 await customer.say("How can I cancel my order?")
@@ -100,11 +101,13 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
                             what="first draft")
                 ws.flush()
                 editor = window.suggestion_editor
-                assert editor.text() == view.draft.text and editor.text()  # type: ignore[union-attr]
+                draft = view.draft
+                assert draft is not None
+                assert editor.text() == draft.text and editor.text()
                 assert window.articles.articles(), "the KB search shows relevant articles"
                 editor.send()
                 await until(customer.agent_messages, what="reply at the customer")
-                assert customer.agent_messages()[-1] == view.draft.text  # type: ignore[union-attr]
+                assert customer.agent_messages()[-1] == draft.text
 
                 await customer.say("Help me cancel order ORD1001")
                 await until(lambda: view.pending_approvals, what="cancel_order approval")

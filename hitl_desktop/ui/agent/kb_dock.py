@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
 
 from hitl_desktop.client.workspace import Workspace
+
+if TYPE_CHECKING:
+    from hitl_desktop.ui.kb_browser import KbBrowser
 
 log = logging.getLogger(__name__)
 
 
 def make_kb_browser(workspace: Workspace,
-                    open_article: Callable[[str, str], None]) -> QWidget | None:
+                    open_article: Callable[[str, str], None]) -> KbBrowser | None:
     """A KB browser widget over the workspace's kb.search/article.get, or None."""
     try:
         from hitl_desktop.ui.kb_browser import KbBrowser, SignalKbSource

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -33,6 +34,9 @@ from hitl_desktop.ui.agent.customer import CustomerPanel
 from hitl_desktop.ui.agent.inbox import InboxPanel
 from hitl_desktop.ui.agent.style import agent_style, is_dark
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
+
+if TYPE_CHECKING:
+    from hitl_desktop.ui.kb_browser import KbBrowser
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,7 @@ class AgentWindow(QMainWindow):
         self.article_viewer = ArticleViewer(workspace)
         self.action_queue = ActionQueue(workspace)
         self.customer = CustomerPanel(workspace)
-        self.kb_browser: QWidget | None = None
+        self.kb_browser: KbBrowser | None = None
 
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("inbox", "Inbox", self.inbox)
@@ -141,7 +145,7 @@ class AgentWindow(QMainWindow):
         dock = self._add_dock("kb", "Knowledge base", holder)
         dock.visibilityChanged.connect(self._build_kb_browser)
 
-    def _build_kb_browser(self, visible: bool = True) -> QWidget | None:
+    def _build_kb_browser(self, visible: bool = True) -> KbBrowser | None:
         if self.kb_browser is not None or not visible:
             return self.kb_browser
         from hitl_desktop.ui.agent.kb_dock import make_kb_browser
@@ -161,7 +165,7 @@ class AgentWindow(QMainWindow):
             holder_layout.addWidget(widget)
         return widget
 
-    def ensure_kb_browser(self) -> QWidget | None:
+    def ensure_kb_browser(self) -> KbBrowser | None:
         """The KB browser widget, building it now if the dock was never shown."""
         return self._build_kb_browser(True)
 
