@@ -77,7 +77,24 @@ _TOOL_INTENT = {
     "get_order_history": "order_history",
 }
 _FREE_TEXT = ("details", "reason")
-_REP_TOPICS = frozenset({"human"})  # answered from a representatives' (kb/) article
+_REP_TOPICS = frozenset({"human"})
+#: What happens next, per action: the words that find it in the action's article.
+_NEXT_QUERY = {
+    "cancel_order": "after cancelling paid amount back original payment method 5-10 business days",
+    "create_refund": "refund issued money reaches account 5-10 business days",
+    "create_return": "prepaid return label number email refund",
+    "send_replacement": "replacement ships standard delivery 3-5 business days no cost",
+    "reset_password": "reset link email on file valid 1 hour",
+    "issue_voucher": "voucher code sent email valid 12 months",
+    "create_complaint": "complaint reference email replies 2 business days",
+}
+#: Why an action is not possible -> the words of the article's alternative.
+_REFUSED_QUERY = {
+    "window": "30 days return window after warranty",
+    "shipped": "shipped order cannot be cancelled return refuse parcel",
+    "delivered": "delivered cannot be cancelled return 30 days",
+    "cancelled": "cancelled refunded cannot",
+}  # answered from a representatives' (kb/) article
 #: Words every shop conversation uses; they say nothing about the topic.
 _GENERIC_RE = re.compile(
     r"\b(?:ORD[\s#-]?\d{4}|#?\d{4}|orders?|items?|products?|northwind|goods|stuff|things?)\b",
@@ -316,6 +333,7 @@ class _Planner:
         self.ctx = ctx
         self.und = nlu.understand(ctx.latest, earlier_order_ids=ctx.earlier_order_ids)
         self.needs: list[Need] = []
+        self.topics: dict[str, str] = {}  # intent -> the words its article was searched with
 
     def order_for(self, intent: str) -> str | None:
         seg = self.und.segments.get(intent, "")
@@ -771,7 +789,9 @@ def best_sentences(
             if sent.endswith(":") or len(sent) < 4:
                 continue
             overlap = len(q & _terms(sent))
-            score = 2.0 * overlap + 2.5 * len(q & head_terms)
+            shared = len(q & head_terms)
+            # a heading that is mostly the question ("Support hours") speaks for its section
+            score = 2.0 * overlap + (2.5 if 2 * shared >= len(head_terms) else 1.0) * shared
             if heading == hit.section:
                 score += 0.5
             if re.search(r"\d", sent):
@@ -1064,6 +1084,7 @@ class OfflineProvider:
             for intent in searchable[:3]:
                 seg = und.segments.get(intent, ctx.latest if intent in und.intents else "")
                 topic = self._topic_query(intent, seg or ctx.latest, planner)
+                planner.topics[intent] = topic
                 queries.append(f"{seg} {topic}".strip())
                 hits = self._fused(topic, seg)
                 pick = hits[0] if hits and intent in _REP_TOPICS else self._pick(hits)
@@ -1174,8 +1195,8 @@ class OfflineProvider:
                 f"Thanks for your patience. I've put in the request to "
                 f"{_describe(call.name, call.arguments, ctx)}, and I'm processing it now."
             )
-            if hit is not None:
-                w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + ctx.latest, limit=1)
+            if hit is not None and call.name in _NEXT_QUERY:
+                w.quote(hit, _NEXT_QUERY[call.name], limit=1)
             return
         if call.name == "get_order_history" and isinstance(out, Mapping):
             orders = [o for o in out.get("orders") or [] if isinstance(o, Mapping)]
@@ -1257,7 +1278,10 @@ class OfflineProvider:
             elif reason:
                 w.para(f"I checked order {oid}: its status is {reason}, so I can't do that.")
         if hit is not None:
-            w.quote(hit, seg + " " + nlu.INTENT_QUERY.get(intent, ""))
+            query = seg + " " + planner.topics.get(intent, nlu.INTENT_QUERY.get(intent, ""))
+            if need and need.what == "not_allowed":
+                query = _REFUSED_QUERY.get(need.detail, query)
+            w.quote(hit, query)
         ask = {
             "order_id": "Could you tell me the order number (for example ORD1001)?",
             "product": f"Which product is it about? The order contains: {need.detail}."
@@ -1296,8 +1320,8 @@ class OfflineProvider:
         if outcome.decision == "approved":
             msg = _result_message(outcome.result)
             w.para(f"Good news! {msg}" if msg else f"Good news: I was able to {what}.")
-            if hit is not None:
-                w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + msg, limit=1)
+            if hit is not None and outcome.tool in _NEXT_QUERY:
+                w.quote(hit, _NEXT_QUERY[outcome.tool] + " " + msg, limit=1)
         elif outcome.decision == "failed":
             err = _result_message(outcome.result) or "the system did not accept it"
             w.para(f"I'm sorry, I wasn't able to {what}: {err}")
