@@ -11,10 +11,12 @@ One run, two measurements on the same machine and the same event loop:
    Between the two: the stream translator, the turn loop, the relay's publish
    (encode, fan-out, per-connection queue and writer), the socket.
 2. Baseline: a bare ``websockets`` server sends frames of the same size at the
-   same pace to a client; send -> receive.
+   same pace to a client on the same loop; send -> receive.
 
-The host overhead is the difference of the two distributions (p50 and p99).
-``--quick`` runs fewer, shorter turns.
+The host overhead is the difference of the two distributions (p50 and p99); the
+budget (p99 < 2 ms) is checked on the conservative bound host p99 - bare p50, since
+a difference of two p99s is noisy on a shared machine. A bare run follows each
+turn, so both see the same machine conditions. ``--quick`` runs fewer, shorter turns.
 """
 
 from __future__ import annotations
@@ -116,8 +118,10 @@ class StampingProvider:
 # ----------------------------------------------------------------- measurements
 
 
-async def host_path(turns: int, deltas: int, delay: float, data_dir: Path) -> list[float]:
-    """Provider yield -> agent socket receipt, per text delta, in ms."""
+async def host_path(turns: int, deltas: int, delay: float, data_dir: Path,
+                    baseline: list[float] | None = None) -> list[float]:
+    """Provider yield -> agent socket receipt, per text delta, in ms. With ``baseline``,
+    a bare-websocket run of the same size follows each turn (same machine conditions)."""
     text = (WORDS * (deltas * CHUNK // len(WORDS) + 1))[: deltas * CHUNK]
     latencies: list[float] = []
     with FakeInThread() as fake:
@@ -155,6 +159,8 @@ async def host_path(turns: int, deltas: int, delay: float, data_dir: Path) -> li
                     for offset, sent in provider.stamps.items():
                         if offset in received:
                             latencies.append((received[offset] - sent) * 1000)
+                    if baseline is not None:
+                        baseline.extend(await bare_baseline(1, deltas, delay))
         finally:
             await host.stop()
     return latencies
@@ -189,18 +195,21 @@ async def main_async(args: argparse.Namespace) -> int:
     deltas = args.deltas or (120 if args.quick else 300)
     delay = args.delay
     with tempfile.TemporaryDirectory(prefix="hitl-bench-turn-") as tmp:
-        await host_path(1, 20, delay, Path(tmp) / "warmup")  # imports, JIT-free warm caches
-        await bare_baseline(1, 20, delay)
-        host = await host_path(turns, deltas, delay, Path(tmp) / "run")
-    bare = await bare_baseline(turns, deltas, delay)
+        await host_path(1, 20, delay, Path(tmp) / "warmup", [])  # warm imports and caches
+        bare: list[float] = []
+        host = await host_path(turns, deltas, delay, Path(tmp) / "run", bare)
     print(f"{turns} turns x {deltas} text deltas of {CHUNK} chars, one every "
-          f"{delay * 1000:.1f} ms (the fake API in its own thread)")
+          f"{delay * 1000:.1f} ms (the fake API in its own thread; a bare run after each turn)")
     print(summary("bare websocket send -> recv", bare))
     print(summary("provider event -> agent socket", host))
     p50 = pct(host, 50) - pct(bare, 50)
     p99 = pct(host, 99) - pct(bare, 99)
-    verdict = "PASS" if p99 < BUDGET_P99_MS else "FAIL"
-    print(f"{'host-side overhead (difference)':<34} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   "
+    # the difference of two p99s is noisy on a shared machine; the budget is checked on
+    # the conservative bound: the host path's p99 minus only the bare median hop
+    bound = pct(host, 99) - pct(bare, 50)
+    verdict = "PASS" if bound < BUDGET_P99_MS else "FAIL"
+    print(f"{'host-side overhead (difference)':<34} p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
+    print(f"{'overhead bound (host p99 - bare p50)':<34} {bound:7.3f} ms   "
           f"budget p99 < {BUDGET_P99_MS:.0f} ms: {verdict}")
     print(f"ratio host/bare: p50 {pct(host, 50) / pct(bare, 50):.2f}x   "
           f"p99 {pct(host, 99) / pct(bare, 99):.2f}x")
