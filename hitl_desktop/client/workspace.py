@@ -780,6 +780,14 @@ class Workspace(QObject):
         self._emit_draft_now(sid)
         return ok
 
+    def close_session(self, session_id: str | None = None) -> bool:
+        """Ask the host to close the conversation (it says who closed it, and why)."""
+        sid = self._target(session_id)
+        return sid is not None and self._send(p.SessionClose(), sid)
+
+    def unread_total(self) -> int:
+        return sum(v.unread for v in self._sessions.values())
+
     def request_customer(self, session_id: str | None = None) -> bool:
         sid = session_id or self._current
         view = self._sessions.get(sid) if sid else None

@@ -375,3 +375,20 @@ def test_follows_a_dark_palette(window: AgentWindow, qapp: QApplication) -> None
         qapp.setPalette(before)
         QApplication.processEvents()
     assert window.styleSheet() == light_css
+
+
+def test_close_conversation_takes_two_presses(window: AgentWindow, sent: Sent) -> None:
+    window.inbox.list.setFocus()
+    key(window, Qt.Key.Key_W, CTRL | SHIFT)
+    assert sent.of("session.close") == []
+    assert "again" in window.statusBar().currentMessage()
+    key(window, Qt.Key.Key_W, CTRL | SHIFT)
+    assert len(sent.of("session.close")) == 1 and sent.items[-1][2] == "s1"
+
+
+def test_window_title_counts_unread_messages(window: AgentWindow, ws: Workspace) -> None:
+    Feed(ws, "s2").customer("Hello?")
+    Feed(ws, "s2").customer("Anyone there?")
+    assert window.windowTitle().startswith("(2) Alex Morgan")
+    ws.select_session("s2")
+    assert window.windowTitle() == "Priya Shah — HITL Desk"

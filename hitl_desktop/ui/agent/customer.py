@@ -96,7 +96,7 @@ class CustomerPanel(QWidget):
             return
         c = details.customer
         rows = "".join(
-            f"<tr><td style='color:gray; padding-right:10px'>{label}</td>"
+            f"<tr><td style='color:gray; padding-right:10px' nowrap>{label}</td>"
             f"<td>{html.escape(_fmt(key, c.get(key)))}</td></tr>"
             for key, label in PROFILE_FIELDS if c.get(key) not in (None, ""))
         self.profile.setText(f"<span style='font-size:large'><b>"

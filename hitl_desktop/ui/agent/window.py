@@ -107,7 +107,9 @@ class AgentWindow(QMainWindow):
 
         self.articles.article_chosen.connect(self.open_article)
         self.suggestion_editor.article_requested.connect(self.open_article)
+        self._close_armed: str | None = None
         workspace.current_session_changed.connect(self._on_session)
+        workspace.session_updated.connect(self._on_session_updated)
         workspace.approvals_changed.connect(self._on_approvals)
         workspace.connection_state_changed.connect(self._on_connection)
         workspace.assistant_status_changed.connect(self._on_assistant)
@@ -251,6 +253,8 @@ class AgentWindow(QMainWindow):
                                   self.approve_first, "Approve the first pending action")
         self.reject_action = act("✕ Reject first action", ["Ctrl+Shift+R"],
                                  self.reject_first, "Reject the first pending action")
+        self.close_session_action = act("Close conversation", ["Ctrl+Shift+W"],
+                                        self.close_session, "Close this conversation")
         bar.addAction(self.prev_action)
         bar.addAction(self.next_action)
         bar.addWidget(self.session_title)
@@ -267,6 +271,8 @@ class AgentWindow(QMainWindow):
         conv = bar.addMenu("&Conversation")
         for a in (self.send_action, self.regenerate_action, self.prev_action, self.next_action):
             conv.addAction(a)
+        conv.addSeparator()
+        conv.addAction(self.close_session_action)
         actions = bar.addMenu("&Actions")
         actions.addAction(self.approve_action)
         actions.addAction(self.reject_action)
@@ -331,18 +337,51 @@ class AgentWindow(QMainWindow):
         self.docks["actions"].raise_()
         self.action_queue.reject_first()
 
+    def close_session(self) -> None:
+        """Two steps, no modal dialog: the status bar asks, a second press confirms."""
+        view = self.workspace.current
+        if view is None or view.summary.state == "closed":
+            return
+        if self._close_armed == view.session_id:
+            self._close_armed = None
+            self.workspace.close_session(view.session_id)
+            self.statusBar().showMessage(f"Closing the conversation with {view.display_name}…",
+                                         5000)
+            return
+        self._close_armed = view.session_id
+        self.statusBar().showMessage(
+            f"Press Ctrl+Shift+W again to close the conversation with {view.display_name}.",
+            5000)
+
+    def _update_title(self, *_args: object) -> None:
+        view = self.workspace.current
+        unread = self.workspace.unread_total()
+        badge = f"({unread}) " if unread else ""
+        name = f"{view.display_name} — " if view is not None else ""
+        self.setWindowTitle(f"{badge}{name}HITL Desk")
+
     def _on_session(self, session_id: str) -> None:
         view = self.workspace.session(session_id) if session_id else None
+        self._close_armed = None
         if view is None:
             self.session_title.setText("No conversation selected")
-            self.setWindowTitle("HITL Desk — Agent workspace")
         else:
             title = view.display_name
             if view.summary.customer_id:
                 title += f"  ·  {view.summary.customer_id}"
+            if view.summary.state == "closed":
+                title += "  ·  closed"
             self.session_title.setText(title)
-            self.setWindowTitle(f"{view.display_name} — HITL Desk")
+        self._update_title()
+        self.close_session_action.setEnabled(view is not None
+                                              and view.summary.state == "open")
         self._on_approvals(session_id)
+
+    def _on_session_updated(self, session_id: str) -> None:
+        if session_id == self.workspace.current_session_id:
+            self._on_session(session_id)
+        else:
+            self._update_title()
 
     def _on_approvals(self, session_id: str) -> None:
         view = self.workspace.current
