@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -46,6 +47,7 @@ def run_qt(main: Callable[[], Coroutine[Any, Any, int]], *, app_name: str = "HIT
     from hitl_desktop.ui.theme import apply_app_style
 
     apply_app_style(app)
+    collector = GuiThreadCollector()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
@@ -53,6 +55,43 @@ def run_qt(main: Callable[[], Coroutine[Any, Any, int]], *, app_name: str = "HIT
             return int(loop.run_until_complete(main()))
     finally:
         asyncio.set_event_loop(None)
+        collector.stop()
+
+
+class GuiThreadCollector:
+    """Runs Python's cyclic GC on the GUI thread only.
+
+    Why: with automatic GC, a collection can start in any thread that allocates
+    (``asyncio.to_thread`` workers), and Qt objects caught in reference cycles would
+    then be destroyed there ("Timers cannot be stopped from another thread", or a
+    crash). Collecting from a Qt timer keeps every destruction on the GUI thread.
+    """
+
+    def __init__(self, interval_ms: int = 500) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.thresholds = gc.get_threshold()
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.check)
+        self.timer.start()
+
+    def check(self) -> None:
+        counts = gc.get_count()
+        gen = -1
+        for i in range(3):
+            if counts[i] > self.thresholds[i]:
+                gen = i
+        if gen >= 0:
+            gc.collect(gen)
+
+    def stop(self) -> None:
+        self.timer.stop()
+        gc.collect()
+        if self._was_enabled:
+            gc.enable()
 
 
 async def run_wizard(paths: Paths, *, offline: bool = False) -> Settings | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -24,8 +25,12 @@ pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
 
 
 @pytest.fixture(autouse=True)
-def keep_app_running(qapp: QApplication) -> None:
+def keep_app_running(qapp: QApplication) -> Iterator[None]:
     qapp.setQuitOnLastWindowClosed(False)
+    yield
+    # collect Qt objects caught in reference cycles here, on the GUI thread: left to a
+    # later collection they may be destroyed on a worker thread (Qt warns, or crashes)
+    gc.collect()
 
 
 def _args(**kw: object) -> argparse.Namespace:

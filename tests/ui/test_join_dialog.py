@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Iterator
 
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -20,8 +22,11 @@ LOBBY = f"hitl://192.0.2.9:8765/customer#{SECRET}"
 
 
 @pytest.fixture(autouse=True)
-def keep_app_running(qapp: QApplication) -> None:
+def keep_app_running(qapp: QApplication) -> Iterator[None]:
+    """Closing a window must not quit the app (and stop the loop the test runs on)."""
     qapp.setQuitOnLastWindowClosed(False)
+    yield
+    gc.collect()  # Qt objects in cycles die here, on the GUI thread, not on a worker
 
 
 def _host(lobby: str | None = LOBBY) -> DiscoveredHost:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,12 @@ from hitl_desktop.ui.kb_browser import (
     make_kb_dock,
 )
 from tests.ui.conftest import running_host, until
+
+
+@pytest.fixture(autouse=True)
+def collect_on_gui_thread() -> Iterator[None]:
+    yield
+    gc.collect()  # Qt objects in cycles die here, on the GUI thread, not on a worker
 
 
 def test_links_between_articles_map_to_ids() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,11 @@ pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
 
 
 @pytest.fixture(autouse=True)
-def keep_app_running(qapp: QApplication) -> None:
-    """Closing the wizard must not quit the app (and stop the loop the test runs on)."""
+def keep_app_running(qapp: QApplication) -> Iterator[None]:
+    """Closing a window must not quit the app (and stop the loop the test runs on)."""
     qapp.setQuitOnLastWindowClosed(False)
+    yield
+    gc.collect()  # Qt objects in cycles die here, on the GUI thread, not on a worker
 
 
 @pytest.fixture
