@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QWidget
 
 from hitl_desktop.config import Paths, Settings, resolve_paths
@@ -223,8 +224,29 @@ class Demo:
             saved.append(save_png(self.customer_window, directory / f"demo-customer{suffix}.png"))
         if self.agent_window is not None:
             saved.append(save_png(self.agent_window, directory / f"demo-agent{suffix}.png"))
+        desktop = self._grab_desktop()
+        if desktop is not None:  # both windows side by side, as a person sees them
+            path = directory / f"demo-desktop{suffix}.png"
+            if desktop.save(str(path), "PNG"):
+                saved.append(path)
         self.screenshots.extend(saved)
         return saved
+
+    def _grab_desktop(self) -> QPixmap | None:
+        """The screen area both windows cover (real displays and Xvfb; not offscreen)."""
+        from PySide6.QtGui import QGuiApplication
+
+        if QGuiApplication.platformName() == "offscreen" or self.customer_window is None:
+            return None
+        windows = [w for w in (self.customer_window, self.agent_window) if w is not None]
+        for w in windows:
+            w.repaint()  # the screen shows what was last painted: paint the latest state
+        area = windows[0].frameGeometry()
+        for w in windows[1:]:
+            area = area.united(w.frameGeometry())
+        area = area.adjusted(-GAP // 2, -GAP // 2, GAP // 2, GAP // 2)
+        screen = self.customer_window.screen()
+        return screen.grabWindow(0, area.x(), area.y(), area.width(), area.height())
 
     async def stop(self) -> None:
         log.info("demo: shutting down")

@@ -239,6 +239,8 @@ class CustomerWindow(QWidget):
         self.list_layout = QVBoxLayout(self.list_widget)
         self.list_layout.setContentsMargins(14, 14, 14, 8)
         self.list_layout.setSpacing(8)
+        self.intro = self._build_intro()
+        self.list_layout.addWidget(self.intro)
         self.list_layout.addStretch(1)
         self.scroll_area.setWidget(self.list_widget)
         self.scroll_area.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
@@ -329,6 +331,25 @@ class CustomerWindow(QWidget):
         row.addLayout(titles, 1)
         return header
 
+    def _build_intro(self) -> QWidget:
+        """What this chat is, at the top of the history: who answers, and when."""
+        card = QFrame()
+        card.setObjectName("introCard")
+        lay = QVBoxLayout(card)
+        lay.setContentsMargins(16, 12, 16, 12)
+        lay.setSpacing(2)
+        title = QLabel(f"{SHOP_NAME} customer support")
+        title.setObjectName("introTitle")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        body = QLabel("A member of our team answers you here.\n"
+                      "Mon\u2013Fri 8:00\u201320:00 · Sat 9:00\u201314:00 (US Eastern)")
+        body.setObjectName("introBody")
+        body.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        body.setWordWrap(True)
+        lay.addWidget(title)
+        lay.addWidget(body)
+        return card
+
     def _restyle(self) -> None:
         c = self._colors = theme.colors()
         self._restyling = True
@@ -341,6 +362,10 @@ class CustomerWindow(QWidget):
                 f"#headerTitle{{color:{c.text};font-weight:700;font-size:11.5pt;}}"
                 f"#headerStatus{{color:{c.muted};font-size:9pt;}}"
                 f"#chatScroll, #chatList{{background:{c.window};}}"
+                f"#introCard{{background:transparent;border:1px dashed {c.border};"
+                f"border-radius:12px;}}"
+                f"#introTitle{{color:{c.text};font-weight:600;font-size:9.5pt;}}"
+                f"#introBody{{color:{c.muted};font-size:8.5pt;}}"
                 f"#typingIndicator{{color:{c.muted};font-style:italic;font-size:9pt;"
                 f"background:{c.window};}}"
                 f"#closedNotice{{color:{c.muted};background:{c.window};padding:6px;}}"
@@ -411,7 +436,7 @@ class CustomerWindow(QWidget):
         self.greeting_bubble = Bubble(item, self._colors)
         self.greeting_bubble.setObjectName("bubbleTheirs")
         self.greeting_bubble.restyle(self._colors)
-        self._insert(self.greeting_bubble, index=1)  # right after the top stretch
+        self._insert(self.greeting_bubble, index=2)  # after the intro card and the stretch
 
     def _on_added(self, item: ChatItem) -> None:
         bubble = Bubble(item, self._colors)
