@@ -193,6 +193,7 @@ class Workspace(QObject):
     connection_state_changed = Signal(str)
     error_occurred = Signal(str)  # a human-readable message for the status bar
     intent_sent = Signal(str, object)  # type, payload: what we asked the host to do
+    approval_failed = Signal(str, str)  # approval_id, the host's reason (approve/reject refused)
 
     def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -206,6 +207,7 @@ class Workspace(QObject):
         self._bound_session: str | None = None
         self._dirty_drafts: set[str] = set()
         self._order: list[str] = []
+        self._refs: dict[str, str] = {}  # message id of an approve/reject -> approval id
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
@@ -250,6 +252,8 @@ class Workspace(QObject):
                 return
         if len(args) >= 2:
             log.info("host error %s: %s", args[0], args[1])
+            ref = args[2] if len(args) >= 3 and isinstance(args[2], str) else None
+            self._refused(ref, str(args[1]))
             self.error_occurred.emit(str(args[1]))
         elif args:
             self.error_occurred.emit(str(args[0]))
@@ -657,7 +661,14 @@ class Workspace(QObject):
 
     def _on_error_message(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.ErrorPayload)
+        self._refused(env.ref, payload.message)
         self._on_error(payload)
+
+    def _refused(self, ref: str | None, message: str) -> None:
+        """The host refused one of our approve/reject requests: let its card recover."""
+        approval_id = self._refs.pop(ref, None) if ref else None
+        if approval_id is not None:
+            self.approval_failed.emit(approval_id, message)
 
     def _on_error(self, payload: p.ErrorPayload) -> None:
         log.info("host error %s: %s", payload.code, payload.message)
@@ -821,6 +832,10 @@ class Workspace(QObject):
             log.exception("sending %s failed", kind)
             self.error_occurred.emit(f"Could not send: {exc}")
             return False
+        if isinstance(result, str) and isinstance(payload, p.ApprovalApprove | p.ApprovalReject):
+            self._refs[result] = payload.approval_id
+            if len(self._refs) > 200:  # answered ones are never removed by success
+                self._refs.pop(next(iter(self._refs)))
         if inspect.isawaitable(result):
             self._supervise(result, kind)
         elif result is False:

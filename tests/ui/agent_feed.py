@@ -68,6 +68,12 @@ class Feed:
                                   author=p.Author(role=p.Role.AGENT, name="Sam"),
                                   text=text, draft_id=draft_id), **kw)
 
+    def error(self, code: p.ErrorCode, message: str, ref: str | None = None) -> None:
+        """An ``error`` frame answering one of our requests (``ref`` = its id)."""
+        env, decoded, _ = p.decode_host(p.error_frame(code, message, ref=ref,
+                                                      session=self.session))
+        self.ws.handle(env, decoded)
+
     def stream(self, turn: str, text: str, chunk: int = 7) -> None:
         for i in range(0, len(text), chunk):
             self(p.DraftDelta(turn_id=turn, offset=i, text=text[i:i + chunk]))
@@ -85,10 +91,12 @@ class Sent:
 
     def __init__(self) -> None:
         self.items: list[tuple[str, p.Payload, str | None]] = []
+        self.ids: list[str] = []  # message ids, as HostConnection.send returns them
 
     def __call__(self, payload: p.Payload, session: str | None) -> str:
         self.items.append((p.client_type(payload), payload, session))
-        return p.new_id("c")
+        self.ids.append(p.new_id("c"))
+        return self.ids[-1]
 
     def of(self, kind: str) -> list[p.Payload]:
         return [pl for t, pl, _ in self.items if t == kind]

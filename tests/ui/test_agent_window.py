@@ -392,3 +392,18 @@ def test_window_title_counts_unread_messages(window: AgentWindow, ws: Workspace)
     assert window.windowTitle().startswith("(2) Alex Morgan")
     ws.select_session("s2")
     assert window.windowTitle() == "Priya Shah — HITL Desk"
+
+
+def test_a_refused_approval_lets_the_representative_retry(window: AgentWindow, feed: Feed,
+                                                          sent: Sent) -> None:
+    feed.approval("a1", "issue_voucher", {"user_id": "CUST1001", "amount": 20, "reason": "x"})
+    card = window.action_queue.first_card()
+    assert card is not None
+    assert card.ask_approve()
+    card.confirm_approve()
+    assert card.waiting.isVisible() and not card.form.isEnabled()
+    feed.error(p.ErrorCode.INVALID_ARGUMENTS, "amount must be at most 50.00", ref=sent.ids[-1])
+    assert not card.waiting.isVisible() and card.form.isEnabled()
+    assert card.approve_button.isVisible()
+    assert "at most 50.00" in card.form.errors.text()
+    assert "at most 50.00" in window.statusBar().currentMessage()

@@ -210,6 +210,14 @@ class ApprovalCard(QFrame):
         self.form.setEnabled(False)
         self.waiting.show()
 
+    def show_refusal(self, message: str) -> None:
+        """The host refused the decision (e.g. invalid arguments): edit and try again."""
+        self.waiting.hide()
+        self.form.setEnabled(True)
+        self.buttons.show()
+        self.form.errors.setText(f"• The host refused: {message}")
+        self.form.errors.show()
+
     def set_state(self, approval: Approval) -> None:
         self.approval = approval
         if approval.state == "approved":
@@ -293,12 +301,18 @@ class ActionQueue(QWidget):
         self.setFocusProxy(self.scroll_area)
 
         workspace.approvals_changed.connect(self._on_changed)
+        workspace.approval_failed.connect(self._on_refused)
         workspace.current_session_changed.connect(self.refresh)
         self.refresh()
 
     def _on_changed(self, session_id: str) -> None:
         if session_id == self.workspace.current_session_id:
             self.refresh()
+
+    def _on_refused(self, approval_id: str, message: str) -> None:
+        card = self.cards.get(approval_id)
+        if card is not None:
+            card.show_refusal(message)
 
     def pending_cards(self) -> list[ApprovalCard]:
         return list(self.cards.values())
