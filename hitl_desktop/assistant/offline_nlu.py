@@ -179,6 +179,7 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\bexchange\w*\b",
         r"\bswap\w*\b",
         r"\bsend (?:me )?(?:a |another |a new )(?:one|unit|pair)\b",
+        r"\bsend (?:me )?(?:a |another )?new\b",
         r"\bnew one\b",
     ),
     "damaged": (
@@ -193,6 +194,8 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:arrived?|received?|came|come|shown up|show up|got(?:ten)? it)\b",
         r"\b(?:lost|missing|stolen)\b",
         r"\bwrong (?:item|product|thing|size|colou?r)\b",
+        r"\b(?:someone|somebody) else'?s\b|\binstead of (?:my|what i)\b",
+        r"\b(?:says|shows|marked(?: as)?) delivered\b|\bnothing (?:at|on|in front of) (?:my|the)\b",
         r"\b(?:is|are|its|it is) late\b|\blate delivery\b|\bdelayed\b",
     ),
     "tracking": (
@@ -201,6 +204,8 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\bstatus of\b|\border status\b|\bwhat is the status\b",
         r"\bwhen (?:will|does|do|is|can) (?:it|they|my (?:order|package|parcel|stuff|items?|jacket|delivery)|the (?:order|package|parcel|delivery))\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
         r"\bhas (?:it|my order|the order) shipped\b|\bshipped yet\b|\bupdate on (?:my )?order\b",
+        r"\b(?:says?|shows?) (?:pending|processing|shipped|completed)\b",
+        r"\bmean\w*\b.*\b(?:pending|processing|shipped|status)\b|\b(?:pending|processing|status)\b.*\bmean\w*\b",
     ),
     "order_history": (
         r"\b(?:past|previous|old|all|recent|earlier|last few) (?:orders|purchases)\b",
@@ -208,6 +213,7 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:list|show|see|view)(?: of)? (?:all )?(?:my )?(?:orders|purchases)\b",
         r"\bwhat (?:have i|did i) (?:order(?:ed)?|bought|buy|purchased?|get|got)\b",
         r"\bmy orders\b",
+        r"\b(?:everything|all|what) i(?:'ve| have|ve)? (?:ever )?(?:ordered|bought|purchased)\b",
     ),
     "password": (
         r"\bpassword\b|\bpwd\b|\bpasswd\b|\bpw\b",
@@ -217,6 +223,7 @@ _INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
     "account_recovery": (
         r"\b(?:lost|no longer have|do not have|dont have) access to (?:my )?(?:email|e mail|inbox)\b",
         r"\b(?:hacked|compromised|someone else used)\b",
+        r"\b(?:someone|somebody)(?: else)? (?:logged|log|got|has got|has gotten|gotten|broke) ?in(?:to)?\b",
         r"\brecover (?:my )?account\b",
         r"\blocked out\b|\baccount (?:is )?locked\b",
     ),
@@ -317,7 +324,7 @@ ACTION_INTENTS: frozenset[str] = frozenset(
 _QUESTION_RE = re.compile(
     r"^(?:so |and |also |ok |okay |hi |hello |hey |quick question )*(?:how|what|whats|what's|when|which"
     r"|is there|is it|are there|are|do|does|can(?! you)|could(?! you)|may|am i|if i|would(?! you)"
-    r"|will(?! you)|should|is|has|have"
+    r"|will(?! you)|should|is|has|have|where do|where can|where is the|where are the"
     r"|will i|how long|how many|how much|is the|are the|what is|what are|why)\b"
 )
 _REQUEST_RE = re.compile(
@@ -467,7 +474,11 @@ def _resolve(intents: list[str], norm: str, order_ids: list[str]) -> list[str]:
     if "bug" in s and "payment" in s:
         drop("payment")
     if "voucher" in s and "payment" in s:
-        drop("payment")
+        drop(
+            "voucher"
+            if _QUESTION_RE.search(norm) and s.index("payment") < s.index("voucher")
+            else "payment"
+        )
     if "missing" in s and "shipping" in s:
         drop("shipping")
     if "tracking" in s and "shipping" in s:

@@ -412,7 +412,11 @@ class _Planner:
             ):
                 return self._lookup(intent, oid)
             if self.question(intent) and not nlu.order_ids_in(self.und.segments.get(intent, "")):
-                if intent in ("tracking", "missing") and re.search(r"\bmy\b", u.normalized):
+                if (
+                    intent in ("tracking", "missing")
+                    and re.search(r"\bmy\b", u.normalized)
+                    and not re.search(r"\bmean\w*\b", u.normalized)
+                ):
                     return self._history(intent) if not oid else self._lookup(intent, oid)
                 self.needs.append(Need(intent, "info"))
                 return []
@@ -513,7 +517,11 @@ class _Planner:
             return [Step(intent, "get_order_history", {"user_id": cust})]
         if intent == "account_recovery":
             norm = u.normalized
-            if cust and re.search(r"\b(?:hacked|compromised|someone else)\b", norm):
+            if cust and re.search(
+                r"\b(?:hacked|compromised|someone else|somebody else|(?:someone|somebody) "
+                r"(?:logged|got|broke))\b",
+                norm,
+            ):
                 # kb/procedure-account-security: reset the password right away
                 return [Step(intent, "reset_password", {"user_id": cust})]
             self.needs.append(Need(intent, "info"))
@@ -586,7 +594,7 @@ class _Planner:
                 )
             ]
         if intent == "complaint":
-            if self.question(intent) and re.search(r"\bhow\b", u.normalized):
+            if self.question(intent):
                 self.needs.append(Need(intent, "info"))
                 return []
             if not cust:

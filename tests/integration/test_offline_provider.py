@@ -38,7 +38,10 @@ from hitl_desktop.store.database import ShopDatabase
 
 log = logging.getLogger(__name__)
 LABELS = Path(__file__).resolve().parents[1] / "data" / "offline_labelled.jsonl"
+# Written later, to measure generalisation. First runs (before any fix they showed):
+# labelled 89.4% article / 90.4% tool; held-out 87.5% / 87.5%; fresh 90.0% / 85.0%.
 HOLDOUT = LABELS.with_name("offline_holdout.jsonl")  # written after tuning on LABELS
+FRESH = LABELS.with_name("offline_fresh.jsonl")  # written after tuning on both
 CUSTOMER = "CUST1001"
 
 
@@ -207,13 +210,14 @@ async def test_labelled_set_accuracy(
     assert tool_acc >= 0.95
 
 
-async def test_holdout_set_accuracy(
-    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+@pytest.mark.parametrize("path", [HOLDOUT, FRESH], ids=["holdout", "fresh"])
+async def test_later_sets_accuracy(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase, path: Path
 ) -> None:
-    """A second set written after the engine was tuned on the first one."""
-    rows = load_labels(HOLDOUT)
-    article_acc, tool_acc, misses = await evaluate(provider, catalog, shop, HOLDOUT)
-    print(f"\nOFFLINE held-out set: {len(rows)} messages")
+    """Sets written after the engine was tuned on the earlier ones."""
+    rows = load_labels(path)
+    article_acc, tool_acc, misses = await evaluate(provider, catalog, shop, path)
+    print(f"\nOFFLINE {path.stem}: {len(rows)} messages")
     print(f"  top-1 article accuracy:   {article_acc:.1%}")
     print(f"  exact tool-call accuracy: {tool_acc:.1%}")
     for miss in misses:
