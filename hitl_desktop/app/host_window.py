@@ -71,6 +71,7 @@ class HostWindowApp:
     window: HostWindow | None = None
     handler: QtLogHandler | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    _old_level: int = logging.NOTSET
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def start(self) -> HostWindow:
@@ -85,8 +86,9 @@ class HostWindowApp:
         self.handler = QtLogHandler()
         pkg = logging.getLogger("hitl_desktop")
         pkg.addHandler(self.handler)
+        self._old_level = pkg.level
         if pkg.getEffectiveLevel() > logging.INFO:
-            pkg.setLevel(logging.INFO)
+            pkg.setLevel(logging.INFO)  # the log view shows INFO and up
 
         demo = importlib.import_module("hitl_desktop.app.demo")
         self.host = await start_host(
@@ -156,7 +158,10 @@ class HostWindowApp:
             self.window.close()
             self.window.deleteLater()
         if self.handler is not None:
-            logging.getLogger("hitl_desktop").removeHandler(self.handler)
+            pkg = logging.getLogger("hitl_desktop")
+            pkg.removeHandler(self.handler)
+            pkg.setLevel(self._old_level)
+            self.handler = None
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
@@ -164,16 +169,14 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.error("host window task failed", exc_info=task.exception())
 
 
-async def offer_setup(paths: Paths) -> None:
-    """On a first start, ask whether to run the wizard (non-blocking message box)."""
+async def ask(text: str, *, question: bool = True) -> bool:
+    """A message box awaited on the running loop (no nested event loop); True = Yes/OK."""
     from PySide6.QtWidgets import QMessageBox
 
-    box = QMessageBox(
-        QMessageBox.Icon.Question, "HITL Desk",
-        "Nothing is configured yet. Set up an OpenAI API key and upload the knowledge "
-        "base now?\n\nWithout a key the host runs the offline assistant.",
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-    )
+    buttons = (QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No if question
+               else QMessageBox.StandardButton.Ok)
+    icon = QMessageBox.Icon.Question if question else QMessageBox.Icon.Critical
+    box = QMessageBox(icon, "HITL Desk", text, buttons)
     answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def finished(result: int) -> None:
@@ -184,7 +187,13 @@ async def offer_setup(paths: Paths) -> None:
     box.open()
     result = await answer
     box.deleteLater()
-    if result == int(QMessageBox.StandardButton.Yes):
+    return result in (int(QMessageBox.StandardButton.Yes), int(QMessageBox.StandardButton.Ok))
+
+
+async def offer_setup(paths: Paths) -> None:
+    """On a first start, offer the setup wizard."""
+    if await ask("Nothing is configured yet. Set up an OpenAI API key and upload the "
+                 "knowledge base now?\n\nWithout a key the host runs the offline assistant."):
         await run_wizard(paths)
 
 
@@ -197,9 +206,10 @@ def run_window(args: argparse.Namespace) -> int:
         app = HostWindowApp(paths, Settings.load(paths), args)
         try:
             await app.start()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # port in use, bad TLS files...
             log.error("cannot start the host: %s", exc)
             await app.aclose()
+            await ask(f"The host could not start:\n\n{exc}", question=False)
             return 1
         try:
             await app.closed.wait()

@@ -186,3 +186,20 @@ def test_reach_text_and_in_place_updates(qtbot: object) -> None:
     assert model.rows[0].session_id == "c" and model.cell(model.rows[0], 0) == "—"
     model.mark_closed("b")
     assert model.find("b") is not None and model.find("b").state == "closed"  # type: ignore[union-attr]
+
+
+async def test_port_in_use_is_an_error_and_cleans_up(qtbot: object) -> None:
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    paths = resolve_paths().ensure()
+    app = HostWindowApp(paths, Settings(provider="offline"), _args(port=port))
+    try:
+        with pytest.raises(OSError):
+            await app.start()
+        await app.aclose()
+        assert app.handler is None and app.window is None
+        pkg = logging.getLogger("hitl_desktop")
+        assert not any(type(h).__name__ == "QtLogHandler" for h in pkg.handlers)
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
