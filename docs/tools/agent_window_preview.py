@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--completed", action="store_true", help="draft finished, not streaming")
     parser.add_argument("--dark", action="store_true")
+    parser.add_argument("--confirm", action="store_true",
+                        help="show the approval confirmation step of the first action")
     parser.add_argument("--width", type=int, default=1480)
     parser.add_argument("--height", type=int, default=900)
     args = parser.parse_args(argv)
@@ -218,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     window.resize(args.width, args.height)
     populate(ws, window, streaming=not args.completed)
     window.show()
+    card = window.action_queue.first_card()
+    if args.confirm and card is not None:
+        card.form.field("order_id").set_value("ORD1008")
+        card.ask_approve()
     if args.screenshot:
         def shoot() -> None:
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)

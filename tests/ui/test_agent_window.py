@@ -190,6 +190,7 @@ def test_approve_shows_the_exact_call_then_sends_edited_args(window: AgentWindow
     assert card.confirm.isVisible()
     assert card.call_label.property("call") == 'cancel_order(order_id="ORD1008")'
     assert "ORD1008" in card.call_label.text()
+    assert "You changed" in card.call_label.text() and "ORD1001" in card.call_label.text()
     assert sent.of("approval.approve") == [], "nothing runs before the confirmation"
     QTest.mouseClick(card.run_button, Qt.MouseButton.LeftButton)
     msg = sent.of("approval.approve")[-1]

@@ -165,9 +165,16 @@ class ApprovalCard(QFrame):
         if self.form.validate():
             return False
         self.reject_panel.hide()
-        args = json.dumps(self.form.value(), indent=2, ensure_ascii=False)
+        value = self.form.value()
+        args = json.dumps(value, indent=2, ensure_ascii=False)
+        changes = [
+            f"{_esc(k)}: {_esc(json.dumps(self.approval.arguments.get(k), ensure_ascii=False))}"
+            f" → <b>{_esc(json.dumps(v, ensure_ascii=False))}</b>"
+            for k, v in value.items() if self.approval.arguments.get(k) != v]
+        edited = ("<div style='color:#d9822b'>You changed what the assistant proposed: "
+                  + "; ".join(changes) + "</div>") if changes else ""
         self.call_label.setText(
-            f"<pre style='margin:0'>{_esc(self.approval.tool)}({_esc(args)})</pre>")
+            f"<pre style='margin:0'>{_esc(self.approval.tool)}({_esc(args)})</pre>{edited}")
         self.call_label.setProperty("call", self.pending_call())
         self.buttons.hide()
         self.confirm.show()
