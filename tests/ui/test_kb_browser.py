@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from hitl_desktop.ui.kb_browser import (
     article_id_from_href,
     make_kb_dock,
 )
+from tests.conftest import REPO
 from tests.ui.conftest import running_host, until
 
 
@@ -112,3 +117,30 @@ async def test_remote_browser_through_the_workspace_and_a_real_host(qtbot: objec
 
 
 pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+
+
+def test_kb_command_opens_the_window(tmp_path: Path) -> None:
+    """``hitl-desktop kb`` in a real subprocess: the window comes up over the local index."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hitl_desktop", "-v", "kb", "--data-dir", str(tmp_path / "d")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+            if "kb browser:" in line:
+                break
+        assert "kb browser: " in seen and "articles from" in seen, seen
+        assert "Traceback" not in seen
+        assert proc.poll() is None  # still running: the window is up
+        assert (tmp_path / "d" / "knowledge_index.sqlite3").exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)
