@@ -330,7 +330,7 @@ class FolderPage(QWizardPage):
         self._count = len(arts)
         kb = sum(1 for a in arts if a.kind == "kb")
         self.info.setText(
-            f"{len(arts)} articles ({kb} KB, {len(arts) - kb} FAQ)." if arts
+            f"{len(arts)} articles: {kb} knowledge-base, {len(arts) - kb} FAQ." if arts
             else "No articles found here (expected kb/*.md and faq/*.md)."
         )
         self.completeChanged.emit()
