@@ -36,6 +36,7 @@ SCHEMA_VERSION = "5"
 _WEIGHTS = (6.0, 2.5, 4.0, 1.0)
 _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 _SNIPPET_TOKENS = 28
+_MAX_QUERY_TERMS = 40  # a pasted essay must not become a 2,000-term OR query
 _COMMON_FRACTION = 0.25  # in large corpora, terms in more sections than this are skipped
 
 STOP_WORDS: frozenset[str] = frozenset(
@@ -413,7 +414,7 @@ class KnowledgeIndex:
         if not groups:  # a query of stop words only: search them rather than nothing
             groups = [(t,) for t in dict.fromkeys(tokenize(query))]
         rare = [g for g in groups if not all(t in self._common for t in g)]
-        return rare or groups
+        return (rare or groups)[:_MAX_QUERY_TERMS]
 
     def fts_query(self, query: str) -> str:
         """A safe FTS5 MATCH expression: every term quoted, groups OR-ed."""
