@@ -51,3 +51,15 @@ def test_demo_screenshots_and_quits_by_itself(tmp_path: Path) -> None:
         assert step in proc.stderr, step
     # no wizard without a terminal user, no leftovers
     assert "setup wizard" not in proc.stderr
+
+
+def test_demo_script_plays_the_flow_and_shoots_mid_flow(tmp_path: Path) -> None:
+    shots = tmp_path / "shots"
+    proc = _run_demo(tmp_path, "--script", "--screenshot", str(shots), "--quit-after", "20",
+                     timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "demo: script finished" in proc.stderr
+    assert "agent approved cancel_order {'order_id': 'ORD1001'}" in proc.stderr
+    for name in ("demo-customer-midflow", "demo-agent-midflow", "demo-customer-final",
+                 "demo-agent-final"):
+        assert _distinct_colours(shots / f"{name}.png") > 8, name

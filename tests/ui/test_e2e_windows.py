@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from PySide6.QtCore import Qt
@@ -63,6 +63,7 @@ async def _press_send(demo: Demo, draft: Any) -> None:
 async def test_design_flow_through_both_windows(demo: Demo) -> None:
     customer, agent = demo.customer_window, demo.agent_window
     assert customer is not None and agent is not None, "both windows in this build"
+    agent = cast(Any, agent)
     view = demo._view()
     seen: set[str] = set()
 
@@ -125,6 +126,7 @@ async def test_agent_socket_killed_mid_draft_window_recovers_nothing_missing(
 ) -> None:
     customer, agent, conn = demo.customer_window, demo.agent_window, demo.agent_conn
     assert customer is not None and agent is not None and conn is not None
+    agent = cast(Any, agent)
     view = demo._view()
     dropped: list[int] = []
 
