@@ -426,7 +426,8 @@ class UploadPage(QWizardPage):
             self._task.cancel()
 
     async def _sync(self) -> None:
-        key = self.state.api_key or secrets.load_api_key(self.state.paths) or ""
+        key = self.state.api_key or await asyncio.to_thread(
+            secrets.load_api_key, self.state.paths) or ""
         # the chosen model and folder are saved before uploading, so a cancel keeps them
         self.state.settings.provider = "openai"
         await asyncio.to_thread(self.state.settings.save, self.state.paths)
