@@ -408,3 +408,19 @@ def test_a_refused_approval_lets_the_representative_retry(window: AgentWindow, f
     assert card.approve_button.isVisible()
     assert "at most 50.00" in card.form.errors.text()
     assert "at most 50.00" in window.statusBar().currentMessage()
+
+
+def test_a_citation_without_a_quote_highlights_the_matched_snippet(
+        window: AgentWindow, feed: Feed) -> None:
+    feed(p.DraftStarted(turn_id="t1", reason="customer_message", provider="offline"))
+    feed(p.ArticlesFound(turn_id="t1", articles=[p.Article(
+        article_id="faq/refunds", title="Refunds", kind="faq", score=0.8,
+        snippet="Refunds go back to the original payment method within 5-10 business days.")]))
+    feed(p.DraftCompleted(turn_id="t1", text="Your refund is on its way.", citations=[
+        p.Citation(article_id="faq/refunds", title="Refunds")]))
+    ed = window.suggestion_editor
+    ed.citations.linkActivated.emit("faq/refunds")
+    feed(p.ArticleContent(article_id="faq/refunds", title="Refunds", kind="faq",
+                          markdown="# Refunds\n\nWe refund fast.\n\nRefunds go back to the "
+                                   "original payment method within 5-10 business days.\n"), None)
+    assert "within 5-10 business days" in window.article_viewer.highlighted_text()

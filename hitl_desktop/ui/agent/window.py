@@ -323,6 +323,16 @@ class AgentWindow(QMainWindow):
         widget.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def open_article(self, article_id: str, passage: str = "") -> None:
+        """Show an article; highlight ``passage``, else the snippet the search matched."""
+        view = self.workspace.current
+        if not passage and view is not None:
+            for turn in [view.articles_turn, *reversed(list(view.articles))]:
+                for art in view.articles.get(turn or "", []):
+                    if art.article_id == article_id and art.snippet:
+                        passage = art.snippet
+                        break
+                if passage:
+                    break
         self.docks["viewer"].show()
         self.docks["viewer"].raise_()
         self.article_viewer.open_article(article_id, passage)
