@@ -174,8 +174,8 @@ class Conn:
         if len(self.out) >= self.relay.config.max_queue:
             log.warning("client %s fell %d frames behind: disconnecting", self.token.token_id,
                         len(self.out))
-            self.closed = True
             self.out.clear()
+            self.relay._detach(self)  # out of every fan-out right away
             self.relay._spawn(self.ws.close(CloseCode.TRY_AGAIN_LATER, "too far behind"))
             return
         self.out.append(frame)
@@ -584,6 +584,8 @@ class Relay:
             st.agents.add(conn)
 
     def _detach(self, conn: Conn) -> None:
+        if conn.closed and conn not in self.conns:
+            return
         conn.closed = True
         self.conns.discard(conn)
         self.desk.discard(conn)

@@ -52,6 +52,7 @@ class Client:
     async def connect(
         cls, url: str, token: str, *, resume: dict[str, int] | None = None, **kw: Any
     ) -> Client:
+        kw.setdefault("max_queue", None)  # tests may leave frames unread; never stall a close
         ws = await connect(url, compression=None, **kw)
         client = cls(ws)
         hello = {"token": token}

@@ -29,7 +29,9 @@ def _env() -> dict[str, str]:
 
 
 @contextmanager
-def headless_host(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+def headless_host(
+    data_dir: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
     proc = subprocess.Popen(
         [PY, "-m", "hitl_desktop", "host", "--headless", "--port", "0",
          "--data-dir", str(data_dir), *extra],
@@ -97,7 +99,8 @@ def test_headless_host_never_imports_qtwidgets(tmp_path: Path) -> None:
         threading.Thread(target=watch, daemon=True).start()
         sys.exit(main(["host", "--headless", "--port", "0", "--data-dir", str(data)]))
     """)
-    out = subprocess.run([PY, "-c", script], capture_output=True, text=True, env=_env(),
+    out = subprocess.run([PY, "-c", script], check=False, capture_output=True, text=True,
+                         env=_env(),
                          timeout=60)
     assert "QTWIDGETS=False" in out.stderr, out.stderr
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,182 @@
+"""Role matrix: every client operation tried by every kind of token.
+
+Forbidden operations get ``forbidden`` (with the request's id as ``ref``) and
+change nothing: no log row, no session, no token, no co-pilot call.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from hitl_desktop.core.ports import NullCopilot, SessionOutbox
+from hitl_desktop.core.protocol import CLIENT_MESSAGES
+from tests.integration.relay_harness import Client, running_host, token_of
+
+# The documented matrix (docs/PROTOCOL.md, "Roles"): who may send what.
+C, A, D = "customer", "agent", "admin"
+ALLOWED: dict[str, set[str]] = {
+    "ack": {C, A, D},
+    "chat.send": {C, A, D},
+    "typing": {C, A, D},
+    "session.sync": {C, A, D},
+    "approval.approve": {A, D},
+    "approval.reject": {A, D},
+    "draft.regenerate": {A, D},
+    "draft.discard": {A, D},
+    "session.close": {A, D},
+    "session.list": {A, D},
+    "customer.get": {A, D},
+    "article.get": {A, D},
+    "kb.search": {A, D},
+    "session.create": {D},
+}
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "ack": {"seq": 1},
+    "chat.send": {"text": "hello"},
+    "typing": {"active": True},
+    "session.sync": {"after_seq": 0},
+    "approval.approve": {"approval_id": "a1", "arguments": {"order_id": "ORD1001"}},
+    "approval.reject": {"approval_id": "a1", "reason": "no"},
+    "draft.regenerate": {},
+    "draft.discard": {"turn_id": "t1"},
+    "session.close": {},
+    "session.list": {},
+    "customer.get": {},
+    "article.get": {"article_id": "kb/cancel-order"},
+    "kb.search": {"query": "refund"},
+    "session.create": {"title": "made by matrix"},
+}
+TOKEN_KINDS = ("customer-session", "customer-lobby", "agent-session", "agent-desk", "admin")
+ROLE_OF = {"customer-session": C, "customer-lobby": C, "agent-session": A, "agent-desk": A,
+           "admin": D}
+
+
+class CountingCopilot(NullCopilot):
+    """Counts every call, so a refused operation provably reached no assistant."""
+
+    def __init__(self, outbox: SessionOutbox) -> None:
+        self.calls = 0
+
+    async def on_customer_message(self, session_id: str, message_id: str, text: str) -> None:
+        self.calls += 1
+
+    async def on_agent_message(self, session_id: str, message_id: str, text: str,
+                               draft_id: str | None, agent: str) -> None:
+        self.calls += 1
+
+    async def approve(self, session_id: str, approval_id: str, agent: str,
+                      arguments: dict[str, Any] | None) -> None:
+        self.calls += 1
+        await super().approve(session_id, approval_id, agent, arguments)
+
+    async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
+        self.calls += 1
+        await super().reject(session_id, approval_id, agent, reason)
+
+    async def regenerate(self, session_id: str) -> None:
+        self.calls += 1
+        await super().regenerate(session_id)
+
+    async def discard(self, session_id: str, turn_id: str) -> None:
+        self.calls += 1
+        await super().discard(session_id, turn_id)
+
+
+def snapshot(db_path: Path) -> tuple[Any, ...]:
+    db = sqlite3.connect(db_path)
+    try:
+        return (
+            db.execute("SELECT session_id, seq, type FROM messages ORDER BY 1, 2").fetchall(),
+            db.execute("SELECT session_id, state, last_seq FROM sessions ORDER BY 1").fetchall(),
+            db.execute("SELECT token_id, revoked_at FROM tokens ORDER BY 1").fetchall(),
+        )
+    finally:
+        db.close()
+
+
+async def responses_to(client: Client, type_: str, data: dict[str, Any],
+                       session: str | None) -> list[dict[str, Any]]:
+    """Send one op, then a barrier frame; everything the op produced arrives before the
+    barrier's error (the host handles a connection's frames in order)."""
+    await client.send(type_, data, session=session)
+    barrier = await client.send("matrix.barrier", {})
+    out = []
+    while True:
+        msg = await client.recv()
+        if msg["type"] == "error" and msg["ref"] == barrier:
+            return out
+        out.append(msg)
+
+
+def test_the_matrix_covers_every_client_operation() -> None:
+    assert set(ALLOWED) == set(CLIENT_MESSAGES) - {"hello"} == set(PAYLOADS)
+    for op, roles in ALLOWED.items():
+        assert {r.value for r in CLIENT_MESSAGES[op].senders} == roles, op
+
+
+async def test_role_matrix(tmp_path: Path) -> None:
+    copilots: list[CountingCopilot] = []
+
+    def factory(outbox: SessionOutbox) -> CountingCopilot:
+        copilots.append(CountingCopilot(outbox))
+        return copilots[-1]
+
+    async with running_host(tmp_path, copilot_factory=factory) as host:
+        db_path = host.relay_log.path
+        refused = allowed = 0
+        for kind in TOKEN_KINDS:
+            for op, data in PAYLOADS.items():
+                created = host.create_session()
+                sid = created.session_id
+                token = {
+                    "customer-session": token_of(created.customer_link),
+                    "customer-lobby": token_of(host.lobby_link),
+                    "agent-session": token_of(created.agent_link),
+                    "agent-desk": token_of(host.desk_link),
+                    "admin": token_of(host.admin_link),
+                }[kind]
+                client = await Client.connect(host.url, token)
+                await client.drain(0.02)
+                target = client.session or sid
+                session = target if CLIENT_MESSAGES[op].session_required else None
+                before, calls = snapshot(db_path), copilots[0].calls
+                got = await responses_to(client, op, data, session)
+                errors = [m["data"]["code"] for m in got if m["type"] == "error"]
+                if ROLE_OF[kind] in ALLOWED[op]:
+                    allowed += 1
+                    assert "forbidden" not in errors, (kind, op, got)
+                else:
+                    refused += 1
+                    assert errors == ["forbidden"], (kind, op, got)
+                    assert got[0]["ref"] is not None
+                    assert [m["type"] for m in got] == ["error"], (kind, op, got)
+                    assert snapshot(db_path) == before, (kind, op)
+                    assert copilots[0].calls == calls, (kind, op)
+                await client.close()
+        assert refused == 5 * 14 - allowed and refused == 2 * 10 + 2 * 1
+
+
+async def test_session_bound_tokens_cannot_reach_other_sessions(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        mine, other = host.create_session(), host.create_session()
+        db_path = host.relay_log.path
+        for link in (mine.customer_link, mine.agent_link):
+            client = await Client.connect(host.url, token_of(link))
+            await client.drain(0.02)
+            for op in ("chat.send", "typing", "ack", "session.sync", "customer.get",
+                       "session.close"):
+                if op in ("customer.get", "session.close") and "customer" in link:
+                    continue
+                before = snapshot(db_path)
+                got = await responses_to(client, op, PAYLOADS[op], other.session_id)
+                assert [m["data"].get("code") for m in got] == ["forbidden"], (link, op, got)
+                assert snapshot(db_path) == before
+            # an unknown session is just as closed to them
+            got = await responses_to(client, "chat.send", {"text": "x"}, "s_doesnotexist")
+            assert [m["data"]["code"] for m in got] == ["forbidden"]
+        desk = await Client.connect(host.url, token_of(host.desk_link))
+        await desk.drain(0.05)
+        got = await responses_to(desk, "chat.send", {"text": "x"}, "s_doesnotexist")
+        assert [m["data"]["code"] for m in got] == ["not_found"]
