@@ -11,7 +11,7 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFontMetrics, QKeyEvent, QResizeEvent
+from PySide6.QtGui import QCloseEvent, QFontMetrics, QKeyEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -65,7 +65,18 @@ class ComposerEdit(QPlainTextEdit):
             return
         super().keyPressEvent(event)
 
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.FontChange,
+                            QEvent.Type.PaletteChange):
+            self._fit()  # padding and font come from the style sheet
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._fit()
+
     def _fit(self) -> None:
+        self.ensurePolished()
         line = QFontMetrics(self.font()).lineSpacing()
         lines = max(1, min(self.MAX_LINES, int(self.document().size().height())))
         margins = self.contentsMargins()
