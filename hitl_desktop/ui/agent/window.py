@@ -198,11 +198,8 @@ class AgentWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         """Back to the layout the window started with."""
-        self._default_layout()
-        self.restoreState(self.default_state, LAYOUT_VERSION)
-        for dock in self.docks.values():
-            dock.show()
-        self.docks["articles"].raise_()
+        self._default_layout()  # re-docks, re-tabs, shows and sizes every panel
+        self.toolbar.show()
 
     def save_layout(self) -> None:
         self._settings.setValue("agent/geometry", self.saveGeometry())
