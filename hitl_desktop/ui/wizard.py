@@ -203,8 +203,12 @@ class KeyPage(QWizardPage):
         self._existing: str | None = None
 
     def initializePage(self) -> None:
+        # the keyring may be slow (D-Bus, an unlock prompt): look it up off the loop
+        self.tasks.spawn(self._load_existing(), "read stored key")
+
+    async def _load_existing(self) -> None:
         try:
-            self._existing = secrets.load_api_key(self.state.paths)
+            self._existing = await asyncio.to_thread(secrets.load_api_key, self.state.paths)
         except Exception:  # a broken keyring must not stop the wizard
             log.exception("could not read the stored API key")
             self._existing = None
@@ -212,6 +216,7 @@ class KeyPage(QWizardPage):
             self.key.setPlaceholderText("a key is already configured: leave empty to keep it")
             self.status.setText("A key is already configured. Press \"Check key\" to verify it, "
                                 "or paste a new one.")
+        self.completeChanged.emit()
 
     def _edited(self) -> None:
         self._verified = None

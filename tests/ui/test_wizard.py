@@ -63,6 +63,8 @@ async def _to_upload(wizard: SetupWizard, kb: Path, key: str | None) -> None:
     page = wizard.key_page
     if key is not None:
         page.key.setText(key)
+    else:  # the stored key is looked up off the loop, then offered
+        await until(lambda: "already configured" in page.status.text(), what="stored key")
     assert not page.isComplete()
     page.check.click()
     await until(page.isComplete, what="key check")
