@@ -97,7 +97,8 @@ class HostWindowApp:
             copilot_factory=demo.demo_copilot_factory(self.paths, self.settings, a),
         )
         host = self.host
-        provider, is_ai = engine(self.paths, self.settings, getattr(a, "provider", None))
+        provider, is_ai = await asyncio.to_thread(  # may ask the keyring: off the loop
+            engine, self.paths, self.settings, getattr(a, "provider", None))
         info = HostInfo(
             ws_url=host.url, bind=host.bind, port=host.port, public_host=host.public_host,
             tls=host.tls, desk_link=host.desk_link, lobby_link=host.lobby_link,
@@ -140,7 +141,8 @@ class HostWindowApp:
         if settings is None or self.window is None:
             return
         self.settings = Settings.load(self.paths)
-        provider, _ = engine(self.paths, self.settings, getattr(self.args, "provider", None))
+        provider, _ = await asyncio.to_thread(
+            engine, self.paths, self.settings, getattr(self.args, "provider", None))
         self.window.set_vector_store(
             vector_store_text(self.paths, self.settings, provider)
             + "  — restart the host to use new settings")
@@ -201,7 +203,7 @@ def run_window(args: argparse.Namespace) -> int:
     paths = resolve_paths(args.data_dir, args.config_dir).ensure()
 
     async def main() -> int:
-        if needs_setup(paths):
+        if await asyncio.to_thread(needs_setup, paths):
             await offer_setup(paths)
         app = HostWindowApp(paths, Settings.load(paths), args)
         try:
