@@ -211,6 +211,7 @@ def build_context(request: TurnRequest) -> Context:
     orders: dict[str, dict[str, Any]] = {}
     history: list[dict[str, Any]] | None = None
     outcomes: list[Outcome] = []
+    last_args: dict[str, dict[str, Any]] = {}  # tool -> arguments of its latest call
     limit = False
     for n, item in enumerate(items):
         kind = item.get("type", "message")
@@ -223,6 +224,7 @@ def build_context(request: TurnRequest) -> Context:
                 str(item.get("name", "")),
                 _args(item.get("arguments")),
             )
+            last_args[call.name] = call.arguments
             oid = call.arguments.get("order_id")
             if isinstance(oid, str) and oid.upper().startswith("ORD"):
                 earlier_ids.append(oid.upper())
@@ -246,6 +248,8 @@ def build_context(request: TurnRequest) -> Context:
             text = nlu.message_text(item)
             outcome = parse_outcome(text)
             if outcome:
+                if not outcome.arguments:  # "expired" notes do not repeat them
+                    outcome.arguments = dict(last_args.get(outcome.tool, {}))
                 outcomes.append(outcome)
             elif "limit reached" in text.lower() or "without calling tools" in text.lower():
                 limit = True
@@ -940,9 +944,10 @@ def _describe(step_name: str, args: Mapping[str, Any], ctx: Context) -> str:
         "value": info.get("value", ""),
     }
     try:
-        return pattern.format(**values)
+        text = pattern.format(**values)
     except (KeyError, IndexError):
         return pattern
+    return re.sub(r"\$ | to $| for order $", " ", text).replace("  ", " ").strip()
 
 
 def _result_message(result: Any) -> str:
@@ -1344,9 +1349,9 @@ class OfflineProvider:
             if hit is not None:
                 w.quote(hit, nlu.INTENT_QUERY.get(intent, "") + " " + reason, limit=1)
         else:
-            w.para(
-                f"Your request to {what} is still being reviewed. I'll let you know as soon as "
-                "there is an update."
+            w.para(  # expired: nobody decided in time, nothing was done
+                f"I'm sorry, I wasn't able to {what} yet: the request was not processed in "
+                "time. Would you like me to submit it again?"
             )
 
     # -- streaming

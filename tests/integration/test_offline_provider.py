@@ -409,6 +409,38 @@ async def test_failed_action_relays_the_database_error(
     assert resp.citations
 
 
+async def test_expired_approval_is_not_claimed_done(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": "can I get a $15 voucher? my order was late"},
+        {
+            "type": "function_call",
+            "call_id": "c3",
+            "name": "issue_voucher",
+            "arguments": json.dumps({"user_id": CUSTOMER, "amount": 15, "reason": "late"}),
+        },
+        awaiting("c3"),
+        {"role": "assistant", "content": "I'm looking into it."},
+        {
+            "role": "developer",
+            "content": "The proposed action issue_voucher (approval APR-3) "
+            "expired without a decision by the representative. It was NOT executed.",
+        },
+    ]
+    resp = await run(provider, items, catalog)
+    assert resp.call is None
+    assert "$15.00 voucher" in resp.text and "submit it again" in resp.text
+
+
+async def test_without_a_customer_no_account_tool_is_called(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    for message in ("Help me reset my password", "Give me a list of my past orders"):
+        resp = await run(provider, [{"role": "user", "content": message}], catalog, None)
+        assert resp.call is None and resp.text.strip()
+
+
 async def test_two_requests_in_one_message_are_both_requested(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:
