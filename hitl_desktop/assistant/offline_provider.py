@@ -88,6 +88,16 @@ _NEXT_QUERY = {
     "issue_voucher": "voucher code sent email valid 12 months",
     "create_complaint": "complaint reference email replies 2 business days",
 }
+#: After a look-up: the article words that explain the order's status.
+_STATUS_QUERY = {
+    "pending": "pending can still be cancelled",
+    "processing": "processing packing can still be cancelled",
+    "shipped": "shipped on its way carrier tracking number",
+    "delivered": "delivered returns possible 30 days",
+    "completed": "completed closed",
+    "cancelled": "cancelled refunded money returned",
+    "refunded": "refunded money returned 5-10 business days",
+}
 #: Why an action is not possible -> the words of the article's alternative.
 _REFUSED_QUERY = {
     "window": "30 days return window after warranty",
@@ -1164,16 +1174,26 @@ class OfflineProvider:
             w.para("Hi, thanks for contacting Northwind Goods! How can I help you today?")
             return
         # results of the tools run for this message
+        waiting = [c for c in done if _awaiting(c)]
+        if waiting:  # one sentence for every action handed to the representative
+            what = [_describe(c.name, c.arguments, ctx) for c in waiting]
+            joined = what[0] if len(what) == 1 else ", ".join(what[:-1]) + " and to " + what[-1]
+            w.para(
+                f"Thanks for your patience. I've put in the request{'s' if len(what) > 1 else ''}"
+                f" to {joined}, and I'm processing {'them' if len(what) > 1 else 'it'} now."
+            )
         for call in done:
             self._compose_call(w, ctx, call, by_intent)
         # intents answered from the knowledge base, or needing more from the customer
-        handled = {_TOOL_INTENT.get(c.name, "") for c in done} | {planner_intent(c) for c in done}
+        handled = {_TOOL_INTENT.get(c.name, "") for c in done} | {
+            planner_intent(c, und.intents) for c in done
+        }
         for intent in und.intents:
             if intent in ("greeting", "thanks"):
                 continue
             hit = by_intent.get(intent)
             needs = [n for n in planner.needs if n.intent == intent]
-            call_for = [c for c in done if planner_intent(c) == intent]
+            call_for = [c for c in done if planner_intent(c, und.intents) == intent]
             if call_for:
                 continue
             if intent in handled and intent not in ("damaged",):
@@ -1195,7 +1215,7 @@ class OfflineProvider:
         self, w: _Writer, ctx: Context, call: Call, by_intent: Mapping[str, SearchHit]
     ) -> None:
         out = call.output
-        intent = planner_intent(call)
+        intent = planner_intent(call, nlu.understand(ctx.latest).intents)
         hit = by_intent.get(intent)
         if isinstance(out, Mapping) and out.get("ok") is False:
             err = str(out.get("error") or "the request could not be completed")
@@ -1203,11 +1223,7 @@ class OfflineProvider:
             if hit is not None:
                 w.quote(hit, ctx.latest + " " + err)
             return
-        if isinstance(out, Mapping) and out.get("status") == "awaiting_approval":
-            w.para(
-                f"Thanks for your patience. I've put in the request to "
-                f"{_describe(call.name, call.arguments, ctx)}, and I'm processing it now."
-            )
+        if _awaiting(call):  # announced together in _compose; say what happens next
             if hit is not None and call.name in _NEXT_QUERY:
                 w.quote(hit, _NEXT_QUERY[call.name], limit=1)
             return
@@ -1256,7 +1272,10 @@ class OfflineProvider:
                 if "cancel" in und.intents and status not in _CANCELLABLE:
                     w.para(f"Because it is already {status}, it can no longer be cancelled.")
                 if hit is not None:
-                    w.quote(hit, ctx.latest, limit=1)
+                    query = f"{status} {_STATUS_QUERY.get(str(status), '')}"
+                    if intent == "missing" and status in ("shipped", "pending", "processing"):
+                        query = "late tracking not moved business days investigation carrier"
+                    w.quote(hit, query, limit=1)
             return
         msg = _result_message(out)
         if msg:
@@ -1392,8 +1411,20 @@ def make_offline_provider(paths: Any, settings: Any) -> OfflineProvider:
     return provider
 
 
-def planner_intent(call: Call) -> str:
-    """The intent a tool call served (tickets: damaged product vs website bug)."""
+def _awaiting(call: Call) -> bool:
+    return isinstance(call.output, Mapping) and call.output.get("status") == "awaiting_approval"
+
+
+_LOOKUP_INTENTS = ("missing", "tracking", "cancel", "return", "refund", "replacement", "damaged")
+
+
+def planner_intent(call: Call, intents: Sequence[str] = ()) -> str:
+    """The intent a tool call served (tickets: damaged product vs website bug; a
+    look-up serves the first message intent that needed the order)."""
+    if call.name in ("get_order", "get_order_history"):
+        wanted = [i for i in intents if i in _LOOKUP_INTENTS]
+        if wanted and not (call.name == "get_order_history" and "order_history" in intents):
+            return wanted[0]
     if call.name == "create_ticket" and call.arguments.get("type") == "bug_reported":
         return "bug"
     return _TOOL_INTENT.get(call.name, "")
