@@ -1234,31 +1234,48 @@ class OfflineProvider:
                 return
             und = nlu.understand(ctx.latest)
             wanted = [i for i in und.intents if i != "order_history"]
-            if wanted and wanted[0] == "cancel":
-                ok = [o for o in orders if o.get("status") in _CANCELLABLE]
-                if ok:
-                    w.para("These orders have not shipped yet and can still be cancelled:")
-                    w.para("\n".join(_order_line(o) for o in ok))
-                    w.para("Which one would you like me to cancel?")
-                else:
-                    w.para(
-                        "None of your orders can be cancelled any more: they have all shipped "
-                        "or are closed."
-                    )
-                return
-            if wanted and wanted[0] in ("return", "replacement", "refund", "damaged"):
-                ok = [o for o in orders if o.get("status") in ("delivered", "completed")]
-                if ok:
-                    w.para("Here are your delivered orders:")
-                    w.para("\n".join(_order_line(o) for o in ok))
-                    w.para("Which order (and which product) is this about?")
-                    return
-            if wanted and wanted[0] in ("tracking", "missing"):
-                ok = [o for o in orders if o.get("status") in ("pending", "processing", "shipped")]
-                if ok:
-                    w.para("Here are your orders that are on their way or being prepared:")
-                    w.para("\n".join(_order_line(o) for o in ok))
-                    w.para("Which one are you asking about?")
+            topic = nlu.INTENT_QUERY.get(wanted[0], "") if wanted else ""
+            groups = {
+                "cancel": (
+                    _CANCELLABLE,
+                    "These orders have not shipped yet and can still be cancelled:",
+                    "Which one would you like me to cancel?",
+                    "None of your orders can be cancelled any more: they have all shipped or "
+                    "are closed.",
+                ),
+                "return": (
+                    {"delivered"},
+                    "Here are your delivered orders:",
+                    "Which order (and which product) is this about?",
+                    "None of your orders is delivered and open for a return.",
+                ),
+                "tracking": (
+                    {"pending", "processing", "shipped"},
+                    "Here are your orders that are on their way or being prepared:",
+                    "Which one are you asking about?",
+                    "",
+                ),
+            }
+            family = {
+                "replacement": "return",
+                "refund": "return",
+                "damaged": "return",
+                "missing": "tracking",
+            }
+            key = family.get(wanted[0], wanted[0]) if wanted else ""
+            if key in groups:
+                statuses, lead, ask, none = groups[key]
+                ok = [o for o in orders if o.get("status") in statuses]
+                if ok or none:
+                    if ok:
+                        w.para(lead)
+                        w.para("\n".join(_order_line(o) for o in ok))
+                    else:
+                        w.para(none)
+                    if hit is not None:
+                        w.quote(hit, topic, limit=1)
+                    if ok:
+                        w.para(ask)
                     return
             w.para(f"Here are your orders ({len(orders)}):")
             w.para("\n".join(_order_line(o) for o in orders))
