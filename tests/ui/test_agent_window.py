@@ -424,3 +424,18 @@ def test_a_citation_without_a_quote_highlights_the_matched_snippet(
                           markdown="# Refunds\n\nWe refund fast.\n\nRefunds go back to the "
                                    "original payment method within 5-10 business days.\n"), None)
     assert "within 5-10 business days" in window.article_viewer.highlighted_text()
+
+
+def test_conversation_appends_match_a_full_render(window: AgentWindow, ws: Workspace,
+                                                  feed: Feed, qtbot: QtBot) -> None:
+    from hitl_desktop.ui.agent.conversation import ConversationPanel
+
+    for i in range(5):
+        feed.customer(f"question {i}")
+        feed.agent(f"answer {i}")
+    feed(p.ToolCall(turn_id="t1", call_id="c9", name="get_order_history",
+                    arguments={"user_id": "CUST1001"}, mode="auto"))
+    fresh = ConversationPanel(ws)
+    qtbot.addWidget(fresh)
+    assert window.conversation.browser.toPlainText() == fresh.browser.toPlainText()
+    assert "answer 4" in fresh.browser.toPlainText()

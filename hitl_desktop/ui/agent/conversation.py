@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QUrl
+from PySide6.QtGui import QTextCursor, QTextDocument, QTextDocumentFragment
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from hitl_desktop.client.workspace import ChatItem, NoteItem, ToolItem, Workspace
@@ -18,6 +19,16 @@ def call_signature(name: str, arguments: dict[str, Any]) -> str:
     """``cancel_order(order_id="ORD1001")`` — how a call reads to a human."""
     args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
     return f"{name}({args})"
+
+
+def _signature(item: ChatItem | ToolItem | NoteItem, expanded: set[str]) -> tuple[object, ...]:
+    """What about an item changes its rendering (tool results arrive later)."""
+    if isinstance(item, ToolItem):
+        return ("tool", item.call_id, item.ok, item.outcome, item.output is not None,
+                item.call_id in expanded, tuple(sorted(item.arguments.items(), key=str)).__repr__())
+    if isinstance(item, ChatItem):
+        return ("chat", item.message_id)
+    return ("note", item.text)
 
 
 def _esc(text: str) -> str:
@@ -32,6 +43,8 @@ class ConversationPanel(QWidget):
         self.workspace = workspace
         self.expanded: set[str] = set()
         self._shown: tuple[str, int] = ("", 0)
+        self._sigs: list[tuple[object, ...]] = []
+        self._dark = False
         self.browser = QTextBrowser(self)
         self.browser.setObjectName("transcript")
         self.browser.setOpenLinks(False)
@@ -73,48 +86,70 @@ class ConversationPanel(QWidget):
         self._on_anchor(QUrl(f"toggle:{call_id}"))
 
     def refresh(self, *_args: object) -> None:
+        """Render the transcript; new items at the end are appended, not re-rendered
+        (a full render of a long conversation costs tens of milliseconds)."""
         view = self.workspace.current
         bar = self.browser.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         if view is None:
             self.browser.setHtml("<p style='color:gray'>No conversation selected.</p>")
+            self._sigs = []
+            self._shown = ("", 0)
             return
+        sigs = [_signature(item, self.expanded) for item in view.transcript]
         dark = is_dark()
+        same_base = (self._shown[0] == view.session_id and self._dark == dark
+                     and len(sigs) > len(self._sigs) and sigs[:len(self._sigs)] == self._sigs)
+        if same_base:
+            html_new = "".join(self._item_html(i, dark) for i in view.transcript[len(self._sigs):])
+            # parse with the full HTML importer (insertHtml drops table backgrounds)
+            part = QTextDocument()
+            part.setDefaultFont(self.browser.document().defaultFont())
+            part.setHtml(f"<html><body>{html_new}</body></html>")
+            cursor = QTextCursor(self.browser.document())
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertFragment(QTextDocumentFragment(part))
+            keep = bar.value()
+        elif sigs == self._sigs and self._shown[0] == view.session_id and self._dark == dark:
+            self._on_typing(view.session_id)
+            return
+        else:
+            keep = bar.value()
+            body = "".join(self._item_html(i, dark) for i in view.transcript)
+            self.browser.setHtml(f"<html><body>{body}</body></html>")
+            self.browser.document().setDocumentMargin(8)
+        shown = (view.session_id, len(view.transcript))
+        grew = shown != self._shown
+        self._shown = shown
+        self._sigs = sigs
+        self._dark = dark
+        bar.setValue(bar.maximum() if (at_bottom or grew) else keep)
+        self._on_typing(view.session_id)
+
+    def _item_html(self, item: ChatItem | ToolItem | NoteItem, dark: bool) -> str:
         theirs = "#2b2f36" if dark else "#f0f2f5"
         ours = "#1f3d6b" if dark else "#dbe8ff"
         tool_bg = "#262a30" if dark else "#fafafa"
         muted = "#9aa0a6" if dark else "#6b7280"
-        parts = ["<html><body style='margin:6px'>"]
-        for item in view.transcript:
-            if isinstance(item, NoteItem):
-                parts.append(f"<p align='center' style='color:{muted}; font-size:small'>"
-                             f"{_esc(item.text)}</p>")
-            elif isinstance(item, ChatItem):
-                mine = item.role in ("agent", "admin")
-                who = item.name if not mine else f"{item.name} (you)"
-                stamp = time.strftime("%H:%M", time.localtime(item.ts))
-                extra = ""
-                if mine and item.draft_id:
-                    extra = " · edited draft" if item.edited else " · AI draft"
-                align = "right" if mine else "left"
-                bg = ours if mine else theirs
-                parts.append(
-                    f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
-                    f"<tr><td align='{align}'>"
-                    f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
-                    f"<tr><td><span style='color:{muted}; font-size:small'><b>{_esc(who)}</b> "
-                    f"· {stamp}{extra}</span><br>{_esc(item.text)}</td></tr></table>"
-                    f"</td></tr></table>")
-            elif isinstance(item, ToolItem):
-                parts.append(self._tool_html(item, tool_bg, muted))
-        parts.append("</body></html>")
-        keep = bar.value()
-        self.browser.setHtml("".join(parts))
-        shown = (view.session_id, len(view.transcript))
-        grew = shown != self._shown
-        self._shown = shown
-        bar.setValue(bar.maximum() if (at_bottom or grew) else keep)
-        self._on_typing(view.session_id)
+        if isinstance(item, NoteItem):
+            return (f"<p align='center' style='color:{muted}; font-size:small'>"
+                    f"{_esc(item.text)}</p>")
+        if isinstance(item, ToolItem):
+            return self._tool_html(item, tool_bg, muted)
+        mine = item.role in ("agent", "admin")
+        who = item.name if not mine else f"{item.name} (you)"
+        stamp = time.strftime("%H:%M", time.localtime(item.ts))
+        extra = ""
+        if mine and item.draft_id:
+            extra = " · edited draft" if item.edited else " · AI draft"
+        align = "right" if mine else "left"
+        bg = ours if mine else theirs
+        return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
+                f"<tr><td align='{align}'>"
+                f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
+                f"<tr><td><span style='color:{muted}; font-size:small'><b>{_esc(who)}</b> "
+                f"· {stamp}{extra}</span><br>{_esc(item.text)}</td></tr></table>"
+                f"</td></tr></table>")
 
     def _tool_html(self, item: ToolItem, bg: str, muted: str) -> str:
         if item.ok is None:
@@ -138,7 +173,10 @@ class ConversationPanel(QWidget):
                 body = (f"<pre style='font-size:small; margin:4px 0 0 18px'>"
                         f"{html.escape(text)}</pre>")
         sig = html.escape(call_signature(item.name, item.arguments))
-        return (f"<table width='100%' cellpadding='4' style='background:{bg}; margin:2px 0'>"
+        # same nesting as chat bubbles: an appended (insertHtml) outer table loses its
+        # background, an inner one keeps it
+        return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:2px 0'>"
+                f"<tr><td><table width='100%' cellpadding='4' style='background:{bg}'>"
                 f"<tr><td><span style='font-family:monospace; font-size:small'>⚙ {sig}</span>"
                 f" <span style='color:{muted}; font-size:small'>· {mode} · {status}{toggle}"
-                f"</span>{body}</td></tr></table>")
+                f"</span>{body}</td></tr></table></td></tr></table>")
