@@ -1201,7 +1201,8 @@ class OfflineProvider:
             self._compose_intent(w, ctx, planner, intent, hit, needs)
         if not w.parts:
             w.para("Let me look into that for you.")
-        w.para(self._closing(und.intents, done))
+        if not w.text.rstrip().endswith("?"):  # a draft that asks something ends there
+            w.para(self._closing(und.intents, done))
 
     def _closing(self, intents: Sequence[str], done: Sequence[Call]) -> str:
         if any(
