@@ -215,17 +215,12 @@ def _child_window(kind: str) -> None:
     if kind == "bare":
         window = QMainWindow()
         window.resize(1300, 820)
-    elif kind == "customer":
-        from hitl_desktop.client.chat import ChatModel
-        from hitl_desktop.client.connection import HostConnection
-        from hitl_desktop.core.links import InviteLink
-        from hitl_desktop.ui import theme
-        from hitl_desktop.ui.customer_window import CustomerWindow
+        window.show()
+    elif kind == "customer":  # exactly what `hitl-desktop customer LINK` does first
+        from hitl_desktop.app.customer import qt_app, show_window
 
-        theme.apply_app_style(app)
-        conn = HostConnection(InviteLink.parse(
-            "hitl://127.0.0.1:9/customer#bench.0123456789abcdefABCD"))
-        window = CustomerWindow(ChatModel(conn), conn)
+        qt_app("Support chat")
+        window = show_window()
     else:
         from hitl_desktop.client.workspace import Workspace
         from hitl_desktop.ui import theme
@@ -233,7 +228,7 @@ def _child_window(kind: str) -> None:
 
         theme.apply_app_style(app)
         window = AgentWindow(Workspace(), config_dir=Path(tempfile.mkdtemp()), restore=False)
-    window.show()
+        window.show()
 
     def shown() -> None:
         sys.stdout.write("shown\n")

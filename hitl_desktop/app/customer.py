@@ -7,17 +7,20 @@ runs in reverse: the window closes, the connection says goodbye, the loop ends.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import importlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import QApplication
 
 from hitl_desktop.core.links import InvalidLink, InviteLink
+
+if TYPE_CHECKING:
+    import argparse
+
+    from hitl_desktop.ui.customer_window import CustomerWindow
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ def run_on_qt_loop(app: QApplication, main: Callable[[], Coroutine[Any, Any, int
     Closing the last window must not stop Qt's loop under our feet (the coroutine
     still has to shut down cleanly), so quitting is left to ``main``.
     """
+    import asyncio
+
     import qasync
 
     app.setQuitOnLastWindowClosed(False)
@@ -74,12 +79,16 @@ def ask_for_link(role: str) -> InviteLink | None:
     return InviteLink.parse(str(result))
 
 
-def run(args: argparse.Namespace) -> int:
-    from hitl_desktop.client.chat import ChatModel
-    from hitl_desktop.client.connection import HostConnection, ResumeTokenStore
-    from hitl_desktop.config import resolve_paths
+def show_window() -> CustomerWindow:
+    """The customer window, on screen before the network stack loads (start time)."""
     from hitl_desktop.ui.customer_window import CustomerWindow
 
+    window = CustomerWindow()
+    window.show()
+    return window
+
+
+def run(args: argparse.Namespace) -> int:
     log.info("customer: creating the application")
     app = qt_app("Support chat")
     link_text = getattr(args, "link", None)
@@ -104,6 +113,17 @@ def run(args: argparse.Namespace) -> int:
             return 2
         link = asked
     log.info("customer: link for %s:%s (tls=%s)", link.host, link.port, link.tls)
+    log.info("customer: showing the window")
+    window = show_window()
+    app.processEvents()  # paint it now; the client library loads next
+
+    log.info("customer: loading the client library")
+    import asyncio
+
+    from hitl_desktop.client.chat import ChatModel
+    from hitl_desktop.client.connection import HostConnection, ResumeTokenStore
+    from hitl_desktop.config import resolve_paths
+
     paths = resolve_paths(config_dir=getattr(args, "config_dir", None))
     store = ResumeTokenStore(paths.config_dir / RESUME_TOKENS_FILE)
 
@@ -111,11 +131,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("customer: connecting")
         connection = HostConnection(link, client_name="customer window", resume_store=store)
         chat = ChatModel(connection)
-        log.info("customer: building the window")
-        window = CustomerWindow(chat, connection)
+        window.bind(chat, connection)
         closed = asyncio.Event()
         window.closed.connect(closed.set)
-        window.show()
+        if not window.isVisible():  # closed while we were loading
+            return 0
         connection.open()
         log.info("customer: window up")
         await closed.wait()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFontMetrics, QKeyEvent, QResizeEvent, QShowEvent
@@ -24,19 +26,42 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hitl_desktop.client.chat import ChatItem, ChatModel, Delivery
-from hitl_desktop.client.connection import ConnectionState, HostConnection
 from hitl_desktop.ui import theme
+
+if TYPE_CHECKING:
+    # types only: the window shows before the network stack (pydantic, websockets)
+    # is imported, so it must not need these modules at run time until bind()
+    from hitl_desktop.client.chat import ChatItem, ChatModel
+    from hitl_desktop.client.connection import HostConnection
 
 log = logging.getLogger(__name__)
 
 SHOP_NAME = "Northwind Goods"
+# client.chat.Delivery values (a StrEnum, so plain strings compare equal)
 _DELIVERY_MARK = {
-    Delivery.SENDING: "Sending…",
-    Delivery.SENT: "✓ Sent",
-    Delivery.DELIVERED: "✓✓ Delivered",
-    Delivery.FAILED: "Not sent",
+    "sending": "Sending…",
+    "sent": "✓ Sent",
+    "delivered": "✓✓ Delivered",
+    "failed": "Not sent",
 }
+# client.connection.ConnectionState values
+CONNECTED, CONNECTING, RECONNECTING, FAILED, OFFLINE = (
+    "connected", "connecting", "reconnecting", "failed", "offline")
+
+
+@dataclass(slots=True)
+class _Note:
+    """A bubble that is not a chat message (the greeting); shaped like ChatItem."""
+
+    key: str
+    role: str
+    name: str
+    text: str
+    ts: float
+    mine: bool = False
+    delivery: str | None = None
+    seq: int | None = None
+    error: str | None = None
 
 
 class ComposerEdit(QPlainTextEdit):
@@ -87,7 +112,8 @@ class ComposerEdit(QPlainTextEdit):
 class Bubble(QFrame):
     """One chat message: text, sender (theirs), time and delivery state (mine)."""
 
-    def __init__(self, item: ChatItem, colors: theme.Colors, parent: QWidget | None = None) -> None:
+    def __init__(self, item: ChatItem | _Note, colors: theme.Colors,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.item = item
         self.mine = item.mine
@@ -132,7 +158,7 @@ class Bubble(QFrame):
         if self.item.mine and self.item.delivery is not None:
             parts.append(_DELIVERY_MARK[self.item.delivery])
         text = "  ·  ".join(parts)
-        if self.item.delivery is Delivery.FAILED and self.item.error:
+        if self.item.delivery == "failed" and self.item.error:
             text += f" — {self.item.error}"
         self.meta_label.setText(text)
         self.setToolTip(self.item.error or "")
@@ -141,7 +167,7 @@ class Bubble(QFrame):
         if self.mine:
             bg, fg, meta = c.mine, c.mine_text, "rgba(255,255,255,0.78)"
             border = "none"
-            if self.item.delivery is Delivery.FAILED:
+            if self.item.delivery == "failed":
                 bg = c.error_bg
                 fg = meta = c.error_text
         else:
@@ -217,12 +243,19 @@ class CustomerWindow(QWidget):
 
     closed = Signal()  # the user closed the window
 
+    chat: ChatModel
+    connection: HostConnection
+
     def __init__(
-        self, chat: ChatModel, connection: HostConnection, parent: QWidget | None = None
+        self,
+        chat: ChatModel | None = None,
+        connection: HostConnection | None = None,
+        parent: QWidget | None = None,
     ) -> None:
+        """Without a chat and connection the window shows at once ("Connecting…");
+        :meth:`bind` attaches them when the network stack has loaded."""
         super().__init__(parent)
-        self.chat = chat
-        self.connection = connection
+        self._bound = False
         self.bubbles: list[Bubble] = []
         self._by_key: dict[str, Bubble] = {}
         self._colors = theme.colors()
@@ -237,7 +270,6 @@ class CustomerWindow(QWidget):
         root.setSpacing(0)
         root.addWidget(self._build_header())
         self.banner = ConnectionBanner()
-        self.banner.retry_clicked.connect(connection.reconnect_now)
         root.addWidget(self.banner)
 
         self.scroll_area = QScrollArea()
@@ -302,6 +334,22 @@ class CustomerWindow(QWidget):
         self._recovered.timeout.connect(self._hide_recovered)
         self._was_disconnected = False
 
+        self._restyle()
+        self.composer.setFocus()
+        if chat is not None and connection is not None:
+            self.bind(chat, connection)
+        else:
+            self.banner.show_state("info", "Connecting to support…", retry=False,
+                                   c=self._colors)
+
+    def bind(self, chat: ChatModel, connection: HostConnection) -> None:
+        """Show this chat and follow this connection (once)."""
+        if self._bound:
+            raise RuntimeError("the window is already bound to a chat")
+        self.chat = chat
+        self.connection = connection
+        self._bound = True
+        self.banner.retry_clicked.connect(connection.reconnect_now)
         chat.message_added.connect(self._on_added)
         chat.message_changed.connect(self._on_changed)
         chat.greeting_changed.connect(self._on_greeting)
@@ -309,14 +357,12 @@ class CustomerWindow(QWidget):
         chat.session_closed.connect(self._on_closed)
         chat.reset.connect(self._on_reset)
         connection.state_changed.connect(self._on_state)
-
-        self._restyle()
         if chat.greeting:
             self._on_greeting(chat.greeting)
         for item in chat.items:
             self._on_added(item)
         self._on_state(connection.state.value)
-        self.composer.setFocus()
+        self._on_text_changed()
 
     # ------------------------------------------------------------------ building
 
@@ -391,7 +437,8 @@ class CustomerWindow(QWidget):
                 bubble.restyle(c)
             if self.greeting_bubble is not None:
                 self.greeting_bubble.restyle(c)
-            self._on_state(self.connection.state.value)
+            if self._bound:
+                self._on_state(self.connection.state.value)
         finally:
             self._restyling = False
 
@@ -405,7 +452,7 @@ class CustomerWindow(QWidget):
     def submit(self) -> None:
         """Send the composer's text (Enter or the Send button)."""
         text = self.composer.toPlainText()
-        if not text.strip() or self.chat.closed_reason:
+        if not self._bound or not text.strip() or self.chat.closed_reason:
             return
         self.composer.clear()
         self._stick_to_bottom = True
@@ -413,6 +460,9 @@ class CustomerWindow(QWidget):
 
     def _on_text_changed(self) -> None:
         has_text = bool(self.composer.toPlainText().strip())
+        if not self._bound:
+            self.send_button.setEnabled(False)
+            return
         self.send_button.setEnabled(has_text and not self.chat.closed_reason)
         if has_text:
             self.chat.set_composing(True)
@@ -440,9 +490,9 @@ class CustomerWindow(QWidget):
             self.greeting_bubble.item.text = text
             self.greeting_bubble.text_label.setText(text)
             return
-        item = ChatItem(
+        item = _Note(
             key="greeting", role="system", name=SHOP_NAME, text=text,
-            ts=self.chat.items[0].ts if self.chat.items else time.time(), mine=False,
+            ts=self.chat.items[0].ts if self.chat.items else time.time(),
         )
         self.greeting_bubble = Bubble(item, self._colors)
         self.greeting_bubble.setObjectName("bubbleTheirs")
@@ -492,8 +542,8 @@ class CustomerWindow(QWidget):
 
     def _on_state(self, state: str) -> None:
         c = self._colors
-        st = ConnectionState(state)
-        if st is ConnectionState.CONNECTED:
+        st = str(state)
+        if st == CONNECTED:
             self._countdown.stop()
             self.status_label.setText("● Online · a representative will answer you here")
             self.status_label.setStyleSheet(f"color:{c.ok};")
@@ -505,18 +555,18 @@ class CustomerWindow(QWidget):
             self._was_disconnected = False
             return
         self.status_label.setStyleSheet(f"color:{c.muted};")
-        if st is ConnectionState.CONNECTING:
+        if st == CONNECTING:
             self.status_label.setText("Connecting…")
             self.banner.show_state("info", "Connecting to support…", retry=False, c=c)
             return
-        if st is ConnectionState.FAILED:
+        if st == FAILED:
             self._countdown.stop()
             self.status_label.setText("Offline")
             self.banner.show_state(
                 "error", self.connection.state_message or "Cannot connect.", retry=True, c=c
             )
             return
-        if st is ConnectionState.OFFLINE:
+        if st == OFFLINE:
             self._countdown.stop()
             self.status_label.setText("Offline")
             return
@@ -526,7 +576,7 @@ class CustomerWindow(QWidget):
         self._refresh_banner()
 
     def _refresh_banner(self) -> None:
-        if self.connection.state is not ConnectionState.RECONNECTING:
+        if not self._bound or self.connection.state != RECONNECTING:
             self._countdown.stop()
             return
         wait = self.connection.retry_in()
@@ -542,11 +592,12 @@ class CustomerWindow(QWidget):
         return self.banner.isVisible() and not self.banner.retry_button.isHidden()
 
     def _hide_recovered(self) -> None:
-        if self.connection.state is ConnectionState.CONNECTED:
+        if self._bound and self.connection.state == CONNECTED:
             self.banner.setVisible(False)
             self.banner.kind = "ok"
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.chat.set_composing(False)
+        if self._bound:
+            self.chat.set_composing(False)
         super().closeEvent(event)
         self.closed.emit()

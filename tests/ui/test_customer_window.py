@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
@@ -25,6 +31,8 @@ from hitl_desktop.core.protocol import (
 )
 from hitl_desktop.ui.customer_window import CustomerWindow
 from tests.ui.conftest import running_host, until
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -160,3 +168,44 @@ async def test_a_bad_link_shows_a_clear_error_banner(tmp_path: Path) -> None:
             window.close()
             await conn.aclose()
             window.deleteLater()
+
+
+def _cli(*args: str, **kw: Any) -> subprocess.Popen[str]:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "hitl_desktop", "-v", *args], env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_customer_cli_rejects_a_bad_link_clearly(tmp_path: Path) -> None:
+    proc = _cli("customer", "http://example.com/not-a-link")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "cannot use this link" in err and "hitl://" in err
+
+
+def test_customer_cli_joins_a_host_and_keeps_its_lobby_session(tmp_path: Path) -> None:
+    host = _cli("host", "--headless", "--port", "0", "--no-discovery",
+                "--data-dir", str(tmp_path / "host"))
+    customer: subprocess.Popen[str] | None = None
+    try:
+        assert host.stdout is not None and host.stderr is not None
+        info = json.loads(host.stdout.readline())
+        customer = _cli("customer", info["customer_link"])
+        deadline = time.monotonic() + 60
+        connected = False
+        while time.monotonic() < deadline and not connected:
+            line = host.stderr.readline()
+            connected = "customer session connected" in line
+        assert connected, "the customer window connected to the host"
+        tokens = Path(os.environ["HITL_CONFIG_DIR"]) / "resume-tokens.json"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not tokens.exists():
+            time.sleep(0.05)
+        assert tokens.exists(), "a lobby customer keeps its personal token to come back"
+        stored = json.loads(tokens.read_text("utf-8"))
+        assert len(stored) == 1 and all("." in v for v in stored.values())
+    finally:
+        for proc in (customer, host):
+            if proc is not None:
+                proc.terminate()
+                proc.communicate(timeout=30)
