@@ -98,12 +98,13 @@ async def run(
     citations: list[dict[str, Any]] = []
     for ev in events:
         if ev.type == "response.output_item.done" and ev.item.type == "file_search_call":
-            hits = [r.attributes["article_id"] for r in ev.item.results or []]
+            hits = [str((r.attributes or {})["article_id"]) for r in ev.item.results or []]
         elif ev.type == "response.output_item.done" and ev.item.type == "function_call":
             call = (ev.item.name, json.loads(ev.item.arguments), ev.item.call_id)
         elif ev.type == "response.output_text.delta":
             text += ev.delta
         elif ev.type == "response.output_text.annotation.added":
+            assert ev.annotation is not None
             citations.append(dict(ev.annotation.to_dict()))
     return Response(events, hits, call, text, citations)
 
