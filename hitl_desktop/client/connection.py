@@ -69,6 +69,8 @@ YIELD_EVERY: Final = 8
 ACK_DELAY_S: Final = 0.03
 #: How long to wait after ``welcome`` for the replay before re-writing unconfirmed messages.
 REPLAY_WAIT_S: Final = 3.0
+#: customers: the replay is through once no durable message came for this long
+REPLAY_QUIET_S: Final = 0.25
 #: Client message types that are pointless to queue while offline.
 _VOLATILE_TYPES: Final = frozenset({"typing", "ack"})
 
@@ -524,15 +526,30 @@ class HostConnection(QObject):
         self._wake.set()
 
     async def _after_replay(self, welcome: Welcome) -> None:
-        """Release held messages once the replay reached the host's last seq."""
+        """Release held messages once the replay is through.
+
+        Agents see every durable message, so the replay is through when each session
+        reaches the ``last_seq`` the welcome announced. Customers are not sent the
+        agent-only ones, so for them the replay (which the host queues in one go,
+        right after the welcome) is through when the line goes quiet.
+        """
+        if not any(item.queued_at < 0 for item in self._outbox):
+            return
         targets = {
             s.session_id: s.last_seq for s in welcome.sessions if s.session_id in self._last_seq
         }
+        exact = self._sees_everything()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REPLAY_WAIT_S):
                 while any(self._last_seq.get(sid, 0) < last for sid, last in targets.items()):
                     self._progress.clear()
-                    await self._progress.wait()
+                    if exact:
+                        await self._progress.wait()
+                        continue
+                    try:
+                        await asyncio.wait_for(self._progress.wait(), REPLAY_QUIET_S)
+                    except TimeoutError:
+                        break
         for item in self._outbox:
             if item.queued_at < 0:
                 item.queued_at = time.monotonic()

@@ -240,3 +240,36 @@ async def test_customers_skip_agent_only_seqs_and_agents_resync_on_a_real_gap(
         finally:
             await customer.aclose()
             await agent.aclose()
+
+
+async def test_messages_in_flight_when_the_socket_dies_are_stored_exactly_once(
+    tmp_path: Path,
+) -> None:
+    async with running_host(tmp_path) as host:
+        created = host.create_session()
+        customer = HostConnection(InviteLink.parse(created.customer_link), backoff_base=0.02)
+        chat = ChatModel(customer)
+        # kill the socket right after a message was written: the host may or may not
+        # have stored it; either way it must end up stored once, and shown as sent
+        first_writes: set[str] = set()
+
+        def drop_after_first_write(msg_id: str) -> None:
+            if msg_id not in first_writes:
+                first_writes.add(msg_id)
+                customer.drop_socket()
+
+        customer.message_written.connect(drop_after_first_write)
+        try:
+            await _connected(customer)
+            for i in range(4):
+                chat.send_text(f"in flight {i}")
+                await until(lambda n=i + 2: customer.connects >= n, what=f"reconnect {i}")
+            await until(lambda: all(it.delivery is Delivery.SENT for it in chat.items),
+                        within=20, what="all confirmed")
+            logged = [m["data"]["text"] for m in host.relay_log.messages(created.session_id)
+                      if m["type"] == "chat.message"]
+            assert sorted(logged) == [f"in flight {i}" for i in range(4)]
+            assert [it.text for it in chat.items] == [f"in flight {i}" for i in range(4)]
+            assert len(first_writes) == 4
+        finally:
+            await customer.aclose()
