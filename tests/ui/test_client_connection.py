@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import socket
 from pathlib import Path
@@ -23,6 +24,10 @@ def _texts(received: list[tuple[Envelope, Payload]], session: str) -> list[str]:
     return [
         p.text for e, p in received if isinstance(p, ChatMessage) and e.session == session
     ]
+
+
+def _connects_at_least(conn: HostConnection, n: int) -> bool:
+    return conn.connects >= n
 
 
 async def _connected(conn: HostConnection) -> None:
@@ -263,7 +268,8 @@ async def test_messages_in_flight_when_the_socket_dies_are_stored_exactly_once(
             await _connected(customer)
             for i in range(4):
                 chat.send_text(f"in flight {i}")
-                await until(lambda n=i + 2: customer.connects >= n, what=f"reconnect {i}")
+                await until(functools.partial(_connects_at_least, customer, i + 2),
+                            what="reconnect")
             await until(lambda: all(it.delivery is Delivery.SENT for it in chat.items),
                         within=20, what="all confirmed")
             logged = [m["data"]["text"] for m in host.relay_log.messages(created.session_id)
