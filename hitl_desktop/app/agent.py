@@ -14,12 +14,18 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
 from hitl_desktop.app.customer import ask_for_link, qt_app, run_on_qt_loop
 from hitl_desktop.core.links import InvalidLink, InviteLink
+
+if TYPE_CHECKING:
+    from hitl_desktop.client.workspace import Workspace
+    from hitl_desktop.ui.agent.window import AgentWindow
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +59,23 @@ def _close_on_signals(window: QWidget) -> None:
     wake.start()
 
 
-def run(args: argparse.Namespace) -> int:
-    from hitl_desktop.client.connection import HostConnection
+def show_window(config_dir: Path | None = None) -> tuple[Workspace, AgentWindow]:
+    """The model and the window, on screen before the network stack (websockets, the
+    pydantic protocol models) is imported: the representative sees the app at once."""
     from hitl_desktop.client.workspace import Workspace
-    from hitl_desktop.config import resolve_paths
     from hitl_desktop.ui.agent.window import AgentWindow
+
+    log.info("agent: building the workspace model")
+    workspace = Workspace()
+    log.info("agent: building the window")
+    window = AgentWindow(workspace, config_dir=config_dir)
+    window.show()
+    log.info("agent: window up")
+    return workspace, window
+
+
+def run(args: argparse.Namespace) -> int:
+    from hitl_desktop.config import resolve_paths
 
     log.info("agent: creating the application")
     app = qt_app("Agent workspace")
@@ -76,21 +94,18 @@ def run(args: argparse.Namespace) -> int:
         log.warning("agent: this is a %s link; the host decides what it may see", link.role)
     log.info("agent: link for %s:%s (tls=%s)", link.host, link.port, link.tls)
     paths = resolve_paths(config_dir=getattr(args, "config_dir", None))
+    workspace, window = show_window(paths.config_dir)
+    closed = asyncio.Event()
+    window.closed.connect(closed.set)
+    _close_on_signals(window)
 
     async def main() -> int:
+        from hitl_desktop.client.connection import HostConnection
+
         log.info("agent: connecting")
         connection = HostConnection(link, client_name="agent window")
-        log.info("agent: building the workspace model")
-        workspace = Workspace()
         workspace.attach(connection)
-        log.info("agent: building the window")
-        window = AgentWindow(workspace, config_dir=paths.config_dir)
-        closed = asyncio.Event()
-        window.closed.connect(closed.set)
-        _close_on_signals(window)
-        window.show()
         connection.open()
-        log.info("agent: window up")
         await closed.wait()
         log.info("agent: shutting down")
         workspace.flush()

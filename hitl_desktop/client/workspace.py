@@ -13,16 +13,34 @@ Draft deltas arrive many times a second; the model assembles them by offset
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from hitl_desktop.core import protocol as p
+if TYPE_CHECKING:
+    import asyncio
+
+    from hitl_desktop.core import protocol as p
+else:
+
+    class _LazyProtocol:
+        """``core.protocol`` on first use: building its pydantic models costs ~130 ms,
+        which the window can spend after it is on screen."""
+
+        _module: ModuleType | None = None
+
+        def __getattr__(self, name: str) -> Any:
+            if _LazyProtocol._module is None:
+                _LazyProtocol._module = importlib.import_module("hitl_desktop.core.protocol")
+            return getattr(_LazyProtocol._module, name)
+
+    p = _LazyProtocol()
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +189,7 @@ class ConnectionLike(Protocol):
     def send(self, payload: p.Payload, *, session: str | None = None) -> object: ...
 
 
-SendFn = Callable[[p.Payload, str | None], object]
+SendFn = Callable[["p.Payload", str | None], object]
 
 
 class Workspace(QObject):
@@ -845,6 +863,8 @@ class Workspace(QObject):
         return True
 
     def _supervise(self, awaitable: Any, kind: str) -> None:
+        import asyncio
+
         task: asyncio.Task[Any] = asyncio.ensure_future(awaitable)
         self._tasks.add(task)
 

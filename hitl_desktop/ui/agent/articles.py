@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -35,8 +36,10 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Workspace
-from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.style import is_dark
+
+if TYPE_CHECKING:
+    from hitl_desktop.core import protocol as p
 
 log = logging.getLogger(__name__)
 ROLE_ARTICLE = Qt.ItemDataRole.UserRole + 1

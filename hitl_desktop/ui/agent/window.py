@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.config import resolve_paths
-from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.actions import ActionQueue
 from hitl_desktop.ui.agent.articles import ArticlesPanel, ArticleViewer
 from hitl_desktop.ui.agent.conversation import ConversationPanel
@@ -36,6 +35,7 @@ from hitl_desktop.ui.agent.style import agent_style, is_dark
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 
 if TYPE_CHECKING:
+    from hitl_desktop.core import protocol as p
     from hitl_desktop.ui.kb_browser import KbBrowser
 
 log = logging.getLogger(__name__)
