@@ -38,6 +38,7 @@ _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 _SNIPPET_TOKENS = 28
 _MAX_QUERY_TERMS = 40  # a pasted essay must not become a 2,000-term OR query
 _COMMON_FRACTION = 0.25  # in large corpora, terms in more sections than this are skipped
+_COMMON_MIN_CHUNKS = 200
 
 STOP_WORDS: frozenset[str] = frozenset(
     """
@@ -166,7 +167,8 @@ class KnowledgeIndex:
         self._lock = threading.Lock()
         self._vocab: frozenset[str] = frozenset()
         self._deletes: dict[str, list[str]] | None = None
-        self._common: frozenset[str] = frozenset()
+        self._n_chunks = 0
+        self._stem_df: dict[str, int] = {}  # query word -> sections holding its stem
         self._fix_cache: dict[str, str | None] = {}
         self.rebuilt = False
         self.build_seconds = 0.0
@@ -343,10 +345,25 @@ class KnowledgeIndex:
             rows, chunks = [], 0
         terms = [r[0] for r in rows]
         self._vocab = frozenset(terms)
-        # words in most sections carry no signal (BM25 idf ~ 0) but cost the most
-        self._common = frozenset(
-            t for t, df in rows if chunks >= 200 and df > _COMMON_FRACTION * chunks
-        )
+        self._n_chunks = chunks
+        self._stem_df = {}
+        if chunks >= _COMMON_MIN_CHUNKS:
+            try:  # stems and their section counts, as FTS5 itself sees them
+                self._conn.execute(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer USING fts5(w,"
+                    " tokenize='porter unicode61 remove_diacritics 2')"
+                )
+                self._conn.execute(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.stemmer_v"
+                    " USING fts5vocab(temp, stemmer, 'instance')"
+                )
+                self._conn.execute("DROP TABLE IF EXISTS temp.chunks_v")
+                self._conn.execute(
+                    "CREATE VIRTUAL TABLE temp.chunks_v USING fts5vocab(main, chunks, 'row')"
+                )
+            except sqlite3.OperationalError as exc:
+                log.warning("no common-term filtering (%s)", exc)
+                self._n_chunks = 0
         self._deletes = None  # built on the first misspelt query
         self._fix_cache = {}
 
@@ -413,8 +430,41 @@ class KnowledgeIndex:
             groups.append(tuple(dict.fromkeys(alts)))
         if not groups:  # a query of stop words only: search them rather than nothing
             groups = [(t,) for t in dict.fromkeys(tokenize(query))]
-        rare = [g for g in groups if not all(t in self._common for t in g)]
+        common = self._common_words([t for g in groups for t in g])
+        rare = [kept for g in groups if (kept := tuple(t for t in g if t not in common))]
         return (rare or groups)[:_MAX_QUERY_TERMS]
+
+    def _common_words(self, words: list[str]) -> set[str]:
+        """Words whose stem is in more than a quarter of the sections of a large
+        corpus: BM25 gives them almost no weight, but they cost the most to score."""
+        if self._n_chunks < _COMMON_MIN_CHUNKS:
+            return set()
+        todo = [w for w in dict.fromkeys(words) if w not in self._stem_df and " " not in w]
+        if todo:
+            with self._lock:
+                c = self._conn
+                c.execute("DELETE FROM temp.stemmer")
+                c.executemany(
+                    "INSERT INTO temp.stemmer (rowid, w) VALUES (?, ?)", enumerate(todo, 1)
+                )
+                stems = {
+                    todo[doc - 1]: term
+                    for term, doc in c.execute("SELECT term, doc FROM temp.stemmer_v")
+                }
+                for word in todo:
+                    stem = stems.get(word)
+                    row = (
+                        c.execute(
+                            "SELECT doc FROM temp.chunks_v WHERE term = ?", (stem,)
+                        ).fetchone()
+                        if stem
+                        else None
+                    )
+                    self._stem_df[word] = int(row[0]) if row else 0
+            if len(self._stem_df) > 50_000:
+                self._stem_df.clear()
+        limit = _COMMON_FRACTION * self._n_chunks
+        return {w for w in words if self._stem_df.get(w, 0) > limit}
 
     def fts_query(self, query: str) -> str:
         """A safe FTS5 MATCH expression: every term quoted, groups OR-ed."""

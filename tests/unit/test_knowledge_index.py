@@ -240,3 +240,24 @@ def test_real_kb_answers_the_demo_questions(tmp_path: Path) -> None:
     assert ix.search("How do I return a product?")[0].article_id == "faq/how-to-return"
     assert ix.search("How can I cancel an order?")[0].article_id == "faq/cancel-order"
     ix.close()
+
+
+def test_large_corpus_skips_near_universal_words(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    for n in range(80):
+        extra = "The zeppelin ships on Sundays." if n == 41 else "Nothing special here."
+        write(
+            root,
+            "faq",
+            f"a{n:03d}",
+            f"Article {n}",
+            f"## Orders\n\nEvery order is packed.\n\n## Orders again\n\nOrdering twice.\n\n"
+            f"## More\n\nAn ordered list. {extra}\n",
+        )
+    ix = KnowledgeIndex.open(root, tmp_path / "big.sqlite3")
+    # "orders" (stem "order") is in every section: dropped; "zeppelin" decides
+    assert ix.query_terms("my orders zeppelin") == [("zeppelin",)]
+    assert ix.search("my orders zeppelin")[0].article_id == "faq/a041"
+    # only common words left: they are still searched rather than nothing
+    assert ix.search("ordering")
+    ix.close()
