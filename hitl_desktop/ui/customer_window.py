@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFontMetrics, QKeyEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -287,6 +288,7 @@ class CustomerWindow(QWidget):
         self.list_layout.addStretch(1)
         self.scroll_area.setWidget(self.list_widget)
         self.scroll_area.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
+        self.scroll_area.verticalScrollBar().valueChanged.connect(self._on_scrolled)
         root.addWidget(self.scroll_area, 1)
 
         self.typing = TypingIndicator()
@@ -506,6 +508,8 @@ class CustomerWindow(QWidget):
         if item.mine:
             self._stick_to_bottom = True
         self._insert(bubble)
+        if not item.mine and not self.isActiveWindow():
+            QApplication.alert(self)  # flash the task bar entry: an answer arrived
 
     def _on_changed(self, item: ChatItem) -> None:
         bubble = self._by_key.get(item.key)
@@ -526,6 +530,11 @@ class CustomerWindow(QWidget):
             bubble.deleteLater()
         self.bubbles.clear()
         self._by_key.clear()
+
+    def _on_scrolled(self, value: int) -> None:
+        # follow new messages only while the reader is at the bottom
+        bar = self.scroll_area.verticalScrollBar()
+        self._stick_to_bottom = value >= bar.maximum() - 24
 
     def _on_range_changed(self, _lo: int, hi: int) -> None:
         if self._stick_to_bottom:

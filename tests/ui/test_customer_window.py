@@ -209,3 +209,21 @@ def test_customer_cli_joins_a_host_and_keeps_its_lobby_session(tmp_path: Path) -
             if proc is not None:
                 proc.terminate()
                 proc.communicate(timeout=30)
+
+
+async def test_follows_new_messages_only_while_at_the_bottom(desk: Desk) -> None:
+    w = desk.window
+    bar = w.scroll_area.verticalScrollBar()
+    for i in range(12):
+        desk.agent.send(ChatSend(text=f"line {i}: " + "a fairly long answer " * 4))
+    await until(lambda: len(w.bubbles) == 12, what="12 bubbles")
+    await until(lambda: bar.maximum() > 0 and bar.value() == bar.maximum(), what="at bottom")
+    bar.setValue(0)  # the customer scrolls up to re-read
+    desk.agent.send(ChatSend(text="one more"))
+    await until(lambda: len(w.bubbles) == 13, what="13th bubble")
+    await asyncio.sleep(0.05)
+    assert bar.value() == 0, "reading position kept"
+    bar.setValue(bar.maximum())
+    desk.agent.send(ChatSend(text="and another"))
+    await until(lambda: len(w.bubbles) == 14, what="14th bubble")
+    await until(lambda: bar.value() == bar.maximum(), what="follows again at the bottom")
