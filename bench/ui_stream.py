@@ -44,7 +44,6 @@ async def _host_child(rate: float, seconds: float, data_dir: Path) -> None:
     """Serve a host; on 'go' stream one draft at ``rate`` tokens/s into the session."""
     from hitl_desktop.app.host import start_host
     from hitl_desktop.config import Settings, resolve_paths
-    from hitl_desktop.core.protocol import DraftCompleted, DraftDelta, DraftStarted
 
     paths = resolve_paths(data_dir, data_dir / "config")
     host = await start_host(paths, Settings(), port=0)
@@ -58,6 +57,19 @@ async def _host_child(rate: float, seconds: float, data_dir: Path) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     await reader.readline()  # "go"
+    sent = await _stream_draft(host, sid, rate, seconds)
+    out.write(json.dumps(sent) + "\n")
+    out.flush()
+    await reader.readline()  # "quit"
+    await host.stop()
+
+
+async def _stream_draft(host: Any, sid: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Publish one draft through the relay at ``rate`` tokens/s, one frame per token,
+    exactly as the co-pilot publishes a provider's stream."""
+    from hitl_desktop.core.protocol import DraftCompleted, DraftDelta, DraftStarted
+
+    loop = asyncio.get_running_loop()
     turn = "t_bench"
     await host.relay.publish(sid, DraftStarted(turn_id=turn, reason="customer_message",
                                                provider="bench"))
@@ -76,10 +88,59 @@ async def _host_child(rate: float, seconds: float, data_dir: Path) -> None:
     elapsed = loop.time() - t0
     text = "".join(parts)
     await host.relay.publish(sid, DraftCompleted(turn_id=turn, text=text))
-    out.write(json.dumps({"tokens": count, "chars": len(text), "elapsed": elapsed}) + "\n")
-    out.flush()
-    await reader.readline()  # "quit"
-    await host.stop()
+    return {"tokens": count, "chars": len(text), "elapsed": elapsed}
+
+
+class SubprocessHost:
+    """The host in its own process (separate PCs): the UI process only receives."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.info: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+        self.info = json.loads(line)
+
+    async def stream(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        line = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
+
+
+class InProcessHost:
+    """The host on the UI's own loop, as ``hitl-desktop demo`` runs it."""
+
+    def __init__(self, tmp: Path, rate: float, seconds: float) -> None:
+        self.tmp, self.rate, self.seconds = tmp, rate, seconds
+        self.info: dict[str, Any] = {}
+        self.host: Any = None
+
+    async def start(self) -> None:
+        from hitl_desktop.app.host import start_host
+        from hitl_desktop.config import Settings, resolve_paths
+
+        paths = resolve_paths(self.tmp / "inproc", self.tmp / "inproc" / "config")
+        self.host = await start_host(paths, Settings(), port=0)
+        created = self.host.create_session(customer_id="CUST1001")
+        self.info = {"agent_link": self.host.desk_link, "customer_link": created.customer_link,
+                     "session": created.session_id}
+
+    async def stream(self) -> dict[str, Any]:
+        return await _stream_draft(self.host, self.info["session"], self.rate, self.seconds)
+
+    async def stop(self) -> None:
+        await self.host.stop()
 
 
 # ----------------------------------------------------------------------------- stall
@@ -134,15 +195,13 @@ async def _poll(predicate: Any, within: float = 15.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _measure_stall(proc: subprocess.Popen[str], tmp: Path) -> dict[str, Any]:
+async def _measure_stall(host: SubprocessHost | InProcessHost, tmp: Path) -> dict[str, Any]:
     from hitl_desktop.client.chat import ChatModel
     from hitl_desktop.client.connection import HostConnection
     from hitl_desktop.core.links import InviteLink
 
-    loop = asyncio.get_running_loop()
-    assert proc.stdin is not None and proc.stdout is not None
-    stdout = proc.stdout
-    info = json.loads(await loop.run_in_executor(None, stdout.readline))
+    await host.start()
+    info = host.info
     workspace: Any = None
     try:
         from hitl_desktop.client.workspace import Workspace
@@ -175,9 +234,7 @@ async def _measure_stall(proc: subprocess.Popen[str], tmp: Path) -> dict[str, An
     idle = beat.summary()
 
     beat.start()
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    sent = json.loads(await loop.run_in_executor(None, stdout.readline))
+    sent = await host.stream()
     if workspace is not None:
 
         def completed() -> bool:
@@ -193,12 +250,10 @@ async def _measure_stall(proc: subprocess.Popen[str], tmp: Path) -> dict[str, An
     if workspace is not None:
         view = workspace.session(info["session"])
         shown = len(view.draft.text) if view is not None and view.draft is not None else 0
-    proc.stdin.write("quit\n")
-    proc.stdin.flush()
     await conn.aclose()
     window.hide()
     window.deleteLater()
-    await loop.run_in_executor(None, proc.wait)
+    await host.stop()
     return {"window": which, "idle": idle, "stream": busy, "sent": sent, "draft_chars": shown}
 
 
@@ -295,9 +350,14 @@ def main() -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     tmp = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
-    host = _spawn_host(args.rate, seconds, tmp)
+    runs: list[tuple[str, dict[str, Any]]] = []
     with loop:
-        stall = loop.run_until_complete(_measure_stall(host, tmp))
+        remote = SubprocessHost(_spawn_host(args.rate, seconds, tmp))
+        runs.append(("host in another process (separate PCs)",
+                     loop.run_until_complete(_measure_stall(remote, tmp))))
+        local = InProcessHost(tmp, args.rate, seconds)
+        runs.append(("host on the same loop (hitl-desktop demo)",
+                     loop.run_until_complete(_measure_stall(local, tmp))))
 
     kinds = ["bare", "customer"] + (["agent"] if _has_agent_window() else [])
     starts: dict[str, list[float]] = {k: [] for k in kinds}
@@ -308,18 +368,20 @@ def main() -> int:
     medians = {k: statistics.median(v) for k, v in starts.items()}
 
     print(f"platform: {os.environ['QT_QPA_PLATFORM']}, python {sys.version.split()[0]}")
-    print(f"stream: {stall['sent']['tokens']} tokens in {stall['sent']['elapsed']:.2f} s "
-          f"({stall['sent']['tokens'] / stall['sent']['elapsed']:.0f} tokens/s) into the "
-          f"{stall['window']}")
-    if stall["draft_chars"] is not None:
-        ok = "all arrived" if stall["draft_chars"] == stall["sent"]["chars"] else "MISMATCH"
-        print(f"  draft shown: {stall['draft_chars']} of {stall['sent']['chars']} chars ({ok})")
-    print(f"  Qt loop worst stall while streaming: {stall['stream']['max_ms']:.1f} ms "
-          f"(p99 gap {stall['stream']['p99_ms']:.2f} ms, {stall['stream']['ticks']:.0f} ticks)"
-          f"  goal < 16 ms: {'PASS' if stall['stream']['max_ms'] < 16 else 'FAIL'}")
-    print(f"  idle baseline worst gap: {stall['idle']['max_ms']:.1f} ms "
-          f"(p99 {stall['idle']['p99_ms']:.2f} ms); stall ratio streaming/idle: "
-          f"{stall['stream']['max_ms'] / max(stall['idle']['max_ms'], 0.001):.2f}x")
+    for label, stall in runs:
+        sent = stall["sent"]
+        print(f"stream, {label}: {sent['tokens']} tokens in {sent['elapsed']:.2f} s "
+              f"({sent['tokens'] / sent['elapsed']:.0f} tokens/s) into the {stall['window']}")
+        if stall["draft_chars"] is not None:
+            ok = "all arrived" if stall["draft_chars"] == sent["chars"] else "MISMATCH"
+            print(f"  draft shown: {stall['draft_chars']} of {sent['chars']} chars ({ok})")
+        worst = stall["stream"]["max_ms"]
+        print(f"  Qt loop worst stall while streaming: {worst:.1f} ms "
+              f"(p99 gap {stall['stream']['p99_ms']:.2f} ms, {stall['stream']['ticks']:.0f} "
+              f"ticks)  goal < 16 ms: {'PASS' if worst < 16 else 'FAIL'}")
+        print(f"  idle baseline worst gap: {stall['idle']['max_ms']:.1f} ms "
+              f"(p99 {stall['idle']['p99_ms']:.2f} ms); stall ratio streaming/idle: "
+              f"{worst / max(stall['idle']['max_ms'], 0.001):.2f}x")
     print(f"window start (spawn to shown, median of {repeats}):")
     for kind in kinds:
         ratio = medians[kind] / medians["bare"]
