@@ -442,6 +442,21 @@ async def test_without_a_customer_no_account_tool_is_called(
         assert resp.call is None and resp.text.strip()
 
 
+async def test_odd_conversation_items_do_not_break_the_engine(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    items: list[Any] = [
+        "not an item",
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "function_call", "call_id": "x", "name": "get_order", "arguments": "{not json"},
+        {"type": "function_call_output", "call_id": "x", "output": "plain text, not JSON"},
+        {"type": "function_call_output", "call_id": "orphan", "output": None},
+        {"role": "user", "content": [{"type": "input_text", "text": "cancel ORD1001 pls"}]},
+    ]
+    resp = await run(provider, items, catalog)
+    assert resp.call is not None and resp.call[:2] == ("cancel_order", {"order_id": "ORD1001"})
+
+
 async def test_two_requests_in_one_message_are_both_requested(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:
