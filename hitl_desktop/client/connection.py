@@ -44,6 +44,7 @@ from hitl_desktop.core.protocol import (
     ClientInfo,
     CloseCode,
     Envelope,
+    ErrorCode,
     ErrorPayload,
     Hello,
     Payload,
@@ -71,6 +72,8 @@ ACK_DELAY_S: Final = 0.03
 REPLAY_WAIT_S: Final = 3.0
 #: customers: the replay is through once no durable message came for this long
 REPLAY_QUIET_S: Final = 0.25
+#: After a rate-limit error, wait this much longer than asked before writing again.
+RATE_LIMIT_GRACE_S: Final = 0.5
 #: Client message types that are pointless to queue while offline.
 _VOLATILE_TYPES: Final = frozenset({"typing", "ack"})
 
@@ -110,6 +113,46 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     """Exponential backoff with jitter: between half and all of ``base * 2**attempt``."""
     ceiling = min(cap, base * 2.0 ** min(attempt, 20))
     return ceiling / 2 + rng.random() * ceiling / 2
+
+
+class _Bucket:
+    """Client-side token bucket a little below the rate the host announces in
+    ``welcome.server``; every frame takes from it, so nothing is written only to be
+    dropped by the host's limiter (which does not say which frames it dropped)."""
+
+    SHARE: Final = 0.8
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = max(0.5, rate * self.SHARE)
+        self.capacity = max(1.0, burst * self.SHARE)
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+
+    @classmethod
+    def for_host(cls, welcome: Welcome | None) -> _Bucket:
+        server = welcome.server if welcome is not None else {}
+        try:
+            return cls(float(server.get("rate", 20.0)), float(server.get("burst", 60.0)))
+        except (TypeError, ValueError):
+            return cls(20.0, 60.0)
+
+    def try_take(self) -> bool:
+        """Spend a token only if one is available now."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def take(self) -> float:
+        """Spend one token; seconds to wait first (0 when one is available)."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class ResumeTokenStore:
@@ -209,6 +252,7 @@ class HostConnection(QObject):
         self._closing = False
         self._ack_pending: dict[str, int] = {}
         self._ack_handle: asyncio.TimerHandle | None = None
+        self._bucket = _Bucket(20.0, 60.0)  # replaced by the host's numbers at welcome
         self._resume_token: str | None = resume_store.get(link) if resume_store else None
         self.attempts = 0  # consecutive failed attempts (for the banner and tests)
         self.connects = 0  # successful welcomes so far
@@ -299,7 +343,8 @@ class HostConnection(QObject):
         type_ = client_type(payload)
         msg_id = new_id("c")
         if type_ in _VOLATILE_TYPES:
-            if self._state is ConnectionState.CONNECTED and self._ws is not None:
+            if (self._state is ConnectionState.CONNECTED and self._ws is not None
+                    and self._bucket.try_take()):  # best effort: never worth a drop
                 frame = encode(type_, payload, session=session or self.session_id, msg_id=msg_id)
                 self._spawn(self._write_volatile(frame), f"send {type_}")
             return msg_id
@@ -499,6 +544,8 @@ class HostConnection(QObject):
 
     def _on_welcome(self, welcome: Welcome) -> None:
         self._welcome = welcome
+        self._bucket = _Bucket.for_host(welcome)
+        self._bucket.tokens -= 1.0  # our hello
         self.attempts = 0
         self.connects += 1
         if welcome.session_id is not None:
@@ -559,6 +606,7 @@ class HostConnection(QObject):
         """Write queued messages in order; keep them until the host confirms."""
         from websockets.exceptions import ConnectionClosed
 
+        bucket = self._bucket
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -568,6 +616,9 @@ class HostConnection(QObject):
                     continue
                 if item not in self._outbox:  # confirmed meanwhile
                     continue
+                wait = bucket.take()
+                if wait > 0:  # stay under the host's rate limit instead of being dropped
+                    await asyncio.sleep(wait)
                 try:
                     await ws.send(encode(item.type, item.payload,
                                          session=item.session or self.session_id,
@@ -600,8 +651,30 @@ class HostConnection(QObject):
     def _emit_error(self, env: Envelope, payload: ErrorPayload) -> None:
         if env.ref is not None:
             self._confirm(env.ref)
+        elif payload.code is ErrorCode.RATE_LIMITED:
+            self._rewrite_after(payload.retry_after)
         log.info("host error %s: %s (ref %s)", payload.code, payload.message, env.ref)
         self.error_received.emit(payload.code.value, payload.message, env.ref)
+
+    def _rewrite_after(self, retry_after: float | None) -> None:
+        """The host dropped frames for rate (and says not which): once it will listen
+        again and the echoes of what it did take have arrived, write the rest again."""
+        suspects = {item.msg_id for item in self._outbox if item.written}
+        if not suspects:
+            return
+
+        def rewrite() -> None:
+            again = 0
+            for item in self._outbox:
+                if item.msg_id in suspects and item.written:
+                    item.written = False
+                    again += 1
+            if again:
+                log.info("writing %d rate-limited message(s) again", again)
+                self._wake.set()
+
+        delay = (retry_after or 1.0) + RATE_LIMIT_GRACE_S
+        asyncio.get_running_loop().call_later(delay, rewrite)
 
     def _confirm(self, msg_id: str) -> None:
         for item in self._outbox:
@@ -651,11 +724,23 @@ class HostConnection(QObject):
             loop = asyncio.get_running_loop()
             self._ack_handle = loop.call_later(ACK_DELAY_S, self._flush_acks)
 
-    def _flush_acks(self) -> None:
+    def _flush_acks(self, reserved: int = 0) -> None:
+        """Send the coalesced acks; acks are cumulative, so under the rate limit they
+        wait for a token (more seqs may join meanwhile) rather than being dropped."""
         self._ack_handle = None
-        pending, self._ack_pending = self._ack_pending, {}
         if self._ws is None:
+            self._ack_pending = {}
             return
+        needed = len(self._ack_pending) - reserved
+        wait = 0.0
+        for _ in range(max(0, needed)):
+            wait = max(wait, self._bucket.take())
+        if wait > 0:
+            loop = asyncio.get_running_loop()
+            self._ack_handle = loop.call_later(
+                wait, self._flush_acks, reserved + max(0, needed))
+            return
+        pending, self._ack_pending = self._ack_pending, {}
         for session, seq in pending.items():
             self._spawn(
                 self._write_volatile(encode("ack", Ack(seq=seq), session=session)), "ack"

@@ -279,3 +279,29 @@ async def test_messages_in_flight_when_the_socket_dies_are_stored_exactly_once(
             assert len(first_writes) == 4
         finally:
             await customer.aclose()
+
+
+async def test_a_burst_is_paced_under_the_hosts_rate_limit_nothing_dropped(
+    tmp_path: Path,
+) -> None:
+    from hitl_desktop.host.relay import RelayConfig
+
+    async with running_host(tmp_path, config=RelayConfig(rate=10.0, burst=10.0)) as host:
+        created = host.create_session()
+        customer = HostConnection(InviteLink.parse(created.customer_link))
+        chat = ChatModel(customer)
+        errors: list[str] = []
+        customer.error_received.connect(lambda code, _m, _r: errors.append(code))
+        try:
+            await _connected(customer)
+            texts = [f"pasted line {i}" for i in range(20)]
+            for text in texts:  # faster than the host accepts frames
+                chat.send_text(text)
+            await until(lambda: all(i.delivery is not Delivery.SENDING for i in chat.items),
+                        within=20, what="all stored")
+            assert errors == [], "paced below the limit: the host dropped nothing"
+            logged = [m["data"]["text"] for m in host.relay_log.messages(created.session_id)
+                      if m["type"] == "chat.message"]
+            assert logged == texts
+        finally:
+            await customer.aclose()
