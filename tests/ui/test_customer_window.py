@@ -227,3 +227,15 @@ async def test_follows_new_messages_only_while_at_the_bottom(desk: Desk) -> None
     desk.agent.send(ChatSend(text="and another"))
     await until(lambda: len(w.bubbles) == 14, what="14th bubble")
     await until(lambda: bar.value() == bar.maximum(), what="follows again at the bottom")
+
+
+async def test_a_closed_conversation_says_so_and_stops_input(desk: Desk) -> None:
+    from hitl_desktop.core.protocol import SessionClose
+
+    w = desk.window
+    desk.agent.send(SessionClose())
+    await until(w.closed_label.isVisible, what="closed notice")
+    assert w.closed_label.text().startswith("This conversation has ended.")
+    assert not w.composer.isEnabled() and not w.send_button.isEnabled()
+    await asyncio.sleep(0.3)
+    assert desk.customer.state is ConnectionState.CONNECTED and not w.banner.isVisible()
