@@ -68,7 +68,7 @@ class ChatModel(QObject):
     message_changed = Signal(object)  # ChatItem (delivery state, error)
     greeting_changed = Signal(str)
     typing_changed = Signal(bool)  # the other side is typing
-    session_closed = Signal(str)  # reason
+    session_closed = Signal(str)  # the reason given, or ""
     reset = Signal()  # a different session: forget all items
 
     def __init__(
@@ -85,6 +85,7 @@ class ChatModel(QObject):
         self.greeting: str | None = None
         self.title: str | None = None
         self.other_typing = False
+        self.closed = False
         self.closed_reason: str | None = None
         self._session: str | None = None
         self._by_key: dict[str, ChatItem] = {}
@@ -179,8 +180,9 @@ class ChatModel(QObject):
                 self.greeting = payload.greeting
                 self.greeting_changed.emit(payload.greeting)
         elif isinstance(payload, SessionClosed):
-            self.closed_reason = payload.reason or "The conversation was closed."
-            self.session_closed.emit(self.closed_reason)
+            self.closed = True
+            self.closed_reason = payload.reason
+            self.session_closed.emit(payload.reason or "")
 
     def _on_chat(self, env: Envelope, msg: ChatMessage) -> None:
         mine = msg.author.role == self.my_role

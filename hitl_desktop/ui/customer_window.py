@@ -365,6 +365,8 @@ class CustomerWindow(QWidget):
             self._on_added(item)
         self._on_state(connection.state.value)
         self._on_text_changed()
+        if chat.closed:
+            self._on_closed(chat.closed_reason or "")
 
     # ------------------------------------------------------------------ building
 
@@ -454,7 +456,7 @@ class CustomerWindow(QWidget):
     def submit(self) -> None:
         """Send the composer's text (Enter or the Send button)."""
         text = self.composer.toPlainText()
-        if not self._bound or not text.strip() or self.chat.closed_reason:
+        if not self._bound or not text.strip() or self.chat.closed:
             return
         self.composer.clear()
         self._stick_to_bottom = True
@@ -465,7 +467,7 @@ class CustomerWindow(QWidget):
         if not self._bound:
             self.send_button.setEnabled(False)
             return
-        self.send_button.setEnabled(has_text and not self.chat.closed_reason)
+        self.send_button.setEnabled(has_text and not self.chat.closed)
         if has_text:
             self.chat.set_composing(True)
 
