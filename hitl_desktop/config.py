@@ -49,7 +49,9 @@ class Paths:
         return self
 
 
-def resolve_paths(data_dir: str | Path | None = None, config_dir: str | Path | None = None) -> Paths:
+def resolve_paths(
+    data_dir: str | Path | None = None, config_dir: str | Path | None = None
+) -> Paths:
     data = data_dir or os.environ.get("HITL_DATA_DIR") or platformdirs.user_data_dir(APP_NAME)
     conf = (
         config_dir
@@ -62,7 +64,12 @@ def resolve_paths(data_dir: str | Path | None = None, config_dir: str | Path | N
 
 @dataclass(slots=True)
 class Settings:
-    """Everything a user may change in the settings or the setup wizard."""
+    """Everything a user may change in the settings or the setup wizard.
+
+    Shop policy (tool rounds per reply, approval lifetime, refund limits) is not
+    here: it lives in the tool catalog (``tools.json``), the one place the host,
+    the co-pilot and the shop database read it from.
+    """
 
     provider: str = "auto"  # auto | openai | compatible | offline
     model: str = DEFAULT_MODEL
@@ -73,8 +80,6 @@ class Settings:
     base_url: str | None = None  # OpenAI-compatible server (or OPENAI_BASE_URL)
     compatible_api: str = "responses"  # responses | chat
     max_search_results: int = 5
-    max_tool_rounds: int = 6
-    approval_ttl_s: float = 24 * 3600.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -137,7 +137,11 @@ class _Unavailable:
 
 
 class HostCopilot:
-    """Implements :class:`core.ports.Copilot` over a provider, the shop and the KB."""
+    """Implements :class:`core.ports.Copilot` over a provider, the shop and the KB.
+
+    Limits (tool rounds per reply, approval lifetime) come from the catalog's
+    policy, so editing ``tools.json`` changes them for the model and the shop alike.
+    """
 
     def __init__(
         self,
@@ -149,8 +153,6 @@ class HostCopilot:
         outbox: SessionOutbox,
         index: KnowledgeIndex | None = None,
         instructions: str = "",
-        max_tool_rounds: int = 6,
-        approval_ttl_s: float | None = None,
         expiry_interval_s: float = 30.0,
         provider_problem: ProviderError | None = None,
         owned: list[Callable[[], Any]] | None = None,
@@ -163,8 +165,6 @@ class HostCopilot:
         self.outbox = outbox
         self.index = index
         self.instructions = instructions
-        self.max_tool_rounds = max(1, max_tool_rounds)
-        self.approval_ttl_s = approval_ttl_s
         self.expiry_interval_s = expiry_interval_s
         self._problem = provider_problem
         # why the engine cannot work right now (e.g. no API key yet), re-checked lazily
@@ -557,8 +557,9 @@ class HostCopilot:
         customer_id = self._customer_id(sid)
         instructions = self._instructions(customer_id)
         tools = self.catalog.openai_tools()
-        for round_no in range(self.max_tool_rounds + 1):
-            last = round_no == self.max_tool_rounds
+        max_rounds = self.catalog.policy.max_tool_rounds
+        for round_no in range(max_rounds + 1):
+            last = round_no == max_rounds
             items = self.conversations.items(sid)
             if last:
                 items.append(_developer(
@@ -792,7 +793,7 @@ class HostCopilot:
                 return out
         rec = await asyncio.to_thread(
             self.store.create_approval, sid, call.call_id, call.name, args,
-            self.approval_ttl_s, customer_id=customer_id)
+            customer_id=customer_id)  # the deadline: the catalog policy's approval TTL
         tool = self.catalog.tool(call.name)
         await self._publish(sid, ApprovalCreated(
             approval_id=rec.approval_id, call_id=call.call_id, tool=call.name,
@@ -958,8 +959,6 @@ def build_copilot(
     copilot = HostCopilot(
         provider=provider, store=store, catalog=catalog, conversations=conversations,
         outbox=outbox, index=index, instructions=settings.instructions,
-        max_tool_rounds=settings.max_tool_rounds,
-        approval_ttl_s=min(settings.approval_ttl_s, catalog.policy.approval_ttl_s),
         expiry_interval_s=expiry_interval_s, provider_problem=problem, owned=owned,
         readiness=readiness,
     )

@@ -32,6 +32,7 @@ from hitl_desktop.core.protocol import (
 )
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
 from hitl_desktop.host.tokens import TokenKind
+from tests.support.catalogs import write_policy
 from tests.support.fake_openai import (
     Call,
     Cite,
@@ -581,9 +582,8 @@ async def test_business_rule_failure_is_reported_not_raised(desk: Desk) -> None:
 async def test_expired_and_already_executed_approvals_are_refused(
     tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
 ) -> None:
-    settings = Settings(provider="openai", base_url=fake.base_url, vector_store_id="vs_test",
-                        approval_ttl_s=0.3)
-    desk = await open_desk(tmp_path, fake, monkeypatch, settings=settings)
+    write_policy(host_paths(tmp_path).config_dir, approval_ttl_hours=0.3 / 3600)
+    desk = await open_desk(tmp_path, fake, monkeypatch)
     desks.append(desk)
     created = await approval_for(desk, "cancel_order", {"order_id": "ORD1001"})
     await asyncio.sleep(0.4)

@@ -33,6 +33,7 @@ from tests.integration.test_copilot_flow import (
     last_input,
     open_desk,
 )
+from tests.support.catalogs import write_policy
 from tests.support.fake_openai import Call, FakeOpenAI, Reply, replay_turns
 
 __all__ = ["desk", "desks", "fake"]  # fixtures shared with the flow tests
@@ -41,9 +42,9 @@ __all__ = ["desk", "desks", "fake"]  # fixtures shared with the flow tests
 async def test_tool_rounds_are_bounded(tmp_path: Path, fake: FakeOpenAI,
                                        monkeypatch: pytest.MonkeyPatch,
                                        desks: list[Desk]) -> None:
-    settings = Settings(provider="openai", base_url=fake.base_url, vector_store_id="vs_test",
-                        max_tool_rounds=2)
-    desk = await open_desk(tmp_path, fake, monkeypatch, settings=settings)
+    """The limit is the catalog's policy: a shop's tools.json with max_tool_rounds 2."""
+    write_policy(host_paths(tmp_path).config_dir, max_tool_rounds=2)
+    desk = await open_desk(tmp_path, fake, monkeypatch)
     desks.append(desk)
     fake.enqueue(*[Reply(calls=[Call("get_order", {"order_id": f"ORD100{i}"})])
                    for i in (1, 2)],

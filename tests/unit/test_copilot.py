@@ -23,6 +23,7 @@ from hitl_desktop.core.ports import OperationError
 from hitl_desktop.core.protocol import Payload, SessionSummary, host_type
 from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
+from tests.support.catalogs import write_policy
 from tests.support.fake_openai import Call, Cite, Hit, Reply, reply_events
 
 SID = "s_unit"
@@ -249,7 +250,8 @@ async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
                                                    outbox: RecordingOutbox) -> None:
     provider = ScriptProvider(Reply(calls=[Call("cancel_order", {"order_id": "ORD1009"})]),
                               Reply(text="Checking."))
-    copilot = await make(tmp_path, outbox, provider, approval_ttl_s=0.05)
+    write_policy(tmp_path / "config", approval_ttl_hours=0.05 / 3600)  # as tools.json says
+    copilot = await make(tmp_path, outbox, provider)
     try:
         await copilot.on_customer_message(SID, "m1", "cancel ORD1009")
         await copilot.wait_idle(SID)
