@@ -74,6 +74,14 @@ REPLAY_WAIT_S: Final = 3.0
 REPLAY_QUIET_S: Final = 0.25
 #: After a rate-limit error, wait this much longer than asked before writing again.
 RATE_LIMIT_GRACE_S: Final = 0.5
+#: Types the host answers with a frame whose ``ref`` (or echo) names our message id:
+#: kept until that answer, and written again after a drop if it never came. The
+#: rest (approvals, draft commands, session.sync) are done once written: their
+#: outcome shows in the session's replayed state, and writing them twice could act twice.
+_CONFIRMED_TYPES: Final = frozenset({
+    "chat.send", "session.close", "session.create", "session.list", "customer.get",
+    "article.get", "kb.search",
+})
 #: Client message types that are pointless to queue while offline.
 _VOLATILE_TYPES: Final = frozenset({"typing", "ack"})
 
@@ -314,7 +322,7 @@ class HostConnection(QObject):
         return self.send(SessionSync(after_seq=self.last_seq(session_id)), session=session_id)
 
     def pending_count(self) -> int:
-        """Messages not yet confirmed by the host (queued or in flight)."""
+        """Messages not yet written, or written but not yet confirmed by the host."""
         return len(self._outbox)
 
     def open(self) -> None:
@@ -626,6 +634,8 @@ class HostConnection(QObject):
                 except ConnectionClosed:
                     return  # the reader sees the close and reconnects
                 item.written = True
+                if item.type not in _CONFIRMED_TYPES:
+                    self._confirm(item.msg_id)
                 self.message_written.emit(item.msg_id)
                 sent += 1
                 if sent % YIELD_EVERY == 0:

@@ -305,3 +305,24 @@ async def test_a_burst_is_paced_under_the_hosts_rate_limit_nothing_dropped(
             assert logged == texts
         finally:
             await customer.aclose()
+
+
+async def test_requests_leave_the_outbox_once_answered_or_written(tmp_path: Path) -> None:
+    from hitl_desktop.core.protocol import SessionList, SessionListRequest, SessionSync
+
+    async with running_host(tmp_path) as host:
+        created = host.create_session()
+        agent = HostConnection(InviteLink.parse(host.desk_link))
+        replies: list[tuple[Envelope, Payload]] = []
+        agent.message_received.connect(lambda e, p: replies.append((e, p)))
+        try:
+            await _connected(agent)
+            asked = agent.send(SessionListRequest())
+            await until(lambda: any(e.ref == asked and isinstance(p, SessionList)
+                                    for e, p in replies), what="session list")
+            await until(lambda: agent.pending_count() == 0, what="answered, confirmed")
+            # no answer names a session.sync: it is done once written, never resent
+            agent.send(SessionSync(after_seq=0), session=created.session_id)
+            await until(lambda: agent.pending_count() == 0, what="written, done")
+        finally:
+            await agent.aclose()
