@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -354,15 +355,8 @@ class HostCopilot:
         rec = self._approval(session_id, approval_id)
         args = self.catalog.validate_arguments(
             rec.tool, rec.proposed_arguments if arguments is None else arguments)
-        async with self._deciding_on(approval_id):
-            try:
-                done = await asyncio.to_thread(
-                    self.store.approve_and_execute, approval_id, agent=agent, arguments=args)
-            except Expired:
-                expired = self.store.get_approval(approval_id)
-                if expired is not None:
-                    await self._expired(expired)
-                raise
+        done = await self._decide(approval_id, functools.partial(
+            self.store.approve_and_execute, approval_id, agent=agent, arguments=args))
         ok = done.state == "executed"
         await self._publish(session_id, ApprovalUpdated(
             approval_id=approval_id, state=done.state, by=agent, arguments=done.arguments,
@@ -379,15 +373,8 @@ class HostCopilot:
     async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
         """Record the rejection; the model is told why and drafts the follow-up."""
         self._approval(session_id, approval_id)
-        async with self._deciding_on(approval_id):
-            try:
-                done = await asyncio.to_thread(
-                    self.store.reject, approval_id, agent=agent, reason=reason)
-            except Expired:
-                expired = self.store.get_approval(approval_id)
-                if expired is not None:
-                    await self._expired(expired)
-                raise
+        done = await self._decide(approval_id, functools.partial(
+            self.store.reject, approval_id, agent=agent, reason=reason))
         await self._publish(session_id, ApprovalUpdated(
             approval_id=approval_id, state="rejected", by=agent, reason=done.reason))
         await self._next_turn(session_id, "superseded by an approval decision", [_developer(
@@ -395,6 +382,21 @@ class HostCopilot:
             f"{approval_id}, call {done.call_id}); it was NOT executed. Reason: {done.reason}. "
             "Draft a reply to the customer accordingly; do not propose the same action again "
             "unless the customer gives new information.")], "rejection")
+
+    async def _decide(
+        self, approval_id: str, decision: Callable[[], ApprovalRecord]
+    ) -> ApprovalRecord:
+        """Run one store decision off the loop, one at a time per approval. An approval
+        that expired in the meantime is announced as expired (agents and model) before
+        the error goes back to the deciding agent."""
+        async with self._deciding_on(approval_id):
+            try:
+                return await asyncio.to_thread(decision)
+            except Expired:
+                expired = await asyncio.to_thread(self.store.get_approval, approval_id)
+                if expired is not None:
+                    await self._expired(expired)
+                raise
 
     @contextlib.asynccontextmanager
     async def _deciding_on(self, approval_id: str) -> AsyncIterator[None]:
@@ -591,15 +593,14 @@ class HostCopilot:
                                                 citations=turn.citations))
 
     def _instructions(self, customer_id: str) -> str:
+        """The configured instructions plus who the customer is, so the model passes
+        the right ``user_id`` to tools (the shop refuses any other customer's)."""
         who = customer_id
-        try:
-            customer = self.store.customer(customer_id)
-        except Exception:
-            customer = None
+        customer = self.store.customer(customer_id)  # None for an unknown customer
         if customer:
-            name = customer.get("name") or customer.get("full_name")
             email = customer.get("email")
-            who = f"{name} (customer id {customer_id}" + (f", email {email})" if email else ")")
+            who = (f"{customer['name']} (customer id {customer_id}"
+                   + (f", email {email})" if email else ")"))
         return (
             f"{self.instructions}\n\nThe customer in this conversation is {who}. "
             "Use this customer id for tools that take a user_id."
@@ -823,28 +824,6 @@ def _developer(text: str) -> dict[str, Any]:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _loads_or_empty(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _get(obj: Any, name: str) -> Any:
-    """Read a field from an SDK model or a plain dict (providers may yield either)."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    value = getattr(obj, name, None)
-    if value is None:
-        extra = getattr(obj, "model_extra", None)
-        if isinstance(extra, dict):
-            value = extra.get(name)
-    return value
 
 
 def _snippet(text: Any) -> str:
