@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 SEARCH_TOOL_NAME = "search_knowledge_base"
 API_KEY_ENV = "HITL_COMPATIBLE_API_KEY"
-KNOWLEDGE_INDEX_FILE = "knowledge_index.sqlite3"  # shared with the co-pilot's index
 SERVICE = "the compatible model server"
 _MAX_RESULT_TEXT = 1500
 
@@ -521,15 +520,12 @@ class CompatibleProvider:
 
     @classmethod
     def from_settings(cls, paths: Paths, settings: Settings, **kwargs: Any) -> CompatibleProvider:
-        def open_index() -> KnowledgeSearch:
-            from hitl_desktop.knowledge.articles import default_knowledge_dir
-            from hitl_desktop.knowledge.index import KnowledgeIndex
+        def open_shared_index() -> KnowledgeSearch:
+            from hitl_desktop.knowledge.index import open_index
 
-            root = Path(settings.knowledge_dir) if settings.knowledge_dir else (
-                default_knowledge_dir())
-            return KnowledgeIndex.open(root, paths.data_dir / KNOWLEDGE_INDEX_FILE)
+            return open_index(paths.data_dir, settings.knowledge_dir)
 
-        kwargs.setdefault("knowledge_opener", open_index)
+        kwargs.setdefault("knowledge_opener", open_shared_index)
         return cls(base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL"),
                    model=settings.model, api=settings.compatible_api,
                    max_search_results=settings.max_search_results, **kwargs)

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hitl_desktop.knowledge.text import edit_distance_le
+
 # ----------------------------------------------------------------------------- lexicon
 
 #: Words the intent rules rely on; misspellings within a small edit distance of
@@ -50,25 +52,6 @@ _MONEY_RE = re.compile(
 )
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 _PHONE_RE = re.compile(r"(?<![\w])(\+?\d[\d\s().\-]{5,}\d)(?![\w])")
-
-
-def _edit_le(a: str, b: str, limit: int) -> bool:
-    """Optimal-string-alignment distance of a and b is at most ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return False
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        if min(cur) > limit:
-            return False
-        prev2, prev = prev, cur
-    return prev[-1] <= limit
 
 
 _COMMON: frozenset[str] = frozenset(
@@ -132,7 +115,7 @@ def _correct_cached(word: str) -> str:
         if abs(len(cand) - len(word)) > limit or cand[0] != word[0]:
             continue
         for d in range(1, limit + 1):
-            if _edit_le(word, cand, d):
+            if edit_distance_le(word, cand, d):
                 if best is None or d < best[0]:
                     best = (d, cand)
                 break
@@ -721,7 +704,7 @@ def match_products(text: str, products: Mapping[str, str]) -> list[str]:
             n
             for n in name_words - generic
             for w in words
-            if n not in common and len(n) >= 5 and len(w) >= 5 and _edit_le(n, w, 1)
+            if n not in common and len(n) >= 5 and len(w) >= 5 and edit_distance_le(n, w, 1)
         }
         score = len(common) + len(fuzzy)
         if score:

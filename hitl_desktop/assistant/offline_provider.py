@@ -1413,13 +1413,9 @@ def make_offline_provider(paths: Any, settings: Any) -> OfflineProvider:
     shipped knowledge base; ``settings.extra["offline_delay_ms"]`` paces the
     stream (a few ms reads naturally in the agent's editor).
     """
-    from pathlib import Path
+    from hitl_desktop.knowledge.index import open_index
 
-    from hitl_desktop.knowledge.articles import default_knowledge_dir
-    from hitl_desktop.knowledge.index import KnowledgeIndex
-
-    root = Path(settings.knowledge_dir) if settings.knowledge_dir else default_knowledge_dir()
-    index = KnowledgeIndex.open(root, Path(paths.data_dir) / "knowledge_index.sqlite3")
+    index = open_index(paths.data_dir, settings.knowledge_dir)
     extra = settings.extra if isinstance(settings.extra, Mapping) else {}
     delay_ms = float(extra.get("offline_delay_ms", 6.0))
     provider = OfflineProvider(

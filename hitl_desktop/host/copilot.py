@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
@@ -861,7 +860,6 @@ def _provider_message(exc: ProviderError) -> str:
 
 # --------------------------------------------------------------------- wiring
 
-KNOWLEDGE_INDEX_FILE = "knowledge_index.sqlite3"
 CONVERSATIONS_FILE = "conversations.sqlite3"
 
 
@@ -914,7 +912,7 @@ def build_copilot(
     expiry_interval_s: float = 30.0,
 ) -> HostCopilot:
     """Open the shop, catalog, knowledge index and engine; start the co-pilot."""
-    from hitl_desktop.knowledge.articles import default_knowledge_dir
+    from hitl_desktop.knowledge.index import open_index
     from hitl_desktop.store.catalog_file import load_catalog
 
     paths.ensure()
@@ -923,8 +921,7 @@ def build_copilot(
     owned: list[Callable[[], Any]] = [store.close]
     index: KnowledgeIndex | None = None
     try:
-        root = Path(settings.knowledge_dir) if settings.knowledge_dir else default_knowledge_dir()
-        index = KnowledgeIndex.open(root, paths.data_dir / KNOWLEDGE_INDEX_FILE)
+        index = open_index(paths.data_dir, settings.knowledge_dir)
         owned.append(index.close)
     except Exception:
         log.exception("the knowledge base could not be indexed; articles are unavailable")

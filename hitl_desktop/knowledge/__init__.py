@@ -1,5 +1,6 @@
 """The knowledge base: Markdown articles (``articles``), the local BM25 index
-(``index``) and the OpenAI vector-store sync (``vector_store``).
+(``index``), text helpers the index and the offline NLU share (``text``) and
+the OpenAI vector-store sync (``vector_store``).
 
 Article ids are ``"{kind}/{slug}"`` everywhere, so a hit from the local index,
 a hosted file_search result and the article viewer all name the same file.

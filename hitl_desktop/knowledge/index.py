@@ -25,13 +25,16 @@ from pathlib import Path
 from hitl_desktop.knowledge.articles import (
     KbArticle,
     article_files,
+    default_knowledge_dir,
     load_article,
     split_sections,
 )
+from hitl_desktop.knowledge.text import edit_distance_le
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "5"
+INDEX_FILENAME = "knowledge_index.sqlite3"  # in the data dir; one file for every engine
 # bm25 column weights: title, section heading, tags, body
 _WEIGHTS = (6.0, 2.5, 4.0, 1.0)
 _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
@@ -133,25 +136,6 @@ class SearchHit:
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens (apostrophes kept inside words)."""
     return [t.replace("'", "") if t.endswith("'") else t for t in _TOKEN_RE.findall(text.lower())]
-
-
-def _edit_distance_le(a: str, b: str, limit: int) -> bool:
-    """True when the optimal-string-alignment distance of a and b is at most ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return False
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        if min(cur) > limit:
-            return False
-        prev2, prev = prev, cur
-    return prev[-1] <= limit
 
 
 def _fts_quote(token: str) -> str:
@@ -392,7 +376,7 @@ class KnowledgeIndex:
         for key in keys:
             for cand in self._deletes.get(key, ()):
                 if cand not in found:
-                    found[cand] = 1 if _edit_distance_le(token, cand, 1) else 2
+                    found[cand] = 1 if edit_distance_le(token, cand, 1) else 2
         best: str | None = None
         if found:
             ordered = sorted(found.items(), key=lambda kv: (kv[1], kv[0][0] != token[0], kv[0]))
@@ -633,3 +617,11 @@ class KnowledgeIndex:
             tags=tuple(json.loads(tags or "[]")),
             sections=split_sections(markdown),
         )
+
+
+def open_index(data_dir: Path, knowledge_dir: str | Path | None = None) -> KnowledgeIndex:
+    """The host's index: the configured knowledge dir (else the shipped articles),
+    kept in ``data_dir``. The co-pilot and the offline and compatible engines all
+    open it here, so they agree on the file and rebuild it at most once."""
+    root = Path(knowledge_dir) if knowledge_dir else default_knowledge_dir()
+    return KnowledgeIndex.open(root, Path(data_dir) / INDEX_FILENAME)
