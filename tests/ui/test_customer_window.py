@@ -239,3 +239,24 @@ async def test_a_closed_conversation_says_so_and_stops_input(desk: Desk) -> None
     assert not w.composer.isEnabled() and not w.send_button.isEnabled()
     await asyncio.sleep(0.3)
     assert desk.customer.state is ConnectionState.CONNECTED and not w.banner.isVisible()
+
+
+def test_theme_follows_the_palette_and_formats_times(qapp: Any) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    from hitl_desktop.ui import theme
+
+    dark = QPalette()
+    dark.setColor(QPalette.ColorRole.Window, QColor("#202124"))
+    light = QPalette()
+    light.setColor(QPalette.ColorRole.Window, QColor("#f5f5f5"))
+    assert theme.is_dark(dark) and not theme.is_dark(light)
+    assert theme.colors(dark).dark and not theme.colors(light).dark
+    assert theme.colors(dark).text != theme.colors(light).text
+    now = time.mktime((2026, 3, 12, 15, 0, 0, 0, 0, -1))
+    assert theme.format_time(now - 3600, now) == "14:00"
+    assert theme.format_time(now - 2 * 86400, now).endswith("15:00")
+    assert theme.format_time(now - 40 * 86400, now).endswith("15:00")
+    assert " " in theme.format_time(now - 40 * 86400, now)
+    assert theme.initials("Northwind Goods") == "NG"
+    assert theme.initials("alex") == "AL" and theme.initials("") == "?"
