@@ -6,6 +6,7 @@ ask :func:`colors` for the current scheme and re-style on ``PaletteChange``.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -59,7 +60,12 @@ def is_dark(palette: QPalette | None = None) -> bool:
 
 def colors(palette: QPalette | None = None) -> Colors:
     """The scheme matching the current palette (light or dark)."""
-    if is_dark(palette):
+    return colors_for(dark=is_dark(palette))
+
+
+def colors_for(*, dark: bool) -> Colors:
+    """The dark or the light scheme."""
+    if dark:
         return Colors(
             dark=True, window="#111418", surface="#1d2228", surface_alt="#171b20",
             border="#2c333b", text="#e6e9ed", muted="#8b949e", accent=ACCENT_DARK,
@@ -76,9 +82,34 @@ def colors(palette: QPalette | None = None) -> Colors:
     )
 
 
+def palette_for(c: Colors) -> QPalette:
+    """A full Qt palette from a scheme (for desktops that do not report dark mode)."""
+    pal = QPalette()
+    role = QPalette.ColorRole
+    for r, value in (
+        (role.Window, c.window), (role.WindowText, c.text), (role.Base, c.surface),
+        (role.AlternateBase, c.surface_alt), (role.Text, c.text), (role.Button, c.surface),
+        (role.ButtonText, c.text), (role.ToolTipBase, c.surface), (role.ToolTipText, c.text),
+        (role.PlaceholderText, c.muted), (role.Highlight, c.accent),
+        (role.HighlightedText, c.accent_text), (role.Link, c.accent), (role.Mid, c.border),
+        (role.Midlight, c.surface_alt), (role.Dark, c.border), (role.Light, c.surface),
+    ):
+        pal.setColor(r, QColor(value))
+    for r in (role.Text, role.WindowText, role.ButtonText):
+        pal.setColor(QPalette.ColorGroup.Disabled, r, QColor(c.muted))
+    return pal
+
+
 def apply_app_style(app: QApplication) -> None:
-    """Fusion style + a readable UI font: consistent across Linux, Windows and macOS."""
+    """Fusion style + a readable UI font: consistent across Linux, Windows and macOS.
+
+    ``HITL_THEME=dark`` (or ``light``) overrides the system's scheme, for desktops
+    that do not report one (and for screenshots); the default follows the system.
+    """
     app.setStyle("Fusion")
+    choice = os.environ.get("HITL_THEME", "").strip().lower()
+    if choice in ("dark", "light"):
+        app.setPalette(palette_for(colors_for(dark=choice == "dark")))
     font = QFont()
     font.setFamilies(FONT_FAMILIES)
     font.setPointSizeF(max(app.font().pointSizeF(), 10.0))

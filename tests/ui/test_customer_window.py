@@ -260,3 +260,18 @@ def test_theme_follows_the_palette_and_formats_times(qapp: Any) -> None:
     assert " " in theme.format_time(now - 40 * 86400, now)
     assert theme.initials("Northwind Goods") == "NG"
     assert theme.initials("alex") == "AL" and theme.initials("") == "?"
+
+
+def test_hitl_theme_forces_a_scheme(qapp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hitl_desktop.ui import theme
+
+    before = qapp.palette()
+    try:
+        monkeypatch.setenv("HITL_THEME", "dark")
+        theme.apply_app_style(qapp)
+        assert theme.is_dark() and theme.colors().dark
+        monkeypatch.setenv("HITL_THEME", "light")
+        theme.apply_app_style(qapp)
+        assert not theme.is_dark()
+    finally:
+        qapp.setPalette(before)
