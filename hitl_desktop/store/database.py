@@ -424,10 +424,31 @@ class ShopDatabase:
         )
         return self._load(conn, rec.approval_id)
 
-    @staticmethod
-    def _refuse_decided(rec: ApprovalRecord) -> Conflict:
-        by = f" by {rec.decided_by}" if rec.decided_by else ""
-        return Conflict(f"approval {rec.approval_id} was already {rec.state}{by}")
+    def _decide(
+        self,
+        approval_id: str,
+        verb: str,
+        decision: Callable[[sqlite3.Connection, ApprovalRecord, float], None],
+    ) -> ApprovalRecord:
+        """The frame every decision shares, in one transaction: only a pending approval
+        may be decided (else Conflict); one past its deadline is marked expired, that
+        is committed, and Expired is raised; otherwise ``decision`` writes the outcome."""
+        expired = False
+        with self._tx() as conn:
+            rec = self._load(conn, approval_id)
+            if rec.state != "pending":
+                by = f" by {rec.decided_by}" if rec.decided_by else ""
+                raise Conflict(f"approval {approval_id} was already {rec.state}{by}")
+            now = self._clock()
+            if now >= rec.expires_at:
+                self._expire(conn, rec, now)
+                expired = True
+            else:
+                decision(conn, rec, now)
+                done = self._load(conn, approval_id)
+        if expired:
+            raise Expired(f"approval {approval_id} expired before it was {verb}")
+        return done
 
     def approve_and_execute(
         self,
@@ -443,35 +464,27 @@ class ShopDatabase:
         rule refusal is not an exception: the record comes back ``failed`` with
         ``error`` set, audited like a success.
         """
-        expired: ApprovalRecord | None = None
-        with self._tx() as conn:
-            rec = self._load(conn, approval_id)
-            if rec.state != "pending":
-                raise self._refuse_decided(rec)
-            now = self._clock()
-            if now >= rec.expires_at:
-                expired = self._expire(conn, rec, now)
-            else:
-                chosen = rec.proposed_arguments if arguments is None else arguments
-                valid = self.catalog.validate_arguments(rec.tool, chosen)
-                result, error = self._execute(
-                    conn, rec.tool, valid, customer_id=rec.customer_id, approval_id=approval_id
-                )
-                state = "executed" if error is None else "failed"
-                conn.execute(
-                    "UPDATE approvals SET state = ?, approved_arguments = ?, decided_by = ?, "
-                    "decided_at = ?, result = ?, error = ? WHERE id = ? AND state = 'pending'",
-                    (state, _dumps(valid), agent, now, _dumps(result), error, approval_id),
-                )
-                self._audit(
-                    conn, actor=agent, event=state, tool=rec.tool, ok=error is None,
-                    arguments=valid, proposed=rec.proposed_arguments, session_id=rec.session_id,
-                    call_id=rec.call_id, approval_id=approval_id, customer_id=rec.customer_id,
-                    result=result, error=error,
-                )
-                done = self._load(conn, approval_id)
-        if expired is not None:
-            raise Expired(f"approval {approval_id} expired before it was approved")
+
+        def execute(conn: sqlite3.Connection, rec: ApprovalRecord, now: float) -> None:
+            chosen = rec.proposed_arguments if arguments is None else arguments
+            valid = self.catalog.validate_arguments(rec.tool, chosen)
+            result, error = self._execute(
+                conn, rec.tool, valid, customer_id=rec.customer_id, approval_id=approval_id
+            )
+            state = "executed" if error is None else "failed"
+            conn.execute(
+                "UPDATE approvals SET state = ?, approved_arguments = ?, decided_by = ?, "
+                "decided_at = ?, result = ?, error = ? WHERE id = ? AND state = 'pending'",
+                (state, _dumps(valid), agent, now, _dumps(result), error, approval_id),
+            )
+            self._audit(
+                conn, actor=agent, event=state, tool=rec.tool, ok=error is None,
+                arguments=valid, proposed=rec.proposed_arguments, session_id=rec.session_id,
+                call_id=rec.call_id, approval_id=approval_id, customer_id=rec.customer_id,
+                result=result, error=error,
+            )
+
+        done = self._decide(approval_id, "approved", execute)
         log.info("approval %s (%s) %s by %s", approval_id, done.tool, done.state, agent)
         return done
 
@@ -480,30 +493,21 @@ class ShopDatabase:
         reason = reason.strip()
         if not reason:
             raise InvalidArguments("a reason is required to reject an action", path="reason")
-        expired: ApprovalRecord | None = None
-        with self._tx() as conn:
-            rec = self._load(conn, approval_id)
-            if rec.state != "pending":
-                raise self._refuse_decided(rec)
-            now = self._clock()
-            if now >= rec.expires_at:
-                expired = self._expire(conn, rec, now)
-            else:
-                conn.execute(
-                    "UPDATE approvals SET state = 'rejected', decided_by = ?, decided_at = ?, "
-                    "reason = ? WHERE id = ? AND state = 'pending'",
-                    (agent, now, reason, approval_id),
-                )
-                self._audit(
-                    conn, actor=agent, event="rejected", tool=rec.tool, ok=False,
-                    arguments=None, proposed=rec.proposed_arguments, session_id=rec.session_id,
-                    call_id=rec.call_id, approval_id=approval_id, customer_id=rec.customer_id,
-                    error=f"rejected: {reason}",
-                )
-                done = self._load(conn, approval_id)
-        if expired is not None:
-            raise Expired(f"approval {approval_id} expired before it was rejected")
-        return done
+
+        def record(conn: sqlite3.Connection, rec: ApprovalRecord, now: float) -> None:
+            conn.execute(
+                "UPDATE approvals SET state = 'rejected', decided_by = ?, decided_at = ?, "
+                "reason = ? WHERE id = ? AND state = 'pending'",
+                (agent, now, reason, approval_id),
+            )
+            self._audit(
+                conn, actor=agent, event="rejected", tool=rec.tool, ok=False,
+                arguments=None, proposed=rec.proposed_arguments, session_id=rec.session_id,
+                call_id=rec.call_id, approval_id=approval_id, customer_id=rec.customer_id,
+                error=f"rejected: {reason}",
+            )
+
+        return self._decide(approval_id, "rejected", record)
 
     def expire_due(self, now: float | None = None) -> list[ApprovalRecord]:
         """Expire every pending approval whose deadline has passed; return them."""
