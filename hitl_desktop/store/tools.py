@@ -128,7 +128,7 @@ def _order(ctx: ToolContext, order_id: str, *, owner: str | None = None) -> sqli
 
 
 def _optional_order(ctx: ToolContext, order_id: str, owner: str) -> sqlite3.Row | None:
-    if order_id.strip().upper() in NONE_ORDER:
+    if _norm_id(order_id) in NONE_ORDER:
         return None
     return _order(ctx, order_id, owner=owner)
 
@@ -141,6 +141,11 @@ def _items(conn: sqlite3.Connection, order_id: str) -> list[sqlite3.Row]:
             (order_id,),
         )
     )
+
+
+def _refundable_cents(row: sqlite3.Row) -> int:
+    """What can still go back to the customer: paid minus already refunded."""
+    return int(row["paid_cents"]) - int(row["refunded_cents"])
 
 
 def _return_deadline(row: sqlite3.Row, policy: Policy) -> float | None:
@@ -189,7 +194,7 @@ def order_details(conn: sqlite3.Connection, row: sqlite3.Row, now: float, policy
         "total": money(row["total_cents"]),
         "amount_paid": money(row["paid_cents"]),
         "amount_refunded": money(row["refunded_cents"]),
-        "refundable_amount": money(row["paid_cents"] - row["refunded_cents"]),
+        "refundable_amount": money(_refundable_cents(row)),
         "currency": row["currency"],
         "payment_method": row["payment_method"],
         "shipping_method": row["shipping_method"],
@@ -247,26 +252,38 @@ def get_order_history(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ writes
 
 
-def create_ticket(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+def _open_case(
+    ctx: ToolContext, args: dict[str, Any], *, table: str, prefix: str, types: tuple[str, ...],
+    what: str,
+) -> tuple[str, str, str | None]:
+    """Tickets and complaints are the same record (a customer, an optional order of
+    theirs, a type and details) kept in two tables. Returns (id, type, order id)."""
     cust = _customer(ctx, args["user_id"])
     kind = args["type"]
-    if kind not in TICKET_TYPES:
-        raise BusinessRuleError(f"ticket type must be one of {', '.join(TICKET_TYPES)}")
+    if kind not in types:
+        raise BusinessRuleError(f"{what} type must be one of {', '.join(types)}")
     details = _text(args["details"], "details")
     order = _optional_order(ctx, args["order_id"], cust["id"])
-    ticket_id = _next_id(ctx.conn, "tickets", "TCK")
+    order_id = order["id"] if order else None
+    case_id = _next_id(ctx.conn, table, prefix)
     ctx.conn.execute(
-        "INSERT INTO tickets (id, customer_id, order_id, type, details, status, created_at, "
-        "approval_id) VALUES (?,?,?,?,?,?,?,?)",
-        (ticket_id, cust["id"], order["id"] if order else None, kind, details, "open", ctx.now,
-         ctx.approval_id),
+        f"INSERT INTO {table} (id, customer_id, order_id, type, details, status, created_at, "
+        "approval_id) VALUES (?,?,?,?,?,'open',?,?)",
+        (case_id, cust["id"], order_id, kind, details, ctx.now, ctx.approval_id),
+    )
+    return case_id, kind, order_id
+
+
+def create_ticket(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    ticket_id, kind, order_id = _open_case(
+        ctx, args, table="tickets", prefix="TCK", types=TICKET_TYPES, what="ticket"
     )
     return {
         "ok": True,
         "ticket_id": ticket_id,
         "status": "open",
         "type": kind,
-        "order_id": order["id"] if order else None,
+        "order_id": order_id,
         "message": f"Ticket {ticket_id} was opened; the support team follows up by email "
         "within 1 business day.",
     }
@@ -295,7 +312,7 @@ def cancel_order(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
         (ctx.now, ctx.now, oid),
     )
     # Cancelling refunds whatever was paid, in full, to the original payment method.
-    owed = int(row["paid_cents"]) - int(row["refunded_cents"])
+    owed = _refundable_cents(row)
     refund_id = None
     if owed > 0:
         refund_id = _next_id(ctx.conn, "refunds", "REF")
@@ -394,7 +411,7 @@ def create_refund(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
     amount = _amount_cents(args["amount"], "amount")
     reason = _text(args["reason"], "reason", max_len=500)
     max_cents = round(ctx.policy.max_refund * 100)
-    refundable = int(row["paid_cents"]) - int(row["refunded_cents"])
+    refundable = _refundable_cents(row)
     if refundable <= 0:
         raise BusinessRuleError(f"order {oid} has already been refunded in full")
     if amount > refundable:
@@ -525,24 +542,14 @@ def create_return(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_complaint(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
-    cust = _customer(ctx, args["user_id"])
-    kind = args["type"]
-    if kind not in COMPLAINT_TYPES:
-        raise BusinessRuleError(f"complaint type must be one of {', '.join(COMPLAINT_TYPES)}")
-    details = _text(args["details"], "details")
-    order = _optional_order(ctx, args["order_id"], cust["id"])
-    complaint_id = _next_id(ctx.conn, "complaints", "CMP")
-    ctx.conn.execute(
-        "INSERT INTO complaints (id, customer_id, order_id, type, details, status, created_at, "
-        "approval_id) VALUES (?,?,?,?,?,?,?,?)",
-        (complaint_id, cust["id"], order["id"] if order else None, kind, details, "open",
-         ctx.now, ctx.approval_id),
+    complaint_id, kind, order_id = _open_case(
+        ctx, args, table="complaints", prefix="CMP", types=COMPLAINT_TYPES, what="complaint"
     )
     return {
         "ok": True,
         "complaint_id": complaint_id,
         "type": kind,
-        "order_id": order["id"] if order else None,
+        "order_id": order_id,
         "status": "open",
         "message": f"Complaint {complaint_id} was recorded; the complaints team replies within "
         "2 business days.",
