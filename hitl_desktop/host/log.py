@@ -45,10 +45,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     customer_id     TEXT,
     state           TEXT NOT NULL DEFAULT 'open',
     created_at      REAL NOT NULL,
-    closed_at       REAL,
-    last_seq        INTEGER NOT NULL DEFAULT 0,
-    last_message    TEXT,
-    last_message_at REAL
+    closed_at       REAL
 );
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL,
@@ -105,13 +102,6 @@ class SessionRow:
             pending_approvals=self.pending_approvals,
             clients=clients,
         )
-
-
-def _row(r: tuple[Any, ...], pending: int) -> SessionRow:
-    return SessionRow(
-        session_id=r[0], title=r[1], customer_id=r[2], state=r[3], created_at=r[4],
-        last_seq=r[5], last_message=r[6], last_message_at=r[7], pending_approvals=pending,
-    )
 
 
 def new_session_id() -> str:
@@ -176,8 +166,8 @@ class RelayLog:
         )
         with self._tx():
             self.db.execute(
-                "INSERT INTO sessions(session_id, title, customer_id, state, created_at, last_seq)"
-                " VALUES (?, ?, ?, 'open', ?, 1)",
+                "INSERT INTO sessions(session_id, title, customer_id, state, created_at)"
+                " VALUES (?, ?, ?, 'open', ?)",
                 (sid, row.title, row.customer_id, now),
             )
             self.db.execute(
@@ -188,34 +178,41 @@ class RelayLog:
 
     def load_sessions(self, *, since_rowid: int = 0) -> list[tuple[int, SessionRow]]:
         rows = self.db.execute(
-            "SELECT rowid, session_id, title, customer_id, state, created_at, last_seq,"
-            " last_message, last_message_at FROM sessions WHERE rowid > ? ORDER BY rowid",
+            "SELECT rowid, session_id, title, customer_id, state, created_at FROM sessions"
+            " WHERE rowid > ? ORDER BY rowid",
             (since_rowid,),
         ).fetchall()
-        pending = dict(
-            self.db.execute(
-                "SELECT session_id, COUNT(*) FROM approvals WHERE state = 'pending'"
-                " GROUP BY session_id"
-            ).fetchall()
-        )
-        return [
-            (r[0], _row(r[1:], int(pending.get(r[1], 0))))
-            for r in rows
-        ]
+        return [(r[0], self._complete(r[1:])) for r in rows]
 
     def get_session(self, session_id: str) -> SessionRow | None:
         r = self.db.execute(
-            "SELECT session_id, title, customer_id, state, created_at, last_seq,"
-            " last_message, last_message_at FROM sessions WHERE session_id = ?",
+            "SELECT session_id, title, customer_id, state, created_at FROM sessions"
+            " WHERE session_id = ?",
             (session_id,),
         ).fetchone()
-        if r is None:
-            return None
+        return None if r is None else self._complete(r)
+
+    def _complete(self, r: tuple[Any, ...]) -> SessionRow:
+        """A session row with what is derived from its messages (last seq, last chat line,
+        pending approvals): the hot path then writes one row per message, nothing else."""
+        sid = r[0]
+        (last_seq,) = self.db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (sid,)
+        ).fetchone()
+        last = self.db.execute(
+            "SELECT frame, ts FROM messages WHERE session_id = ? AND type = 'chat.message'"
+            " ORDER BY seq DESC LIMIT 1",
+            (sid,),
+        ).fetchone()
         (pending,) = self.db.execute(
-            "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'",
-            (session_id,),
+            "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'", (sid,)
         ).fetchone()
-        return _row(r, int(pending))
+        text = str(json.loads(last[0])["data"]["text"])[:200] if last else None
+        return SessionRow(
+            session_id=sid, title=r[1], customer_id=r[2], state=r[3], created_at=r[4],
+            last_seq=int(last_seq), last_message=text, last_message_at=last[1] if last else None,
+            pending_approvals=int(pending),
+        )
 
     # ------------------------------------------------------------------ messages
 
@@ -234,44 +231,41 @@ class RelayLog:
         now = time.time()
         frame = encode(t, payload, session=row.session_id, seq=seq, ts=now, ref=ref,
                        msg_id=new_id())
-        last_message = row.last_message
-        last_at = row.last_message_at
-        state = row.state
+        last_message, last_at, state = row.last_message, row.last_message_at, row.state
+        pending_now = row.pending_approvals
         data: Any = payload
-        with self._tx():
-            self.db.execute(
-                "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",
-                (row.session_id, seq, t, now, frame),
-            )
-            if t == "chat.message":
-                last_message, last_at = data.text[:200], now
-            elif t == "session.closed":
-                state = "closed"
-            elif t == "approval.created":
-                self.db.execute(
-                    "INSERT OR REPLACE INTO approvals(session_id, approval_id, state)"
-                    " VALUES (?, ?, 'pending')",
-                    (row.session_id, data.approval_id),
-                )
-            elif t == "approval.updated":
-                self.db.execute(
-                    "INSERT OR REPLACE INTO approvals(session_id, approval_id, state)"
-                    " VALUES (?, ?, ?)",
-                    (row.session_id, data.approval_id, data.state),
-                )
-            self.db.execute(
-                "UPDATE sessions SET last_seq = ?, last_message = ?, last_message_at = ?,"
-                " state = ?, closed_at = CASE WHEN ? = 'closed' THEN ? ELSE closed_at END"
-                " WHERE session_id = ?",
-                (seq, last_message, last_at, state, state, now, row.session_id),
-            )
-            if t in ("approval.created", "approval.updated"):
-                (pending,) = self.db.execute(
-                    "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'",
-                    (row.session_id,),
-                ).fetchone()
-                row.pending_approvals = int(pending)
+        insert = (
+            "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",
+            (row.session_id, seq, t, now, frame),
+        )
+        if t == "chat.message":  # the hot path: one statement, one (WAL, no fsync) commit
+            self.db.execute(*insert)
+            last_message, last_at = data.text[:200], now
+        elif t not in ("session.closed", "approval.created", "approval.updated"):
+            self.db.execute(*insert)
+        else:
+            with self._tx():
+                self.db.execute(*insert)
+                if t == "session.closed":
+                    state = "closed"
+                    self.db.execute(
+                        "UPDATE sessions SET state = 'closed', closed_at = ? WHERE session_id = ?",
+                        (now, row.session_id),
+                    )
+                else:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO approvals(session_id, approval_id, state)"
+                        " VALUES (?, ?, ?)",
+                        (row.session_id, data.approval_id,
+                         "pending" if t == "approval.created" else data.state),
+                    )
+                    (pending,) = self.db.execute(
+                        "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'",
+                        (row.session_id,),
+                    ).fetchone()
+                    pending_now = int(pending)
         row.last_seq = seq
+        row.pending_approvals = pending_now
         row.last_message, row.last_message_at, row.state = last_message, last_at, state
         return seq, frame
 

@@ -109,6 +109,7 @@ class RelayConfig:
     max_queue: int = 20_000  # outgoing frames queued for one client before it is dropped
     greeting: str | None = None
     poll_interval: float = 1.0  # how often to look for sessions other processes created
+    summary_delay: float = 0.1  # coalescing window for session.updated
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +175,10 @@ class Conn:
         if len(self.out) >= self.relay.config.max_queue:
             log.warning("client %s fell %d frames behind: disconnecting", self.token.token_id,
                         len(self.out))
+            self.closed = True  # push() ignores it from now on
             self.out.clear()
-            self.relay._detach(self)  # out of every fan-out right away
+            # out of every fan-out right away (not mid-iteration of one), then close
+            asyncio.get_running_loop().call_soon(self.relay._detach, self)
             self.relay._spawn(self.ws.close(CloseCode.TRY_AGAIN_LATER, "too far behind"))
             return
         self.out.append(frame)
@@ -243,6 +246,8 @@ class Relay:
         self.conns: set[Conn] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._data_version = relay_log.data_version()
+        self._dirty: set[str] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.server: Server | None = None
         factory = copilot_factory or (lambda _outbox: NullCopilot())
         self.copilot: Copilot = factory(self)
@@ -282,6 +287,8 @@ class Relay:
             self.server.close(close_connections=True, code=CloseCode.GOING_AWAY,
                               reason="host shutting down")
             await self.server.wait_closed()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -416,14 +423,30 @@ class Relay:
                     conn.push(frame)
 
     def _notify_summary(self, st: SessionState) -> None:
-        if not self.desk and not st.agents:
-            return
-        frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
-                       session=st.row.session_id)
-        for conn in self.desk:
-            conn.push(frame)
-        for conn in st.agents:
-            conn.push(frame)
+        """Queue an inbox update for this session. Updates are coalesced (at most one per
+        session every ``summary_delay`` s), so a busy chat does not double the traffic."""
+        self._dirty.add(st.row.session_id)
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside the loop (e.g. before listen)
+                return
+            self._flush_handle = loop.call_later(self.config.summary_delay,
+                                                 self._flush_summaries)
+
+    def _flush_summaries(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        for sid in dirty:
+            st = self.sessions.get(sid)
+            if st is None or (not self.desk and not st.agents):
+                continue
+            frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
+                           session=sid)
+            for conn in self.desk:
+                conn.push(frame)
+            for conn in st.agents:
+                conn.push(frame)
 
     # ------------------------------------------------------------------ HTTP
 

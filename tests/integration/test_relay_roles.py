@@ -89,7 +89,8 @@ def snapshot(db_path: Path) -> tuple[Any, ...]:
     try:
         return (
             db.execute("SELECT session_id, seq, type FROM messages ORDER BY 1, 2").fetchall(),
-            db.execute("SELECT session_id, state, last_seq FROM sessions ORDER BY 1").fetchall(),
+            db.execute("SELECT session_id, state, title FROM sessions ORDER BY 1").fetchall(),
+            db.execute("SELECT * FROM approvals ORDER BY 1, 2").fetchall(),
             db.execute("SELECT token_id, revoked_at FROM tokens ORDER BY 1").fetchall(),
         )
     finally:

@@ -1,0 +1,307 @@
+"""Relay benchmark: the customer->agent hop through the host, against a bare echo.
+
+Prints, from one run:
+
+1. p50/p99 of the customer->agent hop through the host, next to a bare
+   ``websockets`` echo round trip measured the same way (both are two trips over
+   loopback: client->server->client), and the ratio (budget: p50 within 1.5x);
+2. the hop's p99 with 100 live sessions all chatting (budget: < 5 ms);
+3. the largest number of concurrent sessions (a customer and an agent socket
+   each, ramping 100 -> 1000+) for which the hop's p99 stays under 50 ms.
+
+The host and the echo server each run in their own process, the clients in
+this one, so server and clients each get a core. The host runs with the real
+relay (validation, SQLite log before relaying, fan-out) and the chat-only
+co-pilot; the per-connection rate limit is lifted because the bench sends far
+faster than any person types. Both servers use the same websockets settings
+(no compression).
+
+    python bench/relay.py            # full run (~1 min)
+    python bench/relay.py --quick    # CI-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.core.protocol import MAX_FRAME_BYTES
+
+CHAT_PREFIX = '{"v":1,"type":"chat.message"'
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# ----------------------------------------------------------------------------- servers
+
+
+def _host_main(pipe: Connection, data_dir: str) -> None:
+    _raise_fd_limit()
+    from hitl_desktop.app.host import start_host
+    from hitl_desktop.config import Settings, resolve_paths
+    from hitl_desktop.host.relay import RelayConfig
+
+    async def main() -> None:
+        paths = resolve_paths(data_dir, Path(data_dir) / "config")
+        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9)
+        host = await start_host(paths, Settings(), port=0, config=cfg)
+        pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # wait for "stop"
+        await host.stop()
+
+    profile = os.environ.get("BENCH_PROFILE")  # write a cProfile of the host here
+    if profile:
+        import cProfile
+
+        cProfile.runctx("asyncio.run(main())", globals(), locals(), profile)
+    else:
+        asyncio.run(main())
+
+
+def _echo_main(pipe: Connection) -> None:
+    _raise_fd_limit()
+
+    async def echo(ws: ServerConnection) -> None:
+        async for msg in ws:
+            await ws.send(msg)
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, compression=None, max_size=MAX_FRAME_BYTES,
+                         max_queue=64) as server:
+            port = server.sockets[0].getsockname()[1]
+            pipe.send({"url": f"ws://127.0.0.1:{port}/ws"})
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+    asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def _frame(type_: str, data: dict[str, Any], session: str | None = None) -> str:
+    return json.dumps({"v": 1, "type": type_, "id": f"b{random.getrandbits(40):x}",
+                       "session": session, "seq": None, "ts": time.time(), "data": data},
+                      separators=(",", ":"))
+
+
+async def _open(url: str, token: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await connect(url, compression=None, max_queue=None, open_timeout=60)
+    await ws.send(_frame("hello", {"token": token}))
+    welcome = json.loads(await ws.recv())
+    if welcome["type"] != "welcome":
+        raise RuntimeError(f"refused: {welcome}")
+    return ws, welcome["data"]
+
+
+class Session:
+    """A customer and an agent socket on one session, measuring customer->agent hops."""
+
+    def __init__(self, sid: str, cust: ClientConnection, agent: ClientConnection) -> None:
+        self.sid, self.cust, self.agent = sid, cust, agent
+        self.arrived: asyncio.Queue[float] = asyncio.Queue()
+        self.tasks = [asyncio.ensure_future(self._read_agent()),
+                      asyncio.ensure_future(self._drain(cust))]
+
+    async def _read_agent(self) -> None:
+        async for raw in self.agent:
+            if isinstance(raw, str) and raw.startswith(CHAT_PREFIX):
+                self.arrived.put_nowait(time.perf_counter())
+
+    @staticmethod
+    async def _drain(ws: ClientConnection) -> None:
+        async for _ in ws:
+            pass
+
+    async def hop(self, i: int) -> float:
+        t0 = time.perf_counter()
+        await self.cust.send(_frame("chat.send", {"text": f"hello {i}"}, self.sid))
+        return await self.arrived.get() - t0
+
+    async def close(self) -> None:
+        await asyncio.gather(self.cust.close(), self.agent.close())
+        for t in self.tasks:
+            t.cancel()
+
+
+async def _create_sessions(url: str, admin: ClientConnection, n: int) -> list[Session]:
+    out = []
+    batch = 50
+    for start in range(0, n, batch):
+        want = min(batch, n - start)
+        for _ in range(want):
+            await admin.send(_frame("session.create", {}))
+        links = []
+        while len(links) < want:
+            msg = json.loads(await admin.recv())
+            if msg["type"] == "session.created":
+                links.append(msg["data"])
+        opened = await asyncio.gather(*[
+            asyncio.gather(_open(url, InviteLink.parse(d["customer_link"]).token),
+                           _open(url, InviteLink.parse(d["agent_link"]).token))
+            for d in links
+        ])
+        for d, ((cust, _), (agent, _)) in zip(links, opened, strict=True):
+            out.append(Session(d["session_id"], cust, agent))
+    return out
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+async def _echo_rtts(url: str, n: int, warmup: int) -> list[float]:
+    async with connect(url, compression=None, max_queue=None) as ws:
+        out = []
+        for i in range(n + warmup):
+            msg = _frame("chat.send", {"text": f"hello {i}"}, "s_bench")
+            t0 = time.perf_counter()
+            await ws.send(msg)
+            await ws.recv()
+            if i >= warmup:
+                out.append(time.perf_counter() - t0)
+        return out
+
+
+async def _hops(session: Session, n: int, warmup: int) -> list[float]:
+    out = []
+    for i in range(n + warmup):
+        dt = await session.hop(i)
+        if i >= warmup:
+            out.append(dt)
+    return out
+
+
+async def _under_load(sessions: list[Session], seconds: float, interval: float) -> list[float]:
+    """Every session sends one message per ``interval`` (random phase) for ``seconds``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    lat: list[float] = []
+
+    async def talk(s: Session) -> None:
+        await asyncio.sleep(random.uniform(0, interval))
+        i = 0
+        while loop.time() < end:
+            lat.append(await s.hop(i))
+            i += 1
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+
+    await asyncio.gather(*(talk(s) for s in sessions))
+    return lat
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1000:7.3f} ms"
+
+
+async def _client(host: dict[str, Any], echo: dict[str, Any], args: argparse.Namespace) -> int:
+    n, warmup = (300, 50) if args.quick else (3000, 300)
+    # interleave echo and relay runs so both see the same machine state
+    echo_rtt: list[float] = []
+    hop: list[float] = []
+    admin, _ = await _open(host["url"], host["admin"])
+    (one,) = await _create_sessions(host["url"], admin, 1)
+    for _ in range(3):
+        echo_rtt += await _echo_rtts(echo["url"], n // 3, warmup // 3)
+        hop += await _hops(one, n // 3, warmup // 3)
+    await one.close()
+    if args.hop_only:
+        print(f"echo p50 {_ms(statistics.median(echo_rtt))}  relay p50 {_ms(statistics.median(hop))}"
+              f"  ratio {statistics.median(hop) / statistics.median(echo_rtt):.2f}x")
+        return 0
+    e50, e99 = statistics.median(echo_rtt), _pct(echo_rtt, 99)
+    h50, h99 = statistics.median(hop), _pct(hop, 99)
+    ok_ratio = h50 / e50 <= 1.5
+    print("relay hop (customer -> host -> agent) vs bare websockets echo, loopback, "
+          f"{len(hop)} messages each")
+    print(f"  echo  p50 {_ms(e50)}   p99 {_ms(e99)}")
+    print(f"  relay p50 {_ms(h50)}   p99 {_ms(h99)}")
+    print(f"  ratio p50 {h50 / e50:5.2f}x  p99 {h99 / e99:5.2f}x   "
+          f"(budget p50 <= 1.50x: {'OK' if ok_ratio else 'MISSED'})")
+
+    interval = args.interval
+    window = 2.0 if args.quick else 4.0
+    sessions = await _create_sessions(host["url"], admin, 100)
+    lat = await _under_load(sessions, window, interval)
+    p99_100 = _pct(lat, 99)
+    print(f"100 live sessions, each sending every ~{interval:g} s: {len(lat)} hops, "
+          f"p50 {_ms(statistics.median(lat))}  p99 {_ms(p99_100)}   "
+          f"(budget p99 < 5 ms: {'OK' if p99_100 < 0.005 else 'MISSED'})")
+
+    steps = [100, 250, 500] if args.quick else [100, 250, 500, 750, 1000, 1250, 1500, 2000]
+    best = 0
+    print(f"ramp: sessions (2 sockets each) chatting, each sending every ~{interval:g} s")
+    for target in steps:
+        if target > len(sessions):
+            try:
+                sessions += await _create_sessions(host["url"], admin, target - len(sessions))
+            except OSError as exc:
+                print(f"  {target:5d} sessions: cannot open more sockets ({exc})")
+                break
+        lat = await _under_load(sessions, window, interval)
+        p99 = _pct(lat, 99)
+        good = p99 < 0.050
+        print(f"  {target:5d} sessions: {len(lat):6d} hops  p50 {_ms(statistics.median(lat))}"
+              f"  p99 {_ms(p99)}  {'ok' if good else 'over 50 ms'}")
+        if not good:
+            break
+        best = target
+    goal = 500 if args.quick else 1000
+    print(f"largest session count with hop p99 < 50 ms: {best}"
+          f"{'+' if best == steps[-1] else ''}   (budget >= {goal}: "
+          f"{'OK' if best >= goal else 'MISSED'})")
+    await asyncio.gather(*(s.close() for s in sessions))
+    await admin.close()
+    return 0 if ok_ratio and best >= goal else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run")
+    parser.add_argument("--hop-only", action="store_true", help="only the single-session hop")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="seconds between messages of one session under load")
+    args = parser.parse_args()
+    _raise_fd_limit()
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        host_pipe, host_child = ctx.Pipe()
+        echo_pipe, echo_child = ctx.Pipe()
+        host_proc = ctx.Process(target=_host_main, args=(host_child, tmp), daemon=True)
+        echo_proc = ctx.Process(target=_echo_main, args=(echo_child,), daemon=True)
+        host_proc.start()
+        echo_proc.start()
+        try:
+            host, echo = host_pipe.recv(), echo_pipe.recv()
+            return asyncio.run(_client(host, echo, args))
+        finally:
+            for pipe in (host_pipe, echo_pipe):
+                pipe.send("stop")
+            for proc in (host_proc, echo_proc):
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
