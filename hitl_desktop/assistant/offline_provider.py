@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from openai.types.responses import (
     ResponseCompletedEvent,
@@ -40,6 +40,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
+from pydantic import BaseModel
 
 from hitl_desktop.assistant import offline_nlu as nlu
 from hitl_desktop.assistant.base import ProviderError, TurnRequest
@@ -1461,6 +1462,9 @@ def _score(raw: float) -> float:
     return round(min(0.99, max(0.01, raw / (raw + 8.0))), 4) if raw > 0 else 0.01
 
 
+_Ev = TypeVar("_Ev", bound=BaseModel)
+
+
 class _Emitter:
     """Turns a :class:`Plan` into a Responses event stream."""
 
@@ -1508,21 +1512,18 @@ class _Emitter:
             self._since_yield = 0
             await asyncio.sleep(0)
 
+    def _event(self, cls: type[_Ev], kind: str, **fields: Any) -> _Ev:
+        """One SDK event object, numbered in stream order (validated like a real one)."""
+        return cls.model_validate({"type": kind, "sequence_number": self._n(), **fields})
+
+    def _item_event(self, cls: type[_Ev], kind: str, idx: int, item: dict[str, Any]) -> _Ev:
+        return self._event(cls, kind, output_index=idx, item=item)
+
     async def events(self) -> AsyncIterator[ResponseStreamEvent]:
-        yield ResponseCreatedEvent.model_validate(
-            {
-                "type": "response.created",
-                "sequence_number": self._n(),
-                "response": self._response("in_progress"),
-            }
-        )
-        yield ResponseInProgressEvent.model_validate(
-            {
-                "type": "response.in_progress",
-                "sequence_number": self._n(),
-                "response": self._response("in_progress"),
-            }
-        )
+        yield self._event(ResponseCreatedEvent, "response.created",
+                          response=self._response("in_progress"))
+        yield self._event(ResponseInProgressEvent, "response.in_progress",
+                          response=self._response("in_progress"))
         if self.plan.queries:
             for event in self._file_search():
                 yield event
@@ -1533,13 +1534,8 @@ class _Emitter:
         else:
             async for event in self._message():
                 yield event
-        yield ResponseCompletedEvent.model_validate(
-            {
-                "type": "response.completed",
-                "sequence_number": self._n(),
-                "response": self._response("completed"),
-            }
-        )
+        yield self._event(ResponseCompletedEvent, "response.completed",
+                          response=self._response("completed"))
 
     def _file_search(self) -> list[ResponseStreamEvent]:
         idx = len(self.output)
@@ -1577,43 +1573,15 @@ class _Emitter:
         self.output.append(done)
         base = {"output_index": idx, "item_id": item_id}
         return [
-            ResponseOutputItemAddedEvent.model_validate(
-                {
-                    "type": "response.output_item.added",
-                    "sequence_number": self._n(),
-                    "output_index": idx,
-                    "item": added,
-                }
-            ),
-            ResponseFileSearchCallInProgressEvent.model_validate(
-                {
-                    "type": "response.file_search_call.in_progress",
-                    "sequence_number": self._n(),
-                    **base,
-                }
-            ),
-            ResponseFileSearchCallSearchingEvent.model_validate(
-                {
-                    "type": "response.file_search_call.searching",
-                    "sequence_number": self._n(),
-                    **base,
-                }
-            ),
-            ResponseFileSearchCallCompletedEvent.model_validate(
-                {
-                    "type": "response.file_search_call.completed",
-                    "sequence_number": self._n(),
-                    **base,
-                }
-            ),
-            ResponseOutputItemDoneEvent.model_validate(
-                {
-                    "type": "response.output_item.done",
-                    "sequence_number": self._n(),
-                    "output_index": idx,
-                    "item": done,
-                }
-            ),
+            self._item_event(ResponseOutputItemAddedEvent, "response.output_item.added", idx,
+                             added),
+            self._event(ResponseFileSearchCallInProgressEvent,
+                        "response.file_search_call.in_progress", **base),
+            self._event(ResponseFileSearchCallSearchingEvent,
+                        "response.file_search_call.searching", **base),
+            self._event(ResponseFileSearchCallCompletedEvent,
+                        "response.file_search_call.completed", **base),
+            self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done),
         ]
 
     async def _function_call(self, step: Step) -> AsyncIterator[ResponseStreamEvent]:
@@ -1629,152 +1597,74 @@ class _Emitter:
             "call_id": call_id,
             "name": step.name,
         }
-        yield ResponseOutputItemAddedEvent.model_validate(
-            {
-                "type": "response.output_item.added",
-                "sequence_number": self._n(),
-                "output_index": idx,
-                "item": item,
-            }
-        )
+        yield self._item_event(ResponseOutputItemAddedEvent, "response.output_item.added", idx,
+                               item)
         for chunk in re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments):
-            yield ResponseFunctionCallArgumentsDeltaEvent.model_validate(
-                {
-                    "type": "response.function_call_arguments.delta",
-                    "sequence_number": self._n(),
-                    "item_id": item_id,
-                    "output_index": idx,
-                    "delta": chunk,
-                }
-            )
+            yield self._event(ResponseFunctionCallArgumentsDeltaEvent,
+                              "response.function_call_arguments.delta",
+                              item_id=item_id, output_index=idx, delta=chunk)
             await self._pace()
-        yield ResponseFunctionCallArgumentsDoneEvent.model_validate(
-            {
-                "type": "response.function_call_arguments.done",
-                "sequence_number": self._n(),
-                "item_id": item_id,
-                "output_index": idx,
-                "name": step.name,
-                "arguments": arguments,
-            }
-        )
+        yield self._event(ResponseFunctionCallArgumentsDoneEvent,
+                          "response.function_call_arguments.done",
+                          item_id=item_id, output_index=idx, name=step.name, arguments=arguments)
         done = {**item, "status": "completed", "arguments": arguments}
         self.output.append(done)
-        yield ResponseOutputItemDoneEvent.model_validate(
-            {
-                "type": "response.output_item.done",
-                "sequence_number": self._n(),
-                "output_index": idx,
-                "item": done,
-            }
-        )
+        yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx,
+                               done)
+
+    def _annotation(
+        self, base: dict[str, Any], annotations: list[dict[str, Any]], at: int, hit: SearchHit
+    ) -> ResponseOutputTextAnnotationAddedEvent:
+        """A file citation of ``hit`` at draft offset ``at`` (appended to ``annotations``)."""
+        ann = {
+            "type": "file_citation",
+            "file_id": file_id_for(hit.article_id),
+            "filename": filename_for(hit),
+            "index": at,
+        }
+        event = self._event(ResponseOutputTextAnnotationAddedEvent,
+                            "response.output_text.annotation.added", **base,
+                            annotation_index=len(annotations), annotation=ann)
+        annotations.append(ann)
+        return event
 
     async def _message(self) -> AsyncIterator[ResponseStreamEvent]:
         idx = len(self.output)
         item_id = _rid("msg")
         text = self.plan.text
         base = {"item_id": item_id, "output_index": idx, "content_index": 0}
-        yield ResponseOutputItemAddedEvent.model_validate(
-            {
-                "type": "response.output_item.added",
-                "sequence_number": self._n(),
-                "output_index": idx,
-                "item": {
-                    "id": item_id,
-                    "type": "message",
-                    "status": "in_progress",
-                    "content": [],
-                    "role": "assistant",
-                },
-            }
-        )
-        yield ResponseContentPartAddedEvent.model_validate(
-            {
-                "type": "response.content_part.added",
-                "sequence_number": self._n(),
-                **base,
-                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
-            }
-        )
+        yield self._item_event(ResponseOutputItemAddedEvent, "response.output_item.added", idx, {
+            "id": item_id,
+            "type": "message",
+            "status": "in_progress",
+            "content": [],
+            "role": "assistant",
+        })
+        yield self._event(ResponseContentPartAddedEvent, "response.content_part.added", **base,
+                          part={"type": "output_text", "annotations": [], "logprobs": [],
+                                "text": ""})
         annotations: list[dict[str, Any]] = []
         pending = sorted(self.plan.citations, key=lambda c: c[0])
         pos = 0
         for delta in re.findall(r"\s*\S+", text) or ([text] if text else []):
             pos += len(delta)
-            yield ResponseTextDeltaEvent.model_validate(
-                {
-                    "type": "response.output_text.delta",
-                    "sequence_number": self._n(),
-                    **base,
-                    "delta": delta,
-                    "logprobs": [],
-                }
-            )
+            yield self._event(ResponseTextDeltaEvent, "response.output_text.delta", **base,
+                              delta=delta, logprobs=[])
             while pending and pending[0][0] <= pos:
                 at, hit = pending.pop(0)
-                ann = {
-                    "type": "file_citation",
-                    "file_id": file_id_for(hit.article_id),
-                    "filename": filename_for(hit),
-                    "index": at,
-                }
-                yield ResponseOutputTextAnnotationAddedEvent.model_validate(
-                    {
-                        "type": "response.output_text.annotation.added",
-                        "sequence_number": self._n(),
-                        **base,
-                        "annotation_index": len(annotations),
-                        "annotation": ann,
-                    }
-                )
-                annotations.append(ann)
+                yield self._annotation(base, annotations, at, hit)
             await self._pace()
         tail = text[pos:]
         if tail:  # trailing whitespace the word splitter left out
-            yield ResponseTextDeltaEvent.model_validate(
-                {
-                    "type": "response.output_text.delta",
-                    "sequence_number": self._n(),
-                    **base,
-                    "delta": tail,
-                    "logprobs": [],
-                }
-            )
+            yield self._event(ResponseTextDeltaEvent, "response.output_text.delta", **base,
+                              delta=tail, logprobs=[])
         for at, hit in pending:
-            ann = {
-                "type": "file_citation",
-                "file_id": file_id_for(hit.article_id),
-                "filename": filename_for(hit),
-                "index": at,
-            }
-            yield ResponseOutputTextAnnotationAddedEvent.model_validate(
-                {
-                    "type": "response.output_text.annotation.added",
-                    "sequence_number": self._n(),
-                    **base,
-                    "annotation_index": len(annotations),
-                    "annotation": ann,
-                }
-            )
-            annotations.append(ann)
+            yield self._annotation(base, annotations, at, hit)
         part = {"type": "output_text", "annotations": annotations, "logprobs": [], "text": text}
-        yield ResponseTextDoneEvent.model_validate(
-            {
-                "type": "response.output_text.done",
-                "sequence_number": self._n(),
-                **base,
-                "text": text,
-                "logprobs": [],
-            }
-        )
-        yield ResponseContentPartDoneEvent.model_validate(
-            {
-                "type": "response.content_part.done",
-                "sequence_number": self._n(),
-                **base,
-                "part": part,
-            }
-        )
+        yield self._event(ResponseTextDoneEvent, "response.output_text.done", **base, text=text,
+                          logprobs=[])
+        yield self._event(ResponseContentPartDoneEvent, "response.content_part.done", **base,
+                          part=part)
         done = {
             "id": item_id,
             "type": "message",
@@ -1783,11 +1673,5 @@ class _Emitter:
             "role": "assistant",
         }
         self.output.append(done)
-        yield ResponseOutputItemDoneEvent.model_validate(
-            {
-                "type": "response.output_item.done",
-                "sequence_number": self._n(),
-                "output_index": idx,
-                "item": done,
-            }
-        )
+        yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx,
+                               done)
