@@ -143,40 +143,22 @@ class Demo:
     steps: list[str] = field(default_factory=list)
 
     async def start(self, *, restore_layout: bool = True) -> None:
+        """Windows first (they say "Connecting…"), then the host, then the sockets."""
         from hitl_desktop.app.host import start_host
         from hitl_desktop.client.chat import ChatModel
         from hitl_desktop.client.connection import HostConnection
         from hitl_desktop.core.links import InviteLink
         from hitl_desktop.ui.customer_window import CustomerWindow
 
-        log.info("demo: starting the host on 127.0.0.1")
-        self.host = await start_host(
-            self.paths, self.settings, bind="127.0.0.1", port=0,
-            copilot_factory=demo_copilot_factory(self.paths, self.settings, self.args),
-        )
-        log.info("demo: host on port %d; creating a session for %s", self.host.port,
-                 DEMO_CUSTOMER)
-        created = self.host.create_session(customer_id=DEMO_CUSTOMER, title="Demo conversation")
-        self.session_id = created.session_id
-
         log.info("demo: opening the customer window")
-        self.customer_conn = HostConnection(
-            InviteLink.parse(created.customer_link), client_name="demo customer window"
-        )
-        self.chat = ChatModel(self.customer_conn)
-        self.customer_window = CustomerWindow(self.chat, self.customer_conn)
+        self.customer_window = CustomerWindow()
         self.customer_window.closed.connect(self.closed.set)
         self.customer_window.resize(*CUSTOMER_SIZE)
-
         classes = _agent_classes()
         if classes is not None:
             log.info("demo: opening the agent window")
             workspace_cls, window_cls = classes
-            self.agent_conn = HostConnection(
-                InviteLink.parse(self.host.desk_link), client_name="demo agent window"
-            )
             self.workspace = workspace_cls()
-            self.workspace.attach(self.agent_conn)
             self.agent_window = window_cls(
                 self.workspace, config_dir=self.paths.config_dir, restore=restore_layout
             )
@@ -189,6 +171,28 @@ class Demo:
         self.customer_window.show()
         if self.agent_window is not None:
             self.agent_window.show()
+        await asyncio.sleep(0.05)  # let them paint before the host's start-up work
+
+        log.info("demo: starting the host on 127.0.0.1")
+        self.host = await start_host(
+            self.paths, self.settings, bind="127.0.0.1", port=0,
+            copilot_factory=demo_copilot_factory(self.paths, self.settings, self.args),
+        )
+        log.info("demo: host on port %d; creating a session for %s", self.host.port,
+                 DEMO_CUSTOMER)
+        created = self.host.create_session(customer_id=DEMO_CUSTOMER, title="Demo conversation")
+        self.session_id = created.session_id
+
+        self.customer_conn = HostConnection(
+            InviteLink.parse(created.customer_link), client_name="demo customer window"
+        )
+        self.chat = ChatModel(self.customer_conn)
+        self.customer_window.bind(self.chat, self.customer_conn)
+        if self.workspace is not None:
+            self.agent_conn = HostConnection(
+                InviteLink.parse(self.host.desk_link), client_name="demo agent window"
+            )
+            self.workspace.attach(self.agent_conn)
         self.customer_conn.open()
         if self.agent_conn is not None:
             self.agent_conn.open()
