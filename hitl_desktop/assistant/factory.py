@@ -8,7 +8,6 @@ client, and a broken optional engine must not stop the others from loading.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -44,16 +43,6 @@ def make_provider(paths: Paths, settings: Settings, override: str | None = None,
         from hitl_desktop.assistant.compatible_provider import CompatibleProvider
 
         return CompatibleProvider.from_settings(paths, settings, **kwargs)
-    # imported by name: the offline engine is another team member's module
-    offline_provider = importlib.import_module("hitl_desktop.assistant.offline_provider")
-    factory = getattr(offline_provider, "make_offline_provider", None)
-    if callable(factory):
-        provider: Provider = factory(paths, settings)
-        return provider
-    cls = offline_provider.OfflineProvider
-    from_settings = getattr(cls, "from_settings", None)
-    if callable(from_settings):
-        built: Provider = from_settings(paths, settings)
-        return built
-    made: Provider = cls(paths=paths, settings=settings)
-    return made
+    from hitl_desktop.assistant.offline_provider import make_offline_provider
+
+    return make_offline_provider(paths, settings)

@@ -44,6 +44,7 @@ from pydantic import BaseModel
 
 from hitl_desktop.assistant import offline_nlu as nlu
 from hitl_desktop.assistant.base import ProviderError, TurnRequest
+from hitl_desktop.config import Paths, Settings
 from hitl_desktop.knowledge.articles import split_sections
 from hitl_desktop.knowledge.index import SearchHit
 
@@ -1407,7 +1408,7 @@ class OfflineProvider:
             yield event
 
 
-def make_offline_provider(paths: Any, settings: Any) -> OfflineProvider:
+def make_offline_provider(paths: Paths, settings: Settings) -> OfflineProvider:
     """Build the engine from the app's settings (used by ``assistant.factory``).
 
     The index lives in the data dir; ``settings.knowledge_dir`` overrides the
