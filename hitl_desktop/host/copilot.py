@@ -880,7 +880,8 @@ def _make_provider(
         if name == "offline":
             from hitl_desktop.assistant.offline_provider import OfflineProvider
 
-            return OfflineProvider(index, tool_names=catalog.names), None
+            return OfflineProvider(index, tool_names=catalog.names,
+                                   max_results=settings.max_search_results), None
         if name == "compatible" and index is not None:
             return make_provider(paths, settings, override, knowledge_opener=lambda: index), None
         return make_provider(paths, settings, override), None
