@@ -231,9 +231,10 @@ class ConnectionBanner(QFrame):
         self.kind = kind
         self.label.setText(text)
         self.retry_button.setVisible(retry)
+        _bg, fg = theme.banner_colors(c, kind)
         self.setStyleSheet(
             f"#connectionBanner{{{theme.banner_css(c, kind)}}}"
-            f"QLabel{{background:transparent;}}"
+            f"QLabel{{background:transparent;color:{fg};font-weight:600;}}"
         )
         self.retry_button.setStyleSheet(theme.button_css(c, primary=False))
         self.setVisible(True)

@@ -132,14 +132,19 @@ def button_css(c: Colors, *, primary: bool = True) -> str:
     )
 
 
-def banner_css(c: Colors, kind: str) -> str:
-    """Style for a one-line status banner: kind is warn, error, info or ok."""
-    bg, fg = {
+def banner_colors(c: Colors, kind: str) -> tuple[str, str]:
+    """(background, text) of a status banner: kind is warn, error, info or ok."""
+    return {
         "warn": (c.warn_bg, c.warn_text),
         "error": (c.error_bg, c.error_text),
         "info": (c.info_bg, c.info_text),
         "ok": (c.info_bg, c.ok),
     }.get(kind, (c.info_bg, c.info_text))
+
+
+def banner_css(c: Colors, kind: str) -> str:
+    """Style for a one-line status banner: kind is warn, error, info or ok."""
+    bg, fg = banner_colors(c, kind)
     return f"background:{bg};color:{fg};border:none;border-radius:0;padding:6px 12px;"
 
 
