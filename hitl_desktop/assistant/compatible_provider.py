@@ -44,7 +44,12 @@ from hitl_desktop.assistant.openai_provider import (
     DEFAULT_TIMEOUT_S,
     map_api_error,
 )
-from hitl_desktop.assistant.stream import event_from_dict, output_to_input_items
+from hitl_desktop.assistant.stream import (
+    event_from_dict,
+    output_to_input_items,
+    sdk_dict,
+    sdk_get,
+)
 from hitl_desktop.config import Paths, Settings
 
 log = logging.getLogger(__name__)
@@ -82,41 +87,24 @@ class KnowledgeSearch(Protocol):
 # --------------------------------------------------------------------------- helpers
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    value = getattr(obj, name, None)
-    return default if value is None else value
-
-
-def _dump(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        result = to_dict(mode="json", exclude_unset=True, warnings=False)
-        return dict(result) if isinstance(result, Mapping) else {}
-    return {}
-
-
 def _new_id(prefix: str) -> str:
     return f"{prefix}_local_{secrets.token_hex(12)}"
 
 
 def hit_to_result(hit: Any) -> dict[str, Any]:
     """A local search hit as a hosted ``file_search`` result (same attributes as uploads)."""
-    article_id = str(_get(hit, "article_id", ""))
-    kind = str(_get(hit, "kind", article_id.partition("/")[0]))
-    slug = str(_get(hit, "slug", article_id.partition("/")[2]))
-    path = str(_get(hit, "path", f"{kind}/{slug}.md"))
-    text = str(_get(hit, "text", "") or _get(hit, "snippet", ""))
+    article_id = str(sdk_get(hit, "article_id", ""))
+    kind = str(sdk_get(hit, "kind", article_id.partition("/")[0]))
+    slug = str(sdk_get(hit, "slug", article_id.partition("/")[2]))
+    path = str(sdk_get(hit, "path", f"{kind}/{slug}.md"))
+    text = str(sdk_get(hit, "text", "") or sdk_get(hit, "snippet", ""))
     return {
         "file_id": f"local:{article_id}",
         "filename": Path(path).name,
-        "score": float(_get(hit, "score", 0.0) or 0.0),
+        "score": float(sdk_get(hit, "score", 0.0) or 0.0),
         "text": text,
         "attributes": {"article_id": article_id, "kind": kind, "slug": slug,
-                       "title": str(_get(hit, "title", slug)), "path": path},
+                       "title": str(sdk_get(hit, "title", slug)), "path": path},
     }
 
 
@@ -233,19 +221,19 @@ class ChatToResponses:
 
     def feed(self, chunk: Any) -> list[dict[str, Any]]:
         out = self._start()
-        usage = _get(chunk, "usage")
+        usage = sdk_get(chunk, "usage")
         if usage is not None:
-            self._usage = _dump(usage)
-        for choice in _get(chunk, "choices", []) or []:
-            if _get(choice, "index", 0) != 0:
+            self._usage = sdk_dict(usage)
+        for choice in sdk_get(chunk, "choices", []) or []:
+            if sdk_get(choice, "index", 0) != 0:
                 continue
-            delta = _get(choice, "delta")
-            content = _get(delta, "content")
+            delta = sdk_get(choice, "delta")
+            content = sdk_get(delta, "content")
             if isinstance(content, str) and content:
                 out.extend(self._text_delta(content))
-            for tc in _get(delta, "tool_calls", []) or []:
+            for tc in sdk_get(delta, "tool_calls", []) or []:
                 out.extend(self._tool_delta(tc))
-            reason = _get(choice, "finish_reason")
+            reason = sdk_get(choice, "finish_reason")
             if isinstance(reason, str):
                 self._finish_reason = reason
         return out
@@ -269,16 +257,16 @@ class ChatToResponses:
         return out
 
     def _tool_delta(self, tc: Any) -> list[dict[str, Any]]:
-        index = _get(tc, "index", 0)
+        index = sdk_get(tc, "index", 0)
         call = self._calls.get(index)
         if call is None:
             call = self._calls[index] = _ChatCall(_new_id("fc"),
-                                                  str(_get(tc, "id", "") or _new_id("call")))
-        fn = _get(tc, "function")
-        name = _get(fn, "name")
+                                                  str(sdk_get(tc, "id", "") or _new_id("call")))
+        fn = sdk_get(tc, "function")
+        name = sdk_get(fn, "name")
         if isinstance(name, str) and name:
             call.name = name
-        piece = _get(fn, "arguments")
+        piece = sdk_get(fn, "arguments")
         piece = piece if isinstance(piece, str) else ""
         out: list[dict[str, Any]] = []
         if not call.opened and call.name:
@@ -398,13 +386,13 @@ class _Merger:
 
     def relay(self, event: Any, rnd: _Round) -> list[ResponseStreamEvent]:
         out = self.start()
-        data = _dump(event)
+        data = sdk_dict(event)
         etype = data.get("type", "")
         if etype in {"response.created", "response.in_progress", "response.queued"}:
             return out
         if etype == "response.completed":
             rnd.completed = True
-            usage = _dump(_get(_get(event, "response"), "usage"))
+            usage = sdk_dict(sdk_get(sdk_get(event, "response"), "usage"))
             for key in ("input_tokens", "output_tokens", "total_tokens"):
                 value = usage.get(key)
                 if isinstance(value, int):
@@ -412,7 +400,7 @@ class _Merger:
             return out
         if etype in {"response.failed", "response.incomplete"}:
             rnd.failed = True
-            upstream = _dump(_get(event, "response"))
+            upstream = sdk_dict(sdk_get(event, "response"))
             extra = {k: upstream[k] for k in ("error", "incomplete_details") if k in upstream}
             status = "failed" if etype == "response.failed" else "incomplete"
             return [*out, self._stamp({"type": etype,

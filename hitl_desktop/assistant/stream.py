@@ -255,8 +255,11 @@ _RETRYABLE_CODES = frozenset(
 # --------------------------------------------------------------------------- helpers
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """Read a field from an SDK model (modelled or extra) or a mapping, never raising."""
+def sdk_get(obj: Any, name: str, default: Any = None) -> Any:
+    """Read a field from an SDK model (modelled or extra) or a mapping, never raising.
+
+    Providers yield SDK objects, plain dicts (compatible servers) or objects with
+    extra fields; the translator and the compatible engine read them all this way."""
     if obj is None:
         return default
     if isinstance(obj, Mapping):
@@ -272,7 +275,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
+def sdk_dict(obj: Any) -> dict[str, Any]:
     """An SDK model or mapping as a plain JSON-ready dict (unset fields left out)."""
     if obj is None:
         return {}
@@ -412,7 +415,7 @@ class StreamTranslator:
 
     def feed(self, event: ResponseStreamEvent | Mapping[str, Any]) -> list[Update]:
         """Handle one event; returns the updates it produced (often none)."""
-        etype = _str(_get(event, "type"))
+        etype = _str(sdk_get(event, "type"))
         if etype == "response.created":
             self.reset()
         elif self._s.finished:
@@ -446,16 +449,16 @@ class StreamTranslator:
     # -- handlers
 
     def _on_created(self, event: Any) -> list[Update]:
-        response = _get(event, "response")
-        self._s.response_id = _str(_get(response, "id"))
-        self._s.model = _get(response, "model")
+        response = sdk_get(event, "response")
+        self._s.response_id = _str(sdk_get(response, "id"))
+        self._s.model = sdk_get(response, "model")
         self._started = True
         return [ResponseStarted(self._s.response_id, self._s.model)]
 
     def _mark_started(self, event: Any) -> None:
         if not self._started:
-            response = _get(event, "response")
-            self._s.response_id = self._s.response_id or _str(_get(response, "id"))
+            response = sdk_get(event, "response")
+            self._s.response_id = self._s.response_id or _str(sdk_get(response, "id"))
             self._started = True
 
     def _on_in_progress(self, event: Any) -> list[Update]:
@@ -464,8 +467,8 @@ class StreamTranslator:
         return []
 
     def _item_key(self, event: Any) -> str:
-        item_id = _str(_get(event, "item_id"))
-        return item_id or f"#{_int(_get(event, 'output_index'))}"
+        item_id = _str(sdk_get(event, "item_id"))
+        return item_id or f"#{_int(sdk_get(event, 'output_index'))}"
 
     def _part(self, key: tuple[str, int]) -> _Part:
         part = self._s.parts.get(key)
@@ -476,9 +479,9 @@ class StreamTranslator:
 
     def _on_text_delta(self, event: Any) -> list[Update]:
         self._started = True
-        delta = _str(_get(event, "delta"))
+        delta = _str(sdk_get(event, "delta"))
         item_id = self._item_key(event)
-        part = self._part((item_id, _int(_get(event, "content_index"))))
+        part = self._part((item_id, _int(sdk_get(event, "content_index"))))
         if not delta or part.done:
             return []
         part.text += delta
@@ -500,47 +503,48 @@ class StreamTranslator:
     def _on_text_done(self, event: Any) -> list[Update]:
         self._started = True
         return self._finish_part(
-            self._item_key(event), _int(_get(event, "content_index")), _str(_get(event, "text"))
+            self._item_key(event), _int(sdk_get(event, "content_index")),
+            _str(sdk_get(event, "text")),
         )
 
     def _citation(self, item_id: str, content_index: int, ann_index: int,
                   annotation: Any) -> list[Update]:
-        if _get(annotation, "type") != "file_citation":
+        if sdk_get(annotation, "type") != "file_citation":
             return []  # url_citation, file_path, ...: not knowledge-base articles
         key = (item_id, content_index, ann_index)
         if key in self._s.citations_seen:
             return []
         self._s.citations_seen.add(key)
-        file_id = _str(_get(annotation, "file_id"))
-        filename = _str(_get(annotation, "filename"))
+        file_id = _str(sdk_get(annotation, "file_id"))
+        filename = _str(sdk_get(annotation, "filename"))
         article = self._s.file_articles.get(file_id) or article_id_from(None, filename)
-        return [Citation(file_id, filename, article, _int(_get(annotation, "index")),
+        return [Citation(file_id, filename, article, _int(sdk_get(annotation, "index")),
                          ann_index, item_id)]
 
     def _on_annotation(self, event: Any) -> list[Update]:
         return self._citation(
             self._item_key(event),
-            _int(_get(event, "content_index")),
-            _int(_get(event, "annotation_index")),
-            _get(event, "annotation"),
+            _int(sdk_get(event, "content_index")),
+            _int(sdk_get(event, "annotation_index")),
+            sdk_get(event, "annotation"),
         )
 
     def _on_item_added(self, event: Any) -> list[Update]:
         self._started = True
-        item = _get(event, "item")
-        itype = _get(item, "type")
-        item_id = _str(_get(item, "id")) or f"#{_int(_get(event, 'output_index'))}"
+        item = sdk_get(event, "item")
+        itype = sdk_get(item, "type")
+        item_id = _str(sdk_get(item, "id")) or f"#{_int(sdk_get(event, 'output_index'))}"
         if itype == "function_call":
             call = self._s.calls.setdefault(item_id, _Call(item_id))
-            call.call_id = _str(_get(item, "call_id")) or call.call_id
-            call.name = _str(_get(item, "name")) or call.name
-            initial = _str(_get(item, "arguments"))
+            call.call_id = _str(sdk_get(item, "call_id")) or call.call_id
+            call.name = _str(sdk_get(item, "name")) or call.name
+            initial = _str(sdk_get(item, "arguments"))
             if initial and not call.buffer:
                 call.buffer = initial
             call.last_partial = {}
             return [ToolCallProgress(call.call_id, call.name, {}, item_id)]
         if itype == "file_search_call":
-            return self._search_progress(item_id, _str(_get(item, "status")) or "in_progress")
+            return self._search_progress(item_id, _str(sdk_get(item, "status")) or "in_progress")
         return []
 
     def _search_progress(self, item_id: str, status: str) -> list[Update]:
@@ -550,7 +554,7 @@ class StreamTranslator:
         return [SearchProgress(item_id, status)]
 
     def _on_search_status(self, event: Any) -> list[Update]:
-        status = _str(_get(event, "type")).rsplit(".", 1)[-1]
+        status = _str(sdk_get(event, "type")).rsplit(".", 1)[-1]
         if status == "completed":
             return []  # results arrive with output_item.done
         return self._search_progress(self._item_key(event), status)
@@ -560,7 +564,7 @@ class StreamTranslator:
         call = self._s.calls.setdefault(item_id, _Call(item_id))
         if call.ready:
             return []
-        call.buffer += _str(_get(event, "delta"))
+        call.buffer += _str(sdk_get(event, "delta"))
         partial = parse_partial_arguments(call.buffer)
         if partial is None or partial == call.last_partial:
             return []
@@ -570,14 +574,14 @@ class StreamTranslator:
     def _on_args_done(self, event: Any) -> list[Update]:
         item_id = self._item_key(event)
         call = self._s.calls.setdefault(item_id, _Call(item_id))
-        arguments = _get(event, "arguments")
+        arguments = sdk_get(event, "arguments")
         if isinstance(arguments, str):
             call.buffer = arguments
-        name = _str(_get(event, "name"))
+        name = _str(sdk_get(event, "name"))
         if name:
             call.name = name
         call.args_done = True
-        call.output_index = _int(_get(event, "output_index"), -1)
+        call.output_index = _int(sdk_get(event, "output_index"), -1)
         return []
 
     def _ready(self, item_id: str, item: Any) -> list[Update]:
@@ -585,9 +589,9 @@ class StreamTranslator:
         if call.ready:
             return []
         call.ready = True
-        call.call_id = _str(_get(item, "call_id")) or call.call_id
-        call.name = _str(_get(item, "name")) or call.name
-        raw = _get(item, "arguments")
+        call.call_id = _str(sdk_get(item, "call_id")) or call.call_id
+        call.name = _str(sdk_get(item, "name")) or call.name
+        raw = sdk_get(item, "arguments")
         if isinstance(raw, str) and raw:
             call.buffer = raw
         arguments: dict[str, Any] | None = None
@@ -607,7 +611,7 @@ class StreamTranslator:
             "name": call.name,
             "arguments": call.buffer,
         }
-        item_real_id = _str(_get(item, "id"))
+        item_real_id = _str(sdk_get(item, "id"))
         if item_real_id:
             input_item["id"] = item_real_id  # stripped in Completed unless reasoning is kept
         ready = ToolCallReady(call.call_id, call.name, arguments, call.buffer,
@@ -617,12 +621,12 @@ class StreamTranslator:
 
     def _on_item_done(self, event: Any) -> list[Update]:
         self._started = True
-        item = _get(event, "item")
-        itype = _get(item, "type")
-        index = _int(_get(event, "output_index"), len(self._s.items_done))
-        item_dict = _as_dict(item)
+        item = sdk_get(event, "item")
+        itype = sdk_get(item, "type")
+        index = _int(sdk_get(event, "output_index"), len(self._s.items_done))
+        item_dict = sdk_dict(item)
         self._s.items_done[index] = item_dict
-        item_id = _str(_get(item, "id")) or f"#{index}"
+        item_id = _str(sdk_get(item, "id")) or f"#{index}"
         if itype == "function_call":
             return self._ready(item_id, item)
         if itype == "file_search_call":
@@ -636,38 +640,38 @@ class StreamTranslator:
             return []
         self._s.searches_done.add(item_id)
         hits: list[SearchHit] = []
-        for result in _get(item, "results", []) or []:
-            attributes = _get(result, "attributes") or {}
+        for result in sdk_get(item, "results", []) or []:
+            attributes = sdk_get(result, "attributes") or {}
             if not isinstance(attributes, Mapping):
                 attributes = {}
-            file_id = _str(_get(result, "file_id"))
-            filename = _str(_get(result, "filename"))
+            file_id = _str(sdk_get(result, "file_id"))
+            filename = _str(sdk_get(result, "filename"))
             article = article_id_from(attributes, filename)
             if file_id:
                 self._s.file_articles.setdefault(file_id, article)
-            score = _get(result, "score", 0.0)
+            score = sdk_get(result, "score", 0.0)
             hits.append(SearchHit(
                 file_id, filename, float(score) if isinstance(score, int | float) else 0.0,
-                _str(_get(result, "text")), dict(attributes), article,
+                _str(sdk_get(result, "text")), dict(attributes), article,
             ))
-        queries = tuple(q for q in (_get(item, "queries", []) or []) if isinstance(q, str))
+        queries = tuple(q for q in (sdk_get(item, "queries", []) or []) if isinstance(q, str))
         return [SearchResults(item_id, queries, tuple(hits))]
 
     def _message_done(self, item_id: str, item: Any) -> list[Update]:
         out: list[Update] = []
-        for index, content in enumerate(_get(item, "content", []) or []):
-            if _get(content, "type") != "output_text":
+        for index, content in enumerate(sdk_get(item, "content", []) or []):
+            if sdk_get(content, "type") != "output_text":
                 continue
-            for ann_index, annotation in enumerate(_get(content, "annotations", []) or []):
+            for ann_index, annotation in enumerate(sdk_get(content, "annotations", []) or []):
                 out.extend(self._citation(item_id, index, ann_index, annotation))
-            out.extend(self._finish_part(item_id, index, _str(_get(content, "text"))))
+            out.extend(self._finish_part(item_id, index, _str(sdk_get(content, "text"))))
         return out
 
     def _on_completed(self, event: Any) -> list[Update]:
         self._mark_started(event)
-        response = _get(event, "response")
+        response = sdk_get(event, "response")
         out: list[Update] = []
-        output = _get(response, "output", []) or []
+        output = sdk_get(response, "output", []) or []
         for index, item in enumerate(output):
             if index not in self._s.items_done:  # items we never saw finish
                 fake_done = {"type": "response.output_item.done", "output_index": index,
@@ -685,10 +689,10 @@ class StreamTranslator:
                 synthetic["id"] = call.item_id
             out.extend(self._on_item_done({"output_index": index, "item": synthetic}))
         items = [self._s.items_done[i] for i in sorted(self._s.items_done)]
-        usage = _as_dict(_get(response, "usage")) or None
+        usage = sdk_dict(sdk_get(response, "usage")) or None
         self._s.finished = True
         out.append(Completed(
-            response_id=self._s.response_id or _str(_get(response, "id")),
+            response_id=self._s.response_id or _str(sdk_get(response, "id")),
             text=self._joined_text(),
             output_items=tuple(_input_items(items)),
             tool_calls=tuple(self._s.ready_calls),
@@ -698,24 +702,24 @@ class StreamTranslator:
 
     def _on_failed(self, event: Any) -> list[Update]:
         self._mark_started(event)
-        response = _get(event, "response")
-        error = _get(response, "error")
-        code = _str(_get(error, "code")) or "failed"
-        message = _str(_get(error, "message")) or "The assistant response failed."
+        response = sdk_get(event, "response")
+        error = sdk_get(response, "error")
+        code = _str(sdk_get(error, "code")) or "failed"
+        message = _str(sdk_get(error, "message")) or "The assistant response failed."
         return [self._fail(code, _explain(code, message), retryable=code in _RETRYABLE_CODES)]
 
     def _on_incomplete(self, event: Any) -> list[Update]:
         self._mark_started(event)
-        details = _get(_get(event, "response"), "incomplete_details")
-        reason = _str(_get(details, "reason")) or "unknown reason"
+        details = sdk_get(sdk_get(event, "response"), "incomplete_details")
+        reason = _str(sdk_get(details, "reason")) or "unknown reason"
         return [self._fail("incomplete", f"The assistant stopped early ({reason}); the draft "
                            "may be unfinished.")]
 
     def _on_error(self, event: Any) -> list[Update]:
-        nested = _get(event, "error")
-        code = _str(_get(event, "code")) or _str(_get(nested, "code")) or _str(
-            _get(nested, "type")) or "error"
-        message = _str(_get(event, "message")) or _str(_get(nested, "message")) or (
+        nested = sdk_get(event, "error")
+        code = _str(sdk_get(event, "code")) or _str(sdk_get(nested, "code")) or _str(
+            sdk_get(nested, "type")) or "error"
+        message = _str(sdk_get(event, "message")) or _str(sdk_get(nested, "message")) or (
             "The assistant service reported an error.")
         return [self._fail(code, _explain(code, message), retryable=code in _RETRYABLE_CODES)]
 
