@@ -25,20 +25,14 @@ from hitl_desktop.assistant.stream import (
     StreamTranslator,
     TextDelta,
     ToolCallReady,
-    Update,
     translate,
 )
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from tests.support.fake_openai import Call, FakeOpenAI, HttpError, Reply
+from tests.support.turns import of, turn_request
 
-GET_ORDER = {
-    "type": "function", "name": "get_order", "description": "Look up an order.",
-    "strict": True,
-    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                   "required": ["order_id"], "additionalProperties": False},
-}
 ANSWER = "Orders can be cancelled while they are pending or processing. Let me check ORD1001."
 
 
@@ -62,14 +56,7 @@ def provider(fake: FakeOpenAI, index: KnowledgeIndex, api: str, **kw: Any) -> Co
 
 
 def turn(*items: dict[str, Any]) -> TurnRequest:
-    return TurnRequest(instructions="You are the co-pilot.",
-                       input=list(items) or [{"role": "user",
-                                              "content": "How do I cancel my order ORD1001?"}],
-                       tools=[GET_ORDER], session_id="S1")
-
-
-def of(updates: list[Update], kind: type) -> list[Any]:
-    return [u for u in updates if isinstance(u, kind)]
+    return turn_request("How do I cancel my order ORD1001?", *items)
 
 
 def enqueue(fake: FakeOpenAI, api: str, *turns: Reply | HttpError) -> None:
@@ -99,7 +86,7 @@ async def test_local_search_then_answer_with_a_tool_call(
     ids = [h.article_id for h in search.hits]
     assert search.queries == ("cancel an order",)
     assert ids and ids[0] in {"faq/cancel-order", "kb/procedure-cancellation"}
-    assert all(index.get(i) is not None for i in ids)  # every hit is a local article
+    assert all(i is not None and index.get(i) is not None for i in ids)  # all local articles
     hit = search.hits[0]
     assert hit.attributes["title"] and hit.attributes["path"].endswith(".md") and hit.text
     ready = of(updates, ToolCallReady)

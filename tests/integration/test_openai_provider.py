@@ -39,13 +39,8 @@ from tests.support.fake_openai import (
     replay_turns,
     serve_in_thread,
 )
+from tests.support.turns import GET_ORDER, of, turn_request
 
-GET_ORDER = {
-    "type": "function", "name": "get_order", "description": "Look up an order.",
-    "strict": True,
-    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                   "required": ["order_id"], "additionalProperties": False},
-}
 CALCULATOR = {
     "type": "function", "name": "calculator", "strict": True,
     "parameters": {"type": "object", "additionalProperties": False,
@@ -71,17 +66,11 @@ def provider(fake: FakeOpenAI, **kwargs: Any) -> OpenAIProvider:
 
 
 def turn(*items: dict[str, Any], tools: list[dict[str, Any]] | None = None) -> TurnRequest:
-    return TurnRequest(instructions="You are the co-pilot.",
-                       input=list(items) or [{"role": "user", "content": "Where is ORD1001?"}],
-                       tools=[GET_ORDER] if tools is None else tools, session_id="S1")
+    return turn_request("Where is ORD1001?", *items, tools=tools)
 
 
 async def collect(p: OpenAIProvider, request: TurnRequest) -> list[Update]:
     return [u async for u in translate(p.stream(request))]
-
-
-def of(updates: list[Update], kind: type) -> list[Any]:
-    return [u for u in updates if isinstance(u, kind)]
 
 
 def direct(recorded: Path) -> list[Update]:

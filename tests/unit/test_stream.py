@@ -30,6 +30,7 @@ from hitl_desktop.assistant.stream import (
     event_from_dict,
     parse_partial_arguments,
 )
+from tests.support.turns import of
 
 RECORDED = ["file-search-1", "file-search-2", "function-calls-multi-turn", "stream-error"]
 
@@ -46,10 +47,6 @@ def run(events: Iterable[Mapping[str, Any]], *, as_sdk: bool = True) -> list[Upd
         out.extend(translator.feed(event_from_dict(data) if as_sdk else data))
     out.extend(translator.finish())
     return out
-
-
-def of(updates: list[Update], kind: type) -> list[Any]:
-    return [u for u in updates if isinstance(u, kind)]
 
 
 # ----------------------------------------------------------------- recorded streams
