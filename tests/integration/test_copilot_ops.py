@@ -23,7 +23,8 @@ from hitl_desktop.core.protocol import (
 from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.copilot import CONVERSATIONS_FILE, build_copilot
 from hitl_desktop.host.tokens import TokenKind
-from tests.integration.test_copilot_flow import (
+from tests.support.catalogs import write_policy
+from tests.support.copilot_desk import (
     Client,
     Desk,
     desk,
@@ -33,10 +34,9 @@ from tests.integration.test_copilot_flow import (
     last_input,
     open_desk,
 )
-from tests.support.catalogs import write_policy
 from tests.support.fake_openai import Call, FakeOpenAI, Reply, replay_turns
 
-__all__ = ["desk", "desks", "fake"]  # fixtures shared with the flow tests
+__all__ = ["desk", "desks", "fake"]  # fixtures from the shared desk
 
 
 async def test_tool_rounds_are_bounded(tmp_path: Path, fake: FakeOpenAI,

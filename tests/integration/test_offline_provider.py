@@ -630,7 +630,7 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
     from hitl_desktop.core.protocol import ApprovalApprove, ChatSend
     from hitl_desktop.host.copilot import HostCopilot, build_copilot
     from hitl_desktop.host.tokens import TokenKind
-    from tests.integration.test_copilot_flow import Client
+    from tests.support.copilot_desk import Client
 
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
     settings = Settings(provider="auto")  # no key anywhere: the offline engine
