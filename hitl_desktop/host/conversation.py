@@ -68,6 +68,16 @@ class DraftRecord:
     error: str | None
 
 
+_SELECT_DRAFTS = "SELECT turn_id, session_id, reason, state, text, citations, error FROM drafts"
+
+
+def _draft_of(row: tuple[Any, ...], state: str | None = None) -> DraftRecord:
+    """A row of ``_SELECT_DRAFTS`` as a record (``state`` overrides the stored one)."""
+    turn_id, session_id, reason, stored, text, citations, error = row
+    return DraftRecord(turn_id, session_id, reason, state or stored, text, json.loads(citations),
+                       error)
+
+
 @dataclass(frozen=True, slots=True)
 class SentRecord:
     message_id: str
@@ -166,28 +176,18 @@ class ConversationStore:
 
     def draft(self, turn_id: str) -> DraftRecord | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT turn_id, session_id, reason, state, text, citations, error"
-                " FROM drafts WHERE turn_id = ?",
-                (turn_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        return DraftRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+            row = self._db.execute(_SELECT_DRAFTS + " WHERE turn_id = ?", (turn_id,)).fetchone()
+        return None if row is None else _draft_of(row)
 
     def interrupted_drafts(self) -> list[DraftRecord]:
         """Drafts a previous host process left half-written; marks them interrupted."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT turn_id, session_id, reason, state, text, citations, error"
-                " FROM drafts WHERE state = 'drafting'"
-            ).fetchall()
+            rows = self._db.execute(_SELECT_DRAFTS + " WHERE state = 'drafting'").fetchall()
             self._db.execute(
                 "UPDATE drafts SET state = 'interrupted', finished_at = ? WHERE state = 'drafting'",
                 (time.time(),),
             )
-        return [DraftRecord(r[0], r[1], r[2], "interrupted", r[4], json.loads(r[5]), r[6])
-                for r in rows]
+        return [_draft_of(r, state="interrupted") for r in rows]
 
     # ------------------------------------------------------------------- sent
 
