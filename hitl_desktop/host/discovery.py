@@ -184,7 +184,9 @@ async def advertise_host(
     if not should_advertise(bind):
         log.info("mDNS: host bound to %s (loopback): not advertising", bind)
         return None
-    adv = HostAdvertiser(port=port, addresses=advertised_addresses(bind), name=name, tls=tls,
+    # resolving the host name may wait on DNS for seconds: off the event loop
+    addresses = await asyncio.to_thread(advertised_addresses, bind)
+    adv = HostAdvertiser(port=port, addresses=addresses, name=name, tls=tls,
                          lobby_link=lobby_link)
     await adv.start()
     return adv
