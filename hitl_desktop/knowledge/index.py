@@ -215,41 +215,39 @@ class KnowledgeIndex:
         return None if row is None else str(row[0])
 
     def refresh(self) -> bool:
-        """Rebuild if the files changed since the last build; True when it rebuilt."""
+        """Rebuild if the files changed since the last build; True when it rebuilt.
+
+        Cheap first: equal (mtime, size) of every file means unchanged without
+        reading them; otherwise equal sha256 means only touched (the new stats
+        are remembered); anything else, or another schema or root, rebuilds.
+        """
         with self._lock:
             stats = self._manifest_stat()
             stored_raw = self._stored("manifest")
             stored: dict[str, list[object]] = json.loads(stored_raw) if stored_raw else {}
-            same_schema = self._stored("schema") == SCHEMA_VERSION
-            same_root = self._stored("root") == str(self.root.resolve())
+            comparable = (
+                stored_raw is not None
+                and self._stored("schema") == SCHEMA_VERSION
+                and self._stored("root") == str(self.root.resolve())
+            )
             quick = {rel: [mt, size] for rel, mt, size, _, _ in stats}
-            if (
-                same_schema
-                and same_root
-                and stored_raw is not None
-                and {k: v[:2] for k, v in stored.items()} == quick
-            ):
-                self._load_vocab()
-                self.rebuilt = False
-                return False
-            hashes = {rel: hashlib.sha256(p.read_bytes()).hexdigest() for rel, _, _, p, _ in stats}
-            manifest = {rel: [mt, size, hashes[rel]] for rel, mt, size, _, _ in stats}
-            if (
-                same_schema
-                and same_root
-                and stored_raw is not None
-                and {k: v[2] for k, v in stored.items()} == hashes
-            ):  # only touched: remember the new stats, keep the index
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('manifest', ?)", (json.dumps(manifest),)
-                )
-                self._load_vocab()
-                self.rebuilt = False
-                return False
-            self._rebuild([(p, kind) for _, _, _, p, kind in stats], manifest)
+            rebuilt = False
+            if not (comparable and {k: v[:2] for k, v in stored.items()} == quick):
+                hashes = {
+                    rel: hashlib.sha256(p.read_bytes()).hexdigest() for rel, _, _, p, _ in stats
+                }
+                manifest = {rel: [mt, size, hashes[rel]] for rel, mt, size, _, _ in stats}
+                if comparable and {k: v[2] for k, v in stored.items()} == hashes:
+                    self._conn.execute(  # only touched: remember the new stats, keep the index
+                        "INSERT OR REPLACE INTO meta VALUES ('manifest', ?)",
+                        (json.dumps(manifest),),
+                    )
+                else:
+                    self._rebuild([(p, kind) for _, _, _, p, kind in stats], manifest)
+                    rebuilt = True
             self._load_vocab()
-            self.rebuilt = True
-            return True
+            self.rebuilt = rebuilt
+            return rebuilt
 
     def _rebuild(self, files: list[tuple[Path, str]], manifest: dict[str, list[object]]) -> None:
         t0 = time.perf_counter()
