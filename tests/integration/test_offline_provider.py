@@ -115,9 +115,20 @@ def tool_items(
     """A safe tool run for real, as the host appends it to the conversation."""
     result = shop.run_tool(name, args, customer_id=customer_id)
     return [
-        {"type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(args)},
+        function_call(name, args, call_id),
         {"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)},
     ]
+
+
+def function_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """The model's function call as the host appends it to the conversation."""
+    return {"type": "function_call", "call_id": call_id, "name": name,
+            "arguments": json.dumps(args)}
+
+
+def queued(name: str, args: dict[str, Any], call_id: str) -> list[dict[str, Any]]:
+    """A call the co-pilot turned into an approval request, with what the model is told."""
+    return [function_call(name, args, call_id), awaiting(call_id)]
 
 
 def awaiting(call_id: str) -> dict[str, Any]:
@@ -324,10 +335,7 @@ async def test_cancel_flow_awaiting_then_approved(
     first = await run(provider, items, catalog)
     assert first.call is not None
     name, args, call_id = first.call
-    items += [
-        {"type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(args)},
-        awaiting(call_id),
-    ]
+    items += queued(name, args, call_id)
     second = await run(provider, items, catalog)
     assert second.call is None, "the same action is not requested twice"
     assert "cancel order ORD1001" in second.text
@@ -362,13 +370,7 @@ async def test_cancel_flow_awaiting_then_approved(
 async def test_rejection_draft_explains(provider: OfflineProvider, catalog: ToolCatalog) -> None:
     items: list[dict[str, Any]] = [
         {"role": "user", "content": "please reset my password"},
-        {
-            "type": "function_call",
-            "call_id": "c1",
-            "name": "reset_password",
-            "arguments": json.dumps({"user_id": CUSTOMER}),
-        },
-        awaiting("c1"),
+        *queued("reset_password", {"user_id": CUSTOMER}, "c1"),
         {"role": "assistant", "content": "I'm looking into it."},
         {
             "role": "developer",
@@ -389,13 +391,7 @@ async def test_failed_action_relays_the_database_error(
 ) -> None:
     items: list[dict[str, Any]] = [
         {"role": "user", "content": "cancel ORD1002 please"},
-        {
-            "type": "function_call",
-            "call_id": "c9",
-            "name": "cancel_order",
-            "arguments": json.dumps({"order_id": "ORD1002"}),
-        },
-        awaiting("c9"),
+        *queued("cancel_order", {"order_id": "ORD1002"}, "c9"),
         {"role": "assistant", "content": "I'm looking into it."},
         {
             "role": "developer",
@@ -415,13 +411,7 @@ async def test_expired_approval_is_not_claimed_done(
 ) -> None:
     items: list[dict[str, Any]] = [
         {"role": "user", "content": "can I get a $15 voucher? my order was late"},
-        {
-            "type": "function_call",
-            "call_id": "c3",
-            "name": "issue_voucher",
-            "arguments": json.dumps({"user_id": CUSTOMER, "amount": 15, "reason": "late"}),
-        },
-        awaiting("c3"),
+        *queued("issue_voucher", {"user_id": CUSTOMER, "amount": 15, "reason": "late"}, "c3"),
         {"role": "assistant", "content": "I'm looking into it."},
         {
             "role": "developer",
@@ -465,26 +455,10 @@ async def test_two_requests_in_one_message_are_both_requested(
     ]
     first = await run(provider, items, catalog)
     assert first.call is not None and first.call[:2] == ("cancel_order", {"order_id": "ORD1008"})
-    items += [
-        {
-            "type": "function_call",
-            "call_id": first.call[2],
-            "name": "cancel_order",
-            "arguments": json.dumps(first.call[1]),
-        },
-        awaiting(first.call[2]),
-    ]
+    items += queued("cancel_order", first.call[1], first.call[2])
     second = await run(provider, items, catalog)
     assert second.call is not None and second.call[:2] == ("reset_password", {"user_id": CUSTOMER})
-    items += [
-        {
-            "type": "function_call",
-            "call_id": second.call[2],
-            "name": "reset_password",
-            "arguments": json.dumps(second.call[1]),
-        },
-        awaiting(second.call[2]),
-    ]
+    items += queued("reset_password", second.call[1], second.call[2])
     third = await run(provider, items, catalog)
     print("DRAFT after approval:", third.text)
     assert third.call is None
