@@ -28,6 +28,7 @@ from hitl_desktop.store import (
     default_catalog,
 )
 from hitl_desktop.store.schema import DAY
+from tests.support.catalogs import catalog_data
 
 T0 = 1_790_000_000.0  # a fixed "now" for seeding
 
@@ -362,9 +363,8 @@ def test_create_refund_rules(db: ShopDatabase, args: dict[str, Any], fragment: s
 
 
 def test_refund_is_capped_by_max_refund_policy(tmp_path: Path, clock: Clock) -> None:
-    data = default_catalog().to_dict()
-    data["policy"]["max_refund"] = 100.0
-    shop = ShopDatabase.open(tmp_path, ToolCatalog.from_dict(data), clock=clock)
+    shop = ShopDatabase.open(tmp_path, ToolCatalog.from_dict(catalog_data(max_refund=100.0)),
+                             clock=clock)
     try:
         rec = approve(shop, "create_refund", {"order_id": "ORD1003", "amount": 120,
                                               "reason": "x"})
