@@ -145,14 +145,25 @@ class SuggestionEditor(QWidget):
             cursor = self.editor.textCursor()
             at_end = cursor.position() >= len(old)
             if text.startswith(old) and old:
-                # append only: keeps the view steady while streaming
+                # append only: keeps the view steady while streaming. Inside an edit
+                # block the cursor skips finding its x on the line, which re-shapes the
+                # whole (long, growing) paragraph twice; the layout runs once at the end.
                 end = QTextCursor(self.editor.document())
+                end.beginEditBlock()
                 end.movePosition(QTextCursor.MoveOperation.End)
                 end.insertText(text[len(old):])
+                end.endEditBlock()
             else:
                 self.editor.setPlainText(text)
             if at_end:
-                self.editor.moveCursor(QTextCursor.MoveOperation.End)
+                if self.editor.textCursor().atEnd():
+                    # the insert carried the cursor along: scroll to the bottom. Moving
+                    # the cursor or ensureCursorVisible() would re-itemize and re-shape
+                    # the whole growing paragraph to find the cursor's x (half an append)
+                    bar = self.editor.verticalScrollBar()
+                    bar.setValue(bar.maximum())
+                else:
+                    self.editor.moveCursor(QTextCursor.MoveOperation.End)
             self._shown_text = text
         finally:
             self._programmatic = False
