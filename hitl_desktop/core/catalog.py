@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import jsonschema
@@ -110,13 +110,7 @@ class Policy:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "max_refund": self.max_refund,
-            "max_voucher": self.max_voucher,
-            "return_window_days": self.return_window_days,
-            "approval_ttl_hours": self.approval_ttl_hours,
-            "max_tool_rounds": self.max_tool_rounds,
-        }
+        return asdict(self)  # field order is the file's key order
 
 
 def _is_comment(key: Any) -> bool:
