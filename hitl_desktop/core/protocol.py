@@ -584,6 +584,34 @@ def client_type(payload: _Payload) -> str:
     return _CLIENT_TYPE_BY_PAYLOAD[type(payload)]
 
 
+def encode_data(
+    type_: str,
+    data: dict[str, Any],
+    *,
+    session: str | None = None,
+    seq: int | None = None,
+    msg_id: str | None = None,
+    ref: str | None = None,
+    ts: float | None = None,
+) -> str:
+    """Like :func:`encode` for a ``data`` dict the caller built to match the payload
+    model exactly (the relay's hot path skips pydantic; tests check both agree)."""
+    return json.dumps(
+        {
+            "v": PROTOCOL_VERSION,
+            "type": type_,
+            "id": msg_id or new_id(),
+            "session": session,
+            "seq": seq,
+            "ts": time.time() if ts is None else ts,
+            "ref": ref,
+            "data": data,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
 def encode(
     type_: str,
     payload: _Payload,
