@@ -174,3 +174,9 @@ def default_knowledge_dir() -> Path:
             return cand
     log.warning("no shipped knowledge base found in %s", [str(c) for c in candidates])
     return Path(__file__).resolve().parents[2] / "knowledge_base"
+
+
+def knowledge_root(configured: str | Path | None = None) -> Path:
+    """The folder the app reads articles from: the one the settings name
+    (``knowledge_dir``), else the knowledge base shipped with the app."""
+    return Path(configured) if configured else default_knowledge_dir()

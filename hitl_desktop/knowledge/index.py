@@ -25,7 +25,7 @@ from pathlib import Path
 from hitl_desktop.knowledge.articles import (
     KbArticle,
     article_files,
-    default_knowledge_dir,
+    knowledge_root,
     load_article,
     split_sections,
 )
@@ -621,5 +621,4 @@ def open_index(data_dir: Path, knowledge_dir: str | Path | None = None) -> Knowl
     """The host's index: the configured knowledge dir (else the shipped articles),
     kept in ``data_dir``. The co-pilot and the offline and compatible engines all
     open it here, so they agree on the file and rebuild it at most once."""
-    root = Path(knowledge_dir) if knowledge_dir else default_knowledge_dir()
-    return KnowledgeIndex.open(root, Path(data_dir) / INDEX_FILENAME)
+    return KnowledgeIndex.open(knowledge_root(knowledge_dir), Path(data_dir) / INDEX_FILENAME)

@@ -28,7 +28,7 @@ import openai
 from openai import AsyncOpenAI
 
 from hitl_desktop.config import Paths, Settings
-from hitl_desktop.knowledge.articles import KbArticle, default_knowledge_dir, load_articles
+from hitl_desktop.knowledge.articles import KbArticle, knowledge_root, load_articles
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +217,7 @@ class VectorStoreSync:
         self.client = client
         self.paths = paths
         self.settings = settings
-        self.knowledge_dir = (
-            knowledge_dir
-            or (Path(settings.knowledge_dir) if settings.knowledge_dir else None)
-            or default_knowledge_dir()
-        )
+        self.knowledge_dir = knowledge_dir or knowledge_root(settings.knowledge_dir)
         self.store_name = store_name
         self.poll_interval = poll_interval
         self.processing_timeout = processing_timeout
