@@ -694,7 +694,7 @@ class StreamTranslator:
         out.append(Completed(
             response_id=self._s.response_id or _str(sdk_get(response, "id")),
             text=self._joined_text(),
-            output_items=tuple(_input_items(items)),
+            output_items=tuple(output_to_input_items(items)),
             tool_calls=tuple(self._s.ready_calls),
             usage=usage,
         ))
@@ -786,13 +786,8 @@ def _public_call_item(item: dict[str, Any]) -> dict[str, Any]:
 def output_to_input_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Convert a response's output items (dicts) to input items for a stateless next request.
 
-    The same conversion as :attr:`Completed.output_items` (see there for the rules).
+    The conversion behind :attr:`Completed.output_items` (see there for the rules).
     """
-    return _input_items(items)
-
-
-def _input_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Convert a response's output items to input items for a stateless next request."""
     reasoning = [i for i in items if i.get("type") == "reasoning"]
     keep_ids = bool(reasoning) and all(i.get("encrypted_content") for i in reasoning)
     out: list[dict[str, Any]] = []
