@@ -882,9 +882,10 @@ def _make_provider(
 
             return OfflineProvider(index, tool_names=catalog.names,
                                    max_results=settings.max_search_results), None
+        # the resolved name, so "auto" does not look the API key up (keyring) a second time
         if name == "compatible" and index is not None:
-            return make_provider(paths, settings, override, knowledge_opener=lambda: index), None
-        return make_provider(paths, settings, override), None
+            return make_provider(paths, settings, name, knowledge_opener=lambda: index), None
+        return make_provider(paths, settings, name), None
     except ProviderError as exc:
         problem = exc
     except Exception as exc:  # a broken engine must not take the host down
