@@ -80,17 +80,25 @@ def _read_file(path: Path) -> str | None:
     return value or None
 
 
+def env_api_key() -> str | None:
+    """The key from ``OPENAI_API_KEY`` (no I/O: safe to call on the event loop)."""
+    return os.environ.get(ENV_VAR, "").strip() or None
+
+
+def stored_api_key(paths: Paths) -> str | None:
+    """The key from the keyring or the key file. May block (D-Bus, an unlock
+    prompt, disk): call it off the event loop."""
+    return _keyring_get() or _read_file(key_file(paths))
+
+
 def load_api_key(paths: Paths) -> str | None:
     """The configured key, or ``None`` (the caller then uses the offline assistant)."""
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        return env
-    return _keyring_get() or _read_file(key_file(paths))
+    return env_api_key() or stored_api_key(paths)
 
 
 def key_source(paths: Paths) -> str | None:
     """Where :func:`load_api_key` would find the key: ``env`` | ``keyring`` | ``file``."""
-    if os.environ.get(ENV_VAR, "").strip():
+    if env_api_key():
         return "env"
     if _keyring_get():
         return "keyring"

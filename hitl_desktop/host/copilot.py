@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
 from hitl_desktop.assistant.stream import Citation as StreamCitation
@@ -73,7 +73,7 @@ SNIPPET_CHARS = 400
 # tool.call.delta is a progress hint: at most one per call every this many seconds
 TOOL_DELTA_INTERVAL_S = 0.05
 CANCEL_GRACE_S = 5.0
-READINESS_TTL_S = 5.0  # how long a "no API key" answer is trusted before re-checking
+READINESS_TTL_S = 5.0  # how often a slow readiness source (keyring, key file) is re-read
 
 # ProviderError.code -> the protocol's ErrorCode for draft.failed
 _PROVIDER_CODES: dict[str, ErrorCode] = {
@@ -156,7 +156,7 @@ class HostCopilot:
         expiry_interval_s: float = 30.0,
         provider_problem: ProviderError | None = None,
         owned: list[Callable[[], Any]] | None = None,
-        readiness: Callable[[], str | None] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self.provider = provider
         self.store = store
@@ -169,7 +169,8 @@ class HostCopilot:
         self._problem = provider_problem
         # why the engine cannot work right now (e.g. no API key yet), re-checked lazily
         self._readiness = readiness
-        self._readiness_cache: tuple[float, str | None] = (-1e9, None)
+        self._readiness_read_at = time.monotonic()
+        self._readiness_refresh: asyncio.Task[None] | None = None
         self._owned = owned or []
         self._turns: dict[str, _Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -472,18 +473,19 @@ class HostCopilot:
                                state=state, message=message)
 
     def _not_ready(self) -> str | None:
+        """Why the engine cannot work now (None: it can). Asked on the event loop, so
+        the slow part of the check is re-read in a worker thread every few seconds;
+        the answer in between comes from what was last read."""
         if self._readiness is None:
             return None
-        checked_at, answer = self._readiness_cache
         now = time.monotonic()
-        if now - checked_at > READINESS_TTL_S:
-            try:
-                answer = self._readiness()
-            except Exception:
-                log.exception("checking the assistant engine's configuration failed")
-                answer = None
-            self._readiness_cache = (now, answer)
-        return answer
+        if now - self._readiness_read_at > READINESS_TTL_S and _in_loop() and (
+            self._readiness_refresh is None or self._readiness_refresh.done()
+        ):
+            self._readiness_read_at = now
+            self._readiness_refresh = self._spawn(
+                asyncio.to_thread(self._readiness.refresh), "readiness")
+        return self._readiness()
 
     # ----------------------------------------------------------- turns
 
@@ -805,6 +807,14 @@ class HostCopilot:
 # --------------------------------------------------------------------- helpers
 
 
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _awaiting(rec: ApprovalRecord) -> dict[str, Any]:
     """The function_call_output of a queued action: neither a success nor a failure
     (no ``ok`` key), so neither a model nor the offline engine reads it as an outcome."""
@@ -896,12 +906,40 @@ def _make_provider(
     return _Unavailable(name, settings.model if name != "offline" else None, problem), problem
 
 
-def _key_check(paths: Paths) -> Callable[[], str | None]:
-    """The OpenAI engine reads its key per turn; say up front when there is none."""
-    from hitl_desktop.assistant.openai_provider import NO_KEY_MESSAGE
-    from hitl_desktop.secrets import load_api_key
+class Readiness(Protocol):
+    """Why an engine cannot work right now (e.g. no API key yet), for the status."""
 
-    return lambda: None if load_api_key(paths) else NO_KEY_MESSAGE
+    def __call__(self) -> str | None:
+        """The answer; cheap (called on the event loop)."""
+
+    def refresh(self) -> None:
+        """Re-read what is slow to read; may block (called in a worker thread)."""
+
+
+class _KeyReadiness:
+    """The OpenAI engine reads its key per turn; say up front when there is none.
+
+    ``OPENAI_API_KEY`` is read on every call (no I/O). The keyring and the key
+    file may block (D-Bus, an unlock prompt, disk): they are read once here at
+    start-up and afterwards only by :meth:`refresh`, in a worker thread.
+    """
+
+    def __init__(self, paths: Paths) -> None:
+        from hitl_desktop.secrets import stored_api_key
+
+        self._paths = paths
+        self._stored = stored_api_key(paths) is not None
+
+    def __call__(self) -> str | None:
+        from hitl_desktop.assistant.openai_provider import NO_KEY_MESSAGE
+        from hitl_desktop.secrets import env_api_key
+
+        return None if self._stored or env_api_key() else NO_KEY_MESSAGE
+
+    def refresh(self) -> None:
+        from hitl_desktop.secrets import stored_api_key
+
+        self._stored = stored_api_key(self._paths) is not None
 
 
 def build_copilot(
@@ -928,11 +966,11 @@ def build_copilot(
     except Exception:
         log.exception("the knowledge base could not be indexed; articles are unavailable")
     problem: ProviderError | None = None
-    readiness: Callable[[], str | None] | None = None
+    readiness: Readiness | None = None
     if provider is None:
         provider, problem = _make_provider(paths, settings, provider_override, index, catalog)
         if provider.name == "openai":
-            readiness = _key_check(paths)
+            readiness = _KeyReadiness(paths)
     conversations = ConversationStore(paths.data_dir / CONVERSATIONS_FILE)
     copilot = HostCopilot(
         provider=provider, store=store, catalog=catalog, conversations=conversations,
@@ -941,7 +979,6 @@ def build_copilot(
         readiness=readiness,
     )
     log.info("co-pilot ready: engine %s (model %s)", provider.name, provider.model)
-    with contextlib.suppress(RuntimeError):  # no running loop: the caller starts it later
-        asyncio.get_running_loop()
+    if _in_loop():  # else the caller starts it once its loop runs
         copilot.start()
     return copilot

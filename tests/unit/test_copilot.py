@@ -23,6 +23,7 @@ from hitl_desktop.core.ports import OperationError
 from hitl_desktop.core.protocol import Payload, SessionSummary, host_type
 from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
+from hitl_desktop.secrets import store_api_key
 from tests.support.catalogs import write_policy
 from tests.support.fake_openai import Call, Cite, Hit, Reply, reply_events
 
@@ -228,6 +229,26 @@ async def test_regenerate_needs_a_conversation(tmp_path: Path, outbox: Recording
         with pytest.raises(OperationError) as err:
             await copilot.approve(SID, "apr_nope", "Dana", None)
         assert err.value.code == "not_found"
+    finally:
+        await copilot.aclose()
+
+
+async def test_a_key_stored_later_is_read_off_the_loop(
+    tmp_path: Path, outbox: RecordingOutbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status is asked on the event loop: the key file (or keyring) is re-read in a
+    worker thread, and the answer changes once that read is done."""
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    copilot = build_copilot(paths, Settings(provider="openai"), outbox)
+    try:
+        assert copilot.status().state == "unconfigured"
+        store_api_key(paths, "sk-stored-later")  # no keyring in tests: the 0600 file
+        monkeypatch.setattr("hitl_desktop.host.copilot.READINESS_TTL_S", 0.0)
+        assert copilot.status().state == "unconfigured"  # the last read still stands
+        refresh = copilot._readiness_refresh
+        assert refresh is not None
+        await refresh
+        assert copilot.status().state == "ready"
     finally:
         await copilot.aclose()
 
