@@ -540,9 +540,12 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def decode(
-    frame: str | bytes, registry: dict[str, MessageSpec]
+    frame: str | bytes, registry: dict[str, MessageSpec], *, strict: bool = False
 ) -> tuple[Envelope, _Payload, MessageSpec]:
-    """Parse and validate one frame against ``registry``; raise ProtocolError."""
+    """Parse and validate one frame against ``registry``; raise ProtocolError.
+
+    ``strict`` (used for client frames on the host) also refuses coercions in the
+    payload, e.g. ``"3"`` for an integer."""
     env = _envelope(_parse_json(frame))
     spec = registry.get(env.type)
     if spec is None:
@@ -550,14 +553,14 @@ def decode(
     if spec.session_required and env.session is None:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{env.type} needs a session", ref=env.id)
     try:
-        payload = spec.payload.model_validate(env.data)
+        payload = spec.payload.model_validate(env.data, strict=strict)
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc), ref=env.id) from None
     return env, payload, spec
 
 
 def decode_client(frame: str | bytes) -> tuple[Envelope, _Payload, MessageSpec]:
-    return decode(frame, CLIENT_MESSAGES)
+    return decode(frame, CLIENT_MESSAGES, strict=True)
 
 
 def decode_host(frame: str | bytes) -> tuple[Envelope, _Payload, MessageSpec]:
