@@ -294,7 +294,8 @@ class Relay:
         self.conns: set[Conn] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._data_version = relay_log.data_version()
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # sessions whose summary the desk should get
+        self._dirty_agents: set[str] = set()  # ... the desk and the session's agents
         self._flush_handle: asyncio.TimerHandle | None = None
         self.server: Server | None = None
         factory = copilot_factory or (lambda _outbox: NullCopilot())
@@ -457,8 +458,10 @@ class Relay:
         if HOST_MESSAGES[t].durable:
             seq, frame = self.log.append(st.row, payload, ref=ref, type_=t)
             self._fanout(st, t, frame)
-            if t in ("chat.message", "approval.created", "approval.updated", "session.closed"):
+            if t in ("approval.created", "approval.updated", "session.closed"):
                 self._notify_summary(st)
+            elif t == "chat.message":
+                self._notify_summary(st, agents=False)
             return seq
         self._fanout(st, t, encode(t, payload, session=session_id, ref=ref))
         return 0
@@ -485,10 +488,18 @@ class Relay:
                 if conn is not skip:
                     conn.push(frame)
 
-    def _notify_summary(self, st: SessionState) -> None:
+    def _notify_summary(self, st: SessionState, *, agents: bool = True) -> None:
         """Queue an inbox update for this session. Updates are coalesced (at most one per
-        session every ``summary_delay`` s), so a busy chat does not double the traffic."""
-        self._dirty.add(st.row.session_id)
+        session every ``summary_delay`` s), so a busy chat does not double the traffic.
+        ``agents=False`` (new chat lines, which the session's agents see anyway) updates
+        the desk only."""
+        sid = st.row.session_id
+        if agents:
+            self._dirty_agents.add(sid)
+        elif self.desk:
+            self._dirty.add(sid)
+        else:
+            return
         if self._flush_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -499,17 +510,20 @@ class Relay:
 
     def _flush_summaries(self) -> None:
         self._flush_handle = None
-        dirty, self._dirty = self._dirty, set()
-        for sid in dirty:
-            st = self.sessions.get(sid)
-            if st is None or (not self.desk and not st.agents):
-                continue
-            frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
-                           session=sid)
-            for conn in self.desk:
-                conn.push(frame)
-            for conn in st.agents:
-                conn.push(frame)
+        with_agents, self._dirty_agents = self._dirty_agents, set()
+        desk_only, self._dirty = self._dirty - with_agents, set()
+        for sids, agents_too in ((with_agents, True), (desk_only, False)):
+            for sid in sids:
+                st = self.sessions.get(sid)
+                if st is None or (not self.desk and not (agents_too and st.agents)):
+                    continue
+                frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
+                               session=sid)
+                for conn in self.desk:
+                    conn.push(frame)
+                if agents_too:
+                    for conn in st.agents:
+                        conn.push(frame)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -760,7 +774,7 @@ class Relay:
             text=send.text, draft_id=None if is_customer else send.draft_id, ref=env.id,
         )
         self._fanout(st, "chat.message", frame)
-        self._notify_summary(st)
+        self._notify_summary(st, agents=False)
         if is_customer:
             await self.copilot.on_customer_message(st.row.session_id, message_id, send.text)
         else:
