@@ -126,6 +126,19 @@ def function_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, An
             "arguments": json.dumps(args)}
 
 
+def decided(
+    question: str, name: str, args: dict[str, Any], call_id: str, note: str
+) -> list[dict[str, Any]]:
+    """A conversation past an approval: the customer asked, the action was queued, the
+    representative said so, and the co-pilot's developer note tells the outcome."""
+    return [
+        {"role": "user", "content": question},
+        *queued(name, args, call_id),
+        {"role": "assistant", "content": "I'm looking into it."},
+        {"role": "developer", "content": note},
+    ]
+
+
 def queued(name: str, args: dict[str, Any], call_id: str) -> list[dict[str, Any]]:
     """A call the co-pilot turned into an approval request, with what the model is told."""
     return [function_call(name, args, call_id), awaiting(call_id)]
@@ -368,18 +381,14 @@ async def test_cancel_flow_awaiting_then_approved(
 
 
 async def test_rejection_draft_explains(provider: OfflineProvider, catalog: ToolCatalog) -> None:
-    items: list[dict[str, Any]] = [
-        {"role": "user", "content": "please reset my password"},
-        *queued("reset_password", {"user_id": CUSTOMER}, "c1"),
-        {"role": "assistant", "content": "I'm looking into it."},
-        {
-            "role": "developer",
-            "content": "The representative bob rejected the action reset_password (approval "
-            "APR-1, call c1); it was NOT executed. Reason: we could not verify your identity. "
-            "Draft a reply to the customer accordingly; do not propose the same action again "
-            "unless the customer gives new information.",
-        },
-    ]
+    items = decided(
+        "please reset my password",
+        "reset_password", {"user_id": CUSTOMER}, "c1",
+        "The representative bob rejected the action reset_password (approval "
+        "APR-1, call c1); it was NOT executed. Reason: we could not verify your identity. "
+        "Draft a reply to the customer accordingly; do not propose the same action again "
+        "unless the customer gives new information.",
+    )
     resp = await run(provider, items, catalog)
     assert resp.call is None
     assert "could not verify your identity" in resp.text
@@ -389,18 +398,14 @@ async def test_rejection_draft_explains(provider: OfflineProvider, catalog: Tool
 async def test_failed_action_relays_the_database_error(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:
-    items: list[dict[str, Any]] = [
-        {"role": "user", "content": "cancel ORD1002 please"},
-        *queued("cancel_order", {"order_id": "ORD1002"}, "c9"),
-        {"role": "assistant", "content": "I'm looking into it."},
-        {
-            "role": "developer",
-            "content": "The representative bob approved the action cancel_order (approval "
-            'APR-2, call c9) with arguments {"order_id":"ORD1002"}. It was attempted and '
-            'FAILED: {"ok":false,"error":"order ORD1002 has shipped and can no longer be '
-            'cancelled"} Draft a reply telling the customer the actual outcome.',
-        },
-    ]
+    items = decided(
+        "cancel ORD1002 please",
+        "cancel_order", {"order_id": "ORD1002"}, "c9",
+        "The representative bob approved the action cancel_order (approval "
+        'APR-2, call c9) with arguments {"order_id":"ORD1002"}. It was attempted and '
+        'FAILED: {"ok":false,"error":"order ORD1002 has shipped and can no longer be '
+        'cancelled"} Draft a reply telling the customer the actual outcome.',
+    )
     resp = await run(provider, items, catalog)
     assert "has shipped and can no longer be cancelled" in resp.text
     assert resp.citations
@@ -409,16 +414,12 @@ async def test_failed_action_relays_the_database_error(
 async def test_expired_approval_is_not_claimed_done(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:
-    items: list[dict[str, Any]] = [
-        {"role": "user", "content": "can I get a $15 voucher? my order was late"},
-        *queued("issue_voucher", {"user_id": CUSTOMER, "amount": 15, "reason": "late"}, "c3"),
-        {"role": "assistant", "content": "I'm looking into it."},
-        {
-            "role": "developer",
-            "content": "The proposed action issue_voucher (approval APR-3) "
-            "expired without a decision by the representative. It was NOT executed.",
-        },
-    ]
+    items = decided(
+        "can I get a $15 voucher? my order was late",
+        "issue_voucher", {"user_id": CUSTOMER, "amount": 15, "reason": "late"}, "c3",
+        "The proposed action issue_voucher (approval APR-3) "
+        "expired without a decision by the representative. It was NOT executed.",
+    )
     resp = await run(provider, items, catalog)
     assert resp.call is None
     assert "$15.00 voucher" in resp.text and "submit it again" in resp.text
