@@ -739,38 +739,18 @@ def _units(text: str) -> list[tuple[str, int]]:
     return out
 
 
+# words too common to say what a sentence is about (built once: _terms runs per sentence)
+_TERM_STOP: frozenset[str] = frozenset({
+    "the", "a", "an", "and", "or", "to", "of", "for", "you", "your", "is", "it", "in", "on",
+    "my", "i", "we", "can", "be", "with", "do", "how", "what", "our", "us", "me",
+})
+
+
 def _terms(text: str) -> set[str]:
+    """Content words of ``text``, cut to 5 letters (a cheap stem: refund/refunds/refunded)."""
     low = text.lower().replace("how much", "cost price")
     words = re.findall(r"[a-z0-9$]+", low)
-    stop = {
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "to",
-        "of",
-        "for",
-        "you",
-        "your",
-        "is",
-        "it",
-        "in",
-        "on",
-        "my",
-        "i",
-        "we",
-        "can",
-        "be",
-        "with",
-        "do",
-        "how",
-        "what",
-        "our",
-        "us",
-        "me",
-    }
-    return {w[:5] for w in words if w not in stop and len(w) > 1}
+    return {w[:5] for w in words if w not in _TERM_STOP and len(w) > 1}
 
 
 _HOW_RE = re.compile(r"\bhow (?:do|can|could|would|should) (?:i|we)\b|\bhow to\b|\bsteps?\b")
