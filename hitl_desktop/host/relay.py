@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class RelayConfig:
     hello_timeout: float = 10.0
     heartbeat_s: float = 20.0
     ping_timeout: float = 20.0
+    close_timeout: float = 5.0  # a peer that ignores our close frame is cut off after this
     max_frame: int = MAX_FRAME_BYTES
     rate: float = 20.0  # sustained client frames per second
     burst: float = 60.0  # frames allowed at once
@@ -129,6 +131,7 @@ class Conn:
         "closed",
         "errors",
         "idle",
+        "limit",
         "name",
         "out",
         "rate_drops",
@@ -162,6 +165,9 @@ class Conn:
         self.rate_drops = 0
         self.writer: asyncio.Task[None] | None = None
         self.idle = False  # the writer waits for work (nothing queued, no send in flight)
+        # queue length at which the client counts as too slow; raised while the resume
+        # replay (the host's own doing) drains, back to max_queue once the queue is empty
+        self.limit = cfg.max_queue
 
     @property
     def is_desk(self) -> bool:
@@ -174,7 +180,7 @@ class Conn:
     def push(self, frame: str) -> None:
         if self.closed:
             return
-        if len(self.out) >= self.relay.config.max_queue:
+        if len(self.out) >= self.limit:
             log.warning("client %s fell %d frames behind: disconnecting", self.token.token_id,
                         len(self.out))
             self.closed = True  # push() ignores it from now on
@@ -252,6 +258,7 @@ class Conn:
                         continue
                     await ws.send(cast(str, item))
                 wake.clear()
+                self.limit = self.relay.config.max_queue
                 self.idle = True
                 await wake.wait()
                 self.idle = False
@@ -319,7 +326,7 @@ class Relay:
             ping_interval=cfg.heartbeat_s,
             ping_timeout=cfg.ping_timeout,
             open_timeout=10,
-            close_timeout=5,
+            close_timeout=cfg.close_timeout,
             server_header=f"hitl-desktop/{__version__}",
         )
         self._spawn(self._poll_other_writers())
@@ -435,6 +442,22 @@ class Relay:
             customer_link=self.link_builder(TokenKind.CUSTOMER_SESSION, customer),
             agent_link=self.link_builder(TokenKind.AGENT_SESSION, agent),
         )
+
+    def revoke(self, token_or_id: str) -> int:
+        """Revoke a token and close its live connections with 4010 (do not reconnect).
+        A lobby link's revocation also ends the customers who joined through it only if
+        their personal tokens are revoked too (they are separate tokens). Returns the
+        number of connections closed."""
+        token_id = token_or_id.partition(".")[0]
+        self.tokens.revoke(token_id)
+        closed = 0
+        for conn in list(self.conns):
+            if conn.token.token_id == token_id:
+                conn.push(error_frame(ErrorCode.AUTH_FAILED, "this link was revoked"))
+                conn.close_after_queue(CloseCode.REVOKED, "revoked")
+                closed += 1
+        log.info("token %s revoked (%d connections closed)", token_id, closed)
+        return closed
 
     def _visible_summaries(self, conn: Conn) -> list[SessionSummary]:
         if conn.session_id is not None:
@@ -634,6 +657,7 @@ class Relay:
         ]
         for target in targets:
             self._replay(conn, target, max(0, hello.resume.get(target.row.session_id, 0)))
+
         self._attach(conn, st)
         log.info("%s %s connected from %s (token %s, session %s)", conn.role.value,
                  conn.scope.value, _peer(ws), record.token_id, conn.session_id or "-")
@@ -658,9 +682,11 @@ class Relay:
     def _replay(self, conn: Conn, st: SessionState, after: int) -> None:
         if after >= st.row.last_seq:
             return
+        conn.limit = sys.maxsize  # a replay never counts as the client being slow
         for type_, frame in self.log.typed_frames_after(st.row.session_id, after):
             if conn.sees_agent_only or type_ not in AGENT_ONLY_TYPES:
                 conn.push(frame)
+        conn.limit = self.config.max_queue + len(conn.out)
 
     def _send_drafts_in_progress(self, conn: Conn, targets: Iterable[SessionState]) -> None:
         for st in targets:

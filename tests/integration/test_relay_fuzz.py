@@ -256,3 +256,19 @@ async def test_a_reader_that_never_reads_is_dropped_not_waited_for(tmp_path: Pat
         assert len(host.relay.sessions[s.session_id].agents) == 1
         assert len(host.relay.conns) == 2
         stuck.transport.abort()
+
+
+async def test_a_long_replay_is_not_mistaken_for_a_slow_reader(tmp_path: Path) -> None:
+    cfg = RelayConfig(max_queue=50, rate=1e6, burst=1e6)
+    async with running_host(tmp_path, config=cfg) as host:
+        s = host.create_session()
+        cust = await Client.connect(host.url, token_of(s.customer_link))
+        for i in range(120):
+            await cust.send("chat.send", {"text": f"m{i}"}, session=s.session_id)
+            await cust.expect("chat.message", text=f"m{i}")
+        desk = await Client.connect(host.url, token_of(host.desk_link))
+        frames = [m for m in await desk.drain(0.3) if m["session"] == s.session_id
+                  and m["seq"] is not None]
+        assert [m["seq"] for m in frames] == list(range(1, 122))
+        await cust.send("chat.send", {"text": "live"}, session=s.session_id)
+        assert (await desk.expect("chat.message"))["data"]["text"] == "live"
