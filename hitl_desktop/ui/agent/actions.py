@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -30,7 +30,9 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.client.workspace import Approval, Workspace
 from hitl_desktop.ui.agent.conversation import call_signature
-from hitl_desktop.ui.agent.schema_form import SchemaForm, humanize
+
+if TYPE_CHECKING:
+    from hitl_desktop.ui.agent.schema_form import SchemaForm
 
 STATE_LABEL = {
     "pending": "Pending",
@@ -49,6 +51,9 @@ class ApprovalCard(QFrame):
     reject_confirmed = Signal(str, str)  # approval_id, reason
 
     def __init__(self, approval: Approval, parent: QWidget | None = None) -> None:
+        # the form builder loads with the first action, not with the window
+        from hitl_desktop.ui.agent.schema_form import SchemaForm, humanize
+
         super().__init__(parent)
         self.approval = approval
         self.setObjectName("approvalCard")
@@ -70,7 +75,7 @@ class ApprovalCard(QFrame):
             desc.setWordWrap(True)
             desc.setObjectName("mutedLabel")
             lay.addWidget(desc)
-        self.form = SchemaForm(approval.schema, approval.arguments, self)
+        self.form: SchemaForm = SchemaForm(approval.schema, approval.arguments, self)
         self.form.setObjectName("approvalForm")
         lay.addWidget(self.form)
 

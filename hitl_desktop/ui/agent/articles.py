@@ -1,7 +1,7 @@
-"""Relevant articles (ranked, with scores and snippets) and the article viewer.
+"""Relevant articles: a ranked list with scores and snippets.
 
-The viewer renders the article's Markdown and highlights the passage the draft
-relied on, so the representative can check a claim in one glance.
+Choosing one opens it in the article viewer (``viewer.py``), which highlights the
+passage the draft relied on, so the representative can check a claim in one glance.
 """
 
 from __future__ import annotations
@@ -11,26 +11,15 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from PySide6 import QtGui, QtWidgets
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import (
-    QAbstractTextDocumentLayout,
-    QColor,
-    QPainter,
-    QPalette,
-    QTextCharFormat,
-    QTextCursor,
-    QTextDocument,
-)
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
-    QStyle,
     QStyledItemDelegate,
-    QStyleOptionViewItem,
-    QTextBrowser,
-    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -39,6 +28,9 @@ from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.ui.agent.style import is_dark
 
 if TYPE_CHECKING:
+    from PySide6.QtGui import QPainter, QTextDocument
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
     from hitl_desktop.core import protocol as p
 
 log = logging.getLogger(__name__)
@@ -78,7 +70,9 @@ class ArticleDelegate(QStyledItemDelegate):
 
     def _doc(self, option: QStyleOptionViewItem,
              index: QModelIndex | QPersistentModelIndex, width: int) -> QTextDocument:
-        doc = QTextDocument()
+        # QtGui.X / QtWidgets.X on use: PySide builds a class (and all its enums) the
+        # first time Python names it, and these are only needed once rows are painted
+        doc = QtGui.QTextDocument()
         doc.setDefaultFont(option.font)
         doc.setHtml(str(index.data(ROLE_HTML) or ""))
         doc.setTextWidth(max(80, width - 2 * self.PAD))
@@ -95,21 +89,21 @@ class ArticleDelegate(QStyledItemDelegate):
         painter.save()
         rect = option.rect
         pal = option.palette
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        selected = bool(option.state & QtWidgets.QStyle.StateFlag.State_Selected)
         if selected:
             painter.fillRect(rect, pal.color(QPalette.ColorRole.Highlight).lighter(170)
                              if pal.color(QPalette.ColorRole.Base).lightness() > 128
                              else pal.color(QPalette.ColorRole.Highlight).darker(150))
-        elif option.state & QStyle.StateFlag.State_MouseOver:
+        elif option.state & QtWidgets.QStyle.StateFlag.State_MouseOver:
             painter.fillRect(rect, pal.color(QPalette.ColorRole.AlternateBase))
         doc = self._doc(option, index, rect.width())
         painter.translate(rect.left() + self.PAD, rect.top() + self.PAD)
-        ctx = QAbstractTextDocumentLayout.PaintContext()
+        ctx = QtGui.QAbstractTextDocumentLayout.PaintContext()
         ctx.palette.setColor(QPalette.ColorRole.Text, pal.color(QPalette.ColorRole.Text))
         doc.documentLayout().draw(painter, ctx)
         painter.restore()
         painter.save()
-        line = QColor(pal.color(QPalette.ColorRole.Text))
+        line = QtGui.QColor(pal.color(QPalette.ColorRole.Text))
         line.setAlpha(30)
         painter.setPen(line)
         painter.drawLine(rect.bottomLeft(), rect.bottomRight())
@@ -179,109 +173,3 @@ class ArticlesPanel(QWidget):
     def _choose(self, item: QListWidgetItem) -> None:
         art: p.Article = item.data(ROLE_ARTICLE)
         self.article_chosen.emit(art.article_id, art.snippet)
-
-
-class ArticleViewer(QWidget):
-    """Rendered Markdown of one article with the cited passage highlighted."""
-
-    def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.workspace = workspace
-        self.article_id: str | None = None
-        self.passage = ""
-        self.highlighted = ""
-        self.title = QLabel("No article open", self)
-        self.title.setObjectName("viewerTitle")
-        self.title.setWordWrap(True)
-        self.browser = QTextBrowser(self)
-        self.browser.setObjectName("articleBrowser")
-        self.browser.setOpenExternalLinks(False)
-        self.browser.setAccessibleName("Article")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 8)
-        lay.addWidget(self.title)
-        lay.addWidget(self.browser, 1)
-        self.setFocusProxy(self.browser)
-        workspace.article_loaded.connect(self._on_loaded)
-
-    def open_article(self, article_id: str, passage: str = "") -> None:
-        """Ask the host for the article; it renders when ``article.content`` arrives."""
-        self.article_id = article_id
-        self.passage = passage
-        self.title.setText(f"Loading {html.escape(article_id)}…")
-        self.workspace.request_article(article_id)
-
-    def _on_loaded(self, content: p.ArticleContent) -> None:
-        if content.article_id != self.article_id:
-            return  # someone else's request (e.g. the KB browser)
-        self.show_content(content, self.passage)
-
-    def show_content(self, content: p.ArticleContent, passage: str = "") -> None:
-        self.article_id = content.article_id
-        kind = "FAQ" if content.kind == "faq" else "Knowledge base"
-        self.title.setText(f"<b>{html.escape(content.title)}</b>"
-                           f"<br><span style='color:gray'>{kind} · {content.article_id}</span>")
-        self.browser.document().setMarkdown(content.markdown)
-        self.highlighted = self.highlight(passage) if passage else ""
-
-    def highlight(self, passage: str) -> str:
-        """Highlight the best match of ``passage`` in the document; return what matched."""
-        doc = self.browser.document()
-        found = QTextCursor()
-        matched = ""
-        for candidate in _candidates(passage):
-            cur = doc.find(candidate, 0)
-            if not cur.isNull():
-                found, matched = cur, candidate
-                break
-        if found.isNull():
-            self.browser.setExtraSelections([])
-            return ""
-        # extend to the whole block (paragraph) for a readable highlight
-        block_cur = QTextCursor(found)
-        block_cur.setPosition(found.selectionStart())
-        block_cur.movePosition(QTextCursor.MoveOperation.StartOfBlock)
-        end = QTextCursor(found)
-        end.setPosition(found.selectionEnd())
-        end.movePosition(QTextCursor.MoveOperation.EndOfBlock)
-        block_cur.setPosition(end.position(), QTextCursor.MoveMode.KeepAnchor)
-        fmt = QTextCharFormat()
-        dark = is_dark()
-        fmt.setBackground(QColor("#6b5a12" if dark else "#fff1a8"))
-        sel = QTextEdit.ExtraSelection()
-        sel.cursor = block_cur
-        sel.format = fmt
-        self.browser.setExtraSelections([sel])
-        view_cur = QTextCursor(found)
-        view_cur.clearSelection()
-        self.browser.setTextCursor(view_cur)
-        self.browser.ensureCursorVisible()
-        return matched
-
-    def highlighted_text(self) -> str:
-        sels = self.browser.extraSelections()
-        return sels[0].cursor.selectedText() if sels else ""
-
-
-def _candidates(passage: str) -> list[str]:
-    """Pieces of a snippet to look for, longest first: Markdown is rendered, so the
-    raw snippet rarely matches verbatim."""
-    text = re.sub(r"[*_`#>\[\]]", "", passage)
-    text = re.sub(r"\(https?://[^)]*\)", "", text)
-    text = re.sub(r"\s+", " ", text).strip().strip("…").strip()
-    out: list[str] = []
-    if text:
-        out.append(text)
-    for sentence in re.split(r"(?<=[.!?])\s+|\s*[-•]\s+|\s*\|\s*", text):
-        s = sentence.strip().strip("…").strip()
-        if len(s) >= 12 and s not in out:
-            out.append(s)
-    words = text.split()
-    for size in (8, 5):
-        for i in range(0, max(0, len(words) - size + 1), size):
-            chunk = " ".join(words[i:i + size])
-            if len(chunk) >= 12 and chunk not in out:
-                out.append(chunk)
-    return [c for c in out if c] or ([passage] if passage else [])
-
-

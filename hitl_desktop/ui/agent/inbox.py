@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
+from PySide6 import QtWidgets
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
-    QStyle,
     QStyledItemDelegate,
-    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from hitl_desktop.client.workspace import SessionView, Workspace
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QStyleOptionViewItem
 
 ROLE_ID = Qt.ItemDataRole.UserRole + 1
 ROLE_VIEW = Qt.ItemDataRole.UserRole + 2
@@ -53,10 +56,13 @@ class SessionDelegate(QStyledItemDelegate):
         rect: QRect = option.rect
         pal: QPalette = option.palette
         state = option.state
-        selected = bool(state & QStyle.StateFlag.State_Selected)
+        # QtWidgets.QStyle on use: PySide builds QStyle's many enums the first time
+        # Python names it, and rows are only painted once there are sessions
+        flag = QtWidgets.QStyle.StateFlag
+        selected = bool(state & flag.State_Selected)
         if selected:
             painter.fillRect(rect, pal.color(QPalette.ColorRole.Highlight))
-        elif state & QStyle.StateFlag.State_MouseOver:
+        elif state & flag.State_MouseOver:
             painter.fillRect(rect, pal.color(QPalette.ColorRole.AlternateBase))
         text_color = pal.color(QPalette.ColorRole.HighlightedText if selected
                                else QPalette.ColorRole.Text)

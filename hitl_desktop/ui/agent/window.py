@@ -9,6 +9,7 @@ turn clicks and shortcuts into its intents.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,9 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Workspace
-from hitl_desktop.config import resolve_paths
 from hitl_desktop.ui.agent.actions import ActionQueue
-from hitl_desktop.ui.agent.articles import ArticlesPanel, ArticleViewer
+from hitl_desktop.ui.agent.articles import ArticlesPanel
 from hitl_desktop.ui.agent.conversation import ConversationPanel
 from hitl_desktop.ui.agent.customer import CustomerPanel
 from hitl_desktop.ui.agent.inbox import InboxPanel
@@ -36,6 +36,7 @@ from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 
 if TYPE_CHECKING:
     from hitl_desktop.core import protocol as p
+    from hitl_desktop.ui.agent.viewer import ArticleViewer
     from hitl_desktop.ui.kb_browser import KbBrowser
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,11 @@ CONNECTION_TEXT = {
 
 def layout_settings(config_dir: Path | None = None) -> QSettings:
     """The INI file holding the window layout (in HITL_CONFIG_DIR unless given)."""
-    base = config_dir or resolve_paths().config_dir
+    if config_dir is None:
+        from hitl_desktop.config import resolve_paths  # json + platformdirs: only if needed
+
+        config_dir = resolve_paths().config_dir
+    base = config_dir
     base.mkdir(parents=True, exist_ok=True)
     return QSettings(str(base / "agent-window.ini"), QSettings.Format.IniFormat)
 
@@ -85,7 +90,7 @@ class AgentWindow(QMainWindow):
         self.conversation = ConversationPanel(workspace)
         self.suggestion_editor = SuggestionEditor(workspace)
         self.articles = ArticlesPanel(workspace)
-        self.article_viewer = ArticleViewer(workspace)
+        self._article_viewer: ArticleViewer | None = None
         self.action_queue = ActionQueue(workspace)
         self.customer = CustomerPanel(workspace)
         self.kb_browser: KbBrowser | None = None
@@ -95,7 +100,7 @@ class AgentWindow(QMainWindow):
         self._add_dock("conversation", "Conversation", self.conversation)
         self._add_dock("suggestion", "Suggested reply", self.suggestion_editor)
         self._add_dock("articles", "Relevant articles", self.articles)
-        self._add_dock("viewer", "Article", self.article_viewer)
+        self._add_lazy_dock("viewer", "Article", lambda: self.article_viewer)
         self._add_dock("actions", "Action queue", self.action_queue)
         self._add_dock("customer", "Customer", self.customer)
         self._add_kb_dock()
@@ -137,6 +142,34 @@ class AgentWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.docks[key] = dock
         return dock
+
+    def _add_lazy_dock(self, key: str, title: str, build: Callable[[], object]) -> QDockWidget:
+        """A dock whose panel is built the first time the dock is shown: the ones that
+        start tabbed behind another cost start-up time for nothing."""
+        holder = QWidget()
+        holder.setObjectName(f"{key}Holder")
+        QVBoxLayout(holder).setContentsMargins(0, 0, 0, 0)
+        dock = self._add_dock(key, title, holder)
+        dock.visibilityChanged.connect(lambda visible: build() if visible else None)
+        return dock
+
+    def _place_in_holder(self, key: str, widget: QWidget) -> None:
+        holder = self.docks[key].widget()
+        layout = holder.layout()
+        if layout is not None:
+            layout.addWidget(widget)
+        holder.setFocusProxy(widget)
+
+    @property
+    def article_viewer(self) -> ArticleViewer:
+        """The article viewer, built on first use (its dock starts behind "Relevant
+        articles"; the viewer module and its text classes load then)."""
+        if self._article_viewer is None:
+            from hitl_desktop.ui.agent.viewer import ArticleViewer
+
+            self._article_viewer = ArticleViewer(self.workspace)
+            self._place_in_holder("viewer", self._article_viewer)
+        return self._article_viewer
 
     def _add_kb_dock(self) -> None:
         """The shared KB browser, fed through the workspace. Built the first time the
