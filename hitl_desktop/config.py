@@ -99,3 +99,10 @@ class Settings:
         tmp = paths.settings_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2), "utf-8")
         tmp.replace(paths.settings_file)
+
+
+def mdns_interfaces() -> list[str] | None:
+    """Interfaces LAN discovery may use: ``HITL_MDNS_INTERFACES`` (comma-separated
+    addresses), else all. Tests pin it to 127.0.0.1 so no multicast leaves the machine."""
+    raw = os.environ.get("HITL_MDNS_INTERFACES", "").strip()
+    return [part.strip() for part in raw.split(",") if part.strip()] or None

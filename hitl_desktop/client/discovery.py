@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from hitl_desktop.config import mdns_interfaces
 from hitl_desktop.core.links import InvalidLink, InviteLink, LinkRole
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class HostBrowser(QObject):
             from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
             self._zc = AsyncZeroconf(
-                interfaces=self.interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only
+                interfaces=self.interfaces or mdns_interfaces() or InterfaceChoice.All,
+                ip_version=IPVersion.V4Only,
             )
             self._browser = AsyncServiceBrowser(
                 self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change]

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from hitl_desktop import __version__
+from hitl_desktop.config import mdns_interfaces
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ class HostAdvertiser:
                 addresses=packed,
             )
             self._zc = AsyncZeroconf(
-                interfaces=self.interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only
+                interfaces=self.interfaces or mdns_interfaces() or InterfaceChoice.All,
+                ip_version=IPVersion.V4Only,
             )
             # returns the announcement task (three broadcasts): keep it, await it on close
             self._announce = await self._zc.async_register_service(
