@@ -549,7 +549,9 @@ def decode(
     env = _envelope(_parse_json(frame))
     spec = registry.get(env.type)
     if spec is None:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {env.type!r}", ref=env.id)
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE, f"unknown message type {env.type!r}", ref=env.id
+        )
     if spec.session_required and env.session is None:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{env.type} needs a session", ref=env.id)
     try:
