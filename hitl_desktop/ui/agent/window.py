@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -26,16 +26,16 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Workspace
-from hitl_desktop.ui.agent.actions import ActionQueue
-from hitl_desktop.ui.agent.articles import ArticlesPanel
-from hitl_desktop.ui.agent.conversation import ConversationPanel
-from hitl_desktop.ui.agent.customer import CustomerPanel
 from hitl_desktop.ui.agent.inbox import InboxPanel
 from hitl_desktop.ui.agent.style import agent_style, is_dark
-from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 
 if TYPE_CHECKING:
     from hitl_desktop.core import protocol as p
+    from hitl_desktop.ui.agent.actions import ActionQueue
+    from hitl_desktop.ui.agent.articles import ArticlesPanel
+    from hitl_desktop.ui.agent.conversation import ConversationPanel
+    from hitl_desktop.ui.agent.customer import CustomerPanel
+    from hitl_desktop.ui.agent.suggestion import SuggestionEditor
     from hitl_desktop.ui.agent.viewer import ArticleViewer
     from hitl_desktop.ui.kb_browser import KbBrowser
 
@@ -52,6 +52,16 @@ CONNECTION_TEXT = {
     "closed": "○ Disconnected",
     "failed": "✕ Cannot connect",
     "revoked": "✕ Access revoked",
+}
+# Panels that render one conversation, with what their dock says until there is one.
+# They are built (and their modules loaded) when the first conversation is chosen,
+# a panel is focused, or code asks for one: an empty workspace starts faster.
+SESSION_PANELS = {
+    "conversation": "No conversation selected.",
+    "suggestion": "The assistant's suggested reply appears here.",
+    "articles": "Articles the assistant relies on appear here.",
+    "actions": "Nothing waiting for approval.",
+    "customer": "The customer's profile and orders appear here.",
 }
 
 
@@ -87,22 +97,18 @@ class AgentWindow(QMainWindow):
         self.setStyleSheet(agent_style(self))
 
         self.inbox = InboxPanel(workspace)
-        self.conversation = ConversationPanel(workspace)
-        self.suggestion_editor = SuggestionEditor(workspace)
-        self.articles = ArticlesPanel(workspace)
+        self._panels: dict[str, QWidget] = {}
         self._article_viewer: ArticleViewer | None = None
-        self.action_queue = ActionQueue(workspace)
-        self.customer = CustomerPanel(workspace)
         self.kb_browser: KbBrowser | None = None
 
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("inbox", "Inbox", self.inbox)
-        self._add_dock("conversation", "Conversation", self.conversation)
-        self._add_dock("suggestion", "Suggested reply", self.suggestion_editor)
-        self._add_dock("articles", "Relevant articles", self.articles)
+        self._add_dock("conversation", "Conversation", self._placeholder("conversation"))
+        self._add_dock("suggestion", "Suggested reply", self._placeholder("suggestion"))
+        self._add_dock("articles", "Relevant articles", self._placeholder("articles"))
         self._add_lazy_dock("viewer", "Article", lambda: self.article_viewer)
-        self._add_dock("actions", "Action queue", self.action_queue)
-        self._add_dock("customer", "Customer", self.customer)
+        self._add_dock("actions", "Action queue", self._placeholder("actions"))
+        self._add_dock("customer", "Customer", self._placeholder("customer"))
         self._add_kb_dock()
         self._default_layout()
 
@@ -110,9 +116,8 @@ class AgentWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
 
-        self.articles.article_chosen.connect(self.open_article)
-        self.suggestion_editor.article_requested.connect(self.open_article)
         self._close_armed: str | None = None
+        workspace.current_session_changed.connect(self._build_session_panels)
         workspace.current_session_changed.connect(self._on_session)
         workspace.session_updated.connect(self._on_session_updated)
         workspace.approvals_changed.connect(self._on_approvals)
@@ -128,7 +133,83 @@ class AgentWindow(QMainWindow):
         self._on_connection(workspace.connection_state)
         if workspace.assistant_status is not None:
             self._on_assistant(workspace.assistant_status)
+        self._build_session_panels(workspace.current_session_id or "")
         self._on_session(workspace.current_session_id or "")
+
+    # ------------------------------------------------------------------ panels
+
+    def _placeholder(self, key: str) -> QWidget:
+        label = QLabel(SESSION_PANELS[key])
+        label.setObjectName("emptyLabel")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setWordWrap(True)
+        return label
+
+    def _build_session_panels(self, session_id: str) -> None:
+        if session_id and len(self._panels) < len(SESSION_PANELS):
+            for key in SESSION_PANELS:
+                self._session_panel(key)
+
+    def _session_panel(self, key: str) -> QWidget:
+        """The panel for ``key``, built (and docked in place of its empty-state label)
+        on first use."""
+        panel = self._panels.get(key)
+        if panel is not None:
+            return panel
+        ws = self.workspace
+        if key == "conversation":
+            from hitl_desktop.ui.agent.conversation import ConversationPanel
+
+            panel = ConversationPanel(ws)
+        elif key == "suggestion":
+            from hitl_desktop.ui.agent.suggestion import SuggestionEditor
+
+            editor = SuggestionEditor(ws)
+            editor.article_requested.connect(self.open_article)
+            panel = editor
+        elif key == "articles":
+            from hitl_desktop.ui.agent.articles import ArticlesPanel
+
+            articles = ArticlesPanel(ws)
+            articles.article_chosen.connect(self.open_article)
+            panel = articles
+        elif key == "actions":
+            from hitl_desktop.ui.agent.actions import ActionQueue
+
+            panel = ActionQueue(ws)
+        elif key == "customer":
+            from hitl_desktop.ui.agent.customer import CustomerPanel
+
+            panel = CustomerPanel(ws)
+        else:
+            raise KeyError(key)
+        self._panels[key] = panel
+        dock = self.docks[key]
+        old = dock.widget()
+        dock.setWidget(panel)
+        if old is not None:
+            old.deleteLater()
+        return panel
+
+    @property
+    def conversation(self) -> ConversationPanel:
+        return cast("ConversationPanel", self._session_panel("conversation"))
+
+    @property
+    def suggestion_editor(self) -> SuggestionEditor:
+        return cast("SuggestionEditor", self._session_panel("suggestion"))
+
+    @property
+    def articles(self) -> ArticlesPanel:
+        return cast("ArticlesPanel", self._session_panel("articles"))
+
+    @property
+    def action_queue(self) -> ActionQueue:
+        return cast("ActionQueue", self._session_panel("actions"))
+
+    @property
+    def customer(self) -> CustomerPanel:
+        return cast("CustomerPanel", self._session_panel("customer"))
 
     # ------------------------------------------------------------------ docks
 
@@ -276,9 +357,9 @@ class AgentWindow(QMainWindow):
         self.next_action = act("Next ▶", ["Ctrl+PgDown", "Alt+Down"],
                                lambda: self.workspace.select_relative(1), "Next conversation")
         self.send_action = act("Send", ["Ctrl+Return", "Ctrl+Enter"],
-                               self.suggestion_editor.send, "Send the reply")
+                               self.send_reply, "Send the reply")
         self.regenerate_action = act("Regenerate", ["Ctrl+Shift+G"],
-                                     self.suggestion_editor.regenerate, "New draft")
+                                     self.regenerate_draft, "New draft")
         self.approve_action = act("✓ Approve first action", ["Ctrl+Shift+A"],
                                   self.approve_first, "Approve the first pending action")
         self.reject_action = act("✕ Reject first action", ["Ctrl+Shift+R"],
@@ -347,6 +428,8 @@ class AgentWindow(QMainWindow):
         dock = self.docks.get(key)
         if dock is None:
             return
+        if key in SESSION_PANELS:
+            self._session_panel(key)
         dock.show()
         dock.raise_()
         widget = dock.widget()
@@ -366,6 +449,12 @@ class AgentWindow(QMainWindow):
         self.docks["viewer"].show()
         self.docks["viewer"].raise_()
         self.article_viewer.open_article(article_id, passage)
+
+    def send_reply(self) -> None:
+        self.suggestion_editor.send()
+
+    def regenerate_draft(self) -> None:
+        self.suggestion_editor.regenerate()
 
     def approve_first(self) -> None:
         self.docks["actions"].show()
@@ -460,8 +549,10 @@ class AgentWindow(QMainWindow):
             self._dark = is_dark()
             try:
                 self.setStyleSheet(agent_style(self))
-                self.conversation.refresh()
-                self.articles.refresh()
+                if "conversation" in self._panels:
+                    self.conversation.refresh()
+                if "articles" in self._panels:
+                    self.articles.refresh()
             finally:
                 self._restyling = False
 
