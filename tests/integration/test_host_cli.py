@@ -110,6 +110,8 @@ def test_sigkill_and_restart_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "hostdata"
     texts = [f"message {i}" for i in range(40)]
 
+    before_kill: list[tuple[int, str]] = []
+
     async def chat(url: str, cust_tok: str, agent_tok: str, sid: str) -> None:
         cust = await Client.connect(url, cust_tok)
         agent = await Client.connect(url, agent_tok)
@@ -121,6 +123,7 @@ def test_sigkill_and_restart_loses_nothing(tmp_path: Path) -> None:
         await agent.drain(0.2)
         got = [m["data"]["text"] for m in agent.seen if m["type"] == "chat.message"]
         assert got == texts
+        before_kill.extend((m["seq"], m["id"]) for m in agent.seen if m["seq"] is not None)
 
     with headless_host(data) as (proc, info):
         made = cli("session", "new", "--data-dir", str(data), "--customer-id", "CUST1004",
@@ -132,13 +135,18 @@ def test_sigkill_and_restart_loses_nothing(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
-    async def check(url: str) -> list[dict[str, Any]]:
+    async def check(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         cust = await Client.connect(url, token_of(made["customer_link"]), resume={sid: 0})
-        frames = await cust.drain(0.5)
-        return frames
+        agent = await Client.connect(url, token_of(made["agent_link"]), resume={sid: 0})
+        return await cust.drain(0.5), await agent.drain(0.2)
 
     with headless_host(data) as (_proc, info2):
-        frames = asyncio.run(check(info2["url"]))
+        frames, agent_frames = asyncio.run(check(info2["url"]))
+    # every durable frame an agent saw before the kill is still there, same seq and id,
+    # and an agent's replay has no gap
+    replay = [(m["seq"], m["id"]) for m in agent_frames if m["seq"] is not None]
+    assert set(before_kill) <= set(replay)
+    assert [seq for seq, _ in replay] == list(range(1, len(replay) + 1))
     chat_texts = [m["data"]["text"] for m in frames if m["type"] == "chat.message"]
     assert chat_texts == texts
     # the co-pilot's agent-only durable frames (drafts, tool calls) take seqs too,

@@ -386,9 +386,28 @@ async def test_tls(tmp_path: Path) -> None:
                                  ssl=ssl.create_default_context())
 
 
+async def test_links_name_the_public_host(tmp_path: Path) -> None:
+    from hitl_desktop.app.host import lan_address
+
+    async with running_host(tmp_path / "a", bind="0.0.0.0", public_host="desk.example") as h:
+        assert InviteLink.parse(h.lobby_link).host == "desk.example"
+        assert h.url == f"ws://desk.example:{h.port}/ws"
+        desk = await Client.connect(h.local_url, token_of(h.desk_link))
+        assert desk.welcome["scope"] == "desk"
+        created = h.create_session()
+        assert InviteLink.parse(created.agent_link).host == "desk.example"
+    async with running_host(tmp_path / "b", bind="0.0.0.0") as h:
+        assert InviteLink.parse(h.desk_link).host == lan_address() != "0.0.0.0"
+    async with running_host(tmp_path / "c") as h:
+        assert InviteLink.parse(h.desk_link).host == "127.0.0.1"
+        info = json.loads((tmp_path / "c" / "host.json").read_text())
+        assert info["port"] == h.port and info["public_host"] == "127.0.0.1"
+
+
 def make_self_signed(where: Path) -> tuple[Path, Path]:
     import datetime
 
+    pytest.importorskip("cryptography")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
