@@ -108,6 +108,8 @@ class RelayConfig:
     max_errors: int = 100  # rejected frames within error_window before closing with 4003
     error_window: float = 10.0
     max_queue: int = 20_000  # outgoing frames queued for one client before it is dropped
+    lobby_rate: float = 0.2  # sessions a lobby link may open per second per client IP
+    lobby_burst: float = 20.0
     greeting: str | None = None
     poll_interval: float = 1.0  # how often to look for sessions other processes created
     summary_delay: float = 0.1  # coalescing window for session.updated
@@ -301,6 +303,7 @@ class Relay:
         self.conns: set[Conn] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._data_version = relay_log.data_version()
+        self._lobby_buckets: dict[str, TokenBucket] = {}  # per client IP
         self._dirty: set[str] = set()  # sessions whose summary the desk should get
         self._dirty_agents: set[str] = set()  # ... the desk and the session's agents
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -630,6 +633,18 @@ class Relay:
 
         resume_token: str | None = None
         if record.scope is Scope.LOBBY:
+            bucket = self._lobby_buckets.get(_peer_ip(ws))
+            if bucket is None:
+                if len(self._lobby_buckets) > 10_000:  # bounded memory
+                    self._lobby_buckets.clear()
+                bucket = self._lobby_buckets[_peer_ip(ws)] = TokenBucket(
+                    self.config.lobby_rate, self.config.lobby_burst)
+            if not bucket.take():
+                log.warning("lobby: too many new sessions from %s", _peer(ws))
+                await self._refuse(ws, ErrorCode.RATE_LIMITED,
+                                   "too many new chats from this address; try again later",
+                                   CloseCode.RATE_LIMITED, env.id)
+                return None
             created = self.create_session()
             resume_token = created.customer_token
             st = self.sessions[created.session_id]
@@ -913,6 +928,13 @@ class Relay:
         "article.get": _op_article_get,
         "kb.search": _op_kb_search,
     }
+
+
+def _peer_ip(ws: ServerConnection) -> str:
+    try:
+        return str(ws.remote_address[0])
+    except Exception:
+        return "?"
 
 
 def _peer(ws: ServerConnection) -> str:

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hitl_desktop.core.protocol import CLIENT_MESSAGES, MAX_FRAME_BYTES
 from hitl_desktop.host.relay import RelayConfig
-from tests.integration.relay_harness import Client, running_host, token_of
+from tests.integration.relay_harness import Client, refused, running_host, token_of
 
 FRAMES_PER_EXAMPLE = 25
 EXAMPLES = 44  # 1,100 hostile frames in all
@@ -272,3 +272,18 @@ async def test_a_long_replay_is_not_mistaken_for_a_slow_reader(tmp_path: Path) -
         assert [m["seq"] for m in frames] == list(range(1, 122))
         await cust.send("chat.send", {"text": "live"}, session=s.session_id)
         assert (await desk.expect("chat.message"))["data"]["text"] == "live"
+
+
+async def test_lobby_sessions_are_rate_limited_per_address(tmp_path: Path) -> None:
+    cfg = RelayConfig(lobby_rate=0.01, lobby_burst=3)
+    async with running_host(tmp_path, config=cfg) as host:
+        lobby = token_of(host.lobby_link)
+        for _ in range(3):
+            c = await Client.connect(host.url, lobby)
+            await c.close()
+        before = len(host.relay.sessions)
+        frames, code = await refused(host.url, lobby)
+        assert code == 4008 and [f["data"]["code"] for f in frames] == ["rate_limited"]
+        assert len(host.relay.sessions) == before
+        desk = await Client.connect(host.url, token_of(host.desk_link))  # others unaffected
+        assert desk.welcome["role"] == "agent"

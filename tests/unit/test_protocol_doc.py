@@ -91,3 +91,5 @@ def test_doc_limits_match_the_code() -> None:
     assert f"more than {cfg.max_errors} errors within {cfg.error_window:g} s" in DOC
     assert f"{cfg.max_queue:,} frames" in DOC
     assert f"within **{cfg.hello_timeout:g} s**" in DOC
+    assert (f"at most {cfg.lobby_burst:g} sessions in a burst per client IP address, "
+            f"then one every {1 / cfg.lobby_rate:g} s") in DOC
