@@ -654,6 +654,17 @@ class Relay:
         conn = Conn(self, ws, record, st.row.session_id if st else None,
                     self._display_name(record, st))
         conn.writer = self._spawn(conn.run_writer())
+        try:
+            self._welcome(conn, st, env, hello, resume_token)
+        except BaseException:
+            self._detach(conn)
+            conn.writer.cancel()
+            raise
+        return conn
+
+    def _welcome(self, conn: Conn, st: SessionState | None, env: Envelope, hello: Hello,
+                 resume_token: str | None) -> None:
+        """Queue welcome and replay, then join the live fan-out (all without awaiting)."""
 
         welcome = Welcome(
             protocol=PROTOCOL_VERSION, role=conn.role, scope=conn.scope,
@@ -675,7 +686,7 @@ class Relay:
 
         self._attach(conn, st)
         log.info("%s %s connected from %s (token %s, session %s)", conn.role.value,
-                 conn.scope.value, _peer(ws), record.token_id, conn.session_id or "-")
+                 conn.scope.value, _peer(conn.ws), conn.token.token_id, conn.session_id or "-")
         if conn.sees_agent_only:
             self._send_drafts_in_progress(conn, targets)
             try:
@@ -684,7 +695,6 @@ class Relay:
                 log.exception("co-pilot status failed")
         if st is not None:
             self._notify_summary(st)
-        return conn
 
     def _display_name(self, record: TokenRecord, st: SessionState | None) -> str:
         if record.label:
