@@ -81,7 +81,20 @@ def _host_main(pipe: Connection, data_dir: str) -> None:
 def _echo_main(pipe: Connection) -> None:
     _raise_fd_limit()
 
+    receivers: dict[str, ServerConnection] = {}
+
     async def echo(ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request else "/ws"
+        if path.startswith("/fwd/"):  # bare forwarder: /fwd/a/KEY sends to /fwd/b/KEY
+            _, _, side, key = path.split("/", 3)
+            if side == "b":
+                receivers[key] = ws
+                await ws.wait_closed()
+                return
+            async for msg in ws:
+                await ws.send(msg)  # the sender gets its copy, like the relay's echo
+                await receivers[key].send(msg)
+            return
         async for msg in ws:
             await ws.send(msg)
 
@@ -116,15 +129,16 @@ async def _open(url: str, token: str) -> tuple[ClientConnection, dict[str, Any]]
 class Session:
     """A customer and an agent socket on one session, measuring customer->agent hops."""
 
-    def __init__(self, sid: str, cust: ClientConnection, agent: ClientConnection) -> None:
-        self.sid, self.cust, self.agent = sid, cust, agent
+    def __init__(self, sid: str, cust: ClientConnection, agent: ClientConnection,
+                 prefix: str = CHAT_PREFIX) -> None:
+        self.sid, self.cust, self.agent, self.prefix = sid, cust, agent, prefix
         self.arrived: asyncio.Queue[float] = asyncio.Queue()
         self.tasks = [asyncio.ensure_future(self._read_agent()),
                       asyncio.ensure_future(self._drain(cust))]
 
     async def _read_agent(self) -> None:
         async for raw in self.agent:
-            if isinstance(raw, str) and raw.startswith(CHAT_PREFIX):
+            if isinstance(raw, str) and raw.startswith(self.prefix):
                 self.arrived.put_nowait(time.perf_counter())
 
     @staticmethod
@@ -187,6 +201,20 @@ async def _echo_rtts(url: str, n: int, warmup: int) -> list[float]:
         return out
 
 
+async def _forward_hops(url: str, n: int, warmup: int) -> list[float]:
+    """A -> bare forwarding server -> B: the relay's topology without its work."""
+    base = url.rsplit("/ws", 1)[0]
+    key = f"k{random.getrandbits(32):x}"
+    b = await connect(f"{base}/fwd/b/{key}", compression=None, max_queue=None)
+    await asyncio.sleep(0.05)
+    a = await connect(f"{base}/fwd/a/{key}", compression=None, max_queue=None)
+    session = Session("fwd", a, b, prefix='{"v":1,"type":"chat.send"')
+    try:
+        return await _hops(session, n, warmup)
+    finally:
+        await session.close()
+
+
 async def _hops(session: Session, n: int, warmup: int) -> list[float]:
     out = []
     for i in range(n + warmup):
@@ -223,10 +251,12 @@ async def _client(host: dict[str, Any], echo: dict[str, Any], args: argparse.Nam
     # interleave echo and relay runs so both see the same machine state
     echo_rtt: list[float] = []
     hop: list[float] = []
+    fwd: list[float] = []
     (one,) = await _create_sessions(host["url"], host["admin"], 1)
     for _ in range(3):
         echo_rtt += await _echo_rtts(echo["url"], n // 3, warmup // 3)
         hop += await _hops(one, n // 3, warmup // 3)
+        fwd += await _forward_hops(echo["url"], n // 3, warmup // 3)
     await one.close()
     if args.hop_only:
         e, h = statistics.median(echo_rtt), statistics.median(hop)
@@ -239,6 +269,9 @@ async def _client(host: dict[str, Any], echo: dict[str, Any], args: argparse.Nam
           f"{len(hop)} messages each")
     print(f"  echo  p50 {_ms(e50)}   p99 {_ms(e99)}")
     print(f"  relay p50 {_ms(h50)}   p99 {_ms(h99)}")
+    f50, f99 = statistics.median(fwd), _pct(fwd, 99)
+    print(f"  (for scale: a bare websockets forwarder A->B, no validation or log: "
+          f"p50 {_ms(f50)}  p99 {_ms(f99)}, {f50 / e50:.2f}x echo; relay = {h50 / f50:.2f}x it)")
     print(f"  ratio p50 {h50 / e50:5.2f}x  p99 {h99 / e99:5.2f}x   "
           f"(budget p50 <= 1.50x: {'OK' if ok_ratio else 'MISSED'})")
 
