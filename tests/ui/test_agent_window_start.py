@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # what the empty window must not import at start (each costs start-up time)
 DEFERRED = [
-    "hitl_desktop.ui.agent.conversation", "hitl_desktop.ui.agent.suggestion",
+    "hitl_desktop.ui.agent.inbox", "hitl_desktop.ui.agent.conversation",
+    "hitl_desktop.ui.agent.suggestion",
     "hitl_desktop.ui.agent.articles", "hitl_desktop.ui.agent.actions",
     "hitl_desktop.ui.agent.customer", "hitl_desktop.ui.agent.schema_form",
     "hitl_desktop.ui.agent.viewer", "hitl_desktop.ui.agent.kb_dock",
@@ -70,6 +71,8 @@ def test_panels_are_built_when_the_first_conversation_is_chosen(qtbot: QtBot,
         label = win.docks[key].widget()
         assert isinstance(label, QLabel) and label.text() == SESSION_PANELS[key]
     ws.apply_welcome(welcome(summary("s1", "Alex Morgan")))  # selects the first session
+    assert win.docks["inbox"].widget() is win.inbox
+    assert win.inbox.session_ids() == ["s1"]
     assert win.docks["suggestion"].widget() is win.suggestion_editor
     assert win.docks["conversation"].widget() is win.conversation
     assert win.docks["actions"].widget() is win.action_queue

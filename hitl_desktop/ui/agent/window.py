@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Workspace
-from hitl_desktop.ui.agent.inbox import InboxPanel
 from hitl_desktop.ui.agent.style import agent_style, is_dark
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from hitl_desktop.ui.agent.articles import ArticlesPanel
     from hitl_desktop.ui.agent.conversation import ConversationPanel
     from hitl_desktop.ui.agent.customer import CustomerPanel
+    from hitl_desktop.ui.agent.inbox import InboxPanel
     from hitl_desktop.ui.agent.suggestion import SuggestionEditor
     from hitl_desktop.ui.agent.viewer import ArticleViewer
     from hitl_desktop.ui.kb_browser import KbBrowser
@@ -53,10 +53,12 @@ CONNECTION_TEXT = {
     "failed": "✕ Cannot connect",
     "revoked": "✕ Access revoked",
 }
-# Panels that render one conversation, with what their dock says until there is one.
-# They are built (and their modules loaded) when the first conversation is chosen,
-# a panel is focused, or code asks for one: an empty workspace starts faster.
+# Panels with nothing to show until there is a conversation, with what their dock
+# says until then. They are built (and their modules loaded) when the first
+# conversation arrives, a panel is focused, or code asks for one: an empty workspace
+# (every start, before the host answers) comes up faster.
 SESSION_PANELS = {
+    "inbox": "No conversations yet.",
     "conversation": "No conversation selected.",
     "suggestion": "The assistant's suggested reply appears here.",
     "articles": "Articles the assistant relies on appear here.",
@@ -96,13 +98,12 @@ class AgentWindow(QMainWindow):
         self._dark = is_dark()
         self.setStyleSheet(agent_style(self))
 
-        self.inbox = InboxPanel(workspace)
         self._panels: dict[str, QWidget] = {}
         self._article_viewer: ArticleViewer | None = None
         self.kb_browser: KbBrowser | None = None
 
         self.docks: dict[str, QDockWidget] = {}
-        self._add_dock("inbox", "Inbox", self.inbox)
+        self._add_dock("inbox", "Inbox", self._placeholder("inbox"))
         self._add_dock("conversation", "Conversation", self._placeholder("conversation"))
         self._add_dock("suggestion", "Suggested reply", self._placeholder("suggestion"))
         self._add_dock("articles", "Relevant articles", self._placeholder("articles"))
@@ -117,6 +118,7 @@ class AgentWindow(QMainWindow):
         self._build_status_bar()
 
         self._close_armed: str | None = None
+        workspace.sessions_changed.connect(self._build_session_panels)
         workspace.current_session_changed.connect(self._build_session_panels)
         workspace.current_session_changed.connect(self._on_session)
         workspace.session_updated.connect(self._on_session_updated)
@@ -133,7 +135,7 @@ class AgentWindow(QMainWindow):
         self._on_connection(workspace.connection_state)
         if workspace.assistant_status is not None:
             self._on_assistant(workspace.assistant_status)
-        self._build_session_panels(workspace.current_session_id or "")
+        self._build_session_panels()
         self._on_session(workspace.current_session_id or "")
 
     # ------------------------------------------------------------------ panels
@@ -145,8 +147,9 @@ class AgentWindow(QMainWindow):
         label.setWordWrap(True)
         return label
 
-    def _build_session_panels(self, session_id: str) -> None:
-        if session_id and len(self._panels) < len(SESSION_PANELS):
+    def _build_session_panels(self, *_args: object) -> None:
+        if len(self._panels) < len(SESSION_PANELS) and (
+                self.workspace.current_session_id or self.workspace.sessions()):
             for key in SESSION_PANELS:
                 self._session_panel(key)
 
@@ -157,7 +160,11 @@ class AgentWindow(QMainWindow):
         if panel is not None:
             return panel
         ws = self.workspace
-        if key == "conversation":
+        if key == "inbox":
+            from hitl_desktop.ui.agent.inbox import InboxPanel
+
+            panel = InboxPanel(ws)
+        elif key == "conversation":
             from hitl_desktop.ui.agent.conversation import ConversationPanel
 
             panel = ConversationPanel(ws)
@@ -190,6 +197,10 @@ class AgentWindow(QMainWindow):
         if old is not None:
             old.deleteLater()
         return panel
+
+    @property
+    def inbox(self) -> InboxPanel:
+        return cast("InboxPanel", self._session_panel("inbox"))
 
     @property
     def conversation(self) -> ConversationPanel:
