@@ -63,6 +63,9 @@ QPlainTextEdit#draftEditor:focus {{ border: 1px solid {c.accent}; }}
 QPlainTextEdit#draftEditor[streaming="true"] {{ border: 1px dashed {c.accent}; }}
 QLabel#citations {{ color: {c.muted}; }}
 QLabel#statusChip {{ padding: 0 10px; }}
+QLabel#statusChip[conn="ok"] {{ color: #2e9d5b; }}
+QLabel#statusChip[conn="busy"] {{ color: #d9822b; }}
+QLabel#statusChip[conn="bad"] {{ color: #d64545; }}
 QToolBar#toolbar_main {{ background: {c.surface_alt}; border-bottom: 1px solid {c.border};
     spacing: 6px; padding: 3px; }}
 QLabel#sessionTitle {{ font-weight: 600; padding: 0 10px; }}

@@ -533,9 +533,14 @@ class AgentWindow(QMainWindow):
 
     def _on_connection(self, state: str) -> None:
         text = CONNECTION_TEXT.get(state, state.capitalize())
-        color = "#2e9d5b" if text.startswith("●") else "#d9822b" if "◌" in text else "#d64545"
+        level = "ok" if text.startswith("●") else "busy" if "◌" in text else "bad"
         self.connection_label.setText(text)
-        self.connection_label.setStyleSheet(f"color:{color}")
+        if self.connection_label.property("conn") != level:
+            # a property the window's style sheet colours, not a per-widget style sheet
+            # (each of those is parsed and cascaded on its own)
+            self.connection_label.setProperty("conn", level)
+            self.connection_label.style().unpolish(self.connection_label)
+            self.connection_label.style().polish(self.connection_label)
 
     def _on_assistant(self, status: p.AssistantStatus) -> None:
         if status.is_ai:
