@@ -9,7 +9,6 @@ the loop ends.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
@@ -95,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("agent: link for %s:%s (tls=%s)", link.host, link.port, link.tls)
     paths = resolve_paths(config_dir=getattr(args, "config_dir", None))
     workspace, window = show_window(paths.config_dir)
+    import asyncio  # ~40 ms with ssl & co.: only once the window is on screen
+
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     _close_on_signals(window)
