@@ -44,8 +44,11 @@ from hitl_desktop import __version__
 from hitl_desktop.core.ports import Copilot, NullCopilot, OperationError, SessionOutbox
 from hitl_desktop.core.protocol import (
     AGENT_ONLY_TYPES,
+    CLIENT_MESSAGES,
     HOST_MESSAGES,
     MAX_FRAME_BYTES,
+    MAX_ID_CHARS,
+    MAX_TEXT_CHARS,
     PROTOCOL_VERSION,
     Ack,
     ApprovalApprove,
@@ -61,6 +64,7 @@ from hitl_desktop.core.protocol import (
     ErrorCode,
     Hello,
     KbSearch,
+    MessageSpec,
     Payload,
     ProtocolError,
     Role,
@@ -772,40 +776,68 @@ class Relay:
                 conn.push(error_frame(ErrorCode.RATE_LIMITED, "slow down: frames dropped",
                                       retry_after=round(conn.bucket.retry_after(), 3)))
             return
+        fast = _fast_parse(raw)
+        if fast is not None:  # chat.send / ack: no pydantic objects on the hot path
+            spec, msg_id, session, data = fast
+            _ok, st = self._authorize(conn, spec, msg_id, session)
+            if st is None:  # refused (both types need a session)
+                return
+            try:
+                if spec is _CHAT_SEND:
+                    await self._chat(conn, st, msg_id, data["text"], data.get("draft_id"))
+                else:
+                    self._ack(conn, st, data["seq"])
+            except Exception as exc:
+                self._op_failed(conn, spec.type, msg_id, session, exc)
+            return
         try:
             env, payload, spec = decode_client(raw)
         except ProtocolError as exc:
             self._reject(conn, exc.code, exc.message, ref=exc.ref)
             return
-        if conn.role not in spec.senders:
-            self._reject(conn, ErrorCode.FORBIDDEN,
-                         f"a {conn.role.value} may not send {env.type}", ref=env.id,
-                         session=env.session)
+        ok, st = self._authorize(conn, spec, env.id, env.session)
+        if not ok:
             return
-        st: SessionState | None = None
-        if spec.session_required:
-            assert env.session is not None
-            if conn.session_id is not None and env.session != conn.session_id:
-                self._reject(conn, ErrorCode.FORBIDDEN, "not your session", ref=env.id,
-                             session=env.session)
-                return
-            st = self._state(env.session)
-            if st is None:
-                self._reject(conn, ErrorCode.NOT_FOUND, f"no session {env.session!r}",
-                             ref=env.id, session=env.session)
-                return
         handler = self._ops.get(spec.type)
         if handler is None:  # "hello" again
             self._reject(conn, ErrorCode.CONFLICT, "already authenticated", ref=env.id)
             return
         try:
             await handler(self, conn, env, payload, st)
-        except OperationError as exc:
-            self._reject(conn, exc.code, exc.message, ref=env.id, session=env.session)
-        except Exception:
-            log.exception("%s from %s failed", env.type, conn.token.token_id)
-            self._reject(conn, ErrorCode.INTERNAL, "the host failed to handle this message",
-                         ref=env.id, session=env.session)
+        except Exception as exc:
+            self._op_failed(conn, env.type, env.id, env.session, exc)
+
+    def _authorize(self, conn: Conn, spec: MessageSpec, msg_id: str,
+                   session: str | None) -> tuple[bool, SessionState | None]:
+        """The role check and the session check of every operation: (allowed, the
+        session if the type needs one). A refused frame has been answered already."""
+        if conn.role not in spec.senders:
+            self._reject(conn, ErrorCode.FORBIDDEN,
+                         f"a {conn.role.value} may not send {spec.type}", ref=msg_id,
+                         session=session)
+            return False, None
+        if not spec.session_required:
+            return True, None
+        assert session is not None
+        if conn.session_id is not None and session != conn.session_id:
+            self._reject(conn, ErrorCode.FORBIDDEN, "not your session", ref=msg_id,
+                         session=session)
+            return False, None
+        st = self._state(session)
+        if st is None:
+            self._reject(conn, ErrorCode.NOT_FOUND, f"no session {session!r}",
+                         ref=msg_id, session=session)
+            return False, None
+        return True, st
+
+    def _op_failed(self, conn: Conn, type_: str, msg_id: str, session: str | None,
+                   exc: Exception) -> None:
+        if isinstance(exc, OperationError):
+            self._reject(conn, exc.code, exc.message, ref=msg_id, session=session)
+            return
+        log.error("%s from %s failed", type_, conn.token.token_id, exc_info=exc)
+        self._reject(conn, ErrorCode.INTERNAL, "the host failed to handle this message",
+                     ref=msg_id, session=session)
 
     def _reply(self, conn: Conn, type_: str, payload: Payload, env: Envelope) -> None:
         conn.push(encode(type_, payload, session=env.session, ref=env.id))
@@ -816,26 +848,34 @@ class Relay:
                        st: SessionState | None) -> None:
         assert st is not None
         send = cast(ChatSend, p)
+        await self._chat(conn, st, env.id, send.text, send.draft_id)
+
+    async def _chat(self, conn: Conn, st: SessionState, ref: str, text: str,
+                    draft_id: str | None) -> None:
+        """Log the line (durable before anyone sees it), relay it, tell the co-pilot."""
         if st.row.state == "closed":
             raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
         is_customer = conn.role is Role.CUSTOMER
         message_id = fast_id("c")
         _seq, frame = self.log.append_chat(
             st.row, message_id=message_id, role=conn.role.value, name=conn.name,
-            text=send.text, draft_id=None if is_customer else send.draft_id, ref=env.id,
+            text=text, draft_id=None if is_customer else draft_id, ref=ref,
         )
         self._fanout(st, "chat.message", frame)
         self._notify_summary(st, agents=False)
         if is_customer:
-            await self.copilot.on_customer_message(st.row.session_id, message_id, send.text)
+            await self.copilot.on_customer_message(st.row.session_id, message_id, text)
         else:
-            await self.copilot.on_agent_message(st.row.session_id, message_id, send.text,
-                                                send.draft_id, conn.name)
+            await self.copilot.on_agent_message(st.row.session_id, message_id, text,
+                                                draft_id, conn.name)
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:
         assert st is not None
-        seq = min(cast(Ack, p).seq, st.row.last_seq)
+        self._ack(conn, st, cast(Ack, p).seq)
+
+    def _ack(self, conn: Conn, st: SessionState, acked: int) -> None:
+        seq = min(acked, st.row.last_seq)
         side = Role.CUSTOMER if conn.role is Role.CUSTOMER else Role.AGENT
         if seq <= st.delivered.get(side, 0):
             return
@@ -953,3 +993,67 @@ def _peer(ws: ServerConnection) -> str:
         return f"{addr[0]}:{addr[1]}"
     except Exception:
         return "?"
+
+
+# ----------------------------------------------------------------------------- fast path
+
+_CHAT_SEND: MessageSpec = CLIENT_MESSAGES["chat.send"]
+_ACK: MessageSpec = CLIENT_MESSAGES["ack"]
+_FAST_SPECS = {"chat.send": _CHAT_SEND, "ack": _ACK}
+_ENVELOPE_KEYS = frozenset(Envelope.model_fields)
+_CHAT_KEYS = frozenset(ChatSend.model_fields)
+_MAX_TEXT = MAX_TEXT_CHARS
+_MAX_ID = MAX_ID_CHARS
+
+
+def _str(value: object, low: int, high: int) -> bool:
+    """What pydantic's strict ``str`` with these length bounds accepts: an exact str
+    (no lone surrogates: those are not unicode text), length in [low, high]."""
+    if type(value) is not str or not low <= len(value) <= high:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fast_parse(raw: str | bytes) -> tuple[MessageSpec, str, str, dict[str, Any]] | None:
+    """(spec, id, session, data) of a ``chat.send`` or ``ack`` frame that the full decoder
+    (``decode_client``, strict pydantic) would accept with the same values; None for
+    anything else, which then takes the full decoder, so every rejection reads the same.
+
+    Why: these two types are nearly all of a session's traffic, and building the pydantic
+    envelope and payload costs more than the rest of the relay's own work on a hop. The
+    checks mirror the models field by field (tests compare both on generated frames)."""
+    if type(raw) is not str:
+        return None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if type(obj) is not dict:
+        return None
+    spec = _FAST_SPECS.get(obj.get("type"))  # type: ignore[arg-type]
+    if spec is None or not _ENVELOPE_KEYS.issuperset(obj):
+        return None
+    v, msg_id, session, data = obj.get("v"), obj.get("id"), obj.get("session"), obj.get("data")
+    seq, ref = obj.get("seq"), obj.get("ref")
+    if (type(v) is not int or v != PROTOCOL_VERSION or type(obj.get("ts")) is not float
+            or not _str(msg_id, 1, _MAX_ID) or not _str(session, 0, _MAX_ID)
+            or type(data) is not dict
+            or not (seq is None or (type(seq) is int and seq >= 1))
+            or not (ref is None or _str(ref, 0, _MAX_ID))):
+        return None
+    if spec is _CHAT_SEND:
+        draft_id = data.get("draft_id")
+        if (not _CHAT_KEYS.issuperset(data) or not _str(data.get("text"), 1, _MAX_TEXT)
+                or not (draft_id is None or _str(draft_id, 0, _MAX_ID))):
+            return None
+    else:
+        ack_seq = data.get("seq")
+        if len(data) != 1 or type(ack_seq) is not int or ack_seq < 0:
+            return None
+    return spec, cast(str, msg_id), cast(str, session), data

@@ -1,0 +1,89 @@
+"""The relay's hand-checked chat.send / ack decoder never accepts what the strict pydantic
+decoder refuses, and returns the same values when it accepts (differential, hypothesis)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hitl_desktop.core import protocol as P
+from hitl_desktop.host.relay import _fast_parse
+
+_ids = st.one_of(
+    st.text(max_size=70),
+    st.sampled_from(["", "x", "b1", "\ud800", "é" * 64, "é" * 65, "s_1"]),
+)
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                     st.text(max_size=5), _ids)
+_texts = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", "hi", "\ud800x", "x" * P.MAX_TEXT_CHARS, "x" * (P.MAX_TEXT_CHARS + 1),
+                     "é" * P.MAX_TEXT_CHARS, "a\x00b"]),
+)
+_chat_data = st.fixed_dictionaries(
+    {"text": st.one_of(_texts, _scalars)},
+    optional={"draft_id": st.one_of(_ids, _scalars), "extra": _scalars},
+)
+_ack_data = st.one_of(
+    st.fixed_dictionaries({"seq": st.one_of(st.integers(-2, 10**12), _scalars)},
+                          optional={"x": _scalars}),
+    st.dictionaries(st.text(max_size=3), _scalars, max_size=2),
+)
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> str:
+    type_ = draw(st.sampled_from(["chat.send", "ack", "typing", "hello", 3, None]))
+    obj: dict[str, Any] = {
+        "v": draw(st.one_of(st.just(1), _scalars)),
+        "type": type_,
+        "id": draw(st.one_of(st.just("b1"), _ids, _scalars)),
+        "session": draw(st.one_of(st.just("s_1"), _ids, _scalars)),
+        "ts": draw(st.one_of(st.just(1.5), _scalars)),
+        "data": draw(st.one_of(_ack_data, _chat_data) if type_ in ("ack", "chat.send")
+                     else st.just({})),
+    }
+    for key in ("seq", "ref", "extra"):
+        if draw(st.booleans()):
+            obj[key] = draw(_scalars)
+    for key in ("v", "id", "ts", "data", "session"):
+        if draw(st.integers(0, 15)) == 0:
+            del obj[key]
+    return json.dumps(obj)
+
+
+def _check(raw: str) -> None:
+    fast = _fast_parse(raw)
+    if fast is None:
+        return  # the full decoder decides (and words the error)
+    spec, msg_id, session, data = fast
+    env, payload, full_spec = P.decode_client(raw)  # raises if the fast path was too lax
+    assert full_spec is spec
+    assert (env.id, env.session) == (msg_id, session)
+    if isinstance(payload, P.ChatSend):
+        assert (payload.text, payload.draft_id) == (data["text"], data.get("draft_id"))
+    else:
+        assert isinstance(payload, P.Ack) and payload.seq == data["seq"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(raw=_frames())
+def test_fast_path_accepts_only_what_the_strict_decoder_accepts(raw: str) -> None:
+    _check(raw)
+
+
+def test_fast_path_takes_the_common_frames() -> None:
+    chat = json.dumps({"v": 1, "type": "chat.send", "id": "b1", "session": "s_1", "seq": None,
+                       "ts": 1.5, "data": {"text": "héllo", "draft_id": "d1"}})
+    ack = json.dumps({"v": 1, "type": "ack", "id": "b2", "session": "s_1", "ts": 2.0,
+                      "data": {"seq": 7}})
+    for raw in (chat, ack):
+        assert _fast_parse(raw) is not None
+        _check(raw)
+    # anything unusual goes to the full decoder (which refuses or accepts it itself)
+    for odd in (b"{}", "[]", "nope", chat.replace('"v": 1', '"v": true'),
+                chat.replace('"ts": 1.5', '"ts": 1'), chat.replace("h\\u00e9llo", "\\ud800")):
+        assert _fast_parse(odd) is None
