@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import json.encoder
 import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,6 @@ from hitl_desktop.core.protocol import (
     SessionOpened,
     SessionSummary,
     encode,
-    encode_data,
     host_type,
 )
 
@@ -103,6 +103,19 @@ class SessionRow:
             pending_approvals=self.pending_approvals,
             clients=clients,
         )
+
+
+# ``encode_data("chat.message", ...)`` as a template: the same bytes in a quarter of the time
+_CHAT_FRAME = (
+    '{"v":1,"type":"chat.message","id":%s,"session":%s,"seq":%d,"ts":%r,"ref":%s,'
+    '"data":{"message_id":%s,"author":{"role":%s,"name":%s},"text":%s,"draft_id":%s,'
+    '"edited":null}}'
+)
+_q: Callable[[str], str] = json.encoder.encode_basestring  # json.dumps(s, ensure_ascii=False)
+
+
+def _qn(value: str | None) -> str:
+    return "null" if value is None else _q(value)
 
 
 _ID_BASE = secrets.token_hex(4)
@@ -245,15 +258,14 @@ class RelayLog:
         self, row: SessionRow, *, message_id: str, role: str, name: str, text: str,
         draft_id: str | None, ref: str | None,
     ) -> tuple[int, str]:
-        """The hot path for ``chat.message``: the payload dict is built by hand (it equals
-        ``ChatMessage(...).model_dump()``, see tests) and written with one INSERT."""
+        """The hot path for ``chat.message``: the frame is filled into a template (byte for
+        byte what ``encode("chat.message", ChatMessage(...))`` gives, see tests) and
+        written with one INSERT."""
         seq = row.last_seq + 1
         now = time.time()
-        frame = encode_data(
-            "chat.message",
-            {"message_id": message_id, "author": {"role": role, "name": name}, "text": text,
-             "draft_id": draft_id, "edited": None},
-            session=row.session_id, seq=seq, ts=now, ref=ref, msg_id=fast_id("m"),
+        frame = _CHAT_FRAME % (
+            _q(fast_id("m")), _q(row.session_id), seq, now, _qn(ref), _q(message_id), _q(role),
+            _q(name), _q(text), _qn(draft_id),
         )
         self.db.execute(
             "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",

@@ -87,3 +87,27 @@ def test_fast_path_takes_the_common_frames() -> None:
     for odd in (b"{}", "[]", "nope", chat.replace('"v": 1', '"v": true'),
                 chat.replace('"ts": 1.5', '"ts": 1'), chat.replace("h\\u00e9llo", "\\ud800")):
         assert _fast_parse(odd) is None
+
+
+_names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_names, name=_names, ref=st.one_of(st.none(), _names),
+       draft=st.one_of(st.none(), _names))
+def test_logged_chat_frame_is_byte_for_byte_the_model_encoding(
+    tmp_path_factory: Any, text: str, name: str, ref: str | None, draft: str | None
+) -> None:
+    from hitl_desktop.host.log import RelayLog
+
+    relay_log = RelayLog(tmp_path_factory.mktemp("log") / "r.sqlite3")
+    row, _ = relay_log.create_session()
+    seq, frame = relay_log.append_chat(row, message_id="c_1", role="agent", name=name,
+                                       text=text, draft_id=draft, ref=ref)
+    env = json.loads(frame)
+    model = P.ChatMessage(message_id="c_1", author=P.Author(role=P.Role.AGENT, name=name),
+                          text=text, draft_id=draft)
+    assert frame == P.encode("chat.message", model, session=row.session_id, seq=seq,
+                             msg_id=env["id"], ts=env["ts"], ref=ref)
+    assert relay_log.frames_after(row.session_id, seq - 1) == [frame]
+    relay_log.close()
