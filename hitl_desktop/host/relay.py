@@ -204,43 +204,23 @@ class Conn:
         """Fast path: write the frame right away when nothing is queued and the socket
         can take it, saving the writer task a wake-up (a large part of the hop's cost).
 
-        ``send`` only suspends when the connection is closing, a fragmented message is
-        in flight, or the transport is paused (peer not reading); we check all three,
-        so it completes synchronously. Should it suspend anyway (after writing), a task
-        finishes the wait."""
+        This is what ``ws.send(frame)`` does inside its send context, minus the
+        coroutine, context manager and drain: we only get here when the connection is
+        open, no fragmented message is in flight and the transport is not paused (the
+        peer keeps up), so that send would not suspend before writing. Once the
+        transport pauses, later frames queue and the writer's ``send`` waits for the
+        drain, which keeps the slow-reader limit in force."""
         ws = self.ws
         if (ws.paused or ws.send_in_progress is not None or ws.state is not State.OPEN
                 or ws.transport.is_closing()):
             return False
-        coro = ws.send(frame)
+        ws.protocol.send_text(frame.encode())
         try:
-            blocked_on = coro.send(None)
-        except StopIteration:
-            return True
-        except ConnectionClosed:
-            return True  # the reader will see the close and clean up
-        # the frame is already written to the transport (order is kept); only the wait
-        # for the peer to drain remains
-        self.relay._spawn(self._finish_send(coro, blocked_on))
+            ws.send_data()
+        except Exception as exc:  # as websockets' send_context: fail the connection
+            ws.set_connection_exc(exc)
+            ws.transport.abort()  # the reader sees the close and cleans up
         return True
-
-    async def _finish_send(self, coro: Coroutine[Any, Any, None], blocked_on: Any) -> None:
-        try:
-            while True:
-                if blocked_on is None:
-                    await asyncio.sleep(0)
-                else:
-                    # the coroutine itself receives the outcome when resumed
-                    await asyncio.wait([blocked_on])
-                try:
-                    blocked_on = coro.send(None)
-                except StopIteration:
-                    return
-        except ConnectionClosed:
-            return
-        except asyncio.CancelledError:
-            coro.close()
-            raise
 
     def close_after_queue(self, code: int, reason: str) -> None:
         """Close once everything queued so far (e.g. the error frame) is sent."""
