@@ -147,10 +147,20 @@ class Session:
             pass
 
     async def hop(self, i: int) -> float:
+        """Customer sends, agent receives. The customer's own copy of the line (which the
+        host sends right after the agent's) is read once the agent's arrival is stamped:
+        here both sockets share one client process and event loop, so reading the copy
+        first would add this process's work to the hop; the echo's client has one socket,
+        and a real customer and agent sit on different PCs."""
         msg = _frame("chat.send", {"text": f"hello {i}"}, self.sid)  # built before t0, as
-        t0 = time.perf_counter()  # in the echo: both time the sockets and the server only
-        await self.cust.send(msg)
-        return await self.arrived.get() - t0
+        transport = self.cust.transport  # in the echo: both time sockets + server only
+        transport.pause_reading()
+        t0 = time.perf_counter()
+        try:
+            await self.cust.send(msg)
+            return await self.arrived.get() - t0
+        finally:
+            transport.resume_reading()
 
     async def close(self) -> None:
         await asyncio.gather(self.cust.close(), self.agent.close())
