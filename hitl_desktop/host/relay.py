@@ -4,7 +4,9 @@ Design, in the spirit of ``websockets`` itself: the protocol rules (which role
 may do what, what a customer may see, how resume works) live in plain methods
 on :class:`Relay`; I/O is confined to the per-connection reader (the handler
 coroutine) and a per-connection writer task. Every outgoing frame goes through
-the connection's own queue, which gives three properties at once:
+the connection's own queue (or, when that queue is empty and the socket keeps
+up, straight to the socket: same order, no task wake-up), which gives three
+properties at once:
 
 * order: replayed history is queued before the connection is registered for
   live fan-out, and nothing awaits in between, so a client sees seq N+1 only
@@ -13,6 +15,10 @@ the connection's own queue, which gives three properties at once:
   disconnected with 1013 when it overflows); it never blocks the fan-out;
 * cheap fan-out: a frame is encoded once and the same string is queued for
   every recipient.
+
+Hot path (a chat line): ``chat.send`` is checked by hand (:func:`_fast_parse`, as
+strict as the pydantic models, which take every other frame), appended to the
+SQLite log, then written to the agents' and the customer's sockets.
 
 The relay implements :class:`hitl_desktop.core.ports.SessionOutbox` for the
 co-pilot, and calls a :class:`~hitl_desktop.core.ports.Copilot` after it has
