@@ -14,11 +14,12 @@ import importlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hitl_desktop.app.setup import needs_setup, run_qt, run_wizard
 from hitl_desktop.config import Paths, Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
+from hitl_desktop.core.tasks import TaskSupervisor
 
 if TYPE_CHECKING:
     from hitl_desktop.app.host import RunningHost
@@ -72,7 +73,8 @@ class HostWindowApp:
     handler: QtLogHandler | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     _old_level: int = logging.NOTSET
-    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _tasks: TaskSupervisor = field(
+        default_factory=lambda: TaskSupervisor("host window", logger=log))
 
     async def start(self) -> HostWindow:
         from hitl_desktop.app.host import start_host
@@ -131,10 +133,7 @@ class HostWindowApp:
         return self.window
 
     def _setup(self) -> None:
-        task = asyncio.ensure_future(self._run_setup())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        self._tasks.spawn(self._run_setup(), "setup wizard")
 
     async def _run_setup(self) -> None:
         settings = await run_wizard(self.paths)
@@ -148,8 +147,7 @@ class HostWindowApp:
             + "  — restart the host to use new settings")
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         if self.admin is not None:
             await self.admin.aclose()
         if self.advertiser is not None:
@@ -164,11 +162,6 @@ class HostWindowApp:
             pkg.removeHandler(self.handler)
             pkg.setLevel(self._old_level)
             self.handler = None
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("host window task failed", exc_info=task.exception())
 
 
 async def ask(text: str, *, question: bool = True) -> bool:

@@ -28,11 +28,10 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import QObject, Signal
 
@@ -56,6 +55,7 @@ from hitl_desktop.core.protocol import (
     encode,
     new_id,
 )
+from hitl_desktop.core.tasks import TaskSupervisor
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -255,7 +255,7 @@ class HostConnection(QObject):
         self._state_event = asyncio.Event()  # set on every state change
         self._progress = asyncio.Event()  # set on every durable message
         self._ws: ClientConnection | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSupervisor("hitl-client", logger=log)
         self._main: asyncio.Task[None] | None = None
         self._closing = False
         self._ack_pending: dict[str, int] = {}
@@ -330,7 +330,7 @@ class HostConnection(QObject):
         if self._main is not None and not self._main.done():
             return
         self._closing = False
-        self._main = self._spawn(self._run(), "connection")
+        self._main = self._tasks.spawn(self._run(), "connection")
 
     async def wait_connected(self) -> Welcome:
         """Until connected (wrap in ``asyncio.timeout``); raises ConnectionError once FAILED."""
@@ -354,7 +354,7 @@ class HostConnection(QObject):
             if (self._state is ConnectionState.CONNECTED and self._ws is not None
                     and self._bucket.try_take()):  # best effort: never worth a drop
                 frame = encode(type_, payload, session=session or self.session_id, msg_id=msg_id)
-                self._spawn(self._write_volatile(frame), f"send {type_}")
+                self._tasks.spawn(self._write_volatile(frame), f"send {type_}")
             return msg_id
         # encoded when written: a customer queueing before its first welcome has no session yet
         self._outbox.append(_Outgoing(msg_id, type_, session, payload))
@@ -375,7 +375,7 @@ class HostConnection(QObject):
 
     def close(self) -> None:
         """Stop for good without waiting (use :meth:`aclose` to await it)."""
-        self._spawn(self.aclose(), "close")
+        self._tasks.spawn(self.aclose(), "close")
 
     async def aclose(self) -> None:
         self._closing = True
@@ -389,27 +389,10 @@ class HostConnection(QObject):
             main.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await main
-        for task in list(self._tasks):
-            if task is not asyncio.current_task() and not task.done():
-                task.cancel()
+        self._tasks.cancel_all()
         self._set_state(ConnectionState.OFFLINE, "closed")
 
     # ------------------------------------------------------------------ internals
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"hitl-client {name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("client task %s failed", task.get_name(), exc_info=exc)
 
     def _set_state(self, state: ConnectionState, message: str = "") -> None:
         changed = state is not self._state or message != self._state_message
@@ -536,8 +519,8 @@ class HostConnection(QObject):
                     break
                 log.warning("expected welcome, got %s; ignoring", env.type)
         self._on_welcome(payload)
-        writer = self._spawn(self._writer(ws), "writer")
-        catch_up = self._spawn(self._after_replay(payload), "replay wait")
+        writer = self._tasks.spawn(self._writer(ws), "writer")
+        catch_up = self._tasks.spawn(self._after_replay(payload), "replay wait")
         try:
             count = 0
             async for frame in ws:
@@ -752,6 +735,6 @@ class HostConnection(QObject):
             return
         pending, self._ack_pending = self._ack_pending, {}
         for session, seq in pending.items():
-            self._spawn(
+            self._tasks.spawn(
                 self._write_volatile(encode("ack", Ack(seq=seq), session=session)), "ack"
             )

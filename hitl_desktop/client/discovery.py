@@ -8,10 +8,8 @@ is unavailable the browser reports it once (``failed``) and stays empty.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 
 from hitl_desktop.config import mdns_interfaces
 from hitl_desktop.core.links import InvalidLink, InviteLink, LinkRole
+from hitl_desktop.core.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class HostBrowser(QObject):
         self.hosts: dict[str, DiscoveredHost] = {}
         self._zc: Any = None
         self._browser: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSupervisor("discovery", logger=log)
         self.error: str | None = None
 
     def start(self) -> bool:
@@ -98,7 +97,7 @@ class HostBrowser(QObject):
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("mDNS: cannot browse for hosts (%s)", self.error)
-            self._spawn(self._close_zc(), "close")
+            self._tasks.spawn(self._close_zc(), "close")
             self.failed.emit(self.error)
             return False
         return True
@@ -111,18 +110,7 @@ class HostBrowser(QObject):
             if self.hosts.pop(name, None) is not None:
                 self.host_lost.emit(name)
             return
-        self._spawn(self._resolve(service_type, name), f"resolve {name}")
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"discovery: {what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("discovery task %s failed", task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(self._resolve(service_type, name), f"resolve {name}")
 
     async def _resolve(self, service_type: str, name: str) -> None:
         from zeroconf.asyncio import AsyncServiceInfo
@@ -161,10 +149,9 @@ class HostBrowser(QObject):
                 await zc.async_close()
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         await self._close_zc()
 
     def stop(self) -> None:
         """Stop without waiting (from a close event)."""
-        self._spawn(self.aclose(), "stop")
+        self._tasks.spawn(self.aclose(), "stop")

@@ -20,7 +20,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -61,6 +61,7 @@ from hitl_desktop.core.protocol import (
     ToolResult,
     new_id,
 )
+from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
@@ -173,7 +174,7 @@ class HostCopilot:
         self._readiness_refresh: asyncio.Task[None] | None = None
         self._owned = owned or []
         self._turns: dict[str, _Turn] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSupervisor("copilot", logger=log)
         self._deciding: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[str] = set()  # turn ids whose task has not ended
@@ -192,31 +193,12 @@ class HostCopilot:
         # read before any turn of this process starts: only a previous run's drafts
         interrupted = self.conversations.interrupted_drafts()
         if interrupted:
-            self._spawn(self._report_interrupted(interrupted), "report-interrupted")
-        self._spawn(self._expiry_loop(), "approval-expiry")
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Every background task is kept (so it is not garbage-collected) and supervised."""
-        task = asyncio.get_running_loop().create_task(coro, name=f"copilot:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("co-pilot task %s crashed", task.get_name(), exc_info=exc)
+            self._tasks.spawn(self._report_interrupted(interrupted), "report-interrupted")
+        self._tasks.spawn(self._expiry_loop(), "approval-expiry")
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
+        await self._tasks.aclose(grace_s=CANCEL_GRACE_S)
         try:
             await self.provider.aclose()
         except Exception:
@@ -483,7 +465,7 @@ class HostCopilot:
             self._readiness_refresh is None or self._readiness_refresh.done()
         ):
             self._readiness_read_at = now
-            self._readiness_refresh = self._spawn(
+            self._readiness_refresh = self._tasks.spawn(
                 asyncio.to_thread(self._readiness.refresh), "readiness")
         return self._readiness()
 
@@ -497,7 +479,7 @@ class HostCopilot:
         turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason)
         self._turns[session_id] = turn
         self.conversations.draft_started(turn.turn_id, session_id, reason)
-        turn.task = self._spawn(self._run_turn(turn), f"turn:{session_id}")
+        turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
         return turn
@@ -580,7 +562,7 @@ class HostCopilot:
                             turn.turn_id, round_no)
                 break
             # side effects and their record in the history must not be torn by a cancel
-            work = self._spawn(self._handle_calls(turn, calls, customer_id),
+            work = self._tasks.spawn(self._handle_calls(turn, calls, customer_id),
                                f"tools:{turn.turn_id}")
             try:
                 await asyncio.shield(work)

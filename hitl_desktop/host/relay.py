@@ -35,7 +35,7 @@ import logging
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
@@ -90,6 +90,7 @@ from hitl_desktop.core.protocol import (
     error_frame,
     host_type,
 )
+from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
 from hitl_desktop.host.ratelimit import TokenBucket
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
@@ -199,7 +200,8 @@ class Conn:
             self.out.clear()
             # out of every fan-out right away (not mid-iteration of one), then close
             asyncio.get_running_loop().call_soon(self.relay._detach, self)
-            self.relay._spawn(self.ws.close(CloseCode.TRY_AGAIN_LATER, "too far behind"))
+            self.relay._tasks.spawn(
+                self.ws.close(CloseCode.TRY_AGAIN_LATER, "too far behind"), "close slow reader")
             return
         if self.idle and not self.out and self._send_now(frame):
             return
@@ -291,7 +293,7 @@ class Relay:
         self._load_sessions()
         self.desk: set[Conn] = set()
         self.conns: set[Conn] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSupervisor("relay", logger=log)
         self._data_version = relay_log.data_version()
         self._lobby_buckets: dict[str, TokenBucket] = {}  # per client IP
         self._dirty: set[str] = set()  # sessions whose summary the desk should get
@@ -322,9 +324,9 @@ class Relay:
             close_timeout=cfg.close_timeout,
             server_header=f"hitl-desktop/{__version__}",
         )
-        self._spawn(self._poll_other_writers())
+        self._tasks.spawn(self._poll_other_writers(), "poll other writers")
         self.log.defer_checkpoints()
-        self._spawn(self._checkpoints())
+        self._tasks.spawn(self._checkpoints(), "checkpoints")
         return self.server
 
     @property
@@ -340,25 +342,11 @@ class Relay:
             await self.server.wait_closed()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
         try:
             await self.copilot.aclose()
         except Exception:
             log.exception("co-pilot failed to close")
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background, keeping a reference and logging failures."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------ sessions
 
@@ -643,7 +631,7 @@ class Relay:
             record = personal
         conn = Conn(self, ws, record, st.row.session_id if st else None,
                     self._display_name(record, st))
-        conn.writer = self._spawn(conn.run_writer())
+        conn.writer = self._tasks.spawn(conn.run_writer(), f"writer {conn.name}")
         try:
             self._welcome(conn, st, env, hello, resume_token)
         except BaseException:

@@ -64,6 +64,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.ui.theme import colors
 
@@ -331,7 +332,7 @@ class KbBrowser(QWidget):
         self.source = source
         self.limit = limit
         self.current: KbDocument | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSupervisor("kb browser", logger=log)
         self._search_gen = 0
         self._article_gen = 0
 
@@ -404,20 +405,8 @@ class KbBrowser(QWidget):
 
     # ------------------------------------------------------------------ tasks
 
-    def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"kb browser: {what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
-
     def cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
 
     # ------------------------------------------------------------------ search
 
@@ -427,7 +416,7 @@ class KbBrowser(QWidget):
     def search_now(self) -> None:
         self._debounce.stop()
         self._search_gen += 1
-        self._spawn(self._search(self._search_gen, self.query.text().strip(),
+        self._tasks.spawn(self._search(self._search_gen, self.query.text().strip(),
                                  self.kind.currentData()), "search")
 
     def refresh(self) -> None:
@@ -484,7 +473,7 @@ class KbBrowser(QWidget):
         if self.current is not None and self.current.article_id == article_id:
             return
         self._article_gen += 1
-        self._spawn(self._open(self._article_gen, article_id), f"open {article_id}")
+        self._tasks.spawn(self._open(self._article_gen, article_id), f"open {article_id}")
 
     async def _open(self, gen: int, article_id: str) -> None:
         doc = await self.source.article(article_id)

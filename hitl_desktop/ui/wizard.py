@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop import secrets
 from hitl_desktop.config import DEFAULT_MODEL, Paths, Settings
+from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.knowledge.articles import default_knowledge_dir, load_articles
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.knowledge.vector_store import (
@@ -90,37 +91,6 @@ _STATE_ICONS: Final = {
 def index_path(paths: Paths) -> Path:
     """Where the local (offline) search index lives."""
     return paths.data_dir / INDEX_FILE
-
-
-class TaskSupervisor:
-    """Keeps references to background tasks and logs their failures (no orphans)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(f"{self.name}: {what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("%s failed", task.get_name(), exc_info=exc)
-
-    def cancel_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._tasks)
 
 
 @dataclass
