@@ -64,6 +64,11 @@ class Copilot(Protocol):
         """(turn_id, text so far) of a draft still streaming, for resuming agents."""
         ...
 
+    def draft_text(self, session_id: str, draft_id: str) -> str | None:
+        """The text the assistant drafted as ``draft_id`` in this session, if known:
+        the relay compares it with what the agent sent (``chat.message.edited``)."""
+        ...
+
     def customer_details(self, session_id: str) -> CustomerDetails: ...
 
     def article(self, article_id: str) -> ArticleContent: ...
@@ -101,6 +106,9 @@ class NullCopilot:
         raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
 
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
+        return None
+
+    def draft_text(self, session_id: str, draft_id: str) -> str | None:
         return None
 
     def customer_details(self, session_id: str) -> CustomerDetails:

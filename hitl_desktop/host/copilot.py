@@ -414,6 +414,12 @@ class HostCopilot:
             return None
         return turn.turn_id, turn.text
 
+    def draft_text(self, session_id: str, draft_id: str) -> str | None:
+        record = self.conversations.draft(draft_id)
+        if record is None or record.session_id != session_id or not record.text:
+            return None
+        return record.text
+
     def customer_details(self, session_id: str) -> CustomerDetails:
         cid = self._customer_id(session_id)
         return CustomerDetails(customer=self.store.customer(cid),

@@ -109,9 +109,12 @@ class SessionRow:
 _CHAT_FRAME = (
     '{"v":1,"type":"chat.message","id":%s,"session":%s,"seq":%d,"ts":%r,"ref":%s,'
     '"data":{"message_id":%s,"author":{"role":%s,"name":%s},"text":%s,"draft_id":%s,'
-    '"edited":null}}'
+    '"edited":%s}}'
 )
 _q: Callable[[str], str] = json.encoder.encode_basestring  # json.dumps(s, ensure_ascii=False)
+
+
+_JSON_BOOL = {None: "null", True: "true", False: "false"}
 
 
 def _qn(value: str | None) -> str:
@@ -256,7 +259,7 @@ class RelayLog:
 
     def append_chat(
         self, row: SessionRow, *, message_id: str, role: str, name: str, text: str,
-        draft_id: str | None, ref: str | None,
+        draft_id: str | None, ref: str | None, edited: bool | None = None,
     ) -> tuple[int, str]:
         """The hot path for ``chat.message``: the frame is filled into a template (byte for
         byte what ``encode("chat.message", ChatMessage(...))`` gives, see tests) and
@@ -265,7 +268,7 @@ class RelayLog:
         now = time.time()
         frame = _CHAT_FRAME % (
             _q(fast_id("m")), _q(row.session_id), seq, now, _qn(ref), _q(message_id), _q(role),
-            _q(name), _q(text), _qn(draft_id),
+            _q(name), _q(text), _qn(draft_id), _JSON_BOOL[edited],
         )
         self.db.execute(
             "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",

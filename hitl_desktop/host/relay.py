@@ -831,9 +831,13 @@ class Relay:
             raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
         is_customer = conn.role is Role.CUSTOMER
         message_id = fast_id("c")
+        edited: bool | None = None
+        if not is_customer and draft_id is not None:
+            drafted = self.copilot.draft_text(st.row.session_id, draft_id)
+            edited = None if drafted is None else drafted.strip() != text.strip()
         _seq, frame = self.log.append_chat(
             st.row, message_id=message_id, role=conn.role.value, name=conn.name,
-            text=text, draft_id=None if is_customer else draft_id, ref=ref,
+            text=text, draft_id=None if is_customer else draft_id, ref=ref, edited=edited,
         )
         self._fanout(st, "chat.message", frame)
         self._notify_summary(st, agents=False)

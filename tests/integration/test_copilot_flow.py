@@ -89,6 +89,7 @@ async def test_end_to_end_flow_cancels_ord1001_exactly_once(desk: Desk) -> None:
     assert seen["data"]["author"]["role"] == "agent"
     record = desk.copilot.conversations.sent(seen["data"]["message_id"])
     assert record is not None and record.edited is True and record.draft_text == answer
+    assert seen["data"]["draft_id"] == draft1["turn_id"] and seen["data"]["edited"] is True
 
     # 3. cancel ORD1001: get_order runs by itself, cancel_order waits for approval
     fake.enqueue(
@@ -116,7 +117,9 @@ async def test_end_to_end_flow_cancels_ord1001_exactly_once(desk: Desk) -> None:
 
     # 4. the agent sends that draft as is
     await desk.send_draft(draft2)
-    await customer.wait("chat.message", where=lambda f: f["data"]["text"] == draft2["text"])
+    as_is = await customer.wait("chat.message",
+                                where=lambda f: f["data"]["text"] == draft2["text"])
+    assert as_is["data"]["edited"] is False
 
     # 5. approve (arguments as edited in the form) -> executed once -> follow-up draft
     fake.enqueue(Reply(text="Good news: order ORD1001 is now cancelled."))

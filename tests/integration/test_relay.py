@@ -240,6 +240,9 @@ class RecordingCopilot:
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
         return self.drafting.get(session_id)
 
+    def draft_text(self, session_id: str, draft_id: str) -> str | None:
+        return None
+
     def customer_details(self, session_id: str) -> CustomerDetails:
         return CustomerDetails(customer={"id": "CUST1001"}, orders=[{"id": "ORD1001"}])
 

@@ -94,19 +94,20 @@ _names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=
 
 @settings(max_examples=300, deadline=None)
 @given(text=_names, name=_names, ref=st.one_of(st.none(), _names),
-       draft=st.one_of(st.none(), _names))
+       draft=st.one_of(st.none(), _names), edited=st.one_of(st.none(), st.booleans()))
 def test_logged_chat_frame_is_byte_for_byte_the_model_encoding(
-    tmp_path_factory: Any, text: str, name: str, ref: str | None, draft: str | None
+    tmp_path_factory: Any, text: str, name: str, ref: str | None, draft: str | None,
+    edited: bool | None,
 ) -> None:
     from hitl_desktop.host.log import RelayLog
 
     relay_log = RelayLog(tmp_path_factory.mktemp("log") / "r.sqlite3")
     row, _ = relay_log.create_session()
     seq, frame = relay_log.append_chat(row, message_id="c_1", role="agent", name=name,
-                                       text=text, draft_id=draft, ref=ref)
+                                       text=text, draft_id=draft, ref=ref, edited=edited)
     env = json.loads(frame)
     model = P.ChatMessage(message_id="c_1", author=P.Author(role=P.Role.AGENT, name=name),
-                          text=text, draft_id=draft)
+                          text=text, draft_id=draft, edited=edited)
     assert frame == P.encode("chat.message", model, session=row.session_id, seq=seq,
                              msg_id=env["id"], ts=env["ts"], ref=ref)
     assert relay_log.frames_after(row.session_id, seq - 1) == [frame]
