@@ -52,6 +52,9 @@ def main() -> int:
     for size in SIZES:
         render(size).save(str(OUT / f"hitl-desktop-{size}.png"))
     render(256).save(str(OUT / "hitl-desktop.png"))
+    # Windows wants an .ico (Qt's ICO plugin writes it); macOS builds convert the PNG.
+    if not render(256).save(str(OUT / "hitl-desktop.ico"), "ICO"):
+        raise SystemExit("could not write hitl-desktop.ico (Qt's ICO image plugin missing?)")
     return 0
 
 
