@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 ACCENT_LIGHT = "#2563eb"
@@ -114,6 +114,17 @@ def apply_app_style(app: QApplication) -> None:
     font.setFamilies(FONT_FAMILIES)
     font.setPointSizeF(max(app.font().pointSizeF(), 10.0))
     app.setFont(font)
+    app.setWindowIcon(app_icon())
+
+
+def app_icon() -> QIcon:
+    """The app's icon at every size we ship (window title bars, task bars, docks)."""
+    from hitl_desktop.resources import icon_path
+
+    icon = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        icon.addFile(str(icon_path(size)))
+    return icon
 
 
 def button_css(c: Colors, *, primary: bool = True) -> str:
