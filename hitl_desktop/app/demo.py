@@ -403,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
             setup = importlib.import_module("hitl_desktop.app.setup")
             if setup.needs_setup(paths):
                 log.info("demo: first start, offering the setup wizard")
-                await setup.run_wizard(paths)
+                await setup.offer_setup(paths)
         settings = Settings.load(paths)
         demo = Demo(paths, settings, args)
         waiters: list[asyncio.Future[Any]] = []

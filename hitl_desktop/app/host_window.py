@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hitl_desktop.app.setup import needs_setup, run_qt, run_wizard
+from hitl_desktop.app.setup import ask, needs_setup, offer_setup, run_qt, run_wizard
 from hitl_desktop.config import Paths, Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.core.tasks import TaskSupervisor
@@ -162,34 +162,6 @@ class HostWindowApp:
             pkg.removeHandler(self.handler)
             pkg.setLevel(self._old_level)
             self.handler = None
-
-
-async def ask(text: str, *, question: bool = True) -> bool:
-    """A message box awaited on the running loop (no nested event loop); True = Yes/OK."""
-    from PySide6.QtWidgets import QMessageBox
-
-    buttons = (QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No if question
-               else QMessageBox.StandardButton.Ok)
-    icon = QMessageBox.Icon.Question if question else QMessageBox.Icon.Critical
-    box = QMessageBox(icon, "HITL Desk", text, buttons)
-    answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def finished(result: int) -> None:
-        if not answer.done():
-            answer.set_result(int(result))
-
-    box.finished.connect(finished)
-    box.open()
-    result = await answer
-    box.deleteLater()
-    return result in (int(QMessageBox.StandardButton.Yes), int(QMessageBox.StandardButton.Ok))
-
-
-async def offer_setup(paths: Paths) -> None:
-    """On a first start, offer the setup wizard."""
-    if await ask("Nothing is configured yet. Set up an OpenAI API key and upload the "
-                 "knowledge base now?\n\nWithout a key the host runs the offline assistant."):
-        await run_wizard(paths)
 
 
 def run_window(args: argparse.Namespace) -> int:

@@ -115,6 +115,41 @@ async def run_wizard(paths: Paths, *, offline: bool = False) -> Settings | None:
         wizard.deleteLater()
 
 
+async def ask(text: str, *, question: bool = True) -> bool:
+    """A message box awaited on the running loop (no nested event loop); True = Yes/OK."""
+    from PySide6.QtWidgets import QMessageBox
+
+    buttons = (QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No if question
+               else QMessageBox.StandardButton.Ok)
+    icon = QMessageBox.Icon.Question if question else QMessageBox.Icon.Critical
+    box = QMessageBox(icon, "HITL Desk", text, buttons)
+    answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def finished(result: int) -> None:
+        if not answer.done():
+            answer.set_result(int(result))
+
+    box.finished.connect(finished)
+    box.open()
+    result = await answer
+    box.deleteLater()
+    return result in (int(QMessageBox.StandardButton.Yes), int(QMessageBox.StandardButton.Ok))
+
+
+async def offer_setup(paths: Paths) -> None:
+    """On a first start, offer the setup wizard — once. Declining (or cancelling the
+    wizard) saves the defaults, so the question does not come back every start;
+    ``hitl-desktop setup`` is always there."""
+    wanted = await ask("Nothing is configured yet. Set up an OpenAI API key and upload the "
+                       "knowledge base now?\n\nWithout a key HITL Desk runs the offline "
+                       "assistant; you can run \"hitl-desktop setup\" at any time.")
+    if wanted and await run_wizard(paths) is not None:
+        return
+    if not paths.settings_file.exists():
+        Settings.load(paths).save(paths)
+        log.info("setup declined: running with the defaults (hitl-desktop setup to change)")
+
+
 def run(args: argparse.Namespace) -> int:
     paths = resolve_paths(args.data_dir, args.config_dir).ensure()
 
