@@ -203,9 +203,17 @@ class Demo:
         assert self.customer_window is not None
         screen = self.customer_window.screen().availableGeometry()
         x, y = screen.x() + GAP, screen.y() + GAP
-        self.customer_window.move(x, y)
+        height = max(400, screen.height() - 2 * GAP)
+        customer = self.customer_window
+        customer.resize(customer.width(), min(customer.height(), height))
+        customer.move(x, y)
         if self.agent_window is not None:
-            self.agent_window.move(x + self.customer_window.width() + GAP, y)
+            agent = self.agent_window
+            agent_x = x + customer.width() + GAP
+            # fit on small screens: shrink to what is left, never below a usable width
+            room = screen.x() + screen.width() - GAP - agent_x
+            agent.resize(max(min(agent.width(), room), 900), min(agent.height(), height))
+            agent.move(min(agent_x, screen.x() + screen.width() - agent.width()), y)
 
     async def wait_ready(self, within: float = 20.0) -> None:
         """Until both sides are connected and the first messages are on screen."""
