@@ -200,9 +200,16 @@ class Demo:
 
     def _place_windows(self) -> None:
         """Side by side on the primary screen: customer left, agent right."""
+        from PySide6.QtGui import QGuiApplication
+
         assert self.customer_window is not None
         screen = self.customer_window.screen().availableGeometry()
         x, y = screen.x() + GAP, screen.y() + GAP
+        if QGuiApplication.platformName() == "offscreen":  # no real screen to fit
+            self.customer_window.move(x, y)
+            if self.agent_window is not None:
+                self.agent_window.move(x + self.customer_window.width() + GAP, y)
+            return
         height = max(400, screen.height() - 2 * GAP)
         customer = self.customer_window
         customer.resize(customer.width(), min(customer.height(), height))
