@@ -179,6 +179,7 @@ class SessionSummary(_Payload):
     last_message_at: float | None = None
     pending_approvals: int = 0
     clients: int = 0
+    messages: int = 0  # chat lines so far (customer and agent)
 
 
 class Welcome(_Payload):

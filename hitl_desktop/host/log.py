@@ -88,6 +88,7 @@ class SessionRow:
     last_message: str | None
     last_message_at: float | None
     pending_approvals: int = 0
+    messages: int = 0  # chat lines (customer and agent), for the inbox and the host window
 
     def summary(self, *, customer_name: str | None = None, clients: int = 0) -> SessionSummary:
         return SessionSummary(
@@ -102,6 +103,7 @@ class SessionRow:
             last_message_at=self.last_message_at,
             pending_approvals=self.pending_approvals,
             clients=clients,
+            messages=self.messages,
         )
 
 
@@ -248,11 +250,15 @@ class RelayLog:
         (pending,) = self.db.execute(
             "SELECT COUNT(*) FROM approvals WHERE session_id = ? AND state = 'pending'", (sid,)
         ).fetchone()
+        (messages,) = self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE session_id = ? AND type = 'chat.message'",
+            (sid,),
+        ).fetchone()
         text = str(json.loads(last[0])["data"]["text"])[:200] if last else None
         return SessionRow(
             session_id=sid, title=r[1], customer_id=r[2], state=r[3], created_at=r[4],
             last_seq=int(last_seq), last_message=text, last_message_at=last[1] if last else None,
-            pending_approvals=int(pending),
+            pending_approvals=int(pending), messages=int(messages),
         )
 
     # ------------------------------------------------------------------ messages
@@ -276,6 +282,7 @@ class RelayLog:
         )
         row.last_seq = seq
         row.last_message, row.last_message_at = text[:200], now
+        row.messages += 1
         return seq, frame
 
     def append(
@@ -303,6 +310,7 @@ class RelayLog:
         if t == "chat.message":  # the hot path: one statement, one (WAL, no fsync) commit
             self.db.execute(*insert)
             last_message, last_at = data.text[:200], now
+            row.messages += 1
         elif t not in ("session.closed", "approval.created", "approval.updated"):
             self.db.execute(*insert)
         else:

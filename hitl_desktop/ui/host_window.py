@@ -187,7 +187,7 @@ class LogView(QPlainTextEdit):
 class SessionTableModel(QAbstractTableModel):
     """Session summaries from the admin connection, newest activity first."""
 
-    HEADERS: Final = ("Customer", "Title", "State", "Last message", "Events", "Pending approvals",
+    HEADERS: Final = ("Customer", "Title", "State", "Last message", "Messages", "Pending approvals",
                       "Clients")
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -246,7 +246,7 @@ class SessionTableModel(QAbstractTableModel):
             when = format_time(s.last_message_at) if s.last_message_at else ""
             return f"{when}  {text}".strip()
         if col == 4:
-            return str(s.last_seq)
+            return str(s.messages)
         if col == 5:
             return str(s.pending_approvals)
         return str(s.clients)

@@ -140,11 +140,14 @@ async def test_desk_sees_every_session_and_summaries(tmp_path: Path) -> None:
             assert m["data"]["text"] == "where is my parcel"
             upd = await desk.expect("session.updated", session=s1.session_id)
             assert upd["data"]["summary"]["last_message"] == "where is my parcel"
+            assert upd["data"]["summary"]["messages"] == 1
         await desk1.send("chat.send", {"text": "On its way"}, session=s1.session_id)
         assert (await c1.expect("chat.message", seq=3))["data"]["text"] == "On its way"
         lst_id = await desk2.send("session.list", {})
         lst = await desk2.expect("session.list")
         assert lst["ref"] == lst_id and len(lst["data"]["sessions"]) == 2
+        counts = {x["session_id"]: x["messages"] for x in lst["data"]["sessions"]}
+        assert counts == {s1.session_id: 2, s2.session_id: 0}
 
 
 async def test_admin_creates_and_closes_sessions(tmp_path: Path) -> None:

@@ -176,11 +176,11 @@ def test_reach_text_and_in_place_updates(qtbot: object) -> None:
     assert [r.session_id for r in model.rows] == ["b", "a"]
     resets: list[int] = []
     model.modelReset.connect(lambda: resets.append(1))
-    model.upsert(_summary("a", last_seq=7, pending_approvals=2, clients=3,
+    model.upsert(_summary("a", last_seq=7, messages=4, pending_approvals=2, clients=3,
                           last_message="Help me cancel\norder ORD1001", last_message_at=10.0))
     assert not resets  # updated in place: a selection survives
     row = model.rows[1]
-    assert model.cell(row, 4) == "7" and model.cell(row, 5) == "2" and model.cell(row, 6) == "3"
+    assert model.cell(row, 4) == "4" and model.cell(row, 5) == "2" and model.cell(row, 6) == "3"
     assert "Help me cancel order ORD1001" in model.cell(row, 3)
     model.upsert(_summary("c", customer_id=None, customer_name=None))
     assert model.rows[0].session_id == "c" and model.cell(model.rows[0], 0) == "—"
