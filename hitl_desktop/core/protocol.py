@@ -629,17 +629,10 @@ def encode(
     ts: float | None = None,
 ) -> str:
     """Serialise one message; the inverse of :func:`decode`."""
-    env = {
-        "v": PROTOCOL_VERSION,
-        "type": type_,
-        "id": msg_id or new_id(),
-        "session": session,
-        "seq": seq,
-        "ts": time.time() if ts is None else ts,
-        "ref": ref,
-        "data": payload.model_dump(mode="json"),
-    }
-    return json.dumps(env, separators=(",", ":"), ensure_ascii=False)
+    return encode_data(
+        type_, payload.model_dump(mode="json"),
+        session=session, seq=seq, msg_id=msg_id, ref=ref, ts=ts,
+    )
 
 
 def error_frame(
