@@ -109,9 +109,28 @@ MODES = {
 }
 
 
+def needs_window(args: argparse.Namespace) -> bool:
+    """Whether this mode opens a window (the demo decides for itself: it can run without)."""
+    if args.mode in ("customer", "agent", "open", "kb"):
+        return True
+    if args.mode == "host":
+        return not args.headless
+    if args.mode == "setup":
+        return not getattr(args, "offline", False)
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
+    if needs_window(args):
+        from hitl_desktop.app.display import display_problem
+
+        problem = display_problem()
+        if problem is not None:
+            # one clear sentence instead of Qt's abort (rc 134) blaming libxcb-cursor0
+            sys.stderr.write(f"hitl-desktop {args.mode}: cannot open a window: {problem}\n")
+            return 2
     module = importlib.import_module(MODES[args.mode])
     try:
         return int(module.run(args))

@@ -5,7 +5,13 @@ offline engine without an API key, OpenAI with one); the two windows connect to
 it over loopback WebSocket with their own invite links, exactly as separate PCs
 would. ``--script`` plays DESIGN.md §3 by itself: it types as the customer into
 the customer window and acts as the agent through the agent window's own
-objects. ``--screenshot DIR`` saves PNGs; ``--quit-after SECONDS`` exits cleanly.
+objects, prints a short transcript and exits. ``--screenshot DIR`` saves PNGs;
+``--quit-after SECONDS`` exits cleanly.
+
+Without a display (or with one nobody can answer: ``xvfb-run`` with stdin not a
+terminal) the demo plays the script offscreen, prints the transcript, saves
+screenshots to a directory it names and exits 0: a newcomer on a server sees the
+product work in the terminal. No modal question opens unless someone can answer it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +49,27 @@ AGENT_SIZE = (1300, 820)
 GAP = 16
 #: how fast the script "types" (seconds per character)
 TYPING_DELAY_S = 0.025
+#: the whole unattended run gives up (rc 1) after this long, never hangs
+UNATTENDED_LIMIT_S = 170.0
+
+
+class Transcript:
+    """The demo's story in the terminal, one line per step (stdout: it is the output)."""
+
+    def __init__(self, stream: Any = None, width: int = 110) -> None:
+        self.stream = stream
+        self.width = width
+        self.lines: list[str] = []
+
+    def say(self, what: str, text: str) -> None:
+        flat = " ".join(text.split())
+        if len(flat) > self.width:
+            flat = flat[: self.width - 1].rstrip() + "…"
+        line = f"[demo] {what:<15} {flat}"
+        self.lines.append(line)
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def demo_copilot_factory(
@@ -141,6 +170,7 @@ class Demo:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     screenshots: list[Path] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    transcript: Transcript = field(default_factory=Transcript)
 
     async def start(self, *, restore_layout: bool = True) -> None:
         """Windows first (they say "Connecting…"), then the host, then the sockets."""
@@ -152,7 +182,7 @@ class Demo:
 
         log.info("demo: opening the customer window")
         self.customer_window = CustomerWindow()
-        self.customer_window.closed.connect(self.closed.set)
+        self.customer_window.closed.connect(self._customer_closed)
         self.customer_window.resize(*CUSTOMER_SIZE)
         classes = _agent_classes()
         if classes is not None:
@@ -197,6 +227,14 @@ class Demo:
         if self.agent_conn is not None:
             self.agent_conn.open()
         log.info("demo: windows up, connecting over loopback")
+
+    def _customer_closed(self) -> None:
+        """Closing the customer window ends the demo only when no agent window is left:
+        the representative's workspace (and the host) keep running."""
+        if self.agent_window is None or not self.agent_window.isVisible():
+            self.closed.set()
+        else:
+            log.info("demo: the customer window closed; the agent window stays")
 
     def _place_windows(self) -> None:
         """Side by side on the primary screen: customer left, agent right."""
@@ -296,6 +334,7 @@ class Demo:
             window.composer.insertPlainText(ch)
             await asyncio.sleep(TYPING_DELAY_S)
         self.steps.append(f"customer: {text}")
+        self.transcript.say("customer said", text)
         window.submit()
 
     async def wait_draft(self, *, after: set[str], within: float = 60.0) -> Any:
@@ -308,7 +347,14 @@ class Demo:
                         and draft.state == "completed" and draft.text.strip())
 
         await _until(ready, within=within)
-        return self._view().draft
+        draft = self._view().draft
+        by = f" ({draft.provider})" if getattr(draft, "provider", "") else ""
+        self.transcript.say("draft" + by, draft.text)
+        articles = self._view().articles.get(draft.turn_id) or []
+        if articles:
+            self.transcript.say("articles", "; ".join(
+                f"{a.title} ({a.score:.2f})" for a in articles[:3]))
+        return draft
 
     async def send_draft_as_agent(self, draft: Any) -> None:
         """Press Send in the agent window's suggestion editor (what a person would do)."""
@@ -322,6 +368,7 @@ class Demo:
             self.workspace.send_message(draft.text, draft_id=draft.turn_id,
                                         session_id=self.session_id)
         self.steps.append(f"agent sent: {draft.text[:60]}")
+        self.transcript.say("agent sent", draft.text)
 
     async def play(self, shoot: Callable[[str], object] | None = None) -> None:
         """DESIGN.md §3, end to end, through the windows."""
@@ -354,13 +401,19 @@ class Demo:
         if not shots:
             log.info("demo: the draft streamed too fast to catch; mid-flow shot after it")
             take_midflow()
+        from hitl_desktop.ui.agent.conversation import call_signature
+
+        approval = self._view().pending_approvals[0]
+        self.transcript.say("proposed action", call_signature(approval.tool, approval.arguments))
         # 4: the holding reply
         await self.send_draft_as_agent(draft)
         await asyncio.sleep(0.5)
         # 5: approve the action, exactly as proposed
-        approval = self._view().pending_approvals[0]
         self.workspace.approve(approval.approval_id, session_id=self.session_id)
         self.steps.append(f"agent approved {approval.tool} {approval.arguments}")
+        self.transcript.say("approved", call_signature(approval.tool, approval.arguments))
+        await _until(lambda: not approval.pending, within=20)
+        self.transcript.say("result", f"{approval.state}: {_outcome(approval)}")
         draft = await self.wait_draft(after=seen)
         seen.add(draft.turn_id)
         # 6: the confirmation reaches the customer
@@ -388,6 +441,17 @@ class Demo:
         on_moment()
 
 
+def _outcome(approval: Any) -> str:
+    """What an executed (or refused) action came back with, in a line."""
+    if approval.error:
+        return str(approval.error)
+    result = approval.result or {}
+    for key in ("message", "status", "summary"):
+        if isinstance(result.get(key), str):
+            return str(result[key])
+    return ", ".join(f"{k}={v}" for k, v in result.items()) or "done"
+
+
 async def _until(predicate: Callable[[], object], within: float = 30.0,
                  step: float = 0.02) -> None:
     """Await (never block) until ``predicate()`` holds."""
@@ -399,16 +463,103 @@ async def _until(predicate: Callable[[], object], within: float = 30.0,
         await asyncio.sleep(step)
 
 
+def _xvfb_without_user(env: dict[str, str] | None = None) -> bool:
+    """Under ``xvfb-run`` (its private Xauthority file) with stdin not a terminal:
+    there is a display, but nobody who can see it or answer a question."""
+    env = dict(os.environ) if env is None else env
+    return "xvfb-run" in env.get("XAUTHORITY", "") and not _stdin_is_tty()
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # closed or detached stdin
+        return False
+
+
+def unattended_reason() -> str | None:
+    """Why nobody can watch or answer this run (then the demo plays by itself), or None."""
+    from hitl_desktop.app.display import display_problem, has_display
+
+    if os.environ.get("QT_QPA_PLATFORM", "").startswith(("offscreen", "minimal")):
+        return f"QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']}"
+    if not has_display():
+        return "no display here"
+    problem = display_problem()
+    if problem is not None:
+        return problem.rstrip(".")
+    if _xvfb_without_user():
+        return "xvfb-run without a terminal: nobody can see the windows"
+    return None
+
+
 def _interactive(args: argparse.Namespace) -> bool:
-    return not (args.screenshot or args.quit_after is not None or args.script)
+    """Someone is at the windows: only then may a question (the setup offer) open."""
+    return not (args.screenshot or args.quit_after is not None or args.script
+                or getattr(args, "unattended", False))
+
+
+def default_screenshot_dir(paths: Paths) -> Path:
+    return paths.data_dir / "demo-screenshots" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def prepare_unattended(args: argparse.Namespace, paths: Paths,
+                       say: Callable[[str], object]) -> None:
+    """Without anyone at a display: offscreen if there is none, the script, screenshots."""
+    reason = unattended_reason()
+    if reason is None:
+        return
+    args.unattended = True
+    if os.environ.get("QT_QPA_PLATFORM") is None and unattended_display_missing():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before the QApplication exists
+    if not args.script and args.quit_after is None:
+        args.script = True
+    if args.script and not args.screenshot:
+        args.screenshot = str(default_screenshot_dir(paths))
+    offscreen = os.environ.get("QT_QPA_PLATFORM", "").startswith("offscreen")
+    say(f"[demo] {reason}: playing the demo by itself"
+        + (" offscreen" if offscreen else "") + ", then exiting")
+    _quiet_offscreen_warnings()
+    if args.screenshot:
+        say(f"[demo] screenshots go to {Path(args.screenshot).resolve()}")
+
+
+def _quiet_offscreen_warnings() -> None:
+    """The offscreen plugin warns about window hints it cannot apply, once per window:
+    noise in a transcript meant for people. Everything else still reaches the log."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING}
+
+    def handler(kind: QtMsgType, _context: object, message: str) -> None:
+        if "propagateSizeHints" in message:
+            return
+        logging.getLogger("qt").log(levels.get(kind, logging.ERROR), "%s", message)
+
+    qInstallMessageHandler(handler)
+
+
+def unattended_display_missing() -> bool:
+    from hitl_desktop.app.display import display_problem
+
+    return display_problem() is not None
 
 
 def run(args: argparse.Namespace) -> int:
     from hitl_desktop.app.customer import qt_app, run_on_qt_loop
 
+    transcript = Transcript()
+
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    paths = resolve_paths(args.data_dir, args.config_dir).ensure()
+    prepare_unattended(args, paths, say)
+    unattended = bool(getattr(args, "unattended", False))
     log.info("demo: creating the application")
     app = qt_app("Demo")
-    paths = resolve_paths(args.data_dir, args.config_dir).ensure()
     log.info("demo: data in %s", paths.data_dir)
     shots = Path(args.screenshot).resolve() if args.screenshot else None
 
@@ -420,8 +571,10 @@ def run(args: argparse.Namespace) -> int:
                 log.info("demo: first start, offering the setup wizard")
                 await setup.offer_setup(paths)
         settings = Settings.load(paths)
-        demo = Demo(paths, settings, args)
+        demo = Demo(paths, settings, args, transcript=transcript)
         waiters: list[asyncio.Future[Any]] = []
+        limit = args.quit_after if args.quit_after is not None else (
+            UNATTENDED_LIMIT_S if unattended else None)
         try:
             await demo.start(restore_layout=shots is None and _interactive(args))
             await demo.wait_ready()
@@ -433,9 +586,9 @@ def run(args: argparse.Namespace) -> int:
                     demo.screenshot(shots, suffix)
 
             def left() -> float | None:
-                if args.quit_after is None:
+                if limit is None:
                     return None
-                return max(0.0, float(args.quit_after) - (time.monotonic() - started))
+                return max(0.0, float(limit) - (time.monotonic() - started))
 
             closed = asyncio.ensure_future(demo.closed.wait())
             waiters.append(closed)
@@ -445,13 +598,23 @@ def run(args: argparse.Namespace) -> int:
                 await asyncio.wait([closed, script], timeout=left(),
                                    return_when=asyncio.FIRST_COMPLETED)
                 if not script.done():
+                    if unattended and args.quit_after is None:
+                        say(f"[demo] the flow did not finish within {limit:.0f} s: giving up")
+                        return 1
                     log.warning("demo: the window closed or --quit-after ended the script")
                     return 0
                 if script.exception() is not None:
                     log.error("demo script failed", exc_info=script.exception())
+                    say(f"[demo] the flow failed: {script.exception()}")
                     return 1
                 if shots is not None:
                     demo.screenshot(shots, "-final")
+                    say(f"[demo] {len(demo.screenshots)} screenshots in {shots}:")
+                    for path in demo.screenshots:
+                        say(f"[demo]   {path}")
+                say(f"[demo] done in {time.monotonic() - started:.0f} s: the customer got "
+                    "an answer, the action ran after a human approved it")
+                return 0
             await asyncio.wait([closed], timeout=left())
             return 0
         finally:

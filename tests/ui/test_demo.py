@@ -63,3 +63,85 @@ def test_demo_script_plays_the_flow_and_shoots_mid_flow(tmp_path: Path) -> None:
     for name in ("demo-customer-midflow", "demo-agent-midflow", "demo-customer-final",
                  "demo-agent-final"):
         assert _distinct_colours(shots / f"{name}.png") > 8, name
+
+
+def _no_display_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XAUTHORITY",
+                        "OPENAI_API_KEY")}
+    env["PYTHONPATH"] = str(REPO)
+    env["HOME"] = str(tmp_path / "home")  # a fresh user: nothing configured yet
+    return env
+
+
+def test_demo_without_a_display_plays_the_flow_and_exits(tmp_path: Path) -> None:
+    """What `./scripts/demo` does on a server: no display, no terminal, fresh user. It must
+    not hang on the first-start question: it plays the flow offscreen, prints it, saves
+    screenshots where it says, and exits 0 well within 3 minutes."""
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hitl_desktop", "demo", "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path, env=_no_display_env(tmp_path), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=180, check=False)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert took < 180
+    out = proc.stdout
+    # the story, in order
+    steps = ["no display here: playing the demo by itself offscreen", "customer said", "draft",
+             "articles", "customer said", "proposed action", "approved", "result", "agent sent",
+             "done in"]
+    at = 0
+    for step in steps:
+        found = out.find(step, at)
+        assert found >= 0, f"{step!r} missing after position {at}:\n{out}"
+        at = found
+    assert "cancel_order(order_id=\"ORD1001\")" in out
+    assert "result          executed" in out
+    # screenshots: in the directory it named, real images
+    named = [line.split("screenshots go to ", 1)[1].strip() for line in out.splitlines()
+             if "screenshots go to " in line]
+    assert named, out
+    shots = Path(named[0])
+    assert shots.is_relative_to(tmp_path / "data")
+    for name in ("demo-agent-midflow", "demo-customer-midflow", "demo-agent-final"):
+        path = shots / f"{name}.png"
+        assert str(path) in out, f"{path} not printed"
+        assert _distinct_colours(path) > 8, name
+    # nobody was asked anything, and Qt never aborted
+    assert "setup wizard" not in proc.stderr
+    assert "Aborted" not in proc.stderr and "xcb" not in proc.stderr
+
+
+def test_window_modes_without_a_display_say_so_in_one_sentence(tmp_path: Path) -> None:
+    """`hitl-desktop customer` with no display: a sentence and rc 2, not Qt's abort (134)."""
+    env = _no_display_env(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hitl_desktop", "customer", "hitl://127.0.0.1:9/customer#x"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "cannot open a window: no display found" in lines[0]
+    assert "libxcb-cursor0" not in proc.stderr
+    # an X display that does not answer is named as such
+    env["DISPLAY"] = ":979"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hitl_desktop", "agent", "hitl://127.0.0.1:9/agent#x"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "':979' does not answer" in proc.stderr
+
+
+def test_missing_xcb_libraries_are_named_by_package() -> None:
+    from hitl_desktop.app.display import XCB_LIBRARIES, missing_libraries
+
+    libs = {"libxcb-icccm.so.4": "libxcb-icccm4",
+            "libhitl-not-installed-xcb.so.9": "libhitl-not-installed0"}
+    assert missing_libraries(libs) == ["libhitl-not-installed0"]
+    # what Qt's xcb plugin loads is listed, not only the one Qt's message blames
+    assert {"libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"} <= set(XCB_LIBRARIES.values())

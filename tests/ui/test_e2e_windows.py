@@ -153,3 +153,15 @@ async def test_agent_socket_killed_mid_draft_window_recovers_nothing_missing(
     # and the customer's side saw nothing of it: no banner, one bubble each way
     assert not customer.banner.isVisible() or customer.banner.kind == "ok"
     assert [b.item.role for b in customer.bubbles] == ["customer", "agent"]
+
+
+async def test_closing_the_customer_window_keeps_the_agent_window(demo: Demo) -> None:
+    """The demo ends when the representative's window closes, not the customer's."""
+    assert demo.customer_window is not None and demo.agent_window is not None
+    demo.customer_window.close()
+    await until(lambda: not demo.customer_window.isVisible(),  # type: ignore[union-attr]
+                what="customer window hidden")
+    assert not demo.closed.is_set()
+    assert demo.agent_window.isVisible()
+    demo.agent_window.close()
+    await until(demo.closed.is_set, what="the demo ends with the agent window")
