@@ -57,7 +57,7 @@ def _raise_fd_limit() -> None:
 
 def _host_main(pipe: Connection, data_dir: str) -> None:
     _raise_fd_limit()
-    from hitl_desktop.app.host import start_host
+    from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig
 

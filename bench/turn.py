@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
-from hitl_desktop.app.host import start_host  # noqa: E402
+from hitl_desktop.app.services import start_host  # noqa: E402
 from hitl_desktop.assistant.base import TurnRequest  # noqa: E402
 from hitl_desktop.assistant.openai_provider import OpenAIProvider  # noqa: E402
 from hitl_desktop.config import Settings, resolve_paths  # noqa: E402

@@ -42,7 +42,7 @@ WORDS = _TEXT.split()
 
 async def _host_child(rate: float, seconds: float, data_dir: Path) -> None:
     """Serve a host; on 'go' stream one draft at ``rate`` tokens/s into the session."""
-    from hitl_desktop.app.host import start_host
+    from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
 
     paths = resolve_paths(data_dir, data_dir / "config")
@@ -127,7 +127,7 @@ class InProcessHost:
         self.host: Any = None
 
     async def start(self) -> None:
-        from hitl_desktop.app.host import start_host
+        from hitl_desktop.app.services import start_host
         from hitl_desktop.config import Settings, resolve_paths
 
         paths = resolve_paths(self.tmp / "inproc", self.tmp / "inproc" / "config")
@@ -272,7 +272,8 @@ def _child_window(kind: str) -> None:
         window.resize(1300, 820)
         window.show()
     elif kind == "customer":  # exactly what `hitl-desktop customer LINK` does first
-        from hitl_desktop.app.customer import qt_app, show_window
+        from hitl_desktop.app.customer import show_window
+        from hitl_desktop.app.qt import qt_app
 
         qt_app("Support chat")
         window = show_window()

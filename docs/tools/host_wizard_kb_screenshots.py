@@ -15,7 +15,7 @@ os.environ.setdefault("HITL_MDNS_INTERFACES", "127.0.0.1")  # no multicast off t
 OUT = Path(__file__).resolve().parents[1] / "screenshots"
 logging.basicConfig(level=logging.WARNING)
 
-from hitl_desktop.app.setup import run_qt
+from hitl_desktop.app.qt import run_qt
 from hitl_desktop.config import Settings, resolve_paths
 
 which = sys.argv[1:] or ["host", "wizard", "kb"]

@@ -1,7 +1,8 @@
 """``hitl-desktop agent [LINK]``: the representative's workspace window.
 
-Wiring only, in order: QApplication, the link (command line or join dialog), the
-qasync loop, the connection, the workspace model, the window. Shutdown runs in
+Wiring only, in order: QApplication, the window (when the link came on the command
+line), the qasync loop (``app.qt``), the link from the join dialog otherwise, the
+connection, the workspace model. Shutdown runs in
 reverse: the window saves its layout and closes, the connection says goodbye,
 the loop ends.
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
 
-from hitl_desktop.app.customer import ask_for_link, qt_app, run_on_qt_loop
+from hitl_desktop.app.qt import qt_app, run_qt
 from hitl_desktop.core.links import InvalidLink, InviteLink
 
 if TYPE_CHECKING:
@@ -27,15 +28,6 @@ if TYPE_CHECKING:
     from hitl_desktop.ui.agent.window import AgentWindow
 
 log = logging.getLogger(__name__)
-
-
-def _link_from(args: argparse.Namespace) -> InviteLink | None:
-    """The invite link from the command line, else from the join dialog; None = give up."""
-    text = getattr(args, "link", None)
-    if text:
-        return InviteLink.parse(text)
-    log.info("agent: no link given, asking for one")
-    return ask_for_link("agent")
 
 
 def _close_on_signals(window: QWidget) -> None:
@@ -73,36 +65,49 @@ def show_window(config_dir: Path | None = None) -> tuple[Workspace, AgentWindow]
     return workspace, window
 
 
+NO_LINK = (
+    "hitl-desktop agent: no invite link. Run `hitl-desktop agent "
+    "hitl://HOST:PORT/agent#TOKEN` with the agent link your host shows "
+    "(`hitl-desktop host --headless` prints it as agent_link).\n"
+)
+
+
 def run(args: argparse.Namespace) -> int:
     from hitl_desktop.config import resolve_paths
 
     log.info("agent: creating the application")
-    app = qt_app("Agent workspace")
-    try:
-        link = _link_from(args)
-    except InvalidLink as exc:
-        sys.stderr.write(f"hitl-desktop agent: cannot use this link: {exc}\n")
-        return 2
-    if link is None:
-        sys.stderr.write(
-            "hitl-desktop agent: no invite link. Run `hitl-desktop agent "
-            "hitl://HOST:PORT/agent#TOKEN` with the agent link your host shows "
-            "(`hitl-desktop host --headless` prints it as agent_link).\n")
-        return 2
-    if link.role != "agent":
-        log.warning("agent: this is a %s link; the host decides what it may see", link.role)
-    log.info("agent: link for %s:%s (tls=%s)", link.host, link.port, link.tls)
+    qt_app("Agent workspace")
+    link: InviteLink | None = None
+    if getattr(args, "link", None):
+        try:
+            link = InviteLink.parse(args.link)
+        except InvalidLink as exc:
+            sys.stderr.write(f"hitl-desktop agent: cannot use this link: {exc}\n")
+            return 2
     paths = resolve_paths(config_dir=getattr(args, "config_dir", None))
-    workspace, window = show_window(paths.config_dir)
-    import asyncio  # ~40 ms with ssl & co.: only once the window is on screen
-
-    closed = asyncio.Event()
-    window.closed.connect(closed.set)
-    _close_on_signals(window)
+    shown = show_window(paths.config_dir) if link is not None else None
 
     async def main() -> int:
+        import asyncio  # ~40 ms with ssl & co.: only once the window is on screen
+
         from hitl_desktop.client.connection import HostConnection
 
+        nonlocal link
+        if link is None:
+            from hitl_desktop.ui.join_dialog import choose_link
+
+            log.info("agent: no link given, asking for one")
+            link = await choose_link("agent")
+            if link is None:
+                sys.stderr.write(NO_LINK)
+                return 2
+        if link.role != "agent":
+            log.warning("agent: this is a %s link; the host decides what it may see", link.role)
+        log.info("agent: link for %s:%s (tls=%s)", link.host, link.port, link.tls)
+        workspace, window = shown or show_window(paths.config_dir)
+        closed = asyncio.Event()
+        window.closed.connect(closed.set)
+        _close_on_signals(window)
         log.info("agent: connecting")
         connection = HostConnection(link, client_name="agent window")
         workspace.attach(connection)
@@ -113,4 +118,4 @@ def run(args: argparse.Namespace) -> int:
         await connection.aclose()
         return 0
 
-    return run_on_qt_loop(app, main)
+    return run_qt(main, app_name="Agent workspace")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import sys
@@ -32,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QWidget
 
+from hitl_desktop.app.qt import qt_app, run_qt
+from hitl_desktop.app.services import RunningHost, copilot_factory, start_host
+from hitl_desktop.app.setup import needs_setup, offer_setup
 from hitl_desktop.config import Paths, Settings, resolve_paths
 
 if TYPE_CHECKING:
-    from hitl_desktop.app.host import RunningHost
     from hitl_desktop.client.chat import ChatModel
     from hitl_desktop.client.connection import HostConnection
-    from hitl_desktop.core.ports import Copilot, SessionOutbox
     from hitl_desktop.ui.customer_window import CustomerWindow
 
 log = logging.getLogger(__name__)
@@ -72,75 +72,12 @@ class Transcript:
         stream.flush()
 
 
-def demo_copilot_factory(
-    paths: Paths, settings: Settings, args: argparse.Namespace | None
-) -> Callable[[SessionOutbox], Copilot] | None:
-    """The co-pilot exactly as ``hitl-desktop host`` wires it (engine from args/settings).
-
-    A co-pilot that fails to start is logged and replaced by a chat-only relay, so
-    the demo's windows still come up and say so in the agent's status bar.
-    """
-    ns = args or argparse.Namespace(provider=None, model=None)
-    host_app = importlib.import_module("hitl_desktop.app.host")
-    factory: Callable[[SessionOutbox], Copilot] | None = host_app.build_copilot_factory(
-        ns, paths, settings
-    )
-    if factory is None:
-        try:
-            copilot_mod = importlib.import_module("hitl_desktop.host.copilot")
-        except ImportError as exc:
-            log.warning("no co-pilot in this build (%s): the demo relays chat only", exc)
-            return None
-        override = getattr(ns, "provider", None)
-
-        def factory(outbox: SessionOutbox) -> Copilot:
-            built: Copilot = copilot_mod.build_copilot(
-                paths, settings, outbox, provider_override=override
-            )
-            return built
-
-    def make(outbox: SessionOutbox) -> Copilot:
-        assert factory is not None
-        try:
-            copilot = factory(outbox)
-            _pace_offline_engine(copilot, settings)
-            return copilot
-        except Exception:
-            log.exception("the co-pilot could not start: the demo relays chat only")
-            from hitl_desktop.core.ports import NullCopilot
-
-            return NullCopilot()
-
-    return make
-
-
-def _pace_offline_engine(copilot: object, settings: Settings) -> None:
-    """Let the offline engine stream at a model's pace (``offline_delay_ms``, default 6).
-
-    Unpaced, it writes a whole draft within a millisecond, so the demo would never
-    show what the product is about: a draft streaming into the agent's editor.
-    """
-    provider = getattr(copilot, "provider", None)
-    if getattr(provider, "name", None) != "offline" or getattr(provider, "delay_s", 1) != 0:
-        return
-    extra = settings.extra if isinstance(settings.extra, dict) else {}
-    try:
-        delay_ms = float(extra.get("offline_delay_ms", 6.0))
-    except (TypeError, ValueError):
-        delay_ms = 6.0
-    provider.delay_s = max(0.0, delay_ms) / 1000.0  # type: ignore[union-attr]
-    log.info("demo: offline engine paced at %.0f ms per word", delay_ms)
-
-
 def _agent_classes() -> tuple[type[Any], type[Any]] | None:
-    """(Workspace, AgentWindow) when the agent workspace is part of this build."""
-    try:
-        workspace = importlib.import_module("hitl_desktop.client.workspace")
-        window = importlib.import_module("hitl_desktop.ui.agent.window")
-    except ImportError as exc:
-        log.warning("agent window not available (%s): showing the customer window only", exc)
-        return None
-    return workspace.Workspace, window.AgentWindow
+    """(Workspace, AgentWindow): the agent window is part of every build."""
+    from hitl_desktop.client.workspace import Workspace
+    from hitl_desktop.ui.agent.window import AgentWindow
+
+    return Workspace, AgentWindow
 
 
 def save_png(widget: QWidget, path: Path) -> Path:
@@ -174,7 +111,6 @@ class Demo:
 
     async def start(self, *, restore_layout: bool = True) -> None:
         """Windows first (they say "Connecting…"), then the host, then the sockets."""
-        from hitl_desktop.app.host import start_host
         from hitl_desktop.client.chat import ChatModel
         from hitl_desktop.client.connection import HostConnection
         from hitl_desktop.core.links import InviteLink
@@ -206,7 +142,9 @@ class Demo:
         log.info("demo: starting the host on 127.0.0.1")
         self.host = await start_host(
             self.paths, self.settings, bind="127.0.0.1", port=0,
-            copilot_factory=demo_copilot_factory(self.paths, self.settings, self.args),
+            copilot_factory=copilot_factory(
+                self.paths, self.settings, provider=getattr(self.args, "provider", None),
+                model=getattr(self.args, "model", None)),
         )
         log.info("demo: host on port %d; creating a session for %s", self.host.port,
                  DEMO_CUSTOMER)
@@ -547,8 +485,6 @@ def unattended_display_missing() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hitl_desktop.app.customer import qt_app, run_on_qt_loop
-
     transcript = Transcript()
 
     def say(line: str) -> None:
@@ -559,17 +495,15 @@ def run(args: argparse.Namespace) -> int:
     prepare_unattended(args, paths, say)
     unattended = bool(getattr(args, "unattended", False))
     log.info("demo: creating the application")
-    app = qt_app("Demo")
+    qt_app("Demo")
     log.info("demo: data in %s", paths.data_dir)
     shots = Path(args.screenshot).resolve() if args.screenshot else None
 
     async def main() -> int:
         started = time.monotonic()
-        if _interactive(args):
-            setup = importlib.import_module("hitl_desktop.app.setup")
-            if setup.needs_setup(paths):
-                log.info("demo: first start, offering the setup wizard")
-                await setup.offer_setup(paths)
+        if _interactive(args) and await asyncio.to_thread(needs_setup, paths):  # keyring
+            log.info("demo: first start, offering the setup wizard")
+            await offer_setup(paths)
         settings = Settings.load(paths)
         demo = Demo(paths, settings, args, transcript=transcript)
         waiters: list[asyncio.Future[Any]] = []
@@ -622,4 +556,4 @@ def run(args: argparse.Namespace) -> int:
                 waiter.cancel()
             await demo.stop()
 
-    return run_on_qt_loop(app, main)
+    return run_qt(main, app_name="Demo")

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hitl_desktop.app.setup import ask, needs_setup, offer_setup, run_qt, run_wizard
+from hitl_desktop.app.qt import run_qt
+from hitl_desktop.app.services import copilot_factory, start_host
+from hitl_desktop.app.setup import ask, needs_setup, offer_setup, run_wizard
 from hitl_desktop.config import Paths, Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.core.tasks import TaskSupervisor
 
 if TYPE_CHECKING:
-    from hitl_desktop.app.host import RunningHost
+    from hitl_desktop.app.services import RunningHost
     from hitl_desktop.client.connection import HostConnection
     from hitl_desktop.host.discovery import HostAdvertiser
     from hitl_desktop.ui.host_window import HostWindow, QtLogHandler
@@ -77,14 +78,11 @@ class HostWindowApp:
         default_factory=lambda: TaskSupervisor("host window", logger=log))
 
     async def start(self) -> HostWindow:
-        from hitl_desktop.app.host import start_host
         from hitl_desktop.client.connection import HostConnection
         from hitl_desktop.host.discovery import advertise_host, lan_addresses, should_advertise
         from hitl_desktop.ui.host_window import HostInfo, HostWindow, QtLogHandler
 
         a = self.args
-        if getattr(a, "model", None):
-            self.settings.model = a.model
         self.handler = QtLogHandler()
         pkg = logging.getLogger("hitl_desktop")
         pkg.addHandler(self.handler)
@@ -92,11 +90,12 @@ class HostWindowApp:
         if pkg.getEffectiveLevel() > logging.INFO:
             pkg.setLevel(logging.INFO)  # the log view shows INFO and up
 
-        demo = importlib.import_module("hitl_desktop.app.demo")
         self.host = await start_host(
             self.paths, self.settings, bind=a.bind, port=a.port, public_host=a.public_host,
             tls_cert=a.tls_cert, tls_key=a.tls_key,
-            copilot_factory=demo.demo_copilot_factory(self.paths, self.settings, a),
+            copilot_factory=copilot_factory(self.paths, self.settings,
+                                            provider=getattr(a, "provider", None),
+                                            model=getattr(a, "model", None)),
         )
         host = self.host
         provider, is_ai = await asyncio.to_thread(  # may ask the keyring: off the loop

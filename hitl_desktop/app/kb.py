@@ -7,7 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from hitl_desktop.app.setup import run_qt
+from hitl_desktop.app.qt import run_qt
 from hitl_desktop.config import Settings, resolve_paths
 
 log = logging.getLogger(__name__)

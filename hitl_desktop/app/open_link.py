@@ -4,7 +4,6 @@ customer or agent window that the link's role names."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
@@ -20,5 +19,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"hitl-desktop: cannot open this link: {exc}\n")
         return 2
     log.info("opening %s window for %s:%s", link.role, link.host, link.port)
-    module = importlib.import_module(f"hitl_desktop.app.{link.role}")
-    return int(module.run(args))
+    if link.role == "agent":
+        from hitl_desktop.app import agent
+
+        return agent.run(args)
+    from hitl_desktop.app import customer
+
+    return customer.run(args)

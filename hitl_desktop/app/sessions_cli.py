@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hitl_desktop.app.host import HOST_FILE, load_customer_names
+from hitl_desktop.app.services import HOST_FILE, load_customer_names
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.host.log import RelayLog

@@ -1,22 +1,18 @@
 """``hitl-desktop setup``: the setup wizard on the qasync loop.
 
-Also home of :func:`needs_setup` (host and demo offer the wizard on a first start)
-and :func:`run_qt`, the small runner every windowed mode of ours shares: one
-QApplication, one qasync loop, a coroutine that returns the exit code.
+Also home of :func:`needs_setup` (host and demo offer the wizard on a first start),
+:func:`offer_setup` and :func:`ask` (a message box awaited on the loop).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
-import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from hitl_desktop import secrets
+from hitl_desktop.app.qt import run_qt
 from hitl_desktop.config import Paths, Settings, resolve_paths
 
 log = logging.getLogger(__name__)
@@ -31,67 +27,6 @@ def needs_setup(paths: Paths) -> bool:
     except Exception:  # a broken keyring is not a reason to crash the host
         log.exception("could not read the stored API key")
         return True
-
-
-def run_qt(main: Callable[[], Coroutine[Any, Any, int]], *, app_name: str = "HITL Desk") -> int:
-    """Run ``main()`` inside a QApplication on a qasync loop; return its exit code."""
-    import qasync
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    if app is None:
-        app = QApplication(sys.argv[:1])
-    assert isinstance(app, QApplication)
-    app.setApplicationName(app_name)
-    app.setQuitOnLastWindowClosed(False)  # ``main`` decides when we are done
-    from hitl_desktop.ui.theme import apply_app_style
-
-    apply_app_style(app)
-    collector = GuiThreadCollector()
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    try:
-        with loop:
-            return int(loop.run_until_complete(main()))
-    finally:
-        asyncio.set_event_loop(None)
-        collector.stop()
-
-
-class GuiThreadCollector:
-    """Runs Python's cyclic GC on the GUI thread only.
-
-    Why: with automatic GC, a collection can start in any thread that allocates
-    (``asyncio.to_thread`` workers), and Qt objects caught in reference cycles would
-    then be destroyed there ("Timers cannot be stopped from another thread", or a
-    crash). Collecting from a Qt timer keeps every destruction on the GUI thread.
-    """
-
-    def __init__(self, interval_ms: int = 500) -> None:
-        from PySide6.QtCore import QTimer
-
-        self.thresholds = gc.get_threshold()
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-        self.timer = QTimer()
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(self.check)
-        self.timer.start()
-
-    def check(self) -> None:
-        counts = gc.get_count()
-        gen = -1
-        for i in range(3):
-            if counts[i] > self.thresholds[i]:
-                gen = i
-        if gen >= 0:
-            gc.collect(gen)
-
-    def stop(self) -> None:
-        self.timer.stop()
-        gc.collect()
-        if self._was_enabled:
-            gc.enable()
 
 
 async def run_wizard(paths: Paths, *, offline: bool = False) -> Settings | None:

@@ -5,9 +5,8 @@ API:
 - ``JoinDialog(role)``: a QDialog emitting ``link_chosen(str)`` when the user joins;
   show it with ``open()``/``show()`` from a running qasync loop (LAN discovery runs
   on that loop).
-- ``await choose_link(role)``: the same, as a coroutine, on a running loop.
-- ``ask_for_link(role)``: for the app modules, *before* their own loop starts; runs
-  a short-lived qasync loop of its own and returns an ``InviteLink`` or None.
+- ``await choose_link(role)``: the same, as a coroutine, on a running loop (what
+  ``app.customer``/``app.agent`` await inside the one Qt start-up, ``app.qt.run_qt``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Literal
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QApplication,
     QDialog,
     QDialogButtonBox,
     QHBoxLayout,
@@ -230,22 +228,3 @@ async def choose_link(role: str, parent: QWidget | None = None) -> InviteLink | 
             await dialog.browser.aclose()
         dialog.deleteLater()
 
-
-def ask_for_link(role: str) -> InviteLink | None:
-    """For ``app.customer``/``app.agent`` before their loop exists: a loop of our own."""
-    import qasync
-
-    app = QApplication.instance()
-    if not isinstance(app, QApplication):
-        raise RuntimeError("create the QApplication before asking for a link")
-    quit_on_close = app.quitOnLastWindowClosed()
-    app.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    try:
-        with loop:
-            chosen: InviteLink | None = loop.run_until_complete(choose_link(role))
-            return chosen
-    finally:
-        asyncio.set_event_loop(None)
-        app.setQuitOnLastWindowClosed(quit_on_close)

@@ -12,7 +12,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from hitl_desktop.app.host import RunningHost, start_host
+from hitl_desktop.app.services import RunningHost, start_host
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.core.protocol import PROTOCOL_VERSION, new_id

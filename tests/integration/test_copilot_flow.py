@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl_desktop.app.host import start_host
+from hitl_desktop.app.services import start_host
 from hitl_desktop.config import Settings
 from hitl_desktop.core.protocol import (
     ApprovalApprove,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hitl_desktop.app.host import start_host
+from hitl_desktop.app.services import start_host
 from hitl_desktop.config import Settings
 from hitl_desktop.core.protocol import (
     ApprovalApprove,

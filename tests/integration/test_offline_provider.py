@@ -600,7 +600,7 @@ async def test_identity_and_pacing(index: KnowledgeIndex) -> None:
 async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
     """No API key: the host runs the offline engine; customer and agent speak the
     wire protocol over real WebSockets; the shop database executes the approval."""
-    from hitl_desktop.app.host import start_host
+    from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.core.protocol import ApprovalApprove, ChatSend
     from hitl_desktop.host.copilot import HostCopilot, build_copilot

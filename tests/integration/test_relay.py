@@ -393,7 +393,7 @@ async def test_tls(tmp_path: Path) -> None:
 
 
 async def test_links_name_the_public_host(tmp_path: Path) -> None:
-    from hitl_desktop.app.host import lan_address
+    from hitl_desktop.app.services import lan_address
 
     async with running_host(tmp_path / "a", bind="0.0.0.0", public_host="desk.example") as h:
         assert InviteLink.parse(h.lobby_link).host == "desk.example"

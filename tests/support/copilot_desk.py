@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from hitl_desktop.app.host import RunningHost, start_host
+from hitl_desktop.app.services import RunningHost, start_host
 from hitl_desktop.assistant.openai_provider import OpenAIProvider
 from hitl_desktop.config import Paths, Settings, resolve_paths
 from hitl_desktop.core.protocol import ChatSend, Hello, Payload, client_type, encode

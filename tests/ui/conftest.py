@@ -20,7 +20,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 if TYPE_CHECKING:
-    from hitl_desktop.app.host import RunningHost
+    from hitl_desktop.app.services import RunningHost
 
 
 def qt_app() -> QApplication:
@@ -62,17 +62,15 @@ async def running_host(
     """A real host (relay + log + tokens) on 127.0.0.1 port 0, as the demo runs it.
 
     ``copilot=True`` wires the assistant the way ``hitl-desktop demo`` does (offline
-    engine without a key), when that wiring exists.
+    engine without a key, paced), through ``app.services.copilot_factory``.
     """
-    from hitl_desktop.app.host import start_host
+    from hitl_desktop.app.services import copilot_factory, start_host
     from hitl_desktop.config import Settings, resolve_paths
 
     paths = resolve_paths(data_dir, data_dir / "config")
     settings = Settings()
     if copilot:
-        from hitl_desktop.app.demo import demo_copilot_factory
-
-        kw.setdefault("copilot_factory", demo_copilot_factory(paths, settings, None))
+        kw.setdefault("copilot_factory", copilot_factory(paths, settings))
     host = await start_host(paths, settings, port=kw.pop("port", 0), **kw)
     try:
         yield host

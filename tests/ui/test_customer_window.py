@@ -17,7 +17,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from hitl_desktop.app.host import RunningHost
+from hitl_desktop.app.services import RunningHost
 from hitl_desktop.client.chat import ChatModel, Delivery
 from hitl_desktop.client.connection import ConnectionState, HostConnection
 from hitl_desktop.core.links import InviteLink

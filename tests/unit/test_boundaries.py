@@ -33,3 +33,26 @@ def test_boundary_check_sees_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("from PySide6.QtWidgets import QLabel\nimport json\n")
     assert "PySide6.QtWidgets" in _imports(probe)
+
+
+def _calls(path: Path) -> set[str]:
+    """Names of what a module calls (``QApplication(...)``, ``qasync.QEventLoop(...)``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name):
+                found.add(func.id)
+            elif isinstance(func, ast.Attribute):
+                found.add(func.attr)
+    return found
+
+
+def test_one_qt_start_up_for_every_windowed_mode() -> None:
+    """Only ``app/qt.py`` makes the QApplication and the qasync loop, so every mode
+    gets the GUI-thread collector (a second start-up would silently miss it)."""
+    makers = {"QApplication", "QEventLoop"}
+    starters = sorted(
+        str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if _calls(p) & makers
+    )
+    assert starters == ["app/qt.py"]

@@ -1,0 +1,278 @@
+"""The host's services, built one way for every mode (headless host, windowed host, demo).
+
+Why one module: the headless host, the host window and the demo used to wire the
+relay and the co-pilot each in their own way (and the windowed host borrowed its
+co-pilot from the demo). Here is the only place that opens the relay log, issues
+the standing links, builds the co-pilot (paced, with a chat-only fallback) and
+starts listening. It imports no Qt: the headless host runs it without a display.
+
+Links: the desk (agent), lobby (customer) and admin tokens are created on the
+first start and their secrets are kept in ``host-links.json`` (mode 0600) in the
+data dir, because the host must show the same links after every restart.
+Per-session tokens are *not* stored anywhere in clear: they are shown once when
+the session is created (``session new`` / ``session.create`` / the host window).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core.catalog import CatalogError
+from hitl_desktop.core.links import InviteLink, LinkRole
+from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
+from hitl_desktop.host.log import RelayLog
+from hitl_desktop.host.relay import CopilotFactory, CreatedSession, Relay, RelayConfig
+from hitl_desktop.host.tokens import TokenKind, Tokens
+
+log = logging.getLogger(__name__)
+
+LINKS_FILE = "host-links.json"
+HOST_FILE = "host.json"
+_STANDING = (TokenKind.AGENT_DESK, TokenKind.CUSTOMER_LOBBY, TokenKind.ADMIN)
+#: the offline engine's pace when settings do not say (milliseconds per word)
+OFFLINE_DELAY_MS = 6.0
+
+
+def load_customer_names() -> dict[str, str]:
+    """Customer id -> name from the shipped shop seed (for inbox summaries)."""
+    try:
+        raw = resources.files("hitl_desktop").joinpath("data/shop_seed.json").read_text("utf-8")
+        return {c["id"]: c["name"] for c in json.loads(raw).get("customers", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def lan_address() -> str:
+    """The address other PCs on the LAN most likely reach us at (no packet is sent)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))
+        addr = str(s.getsockname()[0])
+        if not addr.startswith("0."):
+            return addr
+    with contextlib.suppress(OSError):
+        return socket.gethostbyname(socket.gethostname())
+    return "127.0.0.1"
+
+
+def public_host_for(bind: str, public_host: str | None) -> str:
+    if public_host:
+        return public_host
+    if bind in ("0.0.0.0", "", "::"):
+        return lan_address()
+    return bind
+
+
+def make_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only the owner can read (0600), atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def standing_tokens(data_dir: Path, tokens: Tokens) -> dict[TokenKind, str]:
+    """The desk, lobby and admin tokens: reused from ``host-links.json`` while still valid."""
+    path = data_dir / LINKS_FILE
+    stored: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        stored = json.loads(path.read_text("utf-8"))
+    out: dict[TokenKind, str] = {}
+    changed = False
+    for kind in _STANDING:
+        token = stored.get(kind.value)
+        record = tokens.verify(token) if isinstance(token, str) else None
+        if record is None or record.kind is not kind:
+            token = tokens.issue(kind, label=None)
+            changed = True
+        out[kind] = str(token)
+    if changed:
+        write_private(path, json.dumps({k.value: v for k, v in out.items()}, indent=2))
+    return out
+
+
+@dataclass(slots=True)
+class RunningHost:
+    """A listening host: its links, the relay, and how to stop it."""
+
+    relay: Relay
+    relay_log: RelayLog
+    paths: Paths
+    bind: str
+    port: int
+    public_host: str
+    tls: bool
+    desk_token: str
+    lobby_token: str
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return InviteLink(self.public_host, self.port, "agent", "x", self.tls).ws_url
+
+    def link(self, role: LinkRole, token: str) -> str:
+        return str(InviteLink(self.public_host, self.port, role, token, self.tls))
+
+    @property
+    def desk_link(self) -> str:
+        return self.link("agent", self.desk_token)
+
+    @property
+    def lobby_link(self) -> str:
+        return self.link("customer", self.lobby_token)
+
+    @property
+    def admin_link(self) -> str:
+        return self.link("agent", self.admin_token)
+
+    @property
+    def local_url(self) -> str:
+        """A URL that reaches the host from this PC (loopback for wildcard binds)."""
+        host = "127.0.0.1" if self.bind in ("0.0.0.0", "", "::") else self.bind
+        return InviteLink(host, self.port, "agent", "x", self.tls).ws_url
+
+    def create_session(
+        self, customer_id: str | None = None, title: str | None = None
+    ) -> CreatedSession:
+        return self.relay.create_session(customer_id=customer_id, title=title)
+
+    def info(self) -> dict[str, Any]:
+        """What ``--headless`` prints (and host windows show)."""
+        return {
+            "url": self.url,
+            "agent_link": self.desk_link,
+            "customer_link": self.lobby_link,
+            "admin_link": self.admin_link,
+            "data_dir": str(self.paths.data_dir),
+            "bind": self.bind,
+            "port": self.port,
+            "public_host": self.public_host,
+            "tls": self.tls,
+            "pid": os.getpid(),
+        }
+
+    async def stop(self) -> None:
+        await self.relay.aclose()
+        self.relay_log.close()
+        log.info("host stopped")
+
+
+async def start_host(
+    paths: Paths,
+    settings: Settings,
+    *,
+    bind: str = "127.0.0.1",
+    port: int = 0,
+    public_host: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    copilot_factory: CopilotFactory | None = None,
+    config: RelayConfig | None = None,
+) -> RunningHost:
+    """Open the log, start listening, write ``host.json``; return the running host."""
+    paths.ensure()
+    ssl_context = make_ssl_context(tls_cert, tls_key)
+    relay_log = RelayLog.open_in(paths.data_dir)
+    tokens = Tokens(relay_log)
+    standing = standing_tokens(paths.data_dir, tokens)
+    cfg = config or RelayConfig()
+    if cfg.greeting is None:
+        cfg.greeting = settings.greeting
+    names = load_customer_names()
+    relay = Relay(relay_log, tokens, config=cfg, copilot_factory=copilot_factory,
+                  customer_names=names.get)
+    try:
+        await relay.listen(bind, port, ssl_context=ssl_context)
+    except BaseException:
+        relay_log.close()
+        raise
+    host = RunningHost(
+        relay=relay, relay_log=relay_log, paths=paths, bind=bind, port=relay.port,
+        public_host=public_host_for(bind, public_host), tls=ssl_context is not None,
+        desk_token=standing[TokenKind.AGENT_DESK], lobby_token=standing[TokenKind.CUSTOMER_LOBBY],
+        admin_token=standing[TokenKind.ADMIN],
+    )
+    relay.link_builder = lambda kind, token: host.link(
+        "customer" if kind.link_role == "customer" else "agent", token)
+    (paths.data_dir / HOST_FILE).write_text(json.dumps({
+        "url": host.url, "public_host": host.public_host, "port": host.port, "bind": bind,
+        "tls": host.tls, "pid": os.getpid(), "started_at": time.time(),
+    }, indent=2), "utf-8")
+    log.info("host listening on %s (data in %s)", host.url, paths.data_dir)
+    return host
+
+
+class _Paceable(Protocol):
+    name: str
+    delay_s: float
+
+
+def pace_offline_engine(copilot: object, settings: Settings) -> None:
+    """Let the offline engine stream at a model's pace (``offline_delay_ms``, default 6).
+
+    Unpaced, it writes a whole draft within a millisecond: the agent would never
+    see what the product is about, a draft streaming into the editor. Every mode
+    paces it the same way (engines built with an explicit delay are left alone).
+    """
+    provider: _Paceable | None = getattr(copilot, "provider", None)
+    if getattr(provider, "name", None) != "offline" or getattr(provider, "delay_s", 1) != 0:
+        return
+    assert provider is not None
+    extra = settings.extra if isinstance(settings.extra, dict) else {}
+    try:
+        delay_ms = float(extra.get("offline_delay_ms", OFFLINE_DELAY_MS))
+    except (TypeError, ValueError):
+        delay_ms = OFFLINE_DELAY_MS
+    provider.delay_s = max(0.0, delay_ms) / 1000.0
+    log.info("offline engine paced at %.0f ms per word", delay_ms)
+
+
+def copilot_factory(
+    paths: Paths, settings: Settings, *, provider: str | None = None, model: str | None = None
+) -> CopilotFactory:
+    """The co-pilot every mode runs: the engine from ``provider``/``model`` or settings.
+
+    A co-pilot that fails to start is logged and replaced by a chat-only relay, so
+    the host still serves and the agents' status bar says why there are no drafts —
+    except for an invalid tool catalog: the host refuses to start rather than
+    silently change shop policy (:class:`CatalogError` propagates).
+    """
+    if model:
+        settings.model = model
+
+    def make(outbox: SessionOutbox) -> Copilot:
+        from hitl_desktop.host.copilot import build_copilot
+
+        try:
+            copilot = build_copilot(paths, settings, outbox, provider_override=provider)
+        except CatalogError:
+            raise
+        except Exception:
+            log.exception("the co-pilot could not start: the host relays chat only")
+            return NullCopilot()
+        pace_offline_engine(copilot, settings)
+        return copilot
+
+    return make
