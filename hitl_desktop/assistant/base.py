@@ -8,23 +8,38 @@ apart. Consumers must dispatch on ``event.type``, never on ``isinstance``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from openai.types.responses import ResponseStreamEvent
 
+from hitl_desktop.assistant.render import render_input
+from hitl_desktop.core.turns import TurnItem
+
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """One model call: instructions, the conversation as Responses input items, tools."""
+    """One model call: instructions, the typed conversation, tools.
+
+    ``history`` is the session's typed turn history (:mod:`hitl_desktop.core.turns`);
+    engines that speak the Responses API read :attr:`input` (the one renderer),
+    the offline engine reads the typed items. ``final_round``: the tool-call limit
+    of this reply is reached, answer without tools (``tools`` is then empty too).
+    """
 
     instructions: str
-    input: list[dict[str, Any]]
+    history: Sequence[TurnItem]
     tools: list[dict[str, Any]]  # function tools, strict; providers add their search tool
     session_id: str
     customer_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    final_round: bool = False
+
+    @property
+    def input(self) -> list[dict[str, Any]]:
+        """The history as Responses input items (a fresh list each time)."""
+        return render_input(self.history, final_round=self.final_round)
 
 
 class ProviderError(Exception):

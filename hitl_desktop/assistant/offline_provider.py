@@ -1,7 +1,8 @@
 """The offline assistant: drafts from the knowledge base, no AI model, no network.
 
-It is the default engine when no API key is configured. It reads the same
-Responses input items the OpenAI path gets, understands the latest customer
+It is the default engine when no API key is configured. It reads the typed
+turn history (:mod:`hitl_desktop.core.turns`) the OpenAI path gets rendered,
+understands the latest customer
 message with plain rules (:mod:`offline_nlu`), searches the local index, asks
 for the same tools a model would (the host decides what runs and what waits
 for approval), and streams the same ``openai.types.responses`` events the real
@@ -45,6 +46,13 @@ from pydantic import BaseModel
 from hitl_desktop.assistant import offline_nlu as nlu
 from hitl_desktop.assistant.base import ProviderError, TurnRequest
 from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core.turns import (
+    ApprovalOutcome,
+    CustomerLine,
+    SentReply,
+    ToolCallItem,
+    ToolOutputItem,
+)
 from hitl_desktop.knowledge.articles import split_sections
 from hitl_desktop.knowledge.index import SearchHit
 
@@ -136,7 +144,7 @@ class Call:
 
 @dataclass(slots=True)
 class Outcome:
-    """What a representative decided about a proposed action (developer note)."""
+    """What a representative decided about a proposed action (from the typed history)."""
 
     tool: str
     decision: str  # approved | failed | rejected | expired
@@ -160,111 +168,55 @@ class Context:
     limit_reached: bool
 
 
-def _args(raw: Any) -> dict[str, Any]:
-    data = nlu.parse_json(raw)
-    return dict(data) if isinstance(data, Mapping) else {}
+#: An approval's final state -> the engine's decision word.
+_DECISION = {"executed": "approved", "failed": "failed", "rejected": "rejected",
+             "expired": "expired", "cancelled": "expired"}
 
 
-_OUTCOME_RE = re.compile(
-    r"(?:representative\s+\S.*?\s+(approved|rejected)\s+the action\s+(\w+))"
-    r"|(?:proposed action\s+(\w+).*?expired)",
-    re.S,
-)
-
-
-def _raw_json_after(text: str, marker: str) -> Any:
-    at = text.find(marker)
-    if at < 0:
-        return None
-    brace = text.find("{", at)
-    if brace < 0:
-        return None
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text[brace:])
-    except ValueError:
-        return None
-    return value
-
-
-def parse_outcome(text: str) -> Outcome | None:
-    """Read the copilot's developer note about an approval decision."""
-    m = _OUTCOME_RE.search(text)
-    if not m:
-        return None
-    if m.group(3):
-        return Outcome(tool=m.group(3), decision="expired")
-    tool = m.group(2)
-    args = _raw_json_after(text, "with arguments")
-    if m.group(1) == "rejected":
-        reason = re.search(r"Reason:\s*(.*?)\.?\s*(?:Draft a reply|$)", text, re.S)
-        return Outcome(
-            tool, "rejected", _args(args), None, reason.group(1).strip() if reason else ""
-        )
-    if "FAILED" in text:
-        return Outcome(tool, "failed", _args(args), _raw_json_after(text, "FAILED"))
-    return Outcome(tool, "approved", _args(args), _raw_json_after(text, "Result:"))
+def outcome_of(item: ApprovalOutcome) -> Outcome:
+    """A typed approval outcome as the engine's :class:`Outcome`."""
+    result: Any = item.result
+    if item.state == "failed" and not result:
+        result = {"ok": False, "error": item.error or "the system did not accept it"}
+    return Outcome(tool=item.tool, decision=_DECISION[item.state],
+                   arguments=dict(item.arguments), result=result, reason=item.reason or "")
 
 
 def build_context(request: TurnRequest) -> Context:
-    """Split the input items into the latest message, earlier facts and tool traffic."""
-    items = [i for i in request.input if isinstance(i, Mapping)]
-    last_user = max(
-        (
-            n
-            for n, i in enumerate(items)
-            if i.get("role") == "user" and i.get("type", "message") == "message"
-        ),
-        default=-1,
-    )
-    latest = nlu.message_text(items[last_user]) if last_user >= 0 else ""
+    """Split the typed history into the latest message, earlier facts and tool traffic."""
+    items = list(request.history)
+    lines = [(n, i.text) for n, i in enumerate(items) if isinstance(i, CustomerLine)]
+    last_user, latest = lines[-1] if lines else (-1, "")
     earlier_ids: list[str] = []
     calls: dict[str, Call] = {}
     order: list[str] = []
     orders: dict[str, dict[str, Any]] = {}
     history: list[dict[str, Any]] | None = None
     outcomes: list[Outcome] = []
-    last_args: dict[str, dict[str, Any]] = {}  # tool -> arguments of its latest call
-    limit = False
     for n, item in enumerate(items):
-        kind = item.get("type", "message")
-        role = item.get("role")
-        if kind == "message" and role == "user" and n != last_user:
-            earlier_ids += nlu.order_ids_in(nlu.message_text(item))
-        elif kind == "function_call":
-            call = Call(
-                str(item.get("call_id", "")),
-                str(item.get("name", "")),
-                _args(item.get("arguments")),
-            )
-            last_args[call.name] = call.arguments
+        if isinstance(item, CustomerLine) and n != last_user:
+            earlier_ids += nlu.order_ids_in(item.text)
+        elif isinstance(item, ToolCallItem):
+            call = Call(item.call_id, item.name, dict(item.arguments))
             oid = call.arguments.get("order_id")
             if isinstance(oid, str) and oid.upper().startswith("ORD"):
                 earlier_ids.append(oid.upper())
             if n > last_user:
                 calls[call.call_id] = call
                 order.append(call.call_id)
-        elif kind == "function_call_output":
-            data = nlu.parse_json(item.get("output"))
-            cid = str(item.get("call_id", ""))
-            if cid in calls:
-                calls[cid].output, calls[cid].answered = data, True
-            if isinstance(data, Mapping):
-                o = data.get("order")
-                if isinstance(o, Mapping) and isinstance(o.get("order_id"), str):
-                    orders[str(o["order_id"])] = dict(o)
-                if isinstance(data.get("orders"), list):
-                    history = [dict(x) for x in data["orders"] if isinstance(x, Mapping)]
-        elif kind == "message" and role == "assistant":
+        elif isinstance(item, ToolOutputItem):
+            data = item.output
+            if item.call_id in calls:
+                calls[item.call_id].output, calls[item.call_id].answered = data, True
+            o = data.get("order")
+            if isinstance(o, Mapping) and isinstance(o.get("order_id"), str):
+                orders[str(o["order_id"])] = dict(o)
+            if isinstance(data.get("orders"), list):
+                history = [dict(x) for x in data["orders"] if isinstance(x, Mapping)]
+        elif isinstance(item, SentReply):
             outcomes = []  # already answered
-        elif kind == "message" and role in ("developer", "system") and n > last_user:
-            text = nlu.message_text(item)
-            outcome = parse_outcome(text)
-            if outcome:
-                if not outcome.arguments:  # "expired" notes do not repeat them
-                    outcome.arguments = dict(last_args.get(outcome.tool, {}))
-                outcomes.append(outcome)
-            elif "limit reached" in text.lower() or "without calling tools" in text.lower():
-                limit = True
+        elif isinstance(item, ApprovalOutcome) and n > last_user:
+            outcomes.append(outcome_of(item))
     tools = {
         str(t.get("name"))
         for t in request.tools
@@ -279,7 +231,7 @@ def build_context(request: TurnRequest) -> Context:
         history=history,
         outcomes=outcomes,
         tools=tools,
-        limit_reached=limit or not tools,
+        limit_reached=request.final_round or not tools,
     )
 
 

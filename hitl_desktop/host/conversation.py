@@ -1,10 +1,13 @@
 """What the model sees of each session, and what became of each draft.
 
 The relay's durable log is the *customers' and agents'* record; this store is
-the *model's*: per session, the Responses input items the next request carries
-(customer messages, the replies agents actually sent, function calls with
-their outputs, developer notes about approval outcomes). Drafts the agents
-never sent stay out of it, so the model sees exactly what the customer saw.
+the *model's*: per session, the typed turn history (:mod:`hitl_desktop.core.turns`:
+customer lines, the replies agents actually sent with their drafts, tool calls
+with their outputs, approval outcomes with who and why, identity changes,
+model output items kept for the next request). Drafts the agents never sent
+stay out of it, so the model sees exactly what the customer saw. Rows written
+before the typed history (plain Responses items) are read through
+:func:`~hitl_desktop.core.turns.from_responses_item`.
 It also keeps every draft next to the text the agent finally sent (draft vs
 sent), and survives a host restart (SQLite, WAL, in the data dir).
 """
@@ -19,6 +22,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from hitl_desktop.core.turns import (
+    ToolCallItem,
+    ToolOutputItem,
+    TurnItem,
+    dump_item,
+    from_responses_item,
+    load_item,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +69,22 @@ CREATE TABLE IF NOT EXISTS sent (
     sent_at    REAL NOT NULL
 );
 """
+
+
+def _parse_row(raw: str) -> TurnItem | None:
+    """A stored row: a typed item, or a plain Responses item from before the typed store."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        log.warning("skipping an unreadable conversation row")
+        return None
+    if isinstance(data, dict) and "kind" in data:
+        try:
+            return load_item(data)
+        except ValidationError:
+            log.warning("skipping a conversation row of unknown shape")
+            return None
+    return from_responses_item(data) if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,41 +134,51 @@ class ConversationStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._cache: dict[str, list[dict[str, Any]]] = {}
+        self._cache: dict[str, list[TurnItem]] = {}
+        self._rows: dict[str, int] = {}  # stored rows per session (a legacy row may be skipped)
 
     # ------------------------------------------------------------------ items
 
-    def items(self, session_id: str) -> list[dict[str, Any]]:
-        """A copy of the session's input items, oldest first."""
+    def items(self, session_id: str) -> list[TurnItem]:
+        """A copy of the session's typed history, oldest first."""
         return list(self._load(session_id))
 
-    def _load(self, session_id: str) -> list[dict[str, Any]]:
+    def _load(self, session_id: str) -> list[TurnItem]:
         cached = self._cache.get(session_id)
         if cached is None:
             with self._lock:
                 rows = self._db.execute(
                     "SELECT item FROM items WHERE session_id = ? ORDER BY idx", (session_id,)
                 ).fetchall()
-            cached = [json.loads(r[0]) for r in rows]
+            cached = []
+            names: dict[str, str] = {}  # call id -> tool (legacy outputs have no name)
+            for (raw,) in rows:
+                item = _parse_row(raw)
+                if isinstance(item, ToolCallItem):
+                    names[item.call_id] = item.name
+                elif isinstance(item, ToolOutputItem) and not item.name:
+                    item = item.model_copy(update={"name": names.get(item.call_id, "")})
+                if item is not None:
+                    cached.append(item)
             self._cache[session_id] = cached
+            self._rows[session_id] = len(rows)
         return cached
 
-    def append(self, session_id: str, *items: dict[str, Any]) -> None:
+    def append(self, session_id: str, *items: TurnItem) -> None:
         """Append items atomically (a function call and its output land together)."""
         if not items:
             return
         current = self._load(session_id)
+        start = self._rows.get(session_id, 0)
         now = time.time()
-        rows = [
-            (session_id, len(current) + i, json.dumps(item, ensure_ascii=False), now)
-            for i, item in enumerate(items)
-        ]
+        rows = [(session_id, start + i, dump_item(item), now) for i, item in enumerate(items)]
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO items (session_id, idx, item, created_at) VALUES (?, ?, ?, ?)", rows
             )
         current.extend(items)
+        self._rows[session_id] = start + len(items)
 
     # ----------------------------------------------------------------- drafts
 

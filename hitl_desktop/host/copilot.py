@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -62,6 +61,15 @@ from hitl_desktop.core.protocol import (
     new_id,
 )
 from hitl_desktop.core.tasks import TaskSupervisor
+from hitl_desktop.core.turns import (
+    ApprovalOutcome,
+    ApprovalState,
+    CustomerLine,
+    SentReply,
+    ToolCallItem,
+    ToolOutputItem,
+    TurnItem,
+)
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
@@ -237,9 +245,8 @@ class HostCopilot:
         await self._publish(rec.session_id, ApprovalUpdated(
             approval_id=rec.approval_id, state="expired", by=rec.decided_by,
             error="no representative decided before the approval expired"))
-        self.conversations.append(rec.session_id, _developer(
-            f"Update on the proposed action {rec.tool} (approval {rec.approval_id}, call "
-            f"{rec.call_id}): {_json(rec.model_output())}"))
+        self.conversations.append(rec.session_id, _outcome(
+            rec, "expired", reason="no representative decided before the approval expired"))
 
     # ----------------------------------------------------------- publishing
 
@@ -276,7 +283,8 @@ class HostCopilot:
 
     async def on_customer_message(self, session_id: str, message_id: str, text: str) -> None:
         await self._next_turn(session_id, "superseded by a newer customer message",
-                              [{"role": "user", "content": text}], "customer_message")
+                              [CustomerLine(text=text, message_id=message_id)],
+                              "customer_message")
 
     async def on_agent_message(
         self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
@@ -290,8 +298,10 @@ class HostCopilot:
             turn = self._turns.get(session_id)
             if turn is not None and draft_id is not None and turn.turn_id == draft_id:
                 await self._supersede(session_id, "sent before it was finished")
-            self.conversations.record_sent(session_id, message_id, text, draft_id, agent)
-            self.conversations.append(session_id, {"role": "assistant", "content": text})
+            sent = self.conversations.record_sent(session_id, message_id, text, draft_id, agent)
+            self.conversations.append(session_id, SentReply(
+                text=text, message_id=message_id, agent=agent, draft_id=sent.draft_id,
+                draft_text=sent.draft_text))
 
     async def regenerate(self, session_id: str) -> None:
         if not self.conversations.items(session_id):
@@ -299,7 +309,7 @@ class HostCopilot:
         await self._next_turn(session_id, "regenerated", [], "regenerate")
 
     async def _next_turn(
-        self, session_id: str, stale_reason: str, items: list[dict[str, Any]], reason: str
+        self, session_id: str, stale_reason: str, items: list[TurnItem], reason: str
     ) -> None:
         """Supersede the running draft, extend the history, start the next turn — as one
         step per session, so two events racing (two customer devices, an approval and a
@@ -343,14 +353,8 @@ class HostCopilot:
         await self._publish(session_id, ApprovalUpdated(
             approval_id=approval_id, state=done.state, by=agent, arguments=done.arguments,
             result=done.result, error=done.error))
-        edited = (f" The representative edited the arguments (you proposed "
-                  f"{_json(done.proposed_arguments)}).") if done.edited else ""
-        await self._next_turn(session_id, "superseded by an approval decision", [_developer(
-            f"The representative {agent} approved the action {done.tool} (approval "
-            f"{approval_id}, call {done.call_id}) with arguments {_json(done.arguments)}."
-            f"{edited} It was {'executed' if ok else 'attempted and FAILED'}. Result: "
-            f"{_json(done.model_output())}. Draft a reply telling the customer the actual "
-            "outcome.")], "approval")
+        await self._next_turn(session_id, "superseded by an approval decision", [_outcome(
+            done, "executed" if ok else "failed", by=agent)], "approval")
 
     async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
         """Record the rejection; the model is told why and drafts the follow-up."""
@@ -359,11 +363,8 @@ class HostCopilot:
             self.store.reject, approval_id, agent=agent, reason=reason))
         await self._publish(session_id, ApprovalUpdated(
             approval_id=approval_id, state="rejected", by=agent, reason=done.reason))
-        await self._next_turn(session_id, "superseded by an approval decision", [_developer(
-            f"The representative {agent} rejected the action {done.tool} (approval "
-            f"{approval_id}, call {done.call_id}); it was NOT executed. Reason: {done.reason}. "
-            "Draft a reply to the customer accordingly; do not propose the same action again "
-            "unless the customer gives new information.")], "rejection")
+        await self._next_turn(session_id, "superseded by an approval decision", [_outcome(
+            done, "rejected", by=agent, reason=done.reason)], "rejection")
 
     async def _decide(
         self, approval_id: str, decision: Callable[[], ApprovalRecord]
@@ -551,14 +552,11 @@ class HostCopilot:
         max_rounds = self.catalog.policy.max_tool_rounds
         for round_no in range(max_rounds + 1):
             last = round_no == max_rounds
-            items = self.conversations.items(sid)
-            if last:
-                items.append(_developer(
-                    "Tool call limit reached for this reply: answer the customer now with "
-                    "what you know, without calling tools."))
-            request = TurnRequest(instructions=instructions, input=items,
+            request = TurnRequest(instructions=instructions,
+                                  history=self.conversations.items(sid),
                                   tools=[] if last else tools, session_id=sid,
-                                  customer_id=customer_id, metadata={"turn_id": turn.turn_id})
+                                  customer_id=customer_id, metadata={"turn_id": turn.turn_id},
+                                  final_round=last)
             rnd = await self._stream_round(turn, request)
             calls = rnd.calls
             if not calls:
@@ -719,15 +717,15 @@ class HostCopilot:
             output = await self._handle_call(turn, call, customer_id)
             self.conversations.append(
                 turn.session_id,
-                {"type": "function_call", "call_id": call.call_id, "name": call.name,
-                 "arguments": call.raw_arguments},
-                {"type": "function_call_output", "call_id": call.call_id,
-                 "output": _json(output)},
+                ToolCallItem(call_id=call.call_id, name=call.name,
+                             arguments=dict(call.arguments or {}),
+                             raw_arguments=call.raw_arguments),
+                output,
             )
 
     async def _handle_call(
         self, turn: _Turn, call: ToolCallReady, customer_id: str
-    ) -> dict[str, Any]:
+    ) -> ToolOutputItem:
         """Policy from the catalog: approval tools are only ever proposed, never run here."""
         sid = turn.session_id
         needs_approval = self.catalog.needs_approval(call.name)
@@ -744,7 +742,8 @@ class HostCopilot:
             output = {"ok": False, "error": exc.message}
             await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                                 output=output))
-            return output
+            return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
+                                  output=output)
         await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
                                           name=call.name, arguments=args, mode=mode))
         if needs_approval:
@@ -761,11 +760,12 @@ class HostCopilot:
         ok = bool(result.get("ok", True))
         await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=ok,
                                             output=result))
-        return result
+        return ToolOutputItem(call_id=call.call_id, name=call.name,
+                              outcome="ok" if ok else "error", output=result)
 
     async def _propose(
         self, turn: _Turn, call: ToolCallReady, args: dict[str, Any], customer_id: str
-    ) -> dict[str, Any]:
+    ) -> ToolOutputItem:
         """Turn a sensitive call into a durable approval record: never executed here.
 
         The same action still pending in this session is not queued twice, however
@@ -780,7 +780,9 @@ class HostCopilot:
                                   "representative's approval and has NOT been carried out. "
                                   "Do not request it again; tell the customer it is being "
                                   "looked into.")
-                return out
+                return ToolOutputItem(call_id=call.call_id, name=call.name,
+                                      outcome="awaiting_approval", output=out,
+                                      approval_id=rec.approval_id)
         rec = await asyncio.to_thread(
             self.store.create_approval, sid, call.call_id, call.name, args,
             customer_id=customer_id)  # the deadline: the catalog policy's approval TTL
@@ -789,7 +791,8 @@ class HostCopilot:
             approval_id=rec.approval_id, call_id=call.call_id, tool=call.name,
             description=tool.description, arguments=rec.proposed_arguments,
             parameters_schema=tool.parameters, expires_at=rec.expires_at))
-        return _awaiting(rec)
+        return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="awaiting_approval",
+                              output=_awaiting(rec), approval_id=rec.approval_id)
 
 
 # --------------------------------------------------------------------- helpers
@@ -815,12 +818,14 @@ def _done(turn: _Turn) -> bool:
     return turn.finishing or turn.task is None or turn.task.done()
 
 
-def _developer(text: str) -> dict[str, Any]:
-    return {"role": "developer", "content": text}
+def _outcome(rec: ApprovalRecord, state: ApprovalState, *, by: str | None = None,
+             reason: str | None = None) -> ApprovalOutcome:
+    """The typed history item of a decided approval."""
+    return ApprovalOutcome(
+        approval_id=rec.approval_id, call_id=rec.call_id, tool=rec.tool, state=state, by=by,
+        reason=reason, arguments=rec.arguments, proposed_arguments=rec.proposed_arguments,
+        edited=rec.edited, result=rec.result, error=rec.error)
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _snippet(text: Any) -> str:

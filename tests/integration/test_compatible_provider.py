@@ -142,7 +142,7 @@ async def test_follow_up_turn_with_tool_output(fake: FakeOpenAI, index: Knowledg
         assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant",
                                                          "assistant", "tool"]
     else:
-        assert body["input"] == history
+        assert body["input"] == turn(*history).input  # the one renderer
 
 
 async def test_search_rounds_are_bounded(fake: FakeOpenAI, index: KnowledgeIndex) -> None:

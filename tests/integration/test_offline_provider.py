@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,18 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
+from pydantic import BaseModel
 
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.offline_provider import OfflineProvider
 from hitl_desktop.assistant.stream import Completed, SearchResults, StreamTranslator
 from hitl_desktop.core.catalog import ToolCatalog
+from hitl_desktop.core.turns import (
+    ApprovalOutcome,
+    CustomerLine,
+    TurnItem,
+    history_from_responses,
+)
 from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.catalog_file import default_catalog
@@ -78,15 +85,26 @@ class Response:
     citations: list[dict[str, Any]]
 
 
+def typed(items: Sequence[Any]) -> list[TurnItem]:
+    """The history as the host stores it: typed items stay, Responses items are typed."""
+    out: list[TurnItem] = []
+    for item in items:
+        if isinstance(item, dict):
+            out.extend(history_from_responses([item]))
+        elif isinstance(item, BaseModel):
+            out.append(item)  # type: ignore[arg-type]
+    return out
+
+
 async def run(
     provider: OfflineProvider,
-    items: list[dict[str, Any]],
+    items: Sequence[Any],
     catalog: ToolCatalog,
     customer_id: str | None = CUSTOMER,
 ) -> Response:
     req = TurnRequest(
         instructions="",
-        input=items,
+        history=typed(items),
         tools=catalog.openai_tools(),
         session_id="s1",
         customer_id=customer_id,
@@ -127,15 +145,15 @@ def function_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, An
 
 
 def decided(
-    question: str, name: str, args: dict[str, Any], call_id: str, note: str
-) -> list[dict[str, Any]]:
+    question: str, name: str, args: dict[str, Any], call_id: str, outcome: ApprovalOutcome
+) -> list[Any]:
     """A conversation past an approval: the customer asked, the action was queued, the
-    representative said so, and the co-pilot's developer note tells the outcome."""
+    representative said so, and the typed approval outcome says what became of it."""
     return [
         {"role": "user", "content": question},
         *queued(name, args, call_id),
         {"role": "assistant", "content": "I'm looking into it."},
-        {"role": "developer", "content": note},
+        outcome,
     ]
 
 
@@ -363,15 +381,9 @@ async def test_cancel_flow_awaiting_then_approved(
     record = shop.approve_and_execute(approval.id, "agent-1")
     result = record.model_output()
     assert result["ok"] is True
-    items.append(
-        {
-            "role": "developer",
-            "content": f"The representative agent-1 approved the action cancel_order (approval "
-            f"{approval.id}, call {call_id}) with arguments {json.dumps(args)}. It was "
-            f"executed. Result: {json.dumps(result)} Draft a reply telling the customer the "
-            "actual outcome.",
-        }
-    )
+    items.append(ApprovalOutcome(
+        approval_id=approval.id, call_id=call_id, tool="cancel_order", state="executed",
+        by="agent-1", arguments=args, proposed_arguments=args, result=record.result))
     third = await run(provider, items, catalog)
     print("DRAFT after approval:", third.text)
     assert third.call is None
@@ -384,10 +396,9 @@ async def test_rejection_draft_explains(provider: OfflineProvider, catalog: Tool
     items = decided(
         "please reset my password",
         "reset_password", {"user_id": CUSTOMER}, "c1",
-        "The representative bob rejected the action reset_password (approval "
-        "APR-1, call c1); it was NOT executed. Reason: we could not verify your identity. "
-        "Draft a reply to the customer accordingly; do not propose the same action again "
-        "unless the customer gives new information.",
+        ApprovalOutcome(approval_id="APR-1", call_id="c1", tool="reset_password",
+                        state="rejected", by="bob", reason="we could not verify your identity",
+                        arguments={"user_id": CUSTOMER}),
     )
     resp = await run(provider, items, catalog)
     assert resp.call is None
@@ -401,10 +412,10 @@ async def test_failed_action_relays_the_database_error(
     items = decided(
         "cancel ORD1002 please",
         "cancel_order", {"order_id": "ORD1002"}, "c9",
-        "The representative bob approved the action cancel_order (approval "
-        'APR-2, call c9) with arguments {"order_id":"ORD1002"}. It was attempted and '
-        'FAILED: {"ok":false,"error":"order ORD1002 has shipped and can no longer be '
-        'cancelled"} Draft a reply telling the customer the actual outcome.',
+        ApprovalOutcome(approval_id="APR-2", call_id="c9", tool="cancel_order", state="failed",
+                        by="bob", arguments={"order_id": "ORD1002"},
+                        result={"ok": False, "error": "order ORD1002 has shipped and can no "
+                                "longer be cancelled"}),
     )
     resp = await run(provider, items, catalog)
     assert "has shipped and can no longer be cancelled" in resp.text
@@ -417,8 +428,9 @@ async def test_expired_approval_is_not_claimed_done(
     items = decided(
         "can I get a $15 voucher? my order was late",
         "issue_voucher", {"user_id": CUSTOMER, "amount": 15, "reason": "late"}, "c3",
-        "The proposed action issue_voucher (approval APR-3) "
-        "expired without a decision by the representative. It was NOT executed.",
+        ApprovalOutcome(approval_id="APR-3", call_id="c3", tool="issue_voucher",
+                        state="expired", reason="no decision in time",
+                        arguments={"user_id": CUSTOMER, "amount": 15, "reason": "late"}),
     )
     resp = await run(provider, items, catalog)
     assert resp.call is None
@@ -485,7 +497,7 @@ async def test_no_tools_when_the_tool_limit_is_reached(
 ) -> None:
     req = TurnRequest(
         instructions="",
-        input=[{"role": "user", "content": "cancel ORD1001"}],
+        history=[CustomerLine(text="cancel ORD1001")],
         tools=[],
         session_id="s",
         customer_id=CUSTOMER,
@@ -587,7 +599,7 @@ async def test_identity_and_pacing(index: KnowledgeIndex) -> None:
     p = OfflineProvider(index, delay_s=0.001)
     assert (p.name, p.model, p.is_ai) == ("offline", None, False)
     req = TurnRequest(
-        instructions="", input=[{"role": "user", "content": "hello"}], tools=[], session_id="s"
+        instructions="", history=[CustomerLine(text="hello")], tools=[], session_id="s"
     )
     events = [e async for e in p.stream(req)]
     assert events[-1].type == "response.completed"

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.stream import Update
+from hitl_desktop.core.turns import CustomerLine, history_from_responses
 
 U = TypeVar("U")
 
@@ -20,9 +21,11 @@ GET_ORDER: dict[str, Any] = {
 def turn_request(
     question: str, *items: dict[str, Any], tools: list[dict[str, Any]] | None = None
 ) -> TurnRequest:
-    """A co-pilot turn: ``items`` as the history, else the customer asking ``question``."""
+    """A co-pilot turn: ``items`` (Responses items, typed on the way in) as the history,
+    else the customer asking ``question``."""
     return TurnRequest(instructions="You are the co-pilot.",
-                       input=list(items) or [{"role": "user", "content": question}],
+                       history=history_from_responses(list(items))
+                       or [CustomerLine(text=question)],
                        tools=[GET_ORDER] if tools is None else tools, session_id="S1")
 
 

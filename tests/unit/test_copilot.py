@@ -9,6 +9,8 @@ catalog and conversation store are the real ones in a temp dir.
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +23,13 @@ from hitl_desktop.assistant.stream import event_from_dict
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.ports import OperationError
 from hitl_desktop.core.protocol import Payload, SessionSummary, host_type
+from hitl_desktop.core.turns import (
+    ApprovalOutcome,
+    CustomerLine,
+    SentReply,
+    ToolCallItem,
+    ToolOutputItem,
+)
 from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
 from hitl_desktop.secrets import store_api_key
@@ -101,18 +110,50 @@ async def make(tmp_path: Path, outbox: RecordingOutbox, provider: Any = None,
 def test_history_is_durable_and_ordered(tmp_path: Path) -> None:
     path = tmp_path / "conv.sqlite3"
     store = ConversationStore(path)
-    store.append("s1", {"role": "user", "content": "hi"})
-    store.append("s1", {"type": "function_call", "call_id": "c1", "name": "get_order",
-                        "arguments": "{}"},
-                 {"type": "function_call_output", "call_id": "c1", "output": "{}"})
-    store.append("s2", {"role": "user", "content": "other"})
+    store.append("s1", CustomerLine(text="hi", message_id="m1"))
+    store.append("s1", ToolCallItem(call_id="c1", name="get_order"),
+                 ToolOutputItem(call_id="c1", name="get_order", outcome="ok", output={}))
+    store.append("s2", CustomerLine(text="other"))
     store.close()
     again = ConversationStore(path)
-    assert [i.get("role") or i["type"] for i in again.items("s1")] == [
-        "user", "function_call", "function_call_output"]
-    assert again.items("s2") == [{"role": "user", "content": "other"}]
+    assert [i.kind for i in again.items("s1")] == ["customer", "tool_call", "tool_output"]
+    assert again.items("s2") == [CustomerLine(text="other")]
     assert again.items("nobody") == []
+    again.append("s1", ApprovalOutcome(approval_id="A1", call_id="c2", tool="cancel_order",
+                                       state="rejected", by="Dana", reason="no"))
     again.close()
+    third = ConversationStore(path)
+    assert third.items("s1")[-1] == ApprovalOutcome(
+        approval_id="A1", call_id="c2", tool="cancel_order", state="rejected", by="Dana",
+        reason="no")
+    third.close()
+
+
+def test_history_written_before_the_typed_store_is_read_typed(tmp_path: Path) -> None:
+    """Rows of plain Responses items (an older host) come back typed; developer prose
+    has no typed meaning and is dropped; new items go after the old rows."""
+    path = tmp_path / "conv.sqlite3"
+    ConversationStore(path).close()
+    db = sqlite3.connect(path)
+    rows = [{"role": "user", "content": "hi"}, {"role": "developer", "content": "a note"},
+            {"type": "function_call", "call_id": "c1", "name": "get_order",
+             "arguments": '{"order_id":"ORD1001"}'},
+            {"type": "function_call_output", "call_id": "c1", "output": '{"ok":true}'},
+            {"role": "assistant", "content": "Hello"}]
+    with db:
+        db.executemany("INSERT INTO items VALUES ('s1', ?, ?, 0)",
+                       [(n, json.dumps(r)) for n, r in enumerate(rows)])
+    db.close()
+    store = ConversationStore(path)
+    assert store.items("s1") == [
+        CustomerLine(text="hi"),
+        ToolCallItem(call_id="c1", name="get_order", arguments={"order_id": "ORD1001"},
+                     raw_arguments='{"order_id":"ORD1001"}'),
+        ToolOutputItem(call_id="c1", name="get_order", outcome="ok", output={"ok": True}),
+        SentReply(text="Hello")]
+    store.append("s1", CustomerLine(text="more"))
+    store.close()
+    assert ConversationStore(path).items("s1")[-1] == CustomerLine(text="more")
 
 
 def test_draft_versus_sent(tmp_path: Path) -> None:
@@ -162,7 +203,8 @@ async def test_racing_customer_messages_keep_one_live_turn(tmp_path: Path,
         assert 1 <= len(started) <= 3 and len(completed) == 1
         assert stale | set(completed) == set(started)
         assert completed[0] == started[-1] and completed[0] not in stale
-        users = [i["content"] for i in copilot.conversations.items(SID)]
+        users = [i.text for i in copilot.conversations.items(SID)
+                 if isinstance(i, CustomerLine)]
         assert users == ["message 0", "message 1", "message 2"]
         assert [i["content"] for i in provider.requests[-1].input] == users
     finally:
@@ -180,8 +222,8 @@ async def test_agent_reply_leaves_a_streaming_draft_alone(tmp_path: Path,
         await copilot.wait_idle(SID)
         assert len(outbox.of("draft.completed")) == 1 and not outbox.of("draft.stale")
         items = copilot.conversations.items(SID)
-        assert items == [{"role": "user", "content": "Question?"},
-                         {"role": "assistant", "content": "One moment please."}]
+        assert items == [CustomerLine(text="Question?", message_id="m1"),
+                         SentReply(text="One moment please.", message_id="m2", agent="Dana")]
     finally:
         await copilot.aclose()
 
@@ -199,7 +241,8 @@ async def test_sending_the_streaming_draft_stops_it(tmp_path: Path,
         await copilot.on_agent_message(SID, "m2", text, turn_id, "Dana")
         assert copilot.draft_in_progress(SID) is None
         assert [p.turn_id for p in outbox.of("draft.stale")] == [turn_id]
-        assert copilot.conversations.items(SID)[-1] == {"role": "assistant", "content": text}
+        sent = copilot.conversations.items(SID)[-1]
+        assert isinstance(sent, SentReply) and sent.text == text and sent.draft_id == turn_id
     finally:
         await copilot.aclose()
 
@@ -284,7 +327,8 @@ async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
         update = outbox.of("approval.updated")[-1]
         assert update.state == "expired" and update.approval_id == created.approval_id
         note = copilot.conversations.items(SID)[-1]
-        assert note["role"] == "developer" and "expired" in note["content"]
+        assert isinstance(note, ApprovalOutcome) and note.state == "expired"
+        assert note.approval_id == created.approval_id and note.by is None
     finally:
         await copilot.aclose()
 

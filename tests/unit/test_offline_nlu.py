@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hitl_desktop.assistant import offline_nlu as nlu
-from hitl_desktop.assistant.offline_provider import markdown_sentences, parse_outcome
+from hitl_desktop.assistant.offline_provider import markdown_sentences, outcome_of
+from hitl_desktop.core.turns import ApprovalOutcome
 
 
 @pytest.mark.parametrize(
@@ -138,26 +139,24 @@ def test_message_text_of_content_parts() -> None:
     assert nlu.message_text(item) == "hi\nthere"
 
 
-def test_outcome_notes_are_parsed() -> None:
-    ok = parse_outcome(
-        "The representative ann approved the action create_refund (approval A1, call c1) with "
-        'arguments {"order_id":"ORD1003","amount":20}. It was executed. Result: '
-        '{"ok":true,"message":"Refund R1 issued."} Draft a reply telling the customer.'
-    )
-    assert ok is not None and (ok.tool, ok.decision) == ("create_refund", "approved")
+def test_typed_outcomes_become_engine_outcomes() -> None:
+    ok = outcome_of(ApprovalOutcome(
+        approval_id="A1", call_id="c1", tool="create_refund", state="executed", by="ann",
+        arguments={"order_id": "ORD1003", "amount": 20},
+        result={"ok": True, "message": "Refund R1 issued."}))
+    assert (ok.tool, ok.decision) == ("create_refund", "approved")
     assert ok.arguments == {"order_id": "ORD1003", "amount": 20}
     assert ok.result == {"ok": True, "message": "Refund R1 issued."}
-    no = parse_outcome(
-        "The representative bob rejected the action cancel_order (approval A2, call c2); it was "
-        "NOT executed. Reason: it already shipped. Draft a reply to the customer accordingly."
-    )
-    assert no is not None and (no.decision, no.reason) == ("rejected", "it already shipped")
-    gone = parse_outcome(
-        "The proposed action issue_voucher (approval A3) expired without a "
-        "decision by the representative. It was NOT executed."
-    )
-    assert gone is not None and gone.decision == "expired"
-    assert parse_outcome("Tool call limit reached for this reply") is None
+    no = outcome_of(ApprovalOutcome(approval_id="A2", call_id="c2", tool="cancel_order",
+                                    state="rejected", by="bob", reason="it already shipped"))
+    assert (no.decision, no.reason) == ("rejected", "it already shipped")
+    failed = outcome_of(ApprovalOutcome(approval_id="A4", call_id="c4", tool="cancel_order",
+                                        state="failed", by="bob", error="it shipped"))
+    assert failed.decision == "failed" and failed.result == {"ok": False, "error": "it shipped"}
+    for state in ("expired", "cancelled"):
+        gone = outcome_of(ApprovalOutcome(approval_id="A3", call_id="c3", tool="issue_voucher",
+                                          state=state))  # type: ignore[arg-type]
+        assert gone.decision == "expired"
 
 
 def test_markdown_sentences_flatten_lists_and_tables() -> None:
