@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.ui import theme
+from hitl_desktop.ui.fit import breakable
 
 if TYPE_CHECKING:
     # types only: the window shows before the network stack (pydantic, websockets)
@@ -125,7 +126,8 @@ class Bubble(QFrame):
         self.name_label = QLabel(item.name)
         self.name_label.setObjectName("bubbleName")
         self.name_label.setVisible(not item.mine)
-        self.text_label = QLabel(item.text)
+        # long URLs and ids get break opportunities: a bubble never clips a line
+        self.text_label = QLabel(breakable(item.text))
         self.text_label.setObjectName("bubbleText")
         self.text_label.setWordWrap(True)
         self.text_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -493,7 +495,7 @@ class CustomerWindow(QWidget):
     def _on_greeting(self, text: str) -> None:
         if self.greeting_bubble is not None:
             self.greeting_bubble.item.text = text
-            self.greeting_bubble.text_label.setText(text)
+            self.greeting_bubble.text_label.setText(breakable(text))
             return
         item = _Note(
             key="greeting", role="system", name=SHOP_NAME, text=text,

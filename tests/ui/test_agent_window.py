@@ -152,7 +152,7 @@ def test_stale_and_failed_drafts_are_marked(window: AgentWindow, feed: Feed) -> 
     assert "customer wrote again" in ed.state_chip.text()
     feed(p.DraftStarted(turn_id="t2", reason="regenerate", provider="openai"))
     feed(p.DraftFailed(turn_id="t2", code=p.ErrorCode.ASSISTANT_UNAVAILABLE, message="timeout"))
-    assert ed.state_chip.property("state") == "failed" and "timeout" in ed.state_chip.text()
+    assert ed.state_chip.property("state") == "failed" and "timeout" in ed.problem.text()
 
 
 def test_send_with_ctrl_enter_carries_the_draft_id(window: AgentWindow, feed: Feed,
@@ -190,7 +190,7 @@ def test_approve_shows_the_exact_call_then_sends_edited_args(window: AgentWindow
     assert card.confirm.isVisible()
     assert card.call_label.property("call") == 'cancel_order(order_id="ORD1008")'
     assert "ORD1008" in card.call_label.text()
-    assert "You changed" in card.call_label.text() and "ORD1001" in card.call_label.text()
+    assert "You changed" in card.diff_label.text() and "ORD1001" in card.diff_label.text()
     assert sent.of("approval.approve") == [], "nothing runs before the confirmation"
     QTest.mouseClick(card.run_button, Qt.MouseButton.LeftButton)
     msg = sent.of("approval.approve")[-1]

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QResizeEvent, QTextOption
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
+    QTextBrowser,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -30,9 +32,15 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.client.workspace import Approval, Workspace
 from hitl_desktop.ui.agent.conversation import call_signature
+from hitl_desktop.ui.fit import WrapLabel, clip
 
 if TYPE_CHECKING:
     from hitl_desktop.ui.agent.schema_form import SchemaForm
+
+#: the call preview scrolls inside the card beyond this height; Run it / Back stay in view
+CALL_PREVIEW_MAX_H = 160
+#: how much of one changed value the "You changed …" line quotes (the preview has it all)
+DIFF_VALUE_CHARS = 80
 
 STATE_LABEL = {
     "pending": "Pending",
@@ -49,6 +57,7 @@ class ApprovalCard(QFrame):
 
     approve_confirmed = Signal(str, dict)  # approval_id, arguments
     reject_confirmed = Signal(str, str)  # approval_id, reason
+    confirm_shown = Signal()  # the queue scrolls so Run it / Back are in view
 
     def __init__(self, approval: Approval, parent: QWidget | None = None) -> None:
         # the form builder loads with the first action, not with the window
@@ -65,6 +74,7 @@ class ApprovalCard(QFrame):
                        f"<span style='color:gray; font-family:monospace'>{approval.tool}</span>",
                        self)
         title.setObjectName("cardTitle")
+        title.setWordWrap(True)
         lay.addWidget(title)
         if approval.description:
             text = approval.description
@@ -85,6 +95,7 @@ class ApprovalCard(QFrame):
         b.setContentsMargins(0, 0, 0, 0)
         self.expiry = QLabel(self._expiry_text(), self.buttons)
         self.expiry.setObjectName("mutedLabel")
+        self.expiry.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         b.addWidget(self.expiry)
         b.addStretch(1)
         self.reject_button = QPushButton("Reject…", self.buttons)
@@ -97,16 +108,20 @@ class ApprovalCard(QFrame):
         b.addWidget(self.approve_button)
         lay.addWidget(self.buttons)
 
-        # inline confirmation: the exact call that will run
+        # inline confirmation: the exact call that will run. What was changed is always
+        # in view; the call itself scrolls inside the card; the buttons stay below it.
         self.confirm = QFrame(self)
         self.confirm.setObjectName("confirmPanel")
         c = QVBoxLayout(self.confirm)
         c.setContentsMargins(10, 8, 10, 8)
-        c.addWidget(QLabel("<b>Run this on the customer's account?</b>", self.confirm))
-        self.call_label = QLabel(self.confirm)
-        self.call_label.setObjectName("callPreview")
-        self.call_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.call_label.setWordWrap(True)
+        ask = QLabel("<b>Run this on the customer's account?</b>", self.confirm)
+        ask.setWordWrap(True)
+        c.addWidget(ask)
+        self.diff_label = WrapLabel("", self.confirm, max_chars=400)
+        self.diff_label.setObjectName("changedArgs")
+        self.diff_label.hide()
+        c.addWidget(self.diff_label)
+        self.call_label = CallPreview(self.confirm)
         c.addWidget(self.call_label)
         cb = QHBoxLayout()
         cb.addStretch(1)
@@ -126,7 +141,8 @@ class ApprovalCard(QFrame):
         self.reject_panel.setObjectName("rejectPanel")
         r = QVBoxLayout(self.reject_panel)
         r.setContentsMargins(10, 8, 10, 8)
-        r.addWidget(QLabel("Why reject? The assistant will tell the customer.", self.reject_panel))
+        r.addWidget(WrapLabel("Why reject? The assistant will tell the customer.",
+                              self.reject_panel))
         self.reason = QLineEdit(self.reject_panel)
         self.reason.setObjectName("rejectReason")
         self.reason.setPlaceholderText("e.g. order already left the warehouse")
@@ -172,18 +188,21 @@ class ApprovalCard(QFrame):
         self.reject_panel.hide()
         value = self.form.value()
         args = json.dumps(value, indent=2, ensure_ascii=False)
-        changes = [
-            f"{_esc(k)}: {_esc(json.dumps(self.approval.arguments.get(k), ensure_ascii=False))}"
-            f" → <b>{_esc(json.dumps(v, ensure_ascii=False))}</b>"
-            for k, v in value.items() if self.approval.arguments.get(k) != v]
-        edited = ("<div style='color:#d9822b'>You changed what the assistant proposed: "
-                  + "; ".join(changes) + "</div>") if changes else ""
-        self.call_label.setText(
-            f"<pre style='margin:0'>{_esc(self.approval.tool)}({_esc(args)})</pre>{edited}")
+
+        def short(v: object) -> str:
+            return clip(json.dumps(v, ensure_ascii=False), DIFF_VALUE_CHARS)
+
+        changes = [f"{k}: {short(self.approval.arguments.get(k))} → {short(v)}"
+                   for k, v in value.items() if self.approval.arguments.get(k) != v]
+        self.diff_label.set_full_text(
+            "You changed what the assistant proposed: " + "; ".join(changes) if changes else "")
+        self.diff_label.setVisible(bool(changes))
+        self.call_label.show_call(f"{self.approval.tool}({args})")
         self.call_label.setProperty("call", self.pending_call())
         self.buttons.hide()
         self.confirm.show()
         self.run_button.setFocus()
+        self.confirm_shown.emit()
         return True
 
     def ask_reject(self) -> None:
@@ -237,8 +256,34 @@ class ApprovalCard(QFrame):
             self.waiting.setText("Approved — running…")
 
 
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+class CallPreview(QTextBrowser):
+    """The exact call that will run: monospace, wrapped anywhere, scrolling inside the
+    card past ``CALL_PREVIEW_MAX_H`` so a 500-character argument cannot push the
+    buttons away or widen the window."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("callPreview")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(40)
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
+
+    def show_call(self, call: str) -> None:
+        self.setPlainText(call)
+        self._fit_height()
+
+    def text(self) -> str:
+        """The call as the representative reads it."""
+        return self.toPlainText()
+
+    def _fit_height(self, *_args: object) -> None:
+        height = int(self.document().size().height()) + 6
+        self.setFixedHeight(max(24, min(height, CALL_PREVIEW_MAX_H)))
 
 
 def _summary(result: dict[str, Any] | None, error: str | None, reason: str | None) -> str:
@@ -280,6 +325,8 @@ class ActionQueue(QWidget):
         self.scroll_area = QScrollArea(self)
         self.scroll_area.setWidgetResizable(True)
         self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        # cards wrap to the panel's width: never a horizontal scrollbar hiding the buttons
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll_area.setWidget(inner)
 
         hist = QWidget(self)
@@ -294,6 +341,7 @@ class ActionQueue(QWidget):
         self.history.setRootIsDecorated(True)
         self.history.setUniformRowHeights(False)
         header = self.history.header()
+        header.setMinimumSectionSize(48)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
@@ -355,6 +403,7 @@ class ActionQueue(QWidget):
                 continue
             card = ApprovalCard(appr, self)
             card.approve_confirmed.connect(self._approve)
+            card.confirm_shown.connect(lambda c=card: self._show_buttons(c))
             card.reject_confirmed.connect(self._reject)
             self.cards[appr.approval_id] = card
             self.cards_box.addWidget(card)
@@ -384,9 +433,26 @@ class ActionQueue(QWidget):
             child = QTreeWidgetItem(["", "", "", detail])
             item.addChild(child)
             self.history.addTopLevelItem(item)
-        for col in range(3):
+        # sized to content (the header's words included) with minimums; the call elides
+        fm = self.history.fontMetrics()
+        for col, floor in ((0, 48), (1, 90), (2, 80)):
             self.history.resizeColumnToContents(col)
+            title = fm.horizontalAdvance(self.history.headerItem().text(col)) + 24
+            self.history.setColumnWidth(col, max(self.history.columnWidth(col), title, floor))
         self.history.setColumnWidth(1, min(self.history.columnWidth(1), 260))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        for card in self.cards.values():
+            if card.confirm.isVisible():  # keep a confirmation's buttons in view
+                self._show_buttons(card)
+
+    def _show_buttons(self, card: ApprovalCard) -> None:
+        """Scroll the queue so the confirmation's Run it / Back buttons are visible."""
+        inner = self.scroll_area.widget()
+        if inner is not None:
+            inner.adjustSize()
+        self.scroll_area.ensureWidgetVisible(card.run_button, 8, 8)
 
     def _approve(self, approval_id: str, arguments: dict[str, Any]) -> None:
         self.workspace.approve(approval_id, arguments)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from hitl_desktop.client.workspace import ChatItem, NoteItem, ToolItem, Workspace
 from hitl_desktop.ui.agent.style import is_dark
+from hitl_desktop.ui.fit import breakable
 
 
 def call_signature(name: str, arguments: dict[str, Any]) -> str:
@@ -32,7 +33,9 @@ def _signature(item: ChatItem | ToolItem | NoteItem, expanded: set[str]) -> tupl
 
 
 def _esc(text: str) -> str:
-    return html.escape(text).replace("\n", "<br>")
+    """Escaped, with line breaks kept and long runs (URLs, ids) breakable, so no line
+    is wider than the panel (no horizontal scrollbar)."""
+    return html.escape(breakable(text)).replace("\n", "<br>")
 
 
 class ConversationPanel(QWidget):
@@ -142,14 +145,18 @@ class ConversationPanel(QWidget):
         extra = ""
         if mine and item.draft_id:
             extra = " · edited draft" if item.edited else " · AI draft"
-        align = "right" if mine else "left"
         bg = ours if mine else theirs
+        bubble = (f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
+                  f"<tr><td><span style='color:{muted}; font-size:small'><b>{_esc(who)}</b> "
+                  f"· {stamp}{extra}</span><br>{_esc(item.text)}</td></tr></table>")
+        # the representative's lines (typed or drafted, short or long) all hang from the
+        # right edge, the customer's from the left: a gutter on the other side keeps
+        # long bubbles from spanning the panel and looking left-aligned
+        gutter = "<td width='14%'></td>"
+        cells = (f"{gutter}<td align='right'>{bubble}</td>" if mine
+                 else f"<td align='left'>{bubble}</td>{gutter}")
         return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
-                f"<tr><td align='{align}'>"
-                f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
-                f"<tr><td><span style='color:{muted}; font-size:small'><b>{_esc(who)}</b> "
-                f"· {stamp}{extra}</span><br>{_esc(item.text)}</td></tr></table>"
-                f"</td></tr></table>")
+                f"<tr>{cells}</tr></table>")
 
     def _tool_html(self, item: ToolItem, bg: str, muted: str) -> str:
         if item.ok is None:
@@ -170,9 +177,11 @@ class ConversationPanel(QWidget):
                       f"{'hide result' if open_ else 'show result'}</a>")
             if open_:
                 text = json.dumps(item.output, indent=2, ensure_ascii=False)
-                body = (f"<pre style='font-size:small; margin:4px 0 0 18px'>"
-                        f"{html.escape(text)}</pre>")
-        sig = html.escape(call_signature(item.name, item.arguments))
+                # wrapped, not <pre>: a long value must not scroll the transcript sideways
+                body = (f"<div style='font-family:monospace; font-size:small; "
+                        f"white-space:pre-wrap; margin:4px 0 0 18px'>"
+                        f"{html.escape(breakable(text))}</div>")
+        sig = html.escape(breakable(call_signature(item.name, item.arguments), 40, 60))
         # same nesting as chat bubbles: an appended (insertHtml) outer table loses its
         # background, an inner one keeps it
         return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:2px 0'>"

@@ -16,11 +16,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from hitl_desktop.client.workspace import Draft, Workspace
+from hitl_desktop.ui.fit import ElideLabel, WrapLabel
 
 STATE_TEXT = {
     "streaming": "Drafting…",
@@ -49,23 +51,29 @@ class SuggestionEditor(QWidget):
         self._session: str | None = None
         self._unsent: dict[str, tuple[str | None, str]] = {}  # session -> (turn, edited text)
         self._typing_sent = False
+        self._own_reply_turn: str | None = None  # the turn answered with typed text
 
-        self.state_chip = QLabel(self)
+        # chips and errors wrap or elide: a 2,000-character error must not widen the window
+        self.state_chip = ElideLabel("", self)
         self.state_chip.setObjectName("draftState")
         self.state_chip.setProperty("state", "none")
-        self.provider_label = QLabel(self)
+        self.provider_label = ElideLabel("", self, max_hint=220)
         self.provider_label.setObjectName("mutedLabel")
         head = QHBoxLayout()
-        head.addWidget(self.state_chip)
+        head.addWidget(self.state_chip, 0)
         head.addStretch(1)
-        head.addWidget(self.provider_label)
+        head.addWidget(self.provider_label, 0)
+        self.problem = WrapLabel("", self, max_chars=300)
+        self.problem.setObjectName("draftProblem")
+        self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problem.hide()
 
         self.reload_bar = QFrame(self)
         self.reload_bar.setObjectName("reloadBar")
         bar_lay = QHBoxLayout(self.reload_bar)
         bar_lay.setContentsMargins(8, 4, 8, 4)
-        bar_lay.addWidget(QLabel("The draft was updated while you were editing.", self.reload_bar),
-                          1)
+        bar_lay.addWidget(WrapLabel("The draft was updated while you were editing.",
+                                    self.reload_bar), 1)
         self.reload_button = QPushButton("Reload draft", self.reload_bar)
         self.reload_button.setObjectName("reloadDraft")
         self.reload_button.clicked.connect(self.reload)
@@ -100,6 +108,7 @@ class SuggestionEditor(QWidget):
         buttons = QHBoxLayout()
         hint = QLabel("Ctrl+Enter to send", self)
         hint.setObjectName("mutedLabel")
+        hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         buttons.addWidget(hint)
         buttons.addStretch(1)
         buttons.addWidget(self.discard_button)
@@ -110,6 +119,7 @@ class SuggestionEditor(QWidget):
         lay.setContentsMargins(8, 6, 8, 8)
         lay.setSpacing(6)
         lay.addLayout(head)
+        lay.addWidget(self.problem)
         lay.addWidget(self.reload_bar)
         lay.addWidget(self.editor, 1)
         lay.addWidget(self.citations)
@@ -209,8 +219,9 @@ class SuggestionEditor(QWidget):
 
     def _render(self, draft: Draft | None) -> None:
         if draft is None:
+            self._set_problem("")
             self._set_chip("none", "No suggestion yet")
-            self.provider_label.setText("")
+            self.provider_label.set_full_text("")
             self.citations.hide()
             self._update_buttons()
             return
@@ -235,19 +246,22 @@ class SuggestionEditor(QWidget):
         label = STATE_TEXT.get(draft.state, draft.state)
         if draft.state == "stale" and draft.stale_reason:
             label = f"Stale — {draft.stale_reason}"
-        elif draft.state == "failed" and draft.error:
-            label = f"Draft failed — {draft.error}"
         elif draft.state == "streaming" and draft.gap:
             label = "Drafting… (catching up)"
-        self._set_chip(draft.state, label)
+        state = draft.state
+        if self._own_reply_turn == draft.turn_id and state in ("completed", "discarded"):
+            # they answered in their own words: the draft was not thrown away unread
+            state, label = "sent", "Sent — your own reply"
+        self._set_problem(draft.error or "" if draft.state == "failed" else "")
+        self._set_chip(state, label)
         streaming = "true" if draft.state == "streaming" else "false"
         if self.editor.property("streaming") != streaming:
             self.editor.setProperty("streaming", streaming)
             self.editor.style().unpolish(self.editor)
             self.editor.style().polish(self.editor)
         provider = f"by {draft.provider}" if draft.provider else ""
-        if self.provider_label.text() != provider:
-            self.provider_label.setText(provider)
+        if self.provider_label.full_text() != provider:
+            self.provider_label.set_full_text(provider)
         if draft.citations:
             links = " ".join(
                 f"<a href='{html.escape(c.article_id)}'>{html.escape(c.title)}</a>"
@@ -258,10 +272,16 @@ class SuggestionEditor(QWidget):
             self.citations.hide()
         self._update_buttons()
 
+    def _set_problem(self, message: str) -> None:
+        """Why the draft failed, wrapped under the chip (selectable, full text on hover)."""
+        if self.problem.full_text() != message:
+            self.problem.set_full_text(message)
+        self.problem.setVisible(bool(message))
+
     def _set_chip(self, state: str, text: str) -> None:
         label = ("● " if state == "streaming" else "") + text
-        if self.state_chip.text() != label:
-            self.state_chip.setText(label)
+        if self.state_chip.full_text() != label:
+            self.state_chip.set_full_text(label)
         if self.state_chip.property("state") != state:  # re-polish only on a real change
             self.state_chip.setProperty("state", state)
             self.state_chip.style().unpolish(self.state_chip)
@@ -303,6 +323,9 @@ class SuggestionEditor(QWidget):
         draft_id = draft.turn_id if draft is not None and draft.turn_id == self._turn_id \
             and draft.state not in ("discarded", "sent") else None
         if self.workspace.send_message(text, draft_id=draft_id):
+            if draft_id is None:
+                self._own_reply_turn = draft.turn_id if draft is not None else None
+                self._set_chip("sent", "Sent — your own reply")
             self._typing_timer.stop()
             self._typing_sent = False
             self.user_edited = False

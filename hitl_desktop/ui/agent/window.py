@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.ui.agent.style import agent_style, is_dark
+from hitl_desktop.ui.fit import ElideLabel
 
 if TYPE_CHECKING:
     from hitl_desktop.core import protocol as p
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
+#: the size the window asks for on a first start, shrunk to the available screen
+PREFERRED_SIZE = (1440, 900)
 CONNECTION_TEXT = {
     "connected": "● Connected",
     "ready": "● Connected",
@@ -78,6 +81,15 @@ def layout_settings(config_dir: Path | None = None) -> QSettings:
     return QSettings(str(base / "agent-window.ini"), QSettings.Format.IniFormat)
 
 
+def fit_to_screen(widget: QWidget, preferred: tuple[int, int],
+                  margin: int = 24) -> tuple[int, int]:
+    """``preferred`` shrunk to the screen's available area (1440x900 does not fit a
+    1366x768 laptop): a first start must never open a window larger than the screen."""
+    area = widget.screen().availableGeometry()
+    return (max(640, min(preferred[0], area.width() - margin)),
+            max(480, min(preferred[1], area.height() - margin)))
+
+
 class AgentWindow(QMainWindow):
     """Inbox, conversation, suggestion editor, articles, viewer, actions, customer."""
 
@@ -89,7 +101,7 @@ class AgentWindow(QMainWindow):
         self.workspace = workspace
         self.setObjectName("agentWindow")
         self.setWindowTitle("HITL Desk — Agent workspace")
-        self.resize(1440, 900)
+        self.resize(*fit_to_screen(self, PREFERRED_SIZE))
         self.setDockNestingEnabled(True)
         self.setDockOptions(QMainWindow.DockOption.AllowTabbedDocks
                             | QMainWindow.DockOption.AllowNestedDocks
@@ -130,8 +142,8 @@ class AgentWindow(QMainWindow):
         self._settings = layout_settings(config_dir)
         self.default_state = self.saveState(LAYOUT_VERSION)
         self.default_geometry = self.saveGeometry()
-        if restore:
-            self.restore_layout()
+        self._restored = bool(restore and self.restore_layout())
+        self._sized = self._restored
         self._on_connection(workspace.connection_state)
         if workspace.assistant_status is not None:
             self._on_assistant(workspace.assistant_status)
@@ -315,11 +327,22 @@ class AgentWindow(QMainWindow):
         d["articles"].raise_()
         for dock in d.values():
             dock.show()
-        self.resizeDocks([d["inbox"], d["conversation"], d["actions"]], [300, 620, 460],
+        self._default_sizes()
+
+    def _default_sizes(self) -> None:
+        """Columns and rows in proportion to the window (inbox 22 %, conversation 44 %,
+        actions 34 %): fixed pixel sizes squeezed one column on a small screen."""
+        d = self.docks
+        w, h = max(self.width(), 640), max(self.height(), 480)
+        self.resizeDocks([d["inbox"], d["conversation"], d["actions"]],
+                         [int(w * 0.22), int(w * 0.44), int(w * 0.34)],
                          Qt.Orientation.Horizontal)
-        self.resizeDocks([d["conversation"], d["suggestion"]], [520, 300], Qt.Orientation.Vertical)
-        self.resizeDocks([d["actions"], d["articles"]], [480, 340], Qt.Orientation.Vertical)
-        self.resizeDocks([d["inbox"], d["customer"]], [340, 480], Qt.Orientation.Vertical)
+        self.resizeDocks([d["conversation"], d["suggestion"]], [int(h * 0.6), int(h * 0.4)],
+                         Qt.Orientation.Vertical)
+        self.resizeDocks([d["actions"], d["articles"]], [int(h * 0.58), int(h * 0.42)],
+                         Qt.Orientation.Vertical)
+        self.resizeDocks([d["inbox"], d["customer"]], [int(h * 0.4), int(h * 0.6)],
+                         Qt.Orientation.Vertical)
 
     def reset_layout(self) -> None:
         """Back to the layout the window started with."""
@@ -351,7 +374,7 @@ class AgentWindow(QMainWindow):
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
         self.toolbar = bar
-        self.session_title = QLabel("", bar)
+        self.session_title = ElideLabel("", bar, max_hint=420)
         self.session_title.setObjectName("sessionTitle")
 
         def act(text: str, shortcuts: list[str], slot: object, tip: str) -> QAction:
@@ -428,7 +451,7 @@ class AgentWindow(QMainWindow):
         sb = self.statusBar()
         self.connection_label = QLabel(self)
         self.connection_label.setObjectName("statusChip")
-        self.assistant_label = QLabel("Assistant: unknown", self)
+        self.assistant_label = ElideLabel("Assistant: unknown", self, max_hint=520)
         self.assistant_label.setObjectName("statusChip")
         sb.addPermanentWidget(self.assistant_label)
         sb.addPermanentWidget(self.connection_label)
@@ -504,14 +527,14 @@ class AgentWindow(QMainWindow):
         view = self.workspace.session(session_id) if session_id else None
         self._close_armed = None
         if view is None:
-            self.session_title.setText("No conversation selected")
+            self.session_title.set_full_text("No conversation selected")
         else:
             title = view.display_name
             if view.summary.customer_id:
                 title += f"  ·  {view.summary.customer_id}"
             if view.summary.state == "closed":
                 title += "  ·  closed"
-            self.session_title.setText(title)
+            self.session_title.set_full_text(title)
         self._update_title()
         self.close_session_action.setEnabled(view is not None
                                               and view.summary.state == "open")
@@ -550,8 +573,7 @@ class AgentWindow(QMainWindow):
             text = "Offline assistant — not an AI model"
         if status.state in ("error", "unconfigured"):
             text += f" · {status.message or status.state}"
-        self.assistant_label.setText(text)
-        self.assistant_label.setToolTip(status.message or "")
+        self.assistant_label.set_full_text(text, tip=status.message or "")
 
     def _on_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
@@ -571,6 +593,12 @@ class AgentWindow(QMainWindow):
                     self.articles.refresh()
             finally:
                 self._restyling = False
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._sized:  # first show of a default layout: size it to the real window
+            self._sized = True
+            self._default_sizes()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()

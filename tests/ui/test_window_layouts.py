@@ -1,0 +1,143 @@
+"""Layouts that never break: what the host says cannot make a window wider than the screen.
+
+Real widgets offscreen, fed real protocol messages (tests/ui/agent_feed.py). The
+offscreen screen is 800x800, so "fits the screen on a first start" is checked
+against that, and "stays within 1366x768" by resizing to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
+
+from hitl_desktop.client.workspace import Workspace
+from hitl_desktop.core import protocol as p
+from hitl_desktop.ui.agent.window import AgentWindow
+from tests.ui.agent_feed import Feed, Sent, summary, welcome
+
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
+
+SMALL = (1366, 768)
+LONG_ERROR = ("OpenAI rejected the API key (401): Incorrect API key provided: "
+              + "sk-proj-" + "A1b2C3d4" * 40 + " " + "You can find your API key at "
+              "https://platform.openai.com/account/api-keys. " * 40)[:2000]
+
+
+@pytest.fixture
+def ws() -> Workspace:
+    model = Workspace(send=Sent())
+    model.apply_welcome(welcome(summary("s1", "Alex Morgan")))
+    model.select_session("s1")
+    return model
+
+
+@pytest.fixture
+def window(qtbot: QtBot, ws: Workspace, tmp_path: Path) -> AgentWindow:
+    win = AgentWindow(ws, config_dir=tmp_path, restore=False)
+    qtbot.addWidget(win)
+    win.resize(*SMALL)  # as a first start on a 1366x768 laptop sizes it
+    win.show()
+    qtbot.waitExposed(win)
+    return win
+
+
+def _settle(win: QWidget, size: tuple[int, int] = SMALL) -> None:
+    app = QApplication.instance()
+    assert app is not None
+    for _ in range(3):
+        win.resize(*size)
+        app.processEvents()
+
+
+def _inside(widget: QWidget, outer: QWidget) -> bool:
+    """``widget`` is shown and lies entirely within ``outer``'s rectangle."""
+    top_left = widget.mapTo(outer, QPoint(0, 0))
+    rect = QRect(top_left, widget.size())
+    return widget.isVisible() and QRect(QPoint(0, 0), outer.size()).contains(rect)
+
+
+def test_first_start_fits_the_available_screen(qtbot: QtBot, ws: Workspace,
+                                               tmp_path: Path) -> None:
+    window = AgentWindow(ws, config_dir=tmp_path, restore=False)
+    qtbot.addWidget(window)
+    window.show()
+    area = window.screen().availableGeometry()
+    assert window.width() <= area.width() and window.height() <= area.height()
+    assert window.minimumSizeHint().width() <= SMALL[0]
+
+
+def test_a_2000_character_draft_error_wraps_and_keeps_the_window_on_screen(
+        window: AgentWindow, ws: Workspace) -> None:
+    feed = Feed(ws, "s1")
+    feed(p.DraftStarted(turn_id="t1", reason="customer_message", provider="openai"))
+    feed(p.DraftFailed(turn_id="t1", code=p.ErrorCode.ASSISTANT_UNAVAILABLE,
+                       message=LONG_ERROR))
+    _settle(window)
+    assert len(LONG_ERROR) == 2000
+    assert window.width() <= SMALL[0], window.width()
+    assert window.minimumSizeHint().width() <= SMALL[0]
+    ed = window.suggestion_editor
+    assert ed.state_chip.full_text() == "Draft failed"
+    assert ed.problem.isVisible() and ed.problem.toolTip() == LONG_ERROR
+    assert "401" in ed.problem.text()
+    # the column keeps a usable width: the editor and its buttons are not squeezed away
+    assert ed.width() >= 300
+    assert _inside(ed.send_button, window.docks["suggestion"])
+    # a long engine status in the status bar elides with the full text on hover
+    feed(p.AssistantStatus(provider="openai", model="gpt-5-mini", is_ai=True, state="error",
+                           message=LONG_ERROR), None)
+    _settle(window)
+    assert window.width() <= SMALL[0]
+    assert window.assistant_label.width() <= 600
+    assert window.assistant_label.toolTip() != ""
+
+
+def test_a_500_character_argument_keeps_run_it_back_and_the_diff_in_the_card(
+        window: AgentWindow, ws: Workspace) -> None:
+    feed = Feed(ws, "s1")
+    feed.approval("a1", "issue_voucher",
+                  {"user_id": "CUST1001", "amount": 500.0, "reason": "goodwill-" * 56 + "x"})
+    _settle(window)
+    queue = window.action_queue
+    card = queue.first_card()
+    assert card is not None
+    assert len(card.approval.arguments["reason"]) >= 500
+    card.form.field("amount").set_value(127.5)
+    assert card.ask_approve()
+    _settle(window)
+    assert window.width() <= SMALL[0] and window.minimumSizeHint().width() <= SMALL[0]
+    viewport = queue.scroll_area.viewport()
+    # the card is no wider than the panel, and its confirmation shows everything
+    assert card.mapTo(viewport, QPoint(0, 0)).x() + card.width() <= viewport.width()
+    for part in (card.run_button, card.back_button, card.diff_label):
+        assert _inside(part, viewport), part.objectName() or part.text()
+        assert not part.visibleRegion().isEmpty()
+    assert "500.0 → 127.5" in card.diff_label.text()
+    # the long call scrolls inside its own box
+    assert "goodwill-goodwill" in card.call_label.text()
+    assert card.call_label.height() <= 170
+    assert card.call_label.verticalScrollBar().maximum() > 0
+    # the reject form: no horizontal scrolling either
+    card.cancel_confirm()
+    card.ask_reject()
+    _settle(window)
+    assert _inside(card.reject_confirm, viewport) and _inside(card.reason, viewport)
+
+
+def test_a_long_customer_name_elides_in_the_toolbar(qtbot: QtBot, tmp_path: Path) -> None:
+    model = Workspace(send=Sent())
+    name = "Maximiliane Alexandra " * 15
+    model.apply_welcome(welcome(summary("s1", name)))
+    model.select_session("s1")
+    win = AgentWindow(model, config_dir=tmp_path, restore=False)
+    qtbot.addWidget(win)
+    win.show()
+    _settle(win)
+    assert win.width() <= SMALL[0]
+    assert win.session_title.full_text().startswith(name.strip()[:20])
+    assert win.session_title.text().endswith("…")
+    assert name.strip()[:20] in win.session_title.toolTip()
