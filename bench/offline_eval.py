@@ -1,0 +1,57 @@
+"""Figures of the offline assistant on a labelled set (first-run figures go in notes).
+
+Usage: python -m bench.offline_eval tests/data/offline_set_a.jsonl [--misses] [--drafts N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from hitl_desktop.assistant.offline_provider import OfflineProvider
+from hitl_desktop.knowledge.articles import default_knowledge_dir
+from hitl_desktop.knowledge.index import KnowledgeIndex
+from hitl_desktop.store.catalog_file import default_catalog
+from hitl_desktop.store.database import ShopDatabase
+from tests.support.offline_eval import evaluate, load_rows
+
+
+async def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("path", type=Path)
+    ap.add_argument("--misses", action="store_true")
+    ap.add_argument("--drafts", type=int, default=0, help="dump N random drafts as JSON lines")
+    ap.add_argument("--seed", type=int, default=19)
+    args = ap.parse_args(argv)
+    catalog = default_catalog()
+    with tempfile.TemporaryDirectory() as tmp:
+        index = KnowledgeIndex.open(default_knowledge_dir(), Path(tmp) / "ix.db")
+        shop = ShopDatabase.open(Path(tmp) / "shop", catalog)
+        engine = OfflineProvider(index, tool_names=catalog.names)
+        rows = load_rows(args.path)
+        figs, outcomes = await evaluate(engine, rows, shop, catalog)
+        shop.close()
+        index.close()
+    print(f"{args.path.name}: {figs.n} rows")
+    print(f"  right article first: {figs.article:.1%} (of {figs.article_n} with an article)")
+    print(f"  exact tool calls:    {figs.tools:.1%}")
+    print(f"  proposals right:     {figs.actions:.1%}")
+    print(f"  proposals on rows needing none: {figs.stray_proposals}")
+    if args.misses:
+        for m in figs.misses:
+            print("  MISS", m)
+    if args.drafts:
+        picked = random.Random(args.seed).sample(outcomes, min(args.drafts, len(outcomes)))
+        for o in picked:
+            print(json.dumps({"id": o.row["id"], "message": o.row["message"],
+                              "calls": o.calls, "draft": o.draft}, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))
