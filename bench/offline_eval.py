@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hitl_desktop.assistant.offline_provider import OfflineProvider
+from hitl_desktop.assistant.offline import OfflineProvider
 from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.catalog_file import default_catalog
@@ -32,7 +32,7 @@ async def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index = KnowledgeIndex.open(default_knowledge_dir(), Path(tmp) / "ix.db")
         shop = ShopDatabase.open(Path(tmp) / "shop", catalog)
-        engine = OfflineProvider(index, tool_names=catalog.names)
+        engine = OfflineProvider(index, catalog=catalog)
         rows = load_rows(args.path)
         figs, outcomes = await evaluate(engine, rows, shop, catalog)
         shop.close()
@@ -48,8 +48,17 @@ async def main(argv: list[str]) -> int:
     if args.drafts:
         picked = random.Random(args.seed).sample(outcomes, min(args.drafts, len(outcomes)))
         for o in picked:
-            print(json.dumps({"id": o.row["id"], "message": o.row["message"],
-                              "calls": o.calls, "draft": o.draft}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": o.row["id"],
+                        "message": o.row["message"],
+                        "calls": o.calls,
+                        "draft": o.draft,
+                    },
+                    ensure_ascii=False,
+                )
+            )
     return 0
 
 

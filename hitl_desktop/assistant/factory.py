@@ -43,6 +43,6 @@ def make_provider(paths: Paths, settings: Settings, override: str | None = None,
         from hitl_desktop.assistant.compatible_provider import CompatibleProvider
 
         return CompatibleProvider.from_settings(paths, settings, **kwargs)
-    from hitl_desktop.assistant.offline_provider import make_offline_provider
+    from hitl_desktop.assistant.offline import make_offline_provider
 
     return make_offline_provider(paths, settings)

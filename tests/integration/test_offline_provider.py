@@ -1,11 +1,11 @@
 """The offline assistant end to end: real index, real shop database, real events.
 
-The labelled set (tests/data/offline_labelled.jsonl) holds customer messages as
-customers write them, each with the expected top-1 article and the expected
-first tool call. Earlier ``get_order`` look-ups in a conversation are run
-against the real shop database, so tool outputs are exactly what the host
-feeds the engine. Free-text arguments ("details", "reason") are labelled "*":
-any non-empty string matches; every other argument must match exactly.
+The labelled sets (tests/data/offline_set_*.jsonl, rubric next to them) hold
+customer messages as customers write them, each labelled with the article a
+representative would open first and the whole chain of tool calls it calls
+for; tests/support/offline_eval.py drives the engine like the host does
+(safe tools run against the real shop database, approval tools get the
+co-pilot's "awaiting approval" output) until it writes the draft.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from openai.types.responses import (
 from pydantic import BaseModel
 
 from hitl_desktop.assistant.base import TurnRequest
-from hitl_desktop.assistant.offline_provider import OfflineProvider
+from hitl_desktop.assistant.offline import OfflineProvider
 from hitl_desktop.assistant.stream import Completed, SearchResults, StreamTranslator
 from hitl_desktop.core.catalog import ToolCatalog
 from hitl_desktop.core.turns import (
@@ -42,13 +42,13 @@ from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.catalog_file import default_catalog
 from hitl_desktop.store.database import ShopDatabase
+from tests.support import offline_eval
 
 log = logging.getLogger(__name__)
-LABELS = Path(__file__).resolve().parents[1] / "data" / "offline_labelled.jsonl"
-# Written later, to measure generalisation. First runs (before any fix they showed):
-# labelled 89.4% article / 90.4% tool; held-out 87.5% / 87.5%; fresh 90.0% / 85.0%.
-HOLDOUT = LABELS.with_name("offline_holdout.jsonl")  # written after tuning on LABELS
-FRESH = LABELS.with_name("offline_fresh.jsonl")  # written after tuning on both
+DATA = Path(__file__).resolve().parents[1] / "data"
+# Set A was written before the engine was rebuilt, set B after tuning on A; first-run
+# figures of both are in the closing note of issue 19.
+SETS = [DATA / "offline_set_a.jsonl"]
 CUSTOMER = "CUST1001"
 
 
@@ -73,7 +73,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory, catalog: ToolCatalog) -> Iter
 
 @pytest.fixture
 def provider(index: KnowledgeIndex, catalog: ToolCatalog) -> OfflineProvider:
-    return OfflineProvider(index, tool_names=catalog.names)
+    return OfflineProvider(index, catalog=catalog)
 
 
 @dataclass
@@ -180,93 +180,21 @@ def awaiting(call_id: str) -> dict[str, Any]:
     }
 
 
-def load_labels(path: Path | None = None) -> list[dict[str, Any]]:
-    text = (path or LABELS).read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def expand(row: dict[str, Any], shop: ShopDatabase) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for n, h in enumerate(row["history"]):
-        if "tool" in h:
-            items += tool_items(shop, h["tool"], h["arguments"], row["customer_id"], f"call_h{n}")
-        else:
-            items.append({"role": h["role"], "content": h["content"]})
-    items.append({"role": "user", "content": row["message"]})
-    return items
-
-
-def call_matches(
-    expected: dict[str, Any] | None, got: tuple[str, dict[str, Any], str] | None
-) -> bool:
-    if expected is None or got is None:
-        return expected is None and got is None
-    name, args, _ = got
-    if name != expected["name"] or set(args) != set(expected["arguments"]):
-        return False
-    for key, want in expected["arguments"].items():
-        have = args[key]
-        if want == "*":
-            if not (isinstance(have, str) and have.strip()):
-                return False
-        elif isinstance(want, float) or isinstance(have, float):
-            if not isinstance(have, int | float) or abs(float(have) - float(want)) > 0.005:
-                return False
-        elif have != want:
-            return False
-    return True
-
-
-async def evaluate(
-    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase, path: Path | None = None
-) -> tuple[float, float, list[str]]:
-    rows = load_labels(path)
-    art_ok = tool_ok = 0
-    misses: list[str] = []
-    for row in rows:
-        resp = await run(provider, expand(row, shop), catalog, row["customer_id"])
-        top = resp.hits[0] if resp.hits else None
-        a = top == row["article"]
-        t = call_matches(row["tool"], resp.call)
-        art_ok += a
-        tool_ok += t
-        if not (a and t):
-            misses.append(
-                f"{row['id']} {row['message']!r}: article {top} (want {row['article']})"
-                f" call {resp.call[:2] if resp.call else None} (want {row['tool']})"
-            )
-    return art_ok / len(rows), tool_ok / len(rows), misses
-
-
-async def test_labelled_set_accuracy(
-    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
-) -> None:
-    rows = load_labels()
-    assert len(rows) >= 80
-    article_acc, tool_acc, misses = await evaluate(provider, catalog, shop)
-    print(f"\nOFFLINE labelled set: {len(rows)} messages")
-    print(f"  top-1 article accuracy:   {article_acc:.1%}")
-    print(f"  exact tool-call accuracy: {tool_acc:.1%}")
-    for miss in misses:
-        print("  MISS", miss)
-    assert article_acc >= 0.90
-    assert tool_acc >= 0.95
-
-
-@pytest.mark.parametrize("path", [HOLDOUT, FRESH], ids=["holdout", "fresh"])
-async def test_later_sets_accuracy(
+@pytest.mark.parametrize("path", SETS, ids=lambda p: p.stem)
+async def test_labelled_sets(
     provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase, path: Path
 ) -> None:
-    """Sets written after the engine was tuned on the earlier ones."""
-    rows = load_labels(path)
-    article_acc, tool_acc, misses = await evaluate(provider, catalog, shop, path)
-    print(f"\nOFFLINE {path.stem}: {len(rows)} messages")
-    print(f"  top-1 article accuracy:   {article_acc:.1%}")
-    print(f"  exact tool-call accuracy: {tool_acc:.1%}")
-    for miss in misses:
+    rows = offline_eval.load_rows(path)
+    assert len(rows) >= 150
+    figs, _ = await offline_eval.evaluate(provider, rows, shop, catalog)
+    print(f"\nOFFLINE {path.stem}: {figs.n} messages")
+    print(f"  right article first: {figs.article:.1%}  exact tool calls: {figs.tools:.1%}")
+    print(f"  proposals on messages needing none: {figs.stray_proposals}")
+    for miss in figs.misses:
         print("  MISS", miss)
-    assert article_acc >= 0.85
-    assert tool_acc >= 0.85
+    assert figs.article >= 0.90
+    assert figs.tools >= 0.93
+    assert figs.stray_proposals == 0
 
 
 # ---------------------------------------------------------------- the original demo
@@ -310,7 +238,7 @@ def _plain(text: str) -> str:
 @pytest.mark.parametrize(
     ("message", "name", "arguments"),
     [
-        ("Help me cancel order ORD1001", "cancel_order", {"order_id": "ORD1001"}),
+        ("Help me cancel order ORD1001", "get_order", {"order_id": "ORD1001"}),
         ("Help me reset my password", "reset_password", {"user_id": "CUST1001"}),
         ("Give me a list of my past orders", "get_order_history", {"user_id": "CUST1001"}),
     ],
@@ -363,14 +291,17 @@ async def test_cancel_flow_awaiting_then_approved(
 ) -> None:
     """DESIGN §3 steps 3-5 at the engine level, with the real database executing."""
     items: list[dict[str, Any]] = [{"role": "user", "content": "Help me cancel order ORD1001"}]
+    lookup = await run(provider, items, catalog)
+    assert lookup.call is not None and lookup.call[:2] == ("get_order", {"order_id": "ORD1001"})
+    items += tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
     first = await run(provider, items, catalog)
     assert first.call is not None
     name, args, call_id = first.call
+    assert (name, args) == ("cancel_order", {"order_id": "ORD1001"})
     items += queued(name, args, call_id)
     second = await run(provider, items, catalog)
     assert second.call is None, "the same action is not requested twice"
-    assert "cancel order ORD1001" in second.text
-    assert "processing" in second.text.lower()
+    assert "cancel order ORD1001 on to a colleague for confirmation" in second.text
     for claim in ("has been cancelled", "is cancelled", "i've cancelled", "was cancelled"):
         assert claim not in second.text.lower(), "does not claim it is done"
     print("\nDRAFT while awaiting approval:", second.text)
@@ -388,7 +319,7 @@ async def test_cancel_flow_awaiting_then_approved(
     print("DRAFT after approval:", third.text)
     assert third.call is None
     assert "ORD1001" in third.text
-    assert "5\u201310 business days" in third.text or "cancelled" in third.text.lower()
+    assert "5\u201310 business days" in third.text and "cancelled" in third.text.lower()
     assert shop.order("ORD1001")["status"] == "cancelled"  # type: ignore[index]
 
 
@@ -457,15 +388,18 @@ async def test_odd_conversation_items_do_not_break_the_engine(
         {"role": "user", "content": [{"type": "input_text", "text": "cancel ORD1001 pls"}]},
     ]
     resp = await run(provider, items, catalog)
-    assert resp.call is not None and resp.call[:2] == ("cancel_order", {"order_id": "ORD1001"})
+    assert resp.call is not None and resp.call[:2] == ("get_order", {"order_id": "ORD1001"})
 
 
 async def test_two_requests_in_one_message_are_both_requested(
-    provider: OfflineProvider, catalog: ToolCatalog
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
 ) -> None:
     items: list[dict[str, Any]] = [
         {"role": "user", "content": "pls cancel ORD1008 and reset my pasword"}
     ]
+    lookup = await run(provider, items, catalog)
+    assert lookup.call is not None and lookup.call[:2] == ("get_order", {"order_id": "ORD1008"})
+    items += tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
     first = await run(provider, items, catalog)
     assert first.call is not None and first.call[:2] == ("cancel_order", {"order_id": "ORD1008"})
     items += queued("cancel_order", first.call[1], first.call[2])
@@ -476,6 +410,7 @@ async def test_two_requests_in_one_message_are_both_requested(
     print("DRAFT after approval:", third.text)
     assert third.call is None
     assert "ORD1008" in third.text and "password" in third.text
+    assert "on to a colleague for confirmation" in third.text
 
 
 async def test_return_needs_the_order_first_then_uses_its_products(
@@ -563,7 +498,7 @@ async def test_translator_reads_the_offline_stream(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:
     """The host's translator sees articles, a draft with citations, and tool calls."""
-    for message, tool in (("How can I cancel an order?", None), ("cancel ORD1001", "cancel_order")):
+    for message, tool in (("How can I cancel an order?", None), ("cancel ORD1001", "get_order")):
         resp = await run(provider, [{"role": "user", "content": message}], catalog)
         tr = StreamTranslator()
         updates = [u for e in resp.events for u in tr.feed(e)] + list(tr.finish())
@@ -657,14 +592,17 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
         assert [c["article_id"] for c in draft1["citations"]][:1] == ["faq/cancel-order"]
         await send(draft1)
 
-        # 3-4: the action waits for approval; the draft says it is being processed
+        # 3-4: get_order runs by itself, then the action waits for approval; the draft
+        # says it was passed on for confirmation (not that it is done)
         await say("Help me cancel order ORD1001")
+        looked = await agent.wait("tool.call", name="get_order")
+        assert looked["data"]["mode"] == "auto"
         call = await agent.wait("tool.call", name="cancel_order")
         assert call["data"]["mode"] == "approval"
         assert call["data"]["arguments"] == {"order_id": "ORD1001"}
         approval = (await agent.wait("approval.created"))["data"]
         draft2 = (await agent.wait("draft.completed", count=2))["data"]
-        assert "ORD1001" in draft2["text"] and "processing" in draft2["text"]
+        assert "cancel order ORD1001 on to a colleague for confirmation" in draft2["text"]
         assert copilot.store.order("ORD1001")["status"] == "pending"  # type: ignore[index]
         await send(draft2)
 

@@ -25,6 +25,7 @@ from openai.types.responses import ResponseStreamEvent
 
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.core.catalog import ToolCatalog
+from hitl_desktop.core.turns import history_from_responses
 from hitl_desktop.store.database import ShopDatabase
 
 MAX_CHAIN = 6
@@ -100,37 +101,50 @@ def awaiting_output(call_id: str) -> dict[str, Any]:
     return {
         "type": "function_call_output",
         "call_id": call_id,
-        "output": json.dumps({
-            "ok": True,
-            "status": "awaiting_approval",
-            "approval_id": "APR-1",
-            "message": "This action was sent to the support representative for approval. "
-            "It has NOT been executed yet. Tell the customer you are looking into it; do "
-            "not claim it is done.",
-        }),
+        "output": json.dumps(
+            {
+                "ok": True,
+                "status": "awaiting_approval",
+                "approval_id": "APR-1",
+                "message": "This action was sent to the support representative for approval. "
+                "It has NOT been executed yet. Tell the customer you are looking into it; do "
+                "not claim it is done.",
+            }
+        ),
     }
 
 
 def tool_items(
-    shop: ShopDatabase, catalog: ToolCatalog, name: str, args: dict[str, Any],
-    customer_id: str | None, call_id: str,
+    shop: ShopDatabase,
+    catalog: ToolCatalog,
+    name: str,
+    args: dict[str, Any],
+    customer_id: str | None,
+    call_id: str,
 ) -> list[dict[str, Any]]:
     """A call and its output as the host appends them to the conversation."""
-    call = {"type": "function_call", "call_id": call_id, "name": name,
-            "arguments": json.dumps(args)}
+    call = {
+        "type": "function_call",
+        "call_id": call_id,
+        "name": name,
+        "arguments": json.dumps(args),
+    }
     if catalog.needs_approval(name):
         return [call, awaiting_output(call_id)]
     result = shop.run_tool(name, args, customer_id=customer_id)
-    return [call, {"type": "function_call_output", "call_id": call_id,
-                   "output": json.dumps(result)}]
+    return [
+        call,
+        {"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)},
+    ]
 
 
 def expand(row: dict[str, Any], shop: ShopDatabase, catalog: ToolCatalog) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for n, h in enumerate(row["history"]):
         if "tool" in h:
-            items += tool_items(shop, catalog, h["tool"], h["arguments"], row["customer_id"],
-                                f"call_h{n}")
+            items += tool_items(
+                shop, catalog, h["tool"], h["arguments"], row["customer_id"], f"call_h{n}"
+            )
         else:
             items.append({"role": h["role"], "content": h["content"]})
     items.append({"role": "user", "content": row["message"]})
@@ -138,12 +152,21 @@ def expand(row: dict[str, Any], shop: ShopDatabase, catalog: ToolCatalog) -> lis
 
 
 async def respond(
-    engine: Engine, items: list[dict[str, Any]], catalog: ToolCatalog, customer_id: str | None,
+    engine: Engine,
+    items: list[dict[str, Any]],
+    catalog: ToolCatalog,
+    customer_id: str | None,
     tools: Sequence[dict[str, Any]] | None = None,
 ) -> Reply:
-    req = TurnRequest(instructions="", input=list(items),
-                      tools=list(catalog.openai_tools() if tools is None else tools),
-                      session_id="eval", customer_id=customer_id)
+    given = list(catalog.openai_tools() if tools is None else tools)
+    req = TurnRequest(
+        instructions="",
+        history=history_from_responses(list(items)),
+        tools=given,
+        session_id="eval",
+        customer_id=customer_id,
+        final_round=not given,
+    )
     events: list[ResponseStreamEvent] = [ev async for ev in engine.stream(req)]
     hits: list[str] = []
     call = None
@@ -204,14 +227,16 @@ async def evaluate(
         want = [w for w in o.row["tools"] if catalog.needs_approval(w["name"])]
         got = [c for c in o.calls if catalog.needs_approval(c["name"])]
         act_ok += len(want) == len(got) and all(
-            call_matches(w, g) for w, g in zip(want, got, strict=True))
+            call_matches(w, g) for w, g in zip(want, got, strict=True)
+        )
         stray += bool(got) and not want
         if not o.tools_ok or o.article_ok is False:
             top = o.first_hits[0] if o.first_hits else None
             misses.append(
                 f"{o.row['id']} {o.row['message']!r}: article {top} (want {o.row['article']}); "
                 f"calls {[(c['name'], c['arguments']) for c in o.calls]} "
-                f"(want {[(c['name'], c['arguments']) for c in o.row['tools']]})")
+                f"(want {[(c['name'], c['arguments']) for c in o.row['tools']]})"
+            )
     figs = Figures(
         n=len(rows),
         article=sum(art) / len(art) if art else 1.0,

@@ -1,0 +1,395 @@
+"""The draft a representative can send as-is: short, grounded, honest.
+
+Facts come from tool results (order status, dates, amounts) and from the
+cited article sections only; each is stated once, in one format. Actions
+waiting for approval are "passed on to a colleague for confirmation", never
+done. Nothing internal (customer ids, product ids, tool names, raw errors)
+reaches a customer-facing sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hitl_desktop.assistant.offline import texts
+from hitl_desktop.assistant.offline.history import Conversation
+from hitl_desktop.assistant.offline.outcomes import NEXT_QUERY, write_outcomes
+from hitl_desktop.assistant.offline.planner import Note, Plan
+from hitl_desktop.assistant.offline.records import RECORDS
+from hitl_desktop.assistant.offline.retrieval import Retrieval
+from hitl_desktop.assistant.offline.understanding import Request, Understanding
+from hitl_desktop.assistant.offline.writer import Writer
+from hitl_desktop.core.catalog import Policy
+
+_TOOL_INTENT = {
+    "cancel_order": "cancel",
+    "create_refund": "refund",
+    "create_return": "return",
+    "send_replacement": "replacement",
+    "reset_password": "password",
+    "issue_voucher": "voucher",
+    "create_complaint": "complaint",
+    "update_info": "profile",
+    "create_ticket": "damaged",
+}
+_SORRY = frozenset({"damaged", "damaged_refund", "wrong_item", "missing", "complaint"})
+_STATUS_QUERY = {
+    "pending": "what the order statuses mean pending can still be cancelled",
+    "processing": "what the order statuses mean processing can still be cancelled",
+    "shipped": "where is my order tracking number carrier",
+    "delivered": "marked as delivered but not received",
+    "cancelled": "cancelled refunded",
+    "refunded": "how long a refund takes",
+    "completed": "what the order statuses mean completed",
+}
+_HISTORY_FILTER = {
+    "cancel": (
+        {"pending", "processing"},
+        "These orders haven't shipped yet and can still be cancelled:",
+        "Which one would you like me to cancel?",
+    ),
+    "return": (
+        {"delivered"},
+        "Here are your delivered orders:",
+        "Which order is it, and which product?",
+    ),
+    "tracking": (
+        {"pending", "processing", "shipped"},
+        "Here are your orders on their way or being prepared:",
+        "Which one are you asking about?",
+    ),
+}
+_FAMILY = {
+    "replacement": "return",
+    "refund": "return",
+    "damaged": "return",
+    "damaged_refund": "return",
+    "wrong_item": "return",
+    "missing": "tracking",
+    "refund_status": "return",
+}
+
+
+def order_status(o: Mapping[str, Any]) -> str:
+    """One sentence with an order's state, from the look-up."""
+    oid, status = o.get("order_id"), str(o.get("status", "unknown"))
+    items = [str(i.get("name")) for i in o.get("items") or [] if isinstance(i, Mapping)]
+    what = f" ({texts.join(items)})" if items else ""
+    if status == "shipped":
+        carrier = f" with {o['carrier']}" if o.get("carrier") else ""
+        when = f" on {o['shipped_on']}" if o.get("shipped_on") else ""
+        track = (
+            f" Your tracking number is {o['tracking_number']}." if o.get("tracking_number") else ""
+        )
+        return f"Your order {oid}{what} shipped{carrier}{when}.{track}"
+    if status in ("delivered", "completed"):
+        when = f" on {o['delivered_on']}" if o.get("delivered_on") else ""
+        return f"Your order {oid}{what} was delivered{when}."
+    if status in ("pending", "processing"):
+        return (
+            f"Your order {oid}{what} is {status} and hasn't shipped yet, so it can still be "
+            "cancelled."
+        )
+    if status == "cancelled":
+        when = f" on {o['cancelled_on']}" if o.get("cancelled_on") else ""
+        back = o.get("amount_refunded")
+        money = (
+            f", and {texts.money(back)} was refunded to your original payment method"
+            if back
+            else ""
+        )
+        return f"Your order {oid}{what} was cancelled{when}{money}."
+    if status == "refunded":
+        return (
+            f"Your order {oid}{what} was refunded: {texts.money(o.get('amount_refunded'))} went "
+            "back to your original payment method."
+        )
+    return f"Your order {oid}{what} has the status {status}."
+
+
+class Composer:
+    def __init__(
+        self,
+        w: Writer,
+        conv: Conversation,
+        und: Understanding,
+        plan: Plan,
+        found: Retrieval,
+        policy: Policy,
+    ) -> None:
+        self.w, self.conv, self.und, self.plan, self.found = w, conv, und, plan, found
+        self.policy = policy
+        self.asked = False
+
+    def hit(self, intent: str) -> Any:
+        return self.found.picks.get(intent)
+
+    def compose(self) -> None:
+        w, und = self.w, self.und
+        if self.conv.pending_decisions():
+            write_outcomes(w, self.conv, self.found.picks, _TOOL_INTENT)
+            if not w.asks():
+                w.para(texts.ANYTHING_ELSE)
+            return
+        if und.foreign:
+            w.para(texts.ENGLISH_ONLY)
+        if und.injection:
+            w.para(texts.INJECTION)
+        if und.other_customer:
+            w.para(texts.OTHER_CUSTOMER)
+        if not und.requests:
+            self._no_request()
+            return
+        if any(r.intent in _SORRY for r in und.requests) and not und.foreign:
+            w.para(texts.SORRY)
+        self._pending()
+        notes = {n.request.intent: n for n in self.plan.notes}
+        signed_out = False
+        for req in und.requests:
+            note = notes.get(req.intent)
+            if note is not None and note.kind == "sign_in":
+                signed_out = True
+                self._info(req, offer=False)
+                continue
+            self._request(req, note)
+        if signed_out:
+            w.para(texts.SIGN_IN)
+        if not w.parts:
+            w.para(texts.NOT_UNDERSTOOD)
+        elif not w.asks():
+            waiting = any(r.awaiting for r in self.conv.runs_since_latest())
+            w.para(texts.ANYTHING_ELSE if not waiting else "")
+
+    def _no_request(self) -> None:
+        w, und = self.w, self.und
+        if und.topics:  # "what about express?", "tell me more": the earlier topic
+            for n, intent in enumerate(und.topics[:1]):
+                rec = RECORDS[intent]
+                w.quote(
+                    self.hit(intent),
+                    f"{und.text} {rec.question_topic}",
+                    skip=1 if und.more and n == 0 else 0,
+                )
+        elif self.found.picks.get(""):
+            w.quote(self.found.picks[""], und.text)
+        if not w.parts or (
+            len(w.parts) == 1 and (und.injection or und.foreign or und.other_customer)
+        ):
+            if "thanks" in und.social:
+                w.para(texts.WELCOME)
+                return
+            if "greeting" in und.social:
+                w.para(texts.GREETING)
+                return
+            if not (und.injection or und.other_customer):
+                w.para(texts.NOT_UNDERSTOOD)
+                return
+        if not w.asks():
+            w.para(texts.ANYTHING_ELSE)
+
+    def _pending(self) -> None:
+        """One statement for everything handed to a representative in this turn."""
+        waiting = [r for r in self.conv.runs_since_latest() if r.awaiting]
+        if not waiting:
+            return
+        what = [
+            texts.action(r.name, r.arguments, self._order(r.arguments.get("order_id")))
+            for r in waiting
+        ]
+        if len(what) == 1:
+            self.w.para(texts.PENDING_ONE.format(what=what[0]))
+        else:
+            self.w.para(
+                texts.PENDING_MANY + "\n" + "\n".join(f"- {x[0].upper()}{x[1:]}" for x in what)
+            )
+        for r in waiting:  # what happens once it's confirmed, from the article
+            hit = self.hit(_TOOL_INTENT.get(r.name, ""))
+            if hit is not None and r.name in NEXT_QUERY and r.name != "reset_password":
+                self.w.quote(hit, NEXT_QUERY[r.name], max_sentences=2)
+
+    def _order(self, oid: Any) -> dict[str, Any] | None:
+        return self.conv.order(oid) if isinstance(oid, str) else None
+
+    def _request(self, req: Request, note: Note | None) -> None:
+        rec = RECORDS[req.intent]
+        runs = [
+            r
+            for r in self.conv.runs_since_latest()
+            if r.name in rec.tools or r.name == "get_order_history"
+        ]
+        if note is not None:
+            self._note(req, note)
+            return
+        if rec.reply == "escalate":
+            self.w.para(texts.ESCALATE)
+            hit = self.hit(req.intent)
+            if hit is not None:
+                self.w.cite(hit)
+            return
+        if rec.reply == "status" and req.order_id:
+            order = self.conv.order(req.order_id)
+            if order is not None:
+                self.w.para(order_status(order))
+                status = str(order.get("status"))
+                q = _STATUS_QUERY.get(status, "")
+                if req.intent == "missing":
+                    q = f"{req.clause} late lost parcel investigation carrier"
+                self.w.quote(self.hit(req.intent), q, max_sentences=2)
+                return
+        if rec.reply == "list":
+            self._history(req)
+            return
+        tickets = [r for r in runs if r.name == "create_ticket" and not r.failed and not r.awaiting]
+        for t in tickets:
+            ref = t.output.get("ticket_id") if isinstance(t.output, Mapping) else None
+            if req.intent == "bug":
+                self.w.para(
+                    "Thanks for letting us know. I've reported the problem to our team"
+                    f"{f' (ticket {ref})' if ref else ''}; they follow up by email within 1 "
+                    "business day."
+                )
+                self.w.quote(self.hit(req.intent), "quick things to try first", max_sentences=3)
+            else:
+                self.w.para(
+                    f"I've recorded the damage{f' in ticket {ref}' if ref else ''} so our "
+                    "logistics team can follow up with the carrier."
+                )
+        if any(r.awaiting for r in runs) or tickets:
+            if req.intent in ("damaged",) and not any(r.awaiting for r in runs):
+                self.w.quote(self.hit(req.intent), "your options replacement refund")
+                self.w.para("Would you prefer a free replacement or a refund?")
+            return
+        self._info(req, offer=rec.reply == "action")
+
+    def _info(self, req: Request, *, offer: bool) -> None:
+        rec = RECORDS[req.intent]
+        topic = rec.question_topic if req.question else rec.topic
+        self.w.quote(self.hit(req.intent), f"{req.clause} {topic}")
+        if offer and rec.offer and req.question and self.conv.customer_id:
+            self.w.para(texts.OFFERS[rec.offer])
+
+    def _history(self, req: Request) -> None:
+        rows = self.conv.order_history()
+        if not rows:
+            self.w.para(
+                "I couldn't find any orders on your account." if rows == [] else texts.ASK_ORDER
+            )
+            return
+        key = _FAMILY.get(req.intent, req.intent)
+        statuses, lead, ask = _HISTORY_FILTER.get(
+            key, (None, f"Here are your orders ({len(rows)}):", "")
+        )
+        shown = [o for o in rows if statuses is None or o.get("status") in statuses] or rows
+        if statuses is not None and len(shown) == len(rows):
+            lead = f"Here are your orders ({len(rows)}):"
+        self.w.para(lead + "\n" + "\n".join(self._line(o) for o in shown))
+        if ask:
+            self.w.para(ask)
+        elif req.intent != "order_history":
+            self.w.para("Which order is it about?")
+
+    @staticmethod
+    def _line(o: Mapping[str, Any]) -> str:
+        products = [str(p) for p in o.get("products") or []]
+        what = f" \u2014 {texts.join(products[:3])}" if products else ""
+        date = f", ordered {o['ordered_on']}" if o.get("ordered_on") else ""
+        total = f", {texts.money(o['total'])}" if o.get("total") is not None else ""
+        return f"- {o.get('order_id')}: {o.get('status')}{date}{total}{what}"
+
+    def _note(self, req: Request, note: Note) -> None:
+        w, kind = self.w, note.kind
+        order = self.conv.order(req.order_id) if req.order_id else None
+        oid = req.order_id
+        hit = self.hit(req.intent)
+        if kind in ("foreign", "other_customer"):
+            self._info(req, offer=False)
+        elif kind == "negated":
+            w.para(texts.NEGATED)
+        elif kind == "question":
+            self._info(req, offer=True)
+        elif kind == "answered_from_order" and order is not None:
+            w.para(order_status(order))
+            w.quote(hit, f"{req.clause} {RECORDS[req.intent].question_topic}", max_sentences=2)
+        elif kind == "ask_order":
+            if self.conv.order_history() is not None:
+                self._history(req)
+            else:
+                w.quote(hit, f"{req.clause} {RECORDS[req.intent].topic}", max_sentences=2)
+                w.para(texts.ASK_ORDER)
+        elif kind == "order_error":
+            said = texts.customer_error(note.detail)
+            if said is None or "belong" in note.detail or "no order" in note.detail:
+                said = f"I couldn't find order {oid} on your account."
+            w.para(f"{said} Could you check the order number?")
+        elif kind == "not_cancellable" and order is not None:
+            w.para(
+                order_status(order).replace(", so it can still be cancelled", "")
+                + " That means it can no longer be cancelled."
+            )
+            w.quote(hit, "my order already shipped cannot be cancelled return", max_sentences=2)
+        elif kind == "not_returnable" and order is not None:
+            days = self.policy.return_window_days
+            if note.detail in ("delivered", "completed"):
+                w.para(
+                    f"Your order {oid} was delivered on {order.get('delivered_on')}, which is more "
+                    f"than {days} days ago, so it's outside the {days}-day return window."
+                )
+                w.quote(
+                    self.hit(req.intent),
+                    "if the return window has passed warranty",
+                    max_sentences=2,
+                )
+            else:
+                w.para(
+                    order_status(order)
+                    + f" Returns are possible once it's delivered, within {days} days."
+                )
+        elif kind == "not_delivered" and order is not None:
+            w.para(
+                order_status(order).replace(", so it can still be cancelled", "")
+                + " Could you check the order number? A replacement is possible for delivered"
+                " orders."
+            )
+        elif kind == "ask_product":
+            products = list(texts.names(order).values())
+            verb = "return" if note.detail == "return" else "replace"
+            w.para(
+                f"Which product would you like to {verb}? Order {oid} contains "
+                f"{texts.join(products) if products else 'several items'}."
+            )
+        elif kind == "ask_amount":
+            most = (order or {}).get("refundable_amount")
+            w.para(
+                "How much would you like refunded?"
+                + (f" Up to {texts.money(most)} can be refunded on order {oid}." if most else "")
+            )
+        elif kind == "ask_value":
+            field = {"phone": "phone number", "email": "email address"}.get(
+                note.detail, note.detail or "details"
+            )
+            w.quote(hit, f"{field} what you can change", max_sentences=2)
+            w.para(f"What should your new {field} be?")
+        elif kind == "over_paid":
+            w.para(
+                f"I can refund at most {texts.money(note.detail)} on order {oid}: that's what "
+                "was paid, minus anything already refunded."
+            )
+            w.quote(hit, "how much can be refunded", max_sentences=2)
+        elif kind == "over_limit":
+            w.quote(hit, "how much can be refunded limited supervisor", max_sentences=3)
+        elif kind == "over_voucher_limit":
+            w.para(f"A goodwill voucher can be worth at most {texts.money(note.detail)}.")
+            w.quote(hit, "goodwill vouchers", max_sentences=2)
+        elif kind == "percent":
+            w.para("I'm not able to create discount codes.")
+            w.quote(hit, "what vouchers cannot do goodwill vouchers", max_sentences=2)
+        elif kind == "nothing_to_refund" and order is not None:
+            w.para(order_status(order))
+        elif kind == "cancel_instead" and order is not None:
+            w.para(
+                f"Your order {oid} hasn't shipped yet, so the simplest way to get your money "
+                "back is to cancel it. Would you like me to do that?"
+            )
+        else:
+            self._info(req, offer=False)

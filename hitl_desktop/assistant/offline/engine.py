@@ -1,0 +1,145 @@
+"""The offline assistant: drafts from the knowledge base, no AI model, no network.
+
+It is the default engine when no API key is configured. Each turn it reads
+the conversation as typed items, understands the customer's requests,
+plans the next tool call (the host decides what runs and what waits for
+approval), searches the local index, and either asks for the tool or writes
+the draft, streamed as the same ``openai.types.responses`` events a model
+sends. Replies only quote article sections and tool results: it never
+invents facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from openai.types.responses import ResponseStreamEvent
+
+from hitl_desktop.assistant.base import ProviderError, TurnRequest
+from hitl_desktop.assistant.offline import history
+from hitl_desktop.assistant.offline.composer import _TOOL_INTENT, Composer
+from hitl_desktop.assistant.offline.events import Call, Emitter, Pace, Reply
+from hitl_desktop.assistant.offline.planner import Planner
+from hitl_desktop.assistant.offline.retrieval import Retriever, SearchIndex
+from hitl_desktop.assistant.offline.speller import Speller
+from hitl_desktop.assistant.offline.understanding import understand
+from hitl_desktop.assistant.offline.writer import Writer
+from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core.catalog import ToolCatalog
+
+log = logging.getLogger(__name__)
+
+
+class OfflineProvider:
+    """Rule-based engine over the local knowledge base (``is_ai`` False).
+
+    ``catalog`` supplies the policy limits (refund and voucher maximums, the
+    return window); without one, the shipped catalog's are used.
+    """
+
+    name = "offline"
+    model: str | None = None
+    is_ai = False
+
+    def __init__(
+        self,
+        index: SearchIndex | None,
+        tool_names: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+        *,
+        catalog: ToolCatalog | None = None,
+        delay_s: float = 0.0,
+        max_results: int = 5,
+        yield_every: int = 4,
+    ) -> None:
+        from hitl_desktop.store.catalog_file import default_catalog
+
+        self.index = index
+        if callable(tool_names):
+            tool_names = tool_names()
+        self.catalog = catalog if catalog is not None else default_catalog()
+        if tool_names is None and catalog is not None:
+            tool_names = catalog.names
+        self.tool_names = frozenset(tool_names) if tool_names is not None else None
+        self.delay_s = max(0.0, delay_s)  # the host may re-pace a running engine
+        self.yield_every = max(1, yield_every)
+        self.retriever = Retriever(index, max_results)
+        vocab = getattr(index, "vocabulary", None)
+        self.speller = Speller(vocab if isinstance(vocab, frozenset | set) else ())
+        self._closed = False
+        self._owned_index: Any = None
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._owned_index is not None:
+            self._owned_index.close()
+            self._owned_index = None
+
+    def _markdown(self, article_id: str) -> str | None:
+        get = getattr(self.index, "get", None)
+        if get is None:
+            return None
+        try:
+            art = get(article_id)
+        except Exception:
+            log.exception("reading article %s failed", article_id)
+            return None
+        text = getattr(art, "markdown", None)
+        return text if isinstance(text, str) else None
+
+    def plan(self, request: TurnRequest) -> Reply:
+        """Decide this response (pure apart from index reads; runs in a worker thread)."""
+        conv = history.read(request.history, request.tools, request.customer_id,
+                            request.final_round)
+        if self.tool_names is not None:
+            conv.tools = conv.tools & self.tool_names
+            conv.limit_reached = conv.limit_reached or not conv.tools
+        und = understand(conv, self.speller)
+        for d in conv.pending_decisions():
+            intent = _TOOL_INTENT.get(d.tool)
+            if intent and intent not in und.topics:
+                und.topics.insert(0, intent)
+        plan = Planner(conv, und, self.catalog.policy).plan()
+        found = self.retriever.retrieve(und)
+        if plan.step is not None:
+            return Reply(found.queries, found.hits, Call(plan.step.name, plan.step.arguments))
+        writer = Writer(self._markdown)
+        Composer(writer, conv, und, plan, found, self.catalog.policy).compose()
+        return Reply(found.queries, found.hits, None, writer.text, writer.citations)
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
+        """Yield one response's events, built from the SDK's own types."""
+        if self._closed:
+            raise ProviderError("closed", "the offline assistant was shut down")
+        try:
+            reply = await asyncio.to_thread(self.plan, request)
+        except Exception as exc:
+            log.exception("offline engine failed to plan a reply")
+            raise ProviderError("offline", f"the offline assistant failed: {exc}") from exc
+        async for event in Emitter(Pace(self.delay_s, self.yield_every), request, reply).events():
+            yield event
+
+
+def make_offline_provider(paths: Paths, settings: Settings) -> OfflineProvider:
+    """Build the engine from the app's settings (used by ``assistant.factory``).
+
+    The index lives in the data dir; ``settings.knowledge_dir`` overrides the
+    shipped knowledge base; the catalog (and its policy) is the config dir's;
+    ``settings.extra["offline_delay_ms"]`` paces the stream.
+    """
+    from hitl_desktop.knowledge.index import open_index
+    from hitl_desktop.store.catalog_file import load_catalog
+
+    index = open_index(paths.data_dir, settings.knowledge_dir)
+    extra = settings.extra if isinstance(settings.extra, dict) else {}
+    delay_ms = float(extra.get("offline_delay_ms", 6.0))
+    provider = OfflineProvider(
+        index,
+        catalog=load_catalog(paths.config_dir),
+        delay_s=delay_ms / 1000.0,
+        max_results=int(settings.max_search_results),
+    )
+    provider._owned_index = index
+    return provider

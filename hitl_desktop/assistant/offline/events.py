@@ -1,0 +1,338 @@
+"""The offline engine's replies as OpenAI Responses stream events.
+
+The events are built from the SDK's own types (validated like real ones), in
+the order the real API sends them (checked against the recorded streams), so
+the turn loop, the translator and the UI cannot tell the engine from a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from openai.types.responses import (
+    ResponseCompletedEvent,
+    ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseCreatedEvent,
+    ResponseFileSearchCallCompletedEvent,
+    ResponseFileSearchCallInProgressEvent,
+    ResponseFileSearchCallSearchingEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseInProgressEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputTextAnnotationAddedEvent,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
+from pydantic import BaseModel
+
+from hitl_desktop.assistant.base import TurnRequest
+from hitl_desktop.knowledge.index import SearchHit
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A tool call to stream."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Reply:
+    """One response: what was searched and found, then a tool call or a draft."""
+
+    queries: list[str]
+    hits: list[SearchHit]
+    call: Call | None
+    text: str = ""
+    citations: list[tuple[int, SearchHit]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    delay_s: float = 0.0
+    yield_every: int = 4
+
+
+def _rid(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def file_id_for(article_id: str) -> str:
+    """A stable pseudo file id for a local article (file_search results / citations)."""
+    return "file-local-" + article_id.replace("/", "--")
+
+
+def filename_for(hit: SearchHit) -> str:
+    return f"{hit.kind}__{hit.slug}.md"
+
+
+def _score(raw: float) -> float:
+    return round(min(0.99, max(0.01, raw / (raw + 8.0))), 4) if raw > 0 else 0.01
+
+
+_Ev = TypeVar("_Ev", bound=BaseModel)
+
+
+class Emitter:
+    """Turns a :class:`Reply` into a Responses event stream."""
+
+    def __init__(self, pace: Pace, request: TurnRequest, plan: Reply) -> None:
+        self.p = pace
+        self.request = request
+        self.plan = plan
+        self.seq = 0
+        self.response_id = _rid("resp")
+        self.created_at = time.time()
+        self.output: list[dict[str, Any]] = []
+        self._since_yield = 0
+
+    def _n(self) -> int:
+        n = self.seq
+        self.seq += 1
+        return n
+
+    def _response(self, status: str) -> dict[str, Any]:
+        return {
+            "id": self.response_id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": None,
+            "metadata": dict(self.request.metadata),
+            "model": "offline",
+            "output": list(self.output) if status != "in_progress" else [],
+            "parallel_tool_calls": False,
+            "temperature": None,
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": None,
+            "usage": None,
+        }
+
+    async def _pace(self) -> None:
+        if self.p.delay_s > 0:
+            await asyncio.sleep(self.p.delay_s)
+            return
+        self._since_yield += 1
+        if self._since_yield >= self.p.yield_every:
+            self._since_yield = 0
+            await asyncio.sleep(0)
+
+    def _event(self, cls: type[_Ev], kind: str, **fields: Any) -> _Ev:
+        """One SDK event object, numbered in stream order (validated like a real one)."""
+        return cls.model_validate({"type": kind, "sequence_number": self._n(), **fields})
+
+    def _item_event(self, cls: type[_Ev], kind: str, idx: int, item: dict[str, Any]) -> _Ev:
+        return self._event(cls, kind, output_index=idx, item=item)
+
+    async def events(self) -> AsyncIterator[ResponseStreamEvent]:
+        yield self._event(
+            ResponseCreatedEvent, "response.created", response=self._response("in_progress")
+        )
+        yield self._event(
+            ResponseInProgressEvent, "response.in_progress", response=self._response("in_progress")
+        )
+        if self.plan.queries:
+            for event in self._file_search():
+                yield event
+            await asyncio.sleep(0)
+        if self.plan.call is not None:
+            async for event in self._function_call(self.plan.call):
+                yield event
+        else:
+            async for event in self._message():
+                yield event
+        yield self._event(
+            ResponseCompletedEvent, "response.completed", response=self._response("completed")
+        )
+
+    def _file_search(self) -> list[ResponseStreamEvent]:
+        idx = len(self.output)
+        item_id = _rid("fs")
+        added: dict[str, Any] = {
+            "id": item_id,
+            "type": "file_search_call",
+            "status": "in_progress",
+            "queries": [],
+            "results": None,
+        }
+        results = [
+            {
+                "file_id": file_id_for(h.article_id),
+                "filename": filename_for(h),
+                "score": _score(h.score),
+                "text": h.text,
+                "attributes": {
+                    "article_id": h.article_id,
+                    "kind": h.kind,
+                    "slug": h.slug,
+                    "title": h.title,
+                    "path": h.path,
+                },
+            }
+            for h in self.plan.hits
+        ]
+        done = {
+            "id": item_id,
+            "type": "file_search_call",
+            "status": "completed",
+            "queries": list(self.plan.queries),
+            "results": results,
+        }
+        self.output.append(done)
+        base = {"output_index": idx, "item_id": item_id}
+        return [
+            self._item_event(
+                ResponseOutputItemAddedEvent, "response.output_item.added", idx, added
+            ),
+            self._event(
+                ResponseFileSearchCallInProgressEvent,
+                "response.file_search_call.in_progress",
+                **base,
+            ),
+            self._event(
+                ResponseFileSearchCallSearchingEvent, "response.file_search_call.searching", **base
+            ),
+            self._event(
+                ResponseFileSearchCallCompletedEvent, "response.file_search_call.completed", **base
+            ),
+            self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done),
+        ]
+
+    async def _function_call(self, step: Call) -> AsyncIterator[ResponseStreamEvent]:
+        idx = len(self.output)
+        item_id = _rid("fc")
+        call_id = "call_" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
+        arguments = json.dumps(step.arguments, ensure_ascii=False, separators=(",", ":"))
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call_id,
+            "name": step.name,
+        }
+        yield self._item_event(
+            ResponseOutputItemAddedEvent, "response.output_item.added", idx, item
+        )
+        for chunk in re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments):
+            yield self._event(
+                ResponseFunctionCallArgumentsDeltaEvent,
+                "response.function_call_arguments.delta",
+                item_id=item_id,
+                output_index=idx,
+                delta=chunk,
+            )
+            await self._pace()
+        yield self._event(
+            ResponseFunctionCallArgumentsDoneEvent,
+            "response.function_call_arguments.done",
+            item_id=item_id,
+            output_index=idx,
+            name=step.name,
+            arguments=arguments,
+        )
+        done = {**item, "status": "completed", "arguments": arguments}
+        self.output.append(done)
+        yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done)
+
+    def _annotation(
+        self, base: dict[str, Any], annotations: list[dict[str, Any]], at: int, hit: SearchHit
+    ) -> ResponseOutputTextAnnotationAddedEvent:
+        """A file citation of ``hit`` at draft offset ``at`` (appended to ``annotations``)."""
+        ann = {
+            "type": "file_citation",
+            "file_id": file_id_for(hit.article_id),
+            "filename": filename_for(hit),
+            "index": at,
+        }
+        event = self._event(
+            ResponseOutputTextAnnotationAddedEvent,
+            "response.output_text.annotation.added",
+            **base,
+            annotation_index=len(annotations),
+            annotation=ann,
+        )
+        annotations.append(ann)
+        return event
+
+    async def _message(self) -> AsyncIterator[ResponseStreamEvent]:
+        idx = len(self.output)
+        item_id = _rid("msg")
+        text = self.plan.text
+        base = {"item_id": item_id, "output_index": idx, "content_index": 0}
+        yield self._item_event(
+            ResponseOutputItemAddedEvent,
+            "response.output_item.added",
+            idx,
+            {
+                "id": item_id,
+                "type": "message",
+                "status": "in_progress",
+                "content": [],
+                "role": "assistant",
+            },
+        )
+        yield self._event(
+            ResponseContentPartAddedEvent,
+            "response.content_part.added",
+            **base,
+            part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
+        )
+        annotations: list[dict[str, Any]] = []
+        pending = sorted(self.plan.citations, key=lambda c: c[0])
+        pos = 0
+        for delta in re.findall(r"\s*\S+", text) or ([text] if text else []):
+            pos += len(delta)
+            yield self._event(
+                ResponseTextDeltaEvent,
+                "response.output_text.delta",
+                **base,
+                delta=delta,
+                logprobs=[],
+            )
+            while pending and pending[0][0] <= pos:
+                at, hit = pending.pop(0)
+                yield self._annotation(base, annotations, at, hit)
+            await self._pace()
+        tail = text[pos:]
+        if tail:  # trailing whitespace the word splitter left out
+            yield self._event(
+                ResponseTextDeltaEvent,
+                "response.output_text.delta",
+                **base,
+                delta=tail,
+                logprobs=[],
+            )
+        for at, hit in pending:
+            yield self._annotation(base, annotations, at, hit)
+        part = {"type": "output_text", "annotations": annotations, "logprobs": [], "text": text}
+        yield self._event(
+            ResponseTextDoneEvent, "response.output_text.done", **base, text=text, logprobs=[]
+        )
+        yield self._event(
+            ResponseContentPartDoneEvent, "response.content_part.done", **base, part=part
+        )
+        done = {
+            "id": item_id,
+            "type": "message",
+            "status": "completed",
+            "content": [part],
+            "role": "assistant",
+        }
+        self.output.append(done)
+        yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done)

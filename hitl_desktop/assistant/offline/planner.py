@@ -1,0 +1,332 @@
+"""Planning: the next tool call for the customer's requests, or why there is none.
+
+Each request walks its intent record's tools in order. A tool already run for
+the request is skipped; the order is looked up before anything is done to it,
+so proposals fit its real state and product ids come from the order. When a
+request cannot go on, a :class:`Note` says why (a missing slot, a refusal by
+policy, a sign-in needed), and the composer turns it into words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hitl_desktop.assistant.offline.history import Conversation
+from hitl_desktop.assistant.offline.records import LOOKUP_INTENTS, RECORDS, VOUCHER_GUIDE
+from hitl_desktop.assistant.offline.understanding import Request, Understanding
+from hitl_desktop.core.catalog import Policy
+from hitl_desktop.knowledge.text import edit_distance_le
+
+_CANCELLABLE = frozenset({"pending", "processing"})
+_NOT_SENT = frozenset({"pending", "processing"})
+_RECEIVED = frozenset({"delivered", "completed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    request: Request
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Why a request stopped: ``kind`` is e.g. ask_order, not_cancellable, over_limit."""
+
+    request: Request
+    kind: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Plan:
+    step: Step | None
+    notes: list[Note] = field(default_factory=list)
+
+
+def _money(value: Any) -> float | None:
+    try:
+        return round(float(value), 2)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stem(word: str) -> str:
+    for suf in ("ies", "es", "s"):
+        if word.endswith(suf) and len(word) > len(suf) + 2:
+            return word[: -len(suf)] + ("y" if suf == "ies" else "")
+    return word
+
+
+_GENERIC = frozenset({"the", "and", "pack", "set", "one", "new", "bag", "wool", "smart", "1l"})
+
+
+def match_products(text: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Product ids of the order whose name the customer used ("the socks")."""
+    words = {_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2}
+    scored: list[tuple[int, str]] = []
+    for item in items:
+        name_words = {
+            _stem(w)
+            for w in re.findall(r"[a-z0-9]+", str(item.get("name", "")).lower())
+            if len(w) > 2
+        } - _GENERIC
+        common = name_words & words
+        fuzzy = {
+            n
+            for n in name_words - common
+            for w in words
+            if len(n) >= 5 and len(w) >= 5 and edit_distance_le(n, w, 1)
+        }
+        if common or fuzzy:
+            scored.append((len(common) + len(fuzzy), str(item.get("product_id"))))
+    if not scored:
+        return []
+    top = max(s for s, _ in scored)
+    return [pid for s, pid in scored if s == top]
+
+
+class Planner:
+    """The plan for one turn (pure: reads the conversation and the catalog's policy)."""
+
+    def __init__(self, conv: Conversation, und: Understanding, policy: Policy) -> None:
+        self.conv = conv
+        self.und = und
+        self.policy = policy
+
+    def plan(self) -> Plan:
+        plan = Plan(None)
+        blocked = self.conv.limit_reached or bool(self.conv.pending_decisions())
+        for req in self.und.requests:
+            out = self._walk(req)
+            if isinstance(out, Note):
+                plan.notes.append(out)
+            elif (isinstance(out, Step) and plan.step is None and not blocked
+                  and out.name in self.conv.tools):
+                plan.step = out
+        return plan
+
+    # ------------------------------------------------------------------ walking
+
+    def _called(self, req: Request, name: str, **match: Any) -> bool:
+        since = -1 if name == "create_ticket" else req.since
+        return any(
+            r.name == name and all(r.arguments.get(k) == v for k, v in match.items())
+            for r in self.conv.runs(since)
+        )
+
+    def _walk(self, req: Request) -> Step | Note | None:
+        rec = RECORDS[req.intent]
+        if req.negated:
+            return Note(req, "negated")
+        if not rec.tools:
+            return None
+        if self.und.foreign:
+            return Note(req, "foreign")
+        cust = self.conv.customer_id
+        if "customer" in rec.needs and not cust:
+            return Note(req, "sign_in")
+        if self.und.other_customer:
+            return Note(req, "other_customer")
+        tools = rec.tools
+        if req.question and req.intent not in LOOKUP_INTENTS:
+            if not req.own_order:
+                return Note(req, "question")
+            tools = ("get_order",)  # "can ORD1008 still be cancelled?": look, then answer
+        if (
+            req.intent in LOOKUP_INTENTS
+            and not req.order_id
+            and (
+                re.search(r"\bmean\w*\b", req.clause.lower())
+                or (req.question and not re.search(r"\b(?:my|it|i)\b", req.clause.lower()))
+            )
+        ):
+            return Note(req, "question")
+        order: dict[str, Any] | None = None
+        for tool in tools:
+            if tool == "get_order":
+                if req.order_id is None:
+                    if "order" not in rec.needs:
+                        continue
+                    if (
+                        not self._called(req, "get_order_history")
+                        and self.conv.order_history() is None
+                    ):
+                        return Step(req, "get_order_history", {"user_id": cust})
+                    return Note(req, "ask_order")
+                error = self.conv.order_error(req.order_id, req.since)
+                if error:
+                    return Note(req, "order_error", error)
+                order = self.conv.order(req.order_id)
+                if order is None:
+                    return Step(req, "get_order", {"order_id": req.order_id})
+                continue
+            out = self._tool(req, tool, order)
+            if out is not None:
+                return out
+        if tools == ("get_order",) and req.question and order is not None:
+            return Note(req, "answered_from_order")
+        return None
+
+    def _tool(self, req: Request, tool: str, order: dict[str, Any] | None) -> Step | Note | None:
+        cust = self.conv.customer_id
+        oid = req.order_id
+        status = str(order.get("status", "")) if order else ""
+        items = [i for i in (order or {}).get("items") or [] if isinstance(i, Mapping)]
+        if tool == "get_order_history":
+            return None if self._called(req, tool) else Step(req, tool, {"user_id": cust})
+        if tool == "cancel_order":
+            if self._called(req, tool, order_id=oid):
+                return None
+            if order is not None and not order.get("can_cancel", status in _CANCELLABLE):
+                return Note(req, "not_cancellable", status)
+            return Step(req, tool, {"order_id": oid})
+        if tool == "create_return":
+            if self._called(req, tool, order_id=oid):
+                return None
+            if order is not None and not order.get("returnable"):
+                return Note(req, "not_returnable", status)
+            open_items = [i for i in items if not i.get("returned")]
+            picked = match_products(req.product_words, open_items)
+            if not picked and (
+                len(open_items) == 1
+                or re.search(
+                    r"\b(?:everything|all of it|all (?:the )?items|whole order|entire order"
+                    r"|both)\b",
+                    req.product_words.lower(),
+                )
+            ):
+                picked = [str(i.get("product_id")) for i in open_items]
+            if not picked:
+                return Note(req, "ask_product", "return")
+            return Step(req, tool, {"order_id": oid, "product_ids": picked})
+        if tool == "create_refund":
+            return self._refund(req, order, status, items)
+        if tool == "create_ticket":
+            if req.intent == "bug":
+                if self._called(req, tool, type="bug_reported"):
+                    return None
+                return Step(
+                    req,
+                    tool,
+                    {
+                        "user_id": cust,
+                        "type": "bug_reported",
+                        "details": req.clause[:500],
+                        "order_id": oid or "N/A",
+                    },
+                )
+            if self._called(req, tool, order_id=oid):
+                return None
+            if status in _NOT_SENT:
+                return Note(req, "not_delivered", status)
+            if req.intent == "replacement" and not req.reports_damage:
+                return None
+            return Step(
+                req,
+                tool,
+                {
+                    "user_id": cust,
+                    "type": "damaged_product",
+                    "details": req.clause[:500],
+                    "order_id": oid,
+                },
+            )
+        if tool == "send_replacement":
+            if self._called(req, tool, order_id=oid):
+                return None
+            if status not in _RECEIVED:
+                return Note(req, "not_delivered", status)
+            picked = match_products(req.product_words, items)
+            if not picked and len(items) == 1:
+                picked = [str(items[0].get("product_id"))]
+            if len(picked) != 1:
+                return Note(req, "ask_product", "replacement")
+            return Step(req, tool, {"product_id": picked[0], "order_id": oid})
+        if tool == "reset_password":
+            return None if self._called(req, tool) else Step(req, tool, {"user_id": cust})
+        if tool == "update_info":
+            change = req.profile
+            if change is None or not change.value:
+                return Note(req, "ask_value", change.field if change else "")
+            info = {"field": change.field, "value": change.value}
+            if self._called(req, tool, info=info):
+                return None
+            return Step(req, tool, {"user_id": cust, "info": info})
+        if tool == "issue_voucher":
+            if self._called(req, tool):
+                return None
+            low = req.clause.lower()
+            if re.search(r"\b(?:code|use|apply|enter|redeem|works?|working|invalid|expired?)\b",
+                         low) and not re.search(
+                    r"\b(?:can i (?:get|have)|give me|i want|i deserve|compensat)", low):
+                return Note(req, "question")
+            if req.percent:
+                return Note(req, "percent")
+            amount = req.amount
+            if amount is None:
+                key = "damaged" if re.search(r"damag|broke|defect", req.clause.lower()) else "delay"
+                amount = VOUCHER_GUIDE[key]
+            if amount <= 0 or amount > self.policy.max_voucher:
+                return Note(req, "over_voucher_limit", f"{self.policy.max_voucher:.2f}")
+            return Step(req, tool, {"user_id": cust, "amount": amount, "reason": req.clause[:500]})
+        if tool == "create_complaint":
+            if self._called(req, tool):
+                return None
+            return Step(
+                req,
+                tool,
+                {
+                    "user_id": cust,
+                    "type": req.complaint_type,
+                    "details": req.clause[:500],
+                    "order_id": oid or "N/A",
+                },
+            )
+        return None
+
+    def _refund(
+        self,
+        req: Request,
+        order: dict[str, Any] | None,
+        status: str,
+        items: list[Mapping[str, Any]],
+    ) -> Step | Note | None:
+        oid = req.order_id
+        if self._called(req, "create_refund", order_id=oid) or order is None:
+            return None
+        refundable = _money(order.get("refundable_amount"))
+        if refundable is None:
+            refundable = _money(order.get("amount_paid")) or 0.0
+        if refundable <= 0:
+            return Note(req, "nothing_to_refund")
+        if status in _NOT_SENT:
+            return Note(req, "cancel_instead", status)
+        amount = req.amount
+        if amount is None and req.full_amount:
+            amount = refundable
+        if amount is None:
+            picked = match_products(req.product_words, items)
+            if picked:
+                amount = sum(
+                    _money(i.get("line_total")) or 0.0
+                    for i in items
+                    if str(i.get("product_id")) in picked
+                )
+            elif re.search(r"\b(?:partial|some|part|a bit)\b", req.clause.lower()):
+                return Note(req, "ask_amount")
+            else:
+                amount = refundable
+        amount = round(amount, 2)
+        if amount <= 0:
+            return Note(req, "ask_amount")
+        if amount > refundable + 0.005:
+            return Note(req, "over_paid", f"{refundable:.2f}")
+        if amount > self.policy.max_refund:
+            return Note(req, "over_limit", f"{self.policy.max_refund:.2f}")
+        return Step(
+            req, "create_refund", {"order_id": oid, "amount": amount, "reason": req.clause[:500]}
+        )

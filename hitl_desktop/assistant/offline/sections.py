@@ -1,0 +1,174 @@
+"""Article sections as draft text: the section that answers, rendered whole.
+
+A draft quotes one section (or a few of its sentences), never fragments
+stitched from several places: a sentence like "After that, the warranty
+applies." makes no sense without its neighbours. Lists stay lists and
+numbered steps stay numbered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hitl_desktop.knowledge.articles import split_sections
+
+_STOP = frozenset(
+    {
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "to",
+        "of",
+        "for",
+        "you",
+        "your",
+        "is",
+        "it",
+        "in",
+        "on",
+        "my",
+        "i",
+        "we",
+        "can",
+        "be",
+        "with",
+        "do",
+        "how",
+        "what",
+        "our",
+        "us",
+        "me",
+        "if",
+        "are",
+        "this",
+        "that",
+        "please",
+        "want",
+        "need",
+        "would",
+        "like",
+        "get",
+    }
+)
+_ITEM_RE = re.compile(r"^\s*(?:[-*+]|(\d+)\.)\s+(.*)$")
+_SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
+#: Sentences that lean on something outside the section ("See ...", "After that, ...").
+_LEANING_RE = re.compile(r"^(?:see |after that|this |that |it |these |those |also )", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A run of prose sentences or a list (``numbered`` when its items are steps)."""
+
+    lines: tuple[str, ...]
+    is_list: bool
+    numbered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    heading: str
+    blocks: tuple[Block, ...]
+
+    @property
+    def plain(self) -> str:
+        return " ".join(" ".join(b.lines) for b in self.blocks)
+
+
+def terms(text: str) -> set[str]:
+    """Content words cut to 5 letters (a cheap stem: refund/refunds/refunded)."""
+    low = text.lower().replace("how much", "cost price").replace("how long", "days takes")
+    return {w[:5] for w in re.findall(r"[a-z0-9$]+", low) if w not in _STOP and len(w) > 1}
+
+
+def _inline(text: str) -> str:
+    text = re.sub(r"\*\*|__|`", "", text)
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _blocks(text: str) -> list[Block]:
+    """Prose paragraphs split into sentences; list items kept as items."""
+    blocks: list[Block] = []
+    prose: list[str] = []
+    items: list[str] = []
+    numbered = False
+    for raw in [*text.splitlines(), ""]:
+        line = raw.strip()
+        if line.startswith(("|", "#")):
+            continue
+        m = _ITEM_RE.match(line)
+        if (m or not line) and prose:
+            sents = [x.strip() for x in _SENT_RE.split(_inline(" ".join(prose))) if x.strip()]
+            blocks.append(Block(tuple(sents), False, False))
+            prose = []
+        if (not m) and items:
+            blocks.append(Block(tuple(items), True, numbered))
+            items = []
+        if m:
+            numbered = bool(m.group(1))
+            items.append(_inline(m.group(2)))
+        elif line:
+            prose.append(line)
+    return blocks
+
+
+def parts(markdown: str) -> list[Part]:
+    """The article's sections as prose blocks and lists."""
+    out: list[Part] = []
+    for sec in split_sections(markdown):
+        blocks = _blocks(sec.text)
+        if blocks:
+            out.append(Part(sec.heading, tuple(blocks)))
+    return out
+
+
+def rank(markdown: str, query: str, prefer: str = "") -> list[Part]:
+    """Sections by how well they answer ``query`` (heading words count double)."""
+    q = terms(query)
+    scored: list[tuple[float, int, Part]] = []
+    for n, part in enumerate(parts(markdown)):
+        head = terms(part.heading)
+        body = terms(part.plain)
+        score = 2.0 * len(q & head) + len(q & body)
+        if head and len(q & head) * 2 >= len(head):
+            score += 1.5  # the heading is mostly the question ("Support hours")
+        if prefer and part.heading == prefer:
+            score += 0.75
+        scored.append((score, -n, part))
+    scored.sort(key=lambda s: (-s[0], -s[1]))
+    return [p for s, _, p in scored if s > 0] or [p for _, _, p in scored[:1]]
+
+
+def render(part: Part, query: str = "", max_sentences: int = 3) -> str:
+    """A section as draft text: prose sentences (the ones that answer, in order) and
+    lists as lists; a sentence leaning on text that is left out is dropped."""
+    q = terms(query)
+    out: list[str] = []
+    for block in part.blocks:
+        if block.is_list:
+            marker = (
+                [f"{n}." for n in range(1, len(block.lines) + 1)]
+                if block.numbered
+                else (["-"] * len(block.lines))
+            )
+            out.append(
+                "\n".join(f"{m} {line}" for m, line in zip(marker, block.lines, strict=True))
+            )
+            continue
+        sents = list(block.lines)
+        if len(sents) > max_sentences and q:
+            keep = sorted(range(len(sents)), key=lambda i: (-len(q & terms(sents[i])), i))
+            chosen = sorted(keep[:max_sentences])
+            sents = [
+                sents[i]
+                for i in chosen
+                if i == chosen[0] or i - 1 in chosen or not _LEANING_RE.match(sents[i])
+            ]
+        sents = [s for s in sents if not s.lower().startswith("see ")]
+        if sents:
+            out.append(" ".join(sents))
+    return "\n\n".join(out)

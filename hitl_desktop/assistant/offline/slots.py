@@ -1,0 +1,225 @@
+"""Slots: the values a tool needs, read from what the customer wrote.
+
+Order ids in any case or spacing, amounts in any common form (99.99, $99.99,
+99.99 USD, "42 bucks", "twenty dollars", "the full amount"), profile values,
+and the customer ids a message names (never the session's own business).
+Pure functions over the raw text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hitl_desktop.assistant.offline.lexicon import NUMBER_WORDS
+
+_STRICT_ORDER_RE = re.compile(r"\bORD[\s\-_#]?(\d{4})\b", re.I)
+_LOOSE_ORDER_RE = re.compile(
+    r"(?:\border(?:\s+(?:no\.?|number|nr\.?|num|id))?\s*[#:]?\s*|#)(\d{4})\b", re.I
+)
+_NEGATED_ORDER_RE = re.compile(r"\bnot\s+(?:ORD[\s\-_#]?|#)?(\d{4})\b", re.I)
+_PRODUCT_ID_RE = re.compile(r"\bP(\d{4})\b")
+_CUSTOMER_ID_RE = re.compile(r"\bCUST[\s\-_#]?(\d{4})\b", re.I)
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d{1,6}(?:[.,]\d{1,2})?"
+_MONEY_RE = re.compile(
+    rf"(?:\$|\busd\s?|\bus\$\s?)\s?(?P<a>{_NUM})"
+    rf"|(?P<b>{_NUM})\s?(?:\$|(?:usd|dollars?|bucks|buck)\b)",
+    re.I,
+)
+_BARE_RE = re.compile(rf"(?<![\w.#-])(?P<n>{_NUM})(?![\w%-]|\.\d)")
+_WORD_MONEY_RE = re.compile(
+    r"\b(?P<w>(?:(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen"
+    r"|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred)[\s-]?){1,3})"
+    r"(?:dollars?|bucks)\b",
+    re.I,
+)
+_PERCENT_RE = re.compile(r"\d+\s?%|\bpercent\b", re.I)
+_FULL_RE = re.compile(
+    r"\b(?:the )?(?:full|whole|entire|total|complete) (?:amount|sum|price|order|refund)\b"
+    r"|\beverything i paid\b|\ball (?:of )?(?:my|the) money\b|\bfull refund\b",
+    re.I,
+)
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_PHONE_RE = re.compile(r"(?<![\w])(\+?\d[\d\s().\-]{5,}\d)(?![\w])")
+
+
+def order_ids(text: str) -> list[str]:
+    """Order ids in the customer's order: ``ORD1001``, ``ord 1001``, ``#1001``, ``ORD-1001``;
+    ids the customer says they did not mean ("ORD1008 not ORD1001") are left out."""
+    found: list[tuple[int, str]] = []
+    for rx in (_STRICT_ORDER_RE, _LOOSE_ORDER_RE):
+        found += [(m.start(), "ORD" + m.group(1)) for m in rx.finditer(text)]
+    negated = {"ORD" + m.group(1) for m in _NEGATED_ORDER_RE.finditer(text)}
+    out: list[str] = []
+    for _, oid in sorted(found):
+        if oid not in out and oid not in negated:
+            out.append(oid)
+    return out
+
+
+def product_ids(text: str) -> list[str]:
+    return list(dict.fromkeys("P" + m.group(1) for m in _PRODUCT_ID_RE.finditer(text)))
+
+
+def customer_ids(text: str) -> list[str]:
+    return list(dict.fromkeys("CUST" + m.group(1) for m in _CUSTOMER_ID_RE.finditer(text)))
+
+
+def _number(raw: str) -> float | None:
+    raw = raw.strip()
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?", raw):
+        raw = raw.replace(",", "")
+    else:
+        raw = raw.replace(",", ".")
+    try:
+        return round(float(raw), 2)
+    except ValueError:
+        return None
+
+
+def _spoken(words: str) -> float | None:
+    total = 0
+    for w in re.findall(r"[a-z]+", words.lower()):
+        n = NUMBER_WORDS.get(w)
+        if n is None:
+            return None
+        total = total * n if n == 100 and total else total + n
+    return float(total) if total else None
+
+
+def _without_ids(text: str) -> str:
+    """The text with ids blanked out, so their digits never read as money."""
+    for rx in (
+        _STRICT_ORDER_RE,
+        _LOOSE_ORDER_RE,
+        _PRODUCT_ID_RE,
+        _CUSTOMER_ID_RE,
+        EMAIL_RE,
+        _PHONE_RE,
+    ):
+        text = rx.sub(lambda m: " " * len(m.group(0)), text)
+    return text
+
+
+def amounts(text: str, *, bare: bool = False) -> list[float]:
+    """Money amounts with a currency word or sign; with ``bare``, plain numbers too
+    ("refund 99.99 on ORD1003": the message is about money, the number is the amount)."""
+    clean = _without_ids(text)
+    out: list[float] = []
+    for m in _MONEY_RE.finditer(clean):
+        value = _number(m.group("a") or m.group("b"))
+        if value is not None:
+            out.append(value)
+    for m in _WORD_MONEY_RE.finditer(clean):
+        value = _spoken(m.group("w"))
+        if value is not None:
+            out.append(value)
+    if not out and bare:
+        for m in _BARE_RE.finditer(_MONEY_RE.sub(" ", clean)):
+            value = _number(m.group("n"))
+            if value is not None and not re.search(
+                rf"{re.escape(m.group('n'))}\s*(?:days?|weeks?|months?|years?|hours?|items?"
+                r"|pairs?|packs?|times|x\b|of\b|in\b|cm|mm|l\b|kg)",
+                clean[m.start() :],
+                re.I,
+            ):
+                out.append(value)
+    return out
+
+
+def has_percent(text: str) -> bool:
+    return bool(_PERCENT_RE.search(text))
+
+
+def wants_full_amount(text: str) -> bool:
+    return bool(_FULL_RE.search(text))
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChange:
+    field: str  # email | phone | address | name
+    value: str | None
+
+
+_FIELD_WORDS = (
+    ("email", r"\b(?:e-?mail|email address|mail address)\b"),
+    ("phone", r"\b(?:phone|mobile|cell|telephone|tel)\b"),
+    ("address", r"\b(?:address|moved|move|street)\b"),
+    ("name", r"\b(?:name|surname)\b"),
+)
+
+
+def profile_field(text: str) -> str | None:
+    """The profile field a message talks about (the first one mentioned)."""
+    low = text.lower()
+    best: tuple[int, str] | None = None
+    for name, pat in _FIELD_WORDS:
+        m = re.search(pat, low.replace("email address", "email"))
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), name)
+    if best is None and EMAIL_RE.search(text):
+        return "email"
+    return best[1] if best else None
+
+
+def profile_change(text: str, field: str | None = None) -> ProfileChange | None:
+    """The field to change and its new value if the message gives one; ``field`` is the
+    field asked about earlier when this message only gives the value."""
+    field = profile_field(text) or field
+    if field is None:
+        return None
+    if field == "email":
+        m = EMAIL_RE.search(text)
+        return ProfileChange("email", m.group(0) if m else None)
+    if field == "phone":
+        value = None
+        for cand in _PHONE_RE.finditer(text):
+            digits = re.sub(r"\D", "", cand.group(1))
+            if len(digits) >= 7:
+                value = cand.group(1).strip()
+                break
+        return ProfileChange("phone", value)
+    return ProfileChange(field, _value_after(text, field))
+
+
+def _value_after(text: str, field: str) -> str | None:
+    """The text after "to" / "is" / ":" following the field word, or the whole message
+    when it is only the value (a follow-up answering "what is the new address?")."""
+    key = r"(?:address|moved|move)" if field == "address" else r"(?:name|surname)"
+    start = re.search(key + r"\b", text, re.I)
+    value: str | None = None
+    if start:
+        rest = text[start.end() :]
+        for marker in (
+            r"\bshould (?:be|read)\b",
+            r"\bis now\b",
+            r"\bto\b",
+            r"\bis\b",
+            r":",
+            r"=|->",
+            r"\s-\s",
+        ):
+            m = re.search(marker + r"\s*(.+)$", rest, re.I | re.S)
+            if m:
+                value = m.group(1)
+                break
+    if value is None:
+        if field == "address" and re.search(r"^\s*(?:it'?s |its )?\d+\s+\w+", text, re.I):
+            value = text
+        else:
+            return None
+    value = re.split(r"(?:\s*[.!?]\s+|\s+(?:please|pls|thanks|thank you|thx)\b|\n)", value)[0]
+    value = re.sub(
+        r"^(?:it'?s|its|my new (?:address|name) is|the new (?:address|name) is)\s+",
+        "",
+        value.strip(),
+        flags=re.I,
+    )
+    value = value.strip().strip(".!?,;\"' ")
+    if field == "name" and value.islower():
+        value = value.title()
+    if len(value) < 2 or len(value) > 200 or not re.search(r"[A-Za-z]", value):
+        return None
+    if field == "address" and not re.search(r"\d", value):
+        return None
+    return value

@@ -1,0 +1,283 @@
+# ruff: noqa: E501  (regular-expression tables read best unwrapped)
+"""Understanding a customer turn: the requests it makes, with their slots, in context.
+
+A message can carry several requests ("cancel ORD1008 and reset my password"),
+and a short follow-up can only fill a slot of an earlier one ("it's ORD1008",
+"the socks", "42 bucks is fine") or confirm it ("yes please"). Earlier
+customer messages are understood the same way; nothing the assistant wrote is
+read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from hitl_desktop.assistant.offline import intents as rules
+from hitl_desktop.assistant.offline import slots
+from hitl_desktop.assistant.offline.history import Conversation
+from hitl_desktop.assistant.offline.lexicon import FOREIGN_GLOSSARY, FOREIGN_MARKERS
+from hitl_desktop.assistant.offline.records import ACTION_INTENTS, FOLLOW_ON, RECORDS
+from hitl_desktop.assistant.offline.speller import WORD_RE, Speller
+
+_QUESTION_RE = re.compile(
+    r"^(?:so |and |also |ok |okay |hi |hello |hey |hmm |quick question |ignore previous instructions )*(?:how|what|whats|when|which"
+    r"|is there|is it|are there|are|do|does|can(?! you)|could(?! you)|may|am i|if i|would(?! you)"
+    r"|will(?! you)|should|is|has|have|where do|where can|where is the|where are the|why)\b"
+)
+_REQUEST_RE = re.compile(
+    r"\b(?:please|can you|could you|would you|will you|i want|i would like|id like|i'd like|i need"
+    r"|help me|go ahead|let's|lets|asap|i demand|kindly|can i (?:get|have|receive)|could i (?:get|have)"
+    r"|may i (?:get|have))\b"
+)
+_CONFIRM_RE = re.compile(
+    r"^(?:yes|yeah|yep|yup|sure|ok|okay|alright|please do|go ahead|do it|that would be great|sounds good|please)\b"
+)
+_NEGATE_RE = re.compile(
+    r"\b(?:do not|never mind|no need to|not) (?:cancel|return|refund|reset|change|send|update)\b|^no\b(?!.* please)"
+)
+_MORE_RE = re.compile(r"\btell me more\b|\bmore (?:info|information|details)\b|\bhow does that work\b|\bhow that works\b|\bexplain\b")
+_FOLLOW_RE = re.compile(r"^(?:and|what about|how about|what if|hmm|so|ok and|also)\b")
+_SAME_RE = re.compile(r"\b(?:do (?:that|the same|it)|same)\b.*\b(?:too|as well|also)\b|\bthe same for\b")
+_PRONOUN_RE = re.compile(r"\b(?:it|that|this|them|those|the order|that order|this order)\b")
+_INJECTION_RE = re.compile(
+    r"ignore (?:all |your |the |any )?(?:previous |prior |above |earlier )?(?:instructions|rules|prompts?)"
+    r"|system (?:override|prompt)|developer mode|admin mode|\bdan\b|jailbreak|\bpretend\b|disregard"
+    r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
+    r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
+    r"|repeat after me|print your|list your tools",
+    re.I,
+)
+_QUOTED_RE = re.compile(r"'[^']{12,}'|\"[^\"]{12,}\"|\{.*\}", re.S)
+_CLAUSE_RE = re.compile(
+    r"(?<=[.!?;])\s+|\s+(?:and also|also|plus|and then|then|btw|by the way|oh and|and)\s+"
+    r"(?=(?:can|could|would|please|i|my|how|what|when|where|is|do|send|cancel|reset|change|update"
+    r"|give|list|show|refund|return|track|tell|whats|what's)\b)|,\s+(?:also|and)\s+"
+)
+_STATUS_WORDS = re.compile(r"\b(?:where|when|has not|have not|not (?:arrived|received|yet)|still|status|yet)\b")
+_DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working)\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One thing the customer asks for, with what they said about it."""
+
+    intent: str
+    clause: str  # the customer's words for it (for tickets, reasons and search)
+    order_id: str | None
+    own_order: bool  # the id was given in this turn (not carried from earlier)
+    product_words: str  # text to match the order's products against
+    amount: float | None
+    full_amount: bool
+    percent: bool
+    question: bool  # asked as a policy question: answer, do not act
+    since: int  # turn index of the message it came from (its tools run after it)
+    reports_damage: bool = False
+    profile: slots.ProfileChange | None = None
+    complaint_type: str = "other"
+    negated: bool = False
+
+
+@dataclass(slots=True)
+class Understanding:
+    """The latest customer turn, understood in context."""
+
+    text: str
+    norm: str
+    requests: list[Request]
+    topics: list[str]  # intents to search for, first = the article to open first
+    confirm: bool = False
+    more: bool = False
+    foreign: bool = False
+    injection: bool = False
+    other_customer: bool = False
+    social: list[str] = field(default_factory=list)  # greeting / thanks
+
+
+@dataclass(slots=True)
+class _Parsed:
+    text: str
+    norm: str
+    intents: list[str]
+    clauses: dict[str, str]
+    question: dict[str, bool]
+
+
+def is_foreign(text: str) -> bool:
+    low = text.lower()
+    words = re.findall(r"[^\W\d_]+", low)
+    marks = sum(w in FOREIGN_MARKERS for w in words)
+    return (bool(re.search(r"[¿¡ñäöüßçàèéêœ]", low)) and marks >= 1) or (marks >= 3 and marks * 2 >= len(words))
+
+
+def english_words(text: str) -> str:
+    """The message with the glossary's foreign words put in English (for searching)."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    return " ".join(FOREIGN_GLOSSARY.get(w, w) for w in words)
+
+
+def _clean(text: str) -> str:
+    """What the customer asks, without quoted text or pasted markup (not requests)."""
+    return _QUOTED_RE.sub(" ", text)
+
+
+def _is_question(norm: str) -> bool:
+    return bool(_QUESTION_RE.search(norm)) and not _REQUEST_RE.search(norm)
+
+
+def _refine(intents: list[str], norm: str, text: str) -> list[str]:
+    out: list[str] = []
+    for found in intents:
+        name = found
+        if name == "refund" and _STATUS_WORDS.search(norm) and not slots.amounts(text) and not re.search(r"\b(?:can i|could i|i want|i'd like|please)\b", norm):
+            name = "refund_status"
+        elif name == "password" and re.search(
+            r"\b(?:never|not|did not) (?:got|get|gotten|receive\w*)\b|\bno (?:reset )?(?:email|link)\b",
+            norm,
+        ):
+            name = "password_email"
+        elif name == "account_recovery" and re.search(r"\b(?:hacked|compromised|someone|somebody)\b", norm):
+            name = "account_takeover"
+        out.append(name)
+    if "damaged" in out and "refund" in out:
+        out = ["damaged_refund" if i == "damaged" else i for i in out if i != "refund"]
+    if "wrong_item" in out and "replacement" in out:
+        out.remove("replacement")
+    return list(dict.fromkeys(out))
+
+
+def parse(text: str, speller: Speller) -> _Parsed:
+    clean = _clean(text)
+    norm = speller.normalize(clean)
+    found = _refine(rules.resolve([i for _, i in rules.detect(norm)], norm), norm, clean)
+    clauses: dict[str, str] = {}
+    question: dict[str, bool] = {}
+    parts = [p for p in _CLAUSE_RE.split(clean) if p and p.strip()]
+    for part in parts:
+        cnorm = speller.normalize(part)
+        local = _refine([i for _, i in rules.detect(cnorm)], cnorm, part)
+        for name in found:
+            if name not in clauses and (name in local or (name == "damaged_refund" and "damaged" in local)):
+                clauses[name] = part
+                question[name] = _is_question(cnorm)
+    for name in found:
+        clauses.setdefault(name, clean)
+        question.setdefault(name, _is_question(norm))
+    return _Parsed(clean, norm, found, clauses, question)
+
+
+def _carried_order(conv: Conversation, before: int, speller: Speller) -> str | None:
+    """The order the conversation was last about, before position ``before``."""
+    best: tuple[int, str] | None = None
+    for n, text in conv.customer_messages():
+        if n < before:
+            ids = slots.order_ids(text)
+            if ids:
+                best = (n, ids[-1])
+    for n, t in enumerate(conv.turns[:before]):
+        oid = getattr(t, "arguments", {}).get("order_id") if hasattr(t, "arguments") else None
+        if isinstance(oid, str) and oid.startswith("ORD") and (best is None or n > best[0]):
+            best = (n, oid)
+    return best[1] if best else None
+
+
+def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: bool) -> Request:
+    clause = p.clauses.get(intent, p.text)
+    own = slots.order_ids(clause) or slots.order_ids(p.text)
+    money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
+    cnorm = p.norm
+    return Request(
+        intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
+        own_order=bool(own), product_words=clause, amount=money[0] if money else None,
+        full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
+        question=p.question.get(intent, False), since=since,
+        reports_damage=bool(_DAMAGE_WORDS.search(cnorm)),
+        profile=slots.profile_change(p.text) if intent == "profile" else None,
+        complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
+        negated=bool(_NEGATE_RE.search(cnorm)) and intent in ACTION_INTENTS,
+    )
+
+
+def _fulfilled(conv: Conversation, req: Request) -> bool:
+    """Has the request's last tool been called since it was made?"""
+    tools = RECORDS[req.intent].tools
+    return bool(tools) and any(r.name == tools[-1] for r in conv.runs(req.since))
+
+
+def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
+    """An earlier request completed by a follow-up that only gives slots."""
+    own = slots.order_ids(p.text)
+    money = slots.amounts(p.text, bare=True)
+    profile = earlier.profile
+    if earlier.intent == "profile":
+        profile = slots.profile_change(p.text, profile.field if profile else None) or profile
+    return replace(
+        earlier,
+        order_id=own[0] if own else earlier.order_id,
+        own_order=bool(own) or earlier.own_order,
+        product_words=f"{p.text} {earlier.product_words}",
+        amount=money[0] if money else earlier.amount,
+        full_amount=slots.wants_full_amount(p.text) or earlier.full_amount,
+        question=False,
+        since=since if same else earlier.since,
+        reports_damage=earlier.reports_damage or bool(_DAMAGE_WORDS.search(p.norm)),
+        profile=profile,
+    )
+
+
+def understand(conv: Conversation, speller: Speller) -> Understanding:
+    """The latest customer message's requests, completed from earlier turns."""
+    latest_at = conv.latest_index
+    text = conv.latest
+    foreign = is_foreign(text)
+    p = parse(english_words(text) if foreign else text, speller)
+    carried = _carried_order(conv, latest_at, speller)
+    money_talk = bool(set(p.intents) & {"refund", "voucher", "damaged_refund"})
+    reqs = [_request(i, p, latest_at, carried, bare=money_talk) for i in p.intents
+            if RECORDS[i].reply != "social"]
+    social = [i for i in p.intents if RECORDS[i].reply == "social"]
+    u = Understanding(text, p.norm, reqs, [r.intent for r in reqs], foreign=foreign,
+                      injection=bool(_INJECTION_RE.search(text)), social=social)
+    u.other_customer = any(c != conv.customer_id for c in slots.customer_ids(text))
+    u.more = bool(_MORE_RE.search(p.norm))
+    acting = [r for r in reqs if r.intent in ACTION_INTENTS or r.intent in ("missing", "tracking")]
+    gives_slot = bool(slots.order_ids(text) or slots.amounts(text, bare=True) or slots.EMAIL_RE.search(text)
+                      or slots.wants_full_amount(text) or len(p.norm.split()) <= 6)
+    u.confirm = bool(_CONFIRM_RE.search(p.norm)) and not acting
+    same = bool(_SAME_RE.search(p.norm))
+    earlier = [(n, parse(t, speller)) for n, t in conv.customer_messages() if n < latest_at][-3:]
+    asks = _is_question(p.norm) and not u.confirm
+    if not acting and not asks and (gives_slot or u.confirm or same) and social[:1] != ["thanks"]:
+        for n, ep in reversed(earlier):
+            ecarried = _carried_order(conv, n, speller)
+            bare = bool(set(ep.intents) & {"refund", "voucher", "damaged_refund"})
+            cands = [_request(i, ep, n, ecarried, bare=bare) for i in ep.intents
+                     if i in ACTION_INTENTS or i in ("missing", "tracking")]
+            cands = [c for c in cands if not c.negated and (u.confirm or not c.question)]
+            if not cands:
+                continue
+            out: list[Request] = []
+            for cand in cands:
+                c, done = cand, _fulfilled(conv, cand)
+                if done and u.confirm and c.intent in FOLLOW_ON:
+                    c = replace(c, intent=FOLLOW_ON[c.intent], since=latest_at)
+                    done = False
+                if done and not same and not slots.order_ids(text):
+                    continue
+                out.append(_merge(c, p, latest_at, same=same or done))
+            if out:
+                u.requests = out + [r for r in reqs if r.intent not in {o.intent for o in out}]
+                u.topics = [r.intent for r in u.requests]
+                break
+    before = earlier[-1][1].intents if earlier else []
+    if not u.topics and (u.more or _FOLLOW_RE.search(p.norm) or not p.intents):
+        u.topics = [i for i in before if RECORDS[i].reply != "social"]
+    elif u.topics and _FOLLOW_RE.search(p.norm):
+        info = [i for i in before if RECORDS[i].reply == "info"]
+        if info and all(RECORDS[i].reply == "info" for i in u.topics):
+            u.topics = info + [t for t in u.topics if t not in info]
+    return u
+
+
+def words_of(text: str) -> list[str]:
+    return WORD_RE.findall(text.lower())

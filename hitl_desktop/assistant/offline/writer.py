@@ -1,0 +1,69 @@
+"""The draft being written: paragraphs, and where each cited article goes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hitl_desktop.assistant.offline import sections
+from hitl_desktop.knowledge.index import SearchHit
+
+
+class Writer:
+    """Collects paragraphs; every paragraph taken from an article cites it."""
+
+    def __init__(self, markdown_of: Callable[[str], str | None]) -> None:
+        self.markdown_of = markdown_of
+        self.parts: list[str] = []
+        self.citations: list[tuple[int, SearchHit]] = []
+        self.cited: set[str] = set()
+        self.used: set[tuple[str, str]] = set()  # (article, section) already quoted
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def para(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        if self.parts:
+            self.parts.append("\n\n")
+        self.parts.append(text)
+
+    def cite(self, hit: SearchHit) -> None:
+        """Cite ``hit`` for the paragraph just written."""
+        self.citations.append((len(self.text), hit))
+        self.cited.add(hit.article_id)
+
+    def quote(
+        self,
+        hit: SearchHit | None,
+        query: str,
+        *,
+        skip: int = 0,
+        max_sentences: int = 3,
+        lead: str = "",
+    ) -> bool:
+        """The section of ``hit`` that best answers ``query``, whole, cited.
+        ``skip`` passes over the best sections ("tell me more")."""
+        if hit is None:
+            return False
+        markdown = self.markdown_of(hit.article_id) or f"## {hit.section}\n\n{hit.text}"
+        ranked = [
+            p
+            for p in sections.rank(markdown, query, hit.section)
+            if (hit.article_id, p.heading) not in self.used
+        ]
+        if len(ranked) <= skip:
+            return False
+        part = ranked[skip]
+        body = sections.render(part, query, max_sentences)
+        if not body:
+            return False
+        self.used.add((hit.article_id, part.heading))
+        self.para(f"{lead} {body}".strip() if lead else body)
+        self.cite(hit)
+        return True
+
+    def asks(self) -> bool:
+        return self.text.rstrip().endswith("?")

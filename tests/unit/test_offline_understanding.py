@@ -1,0 +1,203 @@
+"""The offline engine's understanding, driven through typed conversation turns.
+
+Conversations are built from typed items (customer messages, tool runs with
+real-shaped outputs), never from the assistant's sentences: the engine does
+not read what it wrote.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hitl_desktop.assistant.offline import history, sections, slots
+from hitl_desktop.assistant.offline.history import Conversation, Said, ToolRun
+from hitl_desktop.assistant.offline.planner import Planner, match_products
+from hitl_desktop.assistant.offline.speller import Speller
+from hitl_desktop.assistant.offline.understanding import understand
+from hitl_desktop.core.catalog import Policy
+from hitl_desktop.core.turns import (
+    ApprovalOutcome,
+    CustomerLine,
+    SentReply,
+    ToolCallItem,
+    ToolOutputItem,
+)
+
+TOOLS = frozenset({"get_order", "get_order_history", "cancel_order", "create_return",
+                   "create_refund", "send_replacement", "reset_password", "update_info",
+                   "issue_voucher", "create_complaint", "create_ticket"})
+ORD1003 = {
+    "order_id": "ORD1003", "status": "delivered", "delivered_on": "2026-11-20",
+    "can_cancel": False, "returnable": True, "refundable_amount": 127.5,
+    "items": [
+        {"product_id": "P1002", "name": "Trailblazer Backpack 30L", "line_total": 79.5},
+        {"product_id": "P1004", "name": "Merino Wool Crew Socks (3-pack)", "line_total": 48.0},
+    ],
+}
+
+
+def customer(text: str) -> Said:
+    return Said("customer", text)
+
+
+def looked_up(order: dict[str, Any]) -> ToolRun:
+    return ToolRun("c-" + order["order_id"], "get_order", {"order_id": order["order_id"]},
+                   {"ok": True, "order": order}, True)
+
+
+def conv(*turns: Any, cust: str | None = "CUST1001") -> Conversation:
+    return Conversation(list(turns), cust, TOOLS, False)
+
+
+def next_call(c: Conversation, policy: Policy | None = None) -> tuple[str, dict[str, Any]] | None:
+    und = understand(c, Speller())
+    step = Planner(c, und, policy or Policy()).plan().step
+    return (step.name, step.arguments) if step else None
+
+
+@pytest.mark.parametrize(
+    ("text", "amounts"),
+    [
+        ("refund 99.99 on ORD1003", [99.99]),
+        ("refund $99.99 please", [99.99]),
+        ("99.99 USD back", [99.99]),
+        ("USD 12.50 back", [12.5]),
+        ("like 42 bucks", [42.0]),
+        ("twenty dollars", [20.0]),
+        ("$1,200 now", [1200.0]),
+        ("15$ on ORD1015", [15.0]),
+        ("order ORD1003 has 2 items", []),
+    ],
+)
+def test_amounts_in_every_form(text: str, amounts: list[float]) -> None:
+    assert slots.amounts(text, bare=True) == amounts
+
+
+def test_ids_in_any_case_or_spacing_and_the_one_not_meant() -> None:
+    assert slots.order_ids("ord 1001, #1008 and ORD-1013") == ["ORD1001", "ORD1008", "ORD1013"]
+    assert slots.order_ids("sorry, I meant ORD1008 not ORD1001") == ["ORD1008"]
+    assert slots.order_ids("call me on 555 1234") == []
+
+
+def test_a_bare_amount_refunds_that_amount_not_the_whole_order() -> None:
+    c = conv(looked_up(ORD1003), customer("please refund 99.99 on ORD1003, it's not as described"))
+    call = next_call(c)
+    assert call is not None and call[0] == "create_refund" and call[1]["amount"] == 99.99
+
+
+def test_the_full_amount_is_what_is_still_refundable() -> None:
+    c = conv(customer("I'd like a partial refund on ORD1003"), looked_up(ORD1003),
+             customer("the full amount"))
+    assert next_call(c) == ("create_refund", {"order_id": "ORD1003", "amount": 127.5,
+                                               "reason": "I'd like a partial refund on ORD1003"})
+
+
+def test_policy_limits_come_from_the_catalog() -> None:
+    c = conv(looked_up(ORD1003), customer("refund $100 on ORD1003"))
+    assert next_call(c, Policy(max_refund=500.0)) is not None
+    assert next_call(c, Policy(max_refund=50.0)) is None  # over the catalog's limit: no proposal
+
+
+def test_the_order_is_looked_up_before_acting() -> None:
+    c = conv(customer("cancel ORD1008 please"))
+    assert next_call(c) == ("get_order", {"order_id": "ORD1008"})
+
+
+def test_a_follow_up_with_only_the_order_id_completes_the_earlier_request() -> None:
+    hist = ToolRun("h", "get_order_history", {"user_id": "CUST1001"}, {"ok": True, "orders": []},
+                   True)
+    c = conv(customer("I want to cancel my order"), hist, customer("it's ORD1008"))
+    assert next_call(c) == ("get_order", {"order_id": "ORD1008"})
+
+
+def test_a_follow_up_naming_the_product_uses_the_order_s_product_id() -> None:
+    c = conv(customer("I want to return something from ORD1003"), looked_up(ORD1003),
+             customer("the socks"))
+    assert next_call(c) == ("create_return", {"order_id": "ORD1003", "product_ids": ["P1004"]})
+
+
+def test_yes_please_confirms_the_open_request() -> None:
+    c = conv(customer("I'm locked out, I forgot my pw"), customer("yes please"))
+    assert next_call(c) == ("reset_password", {"user_id": "CUST1001"})
+
+
+def test_two_requests_in_one_message_are_both_planned() -> None:
+    c = conv(customer("cancel ORD1008 and reset my password pls"))
+    und = understand(c, Speller())
+    assert [r.intent for r in und.requests] == ["cancel", "password"]
+
+
+def test_questions_get_answers_not_actions() -> None:
+    for text in ("How do I cancel an order?", "what's your return policy?",
+                 "how long does a refund take?"):
+        assert next_call(conv(customer(text))) is None, text
+
+
+def test_without_a_signed_in_customer_no_account_tool_is_called() -> None:
+    assert next_call(conv(customer("cancel ORD1001"), cust=None)) is None
+
+
+def test_another_customer_s_account_is_never_touched() -> None:
+    assert next_call(conv(customer("reset the password of CUST1002"))) is None
+
+
+def test_products_by_name() -> None:
+    items = ORD1003["items"]
+    assert match_products("the socks are too small", items) == ["P1004"]
+    assert match_products("the bakpack strap ripped", items) == ["P1002"]
+    assert match_products("it is broken", items) == []
+
+
+def test_the_engine_s_view_of_the_typed_history() -> None:
+    items = [
+        CustomerLine(text="cancel ORD1003"),
+        ToolCallItem(call_id="c1", name="get_order", arguments={"order_id": "ORD1003"}),
+        ToolOutputItem(call_id="c1", name="get_order", outcome="ok",
+                       output={"ok": True, "order": ORD1003}),
+        ToolCallItem(call_id="c2", name="cancel_order", arguments={"order_id": "ORD1003"}),
+        ToolOutputItem(call_id="c2", name="cancel_order", outcome="not_possible",
+                       output={"ok": False, "error": "order ORD1003 was delivered"}),
+        SentReply(text="I'm looking into it."),
+        ApprovalOutcome(approval_id="A2", call_id="c9", tool="cancel_order", state="rejected",
+                        by="bob", reason="it already shipped"),
+    ]
+    c = history.read(items, [{"type": "function", "name": "get_order"}], "CUST1001")
+    assert c.turns[0] == Said("customer", "cancel ORD1003")
+    assert c.order("ORD1003") == ORD1003
+    assert c.runs()[1].failed and not c.runs()[1].awaiting
+    decision = c.pending_decisions()[0]
+    assert (decision.tool, decision.outcome, decision.reason) == (
+        "cancel_order", "rejected", "it already shipped")
+    assert history.read(items, [], "CUST1001", final_round=True).limit_reached
+
+
+def test_sections_keep_steps_as_a_numbered_list() -> None:
+    md = "# T\n\n## Steps\n\nDo this:\n\n1. **Open** it.\n2. Check [it](x).\n3. Done.\n"
+    (part,) = sections.parts(md)
+    assert sections.render(part) == "Do this:\n\n1. Open it.\n2. Check it.\n3. Done."
+
+
+def test_same_input_same_output_in_a_fresh_process() -> None:
+    """No module-level state: a fresh process reads a message like this one does."""
+    code = (
+        "from hitl_desktop.assistant.offline.speller import Speller;"
+        "print(Speller().normalize('customer service hours? cancle my oder'))"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=60).stdout.strip()
+    Speller(["customer", "service"]).normalize("warm up")  # another speller changes nothing
+    assert Speller().normalize("customer service hours? cancle my oder") == fresh
+    assert fresh.startswith("customer service hours cancel my order")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_understanding_never_raises(text: str) -> None:
+    und = understand(conv(customer(text)), Speller())
+    assert isinstance(und.requests, list)
