@@ -16,7 +16,9 @@ import uuid
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hitl_desktop.core.insights import MAX_PERIOD_DAYS, ChangeRow, InsightsReport
 
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 256 * 1024
@@ -162,6 +164,26 @@ class KbSearch(_Payload):
     query: str = Field(default="", max_length=500)
     kind: Literal["kb", "faq"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
+
+
+class InsightsGet(_Payload):
+    """Ask for the insights of conversations opened in [start, end) (UNIX seconds)."""
+
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+    weak_score: float | None = Field(default=None, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _period(self) -> InsightsGet:
+        if not self.end > self.start:
+            raise ValueError("end must be after start")
+        if self.end - self.start > MAX_PERIOD_DAYS * 86400:
+            raise ValueError(f"a report covers at most {MAX_PERIOD_DAYS} days")
+        return self
+
+
+class InsightsConversation(_Payload):
+    """Ask what the representatives changed in the drafts of the envelope's session."""
 
 
 # --------------------------------------------------------------------- host -> client
@@ -379,6 +401,15 @@ class KbResults(_Payload):
     articles: list[Article]
 
 
+class InsightsReportData(_Payload):
+    report: InsightsReport
+
+
+class InsightsChanges(_Payload):
+    session_id: str
+    changes: list[ChangeRow]
+
+
 # --------------------------------------------------------------------- registry
 
 
@@ -424,6 +455,9 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("customer.get", CustomerGet, senders=_AGENTS, session_required=True),
         MessageSpec("article.get", ArticleGet, senders=_AGENTS),
         MessageSpec("kb.search", KbSearch, senders=_AGENTS),
+        MessageSpec("insights.get", InsightsGet, senders=_AGENTS),
+        MessageSpec("insights.conversation", InsightsConversation, senders=_AGENTS,
+                    session_required=True),
     )
 }
 
@@ -455,6 +489,8 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("customer.details", CustomerDetails, session_required=True),
         MessageSpec("article.content", ArticleContent),
         MessageSpec("kb.results", KbResults),
+        MessageSpec("insights.report", InsightsReportData),
+        MessageSpec("insights.changes", InsightsChanges, session_required=True),
     )
 }
 

@@ -23,6 +23,7 @@ each call on its own read-only connection, so the event loop never waits on it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -547,3 +548,63 @@ def changes(data_dir: Path, session_id: str, limit: int = MAX_CHANGES) -> list[C
                              outcome=outcome,
                              distance=d, kinds=kinds))
     return out
+
+
+# --------------------------------------------------------------------- the relay's service
+
+
+class InsightsService:
+    """What the relay answers ``insights.get`` / ``insights.conversation`` with.
+
+    Bounded cost: reports run in a worker thread (never on the event loop), one at a
+    time host-wide (a second request waits for the first: two cores do not get
+    faster with eight reports at once), and an identical request within
+    :attr:`cache_s` gets the same report without a second computation. Each
+    connection waits for its own answer before its next frame is read (the relay
+    awaits handlers), so one client cannot queue more than one.
+    """
+
+    def __init__(self, data_dir: Path, *, cache_s: float = 10.0) -> None:
+        self.data_dir = data_dir
+        self.cache_s = cache_s
+        self._lock: asyncio.Lock | None = None
+        self._cache: dict[tuple[float, float, float], tuple[float, InsightsReport]] = {}
+        self._opens: ArticleOpens | None = None
+        self.computed = 0  # reports actually computed (tests, logs)
+
+    async def report(self, start: float, end: float,
+                     weak_score: float | None = None) -> InsightsReport:
+        weak = WEAK_SCORE if weak_score is None else weak_score
+        key = (start, end, weak)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.cache_s:
+                return hit[1]
+            began = time.perf_counter()
+            result = await asyncio.to_thread(report, self.data_dir, start, end, weak_score=weak)
+            self.computed += 1
+            log.info("insights report over %.1f days: %d conversations in %.2f s",
+                     (end - start) / DAY, result.conversations, time.perf_counter() - began)
+            self._cache = {k: v for k, v in self._cache.items()
+                           if time.monotonic() - v[0] < self.cache_s}
+            self._cache[key] = (time.monotonic(), result)
+            return result
+
+    async def changes(self, session_id: str) -> list[ChangeRow]:
+        return await asyncio.to_thread(changes, self.data_dir, session_id)
+
+    def article_opened(self, article_id: str, agent: str, session_id: str | None) -> None:
+        """Record an ``article.get`` (a tiny WAL insert; a failure is logged, not raised)."""
+        try:
+            if self._opens is None:
+                self._opens = ArticleOpens(self.data_dir)
+            self._opens.opened(article_id, agent, session_id)
+        except sqlite3.Error:
+            log.exception("could not record that %s opened %s", agent, article_id)
+
+    def close(self) -> None:
+        if self._opens is not None:
+            self._opens.close()
+            self._opens = None

@@ -69,6 +69,9 @@ from hitl_desktop.core.protocol import (
     Envelope,
     ErrorCode,
     Hello,
+    InsightsChanges,
+    InsightsGet,
+    InsightsReportData,
     KbSearch,
     MessageSpec,
     Payload,
@@ -91,6 +94,7 @@ from hitl_desktop.core.protocol import (
     host_type,
 )
 from hitl_desktop.core.tasks import TaskSupervisor
+from hitl_desktop.host.insights import InsightsService
 from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
 from hitl_desktop.host.ratelimit import TokenBucket
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
@@ -302,6 +306,7 @@ class Relay:
         self.server: Server | None = None
         factory = copilot_factory or (lambda _outbox: NullCopilot())
         self.copilot: Copilot = factory(self)
+        self.insights = InsightsService(relay_log.path.parent)  # read-only reports
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -347,6 +352,7 @@ class Relay:
             await self.copilot.aclose()
         except Exception:
             log.exception("co-pilot failed to close")
+        self.insights.close()
 
     # ------------------------------------------------------------------ sessions
 
@@ -931,13 +937,28 @@ class Relay:
 
     async def _op_article_get(self, conn: Conn, env: Envelope, p: Payload,
                               st: SessionState | None) -> None:
-        self._reply(conn, "article.content",
-                    self.copilot.article(cast(ArticleGet, p).article_id), env)
+        article_id = cast(ArticleGet, p).article_id
+        self._reply(conn, "article.content", self.copilot.article(article_id), env)
+        self.insights.article_opened(article_id, conn.name, env.session)
 
     async def _op_kb_search(self, conn: Conn, env: Envelope, p: Payload,
                             st: SessionState | None) -> None:
         q = cast(KbSearch, p)
         self._reply(conn, "kb.results", self.copilot.kb_search(q.query, q.kind, q.limit), env)
+
+    async def _op_insights_get(self, conn: Conn, env: Envelope, p: Payload,
+                               st: SessionState | None) -> None:
+        q = cast(InsightsGet, p)
+        report = await self.insights.report(q.start, q.end, q.weak_score)
+        self._reply(conn, "insights.report", InsightsReportData(report=report), env)
+
+    async def _op_insights_conversation(self, conn: Conn, env: Envelope, p: Payload,
+                                        st: SessionState | None) -> None:
+        assert st is not None
+        sid = st.row.session_id
+        self._reply(conn, "insights.changes",
+                    InsightsChanges(session_id=sid, changes=await self.insights.changes(sid)),
+                    env)
 
     _Op = Callable[["Relay", Conn, Envelope, Payload, "SessionState | None"], Awaitable[None]]
     _ops: dict[str, _Op] = {
@@ -955,6 +976,8 @@ class Relay:
         "customer.get": _op_customer_get,
         "article.get": _op_article_get,
         "kb.search": _op_kb_search,
+        "insights.get": _op_insights_get,
+        "insights.conversation": _op_insights_conversation,
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from hitl_desktop.core import protocol as P
+from hitl_desktop.core.insights import ChangeRow, GapCluster, InsightsReport
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.ratelimit import TokenBucket
 from hitl_desktop.host.tokens import TokenKind, Tokens, hash_secret
@@ -87,6 +88,13 @@ def test_every_host_type_round_trips() -> None:
         "article.content": P.ArticleContent(article_id="kb/x", title="X", kind="kb",
                                             markdown="#"),
         "kb.results": P.KbResults(query="q", articles=[]),
+        "insights.report": P.InsightsReportData(report=InsightsReport(
+            period_from=0.0, period_to=86400.0, generated_at=1.0, conversations=3,
+            gaps=[GapCluster(label="rent drones", count=2, weak_retrieval=1, replaced=1,
+                             examples=["Can I rent drones?"])])),
+        "insights.changes": P.InsightsChanges(session_id="s_1", changes=[ChangeRow(
+            message_id="c1", agent="Ana", sent_at=1.0, draft_id="t", draft_text="a b",
+            sent_text="a c", outcome="edited", distance=0.5, kinds=["reworded"])]),
     }
     assert set(samples) == set(P.HOST_MESSAGES)
     for type_, payload in samples.items():
