@@ -102,6 +102,8 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         await agent.send("article.get", {"article_id": "kb/cancel-order"}, session=sid)
         await agent.send("draft.regenerate", {}, session=sid)  # -> error
         await agent.send("kb.search", {"query": "cancel"})
+        await agent.send("insights.conversation", {}, session=sid)
+        await admin.send("insights.get", {"start": 0.0, "end": 86400.0})
         await desk.send("session.close", {}, session=sid)
         await asyncio.sleep(0.3)  # let coalesced session.updated go out
         got = {name: {m["type"] for m in await c.drain(0.3) + c.seen}
@@ -116,7 +118,8 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
             assert got[name] >= AGENT_ONLY_TYPES | {"chat.message", "chat.delivered"}, name
         assert got["agent"] >= {"typing", "customer.details", "kb.results",
                                 "article.content", "error"}
-        assert got["admin"] >= {"session.list", "session.created"}
+        assert got["admin"] >= {"session.list", "session.created", "insights.report"}
+        assert "insights.changes" in got["agent"]
         assert got["bystander"] <= {"welcome", "session.opened"}
         for c in (cust, agent, desk, admin):
             for m in c.seen:
