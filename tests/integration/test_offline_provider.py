@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 DATA = Path(__file__).resolve().parents[1] / "data"
 # Set A was written before the engine was rebuilt, set B after tuning on A; first-run
 # figures of both are in the closing note of issue 19.
-SETS = [DATA / "offline_set_a.jsonl"]
+SETS = [DATA / "offline_set_a.jsonl", DATA / "offline_set_b.jsonl"]
 CUSTOMER = "CUST1001"
 
 
@@ -185,15 +185,15 @@ async def test_labelled_sets(
     provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase, path: Path
 ) -> None:
     rows = offline_eval.load_rows(path)
-    assert len(rows) >= 150
+    assert len(rows) >= 100
     figs, _ = await offline_eval.evaluate(provider, rows, shop, catalog)
     print(f"\nOFFLINE {path.stem}: {figs.n} messages")
     print(f"  right article first: {figs.article:.1%}  exact tool calls: {figs.tools:.1%}")
     print(f"  proposals on messages needing none: {figs.stray_proposals}")
     for miss in figs.misses:
         print("  MISS", miss)
-    assert figs.article >= 0.90
-    assert figs.tools >= 0.93
+    assert figs.article >= 0.95  # issue 19 asks for 92 %
+    assert figs.tools >= 0.97  # issue 19 asks for 95 %
     assert figs.stray_proposals == 0
 
 

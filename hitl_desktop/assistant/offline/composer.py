@@ -37,7 +37,7 @@ _SORRY = frozenset({"damaged", "damaged_refund", "wrong_item", "missing", "compl
 _STATUS_QUERY = {
     "pending": "what the order statuses mean pending can still be cancelled",
     "processing": "what the order statuses mean processing can still be cancelled",
-    "shipped": "where is my order tracking number carrier",
+    "shipped": "tracking number enter carrier website",
     "delivered": "marked as delivered but not received",
     "cancelled": "cancelled refunded",
     "refunded": "how long a refund takes",
@@ -141,7 +141,7 @@ class Composer:
         if not und.requests:
             self._no_request()
             return
-        if any(r.intent in _SORRY for r in und.requests) and not und.foreign:
+        if any(r.intent in _SORRY and not r.question for r in und.requests) and not und.foreign:
             w.para(texts.SORRY)
         self._pending()
         notes = {n.request.intent: n for n in self.plan.notes}
@@ -203,10 +203,10 @@ class Composer:
             self.w.para(
                 texts.PENDING_MANY + "\n" + "\n".join(f"- {x[0].upper()}{x[1:]}" for x in what)
             )
-        for r in waiting:  # what happens once it's confirmed, from the article
-            hit = self.hit(_TOOL_INTENT.get(r.name, ""))
-            if hit is not None and r.name in NEXT_QUERY and r.name != "reset_password":
-                self.w.quote(hit, NEXT_QUERY[r.name], max_sentences=2)
+        first = waiting[0]  # what happens once it's confirmed, from the article
+        hit = self.hit(_TOOL_INTENT.get(first.name, ""))
+        if first.name in NEXT_QUERY and first.name != "reset_password":
+            self.w.quote(hit, NEXT_QUERY[first.name], max_sentences=2, lead="Once it's confirmed,")
 
     def _order(self, oid: Any) -> dict[str, Any] | None:
         return self.conv.order(oid) if isinstance(oid, str) else None
@@ -235,7 +235,7 @@ class Composer:
                 q = _STATUS_QUERY.get(status, "")
                 if req.intent == "missing":
                     q = f"{req.clause} late lost parcel investigation carrier"
-                self.w.quote(self.hit(req.intent), q, max_sentences=2)
+                self.w.quote(self.hit(req.intent), q, max_sentences=1)
                 return
         if rec.reply == "list":
             self._history(req)

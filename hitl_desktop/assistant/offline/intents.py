@@ -18,7 +18,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\bcancel\w*\b(?! (?:policy|window))",
         r"\bcall off\b",
         r"\b(?:do not|no longer) (?:want|need) (?:the |this |that |my )?(?:order|it)\b",
-        r"\bstop (?:the |my |this )?order\b",
+        r"\bstop (?:the |my |this )?order\b|\bstop\b.{0,25}\bfrom (?:shipping|being shipped)\b",
         r"\bchanged my mind\b",
     ),
     "return": (
@@ -55,10 +55,11 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:never|not|still not|has not|have not|did not) (?:arrived?|received?|came|come|shown up|show up|got(?:ten)? it)\b",
         r"\b(?:lost|missing|stolen)\b",
         r"\b(?:says|shows|marked(?: as)?) delivered\b|\bnothing (?:at|on|in front of|came)\b",
-        r"\b(?:is|are|its|it is) late\b|\blate delivery\b|\bdelayed\b|\b(?:a )?weeks? late\b|\bway too late\b",
+        r"\btaking (?:ages|forever|so long|too long)\b|\b(?:is|are|its|it is) late\b|\blate delivery\b|\bdelayed\b|\b(?:a )?weeks? late\b|\bway too late\b",
     ),
     "tracking": (
-        r"\bwhere(?: is|s| are|'s)? (?:my|the|it)\b|\bwhere is ord\d*\b|\bwhere is it\b",
+        r"\bwhere(?: is|s| are|'s)? (?:my|the|it)\b|\bwhere is ord\d*\b|\bwhere is it\b|\bwhere ord\d+ is\b",
+        r"\bwhen is\b.{0,30}\b(?:arriv\w*|coming|get here|deliver\w*)\b",
         r"\btrack(?:ing|ed)?\b",
         r"\bstatus of\b|\border status\b|\bwhat is the status\b",
         r"\bwhen (?:will|does|do|is|can) (?:it|they|my \w+|the (?:order|package|parcel|delivery))\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
@@ -70,14 +71,14 @@ _PATTERNS: Final = MappingProxyType({
     "order_history": (
         r"\b(?:past|previous|old|all|recent|earlier|last few) (?:my )?(?:orders|purchases)\b",
         r"\border history\b|\bpurchase history\b",
-        r"\b(?:list|show|see|view)(?: of)? (?:me )?(?:all )?(?:my )?(?:past )?(?:orders|purchases)\b",
+        r"\b(?:list|show|see|view)(?: of)? (?:me )?(?:all )?(?:my |the )?(?:past )?(?:orders|purchases)\b",
         r"\bwhat (?:have i|did i) (?:order(?:ed)?|bought|buy|purchased?|get|got)\b",
         r"\bmy orders\b",
         r"\b(?:everything|all|what) i(?:'ve| have|ve)? (?:ever )?(?:ordered|bought|purchased)\b",
     ),
     "invoice": (r"\binvoice\w*\b|\breceipts?\b",),
     "password": (
-        r"\bpassword\b|\bpwd\b|\bpasswd\b|\bpw\b|\breset link\b",
+        r"\bpassword\b|\bpwd\b|\bpasswd\b|\bpw\b|\breset (?:link|email|e mail|mail)\b",
         r"\b(?:cannot|can not|unable to|not able to) (?:log|sign) ?in\b",
         r"\b(?:log|sign) ?in (?:problem|issue)s?\b",
     ),
@@ -105,6 +106,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:website|site|app|checkout|page|cart|basket)\b.{0,60}\b(?:crash\w*|error\w*|bug|broken|not working|does not work|freez\w*|stuck|blank|500)\b",
         r"\b(?:crash\w*|error\w*|bug)\b.{0,40}\b(?:website|site|app|checkout|page|cart)\b",
         r"\berror (?:message|code)\b",
+        r"\b(?:website|site|app|checkout|page)\b.{0,40}\b(?:logging me out|logs me out|will not load|not loading|keeps (?:crashing|freezing))\b",
     ),
     "international": (
         r"\binternational\w*\b|\babroad\b|\boverseas\b|\bcustoms\b|\bduties\b|\bimport\b|\bworldwide\b",
@@ -172,6 +174,8 @@ _YIELDS: Final = (
     ("shipping", "refund", None),
     ("shipping", "refund_status", None),
     ("missing", "account_recovery", None),
+    ("missing", "password", r"\b(?:reset|link|email)\b"),
+    ("profile", "shipping", r"\b(?:delivery|shipping) address\b.*\border\b|\border\b.*\b(?:delivery|shipping) address\b"),
     ("order_history", "bug", None),
     ("order_history", "invoice", None),
     ("shipping", "damaged", None),
@@ -238,7 +242,7 @@ def complaint_type(norm: str) -> str:
     """The create_complaint ``type`` matching the customer's words."""
     if _has(norm, r"\b(?:late|delay\w*|slow|took (?:so |too )?(?:long|forever|ages)|forever|ages|waiting|still not|weeks)\b"):
         return "order_delay"
-    if _has(norm, r"\b(?:courier|driver|carrier|delivery guy|left (?:it )?(?:at|outside|in)|threw|thrown|delivery|delivered|package|parcel|doorstep|fence)\b"):
+    if _has(norm, r"\b(?:courier|driver|carrier|delivery guy|left (?:it )?(?:at|outside|in)|threw|thrown|delivery|delivered|package|parcel|doorstep|fence|packag\w*|soaked|wet|box)\b"):
         return "delivery_issues"
     if _has(norm, r"\b(?:quality|cheap|broke|broken|fell apart|defective|faulty|damaged|poor|flimsy|ripped|torn|stopped working|flat)\b"):
         return "product_quality"

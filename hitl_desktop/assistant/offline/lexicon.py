@@ -74,7 +74,8 @@ FOREIGN_GLOSSARY: Final = MappingProxyType({
     'reembolso': 'refund', 'reembolsos': 'refund', 'devolver': 'return', 'devolución': 'return',
     'devolucion': 'return', 'producto': 'product', 'pedido': 'order', 'cancelar': 'cancel',
     'envío': 'shipping', 'envio': 'shipping', 'contraseña': 'password', 'cuenta': 'account',
-    'garantía': 'warranty', 'tarda': 'how long', 'dónde': 'where', 'donde': 'where',
+    'garantía': 'warranty', 'tarda': 'how long', 'dónde': 'where',
+    'está': 'is', 'mi': 'my', 'mis': 'my', 'donde': 'where',
     'pago': 'payment', 'horario': 'hours', 'roto': 'damaged', 'dañado': 'damaged',
     'rückgabe': 'return', 'zurückgeben': 'return', 'rückerstattung': 'refund',
     'erstattung': 'refund', 'bestellung': 'order', 'stornieren': 'cancel',
@@ -83,7 +84,8 @@ FOREIGN_GLOSSARY: Final = MappingProxyType({
     'beschädigt': 'damaged', 'zahlung': 'payment', 'wo': 'where', 'ist': 'is', 'mein': 'my',
     'meine': 'my', 'remboursement': 'refund', 'rembourser': 'refund', 'retour': 'return',
     'retourner': 'return', 'commande': 'order', 'annuler': 'cancel', 'livraison': 'delivery',
-    'livrez': 'ship', 'livrer': 'deliver', 'france': 'france international', 'mot': '',
+    'livrez': 'ship', 'vous': '', 'en': 'to', 'livrer': 'deliver',
+    'france': 'france international', 'mot': '',
     'passe': 'password', 'compte': 'account', 'paiement': 'payment', 'cassé': 'damaged',
     'endommagé': 'damaged',
 })
@@ -93,7 +95,7 @@ FOREIGN_MARKERS: Final = frozenset(
     """
     bitte bonjour ce cuanto cuánto danke das der des die donde dónde eine einen el est favor
     gracias hallo hola ich ist je kann la las le livrez los ma mein meine merci mes mi mon
-    nicht pedido por pouvez puedo puis que quiero un una und une vous wie wo
+    nicht pedido por pouvez puedo puis que quiero un una und une vous wie wo livrez livrer
     """.split()  # noqa: SIM905
 )
 

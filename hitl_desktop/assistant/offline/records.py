@@ -165,7 +165,7 @@ RECORDS: Final = MappingProxyType(
                 ("update_info",),
                 "action",
                 "update profile details how to update",
-                offer="profile",
+                offer="",
             ),
             _r(
                 "voucher",

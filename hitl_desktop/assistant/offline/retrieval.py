@@ -100,15 +100,13 @@ class Retriever:
 
     @staticmethod
     def pick(hits: Sequence[SearchHit], intent: str) -> SearchHit | None:
-        """Prefer a customer-facing FAQ unless a representatives' article is far better."""
+        """The best customer-facing FAQ (representatives' articles only for their own topics)."""
         if not hits:
             return None
         if intent in _REP_TOPICS:
             return hits[0]
         faq = next((h for h in hits if h.kind == "faq"), None)
-        if faq is None or hits[0].kind == "faq":
-            return hits[0]
-        return hits[0] if hits[0].score > 1.6 * faq.score else faq
+        return faq if faq is not None else hits[0]  # the draft quotes customer-facing text
 
     def retrieve(self, und: Understanding) -> Retrieval:
         out = Retrieval()

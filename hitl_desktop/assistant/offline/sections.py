@@ -56,6 +56,7 @@ _STOP = frozenset(
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|(\d+)\.)\s+(.*)$")
 _SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"(])")
 #: Sentences that lean on something outside the section ("See ...", "After that, ...").
+_SEE_RE = re.compile(r"\s*\(see [^)]*\)")
 _LEANING_RE = re.compile(r"^(?:see |after that|this |that |it |these |those |also )", re.I)
 
 
@@ -96,9 +97,20 @@ def _blocks(text: str) -> list[Block]:
     prose: list[str] = []
     items: list[str] = []
     numbered = False
+    header: list[str] | None = None
     for raw in [*text.splitlines(), ""]:
         line = raw.strip()
-        if line.startswith(("|", "#")):
+        if line.startswith("|"):  # a table row becomes a list item: "Express: 1-2 days; $12.99"
+            cells = [_inline(c) for c in line.strip("|").split("|")]
+            if header is None:
+                header = cells
+            elif not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                line = f"- {cells[0]}: " + "; ".join(c for c in cells[1:] if c)
+            if not line.startswith("- "):
+                continue
+        else:
+            header = None
+        if line.startswith("#"):
             continue
         m = _ITEM_RE.match(line)
         if (m or not line) and prose:
@@ -168,7 +180,7 @@ def render(part: Part, query: str = "", max_sentences: int = 3) -> str:
                 for i in chosen
                 if i == chosen[0] or i - 1 in chosen or not _LEANING_RE.match(sents[i])
             ]
-        sents = [s for s in sents if not s.lower().startswith("see ")]
+        sents = [_SEE_RE.sub("", s) for s in sents if not s.lower().startswith("see ")]
         if sents:
             out.append(" ".join(sents))
     return "\n\n".join(out)

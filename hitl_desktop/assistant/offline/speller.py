@@ -72,6 +72,7 @@ class Speller:
         low = re.sub(r"\b(?:havent)\b", "have not", low)
         low = re.sub(r"\b(?:isnt)\b", "is not", low)
         low = re.sub(r"\bu\b", "you", low)
+        low = re.sub(r"\bwhens\b", "when is", low)
         low = re.sub(r"\bur\b", "your", low)
         low = re.sub(r"\b(?:pls|plz|plse)\b", "please", low)
         low = re.sub(r"\bwanna\b", "want to", low)

@@ -62,8 +62,7 @@ OFFERS: Final = MappingProxyType(
         "damaged": "If that's happened to you, send me the order number and the product, and "
         "I'll sort it out.",
         "password": "I can also send you a password reset link if you like.",
-        "profile": "Just tell me which detail to change and the new value, and I'll update it.",
-    }
+        }
 )
 
 _ACTIONS: Final = MappingProxyType(

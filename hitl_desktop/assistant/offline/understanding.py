@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from hitl_desktop.assistant.offline import intents as rules
 from hitl_desktop.assistant.offline import slots
-from hitl_desktop.assistant.offline.history import Conversation
+from hitl_desktop.assistant.offline.history import Conversation, ToolRun
 from hitl_desktop.assistant.offline.lexicon import FOREIGN_GLOSSARY, FOREIGN_MARKERS
 from hitl_desktop.assistant.offline.records import ACTION_INTENTS, FOLLOW_ON, RECORDS
 from hitl_desktop.assistant.offline.speller import WORD_RE, Speller
@@ -26,7 +26,7 @@ _QUESTION_RE = re.compile(
     r"|will(?! you)|should|is|has|have|where do|where can|where is the|where are the|why)\b"
 )
 _REQUEST_RE = re.compile(
-    r"\b(?:please|can you|could you|would you|will you|i want|i would like|id like|i'd like|i need"
+    r"\b(?:please|can you|could you|would you|will you|i want|i would like|id like|i'd like|(?<!do )i need"
     r"|help me|go ahead|let's|lets|asap|i demand|kindly|can i (?:get|have|receive)|could i (?:get|have)"
     r"|may i (?:get|have))\b"
 )
@@ -48,7 +48,7 @@ _INJECTION_RE = re.compile(
     r"|repeat after me|print your|list your tools",
     re.I,
 )
-_QUOTED_RE = re.compile(r"'[^']{12,}'|\"[^\"]{12,}\"|\{.*\}", re.S)
+_QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
 _CLAUSE_RE = re.compile(
     r"(?<=[.!?;])\s+|\s+(?:and also|also|plus|and then|then|btw|by the way|oh and|and)\s+"
     r"(?=(?:can|could|would|please|i|my|how|what|when|where|is|do|send|cancel|reset|change|update"
@@ -107,7 +107,8 @@ def is_foreign(text: str) -> bool:
     low = text.lower()
     words = re.findall(r"[^\W\d_]+", low)
     marks = sum(w in FOREIGN_MARKERS for w in words)
-    return (bool(re.search(r"[¿¡ñäöüßçàèéêœ]", low)) and marks >= 1) or (marks >= 3 and marks * 2 >= len(words))
+    accents = bool(re.search(r"[¿¡ñäöüßçàèéêœ]", low))
+    return (accents and marks >= 1) or (marks >= 2 and marks * 2 >= len(words))
 
 
 def english_words(text: str) -> str:
@@ -125,6 +126,13 @@ def _is_question(norm: str) -> bool:
     return bool(_QUESTION_RE.search(norm)) and not _REQUEST_RE.search(norm)
 
 
+def _general(clause: str) -> bool:
+    """ "can you refund part of an order?": about orders in general, not one of theirs."""
+    low = clause.lower()
+    return low.rstrip().endswith("?") and bool(re.search(r"\b(?:an|any) (?:order|item|product)\b", low)) \
+        and not re.search(r"\b(?:my|mine|ord\s?\d)", low)
+
+
 def _refine(intents: list[str], norm: str, text: str) -> list[str]:
     out: list[str] = []
     for found in intents:
@@ -132,7 +140,8 @@ def _refine(intents: list[str], norm: str, text: str) -> list[str]:
         if name == "refund" and _STATUS_WORDS.search(norm) and not slots.amounts(text) and not re.search(r"\b(?:can i|could i|i want|i'd like|please)\b", norm):
             name = "refund_status"
         elif name == "password" and re.search(
-            r"\b(?:never|not|did not) (?:got|get|gotten|receive\w*)\b|\bno (?:reset )?(?:email|link)\b",
+            r"\b(?:never|not|did not|has not) (?:got|get|gotten|receive\w*|arrived?|come|came|show(?:n|ed)? up)\b"
+            r"|\bno (?:reset )?(?:email|link)\b",
             norm,
         ):
             name = "password_email"
@@ -190,7 +199,7 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
         intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
         own_order=bool(own), product_words=clause, amount=money[0] if money else None,
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
-        question=p.question.get(intent, False), since=since,
+        question=p.question.get(intent, False) or _general(clause), since=since,
         reports_damage=bool(_DAMAGE_WORDS.search(cnorm)),
         profile=slots.profile_change(p.text) if intent == "profile" else None,
         complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
@@ -198,10 +207,13 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     )
 
 
-def _fulfilled(conv: Conversation, req: Request) -> bool:
-    """Has the request's last tool been called since it was made?"""
+def _fulfilled(conv: Conversation, req: Request, before: int) -> bool:
+    """Was the request's last tool called after it was made and before ``before`` (calls
+    made during the current turn mean its chain is still running)?"""
     tools = RECORDS[req.intent].tools
-    return bool(tools) and any(r.name == tools[-1] for r in conv.runs(req.since))
+    return bool(tools) and any(
+        isinstance(t, ToolRun) and t.name == tools[-1] and req.since < n < before
+        for n, t in enumerate(conv.turns))
 
 
 def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
@@ -246,7 +258,8 @@ def understand(conv: Conversation, speller: Speller) -> Understanding:
     u.confirm = bool(_CONFIRM_RE.search(p.norm)) and not acting
     same = bool(_SAME_RE.search(p.norm))
     earlier = [(n, parse(t, speller)) for n, t in conv.customer_messages() if n < latest_at][-3:]
-    asks = _is_question(p.norm) and not u.confirm
+    same = bool(_SAME_RE.search(p.norm))
+    asks = _is_question(p.norm) and not u.confirm and not same
     if not acting and not asks and (gives_slot or u.confirm or same) and social[:1] != ["thanks"]:
         for n, ep in reversed(earlier):
             ecarried = _carried_order(conv, n, speller)
@@ -258,7 +271,7 @@ def understand(conv: Conversation, speller: Speller) -> Understanding:
                 continue
             out: list[Request] = []
             for cand in cands:
-                c, done = cand, _fulfilled(conv, cand)
+                c, done = cand, _fulfilled(conv, cand, latest_at)
                 if done and u.confirm and c.intent in FOLLOW_ON:
                     c = replace(c, intent=FOLLOW_ON[c.intent], since=latest_at)
                     done = False

@@ -46,8 +46,8 @@ class Writer:
     ) -> bool:
         """The section of ``hit`` that best answers ``query``, whole, cited.
         ``skip`` passes over the best sections ("tell me more")."""
-        if hit is None:
-            return False
+        if hit is None or hit.kind != "faq":
+            return False  # representatives' articles (kb/) are for us, not to quote
         markdown = self.markdown_of(hit.article_id) or f"## {hit.section}\n\n{hit.text}"
         ranked = [
             p
@@ -61,7 +61,9 @@ class Writer:
         if not body:
             return False
         self.used.add((hit.article_id, part.heading))
-        self.para(f"{lead} {body}".strip() if lead else body)
+        if lead and body[:1].isupper() and body[1:2].islower():
+            body = body[0].lower() + body[1:]
+        self.para(f"{lead} {body}" if lead else body)
         self.cite(hit)
         return True
 
