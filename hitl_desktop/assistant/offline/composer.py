@@ -9,6 +9,7 @@ reaches a customer-facing sentence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -150,7 +151,8 @@ class Composer:
             note = notes.get(req.intent)
             if note is not None and note.kind == "sign_in":
                 signed_out = True
-                self._info(req, offer=False)
+                if req.question:
+                    self._info(req, offer=False)
                 continue
             self._request(req, note)
         if signed_out:
@@ -257,15 +259,16 @@ class Composer:
                 )
         if any(r.awaiting for r in runs) or tickets:
             if req.intent in ("damaged",) and not any(r.awaiting for r in runs):
-                self.w.quote(self.hit(req.intent), "your options replacement refund")
+                self.w.quote(self.hit(req.intent), "your options replacement refund", drop="ticket")
                 self.w.para("Would you prefer a free replacement or a refund?")
             return
         self._info(req, offer=rec.reply == "action")
 
     def _info(self, req: Request, *, offer: bool) -> None:
         rec = RECORDS[req.intent]
-        topic = rec.question_topic if req.question else rec.topic
-        self.w.quote(self.hit(req.intent), f"{req.clause} {topic}")
+        how = re.search(r"\bhow (?:do|can|to|would|should)\b|\bsteps?\b", req.clause.lower())
+        topic = rec.question_topic if req.question and not how else rec.topic
+        self.w.quote(self.hit(req.intent), f"{req.clause} {req.clause} {topic}")
         if offer and rec.offer and req.question and self.conv.customer_id:
             self.w.para(texts.OFFERS[rec.offer])
 

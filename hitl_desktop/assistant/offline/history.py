@@ -130,6 +130,16 @@ class Conversation:
                 found = None
         return found
 
+    def order_seen(self, order_id: str) -> dict[str, Any] | None:
+        """The latest ``get_order`` result for ``order_id``, even if an action changed it
+        since (product names do not change)."""
+        found: dict[str, Any] | None = None
+        for t in self.runs():
+            o = t.output.get("order") if isinstance(t.output, Mapping) else None
+            if isinstance(o, Mapping) and o.get("order_id") == order_id:
+                found = dict(o)
+        return found
+
     def order_error(self, order_id: str, since: int = -1) -> str | None:
         """The error of a ``get_order`` for ``order_id`` after ``since``, if it failed."""
         for t in self.runs(since):

@@ -65,7 +65,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\bwhen (?:will|does|do|is|can) (?:it|they|my \w+|the (?:order|package|parcel|delivery))\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
         r"\bhas (?:it|my order|the order|ord\d*) shipped\b|\bshipped yet\b|\bupdate on (?:my )?order\b",
         r"\b(?:says?|shows?) (?:pending|processing|shipped|completed)\b",
-        r"\bmean\w*\b.*\b(?:pending|processing|shipped|status)\b|\b(?:pending|processing|status)\b.*\bmean\w*\b",
+        r"\bmean\w*\b.*\b(?:pending|processing|shipped|delivered|completed|status)\b|\b(?:pending|processing|shipped|delivered|completed|status)\b.*\bmean\w*\b",
         r"\bnot moved\b|\bhas not (?:moved|updated)\b",
     ),
     "order_history": (
@@ -87,6 +87,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:hacked|compromised|someone else used)\b",
         r"\b(?:someone|somebody)(?: else)? (?:logged|log|got|has got|broke) ?in(?:to)?\b",
         r"\brecover (?:my )?account\b|\blocked out\b|\baccount (?:is )?locked\b",
+        r"\b(?:cannot|can not|unable to) get (?:in|into) (?:my )?account\b|\bemail (?:is )?(?:gone|deleted|closed|no longer)\b",
     ),
     "profile": (
         r"\b(?:change|update|correct|fix|edit|new|modify|wrong)\b.{0,40}\b(?:email|e mail|phone|number|address|name|surname|details|profile)\b",
@@ -125,7 +126,7 @@ _PATTERNS: Final = MappingProxyType({
     "hours": (
         r"\b(?:opening|open|business|support|office|working|service) hours\b|\bwhen are you open\b|\bhours\b",
         r"\bare you open\b|\bopen on\b|\b(?:saturday|sunday|weekend)s?\b",
-        r"\bwhat time\b|\bcontact (?:you|support|customer service)\b",
+        r"\bwhat time\b|\bcontact (?:you|support|customer service)\b|\breach (?:you|us|support|customer service)\b|\bcall you\b",
     ),
     "privacy": (
         r"\bprivacy\b|\bgdpr\b|\bpersonal data\b|\bmy data\b|\bdata (?:you|do you) (?:store|keep|have)\b",
@@ -172,6 +173,7 @@ _YIELDS: Final = (
     ("shipping", "missing", None),
     ("shipping", "tracking", None),
     ("shipping", "refund", None),
+    ("shipping", "cancel", r"\bfrom (?:shipping|being shipped)\b"),
     ("shipping", "refund_status", None),
     ("missing", "account_recovery", None),
     ("missing", "password", r"\b(?:reset|link|email)\b"),

@@ -96,11 +96,8 @@ def write_outcomes(
 ) -> None:
     """One paragraph per decision, then what happens next from the article."""
     for d in conv.pending_decisions():
-        order = (
-            conv.order(str(d.arguments.get("order_id", "")))
-            if d.arguments.get("order_id")
-            else None
-        )
+        oid = d.arguments.get("order_id")
+        order = conv.order_seen(oid) if isinstance(oid, str) else None
         what = texts.action(d.tool, d.arguments, order)
         if d.tool == "issue_voucher":
             worth = texts.money(d.arguments.get("amount"))
@@ -108,8 +105,8 @@ def write_outcomes(
         hit = picks.get(by_tool.get(d.tool, ""))
         if d.outcome == "approved":
             w.para(done_sentence(d, order))
-            if d.tool not in ("cancel_order", "create_refund") and d.tool in NEXT_QUERY:
-                w.quote(hit, NEXT_QUERY[d.tool], max_sentences=2)
+            if d.tool == "create_return":  # the rest is said in full by done_sentence
+                w.quote(hit, NEXT_QUERY[d.tool], max_sentences=2, lead="Once they arrive,")
         elif d.outcome == "failed":
             err = str(_r(d.result, "error") or "")
             said = texts.customer_error(err)

@@ -155,7 +155,7 @@ def rank(markdown: str, query: str, prefer: str = "") -> list[Part]:
     return [p for s, _, p in scored if s > 0] or [p for _, _, p in scored[:1]]
 
 
-def render(part: Part, query: str = "", max_sentences: int = 3) -> str:
+def render(part: Part, query: str = "", max_sentences: int = 3, drop: str = "") -> str:
     """A section as draft text: prose sentences (the ones that answer, in order) and
     lists as lists; a sentence leaning on text that is left out is dropped."""
     q = terms(query)
@@ -171,7 +171,7 @@ def render(part: Part, query: str = "", max_sentences: int = 3) -> str:
                 "\n".join(f"{m} {line}" for m, line in zip(marker, block.lines, strict=True))
             )
             continue
-        sents = list(block.lines)
+        sents = [s for s in block.lines if not (drop and drop in s.lower())]
         if len(sents) > max_sentences and q:
             keep = sorted(range(len(sents)), key=lambda i: (-len(q & terms(sents[i])), i))
             chosen = sorted(keep[:max_sentences])

@@ -45,7 +45,7 @@ _INJECTION_RE = re.compile(
     r"|system (?:override|prompt)|developer mode|admin mode|\bdan\b|jailbreak|\bpretend\b|disregard"
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
-    r"|repeat after me|print your|list your tools",
+    r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode",
     re.I,
 )
 _QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
@@ -101,6 +101,7 @@ class _Parsed:
     intents: list[str]
     clauses: dict[str, str]
     question: dict[str, bool]
+    raw: str = ""  # as written (profile values such as an email address live here)
 
 
 def is_foreign(text: str) -> bool:
@@ -119,7 +120,7 @@ def english_words(text: str) -> str:
 
 def _clean(text: str) -> str:
     """What the customer asks, without quoted text or pasted markup (not requests)."""
-    return _QUOTED_RE.sub(" ", text)
+    return slots.EMAIL_RE.sub(" ", _QUOTED_RE.sub(" ", text))
 
 
 def _is_question(norm: str) -> bool:
@@ -131,6 +132,16 @@ def _general(clause: str) -> bool:
     low = clause.lower()
     return low.rstrip().endswith("?") and bool(re.search(r"\b(?:an|any) (?:order|item|product)\b", low)) \
         and not re.search(r"\b(?:my|mine|ord\s?\d)", low)
+
+
+def _profile_text(p: _Parsed, clause: str) -> str:
+    """The raw words of the profile clause (emails were blanked for the intent rules)."""
+    if clause == p.text:
+        return p.raw
+    for part in _CLAUSE_RE.split(p.raw):
+        if part and "@" in part and slots.profile_field(part) is not None:
+            return part
+    return clause if not slots.EMAIL_RE.search(p.raw) else p.raw
 
 
 def _refine(intents: list[str], norm: str, text: str) -> list[str]:
@@ -172,7 +183,7 @@ def parse(text: str, speller: Speller) -> _Parsed:
     for name in found:
         clauses.setdefault(name, clean)
         question.setdefault(name, _is_question(norm))
-    return _Parsed(clean, norm, found, clauses, question)
+    return _Parsed(clean, norm, found, clauses, question, text)
 
 
 def _carried_order(conv: Conversation, before: int, speller: Speller) -> str | None:
@@ -201,7 +212,7 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
         question=p.question.get(intent, False) or _general(clause), since=since,
         reports_damage=bool(_DAMAGE_WORDS.search(cnorm)),
-        profile=slots.profile_change(p.text) if intent == "profile" else None,
+        profile=slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None,
         complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
         negated=bool(_NEGATE_RE.search(cnorm)) and intent in ACTION_INTENTS,
     )
@@ -222,7 +233,7 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
     money = slots.amounts(p.text, bare=True)
     profile = earlier.profile
     if earlier.intent == "profile":
-        profile = slots.profile_change(p.text, profile.field if profile else None) or profile
+        profile = slots.profile_change(p.raw, profile.field if profile else None) or profile
     return replace(
         earlier,
         order_id=own[0] if own else earlier.order_id,

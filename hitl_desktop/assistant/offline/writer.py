@@ -43,6 +43,7 @@ class Writer:
         skip: int = 0,
         max_sentences: int = 3,
         lead: str = "",
+        drop: str = "",
     ) -> bool:
         """The section of ``hit`` that best answers ``query``, whole, cited.
         ``skip`` passes over the best sections ("tell me more")."""
@@ -57,10 +58,12 @@ class Writer:
         if len(ranked) <= skip:
             return False
         part = ranked[skip]
-        body = sections.render(part, query, max_sentences)
+        body = sections.render(part, query, max_sentences, drop)
         if not body:
             return False
         self.used.add((hit.article_id, part.heading))
+        if lead and body.split(" ", 1)[0].lower() in ("once", "after", "when", "if"):
+            lead = ""
         if lead and body[:1].isupper() and body[1:2].islower():
             body = body[0].lower() + body[1:]
         self.para(f"{lead} {body}" if lead else body)
