@@ -127,9 +127,9 @@ async def host_path(turns: int, deltas: int, delay: float, data_dir: Path,
     with FakeInThread() as fake:
         fake.responder = lambda body: Reply(text=text, chunk=CHUNK, delay=delay)
         paths = resolve_paths(data_dir, data_dir / "config").ensure()
-        settings = Settings(provider="openai", base_url=fake.base_url, model="gpt-4.1-mini")
-        provider = StampingProvider(OpenAIProvider.from_settings(paths, settings,
-                                                                 api_key=fake.api_key))
+        settings = Settings(provider="openai", model="gpt-4.1-mini")
+        provider = StampingProvider(OpenAIProvider.from_settings(
+            paths, settings, api_key=fake.api_key, base_url=fake.base_url))
         host = await start_host(paths, settings, port=0, copilot_factory=lambda outbox:
                                 build_copilot(paths, settings, outbox, provider=provider))
         try:

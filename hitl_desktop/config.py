@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -77,8 +78,11 @@ class Settings:
     greeting: str = "Hi! How can we help you today?"
     vector_store_id: str | None = None
     knowledge_dir: str | None = None  # None = the knowledge base shipped with the app
-    base_url: str | None = None  # OpenAI-compatible server (or OPENAI_BASE_URL)
-    compatible_api: str = "responses"  # responses | chat
+    # the OpenAI-compatible server (Ollama, vLLM, LM Studio); never used by the OpenAI
+    # engine, which talks to OpenAI (or OPENAI_BASE_URL) only, so its key stays there
+    compatible_base_url: str | None = None
+    compatible_api: str = "chat"  # chat (every local server) | responses
+    reasoning_effort: str = "low"  # reasoning models: minimal | low | medium | high
     max_search_results: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -91,14 +95,38 @@ class Settings:
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable settings %s: %s", paths.settings_file, exc)
             return cls()
+        if not isinstance(raw, dict):
+            log.warning("ignoring settings %s: not a JSON object", paths.settings_file)
+            return cls()
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        settings = cls(**{k: v for k, v in raw.items() if k in known})
+        _migrate_base_url(settings, raw)
+        return settings
 
     def save(self, paths: Paths) -> None:
         paths.ensure()
         tmp = paths.settings_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2), "utf-8")
         tmp.replace(paths.settings_file)
+
+
+OPENAI_HOSTS = frozenset({"api.openai.com"})
+
+
+def _migrate_base_url(settings: Settings, raw: dict[str, Any]) -> None:
+    """An old ``base_url`` served both engines, so the OpenAI key could reach a local
+    server. It now belongs to the compatible engine only (an api.openai.com address
+    is simply dropped: that is the OpenAI engine's default anyway)."""
+    old = raw.get("base_url")
+    if not isinstance(old, str) or not old.strip() or settings.compatible_base_url:
+        return
+    host = urlsplit(old.strip()).hostname or ""
+    if host.lower() in OPENAI_HOSTS:
+        log.info("settings: dropping base_url %s (the OpenAI default)", old)
+        return
+    settings.compatible_base_url = old.strip()
+    log.info("settings: base_url %s now serves only the compatible engine "
+             "(compatible_base_url)", old)
 
 
 def mdns_interfaces() -> list[str] | None:

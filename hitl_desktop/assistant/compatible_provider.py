@@ -13,11 +13,27 @@ Several upstream responses (search rounds) are merged into ONE Responses
 stream: one ``response.created``, contiguous ``output_index`` and
 ``sequence_number`` values, one ``response.completed`` whose output holds
 everything shown. ``Settings.compatible_api`` picks the upstream API:
-``responses`` (``/v1/responses``) or ``chat`` (``/v1/chat/completions``, whose
-stream is converted into Responses events by :class:`ChatToResponses`).
+``chat`` (``/v1/chat/completions``, the default: every local server has it;
+its stream is converted into Responses events by :class:`ChatToResponses`) or
+``responses`` (``/v1/responses``: Ollama 0.13.3+, vLLM, LM Studio 0.3.29+).
 
-The OpenAI key is never sent to a third-party server: the key comes from
-``HITL_COMPATIBLE_API_KEY`` (most local servers need none).
+What local servers need that OpenAI does not (each seen in public bug reports):
+
+* Ollama streams every parallel tool call with ``index: 0``: a new ``id`` at the
+  same index starts a new call (ollama/ollama#15457). Whole calls may arrive in
+  one chunk, with ``content: null``.
+* Qwen-style chat templates accept exactly one ``system`` message, at the start:
+  developer notes that come later (approval outcomes) go in as clearly marked
+  user-side context instead.
+* ``parallel_tool_calls: false`` on the chat path too, so small models make one
+  call at a time.
+* vLLM refuses every request with tools unless started with
+  ``--enable-auto-tool-choice --tool-call-parser ...``; a 404 on ``/responses``
+  means the server is too old for that API. Both get a message that says what to do.
+
+The OpenAI key is never sent to a third-party server: the address comes from
+``Settings.compatible_base_url`` and the key from ``HITL_COMPATIBLE_API_KEY``
+(most local servers need none).
 """
 
 from __future__ import annotations
@@ -56,6 +72,7 @@ log = logging.getLogger(__name__)
 
 SEARCH_TOOL_NAME = "search_knowledge_base"
 API_KEY_ENV = "HITL_COMPATIBLE_API_KEY"
+BASE_URL_ENV = "HITL_COMPATIBLE_BASE_URL"
 SERVICE = "the compatible model server"
 _MAX_RESULT_TEXT = 1500
 
@@ -120,11 +137,18 @@ def search_output(query: str, results: list[dict[str, Any]]) -> str:
     }, ensure_ascii=False)
 
 
+NOTE_PREFIX = "[Note from the support desk, not written by the customer]"
+
+
 def to_chat_messages(instructions: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Responses input items as Chat Completions messages (tool calls grouped)."""
+    """Responses input items as Chat Completions messages (tool calls grouped).
+
+    Exactly one ``system`` message, first: the instructions plus any developer or
+    system notes that precede the conversation. Later notes become ``user``
+    messages marked with :data:`NOTE_PREFIX` (many chat templates reject a
+    system message anywhere but at the start)."""
+    system: list[str] = [instructions] if instructions else []
     messages: list[dict[str, Any]] = []
-    if instructions:
-        messages.append({"role": "system", "content": instructions})
     for item in items:
         itype = item.get("type", "message" if "role" in item else None)
         if itype == "message":
@@ -133,15 +157,21 @@ def to_chat_messages(instructions: str, items: Sequence[Mapping[str, Any]]) -> l
                 content = "".join(str(p.get("text", "")) for p in content
                                   if isinstance(p, Mapping))
             role = item.get("role", "user")
-            messages.append({"role": "system" if role == "developer" else role,
-                             "content": str(content)})
+            if role in {"developer", "system"}:
+                if not messages:
+                    system.append(str(content))
+                else:
+                    messages.append({"role": "user", "content": f"{NOTE_PREFIX} {content}"})
+                continue
+            messages.append({"role": role, "content": str(content)})
         elif itype == "function_call":
             call = {"id": item.get("call_id", ""), "type": "function",
                     "function": {"name": item.get("name", ""),
                                  "arguments": item.get("arguments", "") or "{}"}}
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and last.get("tool_calls"):
-                last["tool_calls"].append(call)
+            if last is not None and last["role"] == "assistant":
+                # calls join the text the model wrote before them (one assistant turn)
+                last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif itype == "function_call_output":
@@ -149,6 +179,8 @@ def to_chat_messages(instructions: str, items: Sequence[Mapping[str, Any]]) -> l
             messages.append({"role": "tool", "tool_call_id": item.get("call_id", ""),
                              "content": output if isinstance(output, str) else json.dumps(output)})
         # reasoning / hosted tool items have no Chat Completions equivalent
+    if system:
+        messages.insert(0, {"role": "system", "content": "\n\n".join(system)})
     return messages
 
 
@@ -173,6 +205,7 @@ def to_chat_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 class _ChatCall:
     item_id: str
     call_id: str
+    given_id: str = ""  # the id the server sent (empty: it sent none)
     name: str = ""
     arguments: str = ""
     output_index: int = -1
@@ -196,7 +229,8 @@ class ChatToResponses:
         self._msg_id: str | None = None
         self._msg_index = -1
         self._text = ""
-        self._calls: dict[int, _ChatCall] = {}
+        self._calls: list[_ChatCall] = []
+        self._at_index: dict[int, _ChatCall] = {}  # the call a chunk index continues
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
         self._output: list[dict[str, Any]] = []
@@ -258,10 +292,16 @@ class ChatToResponses:
 
     def _tool_delta(self, tc: Any) -> list[dict[str, Any]]:
         index = sdk_get(tc, "index", 0)
-        call = self._calls.get(index)
-        if call is None:
-            call = self._calls[index] = _ChatCall(_new_id("fc"),
-                                                  str(sdk_get(tc, "id", "") or _new_id("call")))
+        given = str(sdk_get(tc, "id", "") or "")
+        call = self._at_index.get(index)
+        # a new id at an index already in use is a new call (Ollama sends every
+        # parallel call at index 0); a repeated or missing id continues the call
+        if call is None or (given and call.given_id and given != call.given_id):
+            call = _ChatCall(_new_id("fc"), given or _new_id("call"), given)
+            self._calls.append(call)
+            self._at_index[index] = call
+        elif given and not call.given_id:
+            call.given_id = given
         fn = sdk_get(tc, "function")
         name = sdk_get(fn, "name")
         if isinstance(name, str) and name:
@@ -305,7 +345,7 @@ class ChatToResponses:
             out.append(self._ev("response.output_item.done", output_index=self._msg_index,
                                 item=item))
             done.append((self._msg_index, item))
-        for call in self._calls.values():
+        for call in self._calls:
             if not call.opened:
                 call.name = call.name or "unknown_function"
                 out.extend(self._open_call(call))
@@ -481,7 +521,7 @@ class CompatibleProvider:
         *,
         base_url: str | None,
         model: str,
-        api: str = "responses",
+        api: str = "chat",
         api_key: str | None = None,
         knowledge: KnowledgeSearch | None = None,
         knowledge_opener: Callable[[], KnowledgeSearch] | None = None,
@@ -514,20 +554,49 @@ class CompatibleProvider:
             return open_index(paths.data_dir, settings.knowledge_dir)
 
         kwargs.setdefault("knowledge_opener", open_shared_index)
-        return cls(base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL"),
+        return cls(base_url=settings.compatible_base_url or os.environ.get(BASE_URL_ENV),
                    model=settings.model, api=settings.compatible_api,
                    max_search_results=settings.max_search_results, **kwargs)
 
     def _get_client(self) -> openai.AsyncOpenAI:
         if not self.base_url:
             raise ProviderError("no_base_url", "No server address is configured for the "
-                                "OpenAI-compatible provider: set base_url in the settings "
-                                "(e.g. http://localhost:11434/v1) or OPENAI_BASE_URL.")
+                                "OpenAI-compatible provider: set compatible_base_url in the "
+                                "settings (e.g. http://localhost:11434/v1 for Ollama) or "
+                                f"{BASE_URL_ENV}.")
         if self._client is None:
             self._client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
                                               timeout=self._timeout,
                                               max_retries=self._max_retries)
         return self._client
+
+    def _explain(self, exc: openai.APIError, *, started: bool) -> ProviderError:
+        """Local servers' typical set-up mistakes, said with the fix; else the usual mapping."""
+        detail = str(getattr(exc, "message", "") or exc)
+        body = getattr(exc, "body", None)
+        if isinstance(body, Mapping):
+            inner = body.get("error", body)
+            if isinstance(inner, Mapping) and isinstance(inner.get("message"), str):
+                detail = inner["message"]
+            elif isinstance(inner, str):
+                detail = inner
+        low = detail.lower()
+        if "enable-auto-tool-choice" in low or "tool-call-parser" in low:
+            return ProviderError("server_setup", "The vLLM server refuses tools: start it with "
+                                 "--enable-auto-tool-choice --tool-call-parser <parser> "
+                                 "(hermes for Qwen, llama3_json for Llama 3.x, mistral for "
+                                 f"Mistral). Server said: {detail}")
+        if isinstance(exc, openai.NotFoundError):
+            if "model" in low and ("not found" in low or "does not exist" in low):
+                return ProviderError("not_found", f"{SERVICE} has no model {self.model!r} "
+                                     f"(for Ollama: ollama pull {self.model}). Server said: "
+                                     f"{detail}")
+            if self.api == "responses":
+                return ProviderError("not_found", f"{SERVICE} at {self.base_url} has no "
+                                     "/responses endpoint (Ollama before 0.13.3, older LM "
+                                     "Studio): set \"compatible_api\": \"chat\" in the "
+                                     f"settings. Server said: {detail}")
+        return map_api_error(exc, started=started, service=SERVICE)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -583,6 +652,7 @@ class CompatibleProvider:
             "messages": to_chat_messages(request.instructions, history)}
         if tools:
             chat_params["tools"] = to_chat_tools(tools)
+            chat_params["parallel_tool_calls"] = False
         chunks = await client.chat.completions.create(**chat_params)
         converter = ChatToResponses(model)
         try:
@@ -611,8 +681,7 @@ class CompatibleProvider:
                     for out in merger.relay(event, rnd):
                         yield out
             except openai.APIError as exc:
-                raise map_api_error(exc, started=received or searches > 0,
-                                    service=SERVICE) from exc
+                raise self._explain(exc, started=received or searches > 0) from exc
             if rnd.failed:
                 return
             if not rnd.completed:

@@ -57,8 +57,11 @@ def render_item(item: TurnItem) -> dict[str, Any]:
     if isinstance(item, SentReply):
         return {"role": "assistant", "content": item.text}
     if isinstance(item, ToolCallItem):
-        return {"type": "function_call", "call_id": item.call_id, "name": item.name,
+        call = {"type": "function_call", "call_id": item.call_id, "name": item.name,
                 "arguments": item.raw_arguments}
+        if item.item_id:
+            call["id"] = item.item_id
+        return call
     if isinstance(item, ToolOutputItem):
         return {"type": "function_call_output", "call_id": item.call_id,
                 "output": _json(item.output)}

@@ -32,7 +32,9 @@ The updates, in the order a consumer typically sees them for one response:
 * :class:`Completed` — the response finished: the full draft text, the tool
   calls, and the output items to append to the conversation (stateless input).
 * :class:`Failed` — ``error`` / ``response.failed`` / ``response.incomplete``, a
-  stream that ended without a terminal event, or a :class:`ProviderError`.
+  stream that ended without a terminal event, a :class:`ProviderError`, or a
+  refusal (``response.refusal.delta/done`` or a ``refusal`` content part and no
+  text: code ``refusal``, the model's words in the message — never an empty draft).
 
 Exactly one of :class:`Completed` or :class:`Failed` ends a response; after it
 the translator ignores further events until :meth:`StreamTranslator.reset`
@@ -377,6 +379,7 @@ class _State:
     citations_seen: set[tuple[str, int, int]] = field(default_factory=set)
     searches_done: set[str] = field(default_factory=set)
     search_status: dict[str, str] = field(default_factory=dict)
+    refusals: dict[str, str] = field(default_factory=dict)  # message item -> refusal text
 
 
 class StreamTranslator:
@@ -657,9 +660,27 @@ class StreamTranslator:
         queries = tuple(q for q in (sdk_get(item, "queries", []) or []) if isinstance(q, str))
         return [SearchResults(item_id, queries, tuple(hits))]
 
+    def _on_refusal_delta(self, event: Any) -> list[Update]:
+        self._started = True
+        key = self._item_key(event)
+        self._s.refusals[key] = self._s.refusals.get(key, "") + _str(sdk_get(event, "delta"))
+        return []
+
+    def _on_refusal_done(self, event: Any) -> list[Update]:
+        self._started = True
+        refusal = _str(sdk_get(event, "refusal"))
+        if refusal:
+            self._s.refusals[self._item_key(event)] = refusal
+        return []
+
     def _message_done(self, item_id: str, item: Any) -> list[Update]:
         out: list[Update] = []
         for index, content in enumerate(sdk_get(item, "content", []) or []):
+            if sdk_get(content, "type") == "refusal":
+                refusal = _str(sdk_get(content, "refusal"))
+                if refusal or item_id not in self._s.refusals:
+                    self._s.refusals[item_id] = refusal
+                continue
             if sdk_get(content, "type") != "output_text":
                 continue
             for ann_index, annotation in enumerate(sdk_get(content, "annotations", []) or []):
@@ -688,6 +709,12 @@ class StreamTranslator:
             if not call.item_id.startswith("#"):
                 synthetic["id"] = call.item_id
             out.extend(self._on_item_done({"output_index": index, "item": synthetic}))
+        if self._s.refusals and not self._joined_text().strip():
+            refusal = " ".join(r.strip() for r in self._s.refusals.values() if r.strip())
+            out.append(self._fail("refusal", "The AI model refused to draft this reply"
+                                  + (f": “{refusal}”" if refusal else ".")
+                                  + " Write the reply yourself, or regenerate."))
+            return out
         items = [self._s.items_done[i] for i in sorted(self._s.items_done)]
         usage = sdk_dict(sdk_get(response, "usage")) or None
         self._s.finished = True
@@ -749,6 +776,8 @@ class StreamTranslator:
         "response.file_search_call.completed": _on_search_status,
         "response.function_call_arguments.delta": _on_args_delta,
         "response.function_call_arguments.done": _on_args_done,
+        "response.refusal.delta": _on_refusal_delta,
+        "response.refusal.done": _on_refusal_done,
         "response.completed": _on_completed,
         "response.failed": _on_failed,
         "response.incomplete": _on_incomplete,

@@ -63,6 +63,9 @@ class ToolCallItem(_Item):
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     raw_arguments: str = "{}"  # what the model sent, byte for byte (replayed to it)
+    # the server's item id, kept only when the response's reasoning travels with it
+    # (store=false + encrypted reasoning: the call is replayed under the same id)
+    item_id: str | None = None
 
 
 class ToolOutputItem(_Item):

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -65,6 +65,7 @@ from hitl_desktop.core.turns import (
     ApprovalOutcome,
     ApprovalState,
     CustomerLine,
+    ModelOutput,
     SentReply,
     ToolCallItem,
     ToolOutputItem,
@@ -118,6 +119,7 @@ class _Round:
     delta_at: dict[str, float] = field(default_factory=dict)  # call_id -> last tool delta
     text_item: str | None = None
     item_start: dict[str, int] = field(default_factory=dict)  # message item -> draft offset
+    output_items: tuple[dict[str, Any], ...] = ()  # the response as stateless input items
     completed: bool = False
     failed: Failed | None = None
 
@@ -456,6 +458,9 @@ class HostCopilot:
             state, message = "error", self._last_error
         else:
             state, message = "ready", None
+        if message is None:
+            notice = getattr(p, "notice", None)  # e.g. "drafts arrive whole" (OpenAI engine)
+            message = notice if isinstance(notice, str) and notice else None
         if message is None and not p.is_ai:
             message = "offline assistant: drafts come from the knowledge base, not an AI model"
         return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
@@ -566,8 +571,9 @@ class HostCopilot:
                             turn.turn_id, round_no)
                 break
             # side effects and their record in the history must not be torn by a cancel
-            work = self._tasks.spawn(self._handle_calls(turn, calls, customer_id),
-                               f"tools:{turn.turn_id}")
+            work = self._tasks.spawn(
+                self._handle_calls(turn, calls, customer_id, rnd.output_items),
+                f"tools:{turn.turn_id}")
             try:
                 await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -681,6 +687,7 @@ class HostCopilot:
                                                              articles=[art]))
         elif isinstance(update, Completed):
             rnd.completed = True
+            rnd.output_items = update.output_items
             known = {c.call_id for c in rnd.calls}
             rnd.calls.extend(c for c in update.tool_calls if c.call_id not in known)
         elif isinstance(update, Failed):
@@ -711,15 +718,27 @@ class HostCopilot:
     # ----------------------------------------------------------- tools
 
     async def _handle_calls(
-        self, turn: _Turn, calls: list[ToolCallReady], customer_id: str
+        self, turn: _Turn, calls: list[ToolCallReady], customer_id: str,
+        output_items: Sequence[dict[str, Any]] = (),
     ) -> None:
+        """Run the calls and record them with their outputs. What the model produced
+        with them goes first, as the API documents for ``store=False``: its reasoning
+        items (encrypted) and any text it wrote before calling."""
+        context = [ModelOutput(item=dict(i)) for i in output_items
+                   if i.get("type") in {"reasoning", "message"}]
+        # with reasoning kept, each call travels with the item id it was produced under
+        item_ids = {i.get("call_id"): i.get("id") for i in output_items
+                    if i.get("type") == "function_call" and i.get("id")}
+        if context:
+            self.conversations.append(turn.session_id, *context)
         for call in calls:
             output = await self._handle_call(turn, call, customer_id)
             self.conversations.append(
                 turn.session_id,
                 ToolCallItem(call_id=call.call_id, name=call.name,
                              arguments=dict(call.arguments or {}),
-                             raw_arguments=call.raw_arguments),
+                             raw_arguments=call.raw_arguments,
+                             item_id=item_ids.get(call.call_id)),
                 output,
             )
 

@@ -487,9 +487,10 @@ def _api_message(exc: openai.APIError) -> str:
 
 
 def make_client(api_key: str, settings: Settings, *, timeout: float = 60.0) -> AsyncOpenAI:
-    """The client the wizard uses; ``OPENAI_BASE_URL`` is honoured when no base_url is set."""
-    base_url = settings.base_url if settings.provider in ("openai", "compatible") else None
-    return AsyncOpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=2)
+    """The client the wizard uses: OpenAI, or ``OPENAI_BASE_URL`` — never the compatible
+    server's address (``settings`` is accepted for the callers' convenience only)."""
+    del settings
+    return AsyncOpenAI(api_key=api_key, timeout=timeout, max_retries=2)
 
 
 async def check_api_key(client: AsyncOpenAI, model: str | None = None) -> list[str]:

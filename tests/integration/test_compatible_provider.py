@@ -12,6 +12,7 @@ import pytest
 
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.compatible_provider import (
+    NOTE_PREFIX,
     SEARCH_TOOL_NAME,
     CompatibleProvider,
     to_chat_messages,
@@ -139,8 +140,10 @@ async def test_follow_up_turn_with_tool_output(fake: FakeOpenAI, index: Knowledg
     assert not of(updates, SearchResults)
     (body,) = requests(fake, api)
     if api == "chat":
-        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant",
-                                                         "assistant", "tool"]
+        # the text written before the call and the call are one assistant turn
+        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "tool"]
+        assert body["messages"][2]["content"] == "Let me check."
+        assert body["messages"][2]["tool_calls"][0]["id"] == "call_7"
     else:
         assert body["input"] == turn(*history).input  # the one renderer
 
@@ -189,8 +192,8 @@ async def test_factory_builds_it_from_settings(fake: FakeOpenAI,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HITL_COMPATIBLE_API_KEY", fake.api_key)
     paths = resolve_paths().ensure()
-    settings = Settings(provider="compatible", base_url=fake.base_url, compatible_api="chat",
-                        model="qwen2.5")
+    settings = Settings(provider="compatible", compatible_base_url=fake.base_url,
+                        compatible_api="chat", model="qwen2.5")
     p = make_provider(paths, settings)
     assert isinstance(p, CompatibleProvider) and p.api == "chat"
     fake.enqueue_chat(Reply(calls=[Call(SEARCH_TOOL_NAME, {"query": "return window"})]),
@@ -222,5 +225,5 @@ def test_chat_message_conversion_groups_tool_calls() -> None:
             {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
         {"role": "tool", "tool_call_id": "a", "content": "1"},
         {"role": "tool", "tool_call_id": "b", "content": "2"},
-        {"role": "system", "content": "note"},
+        {"role": "user", "content": f"{NOTE_PREFIX} note"},
     ]

@@ -232,7 +232,7 @@ async def test_history_survives_a_host_restart(tmp_path: Path, fake: FakeOpenAI,
 
     # same data dir, new process state: the model still sees the earlier exchange
     paths = host_paths(tmp_path)
-    settings = Settings(provider="openai", base_url=fake.base_url, vector_store_id="vs_test")
+    settings = Settings(provider="openai", vector_store_id="vs_test")
     host = await start_host(
         paths, settings, port=0,
         copilot_factory=lambda outbox: build_copilot(paths, settings, outbox,
@@ -257,7 +257,7 @@ async def test_history_survives_a_host_restart(tmp_path: Path, fake: FakeOpenAI,
 async def test_no_api_key_fails_the_draft_clearly_and_chat_still_flows(
     tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
 ) -> None:
-    settings = Settings(provider="openai", base_url=fake.base_url, vector_store_id="vs_test")
+    settings = Settings(provider="openai", vector_store_id="vs_test")
     desk = await open_desk(tmp_path, fake, monkeypatch, key=None, override="openai",
                            settings=settings)
     desks.append(desk)

@@ -212,7 +212,7 @@ async def test_restart_mid_draft_reports_the_draft_failed(
         await client.close()
     await desk.host.stop()
 
-    settings = Settings(provider="openai", base_url=fake.base_url, vector_store_id="vs_test")
+    settings = Settings(provider="openai", vector_store_id="vs_test")
     host = await start_host(paths, settings, port=0, copilot_factory=lambda outbox: build_copilot(
         paths, settings, outbox, provider_override="openai"))
     try:
@@ -230,8 +230,8 @@ async def test_compatible_engine_searches_the_shared_local_index(
 ) -> None:
     async with FakeOpenAI(hosted_file_search=False) as server:
         monkeypatch.setenv("HITL_COMPATIBLE_API_KEY", server.api_key)
-        settings = Settings(provider="compatible", base_url=server.base_url, model="llama3",
-                            compatible_api="responses")
+        settings = Settings(provider="compatible", compatible_base_url=server.base_url,
+                            model="llama3", compatible_api="responses")
         desk = await open_desk(tmp_path, server, monkeypatch, key=None, override="compatible",
                                settings=settings)
         desks.append(desk)

@@ -299,7 +299,7 @@ def test_serve_in_thread_for_sync_callers() -> None:
     with serve_in_thread() as server:
         server.enqueue(Reply(text="from a thread"))
         response = httpx2.post(f"{server.base_url}/responses", json={
-            "model": "m", "input": "hi", "stream": True},
+            "model": "gpt-4.1-mini", "input": "hi", "stream": True},
             headers={"Authorization": f"Bearer {server.api_key}"})
         assert response.status_code == 200
         assert "event: response.completed" in response.text

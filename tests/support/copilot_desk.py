@@ -135,9 +135,11 @@ async def open_desk(
 ) -> Desk:
     if key is not None:
         monkeypatch.setenv("OPENAI_API_KEY", fake.api_key if key == "fake" else key)
+    # the OpenAI engine's only way to another address (settings cannot redirect its key)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     paths = host_paths(tmp_path)
-    settings = settings or Settings(provider="openai", base_url=fake.base_url,
-                                    vector_store_id="vs_test", model="gpt-5-mini")
+    settings = settings or Settings(provider="openai", vector_store_id="vs_test",
+                                    model="gpt-5-mini")
 
     def factory(outbox: Any) -> HostCopilot:
         if override is not None:

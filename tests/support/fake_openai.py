@@ -8,7 +8,17 @@ missing/incorrect bearer key (401), unknown tool shapes, function tools that
 break strict mode, unknown ``include`` values, a ``function_call`` without its
 ``function_call_output`` (and the reverse), reasoning items that cannot be
 resolved with ``store=False`` — all with the real error body
-``{"error": {"message", "type", "param", "code"}}``.
+``{"error": {"message", "type", "param", "code"}}``. Strict like the real API
+(each rule has a test in tests/integration/test_fake_openai_strict.py):
+unknown top-level parameters, unknown models (400) and models the project may
+not use (403 ``model_not_found``), unknown vector store ids, reasoning input
+items without ``summary``, strict-schema keywords the API does not support,
+``reasoning``/encrypted-reasoning includes for non-reasoning models and
+function tools for the ``*-chat-latest`` snapshots, streaming a model that
+cannot stream, and streaming a GPT-5-family model from an unverified
+organisation (``verified_org=False``: 400 ``param: "stream"``). A script that
+makes several calls although the request set ``parallel_tool_calls: false``
+is refused too (the real API never does that).
 
 Drive it with a queue of scripted turns (one turn per request)::
 
@@ -36,7 +46,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +88,12 @@ from openai.types.responses import (
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
     ResponseOutputMessage,
+    ResponseOutputRefusal,
     ResponseOutputText,
     ResponseOutputTextAnnotationAddedEvent,
     ResponseReasoningItem,
+    ResponseRefusalDeltaEvent,
+    ResponseRefusalDoneEvent,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     ResponseUsage,
@@ -103,6 +116,36 @@ KNOWN_INCLUDES = frozenset({
     "message.output_text.logprobs",
 })
 _NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+KNOWN_PARAMS = frozenset({
+    "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+    "include", "store", "stream", "stream_options", "metadata", "reasoning",
+    "max_output_tokens", "max_tool_calls", "temperature", "top_p", "top_logprobs", "text",
+    "truncation", "previous_response_id", "conversation", "user", "service_tier",
+    "background", "prompt", "prompt_cache_key", "safety_identifier",
+})
+# the models this fake serves, as the real API sorts them
+REASONING_MODELS = frozenset({"gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "o3", "o4-mini",
+                              "o1", "o1-pro", "gpt-5.1-codex-max"})
+CHAT_SNAPSHOTS = frozenset({"gpt-5-chat-latest", "chatgpt-4o-latest"})
+PLAIN_MODELS = frozenset({"gpt-4.1", "gpt-4.1-mini", "gpt-4o-mini"})
+DEFAULT_MODELS = REASONING_MODELS | CHAT_SNAPSHOTS | PLAIN_MODELS
+NO_STREAM_MODELS = frozenset({"o1-pro"})  # 400 on stream=true for everyone
+VERIFY_TO_STREAM = frozenset({"gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "o3"})
+# keywords strict mode rejects ("... is not permitted")
+UNSUPPORTED_STRICT_KEYWORDS = frozenset({
+    "minLength", "maxLength", "patternProperties", "unevaluatedProperties",
+    "propertyNames", "minProperties", "maxProperties", "unevaluatedItems", "contains",
+    "minContains", "maxContains", "uniqueItems",
+})
+MISSING_SCOPE_MESSAGE = (
+    "You have insufficient permissions for this operation. Missing scopes: api.model.read. "
+    "Check that you have the correct role in your organization (Reader, Writer, Owner) and "
+    "project (Member, Owner), and if you're using a restricted API key, that it has the "
+    "necessary scopes.")
+VERIFY_MESSAGE = ("Your organization must be verified to stream this model. Please go to: "
+                  "https://platform.openai.com/settings/organization/general and click on "
+                  "Verify Organization. If you just verified, it can take up to 15 minutes "
+                  "for access to propagate.")
 
 
 # --------------------------------------------------------------------------- scripts
@@ -150,6 +193,7 @@ class Reply:
     citations: list[Cite] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     reasoning: bool = False
+    refusal: str | None = None  # the model refuses: a refusal content part, no text
     chunk: int = 6  # characters per text / argument delta
     delay: float = 0.0  # seconds between events
     error_after: int | None = None  # then an `error` event + response.failed
@@ -228,6 +272,8 @@ def _strict_errors(schema: Any, context: tuple[str, ...] = ()) -> Iterator[str]:
     if not isinstance(schema, dict):
         return
     where = f"In context=({', '.join(repr(c) for c in context)}{',' if len(context) == 1 else ''})"
+    for keyword in sorted(UNSUPPORTED_STRICT_KEYWORDS & set(schema)):
+        yield f"{where}, '{keyword}' is not permitted."
     stype = schema.get("type")
     is_object = stype == "object" or (isinstance(stype, list) and "object" in stype)
     if is_object:
@@ -251,15 +297,33 @@ def _strict_errors(schema: Any, context: tuple[str, ...] = ()) -> Iterator[str]:
             yield from _strict_errors(sub, (*context, defs, key))
 
 
-def validate_responses_request(body: Any) -> None:
-    """Raise :class:`ApiError` for a request the real Responses API would reject."""
+def validate_responses_request(body: Any, *, models: Container[str] | None = None,
+                               vector_stores: Container[str] | None = None,
+                               no_access: Container[str] = (),
+                               verified_org: bool = True) -> None:
+    """Raise :class:`ApiError` for a request the real Responses API would reject.
+
+    ``models``/``vector_stores``: what exists (None: anything); ``no_access``: models
+    the key's project may not use (403 model_not_found)."""
     if not isinstance(body, dict):
         raise ApiError(400, "We could not parse the JSON body of your request.")
-    if not body.get("model"):
+    for key in body:
+        if key not in KNOWN_PARAMS:
+            raise ApiError(400, f"Unknown parameter: '{key}'.", param=key,
+                           code="unknown_parameter")
+    model = body.get("model")
+    if not model:
         raise ApiError(400, "Missing required parameter: 'model'.", param="model",
                        code="missing_required_parameter")
+    if models is not None and model not in models:
+        raise ApiError(400, f"The requested model '{model}' does not exist.", param="model",
+                       code="model_not_found")
+    if model in no_access:
+        raise ApiError(403, f"Project `proj_fake0001` does not have access to model `{model}`",
+                       code="model_not_found")
+    _validate_model_features(str(model), body, verified_org=verified_org)
     for i, tool in enumerate(body.get("tools") or []):
-        _validate_tool(i, tool)
+        _validate_tool(i, tool, vector_stores)
     for i, inc in enumerate(body.get("include") or []):
         if inc not in KNOWN_INCLUDES:
             raise ApiError(400, f"Invalid value: '{inc}'. Supported values are: "
@@ -274,7 +338,29 @@ def validate_responses_request(body: Any) -> None:
     _validate_input_items(raw, store=body.get("store", True) is not False)
 
 
-def _validate_tool(i: int, tool: Any) -> None:
+def _validate_model_features(model: str, body: Mapping[str, Any], *, verified_org: bool) -> None:
+    """What a model family refuses (messages as the real API words them)."""
+    reasoning_model = model in REASONING_MODELS
+    if body.get("reasoning") is not None and not reasoning_model:
+        raise ApiError(400, "Unsupported parameter: 'reasoning.effort' is not supported with "
+                       "this model.", param="reasoning.effort", code="unsupported_parameter")
+    if "reasoning.encrypted_content" in (body.get("include") or []) and not reasoning_model:
+        raise ApiError(400, "Encrypted content is not supported with this model.",
+                       param="include", code="unsupported_parameter")
+    if model in CHAT_SNAPSHOTS and any(isinstance(t, dict) and t.get("type") == "function"
+                                       for t in body.get("tools") or []):
+        raise ApiError(400, f"Function tools are not supported with {model}.", param="tools",
+                       code="unsupported_parameter")
+    if body.get("stream"):
+        if model in NO_STREAM_MODELS:
+            raise ApiError(400, "Unsupported value: 'stream' does not support true with this "
+                           "model. Supported values are: false.", param="stream",
+                           code="unsupported_value")
+        if not verified_org and model in VERIFY_TO_STREAM:
+            raise ApiError(400, VERIFY_MESSAGE, param="stream", code="unsupported_value")
+
+
+def _validate_tool(i: int, tool: Any, vector_stores: Container[str] | None = None) -> None:
     if not isinstance(tool, dict) or "type" not in tool:
         raise ApiError(400, f"Missing required parameter: 'tools[{i}].type'.",
                        param=f"tools[{i}].type", code="missing_required_parameter")
@@ -294,6 +380,11 @@ def _validate_tool(i: int, tool: Any) -> None:
             raise ApiError(400, f"Invalid 'tools[{i}].max_num_results': integer between 1 and "
                            "50 expected.", param=f"tools[{i}].max_num_results",
                            code="invalid_value")
+        if vector_stores is not None:
+            for vid in ids:
+                if vid not in vector_stores:
+                    raise ApiError(404, f"Vector store with id '{vid}' not found.",
+                                   param=f"tools[{i}].vector_store_ids")
         unknown = set(tool) - {"type", "vector_store_ids", "max_num_results", "filters",
                                "ranking_options"}
         if unknown:
@@ -349,6 +440,9 @@ def _validate_input_items(items: list[Any], *, store: bool) -> None:
                                param=f"input[{i}].output", code="missing_required_parameter")
             outputs[item["call_id"]] = i
         elif itype == "reasoning":
+            if not isinstance(item.get("summary"), list):
+                raise ApiError(400, f"Missing required parameter: 'input[{i}].summary'.",
+                               param=f"input[{i}].summary", code="missing_required_parameter")
             if not store and not item.get("encrypted_content"):
                 raise ApiError(404, f"Item with id '{item.get('id')}' not found. Items are not "
                                "persisted when `store` is set to false. Try again with `store` "
@@ -527,6 +621,34 @@ def reply_events(reply: Reply, body: Mapping[str, Any]) -> list[dict[str, Any]]:
                                                   sequence_number=next(seq),
                                                   output_index=index, item=done))
         output.append(done)
+    if reply.refusal is not None:
+        msg_id = _Ids.make("msg")
+        index = len(output)
+        events.append(ResponseOutputItemAddedEvent(
+            type="response.output_item.added", sequence_number=next(seq), output_index=index,
+            item=ResponseOutputMessage(id=msg_id, type="message", role="assistant",
+                                       status="in_progress", content=[])))
+        events.append(ResponseContentPartAddedEvent(
+            type="response.content_part.added", sequence_number=next(seq), item_id=msg_id,
+            output_index=index, content_index=0,
+            part=ResponseOutputRefusal(type="refusal", refusal="")))
+        for piece in _chunks(reply.refusal, reply.chunk):
+            events.append(ResponseRefusalDeltaEvent(
+                type="response.refusal.delta", sequence_number=next(seq), item_id=msg_id,
+                output_index=index, content_index=0, delta=piece))
+        events.append(ResponseRefusalDoneEvent(
+            type="response.refusal.done", sequence_number=next(seq), item_id=msg_id,
+            output_index=index, content_index=0, refusal=reply.refusal))
+        refusal_part = ResponseOutputRefusal(type="refusal", refusal=reply.refusal)
+        events.append(ResponseContentPartDoneEvent(
+            type="response.content_part.done", sequence_number=next(seq), item_id=msg_id,
+            output_index=index, content_index=0, part=refusal_part))
+        done_refusal = ResponseOutputMessage(id=msg_id, type="message", role="assistant",
+                                             status="completed", content=[refusal_part])
+        events.append(ResponseOutputItemDoneEvent(type="response.output_item.done",
+                                                  sequence_number=next(seq),
+                                                  output_index=index, item=done_refusal))
+        output.append(done_refusal)
     if reply.text:
         msg_id = _Ids.make("msg")
         index = len(output)
@@ -691,9 +813,21 @@ class FakeOpenAI:
     """The fake server: ``async with FakeOpenAI() as fake: ... fake.base_url``."""
 
     def __init__(self, *, api_key: str = "sk-test-fake-key", hosted_file_search: bool = True,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 models: Container[str] | str | None = "default",
+                 vector_stores: Container[str] | None = ("vs_test",),
+                 verified_org: bool = True) -> None:
         self.api_key = api_key
         self.hosted_file_search = hosted_file_search  # False: reject file_search like Ollama
+        # None: any model id (a compatible server's own names, the default without
+        # hosted file search); "default": the OpenAI models in DEFAULT_MODELS
+        self.models: Container[str] | None = (
+            (DEFAULT_MODELS if hosted_file_search else None) if models == "default"
+            else models if not isinstance(models, str) else {models})
+        self.vector_stores = vector_stores  # None: any vector store id
+        self.no_access: set[str] = set()  # 403 model_not_found for these
+        self.verified_org = verified_org  # False: GPT-5-family models refuse to stream
+        self.models_read = True  # False: a restricted key without Models:Read (403 on /models)
         self.turns: deque[Turn] = deque()
         self.chat_turns: deque[Turn] = deque()
         self.responder: Callable[[dict[str, Any]], Turn] | None = None
@@ -814,7 +948,8 @@ class FakeOpenAI:
         rec: RecordedRequest | None = None
         try:
             rec, body = await self._read(request)
-            validate_responses_request(body)
+            validate_responses_request(body, models=self.models, vector_stores=self.vector_stores,
+                                       no_access=self.no_access, verified_org=self.verified_org)
             if not self.hosted_file_search and any(
                     t.get("type") == "file_search" for t in body.get("tools") or []):
                 raise ApiError(400, "Tool type 'file_search' is not supported by this server.",
@@ -827,6 +962,13 @@ class FakeOpenAI:
         if isinstance(turn, Replay):
             events = [dict(e) for e in turn.events]
             return await self._sse(request, events, turn.delay, None)
+        if body.get("parallel_tool_calls") is False and len(turn.calls) > 1:
+            log.error("fake OpenAI: a scripted reply with %d calls for a request that set "
+                      "parallel_tool_calls=false", len(turn.calls))
+            return self._error_response(rec, ApiError(
+                500, f"fake OpenAI: the script makes {len(turn.calls)} function calls but the "
+                "request set parallel_tool_calls=false; the real API makes at most one",
+                code="fake_bad_script", type_="server_error"), {"x-should-retry": "false"})
         events = reply_events(turn, body)
         if not body.get("stream"):
             final = events[-1]["response"]
@@ -902,10 +1044,13 @@ class FakeOpenAI:
     async def _models(self, request: web.Request) -> web.Response:
         try:
             await self._read(request)
+            if not self.models_read:
+                raise ApiError(403, MISSING_SCOPE_MESSAGE, type_="invalid_request_error")
         except ApiError as err:
             return self._error_response(None, err)
+        ids = sorted(self.models) if isinstance(self.models, Iterable) else ["gpt-5-mini"]
         return web.json_response({"object": "list", "data": [
-            {"id": "gpt-5-mini", "object": "model", "created": 0, "owned_by": "openai"}]})
+            {"id": m, "object": "model", "created": 0, "owned_by": "openai"} for m in ids]})
 
 
 @contextlib.contextmanager
