@@ -155,6 +155,6 @@ async def test_an_approval_outcome_sends_exactly_one_system_message(
     roles = [m["role"] for m in messages]
     assert roles.count("system") == 1 and roles[0] == "system"
     notes = [m["content"] for m in messages if str(m["content"]).startswith(NOTE_PREFIX)]
-    assert notes and "approved" in notes[-1].lower()
+    assert notes and "executed" in notes[-1] and "HAS been carried out" in notes[-1]
     assert all(r.status == 200 for r in server.chat_requests())
 
