@@ -15,6 +15,7 @@ from typing import Any
 
 from hitl_desktop.assistant.offline import texts
 from hitl_desktop.assistant.offline.history import Conversation
+from hitl_desktop.assistant.offline.orders import order_line, order_status
 from hitl_desktop.assistant.offline.outcomes import NEXT_QUERY, write_outcomes
 from hitl_desktop.assistant.offline.planner import Note, Plan
 from hitl_desktop.assistant.offline.records import RECORDS
@@ -72,43 +73,6 @@ _FAMILY = {
 }
 
 
-def order_status(o: Mapping[str, Any]) -> str:
-    """One sentence with an order's state, from the look-up."""
-    oid, status = o.get("order_id"), str(o.get("status", "unknown"))
-    items = [str(i.get("name")) for i in o.get("items") or [] if isinstance(i, Mapping)]
-    what = f" ({texts.join(items)})" if items else ""
-    if status == "shipped":
-        carrier = f" with {o['carrier']}" if o.get("carrier") else ""
-        when = f" on {o['shipped_on']}" if o.get("shipped_on") else ""
-        track = (
-            f" Your tracking number is {o['tracking_number']}." if o.get("tracking_number") else ""
-        )
-        return f"Your order {oid}{what} shipped{carrier}{when}.{track}"
-    if status in ("delivered", "completed"):
-        when = f" on {o['delivered_on']}" if o.get("delivered_on") else ""
-        return f"Your order {oid}{what} was delivered{when}."
-    if status in ("pending", "processing"):
-        return (
-            f"Your order {oid}{what} is {status} and hasn't shipped yet, so it can still be "
-            "cancelled."
-        )
-    if status == "cancelled":
-        when = f" on {o['cancelled_on']}" if o.get("cancelled_on") else ""
-        back = o.get("amount_refunded")
-        money = (
-            f", and {texts.money(back)} was refunded to your original payment method"
-            if back
-            else ""
-        )
-        return f"Your order {oid}{what} was cancelled{when}{money}."
-    if status == "refunded":
-        return (
-            f"Your order {oid}{what} was refunded: {texts.money(o.get('amount_refunded'))} went "
-            "back to your original payment method."
-        )
-    return f"Your order {oid}{what} has the status {status}."
-
-
 class Composer:
     def __init__(
         self,
@@ -121,7 +85,7 @@ class Composer:
     ) -> None:
         self.w, self.conv, self.und, self.plan, self.found = w, conv, und, plan, found
         self.policy = policy
-        self.asked = False
+        self.tickets_told = False
 
     def hit(self, intent: str) -> Any:
         return self.found.picks.get(intent)
@@ -179,7 +143,10 @@ class Composer:
             len(w.parts) == 1 and (und.injection or und.foreign or und.other_customer)
         ):
             if "thanks" in und.social:
-                w.para(texts.WELCOME)
+                bye = re.search(
+                    r"\b(?:that'?s all|that is all|bye|nothing else|all good)\b", und.norm
+                )
+                w.para(texts.GOODBYE if bye else texts.WELCOME)
                 return
             if "greeting" in und.social:
                 w.para(texts.GREETING)
@@ -192,9 +159,16 @@ class Composer:
 
     def _pending(self) -> None:
         """One statement for everything handed to a representative in this turn."""
-        waiting = [r for r in self.conv.runs_since_latest() if r.awaiting]
+        runs = self.conv.runs_since_latest()
+        waiting = [r for r in runs if r.awaiting]
         if not waiting:
             return
+        for t in runs:  # the damage was recorded before anything was proposed
+            bug = t.arguments.get("type") == "bug_reported"
+            if t.name == "create_ticket" and not t.failed and not bug:
+                ref = t.output.get("ticket_id") if isinstance(t.output, Mapping) else None
+                self.w.para(texts.DAMAGE_RECORDED.format(ref=f" in ticket {ref}" if ref else ""))
+                self.tickets_told = True
         what = [
             texts.action(r.name, r.arguments, self._order(r.arguments.get("order_id")))
             for r in waiting
@@ -207,7 +181,11 @@ class Composer:
             )
         first = waiting[0]  # what happens once it's confirmed, from the article
         hit = self.hit(_TOOL_INTENT.get(first.name, ""))
-        if first.name in NEXT_QUERY and first.name != "reset_password":
+        if first.name in texts.NEXT_STEP:
+            self.w.para(texts.NEXT_STEP[first.name])
+            if hit is not None and hit.kind == "faq":
+                self.w.cite(hit)
+        elif first.name in ("cancel_order", "create_refund"):
             self.w.quote(hit, NEXT_QUERY[first.name], max_sentences=2, lead="Once it's confirmed,")
 
     def _order(self, oid: Any) -> dict[str, Any] | None:
@@ -252,11 +230,10 @@ class Composer:
                     "business day."
                 )
                 self.w.quote(self.hit(req.intent), "quick things to try first", max_sentences=3)
-            else:
-                self.w.para(
-                    f"I've recorded the damage{f' in ticket {ref}' if ref else ''} so our "
-                    "logistics team can follow up with the carrier."
-                )
+            elif not self.tickets_told:
+                self.w.para(texts.DAMAGE_RECORDED.format(ref=f" in ticket {ref}" if ref else ""))
+        if any(r.awaiting for r in runs) and req.intent == "account_takeover":
+            self.w.quote(self.hit(req.intent), "someone else used my account", max_sentences=2)
         if any(r.awaiting for r in runs) or tickets:
             if req.intent in ("damaged",) and not any(r.awaiting for r in runs):
                 self.w.quote(self.hit(req.intent), "your options replacement refund", drop="ticket")
@@ -268,7 +245,7 @@ class Composer:
         rec = RECORDS[req.intent]
         how = re.search(r"\bhow (?:do|can|to|would|should)\b|\bsteps?\b", req.clause.lower())
         topic = rec.question_topic if req.question and not how else rec.topic
-        self.w.quote(self.hit(req.intent), f"{req.clause} {req.clause} {topic}")
+        self.w.quote(self.hit(req.intent), f"{req.clause} {topic}", focus=req.clause)
         if offer and rec.offer and req.question and self.conv.customer_id:
             self.w.para(texts.OFFERS[rec.offer])
 
@@ -286,19 +263,11 @@ class Composer:
         shown = [o for o in rows if statuses is None or o.get("status") in statuses] or rows
         if statuses is not None and len(shown) == len(rows):
             lead = f"Here are your orders ({len(rows)}):"
-        self.w.para(lead + "\n" + "\n".join(self._line(o) for o in shown))
+        self.w.para(lead + "\n" + "\n".join(order_line(o) for o in shown))
         if ask:
             self.w.para(ask)
         elif req.intent != "order_history":
             self.w.para("Which order is it about?")
-
-    @staticmethod
-    def _line(o: Mapping[str, Any]) -> str:
-        products = [str(p) for p in o.get("products") or []]
-        what = f" \u2014 {texts.join(products[:3])}" if products else ""
-        date = f", ordered {o['ordered_on']}" if o.get("ordered_on") else ""
-        total = f", {texts.money(o['total'])}" if o.get("total") is not None else ""
-        return f"- {o.get('order_id')}: {o.get('status')}{date}{total}{what}"
 
     def _note(self, req: Request, note: Note) -> None:
         w, kind = self.w, note.kind

@@ -138,14 +138,16 @@ def parts(markdown: str) -> list[Part]:
     return out
 
 
-def rank(markdown: str, query: str, prefer: str = "") -> list[Part]:
-    """Sections by how well they answer ``query`` (heading words count double)."""
+def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[Part]:
+    """Sections by how well they answer ``query`` (heading words count double); the
+    customer's own words (``focus``) count once more."""
     q = terms(query)
+    f = terms(focus)
     scored: list[tuple[float, int, Part]] = []
     for n, part in enumerate(parts(markdown)):
         head = terms(part.heading)
         body = terms(part.plain)
-        score = 2.0 * len(q & head) + len(q & body)
+        score = 2.0 * len(q & head) + len(q & body) + 2.0 * len(f & head) + len(f & body)
         if head and len(q & head) * 2 >= len(head):
             score += 1.5  # the heading is mostly the question ("Support hours")
         if prefer and part.heading == prefer:

@@ -51,6 +51,22 @@ ESCALATE: Final = (
     "one business day. In the meantime, I'm happy to help with anything I can."
 )
 
+DAMAGE_RECORDED: Final = (
+    "I've recorded the damage{ref} so our logistics team can follow up with the carrier."
+)
+GOODBYE: Final = "You're welcome! Have a great day."
+
+#: What happens once a representative confirms an action (from the cited article).
+NEXT_STEP: Final = MappingProxyType({
+    "create_return": "Once it's confirmed, you'll receive a prepaid return label by email. Pack "
+    "the product with all its accessories and drop the parcel at any carrier location within "
+    "14 days.",
+    "send_replacement": "Once it's confirmed, the new item ships with standard delivery "
+    "(3\u20135 business days) at no cost.",
+    "issue_voucher": "Once it's confirmed, the voucher code is sent to the email address on "
+    "your account.",
+})
+
 #: What the draft offers when the customer only asked about a topic we can act on.
 OFFERS: Final = MappingProxyType(
     {

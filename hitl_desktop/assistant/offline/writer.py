@@ -44,6 +44,7 @@ class Writer:
         max_sentences: int = 3,
         lead: str = "",
         drop: str = "",
+        focus: str = "",
     ) -> bool:
         """The section of ``hit`` that best answers ``query``, whole, cited.
         ``skip`` passes over the best sections ("tell me more")."""
@@ -52,7 +53,7 @@ class Writer:
         markdown = self.markdown_of(hit.article_id) or f"## {hit.section}\n\n{hit.text}"
         ranked = [
             p
-            for p in sections.rank(markdown, query, hit.section)
+            for p in sections.rank(markdown, query, hit.section, focus)
             if (hit.article_id, p.heading) not in self.used
         ]
         if len(ranked) <= skip:
