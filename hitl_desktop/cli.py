@@ -90,11 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbosity: int) -> None:
+    """-v: INFO, -vv: DEBUG. The websockets library stays at WARNING (-vvv: INFO): it logs
+    every connection at INFO (a flood would flood the log) and the start of every frame
+    at DEBUG, and a ``hello`` frame carries the invite token's secret."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logging.getLogger("websockets").setLevel(logging.INFO if verbosity >= 3 else logging.WARNING)
 
 
 MODES = {

@@ -556,8 +556,20 @@ def _parse_json(frame: str | bytes) -> dict[str, Any]:
     return obj
 
 
+def safe_ref(value: object) -> str | None:
+    """A client's ``id`` fit to quote back as ``ref``: a str of at most MAX_ID_CHARS that
+    is valid Unicode (a lone surrogate such as ``"\\ud800"`` cannot be sent as UTF-8)."""
+    if type(value) is not str or len(value) > MAX_ID_CHARS:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
 def _envelope(obj: dict[str, Any]) -> Envelope:
-    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    ref = safe_ref(obj.get("id"))
     if obj.get("v") != PROTOCOL_VERSION and "v" in obj and isinstance(obj["v"], int):
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_VERSION,

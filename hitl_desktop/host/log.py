@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     revoked_at  REAL
 );
 CREATE INDEX IF NOT EXISTS tokens_by_session ON tokens(session_id);
+CREATE INDEX IF NOT EXISTS tokens_by_revoked ON tokens(revoked_at);
 """
 
 
@@ -147,6 +148,7 @@ class RelayLog:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        self._checkpointer: sqlite3.Connection | None = None
 
     def defer_checkpoints(self) -> None:
         """Stop checkpointing inside commits (a checkpoint fsyncs: milliseconds on the hot
@@ -154,20 +156,23 @@ class RelayLog:
         self.db.execute("PRAGMA wal_autocheckpoint=0")
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database (PASSIVE: never blocks the writer). Thread-safe:
-        uses its own connection."""
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
+        """Copy the WAL into the database (PASSIVE: never blocks the writer). Uses its own
+        connection, opened once (so a host at its open-file limit still checkpoints);
+        callers run one checkpoint at a time, from any thread."""
+        db = self._checkpointer
+        if db is None:
+            db = self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
+                                                      check_same_thread=False)
             db.execute("PRAGMA busy_timeout=1000")
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @classmethod
     def open_in(cls, data_dir: Path) -> RelayLog:
         return cls(data_dir / LOG_FILE)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.db.close()
 
     def data_version(self) -> int:
@@ -348,6 +353,25 @@ class RelayLog:
                 (session_id, after_seq),
             )
         ]
+
+    def page_after(self, session_id: str, after_seq: int, max_frames: int,
+                   max_chars: int) -> list[tuple[int, str, str]]:
+        """(seq, type, frame) with seq > ``after_seq``, in order: at most ``max_frames``,
+        stopping after the frame that reaches ``max_chars`` (replays read page by page)."""
+        out: list[tuple[int, str, str]] = []
+        total = 0
+        cur = self.db.execute(
+            "SELECT seq, type, frame FROM messages WHERE session_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (session_id, after_seq, max_frames),
+        )
+        for seq, type_, frame in cur:
+            out.append((int(seq), str(type_), str(frame)))
+            total += len(frame)
+            if total >= max_chars:
+                break
+        cur.close()
+        return out
 
     def typed_frames_after(self, session_id: str, after_seq: int) -> list[tuple[str, str]]:
         """(type, frame) pairs with seq > ``after_seq``, in order (resume filters on type)."""

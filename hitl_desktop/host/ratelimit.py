@@ -32,6 +32,22 @@ class TokenBucket:
             return True
         return False
 
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def available(self, cost: float = 1.0) -> bool:
+        """Could ``cost`` be spent now (without spending it)?"""
+        self._refill()
+        return self._tokens >= cost
+
+    def spend(self, cost: float) -> None:
+        """Spend ``cost`` even if that goes into debt (work already done, e.g. a page
+        read); :meth:`retry_after` then says how long until the debt is paid."""
+        self._refill()
+        self._tokens -= cost
+
     def retry_after(self, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens will be available."""
         missing = cost - self._tokens

@@ -33,7 +33,6 @@ import contextlib
 import json
 import logging
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,6 +91,7 @@ from hitl_desktop.core.protocol import (
     encode,
     error_frame,
     host_type,
+    safe_ref,
 )
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.insights import InsightsService
@@ -110,21 +110,41 @@ MAX_SESSIONS_IN_WELCOME = 500
 
 @dataclass(slots=True)
 class RelayConfig:
-    """Limits and timings; defaults are what the host runs with (see docs/PROTOCOL.md)."""
+    """Limits and timings; defaults are what the host runs with (see docs/PROTOCOL.md,
+    section 13, which lists every number here that a client can run into)."""
 
     hello_timeout: float = 10.0
     heartbeat_s: float = 20.0
     ping_timeout: float = 20.0
+    # a connection whose socket takes no bytes for this long (the peer stopped reading;
+    # websockets' ping waits behind the full send buffer, so it cannot tell) is cut off
+    stall_timeout: float = 20.0
     close_timeout: float = 5.0  # a peer that ignores our close frame is cut off after this
     max_frame: int = MAX_FRAME_BYTES
-    rate: float = 20.0  # sustained client frames per second
-    burst: float = 60.0  # frames allowed at once
+    rate: float = 20.0  # sustained rate budget per token (units/s; a light frame is 1 unit)
+    burst: float = 60.0  # units allowed at once
+    cost_bytes: int = 1000  # a frame costs 1 unit plus 1 per this many bytes
+    heavy_cost: float = 5.0  # extra units for session.sync, kb.search, draft.regenerate
     max_rate_drops: int = 200  # frames dropped for rate before the connection is closed
     max_errors: int = 100  # rejected frames within error_window before closing with 4003
     error_window: float = 10.0
     max_queue: int = 20_000  # outgoing frames queued for one client before it is dropped
+    max_queue_bytes: int = 8 * 1024 * 1024  # ... or outgoing bytes queued
+    replay_page_frames: int = 200  # a replay/sync is read from the log in pages of this
+    replay_page_bytes: int = 256 * 1024  # ... or this many bytes, whichever comes first
+    replay_rate_bytes: float = 4 * 1024 * 1024  # replay bytes per second per connection
+    replay_burst_bytes: float = 16 * 1024 * 1024
     lobby_rate: float = 0.2  # sessions a lobby link may open per second per client IP
     lobby_burst: float = 20.0
+    max_connections: int | None = None  # None: the open-file limit minus fd_reserve
+    fd_reserve: int = 64  # file descriptors kept free for the log, the shop, etc.
+    accept_batch: int = 16  # the listen backlog: sockets accepted per loop iteration
+    max_per_address: int = 64  # open sockets (authenticated or not) per client IP
+    max_per_session_token: int = 4  # connections per customer/agent session token
+    max_per_desk_token: int = 64  # connections per desk or admin token
+    max_per_session: int = 16  # customers + session agents connected to one session
+    failed_hello_rate: float = 0.5  # failed hellos per second per client IP ...
+    failed_hello_burst: float = 10.0  # ... after a burst of this many; then 4008 at once
     greeting: str | None = None
     poll_interval: float = 1.0  # how often to look for sessions other processes created
     summary_delay: float = 0.1  # coalescing window for session.updated
@@ -144,18 +164,24 @@ class Conn:
     """One authenticated client connection and its outgoing queue."""
 
     __slots__ = (
+        "addr",
         "bucket",
         "closed",
+        "drained",
         "errors",
         "idle",
-        "limit",
         "name",
         "out",
+        "out_bytes",
         "rate_drops",
         "relay",
+        "replay_budget",
+        "replays",
         "role",
         "scope",
+        "sent",
         "session_id",
+        "stall_since",
         "token",
         "wake",
         "writer",
@@ -164,27 +190,34 @@ class Conn:
 
     def __init__(
         self, relay: Relay, ws: ServerConnection, token: TokenRecord, session_id: str | None,
-        name: str,
+        name: str, bucket: TokenBucket,
     ) -> None:
         self.relay = relay
         self.ws = ws
+        self.addr = _peer_ip(ws)
         self.token = token
         self.role: Role = token.role
         self.scope: Scope = token.scope
         self.session_id = session_id  # bound session (customers, session agents)
         self.name = name
         cfg = relay.config
-        self.bucket = TokenBucket(cfg.rate, cfg.burst)
+        self.bucket = bucket  # shared by every connection of the same token
         self.out: collections.deque[object] = collections.deque()
+        self.out_bytes = 0  # characters of the frames in ``out``
         self.wake = asyncio.Event()
         self.closed = False
         self.errors: collections.deque[float] = collections.deque()
         self.rate_drops = 0
         self.writer: asyncio.Task[None] | None = None
         self.idle = False  # the writer waits for work (nothing queued, no send in flight)
-        # queue length at which the client counts as too slow; raised while the resume
-        # replay (the host's own doing) drains, back to max_queue once the queue is empty
-        self.limit = cfg.max_queue
+        # replays still to send: session id -> last seq queued so far. Pages are read
+        # from the log only when the queue is empty, so a replay never piles up in memory;
+        # live frames of a session being replayed are skipped (its pages carry them).
+        self.replays: dict[str, int] | None = None
+        self.replay_budget = TokenBucket(cfg.replay_rate_bytes, cfg.replay_burst_bytes)
+        self.sent = 0  # characters handed to the socket (the stall watchdog's measure)
+        self.drained = 0  # ``sent`` minus what the transport still buffers, at the last check
+        self.stall_since: float | None = None
 
     @property
     def is_desk(self) -> bool:
@@ -197,20 +230,29 @@ class Conn:
     def push(self, frame: str) -> None:
         if self.closed:
             return
-        if len(self.out) >= self.limit:
-            log.warning("client %s fell %d frames behind: disconnecting", self.token.token_id,
-                        len(self.out))
-            self.closed = True  # push() ignores it from now on
-            self.out.clear()
-            # out of every fan-out right away (not mid-iteration of one), then close
-            asyncio.get_running_loop().call_soon(self.relay._detach, self)
-            self.relay._tasks.spawn(
-                self.ws.close(CloseCode.TRY_AGAIN_LATER, "too far behind"), "close slow reader")
+        cfg = self.relay.config
+        if len(self.out) >= cfg.max_queue or self.out_bytes > cfg.max_queue_bytes:
+            log.warning("client %s fell %d frames (%d bytes) behind: disconnecting",
+                        self.token.token_id, len(self.out), self.out_bytes)
+            self.drop(CloseCode.TRY_AGAIN_LATER, "too far behind")
             return
         if self.idle and not self.out and self._send_now(frame):
+            self.sent += len(frame)
             return
         self.out.append(frame)
+        self.out_bytes += len(frame)
         self.wake.set()
+
+    def drop(self, code: int, reason: str) -> None:
+        """Give up on this client now: nothing more is queued, it leaves every fan-out,
+        and the close frame goes out (the transport is aborted if it cannot)."""
+        self.closed = True  # push() ignores it from now on
+        self.out.clear()
+        self.out_bytes = 0
+        self.replays = None
+        # out of every fan-out right away (not mid-iteration of one), then close
+        asyncio.get_running_loop().call_soon(self.relay._detach, self)
+        self.relay._tasks.spawn(self.ws.close(code, reason), "close dropped client")
 
     def _send_now(self, frame: str) -> bool:
         """Fast path: write the frame right away when nothing is queued and the socket
@@ -239,12 +281,29 @@ class Conn:
         if self.closed:
             return
         self.closed = True
+        self.replays = None
         self.out.append((code, reason))
         self.out.append(_CLOSE)
         self.wake.set()
 
+    def check_stalled(self, now: float, timeout: float) -> bool:
+        """True when the socket has taken no bytes for ``timeout`` s while some wait."""
+        try:
+            buffered = self.ws.transport.get_write_buffer_size()
+        except Exception:
+            return False
+        drained = self.sent - buffered
+        if (buffered == 0 and not self.out) or drained > self.drained:
+            self.drained = drained
+            self.stall_since = None
+            return False
+        if self.stall_since is None:
+            self.stall_since = now
+            return False
+        return now - self.stall_since >= timeout
+
     async def run_writer(self) -> None:
-        ws, out, wake = self.ws, self.out, self.wake
+        ws, out, wake, relay = self.ws, self.out, self.wake, self.relay
         try:
             while True:
                 while out:
@@ -254,11 +313,25 @@ class Conn:
                     if isinstance(item, tuple):
                         await ws.close(item[0], item[1])
                         continue
-                    await ws.send(cast(str, item))
+                    frame = cast(str, item)
+                    self.out_bytes -= len(frame)
+                    self.sent += len(frame)
+                    await ws.send(frame)
+                wait: float | None = None
+                if self.replays is not None:
+                    wait = relay._pump_replay(self)
+                    if wait <= 0:
+                        # a send does not yield while the socket takes data: let the other
+                        # connections run between pages
+                        await asyncio.sleep(0)
+                        continue
                 wake.clear()
-                self.limit = self.relay.config.max_queue
                 self.idle = True
-                await wake.wait()
+                if wait is None:
+                    await wake.wait()
+                else:  # the replay byte budget is spent: live frames still go out
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), wait)
                 self.idle = False
         except ConnectionClosed:
             pass
@@ -300,6 +373,17 @@ class Relay:
         self._tasks = TaskSupervisor("relay", logger=log)
         self._data_version = relay_log.data_version()
         self._lobby_buckets: dict[str, TokenBucket] = {}  # per client IP
+        self._failed_hellos: dict[str, TokenBucket] = {}  # per client IP
+        self._throttled: collections.Counter[str] = collections.Counter()  # not yet logged
+        self._token_buckets: dict[str, TokenBucket] = {}  # rate budget per token id
+        self._per_token: collections.Counter[str] = collections.Counter()  # live conns
+        self._per_addr: collections.Counter[str] = collections.Counter()  # open sockets
+        self._sockets = 0  # open sockets, authenticated or not
+        self._refused_at_cap = 0  # sockets closed at accept since the last log line
+        self._revoked_check = time.time()
+        self._asyncio_filter = _AcceptErrorFilter()
+        # called with the revoked token ids another process (the CLI) revoked
+        self.on_revoked: Callable[[set[str]], None] | None = None
         self._dirty: set[str] = set()  # sessions whose summary the desk should get
         self._dirty_agents: set[str] = set()  # ... the desk and the session's agents
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -316,9 +400,34 @@ class Relay:
     ) -> Server:
         """Start serving ``/ws`` (and ``GET /health``) on host:port."""
         cfg = self.config
+        if cfg.max_connections is None:
+            cfg.max_connections = _fd_budget(cfg.fd_reserve)
+        relay = self
+
+        class _Counted(ServerConnection):
+            """Counts sockets at accept, and closes one over a cap before any work."""
+
+            _hitl_addr: str | None = None
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self._hitl_addr = relay._accepted(transport)
+                if self._hitl_addr is not None:  # else: closed already, no handler started
+                    super().connection_made(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if self._hitl_addr is not None:
+                    super().connection_lost(exc)
+                    relay._released(self._hitl_addr)
+
+        logging.getLogger("asyncio").addFilter(self._asyncio_filter)
         self.server = await serve(
             self._handler, host, port,
             ssl=ssl_context,
+            create_connection=_Counted,
+            # asyncio accepts up to ``backlog`` sockets per wake-up, each a websockets
+            # connection object: a small batch keeps a connection storm from delaying the
+            # frames of connected clients, and bounds descriptors beyond the cap
+            backlog=cfg.accept_batch,
             process_request=self._process_request,
             compression=None,  # small JSON frames: deflate costs more latency than it saves
             max_size=cfg.max_frame,
@@ -330,6 +439,7 @@ class Relay:
             server_header=f"hitl-desktop/{__version__}",
         )
         self._tasks.spawn(self._poll_other_writers(), "poll other writers")
+        self._tasks.spawn(self._watchdog(), "stall watchdog")
         self.log.defer_checkpoints()
         self._tasks.spawn(self._checkpoints(), "checkpoints")
         return self.server
@@ -348,6 +458,7 @@ class Relay:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         await self._tasks.aclose()
+        logging.getLogger("asyncio").removeFilter(self._asyncio_filter)
         try:
             await self.copilot.aclose()
         except Exception:
@@ -395,6 +506,69 @@ class Relay:
             for sid in set(self.sessions) - known:
                 log.info("session %s created by another process", sid)
                 self._notify_summary(self.sessions[sid])
+            self._close_revoked()
+
+    def _close_revoked(self) -> None:
+        """Close (4010) connections whose token another process revoked (the CLI's
+        ``links rotate`` / ``session revoke``): revocation is effective at once."""
+        since, self._revoked_check = self._revoked_check - 5.0, time.time()
+        revoked = self.tokens.revoked_since(since)
+        if not revoked:
+            return
+        for conn in list(self.conns):
+            if conn.token.token_id in revoked:
+                self._close_as_revoked(conn)
+        if self.on_revoked is not None:
+            try:
+                self.on_revoked(revoked)
+            except Exception:
+                log.exception("on_revoked failed")
+
+    # ------------------------------------------------------------------ sockets
+
+    def _accepted(self, transport: asyncio.BaseTransport) -> str | None:
+        """Count a new socket; close it at once (before the handshake) when the host is at
+        its connection cap or the address at its own: bounded work, no open-file storm."""
+        try:
+            addr = str(transport.get_extra_info("peername")[0])
+        except Exception:
+            addr = "?"
+        cfg = self.config
+        cap = cfg.max_connections or 0
+        if self._sockets >= cap or self._per_addr[addr] >= cfg.max_per_address:
+            self._refused_at_cap += 1
+            if self._refused_at_cap == 1:  # one line per burst, not one per socket
+                log.warning("connection cap reached (%d open, %d from %s): refusing new "
+                            "connections for now", self._sockets, self._per_addr[addr], addr)
+            cast(asyncio.Transport, transport).abort()
+            return None
+        if self._refused_at_cap and self._sockets < cap * 0.9:
+            log.warning("accepting connections again (%d refused at the cap)",
+                        self._refused_at_cap)
+            self._refused_at_cap = 0
+        self._sockets += 1
+        self._per_addr[addr] += 1
+        return addr
+
+    def _released(self, addr: str) -> None:
+        self._sockets -= 1
+        self._per_addr[addr] -= 1
+        if self._per_addr[addr] <= 0:
+            del self._per_addr[addr]
+
+    async def _watchdog(self) -> None:
+        """Drop connections whose peer stopped reading (see ``RelayConfig.stall_timeout``)."""
+        timeout = self.config.stall_timeout
+        while True:
+            await asyncio.sleep(max(0.05, min(1.0, timeout / 4)))
+            now = time.monotonic()
+            for conn in list(self.conns):
+                if conn.check_stalled(now, timeout):
+                    log.warning("client %s took no data for %.0f s: cutting it off",
+                                conn.token.token_id, timeout)
+                    conn.closed = True
+                    self._detach(conn)
+                    conn.ws.transport.abort()  # a close frame could not get through
 
     def summary(self, st: SessionState) -> SessionSummary:
         row = st.row
@@ -440,16 +614,44 @@ class Relay:
         closed = 0
         for conn in list(self.conns):
             if conn.token.token_id == token_id:
-                conn.push(error_frame(ErrorCode.AUTH_FAILED, "this link was revoked"))
-                conn.close_after_queue(CloseCode.REVOKED, "revoked")
+                self._close_as_revoked(conn)
                 closed += 1
         log.info("token %s revoked (%d connections closed)", token_id, closed)
         return closed
 
+    def revoke_session(self, session_id: str) -> int:
+        """Revoke a session's customer and agent tokens (lobby customers' personal ones
+        too) and close their live connections with 4010; desk agents are not affected.
+        Returns the number of connections closed."""
+        revoked = self.tokens.revoke_session(session_id)
+        closed = 0
+        for conn in list(self.conns):
+            if conn.session_id == session_id and conn.token.session_id == session_id:
+                self._close_as_revoked(conn)
+                closed += 1
+        log.info("session %s: %d tokens revoked, %d connections closed", session_id,
+                 revoked, closed)
+        return closed
+
+    def _close_as_revoked(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.replays = None
+        conn.out.clear()  # the revoked client gets nothing more but the reason
+        conn.out_bytes = 0
+        conn.push(error_frame(ErrorCode.AUTH_FAILED, "this link was revoked"))
+        conn.close_after_queue(CloseCode.REVOKED, "revoked")
+        self._detach(conn)
+
     def _visible_summaries(self, conn: Conn) -> list[SessionSummary]:
         if conn.session_id is not None:
             st = self.sessions.get(conn.session_id)
-            return [] if st is None else [self.summary(st)]
+            if st is None:
+                return []
+            summary = self.summary(st)
+            if conn.role is Role.CUSTOMER:  # the agents' queue is not the customer's business
+                summary = summary.model_copy(update={"pending_approvals": 0})
+            return [summary]
         states = sorted(
             self.sessions.values(),
             key=lambda s: (s.row.state == "open", s.row.last_message_at or s.row.created_at),
@@ -487,15 +689,18 @@ class Relay:
 
     def _fanout(self, st: SessionState, type_: str, frame: str, *,
                 skip: Conn | None = None) -> None:
+        """Send to everyone in the session, except connections still replaying it (the
+        frame is in the log already; their replay's next page carries it, in order)."""
+        sid = st.row.session_id
         for conn in st.agents:
-            if conn is not skip:
+            if conn is not skip and (conn.replays is None or sid not in conn.replays):
                 conn.push(frame)
         for conn in self.desk:
-            if conn is not skip:
+            if conn is not skip and (conn.replays is None or sid not in conn.replays):
                 conn.push(frame)
         if type_ not in AGENT_ONLY_TYPES:
             for conn in st.customers:
-                if conn is not skip:
+                if conn is not skip and (conn.replays is None or sid not in conn.replays):
                     conn.push(frame)
 
     def _notify_summary(self, st: SessionState, *, agents: bool = True) -> None:
@@ -543,6 +748,7 @@ class Relay:
             body = json.dumps({
                 "ok": True, "version": __version__, "protocol": PROTOCOL_VERSION,
                 "sessions": len(self.sessions), "clients": len(self.conns),
+                "sockets": self._sockets,
                 "uptime_s": round(time.time() - self.started_at, 1),
             })
             return Response(
@@ -576,9 +782,9 @@ class Relay:
                 await asyncio.gather(conn.writer, return_exceptions=True)
 
     async def _refuse(self, ws: ServerConnection, code: ErrorCode, message: str, close: int,
-                      ref: str | None = None) -> None:
+                      ref: str | None = None, *, retry_after: float | None = None) -> None:
         try:
-            await ws.send(error_frame(code, message, ref=ref))
+            await ws.send(error_frame(code, message, ref=ref, retry_after=retry_after))
             await ws.close(close, code.value)
         except ConnectionClosed:
             pass
@@ -592,14 +798,26 @@ class Relay:
             return None
         except ConnectionClosed:
             return None
+        addr = _peer_ip(ws)
+        failed = self._failed_hellos.get(addr)
+        if failed is not None and not failed.available():
+            # this address keeps presenting bad tokens: refuse before any lookup, quietly
+            self._throttled[addr] += 1
+            await self._refuse(ws, ErrorCode.RATE_LIMITED,
+                               "too many failed attempts from this address; try again later",
+                               CloseCode.RATE_LIMITED, None,
+                               retry_after=round(failed.retry_after(), 3))
+            return None
         try:
             env, payload, spec = decode_client(raw)
         except ProtocolError as exc:
             close = (CloseCode.UNSUPPORTED_VERSION if exc.code is ErrorCode.UNSUPPORTED_VERSION
                      else CloseCode.AUTH_FAILED)
+            self._hello_failed(addr, "a malformed hello")
             await self._refuse(ws, exc.code, exc.message, close, exc.ref)
             return None
         if spec.type != "hello":
+            self._hello_failed(addr, "no hello")
             await self._refuse(ws, ErrorCode.NOT_AUTHENTICATED,
                                "the first frame must be a hello", CloseCode.AUTH_FAILED, env.id)
             return None
@@ -609,25 +827,26 @@ class Relay:
         if record is not None and record.session_id is not None:
             st = self._state(record.session_id)
         if record is None or (record.scope is Scope.SESSION and st is None):
-            log.info("refused a connection from %s: bad or revoked token (id %.12r)",
-                     _peer(ws), hello.token.partition(".")[0])
+            self._hello_failed(addr, "a bad or revoked token")
             await self._refuse(ws, ErrorCode.AUTH_FAILED, "unknown, wrong or revoked token",
                                CloseCode.AUTH_FAILED, env.id)
             return None
 
+        cfg = self.config
         resume_token: str | None = None
         if record.scope is Scope.LOBBY:
-            bucket = self._lobby_buckets.get(_peer_ip(ws))
+            bucket = self._lobby_buckets.get(addr)
             if bucket is None:
                 if len(self._lobby_buckets) > 10_000:  # bounded memory
                     self._lobby_buckets.clear()
-                bucket = self._lobby_buckets[_peer_ip(ws)] = TokenBucket(
-                    self.config.lobby_rate, self.config.lobby_burst)
+                bucket = self._lobby_buckets[addr] = TokenBucket(
+                    cfg.lobby_rate, cfg.lobby_burst)
             if not bucket.take():
                 log.warning("lobby: too many new sessions from %s", _peer(ws))
                 await self._refuse(ws, ErrorCode.RATE_LIMITED,
                                    "too many new chats from this address; try again later",
-                                   CloseCode.RATE_LIMITED, env.id)
+                                   CloseCode.RATE_LIMITED, env.id,
+                                   retry_after=round(bucket.retry_after(), 3))
                 return None
             created = self.create_session()
             resume_token = created.customer_token
@@ -635,8 +854,15 @@ class Relay:
             personal = self.tokens.verify(resume_token)
             assert personal is not None
             record = personal
+        refusal = self._over_cap(record, st)
+        if refusal is not None:
+            log.info("refused a connection from %s (token %s): %s", _peer(ws),
+                     record.token_id, refusal)
+            await self._refuse(ws, ErrorCode.RATE_LIMITED, refusal, CloseCode.RATE_LIMITED,
+                               env.id)
+            return None
         conn = Conn(self, ws, record, st.row.session_id if st else None,
-                    self._display_name(record, st))
+                    self._display_name(record, st), self._bucket_for(record.token_id))
         conn.writer = self._tasks.spawn(conn.run_writer(), f"writer {conn.name}")
         try:
             self._welcome(conn, st, env, hello, resume_token)
@@ -645,6 +871,48 @@ class Relay:
             conn.writer.cancel()
             raise
         return conn
+
+    def _over_cap(self, record: TokenRecord, st: SessionState | None) -> str | None:
+        """Why a new connection of this token would exceed a cap (None: it may connect)."""
+        cfg = self.config
+        per_token = (cfg.max_per_session_token if record.scope is Scope.SESSION
+                     else cfg.max_per_desk_token)
+        if self._per_token[record.token_id] >= per_token:
+            return f"this link already has {per_token} open connections"
+        if st is not None and len(st.customers) + len(st.agents) >= cfg.max_per_session:
+            return f"this chat already has {cfg.max_per_session} open connections"
+        return None
+
+    def _bucket_for(self, token_id: str) -> TokenBucket:
+        """The token's rate budget, shared by all its connections (and kept across
+        reconnects, so reconnecting does not refill it)."""
+        bucket = self._token_buckets.get(token_id)
+        if bucket is None:
+            if len(self._token_buckets) > 50_000:  # bounded memory: drop idle ones
+                live = {c.token.token_id for c in self.conns}
+                self._token_buckets = {k: v for k, v in self._token_buckets.items()
+                                       if k in live}
+            bucket = self._token_buckets[token_id] = TokenBucket(self.config.rate,
+                                                                 self.config.burst)
+        return bucket
+
+    def _hello_failed(self, addr: str, what: str) -> None:
+        """Count a failed hello against its address; log a bounded number of lines."""
+        bucket = self._failed_hellos.get(addr)
+        if bucket is None:
+            if len(self._failed_hellos) > 10_000:
+                self._failed_hellos.clear()
+            bucket = self._failed_hellos[addr] = TokenBucket(self.config.failed_hello_rate,
+                                                             self.config.failed_hello_burst)
+        bucket.take()
+        throttled = self._throttled.pop(addr, 0)
+        if throttled:
+            log.warning("refused %d more hellos from %s without checking (throttled)",
+                        throttled, addr)
+        if bucket.available():
+            log.info("refused a connection from %s: %s", addr, what)
+        elif not throttled:
+            log.warning("too many failed hellos from %s: throttling that address", addr)
 
     def _welcome(self, conn: Conn, st: SessionState | None, env: Envelope, hello: Hello,
                  resume_token: str | None) -> None:
@@ -660,19 +928,24 @@ class Relay:
             display_name=conn.name,
         )
         conn.push(encode("welcome", welcome, ref=env.id))
-        # history first, then live: no await between queueing the replay and registering
+        # history first, then live: the replays are registered before the connection
+        # joins the fan-out (no await in between), and live frames of a session whose
+        # replay is under way are skipped for this connection (its pages carry them)
         targets = [st] if st is not None else [
             s for s in self.sessions.values()
             if s.row.state == "open" or s.row.session_id in hello.resume
         ]
+        settled = []
         for target in targets:
-            self._replay(conn, target, max(0, hello.resume.get(target.row.session_id, 0)))
+            if not self._replay(conn, target,
+                                max(0, hello.resume.get(target.row.session_id, 0))):
+                settled.append(target)
 
         self._attach(conn, st)
         log.info("%s %s connected from %s (token %s, session %s)", conn.role.value,
                  conn.scope.value, _peer(conn.ws), conn.token.token_id, conn.session_id or "-")
         if conn.sees_agent_only:
-            self._send_drafts_in_progress(conn, targets)
+            self._send_drafts_in_progress(conn, settled)  # the others' come after their replay
             try:
                 conn.push(encode("assistant.status", self.copilot.status()))
             except Exception:
@@ -688,14 +961,55 @@ class Relay:
             return (self.customer_names(cid) if cid else None) or "Customer"
         return "Host" if record.role is Role.ADMIN else "Agent"
 
-    def _replay(self, conn: Conn, st: SessionState, after: int) -> None:
+    def _replay(self, conn: Conn, st: SessionState, after: int) -> bool:
+        """Register a replay of ``st`` after ``after`` for ``conn`` (sent page by page by
+        its writer, see :meth:`_pump_replay`); False when there is nothing to replay."""
         if after >= st.row.last_seq:
-            return
-        conn.limit = sys.maxsize  # a replay never counts as the client being slow
-        for type_, frame in self.log.typed_frames_after(st.row.session_id, after):
-            if conn.sees_agent_only or type_ not in AGENT_ONLY_TYPES:
-                conn.push(frame)
-        conn.limit = self.config.max_queue + len(conn.out)
+            return False
+        if conn.replays is None:
+            conn.replays = {}
+        conn.replays[st.row.session_id] = after
+        conn.wake.set()
+        return True
+
+    def _pump_replay(self, conn: Conn) -> float:
+        """Queue the next page of ``conn``'s first pending replay. Called by its writer when
+        its queue is empty, so a replay advances only as fast as the client reads and
+        holds at most one page in memory. Returns seconds to wait (the connection's
+        replay byte budget is spent), else 0."""
+        replays = conn.replays
+        assert replays is not None
+        sid, after = next(iter(replays.items()))
+        st = self.sessions.get(sid)
+        if st is None or after >= st.row.last_seq:
+            self._replay_done(conn, sid, st)
+            return 0.0
+        if not conn.replay_budget.available(0.0):
+            return max(0.01, conn.replay_budget.retry_after(0.0))
+        cfg = self.config
+        last, nbytes, agent = after, 0, conn.sees_agent_only
+        for seq, type_, frame in self.log.page_after(sid, after, cfg.replay_page_frames,
+                                                     cfg.replay_page_bytes):
+            if agent or type_ not in AGENT_ONLY_TYPES:
+                conn.out.append(frame)
+                conn.out_bytes += len(frame)
+            nbytes += len(frame)
+            last = seq
+        conn.replay_budget.spend(nbytes)
+        if last == after or last >= st.row.last_seq:  # the end (or the log has no more)
+            self._replay_done(conn, sid, st)
+        else:
+            replays[sid] = last
+        return 0.0
+
+    def _replay_done(self, conn: Conn, sid: str, st: SessionState | None) -> None:
+        replays = conn.replays
+        if replays is not None:
+            replays.pop(sid, None)
+            if not replays:
+                conn.replays = None
+        if st is not None and conn.sees_agent_only:
+            self._send_drafts_in_progress(conn, [st])
 
     def _send_drafts_in_progress(self, conn: Conn, targets: Iterable[SessionState]) -> None:
         for st in targets:
@@ -711,6 +1025,7 @@ class Relay:
 
     def _attach(self, conn: Conn, st: SessionState | None) -> None:
         self.conns.add(conn)
+        self._per_token[conn.token.token_id] += 1
         if st is None:
             self.desk.add(conn)
         elif conn.role is Role.CUSTOMER:
@@ -722,7 +1037,12 @@ class Relay:
         if conn.closed and conn not in self.conns:
             return
         conn.closed = True
-        self.conns.discard(conn)
+        if conn in self.conns:
+            self.conns.discard(conn)
+            tid = conn.token.token_id
+            self._per_token[tid] -= 1
+            if self._per_token[tid] <= 0:
+                del self._per_token[tid]
         self.desk.discard(conn)
         if conn.session_id is not None:
             st = self.sessions.get(conn.session_id)
@@ -747,14 +1067,10 @@ class Relay:
             conn.close_after_queue(CloseCode.TOO_MANY_ERRORS, "too many errors")
 
     async def _on_frame(self, conn: Conn, raw: str | bytes) -> None:
-        if not conn.bucket.take():
-            conn.rate_drops += 1
-            if conn.rate_drops > self.config.max_rate_drops:
-                conn.push(error_frame(ErrorCode.RATE_LIMITED, "too many frames: closing"))
-                conn.close_after_queue(CloseCode.RATE_LIMITED, "rate limited")
-            elif conn.rate_drops % 20 == 1:  # one error per run of drops, not one per frame
-                conn.push(error_frame(ErrorCode.RATE_LIMITED, "slow down: frames dropped",
-                                      retry_after=round(conn.bucket.retry_after(), 3)))
+        # the rate budget is spent by work: 1 unit plus 1 per ``cost_bytes`` of frame
+        cost = 1.0 + len(raw) / self.config.cost_bytes
+        if not conn.bucket.take(cost):
+            self._rate_dropped(conn, raw, cost)
             return
         fast = _fast_parse(raw)
         if fast is not None:  # chat.send / ack: no pydantic objects on the hot path
@@ -775,6 +1091,9 @@ class Relay:
         except ProtocolError as exc:
             self._reject(conn, exc.code, exc.message, ref=exc.ref)
             return
+        if spec.type in _HEAVY and not conn.bucket.take(self.config.heavy_cost):
+            self._rate_dropped(conn, raw, self.config.heavy_cost)
+            return
         ok, st = self._authorize(conn, spec, env.id, env.session)
         if not ok:
             return
@@ -786,6 +1105,17 @@ class Relay:
             await handler(self, conn, env, payload, st)
         except Exception as exc:
             self._op_failed(conn, env.type, env.id, env.session, exc)
+
+    def _rate_dropped(self, conn: Conn, raw: str | bytes, cost: float) -> None:
+        conn.rate_drops += 1
+        if conn.rate_drops > self.config.max_rate_drops:
+            conn.push(error_frame(ErrorCode.RATE_LIMITED, "too many frames: closing",
+                                  ref=_ref_of(raw)))
+            conn.close_after_queue(CloseCode.RATE_LIMITED, "rate limited")
+        elif conn.rate_drops % 20 == 1:  # one error per run of drops, not one per frame
+            conn.push(error_frame(ErrorCode.RATE_LIMITED, "slow down: frames dropped",
+                                  ref=_ref_of(raw),
+                                  retry_after=round(conn.bucket.retry_after(cost), 3)))
 
     def _authorize(self, conn: Conn, spec: MessageSpec, msg_id: str,
                    session: str | None) -> tuple[bool, SessionState | None]:
@@ -927,7 +1257,15 @@ class Relay:
     async def _op_session_sync(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
         assert st is not None
-        self._replay(conn, st, cast(SessionSync, p).after_seq)
+        after = cast(SessionSync, p).after_seq
+        replays = conn.replays
+        sid = st.row.session_id
+        if replays is not None and sid in replays:
+            if after >= replays[sid]:
+                return  # coalesced: the replay under way already sends everything after it
+            raise OperationError(ErrorCode.CONFLICT, "a replay of this session is still "
+                                 "being sent; ask again once it has arrived")
+        self._replay(conn, st, after)
 
     async def _op_customer_get(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
@@ -979,6 +1317,60 @@ class Relay:
         "insights.get": _op_insights_get,
         "insights.conversation": _op_insights_conversation,
     }
+
+
+_HEAVY = frozenset({"session.sync", "kb.search", "draft.regenerate", "session.list",
+                    "customer.get"})
+
+
+def _ref_of(raw: str | bytes) -> str | None:
+    """The ``id`` of a frame that was not otherwise read (for an error's ``ref``)."""
+    if type(raw) is not str:
+        return None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return safe_ref(obj.get("id")) if type(obj) is dict else None
+
+
+def _fd_budget(reserve: int) -> int:
+    """Connections the open-file limit allows, keeping ``reserve`` descriptors free."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 4096
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 65536
+    return max(16, int(soft) - reserve)
+
+
+class _AcceptErrorFilter(logging.Filter):
+    """asyncio logs a traceback for every failed ``accept()`` at the open-file limit;
+    keep one short line per minute instead of a storm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+        self._hidden = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "accept" not in str(record.msg):
+            return True
+        now = time.monotonic()
+        if now - self._last < 60.0:
+            self._hidden += 1
+            return False
+        self._last = now
+        record.msg = (f"accept() failed (open-file limit?); pausing accepts"
+                      f" ({self._hidden} similar messages hidden)")
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        self._hidden = 0
+        return True
 
 
 def _peer_ip(ws: ServerConnection) -> str:
@@ -1037,7 +1429,8 @@ def _fast_parse(raw: str | bytes) -> tuple[MessageSpec, str, str, dict[str, Any]
         return None
     if type(obj) is not dict:
         return None
-    spec = _FAST_SPECS.get(obj.get("type"))  # type: ignore[arg-type]
+    type_ = obj.get("type")
+    spec = _FAST_SPECS.get(type_) if type(type_) is str else None
     if spec is None or not _ENVELOPE_KEYS.issuperset(obj):
         return None
     v, msg_id, session, data = obj.get("v"), obj.get("id"), obj.get("session"), obj.get("data")

@@ -142,6 +142,13 @@ class Tokens:
         )
         return cur.rowcount
 
+    def revoked_since(self, since: float) -> set[str]:
+        """Ids of tokens revoked at or after ``since`` (by this or another process)."""
+        rows = self.db.execute(
+            "SELECT token_id FROM tokens WHERE revoked_at >= ?", (since,)
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def is_live(self, token_id: str) -> bool:
         row = self.db.execute(
             "SELECT 1 FROM tokens WHERE token_id = ? AND revoked_at IS NULL", (token_id,)

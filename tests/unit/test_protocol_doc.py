@@ -86,7 +86,22 @@ def test_doc_limits_match_the_code() -> None:
     from hitl_desktop.host.relay import RelayConfig
 
     cfg = RelayConfig()
-    assert f"{cfg.rate:g} frames/s sustained, bursts of {cfg.burst:g}" in DOC
+    assert f"{cfg.rate:g} units/s sustained, bursts of {cfg.burst:g}" in DOC
+    assert f"1 unit plus 1 per {cfg.cost_bytes:,} characters" in DOC
+    assert f"cost {cfg.heavy_cost:g} more" in DOC
+    assert f"{cfg.max_queue_bytes // 2**20} MiB of live frames" in DOC
+    assert f"takes no bytes for {cfg.stall_timeout:g} s" in DOC
+    assert (f"pages of at most {cfg.replay_page_frames} frames or "
+            f"{cfg.replay_page_bytes // 1024} KiB") in DOC
+    assert (f"paced at {cfg.replay_rate_bytes / 2**20:g} MiB/s after a burst of "
+            f"{cfg.replay_burst_bytes / 2**20:g} MiB") in DOC
+    assert (f"{cfg.max_per_session_token} per customer-session or agent-session token, "
+            f"{cfg.max_per_desk_token} per desk or admin token") in DOC
+    assert f"{cfg.max_per_session} customers and session agents" in DOC
+    assert f"{cfg.max_per_address} open sockets per client IP" in DOC
+    assert f"open-file limit minus {cfg.fd_reserve}" in DOC
+    assert (f"a burst of {cfg.failed_hello_burst:g}, then one every "
+            f"{1 / cfg.failed_hello_rate:g} s") in DOC
     assert f"after {cfg.max_rate_drops} drops" in DOC
     assert f"more than {cfg.max_errors} errors within {cfg.error_window:g} s" in DOC
     assert f"{cfg.max_queue:,} frames" in DOC
