@@ -31,7 +31,7 @@ def _limit_files(nofile: int) -> None:
 
 
 async def _serve(data_dir: Path, spec: dict[str, Any]) -> None:
-    from hitl_desktop.app.host import start_host
+    from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig
 
