@@ -26,6 +26,7 @@ from hitl_desktop.core.protocol import (
     Role,
     SessionClosed,
     SessionOpened,
+    SessionReopened,
     Typing,
     TypingState,
     Welcome,
@@ -69,6 +70,7 @@ class ChatModel(QObject):
     greeting_changed = Signal(str)
     typing_changed = Signal(bool)  # the other side is typing
     session_closed = Signal(str)  # the reason given, or ""
+    session_reopened = Signal(str)  # who reopened it
     reset = Signal()  # a different session: forget all items
 
     def __init__(
@@ -183,6 +185,10 @@ class ChatModel(QObject):
             self.closed = True
             self.closed_reason = payload.reason
             self.session_closed.emit(payload.reason or "")
+        elif isinstance(payload, SessionReopened) and self.closed:
+            self.closed = False
+            self.closed_reason = None
+            self.session_reopened.emit(payload.by)
 
     def _on_chat(self, env: Envelope, msg: ChatMessage) -> None:
         mine = msg.author.role == self.my_role

@@ -417,6 +417,17 @@ class Workspace(QObject):
         self.session_updated.emit(view.session_id)
         self._sessions_changed()
 
+    def _on_session_reopened(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionReopened)
+        view = self._view_for(env)
+        if view is None:
+            return
+        view.summary = view.summary.model_copy(update={"state": "open"})
+        view.transcript.append(NoteItem(f"Session reopened by {payload.by}", env.ts))
+        self.transcript_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+        self._sessions_changed()
+
     def _on_chat_message(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.ChatMessage)
         view = self._view_for(env)
@@ -699,6 +710,7 @@ class Workspace(QObject):
         "session.opened": _on_session_opened,
         "session.updated": _on_session_updated,
         "session.closed": _on_session_closed,
+        "session.reopened": _on_session_reopened,
         "chat.message": _on_chat_message,
         "typing": _on_typing,
         "draft.started": _on_draft_started,
@@ -813,6 +825,17 @@ class Workspace(QObject):
         """Ask the host to close the conversation (it says who closed it, and why)."""
         sid = self._target(session_id)
         return sid is not None and self._send(p.SessionClose(), sid)
+
+    def reopen_session(self, session_id: str | None = None) -> bool:
+        """Ask the host to reopen a closed conversation (agents only)."""
+        sid = self._target(session_id)
+        return sid is not None and self._send(p.SessionReopen(), sid)
+
+    def is_closed(self, session_id: str | None = None) -> bool:
+        """Whether the session (default: the current one) is closed: read-only."""
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        return view is not None and view.summary.state == "closed"
 
     def unread_total(self) -> int:
         return sum(v.unread for v in self._sessions.values())

@@ -141,6 +141,10 @@ class SessionClose(_Payload):
     pass
 
 
+class SessionReopen(_Payload):
+    """An agent reopens a closed session (it becomes writable again for everyone)."""
+
+
 class SessionListRequest(_Payload):
     pass
 
@@ -246,6 +250,10 @@ class SessionUpdated(_Payload):
 class SessionClosed(_Payload):
     by: str
     reason: str | None = None
+
+
+class SessionReopened(_Payload):
+    by: str
 
 
 class ChatMessage(_Payload):
@@ -450,6 +458,7 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("draft.discard", DraftDiscard, senders=_AGENTS, session_required=True),
         MessageSpec("session.create", SessionCreate, senders=frozenset({Role.ADMIN})),
         MessageSpec("session.close", SessionClose, senders=_AGENTS, session_required=True),
+        MessageSpec("session.reopen", SessionReopen, senders=_AGENTS, session_required=True),
         MessageSpec("session.list", SessionListRequest, senders=_AGENTS),
         MessageSpec("session.sync", SessionSync, senders=_ALL, session_required=True),
         MessageSpec("customer.get", CustomerGet, senders=_AGENTS, session_required=True),
@@ -469,6 +478,7 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("session.opened", SessionOpened, durable=True, session_required=True),
         MessageSpec("session.updated", SessionUpdated, session_required=True),
         MessageSpec("session.closed", SessionClosed, durable=True, session_required=True),
+        MessageSpec("session.reopened", SessionReopened, durable=True, session_required=True),
         MessageSpec("chat.message", ChatMessage, durable=True, session_required=True),
         MessageSpec("chat.delivered", ChatDelivered, session_required=True),
         MessageSpec("typing", TypingState, session_required=True),

@@ -316,7 +316,8 @@ class RelayLog:
             self.db.execute(*insert)
             last_message, last_at = data.text[:200], now
             row.messages += 1
-        elif t not in ("session.closed", "approval.created", "approval.updated"):
+        elif t not in ("session.closed", "session.reopened", "approval.created",
+                       "approval.updated"):
             self.db.execute(*insert)
         else:
             with self._tx():
@@ -326,6 +327,12 @@ class RelayLog:
                     self.db.execute(
                         "UPDATE sessions SET state = 'closed', closed_at = ? WHERE session_id = ?",
                         (now, row.session_id),
+                    )
+                elif t == "session.reopened":
+                    state = "open"
+                    self.db.execute(
+                        "UPDATE sessions SET state = 'open', closed_at = NULL"
+                        " WHERE session_id = ?", (row.session_id,),
                     )
                 else:
                     self.db.execute(

@@ -81,6 +81,7 @@ from hitl_desktop.core.protocol import (
     SessionCreate,
     SessionCreated,
     SessionList,
+    SessionReopened,
     SessionSummary,
     SessionSync,
     SessionUpdated,
@@ -670,7 +671,8 @@ class Relay:
         if HOST_MESSAGES[t].durable:
             seq, frame = self.log.append(st.row, payload, ref=ref, type_=t)
             self._fanout(st, t, frame)
-            if t in ("approval.created", "approval.updated", "session.closed"):
+            if t in ("approval.created", "approval.updated", "session.closed",
+                     "session.reopened"):
                 self._notify_summary(st)
             elif t == "chat.message":
                 self._notify_summary(st, agents=False)
@@ -1249,6 +1251,15 @@ class Relay:
         await self.publish(st.row.session_id, SessionClosed(by=conn.name), ref=env.id)
         log.info("session %s closed by %s", st.row.session_id, conn.token.token_id)
 
+    async def _op_session_reopen(self, conn: Conn, env: Envelope, p: Payload,
+                                 st: SessionState | None) -> None:
+        """Make a closed session writable again (logged as ``session.reopened``)."""
+        assert st is not None
+        if st.row.state != "closed":
+            raise OperationError(ErrorCode.CONFLICT, "this session is open")
+        await self.publish(st.row.session_id, SessionReopened(by=conn.name), ref=env.id)
+        log.info("session %s reopened by %s", st.row.session_id, conn.token.token_id)
+
     async def _op_session_list(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
         self._reply(conn, "session.list", SessionList(sessions=self._visible_summaries(conn)),
@@ -1309,6 +1320,7 @@ class Relay:
         "draft.discard": _op_discard,
         "session.create": _op_session_create,
         "session.close": _op_session_close,
+        "session.reopen": _op_session_reopen,
         "session.list": _op_session_list,
         "session.sync": _op_session_sync,
         "customer.get": _op_customer_get,

@@ -360,6 +360,7 @@ class CustomerWindow(QWidget):
         chat.greeting_changed.connect(self._on_greeting)
         chat.typing_changed.connect(self.typing.set_active)
         chat.session_closed.connect(self._on_closed)
+        chat.session_reopened.connect(self._on_reopened)
         chat.reset.connect(self._on_reset)
         connection.state_changed.connect(self._on_state)
         if chat.greeting:
@@ -524,10 +525,37 @@ class CustomerWindow(QWidget):
             self._fit_bubble(bubble)
 
     def _on_closed(self, reason: str) -> None:
-        self.closed_label.setText(f"This conversation has ended. {reason}".strip())
+        """Read-only from now on, and said everywhere: the header no longer says
+        "Online", the composer is disabled (not silently dropping what is typed)."""
+        why = f" {reason}" if reason else ""
+        self.closed_label.setText(
+            f"This conversation has ended.{why} You can read it here, but no longer "
+            "write; please start a new chat if you need more help.")
         self.closed_label.setVisible(True)
+        self.typing.set_active(False)
         self.composer.setEnabled(False)
+        self.composer.setPlaceholderText("This conversation has ended")
         self.send_button.setEnabled(False)
+        self.send_button.setToolTip("This conversation has ended")
+        self.hint.setVisible(False)
+        self._show_status()
+
+    def _on_reopened(self, _by: str) -> None:
+        self.closed_label.setVisible(False)
+        self.composer.setEnabled(True)
+        self.composer.setPlaceholderText("Type your message…")
+        self.send_button.setToolTip("")
+        self.hint.setVisible(True)
+        self._on_text_changed()
+        self._show_status()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._bound and self.chat.closed
+
+    def _show_status(self) -> None:
+        if self._bound:
+            self._on_state(self.connection.state.value)
 
     def _on_reset(self) -> None:
         for bubble in self.bubbles:
@@ -557,6 +585,12 @@ class CustomerWindow(QWidget):
     def _on_state(self, state: str) -> None:
         c = self._colors
         st = str(state)
+        if self.is_closed and st in (CONNECTED, OFFLINE):
+            self._countdown.stop()
+            self.status_label.setText("Conversation ended")
+            self.status_label.setStyleSheet(f"color:{c.muted};")
+            self.banner.setVisible(False)
+            return
         if st == CONNECTED:
             self._countdown.stop()
             self.status_label.setText("● Online · a representative will answer you here")

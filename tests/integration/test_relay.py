@@ -174,6 +174,18 @@ async def test_admin_creates_and_closes_sessions(tmp_path: Path) -> None:
         assert (await admin.expect("error"))["data"]["code"] == "session_closed"
         assert [m["type"] for m in host.relay_log.messages(sid)] == [
             "session.opened", "session.closed"]
+        # an agent reopens it: writable again for the customer, and so logged
+        await admin.send("session.reopen", {}, session=sid)
+        reopened = await cust.expect("session.reopened")
+        assert reopened["data"]["by"] == "Host"
+        await cust.send("chat.send", {"text": "still there?"}, session=sid)
+        assert (await cust.expect("chat.message"))["data"]["text"] == "still there?"
+        await admin.send("session.reopen", {}, session=sid)
+        assert (await admin.expect("error"))["data"]["code"] == "conflict"
+        stored = {row.session_id: row.state for _, row in host.relay_log.load_sessions()}
+        assert stored[sid] == "open"  # on disk too: a restarted host agrees
+        assert [m["type"] for m in host.relay_log.messages(sid)][-3:] == [
+            "session.closed", "session.reopened", "chat.message"]
 
 
 async def test_null_copilot_operations_answer_or_map_errors(tmp_path: Path) -> None:

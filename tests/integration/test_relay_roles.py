@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "draft.regenerate": {A, D},
     "draft.discard": {A, D},
     "session.close": {A, D},
+    "session.reopen": {A, D},
     "session.list": {A, D},
     "customer.get": {A, D},
     "article.get": {A, D},
@@ -44,6 +45,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "draft.regenerate": {},
     "draft.discard": {"turn_id": "t1"},
     "session.close": {},
+    "session.reopen": {},
     "session.list": {},
     "customer.get": {},
     "article.get": {"article_id": "kb/cancel-order"},
@@ -158,12 +160,12 @@ async def test_role_matrix(tmp_path: Path) -> None:
                 else:
                     refused += 1
                     assert errors == ["forbidden"], (kind, op, got)
-                    assert got[0]["ref"] is not None
+                    assert got[0]["ref"] is not None, (kind, op, got)
                     assert [m["type"] for m in got] == ["error"], (kind, op, got)
                     assert snapshot(db_path) == before, (kind, op)
                     assert copilots[0].calls == calls, (kind, op)
                 await client.close()
-        assert refused == 5 * 16 - allowed and refused == 2 * 12 + 2 * 1
+        assert refused == 5 * 17 - allowed and refused == 2 * 13 + 2 * 1
 
 
 async def test_session_bound_tokens_cannot_reach_other_sessions(tmp_path: Path) -> None:

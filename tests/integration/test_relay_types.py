@@ -105,6 +105,7 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         await agent.send("insights.conversation", {}, session=sid)
         await admin.send("insights.get", {"start": 0.0, "end": 86400.0})
         await desk.send("session.close", {}, session=sid)
+        await desk.send("session.reopen", {}, session=sid)  # same socket: after the close
         await asyncio.sleep(0.3)  # let coalesced session.updated go out
         got = {name: {m["type"] for m in await c.drain(0.3) + c.seen}
                for name, c in (("cust", cust), ("agent", agent), ("desk", desk),
@@ -113,7 +114,7 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         assert everything == set(HOST_MESSAGES), set(HOST_MESSAGES) - everything
         assert not got["cust"] & AGENT_ONLY_TYPES
         assert got["cust"] == {"welcome", "session.opened", "chat.message", "typing",
-                               "session.closed"}
+                               "session.closed", "session.reopened"}
         for name in ("agent", "desk", "admin"):
             assert got[name] >= AGENT_ONLY_TYPES | {"chat.message", "chat.delivered"}, name
         assert got["agent"] >= {"typing", "customer.details", "kb.results",

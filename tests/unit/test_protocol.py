@@ -60,6 +60,7 @@ def test_every_host_type_round_trips() -> None:
         "session.opened": P.SessionOpened(summary=summary, greeting="hi"),
         "session.updated": P.SessionUpdated(summary=summary),
         "session.closed": P.SessionClosed(by="Agent"),
+        "session.reopened": P.SessionReopened(by="Agent"),
         "chat.message": P.ChatMessage(message_id="c1", author=P.Author(role="assistant",
                                                                         name="bot"), text="x"),
         "chat.delivered": P.ChatDelivered(seq=3, by=P.Role.CUSTOMER),

@@ -139,7 +139,9 @@ class ArticlesPanel(QWidget):
         lay.addWidget(self.empty, 1)
         self.setFocusProxy(self.list)
         workspace.articles_changed.connect(self._on_changed)
+        workspace.draft_changed.connect(self._on_changed)  # a new turn: not its articles
         workspace.current_session_changed.connect(self.refresh)
+        self._shown: tuple[str | None, str | None] | None = None
         self.refresh()
 
     def _on_changed(self, session_id: str) -> None:
@@ -151,8 +153,21 @@ class ArticlesPanel(QWidget):
 
     def refresh(self, *_args: object) -> None:
         view = self.workspace.current
-        self.list.clear()
         articles = view.current_articles if view is not None else []
+        draft = view.draft if view is not None else None
+        if (view is not None and draft is not None and draft.state == "streaming"
+                and draft.turn_id != view.articles_turn):
+            # a new turn started: the list belongs to the previous message
+            articles = []
+            self.empty.setText("Looking for articles for the latest message…")
+        else:
+            self.empty.setText("Articles the assistant relies on appear here.")
+        shown = (view.session_id if view else None,
+                 view.articles_turn if view and articles else None)
+        if shown == self._shown and self.list.count() == len(articles):
+            return  # draft updates stream many times a second: nothing changed here
+        self._shown = shown
+        self.list.clear()
         dark = is_dark()
         muted, accent = ("#9aa0a6", "#4c8dff") if dark else ("#6b7280", "#2f6fde")
         for rank, art in enumerate(articles, 1):

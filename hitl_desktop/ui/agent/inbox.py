@@ -176,6 +176,9 @@ class InboxPanel(QWidget):
                 item.setData(view, ROLE_VIEW)
                 if view is not None:
                     item.setText(view.display_name)
+                # the view object is the same one (mutated in place), so setData saw no
+                # change and told no one: repaint the row on every event, not the next
+                item.emitDataChanged()
                 return
 
     def _select_row(self, session_id: str) -> None:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Draft, Workspace
+from hitl_desktop.ui.ask import Question, ask
 from hitl_desktop.ui.fit import ElideLabel, WrapLabel
 
 STATE_TEXT = {
@@ -33,6 +34,8 @@ STATE_TEXT = {
     "sent": "Sent",
 }
 TYPING_IDLE_MS = 4000
+CLOSED_NOTE = "This conversation is closed: your draft is kept, but nothing can be sent."
+CLOSED_REASON = "The conversation is closed — reopen it to reply"
 
 
 class SuggestionEditor(QWidget):
@@ -52,6 +55,7 @@ class SuggestionEditor(QWidget):
         self._unsent: dict[str, tuple[str | None, str]] = {}  # session -> (turn, edited text)
         self._typing_sent = False
         self._own_reply_turn: str | None = None  # the turn answered with typed text
+        self.question: Question | None = None  # the open "replace your edits?" question
 
         # chips and errors wrap or elide: a 2,000-character error must not widen the window
         self.state_chip = ElideLabel("", self)
@@ -79,6 +83,20 @@ class SuggestionEditor(QWidget):
         self.reload_button.clicked.connect(self.reload)
         bar_lay.addWidget(self.reload_button)
         self.reload_bar.hide()
+
+        # a closed conversation is read-only: the draft stays, Send says why it cannot
+        self.closed_bar = QFrame(self)
+        self.closed_bar.setObjectName("reloadBar")
+        closed_lay = QHBoxLayout(self.closed_bar)
+        closed_lay.setContentsMargins(8, 4, 8, 4)
+        self.closed_note = WrapLabel(CLOSED_NOTE, self.closed_bar)
+        closed_lay.addWidget(self.closed_note, 1)
+        self.reopen_button = QPushButton("Reopen", self.closed_bar)
+        self.reopen_button.setObjectName("reopenConversation")
+        self.reopen_button.setToolTip("Reopen the conversation so you can reply again")
+        self.reopen_button.clicked.connect(self.reopen)
+        closed_lay.addWidget(self.reopen_button)
+        self.closed_bar.hide()
 
         self.editor = QPlainTextEdit(self)
         self.editor.setObjectName("draftEditor")
@@ -121,6 +139,7 @@ class SuggestionEditor(QWidget):
         lay.addLayout(head)
         lay.addWidget(self.problem)
         lay.addWidget(self.reload_bar)
+        lay.addWidget(self.closed_bar)
         lay.addWidget(self.editor, 1)
         lay.addWidget(self.citations)
         lay.addLayout(buttons)
@@ -133,6 +152,7 @@ class SuggestionEditor(QWidget):
 
         workspace.draft_changed.connect(self._on_draft_changed)
         workspace.current_session_changed.connect(self._on_session_changed)
+        workspace.session_updated.connect(self._on_session_updated)
         self._on_session_changed(workspace.current_session_id or "")
 
     # ------------------------------------------------------------------ state
@@ -213,6 +233,10 @@ class SuggestionEditor(QWidget):
             self._set_text("")
         self._render(draft)
 
+    def _on_session_updated(self, session_id: str) -> None:
+        if session_id == self.workspace.current_session_id:
+            self._update_buttons()  # closed / reopened
+
     def _on_draft_changed(self, session_id: str) -> None:
         if session_id == self.workspace.current_session_id:
             self._render(self.draft)
@@ -289,11 +313,19 @@ class SuggestionEditor(QWidget):
 
     def _update_buttons(self) -> None:
         has_session = self.workspace.current is not None
+        closed = self.workspace.is_closed()
         draft = self.draft
         live = draft is not None and draft.state not in ("sent", "discarded")
-        self.send_button.setEnabled(has_session and not self.editor.document().isEmpty())
-        self.regenerate_button.setEnabled(has_session)
-        self.discard_button.setEnabled(live)
+        self.send_button.setEnabled(has_session and not closed
+                                    and not self.editor.document().isEmpty())
+        self.regenerate_button.setEnabled(has_session and not closed)
+        self.discard_button.setEnabled(live and not closed)
+        self.send_button.setToolTip(CLOSED_REASON if closed
+                                    else "Send to the customer (Ctrl+Enter)")
+        self.regenerate_button.setToolTip(CLOSED_REASON if closed
+                                          else "Ask the assistant for a new draft")
+        if self.closed_bar.isHidden() == closed:
+            self.closed_bar.setVisible(closed)
 
     def _on_citation(self, article_id: str) -> None:
         draft = self.draft
@@ -317,8 +349,8 @@ class SuggestionEditor(QWidget):
 
     def send(self) -> None:
         text = self.editor.toPlainText().strip()
-        if not text:
-            return
+        if not text or self.workspace.is_closed():
+            return  # closed: keep their words, the bar says why
         draft = self.draft
         draft_id = draft.turn_id if draft is not None and draft.turn_id == self._turn_id \
             and draft.state not in ("discarded", "sent") else None
@@ -336,6 +368,23 @@ class SuggestionEditor(QWidget):
             self._update_buttons()
 
     def regenerate(self) -> None:
+        """A new draft; asks first when it would replace the representative's edits."""
+        if self.workspace.is_closed():
+            return
+        if self.user_edited and self.editor.toPlainText().strip():
+            self.question = ask(
+                self, "Replace your edited reply with a new draft?",
+                detail="The assistant writes a new suggestion; what you typed is lost.",
+                yes="Replace with a new draft", no="Keep my edits",
+                on_yes=self._regenerate_now)
+            return
+        self._regenerate_now()
+
+    def reopen(self) -> None:
+        """Reopen the closed conversation (the host says so to everyone in it)."""
+        self.workspace.reopen_session()
+
+    def _regenerate_now(self) -> None:
         if self.workspace.regenerate():
             self.user_edited = False
             self.reload_bar.hide()

@@ -42,11 +42,18 @@ class ArticleViewer(QWidget):
         lay.addWidget(self.browser, 1)
         self.setFocusProxy(self.browser)
         workspace.article_loaded.connect(self._on_loaded)
+        workspace.articles_changed.connect(self._on_turn_articles)
+        workspace.current_session_changed.connect(self._on_turn_articles)
+        self._title_html = ""
+        self._turn: str | None = None  # the turn whose articles were listed at opening
+        self.earlier = False  # the open article is not among the latest turn's articles
 
     def open_article(self, article_id: str, passage: str = "") -> None:
         """Ask the host for the article; it renders when ``article.content`` arrives."""
         self.article_id = article_id
         self.passage = passage
+        view = self.workspace.current
+        self._turn = view.articles_turn if view is not None else None
         self.title.setText(f"Loading {html.escape(article_id)}…")
         self.workspace.request_article(article_id)
 
@@ -58,10 +65,27 @@ class ArticleViewer(QWidget):
     def show_content(self, content: p.ArticleContent, passage: str = "") -> None:
         self.article_id = content.article_id
         kind = "FAQ" if content.kind == "faq" else "Knowledge base"
-        self.title.setText(f"<b>{html.escape(content.title)}</b>"
-                           f"<br><span style='color:gray'>{kind} · {content.article_id}</span>")
+        self._title_html = (f"<b>{html.escape(content.title)}</b><br><span style='color:gray'>"
+                            f"{kind} · {html.escape(content.article_id)}</span>")
+        self.earlier = False
+        self.title.setText(self._title_html)
         self.browser.document().setMarkdown(content.markdown)
         self.highlighted = self.highlight(passage) if passage else ""
+
+    def _on_turn_articles(self, *_args: object) -> None:
+        """Say so when the open article is not one the latest message relies on
+        (a new turn started): the representative must not check a claim against it."""
+        view = self.workspace.current
+        if self.article_id is None or not self._title_html:
+            return
+        current = {a.article_id for a in view.current_articles} if view is not None else set()
+        turn = view.articles_turn if view is not None else None
+        earlier = turn != self._turn and self.article_id not in current
+        if earlier != self.earlier:
+            self.earlier = earlier
+            note = ("<br><span style='color:#d9822b'>From an earlier message: not among "
+                    "the articles for the latest one.</span>") if earlier else ""
+            self.title.setText(self._title_html + note)
 
     def highlight(self, passage: str) -> str:
         """Highlight the best match of ``passage`` in the document; return what matched."""

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.ui.agent.style import agent_style, is_dark
+from hitl_desktop.ui.ask import Question, ask
 from hitl_desktop.ui.fit import ElideLabel
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class AgentWindow(QMainWindow):
         self._build_status_bar()
 
         self._close_armed: str | None = None
+        self.question: Question | None = None  # the open "close anyway?" question
         workspace.sessions_changed.connect(self._build_session_panels)
         workspace.current_session_changed.connect(self._build_session_panels)
         workspace.current_session_changed.connect(self._on_session)
@@ -400,6 +402,9 @@ class AgentWindow(QMainWindow):
                                  self.reject_first, "Reject the first pending action")
         self.close_session_action = act("Close conversation", ["Ctrl+Shift+W"],
                                         self.close_session, "Close this conversation")
+        self.reopen_session_action = act("Reopen conversation", [],
+                                         self.reopen_session,
+                                         "Reopen this closed conversation to reply again")
         bar.addAction(self.prev_action)
         bar.addAction(self.next_action)
         bar.addWidget(self.session_title)
@@ -418,6 +423,7 @@ class AgentWindow(QMainWindow):
             conv.addAction(a)
         conv.addSeparator()
         conv.addAction(self.close_session_action)
+        conv.addAction(self.reopen_session_action)
         actions = bar.addMenu("&Actions")
         actions.addAction(self.approve_action)
         actions.addAction(self.reject_action)
@@ -501,9 +507,21 @@ class AgentWindow(QMainWindow):
         self.action_queue.reject_first()
 
     def close_session(self) -> None:
-        """Two steps, no modal dialog: the status bar asks, a second press confirms."""
+        """Asks first when something is pending (an action waiting for approval, a draft
+        being written, an unsent reply); otherwise two presses: the status bar asks, a
+        second press confirms."""
         view = self.workspace.current
         if view is None or view.summary.state == "closed":
+            return
+        pending = self._pending_work(view.session_id)
+        if pending:
+            sid, name = view.session_id, view.display_name
+            self.question = ask(
+                self, f"Close the conversation with {name}?",
+                detail="Still open: " + "; ".join(pending) + ". The customer can no longer "
+                       "write once it is closed (you can reopen it).",
+                yes="Close conversation", no="Keep it open",
+                on_yes=lambda: self._close_now(sid, name))
             return
         if self._close_armed == view.session_id:
             self._close_armed = None
@@ -515,6 +533,37 @@ class AgentWindow(QMainWindow):
         self.statusBar().showMessage(
             f"Press Ctrl+Shift+W again to close the conversation with {view.display_name}.",
             5000)
+
+    def _pending_work(self, session_id: str) -> list[str]:
+        """What closing this session would cut short, in words."""
+        view = self.workspace.session(session_id)
+        if view is None:
+            return []
+        out = []
+        n = len(view.pending_approvals)
+        if n:
+            out.append(f"{n} action{'s' if n > 1 else ''} waiting for approval "
+                       "(closing cancels {})".format("them" if n > 1 else "it"))
+        if view.draft is not None and view.draft.state == "streaming":
+            out.append("the assistant is writing a draft")
+        editor = self._panels.get("suggestion")
+        if editor is not None and session_id == self.workspace.current_session_id \
+                and getattr(editor, "user_edited", False) \
+                and self.suggestion_editor.text().strip():
+            out.append("your unsent reply")
+        return out
+
+    def _close_now(self, session_id: str, name: str) -> None:
+        self._close_armed = None
+        if self.workspace.close_session(session_id):
+            self.statusBar().showMessage(f"Closing the conversation with {name}…", 5000)
+
+    def reopen_session(self) -> None:
+        view = self.workspace.current
+        if view is not None and view.summary.state == "closed":
+            self.workspace.reopen_session(view.session_id)
+            self.statusBar().showMessage(
+                f"Reopening the conversation with {view.display_name}…", 5000)
 
     def _update_title(self, *_args: object) -> None:
         view = self.workspace.current
@@ -538,6 +587,8 @@ class AgentWindow(QMainWindow):
         self._update_title()
         self.close_session_action.setEnabled(view is not None
                                               and view.summary.state == "open")
+        self.reopen_session_action.setEnabled(view is not None
+                                              and view.summary.state == "closed")
         self._on_approvals(session_id)
 
     def _on_session_updated(self, session_id: str) -> None:
@@ -549,8 +600,12 @@ class AgentWindow(QMainWindow):
     def _on_approvals(self, session_id: str) -> None:
         view = self.workspace.current
         n = len(view.pending_approvals) if view else 0
-        self.approve_action.setEnabled(n > 0)
-        self.reject_action.setEnabled(n > 0)
+        closed = view is not None and view.summary.state == "closed"
+        self.approve_action.setEnabled(n > 0 and not closed)
+        self.reject_action.setEnabled(n > 0 and not closed)
+        why = " — the conversation is closed" if closed else ""
+        self.approve_action.setToolTip(f"Approve the first pending action{why}")
+        self.reject_action.setToolTip(f"Reject the first pending action{why}")
         title = f"Action queue ({n})" if n else "Action queue"
         self.docks["actions"].setWindowTitle(title)
 
