@@ -32,7 +32,7 @@ from hitl_desktop.core.turns import (
 TOOLS = frozenset({"get_order", "get_order_history", "cancel_order", "create_return",
                    "create_refund", "send_replacement", "reset_password", "update_info",
                    "issue_voucher", "create_complaint", "create_ticket"})
-ORD1003 = {
+ORD1003: dict[str, Any] = {
     "order_id": "ORD1003", "status": "delivered", "delivered_on": "2026-11-20",
     "can_cancel": False, "returnable": True, "refundable_amount": 127.5,
     "items": [
@@ -201,3 +201,12 @@ def test_same_input_same_output_in_a_fresh_process() -> None:
 def test_understanding_never_raises(text: str) -> None:
     und = understand(conv(customer(text)), Speller())
     assert isinstance(und.requests, list)
+
+
+def test_a_tool_saying_not_verified_turns_into_a_sign_in_request() -> None:
+    denied = ToolRun("c1", "get_order", {"order_id": "ORD1003"},
+                     {"ok": False, "error": "the customer is not verified"}, True, "error")
+    c = conv(customer("cancel ORD1003"), denied)
+    und = understand(c, Speller())
+    plan = Planner(c, und, Policy()).plan()
+    assert plan.step is None and [n.kind for n in plan.notes] == ["sign_in"]

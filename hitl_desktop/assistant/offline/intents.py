@@ -121,7 +121,8 @@ _PATTERNS: Final = MappingProxyType({
     ),
     "payment": (
         r"\bpay(?:ment|ing)? (?:with|by|using|via|in)\b|\bpayments?\b|\bhow (?:can|do|could) i pay\b|\bpaypal\b|\bvisa\b|\bmastercard\b|\bamex\b"
-        r"|\bapple pay\b|\bgoogle pay\b|\bcredit card\b|\bdebit card\b|\bcash on delivery\b|\bbank transfer\b|\bdeclined\b",
+        r"|\bapple pay\b|\bgoogle pay\b|\bcredit card\b|\bdebit card\b|\bcash on delivery\b|\bbank transfer\b|\bdeclined\b"
+        r"|\bcurrenc\w*\b|\bwhen (?:am i|will i be|is my card|do you) charge",
     ),
     "hours": (
         r"\b(?:opening|open|business|support|office|working|service) hours\b|\bwhen are you open\b|\bhours\b",

@@ -118,6 +118,14 @@ class Planner:
             for r in self.conv.runs(since)
         )
 
+    def _unverified(self, req: Request) -> bool:
+        """A tool answered that the customer is not verified (sign-in first)."""
+        return any(
+            r.failed and isinstance(r.output, Mapping)
+            and "verif" in str(r.output.get("error", "")).lower()
+            for r in self.conv.runs(req.since)
+        )
+
     def _walk(self, req: Request) -> Step | Note | None:
         rec = RECORDS[req.intent]
         if req.negated:
@@ -127,7 +135,7 @@ class Planner:
         if self.und.foreign:
             return Note(req, "foreign")
         cust = self.conv.customer_id
-        if "customer" in rec.needs and not cust:
+        if "customer" in rec.needs and (not cust or self._unverified(req)):
             return Note(req, "sign_in")
         if self.und.other_customer:
             return Note(req, "other_customer")

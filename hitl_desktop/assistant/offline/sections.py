@@ -82,7 +82,8 @@ class Part:
 def terms(text: str) -> set[str]:
     """Content words cut to 5 letters (a cheap stem: refund/refunds/refunded)."""
     low = text.lower().replace("how much", "cost price").replace("how long", "days takes")
-    return {w[:5] for w in re.findall(r"[a-z0-9$]+", low) if w not in _STOP and len(w) > 1}
+    out = {w[:5] for w in re.findall(r"[a-z0-9$]+", low) if w not in _STOP and len(w) > 1}
+    return {"ship" if w in ("deliv", "shipp") else w for w in out}  # deliver = ship
 
 
 def _inline(text: str) -> str:

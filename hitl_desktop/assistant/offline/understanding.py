@@ -203,7 +203,8 @@ def _carried_order(conv: Conversation, before: int, speller: Speller) -> str | N
 
 def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: bool) -> Request:
     clause = p.clauses.get(intent, p.text)
-    own = slots.order_ids(clause) or slots.order_ids(p.text)
+    asked = p.question.get(intent, False) and clause != p.text
+    own = slots.order_ids(clause) or ([] if asked else slots.order_ids(p.text))
     money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
     cnorm = p.norm
     return Request(
