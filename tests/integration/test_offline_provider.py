@@ -290,7 +290,7 @@ async def test_cancel_flow_awaiting_then_approved(
     provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
 ) -> None:
     """DESIGN §3 steps 3-5 at the engine level, with the real database executing."""
-    items: list[dict[str, Any]] = [{"role": "user", "content": "Help me cancel order ORD1001"}]
+    items: list[Any] = [{"role": "user", "content": "Help me cancel order ORD1001"}]
     lookup = await run(provider, items, catalog)
     assert lookup.call is not None and lookup.call[:2] == ("get_order", {"order_id": "ORD1001"})
     items += tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
