@@ -1,6 +1,8 @@
 """Figures of the offline assistant on a labelled set (first-run figures go in notes).
 
 Usage: python -m bench.offline_eval tests/data/offline_set_a.jsonl [--misses] [--drafts N]
+       python -m bench.offline_eval --grading-sample   (the 30 drafts graded in
+       tests/data/offline_graded_drafts.jsonl: random.Random(20261130) over sets A + B)
 """
 
 from __future__ import annotations
@@ -18,10 +20,32 @@ from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.catalog_file import default_catalog
 from hitl_desktop.store.database import ShopDatabase
-from tests.support.offline_eval import evaluate, load_rows
+from tests.support.offline_eval import evaluate, load_rows, run_row
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+
+
+async def grading_sample() -> None:
+    """The 30 drafts of the graded sample, as JSON lines (to grade them again)."""
+    catalog = default_catalog()
+    rows = load_rows(DATA / "offline_set_a.jsonl") + load_rows(DATA / "offline_set_b.jsonl")
+    picked = random.Random(20261130).sample(rows, 30)
+    with tempfile.TemporaryDirectory() as tmp:
+        index = KnowledgeIndex.open(default_knowledge_dir(), Path(tmp) / "ix.db")
+        shop = ShopDatabase.open(Path(tmp) / "shop", catalog)
+        engine = OfflineProvider(index, catalog=catalog)
+        for row in picked:
+            o = await run_row(engine, row, shop, catalog)
+            print(json.dumps({"id": row["id"], "message": row["message"], "calls": o.calls,
+                              "cited": o.citations, "draft": o.draft}, ensure_ascii=False))
+        shop.close()
+        index.close()
 
 
 async def main(argv: list[str]) -> int:
+    if argv == ["--grading-sample"]:
+        await grading_sample()
+        return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("path", type=Path)
     ap.add_argument("--misses", action="store_true")

@@ -197,6 +197,16 @@ async def test_labelled_sets(
     assert figs.stray_proposals == 0
 
 
+def test_graded_drafts_meet_the_bar() -> None:
+    """30 random drafts graded 0-2 with tests/data/offline_rubric.md (issue 19: mean >= 1.6,
+    none misleading); the grader writes why for every grade below 2."""
+    rows = offline_eval.load_rows(DATA / "offline_graded_drafts.jsonl")
+    assert len(rows) == 30 and len({r["id"] for r in rows}) == 30
+    assert all(r["grade"] in (0, 1, 2) and (r["grade"] == 2 or r["why"]) for r in rows)
+    assert not any(r["misleading"] for r in rows)
+    assert sum(r["grade"] for r in rows) / len(rows) >= 1.6
+
+
 # ---------------------------------------------------------------- the original demo
 
 

@@ -136,9 +136,10 @@ class Composer:
                     self.hit(intent),
                     f"{und.text} {rec.question_topic}",
                     skip=1 if und.more and n == 0 else 0,
+                    focus="" if und.more else und.text,
                 )
         elif self.found.picks.get(""):
-            w.quote(self.found.picks[""], und.text)
+            w.quote(self.found.picks[""], und.text, focus=und.text)
         if not w.parts or (
             len(w.parts) == 1 and (und.injection or und.foreign or und.other_customer)
         ):
@@ -154,8 +155,8 @@ class Composer:
             if not (und.injection or und.other_customer):
                 w.para(texts.NOT_UNDERSTOOD)
                 return
-        if not w.asks():
-            w.para(texts.ANYTHING_ELSE)
+        if not w.asks() and not (und.injection and len(w.parts) == 1):
+            w.para(texts.ANYTHING_ELSE)  # the refusal already offers help
 
     def _pending(self) -> None:
         """One statement for everything handed to a representative in this turn."""

@@ -82,7 +82,9 @@ class Part:
 def terms(text: str) -> set[str]:
     """Content words cut to 5 letters (a cheap stem: refund/refunds/refunded)."""
     low = text.lower().replace("how much", "cost price").replace("how long", "days takes")
-    out = {w[:5] for w in re.findall(r"[a-z0-9$]+", low) if w not in _STOP and len(w) > 1}
+    words = [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+             for w in re.findall(r"[a-z0-9$]+", low)]
+    out = {w[:5] for w in words if w not in _STOP and len(w) > 1}
     return {"ship" if w in ("deliv", "shipp") else w for w in out}  # deliver = ship
 
 
@@ -144,6 +146,7 @@ def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[P
     customer's own words (``focus``) count once more."""
     q = terms(query)
     f = terms(focus)
+    how = re.match(r"\s*how (?:do|can|to|should|would)\b", focus.lower()) is not None
     scored: list[tuple[float, int, Part]] = []
     for n, part in enumerate(parts(markdown)):
         head = terms(part.heading)
@@ -153,6 +156,8 @@ def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[P
             score += 1.5  # the heading is mostly the question ("Support hours")
         if prefer and part.heading == prefer:
             score += 0.75
+        if how and part.heading.lower().startswith("how"):
+            score += 2.0  # "how do I ...": the section that says how
         scored.append((score, -n, part))
     scored.sort(key=lambda s: (-s[0], -s[1]))
     return [p for s, _, p in scored if s > 0] or [p for _, _, p in scored[:1]]
