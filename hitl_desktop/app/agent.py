@@ -24,6 +24,7 @@ from hitl_desktop.app.qt import qt_app, run_qt
 from hitl_desktop.core.links import InvalidLink, InviteLink
 
 if TYPE_CHECKING:
+    from hitl_desktop.client.connection import HostConnection
     from hitl_desktop.client.workspace import Workspace
     from hitl_desktop.ui.agent.window import AgentWindow
 
@@ -63,6 +64,20 @@ def show_window(config_dir: Path | None = None) -> tuple[Workspace, AgentWindow]
     window.show()
     log.info("agent: window up")
     return workspace, window
+
+
+async def switch_connection(workspace: Workspace, old: HostConnection,
+                            link: InviteLink) -> HostConnection:
+    """Leave the old link (its socket says goodbye), forget what it showed, and
+    connect with ``link``: what File → Open another link… does once one is chosen."""
+    from hitl_desktop.client.connection import HostConnection
+
+    log.info("agent: switching to %s:%s", link.host, link.port)
+    await old.aclose()
+    connection = HostConnection(link, client_name="agent window")
+    workspace.attach(connection)  # forgets the old link's sessions
+    connection.open()
+    return connection
 
 
 NO_LINK = (
@@ -108,12 +123,31 @@ def run(args: argparse.Namespace) -> int:
         closed = asyncio.Event()
         window.closed.connect(closed.set)
         _close_on_signals(window)
+        from hitl_desktop.core.tasks import TaskSupervisor
+        from hitl_desktop.ui.join_dialog import choose_link
+
         log.info("agent: connecting")
         connection = HostConnection(link, client_name="agent window")
         workspace.attach(connection)
         connection.open()
+        tasks = TaskSupervisor("agent window")
+
+        async def switch_link() -> None:
+            """File → Open another link…: the join dialog, then the new connection."""
+            nonlocal connection
+            chosen = await choose_link("agent", window)
+            if chosen is None:
+                return
+            connection = await switch_connection(workspace, connection, chosen)
+
+        def on_open_link() -> None:
+            if not len(tasks):  # one join dialog at a time
+                tasks.spawn(switch_link(), "open another link")
+
+        window.open_link_requested.connect(on_open_link)
         await closed.wait()
         log.info("agent: shutting down")
+        await tasks.aclose()
         workspace.flush()
         await connection.aclose()
         return 0

@@ -13,6 +13,7 @@ Draft deltas arrive many times a second; the model assembles them by offset
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -216,6 +217,7 @@ class Workspace(QObject):
     def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._send_fn: SendFn | None = send
+        self._conn: QObject | None = None
         self._sync_fn: Callable[[str], object] | None = None
         self._sessions: dict[str, SessionView] = {}
         self._current: str | None = None
@@ -235,7 +237,14 @@ class Workspace(QObject):
     # ------------------------------------------------------------------ wiring
 
     def attach(self, connection: QObject) -> None:
-        """Subscribe to a HostConnection's signals and send intents through it."""
+        """Subscribe to a HostConnection's signals and send intents through it.
+
+        Attaching another connection (File → Open another link…) first lets go of
+        the previous one and forgets everything it showed."""
+        if self._conn is not None and self._conn is not connection:
+            self._detach(self._conn)
+            self.reset()
+        self._conn = connection
         conn: Any = connection
         conn.message_received.connect(self.handle)
         if hasattr(conn, "welcome_received"):
@@ -251,6 +260,32 @@ class Workspace(QObject):
         self._send_fn = send
         if hasattr(conn, "sync_session"):
             self._sync_fn = conn.sync_session
+
+    def _detach(self, connection: QObject) -> None:
+        conn: Any = connection
+        for name, slot in (("message_received", self.handle),
+                           ("welcome_received", self._on_welcome_signal),
+                           ("state_changed", self._on_state_signal),
+                           ("error_received", self._on_error_signal)):
+            signal = getattr(conn, name, None)
+            if signal is not None:
+                # never connected, or already gone
+                with contextlib.suppress(RuntimeError, TypeError):
+                    signal.disconnect(slot)
+        self._send_fn = None
+        self._sync_fn = None
+
+    def reset(self) -> None:
+        """Forget every session (a different host or link): views show the empty state."""
+        self._sessions.clear()
+        self._current = None
+        self._role = None
+        self._bound_session = None
+        self._dirty_drafts.clear()
+        self._refs.clear()
+        self._status = None
+        self._sessions_changed()
+        self.current_session_changed.emit("")
 
     def _on_welcome_signal(self, *args: object) -> None:
         for arg in args:

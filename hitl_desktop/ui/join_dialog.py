@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import Literal
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -36,6 +36,15 @@ from hitl_desktop.core.links import InvalidLink, InviteLink
 log = logging.getLogger(__name__)
 
 Role = Literal["customer", "agent"]
+
+
+#: after this long without a host, "Searching…" says what to do instead
+SEARCH_PATIENCE_MS = 4000
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an agent", "a customer"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 class JoinDialog(QDialog):
@@ -113,6 +122,11 @@ class JoinDialog(QDialog):
                 self.add_host(host)
             if self._own_browser:
                 self._start_browser()
+            self._patience = QTimer(self)
+            self._patience.setSingleShot(True)
+            self._patience.setInterval(SEARCH_PATIENCE_MS)
+            self._patience.timeout.connect(self._nothing_found)
+            self._patience.start()
         else:
             self.discovery_status.setText("LAN discovery is off.")
         self.finished.connect(self._stop_browser)
@@ -135,6 +149,13 @@ class JoinDialog(QDialog):
             except RuntimeError:
                 return
             self.browser.stop()
+
+    def _nothing_found(self) -> None:
+        """Never "Searching…" forever: say nothing was found and what to do."""
+        if self.hosts.count() == 0 and "unavailable" not in self.discovery_status.text():
+            self.discovery_status.setText(
+                "No host found on this network yet (still looking). Paste the invite "
+                "link you were given below.")
 
     def _discovery_failed(self, why: str) -> None:
         self.discovery_status.setText(f"LAN discovery is unavailable here ({why}). "
@@ -192,7 +213,7 @@ class JoinDialog(QDialog):
             return None
         if link.role != self.role:
             self.error.setText(
-                f"This is a {link.role} link; this window needs a {self.role} link."
+                f"This is {_a(link.role)} link; this window needs {_a(self.role)} link."
             )
             return None
         self.error.setText("")

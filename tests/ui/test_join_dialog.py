@@ -119,3 +119,29 @@ async def test_dialog_lists_a_host_advertised_on_the_lan(qtbot: object) -> None:
             await d.browser.aclose()
         await adv.aclose()
         d.deleteLater()
+
+
+def test_wrong_role_is_said_with_the_right_article(qtbot: object) -> None:
+    d = JoinDialog("customer", discover=False)
+    d.link.setText(f"hitl://192.0.2.9:8765/agent#{SECRET}")
+    assert d.error.text() == "This is an agent link; this window needs a customer link."
+    agent = JoinDialog("agent", discover=False)
+    agent.link.setText(LOBBY)
+    assert agent.error.text() == "This is a customer link; this window needs an agent link."
+    d.deleteLater()
+    agent.deleteLater()
+
+
+async def test_searching_never_lasts_forever(qtbot: object,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import hitl_desktop.ui.join_dialog as jd
+
+    monkeypatch.setattr(jd, "SEARCH_PATIENCE_MS", 50)
+    browser = HostBrowser()  # nothing on this "network"
+    d = JoinDialog("agent", browser=browser)
+    assert "Searching" in d.discovery_status.text()
+    await until(lambda: "No host found" in d.discovery_status.text(), within=5)
+    assert "Paste" in d.discovery_status.text()
+    browser.host_found.emit(_host())
+    assert "1 host(s) found" in d.discovery_status.text()
+    d.deleteLater()

@@ -258,3 +258,58 @@ async def test_a_long_url_wraps_inside_its_bubble(
     assert label.minimumSizeHint().width() <= label.width()
     assert bubble.width() <= window.scroll_area.viewport().width()
     assert label.text().replace("\u200b", "") == f"Start your return here: {url}"
+
+
+# ----------------------------------------------------------------------------- links
+
+
+async def test_a_revoked_link_offers_another_and_switching_forgets_the_old(
+        qtbot: QtBot, tmp_path: Path) -> None:
+    from hitl_desktop.app.agent import switch_connection
+    from tests.integration.relay_harness import token_of
+
+    async with running_host(tmp_path / "a") as host_a, \
+            running_host(tmp_path / "b") as host_b:
+        first = host_a.create_session(customer_id="CUST1001")
+        second = host_b.create_session(customer_id="CUST1002")
+        ws = Workspace()
+        win = AgentWindow(ws, config_dir=tmp_path, restore=False)
+        qtbot.addWidget(win)
+        win.show()
+        conn = HostConnection(InviteLink.parse(first.agent_link))
+        ws.attach(conn)
+        conn.open()
+        try:
+            await until(lambda: ws.session(first.session_id) is not None, what="session")
+            assert not win.other_link_button.isVisible()
+            host_a.relay.revoke(token_of(first.agent_link))
+            await until(win.other_link_button.isVisible, what="Open another link… offered")
+            assert "✕" in win.connection_label.text()
+            asked: list[bool] = []
+            win.open_link_requested.connect(lambda: asked.append(True))
+            QTest.mouseClick(win.other_link_button, CLICK)
+            win.open_link_action.trigger()  # the File menu offers the same
+            assert asked == [True, True]
+            assert win.open_link_action in win.menuBar().actions()[0].menu().actions()
+            conn = await switch_connection(ws, conn, InviteLink.parse(second.agent_link))
+            await until(lambda: ws.session(second.session_id) is not None, what="new session")
+            assert ws.session(first.session_id) is None, "the old link's sessions are gone"
+            await until(lambda: not win.other_link_button.isVisible(), what="connected")
+            assert win.inbox.session_ids() == [second.session_id]
+        finally:
+            await conn.aclose()
+
+
+def test_help_lists_the_shortcuts_and_about(window: AgentWindow) -> None:
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus[0] == "File" and menus[-1] == "Help"
+    rows = dict(window.shortcut_rows())
+    assert rows["Send"].startswith("Ctrl+Return")
+    assert "Ctrl+Shift+A" in rows["Approve first action"]
+    assert "Open another link…" in rows and "Keyboard shortcuts" in rows
+    window.shortcuts_action.trigger()
+    box = window.help_box
+    assert box is not None and box.isVisible() and not box.isModal()
+    assert "Ctrl+Shift+W" in box.text()  # type: ignore[attr-defined]
+    window.about_action.trigger()
+    assert window.help_box is not None and "HITL Desk" in window.help_box.text()  # type: ignore[attr-defined]

@@ -141,3 +141,36 @@ def test_a_long_customer_name_elides_in_the_toolbar(qtbot: QtBot, tmp_path: Path
     assert win.session_title.full_text().startswith(name.strip()[:20])
     assert win.session_title.text().endswith("…")
     assert name.strip()[:20] in win.session_title.toolTip()
+
+
+def test_orders_columns_show_their_headers_and_content(window: AgentWindow,
+                                                       ws: Workspace) -> None:
+    orders = [{"order_id": f"ORD100{i}", "status": "delivered", "total": 127.5,
+               "ordered_on": "2026-01-15", "items": [{"name": "Trail running shoes"}]}
+              for i in range(3)]
+    Feed(ws, "s1")(p.CustomerDetails(customer={"customer_id": "CUST1001",
+                                               "name": "Alex Morgan"}, orders=orders))
+    _settle(window)
+    table = window.customer.orders
+    fm = table.horizontalHeader().fontMetrics()
+    for col in range(table.columnCount()):
+        header = table.horizontalHeaderItem(col).text()
+        assert table.columnWidth(col) >= fm.horizontalAdvance(header) + 16, header
+        cell = table.item(0, col).text()
+        if col < table.columnCount() - 1:
+            assert table.columnWidth(col) >= table.fontMetrics().horizontalAdvance(cell), cell
+
+
+def test_snippets_keep_tool_names_and_headings_stay_calm(window: AgentWindow) -> None:
+    from hitl_desktop.ui.agent.articles import plain_snippet
+
+    assert plain_snippet("Use `create_return` or _this_ **now**") == \
+        "Use create_return or this now"
+    viewer = window.article_viewer
+    viewer.show_content(p.ArticleContent(article_id="kb/returns", title="Returns", kind="kb",
+                                         markdown="# Returns and refunds\n\nBody text."))
+    doc = viewer.browser.document()
+    heading = doc.begin()
+    size = heading.charFormat().fontPointSize() or heading.begin().fragment().charFormat(
+    ).fontPointSize()
+    assert 0 < size <= viewer.browser.font().pointSizeF() * 1.35

@@ -41,7 +41,9 @@ ROLE_HTML = Qt.ItemDataRole.UserRole + 2
 def plain_snippet(markdown: str) -> str:
     """A snippet as readable text: Markdown emphasis, links and list markers removed."""
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
-    text = re.sub(r"[*_`#>]+", "", text)
+    text = re.sub(r"[*`#>]+", "", text)
+    # underscores only as emphasis (_word_, __word__), not inside create_return
+    text = re.sub(r"(?<![A-Za-z0-9])_+|_+(?![A-Za-z0-9])", "", text)
     text = re.sub(r"(^|\s)[-•]\s+", r"\1", text)
     return re.sub(r"\s+", " ", text).strip()
 

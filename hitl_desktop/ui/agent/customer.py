@@ -10,7 +10,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHeaderView,
     QLabel,
     QTableWidget,
     QTableWidgetItem,
@@ -69,9 +68,12 @@ class CustomerPanel(QWidget):
         self.orders.setShowGrid(False)
         self.orders.setWordWrap(False)
         self.orders.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.orders.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.orders.horizontalHeader().setSectionResizeMode(
-            len(ORDER_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        # columns as wide as their content and header (never "Plac…"); a narrow dock
+        # scrolls sideways instead of clipping the last columns
+        self.orders.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        header = self.orders.horizontalHeader()
+        header.setMinimumSectionSize(40)
+        header.setStretchLastSection(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 8)
         lay.addWidget(self.profile)
@@ -116,6 +118,14 @@ class CustomerPanel(QWidget):
                                           | Qt.AlignmentFlag.AlignVCenter)
                 item.setToolTip(_fmt("items", order.get("items")) or "")
                 self.orders.setItem(r, col, item)
-        for col in range(len(ORDER_COLUMNS) - 1):
+        fm = self.orders.horizontalHeader().fontMetrics()
+        for col, (_key, label) in enumerate(ORDER_COLUMNS):
             self.orders.resizeColumnToContents(col)
+            floor = fm.horizontalAdvance(label) + 28  # header text, padding, sort arrow
+            if col == len(ORDER_COLUMNS) - 1:
+                floor = max(floor, 120)  # items: a few names before the tooltip
+                width = min(self.orders.columnWidth(col), 260)
+            else:
+                width = self.orders.columnWidth(col)
+            self.orders.setColumnWidth(col, max(width, floor))
         self.orders.resizeRowsToContents()

@@ -70,6 +70,7 @@ class ArticleViewer(QWidget):
         self.earlier = False
         self.title.setText(self._title_html)
         self.browser.document().setMarkdown(content.markdown)
+        _calm_headings(self.browser)
         self.highlighted = self.highlight(passage) if passage else ""
 
     def _on_turn_articles(self, *_args: object) -> None:
@@ -124,6 +125,31 @@ class ArticleViewer(QWidget):
     def highlighted_text(self) -> str:
         sels = self.browser.extraSelections()
         return sels[0].cursor.selectedText() if sels else ""
+
+
+#: heading sizes relative to body text: Qt's Markdown defaults (up to 2x) swamp a
+#: narrow dock with a title that wraps over three lines
+HEADING_SCALE = {1: 1.3, 2: 1.18, 3: 1.08}
+
+
+def _calm_headings(browser: QTextBrowser) -> None:
+    """Scale Markdown headings to the panel: bold and a little larger, not huge."""
+    base = browser.font().pointSizeF()
+    if base <= 0:
+        return
+    doc = browser.document()
+    block = doc.begin()
+    while block.isValid():
+        level = block.blockFormat().headingLevel()
+        if level:
+            fmt = QTextCharFormat()
+            fmt.setFontPointSize(base * HEADING_SCALE.get(level, 1.0))
+            fmt.setFontWeight(700)
+            cursor = QTextCursor(block)
+            cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock,
+                                QTextCursor.MoveMode.KeepAnchor)
+            cursor.mergeCharFormat(fmt)
+        block = block.next()
 
 
 def _candidates(passage: str) -> list[str]:

@@ -8,6 +8,7 @@ turn clicks and shortcuts into its intents.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSizePolicy,
     QToolBar,
     QVBoxLayout,
@@ -95,6 +97,7 @@ class AgentWindow(QMainWindow):
     """Inbox, conversation, suggestion editor, articles, viewer, actions, customer."""
 
     closed = Signal()  # after the layout was saved; the app shuts down on it
+    open_link_requested = Signal()  # File → Open another link…: the app asks for one
 
     def __init__(self, workspace: Workspace, *, config_dir: Path | None = None,
                  restore: bool = True, parent: QWidget | None = None) -> None:
@@ -418,6 +421,18 @@ class AgentWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_link_action = QAction("Open another link…", self)
+        self.open_link_action.setObjectName("openAnotherLink")
+        self.open_link_action.setShortcut(QKeySequence("Ctrl+O"))
+        self.open_link_action.setToolTip("Connect with a different agent link (Ctrl+O)")
+        self.open_link_action.triggered.connect(self.open_link_requested)
+        self.addAction(self.open_link_action)
+        file_menu.addAction(self.open_link_action)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("Close window")
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        quit_action.triggered.connect(self.close)
         conv = bar.addMenu("&Conversation")
         for a in (self.send_action, self.regenerate_action, self.prev_action, self.next_action):
             conv.addAction(a)
@@ -452,6 +467,15 @@ class AgentWindow(QMainWindow):
         self.reset_action = view.addAction("Reset layout")
         self.reset_action.setObjectName("resetLayout")
         self.reset_action.triggered.connect(self.reset_layout)
+        help_menu = bar.addMenu("&Help")
+        self.shortcuts_action = help_menu.addAction("Keyboard shortcuts")
+        self.shortcuts_action.setObjectName("keyboardShortcuts")
+        self.shortcuts_action.setShortcut(QKeySequence("F1"))
+        self.shortcuts_action.triggered.connect(self.show_shortcuts)
+        self.about_action = help_menu.addAction("About HITL Desk")
+        self.about_action.setObjectName("about")
+        self.about_action.triggered.connect(self.show_about)
+        self.help_box: QWidget | None = None
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
@@ -459,7 +483,13 @@ class AgentWindow(QMainWindow):
         self.connection_label.setObjectName("statusChip")
         self.assistant_label = ElideLabel("Assistant: unknown", self, max_hint=520)
         self.assistant_label.setObjectName("statusChip")
+        # a wrong or revoked link must not leave a dead, empty workspace
+        self.other_link_button = QPushButton("Open another link…", self)
+        self.other_link_button.setObjectName("otherLinkButton")
+        self.other_link_button.clicked.connect(self.open_link_requested)
+        self.other_link_button.hide()
         sb.addPermanentWidget(self.assistant_label)
+        sb.addPermanentWidget(self.other_link_button)
         sb.addPermanentWidget(self.connection_label)
 
     # ------------------------------------------------------------------ reactions
@@ -613,6 +643,7 @@ class AgentWindow(QMainWindow):
         text = CONNECTION_TEXT.get(state, state.capitalize())
         level = "ok" if text.startswith("●") else "busy" if "◌" in text else "bad"
         self.connection_label.setText(text)
+        self.other_link_button.setVisible(state in ("failed", "revoked"))
         if self.connection_label.property("conn") != level:
             # a property the window's style sheet colours, not a per-widget style sheet
             # (each of those is parsed and cascaded on its own)
@@ -632,6 +663,53 @@ class AgentWindow(QMainWindow):
 
     def _on_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(what, keys) for every action with a shortcut, in menu order."""
+        rows: list[tuple[str, str]] = []
+        for action in self.actions():
+            keys = [k.toString(QKeySequence.SequenceFormat.NativeText)
+                    for k in action.shortcuts() if not k.isEmpty()]
+            name = action.text().replace("&", "").strip(" ✓✕◀▶")
+            if keys and name:
+                rows.append((name, " or ".join(keys)))
+        for action in (self.shortcuts_action,):
+            rows.append((action.text(), action.shortcut().toString(
+                QKeySequence.SequenceFormat.NativeText)))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        """Help → Keyboard shortcuts: every shortcut this window answers to."""
+        table = "".join(f"<tr><td style='padding:2px 16px 2px 0'>{html.escape(what)}</td>"
+                        f"<td><b>{html.escape(keys)}</b></td></tr>"
+                        for what, keys in self.shortcut_rows())
+        self._help("Keyboard shortcuts",
+                   "<p>In the suggested reply, <b>Ctrl+Enter</b> sends. In an approval "
+                   "card, the first Approve shows the exact call; pressing it again "
+                   f"runs it.</p><table>{table}</table>")
+
+    def show_about(self) -> None:
+        from hitl_desktop import __version__
+
+        self._help("About HITL Desk",
+                   f"<p><b>HITL Desk {html.escape(__version__)}</b></p><p>An AI co-pilot "
+                   "drafts every reply and proposes every action; you decide what reaches "
+                   "the customer and what runs on their account.</p><p>Engine: "
+                   f"{html.escape(self.assistant_label.full_text())}</p>")
+
+    def _help(self, title: str, body: str) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        if self.help_box is not None:
+            self.help_box.close()
+        box = QMessageBox(QMessageBox.Icon.Information, title, body,
+                          QMessageBox.StandardButton.Close, self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.destroyed.connect(lambda *_: setattr(self, "help_box", None))
+        self.help_box = box
+        box.show()
 
     def changeEvent(self, event: QEvent) -> None:
         """Follow the system's light/dark switch: re-derive the style, re-render HTML."""
