@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine(demo)
 
     setup = sub.add_parser("setup", help="wizard: API key, model, vector store upload")
-    setup.add_argument("--offline", action="store_true", help="build the local index only")
+    setup.add_argument("--offline", action="store_true",
+                       help="no window, no key: build the local index for the offline "
+                            "assistant, save it as the engine, and exit")
     _add_paths(setup)
 
     kb = sub.add_parser("kb", help="browse the knowledge base in a window")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,18 @@ def _migrate_base_url(settings: Settings, raw: dict[str, Any]) -> None:
     settings.compatible_base_url = old.strip()
     log.info("settings: base_url %s now serves only the compatible engine "
              "(compatible_base_url)", old)
+
+
+def host_command(mode: str = "host") -> str:
+    """The command that runs ``mode`` on this machine, as the user would type it:
+    ``hitl-desktop host`` when that is on PATH, else the full path of the script next
+    to this Python (a fresh clone's ``.venv/bin``), else ``python -m``."""
+    if shutil.which("hitl-desktop"):
+        return f"hitl-desktop {mode}"
+    beside = Path(sys.executable).with_name("hitl-desktop")
+    if beside.exists():
+        return f"{beside} {mode}"
+    return f"{sys.executable} -m hitl_desktop {mode}"
 
 
 def mdns_interfaces() -> list[str] | None:

@@ -123,6 +123,22 @@ def _write_private(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def key_destination(paths: Paths) -> str:
+    """Where :func:`store_api_key` would put a key now, as a sentence (may block: it
+    asks the keyring which backend it has)."""
+    try:
+        import keyring
+        from keyring.backends import fail
+
+        usable = not isinstance(keyring.get_keyring(), fail.Keyring)
+    except Exception:
+        usable = False
+    if usable:
+        return f"The API key will be stored in the system keyring (service '{KEYRING_SERVICE}')."
+    return (f"No system keyring is available, so the API key will be stored in "
+            f"{key_file(paths)} (readable only by you).")
+
+
 def store_api_key(paths: Paths, key: str) -> str:
     """Store the key (keyring first, else the 0600 file); return where, as a sentence."""
     key = key.strip()

@@ -1,4 +1,4 @@
-"""Screenshots of the host window, the wizard's upload page and the KB browser.
+"""Screenshots of the host window, the wizard (key page failures, upload, summary), the KB browser.
 
 Run under Xvfb: xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/tools/host_wizard_kb_screenshots.py [host] [wizard] [kb]
 """
@@ -48,23 +48,41 @@ async def host_shot():
     await app.aclose()
 
 async def wizard_shot():
+    """The key page telling two failure classes apart, then a finished upload."""
     from tests.support.fake_vector_stores import FakeVectorStoreApi
     from hitl_desktop.ui.wizard import SetupWizard, PAGE_UPLOAD
+    from PySide6.QtWidgets import QWizard
     paths = resolve_paths().ensure()
-    async with FakeVectorStoreApi(api_key="sk-demo-key-0123456789", polls_until_done=3) as api:
+    key = "sk-demo-key-0123456789"
+    async with FakeVectorStoreApi(api_key=key, polls_until_done=2) as api:
         os.environ["OPENAI_BASE_URL"] = api.base_url
-        api.hold_uploads_after = 17
-        wz = SetupWizard(paths)
+        api.models.append("gpt-4.1")
+        for name, setup in (("wizard-key-no-access.png", lambda: api.responses.no_access.add("gpt-5")),
+                            ("wizard-key-unverified.png", lambda: setattr(api.responses, "verified_org", False))):
+            api.responses.no_access.clear(); api.responses.verified_org = True
+            setup()
+            wz = SetupWizard(paths); wz.resize(860, 640)
+            wz.show(); wz.next()
+            wz.key_page.key.setText(key); wz.key_page.combo.setCurrentText("gpt-5")
+            wz.key_page.check.click()
+            while "Checking" in wz.key_page.status_text() or not wz.key_page.check.isEnabled():
+                await pause(0.05)
+            await pause(0.5)
+            wz.grab().save(str(OUT / name))
+            wz.reject(); wz.deleteLater()
+        api.responses.no_access.clear(); api.responses.verified_org = True
+        wz = SetupWizard(paths); wz.resize(860, 640)
         wz.show(); wz.next()
-        wz.key_page.key.setText("sk-demo-key-0123456789"); wz.key_page.check.click()
+        wz.key_page.key.setText(key); wz.key_page.check.click()
         while not wz.key_page.isComplete(): await pause(0.05)
-        wz.next(); wz.next(); wz.upload_page.poll_interval = 0.4; wz.next()
+        wz.next(); wz.upload_page.poll_interval = 0.05; wz.next()
         assert wz.currentId() == PAGE_UPLOAD
-        await pause(2.5)
+        while not wz.button(QWizard.WizardButton.NextButton).isEnabled(): await pause(0.05)
+        await pause(0.5)
         wz.upload_page.table.scrollToTop()
         wz.grab().save(str(OUT / "wizard-upload.png"))
-        api.release_uploads()
-        wz.upload_page.cancel_sync(); await pause(0.3)
+        wz.next(); await pause(0.5)
+        wz.grab().save(str(OUT / "wizard-summary.png"))
         wz.reject()
 
 async def kb_shot():

@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
+from typing import TextIO
 
 from hitl_desktop import secrets
-from hitl_desktop.app.qt import run_qt
-from hitl_desktop.config import Paths, Settings, resolve_paths
+from hitl_desktop.config import Paths, Settings, host_command, resolve_paths
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,49 @@ async def offer_setup(paths: Paths) -> None:
         log.info("setup declined: running with the defaults (hitl-desktop setup to change)")
 
 
+def setup_offline(paths: Paths, out: TextIO | None = None) -> int:
+    """``setup --offline``: build the local index, save the offline engine, exit.
+
+    Non-interactive (no window, no question), so it works over SSH and in scripts;
+    one progress line per step on ``out`` (stdout)."""
+    import time
+
+    from hitl_desktop.knowledge.articles import knowledge_root, load_articles
+    from hitl_desktop.knowledge.index import INDEX_FILENAME, open_index
+
+    stream = out or sys.stdout
+
+    def say(text: str) -> None:
+        stream.write(f"[setup] {text}\n")
+        stream.flush()
+
+    settings = Settings.load(paths)
+    root = knowledge_root(settings.knowledge_dir)
+    articles = load_articles(root) if root.is_dir() else []
+    if not articles:
+        say(f"no articles found in {root} (expected kb/*.md and faq/*.md): nothing to index")
+        return 1
+    say(f"indexing {len(articles)} articles from {root} …")
+    started = time.perf_counter()
+    with open_index(paths.data_dir, settings.knowledge_dir) as index:
+        count = len(index)
+    say(f"indexed {count} articles in {(time.perf_counter() - started) * 1000:.0f} ms: "
+        f"{paths.data_dir / INDEX_FILENAME}")
+    settings.provider = "offline"
+    settings.save(paths)
+    say(f"saved {paths.settings_file}: the offline assistant (no API key needed)")
+    say(f"start the host with: {host_command()}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     paths = resolve_paths(args.data_dir, args.config_dir).ensure()
+    if getattr(args, "offline", False):
+        return setup_offline(paths)
+    from hitl_desktop.app.qt import run_qt
 
     async def main() -> int:
-        settings = await run_wizard(paths, offline=bool(getattr(args, "offline", False)))
+        settings = await run_wizard(paths)
         if settings is None:
             log.info("setup cancelled")
             return 1

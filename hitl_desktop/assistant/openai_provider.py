@@ -16,7 +16,7 @@ Why it looks like this:
   before the first event. Once text has streamed to the agents, a failure is
   reported (``stream_cut`` or the upstream code), never silently replayed.
 * Closing the async generator (the turn was superseded) closes the HTTP stream.
-* Reasoning models (a list in :mod:`hitl_desktop.assistant.models`, not a
+* Reasoning models (a list in :mod:`hitl_desktop.core.openai_models`, not a
   regex: ``gpt-5-chat-latest`` is not one) get ``reasoning.effort`` (``low`` by
   default: a live co-pilot must be quick) and encrypted reasoning; the chat
   snapshots get neither, and no tools (they reject them).
@@ -40,9 +40,9 @@ import openai
 from openai.types.responses import ResponseStreamEvent
 
 from hitl_desktop.assistant.base import ProviderError, TurnRequest
-from hitl_desktop.assistant.models import accepts_tools, is_reasoning_model
 from hitl_desktop.assistant.stream import event_from_dict, sdk_dict
 from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core.openai_models import accepts_tools, is_reasoning_model
 from hitl_desktop.secrets import load_api_key
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,12 @@ import openai
 from openai import AsyncOpenAI
 
 from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core.openai_models import (
+    STREAMS_UNVERIFIED,
+    SUGGESTED,
+    drafting_models,
+    is_reasoning_model,
+)
 from hitl_desktop.knowledge.articles import KbArticle, knowledge_root, load_articles
 
 log = logging.getLogger(__name__)
@@ -213,10 +219,14 @@ class VectorStoreSync:
         poll_interval: float = 1.0,
         processing_timeout: float = 600.0,
         concurrency: int = 4,
+        persist_settings: bool = True,
     ) -> None:
         self.client = client
         self.paths = paths
         self.settings = settings
+        # False: the caller saves the settings (the wizard, on Finish); the manifest in
+        # the data dir still remembers the store, so a cancelled wizard reuses it
+        self.persist_settings = persist_settings
         self.knowledge_dir = knowledge_dir or knowledge_root(settings.knowledge_dir)
         self.store_name = store_name
         self.poll_interval = poll_interval
@@ -284,7 +294,8 @@ class VectorStoreSync:
         self._save(manifest)
         if self.settings.vector_store_id != store_id:
             self.settings.vector_store_id = store_id
-            await asyncio.to_thread(self.settings.save, self.paths)
+            if self.persist_settings:
+                await asyncio.to_thread(self.settings.save, self.paths)
 
         plan = await asyncio.to_thread(self.plan, manifest)
         result = SyncResult(store_id, created_store=created)
@@ -493,28 +504,174 @@ def make_client(api_key: str, settings: Settings, *, timeout: float = 60.0) -> A
     return AsyncOpenAI(api_key=api_key, timeout=timeout, max_retries=2)
 
 
-async def check_api_key(client: AsyncOpenAI, model: str | None = None) -> list[str]:
-    """A real call that proves the key works; returns the model ids it can see.
+VERIFY_URL: Final = "https://platform.openai.com/settings/organization/general"
+BILLING_URL: Final = "https://platform.openai.com/settings/organization/billing"
+KEYS_URL: Final = "https://platform.openai.com/api-keys"
+LIMITS_URL: Final = "https://platform.openai.com/settings/organization/limits"
+PROBE_INPUT: Final = "Reply with the single word OK."
 
-    Raises VectorStoreError with a sentence a user understands."""
+
+class ProbeResult(StrEnum):
+    """What one tiny real call with the chosen model found."""
+
+    OK = "ok"  # streams: drafts appear word by word
+    WHOLE_ONLY = "whole_only"  # works, but only unstreamed (unverified organisation)
+    BAD_KEY = "bad_key"  # 401
+    NO_QUOTA = "no_quota"  # 429 insufficient_quota
+    NO_MODEL_ACCESS = "no_model_access"  # 403 model_not_found: the project may not use it
+    NO_SUCH_MODEL = "no_such_model"  # 400/404 model_not_found
+    FORBIDDEN = "forbidden"  # other 403 (restricted key, region)
+    UNREACHABLE = "unreachable"  # network
+    OTHER = "other"
+
+    @property
+    def usable(self) -> bool:
+        """Drafts will work with this key and model (maybe not word by word)."""
+        return self in (ProbeResult.OK, ProbeResult.WHOLE_ONLY)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The outcome of :func:`probe_model`, with a sentence a shop owner understands."""
+
+    model: str
+    result: ProbeResult
+    message: str
+    detail: str = ""  # the API's own words, for the curious (and the log)
+
+
+@dataclass(slots=True)
+class KeyCheck:
+    """The setup wizard's key check: the models the key lists, and the real call."""
+
+    models: list[str]  # every id the key can list ([] when it may not list models)
+    probe: Probe
+    listing_note: str = ""  # why no list came back (a restricted key), or ""
+    alternative: str | None = None  # a model that works better, when the chosen one does not
+
+
+def _error_parts(exc: openai.APIError) -> tuple[str, str, str]:
+    """(code, param, message) from an API error body."""
+    body = exc.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(inner, dict):
+        return "", "", str(exc.message)
+    return (str(inner.get("code") or ""), str(inner.get("param") or ""),
+            str(inner.get("message") or exc.message))
+
+
+def classify(exc: openai.APIError, model: str) -> Probe:
+    """An API error from the probe as a :class:`Probe` (plain words, the fix, the link)."""
+    code, param, detail = _error_parts(exc)
+    low = detail.lower()
+    if isinstance(exc, openai.APIConnectionError):
+        return Probe(model, ProbeResult.UNREACHABLE, "Cannot reach OpenAI from this PC. Check "
+                     "the internet connection (or a proxy or firewall) and try again.", detail)
+    if isinstance(exc, openai.AuthenticationError):
+        return Probe(model, ProbeResult.BAD_KEY, "OpenAI did not accept this key. Copy it "
+                     f"again from {KEYS_URL} (it starts with \"sk-\"), paste it here and "
+                     "check again. A key that was deleted or revoked stops working.", detail)
+    if code == "insufficient_quota":
+        return Probe(model, ProbeResult.NO_QUOTA, "The key is right, but the OpenAI account "
+                     "has no credit left, so nothing can be drafted yet. Add a payment "
+                     f"method or buy credit at {BILLING_URL}, then check again.", detail)
+    if code == "model_not_found" or "does not have access to model" in low:
+        if isinstance(exc, openai.PermissionDeniedError):
+            return Probe(model, ProbeResult.NO_MODEL_ACCESS, f"The key is right, but its "
+                         f"project is not allowed to use {model}. Pick another model, "
+                         f"or allow {model} for the project at {LIMITS_URL}.", detail)
+        return Probe(model, ProbeResult.NO_SUCH_MODEL, f"OpenAI has no model called "
+                     f"\"{model}\". Check the spelling, or pick one from the list.", detail)
+    if isinstance(exc, openai.PermissionDeniedError):
+        return Probe(model, ProbeResult.FORBIDDEN, "The key is right, but it is not allowed "
+                     "to draft replies. If it is a restricted key, give it \"Write\" access "
+                     "to Responses and to Vector stores (or use an unrestricted key).", detail)
+    if isinstance(exc, openai.RateLimitError):
+        return Probe(model, ProbeResult.OTHER, "OpenAI is busy for this account right now "
+                     "(rate limit). Wait a minute and check again.", detail)
+    if isinstance(exc, openai.BadRequestError) and param == "stream":
+        if "verif" in low:
+            return Probe(model, ProbeResult.WHOLE_ONLY, "✓ The key works. OpenAI only lets "
+                         f"verified organisations stream {model}, so drafts will appear all "
+                         "at once instead of word by word (they still work). To get live "
+                         "drafts, verify your organisation (a short ID check, a few minutes) "
+                         f"at {VERIFY_URL}.", detail)
+        return Probe(model, ProbeResult.WHOLE_ONLY, f"✓ The key works. {model} cannot stream, "
+                     "so drafts will appear all at once instead of word by word.", detail)
+    return Probe(model, ProbeResult.OTHER, f"OpenAI refused the test call: {detail}", detail)
+
+
+async def _tiny_call(client: AsyncOpenAI, model: str, *, stream: bool) -> None:
+    params: dict[str, object] = {"model": model, "input": PROBE_INPUT, "store": False,
+                                 "max_output_tokens": 16, "stream": stream}
+    if is_reasoning_model(model):
+        params["reasoning"] = {"effort": "low"}
+    if not stream:
+        await client.responses.create(**params)  # type: ignore[call-overload]
+        return
+    events = await client.responses.create(**params)  # type: ignore[call-overload]
     try:
-        ids = [m.id async for m in client.models.list()]
-    except openai.AuthenticationError as exc:
-        raise VectorStoreError("The API key was rejected. Check it and try again.") from exc
-    except openai.APIConnectionError as exc:
-        raise VectorStoreError(f"Cannot reach the API: {exc}") from exc
-    except openai.APIStatusError as exc:
-        raise VectorStoreError(_api_message(exc)) from exc
-    if model and ids and model not in ids:
-        log.info("configured model %s is not in the key's model list", model)
-    return ids
+        async for _event in events:  # 16 tokens at most: read to the end (a break would
+            pass  # leave the SDK's generator to be finalised outside the loop)
+    finally:
+        await events.close()
+
+
+async def probe_model(client: AsyncOpenAI, model: str) -> Probe:
+    """One tiny real call with ``model``, streamed as the co-pilot streams; if streaming
+    is refused, the same call unstreamed (so "works, drafts arrive whole" is told apart)."""
+    try:
+        await _tiny_call(client, model, stream=True)
+    except openai.APIError as exc:
+        probe = classify(exc, model)
+        if probe.result is not ProbeResult.WHOLE_ONLY:
+            return probe
+        try:
+            await _tiny_call(client, model, stream=False)
+        except openai.APIError as again:
+            return classify(again, model)
+        return probe
+    return Probe(model, ProbeResult.OK, f"✓ The key works, and {model} answered a test "
+                 "message. Drafts will appear word by word.")
+
+
+async def list_model_ids(client: AsyncOpenAI) -> tuple[list[str], str]:
+    """The model ids the key can list, or ``([], why)`` when it may not list them (a
+    restricted key without Models:Read still drafts fine). Raises ``openai.APIError``
+    for a wrong key or no connection (the probe says it better)."""
+    try:
+        return [m.id async for m in client.models.list()], ""
+    except openai.PermissionDeniedError as exc:
+        log.info("the key may not list models: %s", _error_parts(exc)[2])
+        return [], ("This key may not list models (a restricted key), which is fine: the "
+                    "list below shows the usual models.")
+
+
+async def check_api_key(client: AsyncOpenAI, model: str) -> KeyCheck:
+    """The wizard's key check: list the models, then one tiny real call with ``model``.
+
+    When the model does not work (or only unstreamed), up to three other models the
+    key lists are tried and the first that streams is offered."""
+    try:
+        ids, note = await list_model_ids(client)
+    except openai.APIError as exc:
+        return KeyCheck([], classify(exc, model))
+    probe = await probe_model(client, model)
+    check = KeyCheck(ids, probe, note)
+    if probe.result in (ProbeResult.WHOLE_ONLY, ProbeResult.NO_MODEL_ACCESS,
+                        ProbeResult.NO_SUCH_MODEL):
+        listed = drafting_models(ids) if ids else list(SUGGESTED)
+        fallbacks = list(STREAMS_UNVERIFIED) if probe.result is ProbeResult.WHOLE_ONLY else []
+        candidates = [m for m in [*fallbacks, *listed] if m != model and (not ids or m in ids)]
+        for candidate in list(dict.fromkeys(candidates))[:3]:
+            other = await probe_model(client, candidate)
+            if other.result is ProbeResult.OK:
+                check.alternative = candidate
+                break
+    return check
 
 
 def chat_models(ids: Iterable[str]) -> list[str]:
-    """The model ids worth offering for drafting replies, best first."""
-    skip = ("embedding", "whisper", "tts", "dall-e", "moderation", "audio", "realtime",
-            "transcribe", "image", "search", "davinci", "babbage", "sora")
-    keep = [i for i in ids if not any(s in i for s in skip)]
-    return sorted(
-        set(keep), key=lambda m: (not m.startswith("gpt-5"), not m.startswith("gpt-4"), m)
-    )
+    """The model ids worth offering for drafting replies (Responses + function tools +
+    file_search), best first; the suggested ones when the key listed none."""
+    return drafting_models(ids) or list(SUGGESTED)

@@ -1,7 +1,13 @@
-"""The setup wizard: API key, model, knowledge folder, vector-store upload (or offline).
+"""The setup wizard: API key and model, knowledge folder, vector-store upload (or offline).
 
 Why a wizard: a new user must get from nothing to a working host without editing
-files. The pages are thin: the real work lives in :mod:`hitl_desktop.knowledge.vector_store`
+files. Every path ends on the summary page and Finish; nothing (key, settings) is
+saved before Finish — only the upload itself happens on the way, in the user's
+OpenAI account, and the page says so. The key page checks the key with one tiny
+real call to the chosen model and says in plain words what is wrong (wrong key,
+no credit, model not allowed, streaming needs a verified organisation) and which
+model would work; it also points to the offline assistant for anyone without a
+key. The pages are thin: the real work lives in :mod:`hitl_desktop.knowledge.vector_store`
 (key check, sync), :mod:`hitl_desktop.secrets` (key storage) and
 :class:`~hitl_desktop.knowledge.index.KnowledgeIndex` (offline path). All network and
 disk work runs as supervised tasks on the qasync loop, so the UI never blocks and
@@ -11,7 +17,9 @@ no dialog runs a nested event loop.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +31,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
     QComboBox,
+    QDialog,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -41,13 +50,15 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop import secrets
-from hitl_desktop.config import DEFAULT_MODEL, Paths, Settings
+from hitl_desktop.config import DEFAULT_MODEL, Paths, Settings, host_command
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.knowledge.articles import default_knowledge_dir, load_articles
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.knowledge.vector_store import (
     FileProgress,
     FileState,
+    KeyCheck,
+    ProbeResult,
     SyncResult,
     VectorStoreError,
     VectorStoreSync,
@@ -59,9 +70,10 @@ from hitl_desktop.knowledge.vector_store import (
 log = logging.getLogger(__name__)
 
 INDEX_FILE: Final = "knowledge_index.sqlite3"
-SUGGESTED_MODELS: Final = ("gpt-5-mini", "gpt-5", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini")
+NOTHING_SAVED: Final = "Nothing is saved until you press Finish on the last page."
 
-PAGE_WELCOME, PAGE_KEY, PAGE_MODEL, PAGE_FOLDER, PAGE_UPLOAD, PAGE_OFFLINE, PAGE_SUMMARY = range(7)
+PAGE_WELCOME, PAGE_KEY, PAGE_FOLDER, PAGE_UPLOAD, PAGE_OFFLINE, PAGE_SUMMARY = range(6)
+_URL = re.compile(r"https://[^\s)]+[^\s).,]")
 
 _STATE_COLORS: Final = {
     FileState.DONE: "#1b7f3b",
@@ -101,10 +113,43 @@ class SetupState:
     settings: Settings
     offline: bool = False
     api_key: str | None = None
+    existing_key: str | None = None  # the key stored before this run (kept if unchanged)
     key_note: str = ""
+    stream_note: str = ""  # set when drafts will arrive whole (unverified organisation)
     models: list[str] = field(default_factory=list)
     sync_result: SyncResult | None = None
     index_articles: int = 0
+
+
+def linked(text: str) -> str:
+    """Plain text as label HTML with its https links clickable."""
+    out, last = [], 0
+    for m in _URL.finditer(text):
+        out.append(html.escape(text[last:m.start()]))
+        url = html.escape(m.group(0))
+        out.append(f'<a href="{url}">{url}</a>')
+        last = m.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+def save_setup(state: SetupState) -> str:
+    """Finish: store the key (if new) and save the settings; say where the key went.
+
+    Blocking (keyring, disk): run it in a worker thread."""
+    settings = state.settings
+    note = ""
+    if state.offline:
+        settings.provider = "offline"
+    else:
+        settings.provider = "openai"
+        if state.api_key and state.api_key != state.existing_key:
+            note = secrets.store_api_key(state.paths, state.api_key)
+        elif state.api_key:
+            note = "The API key is unchanged."
+    settings.save(state.paths)
+    log.info("setup saved %s (provider %s)", state.paths.settings_file, settings.provider)
+    return note
 
 
 def _label(text: str, *, wrap: bool = True, selectable: bool = False) -> QLabel:
@@ -143,130 +188,193 @@ class WelcomePage(QWizardPage):
 
 
 class KeyPage(QWizardPage):
-    """Checks the key with a real call before letting the user go on."""
+    """Checks the key with one tiny real call to the chosen model before going on."""
 
     check_finished = Signal(bool, str)
+    offline_requested = Signal()
 
     def __init__(self, state: SetupState, tasks: TaskSupervisor) -> None:
         super().__init__()
         self.state = state
         self.tasks = tasks
-        self.setTitle("OpenAI API key")
-        self.setSubTitle("Paste a key from platform.openai.com; it is checked with a real call.")
+        self.setTitle("OpenAI API key and model")
+        self.setSubTitle("Paste a key from platform.openai.com. \"Check\" sends one tiny "
+                         "test message to the model (it costs a tiny fraction of a cent). "
+                         + NOTHING_SAVED)
         self.key = QLineEdit()
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("sk-...")
         self.key.textChanged.connect(self._edited)
         self.check = QPushButton("Check key")
         self.check.clicked.connect(self.start_check)
-        self.status = _label("")
+        self.combo = QComboBox()
+        self.combo.setEditable(True)
+        self.combo.setMinimumContentsLength(18)
+        self.combo.currentTextChanged.connect(self._edited)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.status.setOpenExternalLinks(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.use_alternative = QPushButton()
+        self.use_alternative.setVisible(False)
+        self.use_alternative.clicked.connect(self._take_alternative)
         self.where = _label("")
+        self.offline_hint = _label("No API key, or rather not use one? The offline assistant "
+                                   "drafts replies from your knowledge base and the order "
+                                   "database, with no key and no internet.")
+        self.go_offline = QPushButton("Use the offline assistant instead")
+        self.go_offline.clicked.connect(self.offline_requested.emit)
         row = QHBoxLayout()
         row.addWidget(self.key, 1)
         row.addWidget(self.check)
+        form = QFormLayout()
+        form.addRow("API key:", row)
+        form.addRow("Model:", self.combo)
+        form.addRow(_label("Offered: models that can search the knowledge base and call the "
+                           "shop's tools. You may type another model name."))
         lay = QVBoxLayout(self)
-        lay.addLayout(row)
+        lay.addLayout(form)
         lay.addWidget(self.status)
+        lay.addWidget(self.use_alternative, 0, Qt.AlignmentFlag.AlignLeft)
         lay.addWidget(self.where)
         lay.addStretch(1)
-        self._verified: str | None = None
-        self._existing: str | None = None
+        lay.addWidget(self.offline_hint)
+        lay.addWidget(self.go_offline, 0, Qt.AlignmentFlag.AlignLeft)
+        self._verified: tuple[str, str] | None = None  # (key, model) that works
+        self._alternative: str | None = None
+        self._checked_key: str | None = None  # the key the alternative was found with
 
     def initializePage(self) -> None:
+        current = self.state.settings.model or DEFAULT_MODEL
+        self._fill_models(self.state.models or chat_models([]), current)
         # the keyring may be slow (D-Bus, an unlock prompt): look it up off the loop
         self.tasks.spawn(self._load_existing(), "read stored key")
 
+    def _fill_models(self, offered: list[str], current: str) -> None:
+        if current and current not in offered:
+            offered = [current, *offered]
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        self.combo.addItems(offered)
+        self.combo.setCurrentText(current)
+        self.combo.blockSignals(False)
+
     async def _load_existing(self) -> None:
         try:
-            self._existing = await asyncio.to_thread(secrets.load_api_key, self.state.paths)
+            existing = await asyncio.to_thread(secrets.load_api_key, self.state.paths)
         except Exception:  # a broken keyring must not stop the wizard
             log.exception("could not read the stored API key")
-            self._existing = None
-        if self._existing and not self.key.text():
+            existing = None
+        self.state.existing_key = existing
+        if existing and not self.key.text():
             self.key.setPlaceholderText("a key is already configured: leave empty to keep it")
-            self.status.setText("A key is already configured. Press \"Check key\" to verify it, "
-                                "or paste a new one.")
+            self._say("A key is already configured. Press \"Check key\" to verify it, or "
+                      "paste a new one.")
         self.completeChanged.emit()
 
+    def _say(self, text: str) -> None:
+        self.status.setText(linked(text))
+
+    def status_text(self) -> str:
+        """What the status line says, as plain text (tests, screenshots)."""
+        return self.status.text() and html.unescape(re.sub(r"<[^>]+>", "", self.status.text()))
+
     def _edited(self) -> None:
-        self._verified = None
-        self.status.setText("")
+        if self._verified is not None and self._verified != (self.candidate(), self.model()):
+            self._verified = None
+            self._say("")
+            self.use_alternative.setVisible(False)
         self.completeChanged.emit()
 
     def candidate(self) -> str:
-        return self.key.text().strip() or (self._existing or "")
+        return self.key.text().strip() or (self.state.existing_key or "")
+
+    def model(self) -> str:
+        return self.combo.currentText().strip()
 
     def start_check(self) -> None:
-        key = self.candidate()
+        key, model = self.candidate(), self.model()
         if not key:
-            self.status.setText("Paste your API key first.")
+            self._say("Paste your API key first (or use the offline assistant below).")
+            return
+        if not model:
+            self._say("Choose a model first.")
             return
         self.check.setEnabled(False)
-        self.status.setText("Checking the key with OpenAI…")
-        self.tasks.spawn(self._check(key), "check key")
+        self.use_alternative.setVisible(False)
+        self._say(f"Checking the key with a test message to {model}…")
+        self.tasks.spawn(self._check(key, model), "check key")
 
-    async def _check(self, key: str) -> None:
-        client = make_client(key, self.state.settings, timeout=20.0)
+    async def _check(self, key: str, model: str) -> None:
+        client = make_client(key, self.state.settings, timeout=30.0)
         try:
-            ids = await check_api_key(client)
-        except VectorStoreError as exc:
-            self._verified = None
-            self.status.setText(f"✗ {exc}")
-            self.check_finished.emit(False, str(exc))
-            return
+            result = await check_api_key(client, model)
         finally:
             self.check.setEnabled(True)
             await client.close()
-        self.state.api_key = key
-        self.state.models = chat_models(ids)
-        if key != self._existing or not self._existing:
-            note = await asyncio.to_thread(store_key, key, self.state.paths)
+        self.show_check(key, result)
+
+    def show_check(self, key: str, result: KeyCheck) -> None:
+        """Say what the check found; remember the key and model when they work."""
+        probe = result.probe
+        if result.models:
+            self.state.models = chat_models(result.models)
+            self._fill_models(self.state.models, self.model())
+        ok = probe.result.usable
+        lines = [probe.message if ok else f"✗ {probe.message}"]
+        if probe.detail and not ok:
+            lines.append(f"(OpenAI said: {probe.detail})")
+        if result.listing_note:
+            lines.append(result.listing_note)
+        self._alternative, self._checked_key = result.alternative, key
+        if result.alternative:
+            why = ("streams for this key" if ok else "works with this key")
+            lines.append(f"{result.alternative} {why}: press the button below to use it.")
+            self.use_alternative.setText(f"Use {result.alternative}")
+            self.use_alternative.setVisible(True)
+        if probe.result is ProbeResult.BAD_KEY or probe.result is ProbeResult.NO_QUOTA:
+            lines.append("No key at hand? The offline assistant below works without one.")
+        self._say("\n".join(lines))
+        if ok:
+            self.state.api_key = key
+            self.state.stream_note = (probe.message if probe.result is ProbeResult.WHOLE_ONLY
+                                      else "")
+            self._verified = (key, probe.model)
         else:
-            note = "The key is unchanged."
-        self.state.key_note = note
-        self._verified = key
-        self.status.setText(f"✓ The key works ({len(ids)} models available).")
-        self.where.setText(note)
+            self._verified = None
+        self.where.setText("The key and model are saved when you press Finish." if ok else "")
         self.completeChanged.emit()
-        self.check_finished.emit(True, note)
+        self.check_finished.emit(ok, probe.message)
+
+    def _take_alternative(self) -> None:
+        """The offered model was just checked with this key: take it without a new call."""
+        model, key = self._alternative, self._checked_key
+        if not model or not key:
+            return
+        self.combo.setCurrentText(model)
+        self.state.api_key = key
+        self.state.stream_note = ""
+        self._verified = (key, model)
+        self.use_alternative.setVisible(False)
+        self._say(f"✓ The key works with {model}, and drafts will appear word by word.")
+        self.where.setText("The key and model are saved when you press Finish.")
+        self.completeChanged.emit()
 
     def isComplete(self) -> bool:
-        return self._verified is not None and self._verified == self.candidate()
+        return self._verified is not None and self._verified == (self.candidate(), self.model())
+
+    def validatePage(self) -> bool:
+        self.state.settings.model = self.model()
+        return self.isComplete()
+
+    def nextId(self) -> int:
+        return PAGE_FOLDER
 
 
 def store_key(key: str, paths: Paths) -> str:
     """Store the key (keyring, else a 0600 file) and say where, in one sentence."""
     return secrets.store_api_key(paths, key)
-
-
-class ModelPage(QWizardPage):
-    def __init__(self, state: SetupState) -> None:
-        super().__init__()
-        self.state = state
-        self.setTitle("Model")
-        self.setSubTitle("The model that drafts replies. Smaller models answer faster.")
-        self.combo = QComboBox()
-        self.combo.setEditable(True)
-        form = QFormLayout(self)
-        form.addRow("Model:", self.combo)
-        form.addRow(_label("The model must support the Responses API with file search and "
-                           "function tools."))
-
-    def initializePage(self) -> None:
-        current = self.state.settings.model or DEFAULT_MODEL
-        offered = [m for m in self.state.models if m] or list(SUGGESTED_MODELS)
-        if current not in offered:
-            offered.insert(0, current)
-        self.combo.clear()
-        self.combo.addItems(offered)
-        self.combo.setCurrentText(current)
-
-    def validatePage(self) -> bool:
-        model = self.combo.currentText().strip()
-        if not model:
-            return False
-        self.state.settings.model = model
-        return True
 
 
 class FolderPage(QWizardPage):
@@ -335,8 +443,9 @@ class UploadPage(QWizardPage):
         self.state = state
         self.tasks = tasks
         self.setTitle("Upload the knowledge base")
-        self.setSubTitle("Creates the vector store the assistant searches, and uploads every "
-                         "article. Only changed articles are uploaded again next time.")
+        self.setSubTitle("Creates the vector store the assistant searches in your OpenAI "
+                         "account and uploads every article now; only changed articles are "
+                         "uploaded next time. Your settings and key are saved on Finish.")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setFormat("%p%")
@@ -395,6 +504,15 @@ class UploadPage(QWizardPage):
         self.cancel.setEnabled(True)
         self.summary.setText("Preparing the vector store…")
         self._task = self.tasks.spawn(self._sync(), "vector-store sync")
+        # the page is complete only once the task is over: say so when it is (the
+        # completeChanged of _finish fires while the task still counts as running)
+        self._task.add_done_callback(lambda _task: self._emit_complete_changed())
+
+    def _emit_complete_changed(self) -> None:
+        try:
+            self.completeChanged.emit()
+        except RuntimeError:  # the wizard is already gone
+            log.debug("upload finished after the wizard closed")
 
     def cancel_sync(self) -> None:
         if self.running and self._task is not None:
@@ -403,12 +521,11 @@ class UploadPage(QWizardPage):
     async def _sync(self) -> None:
         key = self.state.api_key or await asyncio.to_thread(
             secrets.load_api_key, self.state.paths) or ""
-        # the chosen model and folder are saved before uploading, so a cancel keeps them
-        self.state.settings.provider = "openai"
-        await asyncio.to_thread(self.state.settings.save, self.state.paths)
         client = self.client_factory(key, self.state.settings)
+        # settings are saved on Finish; the manifest in the data dir remembers the store,
+        # so a wizard cancelled after (part of) the upload reuses it next time
         sync = VectorStoreSync(client, self.state.paths, self.state.settings,
-                               poll_interval=self.poll_interval)
+                               poll_interval=self.poll_interval, persist_settings=False)
         try:
             result = await sync.run(self.on_progress)
         except asyncio.CancelledError:
@@ -427,6 +544,8 @@ class UploadPage(QWizardPage):
                 f"{len(result.unchanged)} unchanged, {len(result.deleted)} removed")
         if result.failed:
             text += f", {len(result.failed)} failed (press Resume to retry)"
+        else:
+            text += ". Press Next"
         self.summary.setText(text + ".")
         self._done = True
         self._finish(result.ok, text)
@@ -506,11 +625,9 @@ class OfflinePage(QWizardPage):
 
     async def _build(self) -> None:
         settings = self.state.settings
-        settings.provider = "offline"
         root = Path(settings.knowledge_dir) if settings.knowledge_dir else default_knowledge_dir()
         try:
             count, seconds = await asyncio.to_thread(_build_index, root, self.state.paths)
-            await asyncio.to_thread(settings.save, self.state.paths)
         except Exception as exc:
             log.exception("index build failed")
             self.bar.setRange(0, 1)
@@ -539,29 +656,53 @@ def _build_index(root: Path, paths: Paths) -> tuple[int, float]:
 
 
 class SummaryPage(QWizardPage):
-    def __init__(self, state: SetupState) -> None:
+    def __init__(self, state: SetupState, tasks: TaskSupervisor) -> None:
         super().__init__()
         self.state = state
-        self.setTitle("All set")
-        self.text = _label("", selectable=True)
+        self.tasks = tasks
+        self.setTitle("All set: press Finish to save")
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.text.setOpenExternalLinks(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         lay = QVBoxLayout(self)
         lay.addWidget(self.text)
         lay.addStretch(1)
         self.setFinalPage(True)
+        self._lines: list[str] = []
 
     def initializePage(self) -> None:
         s = self.state.settings
-        lines = [f"Settings saved to {self.state.paths.settings_file}."]
+        lines = [f"Finish saves these settings to {self.state.paths.settings_file}:"]
         if self.state.offline:
-            lines += ["Engine: the offline assistant.",
-                      f"Local index: {self.state.index_articles} articles."]
+            lines += ["• Engine: the offline assistant (no key, no internet).",
+                      f"• Local index: {self.state.index_articles} articles."]
         else:
-            lines += [f"Engine: OpenAI, model {s.model}.",
-                      f"Vector store: {s.vector_store_id}."]
-            if self.state.key_note:
-                lines.append(self.state.key_note)
-        lines.append("Start the host with: hitl-desktop host")
-        self.text.setText("\n".join(lines))
+            lines += [f"• Engine: OpenAI, model {s.model}.",
+                      f"• Vector store: {s.vector_store_id}."]
+            if self.state.stream_note:
+                lines.append("• Drafts arrive whole until your OpenAI organisation is "
+                             "verified: https://platform.openai.com/settings/organization/"
+                             "general")
+        lines += ["", f"Then start the host with:  {host_command()}",
+                  f"(or try it all on this PC first with the demo: {host_command('demo')})"]
+        self._lines = lines
+        self._show()
+        if not self.state.offline and self.state.api_key and \
+                self.state.api_key != self.state.existing_key:
+            self.tasks.spawn(self._where_the_key_goes(), "key destination")
+
+    async def _where_the_key_goes(self) -> None:
+        note = await asyncio.to_thread(secrets.key_destination, self.state.paths)
+        self._lines.insert(len(self._lines) - 3, f"• {note}")
+        self._show()
+
+    def _show(self) -> None:
+        self.text.setText(linked("\n".join(self._lines)))
+
+    def plain_text(self) -> str:
+        return "\n".join(self._lines)
 
     def nextId(self) -> int:
         return -1
@@ -584,22 +725,61 @@ class SetupWizard(QWizard):
         self.state = SetupState(paths, Settings.load(paths), offline=offline)
         self.welcome = WelcomePage(self.state)
         self.key_page = KeyPage(self.state, self.tasks)
-        self.model_page = ModelPage(self.state)
         self.folder_page = FolderPage(self.state)
         self.upload_page = UploadPage(self.state, self.tasks)
         self.offline_page = OfflinePage(self.state, self.tasks)
-        self.summary_page = SummaryPage(self.state)
+        self.summary_page = SummaryPage(self.state, self.tasks)
         for pid, page in (
             (PAGE_WELCOME, self.welcome), (PAGE_KEY, self.key_page),
-            (PAGE_MODEL, self.model_page), (PAGE_FOLDER, self.folder_page),
-            (PAGE_UPLOAD, self.upload_page), (PAGE_OFFLINE, self.offline_page),
-            (PAGE_SUMMARY, self.summary_page),
+            (PAGE_FOLDER, self.folder_page), (PAGE_UPLOAD, self.upload_page),
+            (PAGE_OFFLINE, self.offline_page), (PAGE_SUMMARY, self.summary_page),
         ):
             self.setPage(pid, page)
         self.setStartId(PAGE_WELCOME)
+        self.key_page.offline_requested.connect(self.switch_to_offline)
         self.accepted.connect(lambda: self.finished_ok.emit(self.state.settings))
         self.rejected.connect(self.tasks.cancel_all)
+        self._saved = False
+        self._saving = False
+        self.saved_note = ""
+
+    def switch_to_offline(self) -> None:
+        """The key page's way out: the offline path, from the welcome page on."""
+        self.state.offline = True
+        self.welcome.offline.setChecked(True)
+        while self.currentId() not in (PAGE_WELCOME, -1):
+            self.back()
+        self.next()
+
+    def accept(self) -> None:
+        """Finish: save (off the loop), then close. Nothing was saved before this."""
+        if self._saved:
+            super().accept()
+            return
+        if self._saving:
+            return
+        self._saving = True
+        self.button(QWizard.WizardButton.FinishButton).setEnabled(False)
+        self.tasks.spawn(self._save_and_close(), "save setup")
+
+    async def _save_and_close(self) -> None:
+        try:
+            self.saved_note = await asyncio.to_thread(save_setup, self.state)
+        except Exception as exc:
+            log.exception("saving the setup failed")
+            self.summary_page.text.setText(linked(f"✗ Could not save the settings: {exc}"))
+            self._saving = False
+            self.button(QWizard.WizardButton.FinishButton).setEnabled(True)
+            return
+        if self.saved_note:
+            log.info("%s", self.saved_note)
+        self.state.key_note = self.saved_note
+        self._saved = True
+        self.accept()
 
     def done(self, result: int) -> None:
+        if result == int(QDialog.DialogCode.Accepted) and not self._saved:
+            self.accept()  # QWizard's Finish calls done(Accepted) directly: save first
+            return
         self.tasks.cancel_all()
         super().done(result)

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from hitl_desktop.assistant.factory import make_provider
-from hitl_desktop.assistant.models import (
+from hitl_desktop.assistant.openai_provider import OpenAIProvider
+from hitl_desktop.assistant.stream import Completed, Failed, TextDelta, Update, translate
+from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core.openai_models import (
     can_draft,
     drafting_models,
     is_reasoning_model,
 )
-from hitl_desktop.assistant.openai_provider import OpenAIProvider
-from hitl_desktop.assistant.stream import Completed, Failed, TextDelta, Update, translate
-from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.protocol import ApprovalApprove
 from tests.support.copilot_desk import Desk, approval_for, desks, fake, last_input, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, HttpError, Reply

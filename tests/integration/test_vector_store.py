@@ -16,6 +16,7 @@ from hitl_desktop.knowledge.vector_store import (
     FileProgress,
     FileState,
     Manifest,
+    ProbeResult,
     VectorStoreError,
     VectorStoreSync,
     chat_models,
@@ -187,12 +188,13 @@ async def test_bad_key_is_a_clear_error(kb: Path) -> None:
                                knowledge_dir=kb)
         with pytest.raises(VectorStoreError, match="rejected"):
             await sync.run()
-        with pytest.raises(VectorStoreError, match="rejected"):
-            await check_api_key(_client(api, "sk-wrong-key-123"))
-        ids = await check_api_key(_client(api))
-        assert "gpt-5-mini" in ids
-        assert chat_models(ids)[0].startswith("gpt-5")
-        assert "text-embedding-3-small" not in chat_models(ids)
+        wrong = await check_api_key(_client(api, "sk-wrong-key-123"), "gpt-5-mini")
+        assert wrong.probe.result is ProbeResult.BAD_KEY and not wrong.probe.result.usable
+        assert "did not accept this key" in wrong.probe.message
+        good = await check_api_key(_client(api), "gpt-5-mini")
+        assert good.probe.result is ProbeResult.OK and "gpt-5-mini" in good.models
+        assert chat_models(good.models)[0].startswith("gpt-5")
+        assert "text-embedding-3-small" not in chat_models(good.models)
 
 
 async def test_fake_rejects_what_the_real_api_rejects() -> None:

@@ -828,6 +828,7 @@ class FakeOpenAI:
         self.no_access: set[str] = set()  # 403 model_not_found for these
         self.verified_org = verified_org  # False: GPT-5-family models refuse to stream
         self.models_read = True  # False: a restricted key without Models:Read (403 on /models)
+        self.quota_left = True  # False: every request is 429 insufficient_quota
         self.turns: deque[Turn] = deque()
         self.chat_turns: deque[Turn] = deque()
         self.responder: Callable[[dict[str, Any]], Turn] | None = None
@@ -944,6 +945,10 @@ class FakeOpenAI:
                        type_=turn.type or dtype)
         return self._error_response(rec, err, headers)
 
+    async def handle_responses(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/responses`` (other fakes mount it to serve the same API)."""
+        return await self._responses(request)
+
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         rec: RecordedRequest | None = None
         try:
@@ -956,6 +961,12 @@ class FakeOpenAI:
                                param="tools", code="invalid_value")
         except ApiError as err:
             return self._error_response(rec, err)
+        if not self.quota_left:
+            return self._error_response(rec, ApiError(
+                429, "You exceeded your current quota, please check your plan and billing "
+                "details. For more information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                code="insufficient_quota", type_="insufficient_quota"))
         turn = self._next_turn(self.turns, self.responder, body)
         if isinstance(turn, HttpError):
             return self._http_error(rec, turn)

@@ -21,6 +21,8 @@ from aiohttp import BodyPartReader, web
 from openai.types import FileDeleted, FileObject, Model, VectorStore, VectorStoreDeleted
 from openai.types.vector_stores import VectorStoreFile, VectorStoreFileDeleted
 
+from tests.support.fake_openai import MISSING_SCOPE_MESSAGE, FakeOpenAI, Reply
+
 ALLOWED_PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
 
 
@@ -59,7 +61,14 @@ class FakeVectorStoreApi:
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     store_files: dict[str, dict[str, StoredVsFile]] = field(default_factory=dict)
 
+    models_read: bool = True  # False: a restricted key without Models:Read (403 on /models)
+
     def __post_init__(self) -> None:
+        # /v1/responses (the wizard's tiny test call, the host's drafts) is the strict fake
+        # Responses API, sharing this fake's key, models and vector stores
+        self.responses = FakeOpenAI(api_key=self.api_key, models=self.models,
+                                    vector_stores=self.stores)
+        self.responses.responder = lambda body: Reply(text="OK")
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -75,6 +84,7 @@ class FakeVectorStoreApi:
         app = web.Application(middlewares=[self._auth], client_max_size=600 * 1024 * 1024)
         r = app.router
         r.add_get("/v1/models", self._list_models)
+        r.add_post("/v1/responses", self._responses)
         r.add_get("/v1/models/{model}", self._get_model)
         r.add_post("/v1/files", self._create_file)
         r.add_get("/v1/files/{file_id}", self._get_file)
@@ -159,8 +169,14 @@ class FakeVectorStoreApi:
 
     # ------------------------------------------------------------------ models
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        self.calls.append(Call("POST", request.path))
+        return await self.responses.handle_responses(request)
+
     async def _list_models(self, request: web.Request) -> web.Response:
         self.calls.append(Call("GET", request.path))
+        if not self.models_read:
+            return self._error(403, MISSING_SCOPE_MESSAGE)
         data = [
             Model(id=m, created=1_700_000_000, object="model", owned_by="system").model_dump()
             for m in self.models

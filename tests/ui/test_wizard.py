@@ -20,7 +20,6 @@ from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.ui.wizard import (
     PAGE_FOLDER,
     PAGE_KEY,
-    PAGE_MODEL,
     PAGE_OFFLINE,
     PAGE_SUMMARY,
     PAGE_UPLOAD,
@@ -54,8 +53,14 @@ def kb(tmp_path: Path) -> Path:
     return dst
 
 
-async def _to_upload(wizard: SetupWizard, kb: Path, key: str | None) -> None:
-    """Welcome -> key (checked for real) -> model -> folder -> upload page."""
+async def finish(wizard: SetupWizard) -> None:
+    """Press Finish and wait until the settings are saved and the wizard closed."""
+    wizard.button(QWizard.WizardButton.FinishButton).click()
+    await until(lambda: wizard.result() == 1 and not wizard.isVisible(), what="finish")
+
+
+async def _check_key(wizard: SetupWizard, key: str | None, model: str = "gpt-5") -> None:
+    """Welcome -> key page; the key and model checked for real."""
     wizard.show()
     assert wizard.currentId() == 0
     wizard.next()
@@ -64,16 +69,20 @@ async def _to_upload(wizard: SetupWizard, kb: Path, key: str | None) -> None:
     if key is not None:
         page.key.setText(key)
     else:  # the stored key is looked up off the loop, then offered
-        await until(lambda: "already configured" in page.status.text(), what="stored key")
+        await until(lambda: "already configured" in page.status_text(), what="stored key")
+    page.combo.setCurrentText(model)
     assert not page.isComplete()
     page.check.click()
     await until(page.isComplete, what="key check")
-    assert "works" in page.status.text()
-    wizard.next()
-    assert wizard.currentId() == PAGE_MODEL
-    assert wizard.model_page.combo.findText("gpt-5-mini") >= 0
-    assert wizard.model_page.combo.findText("text-embedding-3-small") < 0
-    wizard.model_page.combo.setCurrentText("gpt-5")
+
+
+async def _to_upload(wizard: SetupWizard, kb: Path, key: str | None) -> None:
+    """Welcome -> key and model (checked for real) -> folder -> upload page."""
+    await _check_key(wizard, key)
+    page = wizard.key_page
+    assert "works" in page.status_text()
+    assert page.combo.findText("gpt-5-mini") >= 0
+    assert page.combo.findText("text-embedding-3-small") < 0
     wizard.next()
     assert wizard.currentId() == PAGE_FOLDER
     wizard.folder_page.path.setText(str(kb))
@@ -96,9 +105,16 @@ async def test_wizard_uploads_the_folder_and_resyncs_only_a_changed_file(
         await _to_upload(wizard, kb, KEY)
         up = wizard.upload_page
         await until(up.isComplete, what="upload")
+        # the bug of issue 13: Next stayed disabled after every article was uploaded
+        await until(wizard.button(QWizard.WizardButton.NextButton).isEnabled, within=2,
+                    what="Next enabled after the upload")
         assert up.bar.value() == 1000
         assert up.table.rowCount() == len(articles)
         assert {up.status_of(a.article_id) for a in articles} == {"done"}
+        # the tiny test call used the chosen model, streamed, through the strict fake
+        (probe,) = api.responses.responses_requests()
+        assert probe.body["model"] == "gpt-5" and probe.body["stream"] is True
+        assert probe.status == 200
 
         # the fake saw one store and every article attached with its attributes
         (store_id,) = api.stores
@@ -110,10 +126,15 @@ async def test_wizard_uploads_the_folder_and_resyncs_only_a_changed_file(
 
         wizard.next()
         assert wizard.currentId() == PAGE_SUMMARY
-        assert store_id in wizard.summary_page.text.text()
+        summary = wizard.summary_page
+        assert store_id in summary.plain_text()
+        assert "hitl-desktop" in summary.plain_text() and " host" in summary.plain_text()
         # no keyring backend in tests: the 0600 file fallback, said plainly
-        assert "No system keyring" in wizard.summary_page.text.text()
-        wizard.accept()
+        await until(lambda: "No system keyring" in summary.plain_text(), what="key place")
+        # nothing saved before Finish
+        assert not paths.settings_file.exists()
+        assert secrets.load_api_key(paths) is None
+        await finish(wizard)
 
         saved = Settings.load(paths)
         assert saved.vector_store_id == store_id
@@ -137,7 +158,8 @@ async def test_wizard_uploads_the_folder_and_resyncs_only_a_changed_file(
                 if a is not changed} == {"unchanged"}
         assert list(api.stores) == [store_id]
         assert len(api.attached(store_id)) == len(articles)
-        again.accept()
+        again.next()
+        await finish(again)
         wizard.deleteLater()
         again.deleteLater()
 
@@ -171,22 +193,74 @@ async def test_wizard_cancel_and_resume(qtbot: object, kb: Path,
         wizard.deleteLater()
 
 
-async def test_wizard_rejects_a_bad_key(qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("failure, words, usable", [
+    ("wrong_key", ["did not accept this key", "api-keys"], False),
+    ("no_quota", ["no credit left", "billing"], False),
+    ("no_access", ["not allowed to use gpt-5", "Use gpt-5-mini"], False),
+    ("unverified", ["verified organisations", "all at once", "organization/general",
+                    "Use gpt-4.1-mini"], True),
+    ("restricted", ["may not list models", "works"], True),
+])
+async def test_key_page_reports_each_failure_in_plain_words(
+        qtbot: object, monkeypatch: pytest.MonkeyPatch, failure: str, words: list[str],
+        usable: bool) -> None:
     paths = resolve_paths().ensure()
     async with FakeVectorStoreApi(api_key=KEY) as api:
         monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+        key = KEY
+        if failure == "wrong_key":
+            key = "sk-wrong-0000000000"
+        elif failure == "no_quota":
+            api.responses.quota_left = False
+        elif failure == "no_access":
+            api.responses.no_access.add("gpt-5")
+        elif failure == "unverified":
+            api.responses.verified_org = False
+            api.models.append("gpt-4.1")  # also listed; gpt-4.1-mini is offered first
+        elif failure == "restricted":
+            api.models_read = False
         wizard = SetupWizard(paths)
         wizard.show()
         wizard.next()
         page = wizard.key_page
-        page.key.setText("sk-wrong")
+        page.key.setText(key)
+        page.combo.setCurrentText("gpt-5")
         page.check.click()
-        await until(lambda: "✗" in page.status.text(), what="key rejected")
-        assert "rejected" in page.status.text()
-        assert not page.isComplete()
-        assert secrets.load_api_key(paths) is None
+        await until(lambda: page.check.isEnabled() and page.status_text()
+                    and "Checking" not in page.status_text(), what="check done")
+        shown = page.status_text() + " " + (page.use_alternative.text()
+                                            if page.use_alternative.isVisible() else "")
+        for word in words:
+            assert word in shown, (word, shown)
+        assert page.isComplete() is usable
+        assert page.status_text().startswith("✗") is not usable
+        assert secrets.load_api_key(paths) is None and not paths.settings_file.exists()
+        if page.use_alternative.isVisible():  # the offered model is taken without a new call
+            calls = len(api.responses.responses_requests())
+            page.use_alternative.click()
+            assert page.isComplete() and page.model() != "gpt-5"
+            assert len(api.responses.responses_requests()) == calls
         wizard.reject()
         wizard.deleteLater()
+
+
+async def test_key_page_points_to_the_offline_assistant(qtbot: object, kb: Path) -> None:
+    paths = resolve_paths().ensure()
+    wizard = SetupWizard(paths)
+    wizard.show()
+    wizard.next()
+    assert wizard.currentId() == PAGE_KEY
+    assert "offline assistant" in wizard.key_page.offline_hint.text()
+    wizard.key_page.go_offline.click()
+    assert wizard.currentId() == PAGE_FOLDER and wizard.state.offline
+    wizard.folder_page.path.setText(str(kb))
+    wizard.next()
+    await until(wizard.offline_page.isComplete, what="index build")
+    wizard.next()
+    assert wizard.currentId() == PAGE_SUMMARY
+    await finish(wizard)
+    assert Settings.load(paths).provider == "offline"
+    wizard.deleteLater()
 
 
 async def test_offline_path_builds_the_index_without_a_key(qtbot: object, kb: Path) -> None:
@@ -200,11 +274,13 @@ async def test_offline_path_builds_the_index_without_a_key(qtbot: object, kb: Pa
     assert wizard.currentId() == PAGE_OFFLINE
     await until(wizard.offline_page.isComplete, what="index build")
     assert "Indexed 6 articles" in wizard.offline_page.status.text()
+    assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
     wizard.next()
     assert wizard.currentId() == PAGE_SUMMARY
-    assert "offline" in wizard.summary_page.text.text()
+    assert "offline" in wizard.summary_page.plain_text()
     assert wizard.button(QWizard.WizardButton.FinishButton).isVisible()
-    wizard.accept()
+    assert not paths.settings_file.exists()  # nothing saved before Finish
+    await finish(wizard)
     saved = Settings.load(paths)
     assert saved.provider == "offline" and saved.vector_store_id is None
     assert secrets.load_api_key(paths) is None
