@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_paths(new)
     lst = session_sub.add_parser("list", help="list sessions as JSON")
     _add_paths(lst)
+    revoke = session_sub.add_parser(
+        "revoke", help="revoke a session's customer and agent links (live ones close at once)")
+    revoke.add_argument("session_id", help="the session id (s_...)")
+    _add_paths(revoke)
+
+    links = sub.add_parser("links", help="manage the host's desk, lobby and admin links")
+    links_sub = links.add_subparsers(dest="links_cmd", metavar="CMD", required=True)
+    rotate = links_sub.add_parser(
+        "rotate", help="replace a link (e.g. one that leaked): the old one stops working "
+                       "at once, also on a running host; prints the new link as JSON")
+    rotate.add_argument("which", choices=("desk", "lobby", "admin"))
+    _add_paths(rotate)
 
     for role in ("customer", "agent"):
         p = sub.add_parser(role, help=f"open the {role} window")
@@ -106,6 +118,7 @@ def configure_logging(verbosity: int) -> None:
 MODES = {
     "host": "hitl_desktop.app.host",
     "session": "hitl_desktop.app.sessions_cli",
+    "links": "hitl_desktop.app.sessions_cli",
     "customer": "hitl_desktop.app.customer",
     "agent": "hitl_desktop.app.agent",
     "open": "hitl_desktop.app.open_link",
@@ -137,8 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # one clear sentence instead of Qt's abort (rc 134) blaming libxcb-cursor0
             sys.stderr.write(f"hitl-desktop {args.mode}: cannot open a window: {problem}\n")
             return 2
+    from hitl_desktop.store.sqlite_files import DamagedDatabase
+
     module = importlib.import_module(MODES[args.mode])
     try:
         return int(module.run(args))
     except KeyboardInterrupt:
         return 130
+    except DamagedDatabase as exc:  # one sentence with the path, not a traceback
+        sys.stderr.write(f"hitl-desktop {args.mode}: {exc}\n")
+        return 2

@@ -7,6 +7,7 @@ so they never touch a real user's files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,8 +48,13 @@ class Paths:
         return self.config_dir / "settings.json"
 
     def ensure(self) -> Paths:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        """Create the dirs, private to this user on POSIX (0700): the data dir holds
+        transcripts and customer records, the config dir settings and maybe a key."""
+        for d in (self.data_dir, self.config_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.name == "posix":
+                with contextlib.suppress(PermissionError):
+                    os.chmod(d, 0o700)
         return self
 
 

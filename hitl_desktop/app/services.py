@@ -35,6 +35,7 @@ from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.relay import CopilotFactory, CreatedSession, Relay, RelayConfig
 from hitl_desktop.host.tokens import TokenKind, Tokens
+from hitl_desktop.store.sqlite_files import make_private_tree
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,11 @@ def write_private(path: Path, text: str) -> None:
 
 
 def standing_tokens(data_dir: Path, tokens: Tokens) -> dict[TokenKind, str]:
-    """The desk, lobby and admin tokens: reused from ``host-links.json`` while still valid."""
+    """The desk, lobby and admin tokens: reused from ``host-links.json`` while still valid.
+
+    A kind without a valid stored token gets a new one and every other token of that
+    kind is revoked: deleting ``host-links.json`` rotates all three links, and an old
+    link never keeps working next to a new one."""
     path = data_dir / LINKS_FILE
     stored: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -107,11 +112,31 @@ def standing_tokens(data_dir: Path, tokens: Tokens) -> dict[TokenKind, str]:
         record = tokens.verify(token) if isinstance(token, str) else None
         if record is None or record.kind is not kind:
             token = tokens.issue(kind, label=None)
+            tokens.revoke_kind(kind, keep=token.partition(".")[0])
             changed = True
         out[kind] = str(token)
     if changed:
         write_private(path, json.dumps({k.value: v for k, v in out.items()}, indent=2))
     return out
+
+
+#: ``links rotate`` names
+LINK_KINDS = {"desk": TokenKind.AGENT_DESK, "lobby": TokenKind.CUSTOMER_LOBBY,
+              "admin": TokenKind.ADMIN}
+
+
+def rotate_link(data_dir: Path, tokens: Tokens, kind: TokenKind) -> tuple[str, set[str]]:
+    """Replace one standing link: a new token, every old one of that kind revoked,
+    ``host-links.json`` rewritten. Returns (new token, revoked ids). A running host
+    closes the old link's connections with 4010 within its poll interval."""
+    current = standing_tokens(data_dir, tokens)
+    token = tokens.issue(kind, label=None)
+    revoked = tokens.revoke_kind(kind, keep=token.partition(".")[0])
+    current[kind] = token
+    write_private(data_dir / LINKS_FILE,
+                  json.dumps({k.value: v for k, v in current.items()}, indent=2))
+    log.info("%s link rotated (%d old tokens revoked)", kind.value, len(revoked))
+    return token, revoked
 
 
 @dataclass(slots=True)
@@ -174,6 +199,22 @@ class RunningHost:
             "pid": os.getpid(),
         }
 
+    def rotate(self, kind: TokenKind) -> str:
+        """Replace a standing link now (its live connections close with 4010); the new
+        link."""
+        token, revoked = rotate_link(self.paths.data_dir, self.relay.tokens, kind)
+        self.reload_links()
+        for token_id in revoked:
+            self.relay.revoke(token_id)
+        return self.link("customer" if kind is TokenKind.CUSTOMER_LOBBY else "agent", token)
+
+    def reload_links(self, _revoked: object = None) -> None:
+        """Pick up standing links another process (``links rotate``) replaced."""
+        standing = standing_tokens(self.paths.data_dir, self.relay.tokens)
+        self.desk_token = standing[TokenKind.AGENT_DESK]
+        self.lobby_token = standing[TokenKind.CUSTOMER_LOBBY]
+        self.admin_token = standing[TokenKind.ADMIN]
+
     async def stop(self) -> None:
         await self.relay.aclose()
         self.relay_log.close()
@@ -217,6 +258,7 @@ async def start_host(
     )
     relay.link_builder = lambda kind, token: host.link(
         "customer" if kind.link_role == "customer" else "agent", token)
+    relay.on_revoked = host.reload_links
     (paths.data_dir / HOST_FILE).write_text(json.dumps({
         "url": host.url, "public_host": host.public_host, "port": host.port, "bind": bind,
         "tls": host.tls, "pid": os.getpid(), "started_at": time.time(),
@@ -225,6 +267,7 @@ async def start_host(
     # everything loaded so far (modules, the catalog, the index) lives as long as the
     # host: keep it out of the cyclic collector's full passes, which otherwise scan it
     # all and stall the relay for 100+ ms while many connections are open
+    make_private_tree(paths.data_dir)  # files other versions or tools left readable
     gc.freeze()
     return host
 

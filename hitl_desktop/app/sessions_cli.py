@@ -1,4 +1,5 @@
-"""``hitl-desktop session new|list``: manage sessions straight in a host's data dir.
+"""``hitl-desktop session new|list|revoke`` and ``links rotate``: manage sessions and
+links straight in a host's data dir.
 
 Why not over the socket: this works whether or not the host is running. The
 log is SQLite in WAL mode, so writing a session next to a running host is safe;
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hitl_desktop.app.services import HOST_FILE, load_customer_names
+from hitl_desktop.app.services import HOST_FILE, LINK_KINDS, load_customer_names, rotate_link
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.host.log import RelayLog
@@ -79,11 +80,46 @@ def list_sessions(args: argparse.Namespace) -> list[dict[str, Any]]:
         relay_log.close()
 
 
+def revoke_session(args: argparse.Namespace) -> dict[str, Any]:
+    """Revoke every token of one session; a running host closes their connections (4010)
+    within its poll interval (``PRAGMA data_version`` tells it the log changed)."""
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None))
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        if relay_log.get_session(args.session_id) is None:
+            raise SystemExit(f"no session {args.session_id!r} in {paths.data_dir}")
+        revoked = Tokens(relay_log).revoke_session(args.session_id)
+    finally:
+        relay_log.close()
+    return {"session_id": args.session_id, "revoked_tokens": revoked}
+
+
+def rotate(args: argparse.Namespace) -> dict[str, Any]:
+    """Replace the desk, lobby or admin link (see ``services.rotate_link``)."""
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None)).ensure()
+    kind = LINK_KINDS[args.which]
+    announced = _announced(paths.data_dir)
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        token, revoked = rotate_link(paths.data_dir, Tokens(relay_log), kind)
+    finally:
+        relay_log.close()
+    link = InviteLink(str(announced.get("public_host") or "127.0.0.1"),
+                      int(announced.get("port") or DEFAULT_PORT),
+                      "customer" if kind is TokenKind.CUSTOMER_LOBBY else "agent", token,
+                      bool(announced.get("tls", False)))
+    return {"which": args.which, "link": str(link), "revoked_tokens": len(revoked)}
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.session_cmd == "new":
-        out: Any = new_session(args)
+    if args.mode == "links":
+        out: Any = rotate(args)
+    elif args.session_cmd == "new":
+        out = new_session(args)
     elif args.session_cmd == "list":
         out = list_sessions(args)
+    elif args.session_cmd == "revoke":
+        out = revoke_session(args)
     else:  # argparse prevents this
         log.error("unknown session command %r", args.session_cmd)
         return 2

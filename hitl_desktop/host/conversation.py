@@ -14,6 +14,7 @@ sent), and survives a host restart (SQLite, WAL, in the data dir).
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sqlite3
@@ -33,6 +34,7 @@ from hitl_desktop.core.turns import (
     from_responses_item,
     load_item,
 )
+from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error, make_private
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +128,28 @@ class ConversationStore:
     history for every model request), written through to SQLite.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_cache_chars: int = 32 * 1024 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        check_not_emptied(path, "conversation store")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            with damaged_as_error(path, "conversation store"):
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
+        make_private(path)
         self._lock = threading.Lock()
-        self._cache: dict[str, list[TurnItem]] = {}
+        # most recently used sessions' histories, bounded in (stored JSON) bytes: a host
+        # that has seen many long conversations must not keep them all in memory
+        self._cache: collections.OrderedDict[str, list[TurnItem]] = collections.OrderedDict()
         self._rows: dict[str, int] = {}  # stored rows per session (a legacy row may be skipped)
+        self._sizes: dict[str, int] = {}  # cached characters per session
+        self._cached_chars = 0
+        self.max_cache_chars = max_cache_chars
 
     # ------------------------------------------------------------------ items
 
@@ -145,7 +159,9 @@ class ConversationStore:
 
     def _load(self, session_id: str) -> list[TurnItem]:
         cached = self._cache.get(session_id)
-        if cached is None:
+        if cached is not None:
+            self._cache.move_to_end(session_id)
+        else:
             with self._lock:
                 rows = self._db.execute(
                     "SELECT item FROM items WHERE session_id = ? ORDER BY idx", (session_id,)
@@ -162,7 +178,22 @@ class ConversationStore:
                     cached.append(item)
             self._cache[session_id] = cached
             self._rows[session_id] = len(rows)
+            self._account(session_id, sum(len(r[0]) for r in rows))
         return cached
+
+    def _account(self, session_id: str, chars: int) -> None:
+        """Add ``chars`` to the session's cached size; evict least recently used
+        sessions (never this one) while the cache is over its bound."""
+        self._sizes[session_id] = self._sizes.get(session_id, 0) + chars
+        self._cached_chars += chars
+        while self._cached_chars > self.max_cache_chars and len(self._cache) > 1:
+            oldest = next(iter(self._cache))
+            if oldest == session_id:
+                self._cache.move_to_end(oldest)
+                continue
+            del self._cache[oldest]
+            self._rows.pop(oldest, None)
+            self._cached_chars -= self._sizes.pop(oldest, 0)
 
     def append(self, session_id: str, *items: TurnItem) -> None:
         """Append items atomically (a function call and its output land together)."""
@@ -172,6 +203,7 @@ class ConversationStore:
         start = self._rows.get(session_id, 0)
         now = time.time()
         rows = [(session_id, start + i, dump_item(item), now) for i, item in enumerate(items)]
+        size = sum(len(r[2]) for r in rows)
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -179,6 +211,7 @@ class ConversationStore:
             )
         current.extend(items)
         self._rows[session_id] = start + len(items)
+        self._account(session_id, size)
 
     # ----------------------------------------------------------------- drafts
 

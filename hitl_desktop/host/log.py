@@ -33,6 +33,7 @@ from hitl_desktop.core.protocol import (
     encode,
     host_type,
 )
+from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error, make_private
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,18 @@ class RelayLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        check_not_emptied(path, "session log")
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(_SCHEMA)
+        try:
+            with damaged_as_error(path, "session log"):
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.execute("PRAGMA busy_timeout=5000")
+                self.db.executescript(_SCHEMA)
+        except BaseException:
+            self.db.close()
+            raise
+        make_private(path)
         self._checkpointer: sqlite3.Connection | None = None
 
     def defer_checkpoints(self) -> None:

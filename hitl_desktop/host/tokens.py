@@ -135,6 +135,19 @@ class Tokens:
         )
         return cur.rowcount > 0
 
+    def revoke_kind(self, kind: TokenKind, *, keep: str | None = None) -> set[str]:
+        """Revoke every live token of ``kind`` except the id ``keep``; their ids. (The
+        desk, lobby and admin links are one token each: replacing one revokes the rest.)"""
+        rows = self.db.execute(
+            "SELECT token_id FROM tokens WHERE kind = ? AND revoked_at IS NULL", (kind.value,)
+        ).fetchall()
+        ids = {str(r[0]) for r in rows} - {keep}
+        now = time.time()
+        for token_id in ids:
+            self.db.execute("UPDATE tokens SET revoked_at = ? WHERE token_id = ?",
+                            (now, token_id))
+        return ids
+
     def revoke_session(self, session_id: str) -> int:
         cur = self.db.execute(
             "UPDATE tokens SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL",

@@ -28,6 +28,7 @@ from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
 from hitl_desktop.store import tools as shop_tools
 from hitl_desktop.store.errors import BusinessRuleError, Conflict, Expired, Forbidden, NotFound
 from hitl_desktop.store.schema import DDL, SCHEMA_VERSION, load_seed, seed_database
+from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error, make_private
 
 log = logging.getLogger(__name__)
 
@@ -190,18 +191,21 @@ class ShopDatabase:
         if p.is_dir() or not p.suffix:
             p = p / DB_FILENAME
         p.parent.mkdir(parents=True, exist_ok=True)
+        check_not_emptied(p, "shop database")
         conn = sqlite3.connect(p, timeout=15.0, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         try:
-            conn.execute("PRAGMA busy_timeout = 15000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            db = cls(conn, catalog, clock=clock, path=p)
-            db._migrate(seed)
+            with damaged_as_error(p, "shop database"):
+                conn.execute("PRAGMA busy_timeout = 15000")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                db = cls(conn, catalog, clock=clock, path=p)
+                db._migrate(seed)
         except BaseException:
             conn.close()
             raise
+        make_private(p)
         return db
 
     def _migrate(self, seed: dict[str, Any] | None) -> None:

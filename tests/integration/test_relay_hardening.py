@@ -146,3 +146,62 @@ async def test_a_big_frame_costs_more_of_the_rate_budget(tmp_path: Path) -> None
         got = await cust.drain(0.3)
         assert sum(m["type"] == "chat.message" for m in got) == 2
         assert any(m["type"] == "error" and m["data"]["code"] == "rate_limited" for m in got)
+
+
+def test_conversation_cache_is_bounded_in_bytes_lru_by_session(tmp_path: Path) -> None:
+    from hitl_desktop.core.turns import CustomerLine
+    from hitl_desktop.host.conversation import ConversationStore
+
+    store = ConversationStore(tmp_path / "c.sqlite3", max_cache_chars=50_000)
+    for n in range(20):  # 20 sessions of ~10 kB each
+        store.append(f"s{n}", *(CustomerLine(text="x" * 1000) for _ in range(10)))
+    assert store._cached_chars <= 50_000 + 11_000
+    assert len(store._cache) < 10 and "s19" in store._cache
+    # an evicted session reads back whole, and appends keep their order
+    assert [i.text for i in store.items("s0")] == ["x" * 1000] * 10  # type: ignore[attr-defined]
+    store.append("s0", CustomerLine(text="later"))
+    assert store.items("s0")[-1].text == "later"  # type: ignore[attr-defined]
+    store.close()
+    again = ConversationStore(tmp_path / "c.sqlite3")
+    assert len(again.items("s0")) == 11
+    again.close()
+
+
+def test_damaged_or_emptied_databases_stop_with_one_sentence(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.attacks import REPO
+
+    for content in (b"", b"this is not a database at all" * 100):
+        data = tmp_path / f"d{len(content)}"
+        data.mkdir()
+        (data / "relay.sqlite3").write_bytes(content)
+        out = subprocess.run(
+            [sys.executable, "-m", "hitl_desktop", "host", "--headless", "--port", "0",
+             "--no-discovery", "--data-dir", str(data)],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(data / "relay.sqlite3") in lines[0], out.stderr
+        assert "Traceback" not in out.stderr
+        assert (data / "relay.sqlite3").read_bytes() == content  # left as it was
+
+
+async def test_data_dir_is_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    async with running_host(tmp_path / "data") as host:
+        host.create_session()
+    data = tmp_path / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for p in data.rglob("*"):
+        if p.is_file():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        else:
+            assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+    assert os.name == "posix"
