@@ -698,6 +698,10 @@ class StreamTranslator:
                 fake_done = {"type": "response.output_item.done", "output_index": index,
                              "item": item}
                 out.extend(self._on_item_done(fake_done))
+            elif sdk_get(item, "type") == "reasoning":
+                # the final response is what the API documents to send back: a reasoning
+                # item's encrypted content there differs from the output_item.done one
+                self._s.items_done[index] = sdk_dict(item)
         for call in list(self._s.calls.values()):  # arguments.done but no item.done
             if call.ready or not call.args_done:
                 continue

@@ -21,7 +21,7 @@ from hitl_desktop.core.openai_models import (
 )
 from hitl_desktop.core.protocol import ApprovalApprove
 from tests.support.copilot_desk import Desk, approval_for, desks, fake, last_input, open_desk
-from tests.support.fake_openai import Call, FakeOpenAI, HttpError, Reply
+from tests.support.fake_openai import Call, FakeOpenAI, HttpError, Reply, replay_turns
 from tests.support.turns import GET_ORDER, of, turn_request
 
 __all__ = ["desks", "fake"]
@@ -256,3 +256,44 @@ async def test_approval_outcome_on_the_openai_path_keeps_input_valid(
                           "Your order is cancelled.")
     assert all(r.status == 200 for r in fake.responses_requests())
 
+
+
+# ----------------------------------------------------------------- documented real shapes
+
+
+async def test_documented_reasoning_stream_round_trips_through_the_strict_fake(
+        fake: FakeOpenAI, recorded_streams: Path) -> None:
+    """The reasoning model's tool loop as the real API streams it: what goes back in the
+    second request is the completed response's reasoning item (with its id, summary and
+    encrypted content) and the call under its id; the strict fake accepts it."""
+    lines = (recorded_streams / "documented-reasoning-function-call.jsonl").read_text()
+    events = [json.loads(line) for line in lines.splitlines()]
+    final_reasoning = next(e for e in events if e["type"] == "response.completed")[
+        "response"]["output"][0]
+    fake.enqueue(*replay_turns(recorded_streams / "documented-reasoning-function-call.jsonl"))
+    p = provider(fake)
+    history: list[dict[str, Any]] = [{"role": "user", "content": "Where is ORD1001?"}]
+    first = await collect(p, *history)
+    (done,) = of(first, Completed)
+    (call,) = done.tool_calls
+    assert call.name == "get_order" and call.arguments == {"order_id": "ORD1001"}
+    reasoning, sent_call = done.output_items
+    assert reasoning == {"type": "reasoning", "id": final_reasoning["id"], "summary": [],
+                         "encrypted_content": final_reasoning["encrypted_content"]}
+    assert sent_call["id"].startswith("fc_") and sent_call["call_id"] == call.call_id
+    history += [*done.output_items, {"type": "function_call_output", "call_id": call.call_id,
+                                     "output": '{"status":"pending"}'}]
+    second = await collect(p, *history)
+    await p.aclose()
+    assert of(second, Completed)[0].text.startswith("Your order ORD1001 is still pending")
+    assert [r.status for r in fake.responses_requests()] == [200, 200]
+    assert fake.responses_requests()[1].body["input"][1] == reasoning
+
+
+async def test_documented_refusal_stream_is_a_refusal(fake: FakeOpenAI,
+                                                      recorded_streams: Path) -> None:
+    fake.enqueue(*replay_turns(recorded_streams / "documented-refusal.jsonl"))
+    p = provider(fake, model="gpt-4.1-mini")
+    (failed,) = of(await collect(p), Failed)
+    await p.aclose()
+    assert failed.code == "refusal" and "can't help with that request" in failed.message

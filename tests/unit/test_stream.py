@@ -32,7 +32,8 @@ from hitl_desktop.assistant.stream import (
 )
 from tests.support.turns import of
 
-RECORDED = ["file-search-1", "file-search-2", "function-calls-multi-turn", "stream-error"]
+RECORDED = ["file-search-1", "file-search-2", "function-calls-multi-turn", "stream-error",
+            "documented-reasoning-function-call", "documented-refusal"]
 
 
 def load(recorded_streams: Path, name: str) -> list[dict[str, Any]]:
@@ -54,6 +55,31 @@ def run(events: Iterable[Mapping[str, Any]], *, as_sdk: bool = True) -> list[Upd
 
 def test_every_recorded_stream_is_covered(recorded_streams: Path) -> None:
     assert sorted(p.stem for p in recorded_streams.glob("*.jsonl")) == sorted(RECORDED)
+
+
+@pytest.mark.parametrize("as_sdk", [True, False], ids=["sdk-events", "plain-dicts"])
+def test_documented_refusal_is_a_refusal_not_an_empty_draft(recorded_streams: Path,
+                                                            as_sdk: bool) -> None:
+    updates = run(load(recorded_streams, "documented-refusal"), as_sdk=as_sdk)
+    assert not of(updates, Completed) and not of(updates, TextDelta)
+    (failed,) = of(updates, Failed)
+    assert failed.code == "refusal"
+    assert "\u201cI'm sorry, but I can't help with that request.\u201d" in failed.message
+
+
+@pytest.mark.parametrize("as_sdk", [True, False], ids=["sdk-events", "plain-dicts"])
+def test_documented_reasoning_keeps_the_final_encrypted_content(recorded_streams: Path,
+                                                                as_sdk: bool) -> None:
+    events = load(recorded_streams, "documented-reasoning-function-call")
+    first_turn = events[: next(i for i, e in enumerate(events)
+                               if e["type"] == "response.completed") + 1]
+    final = first_turn[-1]["response"]["output"][0]["encrypted_content"]
+    streamed = next(e for e in first_turn if e["type"] == "response.output_item.done")
+    assert streamed["item"]["encrypted_content"] != final  # the real API sends a new blob
+    (done,) = of(run(first_turn, as_sdk=as_sdk), Completed)
+    assert done.output_items[0]["encrypted_content"] == final
+    assert [i["type"] for i in done.output_items] == ["reasoning", "function_call"]
+    assert done.output_items[1]["id"].startswith("fc_")
 
 
 @pytest.mark.parametrize("as_sdk", [True, False], ids=["sdk-events", "plain-dicts"])
