@@ -54,6 +54,7 @@ NON_STREAM_TIMEOUT_S = 300.0  # a whole response, reasoning and all, in one answ
 TERMINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete"})
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 VERIFY_URL = "https://platform.openai.com/settings/organization/general"
+CANNOT_STREAM_NOTICE = "{model} cannot stream: drafts arrive whole instead of word by word."
 STREAM_NOTICE = ("OpenAI does not let this organisation stream {model} until it is "
                  f"verified ({VERIFY_URL}): drafts arrive whole instead of word by word.")
 
@@ -292,7 +293,9 @@ class OpenAIProvider:
                 log.warning("OpenAI refuses to stream %s for this organisation (not "
                             "verified): drafts arrive whole from now on", model)
                 self.no_stream_models.add(model)
-                self.notice = STREAM_NOTICE.format(model=model)
+                verification = "verif" in _body_error(exc.body)[1].lower()
+                self.notice = (STREAM_NOTICE if verification else CANNOT_STREAM_NOTICE).format(
+                    model=model)
                 params["stream"] = False
             else:
                 async for event in self._relay(events):

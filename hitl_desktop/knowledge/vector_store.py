@@ -31,6 +31,7 @@ from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.openai_models import (
     STREAMS_UNVERIFIED,
     SUGGESTED,
+    accepts_tools,
     drafting_models,
     is_reasoning_model,
 )
@@ -657,9 +658,13 @@ async def check_api_key(client: AsyncOpenAI, model: str) -> KeyCheck:
     except openai.APIError as exc:
         return KeyCheck([], classify(exc, model))
     probe = await probe_model(client, model)
+    if probe.result.usable and not accepts_tools(model):
+        probe = Probe(model, probe.result, f"{probe.message} But {model} cannot use tools: "
+                      "its drafts would not search the knowledge base or look up orders. "
+                      "Pick a model from the list for that.", probe.detail)
     check = KeyCheck(ids, probe, note)
     if probe.result in (ProbeResult.WHOLE_ONLY, ProbeResult.NO_MODEL_ACCESS,
-                        ProbeResult.NO_SUCH_MODEL):
+                        ProbeResult.NO_SUCH_MODEL) or not accepts_tools(model):
         listed = drafting_models(ids) if ids else list(SUGGESTED)
         fallbacks = list(STREAMS_UNVERIFIED) if probe.result is ProbeResult.WHOLE_ONLY else []
         candidates = [m for m in [*fallbacks, *listed] if m != model and (not ids or m in ids)]

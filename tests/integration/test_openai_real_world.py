@@ -297,3 +297,27 @@ async def test_documented_refusal_stream_is_a_refusal(fake: FakeOpenAI,
     (failed,) = of(await collect(p), Failed)
     await p.aclose()
     assert failed.code == "refusal" and "can't help with that request" in failed.message
+
+
+async def test_a_model_that_cannot_stream_says_so_not_verification(fake: FakeOpenAI) -> None:
+    fake.enqueue(Reply(text="Whole answer."))
+    p = provider(fake, model="o1-pro", vector_store_id=None)
+    updates = await collect(p, tools=[])
+    await p.aclose()
+    assert of(updates, Completed)[0].text == "Whole answer."
+    assert p.notice is not None and "cannot stream" in p.notice and "verif" not in p.notice
+
+
+async def test_the_key_check_warns_about_a_chat_snapshot_and_offers_a_drafting_model(
+        fake: FakeOpenAI) -> None:
+    import openai
+
+    from hitl_desktop.knowledge.vector_store import ProbeResult, check_api_key
+
+    fake.responder = lambda body: Reply(text="OK")
+    client = openai.AsyncOpenAI(api_key=fake.api_key, base_url=fake.base_url, max_retries=0)
+    check = await check_api_key(client, "gpt-5-chat-latest")
+    await client.close()
+    assert check.probe.result is ProbeResult.OK
+    assert "cannot use tools" in check.probe.message
+    assert check.alternative == "gpt-5-mini"
