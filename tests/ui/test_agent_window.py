@@ -331,6 +331,10 @@ def test_status_bar_shows_connection_and_engine(window: AgentWindow, ws: Workspa
     feed(p.AssistantStatus(provider="openai", model="gpt-5-mini", is_ai=True, state="ready"),
          None)
     assert "gpt-5-mini" in window.assistant_label.text()
+    # an engine notice while ready (OpenAI refuses to stream for an unverified org)
+    feed(p.AssistantStatus(provider="openai", model="gpt-5-mini", is_ai=True, state="ready",
+                           message="drafts arrive whole instead of word by word."), None)
+    assert "drafts arrive whole" in window.assistant_label.full_text()
 
 
 def test_unsent_edits_survive_switching_sessions(window: AgentWindow, ws: Workspace,

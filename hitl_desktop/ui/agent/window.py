@@ -659,6 +659,8 @@ class AgentWindow(QMainWindow):
             text = "Offline assistant — not an AI model"
         if status.state in ("error", "unconfigured"):
             text += f" · {status.message or status.state}"
+        elif status.is_ai and status.message:  # e.g. "drafts arrive whole" (unverified org)
+            text += f" · {status.message}"
         self.assistant_label.set_full_text(text, tip=status.message or "")
 
     def _on_error(self, message: str) -> None:
