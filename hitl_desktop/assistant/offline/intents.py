@@ -48,11 +48,12 @@ _PATTERNS: Final = MappingProxyType({
         r"\bdead on arrival\b|\bin pieces\b|\bsound(?:s)? bad\b",
     ),
     "wrong_item": (
-        r"\bwrong (?:item|product|thing|one)\b",
+        r"\bwrong (?:item|product|thing|one)\b|\bwrong (?:colou?r|size|model|variant)\b",
         r"\b(?:someone|somebody) else'?s\b|\binstead of (?:my|what i)\b",
     ),
     "missing": (
         r"\b(?:never|not|still not|has not|have not|did not) (?:arrived?|received?|came|come|shown up|show up|got(?:ten)? it)\b",
+        r"\b(?:never|not|did not|still have not) (?:got|gotten|received) (?:my|the|our) (?:parcel|package|order|delivery|stuff|items?)\b",
         r"\b(?:lost|missing|stolen)\b",
         r"\b(?:says|shows|marked(?: as)?) delivered\b|\bnothing (?:at|on|in front of|came)\b",
         r"\btaking (?:ages|forever|so long|too long)\b|\b(?:is|are|its|it is) late\b|\blate delivery\b|\bdelayed\b|\b(?:a )?weeks? late\b|\bway too late\b",
@@ -128,6 +129,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:opening|open|business|support|office|working|service) hours\b|\bwhen are you open\b|\bhours\b",
         r"\bare you open\b|\bopen on\b|\b(?:saturday|sunday|weekend)s?\b",
         r"\bwhat time\b|\bcontact (?:you|support|customer service)\b|\breach (?:you|us|support|customer service)\b|\bcall you\b",
+        r"\b(?:your|the|a|support) (?:phone|telephone) number\b|\bhow (?:can|do) i (?:contact|call|email) you\b",
     ),
     "privacy": (
         r"\bprivacy\b|\bgdpr\b|\bpersonal data\b|\bmy data\b|\bdata (?:you|do you) (?:store|keep|have)\b",
@@ -139,7 +141,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:speak|talk|chat) (?:to|with) (?:a |an )?(?:real )?(?:human|person|agent|representative|supervisor|manager|someone)\b",
         r"\bsupervisor\b|\bescalate\b|\breal (?:human|person)\b",
     ),
-    "thanks": (r"^(?:ok(?:ay)? |no )?(?:thanks|thank you|thx|ty|great|perfect|awesome|cheers)\b|\bthat'?s all\b",),
+    "thanks": (r"^(?:ok(?:ay)? |no )?(?:thanks|thank you|thx|ty|great|perfect|awesome|cheers|bye|goodbye)\b|\bthat'?s all\b",),
     "greeting": (r"^(?:hi|hello|hey|good (?:morning|afternoon|evening))\b",),
 })
 
@@ -178,7 +180,7 @@ _YIELDS: Final = (
     ("shipping", "refund_status", None),
     ("missing", "account_recovery", None),
     ("missing", "password", r"\b(?:reset|link|email)\b"),
-    ("profile", "shipping", r"\b(?:delivery|shipping) address\b.*\border\b|\border\b.*\b(?:delivery|shipping) address\b"),
+    ("profile", "shipping", r"^(?:can|could|how|is|do)\b.*\b(?:delivery|shipping) address\b.*\border\b"),
     ("order_history", "bug", None),
     ("order_history", "invoice", None),
     ("shipping", "damaged", None),
@@ -186,6 +188,9 @@ _YIELDS: Final = (
     ("tracking", "refund", None),
     ("missing", "refund", None),
     ("missing", "wrong_item", None),
+    ("wrong_item", "refund", None),
+    ("wrong_item", "return", None),
+    ("wrong_item", "exchange", None),
     ("tracking", "warranty", None),
     ("payment", "bug", None),
     ("greeting", "*", None),

@@ -275,8 +275,12 @@ class Planner:
             if req.percent:
                 return Note(req, "percent")
             amount = req.amount
+            if amount is None and not re.search(
+                r"late|delay|damag|broke|defect|wrong|missing|lost|trouble|inconvenien|problem"
+                r"|again|wait|took|weeks", low):
+                return Note(req, "question")  # a gesture needs a reason (vouchers procedure)
             if amount is None:
-                key = "damaged" if re.search(r"damag|broke|defect", req.clause.lower()) else "delay"
+                key = "damaged" if re.search(r"damag|broke|defect", low) else "delay"
                 amount = VOUCHER_GUIDE[key]
             if amount <= 0 or amount > self.policy.max_voucher:
                 return Note(req, "over_voucher_limit", f"{self.policy.max_voucher:.2f}")

@@ -69,11 +69,11 @@ RECORDS: Final = MappingProxyType(
             ),
             _r(
                 "refund_status",
-                "refund has not arrived",
+                "refunds my refund has not arrived how long a refund takes",
                 ("customer", "order"),
                 ("get_order",),
                 "status",
-                "refund has not arrived",
+                "refunds my refund has not arrived how long a refund takes",
             ),
             _r(
                 "replacement",

@@ -23,7 +23,8 @@ from hitl_desktop.knowledge.index import SearchHit
 log = logging.getLogger(__name__)
 
 _NOISE_RE = re.compile(
-    r"\b(?:ORD[\s#-]?\d{4}|#?\d{4}|CUST\d{4}|orders?|northwind|please|pls|thanks?|hi|hello|hey)\b",
+    r"\b(?:ORD[\s#-]?\d{4}|#?\d{4}|CUST\d{4}|orders?|northwind|please|pls|thanks?|hi|hello|hey"
+    r"|need|help|want|question)\b",
     re.I,
 )
 #: Intents whose article is written for representatives (kb/) on purpose.
@@ -130,7 +131,7 @@ class Retriever:
             pool += hits
         if not out.queries and und.text.strip() and not und.social and not und.injection:
             words = customer_words(und.text)
-            if words:
+            if re.search(r"[a-z]{3,}", words):
                 out.queries.append(words)
                 hits = self.search(words)
                 pool += hits

@@ -123,7 +123,16 @@ def _clean(text: str) -> str:
     return slots.EMAIL_RE.sub(" ", _QUOTED_RE.sub(" ", text))
 
 
+_WONDER_RE = re.compile(
+    r"\b(?:(?:like|want) to know|wondering|is it possible|would it be possible|do you know)\b"
+    r"|\bif i (?:do not|don't|did not|change|decide|want)\b"
+)
+
+
 def _is_question(norm: str) -> bool:
+    """Asked about, not asked for: "how do I cancel?", "I'd like to know if I can cancel"."""
+    if _WONDER_RE.search(norm):
+        return True
     return bool(_QUESTION_RE.search(norm)) and not _REQUEST_RE.search(norm)
 
 
@@ -148,7 +157,9 @@ def _refine(intents: list[str], norm: str, text: str) -> list[str]:
     out: list[str] = []
     for found in intents:
         name = found
-        if name == "refund" and _STATUS_WORDS.search(norm) and not slots.amounts(text) and not re.search(r"\b(?:can i|could i|i want|i'd like|please)\b", norm):
+        if name == "refund" and re.search(r"\bcharged (?:twice|double|two times)\b", norm):
+            name = "refund_status"  # look at the order; the amount is the representative's call
+        elif name == "refund" and _STATUS_WORDS.search(norm) and not slots.amounts(text) and not re.search(r"\b(?:can i|could i|i want|i'd like|please)\b", norm):
             name = "refund_status"
         elif name == "password" and re.search(
             r"\b(?:never|not|did not|has not) (?:got|get|gotten|receive\w*|arrived?|come|came|show(?:n|ed)? up)\b"
@@ -159,6 +170,10 @@ def _refine(intents: list[str], norm: str, text: str) -> list[str]:
         elif name == "account_recovery" and re.search(r"\b(?:hacked|compromised|someone|somebody)\b", norm):
             name = "account_takeover"
         out.append(name)
+    if "damaged" in out and re.search(
+        r"\bafter (?:\d+|a|one|two|three|four|five|six|several|a few) (?:months?|years?)\b", norm
+    ):
+        out = ["warranty" if i == "damaged" else i for i in out]
     if "damaged" in out and "refund" in out:
         out = ["damaged_refund" if i == "damaged" else i for i in out if i != "refund"]
     if "wrong_item" in out and "replacement" in out:
@@ -207,13 +222,16 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     own = slots.order_ids(clause) or ([] if asked else slots.order_ids(p.text))
     money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
     cnorm = p.norm
+    profile = slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None
     return Request(
         intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
         own_order=bool(own), product_words=clause, amount=money[0] if money else None,
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
-        question=p.question.get(intent, False) or _general(clause), since=since,
+        question=(p.question.get(intent, False) or _general(clause))
+        and not (profile is not None and profile.value),
+        since=since,
         reports_damage=bool(_DAMAGE_WORDS.search(cnorm)),
-        profile=slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None,
+        profile=profile,
         complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
         negated=bool(_NEGATE_RE.search(cnorm)) and intent in ACTION_INTENTS,
     )
@@ -294,6 +312,11 @@ def understand(conv: Conversation, speller: Speller) -> Understanding:
                 u.requests = out + [r for r in reqs if r.intent not in {o.intent for o in out}]
                 u.topics = [r.intent for r in u.requests]
                 break
+    if not u.requests and not social and not u.injection and slots.order_ids(text):
+        oid = slots.order_ids(text)[0]  # "ORD1002" on its own: what is its status?
+        u.requests = [Request("tracking", text.strip(), oid, True, text, None, False, False,
+                              False, latest_at)]
+        u.topics = ["tracking"]
     before = earlier[-1][1].intents if earlier else []
     if not u.topics and (u.more or _FOLLOW_RE.search(p.norm) or not p.intents):
         u.topics = [i for i in before if RECORDS[i].reply != "social"]
