@@ -4,6 +4,11 @@ The workspace is fed the same protocol frames a host sends (encoded and decoded
 through ``core.protocol``), so what you see is what the real window shows.
 
     python docs/tools/agent_window_preview.py --screenshot docs/screenshots/agent-window.png
+
+``--state`` shows one of the states issue 13 asks to see at every screen size
+(``error``, ``long-approval``, ``closed``; default ``midflow``); without
+``--width``/``--height`` the window sizes itself to the screen as on a first start.
+Run under ``xvfb-run -a -s "-screen 0 1366x768x24"`` (see first_contact_screenshots.sh).
 """
 
 from __future__ import annotations
@@ -183,6 +188,46 @@ of delivery instead (see *Returns*).
 """
 
 
+LONG_ERROR = ("OpenAI rejected the API key (401): Incorrect API key provided: "
+              "sk-proj-Xk3v…9QwA. You can find your API key at "
+              "https://platform.openai.com/account/api-keys. Check the key in "
+              "hitl-desktop setup, or run the offline assistant (hitl-desktop host "
+              "--provider offline) until a valid key is configured. " * 6)[:2000]
+LONG_REASON = ("Goodwill voucher for order ORD1002: the rain jacket arrived nine days after "
+               "the promised date, the customer had to buy a replacement for a trip, "
+               "contacted us three times (tickets T-3311, T-3318, T-3342) and was told twice "
+               "that the parcel was out for delivery when it was still in the depot; the "
+               "carrier confirmed the delay was on our side (label printed late). Reference: "
+               "https://northwind.example/support/cases/T-3342/escalations/"
+               "a9f3c1d2e7b84f6aa0c5d9e1f2b3c4d5")
+
+
+def apply_state(state: str, ws: Workspace, window: AgentWindow) -> None:
+    """Put the populated window into one of the states worth a screenshot."""
+    feed = Feeder(ws)
+    feed.seq[S1] = 40
+    if state == "error":
+        feed(p.DraftFailed(turn_id="t2", code=p.ErrorCode.ASSISTANT_UNAVAILABLE,
+                           message=LONG_ERROR))
+        feed(p.AssistantStatus(provider="openai", model="gpt-5-mini", is_ai=True,
+                               state="error", message=LONG_ERROR), None)
+    elif state == "long-approval":
+        feed(p.ApprovalCreated(
+            approval_id="a2", call_id="c3", tool="issue_voucher",
+            description="Give Alex Morgan a 50.00 USD voucher for the late delivery",
+            arguments={"user_id": "CUST1001", "amount": 50.0, "reason": LONG_REASON},
+            parameters_schema=tool_schema("issue_voucher"), expires_at=time.time() + 3600))
+        card = window.action_queue.cards["a2"]
+        card.form.field("amount").set_value(27.5)
+        card.ask_approve()
+    elif state == "closed":
+        editor = window.suggestion_editor
+        editor.editor.moveCursor(editor.editor.textCursor().MoveOperation.End)
+        editor.editor.insertPlainText(" Is there anything else I can help with?")
+        feed(p.SessionClosed(by="Sam", reason="resolved"))
+    ws.flush()
+
+
 def dark_palette() -> QPalette:
     """What a desktop in dark mode hands Fusion (offscreen has no system theme)."""
     pal = QPalette()
@@ -205,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dark", action="store_true")
     parser.add_argument("--confirm", action="store_true",
                         help="show the approval confirmation step of the first action")
-    parser.add_argument("--width", type=int, default=1480)
-    parser.add_argument("--height", type=int, default=900)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--height", type=int, default=None)
+    parser.add_argument("--state", choices=("midflow", "error", "long-approval", "closed"),
+                        default="midflow")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     app = QApplication(sys.argv[:1])
@@ -217,9 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         app.setPalette(dark_palette())
     ws = Workspace(send=lambda payload, session: None)
     window = AgentWindow(ws, restore=False)
-    window.resize(args.width, args.height)
-    populate(ws, window, streaming=not args.completed)
+    if args.width and args.height:
+        window.resize(args.width, args.height)
+    window.move(window.screen().availableGeometry().topLeft())
+    streaming = not args.completed and args.state in ("midflow", "error")
     window.show()
+    populate(ws, window, streaming=streaming)
+    if args.state != "midflow":
+        apply_state(args.state, ws, window)
     card = window.action_queue.first_card()
     if args.confirm and card is not None:
         card.form.field("order_id").set_value("ORD1008")

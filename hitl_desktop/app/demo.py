@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -491,9 +493,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    paths = resolve_paths(args.data_dir, args.config_dir).ensure()
-    prepare_unattended(args, paths, say)
+    user_paths = resolve_paths(args.data_dir, args.config_dir)
+    prepare_unattended(args, user_paths, say)
     unattended = bool(getattr(args, "unattended", False))
+    scratch: Path | None = None
+    if args.script and args.data_dir is None and not os.environ.get("HITL_DATA_DIR"):
+        # the script cancels ORD1001: on the user's shop it would do so once only, and
+        # the second run would fail. A fresh demo shop per run, the user's settings kept.
+        scratch = Path(tempfile.mkdtemp(prefix="hitl-demo-"))
+        paths = Paths(scratch, user_paths.config_dir).ensure()
+        log.info("demo: a fresh demo shop in %s for this scripted run", scratch)
+    else:
+        paths = user_paths.ensure()
     log.info("demo: creating the application")
     qt_app("Demo")
     log.info("demo: data in %s", paths.data_dir)
@@ -556,4 +567,8 @@ def run(args: argparse.Namespace) -> int:
                 waiter.cancel()
             await demo.stop()
 
-    return run_qt(main, app_name="Demo")
+    try:
+        return run_qt(main, app_name="Demo")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -446,6 +446,9 @@ class Workspace(QObject):
         if view is None:
             return
         view.summary = view.summary.model_copy(update={"state": "closed"})
+        if view.customer_typing:  # nobody types into a closed conversation
+            view.customer_typing = False
+            self.typing_changed.emit(view.session_id)
         why = f": {payload.reason}" if payload.reason else ""
         view.transcript.append(NoteItem(f"Session closed by {payload.by}{why}", env.ts))
         self.transcript_changed.emit(view.session_id)

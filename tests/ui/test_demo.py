@@ -68,9 +68,12 @@ def test_demo_script_plays_the_flow_and_shoots_mid_flow(tmp_path: Path) -> None:
 def _no_display_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XAUTHORITY",
-                        "OPENAI_API_KEY")}
+                        "OPENAI_API_KEY", "HITL_DATA_DIR", "HITL_CONFIG_DIR",
+                        "XDG_DATA_HOME", "XDG_CONFIG_HOME")}
     env["PYTHONPATH"] = str(REPO)
     env["HOME"] = str(tmp_path / "home")  # a fresh user: nothing configured yet
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     return env
 
 
@@ -80,11 +83,14 @@ def test_demo_without_a_display_plays_the_flow_and_exits(tmp_path: Path) -> None
     screenshots where it says, and exits 0 well within 3 minutes."""
     import time
 
+    def demo() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hitl_desktop", "demo"],
+            cwd=tmp_path, env=_no_display_env(tmp_path), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=180, check=False)
+
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "hitl_desktop", "demo", "--data-dir", str(tmp_path / "data")],
-        cwd=tmp_path, env=_no_display_env(tmp_path), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=180, check=False)
+    proc = demo()
     took = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert took < 180
@@ -105,7 +111,7 @@ def test_demo_without_a_display_plays_the_flow_and_exits(tmp_path: Path) -> None
              if "screenshots go to " in line]
     assert named, out
     shots = Path(named[0])
-    assert shots.is_relative_to(tmp_path / "data")
+    assert shots.is_relative_to(tmp_path / "home")  # the user's data dir, kept
     for name in ("demo-agent-midflow", "demo-customer-midflow", "demo-agent-final"):
         path = shots / f"{name}.png"
         assert str(path) in out, f"{path} not printed"
@@ -113,6 +119,12 @@ def test_demo_without_a_display_plays_the_flow_and_exits(tmp_path: Path) -> None
     # nobody was asked anything, and Qt never aborted
     assert "setup wizard" not in proc.stderr
     assert "Aborted" not in proc.stderr and "xcb" not in proc.stderr
+    # a second run works too: each scripted run gets a fresh demo shop (ORD1001 is
+    # cancellable again), and the scratch data is gone afterwards
+    again = demo()
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "result          executed" in again.stdout
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_window_modes_without_a_display_say_so_in_one_sentence(tmp_path: Path) -> None:

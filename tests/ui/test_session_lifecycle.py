@@ -96,6 +96,9 @@ def test_a_closed_session_is_read_only_keeps_the_draft_and_reopens(
     assert sent.of("chat.send") == [] and len(sent.items) == before
     assert ed.text() == "Here is how to cancel. Anything else?"
     assert not window.approve_action.isEnabled() and "closed" in window.approve_action.toolTip()
+    card = window.action_queue.first_card()
+    assert card is not None and not card.isEnabled()
+    assert "conversation closed" in window.action_queue.pending_title.text()
     assert "closed" in window.session_title.full_text()
     # reopen: from the bar or the Conversation menu
     assert window.reopen_session_action.isEnabled()
@@ -105,6 +108,7 @@ def test_a_closed_session_is_read_only_keeps_the_draft_and_reopens(
     feed(p.SessionReopened(by="Sam"))
     assert ed.send_button.isEnabled() and not ed.closed_bar.isVisible()
     assert not window.reopen_session_action.isEnabled()
+    assert card.isEnabled()
     assert "Session reopened by Sam" in window.conversation.browser.toPlainText()
     QTest.mouseClick(ed.send_button, CLICK)
     msg = sent.of("chat.send")[-1]

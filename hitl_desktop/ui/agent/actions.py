@@ -363,6 +363,7 @@ class ActionQueue(QWidget):
         workspace.approvals_changed.connect(self._on_changed)
         workspace.approval_failed.connect(self._on_refused)
         workspace.current_session_changed.connect(self.refresh)
+        workspace.session_updated.connect(self._on_changed)  # closed / reopened
         self.refresh()
 
     def _on_changed(self, session_id: str) -> None:
@@ -409,7 +410,12 @@ class ActionQueue(QWidget):
             self.cards_box.addWidget(card)
             card.show()
         n = len(pending)
-        self.pending_title.setText(f"Waiting for approval ({n})" if n else "Waiting for approval")
+        closed = view is not None and view.summary.state == "closed"
+        for card in self.cards.values():  # a closed conversation decides nothing
+            card.setEnabled(not closed)
+            card.setToolTip("The conversation is closed — reopen it to decide" if closed else "")
+        title = f"Waiting for approval ({n})" if n else "Waiting for approval"
+        self.pending_title.setText(title + (" — conversation closed" if closed and n else ""))
         self.empty.setVisible(n == 0)
         self._fill_history(view.approval_history if view else [])
 
@@ -426,6 +432,8 @@ class ActionQueue(QWidget):
                 _summary(appr.result, appr.error, appr.reason),
             ])
             item.setForeground(2, QBrush(QColor(colors.get(appr.state, "#8a8a8a"))))
+            item.setToolTip(1, call_signature(appr.tool, args))
+            item.setToolTip(3, _summary(appr.result, appr.error, appr.reason))
             if appr.by:
                 item.setToolTip(2, f"{STATE_LABEL.get(appr.state, appr.state)} by {appr.by}")
             detail = json.dumps({"arguments": args, "result": appr.result, "error": appr.error,
@@ -439,7 +447,9 @@ class ActionQueue(QWidget):
             self.history.resizeColumnToContents(col)
             title = fm.horizontalAdvance(self.history.headerItem().text(col)) + 24
             self.history.setColumnWidth(col, max(self.history.columnWidth(col), title, floor))
-        self.history.setColumnWidth(1, min(self.history.columnWidth(1), 260))
+        # the call elides (full text on hover) so Outcome and Details stay in view
+        room = max(120, int(self.history.viewport().width() * 0.42))
+        self.history.setColumnWidth(1, min(self.history.columnWidth(1), room))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)

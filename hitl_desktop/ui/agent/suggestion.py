@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -124,9 +123,8 @@ class SuggestionEditor(QWidget):
         self.discard_button.setToolTip("Throw this draft away")
         self.discard_button.clicked.connect(self.discard)
         buttons = QHBoxLayout()
-        hint = QLabel("Ctrl+Enter to send", self)
+        hint = ElideLabel("Ctrl+Enter to send", self, max_hint=160)
         hint.setObjectName("mutedLabel")
-        hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         buttons.addWidget(hint)
         buttons.addStretch(1)
         buttons.addWidget(self.discard_button)
