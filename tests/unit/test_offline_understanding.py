@@ -210,3 +210,33 @@ def test_a_tool_saying_not_verified_turns_into_a_sign_in_request() -> None:
     und = understand(c, Speller())
     plan = Planner(c, und, Policy()).plan()
     assert plan.step is None and [n.kind for n in plan.notes] == ["sign_in"]
+
+
+HISTORY = ToolRun("h", "get_order_history", {"user_id": "CUST1001"}, {"ok": True, "orders": [
+    {"order_id": "ORD1008", "status": "processing", "products": ["Pulse Fitness Tracker"]},
+    {"order_id": "ORD1002", "status": "shipped", "products": ["Cascade Rain Jacket"]},
+]}, True, "ok")
+
+
+def test_the_product_picks_the_order_from_the_list_the_customer_saw() -> None:
+    c = conv(customer("where is my order?"), HISTORY, Said("assistant", "..."),
+             customer("the jacket one"))
+    assert next_call(c) == ("get_order", {"order_id": "ORD1002"})
+
+
+def test_a_refund_without_amount_on_a_multi_item_order_asks_which() -> None:
+    c = conv(customer("can I get a refund on ORD1003?"), looked_up(ORD1003))
+    und = understand(c, Speller())
+    plan = Planner(c, und, Policy()).plan()
+    assert plan.step is None and [n.kind for n in plan.notes] == ["ask_amount"]
+    c.turns.append(customer("just for the socks"))
+    assert next_call(c) == ("create_refund", {"order_id": "ORD1003", "amount": 48.0,
+                                               "reason": "can I get a refund on ORD1003?"})
+
+
+def test_a_corrected_order_id_is_the_one_meant() -> None:
+    assert slots.order_ids("it's ORD1012... no wait, it's ORD1011")[0] == "ORD1011"
+
+
+def test_a_vague_problem_is_asked_about_not_acted_on() -> None:
+    assert next_call(conv(customer("I have a problem with my backpack"))) is None

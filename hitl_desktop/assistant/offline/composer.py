@@ -202,6 +202,9 @@ class Composer:
         if note is not None:
             self._note(req, note)
             return
+        if rec.reply == "ask":  # "a problem with my backpack": what happened?
+            self.w.para(texts.WHAT_HAPPENED)
+            return
         if rec.reply == "escalate":
             self.w.para(texts.ESCALATE)
             hit = self.hit(req.intent)

@@ -47,6 +47,9 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:stopped|not|does not|is not) work(?:ing|s)?\b",
         r"\bdead on arrival\b|\bin pieces\b|\bsound(?:s)? bad\b",
     ),
+    "problem": (
+        r"\b(?:problem|issue|something wrong) with (?:my|the|a) (?!order\b|account\b|payment\b|delivery\b|website\b|app\b)\w+",
+    ),
     "wrong_item": (
         r"\bwrong (?:item|product|thing|one)\b|\bwrong (?:colou?r|size|model|variant)\b",
         r"\b(?:someone|somebody) else'?s\b|\binstead of (?:my|what i)\b",
@@ -194,6 +197,7 @@ _YIELDS: Final = (
     ("tracking", "warranty", None),
     ("payment", "bug", None),
     ("greeting", "*", None),
+    ("problem", "*", None),
     ("thanks", "*", None),
     ("human", "complaint", None),
     ("profile", "password", r"^(?!.*\b(?:email|phone|address|name)\b)"),

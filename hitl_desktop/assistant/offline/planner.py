@@ -118,6 +118,17 @@ class Planner:
             for r in self.conv.runs(since)
         )
 
+    def _products(self, req: Request, items: list[Mapping[str, Any]]) -> list[str]:
+        """The products the request names, else the ones named last in the conversation."""
+        picked = match_products(req.product_words, items)
+        if picked:
+            return picked
+        for _, text in reversed(self.conv.customer_messages()):
+            picked = match_products(text, items)
+            if picked:
+                return picked
+        return []
+
     def _unverified(self, req: Request) -> bool:
         """A tool answered that the customer is not verified (sign-in first)."""
         return any(
@@ -198,7 +209,7 @@ class Planner:
             if order is not None and not order.get("returnable"):
                 return Note(req, "not_returnable", status)
             open_items = [i for i in items if not i.get("returned")]
-            picked = match_products(req.product_words, open_items)
+            picked = self._products(req, open_items)
             if not picked and (
                 len(open_items) == 1
                 or re.search(
@@ -248,7 +259,7 @@ class Planner:
                 return None
             if status not in _RECEIVED:
                 return Note(req, "not_delivered", status)
-            picked = match_products(req.product_words, items)
+            picked = self._products(req, items)
             if not picked and len(items) == 1:
                 picked = [str(items[0].get("product_id"))]
             if len(picked) != 1:
@@ -321,15 +332,17 @@ class Planner:
         if amount is None and req.full_amount:
             amount = refundable
         if amount is None:
-            picked = match_products(req.product_words, items)
+            picked = self._products(req, items)
             if picked:
                 amount = sum(
                     _money(i.get("line_total")) or 0.0
                     for i in items
                     if str(i.get("product_id")) in picked
                 )
-            elif re.search(r"\b(?:partial|some|part|a bit)\b", req.clause.lower()):
-                return Note(req, "ask_amount")
+            elif len(items) > 1 or re.search(
+                r"\b(?:partial|some|part|a bit)\b", req.clause.lower()
+            ):
+                return Note(req, "ask_amount")  # which item, or how much: the customer says
             else:
                 amount = refundable
         amount = round(amount, 2)

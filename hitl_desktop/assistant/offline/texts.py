@@ -54,6 +54,10 @@ ESCALATE: Final = (
 DAMAGE_RECORDED: Final = (
     "I've recorded the damage{ref} so our logistics team can follow up with the carrier."
 )
+WHAT_HAPPENED: Final = (
+    "I'm sorry to hear that. Could you tell me what happened, and the order number if you "
+    "have it?"
+)
 GOODBYE: Final = "You're welcome! Have a great day."
 
 #: What happens once a representative confirms an action (from the cited article).

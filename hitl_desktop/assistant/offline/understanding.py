@@ -223,9 +223,10 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
     cnorm = p.norm
     profile = slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None
+    pointed = bool(carried) and bool(_PRONOUN_RE.search(clause.lower()))
     return Request(
         intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
-        own_order=bool(own), product_words=clause, amount=money[0] if money else None,
+        own_order=bool(own) or pointed, product_words=clause, amount=money[0] if money else None,
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
         question=(p.question.get(intent, False) or _general(clause))
         and not (profile is not None and profile.value),
@@ -235,6 +236,23 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
         complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
         negated=bool(_NEGATE_RE.search(cnorm)) and intent in ACTION_INTENTS,
     )
+
+
+def _by_product(conv: Conversation, req: Request) -> Request:
+    """ "the jacket one" after a list of orders: the one listed order with that product."""
+    if req.order_id is not None or "order" not in RECORDS[req.intent].needs:
+        return req
+    shown = any(isinstance(t, ToolRun) and t.name == "get_order_history"
+                for t in conv.turns[:conv.latest_index])
+    if not shown:  # the customer has not seen their orders yet: ask, do not guess
+        return req
+    rows = conv.order_history() or []
+    words = {w.rstrip("s") for w in re.findall(r"[a-z]{3,}", req.product_words.lower())}
+    words -= {"the", "one", "and", "order", "item", "product", "set", "pack"}
+    hits = [str(o.get("order_id")) for o in rows
+            if words & {w.rstrip("s") for p in o.get("products") or []
+                        for w in re.findall(r"[a-z]{3,}", str(p).lower())}]
+    return replace(req, order_id=hits[0], own_order=True) if len(hits) == 1 else req
 
 
 def _fulfilled(conv: Conversation, req: Request, before: int) -> bool:
@@ -317,6 +335,7 @@ def understand(conv: Conversation, speller: Speller) -> Understanding:
         u.requests = [Request("tracking", text.strip(), oid, True, text, None, False, False,
                               False, latest_at)]
         u.topics = ["tracking"]
+    u.requests = [_by_product(conv, r) for r in u.requests]
     before = earlier[-1][1].intents if earlier else []
     if not u.topics and (u.more or _FOLLOW_RE.search(p.norm) or not p.intents):
         u.topics = [i for i in before if RECORDS[i].reply != "social"]
