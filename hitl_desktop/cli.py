@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     session = sub.add_parser("session", help="manage sessions of a host's data dir")
     session_sub = session.add_subparsers(dest="session_cmd", metavar="CMD", required=True)
     new = session_sub.add_parser("new", help="create a session and print its links as JSON")
-    new.add_argument("--customer-id", default=None, help="the shop customer this session is for")
+    new.add_argument("--customer", "--customer-id", dest="customer_id", default=None,
+                     help="issue the customer link for this shop customer (e.g. CUST1002): "
+                          "the session starts verified; without it the customer is anonymous")
     new.add_argument("--title", default=None)
     new.add_argument("--host-address", default=None,
                      help="address for the links (default: what the running host announced)")

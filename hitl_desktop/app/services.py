@@ -24,7 +24,6 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +34,7 @@ from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.relay import CopilotFactory, CreatedSession, Relay, RelayConfig
 from hitl_desktop.host.tokens import TokenKind, Tokens
+from hitl_desktop.store.database import ShopDatabase
 from hitl_desktop.store.sqlite_files import make_private_tree
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,17 @@ _STANDING = (TokenKind.AGENT_DESK, TokenKind.CUSTOMER_LOBBY, TokenKind.ADMIN)
 OFFLINE_DELAY_MS = 6.0
 
 
-def load_customer_names() -> dict[str, str]:
-    """Customer id -> name from the shipped shop seed (for inbox summaries)."""
+def open_directory(paths: Paths) -> ShopDatabase | None:
+    """The shop's customers for sign-in, search and names (the relay's
+    ``CustomerDirectory``): the same shop database the co-pilot uses. None if it
+    cannot be opened; then nobody can be verified and the host says why in its log."""
+    from hitl_desktop.store.catalog_file import load_catalog
+
     try:
-        raw = resources.files("hitl_desktop").joinpath("data/shop_seed.json").read_text("utf-8")
-        return {c["id"]: c["name"] for c in json.loads(raw).get("customers", [])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return ShopDatabase.open(paths.data_dir, load_catalog(paths.config_dir))
+    except Exception:
+        log.exception("the shop database could not be opened: customers cannot sign in")
+        return None
 
 
 def lan_address() -> str:
@@ -153,6 +157,7 @@ class RunningHost:
     desk_token: str
     lobby_token: str
     admin_token: str
+    directory: ShopDatabase | None = None
 
     @property
     def url(self) -> str:
@@ -180,9 +185,11 @@ class RunningHost:
         return InviteLink(host, self.port, "agent", "x", self.tls).ws_url
 
     def create_session(
-        self, customer_id: str | None = None, title: str | None = None
+        self, customer_id: str | None = None, title: str | None = None, *, by: str = "host"
     ) -> CreatedSession:
-        return self.relay.create_session(customer_id=customer_id, title=title)
+        """A new session; with ``customer_id`` its customer link is issued for that shop
+        customer (verified from the start), else its customer starts anonymous."""
+        return self.relay.create_session(customer_id=customer_id, title=title, by=by)
 
     def info(self) -> dict[str, Any]:
         """What ``--headless`` prints (and host windows show)."""
@@ -218,6 +225,8 @@ class RunningHost:
     async def stop(self) -> None:
         await self.relay.aclose()
         self.relay_log.close()
+        if self.directory is not None:
+            self.directory.close()
         log.info("host stopped")
 
 
@@ -242,19 +251,21 @@ async def start_host(
     cfg = config or RelayConfig()
     if cfg.greeting is None:
         cfg.greeting = settings.greeting
-    names = load_customer_names()
+    directory = open_directory(paths)
     relay = Relay(relay_log, tokens, config=cfg, copilot_factory=copilot_factory,
-                  customer_names=names.get)
+                  directory=directory)
     try:
         await relay.listen(bind, port, ssl_context=ssl_context)
     except BaseException:
         relay_log.close()
+        if directory is not None:
+            directory.close()
         raise
     host = RunningHost(
         relay=relay, relay_log=relay_log, paths=paths, bind=bind, port=relay.port,
         public_host=public_host_for(bind, public_host), tls=ssl_context is not None,
         desk_token=standing[TokenKind.AGENT_DESK], lobby_token=standing[TokenKind.CUSTOMER_LOBBY],
-        admin_token=standing[TokenKind.ADMIN],
+        admin_token=standing[TokenKind.ADMIN], directory=directory,
     )
     relay.link_builder = lambda kind, token: host.link(
         "customer" if kind.link_role == "customer" else "agent", token)

@@ -14,11 +14,13 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from hitl_desktop.app.services import HOST_FILE, LINK_KINDS, load_customer_names, rotate_link
+from hitl_desktop.app.services import HOST_FILE, LINK_KINDS, open_directory, rotate_link
 from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core import identity as ident
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.tokens import TokenKind, Tokens
@@ -44,13 +46,23 @@ def new_session(args: argparse.Namespace) -> dict[str, Any]:
     tls = bool(announced.get("tls", False))
     if not announced and not (args.host_address and args.port):
         log.warning("no host has run on this data dir yet: links use %s:%s", host, port)
+    identity = ident.ANONYMOUS
+    if args.customer_id:  # a link issued for one customer: verified from the start
+        cid = args.customer_id.strip().upper()
+        directory = open_directory(paths)
+        try:
+            name = directory.customer_name(cid) if directory is not None else None
+        finally:
+            if directory is not None:
+                directory.close()
+        if name is None:
+            raise LookupError(f"no customer {cid!r} in the shop")
+        identity = ident.issued_link(cid, name, by="session new", at=time.time())
     relay_log = RelayLog.open_in(paths.data_dir)
     try:
         tokens = Tokens(relay_log)
-        names = load_customer_names()
         row, _frame = relay_log.create_session(
-            title=args.title, customer_id=args.customer_id, greeting=settings.greeting,
-            customer_name=names.get(args.customer_id or "CUST1001"),
+            title=args.title, identity=identity, greeting=settings.greeting,
         )
         customer = tokens.issue(TokenKind.CUSTOMER_SESSION, session_id=row.session_id)
         agent = tokens.issue(TokenKind.AGENT_SESSION, session_id=row.session_id)
@@ -60,6 +72,7 @@ def new_session(args: argparse.Namespace) -> dict[str, Any]:
         "session_id": row.session_id,
         "title": row.title,
         "customer_id": row.customer_id,
+        "identity": row.identity.state,
         "customer_link": str(InviteLink(host, int(port), "customer", customer, tls)),
         "agent_link": str(InviteLink(host, int(port), "agent", agent, tls)),
     }
@@ -71,11 +84,7 @@ def list_sessions(args: argparse.Namespace) -> list[dict[str, Any]]:
         return []
     relay_log = RelayLog.open_in(paths.data_dir)
     try:
-        names = load_customer_names()
-        return [
-            row.summary(customer_name=names.get(row.customer_id or "")).model_dump(mode="json")
-            for _rowid, row in relay_log.load_sessions()
-        ]
+        return [row.summary().model_dump(mode="json") for _rowid, row in relay_log.load_sessions()]
     finally:
         relay_log.close()
 
@@ -115,7 +124,11 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "links":
         out: Any = rotate(args)
     elif args.session_cmd == "new":
-        out = new_session(args)
+        try:
+            out = new_session(args)
+        except LookupError as exc:
+            log.error("%s", exc)
+            return 2
     elif args.session_cmd == "list":
         out = list_sessions(args)
     elif args.session_cmd == "revoke":

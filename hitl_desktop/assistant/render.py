@@ -74,8 +74,10 @@ def render_item(item: TurnItem) -> dict[str, Any]:
         facts = item.model_dump(exclude={"kind"}, exclude_none=True)
         return _developer(
             "Host record: the customer this conversation is about changed (facts from the "
-            f"host, not the customer's words): {_json(facts)}. Use this customer id for tools "
-            "from now on.")
+            f"host, not the customer's words): {_json(facts)}. "
+            + ("Use this customer id for tools from now on." if item.verified and item.customer_id
+               else "The customer is not verified now: no customer data may be read or "
+                    "changed."))
     if isinstance(item, ModelOutput):
         return dict(item.item)
     raise TypeError(f"not a turn item: {item!r}")  # pragma: no cover - exhaustive above

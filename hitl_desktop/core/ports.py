@@ -14,9 +14,11 @@ from hitl_desktop.core.protocol import (
     ArticleContent,
     AssistantStatus,
     CustomerDetails,
+    CustomerMatch,
     ErrorCode,
     KbResults,
     Payload,
+    SessionIdentity,
     SessionSummary,
 )
 
@@ -39,6 +41,31 @@ class SessionOutbox(Protocol):
         ...
 
     def session_summary(self, session_id: str) -> SessionSummary | None: ...
+
+    def session_identity(self, session_id: str) -> SessionIdentity:
+        """Who the session's customer is (anonymous for an unknown session): the host's
+        record, read from memory. Tools, approvals and instructions are decided on it
+        (see ``core.identity``)."""
+        ...
+
+
+class CustomerDirectory(Protocol):
+    """The shop's customers as the relay needs them: names, sign-in and search.
+
+    Implemented by ``store.database.ShopDatabase``. Calls may touch the disk: the
+    relay runs :meth:`match_sign_in` and :meth:`find_customers` in a worker thread."""
+
+    def customer_name(self, customer_id: str) -> str | None:
+        """The customer's name; None if there is no such customer."""
+        ...
+
+    def match_sign_in(self, email: str, order_id: str) -> str | None:
+        """The customer whose email this is *and* who placed this order; else None."""
+        ...
+
+    def find_customers(self, query: str, limit: int) -> list[CustomerMatch]:
+        """Customers whose name, email, id or one of whose order ids matches ``query``."""
+        ...
 
 
 class Copilot(Protocol):

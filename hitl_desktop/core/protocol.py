@@ -57,6 +57,8 @@ class ErrorCode(StrEnum):
     INVALID_ARGUMENTS = "invalid_arguments"
     SESSION_CLOSED = "session_closed"
     ASSISTANT_UNAVAILABLE = "assistant_unavailable"
+    SIGN_IN_FAILED = "sign_in_failed"
+    NOT_VERIFIED = "not_verified"
     INTERNAL = "internal"
 
 
@@ -188,9 +190,58 @@ class InsightsGet(_Payload):
 
 class InsightsConversation(_Payload):
     """Ask what the representatives changed in the drafts of the envelope's session."""
+class IdentitySignIn(_Payload):
+    """A customer proves who they are: an email and an order number that belong together."""
+
+    email: str = Field(min_length=3, max_length=254)
+    order_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+
+
+class IdentityLink(_Payload):
+    """A representative says who the session's customer is (``verified`` false: a claim)."""
+
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    verified: bool = True
+
+
+class IdentityUnlink(_Payload):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CustomerSearch(_Payload):
+    query: str = Field(min_length=1, max_length=200)
+    limit: int = Field(default=20, ge=1, le=50)
 
 
 # --------------------------------------------------------------------- host -> client
+
+IdentityStateName = Literal["anonymous", "claimed", "verified"]
+VerifyMethod = Literal["link", "sign_in", "representative"]
+IdentityAction = Literal["sign_in", "link", "claim", "unlink"]
+
+
+class SessionIdentity(_Payload):
+    """Who the session's customer is, as far as the host knows (owned by the host).
+
+    ``anonymous``: nothing known. ``claimed``: a representative noted who the
+    visitor says they are (``customer_id``); nothing is read or changed on that
+    basis. ``verified``: ``customer_id`` is the customer, proven by ``method``
+    (an issued link, the customer's sign-in, or the representative ``by``)."""
+
+    state: IdentityStateName = "anonymous"
+    customer_id: str | None = None
+    customer_name: str | None = None
+    method: VerifyMethod | None = None
+    by: str | None = None
+    at: float | None = None
+
+
+class IdentityStatus(_Payload):
+    """Ephemeral, customers only: what the customer window shows ("Signed in as ...")."""
+
+    signed_in: bool
+    customer_name: str | None = None
+    method: VerifyMethod | None = None
 
 
 class SessionSummary(_Payload):
@@ -206,6 +257,9 @@ class SessionSummary(_Payload):
     pending_approvals: int = 0
     clients: int = 0
     messages: int = 0  # chat lines so far (customer and agent)
+    identity: SessionIdentity = SessionIdentity()
+    number: int = 0  # the host's running number of the session ("Visitor #N")
+    customer_online: bool = False  # a customer window is connected right now
 
 
 class Welcome(_Payload):
@@ -220,6 +274,8 @@ class Welcome(_Payload):
     # a lobby customer gets a personal token for reconnecting to *its* session
     resume_token: str | None = None
     display_name: str | None = None
+    # customers: whether they are signed in, and as whom (later changes: identity.state)
+    identity: IdentityStatus | None = None
 
 
 class ErrorPayload(_Payload):
@@ -395,6 +451,29 @@ class SessionCreated(_Payload):
 class CustomerDetails(_Payload):
     customer: dict[str, Any] | None
     orders: list[dict[str, Any]]
+    identity: SessionIdentity | None = None
+
+
+class CustomerMatch(_Payload):
+    customer_id: str
+    name: str
+    email: str
+    order_count: int = 0
+
+
+class CustomerResults(_Payload):
+    query: str
+    customers: list[CustomerMatch]
+
+
+class IdentityChanged(_Payload):
+    """Durable, agents only: the session's identity changed, and who changed it (audit)."""
+
+    identity: SessionIdentity
+    previous: SessionIdentity
+    action: IdentityAction
+    by: str
+    reason: str | None = None
 
 
 class ArticleContent(_Payload):
@@ -467,6 +546,11 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("insights.get", InsightsGet, senders=_AGENTS),
         MessageSpec("insights.conversation", InsightsConversation, senders=_AGENTS,
                     session_required=True),
+        MessageSpec("identity.sign_in", IdentitySignIn, senders=frozenset({Role.CUSTOMER}),
+                    session_required=True),
+        MessageSpec("identity.link", IdentityLink, senders=_AGENTS, session_required=True),
+        MessageSpec("identity.unlink", IdentityUnlink, senders=_AGENTS, session_required=True),
+        MessageSpec("customer.search", CustomerSearch, senders=_AGENTS),
     )
 }
 
@@ -501,6 +585,9 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("kb.results", KbResults),
         MessageSpec("insights.report", InsightsReportData),
         MessageSpec("insights.changes", InsightsChanges, session_required=True),
+        MessageSpec("identity.changed", IdentityChanged, durable=True, session_required=True),
+        MessageSpec("identity.state", IdentityStatus, session_required=True),
+        MessageSpec("customer.results", CustomerResults),
     )
 }
 
@@ -521,6 +608,7 @@ AGENT_ONLY_TYPES: Final = frozenset(
         "approval.updated",
         "assistant.status",
         "session.updated",
+        "identity.changed",
     }
 )
 

@@ -36,6 +36,7 @@ from hitl_desktop.assistant.stream import (
     Update,
 )
 from hitl_desktop.config import Paths, Settings
+from hitl_desktop.core import identity as ident
 from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
 from hitl_desktop.core.ports import OperationError, SessionOutbox
 from hitl_desktop.core.protocol import (
@@ -55,6 +56,7 @@ from hitl_desktop.core.protocol import (
     ErrorCode,
     KbResults,
     Payload,
+    SessionIdentity,
     ToolCall,
     ToolCallDelta,
     ToolResult,
@@ -65,6 +67,7 @@ from hitl_desktop.core.turns import (
     ApprovalOutcome,
     ApprovalState,
     CustomerLine,
+    IdentityChange,
     ModelOutput,
     SentReply,
     ToolCallItem,
@@ -78,7 +81,6 @@ from hitl_desktop.store.errors import Expired
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CUSTOMER = "CUST1001"
 SNIPPET_CHARS = 400
 # tool.call.delta is a progress hint: at most one per call every this many seconds
 TOOL_DELTA_INTERVAL_S = 0.05
@@ -190,6 +192,8 @@ class HostCopilot:
         self._running: set[str] = set()  # turn ids whose task has not ended
         self._last_error: str | None = None
         self._published_state: dict[str, tuple[str, str | None]] = {}
+        # the identity each session's model history was last told about
+        self._told_identity: dict[str, tuple[str, str | None]] = {}
         self._closed = False
         self._started = False
 
@@ -318,9 +322,27 @@ class HostCopilot:
         message) cannot interleave their history or orphan a turn."""
         async with self._session_lock(session_id):
             await self._supersede(session_id, stale_reason)
+            self._note_identity(session_id)
             if items:
                 self.conversations.append(session_id, *items)
             self._start_turn(session_id, reason)
+
+    def _identity(self, session_id: str) -> SessionIdentity:
+        """Who the session's customer is: the host's record (the relay owns it)."""
+        return self.outbox.session_identity(session_id)
+
+    def _note_identity(self, session_id: str) -> None:
+        """Tell the model's history when the customer was verified (or unlinked) since the
+        last turn, so earlier "not verified" answers are read in the right light."""
+        identity = self._identity(session_id)
+        key = (identity.state, ident.verified_customer(identity))
+        told = self._told_identity.get(session_id)
+        self._told_identity[session_id] = key
+        if told is not None and told != key:
+            self.conversations.append(session_id, IdentityChange(
+                customer_id=ident.verified_customer(identity),
+                verified=ident.verified_customer(identity) is not None, by=identity.by,
+                note=ident.change_note(identity)))
 
     def _session_lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)
@@ -345,8 +367,14 @@ class HostCopilot:
     async def approve(
         self, session_id: str, approval_id: str, agent: str, arguments: dict[str, Any] | None
     ) -> None:
-        """Validate (edited) arguments, execute exactly once, tell agents and the model."""
+        """Validate (edited) arguments, execute exactly once, tell agents and the model.
+
+        Only for the session's verified customer: in an unverified session (or one now
+        linked to someone else than the action was proposed for) nothing runs."""
         rec = self._approval(session_id, approval_id)
+        refusal = ident.approval_refusal(self._identity(session_id), rec.customer_id)
+        if refusal is not None:
+            raise OperationError(*refusal)
         args = self.catalog.validate_arguments(
             rec.tool, rec.proposed_arguments if arguments is None else arguments)
         done = await self._decide(approval_id, functools.partial(
@@ -424,9 +452,13 @@ class HostCopilot:
         return record.text
 
     def customer_details(self, session_id: str) -> CustomerDetails:
-        cid = self._customer_id(session_id)
+        """The verified customer's profile and orders; nothing for an unverified session."""
+        identity = self._identity(session_id)
+        cid = ident.verified_customer(identity)
+        if cid is None:
+            return CustomerDetails(customer=None, orders=[], identity=identity)
         return CustomerDetails(customer=self.store.customer(cid),
-                               orders=self.store.orders_of(cid))
+                               orders=self.store.orders_of(cid), identity=identity)
 
     def article(self, article_id: str) -> ArticleContent:
         found = self.index.get(article_id) if self.index is not None else None
@@ -482,10 +514,6 @@ class HostCopilot:
         return self._readiness()
 
     # ----------------------------------------------------------- turns
-
-    def _customer_id(self, session_id: str) -> str:
-        summary = self.outbox.session_summary(session_id)
-        return (summary.customer_id if summary is not None else None) or DEFAULT_CUSTOMER
 
     def _start_turn(self, session_id: str, reason: str) -> _Turn:
         turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason)
@@ -551,8 +579,9 @@ class HostCopilot:
     async def _drive(self, turn: _Turn) -> None:
         """Model call, tools, model call, ... until a reply without tool calls."""
         sid = turn.session_id
-        customer_id = self._customer_id(sid)
-        instructions = self._instructions(customer_id)
+        identity = self._identity(sid)
+        customer_id = ident.verified_customer(identity)
+        instructions = self._instructions(identity)
         tools = self.catalog.openai_tools()
         max_rounds = self.catalog.policy.max_tool_rounds
         for round_no in range(max_rounds + 1):
@@ -572,7 +601,7 @@ class HostCopilot:
                 break
             # side effects and their record in the history must not be torn by a cancel
             work = self._tasks.spawn(
-                self._handle_calls(turn, calls, customer_id, rnd.output_items),
+                self._handle_calls(turn, calls, identity, rnd.output_items),
                 f"tools:{turn.turn_id}")
             try:
                 await asyncio.shield(work)
@@ -585,19 +614,13 @@ class HostCopilot:
         await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=turn.text,
                                                 citations=turn.citations))
 
-    def _instructions(self, customer_id: str) -> str:
-        """The configured instructions plus who the customer is, so the model passes
-        the right ``user_id`` to tools (the shop refuses any other customer's)."""
-        who = customer_id
-        customer = self.store.customer(customer_id)  # None for an unknown customer
-        if customer:
-            email = customer.get("email")
-            who = (f"{customer['name']} (customer id {customer_id}"
-                   + (f", email {email})" if email else ")"))
-        return (
-            f"{self.instructions}\n\nThe customer in this conversation is {who}. "
-            "Use this customer id for tools that take a user_id."
-        )
+    def _instructions(self, identity: SessionIdentity) -> str:
+        """The configured instructions plus the session's identity state: who the verified
+        customer is (so the model passes the right ``user_id``), or that nobody is
+        verified and the customer should sign in. Never another customer's data."""
+        cid = ident.verified_customer(identity)
+        profile = self.store.customer(cid) if cid is not None else None
+        return f"{self.instructions}\n\n{ident.instructions_for(identity, profile)}"
 
     # ----------------------------------------------------------- one model response
 
@@ -718,7 +741,7 @@ class HostCopilot:
     # ----------------------------------------------------------- tools
 
     async def _handle_calls(
-        self, turn: _Turn, calls: list[ToolCallReady], customer_id: str,
+        self, turn: _Turn, calls: list[ToolCallReady], identity: SessionIdentity,
         output_items: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Run the calls and record them with their outputs. What the model produced
@@ -732,7 +755,7 @@ class HostCopilot:
         if context:
             self.conversations.append(turn.session_id, *context)
         for call in calls:
-            output = await self._handle_call(turn, call, customer_id)
+            output = await self._handle_call(turn, call, identity)
             self.conversations.append(
                 turn.session_id,
                 ToolCallItem(call_id=call.call_id, name=call.name,
@@ -743,9 +766,12 @@ class HostCopilot:
             )
 
     async def _handle_call(
-        self, turn: _Turn, call: ToolCallReady, customer_id: str
+        self, turn: _Turn, call: ToolCallReady, identity: SessionIdentity
     ) -> ToolOutputItem:
-        """Policy from the catalog: approval tools are only ever proposed, never run here."""
+        """Policy from the catalog: approval tools are only ever proposed, never run here.
+        Identity from the host: in an unverified session no tool runs and nothing is
+        proposed (the model is told "customer not verified"); in a verified one every
+        tool is confined to that customer's records, whatever ids were passed."""
         sid = turn.session_id
         needs_approval = self.catalog.needs_approval(call.name)
         mode: Literal["auto", "approval"] = "approval" if needs_approval else "auto"
@@ -765,6 +791,14 @@ class HostCopilot:
                                   output=output)
         await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
                                           name=call.name, arguments=args, mode=mode))
+        access = ident.tool_access(identity, call.name)
+        if access.refusal is not None or access.customer_id is None:
+            refused = access.refusal or ident.not_verified_output(call.name, identity)
+            await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
+                                                output=refused))
+            return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
+                                  output=refused)
+        customer_id = access.customer_id
         if needs_approval:
             return await self._propose(turn, call, args, customer_id)
         try:

@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hitl_desktop.core.identity import ANONYMOUS, verified_customer
 from hitl_desktop.core.protocol import (
     HOST_MESSAGES,
+    IdentityChanged,
     Payload,
+    SessionIdentity,
     SessionOpened,
     SessionSummary,
     encode,
@@ -38,7 +41,6 @@ from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error,
 log = logging.getLogger(__name__)
 
 LOG_FILE = "relay.sqlite3"
-DEFAULT_CUSTOMER_ID = "CUST1001"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -76,6 +78,19 @@ CREATE INDEX IF NOT EXISTS tokens_by_session ON tokens(session_id);
 CREATE INDEX IF NOT EXISTS tokens_by_revoked ON tokens(revoked_at);
 """
 
+# Who the session's customer is (see core/identity.py); ``sessions.customer_id`` is the
+# *verified* customer only. Added to logs written before identity was tracked.
+_IDENTITY_COLUMNS = (
+    ("id_state", "TEXT"),
+    ("id_customer", "TEXT"),
+    ("id_name", "TEXT"),
+    ("id_method", "TEXT"),
+    ("id_by", "TEXT"),
+    ("id_at", "REAL"),
+)
+_SESSION_COLUMNS = ("rowid, session_id, title, customer_id, state, created_at, id_state, "
+                    "id_customer, id_name, id_method, id_by, id_at")
+
 
 @dataclass(slots=True)
 class SessionRow:
@@ -91,13 +106,17 @@ class SessionRow:
     last_message_at: float | None
     pending_approvals: int = 0
     messages: int = 0  # chat lines (customer and agent), for the inbox and the host window
+    identity: SessionIdentity = ANONYMOUS
+    number: int = 0  # the session's rowid: "Visitor #N" in the inbox
 
-    def summary(self, *, customer_name: str | None = None, clients: int = 0) -> SessionSummary:
+    def summary(self, *, customer_name: str | None = None, clients: int = 0,
+                customer_online: bool = False) -> SessionSummary:
+        verified = verified_customer(self.identity)
         return SessionSummary(
             session_id=self.session_id,
             title=self.title,
-            customer_id=self.customer_id,
-            customer_name=customer_name,
+            customer_id=verified,
+            customer_name=(customer_name or self.identity.customer_name) if verified else None,
             state="closed" if self.state == "closed" else "open",
             created_at=self.created_at,
             last_seq=self.last_seq,
@@ -106,6 +125,9 @@ class SessionRow:
             pending_approvals=self.pending_approvals,
             clients=clients,
             messages=self.messages,
+            identity=self.identity,
+            number=self.number,
+            customer_online=customer_online,
         )
 
 
@@ -138,6 +160,21 @@ def new_session_id() -> str:
     return f"s_{secrets.token_hex(6)}"
 
 
+def _identity_values(ident: SessionIdentity) -> tuple[Any, ...]:
+    return (ident.state, ident.customer_id, ident.customer_name, ident.method, ident.by,
+            ident.at)
+
+
+def _identity_from(values: tuple[Any, ...]) -> SessionIdentity:
+    state, customer, name, method, by, at = values
+    if state not in ("claimed", "verified") or not customer:
+        return ANONYMOUS
+    if state == "verified" and method not in ("link", "sign_in", "representative"):
+        return ANONYMOUS  # a record we cannot account for is not proof
+    return SessionIdentity(state=state, customer_id=customer, customer_name=name,
+                           method=method if state == "verified" else None, by=by, at=at)
+
+
 class RelayLog:
     """Append-only per-session message log plus the sessions and tokens tables."""
 
@@ -152,11 +189,30 @@ class RelayLog:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA busy_timeout=5000")
                 self.db.executescript(_SCHEMA)
+                self._migrate()
         except BaseException:
             self.db.close()
             raise
         make_private(path)
         self._checkpointer: sqlite3.Connection | None = None
+
+    def _migrate(self) -> None:
+        """Add the identity columns to an older log. Its sessions become anonymous: they
+        were defaulted to a customer without proof, and nothing may rely on that."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(sessions)")}
+        missing = [(n, t) for n, t in _IDENTITY_COLUMNS if n not in have]
+        if not missing:
+            return
+        with self._tx():
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(sessions)")}
+            for name, type_ in missing:
+                if name not in have:  # another process may have migrated meanwhile
+                    self.db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {type_}")
+            n = self.db.execute(
+                "UPDATE sessions SET customer_id = NULL, id_state = 'anonymous'"
+                " WHERE id_state IS NULL").rowcount
+        if n:
+            log.warning("%d sessions from before identity was tracked are now unverified", n)
 
     def defer_checkpoints(self) -> None:
         """Stop checkpointing inside commits (a checkpoint fsyncs: milliseconds on the hot
@@ -194,37 +250,40 @@ class RelayLog:
         self,
         *,
         title: str | None = None,
-        customer_id: str | None = None,
+        identity: SessionIdentity = ANONYMOUS,
         greeting: str | None = None,
-        customer_name: str | None = None,
         session_id: str | None = None,
     ) -> tuple[SessionRow, str]:
         """Create a session and its durable seq 1 (``session.opened``); returns the row
-        and the encoded opening frame."""
+        and the encoded opening frame. ``identity`` is who the customer is from the start
+        (a link issued for one customer is verified); no session defaults to a customer."""
         sid = session_id or new_session_id()
         now = time.time()
         row = SessionRow(
             session_id=sid,
             title=title or f"Chat {time.strftime('%Y-%m-%d %H:%M', time.localtime(now))}",
-            customer_id=customer_id or DEFAULT_CUSTOMER_ID,
+            customer_id=verified_customer(identity),
             state="open",
             created_at=now,
             last_seq=1,
             last_message=None,
             last_message_at=None,
-        )
-        frame = encode(
-            "session.opened",
-            SessionOpened(summary=row.summary(customer_name=customer_name), greeting=greeting),
-            session=sid,
-            seq=1,
-            ts=now,
+            identity=identity,
         )
         with self._tx():
-            self.db.execute(
-                "INSERT INTO sessions(session_id, title, customer_id, state, created_at)"
-                " VALUES (?, ?, ?, 'open', ?)",
-                (sid, row.title, row.customer_id, now),
+            cur = self.db.execute(
+                "INSERT INTO sessions(session_id, title, customer_id, state, created_at,"
+                " id_state, id_customer, id_name, id_method, id_by, id_at)"
+                " VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+                (sid, row.title, row.customer_id, now, *_identity_values(identity)),
+            )
+            row.number = int(cur.lastrowid or 0)
+            frame = encode(
+                "session.opened",
+                SessionOpened(summary=row.summary(), greeting=greeting),
+                session=sid,
+                seq=1,
+                ts=now,
             )
             self.db.execute(
                 "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, 1, ?, ?, ?)",
@@ -234,16 +293,14 @@ class RelayLog:
 
     def load_sessions(self, *, since_rowid: int = 0) -> list[tuple[int, SessionRow]]:
         rows = self.db.execute(
-            "SELECT rowid, session_id, title, customer_id, state, created_at FROM sessions"
-            " WHERE rowid > ? ORDER BY rowid",
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE rowid > ? ORDER BY rowid",
             (since_rowid,),
         ).fetchall()
-        return [(r[0], self._complete(r[1:])) for r in rows]
+        return [(r[0], self._complete(r)) for r in rows]
 
     def get_session(self, session_id: str) -> SessionRow | None:
         r = self.db.execute(
-            "SELECT session_id, title, customer_id, state, created_at FROM sessions"
-            " WHERE session_id = ?",
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = ?",
             (session_id,),
         ).fetchone()
         return None if r is None else self._complete(r)
@@ -251,6 +308,7 @@ class RelayLog:
     def _complete(self, r: tuple[Any, ...]) -> SessionRow:
         """A session row with what is derived from its messages (last seq, last chat line,
         pending approvals): the hot path then writes one row per message, nothing else."""
+        rowid, r, ident = r[0], r[1:6], r[6:]
         sid = r[0]
         (last_seq,) = self.db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (sid,)
@@ -272,6 +330,7 @@ class RelayLog:
             session_id=sid, title=r[1], customer_id=r[2], state=r[3], created_at=r[4],
             last_seq=int(last_seq), last_message=text, last_message_at=last[1] if last else None,
             pending_approvals=int(pending), messages=int(messages),
+            identity=_identity_from(ident), number=int(rowid),
         )
 
     # ------------------------------------------------------------------ messages
@@ -325,12 +384,20 @@ class RelayLog:
             last_message, last_at = data.text[:200], now
             row.messages += 1
         elif t not in ("session.closed", "session.reopened", "approval.created",
-                       "approval.updated"):
+                       "approval.updated", "identity.changed"):
             self.db.execute(*insert)
         else:
             with self._tx():
                 self.db.execute(*insert)
-                if t == "session.closed":
+                if t == "identity.changed":
+                    ident: SessionIdentity = data.identity
+                    self.db.execute(
+                        "UPDATE sessions SET customer_id = ?, id_state = ?, id_customer = ?,"
+                        " id_name = ?, id_method = ?, id_by = ?, id_at = ?"
+                        " WHERE session_id = ?",
+                        (verified_customer(ident), *_identity_values(ident), row.session_id),
+                    )
+                elif t == "session.closed":
                     state = "closed"
                     self.db.execute(
                         "UPDATE sessions SET state = 'closed', closed_at = ? WHERE session_id = ?",
@@ -357,6 +424,9 @@ class RelayLog:
         row.last_seq = seq
         row.pending_approvals = pending_now
         row.last_message, row.last_message_at, row.state = last_message, last_at, state
+        if isinstance(payload, IdentityChanged):
+            row.identity = payload.identity
+            row.customer_id = verified_customer(payload.identity)
         return seq, frame
 
     def frames_after(self, session_id: str, after_seq: int) -> list[str]:

@@ -46,7 +46,14 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from hitl_desktop import __version__
-from hitl_desktop.core.ports import Copilot, NullCopilot, OperationError, SessionOutbox
+from hitl_desktop.core import identity as ident
+from hitl_desktop.core.ports import (
+    Copilot,
+    CustomerDirectory,
+    NullCopilot,
+    OperationError,
+    SessionOutbox,
+)
 from hitl_desktop.core.protocol import (
     AGENT_ONLY_TYPES,
     CLIENT_MESSAGES,
@@ -63,11 +70,19 @@ from hitl_desktop.core.protocol import (
     ChatDelivered,
     ChatSend,
     CloseCode,
+    CustomerDetails,
+    CustomerResults,
+    CustomerSearch,
     DraftDelta,
     DraftDiscard,
     Envelope,
     ErrorCode,
     Hello,
+    IdentityAction,
+    IdentityChanged,
+    IdentityLink,
+    IdentitySignIn,
+    IdentityUnlink,
     InsightsChanges,
     InsightsGet,
     InsightsReportData,
@@ -80,6 +95,7 @@ from hitl_desktop.core.protocol import (
     SessionClosed,
     SessionCreate,
     SessionCreated,
+    SessionIdentity,
     SessionList,
     SessionReopened,
     SessionSummary,
@@ -107,6 +123,7 @@ LinkBuilder = Callable[[TokenKind, str], str]
 
 _CLOSE = object()  # queue sentinel: (the writer closes after everything before it)
 MAX_SESSIONS_IN_WELCOME = 500
+UNVERIFIED_NAME = "Customer"  # how an unverified customer's chat lines are signed
 
 
 @dataclass(slots=True)
@@ -150,6 +167,19 @@ class RelayConfig:
     poll_interval: float = 1.0  # how often to look for sessions other processes created
     summary_delay: float = 0.1  # coalescing window for session.updated
     checkpoint_interval: float = 2.0  # WAL -> database, in a worker thread
+    # failed sign-ins (email + order number) allowed within sign_in_window seconds, per
+    # session / per email address / per client IP, before a sign_in_lockout-second lockout
+    sign_in_per_session: int = 5
+    sign_in_per_email: int = 10
+    sign_in_per_ip: int = 30
+    sign_in_window: float = 900.0
+    sign_in_lockout: float = 900.0
+
+    def sign_in_limits(self) -> ident.SignInLimits:
+        return ident.SignInLimits(
+            per_session=self.sign_in_per_session, per_email=self.sign_in_per_email,
+            per_ip=self.sign_in_per_ip, window_s=self.sign_in_window,
+            lockout_s=self.sign_in_lockout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,13 +386,15 @@ class Relay:
         *,
         config: RelayConfig | None = None,
         copilot_factory: CopilotFactory | None = None,
-        customer_names: Callable[[str], str | None] | None = None,
+        directory: CustomerDirectory | None = None,
         link_builder: LinkBuilder | None = None,
     ) -> None:
         self.log = relay_log
         self.tokens = tokens or Tokens(relay_log)
         self.config = config or RelayConfig()
-        self.customer_names = customer_names or (lambda _cid: None)
+        # the shop's customers (sign-in, search, names); None: nobody can be verified
+        self.directory = directory
+        self._sign_in = ident.SignInLimiter(self.config.sign_in_limits())
         self.link_builder: LinkBuilder = link_builder or (
             lambda kind, token: f"hitl://127.0.0.1:0/{kind.link_role}#{token}"
         )
@@ -572,29 +604,45 @@ class Relay:
                     conn.ws.transport.abort()  # a close frame could not get through
 
     def summary(self, st: SessionState) -> SessionSummary:
-        row = st.row
-        return row.summary(
-            customer_name=self.customer_names(row.customer_id) if row.customer_id else None,
-            clients=len(st.customers) + len(st.agents),
-        )
+        return st.row.summary(clients=len(st.customers) + len(st.agents),
+                              customer_online=bool(st.customers))
 
     def session_summary(self, session_id: str) -> SessionSummary | None:
         st = self._state(session_id)
         return None if st is None else self.summary(st)
 
+    def session_identity(self, session_id: str) -> SessionIdentity:
+        """The host's record of who the session's customer is (the co-pilot's seam)."""
+        st = self._state(session_id)
+        return ident.ANONYMOUS if st is None else st.row.identity
+
+    def issued_identity(self, customer_id: str | None, by: str) -> SessionIdentity:
+        """The identity of a link issued for ``customer_id`` (verified from the start);
+        anonymous without one. Raises ``not_found`` for a customer the shop lacks."""
+        if not customer_id:
+            return ident.ANONYMOUS
+        cid = customer_id.strip().upper()
+        name: str | None = None
+        if self.directory is not None:
+            name = self.directory.customer_name(cid)
+            if name is None:
+                raise OperationError(ErrorCode.NOT_FOUND, f"no customer {cid!r} in the shop")
+        return ident.issued_link(cid, name, by=by, at=time.time())
+
     def create_session(
-        self, *, customer_id: str | None = None, title: str | None = None
+        self, *, customer_id: str | None = None, title: str | None = None, by: str = "host"
     ) -> CreatedSession:
-        """Create a session (durable seq 1 = ``session.opened``) and its two invite tokens."""
-        name = self.customer_names(customer_id) if customer_id else None
+        """Create a session (durable seq 1 = ``session.opened``) and its two invite tokens.
+        With ``customer_id`` the link is issued for that customer: the session is verified
+        from the start. Without, it starts anonymous."""
+        identity = self.issued_identity(customer_id, by)
         row, frame = self.log.create_session(
-            title=title, customer_id=customer_id, greeting=self.config.greeting,
-            customer_name=name,
+            title=title, identity=identity, greeting=self.config.greeting,
         )
         st = self.sessions[row.session_id] = SessionState(row)
         customer = self.tokens.issue(TokenKind.CUSTOMER_SESSION, session_id=row.session_id)
         agent = self.tokens.issue(TokenKind.AGENT_SESSION, session_id=row.session_id)
-        log.info("session %s created for customer %s", row.session_id, row.customer_id)
+        log.info("session %s created: %s", row.session_id, ident.describe(identity))
         self._fanout(st, "session.opened", frame)
         self._notify_summary(st)
         return CreatedSession(
@@ -928,6 +976,8 @@ class Relay:
                     "burst": self.config.burst},
             heartbeat_s=self.config.heartbeat_s, resume_token=resume_token,
             display_name=conn.name,
+            identity=(ident.customer_status(st.row.identity)
+                      if conn.role is Role.CUSTOMER and st is not None else None),
         )
         conn.push(encode("welcome", welcome, ref=env.id))
         # history first, then live: the replays are registered before the connection
@@ -959,8 +1009,9 @@ class Relay:
         if record.label:
             return record.label
         if record.role is Role.CUSTOMER:
-            cid = st.row.customer_id if st else None
-            return (self.customer_names(cid) if cid else None) or "Customer"
+            verified = st is not None and ident.verified_customer(st.row.identity) is not None
+            name = st.row.identity.customer_name if st is not None and verified else None
+            return name or UNVERIFIED_NAME
         return "Host" if record.role is Role.ADMIN else "Agent"
 
     def _replay(self, conn: Conn, st: SessionState, after: int) -> bool:
@@ -1238,7 +1289,7 @@ class Relay:
     async def _op_session_create(self, conn: Conn, env: Envelope, p: Payload,
                                  st: SessionState | None) -> None:
         c = cast(SessionCreate, p)
-        created = self.create_session(customer_id=c.customer_id, title=c.title)
+        created = self.create_session(customer_id=c.customer_id, title=c.title, by=conn.name)
         self._reply(conn, "session.created", SessionCreated(
             session_id=created.session_id, customer_link=created.customer_link,
             agent_link=created.agent_link), env)
@@ -1281,8 +1332,14 @@ class Relay:
     async def _op_customer_get(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
         assert st is not None
-        self._reply(conn, "customer.details",
-                    self.copilot.customer_details(st.row.session_id), env)
+        identity = st.row.identity
+        if ident.verified_customer(identity) is None:  # nobody's records for the unverified
+            details = CustomerDetails(customer=None, orders=[], identity=identity)
+        else:
+            details = self.copilot.customer_details(st.row.session_id)
+            if details.identity is None:
+                details = details.model_copy(update={"identity": identity})
+        self._reply(conn, "customer.details", details, env)
 
     async def _op_article_get(self, conn: Conn, env: Envelope, p: Payload,
                               st: SessionState | None) -> None:
@@ -1309,6 +1366,102 @@ class Relay:
                     InsightsChanges(session_id=sid, changes=await self.insights.changes(sid)),
                     env)
 
+    # ------------------------------------------------------------------ identity
+
+    async def set_identity(self, session_id: str, identity: SessionIdentity, *,
+                           action: IdentityAction, by: str, reason: str | None = None,
+                           ref: str | None = None) -> int:
+        """Record a new identity for the session (durable ``identity.changed``: the audit
+        trail, with who did it), tell the session's customers their own state and the
+        desk the new summary. Returns the seq."""
+        st = self._state(session_id)
+        if st is None:
+            raise OperationError(ErrorCode.NOT_FOUND, f"no session {session_id!r}")
+        payload = IdentityChanged(identity=identity, previous=st.row.identity,
+                                  action=action, by=by, reason=reason)
+        seq, frame = self.log.append(st.row, payload, ref=ref)
+        self._fanout(st, "identity.changed", frame)
+        status = encode("identity.state", ident.customer_status(identity), session=session_id,
+                        ref=ref)
+        name = identity.customer_name if ident.verified_customer(identity) else None
+        for conn in st.customers:
+            if not conn.token.label:
+                conn.name = name or UNVERIFIED_NAME
+            conn.push(status)
+        self._notify_summary(st)
+        log.info("session %s: %s (%s by %s)", session_id, ident.describe(identity), action, by)
+        return seq
+
+    async def _op_sign_in(self, conn: Conn, env: Envelope, p: Payload,
+                          st: SessionState | None) -> None:
+        """Email + order number that belong together -> verified. Every failure gets the
+        same answer; failures are counted per session, email address and client IP, and a
+        locked-out attempt is refused before the shop is asked."""
+        assert st is not None
+        s = cast(IdentitySignIn, p)
+        sid = st.row.session_id
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        if ident.verified_customer(st.row.identity) is not None:
+            raise OperationError(ErrorCode.CONFLICT, "you are already signed in")
+        ip = _peer_ip(conn.ws)
+        keys = self._sign_in.keys(sid, s.email, ip)
+        now = time.monotonic()
+        wait = self._sign_in.retry_after(keys, now)
+        if wait is not None:
+            minutes = max(1, round(wait / 60))
+            self._reject(conn, ErrorCode.RATE_LIMITED,
+                         f"Too many sign-in attempts. Please try again in about {minutes} "
+                         f"minute{'s' if minutes != 1 else ''}, or ask the representative "
+                         "to verify you.", ref=env.id, session=sid, retry_after=round(wait, 1))
+            return
+        customer = None
+        if self.directory is not None:
+            customer = await asyncio.to_thread(self.directory.match_sign_in, s.email, s.order_id)
+        if customer is None:
+            for key in self._sign_in.failed(keys, now):
+                log.warning("sign-in locked out for %.0f s: %s (session %s, from %s)",
+                            self.config.sign_in_lockout, key, sid, ip)
+            log.info("sign-in failed in session %s (from %s)", sid, ip)
+            self._reject(conn, ErrorCode.SIGN_IN_FAILED, ident.SIGN_IN_FAILED_MESSAGE,
+                         ref=env.id, session=sid)
+            return
+        self._sign_in.succeeded(keys)
+        assert self.directory is not None
+        name = await asyncio.to_thread(self.directory.customer_name, customer)
+        await self.set_identity(sid, ident.signed_in(customer, name, at=time.time()),
+                                action="sign_in", by="customer", ref=env.id)
+
+    async def _op_identity_link(self, conn: Conn, env: Envelope, p: Payload,
+                                st: SessionState | None) -> None:
+        assert st is not None
+        link = cast(IdentityLink, p)
+        cid = link.customer_id.strip().upper()
+        name = (await asyncio.to_thread(self.directory.customer_name, cid)
+                if self.directory is not None else None)
+        if name is None:
+            raise OperationError(ErrorCode.NOT_FOUND, f"no customer {cid!r} in the shop")
+        identity = ident.linked(cid, name, by=conn.name, at=time.time(), verified=link.verified)
+        await self.set_identity(st.row.session_id, identity,
+                                action="link" if link.verified else "claim", by=conn.name,
+                                ref=env.id)
+
+    async def _op_identity_unlink(self, conn: Conn, env: Envelope, p: Payload,
+                                  st: SessionState | None) -> None:
+        assert st is not None
+        if st.row.identity.state == "anonymous":
+            raise OperationError(ErrorCode.CONFLICT, "this session is not linked to a customer")
+        await self.set_identity(st.row.session_id, ident.ANONYMOUS, action="unlink",
+                                by=conn.name, reason=cast(IdentityUnlink, p).reason, ref=env.id)
+
+    async def _op_customer_search(self, conn: Conn, env: Envelope, p: Payload,
+                                  st: SessionState | None) -> None:
+        q = cast(CustomerSearch, p)
+        found = (await asyncio.to_thread(self.directory.find_customers, q.query, q.limit)
+                 if self.directory is not None else [])
+        self._reply(conn, "customer.results", CustomerResults(query=q.query, customers=found),
+                    env)
+
     _Op = Callable[["Relay", Conn, Envelope, Payload, "SessionState | None"], Awaitable[None]]
     _ops: dict[str, _Op] = {
         "ack": _op_ack,
@@ -1328,6 +1481,10 @@ class Relay:
         "kb.search": _op_kb_search,
         "insights.get": _op_insights_get,
         "insights.conversation": _op_insights_conversation,
+        "identity.sign_in": _op_sign_in,
+        "identity.link": _op_identity_link,
+        "identity.unlink": _op_identity_unlink,
+        "customer.search": _op_customer_search,
     }
 
 

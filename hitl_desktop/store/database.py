@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
+from hitl_desktop.core.protocol import CustomerMatch
 from hitl_desktop.store import tools as shop_tools
 from hitl_desktop.store.errors import BusinessRuleError, Conflict, Expired, Forbidden, NotFound
 from hitl_desktop.store.schema import DDL, SCHEMA_VERSION, load_seed, seed_database
@@ -583,6 +584,48 @@ class ShopDatabase:
             "order_count": int(orders),
             "open_tickets": int(tickets),
         }
+
+    # ---------------------------------------------------------------- customer directory
+
+    def customer_name(self, customer_id: str) -> str | None:
+        """The customer's name (None if unknown): inbox rows, chat author names."""
+        with self._read() as conn:
+            row = conn.execute("SELECT name FROM customers WHERE id = ?",
+                               (customer_id.strip().upper(),)).fetchone()
+        return None if row is None else str(row["name"])
+
+    def match_sign_in(self, email: str, order_id: str) -> str | None:
+        """The customer id if ``email`` is a customer's and ``order_id`` is one of their
+        orders; None otherwise. One query for every case (unknown email, unknown order,
+        someone else's order), so the answer and its cost say nothing about which half
+        was wrong."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id "
+                "WHERE lower(c.email) = ? AND o.id = ?",
+                (email.strip().lower(), order_id.strip().upper()),
+            ).fetchone()
+        return None if row is None else str(row["id"])
+
+    def find_customers(self, query: str, limit: int = 20) -> list[CustomerMatch]:
+        """Customers by name, email or id (substring, case-insensitive) or by one of their
+        order ids (exact), for a representative's "Find customer…"."""
+        q = query.strip()
+        if not q:
+            return []
+        like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT c.id, c.name, c.email, (SELECT COUNT(*) FROM orders o2 "
+                "WHERE o2.customer_id = c.id) AS n FROM customers c "
+                "WHERE lower(c.name) LIKE ? ESCAPE '\\' OR lower(c.email) LIKE ? ESCAPE '\\' "
+                "OR lower(c.id) LIKE ? ESCAPE '\\' "
+                "OR c.id IN (SELECT customer_id FROM orders WHERE id = ?) "
+                "ORDER BY c.name, c.id LIMIT ?",
+                (like, like, like, q.upper(), limit),
+            ).fetchall()
+        return [CustomerMatch(customer_id=r["id"], name=r["name"], email=r["email"],
+                              order_count=int(r["n"])) for r in rows]
 
     def orders_of(self, customer_id: str) -> list[dict[str, Any]]:
         """Full details of a customer's orders, newest first."""

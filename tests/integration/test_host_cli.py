@@ -166,7 +166,8 @@ def test_session_new_next_to_a_running_host_reaches_the_desk(tmp_path: Path) -> 
         desk = await Client.connect(info["url"], token_of(info["agent_link"]))
         made = await asyncio.to_thread(cli, "session", "new", "--data-dir", str(data))
         upd = await desk.expect("session.updated", wait=10, session=made["session_id"])
-        assert upd["data"]["summary"]["customer_id"] == "CUST1001"
+        assert upd["data"]["summary"]["customer_id"] is None  # no --customer: anonymous
+        assert upd["data"]["summary"]["identity"]["state"] == "anonymous"
         cust = await Client.connect(info["url"], token_of(made["customer_link"]))
         await cust.send("chat.send", {"text": "hello from the CLI session"},
                         session=made["session_id"])

@@ -33,7 +33,7 @@ from tests.integration.relay_harness import Client, refused, running_host, token
 
 async def test_session_chat_between_customer_and_agent(tmp_path: Path) -> None:
     async with running_host(tmp_path) as host:
-        created = host.create_session(title="Order help")
+        created = host.create_session(customer_id="CUST1001", title="Order help")
         cust = await Client.connect(host.url, token_of(created.customer_link))
         agent = await Client.connect(host.url, token_of(created.agent_link))
         sid = created.session_id
@@ -106,7 +106,9 @@ async def test_lobby_opens_a_fresh_session_per_use_with_a_resume_token(tmp_path:
         assert a.session and b.session and a.session != b.session
         assert a.welcome["scope"] == "session" and a.welcome["resume_token"]
         upd = await desk.expect("session.updated", session=a.session)
-        assert upd["data"]["summary"]["customer_id"] == "CUST1001"
+        # a lobby visitor is nobody in particular until they sign in
+        assert upd["data"]["summary"]["customer_id"] is None
+        assert upd["data"]["summary"]["identity"]["state"] == "anonymous"
         await a.send("chat.send", {"text": "hi from a"}, session=a.session)
         got = await desk.expect("chat.message")
         assert got["session"] == a.session
@@ -197,7 +199,10 @@ async def test_null_copilot_operations_answer_or_map_errors(tmp_path: Path) -> N
         assert status["data"]["state"] == "unconfigured"
         ref = await agent.send("customer.get", {}, session=sid)
         details = await agent.expect("customer.details")
-        assert details["ref"] == ref and details["data"] == {"customer": None, "orders": []}
+        assert details["ref"] == ref and details["data"] == {
+            "customer": None, "orders": [], "identity": {
+                "state": "anonymous", "customer_id": None, "customer_name": None,
+                "method": None, "by": None, "at": None}}
         await agent.send("kb.search", {"query": "refund"})
         assert (await agent.expect("kb.results"))["data"]["query"] == "refund"
         for type_, data, code in (

@@ -34,6 +34,10 @@ ALLOWED: dict[str, set[str]] = {
     "insights.get": {A, D},
     "insights.conversation": {A, D},
     "session.create": {D},
+    "identity.sign_in": {C},
+    "identity.link": {A, D},
+    "identity.unlink": {A, D},
+    "customer.search": {A, D},
 }
 PAYLOADS: dict[str, dict[str, Any]] = {
     "ack": {"seq": 1},
@@ -53,6 +57,10 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "insights.get": {"start": 0.0, "end": 86400.0},
     "insights.conversation": {},
     "session.create": {"title": "made by matrix"},
+    "identity.sign_in": {"email": "alex.morgan@example.com", "order_id": "ORD1009"},
+    "identity.link": {"customer_id": "CUST1002"},
+    "identity.unlink": {"reason": "wrong person"},
+    "customer.search": {"query": "priya"},
 }
 TOKEN_KINDS = ("customer-session", "customer-lobby", "agent-session", "agent-desk", "admin")
 ROLE_OF = {"customer-session": C, "customer-lobby": C, "agent-session": A, "agent-desk": A,
@@ -95,7 +103,8 @@ def snapshot(db_path: Path) -> tuple[Any, ...]:
     try:
         return (
             db.execute("SELECT session_id, seq, type FROM messages ORDER BY 1, 2").fetchall(),
-            db.execute("SELECT session_id, state, title FROM sessions ORDER BY 1").fetchall(),
+            db.execute("SELECT session_id, state, title, customer_id, id_state, id_customer"
+                       " FROM sessions ORDER BY 1").fetchall(),
             db.execute("SELECT * FROM approvals ORDER BY 1, 2").fetchall(),
             db.execute("SELECT token_id, revoked_at FROM tokens ORDER BY 1").fetchall(),
         )
@@ -165,7 +174,8 @@ async def test_role_matrix(tmp_path: Path) -> None:
                     assert snapshot(db_path) == before, (kind, op)
                     assert copilots[0].calls == calls, (kind, op)
                 await client.close()
-        assert refused == 5 * 17 - allowed and refused == 2 * 13 + 2 * 1
+        # customers may send 5 of the 21 operations, agents 19, admins 20
+        assert refused == 5 * 21 - allowed and refused == 2 * 16 + 2 * 2 + 1
 
 
 async def test_session_bound_tokens_cannot_reach_other_sessions(tmp_path: Path) -> None:

@@ -104,6 +104,8 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         await agent.send("kb.search", {"query": "cancel"})
         await agent.send("insights.conversation", {}, session=sid)
         await admin.send("insights.get", {"start": 0.0, "end": 86400.0})
+        await desk.send("customer.search", {"query": "priya"})
+        await agent.send("identity.link", {"customer_id": "CUST1002"}, session=sid)
         await desk.send("session.close", {}, session=sid)
         await desk.send("session.reopen", {}, session=sid)  # same socket: after the close
         await asyncio.sleep(0.3)  # let coalesced session.updated go out
@@ -114,13 +116,15 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         assert everything == set(HOST_MESSAGES), set(HOST_MESSAGES) - everything
         assert not got["cust"] & AGENT_ONLY_TYPES
         assert got["cust"] == {"welcome", "session.opened", "chat.message", "typing",
-                               "session.closed", "session.reopened"}
+                               "identity.state", "session.closed", "session.reopened"}
         for name in ("agent", "desk", "admin"):
             assert got[name] >= AGENT_ONLY_TYPES | {"chat.message", "chat.delivered"}, name
         assert got["agent"] >= {"typing", "customer.details", "kb.results",
                                 "article.content", "error"}
-        assert got["admin"] >= {"session.list", "session.created", "insights.report"}
+        assert got["admin"] >= {"session.list", "session.created", "insights.report",
+                                "identity.changed"}
         assert "insights.changes" in got["agent"]
+        assert "customer.results" in got["desk"]
         assert got["bystander"] <= {"welcome", "session.opened"}
         for c in (cust, agent, desk, admin):
             for m in c.seen:

@@ -21,8 +21,9 @@ import pytest
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.stream import event_from_dict
 from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core import identity as ident
 from hitl_desktop.core.ports import OperationError
-from hitl_desktop.core.protocol import Payload, SessionSummary, host_type
+from hitl_desktop.core.protocol import Payload, SessionIdentity, SessionSummary, host_type
 from hitl_desktop.core.turns import (
     ApprovalOutcome,
     CustomerLine,
@@ -51,9 +52,15 @@ class RecordingOutbox:
         self.changed.set()
         return len(self.sent)
 
+    identity = ident.issued_link("CUST1002", "Priya Shah", by="test", at=0.0)
+
     def session_summary(self, session_id: str) -> SessionSummary | None:
         return SessionSummary(session_id=session_id, title="t", customer_id="CUST1002",
-                              customer_name=None, state="open", created_at=0.0, last_seq=1)
+                              customer_name=None, state="open", created_at=0.0, last_seq=1,
+                              identity=self.identity)
+
+    def session_identity(self, session_id: str) -> SessionIdentity:
+        return self.identity
 
     def of(self, type_: str) -> list[Any]:
         return [p for _s, t, p in self.sent if t == type_]

@@ -96,6 +96,15 @@ def test_every_host_type_round_trips() -> None:
         "insights.changes": P.InsightsChanges(session_id="s_1", changes=[ChangeRow(
             message_id="c1", agent="Ana", sent_at=1.0, draft_id="t", draft_text="a b",
             sent_text="a c", outcome="edited", distance=0.5, kinds=["reworded"])]),
+        "identity.changed": P.IdentityChanged(
+            identity=P.SessionIdentity(state="verified", customer_id="CUST1002",
+                                       customer_name="Priya Shah", method="representative",
+                                       by="Sam", at=1.0),
+            previous=P.SessionIdentity(), action="link", by="Sam"),
+        "identity.state": P.IdentityStatus(signed_in=True, customer_name="Priya Shah",
+                                           method="sign_in"),
+        "customer.results": P.CustomerResults(query="priya", customers=[P.CustomerMatch(
+            customer_id="CUST1002", name="Priya Shah", email="p@example.com", order_count=2)]),
     }
     assert set(samples) == set(P.HOST_MESSAGES)
     for type_, payload in samples.items():
@@ -143,8 +152,9 @@ def test_tokens_store_only_hashes_and_revoke(tmp_path: Path) -> None:
 
 def test_log_sequences_and_reload(tmp_path: Path) -> None:
     relay_log = RelayLog(tmp_path / "r.sqlite3")
-    row, _ = relay_log.create_session(title="T", customer_id=None, greeting="hello")
-    assert row.customer_id == "CUST1001" and row.last_seq == 1
+    row, _ = relay_log.create_session(title="T", greeting="hello")
+    assert row.customer_id is None and row.last_seq == 1  # no session defaults to a customer
+    assert row.identity.state == "anonymous"
     for i in range(3):
         relay_log.append_chat(row, message_id=f"c{i}", role="customer", name="A",
                               text=f"t{i}", draft_id=None, ref=None)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hitl_desktop.core import protocol as P
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text("utf-8")
-HEADING = re.compile(r"^### `([a-z.]+)` \((client|host) → (?:host|client)\)$", re.M)
+HEADING = re.compile(r"^### `([a-z._]+)` \((client|host) → (?:host|client)\)$", re.M)
 OBJECT = re.compile(r"^### ([A-Za-z]+)$", re.M)
 FIELD_ROW = re.compile(r"^\| `([a-z_]+)` \|", re.M)
 
@@ -55,7 +55,8 @@ def test_doc_describes_the_shared_objects() -> None:
     for i, m in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(objects)
         found[m.group(1)] = _fields(objects[m.end():end])
-    for model in (P.ClientInfo, P.SessionSummary, P.Author, P.Citation, P.Article):
+    for model in (P.ClientInfo, P.SessionSummary, P.Author, P.Citation, P.Article,
+                  P.SessionIdentity, P.IdentityStatus, P.CustomerMatch):
         assert found[model.__name__] == set(model.model_fields), model.__name__
 
 
@@ -108,3 +109,7 @@ def test_doc_limits_match_the_code() -> None:
     assert f"within **{cfg.hello_timeout:g} s**" in DOC
     assert (f"at most {cfg.lobby_burst:g} sessions in a burst per client IP address, "
             f"then one every {1 / cfg.lobby_rate:g} s") in DOC
+    assert (f"failed `identity.sign_in` attempts within {cfg.sign_in_window:g} s: "
+            f"{cfg.sign_in_per_session} per session, {cfg.sign_in_per_email} per email address, "
+            f"{cfg.sign_in_per_ip} per client IP address") in DOC
+    assert f"locks that key out for {cfg.sign_in_lockout:g} s" in DOC
