@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -131,6 +131,28 @@ def tool_access(identity: SessionIdentity | None, tool: str) -> ToolAccess:
     if customer is None:
         return ToolAccess(None, not_verified_output(tool, identity or ANONYMOUS))
     return ToolAccess(customer, None)
+
+
+# what a tool's order_id may say for "no order" (the shop's create_ticket / create_complaint)
+NO_ORDER: Final = frozenset({"", "N/A", "NA", "NONE", "-"})
+
+
+def confinement_error(args: Mapping[str, Any], customer_id: str,
+                      order_owner: Callable[[str], str | None]) -> str | None:
+    """Why these arguments reach beyond the verified customer's records (None if they do
+    not): a ``user_id`` that is someone else, an ``order_id`` that is not theirs. A
+    missing order and another customer's order get the same answer, so the model (and
+    whoever coaxes it) learns nothing about other customers."""
+    user = args.get("user_id")
+    if isinstance(user, str) and user.strip().upper() != customer_id:
+        return (f"user_id {user.strip()!r} is not this conversation's customer: tools only "
+                f"work on the verified customer's own account ({customer_id})")
+    order = args.get("order_id")
+    if isinstance(order, str) and order.strip().upper() not in NO_ORDER:
+        oid = order.strip().upper()
+        if order_owner(oid) != customer_id:
+            return f"{oid} is not one of this customer's orders"
+    return None
 
 
 def is_not_verified(output: Mapping[str, Any] | None) -> bool:

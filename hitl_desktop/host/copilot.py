@@ -377,6 +377,11 @@ class HostCopilot:
             raise OperationError(*refusal)
         args = self.catalog.validate_arguments(
             rec.tool, rec.proposed_arguments if arguments is None else arguments)
+        if rec.customer_id is not None:
+            beyond = await asyncio.to_thread(ident.confinement_error, args, rec.customer_id,
+                                             self.store.order_owner)
+            if beyond is not None:  # edited to reach another customer: stays pending
+                raise OperationError(ErrorCode.INVALID_ARGUMENTS, beyond)
         done = await self._decide(approval_id, functools.partial(
             self.store.approve_and_execute, approval_id, agent=agent, arguments=args))
         ok = done.state == "executed"
@@ -799,6 +804,13 @@ class HostCopilot:
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
                                   output=refused)
         customer_id = access.customer_id
+        beyond = await asyncio.to_thread(ident.confinement_error, args, customer_id,
+                                         self.store.order_owner)
+        if beyond is not None:  # someone else's records: not run, not proposed
+            output = {"ok": False, "error": beyond, "error_code": "not_this_customer"}
+            await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name,
+                                                ok=False, output=output))
+            return output
         if needs_approval:
             return await self._propose(turn, call, args, customer_id)
         try:

@@ -594,6 +594,13 @@ class ShopDatabase:
                                (customer_id.strip().upper(),)).fetchone()
         return None if row is None else str(row["name"])
 
+    def order_owner(self, order_id: str) -> str | None:
+        """The customer id an order belongs to (None if there is no such order)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT customer_id FROM orders WHERE id = ?",
+                               (order_id.strip().upper(),)).fetchone()
+        return None if row is None else str(row["customer_id"])
+
     def match_sign_in(self, email: str, order_id: str) -> str | None:
         """The customer id if ``email`` is a customer's and ``order_id`` is one of their
         orders; None otherwise. One query for every case (unknown email, unknown order,

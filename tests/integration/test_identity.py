@@ -1,0 +1,314 @@
+"""Who the customer is, end to end: a real host (relay + co-pilot + shop) on port 0, the
+real ``openai`` client against the fake Responses server, real WebSockets.
+
+The identity matrix: each way into a session (lobby anonymous, claimed, signed in,
+issued link, representative-linked, unlinked) x each catalog tool: what the
+co-pilot may read, what may be proposed, what an approval does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+from hitl_desktop.core.protocol import (
+    ApprovalApprove,
+    ChatSend,
+    CustomerGet,
+    CustomerSearch,
+    IdentityLink,
+    IdentitySignIn,
+    IdentityUnlink,
+)
+from hitl_desktop.host.log import RelayLog
+from tests.support.copilot_desk import Client, Desk, desk, desks, fake
+from tests.support.fake_openai import Call, FakeOpenAI, Reply
+
+__all__ = ["desk", "desks", "fake"]  # fixtures from the shared desk
+
+OWN, OWN_EMAIL = "CUST1002", "priya.shah@example.com"
+OWN_ORDER, OWN_SHIPPED, OWN_PRODUCT = "ORD1009", "ORD1010", "P1003"
+OTHER, OTHER_ORDER, OTHER_PRODUCT = "CUST1001", "ORD1001", "P1001"
+AUTO_TOOLS = ("get_order", "get_order_history", "create_ticket")
+APPROVAL_TOOLS = ("cancel_order", "reset_password", "send_replacement", "create_refund",
+                  "issue_voucher", "create_return", "create_complaint", "update_info")
+WAYS = ("lobby", "claimed", "signed_in", "issued_link", "representative", "unlinked")
+VERIFIED = {"signed_in": "sign_in", "issued_link": "link", "representative": "representative"}
+
+
+def calls_for(tag: str, customer: str, order: str, product: str) -> list[Call]:
+    """One call of every catalog tool, all aimed at ``customer``'s records."""
+    args: dict[str, dict[str, Any]] = {
+        "get_order": {"order_id": order},
+        "get_order_history": {"user_id": customer},
+        "create_ticket": {"user_id": customer, "type": "other", "details": "matrix",
+                          "order_id": order},
+        "cancel_order": {"order_id": order},
+        "reset_password": {"user_id": customer},
+        "send_replacement": {"product_id": product, "order_id": order},
+        "create_refund": {"order_id": order, "amount": 1.0, "reason": "matrix"},
+        "issue_voucher": {"user_id": customer, "amount": 5.0, "reason": "matrix"},
+        "create_return": {"order_id": order, "product_ids": [product]},
+        "create_complaint": {"user_id": customer, "type": "other", "details": "matrix",
+                             "order_id": order},
+        "update_info": {"user_id": customer,
+                        "info": {"field": "phone", "value": "+1 555 0100 999"}},
+    }
+    return [Call(name, a, call_id=f"{tag}_{name}") for name, a in args.items()]
+
+
+def shop_rows(desk: Desk) -> dict[str, Any]:
+    """Everything a tool could have written, to prove a refused call wrote nothing."""
+    db = sqlite3.connect(desk.copilot.store.path)
+    try:
+        out: dict[str, Any] = {}
+        for table in ("tickets", "refunds", "vouchers", "returns", "replacements",
+                      "complaints", "password_resets", "profile_changes", "approvals"):
+            out[table] = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        out["orders"] = db.execute("SELECT id, status, refunded_cents FROM orders "
+                                   "ORDER BY id").fetchall()
+        out["customers"] = db.execute("SELECT * FROM customers ORDER BY id").fetchall()
+        return out
+    finally:
+        db.close()
+
+
+async def enter(desk: Desk, way: str) -> tuple[str, Client]:
+    """Open a session by one way in; returns its id and the customer's connection."""
+    host, sam = desk.host, desk.agent2
+    if way in ("issued_link", "unlinked"):
+        created = host.create_session(customer_id=OWN, title=way)
+        customer = await Client.connect(host.local_url, created.customer_token)
+        sid = created.session_id
+    else:
+        customer = await Client.connect(host.local_url, host.lobby_token)
+        sid = customer.of("welcome")[0]["data"]["session_id"]
+    if way == "claimed":
+        await sam.send(IdentityLink(customer_id=OWN, verified=False), sid)
+    elif way == "representative":
+        await sam.send(IdentityLink(customer_id=OWN), sid)
+    elif way == "signed_in":
+        ref = await customer.send(IdentitySignIn(email=OWN_EMAIL.upper(), order_id="ord1010"),
+                                  sid)
+        state = await customer.wait("identity.state", where=lambda f: f["ref"] == ref)
+        assert state["data"] == {"signed_in": True, "customer_name": "Priya Shah",
+                                 "method": "sign_in"}
+    if way in ("claimed", "representative"):
+        await sam.wait("identity.changed", where=lambda f: f["session"] == sid)
+    return sid, customer
+
+
+async def turn(desk: Desk, sid: str, customer: Client, calls: list[Call],
+               text: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The customer writes; the model calls ``calls`` then writes ``text``. Returns the
+    tool results by call id and the approvals created in this turn."""
+    sam = desk.agent2
+    in_session = lambda f: f["session"] == sid  # noqa: E731
+    drafts = len([f for f in sam.of("draft.completed") if in_session(f)])
+    approvals = len([f for f in sam.of("approval.created") if in_session(f)])
+    desk.fake.enqueue(Reply(calls=calls), Reply(text=text))
+    await customer.send(ChatSend(text="please do all of it"), sid)
+    draft = await sam.wait("draft.completed", count=drafts + 1, where=in_session)
+    assert draft["data"]["text"] == text
+    ids = {c.call_id for c in calls}
+    results = {f["data"]["call_id"]: f["data"] for f in sam.of("tool.result")
+               if in_session(f) and f["data"]["call_id"] in ids}
+    assert set(results) == ids - {c.call_id for c in calls if c.name in APPROVAL_TOOLS} \
+        or set(results) == ids
+    created = [f["data"] for f in sam.of("approval.created") if in_session(f)][approvals:]
+    return results, created
+
+
+async def approve(desk: Desk, sid: str, approval_id: str) -> dict[str, Any]:
+    """Approve as Sam; returns the final approval.updated (or the error frame)."""
+    sam = desk.agent2
+    done = lambda f: (f["session"] == sid and f["data"]["approval_id"] == approval_id  # noqa: E731
+                      and f["data"]["state"] in ("executed", "failed"))
+    drafts = len([f for f in sam.of("draft.completed") if f["session"] == sid])
+    desk.fake.enqueue(Reply(text="Done."))
+    ref = await sam.send(ApprovalApprove(approval_id=approval_id), sid)
+    got = await asyncio.wait_for(_first(sam, ref, done), 10)
+    if got["type"] == "approval.updated":
+        await sam.wait("draft.completed", count=drafts + 1,
+                       where=lambda f: f["session"] == sid)
+    return got
+
+
+async def _first(client: Client, ref: str, done: Any) -> dict[str, Any]:
+    while True:
+        for f in client.frames:
+            if (f["type"] == "error" and f["ref"] == ref) or (
+                    f["type"] == "approval.updated" and done(f)):
+                return f
+        client._new.clear()
+        await client._new.wait()
+
+
+def last_instructions(fake: FakeOpenAI) -> str:
+    return str(fake.responses_requests()[-1].body["instructions"])
+
+
+async def test_identity_matrix(desk: Desk) -> None:
+    """Every way in x every tool, through real sockets against a real host."""
+    for way in WAYS:
+        await matrix_row(desk, way)
+
+
+async def matrix_row(desk: Desk, way: str) -> None:
+    """One way in: what the co-pilot may read and propose, what approving does."""
+    sam = desk.agent2
+    sid, customer = await enter(desk, way)
+    before = shop_rows(desk)
+    if way == "unlinked":
+        # verified by its link first: actions are proposed for Priya ...
+        _results, pending = await turn(desk, sid, customer,
+                                       calls_for("pre", OWN, OWN_ORDER, OWN_PRODUCT),
+                                       "Looking into it.")
+        assert len(pending) == len(APPROVAL_TOOLS)
+        before = shop_rows(desk)
+        # ... then a representative unlinks the session (audited, with a reason)
+        await sam.send(IdentityUnlink(reason="wrong person on the line"), sid)
+        changed = await sam.wait("identity.changed", where=lambda f: f["session"] == sid)
+        assert changed["data"]["action"] == "unlink" and changed["data"]["by"] == "Sam"
+        assert changed["data"]["reason"] == "wrong person on the line"
+        assert (await customer.wait("identity.state"))["data"]["signed_in"] is False
+
+    results, created = await turn(desk, sid, customer,
+                                  calls_for(way, OWN, OWN_ORDER, OWN_PRODUCT),
+                                  f"reply for {way}")
+    summary = desk.host.relay.session_summary(sid)
+    assert summary is not None
+    ref = await sam.send(CustomerGet(), sid)
+    details = (await sam.wait("customer.details", where=lambda f: f["ref"] == ref))["data"]
+
+    if way not in VERIFIED:
+        # the co-pilot reads nothing, proposes nothing; the model is told why
+        assert set(results) == {f"{way}_{t}" for t in AUTO_TOOLS + APPROVAL_TOOLS}, way
+        for call_id, result in results.items():
+            assert result["ok"] is False, (way, call_id)
+            assert result["output"]["error"] == "customer not verified", (way, call_id)
+            assert "sign in" in result["output"]["message"].lower()
+        assert created == [], way
+        assert shop_rows(desk) == before, way
+        assert "not verified" in last_instructions(desk.fake).lower()
+        assert "Priya" not in str(desk.fake.responses_requests()[-1].body["input"]) \
+            or way == "claimed"
+        assert summary.customer_id is None
+        assert details["customer"] is None and details["orders"] == []
+        assert details["identity"]["state"] == ("claimed" if way == "claimed"
+                                                else "anonymous")
+        if way == "unlinked":  # an approval proposed while verified cannot run now
+            got = await approve(desk, sid, pending[0]["approval_id"])
+            assert got["type"] == "error" and got["data"]["code"] == "not_verified"
+            assert "Sign in to your order" in got["data"]["message"]
+            assert "link the session" in got["data"]["message"]
+            assert shop_rows(desk) == before
+            rec = desk.copilot.store.get_approval(pending[0]["approval_id"])
+            assert rec is not None and rec.state == "pending"
+            # linked to someone else now: the old proposal is not theirs either
+            await sam.send(IdentityLink(customer_id="CUST1003"), sid)
+            await sam.wait("identity.changed", count=2,
+                           where=lambda f: f["session"] == sid)
+            got = await approve(desk, sid, pending[0]["approval_id"])
+            assert got["type"] == "error" and got["data"]["code"] == "conflict"
+            assert shop_rows(desk) == before
+        return
+
+    # verified: reads and proposals, confined to Priya's records
+    assert summary.customer_id == OWN and summary.identity.method == VERIFIED[way]
+    assert details["customer"]["customer_id"] == OWN
+    assert {o["order_id"] for o in details["orders"]} == {OWN_ORDER, OWN_SHIPPED}
+    assert "verified by" in last_instructions(desk.fake)
+    assert f"customer id {OWN}" in last_instructions(desk.fake)
+    assert set(results) == {f"{way}_{t}" for t in AUTO_TOOLS}, way
+    assert results[f"{way}_get_order"]["output"]["order"]["customer_id"] == OWN
+    history = results[f"{way}_get_order_history"]["output"]
+    assert {o["order_id"] for o in history["orders"]} == {OWN_ORDER, OWN_SHIPPED}
+    assert results[f"{way}_create_ticket"]["ok"] is True
+    assert sorted(a["tool"] for a in created) == sorted(APPROVAL_TOOLS), way
+    # approving runs each action once, on Priya's account only
+    others_before = [r for r in shop_rows(desk)["orders"] if r[0] not in
+                     (OWN_ORDER, OWN_SHIPPED)]
+    for approval in created:
+        got = await approve(desk, sid, approval["approval_id"])
+        assert got["type"] == "approval.updated", (way, approval["tool"], got)
+        rec = desk.copilot.store.get_approval(approval["approval_id"])
+        assert rec is not None and rec.customer_id == OWN
+        assert rec.state == got["data"]["state"]
+        if rec.state == "failed":  # a business rule, never an ownership problem
+            assert "not one of" not in str(rec.error) and "verified" not in str(rec.error)
+    after = shop_rows(desk)
+    assert [r for r in after["orders"] if r[0] not in (OWN_ORDER, OWN_SHIPPED)] \
+        == others_before
+    other_profile = [c for c in after["customers"] if c[0] != OWN]
+    assert other_profile == [c for c in before["customers"] if c[0] != OWN]
+
+    # whatever ids the model passes, nothing of another customer is read or proposed
+    before = shop_rows(desk)
+    results, created = await turn(desk, sid, customer,
+                                  calls_for(f"{way}_x", OTHER, OTHER_ORDER, OTHER_PRODUCT),
+                                  f"foreign reply for {way}")
+    assert created == [] and shop_rows(desk) == before
+    assert len(results) == len(AUTO_TOOLS + APPROVAL_TOOLS)
+    for call_id, result in results.items():
+        assert result["ok"] is False, call_id
+        assert result["output"]["error_code"] == "not_this_customer", call_id
+        assert "Alex" not in str(result["output"]), call_id
+    await customer.close()
+
+
+async def test_sign_in_reveals_nothing_and_is_audited(desk: Desk) -> None:
+    sam, host = desk.agent2, desk.host
+    visitor = await Client.connect(host.local_url, host.lobby_token)
+    sid = visitor.of("welcome")[0]["data"]["session_id"]
+    assert visitor.of("welcome")[0]["data"]["identity"] == {
+        "signed_in": False, "customer_name": None, "method": None}
+    answers = []
+    for email, order in ((OWN_EMAIL, OTHER_ORDER),          # real email, someone else's order
+                         ("nobody@example.com", OWN_ORDER),  # unknown email, real order
+                         (OWN_EMAIL, "ORD9999")):            # real email, no such order
+        ref = await visitor.send(IdentitySignIn(email=email, order_id=order), sid)
+        err = await visitor.wait("error", where=lambda f, r=ref: f["ref"] == r)
+        answers.append((err["data"]["code"], err["data"]["message"]))
+    assert len(set(answers)) == 1 and answers[0][0] == "sign_in_failed"
+    assert desk.host.relay.session_identity(sid).state == "anonymous"
+    # the right pair signs in; the agents' audit trail says how
+    ref = await visitor.send(IdentitySignIn(email=OWN_EMAIL, order_id=OWN_SHIPPED), sid)
+    await visitor.wait("identity.state", where=lambda f: f["ref"] == ref)
+    changed = await sam.wait("identity.changed", where=lambda f: f["session"] == sid)
+    assert changed["data"]["action"] == "sign_in" and changed["data"]["by"] == "customer"
+    assert changed["data"]["previous"]["state"] == "anonymous"
+    assert changed["data"]["identity"]["customer_id"] == OWN
+    # chat lines are now signed with the customer's name
+    await visitor.send(ChatSend(text="it's me"), sid)
+    line = await sam.wait("chat.message", where=lambda f: f["data"]["text"] == "it's me")
+    assert line["data"]["author"]["name"] == "Priya Shah"
+    # a second sign-in is refused; the customer can never change its verified identity
+    ref = await visitor.send(IdentitySignIn(email="alex.morgan@example.com",
+                                            order_id=OTHER_ORDER), sid)
+    err = await visitor.wait("error", where=lambda f: f["ref"] == ref)
+    assert err["data"]["code"] == "conflict"
+    for forbidden in (IdentityLink(customer_id=OTHER), IdentityUnlink()):
+        ref = await visitor.send(forbidden, sid)
+        err = await visitor.wait("error", where=lambda f, r=ref: f["ref"] == r)
+        assert err["data"]["code"] == "forbidden"
+    assert desk.host.relay.session_identity(sid).customer_id == OWN
+    # the identity is the host's and durable: the log has it after a reload
+    again = RelayLog(desk.host.relay_log.path)
+    row = again.get_session(sid)
+    again.close()
+    assert row is not None and row.identity.state == "verified"
+    assert row.identity.method == "sign_in" and row.customer_id == OWN
+    # the inbox can tell sessions apart
+    assert row.number > 0
+
+
+async def test_customer_search_finds_by_name_email_and_order(desk: Desk) -> None:
+    sam = desk.agent2
+    for query, expected in (("priya", [OWN]), ("SHAH@", [OWN]), (OTHER_ORDER, [OTHER]),
+                            ("cust100", ["CUST1001", "CUST1002", "CUST1003", "CUST1004",
+                                         "CUST1005"]), ("%", []), ("zzz", [])):
+        ref = await sam.send(CustomerSearch(query=query), None)
+        got = await sam.wait("customer.results", where=lambda f, r=ref: f["ref"] == r)
+        assert sorted(c["customer_id"] for c in got["data"]["customers"]) == expected, query
