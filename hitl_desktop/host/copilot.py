@@ -810,7 +810,8 @@ class HostCopilot:
             output = {"ok": False, "error": beyond, "error_code": "not_this_customer"}
             await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name,
                                                 ok=False, output=output))
-            return output
+            return ToolOutputItem(call_id=call.call_id, name=call.name, output=output,
+                                  outcome="not_possible" if needs_approval else "error")
         if needs_approval:
             return await self._propose(turn, call, args, customer_id)
         try:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hitl_desktop.core.protocol import (
     ApprovalApprove,
@@ -22,7 +25,7 @@ from hitl_desktop.core.protocol import (
     IdentityUnlink,
 )
 from hitl_desktop.host.log import RelayLog
-from tests.support.copilot_desk import Client, Desk, desk, desks, fake
+from tests.support.copilot_desk import Client, Desk, desk, desks, fake, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
 
 __all__ = ["desk", "desks", "fake"]  # fixtures from the shared desk
@@ -312,3 +315,39 @@ async def test_customer_search_finds_by_name_email_and_order(desk: Desk) -> None
         ref = await sam.send(CustomerSearch(query=query), None)
         got = await sam.wait("customer.results", where=lambda f, r=ref: f["ref"] == r)
         assert sorted(c["customer_id"] for c in got["data"]["customers"]) == expected, query
+
+
+async def test_lobby_visitor_asking_for_past_orders_offline_engine(
+        tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch,
+        desks: list[Desk]) -> None:
+    """The offline engine: no one's orders before sign-in, exactly theirs after."""
+    desk = await open_desk(tmp_path, fake, monkeypatch, override="offline", key=None)
+    desks.append(desk)
+    sam, host = desk.agent2, desk.host
+    visitor = await Client.connect(host.local_url, host.lobby_token)
+    sid = visitor.of("welcome")[0]["data"]["session_id"]
+    in_session = lambda f: f["session"] == sid  # noqa: E731
+    every_order = {f"ORD{n}" for n in range(1001, 1017)}  # the shop's orders
+
+    async def ask(text: str, n: int) -> str:
+        await visitor.send(ChatSend(text=text), sid)
+        draft = await sam.wait("draft.completed", count=n, where=in_session)
+        return str(draft["data"]["text"])
+
+    before = await ask("give me a list of my past orders", 1)
+    assert not [o for o in every_order if o in before], before
+    assert "sign in" in before.lower(), before
+    results = [f["data"] for f in sam.of("tool.result") if in_session(f)]
+    assert all(r["ok"] is False for r in results), results  # nothing was read
+    # an order id of someone else does not help either
+    cancel = await ask(f"cancel order {OTHER_ORDER}", 2)
+    assert "sign in" in cancel.lower(), cancel
+    assert not [f for f in sam.of("approval.created") if in_session(f)]
+    assert all(r["ok"] is False for r in
+               (f["data"] for f in sam.of("tool.result") if in_session(f))), "read something"
+
+    ref = await visitor.send(IdentitySignIn(email=OWN_EMAIL, order_id=OWN_ORDER), sid)
+    await visitor.wait("identity.state", where=lambda f: f["ref"] == ref)
+    after = await ask("give me a list of my past orders", 3)
+    listed = {o for o in every_order if o in after}
+    assert listed == {OWN_ORDER, OWN_SHIPPED}, after
