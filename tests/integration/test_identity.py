@@ -9,11 +9,13 @@ co-pilot may read, what may be proposed, what an approval does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from hitl_desktop.core.protocol import (
     ApprovalApprove,
@@ -351,3 +353,86 @@ async def test_lobby_visitor_asking_for_past_orders_offline_engine(
     after = await ask("give me a list of my past orders", 3)
     listed = {o for o in every_order if o in after}
     assert listed == {OWN_ORDER, OWN_SHIPPED}, after
+
+
+async def test_sign_in_brute_force_is_throttled_reveals_nothing_spares_others(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """1,000 guesses from one client: the shop is asked 5 times, the right guess among
+    them gets the same answer as the wrong ones, and other sessions sign in and chat."""
+    host = desk.host
+    caplog.set_level(logging.INFO, logger="hitl_desktop.host.relay")
+    directory = host.relay.directory
+    assert directory is not None
+    asked: list[tuple[str, str]] = []
+    real_match = directory.match_sign_in
+
+    def counting(email: str, order_id: str) -> str | None:
+        asked.append((email, order_id))
+        return real_match(email, order_id)
+
+    monkeypatch.setattr(directory, "match_sign_in", counting)
+    attacker = await Client.connect(host.local_url, host.lobby_token)
+    welcome = attacker.of("welcome")[0]["data"]
+    sid, resume = welcome["session_id"], welcome["resume_token"]
+    bystander = await Client.connect(host.local_url, host.lobby_token)
+    other_sid = bystander.of("welcome")[0]["data"]["session_id"]
+
+    guesses = [f"ORD{n:04d}" for n in range(1000)]
+    guesses[500] = OWN_ORDER  # the right order number, guessed after the lockout
+    started = asyncio.get_running_loop().time()
+    clients, refs, closes = [attacker], set(), 0
+    for order in guesses:
+        frame_ref = None
+        while frame_ref is None:
+            try:
+                frame_ref = await clients[-1].send(IdentitySignIn(email=OWN_EMAIL,
+                                                                   order_id=order), sid)
+            except ConnectionClosed:  # closed for too many errors / frames: come back
+                closes += 1
+                clients.append(await Client.connect(host.local_url, resume))
+        refs.add(frame_ref)
+        await asyncio.sleep(0)  # a client that also reads what it is told (not a flood of RSTs)
+    # meanwhile another visitor signs in and chats as if nothing happened
+    ref = await bystander.send(IdentitySignIn(email="jonas.weber@example.com",
+                                              order_id="ORD1011"), other_sid)
+    await bystander.wait("identity.state", where=lambda f: f["ref"] == ref)
+    await bystander.send(ChatSend(text="hello from Jonas"), other_sid)
+    await bystander.wait("chat.message", where=lambda f: f["data"]["text"] == "hello from Jonas")
+    await asyncio.sleep(0.3)  # let the last answers arrive
+    elapsed = asyncio.get_running_loop().time() - started
+
+    frames = [f for c in clients for f in c.frames]
+    answers = [f for f in frames if f["type"] == "error" and f["ref"] in refs]
+    failed = [f for f in answers if f["data"]["code"] == "sign_in_failed"]
+    locked = [f for f in answers if f["data"]["code"] == "rate_limited"]
+    dropped = len(refs) - len(answers)
+    guessed = [o for e, o in asked if e == OWN_EMAIL]
+    assert len(guessed) == 5 and len(failed) == 5  # the shop saw 5 guesses, no more
+    assert OWN_ORDER not in guessed
+    assert locked and all(f["data"]["retry_after"] > 800 for f in locked)
+    assert len({f["data"]["message"] for f in failed}) == 1
+    assert len({f["data"]["message"].split(" in about")[0] for f in locked}) == 1
+    assert not [f for f in frames if f["type"] == "identity.state"]
+    text = str(frames)
+    assert "Priya" not in text and "CUST1002" not in text
+    assert host.relay.session_identity(sid).state == "anonymous"
+    # the right pair is refused during the lockout too, and says nothing more
+    late = await Client.connect(host.local_url, resume)
+    ref = await late.send(IdentitySignIn(email=OWN_EMAIL, order_id=OWN_SHIPPED), sid)
+    err = await late.wait("error", where=lambda f: f["ref"] == ref)
+    assert err["data"]["code"] == "rate_limited"
+    assert len([o for e, o in asked if e == OWN_EMAIL]) == 5
+    # the account's owner, in her own session, is not locked out by the attacker's 5
+    priya = await Client.connect(host.local_url, host.lobby_token)
+    psid = priya.of("welcome")[0]["data"]["session_id"]
+    ref = await priya.send(IdentitySignIn(email=OWN_EMAIL, order_id=OWN_ORDER), psid)
+    state = await priya.wait("identity.state", where=lambda f: f["ref"] == ref)
+    assert state["data"]["customer_name"] == "Priya Shah"
+    # the lockout reached the host's log (numbers for the note on stdout)
+    lockouts = [r.getMessage() for r in caplog.records if "locked out" in r.getMessage()]
+    assert any(f"session:{sid}" in m for m in lockouts), lockouts
+    print(f"brute force: {len(guesses)} attempts in {elapsed:.2f}s; shop asked {len(guessed)}; "
+          f"sign_in_failed {len(failed)}; locked-out answers {len(locked)}; dropped by the "
+          f"frame limiter {dropped}; reconnects {closes}")
+    for c in (*clients, late, priya, bystander):
+        await c.close()
