@@ -106,21 +106,22 @@ async def enter(desk: Desk, way: str) -> tuple[str, Client]:
 
 async def turn(desk: Desk, sid: str, customer: Client, calls: list[Call],
                text: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """The customer writes; the model calls ``calls`` then writes ``text``. Returns the
-    tool results by call id and the approvals created in this turn."""
+    """The customer writes; the model calls ``calls`` (one per response, as the API does
+    with parallel_tool_calls off; at most 6 rounds per reply) then writes ``text``.
+    Returns the tool results by call id and the approvals created meanwhile."""
     sam = desk.agent2
     in_session = lambda f: f["session"] == sid  # noqa: E731
-    drafts = len([f for f in sam.of("draft.completed") if in_session(f)])
     approvals = len([f for f in sam.of("approval.created") if in_session(f)])
-    desk.fake.enqueue(Reply(calls=calls), Reply(text=text))
-    await customer.send(ChatSend(text="please do all of it"), sid)
-    draft = await sam.wait("draft.completed", count=drafts + 1, where=in_session)
-    assert draft["data"]["text"] == text
+    for start in range(0, len(calls), 6):
+        chunk = calls[start:start + 6]
+        drafts = len([f for f in sam.of("draft.completed") if in_session(f)])
+        desk.fake.enqueue(*[Reply(calls=[c]) for c in chunk], Reply(text=text))
+        await customer.send(ChatSend(text="please do all of it"), sid)
+        draft = await sam.wait("draft.completed", count=drafts + 1, where=in_session)
+        assert draft["data"]["text"] == text
     ids = {c.call_id for c in calls}
     results = {f["data"]["call_id"]: f["data"] for f in sam.of("tool.result")
                if in_session(f) and f["data"]["call_id"] in ids}
-    assert set(results) == ids - {c.call_id for c in calls if c.name in APPROVAL_TOOLS} \
-        or set(results) == ids
     created = [f["data"] for f in sam.of("approval.created") if in_session(f)][approvals:]
     return results, created
 
@@ -167,10 +168,10 @@ async def matrix_row(desk: Desk, way: str) -> None:
     before = shop_rows(desk)
     if way == "unlinked":
         # verified by its link first: actions are proposed for Priya ...
-        _results, pending = await turn(desk, sid, customer,
-                                       calls_for("pre", OWN, OWN_ORDER, OWN_PRODUCT),
-                                       "Looking into it.")
-        assert len(pending) == len(APPROVAL_TOOLS)
+        voucher = [c for c in calls_for("pre", OWN, OWN_ORDER, OWN_PRODUCT)
+                   if c.name == "issue_voucher"]
+        _results, pending = await turn(desk, sid, customer, voucher, "Looking into it.")
+        assert [a["tool"] for a in pending] == ["issue_voucher"]
         before = shop_rows(desk)
         # ... then a representative unlinks the session (audited, with a reason)
         await sam.send(IdentityUnlink(reason="wrong person on the line"), sid)
@@ -249,7 +250,11 @@ async def matrix_row(desk: Desk, way: str) -> None:
     other_profile = [c for c in after["customers"] if c[0] != OWN]
     assert other_profile == [c for c in before["customers"] if c[0] != OWN]
 
-    # whatever ids the model passes, nothing of another customer is read or proposed
+    # whatever ids the model passes, nothing of another customer is read or proposed (every
+    # verified way reaches the same co-pilot code: one row checks it, to keep this fast)
+    if way != "issued_link":
+        await customer.close()
+        return
     before = shop_rows(desk)
     results, created = await turn(desk, sid, customer,
                                   calls_for(f"{way}_x", OTHER, OTHER_ORDER, OTHER_PRODUCT),
