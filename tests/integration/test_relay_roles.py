@@ -12,6 +12,7 @@ from typing import Any
 
 from hitl_desktop.core.ports import NullCopilot, SessionOutbox
 from hitl_desktop.core.protocol import CLIENT_MESSAGES
+from hitl_desktop.host.relay import RelayConfig
 from tests.integration.relay_harness import Client, running_host, token_of
 
 # The documented matrix (docs/PROTOCOL.md, "Roles"): who may send what.
@@ -142,7 +143,9 @@ async def test_role_matrix(tmp_path: Path) -> None:
         copilots.append(CountingCopilot(outbox))
         return copilots[-1]
 
-    async with running_host(tmp_path, copilot_factory=factory) as host:
+    # one lobby session per operation: more than the default burst of new chats per address
+    config = RelayConfig(lobby_burst=100.0)
+    async with running_host(tmp_path, copilot_factory=factory, config=config) as host:
         db_path = host.relay_log.path
         refused = allowed = 0
         for kind in TOKEN_KINDS:
