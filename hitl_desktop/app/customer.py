@@ -89,8 +89,35 @@ def run(args: argparse.Namespace) -> int:
             return 0
         connection.open()
         log.info("customer: window up")
+        from hitl_desktop.core.tasks import TaskSupervisor
+        from hitl_desktop.ui.join_dialog import choose_link
+
+        tasks = TaskSupervisor("customer window")
+
+        async def switch_link() -> None:
+            """"Open another link…" after a wrong or revoked link: the join dialog,
+            then a new chat on the new link in the same window."""
+            nonlocal connection
+            assert window is not None
+            chosen = await choose_link("customer", window)
+            if chosen is None:
+                return
+            log.info("customer: switching to %s:%s", chosen.host, chosen.port)
+            await connection.aclose()
+            window.unbind()
+            connection = HostConnection(chosen, client_name="customer window",
+                                        resume_store=store)
+            window.bind(ChatModel(connection), connection)
+            connection.open()
+
+        def on_open_link() -> None:
+            if not len(tasks):  # one join dialog at a time
+                tasks.spawn(switch_link(), "open another link")
+
+        window.open_link_requested.connect(on_open_link)
         await closed.wait()
         log.info("customer: shutting down")
+        await tasks.aclose()
         await connection.aclose()
         return 0
 

@@ -7,6 +7,7 @@ Only rendering and user intents live here; the conversation logic is in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -224,8 +225,14 @@ class ConnectionBanner(QFrame):
         self.retry_button = QPushButton("Retry now")
         self.retry_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.retry_button.clicked.connect(self.retry_clicked)
+        # a wrong or revoked link: retrying cannot help, another link can
+        self.other_link_button = QPushButton("Open another link…")
+        self.other_link_button.setObjectName("otherLinkButton")
+        self.other_link_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.other_link_button.hide()
         layout.addWidget(self.label, 1)
         layout.addWidget(self.retry_button)
+        layout.addWidget(self.other_link_button)
         self.kind = "ok"
         self.setVisible(False)
 
@@ -239,6 +246,8 @@ class ConnectionBanner(QFrame):
             f"QLabel{{background:transparent;color:{fg};font-weight:600;}}"
         )
         self.retry_button.setStyleSheet(theme.button_css(c, primary=False))
+        self.other_link_button.setStyleSheet(theme.button_css(c, primary=False))
+        self.other_link_button.setVisible(kind == "error")
         self.setVisible(True)
 
 
@@ -246,6 +255,7 @@ class CustomerWindow(QWidget):
     """The chat window a customer sees."""
 
     closed = Signal()  # the user closed the window
+    open_link_requested = Signal()  # "Open another link…" after a link failed
 
     chat: ChatModel
     connection: HostConnection
@@ -274,6 +284,7 @@ class CustomerWindow(QWidget):
         root.setSpacing(0)
         root.addWidget(self._build_header())
         self.banner = ConnectionBanner()
+        self.banner.other_link_button.clicked.connect(self.open_link_requested)
         root.addWidget(self.banner)
 
         self.scroll_area = QScrollArea()
@@ -347,8 +358,35 @@ class CustomerWindow(QWidget):
             self.banner.show_state("info", "Connecting to support…", retry=False,
                                    c=self._colors)
 
+    def unbind(self) -> None:
+        """Let go of the chat and connection (another link is being opened): stop
+        following them and clear what they showed."""
+        if not self._bound:
+            return
+        chat, connection = self.chat, self.connection
+        for signal, slot in ((self.banner.retry_clicked, connection.reconnect_now),
+                             (chat.message_added, self._on_added),
+                             (chat.message_changed, self._on_changed),
+                             (chat.greeting_changed, self._on_greeting),
+                             (chat.typing_changed, self.typing.set_active),
+                             (chat.session_closed, self._on_closed),
+                             (chat.session_reopened, self._on_reopened),
+                             (chat.reset, self._on_reset),
+                             (connection.state_changed, self._on_state)):
+            with contextlib.suppress(RuntimeError, TypeError):
+                signal.disconnect(slot)
+        self._bound = False
+        self._on_reset()
+        if self.greeting_bubble is not None:
+            self.greeting_bubble.setParent(None)
+            self.greeting_bubble.deleteLater()
+            self.greeting_bubble = None
+        self._on_reopened("")  # input enabled again until the new chat says otherwise
+        self.typing.set_active(False)
+
     def bind(self, chat: ChatModel, connection: HostConnection) -> None:
-        """Show this chat and follow this connection (once)."""
+        """Show this chat and follow this connection (once; :meth:`unbind` first to
+        show another)."""
         if self._bound:
             raise RuntimeError("the window is already bound to a chat")
         self.chat = chat

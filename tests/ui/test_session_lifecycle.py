@@ -317,3 +317,44 @@ def test_help_lists_the_shortcuts_and_about(window: AgentWindow) -> None:
     assert "Ctrl+Shift+W" in box.text()  # type: ignore[attr-defined]
     window.about_action.trigger()
     assert window.help_box is not None and "HITL Desk" in window.help_box.text()  # type: ignore[attr-defined]
+
+
+async def test_the_customer_window_offers_another_link_and_switches(tmp_path: Path) -> None:
+    from tests.integration.relay_harness import token_of
+
+    async with running_host(tmp_path) as host:
+        first = host.create_session(customer_id="CUST1001")
+        second = host.create_session(customer_id="CUST1002")
+        conn = HostConnection(InviteLink.parse(first.customer_link))
+        window = CustomerWindow(ChatModel(conn), conn)
+        window.show()
+        conn.open()
+        try:
+            await until(lambda: window.greeting_bubble is not None, what="greeting")
+            QTest.keyClicks(window.composer, "first chat")
+            QTest.keyClick(window.composer, Qt.Key.Key_Return)
+            await until(lambda: len(window.bubbles) == 1, what="my bubble")
+            host.relay.revoke(token_of(first.customer_link))
+            offer = window.banner.other_link_button
+            await until(offer.isVisible, what="Open another link… offered")
+            asked: list[bool] = []
+            window.open_link_requested.connect(lambda: asked.append(True))
+            QTest.mouseClick(offer, CLICK)
+            assert asked == [True]
+            # what app.customer does once the join dialog returns a link
+            await conn.aclose()
+            window.unbind()
+            assert window.bubbles == [] and window.greeting_bubble is None
+            conn = HostConnection(InviteLink.parse(second.customer_link))
+            window.bind(ChatModel(conn), conn)
+            conn.open()
+            await until(lambda: "Online" in window.status_label.text(), what="online again")
+            assert not window.banner.isVisible() and window.composer.isEnabled()
+            QTest.keyClicks(window.composer, "second chat")
+            QTest.keyClick(window.composer, Qt.Key.Key_Return)
+            await until(lambda: [m["type"] for m in host.relay_log.messages(second.session_id)
+                                 ].count("chat.message") == 1, what="sent on the new link")
+        finally:
+            window.close()
+            await conn.aclose()
+            window.deleteLater()

@@ -174,3 +174,20 @@ def test_snippets_keep_tool_names_and_headings_stay_calm(window: AgentWindow) ->
     size = heading.charFormat().fontPointSize() or heading.begin().fragment().charFormat(
     ).fontPointSize()
     assert 0 < size <= viewer.browser.font().pointSizeF() * 1.35
+
+
+def test_an_expanded_result_wraps_instead_of_scrolling_sideways(window: AgentWindow,
+                                                                ws: Workspace) -> None:
+    feed = Feed(ws, "s1")
+    feed.customer("Where is my parcel? https://carrier.example/track/" + "Z9" * 60)
+    feed(p.ToolCall(turn_id="t1", call_id="c1", name="get_order",
+                    arguments={"order_id": "ORD1001"}, mode="auto"))
+    feed(p.ToolResult(call_id="c1", name="get_order", ok=True,
+                      output={"tracking_url": "https://carrier.example/" + "x1y2" * 120,
+                              "note": "left at the door " * 30}))
+    window.conversation.toggle("c1")
+    _settle(window)
+    browser = window.conversation.browser
+    assert "tracking_url" in browser.toPlainText()
+    assert browser.horizontalScrollBar().maximum() == 0
+    assert window.width() <= SMALL[0]
