@@ -159,7 +159,7 @@ class Planner:
             req.intent in LOOKUP_INTENTS
             and not req.order_id
             and (
-                re.search(r"\bmean\w*\b", req.clause.lower())
+                re.search(r"\bmean\w*\b|\bwhat if\b|\bwhat happens if\b", req.clause.lower())
                 or (req.question and not re.search(r"\b(?:my|it|i)\b", req.clause.lower()))
             )
         ):

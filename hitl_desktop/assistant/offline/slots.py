@@ -120,6 +120,8 @@ def amounts(text: str, *, bare: bool = False) -> list[float]:
     if not out and bare:
         for m in _BARE_RE.finditer(_MONEY_RE.sub(" ", clean)):
             value = _number(m.group("n"))
+            if len(re.sub(r"\D", "", m.group("n"))) < 2:
+                continue  # "refund 4 ord1003": a lone digit is a word ("for"), not money
             if value is not None and not re.search(
                 rf"{re.escape(m.group('n'))}\s*(?:days?|weeks?|months?|years?|hours?|items?"
                 r"|pairs?|packs?|times|x\b|of\b|in\b|cm|mm|l\b|kg)",

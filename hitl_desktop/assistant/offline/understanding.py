@@ -125,7 +125,7 @@ def _clean(text: str) -> str:
 
 _WONDER_RE = re.compile(
     r"\b(?:(?:like|want) to know|wondering|is it possible|would it be possible|do you know)\b"
-    r"|\bif i (?:do not|don't|did not|change|decide|want)\b"
+    r"|\bif i (?:do not|don't|did not|change|decide|want)\b|^what if\b|\bwhat happens if\b"
 )
 
 
