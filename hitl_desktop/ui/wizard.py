@@ -372,11 +372,6 @@ class KeyPage(QWizardPage):
         return PAGE_FOLDER
 
 
-def store_key(key: str, paths: Paths) -> str:
-    """Store the key (keyring, else a 0600 file) and say where, in one sentence."""
-    return secrets.store_api_key(paths, key)
-
-
 class FolderPage(QWizardPage):
     def __init__(self, state: SetupState) -> None:
         super().__init__()
