@@ -596,6 +596,10 @@ class CompatibleProvider:
                                      "/responses endpoint (Ollama before 0.13.3, older LM "
                                      "Studio): set \"compatible_api\": \"chat\" in the "
                                      f"settings. Server said: {detail}")
+            return ProviderError("not_found", f"{SERVICE} at {self.base_url} has no "
+                                 "/chat/completions endpoint: check compatible_base_url (it "
+                                 "usually ends in /v1, e.g. http://localhost:11434/v1 for "
+                                 f"Ollama). Server said: {detail}")
         return map_api_error(exc, started=started, service=SERVICE)
 
     async def aclose(self) -> None:

@@ -130,6 +130,15 @@ async def test_a_404_on_responses_says_use_chat(server: FakeOpenAI) -> None:
         failed.message
 
 
+async def test_a_404_on_chat_says_check_the_address(server: FakeOpenAI) -> None:
+    server.enqueue_chat(HttpError(404, "404 page not found"))
+    p = CompatibleProvider(base_url=server.base_url, api_key=server.api_key,
+                           model="qwen3", api="chat", max_retries=0)
+    (failed,) = of([u async for u in translate(p.stream(turn_request("hi")))], Failed)
+    await p.aclose()
+    assert "compatible_base_url" in failed.message and "/v1" in failed.message
+
+
 async def test_chat_is_the_default_api() -> None:
     assert Settings().compatible_api == "chat"
 
