@@ -205,7 +205,7 @@ def test_understanding_never_raises(text: str) -> None:
 
 def test_a_tool_saying_not_verified_turns_into_a_sign_in_request() -> None:
     denied = ToolRun("c1", "get_order", {"order_id": "ORD1003"},
-                     {"ok": False, "error": "the customer is not verified"}, True, "error")
+                     {"ok": False, "error": "customer not verified"}, True, "error")
     c = conv(customer("cancel ORD1003"), denied)
     und = understand(c, Speller())
     plan = Planner(c, und, Policy()).plan()

@@ -18,6 +18,7 @@ from hitl_desktop.assistant.offline.history import Conversation
 from hitl_desktop.assistant.offline.records import LOOKUP_INTENTS, RECORDS, VOUCHER_GUIDE
 from hitl_desktop.assistant.offline.understanding import Request, Understanding
 from hitl_desktop.core.catalog import Policy
+from hitl_desktop.core.identity import is_not_verified
 from hitl_desktop.knowledge.text import edit_distance_le
 
 _CANCELLABLE = frozenset({"pending", "processing"})
@@ -132,8 +133,7 @@ class Planner:
     def _unverified(self, req: Request) -> bool:
         """A tool answered that the customer is not verified (sign-in first)."""
         return any(
-            r.failed and isinstance(r.output, Mapping)
-            and "verif" in str(r.output.get("error", "")).lower()
+            r.failed and isinstance(r.output, Mapping) and is_not_verified(r.output)
             for r in self.conv.runs(req.since)
         )
 
