@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.ui import theme
-from hitl_desktop.ui.fit import breakable
+from hitl_desktop.ui.fit import breakable, fit_to_screen
 
 if TYPE_CHECKING:
     # types only: the window shows before the network stack (pydantic, websockets)
@@ -276,7 +276,7 @@ class CustomerWindow(QWidget):
         self._restyling = False
         self.setWindowTitle(f"{SHOP_NAME} — Support chat")
         self.setObjectName("customerWindow")
-        self.resize(440, 660)
+        self.resize(*fit_to_screen(self, (440, 660)))  # never larger than the screen
         self.setMinimumSize(320, 420)
 
         root = QVBoxLayout(self)

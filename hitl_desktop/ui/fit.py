@@ -128,3 +128,14 @@ class ElideLabel(QLabel):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._elide()
+
+
+def fit_to_screen(widget: QWidget, preferred: tuple[int, int],
+                  margin: int = 24) -> tuple[int, int]:
+    """``preferred`` shrunk to the screen's available area (1440x900 does not fit a
+    1366x768 laptop): a first start must never open a window larger than the screen."""
+    area = widget.screen().availableGeometry()
+    width = min(preferred[0], area.width() - margin)
+    height = min(preferred[1], area.height() - margin)
+    # a floor for absurdly small screens, never above what the window asked for
+    return (max(width, min(preferred[0], 640)), max(height, min(preferred[1], 480)))

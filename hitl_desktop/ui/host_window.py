@@ -60,6 +60,7 @@ from hitl_desktop.core.protocol import (
     SessionUpdated,
     Welcome,
 )
+from hitl_desktop.ui.fit import fit_to_screen
 from hitl_desktop.ui.qr import QrLabel
 from hitl_desktop.ui.theme import button_css, colors, format_time
 
@@ -433,7 +434,7 @@ class HostWindow(QMainWindow):
         self.info = info
         self.admin = admin
         self.setWindowTitle("HITL Desk — host")
-        self.resize(1100, 780)
+        self.resize(*fit_to_screen(self, (1100, 780)))  # never larger than the screen
         self._pending_creates: dict[str, str] = {}  # message id -> title shown
         self._closing = False
 

@@ -66,6 +66,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.knowledge.index import KnowledgeIndex
+from hitl_desktop.ui.fit import fit_to_screen
 from hitl_desktop.ui.theme import colors
 
 log = logging.getLogger(__name__)
@@ -519,7 +520,7 @@ class KbBrowserWindow(QMainWindow):
         self.setWindowTitle(f"HITL Desk — {title}")
         self.browser = KbBrowser(source)
         self.setCentralWidget(self.browser)
-        self.resize(1040, 700)
+        self.resize(*fit_to_screen(self, (1040, 700)))  # never larger than the screen
 
     def closeEvent(self, event: Any) -> None:
         self.browser.cancel_tasks()

@@ -191,3 +191,18 @@ def test_an_expanded_result_wraps_instead_of_scrolling_sideways(window: AgentWin
     assert "tracking_url" in browser.toPlainText()
     assert browser.horizontalScrollBar().maximum() == 0
     assert window.width() <= SMALL[0]
+
+
+def test_every_window_asks_for_no_more_than_the_screen(qtbot: QtBot) -> None:
+    from hitl_desktop.ui.customer_window import CustomerWindow
+    from hitl_desktop.ui.fit import fit_to_screen
+
+    probe = QWidget()
+    qtbot.addWidget(probe)
+    area = probe.screen().availableGeometry()  # 800x800 offscreen
+    assert fit_to_screen(probe, (1100, 780)) == (min(1100, area.width() - 24),
+                                                 min(780, area.height() - 24))
+    assert fit_to_screen(probe, (440, 660)) == (440, 660)  # small windows keep their size
+    customer = CustomerWindow()
+    qtbot.addWidget(customer)
+    assert (customer.width(), customer.height()) == (440, 660)

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.ui.agent.style import agent_style, is_dark
 from hitl_desktop.ui.ask import Question, ask
-from hitl_desktop.ui.fit import ElideLabel
+from hitl_desktop.ui.fit import ElideLabel, fit_to_screen
 
 if TYPE_CHECKING:
     from hitl_desktop.core import protocol as p
@@ -82,15 +82,6 @@ def layout_settings(config_dir: Path | None = None) -> QSettings:
     base = config_dir
     base.mkdir(parents=True, exist_ok=True)
     return QSettings(str(base / "agent-window.ini"), QSettings.Format.IniFormat)
-
-
-def fit_to_screen(widget: QWidget, preferred: tuple[int, int],
-                  margin: int = 24) -> tuple[int, int]:
-    """``preferred`` shrunk to the screen's available area (1440x900 does not fit a
-    1366x768 laptop): a first start must never open a window larger than the screen."""
-    area = widget.screen().availableGeometry()
-    return (max(640, min(preferred[0], area.width() - margin)),
-            max(480, min(preferred[1], area.height() - margin)))
 
 
 class AgentWindow(QMainWindow):
