@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     kb = sub.add_parser("kb", help="browse the knowledge base in a window")
     _add_paths(kb)
+
+    from hitl_desktop.app.report import add_parser as add_report
+
+    add_report(sub)
     return parser
 
 
@@ -127,6 +131,7 @@ MODES = {
     "demo": "hitl_desktop.app.demo",
     "setup": "hitl_desktop.app.setup",
     "kb": "hitl_desktop.app.kb",
+    "report": "hitl_desktop.app.report",
 }
 
 

@@ -44,7 +44,7 @@ from hitl_desktop.store.database import ShopDatabase
 T0 = 1_780_000_000.0  # a fixed start (2026-05-28 UTC), so days and medians are stable
 DAY = 86400.0
 AGENTS = ("Ana", "Ben", "Chloe")
-REPLY_DELAYS = (20.0, 45.0, 90.0, 200.0, 600.0, 1800.0, 5000.0)
+REPLY_DELAYS = (20.0, 20.0, 45.0, 45.0, 45.0, 90.0, 90.0, 200.0, 600.0, 1800.0, 5000.0)
 EXTRA_TO_CLOSE = (300.0, 900.0, 2400.0, 6000.0)
 DECISION_DELAYS = (30.0, 90.0, 240.0, 600.0)
 TOOLS = ("create_refund", "create_return", "issue_voucher")
@@ -200,7 +200,7 @@ def generate(data_dir: Path, n: int, *, start: float = T0, days: float = 30.0) -
         drafts.append((turn, sid, "customer_message", state, draft_text if outcome != "failed"
                        else "", json.dumps(citations), asked + 1, asked + 15))
         # the agent's reply
-        replied = asked + REPLY_DELAYS[i % 7]
+        replied = asked + REPLY_DELAYS[i % len(REPLY_DELAYS)]
         if state == "sent":
             if outcome == "as_is":
                 reply_tokens, k = words, 0
@@ -258,7 +258,7 @@ def generate(data_dir: Path, n: int, *, start: float = T0, days: float = 30.0) -
                 c["failed"] += kind == 5
             elif kind in (2, 3):
                 st = "rejected"
-                reason = REASONS[(i // 30) % 3] if kind == 2 else REASONS[(i // 45) % 2]
+                reason = REASONS[(i // 90 + (kind == 3)) % 3]
                 c["rejected"] += 1
                 exp.reasons[tool][reason] += 1
             else:
