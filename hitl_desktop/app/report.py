@@ -51,6 +51,8 @@ def outputs(out: str) -> tuple[Path | None, Path | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Qt only paints files here: the offscreen platform, whatever the desktop (or none)
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
     paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None))
     try:
         end = parse_when(args.to, end=True) if args.to else (
@@ -76,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
         write_csv(result, csv_path)
         written.append(str(csv_path))
     if pdf_path is not None:
-        if "PySide6.QtWidgets" not in sys.modules:
-            os.environ["QT_QPA_PLATFORM"] = "offscreen"  # paints a file: no window, no display
         from hitl_desktop.app.qt import qt_app
         from hitl_desktop.ui.insights_report import write_pdf
 

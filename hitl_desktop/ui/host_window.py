@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -63,6 +63,9 @@ from hitl_desktop.core.protocol import (
 from hitl_desktop.ui.fit import fit_to_screen
 from hitl_desktop.ui.qr import QrLabel
 from hitl_desktop.ui.theme import button_css, colors, format_time
+
+if TYPE_CHECKING:
+    from hitl_desktop.ui.insights import InsightsWindow
 
 log = logging.getLogger(__name__)
 
@@ -436,6 +439,7 @@ class HostWindow(QMainWindow):
         self.setWindowTitle("HITL Desk — host")
         self.resize(*fit_to_screen(self, (1100, 780)))  # never larger than the screen
         self._pending_creates: dict[str, str] = {}  # message id -> title shown
+        self.insights_window: InsightsWindow | None = None
         self._closing = False
 
         central = QWidget()
@@ -557,6 +561,12 @@ class HostWindow(QMainWindow):
         self.new_button = QPushButton("New session…")
         self.new_button.setStyleSheet(button_css(colors()))
         self.new_button.clicked.connect(self.open_new_session_dialog)
+        self.insights_button = QPushButton("Insights…")
+        self.insights_button.setStyleSheet(button_css(c, primary=False))
+        self.insights_button.setToolTip("How the co-pilot and the desk are doing; with a "
+                                        "session selected, what was changed in its drafts")
+        self.insights_button.clicked.connect(self.open_insights)
+        head.addWidget(self.insights_button)
         head.addWidget(self.close_button)
         head.addWidget(self.new_button)
         lay.addLayout(head)
@@ -598,6 +608,20 @@ class HostWindow(QMainWindow):
         if not rows:
             return None
         return self.sessions.rows[rows[0].row()].session_id
+
+    def open_insights(self) -> InsightsWindow:
+        """The Insights window (one per host window); shows the selected session's changes."""
+        from hitl_desktop.ui.insights import InsightsWindow
+
+        if self.insights_window is None:
+            self.insights_window = InsightsWindow(self.admin)
+            self.insights_window.overview.refresh()
+        sid = self.selected_session()
+        if sid is not None:
+            self.insights_window.show_changes(sid)
+        self.insights_window.show()
+        self.insights_window.raise_()
+        return self.insights_window
 
     def close_selected_session(self) -> None:
         sid = self.selected_session()
@@ -680,6 +704,8 @@ class HostWindow(QMainWindow):
     # ------------------------------------------------------------------ shutdown
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.insights_window is not None:
+            self.insights_window.close()
         if not self._closing:
             self._closing = True
             self.statusBar().showMessage("Stopping the host…")

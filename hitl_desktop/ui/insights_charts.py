@@ -46,24 +46,37 @@ def _plot(title: str, c: Colors) -> Any:
         axis = item.getAxis(side)
         axis.setPen(pg.mkPen(c.border))
         axis.setTextPen(pg.mkPen(c.muted))
+    item.getAxis("left").setWidth(44)  # fixed: labels laid out late would be dropped
     w.setMinimumHeight(180)
     return w
 
 
 def _stack(w: Any, xs: Sequence[float], layers: Sequence[tuple[str, str, Sequence[int]]],
-           width: float = 0.7) -> None:
+           width: float = 0.7, columns: int = 4) -> None:
     """Stacked bars: each layer (name, colour, heights) on top of the previous ones, with
     a one-row legend above them (the y range leaves it room)."""
-    w.getPlotItem().addLegend(offset=(8, 2), colCount=2, labelTextSize="8pt",
-                              labelTextColor="#555", brush=pg.mkBrush(255, 255, 255, 210))
+    w.getPlotItem().addLegend(offset=(8, 2), colCount=columns, labelTextSize="8pt",
+                              labelTextColor="#555")
     base = [0.0] * len(xs)
     for name, colour, heights in layers:
         w.addItem(pg.BarGraphItem(x=list(xs), height=list(heights), y0=list(base), width=width,
                                   brush=colour, pen=pg.mkPen(colour), name=name))
         base = [b + h for b, h in zip(base, heights, strict=True)]
-    w.getPlotItem().setYRange(0, max([*base, 1]) * 1.45, padding=0)
-    if xs:
-        w.getPlotItem().setXRange(-0.6, len(xs) - 0.4, padding=0)
+    _ranges(w, len(xs), max([*base, 1]) * 1.55)
+
+
+def _bars(w: Any, heights: Sequence[int], colour: str) -> None:
+    w.addItem(pg.BarGraphItem(x=list(range(len(heights))), height=list(heights), width=0.7,
+                              brush=colour, pen=pg.mkPen(colour)))
+    _ranges(w, len(heights), max([*heights, 1]) * 1.12)
+
+
+def _ranges(w: Any, n: int, top: float) -> None:
+    """Fixed ranges (no auto-range): the chart is complete the moment it is built, so it
+    also paints right into a PDF without an event loop having run."""
+    item = w.getPlotItem()
+    item.setYRange(0, top, padding=0)
+    item.setXRange(-0.6, max(n, 1) - 0.4, padding=0)
 
 
 def _ticks(w: Any, labels: Sequence[str], every: int = 1) -> None:
@@ -92,7 +105,7 @@ def approvals_chart(report: InsightsReport, c: Colors) -> Any:
     _stack(w, xs, [("approved", AS_IS, [t.approved - t.edited for t in tools]),
                    ("edited", EDITED, [t.edited for t in tools]),
                    ("rejected", REJECTED, [t.rejected for t in tools]),
-                   ("expired", EXPIRED, [t.expired for t in tools])])
+                   ("expired", EXPIRED, [t.expired for t in tools])], columns=2)
     _ticks(w, [t.tool.replace("_", " ") for t in tools])
     return w
 
@@ -103,8 +116,7 @@ def reply_time_chart(report: InsightsReport, c: Colors) -> Any:
     title = "Time to first reply" + (f" (median {duration(med)})" if med is not None else "")
     w = _plot(title, c)
     buckets = report.first_reply.buckets
-    w.addItem(pg.BarGraphItem(x=list(range(len(buckets))), height=[b.count for b in buckets],
-                              width=0.7, brush=NEUTRAL, pen=pg.mkPen(NEUTRAL)))
+    _bars(w, [b.count for b in buckets], NEUTRAL)
     _ticks(w, [b.label for b in buckets])
     return w
 
@@ -112,9 +124,7 @@ def reply_time_chart(report: InsightsReport, c: Colors) -> Any:
 def edit_kinds_chart(report: InsightsReport, c: Colors) -> Any:
     """What representatives do to the drafts they edit."""
     w = _plot("Kinds of edit", c)
-    counts = [report.edits.kinds.get(k, 0) for k in EDIT_KINDS]
-    w.addItem(pg.BarGraphItem(x=list(range(len(counts))), height=counts, width=0.7,
-                              brush=EDITED, pen=pg.mkPen(EDITED)))
+    _bars(w, [report.edits.kinds.get(k, 0) for k in EDIT_KINDS], EDITED)
     _ticks(w, [KIND_LABELS[k] for k in EDIT_KINDS])
     return w
 

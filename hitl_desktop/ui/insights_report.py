@@ -66,7 +66,10 @@ def key_figures(report: InsightsReport) -> list[tuple[str, str]]:
 
 
 def write_pdf(report: InsightsReport, path: Path) -> None:
-    """A one-page A4 summary of the period: figures, four charts, gaps, representatives."""
+    """A one-page A4 summary of the period: figures, four charts, gaps, representatives.
+
+    Never spins an event loop (no processEvents): the window calls this from a slot
+    under qasync, where a nested Qt loop would lose asyncio callbacks."""
     if QApplication.instance() is None:
         raise RuntimeError("write_pdf needs a QApplication (charts are widgets)")
     writer = QPdfWriter(str(path))
@@ -79,11 +82,10 @@ def write_pdf(report: InsightsReport, path: Path) -> None:
     c = colors_for(dark=False)
     charts = [make(report, c) for make in CHARTS]
     try:
-        for w in charts:
+        for w in charts:  # show() delivers the resize synchronously: no event loop needed
             w.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
             w.resize(*CHART_PX)
             w.show()
-        QApplication.processEvents()
         painter = QPainter(writer)
         try:
             _paint_page(painter, report, charts, writer.width(), writer.height())
