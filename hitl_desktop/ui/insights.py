@@ -278,7 +278,8 @@ class InsightsView(QWidget):
             w.deleteLater()
         self.charts = [make(report, c) for make in CHARTS]
         for i, w in enumerate(self.charts):
-            w.setMinimumHeight(230)
+            w.setMinimumHeight(210)
+            w.setMaximumHeight(250)
             self.chart_grid.addWidget(w, i // 2, i % 2)
         _fill(self.gaps, [[g.label, g.count, g.weak_retrieval, g.replaced,
                            g.examples[0] if g.examples else ""] for g in report.gaps],
