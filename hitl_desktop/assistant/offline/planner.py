@@ -151,6 +151,8 @@ class Planner:
         if self.und.other_customer:
             return Note(req, "other_customer")
         tools = rec.tools
+        if req.intent == "refund_status" and not req.order_id and req.question:
+            return Note(req, "question")  # "when will I get my money back?"
         if req.question and req.intent not in LOOKUP_INTENTS:
             if not req.own_order:
                 return Note(req, "question")

@@ -219,17 +219,22 @@ def _carried_order(conv: Conversation, before: int, speller: Speller) -> str | N
 def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: bool) -> Request:
     clause = p.clauses.get(intent, p.text)
     asked = p.question.get(intent, False) and clause != p.text
-    own = slots.order_ids(clause) or ([] if asked else slots.order_ids(p.text))
+    refers = bool(_PRONOUN_RE.search(clause.lower()))
+    own = slots.order_ids(clause) or ([] if asked and not refers else slots.order_ids(p.text))
     money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
     cnorm = p.norm
     profile = slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None
+    if profile is not None and not profile.value:
+        profile = slots.profile_change(p.raw, profile.field) or profile
     pointed = bool(carried) and bool(_PRONOUN_RE.search(clause.lower()))
+    may_i = bool(carried) and intent in ACTION_INTENTS and bool(
+        re.match(r"^(?:so |ok |okay )?(?:can|could|may) i\b", cnorm)) and not _general(clause)
     return Request(
         intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
         own_order=bool(own) or pointed, product_words=clause, amount=money[0] if money else None,
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
         question=(p.question.get(intent, False) or _general(clause))
-        and not (profile is not None and profile.value),
+        and not (profile is not None and profile.value) and not may_i,
         since=since,
         reports_damage=bool(_DAMAGE_WORDS.search(cnorm)),
         profile=profile,
