@@ -240,3 +240,11 @@ def test_a_corrected_order_id_is_the_one_meant() -> None:
 
 def test_a_vague_problem_is_asked_about_not_acted_on() -> None:
     assert next_call(conv(customer("I have a problem with my backpack"))) is None
+
+
+def test_one_request_for_several_orders_and_not_the_one_to_keep() -> None:
+    both = understand(conv(customer("please cancel ORD1001 and ORD1008")), Speller())
+    assert [(r.intent, r.order_id) for r in both.requests] == [
+        ("cancel", "ORD1001"), ("cancel", "ORD1008")]
+    one = understand(conv(customer("cancel ORD1001 but keep ORD1008")), Speller())
+    assert [(r.intent, r.order_id) for r in one.requests] == [("cancel", "ORD1001")]

@@ -34,7 +34,7 @@ _PATTERNS: Final = MappingProxyType({
     "replacement": (
         r"\breplac\w*\b",
         r"\bsend (?:me )?(?:a |another |a new )(?:one|unit|pair|set)\b",
-        r"\bsend (?:me )?(?:a |another )?new\b|\bnew one\b|\bnew pair\b",
+        r"\bsend (?:me )?(?:a |another )?new\b|\bnew one\b|\bnew pair\b|\bsend (?:me |us )?another\b",
         r"\bsend me the \w+(?: \w+)? i ordered\b",
     ),
     "exchange": (
@@ -43,7 +43,7 @@ _PATTERNS: Final = MappingProxyType({
     ),
     "damaged": (
         r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn"
-        r"|scratched|dented|chipped|leaking|leaks|frayed|holes?|stain\w*|junk)\b",
+        r"|scratched|dented|chipped|leaking|leaks|frayed|holes?|stain\w*|junk|tears?|rips?|cracks?|dents?|scratch\w*)\b",
         r"\b(?:stopped|not|does not|is not) work(?:ing|s)?\b",
         r"\bdead on arrival\b|\bin pieces\b|\bsound(?:s)? bad\b",
     ),
@@ -81,6 +81,10 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:everything|all|what) i(?:'ve| have|ve)? (?:ever )?(?:ordered|bought|purchased)\b",
     ),
     "invoice": (r"\binvoice\w*\b|\breceipts?\b",),
+    "went_through": (
+        r"\b(?:charged|paid)\b.{0,40}\b(?:not showing|no order|no confirmation|did not get a confirmation)\b"
+        r"|\bdid my order go through\b|\bno (?:order )?confirmation\b",
+    ),
     "password": (
         r"\bpassword\b|\bpwd\b|\bpasswd\b|\bpw\b|\breset (?:link|email|e mail|mail)\b",
         r"\b(?:cannot|can not|unable to|not able to) (?:log|sign) ?in\b",
@@ -132,12 +136,13 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:opening|open|business|support|office|working|service) hours\b|\bwhen are you open\b|\bhours\b",
         r"\bare you open\b|\bopen on\b|\b(?:saturday|sunday|weekend)s?\b",
         r"\bwhat time\b|\bcontact (?:you|support|customer service)\b|\breach (?:you|us|support|customer service)\b|\bcall you\b",
-        r"\b(?:your|the|a|support) (?:phone|telephone) number\b|\bhow (?:can|do) i (?:contact|call|email) you\b",
+        r"\b(?:your|the|a|support) (?:phone|telephone) number\b|\byour (?:address|email address|email)\b|\bhow (?:can|do) i (?:contact|call|email) you\b",
     ),
     "privacy": (
         r"\bprivacy\b|\bgdpr\b|\bpersonal data\b|\bmy data\b|\bdata (?:you|do you) (?:store|keep|have)\b",
         r"\bdelete (?:my )?account\b|\bclose (?:my )?account\b|\bunsubscribe\b|\bmarketing emails?\b|\bnewsletter\b",
         r"\b(?:email|phone|address)\b.{0,40}\bof (?:customer|another|someone)\b",
+        r"\b(?:information|info|data) (?:do )?you (?:keep|store|have|hold)\b|\bwhat do you (?:keep|store|know) about me\b",
     ),
     "warranty": (r"\bwarrant\w*\b|\bguarantee\w*\b|\bcovered\b",),
     "human": (
@@ -200,6 +205,9 @@ _YIELDS: Final = (
     ("problem", "*", None),
     ("thanks", "*", None),
     ("human", "complaint", None),
+    ("refund", "human", r"\b(?:speak|talk|chat)\b"),
+    ("order_history", "went_through", None),
+    ("account_recovery", "went_through", None),
     ("profile", "password", r"^(?!.*\b(?:email|phone|address|name)\b)"),
     ("hours", "*", r"^(?!.*\b(?:hours|open)\b)"),
 )

@@ -109,6 +109,7 @@ RECORDS: Final = MappingProxyType(
                 offer="replacement",
             ),
             _r("invoice", "order history invoices", (), (), "info"),
+            _r("went_through", "website problems did my order go through", (), (), "info"),
             _r("problem", "damaged defective product what to do first", (), (), "ask"),
             _r("password_email", "I did not receive the reset email", (), (), "info"),
             _r(

@@ -18,7 +18,7 @@ _LOOSE_ORDER_RE = re.compile(
     r"(?:\border(?:\s+(?:no\.?|number|nr\.?|num|id))?\s*[#:]?\s*|#)(\d{4})\b", re.I
 )
 _NEGATED_ORDER_RE = re.compile(r"\bnot\s+(?:ORD[\s\-_#]?|#)?(\d{4})\b", re.I)
-_CORRECTION_RE = re.compile(r"\b(?:no wait|sorry|i meant|actually|correction|my bad)\b", re.I)
+CORRECTION_RE = re.compile(r"\b(?:no wait|sorry|i meant|actually|correction|my bad)\b", re.I)
 _PRODUCT_ID_RE = re.compile(r"\bP(\d{4})\b")
 _CUSTOMER_ID_RE = re.compile(r"\bCUST[\s\-_#]?(\d{4})\b", re.I)
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d{1,6}(?:[.,]\d{1,2})?"
@@ -55,7 +55,7 @@ def order_ids(text: str) -> list[str]:
     for _, oid in sorted(found):
         if oid not in out and oid not in negated:
             out.append(oid)
-    if len(out) > 1 and _CORRECTION_RE.search(text):
+    if len(out) > 1 and CORRECTION_RE.search(text):
         out.reverse()  # "it's ORD1012... no wait, it's ORD1011": the last one is meant
     return out
 

@@ -55,7 +55,7 @@ _CLAUSE_RE = re.compile(
     r"|give|list|show|refund|return|track|tell|whats|what's)\b)|,\s+(?:also|and)\s+"
 )
 _STATUS_WORDS = re.compile(r"\b(?:where|when|has not|have not|not (?:arrived|received|yet)|still|status|yet)\b")
-_DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working)\b")
+_DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +243,24 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     )
 
 
+_KEEP_RE = re.compile(r"\b(?:but )?(?:keep|except|apart from|not)\b", re.I)
+
+
+def _per_order(reqs: list[Request]) -> list[Request]:
+    """ "cancel ORD1001 and ORD1008": one request per order (not the ones to keep)."""
+    out: list[Request] = []
+    for r in reqs:
+        ids = slots.order_ids(r.clause) if r.intent in ("cancel", "tracking", "missing") else []
+        keep = _KEEP_RE.search(r.clause)
+        if keep:
+            ids = [i for i in ids if i not in slots.order_ids(r.clause[keep.start():])]
+        if len(ids) > 1 and not slots.CORRECTION_RE.search(r.clause):
+            out += [replace(r, order_id=oid, own_order=True) for oid in ids]
+        else:
+            out.append(r)
+    return out
+
+
 def _by_product(conv: Conversation, req: Request) -> Request:
     """ "the jacket one" after a list of orders: the one listed order with that product."""
     if req.order_id is not None or "order" not in RECORDS[req.intent].needs:
@@ -340,7 +358,7 @@ def understand(conv: Conversation, speller: Speller) -> Understanding:
         u.requests = [Request("tracking", text.strip(), oid, True, text, None, False, False,
                               False, latest_at)]
         u.topics = ["tracking"]
-    u.requests = [_by_product(conv, r) for r in u.requests]
+    u.requests = [_by_product(conv, r) for r in _per_order(u.requests)]
     before = earlier[-1][1].intents if earlier else []
     if not u.topics and (u.more or _FOLLOW_RE.search(p.norm) or not p.intents):
         u.topics = [i for i in before if RECORDS[i].reply != "social"]
