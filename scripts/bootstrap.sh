@@ -6,7 +6,9 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${HITL_VENV:-$repo/.venv}"
-extras="${HITL_EXTRAS:-dev}"
+# extras to install: dev (tests, linters) unless HITL_EXTRAS says otherwise; an
+# empty HITL_EXTRAS (what scripts/demo sets) installs the app alone, which is faster
+extras="${HITL_EXTRAS-dev}"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -62,9 +64,22 @@ if [ ! -x "$venv/bin/python" ]; then
     log "creating virtualenv $venv with $py"
     "$py" -m venv "$venv"
 fi
-if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-    log "installing hitl-desktop[$extras] into $venv"
+# the stamp lists the extras installed, "base" for the app alone (an empty stamp
+# predates that list: it always had dev)
+have=""
+if [ -f "$stamp" ]; then have="$(cat "$stamp")"; [ -n "$have" ] || have="dev"; fi
+missing_extra=""
+for e in ${extras//,/ }; do
+    case ",$have," in *",$e,"*) ;; *) missing_extra=1 ;; esac
+done
+if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ -n "$missing_extra" ]; then
+    # what was there stays (an updated pyproject must update every installed extra)
+    all="$(printf '%s\n' base ${have//,/ } ${extras//,/ } | sort -u | paste -sd, -)"
+    wanted="$(printf '%s\n' ${all//,/ } | grep -vx base | paste -sd, - || true)"
+    spec="$repo"
+    [ -z "$wanted" ] || spec="$repo[$wanted]"
+    log "installing hitl-desktop${wanted:+[$wanted]} into $venv"
     "$venv/bin/python" -m pip install -q --upgrade pip >&2
-    "$venv/bin/python" -m pip install -q -e "$repo[$extras]" >&2
-    touch "$stamp"
+    "$venv/bin/python" -m pip install -q -e "$spec" >&2
+    printf '%s' "$all" > "$stamp"
 fi
