@@ -22,6 +22,9 @@ from hitl_desktop.core.protocol import (
     ChatMessage,
     ChatSend,
     Envelope,
+    ErrorCode,
+    IdentitySignIn,
+    IdentityStatus,
     Payload,
     Role,
     SessionClosed,
@@ -72,6 +75,8 @@ class ChatModel(QObject):
     session_closed = Signal(str)  # the reason given, or ""
     session_reopened = Signal(str)  # who reopened it
     reset = Signal()  # a different session: forget all items
+    identity_changed = Signal(object)  # IdentityStatus: signed in (as whom) or not
+    sign_in_failed = Signal(str)  # the host's (neutral) reason, to show under the form
 
     def __init__(
         self,
@@ -89,6 +94,8 @@ class ChatModel(QObject):
         self.other_typing = False
         self.closed = False
         self.closed_reason: str | None = None
+        self.identity = IdentityStatus(signed_in=False)
+        self._sign_in_ref: str | None = None
         self._session: str | None = None
         self._by_key: dict[str, ChatItem] = {}
         self._typing_sent_at = 0.0
@@ -123,6 +130,28 @@ class ChatModel(QObject):
         self._add(item)
         return item
 
+    def sign_in(self, email: str, order_id: str) -> bool:
+        """"Sign in to your order": the host checks that the email and the order number
+        belong together. The answer arrives as ``identity_changed`` or ``sign_in_failed``
+        (one neutral message for every failure)."""
+        email, order_id = email.strip(), order_id.strip()
+        if len(email) < 3 or "@" not in email or not order_id:
+            self.sign_in_failed.emit("Enter the email address and the order number of one "
+                                     "of your orders.")
+            return False
+        if self._session is None or self.connection.state is not ConnectionState.CONNECTED:
+            self.sign_in_failed.emit("Not connected: try again in a moment.")
+            return False
+        self._sign_in_ref = self.connection.send(
+            IdentitySignIn(email=email[:254], order_id=order_id[:64]), session=self._session)
+        return True
+
+    def _set_identity(self, status: IdentityStatus | None) -> None:
+        status = status or IdentityStatus(signed_in=False)
+        if status != self.identity:
+            self.identity = status
+            self.identity_changed.emit(status)
+
     def set_composing(self, active: bool = True) -> None:
         """Call on every keystroke; sends throttled ``typing`` frames."""
         if not active:
@@ -154,6 +183,7 @@ class ChatModel(QObject):
             self._by_key.clear()
             self.reset.emit()
         self._session = welcome.session_id
+        self._set_identity(welcome.identity)
 
     def _on_state(self, state: str) -> None:
         if state != ConnectionState.CONNECTED:
@@ -181,6 +211,8 @@ class ChatModel(QObject):
             if payload.greeting and payload.greeting != self.greeting:
                 self.greeting = payload.greeting
                 self.greeting_changed.emit(payload.greeting)
+        elif isinstance(payload, IdentityStatus):
+            self._set_identity(payload)
         elif isinstance(payload, SessionClosed):
             self.closed = True
             self.closed_reason = payload.reason
@@ -224,6 +256,14 @@ class ChatModel(QObject):
         return None
 
     def _on_error(self, code: str, message: str, ref: object) -> None:
+        if ref is not None and ref == self._sign_in_ref:
+            self._sign_in_ref = None
+            if code in (ErrorCode.SIGN_IN_FAILED, ErrorCode.RATE_LIMITED, ErrorCode.CONFLICT,
+                        ErrorCode.SESSION_CLOSED, ErrorCode.BAD_MESSAGE):
+                self.sign_in_failed.emit(message)
+            else:
+                self.sign_in_failed.emit("Signing in did not work; please try again.")
+            return
         if isinstance(ref, str) and ref in self._by_key:
             item = self._by_key[ref]
             item.delivery = Delivery.FAILED

@@ -163,7 +163,21 @@ class SessionView:
 
     @property
     def display_name(self) -> str:
-        return self.summary.customer_name or self.summary.title or self.summary.session_id
+        """Who the session is with: the verified customer's name, else "Visitor #N" (what a
+        visitor claims is shown by the Customer panel, never as their name)."""
+        if self.summary.customer_name:
+            return self.summary.customer_name
+        if self.summary.number:
+            return f"Visitor #{self.summary.number}"
+        return self.summary.title or self.summary.session_id
+
+    @property
+    def identity(self) -> p.SessionIdentity:
+        return self.summary.identity
+
+    @property
+    def verified(self) -> bool:
+        return self.summary.identity.state == "verified" and bool(self.summary.customer_id)
 
     @property
     def pending_approvals(self) -> list[Approval]:
@@ -182,6 +196,34 @@ class SessionView:
 
 
 # ----------------------------------------------------------------------------- the model
+
+
+def identity_badge(identity: p.SessionIdentity) -> str:
+    """The short badge the Customer panel shows: how the customer was verified."""
+    if identity.state == "verified":
+        if identity.method == "representative":
+            return f"Verified by {identity.by or 'a representative'}"
+        if identity.method == "sign_in":
+            return "Verified · signed in"
+        if identity.method == "link":
+            return "Verified · issued link"
+        return "Verified"
+    if identity.state == "claimed":
+        return "Claimed · not verified"
+    return "Unverified visitor"
+
+
+def identity_note(change: p.IdentityChanged) -> str:
+    """The transcript's audit line for an identity change."""
+    who = change.identity.customer_name or change.identity.customer_id or "?"
+    if change.action == "sign_in":
+        return f"Customer signed in as {who} (email + order number)"
+    if change.action == "link":
+        return f"{change.by} verified the customer as {who}"
+    if change.action == "claim":
+        return f"{change.by} noted the visitor says they are {who} (not verified)"
+    why = f": {change.reason}" if change.reason else ""
+    return f"{change.by} unlinked the customer{why}"
 
 
 class ConnectionLike(Protocol):
@@ -205,6 +247,8 @@ class Workspace(QObject):
     articles_changed = Signal(str)
     approvals_changed = Signal(str)
     customer_changed = Signal(str)
+    identity_changed = Signal(str)  # who the session's customer is changed (summary.identity)
+    customer_results = Signal(object)  # p.CustomerResults: answer to search_customers
     typing_changed = Signal(str)
     article_loaded = Signal(object)  # p.ArticleContent
     kb_results = Signal(object)  # p.KbResults
@@ -438,7 +482,34 @@ class Workspace(QObject):
 
     def _on_session_updated(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SessionUpdated)
+        known = self._sessions.get(payload.summary.session_id)
+        before = known.summary.identity if known is not None else None
         self._upsert_summary(payload.summary)
+        if before is not None and before != payload.summary.identity:
+            self.identity_changed.emit(payload.summary.session_id)
+
+    def _on_identity_changed(self, env: p.Envelope, payload: p.Payload) -> None:
+        """The audit line in the transcript, the summary at once (the coalesced
+        session.updated follows), and the customer's records read again."""
+        assert isinstance(payload, p.IdentityChanged)
+        view = self._view_for(env)
+        if view is None:
+            return
+        ident = payload.identity
+        verified = ident.state == "verified" and ident.customer_id is not None
+        view.summary = view.summary.model_copy(update={
+            "identity": ident, "customer_id": ident.customer_id if verified else None,
+            "customer_name": ident.customer_name if verified else None})
+        view.transcript.append(NoteItem(identity_note(payload), env.ts))
+        self.transcript_changed.emit(view.session_id)
+        self.identity_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+        if view.customer_requested:
+            self.request_customer(view.session_id)
+
+    def _on_customer_results(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.CustomerResults)
+        self.customer_results.emit(payload)
 
     def _on_session_closed(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SessionClosed)
@@ -763,6 +834,8 @@ class Workspace(QObject):
         "approval.updated": _on_approval_updated,
         "assistant.status": _on_assistant_status,
         "customer.details": _on_customer_details,
+        "identity.changed": _on_identity_changed,
+        "customer.results": _on_customer_results,
         "article.content": _on_article_content,
         "kb.results": _on_kb_results,
     }
@@ -885,6 +958,26 @@ class Workspace(QObject):
             return False
         view.customer_requested = True
         return self._send(p.CustomerGet(), sid)
+
+    def search_customers(self, query: str, limit: int = 20) -> bool:
+        """Find customer…: by name, email, customer id or order id (answer:
+        ``customer_results``)."""
+        query = query.strip()[:200]
+        return bool(query) and self._send(p.CustomerSearch(query=query, limit=limit), None)
+
+    def link_customer(self, customer_id: str, *, verified: bool = True,
+                      session_id: str | None = None) -> bool:
+        """Link the session to a shop customer: ``verified`` after the representative
+        checked who they are, else only note who the visitor claims to be."""
+        sid = session_id or self._current
+        return sid is not None and self._send(
+            p.IdentityLink(customer_id=customer_id, verified=verified), sid)
+
+    def unlink_customer(self, reason: str | None = None,
+                        session_id: str | None = None) -> bool:
+        sid = session_id or self._current
+        return sid is not None and self._send(
+            p.IdentityUnlink(reason=(reason or "").strip()[:500] or None), sid)
 
     def request_article(self, article_id: str) -> bool:
         return self._send(p.ArticleGet(article_id=article_id), None)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.ui import theme
+from hitl_desktop.ui.customer_sign_in import AccountBadge, SignInPanel
 from hitl_desktop.ui.fit import breakable, fit_to_screen
 
 if TYPE_CHECKING:
@@ -283,6 +284,9 @@ class CustomerWindow(QWidget):
         root.setContentsMargins(0, 0, 0, 0)
         root.setSpacing(0)
         root.addWidget(self._build_header())
+        self.sign_in_panel = SignInPanel()
+        root.addWidget(self.sign_in_panel)
+        self.account.sign_in_requested.connect(self.sign_in_panel.open)
         self.banner = ConnectionBanner()
         self.banner.other_link_button.clicked.connect(self.open_link_requested)
         root.addWidget(self.banner)
@@ -400,6 +404,8 @@ class CustomerWindow(QWidget):
         chat.session_closed.connect(self._on_closed)
         chat.session_reopened.connect(self._on_reopened)
         chat.reset.connect(self._on_reset)
+        self.sign_in_panel.bind(chat)
+        chat.identity_changed.connect(lambda _status: self._show_account())
         connection.state_changed.connect(self._on_state)
         if chat.greeting:
             self._on_greeting(chat.greeting)
@@ -432,7 +438,18 @@ class CustomerWindow(QWidget):
         titles.addWidget(self.status_label)
         row.addWidget(self.avatar)
         row.addLayout(titles, 1)
+        self.account = AccountBadge()
+        row.addWidget(self.account, 0, Qt.AlignmentFlag.AlignVCenter)
         return header
+
+    def _show_account(self) -> None:
+        """Signed in as …, or the way to sign in (only while the chat can take it)."""
+        if not self._bound:
+            return
+        usable = self.connection.state.value == CONNECTED and not self.is_closed
+        self.account.show_status(self.chat.identity, connected=usable)
+        if not usable or self.chat.identity.signed_in:
+            self.sign_in_panel.hide()
 
     def _build_intro(self) -> QWidget:
         """What this chat is, at the top of the history: who answers, and when."""
@@ -479,6 +496,11 @@ class CustomerWindow(QWidget):
                 f"#composerHint{{color:{c.muted};background:{c.surface};font-size:8pt;}}"
             )
             self.send_button.setStyleSheet(theme.button_css(c))
+            self.sign_in_panel.restyle(c)
+            self.account.setStyleSheet(
+                f"#signedInAs{{color:{c.muted};font-size:9pt;}}"
+                f"#signInButton{{color:{c.accent};background:transparent;border:1px solid "
+                f"{c.accent};border-radius:12px;padding:3px 10px;font-size:9pt;}}")
             for bubble in self.bubbles:
                 bubble.restyle(c)
             if self.greeting_bubble is not None:
@@ -623,6 +645,7 @@ class CustomerWindow(QWidget):
     def _on_state(self, state: str) -> None:
         c = self._colors
         st = str(state)
+        self._show_account()
         if self.is_closed and st in (CONNECTED, OFFLINE):
             self._countdown.stop()
             self.status_label.setText("Conversation ended")

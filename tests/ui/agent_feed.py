@@ -32,7 +32,10 @@ def summary(sid: str, name: str = "Alex Morgan", *, last_seq: int = 0, state: st
         session_id=sid, title=f"Chat with {name}", customer_id=customer_id,
         customer_name=name, state=state,  # type: ignore[arg-type,unused-ignore]
         created_at=created or time.time() - 100, last_seq=last_seq,
-        last_message_at=last_at)
+        last_message_at=last_at,
+        # the host names a customer only once verified: these come from issued links
+        identity=p.SessionIdentity(state="verified", customer_id=customer_id,
+                                   customer_name=name, method="link", by="host"))
 
 
 def welcome(*sessions: p.SessionSummary, session_id: str | None = None) -> p.Welcome:

@@ -111,6 +111,8 @@ class ConversationPanel(QWidget):
             part.setHtml(f"<html><body>{html_new}</body></html>")
             cursor = QTextCursor(self.browser.document())
             cursor.movePosition(QTextCursor.MoveOperation.End)
+            if isinstance(view.transcript[len(self._sigs)], NoteItem):
+                cursor.insertBlock()  # a one-paragraph fragment would join the last line
             cursor.insertFragment(QTextDocumentFragment(part))
             keep = bar.value()
         elif sigs == self._sigs and self._shown[0] == view.session_id and self._dark == dark:

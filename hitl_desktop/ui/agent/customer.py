@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Workspace
+from hitl_desktop.ui.agent.identity import IdentityBar
 
 ORDER_COLUMNS = [("order_id", "Order"), ("status", "Status"), ("total", "Total"),
                  ("ordered_on", "Placed"), ("items", "Items")]
@@ -76,10 +77,14 @@ class CustomerPanel(QWidget):
         header.setStretchLastSection(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 8)
+        self.identity_bar = IdentityBar(workspace, self)
+        lay.addWidget(self.identity_bar)
         lay.addWidget(self.profile)
         lay.addWidget(self.orders, 1)
+        lay.addStretch(0)  # keeps the identity bar on top while the orders are hidden
         self.setFocusProxy(self.orders)
         workspace.customer_changed.connect(self._on_changed)
+        workspace.identity_changed.connect(self._on_changed)
         workspace.current_session_changed.connect(self.refresh)
         self.refresh()
 
@@ -91,6 +96,12 @@ class CustomerPanel(QWidget):
         view = self.workspace.current
         details = view.customer if view else None
         self.orders.setRowCount(0)
+        # nobody's records for an unverified visitor (the identity bar says why)
+        unverified = view is not None and not view.verified
+        self.profile.setVisible(not unverified)
+        self.orders.setVisible(not unverified)
+        if unverified:
+            return
         if details is None or details.customer is None:
             self.profile.setText("<span style='color:gray'>No customer linked to this "
                                  "conversation.</span>" if details else

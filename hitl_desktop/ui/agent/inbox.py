@@ -39,6 +39,13 @@ def short_time(ts: float | None, now: float | None = None) -> str:
     return time.strftime("%b %d", time.localtime(ts))
 
 
+def clock_time(ts: float, now: float | None = None) -> str:
+    """When a session started, as a clock time (with the day once it is not today)."""
+    now = now or time.time()
+    same_day = time.localtime(ts)[:3] == time.localtime(now)[:3]
+    return time.strftime("%H:%M" if same_day else "%b %d %H:%M", time.localtime(ts))
+
+
 class SessionDelegate(QStyledItemDelegate):
     """Paints one inbox row: name, time, last message, unread and approval badges."""
 
@@ -69,11 +76,19 @@ class SessionDelegate(QStyledItemDelegate):
         muted = QColor(text_color)
         muted.setAlphaF(0.65)
         inner = rect.adjusted(12, 8, -12, -8)
-        # presence dot: open = green, closed = grey
-        dot = QColor("#2e9d5b") if view.summary.state == "open" else QColor("#9a9a9a")
+        # presence: filled green while the customer's window is connected, a grey ring
+        # while it is not, grey when the session is closed
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(dot)
+        online = view.summary.customer_online and view.summary.state == "open"
+        if online:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#2e9d5b"))
+        elif view.summary.state == "open":
+            painter.setPen(QColor("#9a9a9a"))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+        else:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#9a9a9a"))
         painter.drawEllipse(inner.left(), inner.top() + 5, 8, 8)
         name_font = QFont(option.font)
         name_font.setBold(True)
@@ -90,6 +105,18 @@ class SessionDelegate(QStyledItemDelegate):
                                                 name_rect.width())
         painter.drawText(name_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          name)
+        # when it started, after the name (two visitors of the same minute still differ
+        # by number)
+        used = painter.fontMetrics().horizontalAdvance(name) + 6
+        painter.setFont(option.font)
+        painter.setPen(muted)
+        started = f"started {clock_time(view.summary.created_at)}"
+        rest = QRect(name_rect.left() + used, name_rect.top(), name_rect.width() - used,
+                     name_rect.height())
+        if rest.width() > 30:
+            painter.drawText(rest, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             painter.fontMetrics().elidedText(
+                                 started, Qt.TextElideMode.ElideRight, rest.width()))
         # badges on the second line, right-aligned
         badges: list[tuple[str, QColor]] = []
         if view.summary.pending_approvals:
@@ -98,6 +125,8 @@ class SessionDelegate(QStyledItemDelegate):
             badges.append((str(view.unread), QColor("#2f6fde")))
         if view.summary.state == "closed":
             badges.append(("closed", QColor("#8a8a8a")))
+        elif not view.verified:
+            badges.append(("unverified", QColor("#a0a0a0")))
         painter.setFont(option.font)
         fm = painter.fontMetrics()
         right = inner.right()
