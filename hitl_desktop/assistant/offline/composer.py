@@ -299,11 +299,16 @@ class Composer:
                 said = f"I couldn't find order {oid} on your account."
             w.para(f"{said} Could you check the order number?")
         elif kind == "not_cancellable" and order is not None:
-            w.para(
-                order_status(order).replace(", so it can still be cancelled", "")
-                + " That means it can no longer be cancelled."
-            )
-            w.quote(hit, "my order already shipped cannot be cancelled return", max_sentences=2)
+            status = str(order.get("status"))
+            if status in ("cancelled", "refunded"):
+                w.para(order_status(order))  # nothing left to cancel
+            elif status in ("delivered", "completed"):
+                days = self.policy.return_window_days
+                w.para(f"{order_status(order)} Since it has been delivered, it can no longer be "
+                       f"cancelled, but you can return it within {days} days of delivery.")
+            else:
+                w.para(f"{order_status(order)} That means it can no longer be cancelled.")
+                w.quote(hit, "my order already shipped stopped refuse the parcel", max_sentences=3)
         elif kind == "not_returnable" and order is not None:
             days = self.policy.return_window_days
             if note.detail in ("delivered", "completed"):

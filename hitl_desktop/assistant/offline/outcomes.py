@@ -26,6 +26,13 @@ NEXT_QUERY = {
 }
 
 
+#: Per tool: the article words for the alternative when it failed.
+FAILED_QUERY = {
+    "cancel_order": "my order already shipped refuse the parcel carrier comes back",
+    "create_refund": "how much can be refunded",
+}
+
+
 def _r(result: Any, key: str) -> Any:
     return result.get(key) if isinstance(result, Mapping) else None
 
@@ -114,14 +121,15 @@ def write_outcomes(
                 f"I'm sorry, I wasn't able to {what}. "
                 + (said or "Our system didn't accept the request.")
             )
-            w.quote(hit, f"{err} {NEXT_QUERY.get(d.tool, '')}", max_sentences=2)
+            if d.tool in FAILED_QUERY:  # the alternative the article offers
+                w.quote(hit, FAILED_QUERY[d.tool], max_sentences=1)
         elif d.outcome == "rejected":
             reason = d.reason.strip().rstrip(".")
             w.para(
                 f"I'm sorry, but I can't {what} this time"
                 + (f": {reason[0].lower() + reason[1:]}." if reason else ".")
             )
-            w.quote(hit, f"{reason} {what}", max_sentences=2)
+            # no article here: the representative's reason is the answer
         else:
             w.para(
                 f"I'm sorry, I wasn't able to {what} yet: the request wasn't processed in "
