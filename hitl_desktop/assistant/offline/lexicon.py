@@ -96,6 +96,7 @@ FOREIGN_MARKERS: Final = frozenset(
     bitte bonjour ce cuanto cuánto danke das der des die donde dónde eine einen el est favor
     gracias hallo hola ich ist je kann la las le livrez los ma mein meine merci mes mi mon
     nicht pedido por pouvez puedo puis que quiero un una und une vous wie wo livrez livrer
+    necesito ayuda con tengo para voudrais annuler commande je ich möchte hola
     """.split()  # noqa: SIM905
 )
 

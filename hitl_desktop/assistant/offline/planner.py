@@ -288,7 +288,7 @@ class Planner:
             if req.percent:
                 return Note(req, "percent")
             amount = req.amount
-            if amount is None and not re.search(
+            if not re.search(
                 r"late|delay|damag|broke|defect|wrong|missing|lost|trouble|inconvenien|problem"
                 r"|again|wait|took|weeks", low):
                 return Note(req, "question")  # a gesture needs a reason (vouchers procedure)

@@ -42,6 +42,7 @@ _SAME_RE = re.compile(r"\b(?:do (?:that|the same|it)|same)\b.*\b(?:too|as well|a
 _PRONOUN_RE = re.compile(r"\b(?:it|that|this|them|those|the order|that order|this order)\b")
 _INJECTION_RE = re.compile(
     r"ignore (?:all |your |the |any )?(?:previous |prior |above |earlier )?(?:instructions|rules|prompts?)"
+    r"|ignore the above|no limits|without limits|override"
     r"|system (?:override|prompt)|developer mode|admin mode|\bdan\b|jailbreak|\bpretend\b|disregard"
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
@@ -126,6 +127,7 @@ def _clean(text: str) -> str:
 _WONDER_RE = re.compile(
     r"\b(?:(?:like|want) to know|wondering|is it possible|would it be possible|do you know)\b"
     r"|\bif i (?:do not|don't|did not|change|decide|want)\b|^what if\b|\bwhat happens if\b"
+    r"|\bpolic(?:y|ies)\b"
 )
 
 
