@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.ui import theme
 from hitl_desktop.ui.customer_sign_in import AccountBadge, SignInPanel
-from hitl_desktop.ui.fit import breakable, fit_to_screen
+from hitl_desktop.ui.fit import ElideLabel, breakable, fit_to_screen
 
 if TYPE_CHECKING:
     # types only: the window shows before the network stack (pydantic, websockets)
@@ -432,7 +432,9 @@ class CustomerWindow(QWidget):
         titles.setSpacing(0)
         self.title_label = QLabel(SHOP_NAME)
         self.title_label.setObjectName("headerTitle")
-        self.status_label = QLabel("Connecting…")
+        # elided, not clipped mid-word: the account badge shares the row (a 430 px
+        # window cut "a representative will a…" without an ellipsis)
+        self.status_label = ElideLabel("Connecting…")
         self.status_label.setObjectName("headerStatus")
         titles.addWidget(self.title_label)
         titles.addWidget(self.status_label)
@@ -648,13 +650,13 @@ class CustomerWindow(QWidget):
         self._show_account()
         if self.is_closed and st in (CONNECTED, OFFLINE):
             self._countdown.stop()
-            self.status_label.setText("Conversation ended")
+            self.status_label.set_full_text("Conversation ended")
             self.status_label.setStyleSheet(f"color:{c.muted};")
             self.banner.setVisible(False)
             return
         if st == CONNECTED:
             self._countdown.stop()
-            self.status_label.setText("● Online · a representative will answer you here")
+            self.status_label.set_full_text("● Online · a representative will answer you here")
             self.status_label.setStyleSheet(f"color:{c.ok};")
             if self._was_disconnected:
                 self.banner.show_state("ok", "Connected again.", retry=False, c=c)
@@ -665,22 +667,22 @@ class CustomerWindow(QWidget):
             return
         self.status_label.setStyleSheet(f"color:{c.muted};")
         if st == CONNECTING:
-            self.status_label.setText("Connecting…")
+            self.status_label.set_full_text("Connecting…")
             self.banner.show_state("info", "Connecting to support…", retry=False, c=c)
             return
         if st == FAILED:
             self._countdown.stop()
-            self.status_label.setText("Offline")
+            self.status_label.set_full_text("Offline")
             self.banner.show_state(
                 "error", self.connection.state_message or "Cannot connect.", retry=True, c=c
             )
             return
         if st == OFFLINE:
             self._countdown.stop()
-            self.status_label.setText("Offline")
+            self.status_label.set_full_text("Offline")
             return
         self._was_disconnected = True
-        self.status_label.setText("Reconnecting…")
+        self.status_label.set_full_text("Reconnecting…")
         self._countdown.start()
         self._refresh_banner()
 

@@ -358,3 +358,22 @@ async def test_the_customer_window_offers_another_link_and_switches(tmp_path: Pa
             window.close()
             await conn.aclose()
             window.deleteLater()
+
+
+async def test_the_header_status_is_elided_beside_the_account_badge_not_clipped(
+        chat: tuple[CustomerWindow, HostConnection, str]) -> None:
+    """At the window's 430 px the status used to run under "Signed in as …", cut mid-word."""
+    window, _agent, _sid = chat
+    window.resize(430, window.height())
+    await until(lambda: "Online" in window.status_label.text(), what="online")
+    await until(window.account.label.isVisible, what="signed-in badge")
+    await until(lambda: window.status_label.text() != window.status_label.full_text()
+                or window.status_label.geometry().right()
+                < window.account.geometry().left(), what="laid out")
+    label, badge = window.status_label, window.account
+    assert label.full_text() == "● Online · a representative will answer you here"
+    right = label.mapTo(window, label.rect().topRight()).x()
+    assert right < badge.mapTo(window, badge.rect().topLeft()).x()
+    shown = label.text()
+    assert shown == label.full_text() or (
+        shown.endswith("…") and label.toolTip() == label.full_text())
