@@ -85,6 +85,8 @@ SNIPPET_CHARS = 400
 # tool.call.delta is a progress hint: at most one per call every this many seconds
 TOOL_DELTA_INTERVAL_S = 0.05
 CANCEL_GRACE_S = 5.0
+#: how far back the start-up reconciliation compares approvals (shop vs agents vs model)
+RECONCILE_WINDOW_S = 7 * 24 * 3600.0
 READINESS_TTL_S = 5.0  # how often a slow readiness source (keyring, key file) is re-read
 
 # ProviderError.code -> the protocol's ErrorCode for draft.failed
@@ -208,7 +210,65 @@ class HostCopilot:
         interrupted = self.conversations.interrupted_drafts()
         if interrupted:
             self._tasks.spawn(self._report_interrupted(interrupted), "report-interrupted")
+        self._tasks.spawn(self._reconcile_approvals(), "reconcile-approvals")
         self._tasks.spawn(self._expiry_loop(), "approval-expiry")
+
+    async def _reconcile_approvals(self) -> None:
+        """Make the agents' view and the model's history agree with the shop after a crash.
+
+        The shop decides an approval and runs its effect in one transaction; telling the
+        agents (the relay log) and the model (the conversation) comes after. A host killed
+        in between leaves the approval pending for the agents while the shop executed it.
+        At start-up every recent approval is compared: announced if the agents never saw
+        it, its outcome published if they still see it pending, and the outcome added to
+        the model's history (which then drafts the reply) if the model was never told."""
+        states_of = getattr(self.outbox, "approval_states", None)
+        if not callable(states_of):
+            return
+        try:
+            told: dict[str, tuple[str, str]] = states_of()
+            since = time.time() - RECONCILE_WINDOW_S
+            records = await asyncio.to_thread(self.store.approvals_since, since)
+        except Exception:
+            log.exception("approval reconciliation could not read the stores")
+            return
+        outcomes: dict[str, list[TurnItem]] = {}
+        for rec in records:
+            agents_saw = told.get(rec.approval_id, (rec.session_id, ""))[1]
+            if not agents_saw:
+                try:
+                    tool = self.catalog.tool(rec.tool)
+                except Exception:
+                    continue
+                await self._publish(rec.session_id, ApprovalCreated(
+                    approval_id=rec.approval_id, call_id=rec.call_id, tool=rec.tool,
+                    description=tool.description, arguments=rec.proposed_arguments,
+                    parameters_schema=tool.parameters, expires_at=rec.expires_at))
+                agents_saw = "pending"
+                log.warning("approval %s was never announced: announced now", rec.approval_id)
+            state = rec.state
+            if state == "pending" or state == "approved":  # undecided ("approved" is never
+                continue  # stored: the shop decides and executes in one transaction)
+            if agents_saw == "pending":
+                await self._publish(rec.session_id, ApprovalUpdated(
+                    approval_id=rec.approval_id, state=rec.state, by=rec.decided_by,
+                    arguments=rec.arguments if rec.state in ("executed", "failed") else None,
+                    result=rec.result, error=rec.error, reason=rec.reason))
+                log.warning("approval %s was %s in the shop but pending for the agents: "
+                            "published after a restart", rec.approval_id, rec.state)
+            if not any(isinstance(item, ApprovalOutcome) and item.approval_id == rec.approval_id
+                       for item in self.conversations.items(rec.session_id)):
+                by = rec.decided_by if state != "expired" else None
+                outcomes.setdefault(rec.session_id, []).append(
+                    _outcome(rec, state, by=by, reason=rec.reason))
+        for sid, items in outcomes.items():
+            decided = [i for i in items if isinstance(i, ApprovalOutcome)
+                       and i.state != "expired"]
+            if decided:  # the model drafts the reply telling the customer the outcome
+                await self._next_turn(sid, "superseded by an approval decision", items,
+                                      "approval")
+            else:
+                self.conversations.append(sid, *items)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -468,6 +468,14 @@ class RelayLog:
             )
         ]
 
+    def approval_states(self) -> dict[str, tuple[str, str]]:
+        """approval id -> (session id, state) as the agents were told (the last
+        ``approval.created``/``approval.updated`` logged for it)."""
+        return {
+            str(r[1]): (str(r[0]), str(r[2]))
+            for r in self.db.execute("SELECT session_id, approval_id, state FROM approvals")
+        }
+
     def messages(self, session_id: str) -> list[dict[str, Any]]:
         """Every durable message of a session as decoded envelopes (tests, tools)."""
         return [json.loads(f) for f in self.frames_after(session_id, 0)]

@@ -728,6 +728,11 @@ class Relay:
         self._fanout(st, t, encode(t, payload, session=session_id, ref=ref))
         return 0
 
+    def approval_states(self) -> dict[str, tuple[str, str]]:
+        """What the agents were told about each approval (for the co-pilot's start-up
+        reconciliation with the shop): approval id -> (session id, state)."""
+        return self.log.approval_states()
+
     def broadcast_status(self, status: AssistantStatus) -> None:
         """Tell every connected agent what engine drafts replies (ephemeral)."""
         frame = encode("assistant.status", status)

@@ -549,6 +549,16 @@ class ShopDatabase:
             rows = conn.execute(sql + " ORDER BY created_at, rowid", params).fetchall()
         return [ApprovalRecord.from_row(r) for r in rows]
 
+    def approvals_since(self, created_after: float) -> list[ApprovalRecord]:
+        """Every approval created after ``created_after``, in any state, oldest first
+        (the start-up reconciliation's window)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM approvals WHERE created_at > ? ORDER BY created_at, rowid",
+                (created_after,),
+            ).fetchall()
+        return [ApprovalRecord.from_row(r) for r in rows]
+
     def approvals_of(self, session_id: str) -> list[ApprovalRecord]:
         """Every approval of a session, in any state, oldest first."""
         with self._read() as conn:

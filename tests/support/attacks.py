@@ -57,6 +57,14 @@ class HostProc:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def command(self, line: str) -> dict[str, Any]:
+        """Send a control line to the host process (see tests.support.hostproc)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
     def open_files(self) -> int:
         """File descriptors the host process has open (Linux /proc)."""
         try:
@@ -77,7 +85,8 @@ def host_process(data_dir: Path, spec: dict[str, Any], *, timeout: float = 30.0
     with stderr_path.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.hostproc", str(data_dir), json.dumps(spec)],
-            stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO,
+            env=env,
         )
     try:
         assert proc.stdout is not None
