@@ -49,6 +49,7 @@ from hitl_desktop.core.protocol import (
     Payload,
     ProtocolError,
     Role,
+    SessionGap,
     Welcome,
     client_type,
     decode_host,
@@ -221,6 +222,9 @@ class HostConnection(QObject):
     error_received = Signal(str, str, object)
     #: a queued message id was written to the socket
     message_written = Signal(str)
+    #: (session id, first lost seq): the host lost messages we had received (its log
+    #: lost its end, e.g. a power cut); seqs from there on are the host's new ones
+    history_reset = Signal(str, int)
 
     def __init__(
         self,
@@ -687,6 +691,14 @@ class HostConnection(QObject):
             return
         if env.seq is not None and env.session is not None:
             last = self._last_seq.get(env.session)
+            if isinstance(payload, SessionGap) and last is not None and last < env.seq:
+                if last >= payload.first_seq:
+                    # we hold seqs the host lost: say so (history_reset), then carry on
+                    # after the gap; what we showed of them stays shown
+                    log.warning("session %s: the host lost seqs %d-%d (we had up to %d)",
+                                env.session, payload.first_seq, payload.last_seq, last)
+                    self.history_reset.emit(env.session, payload.first_seq)
+                last = env.seq - 1  # the announced gap is not a lost frame
             if last is not None:
                 if env.seq <= last:
                     self.duplicates_dropped += 1

@@ -312,6 +312,16 @@ class SessionReopened(_Payload):
     by: str
 
 
+class SessionGap(_Payload):
+    """Seqs ``first_seq``..``last_seq`` of this session do not exist on the host: its log
+    lost its end (power cut) or the numbers were reserved and never used. A client
+    holding any of them holds messages the host no longer has."""
+
+    first_seq: int
+    last_seq: int
+    reason: str
+
+
 class ChatMessage(_Payload):
     message_id: str
     author: Author
@@ -563,6 +573,7 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("session.updated", SessionUpdated, session_required=True),
         MessageSpec("session.closed", SessionClosed, durable=True, session_required=True),
         MessageSpec("session.reopened", SessionReopened, durable=True, session_required=True),
+        MessageSpec("session.gap", SessionGap, durable=True, session_required=True),
         MessageSpec("chat.message", ChatMessage, durable=True, session_required=True),
         MessageSpec("chat.delivered", ChatDelivered, session_required=True),
         MessageSpec("typing", TypingState, session_required=True),

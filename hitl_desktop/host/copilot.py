@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
 from hitl_desktop.assistant.stream import Citation as StreamCitation
@@ -246,9 +246,9 @@ class HostCopilot:
                     parameters_schema=tool.parameters, expires_at=rec.expires_at))
                 agents_saw = "pending"
                 log.warning("approval %s was never announced: announced now", rec.approval_id)
-            state = rec.state
-            if state == "pending" or state == "approved":  # undecided ("approved" is never
+            if rec.state in {"pending", "approved"}:  # undecided ("approved" is never
                 continue  # stored: the shop decides and executes in one transaction)
+            state = cast(ApprovalState, rec.state)
             if agents_saw == "pending":
                 await self._publish(rec.session_id, ApprovalUpdated(
                     approval_id=rec.approval_id, state=rec.state, by=rec.decided_by,

@@ -41,6 +41,9 @@ from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error,
 log = logging.getLogger(__name__)
 
 LOG_FILE = "relay.sqlite3"
+SEQ_FILE = "relay-seq.sqlite3"
+#: seqs reserved ahead per session, durably (one fsync per block, off the common path)
+SEQ_BLOCK = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -194,6 +197,7 @@ class RelayLog:
             self.db.close()
             raise
         make_private(path)
+        self._open_reservations()
         self._checkpointer: sqlite3.Connection | None = None
 
     def _migrate(self) -> None:
@@ -213,6 +217,61 @@ class RelayLog:
                 " WHERE id_state IS NULL").rowcount
         if n:
             log.warning("%d sessions from before identity was tracked are now unverified", n)
+
+    # ------------------------------------------------------------------ seq high-water mark
+
+    def _open_reservations(self) -> None:
+        """The seq high-water mark, kept apart from the log and fsynced on every commit.
+
+        The log commits without an fsync (``synchronous=NORMAL``), so a power cut can
+        take its last commits while clients already hold their seqs. Before a session's
+        seq passes its reservation, a block of seqs is reserved here, durably; after an
+        unclean stop the host continues *after* the reservation (see
+        :meth:`unclean_sessions`), so no seq a client may hold is ever used again."""
+        seq_path = self.path.with_name(SEQ_FILE)
+        check_not_emptied(seq_path, "seq high-water mark")
+        self._seq_db = sqlite3.connect(seq_path, isolation_level=None, check_same_thread=False)
+        with damaged_as_error(seq_path, "seq high-water mark"):
+            self._seq_db.execute("PRAGMA journal_mode=WAL")
+            self._seq_db.execute("PRAGMA synchronous=FULL")
+            self._seq_db.execute("PRAGMA busy_timeout=5000")
+            self._seq_db.execute(
+                "CREATE TABLE IF NOT EXISTS reserved ("
+                " session_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID")
+            self._reserved: dict[str, int] = {
+                str(r[0]): int(r[1])
+                for r in self._seq_db.execute("SELECT session_id, seq FROM reserved")}
+        make_private(seq_path)
+        self._touched: set[str] = set()  # sessions this process reserved for
+
+    def _reserve(self, session_id: str, seq: int) -> None:
+        if seq <= self._reserved.get(session_id, 0):
+            return
+        upto = seq + SEQ_BLOCK
+        self._seq_db.execute(
+            "INSERT INTO reserved(session_id, seq) VALUES (?, ?) ON CONFLICT(session_id)"
+            " DO UPDATE SET seq = MAX(seq, excluded.seq)", (session_id, upto))
+        self._reserved[session_id] = upto
+        self._touched.add(session_id)
+
+    def unclean_sessions(self) -> dict[str, tuple[int, int]]:
+        """session id -> (last seq in the log, reserved seq) where the reservation runs
+        ahead of the log: the last run did not stop cleanly, and the log may have lost
+        seqs a client holds. (A clean stop sets reservations back to the log's end.)"""
+        rows = self.db.execute(
+            "SELECT session_id, MAX(seq) FROM messages GROUP BY session_id").fetchall()
+        last = {str(r[0]): int(r[1]) for r in rows}
+        return {sid: (last.get(sid, 0), upto) for sid, upto in self._reserved.items()
+                if upto > last.get(sid, 0) and sid in last}
+
+    def _release_reservations(self) -> None:
+        """Clean stop: this process's reservations back to the log's real end."""
+        for sid in self._touched:
+            (last,) = self.db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (sid,)
+            ).fetchone()
+            self._seq_db.execute("UPDATE reserved SET seq = ? WHERE session_id = ?",
+                                 (int(last), sid))
 
     def defer_checkpoints(self) -> None:
         """Stop checkpointing inside commits (a checkpoint fsyncs: milliseconds on the hot
@@ -237,7 +296,11 @@ class RelayLog:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
-        self.db.close()
+        try:
+            self._release_reservations()
+        finally:
+            self._seq_db.close()
+            self.db.close()
 
     def data_version(self) -> int:
         """Changes whenever *another* connection commits (used to notice CLI-made sessions)."""
@@ -270,6 +333,7 @@ class RelayLog:
             last_message_at=None,
             identity=identity,
         )
+        self._reserve(sid, 1)
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO sessions(session_id, title, customer_id, state, created_at,"
@@ -343,6 +407,8 @@ class RelayLog:
         byte what ``encode("chat.message", ChatMessage(...))`` gives, see tests) and
         written with one INSERT."""
         seq = row.last_seq + 1
+        if seq > self._reserved.get(row.session_id, 0):
+            self._reserve(row.session_id, seq)
         now = time.time()
         frame = _CHAT_FRAME % (
             _q(fast_id("m")), _q(row.session_id), seq, now, _qn(ref), _q(message_id), _q(role),
@@ -369,6 +435,7 @@ class RelayLog:
         if not HOST_MESSAGES[t].durable:
             raise ValueError(f"{t} is not a durable message type")
         seq = row.last_seq + 1
+        self._reserve(row.session_id, seq)
         now = time.time()
         frame = encode(t, payload, session=row.session_id, seq=seq, ts=now, ref=ref,
                        msg_id=fast_id("m"))

@@ -95,6 +95,7 @@ from hitl_desktop.core.protocol import (
     SessionClosed,
     SessionCreate,
     SessionCreated,
+    SessionGap,
     SessionIdentity,
     SessionList,
     SessionReopened,
@@ -401,6 +402,7 @@ class Relay:
         self.sessions: dict[str, SessionState] = {}
         self._max_rowid = 0
         self._load_sessions()
+        self._close_gaps()
         self.desk: set[Conn] = set()
         self.conns: set[Conn] = set()
         self._tasks = TaskSupervisor("relay", logger=log)
@@ -504,6 +506,22 @@ class Relay:
         for rowid, row in self.log.load_sessions(since_rowid=self._max_rowid):
             self._max_rowid = max(self._max_rowid, rowid)
             self.sessions.setdefault(row.session_id, SessionState(row))
+
+    def _close_gaps(self) -> None:
+        """After an unclean stop, continue each session after its reserved seqs and say so
+        with a durable ``session.gap``: a client may hold seqs the log lost (power cut),
+        and must never get the same number for another message."""
+        for sid, (last, upto) in self.log.unclean_sessions().items():
+            st = self.sessions.get(sid)
+            if st is None:
+                continue
+            st.row.last_seq = upto
+            self.log.append(st.row, SessionGap(
+                first_seq=last + 1, last_seq=upto,
+                reason="the host stopped uncleanly; messages after seq "
+                       f"{last} may have been lost"))
+            log.warning("session %s: the log ends at seq %d but seqs up to %d were reserved "
+                        "(unclean stop): continuing at %d", sid, last, upto, upto + 1)
 
     def _state(self, session_id: str) -> SessionState | None:
         st = self.sessions.get(session_id)

@@ -157,6 +157,7 @@ async def test_shop_decided_but_agents_never_told_is_reconciled_at_start(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not SLOW, reason="100 kill -9 trials: set HITL_SLOW=1")
 async def test_kill_9_at_random_points_during_approvals_100_trials(tmp_path: Path) -> None:
     rng = random.Random(15)

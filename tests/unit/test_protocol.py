@@ -61,6 +61,7 @@ def test_every_host_type_round_trips() -> None:
         "session.updated": P.SessionUpdated(summary=summary),
         "session.closed": P.SessionClosed(by="Agent"),
         "session.reopened": P.SessionReopened(by="Agent"),
+        "session.gap": P.SessionGap(first_seq=5, last_seq=260, reason="unclean stop"),
         "chat.message": P.ChatMessage(message_id="c1", author=P.Author(role="assistant",
                                                                         name="bot"), text="x"),
         "chat.delivered": P.ChatDelivered(seq=3, by=P.Role.CUSTOMER),
