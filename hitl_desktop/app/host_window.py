@@ -126,10 +126,37 @@ class HostWindowApp:
         self.window = HostWindow(info, self.admin, self.handler)
         self.window.closed.connect(self.closed.set)
         self.window.setup_requested.connect(self._setup)
+        self.window.rotate_requested.connect(self._rotate)
+        self.window.revoke_requested.connect(self._revoke)
         self.admin.open()
         self.window.show()
         log.info("host window up: %s", host.url)
         return self.window
+
+    def _rotate(self, which: str) -> None:
+        """Replace the desk or lobby link (live connections on the old one get 4010)."""
+        from hitl_desktop.app.services import LINK_KINDS
+
+        assert self.host is not None and self.window is not None
+        link = self.host.rotate(LINK_KINDS[which])
+        self.window.set_link(which, link)
+        if which == "lobby" and self.advertiser is not None:  # mDNS carries the lobby link
+            self._tasks.spawn(self._readvertise(link), "re-advertise")
+
+    async def _readvertise(self, lobby_link: str) -> None:
+        from hitl_desktop.host.discovery import advertise_host
+
+        assert self.host is not None
+        if self.advertiser is not None:
+            await self.advertiser.aclose()
+        self.advertiser = await advertise_host(
+            bind=self.host.bind, port=self.host.port, tls=self.host.tls, lobby_link=lobby_link)
+
+    def _revoke(self, session_id: str) -> None:
+        assert self.host is not None and self.window is not None
+        closed = self.host.relay.revoke_session(session_id)
+        self.window.statusBar().showMessage(
+            f"Session {session_id}: links revoked ({closed} connections closed)", 8000)
 
     def _setup(self) -> None:
         self._tasks.spawn(self._run_setup(), "setup wizard")

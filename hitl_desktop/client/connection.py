@@ -131,19 +131,31 @@ class _Bucket:
 
     SHARE: Final = 0.8
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, cost_bytes: float = 0.0,
+                 heavy_cost: float = 0.0, heavy: frozenset[str] = frozenset()) -> None:
         self.rate = max(0.5, rate * self.SHARE)
         self.capacity = max(1.0, burst * self.SHARE)
         self.tokens = self.capacity
         self.at = time.monotonic()
+        self.cost_bytes = cost_bytes  # the host charges 1 + len(frame) / cost_bytes ...
+        self.heavy_cost = heavy_cost  # ... plus this for the types in ``heavy``
+        self.heavy = heavy
 
     @classmethod
     def for_host(cls, welcome: Welcome | None) -> _Bucket:
         server = welcome.server if welcome is not None else {}
         try:
-            return cls(float(server.get("rate", 20.0)), float(server.get("burst", 60.0)))
+            return cls(float(server.get("rate", 20.0)), float(server.get("burst", 60.0)),
+                       float(server.get("cost_bytes", 0) or 0),
+                       float(server.get("heavy_cost", 0) or 0),
+                       frozenset(str(t) for t in server.get("heavy", []) or []))
         except (TypeError, ValueError):
             return cls(20.0, 60.0)
+
+    def cost(self, type_: str, frame: str) -> float:
+        """What the host charges for this frame (docs/PROTOCOL.md section 13)."""
+        extra = len(frame) / self.cost_bytes if self.cost_bytes > 0 else 0.0
+        return 1.0 + extra + (self.heavy_cost if type_ in self.heavy else 0.0)
 
     def try_take(self) -> bool:
         """Spend a token only if one is available now."""
@@ -155,12 +167,12 @@ class _Bucket:
         self.tokens -= 1.0
         return True
 
-    def take(self) -> float:
-        """Spend one token; seconds to wait first (0 when one is available)."""
+    def take(self, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens; seconds to wait first (0 when they are available)."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        self.tokens -= 1.0
+        self.tokens -= min(cost, self.capacity)
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
@@ -611,13 +623,13 @@ class HostConnection(QObject):
                     continue
                 if item not in self._outbox:  # confirmed meanwhile
                     continue
-                wait = bucket.take()
+                frame = encode(item.type, item.payload,
+                               session=item.session or self.session_id, msg_id=item.msg_id)
+                wait = bucket.take(bucket.cost(item.type, frame))
                 if wait > 0:  # stay under the host's rate limit instead of being dropped
                     await asyncio.sleep(wait)
                 try:
-                    await ws.send(encode(item.type, item.payload,
-                                         session=item.session or self.session_id,
-                                         msg_id=item.msg_id))
+                    await ws.send(frame)
                 except ConnectionClosed:
                     return  # the reader sees the close and reconnects
                 item.written = True

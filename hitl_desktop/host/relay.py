@@ -419,6 +419,7 @@ class Relay:
         self._asyncio_filter = _AcceptErrorFilter()
         # called with the revoked token ids another process (the CLI) revoked
         self.on_revoked: Callable[[set[str]], None] | None = None
+        self._closing = False
         self._dirty: set[str] = set()  # sessions whose summary the desk should get
         self._dirty_agents: set[str] = set()  # ... the desk and the session's agents
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -486,6 +487,7 @@ class Relay:
 
     async def aclose(self) -> None:
         """Close every connection with 1001 (going away), stop the co-pilot, close the log."""
+        self._closing = True  # frames still arriving are not handled (nor half-logged)
         if self.server is not None:
             self.server.close(close_connections=True, code=CloseCode.GOING_AWAY,
                               reason="host shutting down")
@@ -842,7 +844,7 @@ class Relay:
             return
         try:
             async for frame in ws:
-                if conn.closed:
+                if conn.closed or self._closing:
                     continue
                 await self._on_frame(conn, frame)
         except ConnectionClosed:
@@ -996,7 +998,8 @@ class Relay:
             session_id=conn.session_id, sessions=self._visible_summaries(conn),
             server={"name": "hitl-desktop", "version": __version__,
                     "max_frame": self.config.max_frame, "rate": self.config.rate,
-                    "burst": self.config.burst},
+                    "burst": self.config.burst, "cost_bytes": self.config.cost_bytes,
+                    "heavy_cost": self.config.heavy_cost, "heavy": sorted(_HEAVY)},
             heartbeat_s=self.config.heartbeat_s, resume_token=resume_token,
             display_name=conn.name,
             identity=(ident.customer_status(st.row.identity)
@@ -1221,7 +1224,10 @@ class Relay:
         if isinstance(exc, OperationError):
             self._reject(conn, exc.code, exc.message, ref=msg_id, session=session)
             return
-        log.error("%s from %s failed", type_, conn.token.token_id, exc_info=exc)
+        # the type only at ERROR: an exception's text may quote the frame (customer text);
+        # the traceback is for -vv
+        log.error("%s from %s failed (%s)", type_, conn.token.token_id, type(exc).__name__)
+        log.debug("%s failed", type_, exc_info=exc)
         self._reject(conn, ErrorCode.INTERNAL, "the host failed to handle this message",
                      ref=msg_id, session=session)
 

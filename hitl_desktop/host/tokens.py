@@ -78,6 +78,10 @@ class TokenRecord:
         return self.kind.scope
 
 
+_KINDS = {k.value: k for k in TokenKind}
+_NO_HASH = "0" * 64  # matches no sha256 hex digest of a secret (they are never all zeros)
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -106,23 +110,25 @@ class Tokens:
         return f"{token_id}.{secret}"
 
     def verify(self, token: str) -> TokenRecord | None:
-        """The token's record, or None for a malformed, unknown, wrong or revoked token."""
+        """The token's record, or None for a malformed, unknown, wrong or revoked token.
+
+        The same work whether or not the id exists (one row either way, a hash, a
+        constant-time compare, no early return), so timing does not tell which ids
+        exist."""
         if not is_well_formed_token(token):
             return None
         token_id, _, secret = token.partition(".")
         row = self.db.execute(
-            "SELECT secret_hash, kind, session_id, label, revoked_at FROM tokens"
-            " WHERE token_id = ?",
-            (token_id,),
+            "SELECT secret_hash, kind, session_id, label, revoked_at FROM"
+            " (SELECT secret_hash, kind, session_id, label, revoked_at, 0 AS o FROM tokens"
+            "  WHERE token_id = ?"
+            "  UNION ALL SELECT ?, '', NULL, NULL, NULL, 1) ORDER BY o LIMIT 1",
+            (token_id, _NO_HASH),
         ).fetchone()
-        # hash even when the id is unknown so timing does not reveal which ids exist
-        candidate = hash_secret(secret)
-        stored = row[0] if row else "0" * 64
-        if not hmac.compare_digest(candidate, stored) or row is None or row[4] is not None:
-            return None
-        try:
-            kind = TokenKind(row[1])
-        except ValueError:
+        matches = hmac.compare_digest(hash_secret(secret), row[0])
+        live = row[4] is None
+        kind = _KINDS.get(row[1])
+        if not (matches & live) or kind is None:
             return None
         return TokenRecord(token_id=token_id, kind=kind, session_id=row[2], label=row[3])
 

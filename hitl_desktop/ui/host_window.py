@@ -60,6 +60,7 @@ from hitl_desktop.core.protocol import (
     SessionUpdated,
     Welcome,
 )
+from hitl_desktop.ui.ask import Question, ask
 from hitl_desktop.ui.fit import fit_to_screen
 from hitl_desktop.ui.qr import QrLabel
 from hitl_desktop.ui.theme import button_css, colors, format_time
@@ -318,6 +319,8 @@ class LinkRow(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.field, 1)
         row.addWidget(self.copy)
+        self.button_row = row
+        self.replace_button: QPushButton | None = None
         text.addLayout(row)
         text.addWidget(self.hint)
         text.addStretch(1)
@@ -325,6 +328,12 @@ class LinkRow(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(text, 1)
         lay.addWidget(self.qr)
+
+    def set_link(self, link: str) -> None:
+        self.link = link
+        self.field.setText(link)
+        self.field.setCursorPosition(0)
+        self.qr.set_text(link)
 
     def _copy(self) -> None:
         _copy(self.link)
@@ -429,6 +438,10 @@ class HostWindow(QMainWindow):
     closed = Signal()
     setup_requested = Signal()
     session_links_shown = Signal(object)  # SessionCreated
+    #: "desk" or "lobby": replace that link (the host revokes the old one)
+    rotate_requested = Signal(str)
+    #: a session id: revoke its customer and agent links
+    revoke_requested = Signal(str)
 
     def __init__(self, info: HostInfo, admin: HostConnection,
                  log_handler: QtLogHandler | None = None,
@@ -441,6 +454,7 @@ class HostWindow(QMainWindow):
         self._pending_creates: dict[str, str] = {}  # message id -> title shown
         self.insights_window: InsightsWindow | None = None
         self._closing = False
+        self._question: Question | None = None  # the open confirmation, if any
 
         central = QWidget()
         outer = QVBoxLayout(central)
@@ -537,10 +551,34 @@ class HostWindow(QMainWindow):
         self.lobby_row = LinkRow(
             "Customer lobby link", self.info.lobby_link,
             "Each customer who opens it gets a new chat session.")
+        for which, row in (("desk", self.desk_row), ("lobby", self.lobby_row)):
+            replace = QPushButton("Replace…")
+            replace.setToolTip("Issue a new link; the old one stops working at once "
+                               "(for a link that leaked)")
+            replace.clicked.connect(lambda _=False, w=which: self.ask_rotate(w))
+            row.replace_button = replace
+            row.button_row.addWidget(replace)
         lay.addWidget(self.desk_row)
         lay.addWidget(_hline())
         lay.addWidget(self.lobby_row)
         return frame
+
+    def ask_rotate(self, which: str) -> Question:
+        who = "every representative" if which == "desk" else "new customers"
+        self._question = ask(
+            self, f"Replace the {which} link?", yes="Replace link",
+            on_yes=lambda: self.rotate_requested.emit(which),
+            detail=f"The old link stops working at once: {who} using it must get the new "
+                   "one." + (" Chats already opened through it continue." if which == "lobby"
+                             else ""))
+        return self._question
+
+    def set_link(self, which: str, link: str) -> None:
+        """Show a replaced link."""
+        row = self.desk_row if which == "desk" else self.lobby_row
+        row.set_link(link)
+        self.statusBar().showMessage(f"The {which} link was replaced; the old one no longer "
+                                     "works.", 8000)
 
     def _sessions_panel(self) -> QWidget:
         box = QWidget()
@@ -567,6 +605,13 @@ class HostWindow(QMainWindow):
                                         "session selected, what was changed in its drafts")
         self.insights_button.clicked.connect(self.open_insights)
         head.addWidget(self.insights_button)
+        self.revoke_button = QPushButton("Revoke links")
+        self.revoke_button.setToolTip("The session's customer and agent links stop working "
+                                      "at once (connected windows are closed)")
+        self.revoke_button.setEnabled(False)
+        self.revoke_button.setStyleSheet(self.close_button.styleSheet())
+        self.revoke_button.clicked.connect(self.ask_revoke_selected)
+        head.addWidget(self.revoke_button)
         head.addWidget(self.close_button)
         head.addWidget(self.new_button)
         lay.addLayout(head)
@@ -628,10 +673,22 @@ class HostWindow(QMainWindow):
         if sid is not None:
             self.admin.send(SessionClose(), session=sid)
 
+    def ask_revoke_selected(self) -> Question | None:
+        sid = self.selected_session()
+        if sid is None:
+            return None
+        self._question = ask(
+            self, f"Revoke the links of session {sid}?", yes="Revoke links",
+            on_yes=lambda: self.revoke_requested.emit(sid),
+            detail="Its customer and agent links stop working at once; desk agents keep "
+                   "the session.")
+        return self._question
+
     def _selection_changed(self, *_: object) -> None:
         sid = self.selected_session()
         s = self.sessions.find(sid) if sid else None
         self.close_button.setEnabled(s is not None and s.state == "open")
+        self.revoke_button.setEnabled(s is not None)
 
     def set_vector_store(self, text: str) -> None:
         self.info.vector_store = text

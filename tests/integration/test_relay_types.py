@@ -27,6 +27,7 @@ from hitl_desktop.core.protocol import (
     DraftStarted,
     ErrorCode,
     Payload,
+    SessionGap,
     ToolCall,
     ToolCallDelta,
     ToolResult,
@@ -91,6 +92,11 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         assert all((q > 0) == d for q, d in zip(seqs, durable, strict=True))
         relay.broadcast_status(AssistantStatus(provider="offline", model=None, is_ai=False,
                                                state="busy"))
+        # what a restart after a lost log tail sends (everyone in the session gets it)
+        row = relay.sessions[sid].row
+        row.last_seq += 5
+        await relay.publish(sid, SessionGap(first_seq=row.last_seq - 4, last_seq=row.last_seq,
+                                            reason="test"))
         # client-driven types: chat, typing, receipts, close, list, create, details...
         await cust.send("chat.send", {"text": "hi"}, session=sid)
         await agent.send("typing", {"active": True}, session=sid)
@@ -116,7 +122,8 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         assert everything == set(HOST_MESSAGES), set(HOST_MESSAGES) - everything
         assert not got["cust"] & AGENT_ONLY_TYPES
         assert got["cust"] == {"welcome", "session.opened", "chat.message", "typing",
-                               "identity.state", "session.closed", "session.reopened"}
+                               "identity.state", "session.closed", "session.reopened",
+                               "session.gap"}
         for name in ("agent", "desk", "admin"):
             assert got[name] >= AGENT_ONLY_TYPES | {"chat.message", "chat.delivered"}, name
         assert got["agent"] >= {"typing", "customer.details", "kb.results",

@@ -164,41 +164,36 @@ class Pair:
 @asynccontextmanager
 async def chatting_pair(host: HostProc, session: int = 0, *, rate: float = 20.0,
                         warmup: float = 0.5) -> AsyncIterator[Pair]:
-    """A customer writes ``rate`` lines a second; each is timed until the agent has it.
-    Lines of the first ``warmup`` seconds (before the body starts) are not counted.
-    Runs for the body of the ``async with``."""
+    """A customer and an agent take turns, each writing ``rate`` lines a second (inside
+    the default budget); each line is timed from ``chat.send`` until the other side has
+    it. Lines of the first ``warmup`` seconds are not counted. Runs for the body."""
     s = host.session(session)
     sid = s["session_id"]
-    customer = await open_ws(host.url, s["customer_token"], max_queue=None)
-    agent = await open_ws(host.url, s["agent_token"], max_queue=None)
+    customer = await open_ws(host.url, s["customer_token"])
+    agent = await open_ws(host.url, s["agent_token"])
     pair = Pair()
     stop = asyncio.Event()
     for ws in (customer, agent):  # the welcome and the replay
         await _read_until(ws, lambda m: m["type"] == "welcome", 10.0)
-
-    async def customer_reader() -> None:  # a real client reads its own echoes too
-        with contextlib.suppress(ConnectionClosed):
-            async for _ in customer:
-                pass
 
     async def run() -> None:
         n = 0
         while not stop.is_set():
             n += 1
             mid = f"pair-{n}"
+            sender, receiver = (customer, agent) if n % 2 else (agent, customer)
             t0 = time.perf_counter()
-            await customer.send(frame("chat.send", {"text": f"line {n}: where is my order?"},
-                                      session=sid, msg_id=mid))
+            await sender.send(frame("chat.send", {"text": f"line {n}: where is my order?"},
+                                    session=sid, msg_id=mid))
             try:
-                await _read_until(agent, lambda m, mid=mid: m["type"] == "chat.message"
+                await _read_until(receiver, lambda m, mid=mid: m["type"] == "chat.message"
                                   and m.get("ref") == mid, 5.0)
             except (TimeoutError, ConnectionClosed) as exc:
                 pair.errors.append(f"line {n}: {exc!r}")
                 return
             pair.latencies.append(time.perf_counter() - t0)
-            await asyncio.sleep(1.0 / rate)
+            await asyncio.sleep(0.5 / rate)
 
-    reader = asyncio.ensure_future(customer_reader())
     task = asyncio.ensure_future(run())
     await asyncio.sleep(warmup)
     del pair.latencies[:]
@@ -208,12 +203,9 @@ async def chatting_pair(host: HostProc, session: int = 0, *, rate: float = 20.0,
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 6.0)
-        reader.cancel()
         for ws in (customer, agent):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2.0)
-        with contextlib.suppress(BaseException):
-            await reader
 
 
 async def _read_until(ws: ClientConnection, pred: Any, wait: float) -> dict[str, Any]:

@@ -326,3 +326,38 @@ async def test_requests_leave_the_outbox_once_answered_or_written(tmp_path: Path
             await until(lambda: agent.pending_count() == 0, what="written, done")
         finally:
             await agent.aclose()
+
+
+async def test_an_announced_session_gap_is_accepted_and_reported(tmp_path: Path) -> None:
+    """After a lost log tail the host skips seqs and says so (session.gap): an agent's
+    connection must not take it for a lost frame (no resync loop), and must report that
+    it held seqs the host no longer has."""
+    from hitl_desktop.core.protocol import SessionGap
+
+    async with running_host(tmp_path) as host:
+        created = host.create_session(customer_id="CUST1001")
+        sid = created.session_id
+        agent = HostConnection(InviteLink.parse(created.agent_link))
+        got: list[tuple[Envelope, Payload]] = []
+        agent.message_received.connect(lambda e, p: got.append((e, p)))
+        resets: list[tuple[str, int]] = []
+        agent.history_reset.connect(lambda s, first: resets.append((s, first)))
+        try:
+            await _connected(agent)
+            for text in ("one", "two"):
+                await host.relay.publish(sid, ChatMessage(
+                    message_id=f"m-{text}", author={"role": "customer", "name": "C"},
+                    text=text))
+            await until(lambda: agent.last_seq(sid) == 3, what="seq 3")
+            # the host lost seq 3 and reserved up to 20: it continues at 21
+            st = host.relay.sessions[sid]
+            st.row.last_seq = 20
+            await host.relay.publish(sid, SessionGap(first_seq=3, last_seq=20, reason="test"))
+            await host.relay.publish(sid, ChatMessage(
+                message_id="m-three", author={"role": "customer", "name": "C"}, text="three"))
+            await until(lambda: agent.last_seq(sid) == 22, what="seq 22")
+            assert resets == [(sid, 3)]
+            assert agent.connects == 1  # no resync (reconnect) for an announced gap
+            assert _texts(got, sid) == ["one", "two", "three"]
+        finally:
+            await agent.aclose()

@@ -203,3 +203,32 @@ async def test_port_in_use_is_an_error_and_cleans_up(qtbot: object) -> None:
     finally:
         blocker.close()
         await blocker.wait_closed()
+
+
+async def test_replace_a_link_and_revoke_a_session_from_the_window(qtbot: object) -> None:
+    async with host_window_app() as app:
+        window = app.window
+        assert window is not None and app.host is not None
+        old_desk = window.desk_row.link
+        desk, _ = await _welcome(old_desk)
+        box = window.ask_rotate("desk")
+        box.yes_button.click()
+        await until(lambda: window.desk_row.link != old_desk)
+        assert window.desk_row.field.text() == window.desk_row.link == app.host.desk_link
+        await until(lambda: desk.state is ConnectionState.FAILED)  # 4010: no reconnecting
+        desk.close()
+        new_desk, _ = await _welcome(window.desk_row.link)
+        new_desk.close()
+        # a session's links, from the sessions table
+        created = app.host.create_session(title="leaked")
+        await until(lambda: window.sessions.find(created.session_id) is not None)
+        row = window.sessions.rows.index(window.sessions.find(created.session_id))
+        window.table.selectRow(row)
+        assert window.revoke_button.isEnabled()
+        cust, _ = await _welcome(created.customer_link)
+        box2 = window.ask_revoke_selected()
+        assert box2 is not None
+        box2.yes_button.click()
+        await until(lambda: cust.state is ConnectionState.FAILED)
+        cust.close()
+        assert app.host.relay.tokens.verify(InviteLink.parse(created.agent_link).token) is None
