@@ -43,7 +43,7 @@ async def _serve(data_dir: Path, spec: dict[str, Any]) -> None:
                             copilot_factory=factory)
     sessions = []
     for i in range(int(spec.get("sessions", 2))):
-        created = host.create_session(title=f"attack test {i}")
+        created = host.create_session(customer_id="CUST1001", title=f"attack test {i}")
         sessions.append({"session_id": created.session_id,
                          "customer_token": created.customer_token,
                          "agent_token": created.agent_token})
@@ -87,7 +87,7 @@ async def _commands(host: Any, sessions: list[dict[str, str]]) -> None:
             out: dict[str, Any] = {"approval": await _propose(
                 host, sessions[int(spec["session"])]["session_id"], spec)}
         elif cmd == "session":
-            created = host.create_session(title="attack test")
+            created = host.create_session(customer_id="CUST1001", title="attack test")
             sessions.append({"session_id": created.session_id,
                              "customer_token": created.customer_token,
                              "agent_token": created.agent_token})
