@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 DRAFT_COALESCE_MS = 40
 
 DraftState = Literal["streaming", "completed", "stale", "failed", "discarded", "sent"]
-ApprovalStateName = Literal["pending", "approved", "executed", "failed", "rejected", "expired"]
+ApprovalStateName = Literal["pending", "approved", "executed", "failed", "rejected", "expired",
+                            "cancelled"]
 FINAL_APPROVAL_STATES: frozenset[str] = frozenset({"executed", "failed", "rejected", "expired"})
 
 

@@ -8,6 +8,7 @@ relay runs as a plain chat relay with :class:`NullCopilot`.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from hitl_desktop.core.protocol import (
@@ -21,6 +22,12 @@ from hitl_desktop.core.protocol import (
     SessionIdentity,
     SessionSummary,
 )
+
+CAUSE: ContextVar[str | None] = ContextVar("hitl_cause", default=None)
+"""The id of the client frame whose handling is running (the relay sets it around
+each operation). Work it starts inherits it (asyncio copies the context into
+tasks), so every frame the co-pilot publishes because of that message carries it
+as ``ref``; background work (expiry) runs with none."""
 
 
 class OperationError(Exception):
@@ -85,6 +92,10 @@ class Copilot(Protocol):
 
     async def regenerate(self, session_id: str) -> None: ...
 
+    async def on_session_closed(self, session_id: str, by: str) -> None:
+        """The session was closed: pending approvals are cancelled, drafting stops."""
+        ...
+
     async def discard(self, session_id: str, turn_id: str) -> None: ...
 
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
@@ -131,6 +142,9 @@ class NullCopilot:
 
     async def discard(self, session_id: str, turn_id: str) -> None:
         raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
+
+    async def on_session_closed(self, session_id: str, by: str) -> None:
+        return None
 
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
         return None

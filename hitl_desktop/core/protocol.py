@@ -363,10 +363,27 @@ class Citation(_Payload):
     quote: str | None = None
 
 
+class DraftClaim(_Payload):
+    """A draft sentence stating an outcome that has not happened (host-side check)."""
+
+    tool: str
+    sentence: str
+    reason: str
+
+
 class DraftCompleted(_Payload):
     turn_id: str
     text: str = Field(max_length=1_000_000)
     citations: list[Citation] = Field(default_factory=list)
+    claims: list[DraftClaim] = Field(default_factory=list)
+
+
+class TurnEnded(_Payload):
+    """The assistant is done with the message (or decision) that started this turn."""
+
+    turn_id: str
+    outcome: Literal["completed", "failed", "stale"]
+    reason: str
 
 
 class DraftStale(_Payload):
@@ -418,6 +435,16 @@ class ToolResult(_Payload):
     output: dict[str, Any]
 
 
+class Provenance(_Payload):
+    """Which customer message led to a proposed action, quoted as the customer's words."""
+
+    message_id: str | None = None
+    quote: str
+    flagged: bool = False
+    signs: list[str] = Field(default_factory=list)  # why it looks like instructions
+    copied_into: list[str] = Field(default_factory=list)  # arguments quoting the customer
+
+
 class ApprovalCreated(_Payload):
     approval_id: str
     call_id: str
@@ -426,11 +453,13 @@ class ApprovalCreated(_Payload):
     arguments: dict[str, Any]
     parameters_schema: dict[str, Any]
     expires_at: float | None
+    summary: str | None = None  # what approving will do, from the host's dry run
+    provenance: Provenance | None = None
 
 
 class ApprovalUpdated(_Payload):
     approval_id: str
-    state: Literal["pending", "approved", "executed", "failed", "rejected", "expired"]
+    state: Literal["executed", "failed", "rejected", "expired", "cancelled"]
     by: str | None = None
     arguments: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
@@ -582,6 +611,7 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("draft.completed", DraftCompleted, durable=True, session_required=True),
         MessageSpec("draft.stale", DraftStale, durable=True, session_required=True),
         MessageSpec("draft.failed", DraftFailed, durable=True, session_required=True),
+        MessageSpec("turn.ended", TurnEnded, durable=True, session_required=True),
         MessageSpec("articles", ArticlesFound, durable=True, session_required=True),
         MessageSpec("tool.call.delta", ToolCallDelta, session_required=True),
         MessageSpec("tool.call", ToolCall, durable=True, session_required=True),
@@ -611,6 +641,7 @@ AGENT_ONLY_TYPES: Final = frozenset(
         "draft.completed",
         "draft.stale",
         "draft.failed",
+        "turn.ended",
         "articles",
         "tool.call.delta",
         "tool.call",

@@ -48,6 +48,7 @@ from websockets.protocol import State
 from hitl_desktop import __version__
 from hitl_desktop.core import identity as ident
 from hitl_desktop.core.ports import (
+    CAUSE,
     Copilot,
     CustomerDirectory,
     NullCopilot,
@@ -731,7 +732,9 @@ class Relay:
     # ------------------------------------------------------------------ SessionOutbox
 
     async def publish(self, session_id: str, payload: Payload, *, ref: str | None = None) -> int:
-        """Log (if durable) then relay a host message into a session; returns its seq or 0."""
+        """Log (if durable) then relay a host message into a session; returns its seq or 0.
+        Without ``ref``, the id of the client frame being handled (``CAUSE``) is used."""
+        ref = ref if ref is not None else CAUSE.get()
         st = self._state(session_id)
         if st is None:
             raise OperationError(ErrorCode.NOT_FOUND, f"no session {session_id!r}")
@@ -1180,10 +1183,13 @@ class Relay:
         if handler is None:  # "hello" again
             self._reject(conn, ErrorCode.CONFLICT, "already authenticated", ref=env.id)
             return
+        cause = CAUSE.set(env.id)  # frames this operation causes carry its id as ref
         try:
             await handler(self, conn, env, payload, st)
         except Exception as exc:
             self._op_failed(conn, env.type, env.id, env.session, exc)
+        finally:
+            CAUSE.reset(cause)
 
     def _rate_dropped(self, conn: Conn, raw: str | bytes, cost: float) -> None:
         conn.rate_drops += 1
@@ -1259,11 +1265,15 @@ class Relay:
         )
         self._fanout(st, "chat.message", frame)
         self._notify_summary(st, agents=False)
-        if is_customer:
-            await self.copilot.on_customer_message(st.row.session_id, message_id, text)
-        else:
-            await self.copilot.on_agent_message(st.row.session_id, message_id, text,
-                                                draft_id, conn.name)
+        cause = CAUSE.set(ref)  # the co-pilot's frames about this message carry its id
+        try:
+            if is_customer:
+                await self.copilot.on_customer_message(st.row.session_id, message_id, text)
+            else:
+                await self.copilot.on_agent_message(st.row.session_id, message_id, text,
+                                                    draft_id, conn.name)
+        finally:
+            CAUSE.reset(cause)
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:
@@ -1294,6 +1304,9 @@ class Relay:
     async def _op_approve(self, conn: Conn, env: Envelope, p: Payload,
                           st: SessionState | None) -> None:
         assert st is not None
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED,
+                                 "this session is closed; its pending actions were cancelled")
         a = cast(ApprovalApprove, p)
         await self.copilot.approve(st.row.session_id, a.approval_id, conn.name, a.arguments)
 
@@ -1329,6 +1342,7 @@ class Relay:
         if st.row.state == "closed":
             raise OperationError(ErrorCode.SESSION_CLOSED, "this session is already closed")
         await self.publish(st.row.session_id, SessionClosed(by=conn.name), ref=env.id)
+        await self.copilot.on_session_closed(st.row.session_id, conn.name)
         log.info("session %s closed by %s", st.row.session_id, conn.token.token_id)
 
     async def _op_session_reopen(self, conn: Conn, env: Envelope, p: Payload,

@@ -28,13 +28,15 @@ from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
 from hitl_desktop.core.protocol import CustomerMatch
 from hitl_desktop.store import tools as shop_tools
 from hitl_desktop.store.errors import BusinessRuleError, Conflict, Expired, Forbidden, NotFound
+from hitl_desktop.store.plans import describe
 from hitl_desktop.store.schema import DDL, SCHEMA_VERSION, load_seed, seed_database
 from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error, make_private
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME: Final = "shop.sqlite3"
-ApprovalState = Literal["pending", "approved", "executed", "failed", "rejected", "expired"]
+ApprovalState = Literal["pending", "approved", "executed", "failed", "rejected", "expired",
+                        "cancelled"]
 Clock = Callable[[], float]
 
 
@@ -44,6 +46,16 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCheck:
+    """The dry run of a sensitive action: would it succeed, and what would it do."""
+
+    ok: bool
+    summary: str | None = None  # plain words of what approving will do (ok only)
+    result: dict[str, Any] | None = None  # the dry run's output (ok only)
+    error: str | None = None  # why the shop refuses it (not ok)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,14 @@ class ApprovalRecord:
                 "message": "The support representative rejected this action; it was not "
                 "carried out.",
             }
+        if self.state == "cancelled":
+            return {
+                "ok": False,
+                "status": "cancelled",
+                "reason": self.reason,
+                "message": "The request was cancelled before a representative decided (the "
+                "conversation was closed); the action was not carried out.",
+            }
         return {
             "ok": False,
             "status": self.state,
@@ -211,6 +231,7 @@ class ShopDatabase:
 
     def _migrate(self, seed: dict[str, Any] | None) -> None:
         with self._tx() as conn:
+            self._allow_cancelled(conn)
             for stmt in DDL.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
@@ -223,6 +244,75 @@ class ShopDatabase:
                     (repr(now), str(SCHEMA_VERSION)),
                 )
                 log.info("created the shop database %s", self.path)
+
+    @staticmethod
+    def _allow_cancelled(conn: sqlite3.Connection) -> None:
+        """A shop file from before approvals could be ``cancelled`` (a session closed
+        with the action pending): rebuild the table with the wider CHECK, rows kept."""
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'approvals'"
+        ).fetchone()
+        if row is None or "'cancelled'" in row[0]:
+            return
+        conn.execute("ALTER TABLE approvals RENAME TO approvals_old")
+        conn.execute("DROP INDEX IF EXISTS approvals_session")
+        conn.execute("DROP INDEX IF EXISTS approvals_due")
+        for stmt in DDL.split(";"):
+            if "approvals" in stmt and "approvals_old" not in stmt and stmt.strip():
+                conn.execute(stmt)
+        conn.execute("INSERT INTO approvals SELECT * FROM approvals_old")
+        conn.execute("DROP TABLE approvals_old")
+        log.info("shop database: approvals may now be cancelled")
+
+    def check_action(
+        self, name: str, args: Mapping[str, Any] | str, *, customer_id: str | None
+    ) -> ActionCheck:
+        """Dry-run a sensitive action with the code that executes it, then roll back.
+
+        The same rules, the same customer restriction, the same transaction as
+        :meth:`approve_and_execute`; nothing is written. A success comes with
+        what approving will do in plain words (:func:`store.plans.describe`).
+        """
+        try:
+            valid = self.catalog.validate_arguments(name, args)
+        except InvalidArguments as exc:
+            return ActionCheck(ok=False, error=exc.message)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("SAVEPOINT dry_run")
+                result, error = self._execute(
+                    self._conn, name, valid, customer_id=customer_id, approval_id=None)
+                self._conn.execute("ROLLBACK TO dry_run")
+                summary = None if error is not None else describe(self._conn, name, valid,
+                                                                  result)
+            finally:
+                self._conn.execute("ROLLBACK")
+        if error is not None:
+            return ActionCheck(ok=False, error=error)
+        return ActionCheck(ok=True, summary=summary, result=result)
+
+    def cancel_pending(self, session_id: str, reason: str) -> list[ApprovalRecord]:
+        """Cancel every pending approval of a session (it was closed); return them."""
+        now = self._clock()
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT * FROM approvals WHERE session_id = ? AND state = 'pending' "
+                "ORDER BY created_at", (session_id,)).fetchall()
+            done = []
+            for r in rows:
+                rec = ApprovalRecord.from_row(r)
+                conn.execute(
+                    "UPDATE approvals SET state = 'cancelled', decided_by = 'system', "
+                    "decided_at = ?, reason = ? WHERE id = ? AND state = 'pending'",
+                    (now, reason, rec.approval_id))
+                self._audit(
+                    conn, actor="system", event="cancelled", tool=rec.tool, ok=False,
+                    arguments=None, proposed=rec.proposed_arguments, session_id=session_id,
+                    call_id=rec.call_id, approval_id=rec.approval_id,
+                    customer_id=rec.customer_id, error=f"cancelled: {reason}")
+                done.append(self._load(conn, rec.approval_id))
+        return done
 
     def close(self) -> None:
         with self._lock:

@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     customer_id TEXT,
     proposed_arguments TEXT NOT NULL, approved_arguments TEXT,
     state TEXT NOT NULL CHECK (state IN
-        ('pending','approved','executed','failed','rejected','expired')),
+        ('pending','approved','executed','failed','rejected','expired','cancelled')),
     created_at REAL NOT NULL, expires_at REAL NOT NULL,
     decided_by TEXT, decided_at REAL, reason TEXT, result TEXT, error TEXT,
     UNIQUE (session_id, call_id));

@@ -9,6 +9,7 @@ client against the local fake of the Responses API.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -409,12 +410,17 @@ async def test_edited_arguments_are_audited_with_the_proposal(desk: Desk) -> Non
 
 
 async def test_business_rule_failure_is_reported_not_raised(desk: Desk) -> None:
-    created = await approval_for(desk, "cancel_order", {"order_id": "ORD1002"})  # shipped
+    """Execution re-checks: the order shipped between the proposal and the approval."""
+    created = await approval_for(desk, "cancel_order", {"order_id": "ORD1008"})  # processing
+    with sqlite3.connect(desk.copilot.store.path) as db:
+        db.execute("UPDATE orders SET status = 'shipped' WHERE id = 'ORD1008'")
     desk.fake.enqueue(Reply(text="Sorry, it has already shipped."))
     await desk.agent.send(ApprovalApprove(approval_id=created["approval_id"]), desk.sid)
     failed = (await desk.agent.wait("approval.updated", state="failed"))["data"]
     assert failed["error"] and "shipped" in failed["error"]
-    assert desk.order_status("ORD1002") == "shipped"
+    assert desk.order_status("ORD1008") == "shipped"
+    result = (await desk.agent.wait("tool.result", call_id=created["call_id"]))["data"]
+    assert result["ok"] is False and "shipped" in result["output"]["error"]
     await desk.draft(2)
     assert "FAILED" in last_input(desk.fake)[-1]["content"]
 

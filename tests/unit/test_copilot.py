@@ -319,12 +319,13 @@ async def test_an_engine_that_cannot_start_keeps_the_host_up(tmp_path: Path,
 
 async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
                                                    outbox: RecordingOutbox) -> None:
-    provider = ScriptProvider(Reply(calls=[Call("cancel_order", {"order_id": "ORD1009"})]),
-                              Reply(text="Checking."))
+    provider = ScriptProvider(Reply(calls=[Call("issue_voucher", {
+        "user_id": "CUST1002", "amount": 10, "reason": "late delivery"})]),
+        Reply(text="Checking."))
     write_policy(tmp_path / "config", approval_ttl_hours=0.05 / 3600)  # as tools.json says
     copilot = await make(tmp_path, outbox, provider)
     try:
-        await copilot.on_customer_message(SID, "m1", "cancel ORD1009")
+        await copilot.on_customer_message(SID, "m1", "my parcel was late, can I get a voucher?")
         await copilot.wait_idle(SID)
         created = outbox.of("approval.created")[0]
         assert created.expires_at <= time.time() + 1

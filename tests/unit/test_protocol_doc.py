@@ -56,7 +56,8 @@ def test_doc_describes_the_shared_objects() -> None:
         end = marks[i + 1].start() if i + 1 < len(marks) else len(objects)
         found[m.group(1)] = _fields(objects[m.end():end])
     for model in (P.ClientInfo, P.SessionSummary, P.Author, P.Citation, P.Article,
-                  P.SessionIdentity, P.IdentityStatus, P.CustomerMatch):
+                  P.SessionIdentity, P.IdentityStatus, P.CustomerMatch,
+                  P.Provenance, P.DraftClaim):
         assert found[model.__name__] == set(model.model_fields), model.__name__
 
 
@@ -113,3 +114,11 @@ def test_doc_limits_match_the_code() -> None:
             f"{cfg.sign_in_per_session} per session, {cfg.sign_in_per_email} per email address, "
             f"{cfg.sign_in_per_ip} per client IP address") in DOC
     assert f"locks that key out for {cfg.sign_in_lockout:g} s" in DOC
+
+
+def test_enum_fields_list_their_values() -> None:
+    """A type column must be readable by a client writer: no Python reprs."""
+    assert "<enum" not in DOC and "Union[" not in DOC
+    for enum in (P.Role, P.Scope, P.ErrorCode):
+        values = ", ".join(f"`{m.value}`" for m in enum)
+        assert f"one of {values}" in DOC, enum.__name__
