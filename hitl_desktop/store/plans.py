@@ -85,7 +85,8 @@ def describe(conn: sqlite3.Connection, name: str, args: dict[str, Any],
                 f"until {result.get('valid_until')}")
     if name == "create_complaint":
         about = f" about {result['order_id']}" if result.get("order_id") else ""
-        return f"Record a {result.get('type')} complaint{about} for {who}"
+        kind = str(result.get("type") or "other").replace("_", " ")
+        return f"Record a complaint ({kind}){about} for {who}"
     if name == "update_info" and customer is not None:
         fld = str(result.get("field"))
         old = customer[fld] if fld in PROFILE_FIELDS else None
