@@ -86,12 +86,42 @@ CLAIM_WORDS: Final[dict[str, tuple[str, ...]]] = {
                     "has been changed", "have changed", "'ve changed", "was changed"),
 }
 
+#: Words saying *some* action is done or under way; the tool is the one the sentence
+#: names by topic (or the only action that has not happened).
+UNDER_WAY: Final = ("processing it now", "i'm processing", "i am processing", "being processed",
+                    "under way", "underway", "taking care of it now", "i've taken care",
+                    "i have taken care", "it's done", "it is done", "has been done", "all done",
+                    "is now complete", "have completed", "'ve completed", "went through",
+                    "has gone through", "has been processed", "was processed")
+TOPICS: Final[dict[str, tuple[str, ...]]] = {
+    "cancel_order": ("cancel",),
+    "create_refund": ("refund", "money back"),
+    "reset_password": ("password", "reset"),
+    "send_replacement": ("replacement", "replace"),
+    "issue_voucher": ("voucher",),
+    "create_return": ("return",),
+    "create_complaint": ("complaint",),
+    "update_info": ("email", "phone", "address", "name", "details", "account"),
+}
+#: With a topic word of the action in the same sentence: it is said to be done.
+COMPLETED: Final = ("processed", "completed", "done", "went through",
+                    "gone through", "finalised", "finalized", "is on its way", "are on their way")
+#: ... or someone is said to have acted on it.
+AGENTIVE: Final = ("i've ", "i have ", "we've ", "we have ", "has been ", "have been ",
+                   "i just ", "we just ")
+_STRICT_NEGATIONS: Final = ("not ", "n't ", "cannot", "unable", "once ", "if ", "when ",
+                             "as soon as", "will ", "i'll ", "for confirmation", "passed on",
+                             "colleague")
 _NEGATIONS: Final = ("not ", "n't ", "cannot", "can't", "unable", "no longer", "once ",
                      "if ", "when ", "after ", "until ", "will ", "would ", "could ", "can be",
-                     "pending", "awaiting", "waiting", "request", "asked", "passed on",
+                     "pending", "awaiting", "waiting", "request to", "request for",
+                     "requested a", "requested the", "asked a", "asked the", "asked my",
+                     "asked our", "passed on", "colleague", "confirmation",
+                     "looked up", "looked into", "checked", "see ", "help ",
                      "submitted", "forwarded", "confirm", "approval", "review", "already been "
                      "cancelled")
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+|\n+")
+_ORDER_ID: Final = re.compile(r"\bord[\s#-]?\d{3,}\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +153,28 @@ def outcome_claims(text: str, not_done: Mapping[str, str],
         return claims
     for sentence in _SENTENCE_END.split(text[:MAX_SCAN_CHARS]):
         low = sentence.lower().strip()
-        if not low or any(n in low for n in _NEGATIONS):
+        if not low:
+            continue
+        if any(w in low for w in UNDER_WAY) and not any(n in low for n in _STRICT_NEGATIONS):
+            named = [t for t in not_done if any(w in low for w in TOPICS.get(t, ()))]
+            tools = named or (list(not_done) if len(not_done) == 1 else [])
+            if tools:
+                claims.append(Claim(tool=tools[0], sentence=sentence.strip(), reason=(
+                    f"{tools[0].replace('_', ' ')} {not_done[tools[0]]}; the draft says it "
+                    "is done or under way")))
+                continue
+        if any(n in low for n in _NEGATIONS):
             continue
         for tool, why in not_done.items():
             words = CLAIM_WORDS.get(tool, ())
-            if not any(w in low for w in words):
+            topical = tool != "update_info" and any(
+                w in low for w in TOPICS.get(tool, ())) and any(
+                w in low for w in (*COMPLETED, *AGENTIVE))
+            if not topical and not any(w in low for w in words):
                 continue
             ids = [i.lower() for i in (order_ids or {}).get(tool, ())]
             names_one = any(i in low for i in ids)
-            if ids and "ord" in low and not names_one:
+            if ids and _ORDER_ID.search(low) and not names_one:
                 continue
             if tool in done_too and not names_one:
                 continue

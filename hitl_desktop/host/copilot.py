@@ -1158,7 +1158,7 @@ def _make_provider(
         if name == "offline":
             from hitl_desktop.assistant.offline_provider import OfflineProvider
 
-            return OfflineProvider(index, tool_names=catalog.names,
+            return OfflineProvider(index, catalog=catalog,
                                    max_results=settings.max_search_results), None
         # the resolved name, so "auto" does not look the API key up (keyring) a second time
         if name == "compatible" and index is not None:

@@ -1,6 +1,6 @@
 """Proposals are checked before a human sees them (issue 12), through real sockets.
 
-Every sensitive tool × the order/account states that matter (pending,
+Every sensitive tool x the order/account states that matter (pending,
 processing, shipped, delivered inside / outside the return window, cancelled,
 refunded, another customer's, nonexistent): either the shop refuses it on the
 host's dry run — no approval card, the model gets ``not_possible`` with the
@@ -27,7 +27,7 @@ ME = "CUST1001"
 # (tool, arguments, the words the card's summary must contain or None when the shop
 # refuses, the words of the refusal)
 CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
-    # cancel_order × state
+    # cancel_order x state
     ("cancel_order", {"order_id": "ORD1001"},
      ["Cancel ORD1001 (pending, $158.95)", "refund $158.95 to Visa ending in 4242"], ""),
     ("cancel_order", {"order_id": "ORD1008"}, ["Cancel ORD1008 (processing"], ""),
@@ -38,7 +38,7 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("cancel_order", {"order_id": "ORD1005"}, None, "refunded"),
     ("cancel_order", {"order_id": "ORD1009"}, None, "does not belong"),
     ("cancel_order", {"order_id": "ORD9999"}, None, "no order"),
-    # create_refund × state and amount
+    # create_refund x state and amount
     ("create_refund", {"order_id": "ORD1003", "amount": 20.0, "reason": "scuffed strap"},
      ["Refund $20.00 of ORD1003 (delivered", "to PayPal"], ""),
     ("create_refund", {"order_id": "ORD1001", "amount": 500.0, "reason": "goodwill"},
@@ -50,7 +50,7 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("create_refund", {"order_id": "ORD1009", "amount": 10.0, "reason": "x"},
      None, "does not belong"),
     ("create_refund", {"order_id": "ORD9999", "amount": 10.0, "reason": "x"}, None, "no order"),
-    # create_return × state
+    # create_return x state
     ("create_return", {"order_id": "ORD1003", "product_ids": ["P1002"]},
      ["Open a return of", "(P1002) from ORD1003"], ""),
     ("create_return", {"order_id": "ORD1007", "product_ids": ["P1001"]}, None, "within 30 days"),
@@ -58,7 +58,7 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("create_return", {"order_id": "ORD1001", "product_ids": ["P1001"]}, None, "pending"),
     ("create_return", {"order_id": "ORD1009", "product_ids": ["P1001"]}, None, "does not belong"),
     ("create_return", {"order_id": "ORD9999", "product_ids": ["P1001"]}, None, "no order"),
-    # send_replacement × state
+    # send_replacement x state
     ("send_replacement", {"order_id": "ORD1003", "product_id": "P1002"},
      ["Ship a free replacement", "(P1002) from ORD1003 to 12 Harbor Lane"], ""),
     ("send_replacement", {"order_id": "ORD1002", "product_id": "P1001"}, None, "shipped"),
@@ -66,7 +66,7 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("send_replacement", {"order_id": "ORD1009", "product_id": "P1001"}, None,
      "does not belong"),
     ("send_replacement", {"order_id": "ORD9999", "product_id": "P1001"}, None, "no order"),
-    # account actions × customer
+    # account actions x customer
     ("issue_voucher", {"user_id": ME, "amount": 15.0, "reason": "late delivery"},
      ["Add a $15.00 voucher to the account of Alex Morgan (CUST1001)"], ""),
     ("issue_voucher", {"user_id": ME, "amount": 500.0, "reason": "x"}, None, "maximum"),
@@ -102,7 +102,7 @@ def shop_rows(desk: Desk) -> dict[str, int]:
 async def ask(desk: Desk, text: str) -> tuple[str, dict[str, Any]]:
     """The customer writes; wait for the assistant to be done with *that* message."""
     ref = await desk.customer.send(ChatSend(text=text), desk.sid)
-    ended = await desk.agent.wait("turn.ended", where=lambda f: f["ref"] == ref)
+    ended = await desk.agent.wait("turn.ended", where=lambda f: bool(f["ref"] == ref))
     return ref, ended
 
 
@@ -157,7 +157,7 @@ async def test_each_sensitive_tool_in_each_state(
         for key in ("order_id", "product_id", "product_name"):
             if output.get(key):
                 assert str(output[key]) in summary, (summary, output)
-        await desk.agent.wait("turn.ended", where=lambda f: f["ref"] == approve)
+        await desk.agent.wait("turn.ended", where=lambda f, ref=approve: f["ref"] == ref)
 
 
 async def test_execution_rechecks_and_close_cancels_pending(
@@ -195,4 +195,37 @@ async def test_execution_rechecks_and_close_cancels_pending(
         approval_id=cards[1]["data"]["approval_id"]), desk.sid)
     error = await desk.agent.wait("error", where=lambda f: f["ref"] == refused)
     assert error["data"]["code"] == "session_closed"
+    assert shop_rows(desk) == before
+
+
+OFFLINE_CASES = [  # the offline engine, reading the customer itself: (message, words, card?)
+    ("please cancel ORD1002", "can no longer be cancelled", False),  # shipped
+    ("cancel ORD1008", "ORD1008", True),  # processing: a checked card
+    ("cancel ORD9999", "couldn't find order ORD9999", False),  # nonexistent
+    ("cancel ORD1009", "couldn't find order ORD1009", False),  # another customer's
+    ("I want to return ORD1007", "outside the 30-day return window", False),
+    ("cancel ORD1004", "can no longer be cancelled", False),  # cancelled already
+    ("refund me $500 for ORD1003", "at most $127.50", False),  # inflated amount
+]
+
+
+async def test_offline_engine_explains_honestly_or_proposes_a_checked_card(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk],
+) -> None:
+    desk = await open_desk(tmp_path, fake, monkeypatch, override="offline")
+    desks.append(desk)
+    before = shop_rows(desk)
+    for text, words, card in OFFLINE_CASES:
+        ref, ended = await ask(desk, text)
+        assert ended["data"]["outcome"] == "completed"
+        mine = [f for f in desk.agent.frames if f["ref"] == ref]
+        (draft,) = [f["data"] for f in mine if f["type"] == "draft.completed"]
+        cards = [f["data"] for f in mine if f["type"] == "approval.created"]
+        assert words in draft["text"], (text, draft["text"])
+        assert draft["claims"] == [], (text, draft)
+        assert bool(cards) == card, (text, cards)
+        for c in cards:
+            assert c["summary"].startswith("Cancel ORD1008 (processing, $111.99)"), c
+            assert c["provenance"]["quote"] == text
+            assert "for confirmation" in draft["text"]
     assert shop_rows(desk) == before
