@@ -31,6 +31,7 @@ from hitl_desktop.core.protocol import (
     ToolCall,
     ToolCallDelta,
     ToolResult,
+    TurnEnded,
     decode_host,
 )
 from hitl_desktop.host.relay import Relay, RelayConfig
@@ -55,6 +56,7 @@ ASSISTANT_EVENTS: list[Payload] = [
     ToolResult(call_id="c1", name="cancel_order", ok=True, output={"status": "cancelled"}),
     DraftStale(turn_id="t1", reason="superseded"),
     DraftFailed(turn_id="t2", code=ErrorCode.ASSISTANT_UNAVAILABLE, message="down"),
+    TurnEnded(turn_id="t2", outcome="failed", reason="down"),
     ChatMessage(message_id="c9", author=Author(role="assistant", name="Co-pilot"),
                 text="auto reply"),
 ]

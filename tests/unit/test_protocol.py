@@ -69,9 +69,11 @@ def test_every_host_type_round_trips() -> None:
         "draft.started": P.DraftStarted(turn_id="t", reason="customer_message", provider="p"),
         "draft.delta": P.DraftDelta(turn_id="t", offset=0, text="a"),
         "draft.completed": P.DraftCompleted(turn_id="t", text="a", citations=[
-            P.Citation(article_id="kb/x", title="X")]),
+            P.Citation(article_id="kb/x", title="X")], claims=[
+            P.DraftClaim(tool="cancel_order", sentence="Done.", reason="pending")]),
         "draft.stale": P.DraftStale(turn_id="t", reason="r"),
         "draft.failed": P.DraftFailed(turn_id="t", code=P.ErrorCode.INTERNAL, message="m"),
+        "turn.ended": P.TurnEnded(turn_id="t", outcome="completed", reason="customer_message"),
         "articles": P.ArticlesFound(turn_id="t", articles=[P.Article(
             article_id="kb/x", title="X", kind="kb", snippet="s", score=1.0)]),
         "tool.call.delta": P.ToolCallDelta(turn_id="t", call_id="c", name="n",
@@ -80,7 +82,10 @@ def test_every_host_type_round_trips() -> None:
         "tool.result": P.ToolResult(call_id="c", name="n", ok=True, output={}),
         "approval.created": P.ApprovalCreated(approval_id="a", call_id="c", tool="t",
                                               description="d", arguments={},
-                                              parameters_schema={}, expires_at=None),
+                                              parameters_schema={}, expires_at=None,
+                                              summary="Cancel ORD1001", provenance=P.Provenance(
+                                                  quote="cancel it", flagged=True,
+                                                  signs=["x"])),
         "approval.updated": P.ApprovalUpdated(approval_id="a", state="executed"),
         "assistant.status": P.AssistantStatus(provider="p", model=None, is_ai=False,
                                               state="ready"),
