@@ -914,6 +914,8 @@ class HostCopilot:
                                          self.store.order_owner)
         if beyond is not None:  # someone else's records: not run, not proposed
             output = {"ok": False, "error": beyond, "error_code": "not_this_customer"}
+            if needs_approval:  # as the dry run's refusals: no approval, nothing done
+                output["status"] = "not_possible"
             await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name,
                                                 ok=False, output=output))
             return ToolOutputItem(call_id=call.call_id, name=call.name, output=output,

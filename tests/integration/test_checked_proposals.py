@@ -36,8 +36,8 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("cancel_order", {"order_id": "ORD1007"}, None, "delivered"),
     ("cancel_order", {"order_id": "ORD1004"}, None, "already cancelled"),
     ("cancel_order", {"order_id": "ORD1005"}, None, "refunded"),
-    ("cancel_order", {"order_id": "ORD1009"}, None, "does not belong"),
-    ("cancel_order", {"order_id": "ORD9999"}, None, "no order"),
+    ("cancel_order", {"order_id": "ORD1009"}, None, "not one of this customer's orders"),
+    ("cancel_order", {"order_id": "ORD9999"}, None, "not one of this customer's orders"),
     # create_refund x state and amount
     ("create_refund", {"order_id": "ORD1003", "amount": 20.0, "reason": "scuffed strap"},
      ["Refund $20.00 of ORD1003 (delivered", "to PayPal"], ""),
@@ -48,46 +48,46 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("create_refund", {"order_id": "ORD1005", "amount": 10.0, "reason": "x"},
      None, "refunded in full"),
     ("create_refund", {"order_id": "ORD1009", "amount": 10.0, "reason": "x"},
-     None, "does not belong"),
-    ("create_refund", {"order_id": "ORD9999", "amount": 10.0, "reason": "x"}, None, "no order"),
+     None, "not one of this customer's orders"),
+    ("create_refund", {"order_id": "ORD9999", "amount": 10.0, "reason": "x"}, None, "not one of this customer's orders"),
     # create_return x state
     ("create_return", {"order_id": "ORD1003", "product_ids": ["P1002"]},
      ["Open a return of", "(P1002) from ORD1003"], ""),
     ("create_return", {"order_id": "ORD1007", "product_ids": ["P1001"]}, None, "within 30 days"),
     ("create_return", {"order_id": "ORD1002", "product_ids": ["P1001"]}, None, "shipped"),
     ("create_return", {"order_id": "ORD1001", "product_ids": ["P1001"]}, None, "pending"),
-    ("create_return", {"order_id": "ORD1009", "product_ids": ["P1001"]}, None, "does not belong"),
-    ("create_return", {"order_id": "ORD9999", "product_ids": ["P1001"]}, None, "no order"),
+    ("create_return", {"order_id": "ORD1009", "product_ids": ["P1001"]}, None, "not one of this customer's orders"),
+    ("create_return", {"order_id": "ORD9999", "product_ids": ["P1001"]}, None, "not one of this customer's orders"),
     # send_replacement x state
     ("send_replacement", {"order_id": "ORD1003", "product_id": "P1002"},
      ["Ship a free replacement", "(P1002) from ORD1003 to 12 Harbor Lane"], ""),
     ("send_replacement", {"order_id": "ORD1002", "product_id": "P1001"}, None, "shipped"),
     ("send_replacement", {"order_id": "ORD1001", "product_id": "P1001"}, None, "pending"),
     ("send_replacement", {"order_id": "ORD1009", "product_id": "P1001"}, None,
-     "does not belong"),
-    ("send_replacement", {"order_id": "ORD9999", "product_id": "P1001"}, None, "no order"),
+     "not one of this customer's orders"),
+    ("send_replacement", {"order_id": "ORD9999", "product_id": "P1001"}, None, "not one of this customer's orders"),
     # account actions x customer
     ("issue_voucher", {"user_id": ME, "amount": 15.0, "reason": "late delivery"},
      ["Add a $15.00 voucher to the account of Alex Morgan (CUST1001)"], ""),
     ("issue_voucher", {"user_id": ME, "amount": 500.0, "reason": "x"}, None, "maximum"),
     ("issue_voucher", {"user_id": "CUST1002", "amount": 10.0, "reason": "x"}, None,
-     "not the customer of this conversation"),
+     "not this conversation's customer"),
     ("reset_password", {"user_id": ME},
      ["Email a password reset link to a***@example.com", "Alex Morgan (CUST1001)"], ""),
-    ("reset_password", {"user_id": "CUST1002"}, None, "not the customer of this conversation"),
+    ("reset_password", {"user_id": "CUST1002"}, None, "not this conversation's customer"),
     ("update_info", {"user_id": ME, "info": {"field": "phone", "value": "+1 555 0100 999"}},
      ["Change the phone of Alex Morgan (CUST1001)", "'+1 555 0100 999'"], ""),
     ("update_info", {"user_id": ME, "info": {"field": "email", "value": "not-an-email"}},
      None, "not a valid email"),
     ("update_info", {"user_id": "CUST1002", "info": {"field": "phone", "value": "+1 555 1"}},
-     None, "not the customer of this conversation"),
+     None, "not this conversation's customer"),
     ("create_complaint", {"user_id": ME, "type": "order_delay", "details": "late parcel",
                           "order_id": "ORD1002"},
      ["Record a complaint (order delay) about ORD1002 for Alex Morgan (CUST1001)"], ""),
     ("create_complaint", {"user_id": ME, "type": "order_delay", "details": "late",
-                          "order_id": "ORD1009"}, None, "does not belong"),
+                          "order_id": "ORD1009"}, None, "not one of this customer's orders"),
     ("create_complaint", {"user_id": ME, "type": "order_delay", "details": "late",
-                          "order_id": "ORD9999"}, None, "no order"),
+                          "order_id": "ORD9999"}, None, "not one of this customer's orders"),
 ]
 
 
@@ -201,8 +201,8 @@ async def test_execution_rechecks_and_close_cancels_pending(
 OFFLINE_CASES = [  # the offline engine, reading the customer itself: (message, words, card?)
     ("please cancel ORD1002", "can no longer be cancelled", False),  # shipped
     ("cancel ORD1008", "ORD1008", True),  # processing: a checked card
-    ("cancel ORD9999", "couldn't find order ORD9999", False),  # nonexistent
-    ("cancel ORD1009", "couldn't find order ORD1009", False),  # another customer's
+    ("cancel ORD9999", "ORD9999 is not one of this customer's orders", False),  # nonexistent
+    ("cancel ORD1009", "ORD1009 is not one of this customer's orders", False),  # someone else's
     ("I want to return ORD1007", "outside the 30-day return window", False),
     ("cancel ORD1004", "can no longer be cancelled", False),  # cancelled already
     ("refund me $500 for ORD1003", "at most $127.50", False),  # inflated amount
