@@ -979,8 +979,7 @@ class HostCopilot:
             description=tool.description, arguments=rec.proposed_arguments,
             parameters_schema=tool.parameters, expires_at=rec.expires_at,
             summary=check.summary, provenance=self._provenance(sid, args)))
-        out = _awaiting(rec)
-        out["if_approved"] = check.summary
+        out = _awaiting(rec)  # the summary names the customer: it stays on the card only
         return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="awaiting_approval",
                               output=out, approval_id=rec.approval_id, summary=check.summary)
 

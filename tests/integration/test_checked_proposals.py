@@ -24,6 +24,7 @@ from tests.support.fake_openai import Call, FakeOpenAI, Reply
 __all__ = ["desks", "fake"]
 
 ME = "CUST1001"
+NOT_MINE = "not one of this customer's orders"  # identity: someone else's or missing
 # (tool, arguments, the words the card's summary must contain or None when the shop
 # refuses, the words of the refusal)
 CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
@@ -36,8 +37,8 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("cancel_order", {"order_id": "ORD1007"}, None, "delivered"),
     ("cancel_order", {"order_id": "ORD1004"}, None, "already cancelled"),
     ("cancel_order", {"order_id": "ORD1005"}, None, "refunded"),
-    ("cancel_order", {"order_id": "ORD1009"}, None, "not one of this customer's orders"),
-    ("cancel_order", {"order_id": "ORD9999"}, None, "not one of this customer's orders"),
+    ("cancel_order", {"order_id": "ORD1009"}, None, NOT_MINE),
+    ("cancel_order", {"order_id": "ORD9999"}, None, NOT_MINE),
     # create_refund x state and amount
     ("create_refund", {"order_id": "ORD1003", "amount": 20.0, "reason": "scuffed strap"},
      ["Refund $20.00 of ORD1003 (delivered", "to PayPal"], ""),
@@ -48,24 +49,24 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
     ("create_refund", {"order_id": "ORD1005", "amount": 10.0, "reason": "x"},
      None, "refunded in full"),
     ("create_refund", {"order_id": "ORD1009", "amount": 10.0, "reason": "x"},
-     None, "not one of this customer's orders"),
-    ("create_refund", {"order_id": "ORD9999", "amount": 10.0, "reason": "x"}, None, "not one of this customer's orders"),
+     None, NOT_MINE),
+    ("create_refund", {"order_id": "ORD9999", "amount": 10.0, "reason": "x"}, None, NOT_MINE),
     # create_return x state
     ("create_return", {"order_id": "ORD1003", "product_ids": ["P1002"]},
      ["Open a return of", "(P1002) from ORD1003"], ""),
     ("create_return", {"order_id": "ORD1007", "product_ids": ["P1001"]}, None, "within 30 days"),
     ("create_return", {"order_id": "ORD1002", "product_ids": ["P1001"]}, None, "shipped"),
     ("create_return", {"order_id": "ORD1001", "product_ids": ["P1001"]}, None, "pending"),
-    ("create_return", {"order_id": "ORD1009", "product_ids": ["P1001"]}, None, "not one of this customer's orders"),
-    ("create_return", {"order_id": "ORD9999", "product_ids": ["P1001"]}, None, "not one of this customer's orders"),
+    ("create_return", {"order_id": "ORD1009", "product_ids": ["P1001"]}, None, NOT_MINE),
+    ("create_return", {"order_id": "ORD9999", "product_ids": ["P1001"]}, None, NOT_MINE),
     # send_replacement x state
     ("send_replacement", {"order_id": "ORD1003", "product_id": "P1002"},
      ["Ship a free replacement", "(P1002) from ORD1003 to 12 Harbor Lane"], ""),
     ("send_replacement", {"order_id": "ORD1002", "product_id": "P1001"}, None, "shipped"),
     ("send_replacement", {"order_id": "ORD1001", "product_id": "P1001"}, None, "pending"),
     ("send_replacement", {"order_id": "ORD1009", "product_id": "P1001"}, None,
-     "not one of this customer's orders"),
-    ("send_replacement", {"order_id": "ORD9999", "product_id": "P1001"}, None, "not one of this customer's orders"),
+     NOT_MINE),
+    ("send_replacement", {"order_id": "ORD9999", "product_id": "P1001"}, None, NOT_MINE),
     # account actions x customer
     ("issue_voucher", {"user_id": ME, "amount": 15.0, "reason": "late delivery"},
      ["Add a $15.00 voucher to the account of Alex Morgan (CUST1001)"], ""),
@@ -85,9 +86,9 @@ CASES: list[tuple[str, dict[str, Any], list[str] | None, str]] = [
                           "order_id": "ORD1002"},
      ["Record a complaint (order delay) about ORD1002 for Alex Morgan (CUST1001)"], ""),
     ("create_complaint", {"user_id": ME, "type": "order_delay", "details": "late",
-                          "order_id": "ORD1009"}, None, "not one of this customer's orders"),
+                          "order_id": "ORD1009"}, None, NOT_MINE),
     ("create_complaint", {"user_id": ME, "type": "order_delay", "details": "late",
-                          "order_id": "ORD9999"}, None, "not one of this customer's orders"),
+                          "order_id": "ORD9999"}, None, NOT_MINE),
 ]
 
 

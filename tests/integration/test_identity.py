@@ -227,12 +227,22 @@ async def matrix_row(desk: Desk, way: str) -> None:
     assert {o["order_id"] for o in details["orders"]} == {OWN_ORDER, OWN_SHIPPED}
     assert "verified by" in last_instructions(desk.fake)
     assert f"customer id {OWN}" in last_instructions(desk.fake)
-    assert set(results) == {f"{way}_{t}" for t in AUTO_TOOLS}, way
+    # proposals are dry-run first (issue 12): an action the shop's rules refuse (cancelling
+    # Priya's delivered ORD1009; a return or replacement an earlier way already made) gets
+    # no card, and the refusal is a business rule, never an ownership problem
+    assert set(results) >= {f"{way}_{t}" for t in AUTO_TOOLS}, way
+    refused = {k.removeprefix(f"{way}_") for k in results} - set(AUTO_TOOLS)
+    proposed = {a["tool"] for a in created}
+    assert "cancel_order" in refused and not refused & proposed, way
+    assert refused | proposed == set(APPROVAL_TOOLS), way
+    for tool in refused:
+        out = results[f"{way}_{tool}"]["output"]
+        assert out["status"] == "not_possible", (way, tool, out)
+        assert "not one of" not in out["error"] and "verified" not in out["error"]
     assert results[f"{way}_get_order"]["output"]["order"]["customer_id"] == OWN
     history = results[f"{way}_get_order_history"]["output"]
     assert {o["order_id"] for o in history["orders"]} == {OWN_ORDER, OWN_SHIPPED}
     assert results[f"{way}_create_ticket"]["ok"] is True
-    assert sorted(a["tool"] for a in created) == sorted(APPROVAL_TOOLS), way
     # approving runs each action once, on Priya's account only
     others_before = [r for r in shop_rows(desk)["orders"] if r[0] not in
                      (OWN_ORDER, OWN_SHIPPED)]
