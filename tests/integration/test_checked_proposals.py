@@ -205,7 +205,7 @@ OFFLINE_CASES = [  # the offline engine, reading the customer itself: (message, 
     ("cancel ORD9999", "ORD9999 is not one of this customer's orders", False),  # nonexistent
     ("cancel ORD1009", "ORD1009 is not one of this customer's orders", False),  # someone else's
     ("I want to return ORD1007", "outside the 30-day return window", False),
-    ("cancel ORD1004", "can no longer be cancelled", False),  # cancelled already
+    ("cancel ORD1004", "was cancelled on", False),  # cancelled already: says so
     ("refund me $500 for ORD1003", "at most $127.50", False),  # inflated amount
 ]
 
