@@ -378,6 +378,23 @@ async def test_expired_approval_is_not_claimed_done(
     assert "$15.00 voucher" in resp.text and "submit it again" in resp.text
 
 
+async def test_approval_cancelled_by_closing_is_not_called_late(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    """Closing the session cancels a pending action: say so, not 'not processed in time'."""
+    items = decided(
+        "Help me cancel order ORD1001",
+        "cancel_order", {"order_id": "ORD1001"}, "c4",
+        ApprovalOutcome(approval_id="APR-4", call_id="c4", tool="cancel_order",
+                        state="cancelled", by="Agent", reason="the session was closed by Agent",
+                        arguments={"order_id": "ORD1001"}),
+    )
+    resp = await run(provider, items, catalog)
+    assert resp.call is None
+    assert "withdrawn when this conversation was closed" in resp.text
+    assert "in time" not in resp.text and "is cancelled" not in resp.text
+
+
 async def test_without_a_customer_no_account_tool_is_called(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:

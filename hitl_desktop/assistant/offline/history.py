@@ -57,7 +57,7 @@ class Decision:
     """What a representative decided about a proposed action."""
 
     tool: str
-    outcome: str  # approved | failed | rejected | expired
+    outcome: str  # approved | failed | rejected | expired | cancelled (session closed)
     arguments: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     reason: str = ""
@@ -169,7 +169,7 @@ class Conversation:
 
 
 _STATES = {"executed": "approved", "failed": "failed", "rejected": "rejected",
-           "expired": "expired", "cancelled": "expired"}
+           "expired": "expired", "cancelled": "cancelled"}
 
 
 def read(items: Sequence[Any], tools: Sequence[Any], customer_id: str | None,

@@ -130,6 +130,11 @@ def write_outcomes(
                 + (f": {reason[0].lower() + reason[1:]}." if reason else ".")
             )
             # no article here: the representative's reason is the answer
+        elif d.outcome == "cancelled":  # closing the session withdrew it, nobody decided
+            w.para(
+                f"I'm sorry, I wasn't able to {what} yet: the request was withdrawn when "
+                "this conversation was closed. Would you like me to submit it again?"
+            )
         else:
             w.para(
                 f"I'm sorry, I wasn't able to {what} yet: the request wasn't processed in "
