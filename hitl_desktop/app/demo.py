@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the demo's customer is a signed-in shop customer: the session's customer link is issued
+#: for this customer (verified from the start, DESIGN §3); a lobby visitor would start
+#: anonymous and sign in first
 DEMO_CUSTOMER = "CUST1001"
 CUSTOMER_SIZE = (430, 820)
 AGENT_SIZE = (1300, 820)
@@ -150,7 +153,8 @@ class Demo:
         )
         log.info("demo: host on port %d; creating a session for %s", self.host.port,
                  DEMO_CUSTOMER)
-        created = self.host.create_session(customer_id=DEMO_CUSTOMER, title="Demo conversation")
+        created = self.host.create_session(customer_id=DEMO_CUSTOMER, title="Demo conversation",
+                                           by="demo")
         self.session_id = created.session_id
 
         self.customer_conn = HostConnection(

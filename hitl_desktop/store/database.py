@@ -716,10 +716,12 @@ class ShopDatabase:
 
     def find_customers(self, query: str, limit: int = 20) -> list[CustomerMatch]:
         """Customers by name, email or id (substring, case-insensitive) or by one of their
-        order ids (exact), for a representative's "Find customer…"."""
+        order ids (exact), for a representative's "Find customer…"; ``*`` lists all."""
         q = query.strip()
         if not q:
             return []
+        if q == "*":  # everyone, by name (the host window's "New session…" picker)
+            q = ""
         like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._read() as conn:
             rows = conn.execute(

@@ -49,6 +49,9 @@ from PySide6.QtWidgets import (
 from hitl_desktop.client.connection import ConnectionState, HostConnection
 from hitl_desktop.core.protocol import (
     AssistantStatus,
+    CustomerMatch,
+    CustomerResults,
+    CustomerSearch,
     SessionClose,
     SessionClosed,
     SessionCreate,
@@ -70,13 +73,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEMO_CUSTOMERS: Final = (
-    ("CUST1001", "Alex Morgan"),
-    ("CUST1002", "Priya Shah"),
-    ("CUST1003", "Jonas Weber"),
-    ("CUST1004", "Maria Garcia"),
-    ("CUST1005", "Kenji Tanaka"),
-)
+#: the "New session…" picker lists this many of the shop's customers (by name)
+PICKER_LIMIT: Final = 50
+NO_CUSTOMER = "No customer: an anonymous visitor (signs in or is verified in the chat)"
 
 
 @dataclass(slots=True)
@@ -238,7 +237,9 @@ class SessionTableModel(QAbstractTableModel):
         if col == 0:
             if s.customer_name and s.customer_id:
                 return f"{s.customer_name} ({s.customer_id})"
-            return s.customer_name or s.customer_id or "—"
+            if s.customer_name or s.customer_id:
+                return s.customer_name or s.customer_id or ""
+            return f"Visitor #{s.number} (not verified)" if s.number else "—"
         if col == 1:
             return s.title
         if col == 2:
@@ -370,18 +371,24 @@ class SessionLinksDialog(QDialog):
 
 
 class NewSessionDialog(QDialog):
-    """Asks which customer the session is for (non-modal; ``submitted`` carries the answer)."""
+    """Asks which customer the session is for (non-modal; ``submitted`` carries the answer).
+
+    The customer link of a session made for a customer *is* that signed-in shop
+    customer (verified from the start); "No customer" makes an anonymous one. The
+    list comes from the shop (the host's answer to ``customer.search``)."""
 
     submitted = Signal(object, object)  # customer_id | None, title | None
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None,
+                 customers: list[CustomerMatch] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("New session")
         self.customer = QComboBox()
         self.customer.setEditable(True)
-        for cid, name in DEMO_CUSTOMERS:
-            self.customer.addItem(f"{cid} — {name}", cid)
-        self.customer.setCurrentIndex(0)
+        self.customer.setMinimumContentsLength(40)
+        self.customer.setToolTip("The session's customer link is issued for this customer: "
+                                 "whoever opens it is that signed-in customer")
+        self.set_customers(customers or [])
         self.title = QLineEdit()
         self.title.setPlaceholderText("optional, e.g. \"Order question\"")
         form = QFormLayout(self)
@@ -396,11 +403,26 @@ class NewSessionDialog(QDialog):
         form.addRow(buttons)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
 
+    def set_customers(self, customers: list[CustomerMatch]) -> None:
+        """Fill the picker (keeps what was chosen when the list arrives later)."""
+        chosen = self.customer.currentData() if self.customer.count() else None
+        self.customer.clear()
+        for c in customers:
+            self.customer.addItem(f"{c.name} — {c.email} ({c.customer_id})", c.customer_id)
+        self.customer.addItem(NO_CUSTOMER, "")
+        index = self.customer.findData(chosen) if chosen is not None else 0
+        self.customer.setCurrentIndex(max(0, index))
+
     def customer_id(self) -> str | None:
+        """The chosen customer id; None for an anonymous visitor. Typed text is taken as
+        a customer id (the host refuses one the shop does not have)."""
         text = self.customer.currentText().strip()
-        data = self.customer.currentData()
-        if isinstance(data, str) and text.startswith(data):
-            return data
+        index = self.customer.findText(text)
+        if index >= 0:
+            data = self.customer.itemData(index)
+            return str(data) if data else None
+        if "(" in text and text.endswith(")"):
+            text = text.rsplit("(", 1)[1].rstrip(")")
         return text.split(" ", 1)[0] or None
 
     def _submit(self) -> None:
@@ -452,6 +474,9 @@ class HostWindow(QMainWindow):
         self.setWindowTitle("HITL Desk — host")
         self.resize(*fit_to_screen(self, (1100, 780)))  # never larger than the screen
         self._pending_creates: dict[str, str] = {}  # message id -> title shown
+        self.customers: list[CustomerMatch] = []  # the shop's, for "New session…"
+        self._customer_search: str | None = None
+        self._new_session_dialog: NewSessionDialog | None = None
         self.insights_window: InsightsWindow | None = None
         self._closing = False
         self._question: Question | None = None  # the open confirmation, if any
@@ -636,10 +661,17 @@ class HostWindow(QMainWindow):
     # ------------------------------------------------------------------ actions
 
     def open_new_session_dialog(self) -> NewSessionDialog:
-        dialog = NewSessionDialog(self)
+        dialog = NewSessionDialog(self, self.customers)
         dialog.submitted.connect(self.create_session)
+        self._new_session_dialog = dialog
+        dialog.destroyed.connect(lambda *_: setattr(self, "_new_session_dialog", None))
+        self.load_customers()  # the shop may have changed since
         dialog.open()
         return dialog
+
+    def load_customers(self) -> None:
+        """Ask the host for the shop's customers ("*": everyone, by name)."""
+        self._customer_search = self.admin.send(CustomerSearch(query="*", limit=PICKER_LIMIT))
 
     def create_session(self, customer_id: str | None, title: str | None = None) -> str:
         """Ask the host for a session; its links are shown when ``session.created`` comes."""
@@ -710,6 +742,7 @@ class HostWindow(QMainWindow):
         self.sessions.reset_all(list(welcome.sessions))
         self._update_counts()
         self.admin.send(SessionListRequest())
+        self.load_customers()
 
     def _on_message(self, env: Any, payload: Any) -> None:
         if isinstance(payload, SessionUpdated):
@@ -721,6 +754,11 @@ class HostWindow(QMainWindow):
             self.sessions.reset_all(list(payload.sessions))
         elif isinstance(payload, SessionClosed) and env.session:
             self.sessions.mark_closed(env.session)
+        elif isinstance(payload, CustomerResults):
+            self.customers = list(payload.customers)
+            if self._new_session_dialog is not None:
+                self._new_session_dialog.set_customers(self.customers)
+            return
         elif isinstance(payload, SessionCreated):
             title = self._pending_creates.pop(env.ref or "", None)
             if title is not None:

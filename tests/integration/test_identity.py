@@ -9,14 +9,19 @@ co-pilot may read, what may be proposed, what an approval does.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from hitl_desktop.core.links import InviteLink
 from hitl_desktop.core.protocol import (
     ApprovalApprove,
     ChatSend,
@@ -27,6 +32,7 @@ from hitl_desktop.core.protocol import (
     IdentityUnlink,
 )
 from hitl_desktop.host.log import RelayLog
+from tests.integration.relay_harness import running_host
 from tests.support.copilot_desk import Client, Desk, desk, desks, fake, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
 
@@ -452,3 +458,34 @@ async def test_sign_in_brute_force_is_throttled_reveals_nothing_spares_others(
           f"frame limiter {dropped}; reconnects {closes}")
     for c in (*clients, late, priya, bystander):
         await c.close()
+
+
+async def test_session_new_issues_a_link_for_one_customer(tmp_path: Path) -> None:
+    """``hitl-desktop session new --customer CUST1002`` (a real subprocess): whoever opens
+    that customer link is Priya, signed in; an unknown customer is refused."""
+    data = tmp_path / "hostdata"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        return subprocess.run([sys.executable, "-m", "hitl_desktop", "session", "new",
+                               "--data-dir", str(data), *args], capture_output=True,
+                              text=True, env=env, timeout=60, check=False)
+
+    made = await asyncio.to_thread(cli, "--customer", "CUST1002", "--title", "Order help")
+    assert made.returncode == 0, made.stderr
+    out = json.loads(made.stdout)
+    assert out["customer_id"] == OWN and out["identity"] == "verified"
+    unknown = await asyncio.to_thread(cli, "--customer", "CUST9999")
+    assert unknown.returncode == 2 and "no customer 'CUST9999'" in unknown.stderr
+    anonymous = json.loads((await asyncio.to_thread(cli)).stdout)
+    assert anonymous["customer_id"] is None and anonymous["identity"] == "anonymous"
+
+    async with running_host(data) as host:
+        client = await Client.connect(host.local_url,
+                                      InviteLink.parse(out["customer_link"]).token)
+        welcome = client.of("welcome")[0]["data"]
+        assert welcome["identity"] == {"signed_in": True, "customer_name": "Priya Shah",
+                                       "method": "link"}
+        identity = host.relay.session_identity(out["session_id"])
+        assert identity.by == "session new" and identity.customer_id == OWN
+        await client.close()

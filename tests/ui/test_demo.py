@@ -60,6 +60,8 @@ def test_demo_script_plays_the_flow_and_shoots_mid_flow(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "demo: script finished" in proc.stderr
     assert "agent approved cancel_order {'order_id': 'ORD1001'}" in proc.stderr
+    # the demo's customer is a signed-in shop customer: a link issued for CUST1001
+    assert "verified by an issued link as Alex Morgan (CUST1001)" in proc.stderr
     for name in ("demo-customer-midflow", "demo-agent-midflow", "demo-customer-final",
                  "demo-agent-final"):
         assert _distinct_colours(shots / f"{name}.png") > 8, name

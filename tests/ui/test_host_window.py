@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -78,7 +79,13 @@ async def _session_flow(host_app: HostWindowApp) -> None:
     shown: list[SessionCreated] = []
     window.session_links_shown.connect(shown.append)
     dialog = window.open_new_session_dialog()
-    dialog.customer.setCurrentIndex(0)  # CUST1001 Alex Morgan
+    # the picker lists the shop's customers (the host's answer), then "No customer"
+    await until(lambda: dialog.customer.count() == 6, what="the shop's customers")
+    assert dialog.customer.itemText(5).startswith("No customer")
+    dialog.customer.setCurrentIndex(dialog.customer.findData("CUST1001"))
+    assert dialog.customer_id() == "CUST1001"
+    if os.environ.get("HITL_SHOTS"):  # docs/screenshots/host-new-session.png
+        dialog.grab().save(os.path.join(os.environ["HITL_SHOTS"], "host-new-session.png"))
     dialog.title.setText("Order question")
     box = dialog.findChild(QDialogButtonBox)
     assert box is not None
@@ -118,6 +125,9 @@ async def _session_flow(host_app: HostWindowApp) -> None:
         assert lw.role is Role.CUSTOMER and lw.session_id  # type: ignore[attr-defined]
         await until(lambda: window.sessions.find(lw.session_id) is not None,  # type: ignore[attr-defined]
                     what="lobby session listed")
+        visitor = window.sessions.find(lw.session_id)  # type: ignore[attr-defined]
+        assert visitor is not None and visitor.customer_id is None  # nobody until verified
+        assert window.sessions.cell(visitor, 0) == f"Visitor #{visitor.number} (not verified)"
     finally:
         await desk.aclose()
         await lobby.aclose()
