@@ -374,6 +374,7 @@ async def test_lobby_visitor_asking_for_past_orders_offline_engine(
     after = await ask("give me a list of my past orders", 3)
     listed = {o for o in every_order if o in after}
     assert listed == {OWN_ORDER, OWN_SHIPPED}, after
+    print(f"before sign-in: {before!r}\nafter sign-in: {after!r}")  # for the note
 
 
 async def test_sign_in_brute_force_is_throttled_reveals_nothing_spares_others(
