@@ -492,7 +492,7 @@ class HostCopilot:
         async with self._session_lock(session_id):
             await self._supersede(session_id, "the session was closed")
             cancelled = await asyncio.to_thread(
-                self.store.cancel_pending, session_id, f"the session was closed by {by}")
+                self.store.cancel_pending, session_id, f"the session was closed by {by}", by)
             for rec in cancelled:
                 await self._publish(session_id, ApprovalUpdated(
                     approval_id=rec.approval_id, state="cancelled", by=by, reason=rec.reason))

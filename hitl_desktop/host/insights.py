@@ -408,7 +408,9 @@ def _fold(f: _Facts, start: float, end: float, weak_score: float,
             c[state] += 1
         if state == "rejected":
             reasons[tool][(reason or "").strip()[:MAX_REASON_CHARS] or "(no reason)"] += 1
-        if state != "expired" and by is not None and at is not None:
+        # a representative's decision: not an expiry, nor a cancel by closing the session
+        if state not in ("expired", "cancelled", "pending") and by is not None \
+                and at is not None:
             decisions[tool].append(at - created)
             decided_by[by]["decided"] += 1
             decided_by[by]["rejected" if state == "rejected" else "approved"] += 1

@@ -292,8 +292,10 @@ class ShopDatabase:
             return ActionCheck(ok=False, error=error)
         return ActionCheck(ok=True, summary=summary, result=result)
 
-    def cancel_pending(self, session_id: str, reason: str) -> list[ApprovalRecord]:
-        """Cancel every pending approval of a session (it was closed); return them."""
+    def cancel_pending(self, session_id: str, reason: str,
+                       by: str = "system") -> list[ApprovalRecord]:
+        """Cancel every pending approval of a session (it was closed by ``by``, who is
+        then the one who decided them, as agents were told); return them."""
         now = self._clock()
         with self._tx() as conn:
             rows = conn.execute(
@@ -303,11 +305,11 @@ class ShopDatabase:
             for r in rows:
                 rec = ApprovalRecord.from_row(r)
                 conn.execute(
-                    "UPDATE approvals SET state = 'cancelled', decided_by = 'system', "
+                    "UPDATE approvals SET state = 'cancelled', decided_by = ?, "
                     "decided_at = ?, reason = ? WHERE id = ? AND state = 'pending'",
-                    (now, reason, rec.approval_id))
+                    (by, now, reason, rec.approval_id))
                 self._audit(
-                    conn, actor="system", event="cancelled", tool=rec.tool, ok=False,
+                    conn, actor=by, event="cancelled", tool=rec.tool, ok=False,
                     arguments=None, proposed=rec.proposed_arguments, session_id=session_id,
                     call_id=rec.call_id, approval_id=rec.approval_id,
                     customer_id=rec.customer_id, error=f"cancelled: {reason}")

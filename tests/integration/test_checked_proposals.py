@@ -190,6 +190,7 @@ async def test_execution_rechecks_and_close_cancels_pending(
     assert cancelled["data"]["approval_id"] == cards[1]["data"]["approval_id"]
     record = desk.copilot.store.get_approval(cards[1]["data"]["approval_id"])
     assert record is not None and record.state == "cancelled"
+    assert record.decided_by == cancelled["data"]["by"]  # the closing agent, as announced
     # approving in a closed session is refused; nothing runs
     before = shop_rows(desk)
     refused = await desk.agent.send(ApprovalApprove(

@@ -255,3 +255,27 @@ def _settings():  # type: ignore[no-untyped-def]
     from hitl_desktop.config import Settings
 
     return Settings()
+
+
+def test_approvals_cancelled_by_closing_are_nobodys_decision(tmp_path: Path) -> None:
+    """Closing a session cancels its pending approvals in the closing agent's name: that
+    is not an approval or a rejection by that agent, and no decision time."""
+    from hitl_desktop.store.catalog_file import default_catalog
+    from hitl_desktop.store.database import ShopDatabase
+
+    async def scenario() -> str:
+        async with running_host(tmp_path) as host:
+            return host.create_session(customer_id="CUST1001").session_id
+
+    sid = asyncio.run(scenario())
+    shop = ShopDatabase.open(tmp_path, default_catalog())
+    rec = shop.create_approval(sid, "c1", "cancel_order", {"order_id": "ORD1001"},
+                               customer_id="CUST1001")
+    [cancelled] = shop.cancel_pending(sid, "the session was closed by Dana", "Dana")
+    assert cancelled.approval_id == rec.approval_id and cancelled.decided_by == "Dana"
+    shop.close()
+    rep = insights.report(tmp_path, time.time() - 3600, time.time() + 60)
+    [row] = [t for t in rep.tools if t.tool == "cancel_order"]
+    assert (row.proposed, row.approved, row.rejected, row.pending) == (1, 0, 0, 0)
+    assert row.decision_median_s is None
+    assert all(a.approvals_decided == 0 for a in rep.agents)
