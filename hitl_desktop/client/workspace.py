@@ -108,6 +108,7 @@ class Draft:
     state: DraftState = "streaming"
     citations: list[p.Citation] = field(default_factory=list)
     gap: bool = False  # a delta went missing; the completed text will repair it
+    claims: list[p.DraftClaim] = field(default_factory=list)  # host: says undone things done
     stale_reason: str | None = None
     error: str | None = None
     started_at: float = 0.0
@@ -133,6 +134,8 @@ class Approval:
     result: dict[str, Any] | None = None
     error: str | None = None
     reason: str | None = None
+    summary: str | None = None  # what approving will do (the host's dry run)
+    provenance: p.Provenance | None = None  # the customer message that led to it
 
     @property
     def pending(self) -> bool:
@@ -647,6 +650,7 @@ class Workspace(QObject):
             draft.revision += 1
         draft.gap = False
         draft.citations = list(payload.citations)
+        draft.claims = list(payload.claims)
         draft.state = "completed"
         self._emit_draft_now(view.session_id)
 
@@ -722,7 +726,8 @@ class Workspace(QObject):
             approval_id=payload.approval_id, call_id=payload.call_id, tool=payload.tool,
             description=payload.description, arguments=dict(payload.arguments),
             schema=dict(payload.parameters_schema), expires_at=payload.expires_at,
-            created_at=env.ts, updated_at=env.ts,
+            created_at=env.ts, updated_at=env.ts, summary=payload.summary,
+            provenance=payload.provenance,
         )
         self._sync_pending(view)
         self.approvals_changed.emit(view.session_id)

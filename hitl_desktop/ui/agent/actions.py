@@ -49,6 +49,7 @@ STATE_LABEL = {
     "failed": "Failed",
     "rejected": "Rejected",
     "expired": "Expired",
+    "cancelled": "Cancelled",
 }
 
 
@@ -85,6 +86,32 @@ class ApprovalCard(QFrame):
             desc.setWordWrap(True)
             desc.setObjectName("mutedLabel")
             lay.addWidget(desc)
+        # what approving will do (the host's dry run), then where the request came from
+        self.summary_label = WrapLabel("", self, max_chars=400)
+        self.summary_label.setObjectName("actionSummary")
+        if approval.summary:
+            self.summary_label.set_full_text(f"If approved: {approval.summary}")
+            lay.addWidget(self.summary_label)
+        else:
+            self.summary_label.hide()
+        self.provenance_label = WrapLabel("", self, max_chars=600)
+        self.provenance_label.setObjectName("provenance")
+        self.provenance_label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse)
+        prov = approval.provenance
+        if prov is not None:
+            lines = [f"Customer wrote: “{prov.quote}”"]
+            if prov.copied_into:
+                lines.append("The customer's words were copied into: "
+                             + ", ".join(prov.copied_into) + " (edit before approving).")
+            if prov.flagged:
+                lines.insert(0, "⚠ This request reads like instructions to the system ("
+                             + "; ".join(prov.signs) + "). Check it before approving.")
+            self.provenance_label.set_full_text("\n".join(lines))
+            self.provenance_label.setProperty("flagged", "true" if prov.flagged else "false")
+            lay.addWidget(self.provenance_label)
+        else:
+            self.provenance_label.hide()
         self.form: SchemaForm = SchemaForm(approval.schema, approval.arguments, self)
         self.form.setObjectName("approvalForm")
         lay.addWidget(self.form)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QTextCursor
+from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +34,7 @@ STATE_TEXT = {
     "sent": "Sent",
 }
 TYPING_IDLE_MS = 4000
+CLAIM_HIGHLIGHT = "#fde2e1"  # a sentence the host says claims an unexecuted action
 CLOSED_NOTE = "This conversation is closed: your draft is kept, but nothing can be sent."
 CLOSED_REASON = "The conversation is closed — reopen it to reply"
 
@@ -70,6 +72,11 @@ class SuggestionEditor(QWidget):
         self.problem.setObjectName("draftProblem")
         self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problem.hide()
+        # the host's claims check: sentences saying an action happened that has not
+        self.claims_label = WrapLabel("", self, max_chars=600)
+        self.claims_label.setObjectName("draftClaims")
+        self.claims_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.claims_label.hide()
 
         self.reload_bar = QFrame(self)
         self.reload_bar.setObjectName("reloadBar")
@@ -136,6 +143,7 @@ class SuggestionEditor(QWidget):
         lay.setSpacing(6)
         lay.addLayout(head)
         lay.addWidget(self.problem)
+        lay.addWidget(self.claims_label)
         lay.addWidget(self.reload_bar)
         lay.addWidget(self.closed_bar)
         lay.addWidget(self.editor, 1)
@@ -197,6 +205,7 @@ class SuggestionEditor(QWidget):
             self._programmatic = False
 
     def _on_text_changed(self) -> None:
+        self._mark_claims()
         if self._programmatic:
             return
         self._shown_text = None
@@ -275,6 +284,7 @@ class SuggestionEditor(QWidget):
             # they answered in their own words: the draft was not thrown away unread
             state, label = "sent", "Sent — your own reply"
         self._set_problem(draft.error or "" if draft.state == "failed" else "")
+        self._mark_claims()
         self._set_chip(state, label)
         streaming = "true" if draft.state == "streaming" else "false"
         if self.editor.property("streaming") != streaming:
@@ -293,6 +303,31 @@ class SuggestionEditor(QWidget):
         elif not self.citations.isHidden():
             self.citations.hide()
         self._update_buttons()
+
+    def _mark_claims(self) -> None:
+        """Mark the draft's sentences that claim an unexecuted action happened (the host's
+        check), while they are still in the editor: highlighted, with the reason above."""
+        draft = self.draft
+        text = self.editor.toPlainText()
+        claims = [c for c in (draft.claims if draft is not None else []) if c.sentence in text]
+        selections: list[QTextEdit.ExtraSelection] = []
+        fmt = QTextCharFormat()
+        fmt.setBackground(QColor(CLAIM_HIGHLIGHT))
+        fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
+        for claim in claims:
+            cursor = self.editor.document().find(claim.sentence)
+            if cursor.isNull():
+                continue
+            sel = QTextEdit.ExtraSelection()
+            sel.cursor = cursor
+            sel.format = fmt
+            selections.append(sel)
+        self.editor.setExtraSelections(selections)
+        message = "\n".join(f"\u26a0 \u201c{c.sentence}\u201d \u2014 {c.reason}. Reword it "
+                             "before sending." for c in claims)
+        if self.claims_label.full_text() != message:
+            self.claims_label.set_full_text(message)
+        self.claims_label.setVisible(bool(message))
 
     def _set_problem(self, message: str) -> None:
         """Why the draft failed, wrapped under the chip (selectable, full text on hover)."""
