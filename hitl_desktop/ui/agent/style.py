@@ -42,6 +42,8 @@ QFrame#reloadBar {{ background: {c.warn_bg}; color: {c.warn_text}; border-radius
 QFrame#reloadBar QLabel {{ color: {c.warn_text}; }}
 QLabel#callPreview {{ font-family: monospace; color: {c.text}; }}
 QLabel#formErrors {{ color: {c.error_text}; }}
+QLabel#provenance[flagged="true"], QLabel#draftClaims {{ color: {c.error_text}; }}
+QLabel#actionSummary {{ font-weight: 600; }}
 QPushButton {{ padding: 5px 12px; }}
 QPushButton#sendButton, QPushButton#approveButton, QPushButton#confirmApprove {{
     background: {c.accent}; color: {c.accent_text}; border: none; border-radius: 6px;
