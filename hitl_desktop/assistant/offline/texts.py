@@ -28,7 +28,8 @@ INJECTION: Final = (
 )
 SIGN_IN: Final = (
     "To help with your orders or your account, I first need to confirm it's you: please "
-    "sign in to your account (or open this chat from it), and I'll take it from there."
+    "use \"Sign in to your order\" at the top of this chat (the email address of your "
+    "account and one of your order numbers), and I'll take it from there."
 )
 OTHER_CUSTOMER: Final = (
     "I can only help with your own account, so I can't look at or change another "
