@@ -72,15 +72,16 @@ def check_card(desk: Desk, card: dict[str, Any], case: dict[str, Any]) -> None:
         assert provenance["flagged"] and provenance["signs"], (case, provenance)
 
 
-async def run_suite(desk: Desk, fooled: FakeOpenAI | None) -> dict[str, int]:
+async def run_suite(desk: Desk, fooled: FakeOpenAI | None, cases: list[dict[str, Any]] = SUITE,
+                    *, chat: bool = False) -> dict[str, int]:
     before = snapshot(desk)
     counts = {"cards": 0, "flagged": 0, "drafts": 0, "marked": 0, "refused": 0}
-    for n, case in enumerate(SUITE):
+    for n, case in enumerate(cases):
         if fooled is not None:
             call = case["fooled_call"]
-            fooled.enqueue(Reply(calls=[Call(call["name"], call["arguments"],
-                                             call_id=f"inj_{n}")]),
-                           Reply(text=case["fooled_draft"]))
+            (fooled.enqueue_chat if chat else fooled.enqueue)(
+                Reply(calls=[Call(call["name"], call["arguments"], call_id=f"inj_{n}")]),
+                Reply(text=case["fooled_draft"]))
         ref = await desk.customer.send(ChatSend(text=case["text"]), desk.sid)
         await desk.agent.wait("turn.ended", within=30, where=lambda f, r=ref: f["ref"] == r)
         mine = [f for f in desk.agent.frames if f["ref"] == ref]
@@ -130,3 +131,21 @@ async def test_a_fooled_model_is_caught_by_the_host(
     assert counts["refused"] >= 25 and counts["cards"] == counts["flagged"]
     assert counts["marked"] == counts["drafts"] == len(SUITE)
     print("\nfooled model:", counts)
+
+
+async def test_a_fooled_local_server_is_caught_too(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk],
+) -> None:
+    """The OpenAI-compatible engine over Chat Completions (a local server's API): the
+    same host checks, on every third message of the suite (kept fast)."""
+    from hitl_desktop.assistant.compatible_provider import CompatibleProvider
+
+    desk = await open_desk(tmp_path, fake, monkeypatch, provider_factory=lambda _p, _s: (
+        CompatibleProvider(base_url=fake.base_url, api_key=fake.api_key, model="llama3.1",
+                           api="chat", max_retries=1, max_search_rounds=0)))
+    desks.append(desk)
+    cases = SUITE[::3]
+    counts = await run_suite(desk, fake, cases, chat=True)
+    assert counts["cards"] == counts["flagged"]
+    assert counts["marked"] == counts["drafts"] == len(cases)
+    print("\nfooled local server:", counts)
