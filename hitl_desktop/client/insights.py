@@ -13,7 +13,7 @@ import logging
 
 from PySide6.QtCore import QObject, Signal
 
-from hitl_desktop.client.connection import HostConnection
+from hitl_desktop.client.connection import ConnectionState, HostConnection
 from hitl_desktop.core.insights import ChangeRow, InsightsReport
 from hitl_desktop.core.protocol import (
     Envelope,
@@ -45,8 +45,10 @@ class InsightsModel(QObject):
         self._report_id: str | None = None
         self._changes_id: str | None = None
         self.report: InsightsReport | None = None
+        self._connected = connection.state is ConnectionState.CONNECTED
         connection.message_received.connect(self._on_message)
         connection.error_received.connect(self._on_error)
+        connection.state_changed.connect(self._on_state)
 
     @property
     def busy(self) -> bool:
@@ -72,6 +74,19 @@ class InsightsModel(QObject):
             self._changes_id = None
             rows: list[ChangeRow] = list(payload.changes)
             self.changes_ready.emit(payload.session_id, rows)
+
+    def _on_state(self, state: str) -> None:
+        """A request in flight when an open connection drops is not written again (it is
+        a read: the user asks again), so do not leave the view waiting for it. Requests
+        made before the first connect wait in the connection's outbox: they stay."""
+        was, self._connected = self._connected, state == ConnectionState.CONNECTED.value
+        if self._connected or not was:
+            return
+        pending = self._report_id is not None or self._changes_id is not None
+        self._report_id = self._changes_id = None
+        if pending:
+            self.busy_changed.emit(False)
+            self.failed.emit("the connection to the host was lost; press Refresh again")
 
     def _on_error(self, code: str, message: str, ref: object) -> None:
         if ref is None or ref not in (self._report_id, self._changes_id):

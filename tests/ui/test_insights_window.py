@@ -95,4 +95,11 @@ async def test_insights_window_shows_the_hosts_figures(qtbot: object, tmp_path: 
         assert "Ana" in text and "removed sentence" in text and "edited" in text
         iw.changes.show_session("s_000016")  # discarded, then written by hand
         await until(lambda: "without a draft" in iw.changes.browser.toPlainText(), 15)
+
+        # a request cut off by a dropped connection does not leave the view waiting
+        view.refresh()
+        assert not view.refresh_button.isEnabled()
+        window.admin.drop_socket()
+        await until(view.refresh_button.isEnabled, 15, "refresh enabled again")
+        assert "connection to the host was lost" in view.status.text()
         iw.close()
