@@ -109,7 +109,10 @@ async def _kill_trials(data: Path, delays: list[float]) -> list[dict[str, Any]]:
             await asyncio.sleep(0.3)  # the reconciliation's history write
             results.append({"trial": n, "delay": round(delay, 4), "shop": shop_state,
                             "effect": effect, "agents": seen,
-                            "model": _model_told(data, s["session_id"], approval_id)})
+                            "model": _model_told(data, s["session_id"], approval_id),
+                            # the kill fell between the shop's commit and telling anyone
+                            "reconciled": any(approval_id in line and "pending for the agents"
+                                              in line for line in host.log_lines())})
     finally:
         ctx.__exit__(None, None, None)
     return results
@@ -165,7 +168,9 @@ async def test_kill_9_at_random_points_during_approvals_100_trials(tmp_path: Pat
     for r in results:
         _check(r)
     by_shop = {s: sum(r["shop"] == s for r in results) for s in ("pending", "executed")}
-    print(f"100 kill -9 trials: {by_shop}")
+    reconciled = sum(r["reconciled"] for r in results)
+    print(f"100 kill -9 trials: shop states {by_shop}; reconciled at start (killed between "
+          f"the shop's commit and telling anyone): {reconciled}")
 
 
 async def test_kill_9_at_random_points_during_approvals_a_few(tmp_path: Path) -> None:

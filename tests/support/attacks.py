@@ -35,11 +35,12 @@ HOSTILE_ADDR = "127.0.0.3"
 
 
 @dataclass
-class HostProc:
-    """A running host process and what it printed when it started."""
+class HostView:
+    """What an attack needs of a host process (picklable: bench runs attacks in another
+    process)."""
 
-    proc: subprocess.Popen[str]
     info: dict[str, Any]
+    pid: int
     stderr_path: Path
 
     @property
@@ -51,11 +52,31 @@ class HostProc:
 
     def rss_mb(self) -> float:
         """The host's resident memory (Linux /proc)."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        status = Path(f"/proc/{self.pid}/status").read_text()
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    def open_files(self) -> int:
+        """File descriptors the host process has open (Linux /proc)."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            return 0
+
+    def log_lines(self) -> list[str]:
+        return self.stderr_path.read_text(errors="replace").splitlines()
+
+
+@dataclass
+class HostProc(HostView):
+    """A running host process and what it printed when it started."""
+
+    proc: subprocess.Popen[str] = field(default=None)  # type: ignore[assignment]
+
+    def view(self) -> HostView:
+        return HostView(self.info, self.pid, self.stderr_path)
 
     def command(self, line: str) -> dict[str, Any]:
         """Send a control line to the host process (see tests.support.hostproc)."""
@@ -65,15 +86,6 @@ class HostProc:
         answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
         return answer
 
-    def open_files(self) -> int:
-        """File descriptors the host process has open (Linux /proc)."""
-        try:
-            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-        except OSError:
-            return 0
-
-    def log_lines(self) -> list[str]:
-        return self.stderr_path.read_text(errors="replace").splitlines()
 
 
 @contextmanager
@@ -96,7 +108,7 @@ def host_process(data_dir: Path, spec: dict[str, Any], *, timeout: float = 30.0
             line = proc.stdout.readline()
         if not line:
             raise AssertionError(f"host did not start: {stderr_path.read_text()[-2000:]}")
-        yield HostProc(proc, json.loads(line), stderr_path)
+        yield HostProc(json.loads(line), proc.pid, stderr_path, proc)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -162,7 +174,7 @@ class Pair:
 
 
 @asynccontextmanager
-async def chatting_pair(host: HostProc, session: int = 0, *, rate: float = 20.0,
+async def chatting_pair(host: HostView, session: int = 0, *, rate: float = 20.0,
                         warmup: float = 0.5) -> AsyncIterator[Pair]:
     """A customer and an agent take turns, each writing ``rate`` lines a second (inside
     the default budget); each line is timed from ``chat.send`` until the other side has
@@ -219,7 +231,7 @@ async def _read_until(ws: ClientConnection, pred: Any, wait: float) -> dict[str,
 # ----------------------------------------------------------------------------- attacks
 
 
-async def sync_flood(host: HostProc, session: int, duration: float, per_s: float = 3.0
+async def sync_flood(host: HostView, session: int, duration: float, per_s: float = 3.0
                      ) -> int | None:
     """Never read; ask for the whole (long) history again and again. The close code."""
     s = host.session(session)
@@ -235,7 +247,7 @@ async def sync_flood(host: HostProc, session: int, duration: float, per_s: float
         await _abort(ws)
 
 
-async def never_reading(host: HostProc, session: int, duration: float) -> int | None:
+async def never_reading(host: HostView, session: int, duration: float) -> int | None:
     """A desk agent that connects (resume from 0 for every open session) and never
     reads while the sessions carry on. The close code."""
     ws = await open_ws(host.url, host.info["desk_token"], addr=HOSTILE_ADDR, max_queue=1,
@@ -247,7 +259,7 @@ async def never_reading(host: HostProc, session: int, duration: float) -> int | 
         await _abort(ws)
 
 
-async def cpu_flood(host: HostProc, session: int, duration: float, conns: int = 10
+async def cpu_flood(host: HostView, session: int, duration: float, conns: int = 10
                     ) -> list[int | None]:
     """One customer, many connections, 8,000-character lines as fast as it can send.
     The close code of each connection (refused ones included)."""
@@ -264,7 +276,7 @@ async def cpu_flood(host: HostProc, session: int, duration: float, conns: int = 
         with contextlib.suppress(ConnectionClosed):
             while time.monotonic() < end:
                 await ws.send(line)
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.01)
         return await close_code(ws, 5.0)
 
     try:
@@ -275,7 +287,7 @@ async def cpu_flood(host: HostProc, session: int, duration: float, conns: int = 
     return codes
 
 
-async def hello_flood(host: HostProc, duration: float) -> tuple[int, list[int | None]]:
+async def hello_flood(host: HostView, duration: float) -> tuple[int, list[int | None]]:
     """Bad tokens as fast as connections open. (attempts, close codes seen)."""
     end = time.monotonic() + duration
     codes: list[int | None] = []
@@ -292,7 +304,7 @@ async def hello_flood(host: HostProc, duration: float) -> tuple[int, list[int | 
     return attempts, codes
 
 
-async def connection_flood(host: HostProc, count: int, hold: float) -> tuple[int, int]:
+async def connection_flood(host: HostView, count: int, hold: float) -> tuple[int, int]:
     """Open ``count`` raw TCP connections (no WebSocket handshake) and hold them for
     ``hold`` s. Returns the most file descriptors the host process had open meanwhile
     and how many it had at the end of the hold (the least over its last 0.3 s: a SYN the
