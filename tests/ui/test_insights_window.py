@@ -56,7 +56,9 @@ async def test_insights_window_shows_the_hosts_figures(qtbot: object, tmp_path: 
         # key figures, charts, tables
         assert view.figure_labels[0][0].text() == str(N)
         assert view.figure_labels[1][0].text() == f"{100 * exp.sent_as_is_ratio:.0f} %"
-        assert len(view.charts) == 4 and all(c.isVisible() for c in view.charts)
+        assert len(view.charts) == 4
+        # a widget added to a shown layout is shown by a queued call: let the loop run it
+        await until(lambda: all(c.isVisible() for c in view.charts), 10, "charts shown")
         o = report.outcomes
         assert _bar_total(view.charts[0]) == o.sent_as_is + o.edited + o.replaced + o.discarded
         assert _bar_total(view.charts[1]) == sum(t.proposed - t.pending for t in report.tools)
