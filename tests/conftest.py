@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from hitl_desktop.core.threads import enable_loop_check
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The threading rule's debug check (core/threads.py), on for every test and for the
+# processes tests start (CLI, demo): a store used on an event loop's thread raises.
+os.environ["HITL_LOOP_CHECK"] = "1"
+enable_loop_check()
 
 
 @pytest.fixture(autouse=True)

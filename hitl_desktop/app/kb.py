@@ -31,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
             window.closed.connect(closed.set)
             window.show()
             window.browser.refresh()
-            log.info("kb browser: %d articles from %s", len(index), root)
+            count = await index.worker.call(len, index)
+            log.info("kb browser: %d articles from %s", count, root)
             await closed.wait()
             window.deleteLater()
         finally:
-            index.close()
+            await asyncio.to_thread(index.close)
         return 0
 
     return run_qt(main, app_name="HITL Desk knowledge base")

@@ -15,6 +15,7 @@ the session is created (``session new`` / ``session.create`` / the host window).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -25,12 +26,13 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.catalog import CatalogError
 from hitl_desktop.core.links import InviteLink, LinkRole
 from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
+from hitl_desktop.core.protocol import CustomerMatch
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.relay import CopilotFactory, CreatedSession, Relay, RelayConfig
 from hitl_desktop.host.tokens import TokenKind, Tokens
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 LINKS_FILE = "host-links.json"
 HOST_FILE = "host.json"
 _STANDING = (TokenKind.AGENT_DESK, TokenKind.CUSTOMER_LOBBY, TokenKind.ADMIN)
-#: the offline engine's pace when settings do not say (milliseconds per word)
-OFFLINE_DELAY_MS = 6.0
 
 
 def open_directory(paths: Paths) -> ShopDatabase | None:
@@ -57,6 +57,35 @@ def open_directory(paths: Paths) -> ShopDatabase | None:
     except Exception:
         log.exception("the shop database could not be opened: customers cannot sign in")
         return None
+
+
+class NamedDirectory:
+    """The relay's customer directory with names answered from memory.
+
+    The relay asks for a customer's name on the event loop (issuing a link for a
+    customer); the shop may not be used there (the threading rule). Names are read
+    once when the host starts (off the loop) and again on every sign-in and search,
+    which the relay already runs in a thread; a name changed in between shows the
+    old one on the next issued link until then.
+    """
+
+    def __init__(self, shop: ShopDatabase) -> None:
+        self.shop = shop
+        self._names = shop.customer_names()
+
+    def customer_name(self, customer_id: str) -> str | None:
+        return self._names.get(customer_id.strip().upper())
+
+    def match_sign_in(self, email: str, order_id: str) -> str | None:
+        self._names = self.shop.customer_names()
+        return self.shop.match_sign_in(email, order_id)
+
+    def find_customers(self, query: str, limit: int) -> list[CustomerMatch]:
+        self._names = self.shop.customer_names()
+        return self.shop.find_customers(query, limit)
+
+    def close(self) -> None:
+        self.shop.close()
 
 
 def lan_address() -> str:
@@ -157,7 +186,7 @@ class RunningHost:
     desk_token: str
     lobby_token: str
     admin_token: str
-    directory: ShopDatabase | None = None
+    directory: NamedDirectory | None = None
 
     @property
     def url(self) -> str:
@@ -226,7 +255,7 @@ class RunningHost:
         await self.relay.aclose()
         self.relay_log.close()
         if self.directory is not None:
-            self.directory.close()
+            await asyncio.to_thread(self.directory.close)
         log.info("host stopped")
 
 
@@ -242,24 +271,47 @@ async def start_host(
     copilot_factory: CopilotFactory | None = None,
     config: RelayConfig | None = None,
 ) -> RunningHost:
-    """Open the log, start listening, write ``host.json``; return the running host."""
-    paths.ensure()
-    ssl_context = make_ssl_context(tls_cert, tls_key)
-    relay_log = RelayLog.open_in(paths.data_dir)
-    tokens = Tokens(relay_log)
-    standing = standing_tokens(paths.data_dir, tokens)
+    """Open the log, start listening, write ``host.json``; return the running host.
+
+    Everything that blocks (the relay log, the links file, the shop database, the
+    knowledge index scan, the co-pilot's engine) is opened in a worker thread, so
+    a windowed host's Qt loop keeps painting; the co-pilot starts on the loop.
+    """
     cfg = config or RelayConfig()
     if cfg.greeting is None:
         cfg.greeting = settings.greeting
-    directory = open_directory(paths)
-    relay = Relay(relay_log, tokens, config=cfg, copilot_factory=copilot_factory,
-                  directory=directory)
+
+    def prepare() -> tuple[RelayLog, Relay, dict[TokenKind, str], ssl.SSLContext | None,
+                           NamedDirectory | None]:
+        paths.ensure()
+        ssl_context = make_ssl_context(tls_cert, tls_key)
+        relay_log = RelayLog.open_in(paths.data_dir)
+        directory: NamedDirectory | None = None
+        try:
+            tokens = Tokens(relay_log)
+            standing = standing_tokens(paths.data_dir, tokens)
+            shop = open_directory(paths)
+            directory = NamedDirectory(shop) if shop is not None else None
+            relay = Relay(relay_log, tokens, config=cfg, copilot_factory=copilot_factory,
+                          directory=directory)
+        except BaseException:
+            relay_log.close()
+            if directory is not None:
+                directory.close()
+            raise
+        return relay_log, relay, standing, ssl_context, directory
+
+    relay_log, relay, standing, ssl_context, directory = await asyncio.to_thread(prepare)
+    start = getattr(relay.copilot, "start", None)
+    if callable(start):  # built off the loop, so not started yet
+        start()
     try:
         await relay.listen(bind, port, ssl_context=ssl_context)
     except BaseException:
+        await relay.aclose()
         relay_log.close()
         if directory is not None:
-            directory.close()
+            await asyncio.to_thread(directory.close)
         raise
     host = RunningHost(
         relay=relay, relay_log=relay_log, paths=paths, bind=bind, port=relay.port,
@@ -270,7 +322,7 @@ async def start_host(
     relay.link_builder = lambda kind, token: host.link(
         "customer" if kind.link_role == "customer" else "agent", token)
     relay.on_revoked = host.reload_links
-    (paths.data_dir / HOST_FILE).write_text(json.dumps({
+    await asyncio.to_thread((paths.data_dir / HOST_FILE).write_text, json.dumps({
         "url": host.url, "public_host": host.public_host, "port": host.port, "bind": bind,
         "tls": host.tls, "pid": os.getpid(), "started_at": time.time(),
     }, indent=2), "utf-8")
@@ -281,31 +333,6 @@ async def start_host(
     make_private_tree(paths.data_dir)  # files other versions or tools left readable
     gc.freeze()
     return host
-
-
-class _Paceable(Protocol):
-    name: str
-    delay_s: float
-
-
-def pace_offline_engine(copilot: object, settings: Settings) -> None:
-    """Let the offline engine stream at a model's pace (``offline_delay_ms``, default 6).
-
-    Unpaced, it writes a whole draft within a millisecond: the agent would never
-    see what the product is about, a draft streaming into the editor. Every mode
-    paces it the same way (engines built with an explicit delay are left alone).
-    """
-    provider: _Paceable | None = getattr(copilot, "provider", None)
-    if getattr(provider, "name", None) != "offline" or getattr(provider, "delay_s", 1) != 0:
-        return
-    assert provider is not None
-    extra = settings.extra if isinstance(settings.extra, dict) else {}
-    try:
-        delay_ms = float(extra.get("offline_delay_ms", OFFLINE_DELAY_MS))
-    except (TypeError, ValueError):
-        delay_ms = OFFLINE_DELAY_MS
-    provider.delay_s = max(0.0, delay_ms) / 1000.0
-    log.info("offline engine paced at %.0f ms per word", delay_ms)
 
 
 def copilot_factory(
@@ -331,7 +358,6 @@ def copilot_factory(
         except Exception:
             log.exception("the co-pilot could not start: the host relays chat only")
             return NullCopilot()
-        pace_offline_engine(copilot, settings)
         return copilot
 
     return make

@@ -102,16 +102,16 @@ class Copilot(Protocol):
         """(turn_id, text so far) of a draft still streaming, for resuming agents."""
         ...
 
-    def draft_text(self, session_id: str, draft_id: str) -> str | None:
+    async def draft_text(self, session_id: str, draft_id: str) -> str | None:
         """The text the assistant drafted as ``draft_id`` in this session, if known:
         the relay compares it with what the agent sent (``chat.message.edited``)."""
         ...
 
-    def customer_details(self, session_id: str) -> CustomerDetails: ...
+    async def customer_details(self, session_id: str) -> CustomerDetails: ...
 
-    def article(self, article_id: str) -> ArticleContent: ...
+    async def article(self, article_id: str) -> ArticleContent: ...
 
-    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults: ...
+    async def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults: ...
 
     def status(self) -> AssistantStatus: ...
 
@@ -149,16 +149,16 @@ class NullCopilot:
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
         return None
 
-    def draft_text(self, session_id: str, draft_id: str) -> str | None:
+    async def draft_text(self, session_id: str, draft_id: str) -> str | None:
         return None
 
-    def customer_details(self, session_id: str) -> CustomerDetails:
+    async def customer_details(self, session_id: str) -> CustomerDetails:
         return CustomerDetails(customer=None, orders=[])
 
-    def article(self, article_id: str) -> ArticleContent:
+    async def article(self, article_id: str) -> ArticleContent:
         raise OperationError(ErrorCode.NOT_FOUND, f"no article {article_id!r}")
 
-    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
+    async def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
         return KbResults(query=query, articles=[])
 
     def status(self) -> AssistantStatus:

@@ -18,7 +18,6 @@ import collections
 import json
 import logging
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from hitl_desktop.core.threads import StoreLock, StoreWorker
 from hitl_desktop.core.turns import (
     ToolCallItem,
     ToolOutputItem,
@@ -142,7 +142,8 @@ class ConversationStore:
             self._db.close()
             raise
         make_private(path)
-        self._lock = threading.Lock()
+        self._lock = StoreLock("the conversation store")
+        self.worker = StoreWorker("conversations")  # the loop calls us only through it
         # most recently used sessions' histories, bounded in (stored JSON) bytes: a host
         # that has seen many long conversations must not keep them all in memory
         self._cache: collections.OrderedDict[str, list[TurnItem]] = collections.OrderedDict()
@@ -301,3 +302,4 @@ class ConversationStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.worker.shutdown()

@@ -20,9 +20,9 @@ import difflib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast
 
 from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
 from hitl_desktop.assistant.stream import Citation as StreamCitation
@@ -80,10 +80,13 @@ from hitl_desktop.core.turns import (
     TurnItem,
 )
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
+from hitl_desktop.knowledge.articles import KbArticle
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
 from hitl_desktop.store.errors import Expired
 
+P = ParamSpec("P")
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 400
@@ -228,10 +231,10 @@ class HostCopilot:
         if self._started:
             return
         self._started = True
-        # read before any turn of this process starts: only a previous run's drafts
-        interrupted = self.conversations.interrupted_drafts()
-        if interrupted:
-            self._tasks.spawn(self._report_interrupted(interrupted), "report-interrupted")
+        # queued before any turn of this process can start: only a previous run's drafts
+        interrupted = self.conversations.worker.submit(self.conversations.interrupted_drafts)
+        self._tasks.spawn(self._report_interrupted(asyncio.wrap_future(interrupted)),
+                          "report-interrupted")
         self._tasks.spawn(self._reconcile_approvals(), "reconcile-approvals")
         self._tasks.spawn(self._expiry_loop(), "approval-expiry")
 
@@ -250,7 +253,7 @@ class HostCopilot:
         try:
             told: dict[str, tuple[str, str]] = states_of()
             since = time.time() - RECONCILE_WINDOW_S
-            records = await asyncio.to_thread(self.store.approvals_since, since)
+            records = await self._shop(self.store.approvals_since, since)
         except Exception:
             log.exception("approval reconciliation could not read the stores")
             return
@@ -278,8 +281,9 @@ class HostCopilot:
                     result=rec.result, error=rec.error, reason=rec.reason))
                 log.warning("approval %s was %s in the shop but pending for the agents: "
                             "published after a restart", rec.approval_id, rec.state)
+            history = await self._history(self.conversations.items, rec.session_id)
             if not any(isinstance(item, ApprovalOutcome) and item.approval_id == rec.approval_id
-                       for item in self.conversations.items(rec.session_id)):
+                       for item in history):
                 by = rec.decided_by if state != "expired" else None
                 outcomes.setdefault(rec.session_id, []).append(
                     _outcome(rec, state, by=by, reason=rec.reason))
@@ -290,7 +294,7 @@ class HostCopilot:
                 await self._next_turn(sid, "superseded by an approval decision", items,
                                       "approval")
             else:
-                self.conversations.append(sid, *items)
+                await self._history(self.conversations.append, sid, *items)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -299,15 +303,28 @@ class HostCopilot:
             await self.provider.aclose()
         except Exception:
             log.exception("closing the provider failed")
-        for close in self._owned:
+        for close in [*self._owned, self.conversations.close]:
             try:
-                close()
+                await asyncio.to_thread(close)  # after the workers' queued calls
             except Exception:
                 log.exception("closing %r failed", close)
-        self.conversations.close()
 
-    async def _report_interrupted(self, drafts: list[DraftRecord]) -> None:
-        for draft in drafts:
+    # the stores are called from the loop only through their own worker thread
+    # (docs/ARCHITECTURE.md, "Threads and loops")
+
+    async def _shop(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.store.worker.call(fn, *args, **kwargs)
+
+    async def _history(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.conversations.worker.call(fn, *args, **kwargs)
+
+    async def _kb_get(self, article_id: str) -> KbArticle | None:
+        if self.index is None:
+            return None
+        return await self.index.worker.call(self.index.get, article_id)
+
+    async def _report_interrupted(self, pending: Awaitable[list[DraftRecord]]) -> None:
+        for draft in await pending:
             await self._publish(
                 draft.session_id,
                 DraftFailed(turn_id=draft.turn_id, code=ErrorCode.INTERNAL,
@@ -325,7 +342,7 @@ class HostCopilot:
 
     async def expire_now(self) -> list[ApprovalRecord]:
         """Expire overdue approvals; tell the agents and the model."""
-        expired = await asyncio.to_thread(self.store.expire_due)
+        expired = await self._shop(self.store.expire_due)
         for rec in expired:
             await self._expired(rec)
         return expired
@@ -334,7 +351,7 @@ class HostCopilot:
         await self._publish(rec.session_id, ApprovalUpdated(
             approval_id=rec.approval_id, state="expired", by=rec.decided_by,
             error="no representative decided before the approval expired"))
-        self.conversations.append(rec.session_id, _outcome(
+        await self._history(self.conversations.append, rec.session_id, _outcome(
             rec, "expired", reason="no representative decided before the approval expired"))
 
     # ----------------------------------------------------------- publishing
@@ -387,13 +404,14 @@ class HostCopilot:
             turn = self._turns.get(session_id)
             if turn is not None and draft_id is not None and turn.turn_id == draft_id:
                 await self._supersede(session_id, "sent before it was finished")
-            sent = self.conversations.record_sent(session_id, message_id, text, draft_id, agent)
-            self.conversations.append(session_id, SentReply(
+            sent = await self._history(self.conversations.record_sent, session_id, message_id,
+                                       text, draft_id, agent)
+            await self._history(self.conversations.append, session_id, SentReply(
                 text=text, message_id=message_id, agent=agent, draft_id=sent.draft_id,
                 draft_text=sent.draft_text))
 
     async def regenerate(self, session_id: str) -> None:
-        if not self.conversations.items(session_id):
+        if not await self._history(self.conversations.items, session_id):
             raise OperationError(ErrorCode.CONFLICT, "nothing to reply to yet")
         await self._next_turn(session_id, "regenerated", [], "regenerate")
 
@@ -405,16 +423,16 @@ class HostCopilot:
         message) cannot interleave their history or orphan a turn."""
         async with self._session_lock(session_id):
             await self._supersede(session_id, stale_reason)
-            self._note_identity(session_id)
+            await self._note_identity(session_id)
             if items:
-                self.conversations.append(session_id, *items)
-            self._start_turn(session_id, reason)
+                await self._history(self.conversations.append, session_id, *items)
+            await self._start_turn(session_id, reason)
 
     def _identity(self, session_id: str) -> SessionIdentity:
         """Who the session's customer is: the host's record (the relay owns it)."""
         return self.outbox.session_identity(session_id)
 
-    def _note_identity(self, session_id: str) -> None:
+    async def _note_identity(self, session_id: str) -> None:
         """Tell the model's history when the customer was verified (or unlinked) since the
         last turn, so earlier "not verified" answers are read in the right light."""
         identity = self._identity(session_id)
@@ -422,7 +440,7 @@ class HostCopilot:
         told = self._told_identity.get(session_id)
         self._told_identity[session_id] = key
         if told is not None and told != key:
-            self.conversations.append(session_id, IdentityChange(
+            await self._history(self.conversations.append, session_id, IdentityChange(
                 customer_id=ident.verified_customer(identity),
                 verified=ident.verified_customer(identity) is not None, by=identity.by,
                 note=ident.change_note(identity)))
@@ -439,12 +457,12 @@ class HostCopilot:
             if turn is not None and turn.turn_id == turn_id and not _done(turn):
                 await self._supersede(session_id, "discarded by the representative")
                 return
-        draft = self.conversations.draft(turn_id)
+        draft = await self._history(self.conversations.draft, turn_id)
         if draft is None or draft.session_id != session_id:
             raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
         if draft.state in ("stale", "discarded", "sent"):
             return
-        self.conversations.draft_finished(turn_id, "discarded")
+        await self._history(self.conversations.draft_finished, turn_id, "discarded")
         await self._publish(session_id, DraftStale(turn_id=turn_id, reason="discarded"))
 
     async def approve(
@@ -454,7 +472,7 @@ class HostCopilot:
 
         Only for the session's verified customer: in an unverified session (or one now
         linked to someone else than the action was proposed for) nothing runs."""
-        rec = self._approval(session_id, approval_id)
+        rec = await self._approval(session_id, approval_id)
         refusal = ident.approval_refusal(self._identity(session_id), rec.customer_id)
         if refusal is not None:
             raise OperationError(*refusal)
@@ -478,7 +496,7 @@ class HostCopilot:
 
     async def reject(self, session_id: str, approval_id: str, agent: str, reason: str) -> None:
         """Record the rejection; the model is told why and drafts the follow-up."""
-        self._approval(session_id, approval_id)
+        await self._approval(session_id, approval_id)
         done = await self._decide(approval_id, functools.partial(
             self.store.reject, approval_id, agent=agent, reason=reason))
         await self._publish(session_id, ApprovalUpdated(
@@ -491,13 +509,13 @@ class HostCopilot:
         them any more (approving in a closed session is refused by the relay)."""
         async with self._session_lock(session_id):
             await self._supersede(session_id, "the session was closed")
-            cancelled = await asyncio.to_thread(
+            cancelled = await self._shop(
                 self.store.cancel_pending, session_id, f"the session was closed by {by}", by)
             for rec in cancelled:
                 await self._publish(session_id, ApprovalUpdated(
                     approval_id=rec.approval_id, state="cancelled", by=by, reason=rec.reason))
-                self.conversations.append(session_id, _outcome(rec, "cancelled",
-                                                               reason=rec.reason))
+                await self._history(self.conversations.append, session_id,
+                                    _outcome(rec, "cancelled", reason=rec.reason))
 
     async def _decide(
         self, approval_id: str, decision: Callable[[], ApprovalRecord]
@@ -507,9 +525,9 @@ class HostCopilot:
         the error goes back to the deciding agent."""
         async with self._deciding_on(approval_id):
             try:
-                return await asyncio.to_thread(decision)
+                return await self._shop(decision)
             except Expired:
-                expired = await asyncio.to_thread(self.store.get_approval, approval_id)
+                expired = await self._shop(self.store.get_approval, approval_id)
                 if expired is not None:
                     await self._expired(expired)
                 raise
@@ -528,9 +546,9 @@ class HostCopilot:
         finally:
             self._deciding.discard(approval_id)
 
-    def _approval(self, session_id: str, approval_id: str) -> ApprovalRecord:
+    async def _approval(self, session_id: str, approval_id: str) -> ApprovalRecord:
         """The pending approval of this session (decided ones: conflict / expired)."""
-        rec = self.store.get_approval(approval_id)
+        rec = await self._shop(self.store.get_approval, approval_id)
         if rec is None or rec.session_id != session_id:
             raise OperationError(ErrorCode.NOT_FOUND,
                                  f"no approval {approval_id!r} in this session")
@@ -548,32 +566,33 @@ class HostCopilot:
             return None
         return turn.turn_id, turn.text
 
-    def draft_text(self, session_id: str, draft_id: str) -> str | None:
-        record = self.conversations.draft(draft_id)
+    async def draft_text(self, session_id: str, draft_id: str) -> str | None:
+        record = await self._history(self.conversations.draft, draft_id)
         if record is None or record.session_id != session_id or not record.text:
             return None
         return record.text
 
-    def customer_details(self, session_id: str) -> CustomerDetails:
+    async def customer_details(self, session_id: str) -> CustomerDetails:
         """The verified customer's profile and orders; nothing for an unverified session."""
         identity = self._identity(session_id)
         cid = ident.verified_customer(identity)
         if cid is None:
             return CustomerDetails(customer=None, orders=[], identity=identity)
-        return CustomerDetails(customer=self.store.customer(cid),
-                               orders=self.store.orders_of(cid), identity=identity)
+        return CustomerDetails(customer=await self._shop(self.store.customer, cid),
+                               orders=await self._shop(self.store.orders_of, cid),
+                               identity=identity)
 
-    def article(self, article_id: str) -> ArticleContent:
-        found = self.index.get(article_id) if self.index is not None else None
+    async def article(self, article_id: str) -> ArticleContent:
+        found = await self._kb_get(article_id)
         if found is None:
             raise OperationError(ErrorCode.NOT_FOUND, f"no article {article_id!r}")
         return ArticleContent(article_id=found.article_id, title=found.title, kind=found.kind,
                               markdown=found.markdown)
 
-    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
+    async def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
         if self.index is None:
             return KbResults(query=query, articles=[])
-        hits = self.index.search(query, limit=limit, kind=kind)
+        hits = await self.index.worker.call(self.index.search, query, limit=limit, kind=kind)
         return KbResults(query=query, articles=[
             Article(article_id=h.article_id, title=h.title, kind=h.kind,
                     snippet=str(h.snippet)[:SNIPPET_CHARS], score=float(h.score),
@@ -618,10 +637,10 @@ class HostCopilot:
 
     # ----------------------------------------------------------- turns
 
-    def _start_turn(self, session_id: str, reason: str) -> _Turn:
+    async def _start_turn(self, session_id: str, reason: str) -> _Turn:
         turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason)
         self._turns[session_id] = turn
-        self.conversations.draft_started(turn.turn_id, session_id, reason)
+        await self._history(self.conversations.draft_started, turn.turn_id, session_id, reason)
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
@@ -644,7 +663,8 @@ class HostCopilot:
         turn.task.cancel()
         await asyncio.wait({turn.task}, timeout=CANCEL_GRACE_S)
         self._running.discard(turn.turn_id)
-        self.conversations.draft_finished(turn.turn_id, "stale", text=turn.text)
+        await self._history(self.conversations.draft_finished, turn.turn_id, "stale",
+                            text=turn.text)
         if turn.announced:
             await self._publish(session_id, DraftStale(turn_id=turn.turn_id, reason=reason))
         await self._publish(session_id, TurnEnded(turn_id=turn.turn_id, outcome="stale",
@@ -679,7 +699,8 @@ class HostCopilot:
         turn.finishing = True
         self._last_error = message
         log.warning("draft %s failed (%s): %s", turn.turn_id, code, message)
-        self.conversations.draft_finished(turn.turn_id, "failed", text=turn.text, error=message)
+        await self._history(self.conversations.draft_finished, turn.turn_id, "failed",
+                            text=turn.text, error=message)
         await self._publish(turn.session_id, DraftFailed(turn_id=turn.turn_id, code=code,
                                                          message=message))
         await self._publish(turn.session_id, TurnEnded(turn_id=turn.turn_id, outcome="failed",
@@ -690,13 +711,13 @@ class HostCopilot:
         sid = turn.session_id
         identity = self._identity(sid)
         customer_id = ident.verified_customer(identity)
-        instructions = self._instructions(identity)
+        instructions = await self._instructions(identity)
         tools = self.catalog.openai_tools()
         max_rounds = self.catalog.policy.max_tool_rounds
         for round_no in range(max_rounds + 1):
             last = round_no == max_rounds
             request = TurnRequest(instructions=instructions,
-                                  history=self.conversations.items(sid),
+                                  history=await self._history(self.conversations.items, sid),
                                   tools=[] if last else tools, session_id=sid,
                                   customer_id=customer_id, metadata={"turn_id": turn.turn_id},
                                   final_round=last)
@@ -718,18 +739,19 @@ class HostCopilot:
                 await asyncio.wait({work})
                 raise
         turn.finishing = True
-        self.conversations.draft_finished(turn.turn_id, "completed", text=turn.text,
-                                          citations=[c.model_dump() for c in turn.citations])
+        await self._history(self.conversations.draft_finished, turn.turn_id, "completed",
+                            text=turn.text, citations=[c.model_dump() for c in turn.citations])
+        history = await self._history(self.conversations.items, sid)
         await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=turn.text,
                                                 citations=turn.citations,
-                                                claims=self._claims(sid, turn.text)))
+                                                claims=self._claims(history, turn.text)))
 
-    def _instructions(self, identity: SessionIdentity) -> str:
+    async def _instructions(self, identity: SessionIdentity) -> str:
         """The configured instructions plus the session's identity state: who the verified
         customer is (so the model passes the right ``user_id``), or that nobody is
         verified and the customer should sign in. Never another customer's data."""
         cid = ident.verified_customer(identity)
-        profile = self.store.customer(cid) if cid is not None else None
+        profile = await self._shop(self.store.customer, cid) if cid is not None else None
         return (f"{self.instructions}\n\n{ident.instructions_for(identity, profile)}"
                 f"\n\n{HONESTY_RULES}")
 
@@ -795,7 +817,8 @@ class HostCopilot:
         elif isinstance(update, SearchResults):
             articles: list[Article] = []
             for hit in update.hits:
-                art = self._article_for(hit.article_id, hit.attributes, hit.text, hit.score)
+                art = await self._article_for(hit.article_id, hit.attributes, hit.text,
+                                              hit.score)
                 if art is None:
                     continue
                 if hit.file_id:
@@ -808,7 +831,7 @@ class HostCopilot:
                                                              articles=articles))
         elif isinstance(update, StreamCitation):
             article_id = rnd.files.get(update.file_id) or update.article_id
-            art = self._article_for(article_id, None, None, 0.0) if article_id else None
+            art = await self._article_for(article_id, None, None, 0.0) if article_id else None
             if art is None or art.article_id in turn.cited:
                 return
             turn.cited.add(art.article_id)
@@ -827,7 +850,7 @@ class HostCopilot:
         elif isinstance(update, Failed):
             rnd.failed = update
 
-    def _article_for(
+    async def _article_for(
         self, article_id: str | None, attributes: Mapping[str, Any] | None, text: Any, score: Any
     ) -> Article | None:
         """Map a search hit / citation to a local article (a bare slug tries kb/ then faq/)."""
@@ -836,7 +859,7 @@ class HostCopilot:
         candidates = [article_id] if "/" in article_id else [f"kb/{article_id}",
                                                               f"faq/{article_id}"]
         for cand in candidates:
-            found = self.index.get(cand) if self.index is not None else None
+            found = await self._kb_get(cand)
             if found is not None:
                 return Article(article_id=found.article_id, title=found.title, kind=found.kind,
                                snippet=_snippet(text) or _snippet(found.markdown),
@@ -864,10 +887,11 @@ class HostCopilot:
         item_ids = {i.get("call_id"): i.get("id") for i in output_items
                     if i.get("type") == "function_call" and i.get("id")}
         if context:
-            self.conversations.append(turn.session_id, *context)
+            await self._history(self.conversations.append, turn.session_id, *context)
         for call in calls:
             output = await self._handle_call(turn, call, identity)
-            self.conversations.append(
+            await self._history(
+                self.conversations.append,
                 turn.session_id,
                 ToolCallItem(call_id=call.call_id, name=call.name,
                              arguments=dict(call.arguments or {}),
@@ -923,7 +947,7 @@ class HostCopilot:
         if needs_approval:
             return await self._propose(turn, call, args, customer_id)
         try:
-            result = await asyncio.to_thread(
+            result = await self._shop(
                 self.store.run_tool, call.name, args, actor="assistant",
                 customer_id=customer_id, session_id=sid, call_id=call.call_id)
         except OperationError as exc:
@@ -946,7 +970,7 @@ class HostCopilot:
         often the model (or a customer coaxing it) asks again.
         """
         sid = turn.session_id
-        pending = await asyncio.to_thread(self.store.pending_approvals, sid)
+        pending = await self._shop(self.store.pending_approvals, sid)
         for rec in pending:
             if rec.tool == call.name and rec.proposed_arguments == args:
                 out = _awaiting(rec)
@@ -957,8 +981,8 @@ class HostCopilot:
                 return ToolOutputItem(call_id=call.call_id, name=call.name,
                                       outcome="awaiting_approval", output=out,
                                       approval_id=rec.approval_id)
-        check = await asyncio.to_thread(self.store.check_action, call.name, args,
-                                        customer_id=customer_id)
+        check = await self._shop(self.store.check_action, call.name, args,
+                                 customer_id=customer_id)
         if not check.ok:
             refused = {
                 "ok": False, "status": "not_possible", "error": check.error,
@@ -970,7 +994,7 @@ class HostCopilot:
                                                 output=refused))
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="not_possible",
                                   output=refused)
-        rec = await asyncio.to_thread(
+        rec = await self._shop(
             self.store.create_approval, sid, call.call_id, call.name, args,
             customer_id=customer_id)  # the deadline: the catalog policy's approval TTL
         tool = self.catalog.tool(call.name)
@@ -978,16 +1002,17 @@ class HostCopilot:
             approval_id=rec.approval_id, call_id=call.call_id, tool=call.name,
             description=tool.description, arguments=rec.proposed_arguments,
             parameters_schema=tool.parameters, expires_at=rec.expires_at,
-            summary=check.summary, provenance=self._provenance(sid, args)))
+            summary=check.summary, provenance=self._provenance(
+                await self._history(self.conversations.items, sid), args)))
         out = _awaiting(rec)  # the summary names the customer: it stays on the card only
         return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="awaiting_approval",
                               output=out, approval_id=rec.approval_id, summary=check.summary)
 
-    def _provenance(self, session_id: str, args: Mapping[str, Any]) -> Provenance | None:
+    def _provenance(self, history: Sequence[TurnItem],
+                    args: Mapping[str, Any]) -> Provenance | None:
         """The customer message that led to a proposal, quoted; flagged when it (or an
         argument) reads like instructions to the system; arguments quoting it named."""
-        line = next((i for i in reversed(self.conversations.items(session_id))
-                     if isinstance(i, CustomerLine)), None)
+        line = next((i for i in reversed(history) if isinstance(i, CustomerLine)), None)
         if line is None:
             return None
         signs = instruction_signs(line.text)
@@ -1002,9 +1027,9 @@ class HostCopilot:
         return Provenance(message_id=line.message_id or None, quote=_clip(line.text),
                           flagged=bool(signs), signs=signs, copied_into=copied)
 
-    def _claims(self, session_id: str, text: str) -> list[DraftClaim]:
+    def _claims(self, history: Sequence[TurnItem], text: str) -> list[DraftClaim]:
         """Sentences of a draft stating an outcome of an action that has not happened."""
-        not_done, ids, executed = _not_done(self.conversations.items(session_id), self.catalog)
+        not_done, ids, executed = _not_done(list(history), self.catalog)
         return [DraftClaim(tool=c.tool, sentence=_clip(c.sentence), reason=c.reason)
                 for c in outcome_claims(text, not_done, ids, executed)]
 

@@ -28,7 +28,6 @@ import functools
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -64,6 +63,7 @@ from hitl_desktop.core.insights import (
     levenshtein,
     outcome_of,
 )
+from hitl_desktop.core.threads import StoreLock, StoreWorker
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ArticleOpens:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_OPENS_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = StoreLock("the insights store")
 
     def opened(self, article_id: str, agent: str, session_id: str | None,
                ts: float | None = None) -> None:
@@ -571,7 +571,8 @@ class InsightsService:
         self.cache_s = cache_s
         self._lock: asyncio.Lock | None = None
         self._cache: dict[tuple[float, float, float], tuple[float, InsightsReport]] = {}
-        self._opens: ArticleOpens | None = None
+        self._opens: ArticleOpens | None = None  # opened and used on the worker only
+        self._worker = StoreWorker("insights")
         self.computed = 0  # reports actually computed (tests, logs)
 
     async def report(self, start: float, end: float,
@@ -581,6 +582,7 @@ class InsightsService:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            await self._worker.call(_nothing)  # the article opens recorded so far are in
             hit = self._cache.get(key)
             if hit is not None and time.monotonic() - hit[0] < self.cache_s:
                 return hit[1]
@@ -598,7 +600,11 @@ class InsightsService:
         return await asyncio.to_thread(changes, self.data_dir, session_id)
 
     def article_opened(self, article_id: str, agent: str, session_id: str | None) -> None:
-        """Record an ``article.get`` (a tiny WAL insert; a failure is logged, not raised)."""
+        """Record an ``article.get`` on the insights worker (the loop never waits on it)."""
+        self._worker.submit(self._record_open, article_id, agent, session_id)
+
+    def _record_open(self, article_id: str, agent: str, session_id: str | None) -> None:
+        """A tiny WAL insert (on the worker); a failure is logged, not raised."""
         try:
             if self._opens is None:
                 self._opens = ArticleOpens(self.data_dir)
@@ -607,6 +613,15 @@ class InsightsService:
             log.exception("could not record that %s opened %s", agent, article_id)
 
     def close(self) -> None:
+        """Close the store after what is queued; never blocks the loop."""
+        self._worker.submit(self._close_opens)
+        self._worker.shutdown()
+
+    def _close_opens(self) -> None:
         if self._opens is not None:
             self._opens.close()
             self._opens = None
+
+
+def _nothing() -> None:
+    return None

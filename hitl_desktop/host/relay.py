@@ -1257,7 +1257,7 @@ class Relay:
         message_id = fast_id("c")
         edited: bool | None = None
         if not is_customer and draft_id is not None:
-            drafted = self.copilot.draft_text(st.row.session_id, draft_id)
+            drafted = await self.copilot.draft_text(st.row.session_id, draft_id)
             edited = None if drafted is None else drafted.strip() != text.strip()
         _seq, frame = self.log.append_chat(
             st.row, message_id=message_id, role=conn.role.value, name=conn.name,
@@ -1379,7 +1379,7 @@ class Relay:
         if ident.verified_customer(identity) is None:  # nobody's records for the unverified
             details = CustomerDetails(customer=None, orders=[], identity=identity)
         else:
-            details = self.copilot.customer_details(st.row.session_id)
+            details = await self.copilot.customer_details(st.row.session_id)
             if details.identity is None:
                 details = details.model_copy(update={"identity": identity})
         self._reply(conn, "customer.details", details, env)
@@ -1387,13 +1387,14 @@ class Relay:
     async def _op_article_get(self, conn: Conn, env: Envelope, p: Payload,
                               st: SessionState | None) -> None:
         article_id = cast(ArticleGet, p).article_id
-        self._reply(conn, "article.content", self.copilot.article(article_id), env)
+        self._reply(conn, "article.content", await self.copilot.article(article_id), env)
         self.insights.article_opened(article_id, conn.name, env.session)
 
     async def _op_kb_search(self, conn: Conn, env: Envelope, p: Payload,
                             st: SessionState | None) -> None:
         q = cast(KbSearch, p)
-        self._reply(conn, "kb.results", self.copilot.kb_search(q.query, q.kind, q.limit), env)
+        self._reply(conn, "kb.results", await self.copilot.kb_search(q.query, q.kind, q.limit),
+                    env)
 
     async def _op_insights_get(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:

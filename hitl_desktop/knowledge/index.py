@@ -15,13 +15,13 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hitl_desktop.core.threads import StoreLock, StoreWorker
 from hitl_desktop.knowledge.articles import (
     KbArticle,
     article_files,
@@ -148,7 +148,8 @@ class KnowledgeIndex:
     def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
         self.root = root
         self._conn = conn
-        self._lock = threading.Lock()
+        self._lock = StoreLock("the knowledge index")
+        self.worker = StoreWorker("index")  # the loop calls us only through it
         self._vocab: frozenset[str] = frozenset()
         self._deletes: dict[str, list[str]] | None = None
         self._n_chunks = 0
@@ -191,6 +192,7 @@ class KnowledgeIndex:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        self.worker.shutdown()
 
     def __enter__(self) -> KnowledgeIndex:
         return self

@@ -6,8 +6,10 @@ approve at the same moment, a client retries, or a second process opens the
 same file: the state check, the tool's writes, the approval's new state and
 its audit row commit together or not at all.
 
-The API is synchronous and thread-safe (one connection behind a lock); the
-writes are tiny, so the host may call it from its event loop.
+The API is synchronous and thread-safe (one connection behind a lock). It is
+never called on the event loop: code there goes through ``self.worker``, the
+store's own thread (docs/ARCHITECTURE.md, "The threading rule"); a write can
+wait up to 15 s for another process's transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,7 @@ from typing import Any, Final, Literal
 
 from hitl_desktop.core.catalog import InvalidArguments, ToolCatalog
 from hitl_desktop.core.protocol import CustomerMatch
+from hitl_desktop.core.threads import StoreLock, StoreWorker
 from hitl_desktop.store import tools as shop_tools
 from hitl_desktop.store.errors import BusinessRuleError, Conflict, Expired, Forbidden, NotFound
 from hitl_desktop.store.plans import describe
@@ -187,7 +189,8 @@ class ShopDatabase:
         self, conn: sqlite3.Connection, catalog: ToolCatalog, *, clock: Clock, path: Path
     ) -> None:
         self._conn = conn
-        self._lock = threading.RLock()
+        self._lock = StoreLock("the shop database", reentrant=True)
+        self.worker = StoreWorker("database")  # the loop calls us only through it
         self._clock = clock
         self.catalog = catalog
         self.path = path
@@ -319,6 +322,7 @@ class ShopDatabase:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        self.worker.shutdown()
 
     def __enter__(self) -> ShopDatabase:
         return self
@@ -688,6 +692,12 @@ class ShopDatabase:
         }
 
     # ---------------------------------------------------------------- customer directory
+
+    def customer_names(self) -> dict[str, str]:
+        """Every customer's name by id (the relay's in-memory directory of names)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT id, name FROM customers").fetchall()
+        return {str(r["id"]): str(r["name"]) for r in rows}
 
     def customer_name(self, customer_id: str) -> str | None:
         """The customer's name (None if unknown): inbox rows, chat author names."""

@@ -106,22 +106,24 @@ class KbSource(Protocol):
 
 
 class LocalKbSource:
-    """The local index (the ``hitl-desktop kb`` window, or a host-side browser)."""
+    """The local index (the ``hitl-desktop kb`` window, or a host-side browser); called
+    through the index's own worker thread, never on the Qt loop."""
 
     def __init__(self, index: KnowledgeIndex) -> None:
         self.index = index
 
     async def search(self, query: str, kind: str | None, limit: int) -> Sequence[KbEntry]:
+        ix = self.index
         if not query.strip():
-            arts = [a for a in self.index.articles() if kind in (None, a.kind)]
+            arts = [a for a in await ix.worker.call(ix.articles) if kind in (None, a.kind)]
             arts.sort(key=lambda a: (a.kind != "kb", a.title.lower()))
             return [KbEntry(a.article_id, a.title, a.kind, _first_line(a.markdown))
                     for a in arts[:limit]]
-        hits = await asyncio.to_thread(self.index.search, query, limit, kind)
+        hits = await ix.worker.call(ix.search, query, limit, kind)
         return [KbEntry(h.article_id, h.title, h.kind, h.snippet) for h in hits]
 
     async def article(self, article_id: str) -> KbDocument | None:
-        art = self.index.get(article_id)
+        art = await self.index.worker.call(self.index.get, article_id)
         if art is None:
             return None
         return KbDocument(art.article_id, art.title, art.kind, art.markdown)

@@ -32,6 +32,7 @@ from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from tests.support.fake_openai import Call, FakeOpenAI, HttpError, Reply
+from tests.support.stores import on_worker
 from tests.support.turns import of, turn_request
 
 ANSWER = "Orders can be cancelled while they are pending or processing. Let me check ORD1001."
@@ -87,7 +88,8 @@ async def test_local_search_then_answer_with_a_tool_call(
     ids = [h.article_id for h in search.hits]
     assert search.queries == ("cancel an order",)
     assert ids and ids[0] in {"faq/cancel-order", "kb/procedure-cancellation"}
-    assert all(i is not None and index.get(i) is not None for i in ids)  # all local articles
+    for i in ids:  # all local articles
+        assert i is not None and await on_worker(index.get, i) is not None
     hit = search.hits[0]
     assert hit.attributes["title"] and hit.attributes["path"].endswith(".md") and hit.text
     ready = of(updates, ToolCallReady)

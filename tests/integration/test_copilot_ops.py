@@ -20,7 +20,7 @@ from hitl_desktop.core.protocol import (
     DraftRegenerate,
     KbSearch,
 )
-from hitl_desktop.host.conversation import ConversationStore
+from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.host.copilot import CONVERSATIONS_FILE, build_copilot
 from hitl_desktop.host.tokens import TokenKind
 from tests.support.catalogs import write_policy
@@ -35,6 +35,7 @@ from tests.support.copilot_desk import (
     open_desk,
 )
 from tests.support.fake_openai import Call, FakeOpenAI, Reply, replay_turns
+from tests.support.stores import on_worker
 
 __all__ = ["desk", "desks", "fake"]  # fixtures from the shared desk
 
@@ -179,7 +180,7 @@ async def test_approval_of_another_sessions_action_is_not_found(desk: Desk) -> N
     await desk.agent2.send(ApprovalApprove(approval_id=created["approval_id"]),
                            other.session_id)
     assert (await desk.agent2.wait("error"))["data"]["code"] == "not_found"
-    assert desk.order_status("ORD1001") == "pending"
+    assert await desk.order_status("ORD1001") == "pending"
 
 
 async def test_multi_turn_recorded_tool_loop(desk: Desk, recorded_streams: Path) -> None:
@@ -204,9 +205,15 @@ async def test_restart_mid_draft_reports_the_draft_failed(
     await desk.agent.wait("draft.delta")
     # simulate a crash: the draft row stays "drafting" in the data dir
     paths = host_paths(tmp_path)
-    store = ConversationStore(paths.data_dir / CONVERSATIONS_FILE)
-    record = store.draft(started["turn_id"])
-    store.close()
+
+    def read_draft() -> DraftRecord | None:
+        store = ConversationStore(paths.data_dir / CONVERSATIONS_FILE)
+        try:
+            return store.draft(started["turn_id"])
+        finally:
+            store.close()
+
+    record = await asyncio.to_thread(read_draft)
     assert record is not None and record.state == "drafting"
     for client in (desk.customer, desk.agent, desk.agent2):
         await client.close()
@@ -240,7 +247,8 @@ async def test_compatible_engine_searches_the_shared_local_index(
         await desk.say("How do I cancel?")
         articles = (await desk.agent.wait("articles"))["data"]["articles"]
         assert desk.copilot.index is not None
-        assert all(desk.copilot.index.get(a["article_id"]) for a in articles)
+        for a in articles:
+            assert await on_worker(desk.copilot.index.get, a["article_id"])
         assert (await desk.draft())["text"] == "You can cancel while the order is pending."
         assert not desk.agent.of("tool.call", name="search_knowledge_base")  # internal
         for client in (desk.customer, desk.agent, desk.agent2):

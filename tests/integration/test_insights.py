@@ -231,7 +231,7 @@ async def test_opening_an_article_is_recorded(tmp_path: Path) -> None:
     from hitl_desktop.host.copilot import build_copilot
 
     data = tmp_path / "data"
-    generate(data, 4)
+    await asyncio.to_thread(generate, data, 4)
     async with running_host(
             data, copilot_factory=lambda outbox: build_copilot(
                 host_paths(data), _settings(), outbox, provider_override="offline")) as host:

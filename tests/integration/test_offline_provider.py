@@ -10,6 +10,7 @@ co-pilot's "awaiting approval" output) until it writes the draft.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -43,6 +44,7 @@ from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.catalog_file import default_catalog
 from hitl_desktop.store.database import ShopDatabase
 from tests.support import offline_eval
+from tests.support.stores import on_worker
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -127,11 +129,11 @@ async def run(
     return Response(events, hits, call, text, citations)
 
 
-def tool_items(
+async def tool_items(
     shop: ShopDatabase, name: str, args: dict[str, Any], customer_id: str, call_id: str
 ) -> list[dict[str, Any]]:
-    """A safe tool run for real, as the host appends it to the conversation."""
-    result = shop.run_tool(name, args, customer_id=customer_id)
+    """A safe tool run for real (off the loop), as the host appends it to the conversation."""
+    result = await asyncio.to_thread(shop.run_tool, name, args, customer_id=customer_id)
     return [
         function_call(name, args, call_id),
         {"type": "function_call_output", "call_id": call_id, "output": json.dumps(result)},
@@ -227,16 +229,16 @@ async def test_demo_questions_answered_from_the_kb(
     assert resp.text.strip()
     assert resp.citations, "the draft cites the article it used"
     assert resp.citations[0]["file_id"].endswith(article.replace("/", "--"))
-    body = index_text(provider, article)
+    body = await index_text(provider, article)
     # grounded: the cited sentence appears (modulo Markdown) in the article
     cited_at = resp.citations[0]["index"]
     sentence = resp.text[:cited_at].split("\n\n")[-1].strip()
     assert sentence and _plain(sentence.split(". ")[-1]) in _plain(body)
 
 
-def index_text(provider: OfflineProvider, article_id: str) -> str:
+async def index_text(provider: OfflineProvider, article_id: str) -> str:
     assert isinstance(provider.index, KnowledgeIndex)
-    art = provider.index.get(article_id)
+    art = await on_worker(provider.index.get, article_id)
     assert art is not None
     return art.markdown
 
@@ -276,7 +278,7 @@ async def test_order_history_follow_up_lists_the_orders(
     first = await run(provider, items, catalog)
     assert first.call is not None
     name, args, call_id = first.call
-    items += tool_items(shop, name, args, CUSTOMER, call_id)
+    items += await tool_items(shop, name, args, CUSTOMER, call_id)
     second = await run(provider, items, catalog)
     assert second.call is None
     for oid in ("ORD1001", "ORD1002", "ORD1003", "ORD1008"):
@@ -290,7 +292,7 @@ async def test_order_status_follow_up_states_the_tracking_number(
     items: list[dict[str, Any]] = [{"role": "user", "content": "where is my order ORD1002??"}]
     first = await run(provider, items, catalog)
     assert first.call is not None and first.call[:2] == ("get_order", {"order_id": "ORD1002"})
-    items += tool_items(shop, "get_order", first.call[1], CUSTOMER, first.call[2])
+    items += await tool_items(shop, "get_order", first.call[1], CUSTOMER, first.call[2])
     second = await run(provider, items, catalog)
     assert second.call is None
     assert "shipped" in second.text and "1Z999AA10123456784" in second.text
@@ -303,7 +305,7 @@ async def test_cancel_flow_awaiting_then_approved(
     items: list[Any] = [{"role": "user", "content": "Help me cancel order ORD1001"}]
     lookup = await run(provider, items, catalog)
     assert lookup.call is not None and lookup.call[:2] == ("get_order", {"order_id": "ORD1001"})
-    items += tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
+    items += await tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
     first = await run(provider, items, catalog)
     assert first.call is not None
     name, args, call_id = first.call
@@ -318,8 +320,9 @@ async def test_cancel_flow_awaiting_then_approved(
     assert second.citations
     items.append({"role": "assistant", "content": second.text})
 
-    approval = shop.create_approval("s1", call_id, name, args, customer_id=CUSTOMER)
-    record = shop.approve_and_execute(approval.id, "agent-1")
+    approval = await on_worker(shop.create_approval, "s1", call_id, name, args,
+                               customer_id=CUSTOMER)
+    record = await on_worker(shop.approve_and_execute, approval.id, "agent-1")
     result = record.model_output()
     assert result["ok"] is True
     items.append(ApprovalOutcome(
@@ -330,7 +333,8 @@ async def test_cancel_flow_awaiting_then_approved(
     assert third.call is None
     assert "ORD1001" in third.text
     assert "5\u201310 business days" in third.text and "cancelled" in third.text.lower()
-    assert shop.order("ORD1001")["status"] == "cancelled"  # type: ignore[index]
+    order = await on_worker(shop.order, "ORD1001")
+    assert order is not None and order["status"] == "cancelled"
 
 
 async def test_rejection_draft_explains(provider: OfflineProvider, catalog: ToolCatalog) -> None:
@@ -426,7 +430,7 @@ async def test_two_requests_in_one_message_are_both_requested(
     ]
     lookup = await run(provider, items, catalog)
     assert lookup.call is not None and lookup.call[:2] == ("get_order", {"order_id": "ORD1008"})
-    items += tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
+    items += await tool_items(shop, "get_order", lookup.call[1], CUSTOMER, lookup.call[2])
     first = await run(provider, items, catalog)
     assert first.call is not None and first.call[:2] == ("cancel_order", {"order_id": "ORD1008"})
     items += queued("cancel_order", first.call[1], first.call[2])
@@ -448,7 +452,7 @@ async def test_return_needs_the_order_first_then_uses_its_products(
     ]
     first = await run(provider, items, catalog)
     assert first.call is not None and first.call[:2] == ("get_order", {"order_id": "ORD1003"})
-    items += tool_items(shop, "get_order", first.call[1], CUSTOMER, first.call[2])
+    items += await tool_items(shop, "get_order", first.call[1], CUSTOMER, first.call[2])
     second = await run(provider, items, catalog)
     assert second.call is not None
     assert second.call[:2] == ("create_return", {"order_id": "ORD1003", "product_ids": ["P1004"]})
@@ -630,7 +634,8 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
         approval = (await agent.wait("approval.created"))["data"]
         draft2 = (await agent.wait("draft.completed", count=2))["data"]
         assert "cancel order ORD1001 on to a colleague for confirmation" in draft2["text"]
-        assert copilot.store.order("ORD1001")["status"] == "pending"  # type: ignore[index]
+        order = await on_worker(copilot.store.order, "ORD1001")
+        assert order is not None and order["status"] == "pending"
         await send(draft2)
 
         # 5-6: approved -> executed once -> a confirmation draft
@@ -638,7 +643,8 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
         await agent.wait("approval.updated", state="executed")
         draft3 = (await agent.wait("draft.completed", count=3))["data"]
         assert "cancelled" in draft3["text"] and "ORD1001" in draft3["text"]
-        assert copilot.store.order("ORD1001")["status"] == "cancelled"  # type: ignore[index]
+        order = await on_worker(copilot.store.order, "ORD1001")
+        assert order is not None and order["status"] == "cancelled"
         await send(draft3)
 
         # the other demo actions: a safe look-up runs by itself, a reset waits

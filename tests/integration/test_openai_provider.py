@@ -241,7 +241,7 @@ async def test_openai_base_url_env_is_honoured(fake: FakeOpenAI,
 async def test_auto_without_key_is_offline() -> None:
     paths = resolve_paths().ensure()
     assert resolve_provider_name(paths, Settings()) == "offline"
-    offline = make_provider(paths, Settings())
+    offline = await asyncio.to_thread(make_provider, paths, Settings())  # opens the index
     assert offline.name == "offline" and offline.is_ai is False
     await offline.aclose()
     assert resolve_provider_name(paths, Settings(), "compatible") == "compatible"

@@ -260,16 +260,16 @@ class RecordingCopilot:
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
         return self.drafting.get(session_id)
 
-    def draft_text(self, session_id: str, draft_id: str) -> str | None:
+    async def draft_text(self, session_id: str, draft_id: str) -> str | None:
         return None
 
-    def customer_details(self, session_id: str) -> CustomerDetails:
+    async def customer_details(self, session_id: str) -> CustomerDetails:
         return CustomerDetails(customer={"id": "CUST1001"}, orders=[{"id": "ORD1001"}])
 
-    def article(self, article_id: str) -> ArticleContent:
+    async def article(self, article_id: str) -> ArticleContent:
         return ArticleContent(article_id=article_id, title="T", kind="kb", markdown="# T")
 
-    def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
+    async def kb_search(self, query: str, kind: str | None, limit: int) -> KbResults:
         return KbResults(query=query, articles=[])
 
     def status(self) -> AssistantStatus:

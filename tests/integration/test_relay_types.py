@@ -65,7 +65,7 @@ ASSISTANT_EVENTS: list[Payload] = [
 class ArticleCopilot(NullCopilot):
     """Chat-only, but knows one article (so `article.content` can be exercised)."""
 
-    def article(self, article_id: str) -> ArticleContent:
+    async def article(self, article_id: str) -> ArticleContent:
         return ArticleContent(article_id=article_id, title="Cancel", kind="kb", markdown="#")
 
 

@@ -111,8 +111,9 @@ class Desk:
         await self.agent.send(ChatSend(text=text or draft["text"], draft_id=draft["turn_id"]),
                               self.sid)
 
-    def order_status(self, order_id: str) -> str:
-        order = self.copilot.store.order(order_id)
+    async def order_status(self, order_id: str) -> str:
+        store = self.copilot.store
+        order = await store.worker.call(store.order, order_id)
         assert order is not None
         return str(order["status"])
 

@@ -15,6 +15,7 @@ string matches; every other argument must match exactly (money to the cent).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -189,7 +190,7 @@ async def run_row(
     engine: Engine, row: dict[str, Any], shop: ShopDatabase, catalog: ToolCatalog
 ) -> Outcome:
     """Drive one row to a draft, running safe tools for real."""
-    items = expand(row, shop, catalog)
+    items = await asyncio.to_thread(expand, row, shop, catalog)  # the shop: off the loop
     cust = row["customer_id"]
     calls: list[dict[str, Any]] = []
     first_hits: list[str] | None = None
@@ -201,7 +202,8 @@ async def run_row(
             return Outcome(row, first_hits, calls, rep.text, rep.citations)
         name, args, call_id = rep.call
         calls.append({"name": name, "arguments": args})
-        items += tool_items(shop, catalog, name, args, cust, call_id)
+        # the shop is never used on the loop (docs/ARCHITECTURE.md, Threads and loops)
+        items += await asyncio.to_thread(tool_items, shop, catalog, name, args, cust, call_id)
     return Outcome(row, first_hits or [], calls, "", [])
 
 

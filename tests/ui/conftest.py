@@ -10,7 +10,7 @@ timers and painting behave exactly as in the real windows. Never call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
+
+from hitl_desktop.app.qt import GuiThreadCollector
 
 if TYPE_CHECKING:
     from hitl_desktop.app.services import RunningHost
@@ -32,6 +34,17 @@ def qt_app() -> QApplication:
     # closing a test's last window must not stop the loop the test runs in
     app.setQuitOnLastWindowClosed(False)
     return app
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_gc() -> Iterator[None]:
+    """Python's cyclic GC on the GUI thread only, as every windowed mode runs
+    (``app.qt.run_qt``): the stores' and ``to_thread`` workers allocate too, and a
+    collection there would destroy Qt objects from the wrong thread (a crash)."""
+    qt_app()
+    collector = GuiThreadCollector()
+    yield
+    collector.stop()
 
 
 def _qasync_loop() -> asyncio.AbstractEventLoop:

@@ -46,7 +46,9 @@ def test_links_between_articles_map_to_ids() -> None:
 
 async def test_local_browser_lists_searches_filters_and_renders(qtbot: object,
                                                                 tmp_path: Path) -> None:
-    index = KnowledgeIndex.open(default_knowledge_dir(), tmp_path / "idx.sqlite3")
+    index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
+                                    tmp_path / "idx.sqlite3")
+    total = await index.worker.call(len, index)
     source = LocalKbSource(index)
     assert isinstance(source, KbSource)
     window = KbBrowserWindow(source)
@@ -54,9 +56,9 @@ async def test_local_browser_lists_searches_filters_and_renders(qtbot: object,
     window.show()
     try:
         b.refresh()
-        await until(lambda: len(b.listed_ids()) == len(index), what="full listing")
+        await until(lambda: len(b.listed_ids()) == total, what="full listing")
         assert {i.split("/")[0] for i in b.listed_ids()} == {"kb", "faq"}
-        assert b.count.text() == f"{len(index)} articles"
+        assert b.count.text() == f"{total} articles"
 
         b.query.setText("how do I cancel my order")  # debounced search
         await until(lambda: b.listed_ids()[:1] == ["faq/cancel-order"], what="search")
@@ -83,7 +85,7 @@ async def test_local_browser_lists_searches_filters_and_renders(qtbot: object,
     finally:
         window.close()
         window.deleteLater()
-        index.close()
+        await asyncio.to_thread(index.close)
 
 
 async def test_remote_browser_through_the_workspace_and_a_real_host(qtbot: object,

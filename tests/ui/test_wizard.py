@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
@@ -284,7 +285,10 @@ async def test_offline_path_builds_the_index_without_a_key(qtbot: object, kb: Pa
     saved = Settings.load(paths)
     assert saved.provider == "offline" and saved.vector_store_id is None
     assert secrets.load_api_key(paths) is None
-    with KnowledgeIndex.open(kb, index_path(paths)) as index:
-        assert len(index) == 6
-        assert index.search("cancel order")
+
+    def built() -> tuple[int, bool]:
+        with KnowledgeIndex.open(kb, index_path(paths)) as index:
+            return len(index), bool(index.search("cancel order"))
+
+    assert await asyncio.to_thread(built) == (6, True)
     wizard.deleteLater()

@@ -36,6 +36,7 @@ from hitl_desktop.host.copilot import HostCopilot, build_copilot
 from hitl_desktop.secrets import store_api_key
 from tests.support.catalogs import write_policy
 from tests.support.fake_openai import Call, Cite, Hit, Reply, reply_events
+from tests.support.stores import on_worker
 
 SID = "s_unit"
 
@@ -108,7 +109,14 @@ def outbox() -> RecordingOutbox:
 async def make(tmp_path: Path, outbox: RecordingOutbox, provider: Any = None,
                **settings: Any) -> HostCopilot:
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
-    return build_copilot(paths, Settings(**settings), outbox, provider=provider)
+    return await started(build_copilot, paths, Settings(**settings), outbox, provider=provider)
+
+
+async def started(build: Any, *args: Any, **kwargs: Any) -> HostCopilot:
+    """Build the co-pilot off the loop (it opens the stores), start it on the loop."""
+    copilot: HostCopilot = await asyncio.to_thread(build, *args, **kwargs)
+    copilot.start()
+    return copilot
 
 
 # --------------------------------------------------------------------- conversation store
@@ -210,7 +218,7 @@ async def test_racing_customer_messages_keep_one_live_turn(tmp_path: Path,
         assert 1 <= len(started) <= 3 and len(completed) == 1
         assert stale | set(completed) == set(started)
         assert completed[0] == started[-1] and completed[0] not in stale
-        users = [i.text for i in copilot.conversations.items(SID)
+        users = [i.text for i in (await on_worker(copilot.conversations.items, SID))
                  if isinstance(i, CustomerLine)]
         assert users == ["message 0", "message 1", "message 2"]
         assert [i["content"] for i in provider.requests[-1].input] == users
@@ -228,7 +236,7 @@ async def test_agent_reply_leaves_a_streaming_draft_alone(tmp_path: Path,
         await copilot.on_agent_message(SID, "m2", "One moment please.", None, "Dana")
         await copilot.wait_idle(SID)
         assert len(outbox.of("draft.completed")) == 1 and not outbox.of("draft.stale")
-        items = copilot.conversations.items(SID)
+        items = (await on_worker(copilot.conversations.items, SID))
         assert items == [CustomerLine(text="Question?", message_id="m1"),
                          SentReply(text="One moment please.", message_id="m2", agent="Dana")]
     finally:
@@ -248,7 +256,7 @@ async def test_sending_the_streaming_draft_stops_it(tmp_path: Path,
         await copilot.on_agent_message(SID, "m2", text, turn_id, "Dana")
         assert copilot.draft_in_progress(SID) is None
         assert [p.turn_id for p in outbox.of("draft.stale")] == [turn_id]
-        sent = copilot.conversations.items(SID)[-1]
+        sent = (await on_worker(copilot.conversations.items, SID))[-1]
         assert isinstance(sent, SentReply) and sent.text == text and sent.draft_id == turn_id
     finally:
         await copilot.aclose()
@@ -289,7 +297,7 @@ async def test_a_key_stored_later_is_read_off_the_loop(
     """The status is asked on the event loop: the key file (or keyring) is re-read in a
     worker thread, and the answer changes once that read is done."""
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
-    copilot = build_copilot(paths, Settings(provider="openai"), outbox)
+    copilot = await started(build_copilot, paths, Settings(provider="openai"), outbox)
     try:
         assert copilot.status().state == "unconfigured"
         store_api_key(paths, "sk-stored-later")  # no keyring in tests: the 0600 file
@@ -306,7 +314,8 @@ async def test_a_key_stored_later_is_read_off_the_loop(
 async def test_an_engine_that_cannot_start_keeps_the_host_up(tmp_path: Path,
                                                              outbox: RecordingOutbox) -> None:
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
-    copilot = build_copilot(paths, Settings(), outbox, provider_override="no-such-engine")
+    copilot = await started(build_copilot, paths, Settings(), outbox,
+                            provider_override="no-such-engine")
     try:
         status = copilot.status()
         assert status.state == "unconfigured" and status.message
@@ -334,7 +343,7 @@ async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
         assert [r.approval_id for r in expired] == [created.approval_id]
         update = outbox.of("approval.updated")[-1]
         assert update.state == "expired" and update.approval_id == created.approval_id
-        note = copilot.conversations.items(SID)[-1]
+        note = (await on_worker(copilot.conversations.items, SID))[-1]
         assert isinstance(note, ApprovalOutcome) and note.state == "expired"
         assert note.approval_id == created.approval_id and note.by is None
     finally:
@@ -361,7 +370,9 @@ async def test_search_hits_map_to_local_articles(tmp_path: Path,
         found = [a for p in outbox.of("articles") for a in p.articles]
         ids = [a.article_id for a in found]
         assert ids[0] == "faq/cancel-order" and len(ids) == len(set(ids))
-        assert all(copilot.index is not None and copilot.index.get(i) for i in ids)
+        assert copilot.index is not None
+        for i in ids:
+            assert await on_worker(copilot.index.get, i)
         assert found[0].snippet == "a bare slug, no attributes" and found[0].score == 0.8
         assert found[0].path == "faq/cancel-order.md"
         draft = outbox.of("draft.completed")[0]

@@ -74,7 +74,7 @@ class OfflineProvider:
     async def aclose(self) -> None:
         self._closed = True
         if self._owned_index is not None:
-            self._owned_index.close()
+            await asyncio.to_thread(self._owned_index.close)  # never a store on the loop
             self._owned_index = None
 
     def _markdown(self, article_id: str) -> str | None:
