@@ -26,7 +26,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.catalog import CatalogError
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 LINKS_FILE = "host-links.json"
 HOST_FILE = "host.json"
 _STANDING = (TokenKind.AGENT_DESK, TokenKind.CUSTOMER_LOBBY, TokenKind.ADMIN)
+#: the offline engine's pace when settings do not say (milliseconds per word)
+OFFLINE_DELAY_MS = 6.0
 
 
 def open_directory(paths: Paths) -> ShopDatabase | None:
@@ -335,6 +337,32 @@ async def start_host(
     return host
 
 
+class _Paceable(Protocol):
+    name: str
+    delay_s: float
+
+
+def pace_offline_engine(copilot: object, settings: Settings) -> None:
+    """Let the offline engine stream at a model's pace (``offline_delay_ms``, default 6).
+
+    Unpaced, it writes a whole draft within a millisecond: the agent would never
+    see what the product is about, a draft streaming into the editor. Every mode
+    paces it here, the same way (an engine built with a delay is left alone; the
+    co-pilot built directly, as tests do, streams unpaced).
+    """
+    provider: _Paceable | None = getattr(copilot, "provider", None)
+    if getattr(provider, "name", None) != "offline" or getattr(provider, "delay_s", 1) != 0:
+        return
+    assert provider is not None
+    extra = settings.extra if isinstance(settings.extra, dict) else {}
+    try:
+        delay_ms = float(extra.get("offline_delay_ms", OFFLINE_DELAY_MS))
+    except (TypeError, ValueError):
+        delay_ms = OFFLINE_DELAY_MS
+    provider.delay_s = max(0.0, delay_ms) / 1000.0
+    log.info("offline engine paced at %.0f ms per word", delay_ms)
+
+
 def copilot_factory(
     paths: Paths, settings: Settings, *, provider: str | None = None, model: str | None = None
 ) -> CopilotFactory:
@@ -358,6 +386,7 @@ def copilot_factory(
         except Exception:
             log.exception("the co-pilot could not start: the host relays chat only")
             return NullCopilot()
+        pace_offline_engine(copilot, settings)
         return copilot
 
     return make

@@ -145,8 +145,9 @@ def _fts_quote(token: str) -> str:
 class KnowledgeIndex:
     """A BM25 index of article sections stored in one SQLite file."""
 
-    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, root: Path, conn: sqlite3.Connection, path: Path | None = None) -> None:
         self.root = root
+        self.path = path  # the SQLite file (None for an index built in memory)
         self._conn = conn
         self._lock = StoreLock("the knowledge index")
         self.worker = StoreWorker("index")  # the loop calls us only through it
@@ -169,7 +170,7 @@ class KnowledgeIndex:
         conn: sqlite3.Connection | None = None
         try:
             conn = cls._connect(index_path)
-            self = cls(root, conn)
+            self = cls(root, conn, index_path)
             self.refresh()
         except sqlite3.DatabaseError as exc:  # corrupt or foreign file: start over
             log.warning("index %s unusable (%s); recreating it", index_path, exc)
@@ -178,7 +179,7 @@ class KnowledgeIndex:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{index_path}{suffix}").unlink(missing_ok=True)
             conn = cls._connect(index_path)
-            self = cls(root, conn)
+            self = cls(root, conn, index_path)
             self.refresh()
         return self
 

@@ -163,7 +163,10 @@ def test_empty_query_lists_articles(index: KnowledgeIndex) -> None:
     ],
 )
 def test_fts_syntax_never_escapes(index: KnowledgeIndex, query: str) -> None:
-    index.search(query)  # no exception is the point
+    # search() swallows an FTS error (and logs it), so ask SQLite about the expression
+    # itself: every query must become a MATCH expression SQLite accepts
+    _assert_valid_match(index, query)
+    assert isinstance(index.search(query), list)
 
 
 @settings(
@@ -171,8 +174,30 @@ def test_fts_syntax_never_escapes(index: KnowledgeIndex, query: str) -> None:
 )
 @given(st.text(max_size=80))
 def test_any_text_is_a_safe_query(index: KnowledgeIndex, query: str) -> None:
+    _assert_valid_match(index, query)
     hits = index.search(query)
     assert all(h.article_id in {"faq/cancel-order", "faq/returns", "kb/tone"} for h in hits)
+
+
+def test_the_match_check_catches_raw_fts_syntax(index: KnowledgeIndex) -> None:
+    """The check above fails on what search() would swallow (else it proves nothing)."""
+    with pytest.raises(sqlite3.OperationalError):
+        _match(index, 'NEAR((("')
+
+
+def _match(index: KnowledgeIndex, expr: str) -> None:
+    assert index.path is not None
+    db = sqlite3.connect(index.path)
+    try:
+        db.execute("SELECT count(*) FROM chunks WHERE chunks MATCH ?", (expr,)).fetchone()
+    finally:
+        db.close()
+
+
+def _assert_valid_match(index: KnowledgeIndex, query: str) -> None:
+    expr = index.fts_query(query)
+    if expr:  # an empty expression means "no terms": search() returns [] without SQL
+        _match(index, expr)
 
 
 def test_get_and_articles(index: KnowledgeIndex) -> None:
