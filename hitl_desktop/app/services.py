@@ -332,7 +332,7 @@ async def start_host(
     # everything loaded so far (modules, the catalog, the index) lives as long as the
     # host: keep it out of the cyclic collector's full passes, which otherwise scan it
     # all and stall the relay for 100+ ms while many connections are open
-    make_private_tree(paths.data_dir)  # files other versions or tools left readable
+    await asyncio.to_thread(make_private_tree, paths.data_dir)  # left readable by others
     gc.freeze()
     return host
 
