@@ -1244,14 +1244,18 @@ def build_copilot(
     provider: Provider | None = None,
     provider_override: str | None = None,
     expiry_interval_s: float = 30.0,
+    clock: Callable[[], float] | None = None,
 ) -> HostCopilot:
-    """Open the shop, catalog, knowledge index and engine; start the co-pilot."""
+    """Open the shop, catalog, knowledge index and engine; start the co-pilot.
+
+    ``clock`` is the shop's (approval deadlines, audit times): tests move it by hand.
+    """
     from hitl_desktop.knowledge.index import open_index
     from hitl_desktop.store.catalog_file import load_catalog
 
     paths.ensure()
     catalog = load_catalog(paths.config_dir)
-    store = ShopDatabase.open(paths.data_dir, catalog)
+    store = ShopDatabase.open(paths.data_dir, catalog, clock=clock or time.time)
     owned: list[Callable[[], Any]] = [store.close]
     index: KnowledgeIndex | None = None
     try:

@@ -24,7 +24,7 @@ from hitl_desktop.core.protocol import (
 )
 from hitl_desktop.host.copilot import build_copilot
 from hitl_desktop.host.tokens import TokenKind
-from tests.support.catalogs import write_policy
+from tests.support.clock import ManualClock
 from tests.support.copilot_desk import (
     Client,
     Desk,
@@ -430,11 +430,12 @@ async def test_business_rule_failure_is_reported_not_raised(desk: Desk) -> None:
 async def test_expired_and_already_executed_approvals_are_refused(
     tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
 ) -> None:
-    write_policy(host_paths(tmp_path).config_dir, approval_ttl_hours=0.3 / 3600)
-    desk = await open_desk(tmp_path, fake, monkeypatch)
+    clock = ManualClock()  # the approval lifetime (tools.json: 24 h) passes by hand
+    desk = await open_desk(tmp_path, fake, monkeypatch, clock=clock)
     desks.append(desk)
+    ttl = desk.copilot.catalog.policy.approval_ttl_s
     created = await approval_for(desk, "cancel_order", {"order_id": "ORD1001"})
-    await asyncio.sleep(0.4)
+    clock.advance(ttl + 1)
     await desk.agent.send(ApprovalApprove(approval_id=created["approval_id"]), desk.sid)
     err = (await desk.agent.wait("error"))["data"]
     assert err["code"] == "expired"
@@ -442,7 +443,9 @@ async def test_expired_and_already_executed_approvals_are_refused(
     assert await desk.order_status("ORD1001") == "pending"
     # the periodic sweep expires others without anyone touching them
     created2 = await approval_for(desk, "cancel_order", {"order_id": "ORD1008"}, "Checking.")
-    await asyncio.sleep(0.4)
+    clock.advance(ttl - 1)
+    assert await desk.copilot.expire_now() == []  # not yet: a second before its deadline
+    clock.advance(2)
     expired = await desk.copilot.expire_now()
     assert [r.approval_id for r in expired] == [created2["approval_id"]]
     await desk.agent.wait("approval.updated", state="expired",
@@ -462,7 +465,7 @@ async def test_two_agents_approving_at_once_execute_once(desk: Desk) -> None:
     done = (await desk.agent.wait("approval.updated", state="executed"))["data"]
     loser = desk.agent2 if done["by"] == "Dana" else desk.agent
     assert (await loser.wait("error"))["data"]["code"] == "conflict"
-    await asyncio.sleep(0.1)
+    await desk.agent.barrier(desk.sid)  # both decisions are over and everything has arrived
     assert len(desk.agent.of("approval.updated", state="executed")) == 1
     audit = await on_worker(desk.copilot.store.audit_rows, approval_id=created["approval_id"])
     executed = [r for r in audit if r["event"] == "executed"]

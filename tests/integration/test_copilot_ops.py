@@ -121,7 +121,8 @@ async def test_discarding_a_streaming_draft_stops_it(desk: Desk) -> None:
     await desk.agent.send(DraftDiscard(turn_id=turn_id), desk.sid)
     await desk.agent.wait("draft.stale", turn_id=turn_id)
     assert desk.copilot.draft_in_progress(desk.sid) is None
-    await asyncio.sleep(0.1)
+    await desk.copilot.wait_idle(desk.sid)  # the cancelled turn has ended...
+    await desk.agent.barrier(desk.sid)  # ...and whatever it sent has arrived
     assert not desk.agent.of("draft.completed")
 
 

@@ -19,7 +19,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from hitl_desktop.app.services import RunningHost, start_host
 from hitl_desktop.assistant.openai_provider import OpenAIProvider
 from hitl_desktop.config import Paths, Settings, resolve_paths
-from hitl_desktop.core.protocol import ChatSend, Hello, Payload, client_type, encode
+from hitl_desktop.core.protocol import (
+    ChatSend,
+    CustomerGet,
+    Hello,
+    Payload,
+    client_type,
+    encode,
+)
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
 from hitl_desktop.host.tokens import TokenKind
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
@@ -78,6 +85,14 @@ class Client:
             raise AssertionError(f"no {type_} {match} within {within}s; last frames: {seen}")\
                 from None
 
+    async def barrier(self, session: str) -> None:
+        """Until everything the host sent this client so far has arrived: the reply to a
+        request comes after it on the one ordered socket (an event to wait for, instead
+        of sleeping and hoping nothing else would have come)."""
+        n = len(self.of("customer.details")) + 1
+        await self.send(CustomerGet(), session)
+        await self.wait("customer.details", count=n)
+
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
@@ -132,7 +147,7 @@ async def open_desk(
     tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, *,
     key: str | None = "fake", settings: Settings | None = None, max_retries: int = 3,
     provider_factory: Callable[[Paths, Settings], Any] | None = None,
-    override: str | None = None,
+    override: str | None = None, clock: Callable[[], float] | None = None,
 ) -> Desk:
     if key is not None:
         monkeypatch.setenv("OPENAI_API_KEY", fake.api_key if key == "fake" else key)
@@ -144,10 +159,11 @@ async def open_desk(
 
     def factory(outbox: Any) -> HostCopilot:
         if override is not None:
-            return build_copilot(paths, settings, outbox, provider_override=override)
+            return build_copilot(paths, settings, outbox, provider_override=override,
+                                 clock=clock)
         provider = (provider_factory(paths, settings) if provider_factory is not None else
                     OpenAIProvider.from_settings(paths, settings, max_retries=max_retries))
-        return build_copilot(paths, settings, outbox, provider=provider)
+        return build_copilot(paths, settings, outbox, provider=provider, clock=clock)
 
     host = await start_host(paths, settings, port=0, copilot_factory=factory)
     created = host.create_session(customer_id="CUST1001", title="flow")

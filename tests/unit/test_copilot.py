@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
 from hitl_desktop.secrets import store_api_key
 from tests.support.catalogs import write_policy
+from tests.support.clock import ManualClock
 from tests.support.fake_openai import Call, Cite, Hit, Reply, reply_events
 from tests.support.stores import on_worker
 
@@ -107,9 +107,10 @@ def outbox() -> RecordingOutbox:
 
 
 async def make(tmp_path: Path, outbox: RecordingOutbox, provider: Any = None,
-               **settings: Any) -> HostCopilot:
+               clock: Any = None, **settings: Any) -> HostCopilot:
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
-    return await started(build_copilot, paths, Settings(**settings), outbox, provider=provider)
+    return await started(build_copilot, paths, Settings(**settings), outbox, provider=provider,
+                         clock=clock)
 
 
 async def started(build: Any, *args: Any, **kwargs: Any) -> HostCopilot:
@@ -331,14 +332,17 @@ async def test_expiry_sweep_tells_agents_and_model(tmp_path: Path,
     provider = ScriptProvider(Reply(calls=[Call("issue_voucher", {
         "user_id": "CUST1002", "amount": 10, "reason": "late delivery"})]),
         Reply(text="Checking."))
-    write_policy(tmp_path / "config", approval_ttl_hours=0.05 / 3600)  # as tools.json says
-    copilot = await make(tmp_path, outbox, provider)
+    write_policy(tmp_path / "config", approval_ttl_hours=2)  # as tools.json says
+    clock = ManualClock()
+    copilot = await make(tmp_path, outbox, provider, clock=clock)
     try:
         await copilot.on_customer_message(SID, "m1", "my parcel was late, can I get a voucher?")
         await copilot.wait_idle(SID)
         created = outbox.of("approval.created")[0]
-        assert created.expires_at <= time.time() + 1
-        await asyncio.sleep(0.1)
+        assert created.expires_at == clock() + 2 * 3600  # the catalog's lifetime
+        clock.advance(2 * 3600 - 1)
+        assert await copilot.expire_now() == []
+        clock.advance(2)
         expired = await copilot.expire_now()
         assert [r.approval_id for r in expired] == [created.approval_id]
         update = outbox.of("approval.updated")[-1]
