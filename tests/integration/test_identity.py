@@ -35,6 +35,7 @@ from hitl_desktop.host.log import RelayLog
 from tests.integration.relay_harness import running_host
 from tests.support.copilot_desk import Client, Desk, desk, desks, fake, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
+from tests.support.stores import on_worker
 
 __all__ = ["desk", "desks", "fake"]  # fixtures from the shared desk
 
@@ -216,7 +217,7 @@ async def matrix_row(desk: Desk, way: str) -> None:
             assert "Sign in to your order" in got["data"]["message"]
             assert "link the session" in got["data"]["message"]
             assert shop_rows(desk) == before
-            rec = desk.copilot.store.get_approval(pending[0]["approval_id"])
+            rec = (await on_worker(desk.copilot.store.get_approval, pending[0]["approval_id"]))
             assert rec is not None and rec.state == "pending"
             # linked to someone else now: the old proposal is not theirs either
             await sam.send(IdentityLink(customer_id="CUST1003"), sid)
@@ -255,7 +256,7 @@ async def matrix_row(desk: Desk, way: str) -> None:
     for approval in created:
         got = await approve(desk, sid, approval["approval_id"])
         assert got["type"] == "approval.updated", (way, approval["tool"], got)
-        rec = desk.copilot.store.get_approval(approval["approval_id"])
+        rec = (await on_worker(desk.copilot.store.get_approval, approval["approval_id"]))
         assert rec is not None and rec.customer_id == OWN
         assert rec.state == got["data"]["state"]
         if rec.state == "failed":  # a business rule, never an ownership problem

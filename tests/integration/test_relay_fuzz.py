@@ -95,19 +95,20 @@ async def _attack(url: str, token: str, frames: list[str | bytes]) -> int:
     ws = None
     reader: asyncio.Task[None] | None = None
 
-    async def read(ws: Any) -> None:
+    async def read(client: Client) -> None:
+        """Everything the host sent until it closed: never a chat line without a session."""
         try:
-            async for raw in ws:
-                msg = json.loads(raw)
+            while True:
+                msg = await client.recv(60)
                 assert msg["type"] != "chat.message" or msg["session"] is not None
-        except ConnectionClosed:
+        except (ConnectionClosed, TimeoutError):
             pass
 
     for frame in frames:
         if ws is None:
             client = await Client.connect(url, token)
             ws = client.ws
-            reader = asyncio.ensure_future(read(ws))
+            reader = asyncio.ensure_future(read(client))
         try:
             await ws.send(frame)
         except ConnectionClosed:

@@ -7,97 +7,20 @@ use them (listed in their ``__all__``, as pytest finds fixtures by name).
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from hitl_desktop.app.services import RunningHost, start_host
 from hitl_desktop.assistant.openai_provider import OpenAIProvider
 from hitl_desktop.config import Paths, Settings, resolve_paths
-from hitl_desktop.core.protocol import (
-    ChatSend,
-    CustomerGet,
-    Hello,
-    Payload,
-    client_type,
-    encode,
-)
+from hitl_desktop.core.protocol import ChatSend
 from hitl_desktop.host.copilot import HostCopilot, build_copilot
 from hitl_desktop.host.tokens import TokenKind
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
-
-TIMEOUT = 10.0
-
-# --------------------------------------------------------------------- a protocol client
-
-
-class Client:
-    """A bare protocol client on a real WebSocket: hello, then every frame is kept."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.frames: list[dict[str, Any]] = []
-        self._new = asyncio.Event()
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    @classmethod
-    async def connect(cls, url: str, token: str) -> Client:
-        ws = await connect(url, max_size=2**22)
-        self = cls(ws)
-        await ws.send(encode("hello", Hello(token=token)))
-        await self.wait("welcome")
-        return self
-
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            self.frames.append(json.loads(raw))
-            self._new.set()
-
-    async def send(self, payload: Payload, session: str | None) -> str:
-        frame = encode(client_type(payload), payload, session=session)
-        await self.ws.send(frame)
-        return str(json.loads(frame)["id"])
-
-    def of(self, type_: str, **match: Any) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == type_
-                and all(f["data"].get(k) == v for k, v in match.items())]
-
-    async def wait(self, type_: str, *, count: int = 1, within: float = TIMEOUT,
-                   where: Callable[[dict[str, Any]], bool] | None = None,
-                   **match: Any) -> dict[str, Any]:
-        """The ``count``-th frame of this type matching ``match`` (waits for it)."""
-        async def found() -> dict[str, Any]:
-            while True:
-                hits = [f for f in self.of(type_, **match) if where is None or where(f)]
-                if len(hits) >= count:
-                    return hits[count - 1]
-                self._new.clear()
-                await self._new.wait()
-        try:
-            return await asyncio.wait_for(found(), within)
-        except TimeoutError:
-            seen = [(f["type"], f["data"]) for f in self.frames[-15:]]
-            raise AssertionError(f"no {type_} {match} within {within}s; last frames: {seen}")\
-                from None
-
-    async def barrier(self, session: str) -> None:
-        """Until everything the host sent this client so far has arrived: the reply to a
-        request comes after it on the one ordered socket (an event to wait for, instead
-        of sleeping and hoping nothing else would have come)."""
-        n = len(self.of("customer.details")) + 1
-        await self.send(CustomerGet(), session)
-        await self.wait("customer.details", count=n)
-
-    async def close(self) -> None:
-        await self.ws.close()
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-
+from tests.support.protocol_client import Client
 
 # --------------------------------------------------------------------- fixtures
 

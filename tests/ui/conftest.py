@@ -10,19 +10,16 @@ timers and painting behave exactly as in the real windows. Never call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
 from hitl_desktop.app.qt import GuiThreadCollector
+from tests.support.host import running_host
 
-if TYPE_CHECKING:
-    from hitl_desktop.app.services import RunningHost
+__all__ = ["running_host", "until"]
 
 
 def qt_app() -> QApplication:
@@ -66,26 +63,3 @@ async def until(predicate: Callable[[], object], within: float = 10.0, what: str
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
         await asyncio.sleep(0.01)
-
-
-@asynccontextmanager
-async def running_host(
-    data_dir: Path, *, copilot: bool = False, **kw: Any
-) -> AsyncIterator[RunningHost]:
-    """A real host (relay + log + tokens) on 127.0.0.1 port 0, as the demo runs it.
-
-    ``copilot=True`` wires the assistant the way ``hitl-desktop demo`` does (offline
-    engine without a key, paced), through ``app.services.copilot_factory``.
-    """
-    from hitl_desktop.app.services import copilot_factory, start_host
-    from hitl_desktop.config import Settings, resolve_paths
-
-    paths = resolve_paths(data_dir, data_dir / "config")
-    settings = Settings()
-    if copilot:
-        kw.setdefault("copilot_factory", copilot_factory(paths, settings))
-    host = await start_host(paths, settings, port=kw.pop("port", 0), **kw)
-    try:
-        yield host
-    finally:
-        await host.stop()
