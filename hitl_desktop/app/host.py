@@ -23,17 +23,17 @@ log = logging.getLogger(__name__)
 
 
 async def serve_headless(args: argparse.Namespace, paths: Paths, settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # first: a signal during start-up stops too
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still raises
+            loop.add_signal_handler(sig, stop.set)
     host = await start_host(
         paths, settings, bind=args.bind, port=args.port, public_host=args.public_host,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         copilot_factory=copilot_factory(paths, settings, provider=getattr(args, "provider", None),
                                         model=getattr(args, "model", None)),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C still raises
-            loop.add_signal_handler(sig, stop.set)
     sys.stdout.write(json.dumps(host.info()) + "\n")
     sys.stdout.flush()
     advertiser = None
