@@ -139,9 +139,13 @@ async def test_shop_decided_but_agents_never_told_is_reconciled_at_start(
         approval_id = host.info["approvals"][0]
         host.proc.kill()
         host.proc.wait(10)
-    shop = ShopDatabase.open(data, default_catalog())
-    shop.approve_and_execute(approval_id, agent="Agent")  # committed; nobody told
-    shop.close()
+
+    def decide() -> None:  # another process's shop, off the loop: committed; nobody told
+        shop = ShopDatabase.open(data, default_catalog())
+        shop.approve_and_execute(approval_id, agent="Agent")
+        shop.close()
+
+    await asyncio.to_thread(decide)
     with host_process(data, {"copilot": "offline", "sessions": 0}) as host:
         seen = await _agents_view(host.url, s["agent_token"], approval_id, True)
         await asyncio.sleep(0.3)

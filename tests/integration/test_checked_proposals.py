@@ -20,6 +20,7 @@ import pytest
 from hitl_desktop.core.protocol import ApprovalApprove, ChatSend, SessionClose
 from tests.support.copilot_desk import Desk, desks, fake, last_input, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
+from tests.support.stores import on_worker
 
 __all__ = ["desks", "fake"]
 
@@ -132,7 +133,7 @@ async def test_each_sensitive_tool_in_each_state(
             # the model got the shop's reason as the tool's output, and no approval exists
             outputs = [i for i in last_input(fake) if i.get("type") == "function_call_output"]
             assert refusal in outputs[-1]["output"] and "not_possible" in outputs[-1]["output"]
-            assert not desk.copilot.store.pending_approvals(desk.sid)
+            assert not (await on_worker(desk.copilot.store.pending_approvals, desk.sid))
             continue
         (card,) = cards
         assert card["ref"] == ref
@@ -188,7 +189,7 @@ async def test_execution_rechecks_and_close_cancels_pending(
     cancelled = await desk.agent.wait("approval.updated", state="cancelled")
     assert cancelled["ref"] == close
     assert cancelled["data"]["approval_id"] == cards[1]["data"]["approval_id"]
-    record = desk.copilot.store.get_approval(cards[1]["data"]["approval_id"])
+    record = (await on_worker(desk.copilot.store.get_approval, cards[1]["data"]["approval_id"]))
     assert record is not None and record.state == "cancelled"
     assert record.decided_by == cancelled["data"]["by"]  # the closing agent, as announced
     # approving in a closed session is refused; nothing runs

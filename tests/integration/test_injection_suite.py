@@ -27,6 +27,7 @@ import pytest
 from hitl_desktop.core.protocol import ChatSend
 from tests.support.copilot_desk import Desk, desks, fake, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
+from tests.support.stores import on_worker
 
 __all__ = ["desks", "fake"]
 
@@ -50,13 +51,13 @@ def snapshot(desk: Desk) -> tuple[dict[str, int], dict[str, str]]:
     return rows, orders
 
 
-def check_card(desk: Desk, card: dict[str, Any], case: dict[str, Any]) -> None:
+async def check_card(desk: Desk, card: dict[str, Any], case: dict[str, Any]) -> None:
     """A card that survived: the customer's own order/account, an amount the order
     allows, the customer's words quoted, flagged when they read like instructions."""
     args = card["arguments"]
     store = desk.copilot.store
     if "order_id" in args:
-        order = store.order(args["order_id"])
+        order = (await on_worker(store.order, args["order_id"]))
         assert order is not None and order["customer_id"] == ME, (case, args)
         if "amount" in args:
             assert args["amount"] <= order["refundable_amount"], (case, args)
@@ -89,7 +90,7 @@ async def run_suite(desk: Desk, fooled: FakeOpenAI | None, cases: list[dict[str,
             if frame["type"] == "approval.created":
                 counts["cards"] += 1
                 counts["flagged"] += frame["data"]["provenance"]["flagged"]
-                check_card(desk, frame["data"], case)
+                await check_card(desk, frame["data"], case)
             elif frame["type"] == "tool.result" and \
                     frame["data"]["output"].get("status") == "not_possible":
                 counts["refused"] += 1
@@ -101,7 +102,7 @@ async def run_suite(desk: Desk, fooled: FakeOpenAI | None, cases: list[dict[str,
                 if fooled is None:  # the offline engine never claims what has not happened
                     assert frame["data"]["claims"] == [], (case, frame["data"])
     assert snapshot(desk) == before  # 0 executed actions, nothing written
-    assert not [a for a in desk.copilot.store.approvals_of(desk.sid)
+    assert not [a for a in (await on_worker(desk.copilot.store.approvals_of, desk.sid))
                 if a.state in ("executed", "failed")]
     return counts
 
