@@ -304,8 +304,11 @@ async def start_host(
         return relay_log, relay, standing, ssl_context, directory
 
     relay_log, relay, standing, ssl_context, directory = await asyncio.to_thread(prepare)
+    astart = getattr(relay.copilot, "astart", None)
     start = getattr(relay.copilot, "start", None)
-    if callable(start):  # built off the loop, so not started yet
+    if callable(astart):  # built off the loop, so not started yet
+        await astart()
+    elif callable(start):
         start()
     try:
         await relay.listen(bind, port, ssl_context=ssl_context)

@@ -233,8 +233,21 @@ class HostCopilot:
         self._started = True
         # queued before any turn of this process can start: only a previous run's drafts
         interrupted = self.conversations.worker.submit(self.conversations.interrupted_drafts)
-        self._tasks.spawn(self._report_interrupted(asyncio.wrap_future(interrupted)),
-                          "report-interrupted")
+        self._start_tasks(asyncio.wrap_future(interrupted))
+
+    async def astart(self) -> None:
+        """Start once a previous run's cut-off drafts are marked, so nothing the host
+        serves after it starts listening (a report, a replay) sees them half-marked."""
+        if self._started:
+            return
+        self._started = True
+        drafts = await self.conversations.worker.call(self.conversations.interrupted_drafts)
+        marked: asyncio.Future[list[DraftRecord]] = asyncio.get_running_loop().create_future()
+        marked.set_result(drafts)
+        self._start_tasks(marked)
+
+    def _start_tasks(self, interrupted: Awaitable[list[DraftRecord]]) -> None:
+        self._tasks.spawn(self._report_interrupted(interrupted), "report-interrupted")
         self._tasks.spawn(self._reconcile_approvals(), "reconcile-approvals")
         self._tasks.spawn(self._expiry_loop(), "approval-expiry")
 

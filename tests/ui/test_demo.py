@@ -55,7 +55,7 @@ def test_demo_screenshots_and_quits_by_itself(tmp_path: Path) -> None:
 
 def test_demo_script_plays_the_flow_and_shoots_mid_flow(tmp_path: Path) -> None:
     shots = tmp_path / "shots"
-    proc = _run_demo(tmp_path, "--script", "--screenshot", str(shots), "--quit-after", "20",
+    proc = _run_demo(tmp_path, "--script", "--screenshot", str(shots), "--quit-after", "60",
                      timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "demo: script finished" in proc.stderr
