@@ -49,7 +49,11 @@ def summary(sid: str, name: str, cid: str, last: str, ago: float, *, pending: in
     return p.SessionSummary(session_id=sid, title=f"Chat with {name}", customer_id=cid,
                             customer_name=name, state=state,  # type: ignore[arg-type,unused-ignore]
                             created_at=now - ago - 300, last_seq=0, last_message=last,
-                            last_message_at=now - ago, pending_approvals=pending)
+                            last_message_at=now - ago, pending_approvals=pending,
+                            # the host names a customer only once verified (issued links here)
+                            identity=p.SessionIdentity(state="verified", customer_id=cid,
+                                                       customer_name=name, method="link",
+                                                       by="host"))
 
 
 class Feeder:
@@ -231,7 +235,7 @@ def apply_state(state: str, ws: Workspace, window: AgentWindow) -> None:
             description="Cancel an order that has not shipped yet",
             arguments={"order_id": "ORD1008"}, parameters_schema=tool_schema("cancel_order"),
             expires_at=time.time() + 24 * 3600,
-            summary="Cancel ORD1008 (processing, $111.99) and refund $111.99 to Apple Pay",
+            summary="Cancel ORD1008 (processing, $42.50) and refund $42.50 to Apple Pay",
             provenance=p.Provenance(message_id="m9", quote=injected, flagged=True, signs=[
                 "contains fake conversation tags", "claims an approval nobody gave"])))
         claim = "Your order ORD1008 has been cancelled and refunded."
