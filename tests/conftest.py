@@ -11,7 +11,6 @@ import pytest
 from hitl_desktop.core.threads import enable_loop_check
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The threading rule's debug check (core/threads.py), on for every test and for the
@@ -46,8 +45,7 @@ def isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 @pytest.fixture
 def recorded_streams() -> Path:
-    """The real Responses API streams recorded for tests (see shared/fixtures)."""
-    path = SHARED / "fixtures" / "openai-recorded"
-    if not path.is_dir():  # CI clones with shared/ beside the repo; keep a copy too
-        path = REPO / "tests" / "data" / "openai-recorded"
-    return path
+    """The Responses API streams the tests replay: the real recordings from
+    shared/fixtures (copied byte for byte, checked by test_stream) plus the
+    documented-* streams built from the platform docs, which only live here."""
+    return REPO / "tests" / "data" / "openai-recorded"

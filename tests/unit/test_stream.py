@@ -57,6 +57,18 @@ def test_every_recorded_stream_is_covered(recorded_streams: Path) -> None:
     assert sorted(p.stem for p in recorded_streams.glob("*.jsonl")) == sorted(RECORDED)
 
 
+def test_the_repo_copies_of_the_shared_recordings_are_exact(recorded_streams: Path) -> None:
+    """The tests replay the repo's copies; when shared/ sits beside the clone
+    (as in CI), every real recording there must be in the repo unchanged."""
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "openai-recorded"
+    if not shared.is_dir():
+        pytest.skip("no shared/ beside this clone")
+    originals = sorted(shared.glob("*.jsonl"))
+    assert originals
+    for original in originals:
+        assert (recorded_streams / original.name).read_bytes() == original.read_bytes()
+
+
 @pytest.mark.parametrize("as_sdk", [True, False], ids=["sdk-events", "plain-dicts"])
 def test_documented_refusal_is_a_refusal_not_an_empty_draft(recorded_streams: Path,
                                                             as_sdk: bool) -> None:
