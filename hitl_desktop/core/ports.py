@@ -92,6 +92,13 @@ class Copilot(Protocol):
 
     async def regenerate(self, session_id: str) -> None: ...
 
+    async def steer(
+        self, session_id: str, instruction: str, draft_id: str | None, agent: str
+    ) -> None:
+        """A new draft of the current turn following the representative's instruction
+        (``draft.steer``); raises OperationError (e.g. ``unsupported``) when it cannot."""
+        ...
+
     async def on_session_closed(self, session_id: str, by: str) -> None:
         """The session was closed: pending approvals are cancelled, drafting stops."""
         ...
@@ -138,6 +145,11 @@ class NullCopilot:
         raise OperationError(ErrorCode.NOT_FOUND, f"no approval {approval_id!r} in this session")
 
     async def regenerate(self, session_id: str) -> None:
+        raise OperationError(ErrorCode.ASSISTANT_UNAVAILABLE, "this host runs without an assistant")
+
+    async def steer(
+        self, session_id: str, instruction: str, draft_id: str | None, agent: str
+    ) -> None:
         raise OperationError(ErrorCode.ASSISTANT_UNAVAILABLE, "this host runs without an assistant")
 
     async def discard(self, session_id: str, turn_id: str) -> None:

@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     ASSISTANT_UNAVAILABLE = "assistant_unavailable"
     SIGN_IN_FAILED = "sign_in_failed"
     NOT_VERIFIED = "not_verified"
+    UNSUPPORTED = "unsupported"  # e.g. a steering instruction the engine cannot follow
     INTERNAL = "internal"
 
 
@@ -132,6 +133,25 @@ class DraftRegenerate(_Payload):
 
 class DraftDiscard(_Payload):
     turn_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+
+
+# draft.steer (issue 16, steering the co-pilot) -------------------------------------
+
+MAX_STEER_CHARS: Final = 500
+
+
+class DraftSteer(_Payload):
+    """A representative tells the co-pilot what to change about the draft ("shorter")."""
+
+    instruction: str = Field(min_length=1, max_length=MAX_STEER_CHARS)
+    # the draft being steered (the one in the agent's editor); null: the session's latest
+    draft_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
+
+    @model_validator(mode="after")
+    def _not_blank(self) -> DraftSteer:
+        if not self.instruction.strip():
+            raise ValueError("instruction is blank")
+        return self
 
 
 class SessionCreate(_Payload):
@@ -345,8 +365,12 @@ class TypingState(_Payload):
 
 class DraftStarted(_Payload):
     turn_id: str
-    reason: Literal["customer_message", "approval", "rejection", "regenerate", "tool_result"]
+    reason: Literal["customer_message", "approval", "rejection", "regenerate", "tool_result",
+                    "steer"]
     provider: str
+    # draft.steer: the representative's instruction and the draft this one replaces
+    instruction: str | None = None
+    replaces: str | None = None
 
 
 class DraftDelta(_Payload):
@@ -574,6 +598,7 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("approval.reject", ApprovalReject, senders=_AGENTS, session_required=True),
         MessageSpec("draft.regenerate", DraftRegenerate, senders=_AGENTS, session_required=True),
         MessageSpec("draft.discard", DraftDiscard, senders=_AGENTS, session_required=True),
+        MessageSpec("draft.steer", DraftSteer, senders=_AGENTS, session_required=True),
         MessageSpec("session.create", SessionCreate, senders=frozenset({Role.ADMIN})),
         MessageSpec("session.close", SessionClose, senders=_AGENTS, session_required=True),
         MessageSpec("session.reopen", SessionReopen, senders=_AGENTS, session_required=True),

@@ -116,9 +116,24 @@ class ModelOutput(_Item):
     item: dict[str, Any]
 
 
+class RepInstruction(_Item):
+    """A representative's instruction about the draft being written ("shorter", "offer a
+    $10 voucher"), from ``draft.steer``. It is the representative's word, never the
+    customer's: engines render it apart from customer text (a developer message for
+    OpenAI) and nothing a customer writes ever becomes one. It applies to the drafts of
+    the current turn only, accumulating with the turn's earlier instructions, until the
+    next customer line, sent reply or approval decision (:func:`active_instructions`)."""
+
+    kind: Literal["instruction"] = "instruction"
+    text: str
+    agent: str = ""
+    replaces: str | None = None  # the draft it asks to change
+    draft_text: str | None = None  # that draft's text (what "shorter" is relative to)
+
+
 TurnItem = Annotated[
     CustomerLine | SentReply | ToolCallItem | ToolOutputItem | ApprovalOutcome
-    | IdentityChange | ModelOutput,
+    | IdentityChange | ModelOutput | RepInstruction,
     Field(discriminator="kind"),
 ]
 
@@ -155,6 +170,18 @@ def since_last_customer_line(history: list[TurnItem]) -> list[TurnItem]:
         if isinstance(history[n], CustomerLine):
             return list(history[n + 1:])
     return list(history)
+
+
+def active_instructions(history: list[TurnItem]) -> list[RepInstruction]:
+    """The representative's instructions in force for the draft being written: those
+    after the latest customer line, sent reply or approval decision, oldest first."""
+    out: list[RepInstruction] = []
+    for item in history:
+        if isinstance(item, CustomerLine | SentReply | ApprovalOutcome):
+            out = []
+        elif isinstance(item, RepInstruction):
+            out.append(item)
+    return out
 
 
 def from_responses_item(item: dict[str, Any]) -> TurnItem | None:

@@ -74,10 +74,12 @@ from hitl_desktop.core.turns import (
     CustomerLine,
     IdentityChange,
     ModelOutput,
+    RepInstruction,
     SentReply,
     ToolCallItem,
     ToolOutputItem,
     TurnItem,
+    active_instructions,
 )
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.knowledge.articles import KbArticle
@@ -96,6 +98,10 @@ CANCEL_GRACE_S = 5.0
 #: how far back the start-up reconciliation compares approvals (shop vs agents vs model)
 RECONCILE_WINDOW_S = 7 * 24 * 3600.0
 READINESS_TTL_S = 5.0  # how often a slow readiness source (keyring, key file) is re-read
+# draft.steer: instructions in force for one reply, and steers per session per window
+MAX_INSTRUCTIONS_PER_TURN = 8
+STEERS_PER_WINDOW = 6
+STEER_WINDOW_S = 60.0
 
 # ProviderError.code -> the protocol's ErrorCode for draft.failed
 _PROVIDER_CODES: dict[str, ErrorCode] = {
@@ -137,6 +143,8 @@ class _Turn:
     finishing: bool = False  # past the point where a newer message makes it stale
     announced: bool = False  # draft.started went out (else a stale notice is noise)
     task: asyncio.Task[None] | None = None
+    instruction: str | None = None  # draft.steer: the representative's instruction
+    replaces: str | None = None  # draft.steer: the draft this one replaces
 
 
 @dataclass(slots=True)
@@ -223,6 +231,7 @@ class HostCopilot:
         self._told_identity: dict[str, tuple[str, str | None]] = {}
         self._closed = False
         self._started = False
+        self._steered_at: dict[str, list[float]] = {}  # session -> recent draft.steer times
 
     # ----------------------------------------------------------- lifecycle
 
@@ -427,6 +436,77 @@ class HostCopilot:
         if not await self._history(self.conversations.items, session_id):
             raise OperationError(ErrorCode.CONFLICT, "nothing to reply to yet")
         await self._next_turn(session_id, "regenerated", [], "regenerate")
+
+    async def steer(
+        self, session_id: str, instruction: str, draft_id: str | None, agent: str
+    ) -> None:
+        """Draft the current reply again with the representative's instruction.
+
+        The instruction joins the typed history as a :class:`RepInstruction` (the
+        representative's word, rendered apart from customer text), with the text of
+        the draft it replaces; instructions accumulate until the next customer line,
+        sent reply or approval decision. A draft still streaming is replaced (stale).
+        An engine that cannot follow the instruction says so up front (``unsupported``)
+        and nothing changes; bounded per reply and per session (``rate_limited``)."""
+        text = " ".join(instruction.split())
+        if not text:
+            raise OperationError(ErrorCode.BAD_MESSAGE, "the instruction is empty")
+        check = getattr(self.provider, "check_instruction", None)
+        refusal = check(text) if callable(check) else None
+        if isinstance(refusal, str) and refusal:
+            raise OperationError(ErrorCode.UNSUPPORTED, refusal)
+        async with self._session_lock(session_id):
+            history = await self._history(self.conversations.items, session_id)
+            if not history:
+                raise OperationError(ErrorCode.CONFLICT, "nothing to reply to yet")
+            if len(active_instructions(history)) >= MAX_INSTRUCTIONS_PER_TURN:
+                raise OperationError(ErrorCode.RATE_LIMITED, (
+                    f"at most {MAX_INSTRUCTIONS_PER_TURN} instructions per reply: edit, send "
+                    "or discard this draft"))
+            replaces, previous = await self._steered_draft(session_id, draft_id)
+            self._take_steer(session_id)
+            await self._supersede(session_id, "replaced by a steered draft")
+            await self._note_identity(session_id)
+            await self._history(self.conversations.append, session_id, RepInstruction(
+                text=text, agent=agent, replaces=replaces, draft_text=previous or None))
+            await self._start_turn(session_id, "steer", instruction=text, replaces=replaces)
+
+    async def _steered_draft(
+        self, session_id: str, draft_id: str | None
+    ) -> tuple[str | None, str | None]:
+        """(id, text) of the draft a steer replaces: the one named, which must be the
+        session's latest and unsent; without a name the latest unsent one, if any."""
+        turn = self._turns.get(session_id)
+        latest = turn.turn_id if turn is not None else None
+        wanted = draft_id or latest
+        if wanted is None:
+            return None, None
+        record = await self._history(self.conversations.draft, wanted)
+        if draft_id is not None and (record is None or record.session_id != session_id):
+            raise OperationError(ErrorCode.NOT_FOUND, f"no draft {draft_id!r} in this session")
+        if draft_id is not None and latest is not None and draft_id != latest:
+            raise OperationError(ErrorCode.CONFLICT, (
+                f"draft {draft_id} was replaced by a newer draft ({latest}): steer that one"))
+        if record is not None and record.state == "sent":
+            if draft_id is not None:
+                raise OperationError(ErrorCode.CONFLICT, f"draft {draft_id} was already sent")
+            return None, None  # steering the next reply
+        if turn is not None and turn.turn_id == wanted and not _done(turn):
+            return wanted, turn.text  # still streaming: what it has written so far
+        text = turn.text if turn is not None and turn.turn_id == wanted else None
+        return wanted, text if text is not None else (record.text if record else None)
+
+    def _take_steer(self, session_id: str) -> None:
+        """The per-session steering budget: each steer is a model call."""
+        now = time.monotonic()
+        recent = [t for t in self._steered_at.get(session_id, []) if now - t < STEER_WINDOW_S]
+        if len(recent) >= STEERS_PER_WINDOW:
+            wait = STEER_WINDOW_S - (now - recent[0])
+            raise OperationError(ErrorCode.RATE_LIMITED, (
+                f"at most {STEERS_PER_WINDOW} instructions a minute per conversation: "
+                f"try again in {max(1, round(wait))} s"))
+        recent.append(now)
+        self._steered_at[session_id] = recent
 
     async def _next_turn(
         self, session_id: str, stale_reason: str, items: list[TurnItem], reason: str
@@ -650,8 +730,10 @@ class HostCopilot:
 
     # ----------------------------------------------------------- turns
 
-    async def _start_turn(self, session_id: str, reason: str) -> _Turn:
-        turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason)
+    async def _start_turn(self, session_id: str, reason: str, *, instruction: str | None = None,
+                          replaces: str | None = None) -> _Turn:
+        turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason,
+                     instruction=instruction, replaces=replaces)
         self._turns[session_id] = turn
         await self._history(self.conversations.draft_started, turn.turn_id, session_id, reason)
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
@@ -688,7 +770,8 @@ class HostCopilot:
         sid = turn.session_id
         turn.announced = True
         await self._publish(sid, DraftStarted(
-            turn_id=turn.turn_id, reason=turn.reason, provider=self.provider.name))
+            turn_id=turn.turn_id, reason=turn.reason, provider=self.provider.name,
+            instruction=turn.instruction, replaces=turn.replaces))
         await self._set_state(sid)
         try:
             await self._drive(turn)

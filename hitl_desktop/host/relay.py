@@ -76,6 +76,7 @@ from hitl_desktop.core.protocol import (
     CustomerSearch,
     DraftDelta,
     DraftDiscard,
+    DraftSteer,
     Envelope,
     ErrorCode,
     Hello,
@@ -1323,6 +1324,15 @@ class Relay:
             raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
         await self.copilot.regenerate(st.row.session_id)
 
+    async def _op_steer(self, conn: Conn, env: Envelope, p: Payload,
+                        st: SessionState | None) -> None:
+        """draft.steer: the co-pilot re-drafts the turn with the representative's instruction."""
+        assert st is not None
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        s = cast(DraftSteer, p)
+        await self.copilot.steer(st.row.session_id, s.instruction, s.draft_id, conn.name)
+
     async def _op_discard(self, conn: Conn, env: Envelope, p: Payload,
                           st: SessionState | None) -> None:
         assert st is not None
@@ -1515,6 +1525,7 @@ class Relay:
         "approval.reject": _op_reject,
         "draft.regenerate": _op_regenerate,
         "draft.discard": _op_discard,
+        "draft.steer": _op_steer,
         "session.create": _op_session_create,
         "session.close": _op_session_close,
         "session.reopen": _op_session_reopen,
@@ -1533,7 +1544,7 @@ class Relay:
 
 
 _HEAVY = frozenset({"session.sync", "kb.search", "draft.regenerate", "session.list",
-                    "customer.get"})
+                    "customer.get", "draft.steer"})
 
 
 def _ref_of(raw: str | bytes) -> str | None:

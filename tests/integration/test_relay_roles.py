@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "approval.reject": {A, D},
     "draft.regenerate": {A, D},
     "draft.discard": {A, D},
+    "draft.steer": {A, D},
     "session.close": {A, D},
     "session.reopen": {A, D},
     "session.list": {A, D},
@@ -49,6 +50,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "approval.reject": {"approval_id": "a1", "reason": "no"},
     "draft.regenerate": {},
     "draft.discard": {"turn_id": "t1"},
+    "draft.steer": {"instruction": "shorter", "draft_id": None},
     "session.close": {},
     "session.reopen": {},
     "session.list": {},
@@ -97,6 +99,11 @@ class CountingCopilot(NullCopilot):
     async def discard(self, session_id: str, turn_id: str) -> None:
         self.calls += 1
         await super().discard(session_id, turn_id)
+
+    async def steer(self, session_id: str, instruction: str, draft_id: str | None,
+                    agent: str) -> None:
+        self.calls += 1
+        await super().steer(session_id, instruction, draft_id, agent)
 
 
 def snapshot(db_path: Path) -> tuple[Any, ...]:
@@ -177,8 +184,11 @@ async def test_role_matrix(tmp_path: Path) -> None:
                     assert snapshot(db_path) == before, (kind, op)
                     assert copilots[0].calls == calls, (kind, op)
                 await client.close()
-        # customers may send 5 of the 21 operations, agents 19, admins 20
-        assert refused == 5 * 21 - allowed and refused == 2 * 16 + 2 * 2 + 1
+        # customers may send 5 of the operations, agents all but session.create and
+        # identity.sign_in, admins all but identity.sign_in (counted from the matrix)
+        expected = sum(ROLE_OF[k] not in roles for k in TOKEN_KINDS for roles in ALLOWED.values())
+        assert refused == 5 * len(PAYLOADS) - allowed and refused == expected
+        assert expected == 2 * (len(PAYLOADS) - 5) + 2 * 2 + 1
 
 
 async def test_session_bound_tokens_cannot_reach_other_sessions(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from openai.types.responses import ResponseStreamEvent
 
 from hitl_desktop.assistant.base import ProviderError, TurnRequest
-from hitl_desktop.assistant.offline import history
+from hitl_desktop.assistant.offline import history, steering
 from hitl_desktop.assistant.offline.composer import _TOOL_INTENT, Composer
 from hitl_desktop.assistant.offline.events import Call, Emitter, Pace, Reply
 from hitl_desktop.assistant.offline.planner import Planner
@@ -29,6 +29,7 @@ from hitl_desktop.assistant.offline.understanding import understand
 from hitl_desktop.assistant.offline.writer import Writer
 from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.catalog import ToolCatalog
+from hitl_desktop.knowledge.index import SearchHit
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,37 @@ class OfflineProvider:
         found = self.retriever.retrieve(und)
         if plan.step is not None:
             return Reply(found.queries, found.hits, Call(plan.step.name, plan.step.arguments))
+        steer = steering.steer_of(conv, max_voucher=self.catalog.policy.max_voucher)
+        if steer is not None:
+            voucher = steering.voucher_call(conv, steer)
+            if voucher is not None:  # the host checks it and makes the approval card
+                return Reply(found.queries, found.hits, Call("issue_voucher", voucher))
         writer = Writer(self._markdown)
-        Composer(writer, conv, und, plan, found, self.catalog.policy).compose()
-        return Reply(found.queries, found.hits, None, writer.text, writer.citations)
+        base = steering.without_offers(conv, steer) if steer is not None else conv
+        Composer(writer, base, und, plan, found, self.catalog.policy).compose()
+        if steer is None:
+            return Reply(found.queries, found.hits, None, writer.text, writer.citations)
+        return self._steered(writer, conv, steer, found.queries, found.hits)
+
+    def _steered(self, writer: Writer, conv: history.Conversation, steer: steering.Steer,
+                 queries: list[str], hits: list[SearchHit]) -> Reply:
+        """The composed draft rewritten as the representative's instructions ask."""
+        article = None
+        if steer.directives.article:
+            cited = [hit for _, hit in writer.citations]
+            article = steering.article_para(
+                next((h for h in cited + hits if h.kind == "faq"), None))
+        paras = steering.apply(steering.split(writer.text, writer.citations),
+                               steer.directives, article=article,
+                               offer=steering.offer(conv, steer))
+        text, cites = steering.join(paras)
+        return Reply(queries, hits, None, text,
+                     [(at, hit) for at, hit in cites if isinstance(hit, SearchHit)])
+
+    def check_instruction(self, instruction: str) -> str | None:
+        """Why this engine cannot follow a representative's instruction (None: it can);
+        the host answers ``draft.steer`` with ``unsupported`` and this message."""
+        return steering.check(instruction, max_voucher=self.catalog.policy.max_voucher)
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
         """Yield one response's events, built from the SDK's own types."""

@@ -15,6 +15,7 @@ from typing import Any
 from hitl_desktop.core.turns import (
     ApprovalOutcome,
     CustomerLine,
+    RepInstruction,
     SentReply,
     ToolCallItem,
     ToolOutputItem,
@@ -74,6 +75,8 @@ class Conversation:
     customer_id: str | None
     tools: frozenset[str]
     limit_reached: bool
+    # the representative's instructions in force (draft.steer): (position in turns, text)
+    instructions: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def latest_index(self) -> int:
@@ -177,8 +180,13 @@ def read(items: Sequence[Any], tools: Sequence[Any], customer_id: str | None,
     """The engine's view of the host's typed turn history (:mod:`hitl_desktop.core.turns`)."""
     turns: list[Turn] = []
     runs: dict[str, ToolRun] = {}
+    instructions: list[tuple[int, str]] = []
     for item in items:
-        if isinstance(item, CustomerLine):
+        if isinstance(item, CustomerLine | SentReply | ApprovalOutcome):
+            instructions = []  # they applied to an earlier reply
+        if isinstance(item, RepInstruction):
+            instructions.append((len(turns), item.text))
+        elif isinstance(item, CustomerLine):
             turns.append(Said("customer", item.text))
         elif isinstance(item, SentReply):
             turns.append(Said("assistant", item.text))
@@ -201,4 +209,4 @@ def read(items: Sequence[Any], tools: Sequence[Any], customer_id: str | None,
         str(t.get("name")) for t in tools
         if isinstance(t, Mapping) and t.get("type", "function") == "function" and t.get("name")
     )
-    return Conversation(turns, customer_id, names, final_round or not names)
+    return Conversation(turns, customer_id, names, final_round or not names, instructions)
