@@ -129,6 +129,11 @@ class RepInstruction(_Item):
     agent: str = ""
     replaces: str | None = None  # the draft it asks to change
     draft_text: str | None = None  # that draft's text (what "shorter" is relative to)
+    turn_id: str | None = None  # the draft it started
+    # the draft whose instructions still apply with it (a steered draft's turn id): a
+    # representative who went back (Undo) to an earlier draft and steers that one drops
+    # the instructions given after it; None: this is the reply's first instruction
+    follows: str | None = None
 
 
 TurnItem = Annotated[
@@ -172,9 +177,9 @@ def since_last_customer_line(history: list[TurnItem]) -> list[TurnItem]:
     return list(history)
 
 
-def active_instructions(history: list[TurnItem]) -> list[RepInstruction]:
-    """The representative's instructions in force for the draft being written: those
-    after the latest customer line, sent reply or approval decision, oldest first."""
+def reply_instructions(history: list[TurnItem]) -> list[RepInstruction]:
+    """Every instruction given for the reply being drafted (after the latest customer
+    line, sent reply or approval decision), oldest first, withdrawn ones included."""
     out: list[RepInstruction] = []
     for item in history:
         if isinstance(item, CustomerLine | SentReply | ApprovalOutcome):
@@ -182,6 +187,22 @@ def active_instructions(history: list[TurnItem]) -> list[RepInstruction]:
         elif isinstance(item, RepInstruction):
             out.append(item)
     return out
+
+
+def active_instructions(history: list[TurnItem]) -> list[RepInstruction]:
+    """The representative's instructions in force for the draft being written, oldest
+    first: the latest one and those it follows (see :attr:`RepInstruction.follows`)."""
+    given = reply_instructions(history)
+    if not given:
+        return []
+    by_turn = {i.turn_id: i for i in given if i.turn_id}
+    chain = [given[-1]]
+    while len(chain) < len(given):
+        before = by_turn.get(chain[-1].follows or "")
+        if before is None or before in chain:
+            break
+        chain.append(before)
+    return chain[::-1]
 
 
 def from_responses_item(item: dict[str, Any]) -> TurnItem | None:

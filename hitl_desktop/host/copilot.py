@@ -80,6 +80,7 @@ from hitl_desktop.core.turns import (
     ToolOutputItem,
     TurnItem,
     active_instructions,
+    reply_instructions,
 )
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.knowledge.articles import KbArticle
@@ -464,12 +465,22 @@ class HostCopilot:
                     f"at most {MAX_INSTRUCTIONS_PER_TURN} instructions per reply: edit, send "
                     "or discard this draft"))
             replaces, previous = await self._steered_draft(session_id, draft_id)
+            given = reply_instructions(history)
+            if replaces in {i.turn_id for i in given}:
+                follows = replaces  # a steered draft (maybe one gone back to with Undo)
+            elif not given or replaces == given[0].replaces:
+                follows = None  # the reply's own draft: nothing in force yet
+            else:  # e.g. regenerated while instructions were in force: they still are
+                follows = active_instructions(history)[-1].turn_id
             self._take_steer(session_id)
             await self._supersede(session_id, "replaced by a steered draft")
             await self._note_identity(session_id)
+            turn_id = new_id("t")
             await self._history(self.conversations.append, session_id, RepInstruction(
-                text=text, agent=agent, replaces=replaces, draft_text=previous or None))
-            await self._start_turn(session_id, "steer", instruction=text, replaces=replaces)
+                text=text, agent=agent, replaces=replaces, draft_text=previous or None,
+                turn_id=turn_id, follows=follows))
+            await self._start_turn(session_id, "steer", instruction=text, replaces=replaces,
+                                   turn_id=turn_id)
 
     async def _steered_draft(
         self, session_id: str, draft_id: str | None
@@ -485,12 +496,19 @@ class HostCopilot:
         if draft_id is not None and (record is None or record.session_id != session_id):
             raise OperationError(ErrorCode.NOT_FOUND, f"no draft {draft_id!r} in this session")
         if draft_id is not None and latest is not None and draft_id != latest:
-            raise OperationError(ErrorCode.CONFLICT, (
-                f"draft {draft_id} was replaced by a newer draft ({latest}): steer that one"))
+            given = reply_instructions(await self._history(self.conversations.items,
+                                                           session_id))
+            ours = {i.turn_id for i in given} | {given[0].replaces if given else None}
+            if draft_id not in ours:  # not an earlier draft of this reply (Undo)
+                raise OperationError(ErrorCode.CONFLICT, (
+                    f"draft {draft_id} was replaced by a newer draft ({latest}): steer that "
+                    "one"))
         if record is not None and record.state == "sent":
             if draft_id is not None:
                 raise OperationError(ErrorCode.CONFLICT, f"draft {draft_id} was already sent")
             return None, None  # steering the next reply
+        if draft_id is not None and draft_id != latest:
+            return draft_id, record.text if record is not None else None
         if turn is not None and turn.turn_id == wanted and not _done(turn):
             return wanted, turn.text  # still streaming: what it has written so far
         text = turn.text if turn is not None and turn.turn_id == wanted else None
@@ -731,8 +749,8 @@ class HostCopilot:
     # ----------------------------------------------------------- turns
 
     async def _start_turn(self, session_id: str, reason: str, *, instruction: str | None = None,
-                          replaces: str | None = None) -> _Turn:
-        turn = _Turn(turn_id=new_id("t"), session_id=session_id, reason=reason,
+                          replaces: str | None = None, turn_id: str | None = None) -> _Turn:
+        turn = _Turn(turn_id=turn_id or new_id("t"), session_id=session_id, reason=reason,
                      instruction=instruction, replaces=replaces)
         self._turns[session_id] = turn
         await self._history(self.conversations.draft_started, turn.turn_id, session_id, reason)

@@ -332,3 +332,23 @@ async def test_openai_instruction_is_a_developer_message_and_the_tool_loop_works
     await desk.draft(4)
     assert not [t for t in developer_texts(last_input(fake))
                 if "Instruction from the representative" in t]
+
+
+async def test_steering_a_draft_gone_back_to_drops_the_later_instructions(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    """Undo is the agent window's: it shows the earlier draft again. Steering that one
+    (its draft_id) continues from it: what was asked after it no longer applies."""
+    desk = await offline_desk(tmp_path, fake, monkeypatch, desks)
+    await desk.say(QUESTION)
+    first = await desk.draft()
+    short = await steered(desk, "shorter", first)
+    formal = await steered(desk, "more formal", short)
+    assert "Kind regards" in formal["text"]
+    back = await steered(desk, "apologise for the delay", short)  # Undo, then steer
+    assert back["text"].startswith("I'm sorry for the delay")
+    assert "Kind regards" not in back["text"]  # "more formal" was undone
+    assert "Is there anything else" not in back["text"]  # "shorter" still applies
+    again = await steered(desk, "more formal", first)  # all the way back
+    assert "I am sorry for the delay" not in again["text"] and "Kind regards" in again["text"]
+    assert "Is there anything else I can help you with?" in again["text"]  # not shorter

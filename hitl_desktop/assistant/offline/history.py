@@ -19,6 +19,7 @@ from hitl_desktop.core.turns import (
     SentReply,
     ToolCallItem,
     ToolOutputItem,
+    active_instructions,
 )
 
 
@@ -181,11 +182,11 @@ def read(items: Sequence[Any], tools: Sequence[Any], customer_id: str | None,
     turns: list[Turn] = []
     runs: dict[str, ToolRun] = {}
     instructions: list[tuple[int, str]] = []
+    in_force = {id(i) for i in active_instructions(list(items))}
     for item in items:
-        if isinstance(item, CustomerLine | SentReply | ApprovalOutcome):
-            instructions = []  # they applied to an earlier reply
         if isinstance(item, RepInstruction):
-            instructions.append((len(turns), item.text))
+            if id(item) in in_force:
+                instructions.append((len(turns), item.text))
         elif isinstance(item, CustomerLine):
             turns.append(Said("customer", item.text))
         elif isinstance(item, SentReply):

@@ -191,6 +191,9 @@ def merge(instructions: Sequence[str], *, max_voucher: float | None = None) -> D
 
 _CLOSERS = ("Is there anything else I can help you with?", "I'll let you know as soon as I "
             "hear back.")
+_PLEASANTRY = re.compile(
+    r"(?:I'm |I am )?(?:sorry to hear that|happy to help|glad to help)[.!]$"
+    r"|(?:Thanks|Thank you)(?: for [^.!?]{0,40})?[.!]$", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"\u201c(])")
 _CONTRACTIONS = {
     "i've": "I have", "i'll": "I will", "i'm": "I am", "i'd": "I would", "can't": "cannot",
@@ -295,6 +298,8 @@ def shorten(paras: list[Para], level: int) -> list[Para]:
             out.append(Para("\n".join(body), p.cites))
             continue
         sentences = _sentences(p.text)
+        if level >= 2 and len(sentences) > 1:  # the facts before the pleasantries
+            sentences = [s for s in sentences if not _PLEASANTRY.match(s)] or sentences
         questions = [s for s in sentences[per_para:] if s.endswith("?")]
         out.append(Para(" ".join(sentences[:per_para] + questions[-1:]), p.cites))
     max_paras = max(1, 4 - level)
