@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("which", choices=("desk", "lobby", "admin"))
     _add_paths(rotate)
 
+    rep = sub.add_parser("rep", help="manage representatives: personal desk links with names")
+    rep_sub = rep.add_subparsers(dest="rep_cmd", metavar="CMD", required=True)
+    rep_add = rep_sub.add_parser(
+        "add", help="make a personal desk link for NAME (shown once) and print it as JSON")
+    rep_add.add_argument("name", help="the representative's name, shown to colleagues")
+    rep_add.add_argument("--host-address", default=None,
+                         help="address for the link (default: what the running host announced)")
+    rep_add.add_argument("--port", type=int, default=None)
+    _add_paths(rep_add)
+    rep_list = rep_sub.add_parser("list", help="list the representatives as JSON")
+    _add_paths(rep_list)
+    rep_remove = rep_sub.add_parser(
+        "remove", help="revoke a representative's personal link (live windows close at once)")
+    rep_remove.add_argument("who", help="the representative's name or rep id")
+    _add_paths(rep_remove)
+
     for role in ("customer", "agent"):
         p = sub.add_parser(role, help=f"open the {role} window")
         p.add_argument("link", nargs="?", default=None,
@@ -125,6 +141,7 @@ MODES = {
     "host": "hitl_desktop.app.host",
     "session": "hitl_desktop.app.sessions_cli",
     "links": "hitl_desktop.app.sessions_cli",
+    "rep": "hitl_desktop.app.sessions_cli",
     "customer": "hitl_desktop.app.customer",
     "agent": "hitl_desktop.app.agent",
     "open": "hitl_desktop.app.open_link",

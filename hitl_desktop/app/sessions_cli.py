@@ -1,5 +1,5 @@
-"""``hitl-desktop session new|list|revoke`` and ``links rotate``: manage sessions and
-links straight in a host's data dir.
+"""``hitl-desktop session new|list|revoke``, ``links rotate`` and ``rep add|list|remove``:
+manage sessions, links and representatives straight in a host's data dir.
 
 Why not over the socket: this works whether or not the host is running. The
 log is SQLite in WAL mode, so writing a session next to a running host is safe;
@@ -120,9 +120,87 @@ def rotate(args: argparse.Namespace) -> dict[str, Any]:
     return {"which": args.which, "link": str(link), "revoked_tokens": len(revoked)}
 
 
+MAX_REP_NAME = 64
+
+
+def _rep_name(name: str) -> str:
+    clean = " ".join(name.split())
+    if not clean or len(clean) > MAX_REP_NAME or not clean.isprintable():
+        raise ValueError(f"a representative's name is 1-{MAX_REP_NAME} printable characters")
+    return clean
+
+
+def rep_add(args: argparse.Namespace) -> dict[str, Any]:
+    """A personal desk link for one representative: a desk token labelled with the name
+    (chat lines, notes and assignments carry it). Printed once; stored only hashed."""
+    name = _rep_name(args.name)
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None)).ensure()
+    announced = _announced(paths.data_dir)
+    host = args.host_address or announced.get("public_host") or "127.0.0.1"
+    port = args.port or announced.get("port") or DEFAULT_PORT
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        tokens = Tokens(relay_log)
+        taken = {str(label).casefold() for _id, _kind, label, _at in tokens.representatives()
+                 if label}
+        if name.casefold() in taken:
+            raise ValueError(f"there is a representative called {name!r} already")
+        token = tokens.issue(TokenKind.AGENT_DESK, label=name)
+    finally:
+        relay_log.close()
+    link = InviteLink(host, int(port), "agent", token, bool(announced.get("tls", False)))
+    return {"rep_id": token.partition(".")[0], "name": name, "link": str(link)}
+
+
+def rep_list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None))
+    if not (paths.data_dir / "relay.sqlite3").exists():
+        return []
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        reps = Tokens(relay_log).representatives()
+    finally:
+        relay_log.close()
+    return [{"rep_id": rid, "name": label or ("Host" if kind == TokenKind.ADMIN.value
+                                              else "Agent"),
+             "link": "admin" if kind == TokenKind.ADMIN.value else
+             "personal" if label else "shared desk", "created_at": at}
+            for rid, kind, label, at in reps]
+
+
+def rep_remove(args: argparse.Namespace) -> dict[str, Any]:
+    """Revoke a personal desk link by rep id or name; a running host closes its
+    connections (4010) within its poll interval. The shared desk and admin links are
+    replaced with ``links rotate`` instead."""
+    paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None))
+    relay_log = RelayLog.open_in(paths.data_dir)
+    try:
+        tokens = Tokens(relay_log)
+        personal = [(rid, str(label)) for rid, kind, label, _at in tokens.representatives()
+                    if label and kind == TokenKind.AGENT_DESK.value]
+        who = args.who.strip()
+        match = ([r for r in personal if r[0] == who]
+                 or [r for r in personal if r[1] == who]
+                 or [r for r in personal if r[1].casefold() == who.casefold()])
+        if len(match) != 1:
+            raise LookupError(f"no representative {who!r}" if not match else
+                              f"{len(match)} representatives are called {who!r}: use the rep id")
+        rep_id, name = match[0]
+        tokens.revoke(rep_id)
+    finally:
+        relay_log.close()
+    return {"rep_id": rep_id, "name": name, "revoked": True}
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.mode == "links":
-        out: Any = rotate(args)
+    if args.mode == "rep":
+        try:
+            out: Any = {"add": rep_add, "list": rep_list, "remove": rep_remove}[args.rep_cmd](args)
+        except (LookupError, ValueError) as exc:
+            log.error("%s", exc)
+            return 2
+    elif args.mode == "links":
+        out = rotate(args)
     elif args.session_cmd == "new":
         try:
             out = new_session(args)

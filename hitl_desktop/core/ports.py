@@ -33,10 +33,12 @@ as ``ref``; background work (expiry) runs with none."""
 class OperationError(Exception):
     """An operation refused for a reason the client should see (code + message)."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details  # the error frame's ``details`` (e.g. held_by_other's holder)
 
 
 class SessionOutbox(Protocol):

@@ -60,6 +60,7 @@ class ErrorCode(StrEnum):
     SIGN_IN_FAILED = "sign_in_failed"
     NOT_VERIFIED = "not_verified"
     UNSUPPORTED = "unsupported"  # e.g. a steering instruction the engine cannot follow
+    HELD_BY_OTHER = "held_by_other"
     INTERNAL = "internal"
 
 
@@ -110,6 +111,8 @@ class ChatSend(_Payload):
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     # the draft this text came from (agents); lets the host store draft vs sent
     draft_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    # agents: send even though another representative holds the session (issue 16)
+    override: bool = False
 
 
 class Typing(_Payload):
@@ -233,6 +236,65 @@ class CustomerSearch(_Payload):
     limit: int = Field(default=20, ge=1, le=50)
 
 
+# ----------------------------------------------------------------- desk (issue 16), client -> host
+
+MAX_NOTE_CHARS: Final = 4000
+MAX_MACRO_CHARS: Final = 4000
+MACRO_NAME_PATTERN: Final = r"^[a-z0-9_-]+$"
+AssignAction = Literal["take", "release", "transfer"]
+DeskStatus = Literal["open", "waiting", "resolved"]
+
+
+class SessionAssign(_Payload):
+    """Take, release or transfer a session (desk representatives only)."""
+
+    action: AssignAction
+    to: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
+
+    @model_validator(mode="after")
+    def _target(self) -> SessionAssign:
+        if (self.action == "transfer") != (self.to is not None):
+            raise ValueError("to is required for transfer and must be null otherwise")
+        return self
+
+
+class NoteAdd(_Payload):
+    """An internal note in the conversation: agents only, never sent to a customer."""
+
+    text: str = Field(min_length=1, max_length=MAX_NOTE_CHARS)
+
+
+class SessionStatusSet(_Payload):
+    status: DeskStatus
+    force: bool = False  # resolve even with pending approvals
+
+
+class MacroListRequest(_Payload):
+    pass
+
+
+class MacroSave(_Payload):
+    name: str = Field(min_length=1, max_length=40, pattern=MACRO_NAME_PATTERN)
+    text: str = Field(min_length=1, max_length=MAX_MACRO_CHARS)
+
+
+class MacroDelete(_Payload):
+    name: str = Field(min_length=1, max_length=40, pattern=MACRO_NAME_PATTERN)
+
+
+class SearchRequest(_Payload):
+    """Full-text search over the chat lines and notes of every session (desk only)."""
+
+    query: str = Field(min_length=1, max_length=200)
+    limit: int = Field(default=20, ge=1, le=50)
+    before: float | None = Field(default=None, ge=0)
+
+
+class TranscriptGet(_Payload):
+    audience: Literal["customer", "internal"]
+    format: Literal["markdown"] = "markdown"
+
+
 # --------------------------------------------------------------------- host -> client
 
 IdentityStateName = Literal["anonymous", "claimed", "verified"]
@@ -264,6 +326,19 @@ class IdentityStatus(_Payload):
     method: VerifyMethod | None = None
 
 
+class RepRef(_Payload):
+    """A representative: a desk link's token id and the name on it."""
+
+    rep_id: str
+    name: str
+
+
+class RepInfo(_Payload):
+    rep_id: str
+    name: str
+    online: bool = False
+
+
 class SessionSummary(_Payload):
     session_id: str
     title: str
@@ -280,6 +355,10 @@ class SessionSummary(_Payload):
     identity: SessionIdentity = SessionIdentity()
     number: int = 0  # the host's running number of the session ("Visitor #N")
     customer_online: bool = False  # a customer window is connected right now
+    # issue 16: who holds the session, its desk status, the oldest unanswered customer line
+    assignee: RepRef | None = None
+    status: DeskStatus = "open"
+    waiting_since: float | None = None
 
 
 class Welcome(_Payload):
@@ -296,6 +375,9 @@ class Welcome(_Payload):
     display_name: str | None = None
     # customers: whether they are signed in, and as whom (later changes: identity.state)
     identity: IdentityStatus | None = None
+    # desk agents and admins: who you are as a representative, and the desk's representatives
+    you: RepRef | None = None
+    reps: list[RepInfo] = Field(default_factory=list)
 
 
 class ErrorPayload(_Payload):
@@ -560,6 +642,65 @@ class InsightsChanges(_Payload):
     changes: list[ChangeRow]
 
 
+# ----------------------------------------------------------------- desk (issue 16), host -> client
+
+
+class SessionAssigned(_Payload):
+    """Durable, agents only: the session's holder changed (``None``: unassigned)."""
+
+    assignee: RepRef | None
+    by: str
+    previous: RepRef | None = None
+
+
+class NoteAdded(_Payload):
+    """Durable, agents only: an internal note."""
+
+    note_id: str
+    author: Author
+    text: str
+
+
+class SessionStatusChanged(_Payload):
+    """Durable, agents only: open / waiting (on the customer) / resolved."""
+
+    status: DeskStatus
+    by: str
+    previous: DeskStatus
+
+
+class Macro(_Payload):
+    name: str
+    text: str
+    updated_by: str
+    updated_at: float
+
+
+class MacroList(_Payload):
+    macros: list[Macro]
+
+
+class SearchHit(_Payload):
+    session_id: str
+    seq: int
+    title: str
+    snippet: str
+    at: float
+    author_role: str
+    kind: Literal["chat", "note"] = "chat"
+
+
+class SearchResults(_Payload):
+    query: str
+    hits: list[SearchHit]
+
+
+class Transcript(_Payload):
+    session_id: str
+    audience: Literal["customer", "internal"]
+    markdown: str = Field(max_length=2_000_000)
+
+
 # --------------------------------------------------------------------- registry
 
 
@@ -615,6 +756,15 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("identity.link", IdentityLink, senders=_AGENTS, session_required=True),
         MessageSpec("identity.unlink", IdentityUnlink, senders=_AGENTS, session_required=True),
         MessageSpec("customer.search", CustomerSearch, senders=_AGENTS),
+        # the desk (issue 16); desk scope only, except note.add (session agents too)
+        MessageSpec("session.assign", SessionAssign, senders=_AGENTS, session_required=True),
+        MessageSpec("note.add", NoteAdd, senders=_AGENTS, session_required=True),
+        MessageSpec("session.status", SessionStatusSet, senders=_AGENTS, session_required=True),
+        MessageSpec("macro.list", MacroListRequest, senders=_AGENTS),
+        MessageSpec("macro.save", MacroSave, senders=_AGENTS),
+        MessageSpec("macro.delete", MacroDelete, senders=_AGENTS),
+        MessageSpec("search", SearchRequest, senders=_AGENTS),
+        MessageSpec("transcript.get", TranscriptGet, senders=_AGENTS, session_required=True),
     )
 }
 
@@ -654,6 +804,14 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("identity.changed", IdentityChanged, durable=True, session_required=True),
         MessageSpec("identity.state", IdentityStatus, session_required=True),
         MessageSpec("customer.results", CustomerResults),
+        # the desk (issue 16)
+        MessageSpec("session.assigned", SessionAssigned, durable=True, session_required=True),
+        MessageSpec("note.added", NoteAdded, durable=True, session_required=True),
+        MessageSpec("session.status_changed", SessionStatusChanged, durable=True,
+                    session_required=True),
+        MessageSpec("macro.list", MacroList),
+        MessageSpec("search.results", SearchResults),
+        MessageSpec("transcript", Transcript, session_required=True),
     )
 }
 
@@ -676,6 +834,10 @@ AGENT_ONLY_TYPES: Final = frozenset(
         "assistant.status",
         "session.updated",
         "identity.changed",
+        # the desk (issue 16)
+        "session.assigned",
+        "note.added",
+        "session.status_changed",
     }
 )
 

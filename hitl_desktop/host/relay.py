@@ -114,6 +114,7 @@ from hitl_desktop.core.protocol import (
     safe_ref,
 )
 from hitl_desktop.core.tasks import TaskSupervisor
+from hitl_desktop.host.desk import DESK_HEAVY, DESK_TYPES, Desk
 from hitl_desktop.host.insights import InsightsService
 from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
 from hitl_desktop.host.ratelimit import TokenBucket
@@ -429,6 +430,7 @@ class Relay:
         factory = copilot_factory or (lambda _outbox: NullCopilot())
         self.copilot: Copilot = factory(self)
         self.insights = InsightsService(relay_log.path.parent)  # read-only reports
+        self.desk_ops = Desk(self, relay_log)  # issue 16: assignment, notes, status, ...
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -503,6 +505,7 @@ class Relay:
         except Exception:
             log.exception("co-pilot failed to close")
         self.insights.close()
+        await self.desk_ops.aclose()
 
     # ------------------------------------------------------------------ sessions
 
@@ -626,8 +629,8 @@ class Relay:
                     conn.ws.transport.abort()  # a close frame could not get through
 
     def summary(self, st: SessionState) -> SessionSummary:
-        return st.row.summary(clients=len(st.customers) + len(st.agents),
-                              customer_online=bool(st.customers))
+        return self.desk_ops.decorate(st.row.summary(clients=len(st.customers) + len(st.agents),
+                                                     customer_online=bool(st.customers)))
 
     def session_summary(self, session_id: str) -> SessionSummary | None:
         st = self._state(session_id)
@@ -1008,6 +1011,7 @@ class Relay:
             display_name=conn.name,
             identity=(ident.customer_status(st.row.identity)
                       if conn.role is Role.CUSTOMER and st is not None else None),
+            **self.desk_ops.welcome_fields(conn),
         )
         conn.push(encode("welcome", welcome, ref=env.id))
         # history first, then live: the replays are registered before the connection
@@ -1138,8 +1142,10 @@ class Relay:
     # ------------------------------------------------------------------ incoming frames
 
     def _reject(self, conn: Conn, code: ErrorCode, message: str, *, ref: str | None = None,
-                session: str | None = None, retry_after: float | None = None) -> None:
-        conn.push(error_frame(code, message, ref=ref, session=session, retry_after=retry_after))
+                session: str | None = None, retry_after: float | None = None,
+                details: dict[str, Any] | None = None) -> None:
+        conn.push(error_frame(code, message, ref=ref, session=session, retry_after=retry_after,
+                              details=details))
         now = time.monotonic()
         errors = conn.errors
         errors.append(now)
@@ -1163,7 +1169,8 @@ class Relay:
                 return
             try:
                 if spec is _CHAT_SEND:
-                    await self._chat(conn, st, msg_id, data["text"], data.get("draft_id"))
+                    await self._chat(conn, st, msg_id, data["text"], data.get("draft_id"),
+                                     data.get("override", False))
                 else:
                     self._ack(conn, st, data["seq"])
             except Exception as exc:
@@ -1229,7 +1236,8 @@ class Relay:
     def _op_failed(self, conn: Conn, type_: str, msg_id: str, session: str | None,
                    exc: Exception) -> None:
         if isinstance(exc, OperationError):
-            self._reject(conn, exc.code, exc.message, ref=msg_id, session=session)
+            self._reject(conn, exc.code, exc.message, ref=msg_id, session=session,
+                         details=exc.details)
             return
         # the type only at ERROR: an exception's text may quote the frame (customer text);
         # the traceback is for -vv
@@ -1247,13 +1255,14 @@ class Relay:
                        st: SessionState | None) -> None:
         assert st is not None
         send = cast(ChatSend, p)
-        await self._chat(conn, st, env.id, send.text, send.draft_id)
+        await self._chat(conn, st, env.id, send.text, send.draft_id, send.override)
 
     async def _chat(self, conn: Conn, st: SessionState, ref: str, text: str,
-                    draft_id: str | None) -> None:
+                    draft_id: str | None, override: bool = False) -> None:
         """Log the line (durable before anyone sees it), relay it, tell the co-pilot."""
         if st.row.state == "closed":
             raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        self.desk_ops.check_send(conn, st.row.session_id, override)  # held by another rep?
         is_customer = conn.role is Role.CUSTOMER
         message_id = fast_id("c")
         edited: bool | None = None
@@ -1266,6 +1275,8 @@ class Relay:
         )
         self._fanout(st, "chat.message", frame)
         self._notify_summary(st, agents=False)
+        await self.desk_ops.after_chat(conn.role, st, _seq, text,
+                                       st.row.last_message_at or time.time(), ref)
         cause = CAUSE.set(ref)  # the co-pilot's frames about this message carry its id
         try:
             if is_customer:
@@ -1542,9 +1553,16 @@ class Relay:
         "customer.search": _op_customer_search,
     }
 
+    async def _op_desk(self, conn: Conn, env: Envelope, p: Payload,
+                       st: SessionState | None) -> None:
+        """Issue 16's operations (host/desk.py)."""
+        await self.desk_ops.handle(conn, env, p, st)
+
+    _ops.update(dict.fromkeys(DESK_TYPES, _op_desk))
+
 
 _HEAVY = frozenset({"session.sync", "kb.search", "draft.regenerate", "session.list",
-                    "customer.get", "draft.steer"})
+                    "customer.get", "draft.steer"}) | DESK_HEAVY
 
 
 def _ref_of(raw: str | bytes) -> str | None:
@@ -1668,7 +1686,8 @@ def _fast_parse(raw: str | bytes) -> tuple[MessageSpec, str, str, dict[str, Any]
     if spec is _CHAT_SEND:
         draft_id = data.get("draft_id")
         if (not _CHAT_KEYS.issuperset(data) or not _str(data.get("text"), 1, _MAX_TEXT)
-                or not (draft_id is None or _str(draft_id, 0, _MAX_ID))):
+                or not (draft_id is None or _str(draft_id, 0, _MAX_ID))
+                or type(data.get("override", False)) is not bool):
             return None
     else:
         ack_seq = data.get("seq")

@@ -142,10 +142,13 @@ class Tokens:
         return cur.rowcount > 0
 
     def revoke_kind(self, kind: TokenKind, *, keep: str | None = None) -> set[str]:
-        """Revoke every live token of ``kind`` except the id ``keep``; their ids. (The
-        desk, lobby and admin links are one token each: replacing one revokes the rest.)"""
+        """Revoke every live *unlabelled* token of ``kind`` except the id ``keep``; their
+        ids. (The desk, lobby and admin links are one unlabelled token each: replacing one
+        revokes the rest. Labelled ones are personal: a representative's desk link made by
+        ``rep add`` survives a rotation of the shared desk link.)"""
         rows = self.db.execute(
-            "SELECT token_id FROM tokens WHERE kind = ? AND revoked_at IS NULL", (kind.value,)
+            "SELECT token_id FROM tokens WHERE kind = ? AND revoked_at IS NULL"
+            " AND label IS NULL", (kind.value,)
         ).fetchall()
         ids = {str(r[0]) for r in rows} - {keep}
         now = time.time()
@@ -153,6 +156,14 @@ class Tokens:
             self.db.execute("UPDATE tokens SET revoked_at = ? WHERE token_id = ?",
                             (now, token_id))
         return ids
+
+    def representatives(self) -> list[tuple[str, str, str | None, float]]:
+        """(token id, kind, label, created at) of every live desk and admin link."""
+        rows = self.db.execute(
+            "SELECT token_id, kind, label, created_at FROM tokens WHERE kind IN (?, ?)"
+            " AND revoked_at IS NULL ORDER BY created_at",
+            (TokenKind.AGENT_DESK.value, TokenKind.ADMIN.value)).fetchall()
+        return [(str(r[0]), str(r[1]), r[2], float(r[3])) for r in rows]
 
     def revoke_session(self, session_id: str) -> int:
         cur = self.db.execute(

@@ -114,6 +114,13 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         await admin.send("insights.get", {"start": 0.0, "end": 86400.0})
         await desk.send("customer.search", {"query": "priya"})
         await agent.send("identity.link", {"customer_id": "CUST1002"}, session=sid)
+        # the desk (issue 16): assignment, a note, status, macros, search, transcript
+        await desk.send("session.assign", {"action": "take"}, session=sid)
+        await agent.send("note.add", {"text": "internal only"}, session=sid)
+        await desk.send("session.status", {"status": "waiting"}, session=sid)
+        await desk.send("macro.save", {"name": "hi", "text": "Hello {customer_name}"})
+        await desk.send("search", {"query": "hi"})
+        await desk.send("transcript.get", {"audience": "internal"}, session=sid)
         await desk.send("session.close", {}, session=sid)
         await desk.send("session.reopen", {}, session=sid)  # same socket: after the close
         await asyncio.sleep(0.3)  # let coalesced session.updated go out
@@ -134,6 +141,7 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
                                 "identity.changed"}
         assert "insights.changes" in got["agent"]
         assert "customer.results" in got["desk"]
+        assert got["desk"] >= {"macro.list", "search.results", "transcript"}
         assert got["bystander"] <= {"welcome", "session.opened"}
         for c in (cust, agent, desk, admin):
             for m in c.seen:

@@ -111,6 +111,18 @@ def test_every_host_type_round_trips() -> None:
                                            method="sign_in"),
         "customer.results": P.CustomerResults(query="priya", customers=[P.CustomerMatch(
             customer_id="CUST1002", name="Priya Shah", email="p@example.com", order_count=2)]),
+        "session.assigned": P.SessionAssigned(
+            assignee=P.RepRef(rep_id="r1", name="Ann"), by="Ann", previous=None),
+        "note.added": P.NoteAdded(note_id="n1", author=P.Author(role=P.Role.AGENT, name="Ann"),
+                                  text="called the courier"),
+        "session.status_changed": P.SessionStatusChanged(status="resolved", by="Ann",
+                                                         previous="open"),
+        "macro.list": P.MacroList(macros=[P.Macro(name="thanks", text="Thanks {customer_name}!",
+                                                  updated_by="Ann", updated_at=1.0)]),
+        "search.results": P.SearchResults(query="parcel", hits=[P.SearchHit(
+            session_id="s_1", seq=4, title="t", snippet="my parcel…", at=1.0,
+            author_role="customer", kind="chat")]),
+        "transcript": P.Transcript(session_id="s_1", audience="internal", markdown="# t"),
     }
     assert set(samples) == set(P.HOST_MESSAGES)
     for type_, payload in samples.items():

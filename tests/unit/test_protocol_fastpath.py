@@ -25,7 +25,7 @@ _texts = st.one_of(
 )
 _chat_data = st.fixed_dictionaries(
     {"text": st.one_of(_texts, _scalars)},
-    optional={"draft_id": st.one_of(_ids, _scalars), "extra": _scalars},
+    optional={"draft_id": st.one_of(_ids, _scalars), "override": _scalars, "extra": _scalars},
 )
 _ack_data = st.one_of(
     st.fixed_dictionaries({"seq": st.one_of(st.integers(-2, 10**12), _scalars)},
@@ -64,7 +64,8 @@ def _check(raw: str) -> None:
     assert full_spec is spec
     assert (env.id, env.session) == (msg_id, session)
     if isinstance(payload, P.ChatSend):
-        assert (payload.text, payload.draft_id) == (data["text"], data.get("draft_id"))
+        assert (payload.text, payload.draft_id, payload.override) == (
+            data["text"], data.get("draft_id"), data.get("override", False))
     else:
         assert isinstance(payload, P.Ack) and payload.seq == data["seq"]
 
