@@ -94,7 +94,20 @@ class NoteItem:
     kind: Literal["note"] = "note"
 
 
-TranscriptItem = ChatItem | ToolItem | NoteItem
+@dataclass(slots=True)
+class InternalNote:
+    """A representative's note in the conversation (issue 16): agent-only on the host,
+    never sent to the customer; the transcript shows it apart from chat lines."""
+
+    note_id: str
+    author: str
+    role: str
+    text: str
+    ts: float
+    kind: Literal["internal"] = "internal"
+
+
+TranscriptItem = ChatItem | ToolItem | NoteItem | InternalNote
 
 
 @dataclass(slots=True)
@@ -159,6 +172,9 @@ class SessionView:
     customer_typing: bool = False
     seen_seq: int = 0
     old_turns: set[str] = field(default_factory=set)
+    # the colleague this representative already agreed to write over (asked once; asked
+    # again when the session changes hands)
+    override_for: str | None = None
     _tool_index: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -178,6 +194,21 @@ class SessionView:
     @property
     def identity(self) -> p.SessionIdentity:
         return self.summary.identity
+
+    @property
+    def assignee(self) -> p.RepRef | None:
+        """Who holds the session (issue 16), or None when unassigned."""
+        return self.summary.assignee
+
+    @property
+    def status(self) -> str:
+        """open | waiting (on the customer) | resolved; closed sessions keep theirs."""
+        return self.summary.status
+
+    @property
+    def waiting_since(self) -> float | None:
+        """When the oldest customer line still unanswered by a representative was sent."""
+        return self.summary.waiting_since
 
     @property
     def verified(self) -> bool:
@@ -230,6 +261,35 @@ def identity_note(change: p.IdentityChanged) -> str:
     return f"{change.by} unlinked the customer{why}"
 
 
+NOTE_MAX_CHARS = 4000
+STATUS_TEXT = {"open": "open", "waiting": "waiting on the customer", "resolved": "resolved"}
+
+
+def assignment_note(change: p.SessionAssigned) -> str:
+    """The transcript's line for a take / release / transfer."""
+    new, old = change.assignee, change.previous
+    if new is None:
+        if old is None:
+            return f"{change.by} released the conversation"
+        if old.name == change.by:
+            return f"{change.by} released the conversation"
+        return f"{change.by} released the conversation (was {old.name}'s)"
+    if new.name == change.by and old is None:
+        return f"{change.by} took the conversation"
+    if new.name == change.by:
+        return f"{change.by} took the conversation from {old.name}" if old else \
+            f"{change.by} took the conversation"
+    return f"{change.by} transferred the conversation to {new.name}"
+
+
+def status_note(change: p.SessionStatusChanged) -> str:
+    """The transcript's line for a status change (a customer line reopens: by customer)."""
+    text = STATUS_TEXT.get(change.status, change.status)
+    if change.by == "customer":
+        return f"The customer wrote again: {text}"
+    return f"{change.by} marked the conversation {text}"
+
+
 class ConnectionLike(Protocol):
     """What the workspace needs from ``client.connection.HostConnection``."""
 
@@ -261,6 +321,22 @@ class Workspace(QObject):
     error_occurred = Signal(str)  # a human-readable message for the status bar
     intent_sent = Signal(str, object)  # type, payload: what we asked the host to do
     approval_failed = Signal(str, str)  # approval_id, the host's reason (approve/reject refused)
+    # issue 16: the desk
+    reps_changed = Signal()  # who this representative is, and the desk's representatives
+    assignment_changed = Signal(str)  # session: taken, released or transferred
+    status_changed = Signal(str)  # session: open / waiting / resolved
+    customer_line = Signal(str, str)  # session, text: a NEW customer line (not history)
+    approval_arrived = Signal(str, str)  # session, approval_id: a NEW pending approval
+    macros_changed = Signal()
+    search_results = Signal(object)  # p.SearchResults (the latest search only)
+    search_failed = Signal(str)  # the host refused the latest search (e.g. bad syntax)
+    transcript_ready = Signal(object)  # p.Transcript answering request_transcript
+    transcript_failed = Signal(str, str)  # session, why
+    # the host refused a chat.send because a colleague holds the session (a race with
+    # a take/transfer): session, the text (so nothing typed is lost), draft_id, holder
+    send_held = Signal(str, str, object, str)
+    # the host refused to resolve: actions still pending (session, status, how many)
+    status_refused = Signal(str, str, int)
 
     def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -277,6 +353,15 @@ class Workspace(QObject):
         self._order: list[str] = []
         self._refs: dict[str, str] = {}  # message id of an approve/reject -> approval id
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._you: p.RepRef | None = None
+        self._display_name: str | None = None
+        self._reps: list[p.RepInfo] = []
+        self._macros: list[p.Macro] = []
+        self._active = True  # the window has focus (unread counts the current session too)
+        # message id of a request whose refusal we handle -> (kind, session, extra)
+        self._intents: dict[str, tuple[str, str | None, Any]] = {}
+        self._search_id: str | None = None
+        self._transcript_ids: set[str] = set()
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_COALESCE_MS)
@@ -331,7 +416,13 @@ class Workspace(QObject):
         self._bound_session = None
         self._dirty_drafts.clear()
         self._refs.clear()
+        self._intents.clear()
         self._status = None
+        self._you = None
+        self._reps = []
+        self._macros = []
+        self.reps_changed.emit()
+        self.macros_changed.emit()
         self._sessions_changed()
         self.current_session_changed.emit("")
 
@@ -355,6 +446,8 @@ class Workspace(QObject):
             log.info("host error %s: %s", args[0], args[1])
             ref = args[2] if len(args) >= 3 and isinstance(args[2], str) else None
             self._refused(ref, str(args[1]))
+            if self._intent_refused(ref, str(args[0]), str(args[1]), None):
+                return
             self.error_occurred.emit(str(args[1]))
         elif args:
             self.error_occurred.emit(str(args[0]))
@@ -396,9 +489,81 @@ class Workspace(QObject):
             self._connection_state = state
             self.connection_state_changed.emit(state)
 
+    @property
+    def you(self) -> p.RepRef | None:
+        """This representative (desk links), or None (session agents, admins)."""
+        return self._you
+
+    @property
+    def my_name(self) -> str:
+        if self._you is not None:
+            return self._you.name
+        return self._display_name or "Agent"
+
+    @property
+    def reps(self) -> list[p.RepInfo]:
+        """The desk's representatives (desk agents and admins get them at welcome)."""
+        return list(self._reps)
+
+    @property
+    def macros(self) -> list[p.Macro]:
+        return list(self._macros)
+
+    def is_mine(self, view: SessionView) -> bool:
+        return (view.assignee is not None and self._you is not None
+                and view.assignee.rep_id == self._you.rep_id)
+
+    def held_by_other(self, session_id: str | None = None) -> p.RepRef | None:
+        """The colleague holding the session, when it is not this representative."""
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        if view is None or view.assignee is None or self.is_mine(view):
+            return None
+        return view.assignee
+
+    def needs_override_question(self, session_id: str | None = None) -> p.RepRef | None:
+        """The colleague to ask about before sending (None: send without asking): asked
+        once per session and holder."""
+        holder = self.held_by_other(session_id)
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        if holder is None or view is None or view.override_for == holder.rep_id:
+            return None
+        return holder
+
+    def confirm_override(self, session_id: str | None = None) -> None:
+        """The representative agreed to write into a colleague's session."""
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        holder = self.held_by_other(sid)
+        if view is not None and holder is not None:
+            view.override_for = holder.rep_id
+
+    def set_window_active(self, active: bool) -> None:
+        """Whether the representative is looking: while not, lines in the selected
+        session count as unread too (the title and the tray say so)."""
+        if active == self._active:
+            return
+        self._active = active
+        view = self.current
+        if active and view is not None and view.unread:
+            view.unread = 0
+            self.session_updated.emit(view.session_id)
+
+    @property
+    def window_active(self) -> bool:
+        return self._active
+
     def apply_welcome(self, welcome: p.Welcome) -> None:
         self._role = welcome.role
         self._bound_session = welcome.session_id
+        self._you = welcome.you
+        self._display_name = welcome.display_name
+        self._reps = list(welcome.reps)
+        self.reps_changed.emit()
+        if self._send_fn is not None and (welcome.you is not None
+                                          or welcome.role == p.Role.ADMIN):
+            self.request_macros()  # the desk's saved replies, for "/" in the editor
         for summary in welcome.sessions:
             self._upsert_summary(summary, emit=False)
         self._sessions_changed()
@@ -562,8 +727,10 @@ class Workspace(QObject):
         if is_customer:
             view.customer_typing = False
             new = env.seq is None or env.seq > view.history_seq
-            if new and view.session_id != self._current:
+            if new and (view.session_id != self._current or not self._active):
                 view.unread += 1
+            if new:
+                self.customer_line.emit(view.session_id, payload.text)
         draft = view.draft
         if draft is not None and payload.draft_id == draft.turn_id and not is_customer:
             draft.state = "sent"
@@ -731,6 +898,8 @@ class Workspace(QObject):
         )
         self._sync_pending(view)
         self.approvals_changed.emit(view.session_id)
+        if env.seq is None or env.seq > view.history_seq:
+            self.approval_arrived.emit(view.session_id, payload.approval_id)
 
     def _on_approval_updated(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.ApprovalUpdated)
@@ -806,6 +975,8 @@ class Workspace(QObject):
     def _on_error_message(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.ErrorPayload)
         self._refused(env.ref, payload.message)
+        if self._intent_refused(env.ref, payload.code.value, payload.message, payload.details):
+            return
         self._on_error(payload)
 
     def _refused(self, ref: str | None, message: str) -> None:
@@ -817,6 +988,102 @@ class Workspace(QObject):
     def _on_error(self, payload: p.ErrorPayload) -> None:
         log.info("host error %s: %s", payload.code, payload.message)
         self.error_occurred.emit(payload.message)
+
+    # ------------------------------------------------------------------ the desk (issue 16)
+
+    def _on_session_assigned(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionAssigned)
+        view = self._view_for(env)
+        if view is None:
+            return
+        view.summary = view.summary.model_copy(update={"assignee": payload.assignee})
+        view.transcript.append(NoteItem(assignment_note(payload), env.ts))
+        self.transcript_changed.emit(view.session_id)
+        self.assignment_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+        self._maybe_reorder()
+
+    def _on_note_added(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.NoteAdded)
+        view = self._view_for(env)
+        if view is None:
+            return
+        if any(isinstance(i, InternalNote) and i.note_id == payload.note_id
+               for i in view.transcript[-50:]):
+            return  # replayed after a resume
+        view.transcript.append(InternalNote(
+            note_id=payload.note_id, author=payload.author.name,
+            role=str(payload.author.role), text=payload.text, ts=env.ts))
+        self.transcript_changed.emit(view.session_id)
+
+    def _on_status_changed(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SessionStatusChanged)
+        view = self._view_for(env)
+        if view is None:
+            return
+        view.summary = view.summary.model_copy(update={"status": payload.status})
+        view.transcript.append(NoteItem(status_note(payload), env.ts))
+        self.transcript_changed.emit(view.session_id)
+        self.status_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+        self._maybe_reorder()
+
+    def _on_macro_list(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.MacroList)
+        self._macros = sorted(payload.macros, key=lambda m: m.name)
+        self.macros_changed.emit()
+
+    def _on_search_results(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.SearchResults)
+        if self._search_id is not None and env.ref not in (None, self._search_id):
+            return  # an older search overtaken by a newer one
+        self._search_id = None
+        self.search_results.emit(payload)
+
+    def _on_transcript(self, env: p.Envelope, payload: p.Payload) -> None:
+        assert isinstance(payload, p.Transcript)
+        if env.ref is not None:
+            self._transcript_ids.discard(env.ref)
+        self.transcript_ready.emit(payload)
+
+    def _intent_refused(self, ref: str | None, code: str, message: str,
+                        details: dict[str, Any] | None) -> bool:
+        """A refusal of one of our desk requests, turned into the signal its view
+        handles (True: handled, no status-bar error)."""
+        if ref is None:
+            return False
+        if ref == self._search_id:
+            self._search_id = None
+            self.search_failed.emit(message)
+            return True
+        intent = self._intents.pop(ref, None)
+        if intent is None:
+            return False
+        kind, sid, extra = intent
+        if kind == "send" and code == "held_by_other" and sid is not None:
+            text, draft_id = extra
+            holder = (details or {}).get("assignee") if details else None
+            name = holder.get("name") if isinstance(holder, dict) else None
+            if name is None:
+                other = self.held_by_other(sid)
+                name = other.name if other is not None else "a colleague"
+            view = self._sessions.get(sid)
+            if view is not None:
+                view.override_for = None  # it changed hands: ask again
+            self.send_held.emit(sid, text, draft_id, str(name))
+            return True
+        if kind == "status" and code == "conflict" and sid is not None:
+            pending = (details or {}).get("pending") if details else None
+            view = self._sessions.get(sid)
+            if not isinstance(pending, int):
+                pending = len(view.pending_approvals) if view is not None else 0
+            self.status_refused.emit(sid, str(extra), pending)
+            return True
+        if kind == "transcript" and sid is not None:
+            self._transcript_ids.discard(ref)
+            self.transcript_failed.emit(sid, message)
+            return True
+        return False
 
     _handlers: dict[str, Callable[[Workspace, p.Envelope, p.Payload], None]] = {
         "welcome": _on_welcome,
@@ -844,6 +1111,12 @@ class Workspace(QObject):
         "customer.results": _on_customer_results,
         "article.content": _on_article_content,
         "kb.results": _on_kb_results,
+        "session.assigned": _on_session_assigned,
+        "note.added": _on_note_added,
+        "session.status_changed": _on_status_changed,
+        "macro.list": _on_macro_list,
+        "search.results": _on_search_results,
+        "transcript": _on_transcript,
     }
 
     # ------------------------------------------------------------------ draft coalescing
@@ -899,12 +1172,111 @@ class Workspace(QObject):
         return sid
 
     def send_message(self, text: str, *, draft_id: str | None = None,
-                     session_id: str | None = None) -> bool:
+                     session_id: str | None = None, override: bool | None = None) -> bool:
+        """Send a reply. ``override`` (default: when this representative already agreed
+        for this session and holder) lets it into a session a colleague holds; a
+        refusal by the host comes back as ``send_held`` with the text."""
         text = text.strip()
         sid = self._target(session_id)
         if not text or sid is None:
             return False
-        return self._send(p.ChatSend(text=text, draft_id=draft_id), sid)
+        if override is None:
+            view = self._sessions.get(sid)
+            holder = self.held_by_other(sid)
+            override = bool(holder is not None and view is not None
+                            and view.override_for == holder.rep_id)
+        payload = p.ChatSend(text=text, draft_id=draft_id, override=override) if override \
+            else p.ChatSend(text=text, draft_id=draft_id)
+        return self._send(payload, sid, intent=("send", sid, (text, draft_id)))
+
+    # --- the desk (issue 16): assignment, notes, status, macros, search, transcripts
+
+    def take(self, session_id: str | None = None) -> bool:
+        """Assign the session to this representative."""
+        sid = self._target(session_id)
+        return sid is not None and self._send(p.SessionAssign(action="take"), sid)
+
+    def release(self, session_id: str | None = None) -> bool:
+        """Leave the session unassigned (anyone's, again)."""
+        sid = self._target(session_id)
+        return sid is not None and self._send(p.SessionAssign(action="release"), sid)
+
+    def transfer(self, rep_id: str, session_id: str | None = None) -> bool:
+        """Hand the session to a colleague (``rep_id`` from :attr:`reps`)."""
+        sid = self._target(session_id)
+        return sid is not None and bool(rep_id) and self._send(
+            p.SessionAssign(action="transfer", to=rep_id), sid)
+
+    def add_note(self, text: str, session_id: str | None = None) -> bool:
+        """An internal note: representatives see it, the customer never does."""
+        text = text.strip()
+        sid = self._target(session_id)
+        if not text or sid is None:
+            return False
+        if len(text) > NOTE_MAX_CHARS:
+            self.error_occurred.emit(f"A note holds at most {NOTE_MAX_CHARS} characters")
+            return False
+        return self._send(p.NoteAdd(text=text), sid)
+
+    def set_status(self, status: str, *, force: bool = False,
+                   session_id: str | None = None) -> bool:
+        """open / waiting / resolved. Resolving with actions pending needs ``force``
+        (the view asks first; the host refuses otherwise: ``status_refused``)."""
+        sid = self._target(session_id)
+        if sid is None or status not in ("open", "waiting", "resolved"):
+            return False
+        payload = p.SessionStatusSet(status=status, force=force)
+        return self._send(payload, sid, intent=("status", sid, status))
+
+    def request_macros(self) -> bool:
+        return self._send(p.MacroListRequest(), None)
+
+    def save_macro(self, name: str, text: str) -> bool:
+        """Add or replace a saved reply (the dialog checks the name with
+        ``client.desk.macro_name_problem`` first; the host checks again)."""
+        from pydantic import ValidationError
+
+        try:
+            payload = p.MacroSave(name=name.strip(), text=text.strip())
+        except ValidationError:
+            self.error_occurred.emit("A macro needs a name of a-z, 0-9, _ or - and a text")
+            return False
+        return self._send(payload, None)
+
+    def delete_macro(self, name: str) -> bool:
+        return bool(name) and self._send(p.MacroDelete(name=name), None)
+
+    def search(self, query: str, *, limit: int = 20, before: float | None = None) -> bool:
+        """Full-text search over every conversation on the host (answer:
+        ``search_results``; a newer search makes an older answer irrelevant)."""
+        query = query.strip()[:200]
+        if not query:
+            return False
+        msg_id = self._send_id(p.SearchRequest(query=query, limit=limit, before=before), None)
+        self._search_id = msg_id
+        return msg_id is not None
+
+    def request_transcript(self, audience: str, session_id: str | None = None) -> str | None:
+        """Ask for the session's transcript as Markdown (``customer``: what the customer
+        saw; ``internal``: with notes, drafts and actions); answer: ``transcript_ready``."""
+        sid = self._target(session_id)
+        if sid is None or audience not in ("customer", "internal"):
+            return None
+        payload = p.TranscriptGet(audience=audience)
+        msg_id = self._send_id(payload, sid, intent=("transcript", sid, audience))
+        if msg_id is not None:
+            self._transcript_ids.add(msg_id)
+        return msg_id
+
+    def open_session(self, session_id: str, title: str = "") -> None:
+        """Select a session, fetching it first when this window never had it (a search
+        hit in a conversation that closed before we connected)."""
+        if session_id not in self._sessions:
+            summary = p.SessionSummary(
+                session_id=session_id, title=title or session_id, customer_id=None,
+                customer_name=None, state="closed", created_at=0.0, last_seq=0)
+            self._upsert_summary(summary)
+        self.select_session(session_id)
 
     def set_typing(self, active: bool, session_id: str | None = None) -> bool:
         sid = session_id or self._current
@@ -998,29 +1370,40 @@ class Workspace(QObject):
                 return view.session_id
         return None
 
-    def _send(self, payload: p.Payload, session: str | None) -> bool:
+    def _send(self, payload: p.Payload, session: str | None, *,
+              intent: tuple[str, str | None, Any] | None = None) -> bool:
+        return self._send_id(payload, session, intent=intent) is not None
+
+    def _send_id(self, payload: p.Payload, session: str | None, *,
+                 intent: tuple[str, str | None, Any] | None = None) -> str | None:
+        """Send; the message id when the connection gives one ("" when it gives none),
+        None when nothing was sent."""
         kind = p.client_type(payload)
         if self._send_fn is None:
             log.warning("not connected: dropping %s", kind)
             self.error_occurred.emit("Not connected to the host")
-            return False
+            return None
         try:
             result = self._send_fn(payload, session)
         except Exception as exc:
             log.exception("sending %s failed", kind)
             self.error_occurred.emit(f"Could not send: {exc}")
-            return False
+            return None
         if isinstance(result, str) and isinstance(payload, p.ApprovalApprove | p.ApprovalReject):
             self._refs[result] = payload.approval_id
             if len(self._refs) > 200:  # answered ones are never removed by success
                 self._refs.pop(next(iter(self._refs)))
+        if isinstance(result, str) and intent is not None:
+            self._intents[result] = intent
+            if len(self._intents) > 200:  # accepted ones are never answered by an error
+                self._intents.pop(next(iter(self._intents)))
         if inspect.isawaitable(result):
             self._supervise(result, kind)
         elif result is False:
             self.error_occurred.emit("Not connected to the host — will not send")
-            return False
+            return None
         self.intent_sent.emit(kind, payload)
-        return True
+        return result if isinstance(result, str) else ""
 
     def _supervise(self, awaitable: Any, kind: str) -> None:
         import asyncio

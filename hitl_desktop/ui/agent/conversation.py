@@ -1,4 +1,9 @@
-"""Conversation panel: the transcript, with tool calls compact and results expandable."""
+"""Conversation panel: the transcript, with tool calls compact and results expandable.
+
+Internal notes (issue 16) are shown apart from chat lines (a yellow block saying only
+representatives see it); the desk bar above the transcript says who holds the
+conversation and its status, the note box below it writes notes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QTextCursor, QTextDocument, QTextDocumentFragment
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
-from hitl_desktop.client.workspace import ChatItem, NoteItem, ToolItem, Workspace
+from hitl_desktop.client.workspace import ChatItem, InternalNote, NoteItem, ToolItem, Workspace
 from hitl_desktop.ui.agent.style import is_dark
 from hitl_desktop.ui.fit import breakable
 
@@ -22,13 +27,21 @@ def call_signature(name: str, arguments: dict[str, Any]) -> str:
     return f"{name}({args})"
 
 
-def _signature(item: ChatItem | ToolItem | NoteItem, expanded: set[str]) -> tuple[object, ...]:
+NOTE_LABEL = "Internal note — only representatives see this"
+NOTE_BG = ("#fff4c2", "#4a3f12")  # light, dark
+NOTE_EDGE = ("#e0b400", "#c9a227")
+
+
+def _signature(item: ChatItem | ToolItem | NoteItem | InternalNote,
+               expanded: set[str]) -> tuple[object, ...]:
     """What about an item changes its rendering (tool results arrive later)."""
     if isinstance(item, ToolItem):
         return ("tool", item.call_id, item.ok, item.outcome, item.output is not None,
                 item.call_id in expanded, tuple(sorted(item.arguments.items(), key=str)).__repr__())
     if isinstance(item, ChatItem):
         return ("chat", item.message_id)
+    if isinstance(item, InternalNote):
+        return ("internal", item.note_id)
     return ("note", item.text)
 
 
@@ -55,11 +68,19 @@ class ConversationPanel(QWidget):
         self.browser.anchorClicked.connect(self._on_anchor)
         self.typing = QLabel("", self)
         self.typing.setObjectName("typingLabel")
+        from hitl_desktop.ui.agent.conversation_bar import DeskBar
+        from hitl_desktop.ui.agent.notes import NoteBox
+
+        self.desk_bar = DeskBar(workspace, self)
+        self.note_box = NoteBox(workspace, self)
+        self.desk_bar.note_requested.connect(self.show_note_box)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
+        lay.addWidget(self.desk_bar)
         lay.addWidget(self.browser, 1)
         lay.addWidget(self.typing)
+        lay.addWidget(self.note_box)
         self.setFocusProxy(self.browser)
         workspace.transcript_changed.connect(self._on_changed)
         workspace.current_session_changed.connect(self.refresh)
@@ -84,6 +105,10 @@ class ConversationPanel(QWidget):
             else:
                 self.expanded.add(call_id)
             self.refresh()
+
+    def show_note_box(self) -> None:
+        """Open the note box and put the cursor in it (Ctrl+Shift+N)."""
+        self.note_box.open_box()
 
     def toggle(self, call_id: str) -> None:
         self._on_anchor(QUrl(f"toggle:{call_id}"))
@@ -111,7 +136,7 @@ class ConversationPanel(QWidget):
             part.setHtml(f"<html><body>{html_new}</body></html>")
             cursor = QTextCursor(self.browser.document())
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            if isinstance(view.transcript[len(self._sigs)], NoteItem):
+            if isinstance(view.transcript[len(self._sigs)], NoteItem | InternalNote):
                 cursor.insertBlock()  # a one-paragraph fragment would join the last line
             cursor.insertFragment(QTextDocumentFragment(part))
             keep = bar.value()
@@ -131,7 +156,8 @@ class ConversationPanel(QWidget):
         bar.setValue(bar.maximum() if (at_bottom or grew) else keep)
         self._on_typing(view.session_id)
 
-    def _item_html(self, item: ChatItem | ToolItem | NoteItem, dark: bool) -> str:
+    def _item_html(self, item: ChatItem | ToolItem | NoteItem | InternalNote,
+                   dark: bool) -> str:
         theirs = "#2b2f36" if dark else "#f0f2f5"
         ours = "#1f3d6b" if dark else "#dbe8ff"
         tool_bg = "#262a30" if dark else "#fafafa"
@@ -141,6 +167,8 @@ class ConversationPanel(QWidget):
                     f"{_esc(item.text)}</p>")
         if isinstance(item, ToolItem):
             return self._tool_html(item, tool_bg, muted)
+        if isinstance(item, InternalNote):
+            return self._note_html(item, dark, muted)
         mine = item.role in ("agent", "admin")
         who = item.name if not mine else f"{item.name} (you)"
         stamp = time.strftime("%H:%M", time.localtime(item.ts))
@@ -159,6 +187,18 @@ class ConversationPanel(QWidget):
                  else f"<td align='left'>{bubble}</td>{gutter}")
         return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
                 f"<tr>{cells}</tr></table>")
+
+    @staticmethod
+    def _note_html(item: InternalNote, dark: bool, muted: str) -> str:
+        """A representative's note: full width, yellow, labelled as never sent."""
+        bg, edge = NOTE_BG[dark], NOTE_EDGE[dark]
+        stamp = time.strftime("%H:%M", time.localtime(item.ts))
+        return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
+                f"<tr><td><table width='100%' cellpadding='8' style='background:{bg}; "
+                f"border-left:3px solid {edge}'><tr><td>"
+                f"<span style='color:{muted}; font-size:small'>✎ <b>{NOTE_LABEL}</b> · "
+                f"{_esc(item.author)} · {stamp}</span><br>{_esc(item.text)}"
+                f"</td></tr></table></td></tr></table>")
 
     def _tool_html(self, item: ToolItem, bg: str, muted: str) -> str:
         if item.ok is None:

@@ -1,4 +1,10 @@
-"""Inbox panel: every session with its customer, last message and what needs attention."""
+"""Inbox panel: every session with its customer, last message and what needs attention.
+
+On a desk (issue 16) it also shows who holds each conversation, its status and how
+long the customer has been waiting, with the filters mine / unassigned / all open /
+resolved (``client.desk`` decides what each shows and the order: longest wait first)
+and a context menu to take, release, transfer and set the status.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,41 @@ import time
 from typing import TYPE_CHECKING
 
 from PySide6 import QtWidgets
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
+    QHBoxLayout,
     QListView,
+    QMenu,
     QStyledItemDelegate,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from hitl_desktop.client.workspace import SessionView, Workspace
+from hitl_desktop.client.desk import (
+    FILTER_TEXT,
+    FILTERS,
+    InboxFilter,
+    filter_counts,
+    filtered,
+    holder_text,
+    waiting_level,
+    waiting_text,
+)
+from hitl_desktop.client.workspace import STATUS_TEXT, SessionView, Workspace
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QStyleOptionViewItem
 
 ROLE_ID = Qt.ItemDataRole.UserRole + 1
 ROLE_VIEW = Qt.ItemDataRole.UserRole + 2
+ROLE_YOU = Qt.ItemDataRole.UserRole + 3  # this representative's rep_id ("" when none)
+ROLE_DESK = Qt.ItemDataRole.UserRole + 4  # show the desk line (holder, status, wait)
+TICK_MS = 15_000  # "waiting 3 min" moves on by itself
+WAIT_COLOR = {"": "#6b7280", "warn": "#d9822b", "late": "#d64545"}
 
 
 def short_time(ts: float | None, now: float | None = None) -> str:
@@ -51,7 +75,7 @@ class SessionDelegate(QStyledItemDelegate):
 
     def sizeHint(self, option: QStyleOptionViewItem,
                  index: QModelIndex | QPersistentModelIndex) -> QSize:
-        return QSize(240, 64)
+        return QSize(240, 84 if index.data(ROLE_DESK) else 64)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
@@ -148,9 +172,51 @@ class SessionDelegate(QStyledItemDelegate):
         painter.drawText(msg_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          fm.elidedText(last.replace("\n", " "), Qt.TextElideMode.ElideRight,
                                        msg_rect.width()))
+        if index.data(ROLE_DESK):
+            self._paint_desk_line(painter, view, str(index.data(ROLE_YOU) or ""),
+                                  QRect(inner.left() + 16, inner.top() + 46,
+                                        inner.width() - 16, 18), muted, selected)
         painter.setPen(QColor(muted.red(), muted.green(), muted.blue(), 40))
         painter.drawLine(rect.bottomLeft(), rect.bottomRight())
         painter.restore()
+
+    @staticmethod
+    def _paint_desk_line(painter: QPainter, view: SessionView, you: str, line: QRect,
+                         muted: QColor, selected: bool) -> None:
+        """Third line: who holds it (left), its status and the customer's wait (right)."""
+        fm = painter.fontMetrics()
+        right = line.right()
+        wait = waiting_text(view.waiting_since) if view.summary.state == "open" else ""
+        if wait:
+            level = waiting_level(view.waiting_since)
+            text = f"⏱ {wait}"
+            w = fm.horizontalAdvance(text) + 4
+            painter.setPen(muted if selected and not level else QColor(WAIT_COLOR[level]))
+            painter.drawText(QRect(right - w, line.top(), w, line.height()),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, text)
+            right -= w + 8
+        if view.status != "open":
+            label = "on customer" if view.status == "waiting" else STATUS_TEXT[view.status]
+            w = fm.horizontalAdvance(label) + 14
+            chip = QRect(right - w, line.top() + 1, w, line.height() - 2)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#2e9d5b" if view.status == "resolved" else "#7c6fd6"))
+            painter.drawRoundedRect(chip, 8, 8)
+            painter.setPen(QColor("white"))
+            painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, label)
+            right -= w + 8
+        holder = holder_text(view, you or None)
+        mine = holder == "You"
+        text = f"● {holder}" if view.assignee is not None else "○ Unassigned"
+        font = QFont(painter.font())
+        font.setBold(mine)
+        painter.setFont(font)
+        painter.setPen(QColor("#2f6fde") if mine and not selected else muted)
+        room = max(0, right - line.left() - 4)
+        painter.drawText(QRect(line.left(), line.top(), room, line.height()),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight,
+                                                          room))
 
 
 class InboxPanel(QWidget):
@@ -159,6 +225,29 @@ class InboxPanel(QWidget):
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.workspace = workspace
+        self.filter: InboxFilter = "open"
+        self.menu: QMenu | None = None  # the open context menu (tests trigger its actions)
+        # the filters: shown on a desk (a representative's link), hidden otherwise
+        self.filter_bar = QWidget(self)
+        self.filter_bar.setObjectName("inboxFilters")
+        bar = QHBoxLayout(self.filter_bar)
+        bar.setContentsMargins(6, 4, 6, 4)
+        bar.setSpacing(4)
+        self.filter_group = QButtonGroup(self)
+        self.filter_group.setExclusive(True)
+        self.filter_buttons: dict[InboxFilter, QToolButton] = {}
+        for which in FILTERS:
+            button = QToolButton(self.filter_bar)
+            button.setObjectName(f"filter_{which}")
+            button.setCheckable(True)
+            button.setAutoRaise(True)
+            button.setText(FILTER_TEXT[which])
+            button.setChecked(which == self.filter)
+            button.clicked.connect(lambda _=False, w=which: self.set_filter(w))
+            self.filter_group.addButton(button)
+            self.filter_buttons[which] = button
+            bar.addWidget(button)
+        bar.addStretch(1)
         self.model = QStandardItemModel(self)
         self.list = QListView(self)
         self.list.setObjectName("inboxList")
@@ -168,36 +257,106 @@ class InboxPanel(QWidget):
         self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.list.setMouseTracking(True)
         self.list.setAccessibleName("Inbox")
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.filter_bar)
         lay.addWidget(self.list)
         self.setFocusProxy(self.list)
         self._syncing = False
+        self._shown: list[str] = []
         self.list.selectionModel().currentChanged.connect(self._on_current)
         workspace.sessions_changed.connect(self.rebuild)
         workspace.session_updated.connect(self._on_updated)
         workspace.typing_changed.connect(self._on_updated)
         workspace.current_session_changed.connect(self._select_row)
+        workspace.reps_changed.connect(self.rebuild)
+        self.tick = QTimer(self)
+        self.tick.setInterval(TICK_MS)
+        self.tick.timeout.connect(self.list.viewport().update)
+        self.tick.start()
         self.rebuild()
+
+    @property
+    def desk(self) -> bool:
+        """A representative's desk (assignment, filters), not a one-session link."""
+        return self.workspace.you is not None
 
     def session_ids(self) -> list[str]:
         return [self.model.item(r).data(ROLE_ID) for r in range(self.model.rowCount())]
+
+    def set_filter(self, which: InboxFilter) -> None:
+        self.filter = which
+        self.filter_buttons[which].setChecked(True)
+        self.rebuild()
+
+    def visible_sessions(self) -> list[SessionView]:
+        """What the inbox lists, in its order: all sessions without a desk; on a desk,
+        the filter's, the longest-waiting customer first."""
+        if not self.desk:
+            return self.workspace.sessions()
+        return filtered(self.workspace, self.filter)
+
+    def select_relative(self, step: int) -> None:
+        """Next / previous conversation in the order the inbox shows."""
+        order = self.session_ids()
+        if not order:
+            return
+        current = self.workspace.current_session_id
+        idx = order.index(current) if current in order else -1
+        self.workspace.select_session(order[(idx + step) % len(order)])
 
     def rebuild(self) -> None:
         self._syncing = True
         try:
             self.model.clear()
-            for view in self.workspace.sessions():
+            desk = self.desk
+            you = self.workspace.you
+            self.filter_bar.setVisible(desk)
+            if desk:
+                counts = filter_counts(self.workspace)
+                for which, button in self.filter_buttons.items():
+                    button.setText(f"{FILTER_TEXT[which]} {counts[which]}")
+            views = self.visible_sessions()
+            self._shown = [v.session_id for v in views]
+            for view in views:
                 item = QStandardItem(view.display_name)
                 item.setData(view.session_id, ROLE_ID)
                 item.setData(view, ROLE_VIEW)
-                item.setToolTip(f"{view.display_name} — {view.summary.title}")
+                item.setData(you.rep_id if you is not None else "", ROLE_YOU)
+                item.setData(desk, ROLE_DESK)
+                item.setToolTip(self._tip(view))
                 self.model.appendRow(item)
             self._select_row(self.workspace.current_session_id or "")
         finally:
             self._syncing = False
 
+    def _tip(self, view: SessionView) -> str:
+        tip = f"{view.display_name} — {view.summary.title}"
+        if self.desk:
+            you = self.workspace.you
+            holder = holder_text(view, you.rep_id if you is not None else None)
+            tip += f"\nHeld by: {holder}  ·  Status: {STATUS_TEXT.get(view.status, view.status)}"
+            wait = waiting_text(view.waiting_since)
+            if wait and view.summary.state == "open":
+                tip += f"  ·  {wait}"
+        return tip
+
     def _on_updated(self, session_id: str) -> None:
+        if self.desk:
+            # holder, status and wait decide the filter and the order: rebuild when the
+            # list would change, else repaint the row
+            views = self.visible_sessions()
+            if [v.session_id for v in views] != self._shown:
+                self.rebuild()
+                return
+            counts = filter_counts(self.workspace)
+            for which, button in self.filter_buttons.items():
+                text = f"{FILTER_TEXT[which]} {counts[which]}"
+                if button.text() != text:
+                    button.setText(text)
         for r in range(self.model.rowCount()):
             item = self.model.item(r)
             if item.data(ROLE_ID) == session_id:
@@ -205,10 +364,76 @@ class InboxPanel(QWidget):
                 item.setData(view, ROLE_VIEW)
                 if view is not None:
                     item.setText(view.display_name)
+                    item.setToolTip(self._tip(view))
                 # the view object is the same one (mutated in place), so setData saw no
                 # change and told no one: repaint the row on every event, not the next
                 item.emitDataChanged()
                 return
+
+    # ------------------------------------------------------------------ context menu
+
+    def session_at(self, pos: QPoint) -> str | None:
+        index = self.list.indexAt(pos)
+        return str(index.data(ROLE_ID)) if index.isValid() else None
+
+    def build_menu(self, session_id: str) -> QMenu:
+        """Take / Release / Transfer to… / status, for one row (a desk only)."""
+        ws = self.workspace
+        view = ws.session(session_id)
+        menu = QMenu(self)
+        menu.setObjectName("inboxMenu")
+        if view is None:
+            return menu
+        closed = view.summary.state == "closed"
+        mine = ws.is_mine(view)
+        take = menu.addAction("Take" if view.assignee is None
+                              else f"Take from {view.assignee.name}")
+        take.setObjectName("menuTake")
+        take.setEnabled(not mine and not closed)
+        take.triggered.connect(lambda: ws.take(session_id))
+        release = menu.addAction("Release")
+        release.setObjectName("menuRelease")
+        release.setEnabled(view.assignee is not None)
+        release.triggered.connect(lambda: ws.release(session_id))
+        transfer = menu.addMenu("Transfer to…")
+        transfer.setObjectName("menuTransfer")
+        others = [r for r in ws.reps
+                  if view.assignee is None or r.rep_id != view.assignee.rep_id]
+        for rep in others:
+            you = ws.you is not None and rep.rep_id == ws.you.rep_id
+            label = f"{rep.name}{' (you)' if you else ''}{'' if rep.online else ' — offline'}"
+            act = transfer.addAction(label)
+            act.setObjectName(f"transfer_{rep.rep_id}")
+            act.triggered.connect(lambda _=False, r=rep.rep_id: ws.transfer(r, session_id))
+        transfer.setEnabled(bool(others) and not closed)
+        menu.addSeparator()
+        for status, text in (("open", "Mark open"), ("waiting", "Mark waiting on customer"),
+                             ("resolved", "Mark resolved")):
+            act = menu.addAction(text)
+            act.setObjectName(f"menuStatus_{status}")
+            act.setEnabled(view.status != status)
+            act.triggered.connect(lambda _=False, s=status: self.status_requested(session_id, s))
+        return menu
+
+    def status_requested(self, session_id: str, status: str) -> None:
+        """Resolving with pending actions asks first: the window answers (it owns the
+        question); here the row only says which."""
+        window = self.window()
+        ask = getattr(window, "set_status", None)
+        if callable(ask):
+            ask(status, session_id)
+        else:
+            self.workspace.set_status(status, session_id=session_id)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        sid = self.session_at(pos)
+        if sid is None or not self.desk:
+            return
+        if self.menu is not None:
+            self.menu.close()
+            self.menu.deleteLater()
+        self.menu = self.build_menu(sid)
+        self.menu.popup(self.list.viewport().mapToGlobal(pos))
 
     def _select_row(self, session_id: str) -> None:
         for r in range(self.model.rowCount()):

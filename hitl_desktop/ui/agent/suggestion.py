@@ -7,6 +7,7 @@ draft text is offered with a "Reload" bar instead of clobbering their edits.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
@@ -37,6 +38,7 @@ TYPING_IDLE_MS = 4000
 CLAIM_HIGHLIGHT = "#fde2e1"  # a sentence the host says claims an unexecuted action
 CLOSED_NOTE = "This conversation is closed: your draft is kept, but nothing can be sent."
 CLOSED_REASON = "The conversation is closed — reopen it to reply"
+HELD_NOTE = "{name} holds this conversation. You will be asked before your reply is sent."
 
 
 class SuggestionEditor(QWidget):
@@ -57,6 +59,8 @@ class SuggestionEditor(QWidget):
         self._typing_sent = False
         self._own_reply_turn: str | None = None  # the turn answered with typed text
         self.question: Question | None = None  # the open "replace your edits?" question
+        # whether to ask before sending into a colleague's conversation (Preferences)
+        self.warn_held: Callable[[], bool] = lambda: True
 
         # chips and errors wrap or elide: a 2,000-character error must not widen the window
         self.state_chip = ElideLabel("", self)
@@ -104,7 +108,23 @@ class SuggestionEditor(QWidget):
         closed_lay.addWidget(self.reopen_button)
         self.closed_bar.hide()
 
-        self.editor = QPlainTextEdit(self)
+        # a colleague holds the conversation (issue 16): said before typing, asked at Send
+        self.held_bar = QFrame(self)
+        self.held_bar.setObjectName("reloadBar")
+        held_lay = QHBoxLayout(self.held_bar)
+        held_lay.setContentsMargins(8, 4, 8, 4)
+        self.held_note = WrapLabel("", self.held_bar)
+        held_lay.addWidget(self.held_note, 1)
+        self.take_button = QPushButton("Take it", self.held_bar)
+        self.take_button.setObjectName("takeFromEditor")
+        self.take_button.setToolTip("Hold this conversation yourself (Ctrl+Shift+T)")
+        self.take_button.clicked.connect(lambda _=False: self.workspace.take())
+        held_lay.addWidget(self.take_button)
+        self.held_bar.hide()
+
+        from hitl_desktop.ui.agent.macros import ComposerEdit, MacroCompleter
+
+        self.editor: QPlainTextEdit = ComposerEdit(self)
         self.editor.setObjectName("draftEditor")
         self.editor.setPlaceholderText("The assistant's suggestion appears here. "
                                        "Edit it freely, or write your own reply.")
@@ -146,6 +166,7 @@ class SuggestionEditor(QWidget):
         lay.addWidget(self.claims_label)
         lay.addWidget(self.reload_bar)
         lay.addWidget(self.closed_bar)
+        lay.addWidget(self.held_bar)
         lay.addWidget(self.editor, 1)
         lay.addWidget(self.citations)
         lay.addLayout(buttons)
@@ -159,6 +180,9 @@ class SuggestionEditor(QWidget):
         workspace.draft_changed.connect(self._on_draft_changed)
         workspace.current_session_changed.connect(self._on_session_changed)
         workspace.session_updated.connect(self._on_session_updated)
+        workspace.send_held.connect(self._on_send_held)
+        workspace.reps_changed.connect(self._update_buttons)
+        self.macro_completer = MacroCompleter(workspace, self.editor, self)
         self._on_session_changed(workspace.current_session_id or "")
 
     # ------------------------------------------------------------------ state
@@ -359,6 +383,11 @@ class SuggestionEditor(QWidget):
                                           else "Ask the assistant for a new draft")
         if self.closed_bar.isHidden() == closed:
             self.closed_bar.setVisible(closed)
+        holder = self.workspace.held_by_other() if has_session and not closed else None
+        if holder is not None:
+            self.held_note.set_full_text(HELD_NOTE.format(name=holder.name))
+        if self.held_bar.isHidden() == (holder is not None):
+            self.held_bar.setVisible(holder is not None)
 
     def _on_citation(self, article_id: str) -> None:
         draft = self.draft
@@ -384,10 +413,52 @@ class SuggestionEditor(QWidget):
         text = self.editor.toPlainText().strip()
         if not text or self.workspace.is_closed():
             return  # closed: keep their words, the bar says why
+        holder = self.workspace.needs_override_question()
+        if holder is not None and self.warn_held():
+            sid = self.workspace.current_session_id
+            self.question = ask(
+                self, f"{holder.name} holds this conversation. Send your reply anyway?",
+                detail=f"{holder.name} is looking after this customer; two people answering "
+                       "at once confuses them. You are asked once for this conversation "
+                       "(or take it: Ctrl+Shift+T).",
+                yes="Send anyway", no="Don't send",
+                on_yes=lambda: self._send_over(sid))
+            return
+        self._send_now(override=True if holder is not None else None)
+
+    def _send_over(self, session_id: str | None) -> None:
+        """They agreed to write into a colleague's conversation: remember, then send."""
+        if session_id != self.workspace.current_session_id:
+            return  # they moved on while the question was up: their text went with it
+        self.workspace.confirm_override(session_id)
+        self._send_now(override=True)
+
+    def _on_send_held(self, session_id: str, text: str, draft_id: object, name: str) -> None:
+        """The host refused our reply: a colleague took the conversation meanwhile. The
+        text comes back into the editor (nothing typed is lost) and we ask."""
+        if session_id != self.workspace.current_session_id:
+            self._unsent[session_id] = (str(draft_id) if draft_id else None, text)
+            self.workspace.error_occurred.emit(
+                f"Not sent: {name} holds that conversation — your reply is kept there")
+            return
+        if not self.editor.toPlainText().strip():
+            self._set_text(text)
+        self.user_edited = True
+        self._update_buttons()
+        self.question = ask(
+            self, f"Not sent: {name} took this conversation before your reply went out.",
+            detail="Your reply is back in the editor. Send it anyway?",
+            yes="Send anyway", no="Don't send",
+            on_yes=lambda: self._send_over(session_id))
+
+    def _send_now(self, *, override: bool | None = None) -> None:
+        text = self.editor.toPlainText().strip()
+        if not text or self.workspace.is_closed():
+            return
         draft = self.draft
         draft_id = draft.turn_id if draft is not None and draft.turn_id == self._turn_id \
             and draft.state not in ("discarded", "sent") else None
-        if self.workspace.send_message(text, draft_id=draft_id):
+        if self.workspace.send_message(text, draft_id=draft_id, override=override):
             if draft_id is None:
                 self._own_reply_turn = draft.turn_id if draft is not None else None
                 self._set_chip("sent", "Sent — your own reply")

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hitl_desktop.client.desk import Notifier, Preferences
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.ui.agent.style import agent_style, is_dark
 from hitl_desktop.ui.ask import Question, ask
@@ -38,7 +39,12 @@ if TYPE_CHECKING:
     from hitl_desktop.ui.agent.articles import ArticlesPanel
     from hitl_desktop.ui.agent.conversation import ConversationPanel
     from hitl_desktop.ui.agent.customer import CustomerPanel
+    from hitl_desktop.ui.agent.export import TranscriptExporter
     from hitl_desktop.ui.agent.inbox import InboxPanel
+    from hitl_desktop.ui.agent.macros import MacrosDialog
+    from hitl_desktop.ui.agent.notify import TrayNotifier
+    from hitl_desktop.ui.agent.prefs import PreferencesDialog
+    from hitl_desktop.ui.agent.search import SearchDialog
     from hitl_desktop.ui.agent.suggestion import SuggestionEditor
     from hitl_desktop.ui.agent.viewer import ArticleViewer
     from hitl_desktop.ui.kb_browser import KbBrowser
@@ -108,6 +114,16 @@ class AgentWindow(QMainWindow):
         self._panels: dict[str, QWidget] = {}
         self._article_viewer: ArticleViewer | None = None
         self.kb_browser: KbBrowser | None = None
+        self._settings = layout_settings(config_dir)
+        # issue 16: the representative's toggles, and what deserves a notification
+        self.preferences = Preferences(self._settings, self)
+        self.notifier = Notifier(workspace, self.preferences, self)
+        self.tray_notifier: TrayNotifier | None = None
+        self.search_dialog: SearchDialog | None = None
+        self.macros_dialog: MacrosDialog | None = None
+        self.preferences_dialog: PreferencesDialog | None = None
+        self.exporter: TranscriptExporter | None = None
+        self.desk_question: Question | None = None  # a desk question (resolve anyway?)
 
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("inbox", "Inbox", self._placeholder("inbox"))
@@ -134,8 +150,11 @@ class AgentWindow(QMainWindow):
         workspace.connection_state_changed.connect(self._on_connection)
         workspace.assistant_status_changed.connect(self._on_assistant)
         workspace.error_occurred.connect(self._on_error)
+        workspace.status_refused.connect(self._on_status_refused)
+        workspace.reps_changed.connect(self._on_reps)
+        self.notifier.unread_changed.connect(self._update_title)
+        self.ensure_tray()
 
-        self._settings = layout_settings(config_dir)
         self.default_state = self.saveState(LAYOUT_VERSION)
         self.default_geometry = self.saveGeometry()
         self._restored = bool(restore and self.restore_layout())
@@ -181,6 +200,7 @@ class AgentWindow(QMainWindow):
 
             editor = SuggestionEditor(ws)
             editor.article_requested.connect(self.open_article)
+            editor.warn_held = lambda: self.preferences.get("desk/warn_held")
             panel = editor
         elif key == "articles":
             from hitl_desktop.ui.agent.articles import ArticlesPanel
@@ -383,9 +403,9 @@ class AgentWindow(QMainWindow):
             return a
 
         self.prev_action = act("◀ Previous", ["Ctrl+PgUp", "Alt+Up"],
-                               lambda: self.workspace.select_relative(-1), "Previous conversation")
+                               lambda: self.select_relative(-1), "Previous conversation")
         self.next_action = act("Next ▶", ["Ctrl+PgDown", "Alt+Down"],
-                               lambda: self.workspace.select_relative(1), "Next conversation")
+                               lambda: self.select_relative(1), "Next conversation")
         self.send_action = act("Send", ["Ctrl+Return", "Ctrl+Enter"],
                                self.send_reply, "Send the reply")
         self.regenerate_action = act("Regenerate", ["Ctrl+Shift+G"],
@@ -399,6 +419,37 @@ class AgentWindow(QMainWindow):
         self.reopen_session_action = act("Reopen conversation", [],
                                          self.reopen_session,
                                          "Reopen this closed conversation to reply again")
+        # issue 16: the desk
+        self.take_action = act("Take conversation", ["Ctrl+Shift+T"],
+                               lambda _=False: self.workspace.take(), "Hold this conversation")
+        self.release_action = act("Release conversation", ["Ctrl+Shift+L"],
+                                  lambda _=False: self.workspace.release(),
+                                  "Let go of this conversation")
+        self.transfer_action = act("Transfer to…", ["Ctrl+Shift+X"], self.transfer,
+                                   "Hand this conversation to a colleague")
+        self.status_actions = {
+            status: act(text, keys, lambda _=False, s=status: self.set_status(s), tip)
+            for status, text, keys, tip in (
+                ("open", "Mark open", [], "Mark the conversation open"),
+                ("waiting", "Mark waiting on customer", [],
+                 "The next step is the customer's"),
+                ("resolved", "Mark resolved", ["Ctrl+Shift+D"],
+                 "Mark the conversation resolved (done)"))}
+        self.note_action = act("Internal note", ["Ctrl+Shift+N"], self.write_note,
+                               "Write a note only representatives see")
+        self.search_action = act("Search conversations…", ["Ctrl+F", "Ctrl+Shift+F"],
+                                 self.open_search, "Full-text search over every conversation")
+        self.export_customer_action = act(
+            "Export transcript (customer-visible)…", ["Ctrl+Shift+E"],
+            lambda: self.export_transcript("customer"), "What the customer saw, as Markdown or PDF")
+        self.export_internal_action = act(
+            "Export transcript with notes (internal)…", [],
+            lambda: self.export_transcript("internal"),
+            "With notes, drafts and who decided each action, as Markdown or PDF")
+        self.macros_action = act("Macros…", ["Ctrl+Shift+M"], self.open_macros,
+                                 "Saved replies: type / and the name in a reply")
+        self.preferences_action = act("Preferences…", ["Ctrl+,"], self.open_preferences,
+                                      "Notifications and desk settings")
         bar.addAction(self.prev_action)
         bar.addAction(self.next_action)
         bar.addWidget(self.session_title)
@@ -430,6 +481,22 @@ class AgentWindow(QMainWindow):
         conv.addSeparator()
         conv.addAction(self.close_session_action)
         conv.addAction(self.reopen_session_action)
+        conv.addSeparator()
+        conv.addAction(self.export_customer_action)
+        conv.addAction(self.export_internal_action)
+        desk = bar.addMenu("&Desk")
+        self.desk_menu = desk
+        for a in (self.take_action, self.release_action, self.transfer_action):
+            desk.addAction(a)
+        desk.addSeparator()
+        for a in self.status_actions.values():
+            desk.addAction(a)
+        desk.addSeparator()
+        desk.addAction(self.note_action)
+        desk.addAction(self.search_action)
+        desk.addAction(self.macros_action)
+        desk.addSeparator()
+        desk.addAction(self.preferences_action)
         actions = bar.addMenu("&Actions")
         actions.addAction(self.approve_action)
         actions.addAction(self.reject_action)
@@ -512,7 +579,106 @@ class AgentWindow(QMainWindow):
         self.article_viewer.open_article(article_id, passage)
 
     def send_reply(self) -> None:
+        """Ctrl+Enter: sends the reply, or adds the note when the note box has focus."""
+        if "conversation" in self._panels and self.conversation.note_box.editor.hasFocus():
+            self.conversation.note_box.submit()
+            return
         self.suggestion_editor.send()
+
+    # ------------------------------------------------------------------ the desk (issue 16)
+
+    def select_relative(self, step: int) -> None:
+        """Previous / next conversation in the order the inbox shows (its filter)."""
+        if "inbox" in self._panels:
+            self.inbox.select_relative(step)
+        else:
+            self.workspace.select_relative(step)
+
+    def transfer(self) -> None:
+        if self.workspace.current is None:
+            return
+        self.focus_panel("conversation")
+        self.conversation.desk_bar.popup_transfer()
+
+    def set_status(self, status: str, session_id: str | None = None) -> None:
+        """Open / waiting / resolved; resolving with pending actions asks first."""
+        from hitl_desktop.ui.agent.conversation_bar import ask_status
+
+        self.desk_question = ask_status(self, self.workspace, status, session_id)
+
+    def _on_status_refused(self, session_id: str, status: str, pending: int) -> None:
+        """The host still had actions pending (one arrived meanwhile): ask, then force."""
+        from hitl_desktop.ui.agent.conversation_bar import ask_status
+
+        self.desk_question = ask_status(self, self.workspace, status, session_id,
+                                        pending=max(pending, 1))
+
+    def write_note(self) -> None:
+        if self.workspace.current is None:
+            return
+        self.focus_panel("conversation")
+        self.conversation.show_note_box()
+
+    def open_search(self) -> SearchDialog:
+        if self.search_dialog is None:
+            from hitl_desktop.ui.agent.search import SearchDialog
+
+            self.search_dialog = SearchDialog(self.workspace, self)
+            self.search_dialog.hit_opened.connect(self._on_hit_opened)
+        self.search_dialog.start()
+        return self.search_dialog
+
+    def _on_hit_opened(self, session_id: str, _seq: int) -> None:
+        self.docks["conversation"].show()
+        self.docks["conversation"].raise_()
+        self.raise_()
+        self.activateWindow()
+
+    def ensure_exporter(self) -> TranscriptExporter:
+        if self.exporter is None:
+            from hitl_desktop.ui.agent.export import TranscriptExporter
+
+            self.exporter = TranscriptExporter(self.workspace, self)
+            self.exporter.exported.connect(
+                lambda path: self.statusBar().showMessage(f"Exported to {path}", 8000))
+            self.exporter.failed.connect(lambda why: self.statusBar().showMessage(why, 8000))
+        return self.exporter
+
+    def export_transcript(self, audience: str) -> None:
+        self.ensure_exporter().start(audience)
+
+    def open_macros(self) -> MacrosDialog:
+        if self.macros_dialog is None:
+            from hitl_desktop.ui.agent.macros import MacrosDialog
+
+            self.macros_dialog = MacrosDialog(self.workspace, self)
+        self.macros_dialog.show()
+        self.macros_dialog.raise_()
+        return self.macros_dialog
+
+    def open_preferences(self) -> PreferencesDialog:
+        if self.preferences_dialog is None:
+            from hitl_desktop.ui.agent.prefs import PreferencesDialog
+
+            self.preferences_dialog = PreferencesDialog(self.preferences, self)
+        self.preferences_dialog.show()
+        self.preferences_dialog.raise_()
+        return self.preferences_dialog
+
+    def ensure_tray(self) -> TrayNotifier:
+        if self.tray_notifier is None:
+            from hitl_desktop.ui.agent.notify import TrayNotifier
+
+            self.tray_notifier = TrayNotifier(self.notifier, self)
+        return self.tray_notifier
+
+    def _on_reps(self) -> None:
+        """Desk actions only for a representative's desk link."""
+        desk = self.workspace.you is not None
+        for a in (self.take_action, self.release_action, self.transfer_action,
+                  *self.status_actions.values(), self.search_action, self.macros_action):
+            a.setEnabled(desk)
+        self._on_session(self.workspace.current_session_id or "")
 
     def regenerate_draft(self) -> None:
         self.suggestion_editor.regenerate()
@@ -587,6 +753,8 @@ class AgentWindow(QMainWindow):
                 f"Reopening the conversation with {view.display_name}…", 5000)
 
     def _update_title(self, *_args: object) -> None:
+        """"(3) Alex Morgan — HITL Desk": the unread count (lines in other conversations,
+        and in this one while the window is not focused)."""
         view = self.workspace.current
         unread = self.workspace.unread_total()
         badge = f"({unread}) " if unread else ""
@@ -610,6 +778,17 @@ class AgentWindow(QMainWindow):
                                               and view.summary.state == "open")
         self.reopen_session_action.setEnabled(view is not None
                                               and view.summary.state == "closed")
+        desk = self.workspace.you is not None and view is not None
+        mine = view is not None and self.workspace.is_mine(view)
+        open_ = view is not None and view.summary.state == "open"
+        self.take_action.setEnabled(desk and open_ and not mine)
+        self.release_action.setEnabled(desk and view is not None and view.assignee is not None)
+        self.transfer_action.setEnabled(desk and open_)
+        for status, a in self.status_actions.items():
+            a.setEnabled(desk and view is not None and view.status != status)
+        self.note_action.setEnabled(view is not None)
+        self.export_customer_action.setEnabled(view is not None)
+        self.export_internal_action.setEnabled(view is not None)
         self._on_approvals(session_id)
 
     def _on_session_updated(self, session_id: str) -> None:
@@ -705,8 +884,11 @@ class AgentWindow(QMainWindow):
         box.show()
 
     def changeEvent(self, event: QEvent) -> None:
-        """Follow the system's light/dark switch: re-derive the style, re-render HTML."""
+        """Follow the system's light/dark switch: re-derive the style, re-render HTML;
+        tell the notifier whether the representative is looking."""
         super().changeEvent(event)
+        if event.type() == QEvent.Type.ActivationChange:
+            self.notifier.set_focused(self.isActiveWindow())
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange) \
                 and not self._restyling and is_dark() != self._dark:
             self._restyling = True
@@ -730,4 +912,6 @@ class AgentWindow(QMainWindow):
         self.save_layout()
         super().closeEvent(event)
         if event.isAccepted():
+            if self.tray_notifier is not None:
+                self.tray_notifier.hide()
             self.closed.emit()
