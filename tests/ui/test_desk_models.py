@@ -115,7 +115,7 @@ def test_assignment_frames_update_the_holder_live(ws: Workspace, qtbot: QtBot) -
 
 def test_notes_are_kept_apart_from_chat_and_not_doubled_on_replay(ws: Workspace) -> None:
     feed = Feed(ws, "s1")
-    note = p.NoteAdded(note_id="n1", author=p.NoteAuthor(role=p.Role.AGENT, name="Kim"),
+    note = p.NoteAdded(note_id="n1", author=p.Author(role=p.Role.AGENT, name="Kim"),
                        text="Customer is a VIP, be generous")
     feed(note)
     feed(note, seq=1)  # a replay after a resume

@@ -85,7 +85,7 @@ def test_inbox_context_menu_takes_and_transfers(window: AgentWindow, sent: Sent)
 
 def test_desk_bar_and_shortcuts(window: AgentWindow, ws: Workspace, sent: Sent) -> None:
     bar = window.conversation.desk_bar
-    assert bar.holder.full_text() == "You hold this conversation · Open"
+    assert bar.holder.full_text() == "Held by you · Open"
     assert not bar.take_button.isEnabled() and bar.release_button.isEnabled()
     window.release_action.trigger()
     assert sent.items[-1] == ("session.assign", p.SessionAssign(action="release"), "s1")
@@ -102,7 +102,7 @@ def test_desk_bar_and_shortcuts(window: AgentWindow, ws: Workspace, sent: Sent) 
 def test_a_note_is_shown_apart_and_written_from_the_note_box(
         window: AgentWindow, ws: Workspace, sent: Sent, qtbot: QtBot) -> None:
     Feed(ws, "s1").customer("Where is my parcel?")
-    Feed(ws, "s1")(p.NoteAdded(note_id="n1", author=p.NoteAuthor(role=p.Role.AGENT,
+    Feed(ws, "s1")(p.NoteAdded(note_id="n1", author=p.Author(role=p.Role.AGENT,
                                                                    name="Kim"),
                                text="Checked with the carrier: lost."), seq=2)
     text = window.conversation.browser.toPlainText()

@@ -115,7 +115,7 @@ class DeskBar(QWidget):
         if view.assignee is None:
             who = "Unassigned"
         elif ws.is_mine(view):
-            who = "You hold this conversation"
+            who = "Held by you"
         else:
             who = f"Held by {view.assignee.name}"
         status = STATUS_TEXT.get(view.status, view.status)

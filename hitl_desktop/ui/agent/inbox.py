@@ -189,7 +189,7 @@ class SessionDelegate(QStyledItemDelegate):
         wait = waiting_text(view.waiting_since) if view.summary.state == "open" else ""
         if wait:
             level = waiting_level(view.waiting_since)
-            text = f"⏱ {wait}"
+            text = f"◷ {wait}"
             w = fm.horizontalAdvance(text) + 4
             painter.setPen(muted if selected and not level else QColor(WAIT_COLOR[level]))
             painter.drawText(QRect(right - w, line.top(), w, line.height()),

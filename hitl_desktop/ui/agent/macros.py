@@ -77,6 +77,8 @@ class MacroCompleter(QCompleter):
         self.picker = QListView()
         self.picker.setObjectName("macroPicker")
         self.picker.setUniformItemSizes(True)
+        self.picker.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.picker.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.setPopup(self.picker)
         if isinstance(editor, ComposerEdit):
             editor.completer = self
@@ -115,7 +117,9 @@ class MacroCompleter(QCompleter):
             popup.hide()
             return
         popup.setCurrentIndex(self.completionModel().index(0, 0))
-        rect = self.editor.cursorRect()
+        # the cursor's rectangle is in the viewport's coordinates, the popup goes under
+        # it in the editor's
+        rect = self.editor.cursorRect().translated(self.editor.viewport().pos())
         rect.setWidth(min(460, max(280, self.editor.width() - rect.left() - 8)))
         self.complete(rect)
 

@@ -62,6 +62,7 @@ class PreferencesDialog(QDialog):
                     missing.setObjectName("formErrors")
                     inner.addWidget(missing)
             lay.addWidget(group)
+        lay.addStretch(1)
         buttons = QHBoxLayout()
         self.defaults_button = QPushButton("Restore defaults", self)
         self.defaults_button.setObjectName("restoreDefaults")

@@ -88,6 +88,9 @@ class HitDelegate(QStyledItemDelegate):
         elif index.row() % 2:
             painter.fillRect(rect, option.palette.color(QPalette.ColorRole.AlternateBase))
         doc = self._doc(option, index)
+        if selected:  # the muted part must stay readable on the highlight
+            light = option.palette.color(QPalette.ColorRole.HighlightedText).name()
+            doc.setHtml(str(index.data(ROLE_HTML) or "").replace("color:gray", f"color:{light}"))
         painter.translate(rect.left() + 6, rect.top() + 4)
         painter.setClipRect(QRect(0, 0, rect.width() - 12, rect.height() - 8))
         ctx = QAbstractTextDocumentLayout.PaintContext()

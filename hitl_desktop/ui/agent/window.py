@@ -347,7 +347,8 @@ class AgentWindow(QMainWindow):
 
     def _default_sizes(self) -> None:
         """Columns and rows in proportion to the window (inbox 22 %, conversation 44 %,
-        actions 34 %): fixed pixel sizes squeezed one column on a small screen."""
+        actions 34 %): fixed pixel sizes squeezed one column on a small screen. The inbox
+        gets half of its column: on a desk it is where the work is chosen."""
         d = self.docks
         w, h = max(self.width(), 640), max(self.height(), 480)
         self.resizeDocks([d["inbox"], d["conversation"], d["actions"]],
@@ -357,7 +358,7 @@ class AgentWindow(QMainWindow):
                          Qt.Orientation.Vertical)
         self.resizeDocks([d["actions"], d["articles"]], [int(h * 0.58), int(h * 0.42)],
                          Qt.Orientation.Vertical)
-        self.resizeDocks([d["inbox"], d["customer"]], [int(h * 0.4), int(h * 0.6)],
+        self.resizeDocks([d["inbox"], d["customer"]], [int(h * 0.5), int(h * 0.5)],
                          Qt.Orientation.Vertical)
 
     def reset_layout(self) -> None:
