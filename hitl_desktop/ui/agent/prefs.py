@@ -6,11 +6,13 @@ boxes; every change is saved at once, so there is no OK/Cancel to forget.
 
 from __future__ import annotations
 
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QSystemTrayIcon,
     QVBoxLayout,
@@ -18,7 +20,6 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.desk import PREFERENCE_DEFAULTS, PREFERENCE_TEXT, Preferences
-from hitl_desktop.ui.fit import WrapLabel
 
 GROUPS = (
     ("Notifications", ("notify/enabled", "notify/customer_lines", "notify/approvals",
@@ -48,21 +49,22 @@ class PreferencesDialog(QDialog):
                 inner.addWidget(box)
                 self.boxes[key] = box
             if title == "Notifications":
-                note = WrapLabel(
+                note = QLabel(
                     "Notifications appear only while this window is not focused: a "
                     "customer writing in a conversation you hold or nobody holds, and "
                     "actions waiting for approval. The unread count is in the window "
-                    "title and the tray icon.", group, max_chars=400)
+                    "title and the tray icon.", group)
+                note.setWordWrap(True)
                 note.setObjectName("mutedLabel")
                 inner.addWidget(note)
                 if not QSystemTrayIcon.isSystemTrayAvailable():
-                    missing = WrapLabel("This desktop shows no tray icons: notifications "
-                                        "cannot pop up here (the window title still "
-                                        "counts unread messages).", group, max_chars=300)
+                    missing = QLabel("This desktop shows no tray icons: notifications "
+                                     "cannot pop up here (the window title still "
+                                     "counts unread messages).", group)
+                    missing.setWordWrap(True)
                     missing.setObjectName("formErrors")
                     inner.addWidget(missing)
             lay.addWidget(group)
-        lay.addStretch(1)
         buttons = QHBoxLayout()
         self.defaults_button = QPushButton("Restore defaults", self)
         self.defaults_button.setObjectName("restoreDefaults")
@@ -77,7 +79,17 @@ class PreferencesDialog(QDialog):
         lay.addLayout(buttons)
         preferences.changed.connect(self.refresh)
         self.refresh()
-        self.setMinimumWidth(460)
+        # a fixed width, so the wrapped notes are measured at the width they get and the
+        # dialog is as tall as its content
+        self.setFixedWidth(520)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """As tall as the content at the width it has (wrapped notes measured at it)."""
+        super().showEvent(event)
+        layout = self.layout()
+        if layout is not None:
+            layout.activate()
+            self.resize(self.width(), layout.totalHeightForWidth(self.width()))
 
     def refresh(self, *_args: object) -> None:
         enabled = self.preferences.get("notify/enabled")
