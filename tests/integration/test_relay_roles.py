@@ -169,8 +169,9 @@ async def test_role_matrix(tmp_path: Path) -> None:
         copilots.append(CountingCopilot(outbox))
         return copilots[-1]
 
-    # one lobby session per operation: more than the default burst of new chats per address
-    config = RelayConfig(lobby_burst=100.0)
+    # one lobby session per operation: more than the default burst of new chats per address;
+    # every operation on one desk link: more heavy frames than its default burst
+    config = RelayConfig(lobby_burst=100.0, burst=10_000.0)  # rates: test_relay_attacks
     async with running_host(tmp_path, copilot_factory=factory, config=config) as host:
         db_path = host.relay_log.path
         refused = allowed = 0
@@ -185,7 +186,10 @@ async def test_role_matrix(tmp_path: Path) -> None:
                     "agent-desk": token_of(host.desk_link),
                     "admin": token_of(host.admin_link),
                 }[kind]
-                client = await Client.connect(host.url, token)
+                # up to date with every session: a desk link is not replayed the earlier
+                # iterations' open sessions (pages that would arrive among the answers)
+                caught_up = {k: st.row.last_seq for k, st in host.relay.sessions.items()}
+                client = await Client.connect(host.url, token, resume=caught_up)
                 await client.drain(0.02)
                 target = client.session or sid
                 session = target if CLIENT_MESSAGES[op].session_required else None
