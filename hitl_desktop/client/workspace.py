@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -67,6 +68,7 @@ class ChatItem:
     ts: float
     draft_id: str | None = None
     edited: bool | None = None
+    seq: int | None = None  # the host's durable seq (a search hit points at it)
     kind: Literal["message"] = "message"
 
 
@@ -104,6 +106,7 @@ class InternalNote:
     role: str
     text: str
     ts: float
+    seq: int | None = None
     kind: Literal["internal"] = "internal"
 
 
@@ -717,7 +720,7 @@ class Workspace(QObject):
         view.transcript.append(ChatItem(
             message_id=payload.message_id, role=str(payload.author.role),
             name=payload.author.name, text=payload.text, ts=env.ts,
-            draft_id=payload.draft_id, edited=payload.edited,
+            draft_id=payload.draft_id, edited=payload.edited, seq=env.seq,
         ))
         view.summary = view.summary.model_copy(update={
             "last_message": payload.text, "last_message_at": env.ts,
@@ -1013,7 +1016,7 @@ class Workspace(QObject):
             return  # replayed after a resume
         view.transcript.append(InternalNote(
             note_id=payload.note_id, author=payload.author.name,
-            role=str(payload.author.role), text=payload.text, ts=env.ts))
+            role=str(payload.author.role), text=payload.text, ts=env.ts, seq=env.seq))
         self.transcript_changed.emit(view.session_id)
 
     def _on_status_changed(self, env: p.Envelope, payload: p.Payload) -> None:
@@ -1073,10 +1076,15 @@ class Workspace(QObject):
             self.send_held.emit(sid, text, draft_id, str(name))
             return True
         if kind == "status" and code == "conflict" and sid is not None:
+            # only the "actions still pending" refusal asks again; "resolved already"
+            # is a plain error. HostConnection's error signal carries no details: the
+            # count is then read from the host's sentence ("2 actions still await …")
             pending = (details or {}).get("pending") if details else None
-            view = self._sessions.get(sid)
             if not isinstance(pending, int):
-                pending = len(view.pending_approvals) if view is not None else 0
+                counted = re.match(r"(\d+) actions? still await", message)
+                pending = int(counted.group(1)) if counted else None
+            if pending is None or str(extra) != "resolved":
+                return False
             self.status_refused.emit(sid, str(extra), pending)
             return True
         if kind == "transcript" and sid is not None:

@@ -150,6 +150,18 @@ def test_resolving_refused_for_pending_actions_comes_back_as_a_signal(
             details={"pending": 1}))
         ws.handle(env, payload)
     assert refused.args == ["s1", "resolved", 1]
+    # through HostConnection's error signal (code, message, ref: no details), and a
+    # "resolved already" conflict stays a plain error
+    ws.set_status("resolved", session_id="s1")
+    with qtbot.waitSignal(ws.status_refused) as again:
+        ws._on_error_signal("conflict", "2 actions still await approval; resolve with "
+                            "force to leave them pending", sent.ids[-1])
+    assert again.args == ["s1", "resolved", 2]
+    errors: list[str] = []
+    ws.error_occurred.connect(errors.append)
+    ws.set_status("resolved", session_id="s1")
+    ws._on_error_signal("conflict", "the conversation is resolved already", sent.ids[-1])
+    assert errors == ["the conversation is resolved already"]
     ws.set_status("resolved", force=True, session_id="s1")
     assert sent.of("session.status")[-1] == p.SessionStatusSet(status="resolved", force=True)
     del feed

@@ -224,6 +224,9 @@ def test_preferences_dialog_toggles_the_model(window: AgentWindow) -> None:
 
 def test_search_opens_a_hit_in_the_workspace(window: AgentWindow, ws: Workspace,
                                              sent: Sent) -> None:
+    s3 = Feed(ws, "s3")
+    for n in range(1, 41):
+        s3.customer(f"line {n}: " + "a long customer line that takes room " * 3)
     dialog = window.open_search()
     dialog.field.setText("lost parcel")
     dialog.run()
@@ -243,9 +246,18 @@ def test_search_opens_a_hit_in_the_workspace(window: AgentWindow, ws: Workspace,
     dialog.results.setCurrentRow(1)
     dialog.open_current()
     assert ws.current_session_id == "s3"
+    conversation = window.conversation
+    bar = conversation.browser.verticalScrollBar()
+    assert conversation.wanted is None, "scrolled to the hit's line"
+    assert bar.maximum() > 0 and bar.value() < bar.maximum() // 4, "near the top: line 2"
     dialog.results.setCurrentRow(0)
     dialog.open_current()
     assert ws.current_session_id == "s_old", "a conversation this window never had"
+    assert conversation.wanted == ("s_old", 4), "waits for the session's history"
+    old = Feed(ws, "s_old")
+    for n in range(1, 5):
+        old.customer(f"old line {n}")
+    assert conversation.wanted is None
 
 
 def test_export_writes_markdown_and_pdf(window: AgentWindow, ws: Workspace, sent: Sent,

@@ -45,6 +45,11 @@ def _signature(item: ChatItem | ToolItem | NoteItem | InternalNote,
     return ("note", item.text)
 
 
+def _anchor(seq: int | None) -> str:
+    """Where a search hit scrolls to (``scrollToAnchor``)."""
+    return f"<a name='seq-{seq}'></a>" if seq is not None else ""
+
+
 def _esc(text: str) -> str:
     """Escaped, with line breaks kept and long runs (URLs, ids) breakable, so no line
     is wider than the panel (no horizontal scrollbar)."""
@@ -58,6 +63,7 @@ class ConversationPanel(QWidget):
         super().__init__(parent)
         self.workspace = workspace
         self.expanded: set[str] = set()
+        self.wanted: tuple[str, int] | None = None  # a search hit to scroll to once shown
         self._shown: tuple[str, int] = ("", 0)
         self._sigs: list[tuple[object, ...]] = []
         self._dark = False
@@ -105,6 +111,23 @@ class ConversationPanel(QWidget):
             else:
                 self.expanded.add(call_id)
             self.refresh()
+
+    def show_seq(self, session_id: str, seq: int) -> bool:
+        """Scroll to the line with durable ``seq`` (a search hit); when the session's
+        history is still arriving, once it is there. True when it was shown now."""
+        self.wanted = (session_id, seq)
+        return self._scroll_to_wanted()
+
+    def _scroll_to_wanted(self) -> bool:
+        view = self.workspace.current
+        if self.wanted is None or view is None or view.session_id != self.wanted[0]:
+            return False
+        seq = self.wanted[1]
+        if not any(getattr(i, "seq", None) == seq for i in view.transcript):
+            return False
+        self.wanted = None
+        self.browser.scrollToAnchor(f"seq-{seq}")
+        return True
 
     def show_note_box(self) -> None:
         """Open the note box and put the cursor in it (Ctrl+Shift+N)."""
@@ -155,6 +178,8 @@ class ConversationPanel(QWidget):
         self._dark = dark
         bar.setValue(bar.maximum() if (at_bottom or grew) else keep)
         self._on_typing(view.session_id)
+        if self.wanted is not None:
+            self._scroll_to_wanted()
 
     def _item_html(self, item: ChatItem | ToolItem | NoteItem | InternalNote,
                    dark: bool) -> str:
@@ -177,7 +202,8 @@ class ConversationPanel(QWidget):
             extra = " · edited draft" if item.edited else " · AI draft"
         bg = ours if mine else theirs
         bubble = (f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
-                  f"<tr><td><span style='color:{muted}; font-size:small'><b>{_esc(who)}</b> "
+                  f"<tr><td>{_anchor(item.seq)}<span style='color:{muted}; font-size:small'>"
+                  f"<b>{_esc(who)}</b> "
                   f"· {stamp}{extra}</span><br>{_esc(item.text)}</td></tr></table>")
         # the representative's lines (typed or drafted, short or long) all hang from the
         # right edge, the customer's from the left: a gutter on the other side keeps
@@ -196,6 +222,7 @@ class ConversationPanel(QWidget):
         return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
                 f"<tr><td><table width='100%' cellpadding='8' style='background:{bg}; "
                 f"border-left:3px solid {edge}'><tr><td>"
+                f"{_anchor(item.seq)}"
                 f"<span style='color:{muted}; font-size:small'>✎ <b>{NOTE_LABEL}</b> · "
                 f"{_esc(item.author)} · {stamp}</span><br>{_esc(item.text)}"
                 f"</td></tr></table></td></tr></table>")

@@ -629,9 +629,10 @@ class AgentWindow(QMainWindow):
         self.search_dialog.start()
         return self.search_dialog
 
-    def _on_hit_opened(self, session_id: str, _seq: int) -> None:
+    def _on_hit_opened(self, session_id: str, seq: int) -> None:
         self.docks["conversation"].show()
         self.docks["conversation"].raise_()
+        self.conversation.show_seq(session_id, seq)
         self.raise_()
         self.activateWindow()
 
