@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from hitl_desktop.client.steering import DraftUndo, UndoEntry
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -340,6 +342,7 @@ class Workspace(QObject):
     send_held = Signal(str, str, object, str)
     # the host refused to resolve: actions still pending (session, status, how many)
     status_refused = Signal(str, str, int)
+    steer_failed = Signal(str, str)  # session, the host's reason (draft.steer refused)
 
     def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -355,6 +358,7 @@ class Workspace(QObject):
         self._dirty_drafts: set[str] = set()
         self._order: list[str] = []
         self._refs: dict[str, str] = {}  # message id of an approve/reject -> approval id
+        self.undo: DraftUndo[Draft] = DraftUndo()  # drafts a steer replaced (client/steering.py)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._you: p.RepRef | None = None
         self._display_name: str | None = None
@@ -420,6 +424,7 @@ class Workspace(QObject):
         self._dirty_drafts.clear()
         self._refs.clear()
         self._intents.clear()
+        self.undo.clear()
         self._status = None
         self._you = None
         self._reps = []
@@ -757,6 +762,7 @@ class Workspace(QObject):
             return
         if view.draft is not None and view.draft.turn_id == payload.turn_id:
             return  # replay of the draft we already have
+        self.undo.started(view.session_id, view.draft, payload.replaces, payload.instruction)
         draft = self._new_draft(view, payload.turn_id, env.ts)
         draft.reason = payload.reason
         draft.provider = payload.provider
@@ -1063,6 +1069,9 @@ class Workspace(QObject):
         if intent is None:
             return False
         kind, sid, extra = intent
+        if kind == "steer" and sid is not None:  # shown under the steer line
+            self.steer_failed.emit(sid, message)
+            return True
         if kind == "send" and code == "held_by_other" and sid is not None:
             text, draft_id = extra
             holder = (details or {}).get("assignee") if details else None
@@ -1307,6 +1316,48 @@ class Workspace(QObject):
     def regenerate(self, session_id: str | None = None) -> bool:
         sid = self._target(session_id)
         return sid is not None and self._send(p.DraftRegenerate(), sid)
+
+    # -- steering (issue 16 item 4; client/steering.py keeps the replaced drafts)
+
+    def steer(self, instruction: str, *, editor_text: str | None = None,
+              session_id: str | None = None) -> bool:
+        """Ask the co-pilot for a new draft of this reply following ``instruction``.
+        ``editor_text``: what the representative has in the editor now, so Undo can
+        give their edits back along with the draft."""
+        instruction = " ".join(instruction.split())
+        sid = self._target(session_id)
+        view = self._sessions.get(sid) if sid else None
+        if sid is None or view is None or not instruction:
+            return False
+        draft = view.draft
+        live = draft is not None and draft.state not in ("sent", "discarded")
+        if draft is not None and live:
+            self.undo.snapshot(sid, draft.turn_id, editor_text)
+        return self._send(p.DraftSteer(instruction=instruction[:p.MAX_STEER_CHARS],
+                                       draft_id=draft.turn_id if draft and live else None), sid,
+                          intent=("steer", sid, None))
+
+    def can_undo(self, session_id: str | None = None) -> bool:
+        sid = session_id or self._current
+        return sid is not None and self.undo.depth(sid) > 0
+
+    def undo_draft(self, session_id: str | None = None) -> UndoEntry[Draft] | None:
+        """Show the draft the last steer replaced again (a draft still streaming is
+        discarded on the host). The entry carries the editor text to give back."""
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        entry = self.undo.pop(sid) if sid and view is not None else None
+        if entry is None or view is None or sid is None:
+            return None
+        leaving = view.draft
+        if leaving is not None:
+            view.old_turns.add(leaving.turn_id)
+            if leaving.state == "streaming":
+                self._send(p.DraftDiscard(turn_id=leaving.turn_id), sid)
+        view.old_turns.discard(entry.draft.turn_id)
+        view.draft = entry.draft
+        self._emit_draft_now(sid)
+        return entry
 
     def discard(self, session_id: str | None = None) -> bool:
         sid = self._target(session_id)

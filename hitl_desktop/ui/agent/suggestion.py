@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from hitl_desktop.client.workspace import Draft, Workspace
+from hitl_desktop.ui.agent.steer import SteerLine
 from hitl_desktop.ui.ask import Question, ask
 from hitl_desktop.ui.fit import ElideLabel, WrapLabel
 
@@ -149,6 +150,7 @@ class SuggestionEditor(QWidget):
         self.discard_button = QPushButton("Discard", self)
         self.discard_button.setToolTip("Throw this draft away")
         self.discard_button.clicked.connect(self.discard)
+        self.steer = SteerLine(workspace, self, self)  # "shorter", "offer a $10 voucher", Undo
         buttons = QHBoxLayout()
         hint = ElideLabel("Ctrl+Enter to send", self, max_hint=160)
         hint.setObjectName("mutedLabel")
@@ -169,6 +171,7 @@ class SuggestionEditor(QWidget):
         lay.addWidget(self.held_bar)
         lay.addWidget(self.editor, 1)
         lay.addWidget(self.citations)
+        lay.addWidget(self.steer)
         lay.addLayout(buttons)
         self.setFocusProxy(self.editor)
 
