@@ -232,6 +232,9 @@ class HostConnection(QObject):
     message_received = Signal(object, object)
     #: (ErrorCode value, message, ref or None) for host ``error`` frames
     error_received = Signal(str, str, object)
+    #: (ref or None, ``details`` dict or None) of the same frame, just before
+    #: error_received (e.g. held_by_other's assignee, a conflict's pending count)
+    error_details = Signal(object, object)
     #: a queued message id was written to the socket
     message_written = Signal(str)
     #: (session id, first lost seq): the host lost messages we had received (its log
@@ -663,6 +666,7 @@ class HostConnection(QObject):
         elif payload.code is ErrorCode.RATE_LIMITED:
             self._rewrite_after(payload.retry_after)
         log.info("host error %s: %s (ref %s)", payload.code, payload.message, env.ref)
+        self.error_details.emit(env.ref, dict(payload.details) if payload.details else None)
         self.error_received.emit(payload.code.value, payload.message, env.ref)
 
     def _rewrite_after(self, retry_after: float | None) -> None:

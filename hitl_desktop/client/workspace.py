@@ -369,6 +369,7 @@ class Workspace(QObject):
         self._intents: dict[str, tuple[str, str | None, Any]] = {}
         self._search_id: str | None = None
         self._transcript_ids: set[str] = set()
+        self._error_details: tuple[str | None, dict[str, Any] | None] = (None, None)
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_COALESCE_MS)
@@ -393,6 +394,8 @@ class Workspace(QObject):
             conn.state_changed.connect(self._on_state_signal)
         if hasattr(conn, "error_received"):
             conn.error_received.connect(self._on_error_signal)
+        if hasattr(conn, "error_details"):
+            conn.error_details.connect(self._on_error_details)
 
         def send(payload: p.Payload, session: str | None) -> object:
             return conn.send(payload, session=session)
@@ -406,7 +409,8 @@ class Workspace(QObject):
         for name, slot in (("message_received", self.handle),
                            ("welcome_received", self._on_welcome_signal),
                            ("state_changed", self._on_state_signal),
-                           ("error_received", self._on_error_signal)):
+                           ("error_received", self._on_error_signal),
+                           ("error_details", self._on_error_details)):
             signal = getattr(conn, name, None)
             if signal is not None:
                 # never connected, or already gone
@@ -444,6 +448,12 @@ class Workspace(QObject):
         value = getattr(state, "value", state)
         self.set_connection_state(str(value))
 
+    def _on_error_details(self, ref: object, details: object) -> None:
+        """HostConnection.error_details(ref, details): kept for the error_received that
+        follows it at once."""
+        self._error_details = (ref if isinstance(ref, str) else None,
+                               details if isinstance(details, dict) else None)
+
     def _on_error_signal(self, *args: object) -> None:
         """HostConnection.error_received(code, message, ref)."""
         for arg in args:
@@ -454,7 +464,10 @@ class Workspace(QObject):
             log.info("host error %s: %s", args[0], args[1])
             ref = args[2] if len(args) >= 3 and isinstance(args[2], str) else None
             self._refused(ref, str(args[1]))
-            if self._intent_refused(ref, str(args[0]), str(args[1]), None):
+            details = self._error_details[1] if ref is not None \
+                and self._error_details[0] == ref else None
+            self._error_details = (None, None)
+            if self._intent_refused(ref, str(args[0]), str(args[1]), details):
                 return
             self.error_occurred.emit(str(args[1]))
         elif args:

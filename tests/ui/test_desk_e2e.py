@@ -24,6 +24,7 @@ from PySide6.QtTest import QTest
 
 from hitl_desktop.client.connection import HostConnection
 from hitl_desktop.client.workspace import InternalNote, Workspace
+from hitl_desktop.config import Settings
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.host.tokens import TokenKind
 from hitl_desktop.ui.agent.window import AgentWindow
@@ -233,3 +234,33 @@ async def test_two_representatives_share_a_desk(tmp_path: Path, qtbot: Any) -> N
 
             for customer in (cust_a, cust_b, cust_c):
                 no_desk_frames(customer, secret)
+
+
+async def test_resolving_with_a_pending_action_asks_then_forces(tmp_path: Path,
+                                                                qtbot: Any) -> None:
+    """The co-pilot proposes an action (offline engine); resolving asks first, the host
+    refuses a resolve without force (its count reaches the window), then resolves."""
+    # the offline engine unpaced: the draft's pace is not what this test is about
+    settings = Settings(extra={"offline_delay_ms": 0})
+    async with running_host(tmp_path / "host", copilot=True, settings=settings) as host:
+        alex = host.create_session(customer_id="CUST1001", title="Alex")
+        sid = alex.session_id
+        token = host.relay.tokens.issue(TokenKind.AGENT_DESK, label="Sam")
+        async with rep_window(host, "Sam", token, tmp_path, qtbot) as sam, \
+                Customer(alex.customer_link) as customer:
+            await until(lambda: sam.ws.session(sid) is not None, what="session")
+            sam.ws.select_session(sid)
+            view = sam.ws.session(sid)
+            assert view is not None
+            await customer.say("Help me cancel order ORD1001")
+            await until(lambda: view.pending_approvals, within=20, what="an approval")
+            refused: list[int] = []
+            sam.ws.status_refused.connect(lambda _s, _st, n: refused.append(n))
+            sam.ws.set_status("resolved", session_id=sid)  # as a race would: no question
+            await until(lambda: refused, what="the host's conflict")
+            assert refused == [1] and view.status == "open"
+            question = sam.window.desk_question
+            assert question is not None and "1 action still waits" in question.informativeText()
+            question.yes_button.click()
+            await until(lambda: view.status == "resolved", what="resolved with force")
+            assert view.pending_approvals, "the action stays pending"
