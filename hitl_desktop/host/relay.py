@@ -16,7 +16,7 @@ properties at once:
 * cheap fan-out: a frame is encoded once and the same string is queued for
   every recipient.
 
-Hot path (a chat line): ``chat.send`` is checked by hand (:func:`_fast_parse`, as
+Hot path (a chat line): ``chat.send`` is checked by hand (:func:`relay_core.fast_parse`, as
 strict as the pydantic models, which take every other frame), appended to the
 SQLite log, then written to the agents' and the customer's sockets.
 
@@ -56,12 +56,7 @@ from hitl_desktop.core.ports import (
     SessionOutbox,
 )
 from hitl_desktop.core.protocol import (
-    AGENT_ONLY_TYPES,
-    CLIENT_MESSAGES,
     HOST_MESSAGES,
-    MAX_FRAME_BYTES,
-    MAX_ID_CHARS,
-    MAX_TEXT_CHARS,
     PROTOCOL_VERSION,
     Ack,
     ApprovalApprove,
@@ -97,7 +92,6 @@ from hitl_desktop.core.protocol import (
     SessionClosed,
     SessionCreate,
     SessionCreated,
-    SessionGap,
     SessionIdentity,
     SessionList,
     SessionReopened,
@@ -111,14 +105,39 @@ from hitl_desktop.core.protocol import (
     encode,
     error_frame,
     host_type,
-    safe_ref,
 )
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.desk import DESK_HEAVY, DESK_TYPES, Desk
 from hitl_desktop.host.insights import InsightsService
 from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
 from hitl_desktop.host.ratelimit import TokenBucket
+from hitl_desktop.host.relay_core import (
+    HEAVY_TYPES,
+    Buckets,
+    FrameLimits,
+    RateDrop,
+    Refusal,
+    RelayConfig,
+    Replays,
+    SessionView,
+    SyncDecision,
+    ack_to_send,
+    authorize,
+    fast_parse,
+    is_chat_send,
+    may_receive,
+    over_cap,
+    over_queue,
+    page_frames,
+    ref_of,
+    resume_plan,
+    unclean_gap,
+    welcome_order,
+)
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
+
+__all__ = ["Conn", "CopilotFactory", "CreatedSession", "LinkBuilder", "Relay", "RelayConfig",
+           "SessionState"]  # RelayConfig lives in relay_core; this stays its public home
 
 log = logging.getLogger(__name__)
 
@@ -126,64 +145,7 @@ CopilotFactory = Callable[[SessionOutbox], Copilot]
 LinkBuilder = Callable[[TokenKind, str], str]
 
 _CLOSE = object()  # queue sentinel: (the writer closes after everything before it)
-MAX_SESSIONS_IN_WELCOME = 500
 UNVERIFIED_NAME = "Customer"  # how an unverified customer's chat lines are signed
-
-
-@dataclass(slots=True)
-class RelayConfig:
-    """Limits and timings; defaults are what the host runs with (see docs/PROTOCOL.md,
-    section 13, which lists every number here that a client can run into)."""
-
-    hello_timeout: float = 10.0
-    heartbeat_s: float = 20.0
-    ping_timeout: float = 20.0
-    # a connection whose socket takes no bytes for this long (the peer stopped reading;
-    # websockets' ping waits behind the full send buffer, so it cannot tell) is cut off
-    stall_timeout: float = 20.0
-    close_timeout: float = 5.0  # a peer that ignores our close frame is cut off after this
-    max_frame: int = MAX_FRAME_BYTES
-    rate: float = 20.0  # sustained rate budget per token (units/s; a light frame is 1 unit)
-    burst: float = 60.0  # units allowed at once
-    cost_bytes: int = 1000  # a frame costs 1 unit plus 1 per this many bytes
-    heavy_cost: float = 5.0  # extra units for session.sync, kb.search, draft.regenerate
-    max_rate_drops: int = 200  # frames dropped for rate before the connection is closed
-    max_errors: int = 100  # rejected frames within error_window before closing with 4003
-    error_window: float = 10.0
-    max_queue: int = 20_000  # outgoing frames queued for one client before it is dropped
-    max_queue_bytes: int = 8 * 1024 * 1024  # ... or outgoing bytes queued
-    replay_page_frames: int = 200  # a replay/sync is read from the log in pages of this
-    replay_page_bytes: int = 256 * 1024  # ... or this many bytes, whichever comes first
-    replay_rate_bytes: float = 4 * 1024 * 1024  # replay bytes per second per connection
-    replay_burst_bytes: float = 16 * 1024 * 1024
-    lobby_rate: float = 0.2  # sessions a lobby link may open per second per client IP
-    lobby_burst: float = 20.0
-    max_connections: int | None = None  # None: the open-file limit minus fd_reserve
-    fd_reserve: int = 64  # file descriptors kept free for the log, the shop, etc.
-    accept_batch: int = 16  # the listen backlog: sockets accepted per loop iteration
-    max_per_address: int = 64  # open sockets (authenticated or not) per client IP
-    max_per_session_token: int = 4  # connections per customer/agent session token
-    max_per_desk_token: int = 64  # connections per desk or admin token
-    max_per_session: int = 16  # customers + session agents connected to one session
-    failed_hello_rate: float = 0.5  # failed hellos per second per client IP ...
-    failed_hello_burst: float = 10.0  # ... after a burst of this many; then 4008 at once
-    greeting: str | None = None
-    poll_interval: float = 1.0  # how often to look for sessions other processes created
-    summary_delay: float = 0.1  # coalescing window for session.updated
-    checkpoint_interval: float = 2.0  # WAL -> database, in a worker thread
-    # failed sign-ins (email + order number) allowed within sign_in_window seconds, per
-    # session / per email address / per client IP, before a sign_in_lockout-second lockout
-    sign_in_per_session: int = 5
-    sign_in_per_email: int = 10
-    sign_in_per_ip: int = 30
-    sign_in_window: float = 900.0
-    sign_in_lockout: float = 900.0
-
-    def sign_in_limits(self) -> ident.SignInLimits:
-        return ident.SignInLimits(
-            per_session=self.sign_in_per_session, per_email=self.sign_in_per_email,
-            per_ip=self.sign_in_per_ip, window_s=self.sign_in_window,
-            lockout_s=self.sign_in_lockout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,15 +162,13 @@ class Conn:
 
     __slots__ = (
         "addr",
-        "bucket",
         "closed",
         "drained",
-        "errors",
         "idle",
+        "limits",
         "name",
         "out",
         "out_bytes",
-        "rate_drops",
         "relay",
         "replay_budget",
         "replays",
@@ -236,19 +196,18 @@ class Conn:
         self.session_id = session_id  # bound session (customers, session agents)
         self.name = name
         cfg = relay.config
-        self.bucket = bucket  # shared by every connection of the same token
+        # the rate budget (the bucket is shared by every connection of the same token)
+        # and the error count: relay_core decides, the relay acts
+        self.limits = FrameLimits(cfg, bucket, heavy=_HEAVY)
         self.out: collections.deque[object] = collections.deque()
         self.out_bytes = 0  # characters of the frames in ``out``
         self.wake = asyncio.Event()
         self.closed = False
-        self.errors: collections.deque[float] = collections.deque()
-        self.rate_drops = 0
         self.writer: asyncio.Task[None] | None = None
         self.idle = False  # the writer waits for work (nothing queued, no send in flight)
-        # replays still to send: session id -> last seq queued so far. Pages are read
-        # from the log only when the queue is empty, so a replay never piles up in memory;
-        # live frames of a session being replayed are skipped (its pages carry them).
-        self.replays: dict[str, int] | None = None
+        # replays still to send (relay_core.Replays): pages are read from the log only
+        # when the queue is empty; live frames of a session being replayed are skipped
+        self.replays = Replays()
         self.replay_budget = TokenBucket(cfg.replay_rate_bytes, cfg.replay_burst_bytes)
         self.sent = 0  # characters handed to the socket (the stall watchdog's measure)
         self.drained = 0  # ``sent`` minus what the transport still buffers, at the last check
@@ -265,8 +224,7 @@ class Conn:
     def push(self, frame: str) -> None:
         if self.closed:
             return
-        cfg = self.relay.config
-        if len(self.out) >= cfg.max_queue or self.out_bytes > cfg.max_queue_bytes:
+        if over_queue(self.relay.config, len(self.out), self.out_bytes):
             log.warning("client %s fell %d frames (%d bytes) behind: disconnecting",
                         self.token.token_id, len(self.out), self.out_bytes)
             self.drop(CloseCode.TRY_AGAIN_LATER, "too far behind")
@@ -284,7 +242,7 @@ class Conn:
         self.closed = True  # push() ignores it from now on
         self.out.clear()
         self.out_bytes = 0
-        self.replays = None
+        self.replays.clear()
         # out of every fan-out right away (not mid-iteration of one), then close
         asyncio.get_running_loop().call_soon(self.relay._detach, self)
         self.relay._tasks.spawn(self.ws.close(code, reason), "close dropped client")
@@ -316,7 +274,7 @@ class Conn:
         if self.closed:
             return
         self.closed = True
-        self.replays = None
+        self.replays.clear()
         self.out.append((code, reason))
         self.out.append(_CLOSE)
         self.wake.set()
@@ -353,7 +311,7 @@ class Conn:
                     self.sent += len(frame)
                     await ws.send(frame)
                 wait: float | None = None
-                if self.replays is not None:
+                if self.replays:
                     wait = relay._pump_replay(self)
                     if wait <= 0:
                         # a send does not yield while the socket takes data: let the other
@@ -410,10 +368,14 @@ class Relay:
         self.conns: set[Conn] = set()
         self._tasks = TaskSupervisor("relay", logger=log)
         self._data_version = relay_log.data_version()
-        self._lobby_buckets: dict[str, TokenBucket] = {}  # per client IP
-        self._failed_hellos: dict[str, TokenBucket] = {}  # per client IP
+        cfg = self.config
+        self._lobby_buckets = Buckets(cfg.lobby_rate, cfg.lobby_burst,
+                                      max_keys=10_000)  # per client IP
+        self._failed_hellos = Buckets(cfg.failed_hello_rate, cfg.failed_hello_burst,
+                                      max_keys=10_000)  # per client IP
         self._throttled: collections.Counter[str] = collections.Counter()  # not yet logged
-        self._token_buckets: dict[str, TokenBucket] = {}  # rate budget per token id
+        # the rate budget per token id (kept across reconnects; idle ones forgotten)
+        self._token_buckets = Buckets(cfg.rate, cfg.burst, max_keys=50_000)
         self._per_token: collections.Counter[str] = collections.Counter()  # live conns
         self._per_addr: collections.Counter[str] = collections.Counter()  # open sockets
         self._sockets = 0  # open sockets, authenticated or not
@@ -522,11 +484,11 @@ class Relay:
             st = self.sessions.get(sid)
             if st is None:
                 continue
+            gap = unclean_gap(last, upto)
+            if gap is None:
+                continue
             st.row.last_seq = upto
-            self.log.append(st.row, SessionGap(
-                first_seq=last + 1, last_seq=upto,
-                reason="the host stopped uncleanly; messages after seq "
-                       f"{last} may have been lost"))
+            self.log.append(st.row, gap)
             log.warning("session %s: the log ends at seq %d but seqs up to %d were reserved "
                         "(unclean stop): continuing at %d", sid, last, upto, upto + 1)
 
@@ -710,7 +672,7 @@ class Relay:
     def _close_as_revoked(self, conn: Conn) -> None:
         if conn.closed:
             return
-        conn.replays = None
+        conn.replays.clear()
         conn.out.clear()  # the revoked client gets nothing more but the reason
         conn.out_bytes = 0
         conn.push(error_frame(ErrorCode.AUTH_FAILED, "this link was revoked"))
@@ -726,12 +688,10 @@ class Relay:
             if conn.role is Role.CUSTOMER:  # the agents' queue is not the customer's business
                 summary = summary.model_copy(update={"pending_approvals": 0})
             return [summary]
-        states = sorted(
+        states = welcome_order(
             self.sessions.values(),
-            key=lambda s: (s.row.state == "open", s.row.last_message_at or s.row.created_at),
-            reverse=True,
-        )
-        return [self.summary(s) for s in states[:MAX_SESSIONS_IN_WELCOME]]
+            key=lambda s: (s.row.state == "open", s.row.last_message_at or s.row.created_at))
+        return [self.summary(s) for s in states]
 
     # ------------------------------------------------------------------ SessionOutbox
 
@@ -775,14 +735,14 @@ class Relay:
         frame is in the log already; their replay's next page carries it, in order)."""
         sid = st.row.session_id
         for conn in st.agents:
-            if conn is not skip and (conn.replays is None or sid not in conn.replays):
+            if conn is not skip and sid not in conn.replays:
                 conn.push(frame)
         for conn in self.desk:
-            if conn is not skip and (conn.replays is None or sid not in conn.replays):
+            if conn is not skip and sid not in conn.replays:
                 conn.push(frame)
-        if type_ not in AGENT_ONLY_TYPES:
+        if may_receive(Role.CUSTOMER, type_):
             for conn in st.customers:
-                if conn is not skip and (conn.replays is None or sid not in conn.replays):
+                if conn is not skip and sid not in conn.replays:
                     conn.push(frame)
 
     def _notify_summary(self, st: SessionState, *, agents: bool = True) -> None:
@@ -881,7 +841,7 @@ class Relay:
         except ConnectionClosed:
             return None
         addr = _peer_ip(ws)
-        failed = self._failed_hellos.get(addr)
+        failed = self._failed_hellos.peek(addr)
         if failed is not None and not failed.available():
             # this address keeps presenting bad tokens: refuse before any lookup, quietly
             self._throttled[addr] += 1
@@ -914,15 +874,9 @@ class Relay:
                                CloseCode.AUTH_FAILED, env.id)
             return None
 
-        cfg = self.config
         resume_token: str | None = None
         if record.scope is Scope.LOBBY:
             bucket = self._lobby_buckets.get(addr)
-            if bucket is None:
-                if len(self._lobby_buckets) > 10_000:  # bounded memory
-                    self._lobby_buckets.clear()
-                bucket = self._lobby_buckets[addr] = TokenBucket(
-                    cfg.lobby_rate, cfg.lobby_burst)
             if not bucket.take():
                 log.warning("lobby: too many new sessions from %s", _peer(ws))
                 await self._refuse(ws, ErrorCode.RATE_LIMITED,
@@ -956,36 +910,18 @@ class Relay:
 
     def _over_cap(self, record: TokenRecord, st: SessionState | None) -> str | None:
         """Why a new connection of this token would exceed a cap (None: it may connect)."""
-        cfg = self.config
-        per_token = (cfg.max_per_session_token if record.scope is Scope.SESSION
-                     else cfg.max_per_desk_token)
-        if self._per_token[record.token_id] >= per_token:
-            return f"this link already has {per_token} open connections"
-        if st is not None and len(st.customers) + len(st.agents) >= cfg.max_per_session:
-            return f"this chat already has {cfg.max_per_session} open connections"
-        return None
+        return over_cap(self.config, record.scope, self._per_token[record.token_id],
+                        None if st is None else len(st.customers) + len(st.agents))
 
     def _bucket_for(self, token_id: str) -> TokenBucket:
         """The token's rate budget, shared by all its connections (and kept across
         reconnects, so reconnecting does not refill it)."""
-        bucket = self._token_buckets.get(token_id)
-        if bucket is None:
-            if len(self._token_buckets) > 50_000:  # bounded memory: drop idle ones
-                live = {c.token.token_id for c in self.conns}
-                self._token_buckets = {k: v for k, v in self._token_buckets.items()
-                                       if k in live}
-            bucket = self._token_buckets[token_id] = TokenBucket(self.config.rate,
-                                                                 self.config.burst)
-        return bucket
+        return self._token_buckets.get(token_id,
+                                        keep=lambda: {c.token.token_id for c in self.conns})
 
     def _hello_failed(self, addr: str, what: str) -> None:
         """Count a failed hello against its address; log a bounded number of lines."""
         bucket = self._failed_hellos.get(addr)
-        if bucket is None:
-            if len(self._failed_hellos) > 10_000:
-                self._failed_hellos.clear()
-            bucket = self._failed_hellos[addr] = TokenBucket(self.config.failed_hello_rate,
-                                                             self.config.failed_hello_burst)
         bucket.take()
         throttled = self._throttled.pop(addr, 0)
         if throttled:
@@ -1017,15 +953,17 @@ class Relay:
         # history first, then live: the replays are registered before the connection
         # joins the fan-out (no await in between), and live frames of a session whose
         # replay is under way are skipped for this connection (its pages carry them)
-        targets = [st] if st is not None else [
-            s for s in self.sessions.values()
-            if s.row.state == "open" or s.row.session_id in hello.resume
-        ]
-        settled = []
-        for target in targets:
-            if not self._replay(conn, target,
-                                max(0, hello.resume.get(target.row.session_id, 0))):
-                settled.append(target)
+        views = ([st] if st is not None else self.sessions.values())
+        replays, settled_ids = resume_plan(
+            conn.session_id,
+            (SessionView(s.row.session_id, s.row.state == "open", s.row.last_seq)
+             for s in views),
+            hello.resume)
+        for sid, after in replays:
+            conn.replays[sid] = after
+        if replays:
+            conn.wake.set()
+        settled = [self.sessions[sid] for sid in settled_ids]
 
         self._attach(conn, st)
         log.info("%s %s connected from %s (token %s, session %s)", conn.role.value,
@@ -1048,25 +986,14 @@ class Relay:
             return name or UNVERIFIED_NAME
         return "Host" if record.role is Role.ADMIN else "Agent"
 
-    def _replay(self, conn: Conn, st: SessionState, after: int) -> bool:
-        """Register a replay of ``st`` after ``after`` for ``conn`` (sent page by page by
-        its writer, see :meth:`_pump_replay`); False when there is nothing to replay."""
-        if after >= st.row.last_seq:
-            return False
-        if conn.replays is None:
-            conn.replays = {}
-        conn.replays[st.row.session_id] = after
-        conn.wake.set()
-        return True
-
     def _pump_replay(self, conn: Conn) -> float:
         """Queue the next page of ``conn``'s first pending replay. Called by its writer when
         its queue is empty, so a replay advances only as fast as the client reads and
         holds at most one page in memory. Returns seconds to wait (the connection's
         replay byte budget is spent), else 0."""
-        replays = conn.replays
-        assert replays is not None
-        sid, after = next(iter(replays.items()))
+        head = conn.replays.next()
+        assert head is not None
+        sid, after = head
         st = self.sessions.get(sid)
         if st is None or after >= st.row.last_seq:
             self._replay_done(conn, sid, st)
@@ -1074,27 +1001,19 @@ class Relay:
         if not conn.replay_budget.available(0.0):
             return max(0.01, conn.replay_budget.retry_after(0.0))
         cfg = self.config
-        last, nbytes, agent = after, 0, conn.sees_agent_only
-        for seq, type_, frame in self.log.page_after(sid, after, cfg.replay_page_frames,
-                                                     cfg.replay_page_bytes):
-            if agent or type_ not in AGENT_ONLY_TYPES:
-                conn.out.append(frame)
-                conn.out_bytes += len(frame)
-            nbytes += len(frame)
-            last = seq
+        frames, last, nbytes = page_frames(
+            self.log.page_after(sid, after, cfg.replay_page_frames, cfg.replay_page_bytes),
+            conn.role, after)
+        for frame in frames:
+            conn.out.append(frame)
+            conn.out_bytes += len(frame)
         conn.replay_budget.spend(nbytes)
-        if last == after or last >= st.row.last_seq:  # the end (or the log has no more)
+        if conn.replays.advance(sid, last, st.row.last_seq):  # the end (or no more in the log)
             self._replay_done(conn, sid, st)
-        else:
-            replays[sid] = last
         return 0.0
 
     def _replay_done(self, conn: Conn, sid: str, st: SessionState | None) -> None:
-        replays = conn.replays
-        if replays is not None:
-            replays.pop(sid, None)
-            if not replays:
-                conn.replays = None
+        conn.replays.finish(sid)
         if st is not None and conn.sees_agent_only:
             self._send_drafts_in_progress(conn, [st])
 
@@ -1146,29 +1065,24 @@ class Relay:
                 details: dict[str, Any] | None = None) -> None:
         conn.push(error_frame(code, message, ref=ref, session=session, retry_after=retry_after,
                               details=details))
-        now = time.monotonic()
-        errors = conn.errors
-        errors.append(now)
-        while errors and errors[0] < now - self.config.error_window:
-            errors.popleft()
-        if len(errors) > self.config.max_errors:
+        if conn.limits.rejected():
             log.warning("closing client %s: too many rejected frames", conn.token.token_id)
             conn.close_after_queue(CloseCode.TOO_MANY_ERRORS, "too many errors")
 
     async def _on_frame(self, conn: Conn, raw: str | bytes) -> None:
         # the rate budget is spent by work: 1 unit plus 1 per ``cost_bytes`` of frame
-        cost = 1.0 + len(raw) / self.config.cost_bytes
-        if not conn.bucket.take(cost):
-            self._rate_dropped(conn, raw, cost)
+        drop = conn.limits.admit(len(raw))
+        if drop is not None:
+            self._rate_dropped(conn, raw, drop)
             return
-        fast = _fast_parse(raw)
+        fast = fast_parse(raw)
         if fast is not None:  # chat.send / ack: no pydantic objects on the hot path
             spec, msg_id, session, data = fast
             _ok, st = self._authorize(conn, spec, msg_id, session)
             if st is None:  # refused (both types need a session)
                 return
             try:
-                if spec is _CHAT_SEND:
+                if is_chat_send(spec):
                     await self._chat(conn, st, msg_id, data["text"], data.get("draft_id"),
                                      data.get("override", False))
                 else:
@@ -1181,8 +1095,9 @@ class Relay:
         except ProtocolError as exc:
             self._reject(conn, exc.code, exc.message, ref=exc.ref)
             return
-        if spec.type in _HEAVY and not conn.bucket.take(self.config.heavy_cost):
-            self._rate_dropped(conn, raw, self.config.heavy_cost)
+        drop = conn.limits.admit_heavy(spec.type)
+        if drop is not None:
+            self._rate_dropped(conn, raw, drop)
             return
         ok, st = self._authorize(conn, spec, env.id, env.session)
         if not ok:
@@ -1199,37 +1114,23 @@ class Relay:
         finally:
             CAUSE.reset(cause)
 
-    def _rate_dropped(self, conn: Conn, raw: str | bytes, cost: float) -> None:
-        conn.rate_drops += 1
-        if conn.rate_drops > self.config.max_rate_drops:
+    def _rate_dropped(self, conn: Conn, raw: str | bytes, drop: RateDrop) -> None:
+        if drop.close:
             conn.push(error_frame(ErrorCode.RATE_LIMITED, "too many frames: closing",
-                                  ref=_ref_of(raw)))
+                                  ref=ref_of(raw)))
             conn.close_after_queue(CloseCode.RATE_LIMITED, "rate limited")
-        elif conn.rate_drops % 20 == 1:  # one error per run of drops, not one per frame
+        elif drop.notify:  # one error per run of drops, not one per frame
             conn.push(error_frame(ErrorCode.RATE_LIMITED, "slow down: frames dropped",
-                                  ref=_ref_of(raw),
-                                  retry_after=round(conn.bucket.retry_after(cost), 3)))
+                                  ref=ref_of(raw), retry_after=drop.retry_after))
 
     def _authorize(self, conn: Conn, spec: MessageSpec, msg_id: str,
                    session: str | None) -> tuple[bool, SessionState | None]:
         """The role check and the session check of every operation: (allowed, the
         session if the type needs one). A refused frame has been answered already."""
-        if conn.role not in spec.senders:
-            self._reject(conn, ErrorCode.FORBIDDEN,
-                         f"a {conn.role.value} may not send {spec.type}", ref=msg_id,
-                         session=session)
-            return False, None
-        if not spec.session_required:
-            return True, None
-        assert session is not None
-        if conn.session_id is not None and session != conn.session_id:
-            self._reject(conn, ErrorCode.FORBIDDEN, "not your session", ref=msg_id,
-                         session=session)
-            return False, None
-        st = self._state(session)
-        if st is None:
-            self._reject(conn, ErrorCode.NOT_FOUND, f"no session {session!r}",
-                         ref=msg_id, session=session)
+        refusal: Refusal | None
+        refusal, st = authorize(conn.role, conn.session_id, spec, session, self._state)
+        if refusal is not None:
+            self._reject(conn, refusal.code, refusal.message, ref=msg_id, session=session)
             return False, None
         return True, st
 
@@ -1293,9 +1194,9 @@ class Relay:
         self._ack(conn, st, cast(Ack, p).seq)
 
     def _ack(self, conn: Conn, st: SessionState, acked: int) -> None:
-        seq = min(acked, st.row.last_seq)
         side = Role.CUSTOMER if conn.role is Role.CUSTOMER else Role.AGENT
-        if seq <= st.delivered.get(side, 0):
+        seq = ack_to_send(acked, st.row.last_seq, st.delivered.get(side, 0))
+        if seq is None:
             return
         st.delivered[side] = seq
         frame = encode("chat.delivered", ChatDelivered(seq=seq, by=side),
@@ -1384,14 +1285,13 @@ class Relay:
                                st: SessionState | None) -> None:
         assert st is not None
         after = cast(SessionSync, p).after_seq
-        replays = conn.replays
-        sid = st.row.session_id
-        if replays is not None and sid in replays:
-            if after >= replays[sid]:
-                return  # coalesced: the replay under way already sends everything after it
+        decision = conn.replays.sync(st.row.session_id, after, st.row.last_seq)
+        if decision is SyncDecision.CONFLICT:
             raise OperationError(ErrorCode.CONFLICT, "a replay of this session is still "
                                  "being sent; ask again once it has arrived")
-        self._replay(conn, st, after)
+        if decision is SyncDecision.REPLAY:
+            conn.wake.set()
+        # COALESCE: the replay under way already sends everything after it
 
     async def _op_customer_get(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
@@ -1561,19 +1461,8 @@ class Relay:
     _ops.update(dict.fromkeys(DESK_TYPES, _op_desk))
 
 
-_HEAVY = frozenset({"session.sync", "kb.search", "draft.regenerate", "session.list",
-                    "customer.get", "draft.steer"}) | DESK_HEAVY
-
-
-def _ref_of(raw: str | bytes) -> str | None:
-    """The ``id`` of a frame that was not otherwise read (for an error's ``ref``)."""
-    if type(raw) is not str:
-        return None
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return safe_ref(obj.get("id")) if type(obj) is dict else None
+# operations that cost ``heavy_cost`` more of the rate budget (PROTOCOL.md §13)
+_HEAVY = HEAVY_TYPES | DESK_HEAVY
 
 
 def _fd_budget(reserve: int) -> int:
@@ -1628,69 +1517,3 @@ def _peer(ws: ServerConnection) -> str:
         return f"{addr[0]}:{addr[1]}"
     except Exception:
         return "?"
-
-
-# ----------------------------------------------------------------------------- fast path
-
-_CHAT_SEND: MessageSpec = CLIENT_MESSAGES["chat.send"]
-_ACK: MessageSpec = CLIENT_MESSAGES["ack"]
-_FAST_SPECS = {"chat.send": _CHAT_SEND, "ack": _ACK}
-_ENVELOPE_KEYS = frozenset(Envelope.model_fields)
-_CHAT_KEYS = frozenset(ChatSend.model_fields)
-_MAX_TEXT = MAX_TEXT_CHARS
-_MAX_ID = MAX_ID_CHARS
-
-
-def _str(value: object, low: int, high: int) -> bool:
-    """What pydantic's strict ``str`` with these length bounds accepts: an exact str
-    (no lone surrogates: those are not unicode text), length in [low, high]."""
-    if type(value) is not str or not low <= len(value) <= high:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _fast_parse(raw: str | bytes) -> tuple[MessageSpec, str, str, dict[str, Any]] | None:
-    """(spec, id, session, data) of a ``chat.send`` or ``ack`` frame that the full decoder
-    (``decode_client``, strict pydantic) would accept with the same values; None for
-    anything else, which then takes the full decoder, so every rejection reads the same.
-
-    Why: these two types are nearly all of a session's traffic, and building the pydantic
-    envelope and payload costs more than the rest of the relay's own work on a hop. The
-    checks mirror the models field by field (tests compare both on generated frames)."""
-    if type(raw) is not str:
-        return None
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if type(obj) is not dict:
-        return None
-    type_ = obj.get("type")
-    spec = _FAST_SPECS.get(type_) if type(type_) is str else None
-    if spec is None or not _ENVELOPE_KEYS.issuperset(obj):
-        return None
-    v, msg_id, session, data = obj.get("v"), obj.get("id"), obj.get("session"), obj.get("data")
-    seq, ref = obj.get("seq"), obj.get("ref")
-    if (type(v) is not int or v != PROTOCOL_VERSION or type(obj.get("ts")) is not float
-            or not _str(msg_id, 1, _MAX_ID) or not _str(session, 0, _MAX_ID)
-            or type(data) is not dict
-            or not (seq is None or (type(seq) is int and seq >= 1))
-            or not (ref is None or _str(ref, 0, _MAX_ID))):
-        return None
-    if spec is _CHAT_SEND:
-        draft_id = data.get("draft_id")
-        if (not _CHAT_KEYS.issuperset(data) or not _str(data.get("text"), 1, _MAX_TEXT)
-                or not (draft_id is None or _str(draft_id, 0, _MAX_ID))
-                or type(data.get("override", False)) is not bool):
-            return None
-    else:
-        ack_seq = data.get("seq")
-        if len(data) != 1 or type(ack_seq) is not int or ack_seq < 0:
-            return None
-    return spec, cast(str, msg_id), cast(str, session), data

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hitl_desktop.core.links import InviteLink
-from tests.integration.relay_harness import Client, token_of
+from tests.support.protocol_client import Client, token_of
 
 PY = sys.executable
 

@@ -32,9 +32,9 @@ from hitl_desktop.core.protocol import (
     IdentityUnlink,
 )
 from hitl_desktop.host.log import RelayLog
-from tests.integration.relay_harness import running_host
 from tests.support.copilot_desk import Client, Desk, desk, desks, fake, open_desk
 from tests.support.fake_openai import Call, FakeOpenAI, Reply
+from tests.support.host import running_host
 from tests.support.stores import on_worker
 
 __all__ = ["desk", "desks", "fake"]  # fixtures from the shared desk

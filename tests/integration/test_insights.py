@@ -12,7 +12,7 @@ import pytest
 from hitl_desktop.core.insights import EDIT_KINDS, InsightsReport
 from hitl_desktop.host import insights
 from hitl_desktop.host.conversation import ConversationStore
-from tests.integration.relay_harness import Client, running_host, token_of
+from tests.support.host import running_host
 from tests.support.insights_gen import (
     AGENTS,
     DAY,
@@ -23,6 +23,7 @@ from tests.support.insights_gen import (
     family_label,
     generate,
 )
+from tests.support.protocol_client import Client, token_of
 
 N = 360  # every cycle of the generator turns over at least once
 

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.integration.relay_harness import Client, running_host
+from tests.support.host import running_host
+from tests.support.protocol_client import Client
 
 
 def test_frames_after_welcome_names_errors_and_closed_sessions(tmp_path: Path) -> None:

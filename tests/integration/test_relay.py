@@ -28,7 +28,8 @@ from hitl_desktop.core.protocol import (
     decode_host,
 )
 from hitl_desktop.host.relay import RelayConfig
-from tests.integration.relay_harness import Client, refused, running_host, token_of
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, refused, token_of
 
 
 async def test_session_chat_between_customer_and_agent(tmp_path: Path) -> None:

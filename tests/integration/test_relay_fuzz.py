@@ -18,7 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from hitl_desktop.core.protocol import CLIENT_MESSAGES, MAX_FRAME_BYTES
 from hitl_desktop.host.relay import RelayConfig
-from tests.integration.relay_harness import Client, refused, running_host, token_of
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, refused, token_of
 
 FRAMES_PER_EXAMPLE = 25
 EXAMPLES = 44  # 1,100 hostile frames in all

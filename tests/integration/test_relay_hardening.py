@@ -12,7 +12,8 @@ from websockets.asyncio.client import connect
 
 from hitl_desktop.core.protocol import CloseCode, ErrorCode
 from hitl_desktop.host.relay import RelayConfig
-from tests.integration.relay_harness import Client, refused, running_host, token_of
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, refused, token_of
 
 
 async def test_type_object_or_array_and_lone_surrogate_id_get_a_clear_error(

@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.relay_harness import Client, running_host, token_of
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, token_of
 
 # one "cycle": the sender sends some messages, the receiver reads `cut` frames and then
 # its connection dies abruptly; the sender sends more while it is away

@@ -13,7 +13,8 @@ from typing import Any
 from hitl_desktop.core.ports import NullCopilot, SessionOutbox
 from hitl_desktop.core.protocol import CLIENT_MESSAGES
 from hitl_desktop.host.relay import RelayConfig
-from tests.integration.relay_harness import Client, running_host, token_of
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, token_of
 
 # The documented matrix (docs/PROTOCOL.md, "Roles"): who may send what.
 C, A, D = "customer", "agent", "admin"

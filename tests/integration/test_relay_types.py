@@ -35,7 +35,8 @@ from hitl_desktop.core.protocol import (
     decode_host,
 )
 from hitl_desktop.host.relay import Relay, RelayConfig
-from tests.integration.relay_harness import Client, running_host, token_of
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, token_of
 
 ASSISTANT_EVENTS: list[Payload] = [
     DraftStarted(turn_id="t1", reason="customer_message", provider="offline"),

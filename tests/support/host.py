@@ -1,7 +1,6 @@
 """The one test host: a real host (relay, log, tokens; optionally the co-pilot) on
 127.0.0.1 port 0, started by ``app.services.start_host`` exactly as the app does.
-Relay, UI and co-pilot tests all use it (``tests/integration/relay_harness`` and
-``tests/ui/conftest`` re-export it)."""
+Relay, UI and co-pilot tests all use it (``tests/ui/conftest`` re-exports it)."""
 
 from __future__ import annotations
 

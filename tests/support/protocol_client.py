@@ -20,6 +20,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from hitl_desktop.core.links import InviteLink
 from hitl_desktop.core.protocol import (
     PROTOCOL_VERSION,
     CustomerGet,
@@ -188,3 +189,8 @@ async def refused(url: str, token: str) -> tuple[list[dict[str, Any]], int | Non
             frames.append(await client.recv())
     except ConnectionClosed as exc:
         return frames, exc.rcvd.code if exc.rcvd else None
+
+
+def token_of(link: str) -> str:
+    """The token of an invite link (what a client presents in its hello)."""
+    return InviteLink.parse(link).token

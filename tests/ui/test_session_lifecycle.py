@@ -270,7 +270,7 @@ async def test_a_long_url_wraps_inside_its_bubble(
 async def test_a_revoked_link_offers_another_and_switching_forgets_the_old(
         qtbot: QtBot, tmp_path: Path) -> None:
     from hitl_desktop.app.agent import switch_connection
-    from tests.integration.relay_harness import token_of
+    from tests.support.protocol_client import token_of
 
     async with running_host(tmp_path / "a") as host_a, \
             running_host(tmp_path / "b") as host_b:
@@ -320,7 +320,7 @@ def test_help_lists_the_shortcuts_and_about(window: AgentWindow) -> None:
 
 
 async def test_the_customer_window_offers_another_link_and_switches(tmp_path: Path) -> None:
-    from tests.integration.relay_harness import token_of
+    from tests.support.protocol_client import token_of
 
     async with running_host(tmp_path) as host:
         first = host.create_session(customer_id="CUST1001")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hitl_desktop.core import protocol as P
-from hitl_desktop.host.relay import _fast_parse
+from hitl_desktop.host.relay_core import fast_parse
 
 _ids = st.one_of(
     st.text(max_size=70),
@@ -56,7 +56,7 @@ def _frames(draw: st.DrawFn) -> str:
 
 
 def _check(raw: str) -> None:
-    fast = _fast_parse(raw)
+    fast = fast_parse(raw)
     if fast is None:
         return  # the full decoder decides (and words the error)
     spec, msg_id, session, data = fast
@@ -82,12 +82,12 @@ def test_fast_path_takes_the_common_frames() -> None:
     ack = json.dumps({"v": 1, "type": "ack", "id": "b2", "session": "s_1", "ts": 2.0,
                       "data": {"seq": 7}})
     for raw in (chat, ack):
-        assert _fast_parse(raw) is not None
+        assert fast_parse(raw) is not None
         _check(raw)
     # anything unusual goes to the full decoder (which refuses or accepts it itself)
     for odd in (b"{}", "[]", "nope", chat.replace('"v": 1', '"v": true'),
                 chat.replace('"ts": 1.5', '"ts": 1'), chat.replace("h\\u00e9llo", "\\ud800")):
-        assert _fast_parse(odd) is None
+        assert fast_parse(odd) is None
 
 
 _names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
