@@ -549,6 +549,9 @@ class Provenance(_Payload):
     flagged: bool = False
     signs: list[str] = Field(default_factory=list)  # why it looks like instructions
     copied_into: list[str] = Field(default_factory=list)  # arguments quoting the customer
+    # draft.steer: the representative's instructions in force when it was proposed
+    instruction: str | None = None
+    instructed_by: str | None = None
 
 
 class ApprovalCreated(_Payload):

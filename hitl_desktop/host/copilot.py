@@ -1138,8 +1138,11 @@ class HostCopilot:
                 copied.append(key)
             signs += [f"argument {key!r} {why}" for why in instruction_signs(value)
                       if f"argument {key!r} {why}" not in signs]
+        steering = active_instructions(list(history))  # the representative asked (steer)
         return Provenance(message_id=line.message_id or None, quote=_clip(line.text),
-                          flagged=bool(signs), signs=signs, copied_into=copied)
+                          flagged=bool(signs), signs=signs, copied_into=copied,
+                          instruction=_clip("; ".join(i.text for i in steering)) or None,
+                          instructed_by=steering[-1].agent or None if steering else None)
 
     def _claims(self, history: Sequence[TurnItem], text: str) -> list[DraftClaim]:
         """Sentences of a draft stating an outcome of an action that has not happened."""

@@ -88,6 +88,10 @@ async def test_offline_shorter_then_formal_then_voucher_through_the_approval_pat
     created = (await desk.agent.wait("approval.created"))["data"]
     assert created["tool"] == "issue_voucher"
     assert created["arguments"]["amount"] == 10 and created["arguments"]["user_id"] == "CUST1001"
+    # the card says who asked for it: the representative, not the customer
+    prov = created["provenance"]
+    assert prov["instruction"] == "shorter; more formal; offer a $10 voucher", prov
+    assert prov["instructed_by"] == "Dana" and prov["quote"] == QUESTION
     assert "$10.00 voucher" in voucher["text"] and "Kind regards" in voucher["text"]
     assert "passed it on to a colleague for confirmation" in voucher["text"]
     assert not voucher["claims"], voucher["claims"]  # nothing claimed as done

@@ -176,3 +176,17 @@ def test_in_a_narrow_dock_the_chips_go_under_the_line(ws: Workspace, feed: Feed,
     qtbot.waitUntil(lambda: abs(line.chips[0].geometry().center().y()
                                 - line.line.geometry().center().y()) < 4)
     assert line.line.width() >= 200
+
+
+def test_a_card_the_representative_asked_for_says_so(window: AgentWindow, feed: Feed) -> None:
+    feed(p.ApprovalCreated(
+        approval_id="a1", call_id="c1", tool="issue_voucher", description="voucher",
+        arguments={"user_id": "CUST1001", "amount": 10, "reason": "Goodwill voucher"},
+        parameters_schema={"type": "object"}, expires_at=None,
+        provenance=p.Provenance(message_id="m1", quote="My parcel is late",
+                                instruction="offer a $10 voucher", instructed_by="Dana")))
+    feed.ws.flush()
+    text = window.action_queue.cards["a1"].provenance_label.full_text()
+    assert text.startswith("Asked for by Dana: \u201coffer a $10 voucher\u201d")
+    assert "In reply to the customer: \u201cMy parcel is late\u201d" in text
+    assert "Customer wrote" not in text

@@ -101,6 +101,10 @@ class ApprovalCard(QFrame):
         prov = approval.provenance
         if prov is not None:
             lines = [f"Customer wrote: “{prov.quote}”"]
+            if prov.instruction:  # the representative asked for it (steering), not the customer
+                who = prov.instructed_by or "a representative"
+                lines = [f"Asked for by {who}: “{prov.instruction}”",
+                         f"In reply to the customer: “{prov.quote}”"]
             if prov.copied_into:
                 lines.append("The customer's words were copied into: "
                              + ", ".join(prov.copied_into) + " (edit before approving).")
