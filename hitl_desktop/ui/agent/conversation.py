@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtGui import QTextCursor, QTextDocument, QTextDocumentFragment
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
@@ -130,8 +130,13 @@ class ConversationPanel(QWidget):
         return True
 
     def show_note_box(self) -> None:
-        """Open the note box and put the cursor in it (Ctrl+Shift+N)."""
+        """Open the note box and put the cursor in it (Ctrl+Shift+N); the transcript
+        keeps showing its end if it did (the box takes room from it)."""
+        bar = self.browser.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 4
         self.note_box.open_box()
+        if at_bottom:
+            QTimer.singleShot(0, self, lambda: bar.setValue(bar.maximum()))
 
     def toggle(self, call_id: str) -> None:
         self._on_anchor(QUrl(f"toggle:{call_id}"))

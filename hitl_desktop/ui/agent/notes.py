@@ -12,6 +12,7 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from hitl_desktop.client.workspace import NOTE_MAX_CHARS, Workspace
+from hitl_desktop.ui.agent.style import is_dark
 from hitl_desktop.ui.fit import ElideLabel
 
 PLACEHOLDER = "Internal note — only representatives see this. Ctrl+Enter adds it."
@@ -31,7 +32,7 @@ class NoteBox(QFrame):
         self.editor.setObjectName("noteEditor")
         self.editor.setPlaceholderText(PLACEHOLDER)
         self.editor.setAccessibleName("Internal note")
-        self.editor.setFixedHeight(64)
+        self.editor.setFixedHeight(54)
         self.editor.installEventFilter(self)
         self.editor.textChanged.connect(self._update)
         self.add_button = QPushButton("Add note", self)
@@ -43,16 +44,27 @@ class NoteBox(QFrame):
         self.close_button.setObjectName("closeNote")
         self.close_button.setToolTip("Hide the note box (Esc); what you typed stays")
         self.close_button.clicked.connect(self.hide)
-        head = QHBoxLayout()
-        head.addWidget(self.label, 1)
-        head.addWidget(self.close_button)
-        head.addWidget(self.add_button)
+        # compact: the transcript above keeps its room on a 768-pixel-high screen
+        side = QVBoxLayout()
+        side.setSpacing(4)
+        side.addWidget(self.add_button)
+        side.addWidget(self.close_button)
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        row.addWidget(self.editor, 1)
+        row.addLayout(side)
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 6)
-        lay.setSpacing(4)
-        lay.addLayout(head)
-        lay.addWidget(self.editor)
+        lay.setContentsMargins(8, 4, 8, 6)
+        lay.setSpacing(2)
+        lay.addWidget(self.label)
+        lay.addLayout(row)
         self.setFocusProxy(self.editor)
+        # yellow like the notes in the transcript: this text is for colleagues only
+        bg, edge, field = (("#4a3f12", "#c9a227", "#3a3210") if is_dark()
+                           else ("#fff4c2", "#e0b400", "#fffbe6"))
+        self.setStyleSheet(f"QFrame#noteBox {{ background: {bg}; border-top: 2px solid {edge}; }}"
+                           f" QPlainTextEdit#noteEditor {{ background: {field}; }}"
+                           " QLabel#noteLabel { font-size: small; font-weight: 600; }")
         workspace.current_session_changed.connect(self._update)
         self._update()
         self.hide()
