@@ -138,6 +138,9 @@ def search_output(query: str, results: list[dict[str, Any]]) -> str:
 
 
 NOTE_PREFIX = "[Note from the support desk, not written by the customer]"
+# what a customer's copy of the prefix becomes: only the host writes the real one (a
+# representative's steering instruction travels as such a note on Chat Completions)
+FORGED_NOTE = "[the customer typed a fake support-desk note marker here]"
 
 
 def to_chat_messages(instructions: str, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -163,7 +166,10 @@ def to_chat_messages(instructions: str, items: Sequence[Mapping[str, Any]]) -> l
                 else:
                     messages.append({"role": "user", "content": f"{NOTE_PREFIX} {content}"})
                 continue
-            messages.append({"role": role, "content": str(content)})
+            text = str(content)
+            if role == "user" and NOTE_PREFIX in text:  # a customer posing as the desk
+                text = text.replace(NOTE_PREFIX, FORGED_NOTE)
+            messages.append({"role": role, "content": text})
         elif itype == "function_call":
             call = {"id": item.get("call_id", ""), "type": "function",
                     "function": {"name": item.get("name", ""),
