@@ -3,16 +3,24 @@ fed real protocol frames; what it sends is recorded."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
+from hitl_desktop.client.connection import HostConnection
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
+from hitl_desktop.core.links import InviteLink
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 from hitl_desktop.ui.agent.window import AgentWindow
 from tests.ui.agent_feed import Feed, Sent, summary, welcome
+from tests.ui.conftest import running_host, until
+from tests.ui.test_agent_window_relay import Customer
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
@@ -190,3 +198,64 @@ def test_a_card_the_representative_asked_for_says_so(window: AgentWindow, feed: 
     assert text.startswith("Asked for by Dana: \u201coffer a $10 voucher\u201d")
     assert "In reply to the customer: \u201cMy parcel is late\u201d" in text
     assert "Customer wrote" not in text
+
+
+async def test_steering_against_a_real_host(tmp_path: Path, qtbot: Any) -> None:
+    """Production stack (HostConnection -> Workspace -> AgentWindow) against a real host
+    with the offline co-pilot: chips and the line steer, the voucher becomes a card,
+    Undo goes back, an instruction it cannot follow is refused under the line."""
+    async with running_host(tmp_path / "host", copilot=True) as host:
+        created = host.create_session(customer_id="CUST1001", title="Alex")
+        conn = HostConnection(InviteLink.parse(host.desk_link), client_name="test agent")
+        ws = Workspace()
+        ws.attach(conn)
+        window = AgentWindow(ws, config_dir=tmp_path / "config")
+        qtbot.addWidget(window)
+        window.show()
+        conn.open()
+        try:
+            async with asyncio.timeout(5):
+                await conn.wait_connected()
+            await until(lambda: ws.session(created.session_id) is not None, what="session")
+            ws.select_session(created.session_id)
+            view = ws.session(created.session_id)
+            assert view is not None
+            editor, line = window.suggestion_editor, window.suggestion_editor.steer
+            async with Customer(created.customer_link) as customer:
+                await customer.say("My order ORD1003 is late, where is it? It's been ages.")
+                await until(lambda: view.draft is not None and view.draft.state == "completed",
+                            what="first draft")
+                first = view.draft
+                assert first is not None
+
+                def completed_after(turn: str) -> bool:
+                    d = view.draft
+                    return d is not None and d.turn_id != turn and d.state == "completed"
+
+                QTest.mouseClick(line.chips[0], Qt.MouseButton.LeftButton)  # Shorter
+                await until(lambda: completed_after(first.turn_id), what="shorter draft")
+                ws.flush()
+                short = view.draft
+                assert short is not None and len(short.text) < len(first.text)
+                assert editor.text() == short.text
+                QTest.keyClicks(line.line, "offer a $10 voucher")
+                QTest.keyClick(line.line, Qt.Key.Key_Return)
+                await until(lambda: completed_after(short.turn_id), what="voucher draft")
+                await until(lambda: view.pending_approvals, what="voucher card")
+                card = window.action_queue.first_card()
+                assert card is not None and card.approval.tool == "issue_voucher"
+                assert card.approval.arguments["amount"] == 10
+                assert "Asked for by" in card.provenance_label.full_text()
+                ws.flush()
+                assert "$10.00 voucher" in editor.text()
+
+                assert line.undo()  # back to the short draft
+                assert editor.text() == short.text and ws.can_undo()
+                line.steer("write it in French")
+                await until(line.problem.isVisible, what="refusal under the line")
+                assert "cannot follow" in line.problem.full_text()
+                assert view.draft is short
+                assert not customer.agent_messages()  # nothing reached the customer
+        finally:
+            window.close()
+            await conn.aclose()
