@@ -261,3 +261,15 @@ def test_the_index_catches_up_with_the_log(tmp_path: Path) -> None:
         store.close()
         store.worker.shutdown()
         relay_log.close()
+
+
+def test_the_search_bench_runs_in_quick_mode(capsys: Any) -> None:
+    """bench/desk_search.py end to end on a small corpus: every planted phrase found by
+    FTS5 and by the LIKE scan alike (the bench asserts both), and over a real host's
+    socket (a loose target here: CI machines are shared; the bench's own is 50 ms)."""
+    from bench import desk_search
+
+    assert desk_search.main(["--sessions", "300", "--queries", "20", "--target-ms",
+                             "2000"]) == 0
+    out = capsys.readouterr().out
+    assert "LIKE/FTS5 p99 ratio" in out and "(over the wire): met" in out
