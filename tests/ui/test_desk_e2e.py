@@ -22,12 +22,14 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
+from hitl_desktop.client.chat import ChatModel
 from hitl_desktop.client.connection import HostConnection
 from hitl_desktop.client.workspace import InternalNote, Workspace
 from hitl_desktop.config import Settings
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.host.tokens import TokenKind
 from hitl_desktop.ui.agent.window import AgentWindow
+from hitl_desktop.ui.customer_window import CustomerWindow
 from tests.ui.conftest import running_host, until
 from tests.ui.test_agent_window_relay import Customer
 
@@ -234,6 +236,25 @@ async def test_two_representatives_share_a_desk(tmp_path: Path, qtbot: Any) -> N
 
             for customer in (cust_a, cust_b, cust_c):
                 no_desk_frames(customer, secret)
+            # and Alex's customer window (opened last: it replays the whole chat)
+            link = InviteLink.parse(alex.customer_link)
+            chat_conn = HostConnection(link, client_name="customer window")
+            customer_window = CustomerWindow()
+            customer_window.bind(ChatModel(chat_conn), chat_conn)
+            qtbot.addWidget(customer_window)
+            customer_window.show()
+            chat_conn.open()
+            try:
+                def bubbles() -> list[str]:
+                    return [b.text_label.text() for b in customer_window.bubbles]
+
+                await until(lambda: "Kim here, sorry to butt in" in bubbles(),
+                            what="the chat in the customer window")
+                assert not any(secret in text or "Internal note" in text
+                               for text in bubbles()), bubbles()
+            finally:
+                customer_window.close()
+                await chat_conn.aclose()
 
 
 async def test_resolving_with_a_pending_action_asks_then_forces(tmp_path: Path,
