@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address for the links (default: what the running host announced)")
     new.add_argument("--port", type=int, default=None)
     _add_paths(new)
-    lst = session_sub.add_parser("list", help="list sessions as JSON")
+    lst = session_sub.add_parser(
+        "list", help="list sessions as JSON, most recently active first (100 per page)")
+    lst.add_argument("--limit", type=int, default=100, help="sessions per page (0: all)")
+    lst.add_argument("--offset", type=int, default=0, help="skip this many (the next page)")
+    lst.add_argument("--open", dest="open_only", action="store_true",
+                     help="only sessions that are still open")
     _add_paths(lst)
     revoke = session_sub.add_parser(
         "revoke", help="revoke a session's customer and agent links (live ones close at once)")

@@ -78,15 +78,34 @@ def new_session(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: ``session list`` prints this many sessions unless told otherwise (10,000 sessions
+#: printed whole were 3.5 MB of JSON: issue 18)
+LIST_LIMIT = 100
+
+
 def list_sessions(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One page of sessions as JSON, most recently active first: ``--limit`` (default
+    100; 0 for all), ``--offset`` to page on, ``--open`` for open sessions only. A page
+    that leaves sessions out says so on stderr (stdout stays one JSON list)."""
     paths = resolve_paths(args.data_dir, getattr(args, "config_dir", None))
     if not (paths.data_dir / "relay.sqlite3").exists():
         return []
     relay_log = RelayLog.open_in(paths.data_dir)
     try:
-        return [row.summary().model_dump(mode="json") for _rowid, row in relay_log.load_sessions()]
+        rows = [row for _rowid, row in relay_log.load_sessions()]
     finally:
         relay_log.close()
+    if getattr(args, "open_only", False):
+        rows = [row for row in rows if row.state == "open"]
+    rows.sort(key=lambda r: (r.last_message_at or r.created_at, r.created_at), reverse=True)
+    limit = getattr(args, "limit", LIST_LIMIT)
+    offset = max(0, getattr(args, "offset", 0))
+    page = rows[offset:offset + limit] if limit > 0 else rows[offset:]
+    if len(page) < len(rows):
+        log.warning("sessions %d-%d of %d (most recently active first); --offset %d for "
+                    "the next page, --limit 0 for all", offset + 1 if page else offset,
+                    offset + len(page), len(rows), offset + len(page))
+    return [row.summary().model_dump(mode="json") for row in page]
 
 
 def revoke_session(args: argparse.Namespace) -> dict[str, Any]:

@@ -95,6 +95,10 @@ log = logging.getLogger(__name__)
 SNIPPET_CHARS = 400
 # tool.call.delta is a progress hint: at most one per call every this many seconds
 TOOL_DELTA_INTERVAL_S = 0.05
+# draft.delta: at most one frame per draft this often; text that arrives meanwhile
+# goes out together (a model or the paced offline engine yields a word every few ms,
+# and every frame costs each agent socket a send: docs/PROTOCOL.md, draft.delta)
+DRAFT_DELTA_INTERVAL_S = 0.04
 CANCEL_GRACE_S = 5.0
 #: how far back the start-up reconciliation compares approvals (shop vs agents vs model)
 RECONCILE_WINDOW_S = 7 * 24 * 3600.0
@@ -146,6 +150,9 @@ class _Turn:
     task: asyncio.Task[None] | None = None
     instruction: str | None = None  # draft.steer: the representative's instruction
     replaces: str | None = None  # draft.steer: the draft this one replaces
+    sent: int = 0  # how much of ``text`` went out as draft.delta (the rest is coalescing)
+    sent_at: float = -1.0  # loop time of the last draft.delta
+    flush: asyncio.TimerHandle | None = None  # sends what is pending when it is due
 
 
 @dataclass(slots=True)
@@ -344,6 +351,9 @@ class HostCopilot:
     async def _kb_get(self, article_id: str) -> KbArticle | None:
         if self.index is None:
             return None
+        known, article = self.index.cached_article(article_id)  # memory only: no hop
+        if known:
+            return article
         return await self.index.worker.call(self.index.get, article_id)
 
     async def _report_interrupted(self, pending: Awaitable[list[DraftRecord]]) -> None:
@@ -675,7 +685,7 @@ class HostCopilot:
         turn = self._turns.get(session_id)
         if turn is None or _done(turn):
             return None
-        return turn.turn_id, turn.text
+        return turn.turn_id, turn.text[: turn.sent]  # the next draft.delta continues it
 
     async def draft_text(self, session_id: str, draft_id: str) -> str | None:
         record = await self._history(self.conversations.draft, draft_id)
@@ -894,6 +904,7 @@ class HostCopilot:
             updates = translator.finish()
         for update in updates:
             await self._apply(turn, rnd, update)
+        await self._send_text(turn)
         if rnd.failed is not None:
             failed = rnd.failed
             if failed.code == "incomplete" and turn.text:
@@ -911,11 +922,16 @@ class HostCopilot:
                     text = "\n\n" + text  # a new message (or round) starts a paragraph
                 rnd.item_start[update.item_id] = len(turn.text) + len(text) - len(update.text)
             rnd.text_item = update.item_id
-            offset = len(turn.text)
             turn.text += text
-            await self.outbox.publish(sid, DraftDelta(turn_id=turn.turn_id, offset=offset,
-                                                      text=text))
-        elif isinstance(update, ToolCallProgress):
+            loop = asyncio.get_running_loop()
+            due = turn.sent_at + DRAFT_DELTA_INTERVAL_S - loop.time()
+            if due <= 0:
+                await self._send_text(turn)
+            elif turn.flush is None:
+                turn.flush = loop.call_later(due, self._send_text_later, turn)
+            return
+        await self._send_text(turn)  # what comes next follows the text before it
+        if isinstance(update, ToolCallProgress):
             if not update.arguments or not update.call_id:
                 return
             now = time.monotonic()
@@ -963,6 +979,24 @@ class HostCopilot:
             rnd.calls.extend(c for c in update.tool_calls if c.call_id not in known)
         elif isinstance(update, Failed):
             rnd.failed = update
+
+    async def _send_text(self, turn: _Turn) -> None:
+        """Publish the draft text not sent yet as one ``draft.delta``."""
+        if turn.flush is not None:
+            turn.flush.cancel()
+            turn.flush = None
+        if turn.sent >= len(turn.text):
+            return
+        offset, turn.sent = turn.sent, len(turn.text)
+        turn.sent_at = asyncio.get_running_loop().time()
+        await self.outbox.publish(turn.session_id, DraftDelta(
+            turn_id=turn.turn_id, offset=offset, text=turn.text[offset:turn.sent]))
+
+    def _send_text_later(self, turn: _Turn) -> None:
+        """The coalescing window closed with text pending (the stream paused)."""
+        turn.flush = None
+        if not turn.finishing and turn.sent < len(turn.text):
+            self._tasks.spawn(self._send_text(turn), f"draft-text:{turn.turn_id}")
 
     async def _article_for(
         self, article_id: str | None, attributes: Mapping[str, Any] | None, text: Any, score: Any

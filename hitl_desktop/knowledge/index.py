@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from hitl_desktop.core.threads import StoreLock, StoreWorker
 from hitl_desktop.knowledge.articles import (
@@ -42,6 +43,8 @@ _SNIPPET_TOKENS = 28
 _MAX_QUERY_TERMS = 40  # a pasted essay must not become a 2,000-term OR query
 _COMMON_FRACTION = 0.25  # in large corpora, terms in more sections than this are skipped
 _COMMON_MIN_CHUNKS = 200
+_CACHE_ENTRIES = 4096  # searches and articles remembered until the index changes
+_MISSING = object()
 
 STOP_WORDS: frozenset[str] = frozenset(
     """
@@ -156,6 +159,12 @@ class KnowledgeIndex:
         self._n_chunks = 0
         self._stem_df: dict[str, int] = {}  # query word -> sections holding its stem
         self._fix_cache: dict[str, str | None] = {}
+        # The co-pilot asks the same few queries again every round of a turn and for
+        # every customer with the same question: answers are kept until the index
+        # changes (``refresh``), bounded; dicts keep insertion order, oldest go first.
+        self._hits_cache: dict[tuple[str, int, str | None], tuple[SearchHit, ...]] = {}
+        self._article_cache: dict[str, object] = {}
+        self._generation = 0  # bumped by refresh: an answer read before it is not kept
         self.rebuilt = False
         self.build_seconds = 0.0
 
@@ -351,6 +360,9 @@ class KnowledgeIndex:
                 self._n_chunks = 0
         self._deletes = None  # built on the first misspelt query
         self._fix_cache = {}
+        self._hits_cache = {}
+        self._article_cache = {}
+        self._generation += 1
 
     @property
     def vocabulary(self) -> frozenset[str]:
@@ -475,6 +487,18 @@ class KnowledgeIndex:
         limit = max(1, int(limit))
         if not query.strip():
             return self._browse(limit, kind)
+        key = (query, limit, kind)
+        cached = self._hits_cache.get(key)
+        if cached is not None:
+            return list(cached)
+        generation = self._generation
+        hits = self._search(query, limit, kind)
+        with self._lock:
+            if generation == self._generation:
+                _remember(self._hits_cache, key, tuple(hits))
+        return hits
+
+    def _search(self, query: str, limit: int, kind: str | None) -> list[SearchHit]:
         expr = self.fts_query(query)
         if not expr:
             return []
@@ -578,11 +602,20 @@ class KnowledgeIndex:
 
     # ----------------------------------------------------------------- articles
 
+    def cached_article(self, article_id: str) -> tuple[bool, KbArticle | None]:
+        """``(True, article or None)`` when :meth:`get` answered this id before (memory
+        only, no lock: safe on the event loop); ``(False, None)`` when it must ask."""
+        cached = self._article_cache.get(_article_key(article_id), _MISSING)
+        if cached is _MISSING:
+            return False, None
+        return True, cast("KbArticle | None", cached)
+
     def get(self, article_id: str) -> KbArticle | None:
         """The article with this id (or the given filename stem), or None."""
-        key = article_id.strip()
-        if key.endswith(".md"):
-            key = key[:-3]
+        key = _article_key(article_id)
+        cached = self._article_cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cast("KbArticle | None", cached)
         with self._lock:
             row = self._conn.execute(
                 "SELECT article_id, kind, slug, title, path, tags, markdown FROM articles"
@@ -590,7 +623,9 @@ class KnowledgeIndex:
                 " ORDER BY kind = 'faq' DESC LIMIT 1",
                 (key, key, key),
             ).fetchone()
-        return None if row is None else self._article(row)
+            art = None if row is None else self._article(row)
+            _remember(self._article_cache, key, art)
+        return art
 
     def articles(self) -> list[KbArticle]:
         """Every indexed article, kb/ then faq/, by slug."""
@@ -618,6 +653,18 @@ class KnowledgeIndex:
             tags=tuple(json.loads(tags or "[]")),
             sections=split_sections(markdown),
         )
+
+
+def _article_key(article_id: str) -> str:
+    key = article_id.strip()
+    return key[:-3] if key.endswith(".md") else key
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``value`` under ``key``, dropping the oldest entry past the bound."""
+    if len(cache) >= _CACHE_ENTRIES:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def open_index(data_dir: Path, knowledge_dir: str | Path | None = None) -> KnowledgeIndex:

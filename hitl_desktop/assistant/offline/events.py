@@ -59,10 +59,21 @@ class Reply:
     citations: list[tuple[int, SearchHit]] = field(default_factory=list)
 
 
+#: A paced stream sends what it wrote in this long as one delta, as a model's server
+#: batches tokens: the same words per second, a fraction of the events, wake-ups and
+#: frames (the host coalesces draft.delta frames at the same rate).
+FRAME_S = 0.04
+
+
 @dataclass(frozen=True, slots=True)
 class Pace:
-    delay_s: float = 0.0
+    delay_s: float = 0.0  # per word (per argument chunk of a tool call)
     yield_every: int = 4
+
+    @property
+    def per_event(self) -> int:
+        """Words per text delta: one unpaced, else what is written in ~``FRAME_S``."""
+        return max(1, round(FRAME_S / self.delay_s)) if self.delay_s > 0 else 1
 
 
 def _rid(prefix: str) -> str:
@@ -123,9 +134,9 @@ class Emitter:
             "usage": None,
         }
 
-    async def _pace(self) -> None:
+    async def _pace(self, units: int = 1) -> None:
         if self.p.delay_s > 0:
-            await asyncio.sleep(self.p.delay_s)
+            await asyncio.sleep(self.p.delay_s * units)
             return
         self._since_yield += 1
         if self._since_yield >= self.p.yield_every:
@@ -229,15 +240,17 @@ class Emitter:
         yield self._item_event(
             ResponseOutputItemAddedEvent, "response.output_item.added", idx, item
         )
-        for chunk in re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments):
+        chunks = re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments)
+        per = self.p.per_event
+        for i in range(0, len(chunks), per):
             yield self._event(
                 ResponseFunctionCallArgumentsDeltaEvent,
                 "response.function_call_arguments.delta",
                 item_id=item_id,
                 output_index=idx,
-                delta=chunk,
+                delta="".join(chunks[i : i + per]),
             )
-            await self._pace()
+            await self._pace(len(chunks[i : i + per]))
         yield self._event(
             ResponseFunctionCallArgumentsDoneEvent,
             "response.function_call_arguments.done",
@@ -296,7 +309,10 @@ class Emitter:
         annotations: list[dict[str, Any]] = []
         pending = sorted(self.plan.citations, key=lambda c: c[0])
         pos = 0
-        for delta in re.findall(r"\s*\S+", text) or ([text] if text else []):
+        words = re.findall(r"\s*\S+", text) or ([text] if text else [])
+        per = self.p.per_event
+        for i in range(0, len(words), per):
+            delta = "".join(words[i : i + per])
             pos += len(delta)
             yield self._event(
                 ResponseTextDeltaEvent,
@@ -308,7 +324,7 @@ class Emitter:
             while pending and pending[0][0] <= pos:
                 at, hit = pending.pop(0)
                 yield self._annotation(base, annotations, at, hit)
-            await self._pace()
+            await self._pace(len(words[i : i + per]))
         tail = text[pos:]
         if tail:  # trailing whitespace the word splitter left out
             yield self._event(
