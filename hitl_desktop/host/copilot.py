@@ -1335,7 +1335,14 @@ def _make_provider(
         if name == "offline":
             from hitl_desktop.assistant.offline_provider import OfflineProvider
 
-            return OfflineProvider(index, catalog=catalog,
+            # an explicit ``offline_delay_ms`` paces it here too (the modes pace it with
+            # the default in app.services; a co-pilot built directly streams unpaced)
+            extra = settings.extra if isinstance(settings.extra, dict) else {}
+            try:
+                delay_s = max(0.0, float(extra.get("offline_delay_ms", 0.0))) / 1000.0
+            except (TypeError, ValueError):
+                delay_s = 0.0
+            return OfflineProvider(index, catalog=catalog, delay_s=delay_s,
                                    max_results=settings.max_search_results), None
         # the resolved name, so "auto" does not look the API key up (keyring) a second time
         if name == "compatible" and index is not None:
