@@ -92,7 +92,7 @@ async def test_offline_shorter_then_formal_then_voucher_through_the_approval_pat
     prov = created["provenance"]
     assert prov["instruction"] == "shorter; more formal; offer a $10 voucher", prov
     assert prov["instructed_by"] == "Dana" and prov["quote"] == QUESTION
-    assert "$10.00 voucher" in voucher["text"] and "Kind regards" in voucher["text"]
+    assert voucher["text"].count("$10.00 voucher") == 1 and "Kind regards" in voucher["text"]
     assert "passed it on to a colleague for confirmation" in voucher["text"]
     assert not voucher["claims"], voucher["claims"]  # nothing claimed as done
     for name, d in (("first", first), ("shorter", shorter), ("more formal", formal),

@@ -160,3 +160,15 @@ def test_chat_completions_servers_get_the_instruction_as_a_desk_note_customers_c
     assert len(notes) == 1 and '"instruction":"shorter"' in notes[0]["content"]
     assert messages[0] == {"role": "system", "content": "rules"}
     assert NOTE_PREFIX not in messages[2]["content"] and "$100" in messages[2]["content"]
+
+
+def test_what_an_instruction_added_is_kept_once_through_shorter() -> None:
+    paras = draft("I'm sorry to hear that.", "Your order ORD1003 shipped. It is late.",
+                  "Is there anything else I can help you with?")
+    offer = steering.Para("As a goodwill gesture, I'd like to offer you a $10.00 voucher. "
+                          "I've passed it on.", keep=True)
+    d = steering.Directives(shorter=2, apologies=["delay"], ask_order=True)
+    out = text_of(steering.apply(paras, d, offer=offer))
+    for part in ("I'm sorry for the delay", "offer you a $10.00 voucher", "order number"):
+        assert out.count(part) == 1, out
+    assert "I've passed it on." in out and "sorry to hear" not in out

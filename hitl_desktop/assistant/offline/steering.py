@@ -286,12 +286,15 @@ def shorten(paras: list[Para], level: int) -> list[Para]:
     if level <= 0 or not paras:
         return paras
     kept = [p for p in paras if p.text.strip() not in _CLOSERS] or paras[:1]
+    kept = [p for p in kept if p.keep or not all(
+        _PLEASANTRY.match(s) for s in _sentences(p.text))] or kept[:1]
     per_para = max(1, 3 - level)
     out: list[Para] = []
     for p in kept:
         if p.keep:
             out.append(p)
-        elif _is_list(p.text):
+            continue
+        if _is_list(p.text):
             lines = p.text.splitlines()
             items = 6 if level == 1 else 3
             body = lines[: 1 + items] + (["- \u2026"] if len(lines) > 1 + items else [])
