@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
@@ -78,6 +78,11 @@ def test_inbox_context_menu_takes_and_transfers(window: AgentWindow, sent: Sent)
     kim.trigger()
     assert sent.items[-1] == ("session.assign", p.SessionAssign(action="transfer", to="t_kim"),
                               "s3")
+    # the keyboard's menu key opens the current row's menu
+    window.inbox.list.setFocus()
+    window.inbox._context_menu(QPoint(-5, -5))
+    assert window.inbox.menu is not None and window.inbox.menu.isVisible()
+    window.inbox.menu.close()
     mine = window.inbox.build_menu("s1")
     take = next(a for a in mine.actions() if a.objectName() == "menuTake")
     assert not take.isEnabled(), "you cannot take what you hold"
@@ -97,6 +102,9 @@ def test_desk_bar_and_shortcuts(window: AgentWindow, ws: Workspace, sent: Sent) 
     menu = bar.popup_transfer()
     assert [a.objectName() for a in menu.actions()] == ["transfer_t_sam"]
     menu.close()
+    window.transfer_action.trigger()  # Ctrl+Shift+X: the same menu, under the button
+    assert bar.transfer_menu.isVisible()
+    bar.transfer_menu.close()
 
 
 def test_a_note_is_shown_apart_and_written_from_the_note_box(

@@ -427,6 +427,11 @@ class InboxPanel(QWidget):
 
     def _context_menu(self, pos: QPoint) -> None:
         sid = self.session_at(pos)
+        current = self.list.currentIndex()
+        if sid is None and current.isValid():
+            # the keyboard's menu key / Shift+F10: the current row's menu, under it
+            sid = str(current.data(ROLE_ID))
+            pos = self.list.visualRect(current).bottomLeft()
         if sid is None or not self.desk:
             return
         if self.menu is not None:
