@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--state", choices=(*STATES, "all"), default="inbox")
     parser.add_argument("--screenshot", type=Path, default=None)
+    parser.add_argument("--dark", action="store_true", help="a dark desktop palette")
     parser.add_argument("--out", type=Path, default=None,
                         help="with --state all: the directory for desk-<state>-<WxH>.png")
     args = parser.parse_args(argv)
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     from hitl_desktop.ui import theme
 
     theme.apply_app_style(app)
+    if args.dark:
+        app.setPalette(preview.dark_palette())
     states = list(STATES) if args.state == "all" else [args.state]
     size = app.primaryScreen().size()
     pending = list(states)
