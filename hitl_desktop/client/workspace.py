@@ -1298,13 +1298,14 @@ class Workspace(QObject):
             self._transcript_ids.add(msg_id)
         return msg_id
 
-    def open_session(self, session_id: str, title: str = "") -> None:
+    def open_session(self, session_id: str, title: str = "", at: float = 0.0) -> None:
         """Select a session, fetching it first when this window never had it (a search
-        hit in a conversation that closed before we connected)."""
+        hit in a conversation that closed before we connected; ``at``: a time in it,
+        shown until its history arrives)."""
         if session_id not in self._sessions:
             summary = p.SessionSummary(
                 session_id=session_id, title=title or session_id, customer_id=None,
-                customer_name=None, state="closed", created_at=0.0, last_seq=0)
+                customer_name=None, state="closed", created_at=at, last_seq=0)
             self._upsert_summary(summary)
         self.select_session(session_id)
 

@@ -225,5 +225,5 @@ class SearchDialog(QDialog):
         hit = item.data(ROLE_HIT)
         if hit is None:
             return
-        self.workspace.open_session(hit.session_id, hit.title)
+        self.workspace.open_session(hit.session_id, hit.title, hit.at)
         self.hit_opened.emit(hit.session_id, hit.seq)
