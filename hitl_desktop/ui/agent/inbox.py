@@ -321,6 +321,7 @@ class InboxPanel(QWidget):
                     button.setText(f"{FILTER_TEXT[which]} {counts[which]}")
             views = self.visible_sessions()
             self._shown = [v.session_id for v in views]
+            items = []
             for view in views:
                 item = QStandardItem(view.display_name)
                 item.setData(view.session_id, ROLE_ID)
@@ -328,7 +329,9 @@ class InboxPanel(QWidget):
                 item.setData(you.rep_id if you is not None else "", ROLE_YOU)
                 item.setData(desk, ROLE_DESK)
                 item.setToolTip(self._tip(view))
-                self.model.appendRow(item)
+                items.append(item)
+            if items:  # one insertion, not one per row (a desk may list hundreds)
+                self.model.appendColumn(items)
             self._select_row(self.workspace.current_session_id or "")
         finally:
             self._syncing = False
