@@ -49,7 +49,8 @@ def window(qtbot: QtBot, ws: Workspace, tmp_path: Path) -> AgentWindow:
     return win
 
 
-def test_inbox_filters_holders_and_live_assignment(window: AgentWindow, ws: Workspace) -> None:
+def test_inbox_filters_holders_and_live_assignment(window: AgentWindow, ws: Workspace,
+                                                   tmp_path: Path, qtbot: QtBot) -> None:
     inbox = window.inbox
     assert inbox.filter_bar.isVisible()
     assert {w: b.text() for w, b in inbox.filter_buttons.items()} == {
@@ -65,6 +66,9 @@ def test_inbox_filters_holders_and_live_assignment(window: AgentWindow, ws: Work
     assert inbox.filter_buttons["unassigned"].text() == "Unassigned 0"
     inbox.set_filter("resolved")
     assert inbox.session_ids() == ["s4"]
+    again = AgentWindow(ws, config_dir=tmp_path, restore=False)
+    qtbot.addWidget(again)
+    assert again.inbox.filter == "resolved", "the filter is remembered"
 
 
 def test_inbox_context_menu_takes_and_transfers(window: AgentWindow, sent: Sent) -> None:

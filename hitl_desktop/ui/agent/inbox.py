@@ -12,7 +12,16 @@ import time
 from typing import TYPE_CHECKING
 
 from PySide6 import QtWidgets
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, QTimer
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -222,6 +231,9 @@ class SessionDelegate(QStyledItemDelegate):
 class InboxPanel(QWidget):
     """The session list; choosing a row selects the session in the workspace."""
 
+    filter_changed = Signal(str)  # the representative chose another filter (the window
+    # remembers it)
+
     def __init__(self, workspace: Workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.workspace = workspace
@@ -288,9 +300,12 @@ class InboxPanel(QWidget):
         return [self.model.item(r).data(ROLE_ID) for r in range(self.model.rowCount())]
 
     def set_filter(self, which: InboxFilter) -> None:
+        changed = which != self.filter
         self.filter = which
         self.filter_buttons[which].setChecked(True)
         self.rebuild()
+        if changed:
+            self.filter_changed.emit(which)
 
     def visible_sessions(self) -> list[SessionView]:
         """What the inbox lists, in its order: all sessions without a desk; on a desk,

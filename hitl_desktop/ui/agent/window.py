@@ -188,9 +188,16 @@ class AgentWindow(QMainWindow):
             return panel
         ws = self.workspace
         if key == "inbox":
+            from hitl_desktop.client.desk import FILTERS
             from hitl_desktop.ui.agent.inbox import InboxPanel
 
-            panel = InboxPanel(ws)
+            inbox = InboxPanel(ws)
+            chosen = self._settings.value("desk/inbox_filter", "open")
+            if chosen in FILTERS and chosen != inbox.filter:
+                inbox.set_filter(chosen)
+            inbox.filter_changed.connect(
+                lambda which: self._settings.setValue("desk/inbox_filter", which))
+            panel = inbox
         elif key == "conversation":
             from hitl_desktop.ui.agent.conversation import ConversationPanel
 
