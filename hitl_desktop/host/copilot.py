@@ -466,6 +466,7 @@ class HostCopilot:
         refusal = check(text) if callable(check) else None
         if isinstance(refusal, str) and refusal:
             raise OperationError(ErrorCode.UNSUPPORTED, refusal)
+        follows_up = getattr(self.provider, "check_result", None)
         async with self._session_lock(session_id):
             history = await self._history(self.conversations.items, session_id)
             if not history:
@@ -475,6 +476,13 @@ class HostCopilot:
                     f"at most {MAX_INSTRUCTIONS_PER_TURN} instructions per reply: edit, send "
                     "or discard this draft"))
             replaces, previous = await self._steered_draft(session_id, draft_id)
+            self._take_steer(session_id)
+            current = self._turns.get(session_id)
+            streaming = current is not None and current.turn_id == replaces and not _done(current)
+            refusal = (follows_up(text, previous)
+                       if callable(follows_up) and previous and not streaming else None)
+            if isinstance(refusal, str) and refusal:  # e.g. already as short as it gets
+                raise OperationError(ErrorCode.UNSUPPORTED, refusal)
             given = reply_instructions(history)
             if replaces in {i.turn_id for i in given}:
                 follows = replaces  # a steered draft (maybe one gone back to with Undo)
@@ -482,7 +490,6 @@ class HostCopilot:
                 follows = None  # the reply's own draft: nothing in force yet
             else:  # e.g. regenerated while instructions were in force: they still are
                 follows = active_instructions(history)[-1].turn_id
-            self._take_steer(session_id)
             await self._supersede(session_id, "replaced by a steered draft")
             await self._note_identity(session_id)
             turn_id = new_id("t")

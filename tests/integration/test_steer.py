@@ -356,3 +356,19 @@ async def test_steering_a_draft_gone_back_to_drops_the_later_instructions(
     again = await steered(desk, "more formal", first)  # all the way back
     assert "I am sorry for the delay" not in again["text"] and "Kind regards" in again["text"]
     assert "Is there anything else I can help you with?" in again["text"]  # not shorter
+
+
+async def test_offline_says_when_a_draft_cannot_get_any_shorter(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    desk = await offline_desk(tmp_path, fake, monkeypatch, desks)
+    await desk.say(QUESTION)
+    draft = await desk.draft()
+    for _ in range(3):
+        draft = await steered(desk, "shorter", draft)
+    assert "\n\n" not in draft["text"] and draft["text"].count(". ") == 0, draft["text"]
+    ref = await steer(desk, "shorter", draft)
+    err = (await desk.agent.wait("error", where=lambda f: f["ref"] == ref))["data"]
+    assert err["code"] == "unsupported" and "any shorter" in err["message"]
+    formal = await steered(desk, "more formal", draft)  # other instructions still work
+    assert "Kind regards" in formal["text"]

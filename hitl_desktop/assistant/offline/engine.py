@@ -133,6 +133,11 @@ class OfflineProvider:
         return Reply(queries, hits, None, text,
                      [(at, hit) for at, hit in cites if isinstance(hit, SearchHit)])
 
+    def check_result(self, instruction: str, previous_draft: str) -> str | None:
+        """Why following ``instruction`` could not change ``previous_draft`` (None: it
+        can), e.g. "shorter" on a draft already as short as this engine makes drafts."""
+        return steering.check_against(instruction, previous_draft)
+
     def check_instruction(self, instruction: str) -> str | None:
         """Why this engine cannot follow a representative's instruction (None: it can);
         the host answers ``draft.steer`` with ``unsupported`` and this message."""

@@ -172,6 +172,25 @@ def check(text: str, *, max_voucher: float | None = None) -> str | None:
     return None
 
 
+def check_against(text: str, previous: str) -> str | None:
+    """Why an instruction that only asks for "shorter" cannot change ``previous`` (it is
+    already as short as this engine makes a draft); None when it can."""
+    d = parse(text).directives
+    only_shorter = d.shorter and not (d.formal or d.apologies or d.ask_order or d.article
+                                      or d.photo is not None or d.vouchers)
+    if not only_shorter or not previous.strip():
+        return None
+    paras = split(previous, [])
+    if text_of(shorten(paras, 3)) != text_of(paras):
+        return None
+    return ("The offline assistant cannot make this draft any shorter: it is already down "
+            "to what the reply needs. Edit it by hand, or undo the earlier instructions.")
+
+
+def text_of(paras: Sequence[Para]) -> str:
+    return join(paras)[0]
+
+
 def merge(instructions: Sequence[str], *, max_voucher: float | None = None) -> Directives:
     """The directives of every instruction in force, in the order given."""
     out = Directives()
