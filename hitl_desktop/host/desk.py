@@ -66,7 +66,7 @@ from hitl_desktop.core.protocol import (
     encode,
 )
 from hitl_desktop.host import transcript
-from hitl_desktop.host.desk_store import DeskStore, Doc, MacroLimit, SearchTooBroad
+from hitl_desktop.host.desk_store import DeskStore, Doc, DocRow, MacroLimit, SearchTooBroad
 from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
 
@@ -219,7 +219,7 @@ class Desk:
         self.tokens = Tokens(relay_log)
         self.store = DeskStore(relay_log.path.parent, log_path=relay_log.path)
         self.sessions: dict[str, DeskSession] = load_state(relay_log.db)
-        self._pending: list[Doc] = []
+        self._pending: list[DocRow] = []
         self._index_handle: asyncio.TimerHandle | None = None
         self._macros: list[Macro] | None = None  # the latest list read (for the pushes)
         self._macro_handle: asyncio.TimerHandle | None = None
@@ -320,32 +320,44 @@ class Desk:
             f"{holder.name} is handling this conversation; send with override to write "
             "anyway", details={"assignee": holder.model_dump(mode="json")})
 
-    async def after_chat(self, role: Role, st: DeskSessionState, seq: int, text: str,
-                         ts: float, ref: str | None) -> None:
-        """A chat line was logged: waiting time, search index, and a customer line in a
-        resolved (or waiting) session opens it again."""
-        sid = st.row.session_id
-        state = self.state(sid)
-        if role is Role.CUSTOMER:
+    def after_chat(self, role: str, session_id: str, seq: int, text: str,
+                   ts: float) -> bool:
+        """A chat line was logged (the relay's hot path: no await, a few µs): the waiting
+        time and the search index. True when it is a customer line in a waiting or
+        resolved session, which :meth:`reopen` then sets back to open."""
+        state = self.sessions.get(session_id)
+        if state is None:
+            state = self.sessions[session_id] = DeskSession()
+        self._pending.append((session_id, seq, "chat", role, ts, text))
+        if self._index_handle is None:
+            self._schedule_index()
+        if role == "customer":
             if state.waiting_since is None:
                 state.waiting_since = ts
-        else:
-            state.waiting_since = None
-        self.queue_doc(Doc(sid, seq, "chat", role.value, ts, text))
-        if role is Role.CUSTOMER and state.status != "open":
+            return state.status != "open"
+        state.waiting_since = None
+        return False
+
+    async def reopen(self, st: DeskSessionState, ref: str | None) -> None:
+        """A customer wrote in a waiting or resolved session: open again (by customer)."""
+        state = self.state(st.row.session_id)
+        if state.status != "open":
             await self._set_status(st, state, "open", by="customer", ref=ref)
 
     # ------------------------------------------------------------------ search index
 
-    def queue_doc(self, doc: Doc) -> None:
+    def queue_doc(self, doc: DocRow) -> None:
         self._pending.append(doc)
         if self._index_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush_index()
-                return
-            self._index_handle = loop.call_later(INDEX_DELAY_S, self._flush_index)
+            self._schedule_index()
+
+    def _schedule_index(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (a tool writing the log): write it now
+            self._flush_index()
+            return
+        self._index_handle = loop.call_later(INDEX_DELAY_S, self._flush_index)
 
     def _flush_index(self) -> None:
         """Hand the queued lines to the store's worker (one transaction). Calls made on

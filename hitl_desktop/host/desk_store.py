@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from hitl_desktop.core.protocol import Macro
 from hitl_desktop.core.threads import StoreLock, StoreWorker
@@ -62,9 +62,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Doc:
-    """One searchable line: a chat message or a note."""
+#: (session id, seq, kind, author role, ts, text): what the relay queues per line
+DocRow = tuple[str, int, str, str, float, str]
+
+
+class Doc(NamedTuple):
+    """One searchable line: a chat message or a note (a tuple: made on the relay's hot
+    path for every chat line)."""
 
     session_id: str
     seq: int
@@ -160,34 +164,32 @@ class DeskStore:
 
     # ------------------------------------------------------------------ search index
 
-    def index(self, docs: Iterable[Doc]) -> int:
+    def index(self, docs: Iterable[DocRow]) -> int:
         """Add lines to the index in one transaction (lines already there are skipped);
-        how many were added."""
+        how many were added. A ``Doc`` or a plain tuple in its field order."""
         with self._lock:
             return self._index_locked(docs)
 
-    def _index_locked(self, docs: Iterable[Doc]) -> int:
+    def _index_locked(self, docs: Iterable[DocRow]) -> int:
         db = self._db
         added = 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            for doc in docs:
+            for session_id, seq, kind, role, ts, text in docs:
                 if db.execute("SELECT 1 FROM search_docs WHERE session_id = ? AND seq = ?",
-                              (doc.session_id, doc.seq)).fetchone():
+                              (session_id, seq)).fetchone():
                     continue
-                rowid = int(doc.ts * 1_000_000)
+                rowid = int(ts * 1_000_000)
                 while True:
                     try:
                         db.execute(
                             "INSERT INTO search_docs(id, session_id, seq, kind, role, ts, text)"
                             " VALUES (?,?,?,?,?,?,?)",
-                            (rowid, doc.session_id, doc.seq, doc.kind, doc.role, doc.ts,
-                             doc.text))
+                            (rowid, session_id, seq, kind, role, ts, text))
                         break
                     except sqlite3.IntegrityError:
                         rowid += 1  # another line in the same microsecond
-                db.execute("INSERT INTO search_fts(rowid, text) VALUES (?, ?)",
-                           (rowid, doc.text))
+                db.execute("INSERT INTO search_fts(rowid, text) VALUES (?, ?)", (rowid, text))
                 added += 1
         except BaseException:
             db.execute("ROLLBACK")

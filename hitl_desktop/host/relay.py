@@ -1176,8 +1176,9 @@ class Relay:
         )
         self._fanout(st, "chat.message", frame)
         self._notify_summary(st, agents=False)
-        await self.desk_ops.after_chat(conn.role, st, _seq, text,
-                                       st.row.last_message_at or time.time(), ref)
+        if self.desk_ops.after_chat(conn.role.value, st.row.session_id, _seq, text,
+                                    st.row.last_message_at or time.time()):
+            await self.desk_ops.reopen(st, ref)  # a customer line in a resolved session
         cause = CAUSE.set(ref)  # the co-pilot's frames about this message carry its id
         try:
             if is_customer:
