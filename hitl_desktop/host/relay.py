@@ -502,14 +502,9 @@ class Relay:
         return st
 
     async def _checkpoints(self) -> None:
-        """Checkpoint the WAL in a worker thread, off the relay's hot path."""
+        """Checkpoint the WAL, bounded, mostly in a worker thread (``RelayLog.run_checkpoints``)."""
         try:
-            while True:
-                await asyncio.sleep(self.config.checkpoint_interval)
-                try:
-                    await asyncio.to_thread(self.log.checkpoint)
-                except Exception:
-                    log.exception("WAL checkpoint failed (will retry)")
+            await self.log.run_checkpoints(self.config.checkpoint_interval)
         finally:
             with contextlib.suppress(Exception):
                 self.log.checkpoint()
