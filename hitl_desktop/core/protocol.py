@@ -698,6 +698,13 @@ class SearchResults(_Payload):
     hits: list[SearchHit]
 
 
+class RepsUpdated(_Payload):
+    """Ephemeral, desk agents and admins: the representatives changed (one came online or
+    went offline, or a link was added or removed)."""
+
+    reps: list[RepInfo]
+
+
 class Transcript(_Payload):
     session_id: str
     audience: Literal["customer", "internal"]
@@ -815,6 +822,7 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("macro.list", MacroList),
         MessageSpec("search.results", SearchResults),
         MessageSpec("transcript", Transcript, session_required=True),
+        MessageSpec("reps", RepsUpdated),
     )
 }
 

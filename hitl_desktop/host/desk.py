@@ -51,6 +51,7 @@ from hitl_desktop.core.protocol import (
     Payload,
     RepInfo,
     RepRef,
+    RepsUpdated,
     Role,
     Scope,
     SearchHit,
@@ -65,6 +66,7 @@ from hitl_desktop.core.protocol import (
     TranscriptGet,
     encode,
 )
+from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host import transcript
 from hitl_desktop.host.desk_store import DeskStore, Doc, DocRow, MacroLimit, SearchTooBroad
 from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
@@ -89,7 +91,9 @@ INDEX_DELAY_S: Final = 0.05
 MAX_QUERY_TERMS: Final = 8
 MIN_PREFIX_CHARS: Final = 3
 #: the representatives' list is read from the tokens table at most this often
-REPS_TTL_S: Final = 1.0
+REPS_TTL_S: Final = 5.0
+#: who is online is compared this often; a change is pushed to the desk as ``reps``
+REPS_WATCH_S: Final = 1.0
 
 _REP_KINDS = (TokenKind.AGENT_DESK.value, TokenKind.ADMIN.value)
 
@@ -225,6 +229,8 @@ class Desk:
         self._macro_handle: asyncio.TimerHandle | None = None
         self._last_macro_push = 0.0
         self._reps: tuple[float, list[tuple[str, str]]] | None = None
+        self._reps_seen: tuple[tuple[str, str, bool], ...] | None = None  # last pushed
+        self._tasks = TaskSupervisor("desk", logger=log)
         # first on the worker, before any live line: what the index lacks from the log
         self._catch_up: Future[int] = self.store.worker.submit(self.store.catch_up)
         self._catch_up.add_done_callback(_log_failure("search index catch-up"))
@@ -234,6 +240,7 @@ class Desk:
         for handle in (self._index_handle, self._macro_handle):
             if handle is not None:
                 handle.cancel()
+        await self._tasks.aclose()
         self._flush_index()
         try:
             await self.store.worker.call(self.store.close)
@@ -288,7 +295,31 @@ class Desk:
         you = self.rep_of(conn)
         if you is None:
             return {}
+        if not self._tasks:  # the first representative: start watching who is online
+            self._reps_seen = self._reps_key(self.reps())
+            self._tasks.spawn(self._watch_reps(), "watch representatives")
         return {"you": you, "reps": self.reps(you.rep_id)}
+
+    @staticmethod
+    def _reps_key(reps: list[RepInfo]) -> tuple[tuple[str, str, bool], ...]:
+        return tuple((r.rep_id, r.name, r.online) for r in reps)
+
+    async def _watch_reps(self) -> None:
+        """Once a second: has a representative come online, gone offline, been added or
+        removed? Then every desk connection gets the list (``reps``)."""
+        while True:
+            await asyncio.sleep(REPS_WATCH_S)
+            self.push_reps_if_changed()
+
+    def push_reps_if_changed(self) -> None:
+        reps = self.reps()
+        key = self._reps_key(reps)
+        if key == self._reps_seen:
+            return
+        self._reps_seen = key
+        frame = encode("reps", RepsUpdated(reps=reps))
+        for conn in list(self.relay.desk):
+            conn.push(frame)
 
     # ------------------------------------------------------------------ summaries
 

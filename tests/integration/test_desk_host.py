@@ -305,3 +305,27 @@ async def test_desk_state_survives_a_restart(tmp_path: Path) -> None:
         assert (await answer(other, mid))["data"]["code"] == "held_by_other"
         await ana.close()
         await other.close()
+
+
+async def test_the_desk_sees_representatives_come_and_go(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        ana_id, ana, _ = await rep(host, "Ana")
+        ben_id, ben, _ = await rep(host, "Ben")
+
+        def online(f: dict[str, Any]) -> dict[str, bool]:
+            return {r["rep_id"]: r["online"] for r in f["data"]["reps"]}
+
+        f = await ana.wait("reps", where=lambda f: online(f).get(ben_id) is True)
+        assert f["ref"] is None and f["session"] is None and online(f)[ana_id] is True
+        await ben.close()
+        f = await ana.wait("reps", where=lambda f: online(f).get(ben_id) is False)
+        assert online(f)[ana_id] is True
+        # a customer never hears about representatives
+        c = await Client.connect(host.url, host.lobby_token)
+        _cleo_id, cleo, _ = await rep(host, "Cleo")  # a link made after the others
+        await ana.wait("reps", where=lambda f: "Cleo" in [r["name"] for r in f["data"][
+            "reps"] if r["online"]])
+        await c.drain(0.3)
+        assert not c.of("reps")
+        for x in (ana, cleo, c):
+            await x.close()

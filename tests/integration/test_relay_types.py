@@ -124,6 +124,7 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         await desk.send("transcript.get", {"audience": "internal"}, session=sid)
         await desk.send("session.close", {}, session=sid)
         await desk.send("session.reopen", {}, session=sid)  # same socket: after the close
+        await desk.wait("reps")  # the admin came online (checked once a second)
         await asyncio.sleep(0.3)  # let coalesced session.updated go out
         got = {name: {m["type"] for m in await c.drain(0.3) + c.seen}
                for name, c in (("cust", cust), ("agent", agent), ("desk", desk),
@@ -142,7 +143,7 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
                                 "identity.changed"}
         assert "insights.changes" in got["agent"]
         assert "customer.results" in got["desk"]
-        assert got["desk"] >= {"macro.list", "search.results", "transcript"}
+        assert got["desk"] >= {"macro.list", "search.results", "transcript", "reps"}
         assert got["bystander"] <= {"welcome", "session.opened"}
         for c in (cust, agent, desk, admin):
             for m in c.seen:

@@ -123,6 +123,7 @@ def test_every_host_type_round_trips() -> None:
             session_id="s_1", seq=4, title="t", snippet="my parcel…", at=1.0,
             author_role="customer", kind="chat")]),
         "transcript": P.Transcript(session_id="s_1", audience="internal", markdown="# t"),
+        "reps": P.RepsUpdated(reps=[P.RepInfo(rep_id="r1", name="Ann", online=True)]),
     }
     assert set(samples) == set(P.HOST_MESSAGES)
     for type_, payload in samples.items():
