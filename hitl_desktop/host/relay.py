@@ -39,11 +39,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
 
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from hitl_desktop import __version__
 from hitl_desktop.core import identity as ident
@@ -135,6 +132,7 @@ from hitl_desktop.host.relay_core import (
     welcome_order,
 )
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
+from hitl_desktop.host.transport import Closed, WsConn, WsServer
 
 __all__ = ["Conn", "CopilotFactory", "CreatedSession", "LinkBuilder", "Relay", "RelayConfig",
            "SessionState"]  # RelayConfig lives in relay_core; this stays its public home
@@ -184,7 +182,7 @@ class Conn:
     )
 
     def __init__(
-        self, relay: Relay, ws: ServerConnection, token: TokenRecord, session_id: str | None,
+        self, relay: Relay, ws: WsConn, token: TokenRecord, session_id: str | None,
         name: str, bucket: TokenBucket,
     ) -> None:
         self.relay = relay
@@ -229,7 +227,10 @@ class Conn:
                         self.token.token_id, len(self.out), self.out_bytes)
             self.drop(CloseCode.TRY_AGAIN_LATER, "too far behind")
             return
-        if self.idle and not self.out and self._send_now(frame):
+        if self.idle and not self.out and self.ws.writable:
+            # the writer is idle and the socket keeps up: straight out, no task wake-up
+            # (a large part of the hop's cost); same order as through the queue
+            self.ws.write(frame)
             self.sent += len(frame)
             return
         self.out.append(frame)
@@ -245,29 +246,7 @@ class Conn:
         self.replays.clear()
         # out of every fan-out right away (not mid-iteration of one), then close
         asyncio.get_running_loop().call_soon(self.relay._detach, self)
-        self.relay._tasks.spawn(self.ws.close(code, reason), "close dropped client")
-
-    def _send_now(self, frame: str) -> bool:
-        """Fast path: write the frame right away when nothing is queued and the socket
-        can take it, saving the writer task a wake-up (a large part of the hop's cost).
-
-        This is what ``ws.send(frame)`` does inside its send context, minus the
-        coroutine, context manager and drain: we only get here when the connection is
-        open, no fragmented message is in flight and the transport is not paused (the
-        peer keeps up), so that send would not suspend before writing. Once the
-        transport pauses, later frames queue and the writer's ``send`` waits for the
-        drain, which keeps the slow-reader limit in force."""
-        ws = self.ws
-        if (ws.paused or ws.send_in_progress is not None or ws.state is not State.OPEN
-                or ws.transport.is_closing()):
-            return False
-        ws.protocol.send_text(frame.encode())
-        try:
-            ws.send_data()
-        except Exception as exc:  # as websockets' send_context: fail the connection
-            ws.set_connection_exc(exc)
-            ws.transport.abort()  # the reader sees the close and cleans up
-        return True
+        self.ws.close(code, reason)
 
     def close_after_queue(self, code: int, reason: str) -> None:
         """Close once everything queued so far (e.g. the error frame) is sent."""
@@ -281,10 +260,7 @@ class Conn:
 
     def check_stalled(self, now: float, timeout: float) -> bool:
         """True when the socket has taken no bytes for ``timeout`` s while some wait."""
-        try:
-            buffered = self.ws.transport.get_write_buffer_size()
-        except Exception:
-            return False
+        buffered = self.ws.buffered()
         drained = self.sent - buffered
         if (buffered == 0 and not self.out) or drained > self.drained:
             self.drained = drained
@@ -304,12 +280,15 @@ class Conn:
                     if item is _CLOSE:
                         return
                     if isinstance(item, tuple):
-                        await ws.close(item[0], item[1])
+                        ws.close(item[0], item[1])
                         continue
                     frame = cast(str, item)
                     self.out_bytes -= len(frame)
                     self.sent += len(frame)
-                    await ws.send(frame)
+                    if ws.paused:  # the socket's buffer is full: wait for the peer
+                        await ws.drain()
+                    if not ws.write(frame):
+                        return
                 wait: float | None = None
                 if self.replays:
                     wait = relay._pump_replay(self)
@@ -326,7 +305,7 @@ class Conn:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), wait)
                 self.idle = False
-        except ConnectionClosed:
+        except Closed:
             pass
 
 
@@ -388,7 +367,7 @@ class Relay:
         self._dirty: set[str] = set()  # sessions whose summary the desk should get
         self._dirty_agents: set[str] = set()  # ... the desk and the session's agents
         self._flush_handle: asyncio.TimerHandle | None = None
-        self.server: Server | None = None
+        self.server: WsServer | None = None
         factory = copilot_factory or (lambda _outbox: NullCopilot())
         self.copilot: Copilot = factory(self)
         self.insights = InsightsService(relay_log.path.parent)  # read-only reports
@@ -399,47 +378,30 @@ class Relay:
 
     async def listen(
         self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
-    ) -> Server:
+    ) -> WsServer:
         """Start serving ``/ws`` (and ``GET /health``) on host:port."""
         cfg = self.config
         if cfg.max_connections is None:
             cfg.max_connections = _fd_budget(cfg.fd_reserve)
-        relay = self
-
-        class _Counted(ServerConnection):
-            """Counts sockets at accept, and closes one over a cap before any work."""
-
-            _hitl_addr: str | None = None
-
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self._hitl_addr = relay._accepted(transport)
-                if self._hitl_addr is not None:  # else: closed already, no handler started
-                    super().connection_made(transport)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                if self._hitl_addr is not None:
-                    super().connection_lost(exc)
-                    relay._released(self._hitl_addr)
-
         logging.getLogger("asyncio").addFilter(self._asyncio_filter)
-        self.server = await serve(
-            self._handler, host, port,
-            ssl=ssl_context,
-            create_connection=_Counted,
-            # asyncio accepts up to ``backlog`` sockets per wake-up, each a websockets
-            # connection object: a small batch keeps a connection storm from delaying the
-            # frames of connected clients, and bounds descriptors beyond the cap
-            backlog=cfg.accept_batch,
+        self.server = WsServer(
+            self._handler,
+            spawn=self._tasks.spawn,
+            # sockets are counted at accept; one over a cap is closed before any work
+            on_accept=self._accepted,
+            on_release=self._released,
             process_request=self._process_request,
-            compression=None,  # small JSON frames: deflate costs more latency than it saves
             max_size=cfg.max_frame,
-            max_queue=64,
             ping_interval=cfg.heartbeat_s,
             ping_timeout=cfg.ping_timeout,
             open_timeout=10,
             close_timeout=cfg.close_timeout,
             server_header=f"hitl-desktop/{__version__}",
         )
+        # asyncio accepts up to ``backlog`` sockets per wake-up: a small batch keeps a
+        # connection storm from delaying the frames of connected clients, and bounds
+        # descriptors beyond the cap. No compression: small JSON frames.
+        await self.server.listen(host, port, ssl_context=ssl_context, backlog=cfg.accept_batch)
         self._tasks.spawn(self._poll_other_writers(), "poll other writers")
         self._tasks.spawn(self._watchdog(), "stall watchdog")
         self.log.defer_checkpoints()
@@ -455,9 +417,7 @@ class Relay:
         """Close every connection with 1001 (going away), stop the co-pilot, close the log."""
         self._closing = True  # frames still arriving are not handled (nor half-logged)
         if self.server is not None:
-            self.server.close(close_connections=True, code=CloseCode.GOING_AWAY,
-                              reason="host shutting down")
-            await self.server.wait_closed()
+            await self.server.aclose(CloseCode.GOING_AWAY, "host shutting down")
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         await self._tasks.aclose()
@@ -583,7 +543,7 @@ class Relay:
                                 conn.token.token_id, timeout)
                     conn.closed = True
                     self._detach(conn)
-                    conn.ws.transport.abort()  # a close frame could not get through
+                    conn.ws.abort()  # a close frame could not get through
 
     def summary(self, st: SessionState) -> SessionSummary:
         return self.desk_ops.decorate(st.row.summary(clients=len(st.customers) + len(st.agents),
@@ -779,7 +739,7 @@ class Relay:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: WsConn, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/health":
             body = json.dumps({
@@ -795,12 +755,12 @@ class Relay:
                 body.encode(),
             )
         if path != "/ws":
-            return connection.respond(HTTPStatus.NOT_FOUND, "HITL Desk: connect to /ws\n")
+            return connection.protocol.reject(HTTPStatus.NOT_FOUND, "HITL Desk: connect to /ws\n")
         return None
 
     # ------------------------------------------------------------------ connections
 
-    async def _handler(self, ws: ServerConnection) -> None:
+    async def _handler(self, ws: WsConn) -> None:
         conn = await self._handshake(ws)
         if conn is None:
             return
@@ -809,7 +769,7 @@ class Relay:
                 if conn.closed or self._closing:
                     continue
                 await self._on_frame(conn, frame)
-        except ConnectionClosed:
+        except Closed:
             pass
         finally:
             self._detach(conn)
@@ -818,22 +778,19 @@ class Relay:
                     conn.writer.cancel()
                 await asyncio.gather(conn.writer, return_exceptions=True)
 
-    async def _refuse(self, ws: ServerConnection, code: ErrorCode, message: str, close: int,
+    async def _refuse(self, ws: WsConn, code: ErrorCode, message: str, close: int,
                       ref: str | None = None, *, retry_after: float | None = None) -> None:
-        try:
-            await ws.send(error_frame(code, message, ref=ref, retry_after=retry_after))
-            await ws.close(close, code.value)
-        except ConnectionClosed:
-            pass
+        ws.write(error_frame(code, message, ref=ref, retry_after=retry_after))
+        ws.close(close, code.value)
 
-    async def _handshake(self, ws: ServerConnection) -> Conn | None:
+    async def _handshake(self, ws: WsConn) -> Conn | None:
         try:
             raw = await asyncio.wait_for(ws.recv(), self.config.hello_timeout)
         except TimeoutError:
             await self._refuse(ws, ErrorCode.NOT_AUTHENTICATED, "no hello in time",
                                CloseCode.HELLO_TIMEOUT)
             return None
-        except ConnectionClosed:
+        except Closed:
             return None
         addr = _peer_ip(ws)
         failed = self._failed_hellos.peek(addr)
@@ -1500,14 +1457,14 @@ class _AcceptErrorFilter(logging.Filter):
         return True
 
 
-def _peer_ip(ws: ServerConnection) -> str:
+def _peer_ip(ws: WsConn) -> str:
     try:
         return str(ws.remote_address[0])
     except Exception:
         return "?"
 
 
-def _peer(ws: ServerConnection) -> str:
+def _peer(ws: WsConn) -> str:
     try:
         addr = ws.remote_address
         return f"{addr[0]}:{addr[1]}"

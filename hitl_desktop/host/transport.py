@@ -1,0 +1,420 @@
+"""The relay's WebSocket transport: asyncio on websockets' Sans-I/O ``ServerProtocol``.
+
+Why not ``websockets.asyncio.server``: the relay wants to write a frame straight to
+the socket when the peer keeps up (a task wake-up per frame is a large part of a
+hop's cost), and to know when the socket's buffer fills (the slow-reader limit and
+the stall watchdog). The asyncio connection offers neither through its public API.
+The Sans-I/O layer is websockets' documented integration point ("Integrate the
+Sans-I/O layer"): it parses and serialises (handshake, frames, pings, close, size
+limits, UTF-8); this module moves bytes. One :class:`WsConn` per TCP connection:
+
+* reading: ``data_received`` feeds the protocol; whole text/binary messages wait in
+  a small inbox for the connection's handler task (:meth:`WsConn.recv`);
+* writing: :meth:`WsConn.write` serialises a text frame and hands it to the asyncio
+  transport at once; :attr:`WsConn.writable` is False while the transport has paused
+  writing (its buffer is over the high-water mark), and :meth:`WsConn.drain` waits for
+  it to resume — the caller queues meanwhile (backpressure stays the caller's);
+* keepalive: a ping every ``ping_interval``; no pong within ``ping_timeout`` fails the
+  connection (1011) and cuts it off after ``close_timeout``;
+* closing: :meth:`WsConn.close` sends the close frame and aborts the socket if the
+  peer does not answer within ``close_timeout``; the server closes TCP after the
+  closing handshake, as RFC 6455 asks.
+
+Only public websockets API is used (``ServerProtocol``, ``Request``, ``Response``,
+``Frame``, ``Opcode``, ``State``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+log = logging.getLogger(__name__)
+_ws_log = logging.getLogger("websockets.server")
+
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_OPEN = State.OPEN
+KEEPALIVE_FAILED = 1011  # RFC 6455 internal error: what websockets sends on a ping timeout
+
+
+class Closed(Exception):
+    """The connection is closed (or closing): nothing more can be read."""
+
+
+class WsConn(asyncio.Protocol):
+    """One TCP connection: the Sans-I/O protocol plus the asyncio transport."""
+
+    def __init__(self, server: WsServer) -> None:
+        self.server = server
+        self.protocol = ServerProtocol(max_size=server.max_size, logger=_ws_log)
+        self.transport: asyncio.Transport | None = None
+        self.addr: str | None = None  # counted client IP; None: refused at accept
+        self.remote_address: tuple[Any, ...] = ("?", 0)
+        self.request: Request | None = None
+        self.paused = False  # the transport's buffer is over its high-water mark
+        self.handler: asyncio.Task[Any] | None = None
+        self._inbox: collections.deque[str | bytes] = collections.deque()
+        self._reader: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._lost: asyncio.Future[None] = server.loop.create_future()
+        self._open_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping: bytes | None = None  # payload of the ping awaiting its pong
+
+    # ------------------------------------------------------------------ for the relay
+
+    @property
+    def open(self) -> bool:
+        return self.protocol.state is _OPEN
+
+    @property
+    def writable(self) -> bool:
+        """Open, and the socket keeps up: a write now goes straight out."""
+        t = self.transport
+        return (not self.paused and self.protocol.state is _OPEN and t is not None
+                and not t.is_closing())
+
+    def write(self, text: str) -> bool:
+        """Send one text frame now (it lands in the transport's buffer; nothing awaits).
+        False when the connection is no longer open (the frame is dropped)."""
+        if self.protocol.state is not _OPEN:
+            return False
+        self.protocol.send_text(text.encode())
+        self._flush()
+        return True
+
+    async def drain(self) -> None:
+        """Wait until the transport takes data again; raises :class:`Closed` if the
+        connection is lost meanwhile."""
+        while self.paused:
+            if self._lost.done():
+                raise Closed
+            if self._drain is None:
+                self._drain = self.server.loop.create_future()
+            await self._drain
+        if self._lost.done() or self.protocol.state is not _OPEN:
+            raise Closed
+
+    async def recv(self) -> str | bytes:
+        """The next whole message (text as str, binary as bytes); :class:`Closed` once
+        the connection closes and everything received before has been read."""
+        while not self._inbox:
+            if self.protocol.state is not _OPEN or self._lost.done():
+                raise Closed
+            self._reader = self.server.loop.create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        return self._inbox.popleft()
+
+    def __aiter__(self) -> WsConn:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.recv()
+        except Closed:
+            raise StopAsyncIteration from None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (no-op unless open); the socket is aborted if the
+        peer has not answered within ``close_timeout``."""
+        if self.protocol.state is _OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+        self._arm_close_timer()
+
+    @property
+    def lost(self) -> asyncio.Future[None]:
+        """Done once the TCP connection is gone."""
+        return self._lost
+
+    def abort(self) -> None:
+        """Cut the TCP connection off now (no close frame: the peer sees 1006)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the socket."""
+        t = self.transport
+        return 0 if t is None else t.get_write_buffer_size()
+
+    @property
+    def close_code(self) -> int | None:
+        return self.protocol.close_code
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t = transport
+        assert isinstance(t, asyncio.Transport)
+        self.addr = self.server.on_accept(t)
+        if self.addr is None:  # refused at the cap: already aborted, nothing started
+            return
+        self.transport = t
+        t.set_write_buffer_limits(high=self.server.write_limit)  # as websockets does
+        peer = t.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.remote_address = peer
+        self.server.conns.add(self)
+        self._open_timer = self.server.loop.call_later(self.server.open_timeout,
+                                                       self._open_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        self._flush()
+        for event in events:
+            if isinstance(event, Frame):
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        if protocol.close_expected():
+            self._arm_close_timer()
+        if protocol.state is not _OPEN:
+            self._wake_reader()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        self._wake_reader()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()  # idempotent: the protocol is CLOSED from now on
+        for timer in (self._open_timer, self._close_timer, self._ping_timer):
+            if timer is not None:
+                timer.cancel()
+        self._open_timer = self._close_timer = self._ping_timer = None
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self.paused = False
+        self._wake_drain()
+        self._wake_reader()
+        if self.addr is not None:
+            self.server.conns.discard(self)
+            self.server.on_release(self.addr)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake_drain()
+
+    # ------------------------------------------------------------------ internals
+
+    def _flush(self) -> None:
+        t = self.transport
+        if t is None:
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                t.write(data)
+            else:  # the protocol's end of stream: the server closes TCP first
+                t.close()
+
+    def _wake_reader(self) -> None:
+        r = self._reader
+        if r is not None and not r.done():
+            r.set_result(None)
+
+    def _wake_drain(self) -> None:
+        d, self._drain = self._drain, None
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and not self._lost.done():
+            self._close_timer = self.server.loop.call_later(self.server.close_timeout,
+                                                            self.abort)
+
+    def _open_timed_out(self) -> None:
+        self._open_timer = None
+        if self.protocol.state is State.CONNECTING:
+            self.abort()
+
+    def _on_request(self, request: Request) -> None:
+        server = self.server
+        self.request = request
+        try:
+            response = server.process_request(self, request)
+        except Exception:
+            log.exception("process_request failed")
+            response = self.protocol.reject(500, "Failed to open a WebSocket connection.\n")
+        if response is None:
+            response = self.protocol.accept(request)
+        if server.server_header:
+            response.headers["Server"] = server.server_header
+        self.protocol.send_response(response)
+        self._flush()
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        if self.protocol.state is not _OPEN:  # answered over plain HTTP: done
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._schedule_ping()
+        self.handler = server.start_handler(self)
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            if frame.fin:
+                self._deliver(bytes(frame.data), opcode is _TEXT)
+            else:
+                self._fragments = [bytes(frame.data)]
+                self._fragment_text = opcode is _TEXT
+        elif opcode is _CONT:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
+                self._deliver(data, self._fragment_text)
+        elif opcode is _PONG and self._ping is not None and frame.data == self._ping:
+            self._ping = None
+        # ping: the protocol has answered it; close: handled by the state checks
+
+    def _deliver(self, data: bytes, text: bool) -> None:
+        if text:
+            try:
+                self._inbox.append(data.decode())
+            except UnicodeDecodeError:
+                self.protocol.fail(1007, "invalid UTF-8")
+                self._flush()
+                self._arm_close_timer()
+                return
+        else:
+            self._inbox.append(data)
+        self._wake_reader()
+
+    def _schedule_ping(self) -> None:
+        interval = self.server.ping_interval
+        if interval is not None:
+            self._ping_timer = self.server.loop.call_later(interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        """Every ``ping_interval``: ping, or fail the connection when the last ping has
+        gone unanswered for ``ping_timeout``."""
+        self._ping_timer = None
+        if self.protocol.state is not _OPEN:
+            return
+        if self._ping is not None:  # unanswered since the last tick
+            return
+        self._ping = payload = os.urandom(4)
+        self.protocol.send_ping(payload)
+        self._flush()
+        loop = self.server.loop
+        self._ping_timer = loop.call_later(self.server.ping_timeout,
+                                           self._ping_deadline, payload)
+
+    def _ping_deadline(self, payload: bytes) -> None:
+        self._ping_timer = None
+        if self._ping != payload:  # answered in time
+            self._schedule_ping_after(payload)
+            return
+        if self.protocol.state is _OPEN:
+            _ws_log.info("keepalive ping timeout: failing the connection")
+            self.protocol.fail(KEEPALIVE_FAILED, "keepalive ping timeout")
+            self._flush()
+        self._arm_close_timer()
+        self._wake_reader()
+
+    def _schedule_ping_after(self, payload: bytes) -> None:
+        """The pong came: next ping ``ping_interval`` after the last one was sent."""
+        interval = self.server.ping_interval
+        if interval is None:
+            return
+        wait = max(0.0, interval - (self.server.ping_timeout or 0.0))
+        self._ping_timer = self.server.loop.call_later(wait, self._keepalive)
+
+
+ProcessRequest = Callable[[WsConn, Request], "Response | None"]
+
+
+class WsServer:
+    """A listening socket serving :class:`WsConn`; ``handler(conn)`` runs as a task per
+    open WebSocket (started by ``spawn``, which the owner supervises)."""
+
+    def __init__(
+        self,
+        handler: Callable[[WsConn], Awaitable[None]],
+        *,
+        spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[Any]],
+        on_accept: Callable[[asyncio.Transport], str | None],
+        on_release: Callable[[str], None],
+        process_request: ProcessRequest,
+        max_size: int,
+        ping_interval: float | None,
+        ping_timeout: float,
+        open_timeout: float,
+        close_timeout: float,
+        server_header: str | None,
+        write_limit: int = 2**15,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.handler = handler
+        self.spawn = spawn
+        self.on_accept = on_accept
+        self.on_release = on_release
+        self.process_request = process_request
+        self.max_size = max_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.server_header = server_header
+        self.write_limit = write_limit  # the transport pauses writing above this
+        self.conns: set[WsConn] = set()
+        self.server: asyncio.Server | None = None
+
+    async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
+                     backlog: int) -> None:
+        self.server = await self.loop.create_server(
+            lambda: WsConn(self), host, port, ssl=ssl_context, backlog=backlog)
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return tuple(self.server.sockets) if self.server is not None else ()
+
+    def start_handler(self, conn: WsConn) -> asyncio.Task[Any]:
+        return self.spawn(self._run(conn), "connection")
+
+    async def _run(self, conn: WsConn) -> None:
+        try:
+            await self.handler(conn)
+        finally:
+            conn.close(1000, "")  # the handler is done with it: close normally
+
+    async def aclose(self, code: int, reason: str) -> None:
+        """Stop listening, close every connection with ``code`` and wait (each at most
+        ``close_timeout``) until they are gone."""
+        if self.server is not None:
+            self.server.close()
+        conns = list(self.conns)
+        for conn in conns:
+            if conn.protocol.state is State.CONNECTING:
+                conn.abort()
+            else:
+                conn.close(code, reason)
+        if conns:
+            await asyncio.wait({c.lost for c in conns}, timeout=self.close_timeout + 1.0)
+        for conn in conns:
+            conn.abort()
+        if self.server is not None:
+            await self.server.wait_closed()
