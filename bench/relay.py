@@ -19,6 +19,8 @@ faster than any person types. Both servers use the same websockets settings
 
     python bench/relay.py            # full run (~1 min)
     python bench/relay.py --quick    # CI-sized
+    git archive REV hitl_desktop | tar -x -C /tmp/base
+    python bench/relay.py --baseline /tmp/base   # + that tree's host, interleaved: ratios
 """
 
 from __future__ import annotations
@@ -56,8 +58,13 @@ def _raise_fd_limit() -> None:
 # ----------------------------------------------------------------------------- servers
 
 
-def _host_main(pipe: Connection, data_dir: str) -> None:
+def _host_main(pipe: Connection, data_dir: str, src: str | None = None) -> None:
     _raise_fd_limit()
+    if src:  # run the host from another tree (``--baseline``): forget what was imported
+        for name in [m for m in sys.modules if m == "hitl_desktop" or
+                     m.startswith("hitl_desktop.")]:
+            del sys.modules[name]
+        sys.path.insert(0, src)
     from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig
@@ -294,6 +301,59 @@ def _ms(x: float) -> str:
     return f"{x * 1000:7.3f} ms"
 
 
+async def _compare(host: dict[str, Any], base: dict[str, Any], echo: dict[str, Any],
+                   args: argparse.Namespace) -> None:
+    """This tree's host against the baseline tree's, interleaved in short rounds so both
+    see the same machine: hop p50/p99, no-wait throughput and CPU per line, 100 live
+    sessions. Ratios are this tree / baseline (below 1: faster)."""
+    n, warmup = (300, 50) if args.quick else (2000, 200)
+    rounds = 10
+    (one,) = await _create_sessions(host["url"], host["admin"], 1)
+    (bone,) = await _create_sessions(base["url"], base["admin"], 1)
+    echo_rtt: list[float] = []
+    hop: list[float] = []
+    bhop: list[float] = []
+    for _ in range(rounds):
+        echo_rtt += await _echo_rtts(echo["url"], n // rounds, warmup // rounds)
+        hop += await _hops(one, n // rounds, warmup // rounds)
+        bhop += await _hops(bone, n // rounds, warmup // rounds)
+    lines = 500 if args.quick else 2000
+    tput: list[tuple[float, float]] = []
+    btput: list[tuple[float, float]] = []
+    for _ in range(3):
+        tput.append(await _throughput([one], lines, 32, host["pid"]))
+        btput.append(await _throughput([bone], lines, 32, base["pid"]))
+    await one.close()
+    await bone.close()
+    many = await _create_sessions(host["url"], host["admin"], 100)
+    bmany = await _create_sessions(base["url"], base["admin"], 100)
+    load: list[float] = []
+    bload: list[float] = []
+    for _ in range(2 if args.quick else 4):
+        load += await _under_load(many, 1.0, args.interval)
+        bload += await _under_load(bmany, 1.0, args.interval)
+    t100 = await _throughput(many, 20 if args.quick else 50, 4, host["pid"])
+    b100 = await _throughput(bmany, 20 if args.quick else 50, 4, base["pid"])
+    await asyncio.gather(*(s.close() for s in many + bmany))
+
+    def row(name: str, new: float, old: float, fmt: Any) -> None:
+        print(f"  {name:34s} {fmt(new):>14s} {fmt(old):>14s}   {new / old:5.2f}x")
+
+    best = max(tput, key=lambda x: x[0])
+    bbest = max(btput, key=lambda x: x[0])
+    print(f"this tree vs baseline ({args.baseline}), interleaved; ratio = this / baseline")
+    print(f"  {'':34s} {'this tree':>14s} {'baseline':>14s}   ratio")
+    print(f"  {'(bare echo p50, for scale)':34s} {_ms(statistics.median(echo_rtt)):>14s}")
+    row("hop p50", statistics.median(hop), statistics.median(bhop), _ms)
+    row("hop p99", _pct(hop, 99), _pct(bhop, 99), _ms)
+    row("throughput 1 session (lines/s)", best[0], bbest[0], lambda x: f"{x:8.0f}")
+    row("host CPU per line, 1 session (us)", best[1], bbest[1], lambda x: f"{x:8.1f}")
+    row("100 sessions load: hop p50", statistics.median(load), statistics.median(bload), _ms)
+    row("100 sessions load: hop p99", _pct(load, 99), _pct(bload, 99), _ms)
+    row("throughput 100 sessions (lines/s)", t100[0], b100[0], lambda x: f"{x:8.0f}")
+    row("host CPU per line, 100 sessions (us)", t100[1], b100[1], lambda x: f"{x:8.1f}")
+
+
 async def _client(host: dict[str, Any], echo: dict[str, Any], args: argparse.Namespace) -> int:
     n, warmup = (300, 50) if args.quick else (3000, 300)
     # interleave echo and relay in short rounds so both see the same machine state (the
@@ -376,6 +436,9 @@ def main() -> int:
     parser.add_argument("--hop-only", action="store_true", help="only the single-session hop")
     parser.add_argument("--interval", type=float, default=1.0,
                         help="seconds between messages of one session under load")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="a tree holding another hitl_desktop (e.g. git archive REV "
+                             "hitl_desktop | tar -x -C DIR): compare its host with this one's")
     args = parser.parse_args()
     _raise_fd_limit()
     ctx = mp.get_context("spawn")
@@ -386,13 +449,26 @@ def main() -> int:
         echo_proc = ctx.Process(target=_echo_main, args=(echo_child,), daemon=True)
         host_proc.start()
         echo_proc.start()
+        procs, pipes = [host_proc, echo_proc], [host_pipe, echo_pipe]
+        base_pipe = None
+        if args.baseline:
+            base_dir = tempfile.mkdtemp(dir=tmp)
+            base_pipe, base_child = ctx.Pipe()
+            base_proc = ctx.Process(target=_host_main,
+                                    args=(base_child, base_dir, args.baseline), daemon=True)
+            base_proc.start()
+            procs.append(base_proc)
+            pipes.append(base_pipe)
         try:
             host, echo = host_pipe.recv(), echo_pipe.recv()
+            if base_pipe is not None:
+                asyncio.run(_compare(host, base_pipe.recv(), echo, args))
+                return 0
             return asyncio.run(_client(host, echo, args))
         finally:
-            for pipe in (host_pipe, echo_pipe):
+            for pipe in pipes:
                 pipe.send("stop")
-            for proc in (host_proc, echo_proc):
+            for proc in procs:
                 proc.join(30)
                 if proc.is_alive():
                     proc.kill()

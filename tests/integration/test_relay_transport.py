@@ -1,0 +1,125 @@
+"""The relay's WebSocket layer (host/transport.py, websockets' Sans-I/O protocol under
+asyncio) over real sockets: what the relay tests do not already exercise — fragmented
+messages, a client's pings, invalid UTF-8, a plain HTTP request to /ws, the closing
+handshake, and the backpressure path a slow reader takes — each next to a chatting pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from hitl_desktop.core.protocol import MAX_FRAME_BYTES
+from hitl_desktop.host.relay import RelayConfig
+from tests.support.host import running_host
+from tests.support.protocol_client import Client, token_of
+
+
+def _chat(text: str, session: str) -> str:
+    return json.dumps({"v": 1, "type": "chat.send", "id": f"f{len(text)}", "session": session,
+                       "seq": None, "ts": 0.0, "data": {"text": text}})
+
+
+async def test_fragmented_message_is_assembled_and_an_oversized_one_closes_1009(
+        tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        s = host.create_session()
+        cust = await Client.connect(host.url, token_of(s.customer_link))
+        agent = await Client.connect(host.url, token_of(s.agent_link))
+        frame = _chat("hello in three parts", s.session_id)
+        # websockets sends an iterable as one message in continuation frames
+        await cust.ws.send([frame[:10], frame[10:30], frame[30:]])
+        got = await agent.expect("chat.message")
+        assert got["data"]["text"] == "hello in three parts"
+        pong = await cust.ws.ping()
+        assert await asyncio.wait_for(pong, 5) >= 0  # the host answers our pings
+
+        big = await Client.connect(host.url, token_of(s.customer_link))
+        part = "x" * (MAX_FRAME_BYTES // 2)
+        await big.ws.send([part, part, part])  # each fragment fits, the message does not
+        assert await big.closed_code() == 1009
+        await cust.send("chat.send", {"text": "still here"}, session=s.session_id)
+        assert (await agent.expect("chat.message"))["data"]["text"] == "still here"
+
+
+async def test_invalid_utf8_closes_1007_and_plain_http_to_ws_gets_426(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        s = host.create_session()
+        agent = await Client.connect(host.url, token_of(s.agent_link))
+        port = host.port
+        loop = asyncio.get_running_loop()
+
+        def raw_exchange(payload: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(payload)
+                out = b""
+                while True:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return out
+                    out += chunk
+
+        plain = await loop.run_in_executor(None, raw_exchange,
+                                           b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert plain.startswith(b"HTTP/1.1 426")
+
+        bad = await connect(host.url, compression=None)
+        # a masked text frame whose payload is not UTF-8 (0xff never is)
+        await bad.send(b"\xff\xfe")  # binary frames are fine for the transport ...
+        text_frame = bytes([0x81, 0x82, 1, 2, 3, 4, 0xff ^ 1, 0xfe ^ 2])
+        assert bad.transport is not None
+        bad.transport.write(text_frame)  # ... a text frame with bad UTF-8 is not
+        code = None
+        try:
+            async for _ in bad:
+                pass
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+        if code is None and bad.close_code is not None:
+            code = bad.close_code
+        assert code == 1007
+        await agent.send("chat.send", {"text": "fine"}, session=s.session_id)
+        assert (await agent.expect("chat.message"))["data"]["text"] == "fine"
+
+
+async def test_closing_handshake_and_slow_reader_backpressure(tmp_path: Path) -> None:
+    cfg = RelayConfig(max_queue=50, rate=1e6, burst=1e6)
+    async with running_host(tmp_path, config=cfg) as host:
+        s = host.create_session()
+        cust = await Client.connect(host.url, token_of(s.customer_link))
+        agent = await Client.connect(host.url, token_of(s.agent_link))
+        # a clean close: the host answers the close frame and closes TCP itself
+        quitter = await Client.connect(host.url, token_of(s.customer_link))
+        await asyncio.wait_for(quitter.ws.close(1000, "bye"), 5)
+        assert quitter.ws.close_code == 1000
+
+        # a customer socket (tiny receive buffer) that stops reading: the host's socket
+        # buffer fills, the transport pauses writing, frames queue, and past max_queue the
+        # host gives up on it with 1013 — which it reads once it reads again
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", host.port))
+        sock.setblocking(False)
+        slow = Client(await connect(host.url, compression=None, max_queue=None,
+                                    max_size=2**22, sock=sock))
+        await slow.send("hello", {"token": token_of(s.customer_link)})
+        assert (await slow.recv())["type"] == "welcome"
+        assert slow.ws.transport is not None
+        slow.ws.transport.pause_reading()
+        st = host.relay.sessions[s.session_id]
+        text = "€" * 7000
+        for i in range(300):
+            await agent.send("chat.send", {"text": f"{i} {text}"}, session=s.session_id)
+            await cust.expect("chat.message", wait=5)
+            if len(st.customers) == 1:
+                break
+        assert len(st.customers) == 1  # the slow one left the fan-out; cust stayed
+        slow.ws.transport.resume_reading()
+        assert await slow.closed_code(10) == 1013
+        got = [m["data"]["text"].split(" ", 1)[0] for m in cust.of("chat.message")]
+        assert got == [str(i) for i in range(len(got))]  # everyone else: in order
