@@ -41,12 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--refused", action="store_true")
+    parser.add_argument("--dark", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     app = QApplication(sys.argv[:1])
     from hitl_desktop.ui import theme
 
     theme.apply_app_style(app)
+    if args.dark:
+        app.setPalette(preview.dark_palette())
     ids: list[str] = []
 
     def send(payload: p.Payload, session: str | None) -> str:

@@ -259,3 +259,26 @@ async def test_steering_against_a_real_host(tmp_path: Path, qtbot: Any) -> None:
         finally:
             window.close()
             await conn.aclose()
+
+
+def test_the_chips_follow_a_dark_palette(window: AgentWindow, qapp: Any) -> None:
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    line = window.suggestion_editor.steer
+    light = line.styleSheet()
+    before = qapp.palette()
+    dark = QPalette(before)
+    for role, color in ((QPalette.ColorRole.Window, "#1b1f24"),
+                        (QPalette.ColorRole.Base, "#15181c"),
+                        (QPalette.ColorRole.Text, "#e6e9ed"),
+                        (QPalette.ColorRole.WindowText, "#e6e9ed")):
+        dark.setColor(role, QColor(color))
+    try:
+        qapp.setPalette(dark)
+        QApplication.processEvents()
+        assert line.styleSheet() != light and "#1d2228" in line.styleSheet()
+    finally:
+        qapp.setPalette(before)
+        QApplication.processEvents()
+    assert line.styleSheet() == light

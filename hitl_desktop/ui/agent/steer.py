@@ -111,7 +111,15 @@ class SteerLine(QWidget):
         workspace.steer_failed.connect(self._on_failed)
         self._update()
 
+    def changeEvent(self, event: QEvent) -> None:
+        """Follow the system's light/dark switch (the chips' colours are the scheme's)."""
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange) \
+                and theme.is_dark() != self._dark:
+            self._style()
+
     def _style(self) -> None:
+        self._dark = theme.is_dark()
         c = theme.colors()
         self.setStyleSheet(
             f"QPushButton#steerChip {{ border: 1px solid {c.border}; border-radius: 10px;"
