@@ -157,6 +157,8 @@ def rep_add(args: argparse.Namespace) -> dict[str, Any]:
     announced = _announced(paths.data_dir)
     host = args.host_address or announced.get("public_host") or "127.0.0.1"
     port = args.port or announced.get("port") or DEFAULT_PORT
+    if not announced and not (args.host_address and args.port):
+        log.warning("no host has run on this data dir yet: the link uses %s:%s", host, port)
     relay_log = RelayLog.open_in(paths.data_dir)
     try:
         tokens = Tokens(relay_log)
