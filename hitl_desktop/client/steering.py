@@ -35,7 +35,7 @@ class UndoEntry(Generic[D]):
 
     draft: D
     editor_text: str | None  # their edited text of it, when it differed from the draft
-    instruction: str  # the instruction that replaced it ("shorter")
+    instruction: str  # the instruction that replaced it ("shorter"; "" for a regenerate)
 
 
 class DraftUndo(Generic[D]):
@@ -51,8 +51,13 @@ class DraftUndo(Generic[D]):
         self._snapshots[session_id] = (turn_id, editor_text)
 
     def started(self, session_id: str, current: D | None, replaces: str | None,
-                instruction: str | None) -> None:
-        """A draft started: keep the one it replaces, or forget the stack (a new reply)."""
+                instruction: str | None, reason: str = "") -> None:
+        """A draft started: keep the one it replaces, or forget the stack (a new reply).
+        A regenerated draft is the same reply again (the host keeps the instructions in
+        force): the one it replaces is kept too, so Undo can go back to it."""
+        if replaces is None and reason == "regenerate" and current is not None \
+                and getattr(current, "state", "") not in ("sent", "discarded"):
+            replaces, instruction = current.turn_id, ""
         if replaces is None:
             self.clear(session_id)
             return

@@ -775,7 +775,8 @@ class Workspace(QObject):
             return
         if view.draft is not None and view.draft.turn_id == payload.turn_id:
             return  # replay of the draft we already have
-        self.undo.started(view.session_id, view.draft, payload.replaces, payload.instruction)
+        self.undo.started(view.session_id, view.draft, payload.replaces, payload.instruction,
+                          payload.reason)
         draft = self._new_draft(view, payload.turn_id, env.ts)
         draft.reason = payload.reason
         draft.provider = payload.provider

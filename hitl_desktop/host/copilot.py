@@ -240,6 +240,9 @@ class HostCopilot:
         self._closed = False
         self._started = False
         self._steered_at: dict[str, list[float]] = {}  # session -> recent draft.steer times
+        # session -> the drafts of the reply being written (its first, regenerated and
+        # steered ones): a representative may go back (Undo) to any and steer it
+        self._reply_drafts: dict[str, set[str]] = {}
 
     # ----------------------------------------------------------- lifecycle
 
@@ -516,6 +519,7 @@ class HostCopilot:
             given = reply_instructions(await self._history(self.conversations.items,
                                                            session_id))
             ours = {i.turn_id for i in given} | {given[0].replaces if given else None}
+            ours |= self._reply_drafts.get(session_id, set())
             if draft_id not in ours:  # not an earlier draft of this reply (Undo)
                 raise OperationError(ErrorCode.CONFLICT, (
                     f"draft {draft_id} was replaced by a newer draft ({latest}): steer that "
@@ -769,6 +773,10 @@ class HostCopilot:
                           replaces: str | None = None, turn_id: str | None = None) -> _Turn:
         turn = _Turn(turn_id=turn_id or new_id("t"), session_id=session_id, reason=reason,
                      instruction=instruction, replaces=replaces)
+        if reason in ("steer", "regenerate"):  # the same reply again
+            self._reply_drafts.setdefault(session_id, set()).add(turn.turn_id)
+        else:
+            self._reply_drafts[session_id] = {turn.turn_id}
         self._turns[session_id] = turn
         await self._history(self.conversations.draft_started, turn.turn_id, session_id, reason)
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")

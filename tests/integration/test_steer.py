@@ -372,3 +372,18 @@ async def test_offline_says_when_a_draft_cannot_get_any_shorter(
     assert err["code"] == "unsupported" and "any shorter" in err["message"]
     formal = await steered(desk, "more formal", draft)  # other instructions still work
     assert "Kind regards" in formal["text"]
+
+
+async def test_steering_a_draft_a_regenerate_replaced(
+    tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk]
+) -> None:
+    """Regenerate, Undo in the window, steer the first draft: allowed (same reply)."""
+    from hitl_desktop.core.protocol import DraftRegenerate
+
+    desk = await offline_desk(tmp_path, fake, monkeypatch, desks)
+    await desk.say(QUESTION)
+    first = await desk.draft()
+    await desk.agent.send(DraftRegenerate(), desk.sid)
+    await desk.draft(2)
+    short = await steered(desk, "shorter", first)
+    assert len(short["text"]) < len(first["text"])

@@ -282,3 +282,19 @@ def test_the_chips_follow_a_dark_palette(window: AgentWindow, qapp: Any) -> None
         qapp.setPalette(before)
         QApplication.processEvents()
     assert line.styleSheet() == light
+
+
+def test_a_regenerated_draft_keeps_the_way_back(window: AgentWindow, feed: Feed,
+                                                ws: Workspace) -> None:
+    """Regenerate drafts the same reply again (the host keeps the instructions in force):
+    Undo goes back to the draft it replaced, and the line still says what was asked."""
+    ed, line = window.suggestion_editor, window.suggestion_editor.steer
+    draft(feed, "t1", FIRST)
+    line.steer("shorter")
+    draft(feed, "t2", SHORT, replaces="t1", instruction="shorter")
+    feed(p.DraftStarted(turn_id="t3", reason="regenerate", provider="offline"))
+    feed(p.DraftCompleted(turn_id="t3", text="Your order ORD1003 arrived on 2026-11-20."))
+    ws.flush()
+    assert ws.can_undo() and line.line.placeholderText().startswith("Steered: shorter")
+    assert line.undo() and ed.text() == SHORT
+    assert line.undo() and ed.text() == FIRST and not ws.can_undo()
