@@ -1,0 +1,546 @@
+"""The product under load, next to what a web team would build, in one run with one client.
+
+Systems (each a server process of its own; this process is the one client for all):
+
+* ``shipped`` — the host as shipped: ``start_host`` + ``copilot_factory`` with the offline
+  co-pilot paced as in every mode (a draft per customer line), durable log;
+* ``relay``   — the same host with its co-pilot off (chat only);
+* ``socketio``— a socket.io 4 relay in Node (``bench/peers/sio_relay.mjs``: rooms, nothing
+  on disk); spoken to in Engine.IO 4 framing over a plain WebSocket;
+* ``ws``      — the floor: a bare ``ws`` forwarder in Node (``bench/peers/ws_relay.mjs``).
+
+Workloads, each on S sessions (a customer socket and an agent socket each):
+
+* ``burst`` — every customer sends L lines one after the other (the next when the agent
+  got the last), all sessions at once: hop p50/p99 (customer send -> agent receipt) and
+  the server's CPU per relayed line (``/proc/PID/stat``, the same for Node and Python);
+* ``paced`` — realistic: each customer a line every ~10 s (random phase, think time
+  0.5-1.5x), each agent answering every line (the host's agents send the draft when
+  ``draft.completed`` arrives; the peers' agents answer at once): hop p99 and, for the
+  shipped host, line -> ``draft.completed`` p99 (issue 18: < 50 ms and < 500 ms at 1,000
+  sessions).
+
+Every figure is printed with its ratio to socket.io and to the floor measured in the same
+run. The Node peers need ``bench/peers/node_modules`` (``npm ci`` in bench/peers); without
+Node or them the peers are skipped with a message and the ratios left out.
+
+    python -m bench.load                  # S = 1, 100, 1000 burst; 1000 paced (~6 min)
+    python -m bench.load --quick          # S = 1, 20 burst; 20 paced at 2 s (~1 min)
+    python -m bench.load --systems relay,socketio --burst 100 --paced 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+
+from bench.relay import _frame, _open, _raise_fd_limit  # noqa: E402
+from hitl_desktop.core.links import InviteLink  # noqa: E402
+
+PEERS = REPO / "bench" / "peers"
+TICK_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+SYSTEMS = ("shipped", "relay", "socketio", "ws")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all threads (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK_S
+
+
+# ----------------------------------------------------------------------------- servers
+
+
+def _host_main(pipe: Connection, data_dir: str, copilot: bool) -> None:
+    import logging
+
+    _raise_fd_limit()
+    from hitl_desktop.app.services import copilot_factory, start_host
+    from hitl_desktop.config import Settings, resolve_paths
+    from hitl_desktop.host.relay import RelayConfig
+
+    logging.basicConfig(level=logging.WARNING)
+
+    async def main() -> None:
+        paths = resolve_paths(data_dir, Path(data_dir) / "config")
+        settings = Settings()
+        factory = copilot_factory(paths, settings, provider="offline") if copilot else None
+        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
+        host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
+        pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        await host.stop()
+
+    asyncio.run(main())
+
+
+class Server:
+    drafts = False  # its co-pilot drafts a reply to every customer line
+    kind: str
+    pid: int
+    info: dict[str, Any]
+
+    def stop(self) -> None: ...
+
+
+class HostServer(Server):
+    def __init__(self, copilot: bool) -> None:
+        self.kind = "host"
+        self.drafts = copilot
+        self._tmp = tempfile.TemporaryDirectory(prefix="hitl-load-")
+        ctx = mp.get_context("spawn")
+        self._pipe, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_host_main, args=(child, self._tmp.name, copilot),
+                                 daemon=True)
+        self._proc.start()
+        self.info = self._pipe.recv()
+        assert self._proc.pid is not None
+        self.pid = self._proc.pid
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._pipe.send("stop")
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._tmp.cleanup()
+
+
+class NodeServer(Server):
+    def __init__(self, kind: str, script: str) -> None:
+        self.kind = kind
+        self._proc = subprocess.Popen(["node", str(PEERS / script)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        port = json.loads(self._proc.stdout.readline())["port"]
+        self.info = {"url": f"ws://127.0.0.1:{port}"}
+        self.pid = self._proc.pid
+
+    def stop(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()  # the peer exits when its stdin closes
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+
+
+def peers_missing() -> str | None:
+    """Why the Node peers cannot run here (None: they can)."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (PEERS / "node_modules" / "socket.io").is_dir():
+        return "bench/peers/node_modules is missing (run `npm ci` in bench/peers)"
+    return None
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+@dataclass
+class Stats:
+    hops: list[float] = field(default_factory=list)
+    drafts: list[float] = field(default_factory=list)
+    lines: int = 0
+
+
+class Pair:
+    """One session: a customer and an agent socket. Subclasses speak a system's framing;
+    all time a line from the customer's send to the agent's receipt (by its number)."""
+
+    cust: ClientConnection
+    agent: ClientConnection
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.sent: dict[int, float] = {}
+        self.got: dict[int, asyncio.Future[None]] = {}
+        self.answer = False  # paced: the agent answers every line
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def _arrived(self, n: int) -> None:
+        at = time.perf_counter()
+        t0 = self.sent.pop(n, None)
+        if t0 is not None:
+            self.stats.hops.append(at - t0)
+            self.stats.lines += 1
+        fut = self.got.pop(n, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def say(self, n: int, wait: bool) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.got[n] = fut
+        self.sent[n] = time.perf_counter()
+        await self._send_customer(n, f"L{n}: where is my parcel? it was due yesterday")
+        if wait:
+            await asyncio.wait_for(fut, 60)
+
+    async def _send_customer(self, n: int, text: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+
+
+def _number(text: str) -> int | None:
+    if text.startswith("L") and ":" in text[:12]:
+        with contextlib.suppress(ValueError):
+            return int(text[1:text.index(":")])
+    return None
+
+
+class HostPair(Pair):
+    def __init__(self, stats: Stats, sid: str, cust: ClientConnection,
+                 agent: ClientConnection) -> None:
+        super().__init__(stats)
+        self.sid, self.cust, self.agent = sid, cust, agent
+        self.line_at: dict[str, float] = {}  # customer message id -> when sent
+        self.last_line: float | None = None
+        self.tasks = [asyncio.ensure_future(self._read_agent()),
+                      asyncio.ensure_future(self._drain(cust))]
+
+    async def _send_customer(self, n: int, text: str) -> None:
+        self.last_line = time.perf_counter()
+        await self.cust.send(_frame("chat.send", {"text": text}, self.sid))
+
+    @staticmethod
+    async def _drain(ws: ClientConnection) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+
+    async def _read_agent(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.agent:
+                frame = json.loads(raw)
+                kind = frame["type"]
+                if kind == "chat.message":
+                    data = frame["data"]
+                    if data["author"]["role"] == "customer":
+                        n = _number(data["text"])
+                        if n is not None:
+                            self._arrived(n)
+                elif kind == "draft.completed" and self.last_line is not None:
+                    self.stats.drafts.append(time.perf_counter() - self.last_line)
+                    if self.answer and frame["data"]["text"]:
+                        await self.agent.send(_frame("chat.send", {
+                            "text": frame["data"]["text"],
+                            "draft_id": frame["data"]["turn_id"]}, self.sid))
+
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.gather(self.cust.close(), self.agent.close(), return_exceptions=True)
+
+
+class SioPair(Pair):
+    """socket.io over a raw WebSocket: Engine.IO 4 open, CONNECT with auth, EVENT frames."""
+
+    @classmethod
+    async def open(cls, stats: Stats, url: str, room: str) -> SioPair:
+        pair = cls(stats)
+        pair.cust = await cls._connect(url, room)
+        pair.agent = await cls._connect(url, room)
+        pair.tasks = [asyncio.ensure_future(pair._read(pair.agent, agent=True)),
+                      asyncio.ensure_future(pair._read(pair.cust, agent=False))]
+        return pair
+
+    @staticmethod
+    async def _connect(url: str, room: str) -> ClientConnection:
+        ws = await connect(f"{url}/socket.io/?EIO=4&transport=websocket", compression=None,
+                           max_queue=None, open_timeout=60)
+        opened = await ws.recv()
+        assert isinstance(opened, str) and opened.startswith("0"), opened
+        await ws.send("40" + json.dumps({"room": room}))
+        connected = await ws.recv()
+        assert isinstance(connected, str) and connected.startswith("40"), connected
+        return ws
+
+    async def _read(self, ws: ClientConnection, agent: bool) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in ws:
+                if raw == "2":  # Engine.IO ping
+                    await ws.send("3")
+                    continue
+                if not isinstance(raw, str) or not raw.startswith("42"):
+                    continue
+                _event, data = json.loads(raw[2:])
+                if not agent or data.get("from") != "c":
+                    continue
+                n = _number(data["text"])
+                if n is not None:
+                    self._arrived(n)
+                    if self.answer:
+                        await ws.send("42" + json.dumps(
+                            ["chat", {"from": "a", "text": "Let me check that for you."}]))
+
+    async def _send_customer(self, n: int, text: str) -> None:
+        await self.cust.send("42" + json.dumps(["chat", {"from": "c", "text": text}]))
+
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.gather(self.cust.close(), self.agent.close(), return_exceptions=True)
+
+
+class WsPair(Pair):
+    """The floor: /fwd/a/KEY -> /fwd/b/KEY, the same JSON line as the host's chat.send."""
+
+    @classmethod
+    async def open(cls, stats: Stats, url: str, key: str) -> WsPair:
+        pair = cls(stats)
+        pair.agent = await connect(f"{url}/fwd/b/{key}", compression=None, max_queue=None)
+        await asyncio.sleep(0)  # the floor knows the receiver before the sender talks
+        pair.cust = await connect(f"{url}/fwd/a/{key}", compression=None, max_queue=None)
+        pair.tasks = [asyncio.ensure_future(pair._read()),
+                      asyncio.ensure_future(HostPair._drain(pair.cust))]
+        return pair
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.agent:
+                data = json.loads(raw)["data"]
+                n = _number(data["text"])
+                if n is not None:
+                    self._arrived(n)
+
+    async def _send_customer(self, n: int, text: str) -> None:
+        await self.cust.send(_frame("chat.send", {"text": text}, "s_floor"))
+
+    async def close(self) -> None:
+        await super().close()
+        await asyncio.gather(self.cust.close(), self.agent.close(), return_exceptions=True)
+
+
+async def open_pairs(server: Server, n: int, stats: Stats) -> list[Pair]:
+    if server.kind == "socketio":
+        out: list[Pair] = []
+        for start in range(0, n, 100):
+            out += await asyncio.gather(*(SioPair.open(stats, server.info["url"], f"r{i}")
+                                          for i in range(start, min(n, start + 100))))
+        return out
+    if server.kind == "ws":
+        out = []
+        for start in range(0, n, 100):
+            out += await asyncio.gather(*(WsPair.open(stats, server.info["url"], f"k{i}")
+                                          for i in range(start, min(n, start + 100))))
+        return out
+    admin, _ = await _open(server.info["url"], server.info["admin"])
+    pairs: list[Pair] = []
+    for start in range(0, n, 50):
+        want = min(50, n - start)
+        for _ in range(want):
+            await admin.send(_frame("session.create", {"customer_id": "CUST1001"}))
+        links: list[dict[str, Any]] = []
+        while len(links) < want:
+            msg = json.loads(await admin.recv())
+            if msg["type"] == "session.created":
+                links.append(msg["data"])
+        opened = await asyncio.gather(*[
+            asyncio.gather(_open(server.info["url"], InviteLink.parse(d["customer_link"]).token),
+                           _open(server.info["url"], InviteLink.parse(d["agent_link"]).token))
+            for d in links])
+        pairs += [HostPair(stats, d["session_id"], c, a)
+                  for d, ((c, _), (a, _)) in zip(links, opened, strict=True)]
+    await admin.close()
+    return pairs
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+@dataclass
+class Result:
+    hop50: float
+    hop99: float
+    lines: int
+    cpu_per_line: float  # server CPU seconds per relayed line
+    draft50: float = float("nan")
+    draft99: float = float("nan")
+    seconds: float = 0.0
+
+
+async def warm_up(pairs: list[Pair], stats: Stats, drafts: bool) -> None:
+    """A line through a few sessions, and their drafts finished (a cold host builds the
+    SDK's event schemas on its first draft: seconds), before anything is measured."""
+    await asyncio.sleep(0.5)
+    some = pairs[: min(len(pairs), 20)]
+    for p in some:
+        await p.say(-1, wait=True)
+    if drafts:
+        deadline = time.monotonic() + 20
+        while len(stats.drafts) < len(some) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)  # (a bench's wait: polling is fine)
+        await asyncio.sleep(0.5)
+    stats.hops.clear()
+    stats.drafts.clear()
+    stats.lines = 0
+
+
+async def burst(server: Server, sessions: int, lines: int) -> Result:
+    stats = Stats()
+    pairs = await open_pairs(server, sessions, stats)
+    await warm_up(pairs, stats, server.drafts)
+    cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+
+    async def talk(p: Pair) -> None:
+        for i in range(lines):
+            await p.say(i, wait=True)
+
+    await asyncio.gather(*(talk(p) for p in pairs))
+    took = time.perf_counter() - t0
+    cpu = cpu_seconds(server.pid) - cpu0
+    await asyncio.gather(*(p.close() for p in pairs))
+    return Result(statistics.median(stats.hops), pct(stats.hops, 99), stats.lines,
+                  cpu / max(1, stats.lines), seconds=took)
+
+
+async def paced(server: Server, sessions: int, seconds: float, interval: float) -> Result:
+    stats = Stats()
+    pairs = await open_pairs(server, sessions, stats)
+    await warm_up(pairs, stats, server.drafts)
+    for p in pairs:
+        p.answer = True
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    cpu0 = cpu_seconds(server.pid)
+
+    async def customer(p: Pair, n0: int) -> None:
+        await asyncio.sleep(random.uniform(0, interval))
+        n = n0
+        while loop.time() < end:
+            await p.say(n, wait=False)
+            n += 1
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+
+    await asyncio.gather(*(customer(p, i * 10_000) for i, p in enumerate(pairs)))
+    await asyncio.sleep(2.0)  # the last drafts
+    cpu = cpu_seconds(server.pid) - cpu0
+    await asyncio.gather(*(p.close() for p in pairs))
+    return Result(statistics.median(stats.hops) if stats.hops else float("nan"),
+                  pct(stats.hops, 99), stats.lines, cpu / max(1, stats.lines),
+                  statistics.median(stats.drafts) if stats.drafts else float("nan"),
+                  pct(stats.drafts, 99), seconds)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _ms(x: float) -> str:
+    return "     -" if math.isnan(x) else f"{x * 1000:6.2f}"
+
+
+def _ratio(a: float, b: float | None) -> str:
+    if b is None or math.isnan(a) or math.isnan(b) or b == 0:
+        return "   -"
+    return f"{a / b:5.2f}x"
+
+
+def report(title: str, results: dict[str, Result]) -> None:
+    sio, floor = results.get("socketio"), results.get("ws")
+    print(f"\n{title}")
+    print(f"  {'system':9s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
+          f"{'p50/sio':>7s} {'p99/sio':>7s} {'cpu/sio':>7s}   {'p50/ws':>6s} {'p99/ws':>6s} "
+          f"{'cpu/ws':>6s}   draft p50 / p99")
+    for name, r in results.items():
+        print(f"  {name:9s} {_ms(r.hop50):>8s} {_ms(r.hop99):>8s} "
+              f"{r.cpu_per_line * 1e6:7.0f}us {r.lines:7d}   "
+              f"{_ratio(r.hop50, sio.hop50 if sio else None):>7s} "
+              f"{_ratio(r.hop99, sio.hop99 if sio else None):>7s} "
+              f"{_ratio(r.cpu_per_line, sio.cpu_per_line if sio else None):>7s}   "
+              f"{_ratio(r.hop50, floor.hop50 if floor else None):>6s} "
+              f"{_ratio(r.hop99, floor.hop99 if floor else None):>6s} "
+              f"{_ratio(r.cpu_per_line, floor.cpu_per_line if floor else None):>6s}   "
+              f"{_ms(r.draft50)} / {_ms(r.draft99)} ms")
+
+
+def start(name: str) -> Server:
+    if name == "shipped":
+        return HostServer(copilot=True)
+    if name == "relay":
+        return HostServer(copilot=False)
+    if name == "socketio":
+        return NodeServer("socketio", "sio_relay.mjs")
+    return NodeServer("ws", "ws_relay.mjs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI-sized run")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--burst", default=None, help="session counts, e.g. 1,100,1000")
+    parser.add_argument("--lines", type=int, default=None, help="lines per customer (burst)")
+    parser.add_argument("--paced", type=int, default=None, help="sessions (0: skip)")
+    parser.add_argument("--seconds", type=float, default=None, help="paced: how long")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="paced: seconds between a customer's lines (default 10)")
+    args = parser.parse_args(argv)
+    bursts = [int(x) for x in (args.burst or ("1,20" if args.quick else "1,100,1000")).split(",")
+              if x.strip()]
+    lines = args.lines or (20 if args.quick else 50)
+    paced_n = args.paced if args.paced is not None else (20 if args.quick else 1000)
+    interval = args.interval or (2.0 if args.quick else 10.0)
+    seconds = args.seconds or (10.0 if args.quick else 40.0)
+    systems = [s for s in args.systems.split(",") if s in SYSTEMS]
+    missing = peers_missing()
+    if missing and any(s in ("socketio", "ws") for s in systems):
+        print(f"skipping the Node peers (socket.io, ws floor): {missing}; ratios left out")
+        systems = [s for s in systems if s not in ("socketio", "ws")]
+    _raise_fd_limit()
+    print(f"one Python client for every system; burst: {lines} sequential lines per customer; "
+          f"paced: a line every ~{interval:g} s per customer for {seconds:g} s, agents answer")
+    for s in bursts:
+        results: dict[str, Result] = {}
+        for name in systems:
+            server = start(name)
+            try:
+                results[name] = asyncio.run(burst(server, s, lines))
+            except OSError as exc:
+                print(f"  {name}: {s} sessions could not be opened ({exc})")
+            finally:
+                server.stop()
+        report(f"burst, S = {s} sessions x {lines} lines", results)
+    if paced_n:
+        results = {}
+        for name in systems:
+            server = start(name)
+            try:
+                results[name] = asyncio.run(paced(server, paced_n, seconds, interval))
+            finally:
+                server.stop()
+        report(f"paced, S = {paced_n} sessions, a line every ~{interval:g} s "
+               f"(shipped: draft p99 budget 500 ms, hop p99 budget 50 ms)", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
