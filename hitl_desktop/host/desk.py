@@ -31,7 +31,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
@@ -568,12 +568,11 @@ class Desk:
                           st: DeskSessionState) -> None:
         sid, title = st.row.session_id, st.row.title
 
-        def build() -> str:
-            frames, truncated = self.store.session_frames(sid)
+        def render(frames: Iterable[str]) -> str:
             return transcript.render(frames, session_id=sid, title=title,
-                                     audience=t.audience, truncated=truncated)
+                                     audience=t.audience)
 
-        markdown = await self.store.worker.call(build)
+        markdown = await self.store.worker.call(self.store.render_session, sid, render)
         self._reply(conn, env, "transcript",
                     Transcript(session_id=sid, audience=t.audience, markdown=markdown))
 

@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 DESK_FILE: Final = "desk.sqlite3"
 #: a search that runs longer than this is stopped (SQLite's progress handler)
 SEARCH_BUDGET_S: Final = 0.25
-#: what a transcript reads of one session's log, at most
-TRANSCRIPT_MAX_FRAMES: Final = 20_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS macros (
@@ -269,17 +267,19 @@ class DeskStore:
 
     # ------------------------------------------------------------------ transcript
 
-    def session_frames(self, session_id: str,
-                       max_frames: int = TRANSCRIPT_MAX_FRAMES) -> tuple[list[str], bool]:
-        """A session's durable frames in seq order, read from the log (at most
-        ``max_frames``; the flag says whether there were more)."""
+    def render_session(self, session_id: str, render: Callable[[Iterable[str]], str]) -> str:
+        """``render`` over a session's durable frames in seq order, read from the log one
+        row at a time under the store's lock (a renderer that stops early stops the
+        read: a transcript never holds a whole long session in memory)."""
         with self._lock:
             self._attach_log()
-            rows = self._db.execute(
-                "SELECT frame FROM log.messages WHERE session_id = ? ORDER BY seq LIMIT ?",
-                (session_id, max_frames + 1)).fetchall()
-        frames = [str(r[0]) for r in rows]
-        return frames[:max_frames], len(frames) > max_frames
+            cur = self._db.execute(
+                "SELECT frame FROM log.messages WHERE session_id = ? ORDER BY seq",
+                (session_id,))
+            try:
+                return render(str(r[0]) for r in cur)
+            finally:
+                cur.close()
 
 
 def doc_from_frame(session_id: str, seq: int, type_: str, ts: float,

@@ -24,6 +24,8 @@ from hitl_desktop.core.protocol import AGENT_ONLY_TYPES
 Audience = Literal["customer", "internal"]
 #: the longest transcript sent (characters); longer ones are cut with a note
 MAX_MARKDOWN_CHARS: Final = 1_900_000
+#: frames read for one transcript, at most (a longer conversation's says where it stops)
+MAX_FRAMES: Final = 20_000
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
 
@@ -48,8 +50,11 @@ def _name(author: Any) -> str:
 
 
 def render(frames: Iterable[str], *, session_id: str, title: str, audience: Audience,
-           truncated: bool = False, now: float | None = None) -> str:
-    """The transcript of one session from its frames (seq order)."""
+           now: float | None = None, max_frames: int = MAX_FRAMES,
+           max_chars: int = MAX_MARKDOWN_CHARS) -> str:
+    """The transcript of one session from its frames (seq order). Reading stops after
+    ``max_frames`` frames or once the text passes ``max_chars``, so the cost of one
+    transcript is bounded whatever the session's length; the text then says so."""
     internal = audience == "internal"
     out: list[str] = [
         f"# {escape(title)}",
@@ -62,7 +67,16 @@ def render(frames: Iterable[str], *, session_id: str, title: str, audience: Audi
     ]
     drafts: dict[str, str] = {}  # turn id -> the co-pilot's completed draft
     tools: dict[str, str] = {}  # approval id -> tool
-    for frame in frames:
+    size = sum(len(line) + 1 for line in out)
+    stopped: str | None = None
+    for n, frame in enumerate(frames):
+        if n >= max_frames:
+            stopped = ("_The transcript stops here: the conversation has more than "
+                       f"{max_frames:,} messages._")
+            break
+        if size > max_chars:
+            stopped = "_The transcript was cut here: it is too long for one export._"
+            break
         try:
             env = json.loads(frame)
             type_, data, ts = str(env["type"]), env["data"], env.get("ts")
@@ -74,14 +88,12 @@ def render(frames: Iterable[str], *, session_id: str, title: str, audience: Audi
         if lines:
             out.extend(lines)
             out.append("")
-    if truncated:
-        out.append("_The transcript stops here: the conversation has more messages than "
-                   "an export holds._")
+            size += sum(len(line) + 1 for line in lines) + 1
     text = "\n".join(out).rstrip() + "\n"
-    if len(text) > MAX_MARKDOWN_CHARS:
-        text = (text[:MAX_MARKDOWN_CHARS].rsplit("\n", 1)[0]
-                + "\n\n_The transcript was cut here: it is too long for one export._\n")
-    return text
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit("\n", 1)[0] + "\n"
+        stopped = "_The transcript was cut here: it is too long for one export._"
+    return text + ("\n" + stopped + "\n" if stopped else "")
 
 
 def _lines(type_: str, data: Any, ts: Any, internal: bool, drafts: dict[str, str],

@@ -273,3 +273,42 @@ def test_the_search_bench_runs_in_quick_mode(capsys: Any) -> None:
                              "2000"]) == 0
     out = capsys.readouterr().out
     assert "LIKE/FTS5 p99 ratio" in out and "(over the wire): met" in out
+
+
+def test_a_transcript_of_a_huge_conversation_is_bounded(tmp_path: Path) -> None:
+    """The log is read only as far as the transcript's limit: a conversation larger than
+    one export is cut, says so, and the rest is never read."""
+    from hitl_desktop.host import transcript
+    from hitl_desktop.host.log import RelayLog
+
+    relay_log = RelayLog.open_in(tmp_path)
+    row, _ = relay_log.create_session(title="Long one")
+    for n in range(300):
+        relay_log.append_chat(row, message_id=f"c{n}", role="customer", name="Customer",
+                              text=f"{n} " + "x" * 8000, draft_id=None, ref=None)
+    store = DeskStore(tmp_path, log_path=relay_log.path)
+    read = 0
+
+    def render(frames: Any) -> str:
+        def counted() -> Any:
+            nonlocal read
+            for f in frames:
+                read += 1
+                yield f
+        return transcript.render(counted(), session_id=row.session_id, title="Long one",
+                                 audience="customer")
+
+    try:
+        md = store.render_session(row.session_id, render)
+        assert len(md) <= transcript.MAX_MARKDOWN_CHARS + 100
+        assert md.rstrip().endswith("_The transcript was cut here: it is too long for one "
+                                    "export._")
+        assert read < 260  # ~1.9 M characters of 8 k lines, not all 301 frames
+        frames = relay_log.frames_after(row.session_id, 0)
+        short = transcript.render(frames[:10], session_id=row.session_id, title="t",
+                                  audience="internal", max_frames=5)
+        assert "more than 5 messages" in short and "4 xxx" not in short
+    finally:
+        store.close()
+        store.worker.shutdown()
+        relay_log.close()
