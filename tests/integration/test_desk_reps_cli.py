@@ -1,6 +1,7 @@
 """``hitl-desktop rep add|list|remove`` next to a running headless host: a personal desk
 link carries the representative's name, survives a rotation of the shared desk link, and
-stops working at once when removed from another process. (The commands that must be
+stops working at once when removed from another process. And the desk's state after the
+host process is killed and started again. (The commands that must be
 separate processes run as subprocesses; the rest run the same functions in a thread, to
 keep the test short.)"""
 
@@ -15,6 +16,7 @@ import pytest
 from hitl_desktop.app import sessions_cli
 from hitl_desktop.cli import build_parser
 from hitl_desktop.core.links import InviteLink
+from tests.integration.test_desk_host import answer
 from tests.integration.test_host_cli import cli, headless_host
 from tests.support.protocol_client import Client
 
@@ -74,3 +76,40 @@ async def test_personal_desk_links(tmp_path: Path) -> None:
         assert sorted(r["name"] for r in listed) == ["Agent", "Ben", "Host"]
         assert (await rep_cmd("rep", "remove", ben["rep_id"], "--data-dir", data))[
             "name"] == "Ben"
+
+
+async def test_the_desk_survives_a_killed_host(tmp_path: Path) -> None:
+    """SIGKILL the host right after the last line (no clean stop, the index batch of the
+    last 50 ms maybe unwritten), start a new host process on the same data dir: holder,
+    status, waiting time, the note and the search index are all there."""
+    data = str(tmp_path / "data")
+    with headless_host(tmp_path / "data") as (proc, info):
+        ana = await rep_cmd("rep", "add", "Ana", "--data-dir", data)
+        token = InviteLink.parse(ana["link"]).token
+        desk = await Client.connect(info["url"], token)
+        customer = await Client.connect(info["url"], InviteLink.parse(info["customer_link"]).token)
+        sid = str(customer.session)
+        await customer.send("chat.send", {"text": "the pelican lamp flickers"}, session=sid)
+        line = await desk.wait("chat.message", where=lambda f: f["session"] == sid)
+        await desk.send("session.assign", {"action": "take"}, session=sid)
+        await desk.send("note.add", {"text": "ordered a spare pelican bulb"}, session=sid)
+        mid = await desk.send("session.status", {"status": "waiting"}, session=sid)
+        await desk.wait("session.status_changed", where=lambda f: f["ref"] == mid)
+        await customer.send("chat.send", {"text": "and now the switch sparks"}, session=sid)
+        await desk.wait("session.status_changed", where=lambda f: f["data"]["by"] == "customer")
+        proc.kill()  # SIGKILL: no shutdown, no flush
+        proc.wait(10)
+        await desk.close()
+        await customer.close()
+    with headless_host(tmp_path / "data") as (_proc, info):
+        desk = await Client.connect(info["url"], token)
+        (summary,) = [s for s in desk.welcome["sessions"] if s["session_id"] == sid]
+        assert summary["assignee"] == {"rep_id": ana["rep_id"], "name": "Ana"}
+        assert summary["status"] == "open" and summary["waiting_since"] == line["ts"]
+        mid = await desk.send("search", {"query": "switch sparks"})
+        hits = (await answer(desk, mid))["data"]["hits"]
+        assert [(h["session_id"], h["kind"]) for h in hits] == [(sid, "chat")]
+        mid = await desk.send("search", {"query": "pelican"})
+        kinds = sorted(h["kind"] for h in (await answer(desk, mid))["data"]["hits"])
+        assert kinds == ["chat", "note"]
+        await desk.close()
