@@ -288,6 +288,10 @@ def generate(data_dir: Path, n: int, *, start: float = T0, days: float = 30.0) -
                              " created_at, closed_at) VALUES (?,?,?,?,?,?)", sessions)
         relay.db.executemany("INSERT INTO messages (session_id, seq, type, ts, frame)"
                              " VALUES (?,?,?,?,?)", messages)
+        # what the agents were told of each approval: its final state, as a live host
+        # records it, so a host started on this data has nothing to reconcile
+        relay.db.executemany("INSERT INTO approvals (session_id, approval_id, state)"
+                             " VALUES (?,?,?)", [(a[1], a[0], a[7]) for a in approvals])
     relay.close()
     db = conv._db
     db.execute("BEGIN")

@@ -51,14 +51,10 @@ async def test_insights_window_shows_the_hosts_figures(qtbot: object, tmp_path: 
         report = view.report
         assert report is not None
         want = insights.report(data, *view.period_bounds())
-        # The generated approvals were never announced in the relay log, so the host's
-        # start-up reconciliation publishes them and drafts follow-up replies while the
-        # window loads: the unsent-draft counts may move between the two computations.
-        # Everything else must match exactly; what was sent is checked against exp below.
-        assert report.model_dump(exclude={"generated_at", "outcomes"}) == want.model_dump(
-            exclude={"generated_at", "outcomes"})
-        for field in ("sent_as_is", "edited", "replaced"):
-            assert getattr(report.outcomes, field) == getattr(want.outcomes, field), field
+        # the generator records what the agents were told of each approval, so the host
+        # has nothing to reconcile at start: the window's figures are exactly the stores'
+        assert report.model_dump(exclude={"generated_at"}) == want.model_dump(
+            exclude={"generated_at"})
         assert report.conversations == N
         assert report.outcomes.sent_as_is == exp.outcomes["sent_as_is"]
         # key figures, charts, tables
