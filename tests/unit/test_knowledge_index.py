@@ -17,6 +17,7 @@ from hitl_desktop.knowledge.articles import (
     split_sections,
 )
 from hitl_desktop.knowledge.index import KnowledgeIndex
+from tests.support.budget import examples
 
 
 def write(root: Path, kind: str, slug: str, title: str, body: str, tags: str = "") -> Path:
@@ -170,7 +171,8 @@ def test_fts_syntax_never_escapes(index: KnowledgeIndex, query: str) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150, quick=40), deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.text(max_size=80))
 def test_any_text_is_a_safe_query(index: KnowledgeIndex, query: str) -> None:

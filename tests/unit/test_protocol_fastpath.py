@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hitl_desktop.core import protocol as P
 from hitl_desktop.host.relay_core import fast_parse
+from tests.support.budget import examples
 
 _ids = st.one_of(
     st.text(max_size=70),
@@ -70,7 +71,7 @@ def _check(raw: str) -> None:
         assert isinstance(payload, P.Ack) and payload.seq == data["seq"]
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=examples(3000, quick=400), deadline=None)
 @given(raw=_frames())
 def test_fast_path_accepts_only_what_the_strict_decoder_accepts(raw: str) -> None:
     _check(raw)
@@ -93,7 +94,7 @@ def test_fast_path_takes_the_common_frames() -> None:
 _names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300, quick=40), deadline=None)
 @given(text=_names, name=_names, ref=st.one_of(st.none(), _names),
        draft=st.one_of(st.none(), _names), edited=st.one_of(st.none(), st.booleans()))
 def test_logged_chat_frame_is_byte_for_byte_the_model_encoding(
