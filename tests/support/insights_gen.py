@@ -35,6 +35,7 @@ from hitl_desktop.core.protocol import (
     encode,
     host_type,
 )
+from hitl_desktop.core.turns import ApprovalOutcome
 from hitl_desktop.host.conversation import ConversationStore
 from hitl_desktop.host.insights import ArticleOpens
 from hitl_desktop.host.log import RelayLog
@@ -300,6 +301,13 @@ def generate(data_dir: Path, n: int, *, start: float = T0, days: float = 30.0) -
     db.executemany("INSERT INTO sent (message_id, session_id, draft_id, agent, draft_text,"
                    " sent_text, edited, sent_at) VALUES (?,?,?,?,?,?,?,?)", sent)
     db.execute("COMMIT")
+    # ... and what the model was told of each decision, so nothing is drafted at start
+    for a in approvals:
+        if a[7] != "pending":
+            conv.append(a[1], ApprovalOutcome(
+                approval_id=a[0], call_id=a[2], tool=a[3], state=a[7], by=a[10],
+                reason=a[12], proposed_arguments=json.loads(a[5]),
+                arguments=json.loads(a[6] or a[5])))
     conv.close()
     with shop._tx() as sdb:
         sdb.executemany(
