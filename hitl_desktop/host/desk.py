@@ -263,7 +263,7 @@ class Desk:
         return RepRef(rep_id=conn.token.token_id, name=conn.name)
 
     def _rep_tokens(self, must_have: str | None = None) -> list[tuple[str, str]]:
-        """(rep id, name) of every live desk and admin link (cached for a second: the
+        """(rep id, name) of every live desk and admin link (cached for ``REPS_TTL_S``: the
         CLI's ``rep add`` in another process shows within that, and a link that connects
         is always in the list it gets)."""
         now = time.monotonic()
@@ -296,7 +296,7 @@ class Desk:
         if you is None:
             return {}
         if not self._tasks:  # the first representative: start watching who is online
-            self._reps_seen = self._reps_key(self.reps())
+            self._reps_seen = self._reps_key(self.reps(you.rep_id))
             self._tasks.spawn(self._watch_reps(), "watch representatives")
         return {"you": you, "reps": self.reps(you.rep_id)}
 

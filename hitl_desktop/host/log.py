@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE INDEX IF NOT EXISTS tokens_by_session ON tokens(session_id);
 CREATE INDEX IF NOT EXISTS tokens_by_revoked ON tokens(revoked_at);
+CREATE INDEX IF NOT EXISTS tokens_by_kind ON tokens(kind);
 """
 
 # Who the session's customer is (see core/identity.py); ``sessions.customer_id`` is the
