@@ -5,7 +5,9 @@ FTS5, transcripts for the customer and for the desk."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ async def test_macros_are_shared_and_pushed(tmp_path: Path) -> None:
         assert pushed["ref"] is None and pushed["data"]["macros"] == reply["data"]["macros"]
 
         # Ben replaces it; a burst of saves is pushed at most once a second
+        t0 = time.monotonic()
         for i in range(5):
             await ben.send("macro.save", {"name": f"m{i}", "text": f"macro {i}"})
         mid = await ben.send("macro.save", {"name": "on-its-way", "text": "Updated by Ben"})
@@ -47,8 +50,10 @@ async def test_macros_are_shared_and_pushed(tmp_path: Path) -> None:
                        and len(f["data"]["macros"]) == 6
                        and f["data"]["macros"][-1]["updated_by"] == "Ben")
         await asyncio.sleep(1.2)
+        took = time.monotonic() - t0
         pushes = [f for f in ana.frames if f["type"] == "macro.list" and f["ref"] is None]
-        assert 2 <= len(pushes) <= 3, len(pushes)  # 6 saves, coalesced
+        # Ana's save, then Ben's 6 coalesced: one push per second they took at most
+        assert 2 <= len(pushes) <= 2 + math.ceil(took), (len(pushes), took)
 
         # delete: answered and pushed; an unknown name is not_found
         mid = await ana.send("macro.delete", {"name": "m0"})
