@@ -22,6 +22,7 @@ from hitl_desktop.app.services import HOST_FILE, LINK_KINDS, open_directory, rot
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core import identity as ident
 from hitl_desktop.core.links import InviteLink
+from hitl_desktop.host.desk import decorate, load_state
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.tokens import TokenKind, Tokens
 
@@ -93,6 +94,7 @@ def list_sessions(args: argparse.Namespace) -> list[dict[str, Any]]:
     relay_log = RelayLog.open_in(paths.data_dir)
     try:
         rows = [row for _rowid, row in relay_log.load_sessions()]
+        desk = load_state(relay_log.db)  # holder, status, waiting time (issue 16)
     finally:
         relay_log.close()
     if getattr(args, "open_only", False):
@@ -105,7 +107,8 @@ def list_sessions(args: argparse.Namespace) -> list[dict[str, Any]]:
         log.warning("sessions %d-%d of %d (most recently active first); --offset %d for "
                     "the next page, --limit 0 for all", offset + 1 if page else offset,
                     offset + len(page), len(rows), offset + len(page))
-    return [row.summary().model_dump(mode="json") for row in page]
+    return [decorate(row.summary(), desk.get(row.session_id)).model_dump(mode="json")
+            for row in page]
 
 
 def revoke_session(args: argparse.Namespace) -> dict[str, Any]:

@@ -180,6 +180,16 @@ def load_state(db: sqlite3.Connection) -> dict[str, DeskSession]:
     return out
 
 
+def decorate(summary: SessionSummary, state: DeskSession | None) -> SessionSummary:
+    """``summary`` with the desk's fields from ``state`` (unchanged for a session the
+    desk never touched: unassigned, open, nobody waiting)."""
+    if state is None or (state.assignee is None and state.status == "open"
+                         and state.waiting_since is None):
+        return summary
+    return summary.model_copy(update={"assignee": state.assignee, "status": state.status,
+                                      "waiting_since": state.waiting_since})
+
+
 # ------------------------------------------------------------------------ search queries
 
 _TOKEN = re.compile(r"[^\W_]+")
@@ -325,12 +335,7 @@ class Desk:
 
     def decorate(self, summary: SessionSummary) -> SessionSummary:
         """The summary with the session's holder, status and waiting time."""
-        state = self.sessions.get(summary.session_id)
-        if state is None or (state.assignee is None and state.status == "open"
-                             and state.waiting_since is None):
-            return summary
-        return summary.model_copy(update={"assignee": state.assignee, "status": state.status,
-                                          "waiting_since": state.waiting_since})
+        return decorate(summary, self.sessions.get(summary.session_id))
 
     # ------------------------------------------------------------------ chat hooks
 

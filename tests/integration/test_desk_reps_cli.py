@@ -112,4 +112,10 @@ async def test_the_desk_survives_a_killed_host(tmp_path: Path) -> None:
         mid = await desk.send("search", {"query": "pelican"})
         kinds = sorted(h["kind"] for h in (await answer(desk, mid))["data"]["hits"])
         assert kinds == ["chat", "note"]
+        # `session list` on the data dir says the same
+        args = build_parser().parse_args(["session", "list", "--data-dir", data])
+        listed = await asyncio.to_thread(sessions_cli.list_sessions, args)
+        (row,) = [r for r in listed if r["session_id"] == sid]
+        assert (row["assignee"]["name"], row["status"], row["waiting_since"]) == (
+            "Ana", "open", line["ts"])
         await desk.close()
