@@ -99,6 +99,10 @@ TOOL_DELTA_INTERVAL_S = 0.05
 # goes out together (a model or the paced offline engine yields a word every few ms,
 # and every frame costs each agent socket a send: docs/PROTOCOL.md, draft.delta)
 DRAFT_DELTA_INTERVAL_S = 0.04
+# the host-wide "ready" goes out once the co-pilot has been idle this long: under steady
+# traffic turns follow each other and it stays "busy", where each flip was a frame to
+# every agent connection of the host, twice per turn (issue 18)
+READY_DELAY_S = 1.0
 CANCEL_GRACE_S = 5.0
 #: how far back the start-up reconciliation compares approvals (shop vs agents vs model)
 RECONCILE_WINDOW_S = 7 * 24 * 3600.0
@@ -235,6 +239,7 @@ class HostCopilot:
         self._running: set[str] = set()  # turn ids whose task has not ended
         self._last_error: str | None = None
         self._published_state: dict[str, tuple[str, str | None]] = {}
+        self._ready_later: asyncio.TimerHandle | None = None
         # the identity each session's model history was last told about
         self._told_identity: dict[str, tuple[str, str | None]] = {}
         self._closed = False
@@ -331,6 +336,8 @@ class HostCopilot:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._ready_later is not None:
+            self._ready_later.cancel()
         await self._tasks.aclose(grace_s=CANCEL_GRACE_S)
         try:
             await self.provider.aclose()
@@ -400,17 +407,27 @@ class HostCopilot:
         except Exception:
             log.exception("publishing %s to %s failed", type(payload).__name__, session_id)
 
-    async def _set_state(self, session_id: str) -> None:
+    async def _set_state(self, session_id: str, *, settled: bool = False) -> None:
         """Tell agents when the engine's state changed (busy, ready, error).
 
         The relay's host-wide ``broadcast_status`` reaches every agent; an outbox
-        without it gets the status in the session that caused the change.
+        without it gets the status in the session that caused the change. Host-wide,
+        busy -> ready waits READY_DELAY_S of idleness (``settled``: the wait is over).
         """
         status = self.status()
         key = (status.state, status.message)
         broadcast = getattr(self.outbox, "broadcast_status", None)
         scope = "*" if callable(broadcast) else session_id
+        if self._ready_later is not None and status.state != "ready":
+            self._ready_later.cancel()  # busy again (or failed) before "ready" was due
+            self._ready_later = None
         if self._published_state.get(scope) == key:
+            return
+        if callable(broadcast) and status.state == "ready" and not settled and \
+                self._published_state.get(scope, ("",))[0] == "busy":
+            if self._ready_later is None:
+                self._ready_later = asyncio.get_running_loop().call_later(
+                    READY_DELAY_S, self._ready_due, session_id)
             return
         self._published_state[scope] = key
         if callable(broadcast):
@@ -768,6 +785,12 @@ class HostCopilot:
         return self._readiness()
 
     # ----------------------------------------------------------- turns
+
+    def _ready_due(self, session_id: str) -> None:
+        """Idle for READY_DELAY_S: tell the agents (unless busy again by now)."""
+        self._ready_later = None
+        if not self._closed:
+            self._tasks.spawn(self._set_state(session_id, settled=True), "ready status")
 
     async def _start_turn(self, session_id: str, reason: str, *, instruction: str | None = None,
                           replaces: str | None = None, turn_id: str | None = None) -> _Turn:

@@ -14,8 +14,14 @@ from typing import Any
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.offline.events import FRAME_S, Emitter, Pace, Reply
 from hitl_desktop.assistant.stream import event_from_dict
-from hitl_desktop.core.protocol import DraftCompleted, DraftDelta, Payload, host_type
-from hitl_desktop.host.copilot import DRAFT_DELTA_INTERVAL_S
+from hitl_desktop.core.protocol import (
+    AssistantStatus,
+    DraftCompleted,
+    DraftDelta,
+    Payload,
+    host_type,
+)
+from hitl_desktop.host.copilot import DRAFT_DELTA_INTERVAL_S, READY_DELAY_S
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from tests.support.fake_openai import Reply as ScriptReply
 from tests.support.fake_openai import reply_events
@@ -160,3 +166,37 @@ def test_search_answers_are_kept_until_the_index_changes(small_kb: Path,  # noqa
         assert "courier" in fresh[0].text and fresh != first
     finally:
         index.close()
+
+
+class BroadcastOutbox(TimedOutbox):
+    """Like the relay: a host-wide status broadcast to every agent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[tuple[float, str]] = []
+
+    def broadcast_status(self, status: AssistantStatus) -> None:
+        self.statuses.append((time.monotonic(), status.state))
+
+
+async def test_ready_waits_until_the_co_pilot_has_been_idle(tmp_path: Path) -> None:
+    """Back-to-back drafts keep the host "busy": no busy/ready flip per draft (each one a
+    frame to every agent connection of the host)."""
+    outbox = BroadcastOutbox()
+    provider = PausingProvider(ScriptReply(text="Happy to help with that.", chunk=6),
+                               delay=0.001)
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        for n in range(3):
+            await copilot.on_customer_message(SID, f"m{n}", "Hello?")
+            await outbox.until("draft.completed", n + 1)
+            await asyncio.sleep(0.1)  # the next customer line comes soon after
+        last_done = time.monotonic()
+        assert [s for _, s in outbox.statuses] == ["busy"]
+        while len(outbox.statuses) < 2:  # noqa: ASYNC110 (the ready is a timer away)
+            await asyncio.sleep(0.05)
+        at, state = outbox.statuses[-1]
+        assert state == "ready" and at - last_done >= READY_DELAY_S - 0.3
+        assert copilot.status().state == "ready"
+    finally:
+        await copilot.aclose()

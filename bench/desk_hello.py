@@ -1,0 +1,287 @@
+"""The desk-hello stall (issue 18): a representative opens the desk on a host with many
+open sessions while other customers chat. How long until the inbox, what the hello
+costs, and how long the other sessions' lines wait meanwhile.
+
+1. generates S open sessions of L chat lines each into a real data dir (the relay log's
+   own append path), plus a desk link and P chatting sessions' links (reused with
+   ``--data-dir``: generating 10,000 x 50 lines takes a minute or two);
+2. starts the host on it (its own process, co-pilot off: the replay is the relay's);
+3. P customer/agent pairs chat (a line every 20 ms each) - the baseline hop max;
+4. a desk agent says hello with an empty resume (a new PC): time to ``welcome`` (the
+   inbox's first page: session summaries), time until every session's history has
+   arrived (the replay this protocol sends a desk at hello), frames and bytes, the host's
+   RSS growth; and the pairs' hop p50 / p99 / max during it, with its ratio to the
+   baseline.
+
+    python -m bench.desk_hello                       # 10,000 sessions x 50 lines
+    python -m bench.desk_hello --quick               # 1,000 x 20
+    python -m bench.desk_hello --data-dir /tmp/dh    # keep (and reuse) the generated dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+
+from bench.relay import _frame, _raise_fd_limit  # noqa: E402
+
+PAIRS_FILE = "desk-hello-bench.json"
+WORDS = ["order", "parcel", "refund", "delivery", "return", "cancel", "late", "broken",
+         "size", "colour", "address", "tracking", "voucher", "payment", "card", "invoice",
+         "warranty", "exchange", "account", "password"]
+
+
+def generate(data_dir: Path, sessions: int, lines: int, pairs: int) -> dict[str, Any]:
+    """Open sessions with ``lines`` chat lines each; the tokens the bench needs."""
+    from hitl_desktop.host.log import RelayLog
+    from hitl_desktop.host.tokens import TokenKind, Tokens
+
+    marker = data_dir / PAIRS_FILE
+    if marker.exists():
+        made: dict[str, Any] = json.loads(marker.read_text("utf-8"))
+        if made["sessions"] == sessions and made["lines"] == lines and \
+                len(made["pairs"]) >= pairs:
+            return made
+        raise SystemExit(f"{data_dir} holds another generated set: use another --data-dir")
+    rng = random.Random(18)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = RelayLog.open_in(data_dir)
+    t0 = time.perf_counter()
+    try:
+        tokens = Tokens(log)
+        last: dict[str, int] = {}
+        chatting: list[dict[str, str]] = []
+        for i in range(sessions):
+            row, _ = log.create_session(title=f"Generated chat {i}")
+            for n in range(lines):
+                customer = n % 2 == 0
+                text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 24)))
+                log.append_chat(row, message_id=f"g{i}_{n}",
+                                role="customer" if customer else "agent",
+                                name="Customer" if customer else "Ana", text=text,
+                                draft_id=None, ref=None)
+            last[row.session_id] = row.last_seq
+            if i < pairs:
+                chatting.append({
+                    "session_id": row.session_id,
+                    "customer": tokens.issue(TokenKind.CUSTOMER_SESSION,
+                                             session_id=row.session_id),
+                    "agent": tokens.issue(TokenKind.AGENT_SESSION, session_id=row.session_id),
+                })
+            if i % 1000 == 999:
+                print(f"  generated {i + 1} sessions ({time.perf_counter() - t0:.0f} s)",
+                      flush=True)
+        made = {"sessions": sessions, "lines": lines, "last": last, "pairs": chatting,
+                "desk": tokens.issue(TokenKind.AGENT_DESK, label="bench desk")}
+    finally:
+        log.close()
+    marker.write_text(json.dumps(made), "utf-8")
+    print(f"generated {sessions} sessions x {lines} lines in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    return made
+
+
+def _host_main(pipe: Connection, data_dir: str) -> None:
+    import logging
+    import os
+
+    _raise_fd_limit()
+    from hitl_desktop.app.services import start_host
+    from hitl_desktop.config import Settings, resolve_paths
+    from hitl_desktop.host.relay import RelayConfig
+
+    logging.basicConfig(level=logging.WARNING)
+
+    async def main() -> None:
+        paths = resolve_paths(data_dir, Path(data_dir) / "config")
+        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
+        started = time.perf_counter()
+        host = await start_host(paths, Settings(), port=0, config=cfg)
+        pipe.send({"url": host.url, "pid": os.getpid(),
+                   "start_s": time.perf_counter() - started})
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        await host.stop()
+
+    asyncio.run(main())
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def hello(url: str, token: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await connect(url, compression=None, max_queue=None, max_size=2**26,
+                       open_timeout=60)
+    await ws.send(_frame("hello", {"token": token, "resume": {}}))
+    while True:
+        msg = json.loads(await ws.recv())
+        if msg["type"] == "welcome":
+            return ws, msg
+        if msg["type"] == "error":
+            raise RuntimeError(msg)
+
+
+class Chatter:
+    """A customer and its session's agent: a line every ``every`` s, each hop timed."""
+
+    def __init__(self, cust: ClientConnection, agent: ClientConnection, sid: str) -> None:
+        self.cust, self.agent, self.sid = cust, agent, sid
+        self.sent: dict[str, float] = {}
+        self.hops: list[tuple[float, float]] = []  # (sent at, hop)
+        self.tasks = [asyncio.ensure_future(self._read()),
+                      asyncio.ensure_future(self._drain())]
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.agent:
+                if '"chat.message"' not in raw[:40]:
+                    continue
+                text = json.loads(raw)["data"]["text"]
+                t0 = self.sent.pop(text, None)
+                if t0 is not None:
+                    self.hops.append((t0, time.perf_counter() - t0))
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in self.cust:
+                pass
+
+    async def run(self, until: asyncio.Event, every: float) -> None:
+        n = 0
+        await asyncio.sleep(random.uniform(0, every))
+        while not until.is_set():
+            text = f"line {n} from {self.sid}"
+            self.sent[text] = time.perf_counter()
+            await self.cust.send(_frame("chat.send", {"text": text}, self.sid))
+            n += 1
+            await asyncio.sleep(every)
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(self.cust.close(), self.agent.close(), return_exceptions=True)
+
+
+def _stats(hops: list[float]) -> str:
+    if not hops:
+        return "no lines"
+    s = sorted(hops)
+    return (f"p50 {statistics.median(s) * 1000:7.1f} ms  p99 "
+            f"{s[min(len(s) - 1, round(0.99 * (len(s) - 1)))] * 1000:7.1f} ms  "
+            f"max {s[-1] * 1000:7.1f} ms  ({len(s)} lines)")
+
+
+async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
+                  limit_s: float) -> int:
+    url, pid = info["url"], info["pid"]
+    chatters = []
+    for p in made["pairs"]:
+        (cust, _), (agent, _) = await asyncio.gather(hello(url, p["customer"]),
+                                                     hello(url, p["agent"]))
+        chatters.append(Chatter(cust, agent, p["session_id"]))
+    stop = asyncio.Event()
+    talking = [asyncio.ensure_future(c.run(stop, 0.02)) for c in chatters]
+    await asyncio.sleep(baseline_s)
+    rss0 = rss_mb(pid)
+    t0 = time.perf_counter()
+    desk, welcome = await hello(url, made["desk"])
+    t_welcome = time.perf_counter() - t0
+    listed = len(welcome["data"].get("sessions") or [])
+    want: dict[str, int] = dict(made["last"])
+    frames = nbytes = 0
+    done = False
+    deadline = time.monotonic() + limit_s
+    try:
+        while want and time.monotonic() < deadline:
+            raw = await asyncio.wait_for(desk.recv(), max(0.1, deadline - time.monotonic()))
+            frames += 1
+            nbytes += len(raw)
+            if '"seq":null' in raw[:200]:
+                continue
+            msg = json.loads(raw)
+            sid, seq = msg.get("session"), msg.get("seq")
+            if sid in want and isinstance(seq, int) and seq >= want[sid]:
+                del want[sid]
+        done = not want
+    except TimeoutError:
+        pass
+    t_all = time.perf_counter() - t0
+    rss1 = rss_mb(pid)
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*talking)
+    await asyncio.sleep(0.2)
+    with contextlib.suppress(Exception):
+        await desk.close()
+    for c in chatters:
+        await c.close()
+    end = t0 + t_all
+    before = [h for c in chatters for at, h in c.hops if at < t0]
+    during = [h for c in chatters for at, h in c.hops if t0 <= at <= end]
+    print(f"desk hello on {made['sessions']} open sessions x {made['lines']} lines "
+          f"(host start {info['start_s']:.2f} s):")
+    print(f"  welcome (inbox summaries, {listed} listed) after {t_welcome * 1000:8.1f} ms")
+    print(f"  every session's history after  {t_all * 1000:8.1f} ms "
+          f"({'complete' if done else f'{len(want)} sessions missing at the timeout'}): "
+          f"{frames} frames, {nbytes / 1e6:.1f} MB; host RSS +{rss1 - rss0:.0f} MB")
+    print(f"  {len(chatters)} other sessions chatting, a line every 20 ms each:")
+    print(f"    before the hello: {_stats(before)}")
+    print(f"    during the hello: {_stats(during)}")
+    if before and during:
+        print(f"    ratio during/before: max {max(during) / max(before):.1f}x, "
+              f"p99 {sorted(during)[round(0.99 * (len(during) - 1))] / sorted(before)[round(0.99 * (len(before) - 1))]:.1f}x")  # noqa: E501
+    print("  (issue 18 targets: inbox < 200 ms; no other session's hop over 50 ms)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1,000 sessions x 20 lines")
+    ap.add_argument("--sessions", type=int, default=None)
+    ap.add_argument("--lines", type=int, default=None, help="chat lines per session")
+    ap.add_argument("--pairs", type=int, default=5, help="chatting sessions meanwhile")
+    ap.add_argument("--data-dir", type=Path, default=None, help="generate here / reuse")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    args = ap.parse_args(argv)
+    sessions = args.sessions or (1000 if args.quick else 10_000)
+    lines = args.lines or (20 if args.quick else 50)
+    _raise_fd_limit()
+    with tempfile.TemporaryDirectory(prefix="hitl-desk-hello-") as tmp:
+        data_dir = args.data_dir or Path(tmp)
+        made = generate(data_dir, sessions, lines, args.pairs)
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_host_main, args=(child, str(data_dir)), daemon=True)
+        proc.start()
+        try:
+            info = parent.recv()
+            return asyncio.run(measure(info, made, 1.0, args.timeout))
+        finally:
+            parent.send("stop")
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
