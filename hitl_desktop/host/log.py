@@ -14,6 +14,7 @@ replays bytes without re-encoding. Sequence numbers are per session, start at 1
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import json.encoder
@@ -201,7 +202,15 @@ class RelayLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         check_not_emptied(path, "session log")
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # group commit (see append_chat_grouped): chat lines of one loop tick share a
+        # transaction; every other use of the connection commits them first (``db``)
+        self._group_open = False
+        self._group: list[tuple[SessionRow, int, str | None, float | None, int, object,
+                                str]] = []
+        # called after each group commit with [(token, frame)] of its lines and the error
+        self.on_group_commit: (
+            Callable[[list[tuple[object, str]], BaseException | None], None] | None) = None
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             with damaged_as_error(path, "session log"):
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -289,6 +298,58 @@ class RelayLog:
             ).fetchone()
             self._seq_db.execute("UPDATE reserved SET seq = ? WHERE session_id = ?",
                                  (int(last), sid))
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection. Any use but the grouped chat append first commits the open
+        group (and relays it, through ``on_group_commit``): whatever is read or written
+        next comes after those lines, durable, in seq order."""
+        if self._group_open:
+            self.commit_group()
+        return self._db
+
+    def append_chat_grouped(
+        self, row: SessionRow, token: object, *, message_id: str, role: str, name: str,
+        text: str, draft_id: str | None, ref: str | None, edited: bool | None = None,
+    ) -> tuple[int, str, bool]:
+        """:meth:`append_chat` inside the open group transaction (begun if none is):
+        (seq, frame, True when this line began the group — the caller then arranges
+        :meth:`commit_group` for the end of the loop tick). Nothing may be relayed until
+        ``on_group_commit`` gets ``token`` back with no error: the line is durable then.
+        ``row`` moves ahead now (the next line's seq) and back if the commit fails."""
+        began = not self._group_open
+        if began:
+            self._db.execute("BEGIN")
+            self._group_open = True
+        before = (row.last_seq, row.last_message, row.last_message_at, row.messages)
+        seq, frame = self._insert_chat(
+            self._db, row, message_id=message_id, role=role, name=name, text=text,
+            draft_id=draft_id, ref=ref, edited=edited)
+        self._group.append((row, *before, token, frame))
+        return seq, frame, began
+
+    def commit_group(self) -> None:
+        """Commit the open group (one transaction for every chat line since it began),
+        then hand the lines' tokens to ``on_group_commit`` (with the error, and the rows
+        moved back, when the commit failed: nothing of the group may be relayed)."""
+        if not self._group_open:
+            return
+        group, self._group = self._group, []
+        self._group_open = False
+        error: BaseException | None = None
+        try:
+            self._db.execute("COMMIT")
+        except Exception as exc:
+            error = exc
+            log.error("group commit of %d chat lines failed: %s", len(group), exc)
+            with contextlib.suppress(Exception):
+                self._db.execute("ROLLBACK")
+            for row, last_seq, last_message, last_at, messages, _t, _f in reversed(group):
+                row.last_seq, row.last_message, row.last_message_at = (
+                    last_seq, last_message, last_at)
+                row.messages = messages
+        if self.on_group_commit is not None:
+            self.on_group_commit([(g[5], g[6]) for g in group], error)
 
     def defer_checkpoints(self) -> None:
         """Stop checkpointing inside commits (a checkpoint fsyncs: milliseconds on the hot
@@ -466,6 +527,15 @@ class RelayLog:
         """The hot path for ``chat.message``: the frame is filled into a template (byte for
         byte what ``encode("chat.message", ChatMessage(...))`` gives, see tests) and
         written with one INSERT."""
+        if self._group_open:
+            self.commit_group()
+        return self._insert_chat(self._db, row, message_id=message_id, role=role, name=name,
+                                 text=text, draft_id=draft_id, ref=ref, edited=edited)
+
+    def _insert_chat(
+        self, db: sqlite3.Connection, row: SessionRow, *, message_id: str, role: str,
+        name: str, text: str, draft_id: str | None, ref: str | None, edited: bool | None,
+    ) -> tuple[int, str]:
         seq = row.last_seq + 1
         if seq > self._reserved.get(row.session_id, 0):
             self._reserve(row.session_id, seq)
@@ -474,7 +544,7 @@ class RelayLog:
             _q(fast_id("m")), _q(row.session_id), seq, now, _qn(ref), _q(message_id), _q(role),
             _q(name), _q(text), _qn(draft_id), _JSON_BOOL[edited],
         )
-        self.db.execute(
+        db.execute(
             "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",
             (row.session_id, seq, "chat.message", now, frame),
         )
@@ -494,6 +564,8 @@ class RelayLog:
         t = type_ or host_type(payload)
         if not HOST_MESSAGES[t].durable:
             raise ValueError(f"{t} is not a durable message type")
+        if self._group_open:  # the open group's lines come first (and set last_seq)
+            self.commit_group()
         seq = row.last_seq + 1
         self._reserve(row.session_id, seq)
         now = time.time()

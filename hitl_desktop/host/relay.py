@@ -331,6 +331,7 @@ class Relay:
         link_builder: LinkBuilder | None = None,
     ) -> None:
         self.log = relay_log
+        relay_log.on_group_commit = self._group_committed
         self.tokens = tokens or Tokens(relay_log)
         self.config = config or RelayConfig()
         # the shop's customers (sign-in, search, names); None: nobody can be verified
@@ -1122,12 +1123,16 @@ class Relay:
         if not is_customer and draft_id is not None:
             drafted = await self.copilot.draft_text(st.row.session_id, draft_id)
             edited = None if drafted is None else drafted.strip() != text.strip()
-        _seq, frame = self.log.append_chat(
-            st.row, message_id=message_id, role=conn.role.value, name=conn.name,
-            text=text, draft_id=None if is_customer else draft_id, ref=ref, edited=edited,
+        # group commit: the lines of one loop tick share a transaction, committed at the end
+        # of the tick (or as soon as anything else uses the log); each is relayed only
+        # then, by _group_committed, in seq order
+        _seq, _frame, began = self.log.append_chat_grouped(
+            st.row, (conn, st, ref), message_id=message_id, role=conn.role.value,
+            name=conn.name, text=text, draft_id=None if is_customer else draft_id, ref=ref,
+            edited=edited,
         )
-        self._fanout(st, "chat.message", frame)
-        self._notify_summary(st, agents=False)
+        if began:
+            asyncio.get_running_loop().call_soon(self.log.commit_group)
         if self.desk_ops.after_chat(conn.role.value, st.row.session_id, _seq, text,
                                     st.row.last_message_at or time.time()):
             await self.desk_ops.reopen(st, ref)  # a customer line in a resolved session
@@ -1140,6 +1145,19 @@ class Relay:
                                                     draft_id, conn.name)
         finally:
             CAUSE.reset(cause)
+
+    def _group_committed(self, lines: list[tuple[object, str]],
+                         error: BaseException | None) -> None:
+        """A group of chat lines is durable (relay them, in order), or failed to commit
+        (nothing of it is relayed; each sender gets ``internal``)."""
+        for token, frame in lines:
+            conn, st, ref = cast(tuple[Conn, SessionState, str], token)
+            if error is None:
+                self._fanout(st, "chat.message", frame)
+                self._notify_summary(st, agents=False)
+            else:
+                self._reject(conn, ErrorCode.INTERNAL, "the host could not store this message",
+                             ref=ref, session=st.row.session_id)
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -123,3 +124,32 @@ async def test_closing_handshake_and_slow_reader_backpressure(tmp_path: Path) ->
         assert await slow.closed_code(10) == 1013
         got = [m["data"]["text"].split(" ", 1)[0] for m in cust.of("chat.message")]
         assert got == [str(i) for i in range(len(got))]  # everyone else: in order
+
+
+async def test_nothing_is_relayed_before_it_is_durable(tmp_path: Path) -> None:
+    """Group commit: lines sent back to back (many in one read, one loop tick, one
+    transaction) each reach the other side in order, and every line a client has got is
+    in the log as another connection (a crash's survivor) reads it. (That nothing is
+    handed out before its commit is checked on the log itself: test_group_commit.py.)"""
+    async with running_host(tmp_path) as host:
+        s = host.create_session()
+        cust = await Client.connect(host.url, token_of(s.customer_link))
+        agent = await Client.connect(host.url, token_of(s.agent_link))
+        path = host.relay.log.path
+
+        def durable(seq: int) -> bool:
+            db = sqlite3.connect(path)
+            try:
+                return db.execute("SELECT 1 FROM messages WHERE session_id = ? AND seq = ?",
+                                  (s.session_id, seq)).fetchone() is not None
+            finally:
+                db.close()
+
+        frames = [_chat(f"line {i}", s.session_id).replace(f'"f{len(f"line {i}")}"',
+                                                            f'"g{i}"') for i in range(40)]
+        for frame in frames:  # back to back: many arrive in one read, one loop tick
+            await cust.ws.send(frame)
+        for i in range(40):
+            got = await agent.expect("chat.message")
+            assert got["data"]["text"] == f"line {i}"
+            assert durable(got["seq"]), got["seq"]

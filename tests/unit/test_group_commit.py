@@ -1,0 +1,107 @@
+"""Group commit on the relay log (real SQLite files): the chat lines of one loop tick
+share a transaction; none is handed back for relaying before it is committed; any other
+use of the log commits the open group first (so seq order holds across types); a
+failed commit hands nothing to relay and moves the sessions back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hitl_desktop.core.protocol import SessionReopened
+from hitl_desktop.host.log import RelayLog, SessionRow
+
+Committed = list[tuple[list[tuple[object, str]], BaseException | None]]
+
+
+@pytest.fixture
+def relay_log(tmp_path: Path) -> Iterator[RelayLog]:
+    log = RelayLog(tmp_path / "relay.sqlite3")
+    yield log
+    log.close()
+
+
+def _other_sees(path: Path, session_id: str) -> list[int]:
+    """What another connection (another process, after a crash) can read."""
+    db = sqlite3.connect(path)
+    try:
+        return [r[0] for r in db.execute(
+            "SELECT seq FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
+    finally:
+        db.close()
+
+
+def _line(log: RelayLog, row: SessionRow, token: object, text: str) -> tuple[int, str, bool]:
+    return log.append_chat_grouped(row, token, message_id=f"c_{text}", role="customer",
+                                   name="Customer", text=text, draft_id=None, ref=None)
+
+
+def test_lines_of_a_tick_are_committed_together_then_handed_back(relay_log: RelayLog) -> None:
+    committed: Committed = []
+    relay_log.on_group_commit = lambda lines, err: committed.append((lines, err))
+    a, _ = relay_log.create_session()
+    b, _ = relay_log.create_session()
+    seq1, f1, began1 = _line(relay_log, a, "t1", "one")
+    seq2, f2, began2 = _line(relay_log, b, "t2", "two")
+    seq3, f3, began3 = _line(relay_log, a, "t3", "three")
+    assert (began1, began2, began3) == (True, False, False)
+    assert (seq1, seq2, seq3) == (2, 2, 3)
+    assert a.last_seq == 3  # the next line's seq is known before the commit
+    assert committed == []  # nothing may be relayed yet ...
+    assert _other_sees(relay_log.path, a.session_id) == [1]  # ... nothing is durable yet
+    relay_log.commit_group()
+    assert committed == [([("t1", f1), ("t2", f2), ("t3", f3)], None)]
+    assert _other_sees(relay_log.path, a.session_id) == [1, 2, 3]
+    assert _other_sees(relay_log.path, b.session_id) == [1, 2]
+    relay_log.commit_group()  # nothing open: nothing happens
+    assert len(committed) == 1
+
+
+def test_any_other_use_of_the_log_commits_the_group_first(relay_log: RelayLog) -> None:
+    order: list[str] = []
+    relay_log.on_group_commit = lambda lines, err: order.extend(str(t) for t, _ in lines)
+    row, _ = relay_log.create_session()
+    _line(relay_log, row, "line-2", "hello")
+    seq, _frame = relay_log.append(row, SessionReopened(by="Agent"))
+    order.append(f"append-{seq}")
+    assert order == ["line-2", "append-3"]  # relayed in seq order
+    _line(relay_log, row, "line-4", "again")
+    assert [f for s, _t, f in relay_log.page_after(row.session_id, 3, 10, 10**6)]
+    assert order[-1] == "line-4"  # a replay page never reads past what was relayed
+    _line(relay_log, row, "line-5", "and again")
+    relay_log.db.execute("SELECT 1")  # tokens, desk, insights: every other user of db
+    assert order[-1] == "line-5"
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3, 4, 5]
+
+
+def test_a_failed_commit_relays_nothing_and_moves_the_session_back(relay_log: RelayLog) -> None:
+    committed: Committed = []
+    relay_log.on_group_commit = lambda lines, err: committed.append((lines, err))
+    row, _ = relay_log.create_session()
+    _line(relay_log, row, "ok", "stored")
+    relay_log.commit_group()
+    before = (row.last_seq, row.last_message, row.messages)
+
+    deny = sqlite3.SQLITE_DENY
+
+    def no_commit(action: int, arg1: str | None, *_: object) -> int:
+        return deny if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" else 0
+
+    _line(relay_log, row, "lost-1", "one")
+    _line(relay_log, row, "lost-2", "two")
+    relay_log._db.set_authorizer(no_commit)  # the disk says no (real SQLite refuses)
+    try:
+        relay_log.commit_group()
+    finally:
+        relay_log._db.set_authorizer(None)
+    lines, err = committed[-1]
+    assert err is not None and [t for t, _ in lines] == ["lost-1", "lost-2"]
+    assert (row.last_seq, row.last_message, row.messages) == before
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2]
+    seq, _f, began = _line(relay_log, row, "next", "after the failure")
+    assert began and seq == 3  # the log carries on from what is durable
+    relay_log.commit_group()
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3]
