@@ -316,20 +316,51 @@ class Desk:
 
     async def _watch_reps(self) -> None:
         """Once a second: has a representative come online, gone offline, been added or
-        removed? Then every desk connection gets the list (``reps``)."""
+        removed? Then every desk connection gets the list (``reps``), and the sessions a
+        removed representative held are released."""
+        await self.release_removed()  # holds of links removed while nobody watched
         while True:
             await asyncio.sleep(REPS_WATCH_S)
-            self.push_reps_if_changed()
+            if self.push_reps_if_changed():
+                await self.release_removed()
 
-    def push_reps_if_changed(self) -> None:
+    def push_reps_if_changed(self) -> bool:
+        """Push the list if it changed; whether it did."""
         reps = self.reps()
         key = self._reps_key(reps)
         if key == self._reps_seen:
-            return
+            return False
         self._reps_seen = key
         frame = encode("reps", RepsUpdated(reps=reps))
         for conn in list(self.relay.desk):
             conn.push(frame)
+        return True
+
+    async def release_removed(self) -> int:
+        """Release (durably, ``by`` "NAME (removed)") every session held by a
+        representative whose link was revoked (``rep remove``, a rotated shared link):
+        nobody should have to override a colleague who left. How many."""
+        alive: dict[str, bool] = {}  # rep id -> live link (read, not cached)
+        released = 0
+        for sid, state in list(self.sessions.items()):
+            holder = state.assignee
+            if holder is None:
+                continue
+            if holder.rep_id not in alive:
+                alive[holder.rep_id] = self.find_rep(holder.rep_id) is not None
+            if alive[holder.rep_id]:
+                continue
+            st = self.relay.sessions.get(sid)
+            if st is None:
+                continue
+            await self.relay.publish(sid, SessionAssigned(
+                assignee=None, by=f"{holder.name} (removed)", previous=holder))
+            state.assignee = None
+            self.relay._notify_summary(st)
+            released += 1
+        if released:
+            log.info("released %d sessions held by removed representatives", released)
+        return released
 
     # ------------------------------------------------------------------ summaries
 

@@ -329,3 +329,24 @@ async def test_the_desk_sees_representatives_come_and_go(tmp_path: Path) -> None
         assert not c.of("reps")
         for x in (ana, cleo, c):
             await x.close()
+
+
+async def test_removing_a_representative_releases_their_sessions(tmp_path: Path) -> None:
+    async with running_host(tmp_path) as host:
+        ana_id, ana, _ = await rep(host, "Ana")
+        _ben_id, ben, _ = await rep(host, "Ben")
+        c = await Client.connect(host.url, host.lobby_token)
+        sid = str(c.session)
+        mid = await ana.send("session.assign", {"action": "take"}, session=sid)
+        await ben.wait("session.assigned", where=lambda f: f["ref"] == mid)
+        host.relay.revoke(ana_id)  # what `rep remove Ana` leads to on a running host
+        assert await ana.closed_code() == 4010
+        f = await ben.wait("session.assigned", where=lambda f: f["data"]["assignee"] is None)
+        assert f["data"]["by"] == "Ana (removed)"
+        assert f["data"]["previous"] == {"rep_id": ana_id, "name": "Ana"}
+        await summary_where(ben, sid, assignee=None)
+        mid = await ben.send("chat.send", {"text": "Ben here, taking over"}, session=sid)
+        assert (await answer(ben, mid))["type"] == "chat.message"
+        assert not [f for f in c.frames if f["type"] == "session.assigned"]
+        for x in (ben, c):
+            await x.close()
