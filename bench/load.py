@@ -497,15 +497,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--burst", default=None, help="session counts, e.g. 1,100,1000")
+    parser.add_argument("--burst", default=None,
+                        help='session counts, e.g. 1,100,1000 ("" for none)')
     parser.add_argument("--lines", type=int, default=None, help="lines per customer (burst)")
     parser.add_argument("--paced", type=int, default=None, help="sessions (0: skip)")
     parser.add_argument("--seconds", type=float, default=None, help="paced: how long")
     parser.add_argument("--interval", type=float, default=None,
                         help="paced: seconds between a customer's lines (default 10)")
     args = parser.parse_args(argv)
-    bursts = [int(x) for x in (args.burst or ("1,20" if args.quick else "1,100,1000")).split(",")
-              if x.strip()]
+    default = "1,20" if args.quick else "1,100,1000"
+    bursts = [int(x) for x in (default if args.burst is None else args.burst).split(",")
+              if x.strip() and int(x) > 0]  # --burst "" (or 0): none
     lines = args.lines or (20 if args.quick else 50)
     paced_n = args.paced if args.paced is not None else (20 if args.quick else 1000)
     interval = args.interval or (2.0 if args.quick else 10.0)
