@@ -17,7 +17,9 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 from hitl_desktop.app.qt import GuiThreadCollector
+from hitl_desktop.client.workspace import Workspace
 from tests.support.host import running_host
+from tests.ui.agent_feed import Feed, Sent, summary, welcome
 
 __all__ = ["running_host", "until"]
 
@@ -63,3 +65,26 @@ async def until(predicate: Callable[[], object], within: float = 10.0, what: str
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
         await asyncio.sleep(0.01)
+
+
+# ------------------------------------------------- an agent workspace fed by hand
+# (a module that needs another start defines its own ``ws``; pytest takes the nearest)
+
+
+@pytest.fixture
+def sent() -> Sent:
+    return Sent()
+
+
+@pytest.fixture
+def ws(sent: Sent) -> Workspace:
+    model = Workspace(send=sent)
+    model.apply_welcome(welcome(summary("s1", "Alex Morgan"),
+                                summary("s2", "Priya Shah", customer_id="CUST1002")))
+    model.select_session("s1")
+    return model
+
+
+@pytest.fixture
+def feed(ws: Workspace) -> Feed:
+    return Feed(ws, "s1")

@@ -15,32 +15,13 @@ from pytestqt.qtbot import QtBot
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.window import AgentWindow
-from tests.ui.agent_feed import Feed, Sent, summary, welcome
+from tests.ui.agent_feed import Feed, Sent
 
 # the offscreen platform plugin cannot propagate dock size hints; harmless there
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
 DOCKS = {"inbox", "conversation", "suggestion", "articles", "viewer", "actions", "customer",
          "kb"}
-
-
-@pytest.fixture
-def sent() -> Sent:
-    return Sent()
-
-
-@pytest.fixture
-def ws(sent: Sent) -> Workspace:
-    model = Workspace(send=sent)
-    model.apply_welcome(welcome(summary("s1", "Alex Morgan"),
-                                summary("s2", "Priya Shah", customer_id="CUST1002")))
-    model.select_session("s1")
-    return model
-
-
-@pytest.fixture
-def feed(ws: Workspace) -> Feed:
-    return Feed(ws, "s1")
 
 
 @pytest.fixture

@@ -48,11 +48,6 @@ def desk_welcome(*sessions: p.SessionSummary, you: p.RepRef | None = SAM) -> p.W
 
 
 @pytest.fixture
-def sent() -> Sent:
-    return Sent()
-
-
-@pytest.fixture
 def ws(qtbot: QtBot, sent: Sent) -> Workspace:
     now = time.time()
     model = Workspace(send=sent)

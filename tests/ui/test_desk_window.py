@@ -23,11 +23,6 @@ pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
 
 @pytest.fixture
-def sent() -> Sent:
-    return Sent()
-
-
-@pytest.fixture
 def ws(sent: Sent) -> Workspace:
     now = time.time()
     model = Workspace(send=sent)

@@ -25,31 +25,12 @@ from hitl_desktop.core.links import InviteLink
 from hitl_desktop.ui.agent.inbox import ROLE_ID
 from hitl_desktop.ui.agent.window import AgentWindow
 from hitl_desktop.ui.customer_window import CustomerWindow
-from tests.ui.agent_feed import Feed, Sent, summary, welcome
+from tests.ui.agent_feed import Feed, Sent
 from tests.ui.conftest import running_host, until
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
 CLICK = Qt.MouseButton.LeftButton
-
-
-@pytest.fixture
-def sent() -> Sent:
-    return Sent()
-
-
-@pytest.fixture
-def ws(sent: Sent) -> Workspace:
-    model = Workspace(send=sent)
-    model.apply_welcome(welcome(summary("s1", "Alex Morgan"),
-                                summary("s2", "Priya Shah", customer_id="CUST1002")))
-    model.select_session("s1")
-    return model
-
-
-@pytest.fixture
-def feed(ws: Workspace) -> Feed:
-    return Feed(ws, "s1")
 
 
 @pytest.fixture

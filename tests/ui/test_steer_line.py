@@ -18,7 +18,7 @@ from hitl_desktop.core import protocol as p
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 from hitl_desktop.ui.agent.window import AgentWindow
-from tests.ui.agent_feed import Feed, Sent, summary, welcome
+from tests.ui.agent_feed import Feed, Sent
 from tests.ui.conftest import running_host, until
 from tests.ui.test_agent_window_relay import Customer
 
@@ -27,25 +27,6 @@ pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 FIRST = "Your order ORD1003 was delivered on 2026-11-20. Is there anything else I can help with?"
 SHORT = "Your order ORD1003 was delivered on 2026-11-20."
 FORMAL = "Your order ORD1003 was delivered on 2026-11-20.\n\nKind regards"
-
-
-@pytest.fixture
-def sent() -> Sent:
-    return Sent()
-
-
-@pytest.fixture
-def ws(sent: Sent) -> Workspace:
-    model = Workspace(send=sent)
-    model.apply_welcome(welcome(summary("s1", "Alex Morgan"),
-                                summary("s2", "Priya Shah", customer_id="CUST1002")))
-    model.select_session("s1")
-    return model
-
-
-@pytest.fixture
-def feed(ws: Workspace) -> Feed:
-    return Feed(ws, "s1")
 
 
 @pytest.fixture

@@ -14,11 +14,6 @@ from tests.ui.agent_feed import Feed, Sent, summary, welcome
 
 
 @pytest.fixture
-def sent() -> Sent:
-    return Sent()
-
-
-@pytest.fixture
 def ws(qtbot: QtBot, sent: Sent) -> Workspace:
     model = Workspace(send=sent)
     model.apply_welcome(welcome(summary("s1", "Alex Morgan"), summary("s2", "Priya Shah",
