@@ -234,6 +234,8 @@ class Desk:
         self.store = DeskStore(relay_log.path.parent, log_path=relay_log.path)
         self.sessions: dict[str, DeskSession] = load_state(relay_log.db)
         self._pending: list[DocRow] = []
+        self._retry: list[DocRow] = []  # not in the log at the first try
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._index_handle: asyncio.TimerHandle | None = None
         self._macros: list[Macro] | None = None  # the latest list read (for the pushes)
         self._macro_handle: asyncio.TimerHandle | None = None
@@ -424,17 +426,38 @@ class Desk:
         except RuntimeError:  # not on a loop (a tool writing the log): write it now
             self._flush_index()
             return
+        self._loop = loop
         self._index_handle = loop.call_later(INDEX_DELAY_S, self._flush_index)
 
     def _flush_index(self) -> None:
         """Hand the queued lines to the store's worker (one transaction). Calls made on
-        the worker after this see them: it runs its calls in order."""
+        the worker after this see them: it runs its calls in order. The worker indexes
+        them as the log has them; a line not in the log yet (its group commit still
+        open) is tried once more in the next batch, and dropped if the log never got it."""
         self._index_handle = None
-        if not self._pending:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            fut = self.store.worker.submit(self.store.index_logged, batch)
+            fut.add_done_callback(self._index_done)
+        if self._retry:
+            again, self._retry = self._retry, []
+            fut = self.store.worker.submit(self.store.index_logged, again)
+            fut.add_done_callback(_log_failure("search index"))
+            fut.add_done_callback(_log_dropped)
+
+    def _index_done(self, fut: Future[tuple[int, list[DocRow]]]) -> None:
+        """(worker thread) Lines the log did not have yet: once more, on the loop."""
+        if fut.cancelled() or fut.exception() is not None:
+            _log_failure("search index")(fut)
             return
-        batch, self._pending = self._pending, []
-        fut = self.store.worker.submit(self.store.index, batch)
-        fut.add_done_callback(_log_failure("search index"))
+        missing = fut.result()[1]
+        if missing and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._requeue, missing)
+
+    def _requeue(self, docs: list[DocRow]) -> None:
+        self._retry.extend(docs)
+        if self._index_handle is None:
+            self._schedule_index()
 
     # ------------------------------------------------------------------ operations
 
@@ -618,6 +641,12 @@ def rep_name(kind: str, label: str | None) -> str:
     if label:
         return label
     return "Host" if kind == TokenKind.ADMIN.value else "Agent"
+
+
+def _log_dropped(fut: Future[tuple[int, list[DocRow]]]) -> None:
+    if not fut.cancelled() and fut.exception() is None and fut.result()[1]:
+        log.warning("search index: %d lines never reached the session log (a failed "
+                    "commit); not indexed", len(fut.result()[1]))
 
 
 def _log_failure(what: str) -> Any:

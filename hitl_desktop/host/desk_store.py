@@ -195,6 +195,28 @@ class DeskStore:
         db.execute("COMMIT")
         return added
 
+    def index_logged(self, docs: Iterable[DocRow]) -> tuple[int, list[DocRow]]:
+        """The relay's live lines, indexed as the log has them: each (session, seq) is read
+        back from the log and indexed with the logged text and time, so the index never
+        holds a line the log lost (a group commit that failed gives its seqs to later
+        messages). (added, lines not in the log yet: the caller tries those once more.)"""
+        with self._lock:
+            self._attach_log()
+            found: list[DocRow] = []
+            missing: list[DocRow] = []
+            for doc in docs:
+                row = self._db.execute(
+                    "SELECT type, ts, frame FROM log.messages WHERE session_id = ? AND seq = ?",
+                    (doc[0], doc[1])).fetchone()
+                if row is None:
+                    missing.append(doc)
+                    continue
+                logged = doc_from_frame(doc[0], doc[1], str(row[0]), float(row[1]),
+                                        str(row[2]))
+                if logged is not None and str(row[0]) in ("chat.message", "note.added"):
+                    found.append(logged)
+            return (self._index_locked(found) if found else 0), missing
+
     def _attach_log(self) -> None:
         if self._log_attached:
             return

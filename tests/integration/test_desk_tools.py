@@ -5,6 +5,7 @@ FTS5, transcripts for the customer and for the desk."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import time
@@ -313,6 +314,34 @@ def test_a_transcript_of_a_huge_conversation_is_bounded(tmp_path: Path) -> None:
         short = transcript.render(frames[:10], session_id=row.session_id, title="t",
                                   audience="internal", max_frames=5)
         assert "more than 5 messages" in short and "4 xxx" not in short
+    finally:
+        store.close()
+        store.worker.shutdown()
+        relay_log.close()
+
+
+def test_live_lines_are_indexed_as_the_log_has_them(tmp_path: Path) -> None:
+    """The relay queues a line for the index when it appends it; the index takes it from
+    the log: a seq the log gave to another line (a failed group commit moved the session
+    back) is indexed with the logged text and time, a seq not in the log yet comes back
+    to be tried again."""
+    from hitl_desktop.host.log import RelayLog
+
+    relay_log = RelayLog.open_in(tmp_path)
+    row, _ = relay_log.create_session()
+    seq, frame = relay_log.append_chat(row, message_id="c1", role="customer",
+                                       name="Customer", text="the real line", draft_id=None,
+                                       ref=None)
+    logged_ts = json.loads(frame)["ts"]
+    store = DeskStore(tmp_path, log_path=relay_log.path)
+    try:
+        lost = (row.session_id, seq, "chat", "customer", 1.0, "a line the log lost")
+        later = (row.session_id, seq + 1, "chat", "agent", 2.0, "not committed yet")
+        added, missing = store.index_logged([lost, later])
+        assert added == 1 and missing == [later]
+        (hit,) = store.search(fts_query("real line"), 10, None)
+        assert (hit.seq, hit.ts) == (seq, logged_ts)
+        assert store.search(fts_query("lost"), 10, None) == []
     finally:
         store.close()
         store.worker.shutdown()
