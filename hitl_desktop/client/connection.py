@@ -7,7 +7,10 @@ drives, so Qt and asyncio share one thread and one loop.
 Reliability model (docs/PROTOCOL.md): durable host messages carry a per-session
 ``seq``. The connection remembers the last seq it processed per session and
 presents it in ``hello.resume`` after a drop, so the host replays exactly what was
-missed. Duplicates (seq already seen) are dropped; for agents, who see every
+missed. A desk connection follows (tracks) only the sessions its user opened
+(:meth:`HostConnection.sync_session`): the host replays nothing else, and live frames
+of the other sessions pass through untracked (the workspace keeps their summaries).
+Duplicates (seq already seen) are dropped; for agents, who see every
 durable message, a gap (seq jumps) means a frame was lost, so the connection
 resyncs by reconnecting (customers are not sent agent-only messages, so their
 seqs skip by design). Client messages queue in an
@@ -83,6 +86,9 @@ _CONFIRMED_TYPES: Final = frozenset({
     "chat.send", "session.close", "session.create", "session.list", "customer.get",
     "article.get", "kb.search",
 })
+#: At most this many sessions in ``hello.resume`` (the protocol's cap): a desk that
+#: opened more forgets the least recently opened ones (fetched again when reopened).
+MAX_RESUME: Final = 5000
 #: Client message types that are pointless to queue while offline.
 _VOLATILE_TYPES: Final = frozenset({"typing", "ack"})
 
@@ -240,6 +246,9 @@ class HostConnection(QObject):
     #: (session id, first lost seq): the host lost messages we had received (its log
     #: lost its end, e.g. a power cut); seqs from there on are the host's new ones
     history_reset = Signal(str, int)
+    #: list of session ids a desk connection stopped following (more than MAX_RESUME
+    #: opened): their history is fetched again when they are opened
+    sessions_forgotten = Signal(object)
 
     def __init__(
         self,
@@ -267,7 +276,10 @@ class HostConnection(QObject):
         self._state = ConnectionState.OFFLINE
         self._state_message = ""
         self._welcome: Welcome | None = None
-        self._last_seq: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}  # the sessions we follow (least recent first)
+        # desk: sessions asked for with session.sync whose replay has not begun yet:
+        # their live frames that skip ahead are dropped (the replay carries them)
+        self._fetching: set[str] = set()
         self._outbox: deque[_Outgoing] = deque()
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()
@@ -323,9 +335,23 @@ class HostConnection(QObject):
     def resume_points(self) -> dict[str, int]:
         return dict(self._last_seq)
 
+    def tracks(self, session_id: str) -> bool:
+        """Whether this connection follows the session (has or fetches its history)."""
+        return session_id in self._last_seq
+
     def track(self, session_id: str, last_seq: int = 0) -> None:
-        """Follow a session from ``last_seq`` (0 = its whole history) on the next hello."""
-        self._last_seq.setdefault(session_id, last_seq)
+        """Follow a session from ``last_seq`` (0 = its whole history) on the next hello
+        (most recently tracked last; past MAX_RESUME the oldest are forgotten)."""
+        if session_id in self._last_seq:
+            self._last_seq[session_id] = self._last_seq.pop(session_id)
+            return
+        self._last_seq[session_id] = last_seq
+        if len(self._last_seq) > MAX_RESUME:
+            forgotten = list(self._last_seq)[:len(self._last_seq) - MAX_RESUME]
+            for sid in forgotten:
+                del self._last_seq[sid]
+                self._fetching.discard(sid)
+            self.sessions_forgotten.emit(forgotten)
 
     def retry_in(self) -> float | None:
         """Seconds until the next reconnect attempt, while waiting for one."""
@@ -334,10 +360,12 @@ class HostConnection(QObject):
         return max(0.0, self.retry_at - time.monotonic())
 
     def sync_session(self, session_id: str) -> str:
-        """Ask for a session's history we have not got (e.g. a closed one, for desk agents)."""
+        """Open a session on a desk: fetch the history we have not got (the whole of it
+        the first time) and follow it from then on (it joins ``hello.resume``)."""
         from hitl_desktop.core.protocol import SessionSync
 
         self.track(session_id, 0)
+        self._fetching.add(session_id)
         return self.send(SessionSync(after_seq=self.last_seq(session_id)), session=session_id)
 
     def pending_count(self) -> int:
@@ -524,6 +552,12 @@ class HostConnection(QObject):
             client=ClientInfo(name=self.client_name[:64], version=__version__),
             resume=dict(self._last_seq),
         )
+        # the resume replays every session we follow: a session.sync still queued for
+        # one of them would only fetch it twice (or meet its replay: conflict)
+        self._fetching.clear()
+        for item in [i for i in self._outbox
+                     if i.type == "session.sync" and i.session in self._last_seq]:
+            self._outbox.remove(item)
         await ws.send(encode("hello", hello))
         # first frame: welcome, or an error followed by a close
         async with asyncio.timeout(self._open_timeout):
@@ -560,12 +594,8 @@ class HostConnection(QObject):
         self.connects += 1
         if welcome.session_id is not None:
             self._last_seq.setdefault(welcome.session_id, 0)
-        else:
-            # desk scope: the host replays every open session from our resume point
-            # (0 for sessions we never saw), so they start at seq 1
-            for summary in welcome.sessions:
-                if summary.state == "open":
-                    self._last_seq.setdefault(summary.session_id, 0)
+        # desk scope: the host replays exactly the sessions of our resume (those the
+        # user opened); the others are summaries until opened (sync_session)
         if welcome.resume_token and welcome.resume_token != self._resume_token:
             self._resume_token = welcome.resume_token
             if self._resume_store is not None:
@@ -707,6 +737,17 @@ class HostConnection(QObject):
             return
         if env.seq is not None and env.session is not None:
             last = self._last_seq.get(env.session)
+            if last is None and self._desk():
+                # a session this desk has not opened: its live frames pass through
+                # (unread counts, notifications), untracked; its history comes on open
+                self.message_received.emit(env, payload)
+                return
+            if (last is not None and env.seq > last + 1 and env.session in self._fetching
+                    and not isinstance(payload, SessionGap)):
+                # live, sent before the host took our session.sync: the replay carries it
+                self.duplicates_dropped += 1
+                return
+            self._fetching.discard(env.session)
             if isinstance(payload, SessionGap) and last is not None and last < env.seq:
                 if last >= payload.first_seq:
                     # we hold seqs the host lost: say so (history_reset), then carry on
@@ -733,6 +774,10 @@ class HostConnection(QObject):
         if isinstance(payload, ChatMessage):
             self._confirm(payload.message_id)
         self.message_received.emit(env, payload)
+
+    def _desk(self) -> bool:
+        """Desk scope (desk agents, admins): not bound to one session."""
+        return self._welcome is not None and self._welcome.session_id is None
 
     def _sees_everything(self) -> bool:
         """Agents get every durable message, so their seqs are contiguous; customers

@@ -6,6 +6,13 @@ views can render, and turns the representative's intents into protocol
 messages. Views take a :class:`Workspace` and subscribe to its signals, so the
 model is unit-tested by feeding it protocol messages directly.
 
+On a desk (desk agents, admins) the model holds a *summary* of every session (the
+welcome's first page, the rest paged in with ``session.list`` in the background, at
+most ``MAX_SUMMARIES``) and the *history* only of the sessions the representative
+opened: selecting one fetches it (``session.sync``; ``SessionView.history`` is
+"loading" until it has arrived). Live frames of sessions not opened only move their
+summary, unread count and notifications (issue 18: a desk starts in constant time).
+
 Draft deltas arrive many times a second; the model assembles them by offset
 (duplicates ignored, gaps detected) and tells views at most every
 ``DRAFT_COALESCE_MS`` so a fast stream never floods the Qt loop.
@@ -49,6 +56,13 @@ else:
 log = logging.getLogger(__name__)
 
 DRAFT_COALESCE_MS = 40
+#: summaries a desk workspace holds at most (paged in after the welcome's first page)
+MAX_SUMMARIES = 50_000
+#: summaries asked for per session.list page
+SUMMARY_PAGE = 500
+HistoryState = Literal["none", "loading", "loaded"]
+#: ephemeral types that belong to a session's history view (ignored until it is opened)
+_HISTORY_EPHEMERAL = frozenset({"draft.delta", "tool.call.delta", "chat.delivered"})
 
 DraftState = Literal["streaming", "completed", "stale", "failed", "discarded", "sent"]
 ApprovalStateName = Literal["pending", "approved", "executed", "failed", "rejected", "expired",
@@ -180,7 +194,15 @@ class SessionView:
     # the colleague this representative already agreed to write over (asked once; asked
     # again when the session changes hands)
     override_for: str | None = None
+    # desk: "none" = a summary only (never opened), "loading" = its history is on the
+    # way (up to ``history_target``), "loaded"; one-session links are always "loaded"
+    history: HistoryState = "loaded"
+    history_target: int = 0
     _tool_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def loading(self) -> bool:
+        return self.history == "loading"
 
     @property
     def session_id(self) -> str:
@@ -343,6 +365,7 @@ class Workspace(QObject):
     # the host refused to resolve: actions still pending (session, status, how many)
     status_refused = Signal(str, str, int)
     steer_failed = Signal(str, str)  # session, the host's reason (draft.steer refused)
+    history_changed = Signal(str)  # session: its history started or finished loading
 
     def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -370,6 +393,8 @@ class Workspace(QObject):
         self._search_id: str | None = None
         self._transcript_ids: set[str] = set()
         self._error_details: tuple[str | None, dict[str, Any] | None] = (None, None)
+        self._lazy = False  # desk: histories are fetched when a session is opened
+        self._page_ref: str | None = None  # the session.list page we wait for
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_COALESCE_MS)
@@ -396,6 +421,8 @@ class Workspace(QObject):
             conn.error_received.connect(self._on_error_signal)
         if hasattr(conn, "error_details"):
             conn.error_details.connect(self._on_error_details)
+        if hasattr(conn, "sessions_forgotten"):
+            conn.sessions_forgotten.connect(self._on_forgotten)
 
         def send(payload: p.Payload, session: str | None) -> object:
             return conn.send(payload, session=session)
@@ -410,7 +437,8 @@ class Workspace(QObject):
                            ("welcome_received", self._on_welcome_signal),
                            ("state_changed", self._on_state_signal),
                            ("error_received", self._on_error_signal),
-                           ("error_details", self._on_error_details)):
+                           ("error_details", self._on_error_details),
+                           ("sessions_forgotten", self._on_forgotten)):
             signal = getattr(conn, name, None)
             if signal is not None:
                 # never connected, or already gone
@@ -423,6 +451,8 @@ class Workspace(QObject):
         """Forget every session (a different host or link): views show the empty state."""
         self._sessions.clear()
         self._current = None
+        self._lazy = False
+        self._page_ref = None
         self._role = None
         self._bound_session = None
         self._dirty_drafts.clear()
@@ -585,9 +615,14 @@ class Workspace(QObject):
         if self._send_fn is not None and (welcome.you is not None
                                           or welcome.role == p.Role.ADMIN):
             self.request_macros()  # the desk's saved replies, for "/" in the editor
+        # a desk gets summaries; a session's history when it is opened (session.sync)
+        self._lazy = welcome.session_id is None and self._sync_fn is not None
         for summary in welcome.sessions:
             self._upsert_summary(summary, emit=False)
         self._sessions_changed()
+        self._page_ref = None
+        if welcome.cursor is not None:
+            self._next_page(welcome.cursor)
         if self._current is None:
             first = welcome.session_id or next((s.session_id for s in self.sessions()), None)
             if first:
@@ -599,10 +634,122 @@ class Workspace(QObject):
         if handler is None:
             log.debug("workspace ignores %s", envelope.type)
             return
+        sid = envelope.session
+        history = sid is not None and (envelope.seq is not None
+                                       or envelope.type in _HISTORY_EPHEMERAL)
         try:
+            if history and self._lazy:
+                assert sid is not None
+                view = self._sessions.get(sid)
+                if view is None or view.history == "none":
+                    self._summary_only(envelope, payload)
+                    return
             handler(self, envelope, payload)
+            if history and self._lazy and envelope.seq is not None:
+                self._loading_progress(sid or "", envelope.seq)
         except Exception:  # a bad message must not take the window down
             log.exception("failed to apply %s", envelope.type)
+
+    # ------------------------------------------------------------------ desk: lazy history
+
+    def _summary_only(self, env: p.Envelope, payload: p.Payload) -> None:
+        """A live frame of a session this desk has not opened: move its summary, unread
+        count and notifications; its history comes (in order) when it is opened."""
+        if isinstance(payload, p.SessionOpened):
+            self._upsert_summary(payload.summary)
+            return
+        if env.seq is None:
+            return  # a draft streaming, a receipt: nothing to show in a summary
+        known = env.session in self._sessions
+        view = self._view_for(env)
+        if view is None:
+            return
+        if not known:
+            view.history_seq = 0  # a session we learn of through its live frames
+        update: dict[str, Any] = {"last_seq": max(view.summary.last_seq, env.seq)}
+        if isinstance(payload, p.ChatMessage):
+            update.update(last_message=payload.text, last_message_at=env.ts,
+                          messages=view.summary.messages + 1)
+            if payload.author.role == p.Role.CUSTOMER:
+                view.customer_typing = False
+                if env.seq > view.history_seq:
+                    if view.session_id != self._current or not self._active:
+                        view.unread += 1
+                    self.customer_line.emit(view.session_id, payload.text)
+        elif isinstance(payload, p.SessionClosed | p.SessionReopened):
+            update["state"] = "closed" if isinstance(payload, p.SessionClosed) else "open"
+        view.summary = view.summary.model_copy(update=update)
+        if isinstance(payload, p.ApprovalCreated | p.ApprovalUpdated):
+            # kept (the notification names the action); replaced when the session opens
+            handler = self._handlers[env.type]
+            handler(self, env, payload)
+        self.session_updated.emit(view.session_id)
+        self._maybe_reorder()
+
+    def _load_history(self, view: SessionView) -> None:
+        """Open a session on a desk: fetch its history (session.sync from 0). What is in
+        it now is history (not unread, no notification); the view shows "Loading…"
+        until the replay reaches the session's last seq."""
+        assert self._sync_fn is not None
+        view.transcript.clear()
+        view.approvals.clear()
+        view.articles.clear()
+        view.articles_turn = None
+        view.draft = None
+        view.old_turns.clear()
+        view._tool_index.clear()
+        view.seen_seq = 0
+        view.history_seq = max(view.history_seq, view.summary.last_seq)
+        view.history_target = view.summary.last_seq
+        view.history = "loading" if view.history_target > 0 else "loaded"
+        try:
+            self._sync_fn(view.session_id)
+        except Exception:
+            log.exception("cannot fetch session %s", view.session_id)
+            view.history = "none"
+            return
+        self.history_changed.emit(view.session_id)
+        self.transcript_changed.emit(view.session_id)
+        self.approvals_changed.emit(view.session_id)
+        self.draft_changed.emit(view.session_id)
+
+    def _loading_progress(self, session_id: str, seq: int) -> None:
+        view = self._sessions.get(session_id)
+        if view is None or view.history != "loading":
+            return
+        view.seen_seq = max(view.seen_seq, seq)
+        if view.seen_seq >= view.history_target:
+            view.history = "loaded"
+            self.history_changed.emit(session_id)
+
+    def _on_forgotten(self, session_ids: object) -> None:
+        """The connection stopped following these sessions (too many opened): their
+        history goes; it is fetched again when they are opened."""
+        if not isinstance(session_ids, list):
+            return
+        for sid in session_ids:
+            view = self._sessions.get(str(sid))
+            if view is None or view.session_id == self._current:
+                continue
+            view.history = "none"
+            view.transcript.clear()
+            view.approvals.clear()
+            view.draft = None
+            view.articles.clear()
+            view._tool_index.clear()
+
+    def _next_page(self, cursor: str) -> None:
+        """Ask for the next page of summaries (one request at a time, bounded)."""
+        if len(self._sessions) >= MAX_SUMMARIES:
+            log.warning("holding %d session summaries: not paging in more", len(self._sessions))
+            return
+        self._page_ref = self._send_id(p.SessionListRequest(cursor=cursor, limit=SUMMARY_PAGE),
+                                       None) or None
+
+    @property
+    def paging(self) -> bool:
+        """Summaries are still being paged in after the welcome."""
+        return self._page_ref is not None
 
     def _view_for(self, env: p.Envelope) -> SessionView | None:
         if env.session is None:
@@ -623,7 +770,8 @@ class Workspace(QObject):
     def _upsert_summary(self, summary: p.SessionSummary, *, emit: bool = True) -> SessionView:
         view = self._sessions.get(summary.session_id)
         if view is None:
-            view = SessionView(summary=summary, history_seq=summary.last_seq)
+            view = SessionView(summary=summary, history_seq=summary.last_seq,
+                               history="none" if self._lazy else "loaded")
             self._sessions[summary.session_id] = view
             if emit:
                 self._sessions_changed()
@@ -652,8 +800,15 @@ class Workspace(QObject):
     def _on_session_list(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SessionList)
         for summary in payload.sessions:
+            known = self._sessions.get(summary.session_id)
+            if known is not None and known.summary.last_seq > summary.last_seq:
+                continue  # a live session.updated was newer than this page
             self._upsert_summary(summary, emit=False)
         self._sessions_changed()
+        if env.ref is not None and env.ref == self._page_ref:
+            self._page_ref = None
+            if payload.cursor is not None:
+                self._next_page(payload.cursor)
 
     def _on_session_opened(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SessionOpened)
@@ -1179,7 +1334,11 @@ class Workspace(QObject):
             self.session_updated.emit(session_id)
         if not view.customer_requested:
             self.request_customer(session_id)
-        if view.summary.state == "closed" and view.seen_seq == 0 and self._sync_fn is not None:
+        if self._lazy:
+            if view.history == "none":
+                self._load_history(view)
+        elif (view.summary.state == "closed" and view.seen_seq == 0
+              and self._sync_fn is not None):
             # closed sessions are not replayed on connect: fetch the history on demand
             try:
                 self._sync_fn(session_id)

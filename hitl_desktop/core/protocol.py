@@ -170,8 +170,16 @@ class SessionReopen(_Payload):
     """An agent reopens a closed session (it becomes writable again for everyone)."""
 
 
+MAX_SESSION_PAGE: Final = 500  # summaries in one session.list page
+SESSION_PAGE: Final = 200  # summaries in a desk welcome / a session.list without limit
+
+
 class SessionListRequest(_Payload):
-    pass
+    """One page of the desk's session summaries, most recent activity first (issue 18):
+    ``cursor`` is the previous page's (None: the first page)."""
+
+    cursor: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=SESSION_PAGE, ge=1, le=MAX_SESSION_PAGE)
 
 
 class SessionSync(_Payload):
@@ -378,6 +386,8 @@ class Welcome(_Payload):
     # desk agents and admins: who you are as a representative, and the desk's representatives
     you: RepRef | None = None
     reps: list[RepInfo] = Field(default_factory=list)
+    # desk agents and admins: ``sessions`` is the first page; session.list {cursor} pages on
+    cursor: str | None = None
 
 
 class ErrorPayload(_Payload):
@@ -588,6 +598,8 @@ class AssistantStatus(_Payload):
 
 class SessionList(_Payload):
     sessions: list[SessionSummary]
+    # where the next page starts (session.list {cursor}); None: this was the last page
+    cursor: str | None = None
 
 
 class SessionCreated(_Payload):

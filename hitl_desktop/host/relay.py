@@ -55,6 +55,7 @@ from hitl_desktop.core.ports import (
 from hitl_desktop.core.protocol import (
     HOST_MESSAGES,
     PROTOCOL_VERSION,
+    SESSION_PAGE,
     Ack,
     ApprovalApprove,
     ApprovalReject,
@@ -91,6 +92,7 @@ from hitl_desktop.core.protocol import (
     SessionCreated,
     SessionIdentity,
     SessionList,
+    SessionListRequest,
     SessionReopened,
     SessionSummary,
     SessionSync,
@@ -116,10 +118,13 @@ from hitl_desktop.host.relay_core import (
     Refusal,
     RelayConfig,
     Replays,
+    SessionKey,
     SessionView,
     SyncDecision,
     ack_to_send,
     authorize,
+    decode_cursor,
+    encode_cursor,
     fast_parse,
     is_chat_send,
     may_receive,
@@ -128,8 +133,8 @@ from hitl_desktop.host.relay_core import (
     page_frames,
     ref_of,
     resume_plan,
+    session_page,
     unclean_gap,
-    welcome_order,
 )
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
 from hitl_desktop.host.transport import Closed, WsConn, WsServer
@@ -635,19 +640,27 @@ class Relay:
         conn.close_after_queue(CloseCode.REVOKED, "revoked")
         self._detach(conn)
 
-    def _visible_summaries(self, conn: Conn) -> list[SessionSummary]:
+    def _visible_summaries(self, conn: Conn, cursor: str | None = None,
+                           limit: int = SESSION_PAGE) -> tuple[list[SessionSummary], str | None]:
+        """The summaries a welcome / ``session.list`` names: a bound connection's own
+        session; for the desk one page, most recent activity first, and the next page's
+        cursor (issue 18: a desk hello costs the same for 10 sessions or 10,000)."""
         if conn.session_id is not None:
             st = self.sessions.get(conn.session_id)
             if st is None:
-                return []
+                return [], None
             summary = self.summary(st)
             if conn.role is Role.CUSTOMER:  # the agents' queue is not the customer's business
                 summary = summary.model_copy(update={"pending_approvals": 0})
-            return [summary]
-        states = welcome_order(
-            self.sessions.values(),
-            key=lambda s: (s.row.state == "open", s.row.last_message_at or s.row.created_at))
-        return [self.summary(s) for s in states]
+            return [summary], None
+        after: SessionKey | None = None
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            if after is None:
+                raise OperationError(ErrorCode.INVALID_ARGUMENTS,
+                                     "this cursor was not handed out by this host")
+        page, more = session_page(self.sessions.values(), _activity, after, limit)
+        return [self.summary(s) for s in page], None if more is None else encode_cursor(more)
 
     # ------------------------------------------------------------------ SessionOutbox
 
@@ -889,9 +902,10 @@ class Relay:
                  resume_token: str | None) -> None:
         """Queue welcome and replay, then join the live fan-out (all without awaiting)."""
 
+        sessions, cursor = self._visible_summaries(conn)
         welcome = Welcome(
             protocol=PROTOCOL_VERSION, role=conn.role, scope=conn.scope,
-            session_id=conn.session_id, sessions=self._visible_summaries(conn),
+            session_id=conn.session_id, sessions=sessions, cursor=cursor,
             server={"name": "hitl-desktop", "version": __version__,
                     "max_frame": self.config.max_frame, "rate": self.config.rate,
                     "burst": self.config.burst, "cost_bytes": self.config.cost_bytes,
@@ -905,8 +919,11 @@ class Relay:
         conn.push(encode("welcome", welcome, ref=env.id))
         # history first, then live: the replays are registered before the connection
         # joins the fan-out (no await in between), and live frames of a session whose
-        # replay is under way are skipped for this connection (its pages carry them)
-        views = ([st] if st is not None else self.sessions.values())
+        # replay is under way are skipped for this connection (its pages carry them).
+        # A desk gets only the sessions its resume names (those its user opened)
+        views: Iterable[SessionState] = (
+            [st] if st is not None
+            else [s for s in map(self.sessions.get, hello.resume) if s is not None])
         replays, settled_ids = resume_plan(
             conn.session_id,
             (SessionView(s.row.session_id, s.row.state == "open", s.row.last_seq)
@@ -1249,8 +1266,9 @@ class Relay:
 
     async def _op_session_list(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
-        self._reply(conn, "session.list", SessionList(sessions=self._visible_summaries(conn)),
-                    env)
+        q = cast(SessionListRequest, p)
+        sessions, cursor = self._visible_summaries(conn, q.cursor, q.limit)
+        self._reply(conn, "session.list", SessionList(sessions=sessions, cursor=cursor), env)
 
     async def _op_session_sync(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
@@ -1434,6 +1452,12 @@ class Relay:
 
 # operations that cost ``heavy_cost`` more of the rate budget (PROTOCOL.md §13)
 _HEAVY = HEAVY_TYPES | DESK_HEAVY
+
+
+def _activity(st: SessionState) -> SessionKey:
+    """The inbox's order: last activity (a chat line, else creation), then the id."""
+    row = st.row
+    return (row.last_message_at or row.created_at, row.session_id)
 
 
 def _fd_budget(reserve: int) -> int:

@@ -15,7 +15,9 @@ by moving a clock, never by sleeping.
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -45,7 +47,6 @@ from hitl_desktop.host.ratelimit import TokenBucket
 Clock = Callable[[], float]
 S = TypeVar("S")
 
-MAX_SESSIONS_IN_WELCOME: Final = 500  # summaries in a welcome / session.list
 
 
 @dataclass(slots=True)
@@ -379,15 +380,17 @@ def resume_plan(bound: str | None, sessions: Iterable[SessionView],
     or past the end), for which live frames (e.g. a draft so far) may follow at once.
 
     A session-bound connection sees only ``bound`` (it must be among ``sessions``), from
-    0 if its resume omits it; a desk connection sees every open session (from 0 if
-    missing) and closed ones only when listed. Negative values count as 0."""
+    0 if its resume omits it. A desk connection gets exactly the sessions its resume
+    lists (the ones its user opened), open or closed, and nothing of the others: a desk
+    hello costs the same with ten sessions or ten thousand (issue 18); a session is
+    fetched with ``session.sync`` when it is opened. Negative values count as 0."""
     replays: list[tuple[str, int]] = []
     settled: list[str] = []
     for s in sessions:
         if bound is not None:
             if s.session_id != bound:
                 continue
-        elif not s.open and s.session_id not in resume:
+        elif s.session_id not in resume:
             continue
         after = max(0, resume.get(s.session_id, 0))
         if after >= s.last_seq:
@@ -486,7 +489,43 @@ def unclean_gap(last: int, reserved_upto: int) -> SessionGap | None:
                              f"{last} may have been lost")
 
 
-def welcome_order(items: Iterable[S], key: Callable[[S], tuple[bool, float]]) -> list[S]:
-    """The sessions a desk's welcome / ``session.list`` names: open first, then most
-    recent, at most MAX_SESSIONS_IN_WELCOME. ``key``: (is open, last activity)."""
-    return sorted(items, key=key, reverse=True)[:MAX_SESSIONS_IN_WELCOME]
+# ----------------------------------------------------------------------------- the inbox
+
+SessionKey = tuple[float, str]  # (last activity, session id): the inbox's order, unique
+
+
+def session_page(items: Iterable[S], key: Callable[[S], SessionKey],
+                 after: SessionKey | None, limit: int) -> tuple[list[S], SessionKey | None]:
+    """One page of a desk's session summaries (welcome, ``session.list``): most recent
+    activity first, only those strictly below ``after`` (the previous page's cursor),
+    at most ``limit``. Returns (the page, the cursor of the next page or None at the end).
+
+    Keyset paging: activity only grows, so a session is never listed twice while
+    paging; one whose activity grows meanwhile moves above the cursor and reaches the
+    client as ``session.updated`` instead. O(n log limit), no full sort."""
+    if after is not None:
+        items = (s for s in items if key(s) < after)
+    page = heapq.nlargest(limit + 1, items, key=key)
+    if len(page) <= limit:
+        return page, None
+    del page[limit:]
+    return page, key(page[-1])
+
+
+def encode_cursor(key: SessionKey) -> str:
+    """The wire form of a page cursor (opaque to clients)."""
+    return f"{key[0]!r}~{key[1]}"
+
+
+def decode_cursor(cursor: str) -> SessionKey | None:
+    """A cursor back to its key; None for anything this host did not hand out."""
+    at, sep, sid = cursor.partition("~")
+    if not sep or not sid or len(sid) > MAX_ID_CHARS:
+        return None
+    try:
+        value = float(at)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    return value, sid

@@ -262,6 +262,15 @@ class SessionTableModel(QAbstractTableModel):
         self.rows = sorted(sessions, key=self._key)
         self.endResetModel()
 
+    def merge(self, sessions: list[SessionSummary]) -> None:
+        """Add a page of summaries (session.list paging): one reset, not one per row."""
+        known = {r.session_id: r for r in self.rows}
+        for summary in sessions:
+            old = known.get(summary.session_id)
+            if old is None or old.last_seq <= summary.last_seq:
+                known[summary.session_id] = summary
+        self.reset_all(list(known.values()))
+
     def upsert(self, summary: SessionSummary) -> None:
         """Update a row in place (keeps the selection), or add a new one on top."""
         for i, r in enumerate(self.rows):
@@ -741,7 +750,8 @@ class HostWindow(QMainWindow):
     def _on_welcome(self, welcome: Welcome) -> None:
         self.sessions.reset_all(list(welcome.sessions))
         self._update_counts()
-        self.admin.send(SessionListRequest())
+        if welcome.cursor is not None:  # the first page; page in the rest (issue 18)
+            self.admin.send(SessionListRequest(cursor=welcome.cursor, limit=500))
         self.load_customers()
 
     def _on_message(self, env: Any, payload: Any) -> None:
@@ -751,7 +761,9 @@ class HostWindow(QMainWindow):
             if self.sessions.find(payload.summary.session_id) is None:
                 self.sessions.upsert(payload.summary)
         elif isinstance(payload, SessionList):
-            self.sessions.reset_all(list(payload.sessions))
+            self.sessions.merge(list(payload.sessions))
+            if payload.cursor is not None and self.sessions.rowCount() < 50_000:
+                self.admin.send(SessionListRequest(cursor=payload.cursor, limit=500))
         elif isinstance(payload, SessionClosed) and env.session:
             self.sessions.mark_closed(env.session)
         elif isinstance(payload, CustomerResults):

@@ -286,7 +286,10 @@ async def test_desk_state_survives_a_restart(tmp_path: Path) -> None:
         assert sums[s1]["waiting_since"] == line["ts"]
         assert sums[s2]["status"] == "resolved" and sums[s2]["state"] == "closed"
         assert sums[s2]["waiting_since"] is None and sums[s2]["assignee"] is None
-        # the note is in the replay, the macro on the host, the closed session searchable
+        # no history came with the summaries (issue 18); opening s1 fetches it: the note
+        # is in it, the macro on the host, the closed session searchable
+        assert not [f for f in ana.frames if f["seq"] is not None]
+        await ana.send("session.sync", {"after_seq": 0}, session=s1)
         note = await ana.wait("note.added", where=lambda f: f["session"] == s1)
         assert note["data"]["text"].startswith("Kettle refund")
         mid = await ana.send("macro.list", {})

@@ -269,7 +269,9 @@ async def test_a_long_replay_is_not_mistaken_for_a_slow_reader(tmp_path: Path) -
         for i in range(120):
             await cust.send("chat.send", {"text": f"m{i}"}, session=s.session_id)
             await cust.expect("chat.message", text=f"m{i}")
-        desk = await Client.connect(host.url, token_of(host.desk_link))
+        # a desk that had the session open resumes it from 0 (its whole history)
+        desk = await Client.connect(host.url, token_of(host.desk_link),
+                                    resume={s.session_id: 0})
         frames = [m for m in await desk.drain(0.3) if m["session"] == s.session_id
                   and m["seq"] is not None]
         assert [m["seq"] for m in frames] == list(range(1, 122))

@@ -248,10 +248,10 @@ async def sync_flood(host: HostView, session: int, duration: float, per_s: float
 
 
 async def never_reading(host: HostView, session: int, duration: float) -> int | None:
-    """A desk agent that connects (resume from 0 for every open session) and never
-    reads while the sessions carry on. The close code."""
+    """A desk agent that connects (resume from 0 for every session: it asks for every
+    history at once) and never reads while the sessions carry on. The close code."""
     ws = await open_ws(host.url, host.info["desk_token"], addr=HOSTILE_ADDR, max_queue=1,
-                       resume={})
+                       resume={s["session_id"]: 0 for s in host.info["sessions"]})
     try:
         await asyncio.sleep(duration)
         return await close_code(ws, 1.0)

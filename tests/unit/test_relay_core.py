@@ -273,13 +273,15 @@ def test_resume_session_bound_replays_its_session_from_zero_if_missing() -> None
     assert core.resume_plan("s2", SESSIONS, {"s2": -4}) == ([("s2", 0)], [])
 
 
-def test_resume_desk_replays_open_sessions_and_closed_only_when_listed() -> None:
+def test_resume_desk_replays_exactly_the_sessions_its_resume_lists() -> None:
+    # issue 18: a desk hello replays nothing it did not ask for (open or closed)
     replays, settled = core.resume_plan(None, SESSIONS, {})
-    assert replays == [("s1", 0), ("s3", 0)] and settled == []
-    replays, settled = core.resume_plan(None, SESSIONS, {"s1": 10, "s4": 2, "s9": 4})
-    assert replays == [("s3", 0), ("s4", 2)]
+    assert replays == [] and settled == []
+    replays, settled = core.resume_plan(None, SESSIONS, {"s1": 10, "s4": 2, "s3": 0, "s9": 4})
+    assert replays == [("s3", 0), ("s4", 2)]  # open s3 from 0, closed s4 after 2
     assert settled == ["s1"]  # up to date: no replay, live frames may follow at once
-    # a session the host does not know (s9) is not replayed and not an error
+    # s2 (closed) is not listed: nothing; a session the host does not know (s9) is not
+    # replayed and not an error
 
 
 def _log(n: int) -> list[tuple[int, str, str]]:
@@ -364,10 +366,42 @@ def test_unclean_stop_gap() -> None:
     assert core.unclean_gap(256, 256) is None
 
 
-def test_welcome_lists_open_first_then_recent_capped() -> None:
-    items = [(i % 3 == 0, float(i)) for i in range(1200)]
-    order = core.welcome_order(items, key=lambda x: x)
-    assert len(order) == core.MAX_SESSIONS_IN_WELCOME == 500
-    opened = [x for x in items if x[0]]
-    assert order[:len(opened)] == sorted(opened, reverse=True)
-    assert order[len(opened)][0] is False and order[len(opened)][1] == 1199.0
+def test_session_pages_are_most_recent_first_and_name_every_session_once() -> None:
+    items = [(float(i % 97), f"s{i:04d}") for i in range(1200)]  # ties in activity
+    seen: list[tuple[float, str]] = []
+    after: core.SessionKey | None = None
+    pages = 0
+    while True:
+        page, after = core.session_page(items, lambda x: x, after, 500)
+        pages += 1
+        assert len(page) <= 500
+        assert page == sorted(page, reverse=True)
+        seen.extend(page)
+        if after is None:
+            break
+        assert core.decode_cursor(core.encode_cursor(after)) == after
+    assert pages == 3
+    assert seen == sorted(items, reverse=True)  # every one exactly once, newest first
+    assert core.session_page([], lambda x: x, None, 200) == ([], None)
+    assert core.session_page(items[:200], lambda x: x, None, 200)[1] is None  # exactly full
+
+
+def test_session_pages_skip_what_moved_up_meanwhile() -> None:
+    """A session whose activity grows while a client pages moves above the cursor: it
+    is not named twice (the client gets it as session.updated)."""
+    items = {f"s{i}": float(i) for i in range(10)}
+    key = lambda sid: (items[sid], sid)  # noqa: E731
+    page, after = core.session_page(items, key, None, 4)
+    assert page == ["s9", "s8", "s7", "s6"]
+    items["s2"] = 100.0  # s2 chats
+    rest: list[str] = []
+    while after is not None:
+        page, after = core.session_page(items, key, after, 4)
+        rest.extend(page)
+    assert rest == ["s5", "s4", "s3", "s1", "s0"]
+
+
+def test_bad_cursors_are_refused() -> None:
+    for bad in ("", "x", "1.5", "nan~s1", "inf~s1", "1.5~", "abc~s1", "1~" + "s" * 65):
+        assert core.decode_cursor(bad) is None, bad
+    assert core.decode_cursor("1767225600.123~s_1") == (1767225600.123, "s_1")

@@ -74,6 +74,11 @@ class ConversationPanel(QWidget):
         self.browser.anchorClicked.connect(self._on_anchor)
         self.typing = QLabel("", self)
         self.typing.setObjectName("typingLabel")
+        # a desk fetches a conversation's history when it is opened (issue 18)
+        self.loading = QLabel("  Loading…", self)
+        self.loading.setObjectName("historyLoading")
+        self.loading.setAccessibleName("Loading the conversation")
+        self.loading.setVisible(False)
         from hitl_desktop.ui.agent.conversation_bar import DeskBar
         from hitl_desktop.ui.agent.notes import NoteBox
 
@@ -84,6 +89,7 @@ class ConversationPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.desk_bar)
+        lay.addWidget(self.loading)
         lay.addWidget(self.browser, 1)
         lay.addWidget(self.typing)
         lay.addWidget(self.note_box)
@@ -91,6 +97,7 @@ class ConversationPanel(QWidget):
         workspace.transcript_changed.connect(self._on_changed)
         workspace.current_session_changed.connect(self.refresh)
         workspace.typing_changed.connect(self._on_typing)
+        workspace.history_changed.connect(self._on_changed)
         self.refresh()
 
     def _on_changed(self, session_id: str) -> None:
@@ -145,6 +152,7 @@ class ConversationPanel(QWidget):
         """Render the transcript; new items at the end are appended, not re-rendered
         (a full render of a long conversation costs tens of milliseconds)."""
         view = self.workspace.current
+        self.loading.setVisible(view is not None and view.loading)
         bar = self.browser.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         if view is None:
