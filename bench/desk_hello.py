@@ -8,14 +8,23 @@ costs, and how long the other sessions' lines wait meanwhile.
 2. starts the host on it (its own process, co-pilot off: the replay is the relay's);
 3. P customer/agent pairs chat (a line every 20 ms each) - the baseline hop max;
 4. a desk agent says hello with an empty resume (a new PC): time to ``welcome`` (the
-   inbox's first page: session summaries), time until every session's history has
-   arrived (the replay this protocol sends a desk at hello), frames and bytes, the host's
-   RSS growth; and the pairs' hop p50 / p99 / max during it, with its ratio to the
-   baseline.
+   inbox's first page: session summaries), time until the desk has settled, frames and
+   bytes, the host's RSS growth; and the pairs' hop p50 / p99 / max during it, with its
+   ratio to the baseline. "Settled": a host that replays every open session at hello
+   (before issue 18 item 2): every session's history has arrived; a host whose welcome
+   carries a ``cursor`` (summaries only): every summary page has arrived
+   (``session.list``) and one session was opened (``session.sync``) and its whole
+   history received, as the agent window does.
+
+With ``--baseline DIR`` (a tree holding another hitl_desktop, e.g. ``git archive main
+hitl_desktop | tar -x -C DIR``) both hosts run on the same generated data dir, one after
+the other (``--rounds`` times each, alternating), and the figures are printed side by
+side with their ratios (this tree / baseline) from the same run.
 
     python -m bench.desk_hello                       # 10,000 sessions x 50 lines
     python -m bench.desk_hello --quick               # 1,000 x 20
     python -m bench.desk_hello --data-dir /tmp/dh    # keep (and reuse) the generated dir
+    python -m bench.desk_hello --baseline /tmp/base  # + that tree's host: ratios
 """
 
 from __future__ import annotations
@@ -98,11 +107,16 @@ def generate(data_dir: Path, sessions: int, lines: int, pairs: int) -> dict[str,
     return made
 
 
-def _host_main(pipe: Connection, data_dir: str) -> None:
+def _host_main(pipe: Connection, data_dir: str, src: str | None = None) -> None:
     import logging
     import os
 
     _raise_fd_limit()
+    if src:  # run the host from another tree (``--baseline``): forget what was imported
+        for name in [m for m in sys.modules if m == "hitl_desktop" or
+                     m.startswith("hitl_desktop.")]:
+            del sys.modules[name]
+        sys.path.insert(0, src)
     from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig
@@ -191,8 +205,50 @@ def _stats(hops: list[float]) -> str:
             f"max {s[-1] * 1000:7.1f} ms  ({len(s)} lines)")
 
 
+async def _settle_lazy(desk: ClientConnection, welcome: dict[str, Any],
+                      made: dict[str, Any], deadline: float) -> tuple[int, int, int, float]:
+    """A summaries-only desk (welcome.cursor): page in every summary, then open one
+    session (the most recent) and read its whole history. (frames, bytes, summaries,
+    seconds from the start to the full inbox)."""
+    t0 = time.perf_counter()
+    frames = nbytes = 0
+    listed = len(welcome["data"]["sessions"])
+    cursor = welcome["data"].get("cursor")
+    n = 0
+    while cursor is not None and time.monotonic() < deadline:
+        n += 1
+        await desk.send(json.dumps({"v": 1, "type": "session.list", "id": f"page{n}",
+                                    "session": None, "seq": None, "ts": time.time(),
+                                    "data": {"cursor": cursor, "limit": 500}}))
+        while True:
+            raw = await asyncio.wait_for(desk.recv(), max(0.1, deadline - time.monotonic()))
+            frames += 1
+            nbytes += len(raw)
+            if f'"ref":"page{n}"' in raw:
+                msg = json.loads(raw)
+                if msg["type"] == "error":
+                    raise RuntimeError(msg)
+                listed += len(msg["data"]["sessions"])
+                cursor = msg["data"]["cursor"]
+                break
+    t_inbox = time.perf_counter() - t0
+    first = welcome["data"]["sessions"][0]
+    sid, last = first["session_id"], first["last_seq"]
+    await desk.send(_frame("session.sync", {"after_seq": 0}, sid))
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(desk.recv(), max(0.1, deadline - time.monotonic()))
+        frames += 1
+        nbytes += len(raw)
+        if '"seq":null' in raw[:200]:
+            continue
+        msg = json.loads(raw)
+        if msg.get("session") == sid and (msg.get("seq") or 0) >= last:
+            break
+    return frames, nbytes, listed, t_inbox
+
+
 async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
-                  limit_s: float) -> int:
+                  limit_s: float) -> dict[str, Any]:
     url, pid = info["url"], info["pid"]
     chatters = []
     for p in made["pairs"]:
@@ -207,11 +263,17 @@ async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
     desk, welcome = await hello(url, made["desk"])
     t_welcome = time.perf_counter() - t0
     listed = len(welcome["data"].get("sessions") or [])
+    lazy = "cursor" in welcome["data"]  # a summaries-only welcome (issue 18 item 2)
     want: dict[str, int] = dict(made["last"])
     frames = nbytes = 0
     done = False
+    t_inbox: float | None = None
     deadline = time.monotonic() + limit_s
     try:
+        if lazy:
+            frames, nbytes, listed, t_inbox = await _settle_lazy(desk, welcome, made, deadline)
+            t_inbox += t_welcome
+            want.clear()
         while want and time.monotonic() < deadline:
             raw = await asyncio.wait_for(desk.recv(), max(0.1, deadline - time.monotonic()))
             frames += 1
@@ -239,11 +301,18 @@ async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
     before = [h for c in chatters for at, h in c.hops if at < t0]
     during = [h for c in chatters for at, h in c.hops if t0 <= at <= end]
     print(f"desk hello on {made['sessions']} open sessions x {made['lines']} lines "
-          f"(host start {info['start_s']:.2f} s):")
-    print(f"  welcome (inbox summaries, {listed} listed) after {t_welcome * 1000:8.1f} ms")
-    print(f"  every session's history after  {t_all * 1000:8.1f} ms "
-          f"({'complete' if done else f'{len(want)} sessions missing at the timeout'}): "
-          f"{frames} frames, {nbytes / 1e6:.1f} MB; host RSS +{rss1 - rss0:.0f} MB")
+          f"(host start {info['start_s']:.2f} s, "
+          f"{'summaries only' if lazy else 'every history at hello'}):")
+    print(f"  welcome (inbox summaries, {len(welcome['data'].get('sessions') or [])} "
+          f"listed) after {t_welcome * 1000:8.1f} ms")
+    if lazy:
+        print(f"  every summary ({listed}) after {(t_inbox or 0) * 1000:8.1f} ms; "
+              f"+ one session opened (its whole history) after {t_all * 1000:8.1f} ms: "
+              f"{frames} frames, {nbytes / 1e6:.1f} MB; host RSS +{rss1 - rss0:.0f} MB")
+    else:
+        print(f"  every session's history after  {t_all * 1000:8.1f} ms "
+              f"({'complete' if done else f'{len(want)} sessions missing at the timeout'}): "
+              f"{frames} frames, {nbytes / 1e6:.1f} MB; host RSS +{rss1 - rss0:.0f} MB")
     print(f"  {len(chatters)} other sessions chatting, a line every 20 ms each:")
     print(f"    before the hello: {_stats(before)}")
     print(f"    during the hello: {_stats(during)}")
@@ -251,7 +320,45 @@ async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
         print(f"    ratio during/before: max {max(during) / max(before):.1f}x, "
               f"p99 {sorted(during)[round(0.99 * (len(during) - 1))] / sorted(before)[round(0.99 * (len(before) - 1))]:.1f}x")  # noqa: E501
     print("  (issue 18 targets: inbox < 200 ms; no other session's hop over 50 ms)")
-    return 0
+    return {"welcome_ms": t_welcome * 1000, "settled_ms": t_all * 1000, "frames": frames,
+            "mb": nbytes / 1e6, "rss_mb": rss1 - rss0,
+            "hop_max_ms": max(during) * 1000 if during else float("nan"),
+            "hop_p99_ms": (sorted(during)[round(0.99 * (len(during) - 1))] * 1000
+                           if during else float("nan")),
+            "hop_max_before_ms": max(before) * 1000 if before else float("nan")}
+
+
+def _run_host(made: dict[str, Any], data_dir: Path, src: str | None,
+              timeout: float) -> dict[str, Any]:
+    """Start a host (this tree's, or ``src``'s) on the data dir, measure, stop it."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_host_main, args=(child, str(data_dir), src), daemon=True)
+    proc.start()
+    try:
+        info = parent.recv()
+        return asyncio.run(measure(info, made, 1.0, timeout))
+    finally:
+        parent.send("stop")
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _compare(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Side by side, the median of each tree's rounds; ratio = this tree / baseline."""
+    print("\nthis tree vs baseline (median of the rounds; ratio = this / baseline)")
+    rows = [("welcome (inbox first page)", "welcome_ms", "ms"),
+            ("desk settled", "settled_ms", "ms"), ("frames to the desk", "frames", ""),
+            ("bytes to the desk", "mb", "MB"), ("host RSS growth", "rss_mb", "MB"),
+            ("others' hop max meanwhile", "hop_max_ms", "ms"),
+            ("others' hop p99 meanwhile", "hop_p99_ms", "ms"),
+            ("others' hop max before", "hop_max_before_ms", "ms")]
+    for label, key, unit in rows:
+        this = statistics.median(r[key] for r in runs["this"])
+        base = statistics.median(r[key] for r in runs["baseline"])
+        ratio = this / base if base else float("nan")
+        print(f"  {label:30s} {this:10.1f} {unit:2s} {base:10.1f} {unit:2s}   {ratio:7.3f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=5, help="chatting sessions meanwhile")
     ap.add_argument("--data-dir", type=Path, default=None, help="generate here / reuse")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--baseline", metavar="DIR", default=None,
+                    help="a tree holding another hitl_desktop: run its host too, ratios")
+    ap.add_argument("--rounds", type=int, default=1, help="with --baseline: runs of each")
     args = ap.parse_args(argv)
     sessions = args.sessions or (1000 if args.quick else 10_000)
     lines = args.lines or (20 if args.quick else 50)
@@ -269,18 +379,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hitl-desk-hello-") as tmp:
         data_dir = args.data_dir or Path(tmp)
         made = generate(data_dir, sessions, lines, args.pairs)
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_host_main, args=(child, str(data_dir)), daemon=True)
-        proc.start()
-        try:
-            info = parent.recv()
-            return asyncio.run(measure(info, made, 1.0, args.timeout))
-        finally:
-            parent.send("stop")
-            proc.join(60)
-            if proc.is_alive():
-                proc.kill()
+        if args.baseline is None:
+            _run_host(made, data_dir, None, args.timeout)
+            return 0
+        runs: dict[str, list[dict[str, Any]]] = {"this": [], "baseline": []}
+        for _ in range(args.rounds):  # alternating, on the same data dir
+            for name, src in (("baseline", str(Path(args.baseline).resolve())),
+                              ("this", None)):
+                print(f"\n[{name}]", flush=True)
+                runs[name].append(_run_host(made, data_dir, src, args.timeout))
+        _compare(runs)
+        return 0
 
 
 if __name__ == "__main__":

@@ -739,7 +739,13 @@ class HostConnection(QObject):
             last = self._last_seq.get(env.session)
             if last is None and self._desk():
                 # a session this desk has not opened: its live frames pass through
-                # (unread counts, notifications), untracked; its history comes on open
+                # (unread counts, notifications), untracked; its history comes on open.
+                # Acked all the same: the desk has it (the customer sees "delivered")
+                self._schedule_ack(env.session, env.seq)
+                if env.ref is not None:
+                    self._confirm(env.ref)
+                if isinstance(payload, ChatMessage):
+                    self._confirm(payload.message_id)
                 self.message_received.emit(env, payload)
                 return
             if (last is not None and env.seq > last + 1 and env.session in self._fetching

@@ -653,6 +653,13 @@ class Relay:
             if conn.role is Role.CUSTOMER:  # the agents' queue is not the customer's business
                 summary = summary.model_copy(update={"pending_approvals": 0})
             return [summary], None
+        page, more = self._desk_page(cursor, limit)
+        return [self.summary(s) for s in page], more
+
+    def _desk_page(self, cursor: str | None, limit: int
+                   ) -> tuple[list[SessionState], str | None]:
+        """Which sessions a desk's page names (most recent activity first, after the
+        cursor) and the next page's cursor: O(sessions · log limit), no summary built."""
         after: SessionKey | None = None
         if cursor is not None:
             after = decode_cursor(cursor)
@@ -660,7 +667,7 @@ class Relay:
                 raise OperationError(ErrorCode.INVALID_ARGUMENTS,
                                      "this cursor was not handed out by this host")
         page, more = session_page(self.sessions.values(), _activity, after, limit)
-        return [self.summary(s) for s in page], None if more is None else encode_cursor(more)
+        return page, None if more is None else encode_cursor(more)
 
     # ------------------------------------------------------------------ SessionOutbox
 
@@ -1267,7 +1274,17 @@ class Relay:
     async def _op_session_list(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
         q = cast(SessionListRequest, p)
-        sessions, cursor = self._visible_summaries(conn, q.cursor, q.limit)
+        if conn.session_id is not None:
+            sessions, cursor = self._visible_summaries(conn)
+        else:
+            # a desk page: summaries built in batches, yielding between them, so a page
+            # of 500 never holds up the other sessions' lines
+            page, cursor = self._desk_page(q.cursor, q.limit)
+            sessions = []
+            for i in range(0, len(page), _SUMMARY_BATCH):
+                if i:
+                    await asyncio.sleep(0)
+                sessions.extend(self.summary(s) for s in page[i:i + _SUMMARY_BATCH])
         self._reply(conn, "session.list", SessionList(sessions=sessions, cursor=cursor), env)
 
     async def _op_session_sync(self, conn: Conn, env: Envelope, p: Payload,
@@ -1449,6 +1466,8 @@ class Relay:
 
     _ops.update(dict.fromkeys(DESK_TYPES, _op_desk))
 
+
+_SUMMARY_BATCH = 100  # session summaries built between two yields (session.list)
 
 # operations that cost ``heavy_cost`` more of the rate budget (PROTOCOL.md §13)
 _HEAVY = HEAVY_TYPES | DESK_HEAVY

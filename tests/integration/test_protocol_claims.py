@@ -32,8 +32,9 @@ async def _scenario(data: Path) -> None:
         line = await visitor.expect("chat.message", ref=said)
         assert line["data"]["author"] == {"role": "customer", "name": "Customer"}
 
-        # §5: an agent gets welcome, then assistant.status, then the replay in seq order
-        agent = await Client.connect(host.local_url, host.desk_token)
+        # §5: an agent gets welcome, then assistant.status, then the replay (of the
+        # sessions its resume names, for a desk) in seq order
+        agent = await Client.connect(host.local_url, host.desk_token, resume={sid: 0})
         frames = await agent.drain(0.5)
         assert frames[0]["type"] == "assistant.status"
         seqs = [f["seq"] for f in frames if f.get("session") == sid and f["seq"]]

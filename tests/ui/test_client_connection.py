@@ -232,6 +232,9 @@ async def test_customers_skip_agent_only_seqs_and_agents_resync_on_a_real_gap(
         try:
             await _connected(customer)
             await _connected(agent)
+            agent.sync_session(sid)  # a desk follows the sessions it opened
+            await until(lambda: any(e.session == sid and e.seq == 1 for e, _ in a_seen),
+                        what="the session's history")
             await host.relay.publish(sid, DraftStarted(turn_id="t1", reason="customer_message",
                                                        provider="test"))
             agent.send(ChatSend(text="one"), session=sid)
