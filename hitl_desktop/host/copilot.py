@@ -901,9 +901,14 @@ class HostCopilot:
                 await asyncio.wait({work})
                 raise
         turn.finishing = True
-        await self._history(self.conversations.draft_finished, turn.turn_id, "completed",
-                            text=turn.text, citations=[c.model_dump() for c in turn.citations])
-        history = await self._history(self.conversations.items, sid)
+        citations = [c.model_dump() for c in turn.citations]
+
+        def finish() -> list[TurnItem]:  # one trip to the store's thread, not two
+            self.conversations.draft_finished(turn.turn_id, "completed", text=turn.text,
+                                              citations=citations)
+            return self.conversations.items(sid)
+
+        history = await self._history(finish)
         await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=turn.text,
                                                 citations=turn.citations,
                                                 claims=self._claims(history, turn.text)))
