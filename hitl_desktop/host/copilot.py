@@ -99,6 +99,10 @@ TOOL_DELTA_INTERVAL_S = 0.05
 # goes out together (a model or the paced offline engine yields a word every few ms,
 # and every frame costs each agent socket a send: docs/PROTOCOL.md, draft.delta)
 DRAFT_DELTA_INTERVAL_S = 0.04
+# a stream that keeps coming flushes on the event that finds the window over (so the
+# frame leaves with its last event, nothing waits on a timer); the timer is for a stream
+# that paused, this long after the window closed
+DRAFT_DELTA_GRACE_S = 0.01
 # the host-wide "ready" goes out once the co-pilot has been idle this long: under steady
 # traffic turns follow each other and it stays "busy", where each flip was a frame to
 # every agent connection of the host, twice per turn (issue 18)
@@ -934,6 +938,8 @@ class HostCopilot:
             async for event in stream:
                 for update in translator.feed(event):
                     await self._apply(turn, rnd, update)
+                if getattr(event, "type", None) == "response.output_text.done":
+                    await self._send_text(turn)  # the message is whole: no window to wait
                 if translator.finished:
                     break
         except ProviderError as exc:
@@ -971,7 +977,8 @@ class HostCopilot:
             if due <= 0:
                 await self._send_text(turn)
             elif turn.flush is None:
-                turn.flush = loop.call_later(due, self._send_text_later, turn)
+                turn.flush = loop.call_later(due + DRAFT_DELTA_GRACE_S, self._send_text_later,
+                                             turn)
             return
         await self._send_text(turn)  # what comes next follows the text before it
         if isinstance(update, ToolCallProgress):
