@@ -1045,7 +1045,7 @@ class HostCopilot:
     def _send_text_later(self, turn: _Turn) -> None:
         """The coalescing window closed with text pending (the stream paused)."""
         turn.flush = None
-        if not turn.finishing and turn.sent < len(turn.text):
+        if not (self._closed or turn.finishing) and turn.sent < len(turn.text):
             self._tasks.spawn(self._send_text(turn), f"draft-text:{turn.turn_id}")
 
     async def _article_for(
