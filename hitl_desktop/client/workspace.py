@@ -61,6 +61,10 @@ MAX_SUMMARIES = 50_000
 #: summaries asked for per session.list page
 SUMMARY_PAGE = 500
 HistoryState = Literal["none", "loading", "loaded"]
+#: above this many sessions the inbox order is checked at most every COALESCE_MS (a
+#: sort of ten thousand summaries per live line would hold up the window)
+LARGE_DESK = 1000
+COALESCE_MS = 100
 #: ephemeral types that belong to a session's history view (ignored until it is opened)
 _HISTORY_EPHEMERAL = frozenset({"draft.delta", "tool.call.delta", "chat.delivered"})
 
@@ -395,6 +399,10 @@ class Workspace(QObject):
         self._error_details: tuple[str | None, dict[str, Any] | None] = (None, None)
         self._lazy = False  # desk: histories are fetched when a session is opened
         self._page_ref: str | None = None  # the session.list page we wait for
+        self._reorder_timer = QTimer(self)
+        self._reorder_timer.setSingleShot(True)
+        self._reorder_timer.setInterval(COALESCE_MS)
+        self._reorder_timer.timeout.connect(self._reorder_now)
         self._draft_timer = QTimer(self)
         self._draft_timer.setSingleShot(True)
         self._draft_timer.setInterval(DRAFT_COALESCE_MS)
@@ -782,8 +790,21 @@ class Workspace(QObject):
                 self._maybe_reorder()
         return view
 
+    @property
+    def large(self) -> bool:
+        """So many sessions that views coalesce their updates (LARGE_DESK)."""
+        return len(self._sessions) > LARGE_DESK
+
     def _maybe_reorder(self) -> None:
-        """Tell the inbox to rebuild only when the order really changed."""
+        """Tell the inbox to rebuild only when the order really changed (on a large desk
+        checked at most every COALESCE_MS)."""
+        if self.large:
+            if not self._reorder_timer.isActive():
+                self._reorder_timer.start()
+            return
+        self._reorder_now()
+
+    def _reorder_now(self) -> None:
         order = [s.session_id for s in self.sessions()]
         if order != self._order:
             self._order = order

@@ -45,7 +45,7 @@ from hitl_desktop.client.desk import (
     waiting_level,
     waiting_text,
 )
-from hitl_desktop.client.workspace import STATUS_TEXT, SessionView, Workspace
+from hitl_desktop.client.workspace import COALESCE_MS, STATUS_TEXT, SessionView, Workspace
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QStyleOptionViewItem
@@ -55,6 +55,9 @@ ROLE_VIEW = Qt.ItemDataRole.UserRole + 2
 ROLE_YOU = Qt.ItemDataRole.UserRole + 3  # this representative's rep_id ("" when none)
 ROLE_DESK = Qt.ItemDataRole.UserRole + 4  # show the desk line (holder, status, wait)
 TICK_MS = 15_000  # "waiting 3 min" moves on by itself
+# rows the list holds at most (the filter's first ones, plus the selected session): a
+# desk may hold ten thousand summaries (issue 18); the filter buttons count them all
+MAX_ROWS = 300
 WAIT_COLOR = {"": "#6b7280", "warn": "#d9822b", "late": "#d64545"}
 
 
@@ -279,8 +282,16 @@ class InboxPanel(QWidget):
         self.setFocusProxy(self.list)
         self._syncing = False
         self._shown: list[str] = []
+        self._row_of: dict[str, int] = {}
         self.list.selectionModel().currentChanged.connect(self._on_current)
-        workspace.sessions_changed.connect(self.rebuild)
+        # a large desk (Workspace.large) coalesces: one check per COALESCE_MS
+        self._pending: set[str] = set()
+        self._pending_rebuild = False
+        self._coalesce = QTimer(self)
+        self._coalesce.setSingleShot(True)
+        self._coalesce.setInterval(COALESCE_MS)
+        self._coalesce.timeout.connect(self._flush)
+        workspace.sessions_changed.connect(self._on_sessions_changed)
         workspace.session_updated.connect(self._on_updated)
         workspace.typing_changed.connect(self._on_updated)
         workspace.current_session_changed.connect(self._select_row)
@@ -314,6 +325,18 @@ class InboxPanel(QWidget):
             return self.workspace.sessions()
         return filtered(self.workspace, self.filter)
 
+    def _rows(self) -> list[SessionView]:
+        """What the list holds: the first MAX_ROWS of ``visible_sessions()``, and the
+        selected session when it is further down."""
+        views = self.visible_sessions()
+        if len(views) <= MAX_ROWS:
+            return views
+        rows = views[:MAX_ROWS]
+        current = self.workspace.current_session_id
+        if current and all(v.session_id != current for v in rows):
+            rows.extend(v for v in views[MAX_ROWS:] if v.session_id == current)
+        return rows
+
     def select_relative(self, step: int) -> None:
         """Next / previous conversation in the order the inbox shows."""
         order = self.session_ids()
@@ -334,8 +357,9 @@ class InboxPanel(QWidget):
                 counts = filter_counts(self.workspace)
                 for which, button in self.filter_buttons.items():
                     button.setText(f"{FILTER_TEXT[which]} {counts[which]}")
-            views = self.visible_sessions()
+            views = self._rows()
             self._shown = [v.session_id for v in views]
+            self._row_of = {sid: r for r, sid in enumerate(self._shown)}
             items = []
             for view in views:
                 item = QStandardItem(view.display_name)
@@ -362,21 +386,53 @@ class InboxPanel(QWidget):
                 tip += f"  ·  {wait}"
         return tip
 
+    def _on_sessions_changed(self) -> None:
+        if self.workspace.large:
+            self._pending_rebuild = True
+            if not self._coalesce.isActive():
+                self._coalesce.start()
+            return
+        self.rebuild()
+
+    def _flush(self) -> None:
+        """A large desk's coalesced updates: one rebuild when the rows change, else the
+        updated rows repainted."""
+        pending, self._pending = self._pending, set()
+        rebuild, self._pending_rebuild = self._pending_rebuild, False
+        if rebuild or [v.session_id for v in self._rows()] != self._shown:
+            self.rebuild()
+            return
+        self._update_counts()
+        for sid in pending:
+            self._repaint(sid)
+
+    def _update_counts(self) -> None:
+        counts = filter_counts(self.workspace)
+        for which, button in self.filter_buttons.items():
+            text = f"{FILTER_TEXT[which]} {counts[which]}"
+            if button.text() != text:
+                button.setText(text)
+
     def _on_updated(self, session_id: str) -> None:
+        if self.workspace.large:
+            self._pending.add(session_id)
+            if not self._coalesce.isActive():
+                self._coalesce.start()
+            return
         if self.desk:
             # holder, status and wait decide the filter and the order: rebuild when the
             # list would change, else repaint the row
-            views = self.visible_sessions()
+            views = self._rows()
             if [v.session_id for v in views] != self._shown:
                 self.rebuild()
                 return
-            counts = filter_counts(self.workspace)
-            for which, button in self.filter_buttons.items():
-                text = f"{FILTER_TEXT[which]} {counts[which]}"
-                if button.text() != text:
-                    button.setText(text)
-        for r in range(self.model.rowCount()):
-            item = self.model.item(r)
+            self._update_counts()
+        self._repaint(session_id)
+
+    def _repaint(self, session_id: str) -> None:
+        row = self._row_of.get(session_id)
+        if row is not None and row < self.model.rowCount():
+            item = self.model.item(row)
             if item.data(ROLE_ID) == session_id:
                 view = self.workspace.session(session_id)
                 item.setData(view, ROLE_VIEW)
@@ -459,6 +515,11 @@ class InboxPanel(QWidget):
         self.menu.popup(self.list.viewport().mapToGlobal(pos))
 
     def _select_row(self, session_id: str) -> None:
+        if (session_id and session_id not in self._row_of and not self._syncing
+                and len(self._shown) >= MAX_ROWS
+                and self.workspace.session(session_id) is not None):
+            self.rebuild()  # selected further down than the rows held: it joins them
+            return
         for r in range(self.model.rowCount()):
             if self.model.item(r).data(ROLE_ID) == session_id:
                 was = self._syncing
