@@ -1,0 +1,118 @@
+"""Issue 18 item 2 in the desk's models, fed by hand through the wire encoding: the
+workspace pages summaries in, keeps unopened sessions as summaries (unread and
+notifications from live frames), fetches a session on selection and treats what it
+fetches as history; the inbox stays bounded on a 10,000-session desk."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hitl_desktop.client.workspace import ChatItem, Workspace
+from hitl_desktop.core import protocol as p
+from hitl_desktop.ui.agent.inbox import MAX_ROWS, InboxPanel
+from tests.ui.agent_feed import Feed, Sent, summary
+
+
+def _desk(sent: Sent, synced: list[str]) -> Workspace:
+    ws = Workspace(send=sent)
+    ws._sync_fn = synced.append  # what attach() wires to HostConnection.sync_session
+    return ws
+
+
+def _welcome(sessions: list[p.SessionSummary], cursor: str | None) -> p.Welcome:
+    return p.Welcome(protocol=1, role=p.Role.AGENT, scope=p.Scope.DESK, session_id=None,
+                     sessions=sessions, server={}, heartbeat_s=20,
+                     you=p.RepRef(rep_id="r1", name="Sam"), cursor=cursor)
+
+
+def _page_id(sent: Sent) -> str:
+    """The id of the last session.list request the workspace sent."""
+    return next(i for (t, _, _), i in zip(reversed(sent.items), reversed(sent.ids),
+                                          strict=True) if t == "session.list")
+
+
+def _page(ws: Workspace, ref: str, sessions: list[p.SessionSummary],
+          cursor: str | None) -> None:
+    env, decoded, _ = p.decode_host(p.encode("session.list",
+                                             p.SessionList(sessions=sessions, cursor=cursor),
+                                             ref=ref))
+    ws.handle(env, decoded)
+
+
+def test_summaries_are_paged_in_one_request_at_a_time(qtbot: Any) -> None:
+    sent, synced = Sent(), list[str]()
+    ws = _desk(sent, synced)
+    now = time.time()
+    all_ = [summary(f"s{i}", f"C{i}", last_seq=3, last_at=now - i) for i in range(1200)]
+    ws.apply_welcome(_welcome(all_[:200], "c1"))
+    assert synced == ["s0"]  # the first (most recent) is selected: only it is fetched
+    for n, (lo, hi, cursor) in enumerate([(200, 700, "c2"), (700, 1200, None)]):
+        pages = sent.of("session.list")
+        assert len(pages) == n + 1, "one page asked at a time"
+        req = pages[-1]
+        assert isinstance(req, p.SessionListRequest)
+        assert req.cursor == f"c{n + 1}" and req.limit == 500
+        _page(ws, _page_id(sent), all_[lo:hi], cursor)
+    assert len(ws.sessions()) == 1200 and not ws.paging
+    assert len(sent.of("session.list")) == 2  # no cursor: done
+    assert all(v.history == "none" for v in ws.sessions() if v.session_id != "s0")
+
+
+def test_unopened_sessions_count_unread_and_opening_fetches_history(qtbot: Any) -> None:
+    sent, synced = Sent(), list[str]()
+    ws = _desk(sent, synced)
+    now = time.time()
+    ws.apply_welcome(_welcome([summary("s1", last_seq=2, last_at=now),
+                               summary("s2", "Priya", last_seq=2, last_at=now - 5)], None))
+    assert ws.current_session_id == "s1" and synced == ["s1"]
+    feed = Feed(ws, "s2")
+    feed.seq["s2"] = 2
+    lines: list[tuple[str, str]] = []
+    ws.customer_line.connect(lambda sid, text: lines.append((sid, text)))
+    feed.customer("is anyone there?")  # live, seq 3, in a session never opened
+    s2 = ws.session("s2")
+    assert s2 is not None
+    assert s2.unread == 1 and lines == [("s2", "is anyone there?")]
+    assert s2.summary.last_message == "is anyone there?" and s2.summary.last_seq == 3
+    assert s2.transcript == [] and s2.history == "none"  # a summary only
+    s2 = ws.session("s2")  # read afresh: selecting it changes its state
+    assert s2 is not None
+
+    ws.select_session("s2")
+    assert synced == ["s1", "s2"] and s2.loading and s2.unread == 0
+    # the replay: seqs 1..3, history (no unread, no second notification), then live
+    feed.seq["s2"] = 0
+    feed(p.SessionOpened(summary=summary("s2", "Priya"), greeting="Hi"))
+    feed.customer("my parcel")
+    assert s2.loading
+    feed.customer("is anyone there?")
+    assert s2.history == "loaded"
+    feed.customer("hello?")  # live after the history
+    texts = [i.text for i in s2.transcript if isinstance(i, ChatItem)]
+    assert texts == ["my parcel", "is anyone there?", "hello?"]
+    assert lines == [("s2", "is anyone there?"), ("s2", "hello?")]
+
+
+def test_the_inbox_stays_bounded_on_a_large_desk(qtbot: Any) -> None:
+    sent, synced = Sent(), list[str]()
+    ws = _desk(sent, synced)
+    now = time.time()
+    many = [summary(f"s{i}", f"C{i}", last_seq=3, last_at=now - i) for i in range(2000)]
+    inbox = InboxPanel(ws)
+    qtbot.addWidget(inbox)
+    ws.apply_welcome(_welcome(many[:200], "c"))
+    _page(ws, _page_id(sent), many[200:], None)
+    qtbot.waitUntil(lambda: len(inbox.session_ids()) == MAX_ROWS, timeout=3000)
+    assert ws.large
+    # a session far down is selected (a search hit): it joins the rows
+    ws.select_session("s1999")
+    assert "s1999" in inbox.session_ids() and len(inbox.session_ids()) == MAX_ROWS + 1
+    # a live line in an unopened session far down: coalesced, then it is shown
+    feed = Feed(ws, "s1500")
+    feed.seq["s1500"] = 3
+    feed.customer("hello from far down")
+    view = ws.session("s1500")
+    assert view is not None and view.unread == 1
+    qtbot.waitUntil(lambda: inbox.session_ids()[:1] == ["s1500"], timeout=3000)
+
