@@ -404,6 +404,9 @@ class Relay:
             close_timeout=cfg.close_timeout,
             server_header=f"hitl-desktop/{__version__}",
         )
+        # the chat lines of every handler woken in one tick are committed as soon as the
+        # last of them has worked through its frames (else at the end of the next tick)
+        self.server.on_settled = self.log.commit_group
         # asyncio accepts up to ``backlog`` sockets per wake-up: a small batch keeps a
         # connection storm from delaying the frames of connected clients, and bounds
         # descriptors beyond the cap. No compression: small JSON frames.

@@ -65,6 +65,7 @@ class WsConn(asyncio.Protocol):
         self.handler: asyncio.Task[Any] | None = None
         self._inbox: collections.deque[str | bytes] = collections.deque()
         self._reader: asyncio.Future[None] | None = None
+        self.woken = False  # counted in server.busy: woken with data, not yet through it
         self._drain: asyncio.Future[None] | None = None
         self._fragments: list[bytes] = []
         self._fragment_text = False
@@ -112,11 +113,17 @@ class WsConn(asyncio.Protocol):
         """The next whole message (text as str, binary as bytes); :class:`Closed` once
         the connection closes and everything received before has been read."""
         while not self._inbox:
+            if self.woken:  # through everything it was woken for
+                self.settle()
             if self.protocol.state is not _OPEN or self._lost.done():
                 raise Closed
             self._reader = self.server.loop.create_future()
             try:
                 await self._reader
+            except asyncio.CancelledError:
+                if self.woken:  # woken, then cancelled before it could read
+                    self.settle()
+                raise
             finally:
                 self._reader = None
         return self._inbox.popleft()
@@ -206,6 +213,8 @@ class WsConn(asyncio.Protocol):
         self.paused = False
         self._wake_drain()
         self._wake_reader()
+        if self.woken and (self.handler is None or self.handler.done()):
+            self.settle()  # nobody will read on: do not hold the others' batch
         if self.addr is not None:
             self.server.conns.discard(self)
             self.server.on_release(self.addr)
@@ -233,6 +242,16 @@ class WsConn(asyncio.Protocol):
         r = self._reader
         if r is not None and not r.done():
             r.set_result(None)
+            if not self.woken:
+                self.woken = True
+                self.server.busy += 1
+
+    def settle(self) -> None:
+        self.woken = False
+        server = self.server
+        server.busy -= 1
+        if server.busy == 0 and server.on_settled is not None:
+            server.on_settled()
 
     def _wake_drain(self) -> None:
         d, self._drain = self._drain, None
@@ -382,6 +401,11 @@ class WsServer:
         self.write_limit = write_limit  # the transport pauses writing above this
         self.conns: set[WsConn] = set()
         self.server: asyncio.Server | None = None
+        # handlers woken with data that have not yet worked through it; when the last one
+        # has (all woken in one loop tick), ``on_settled`` runs: the relay's group commit
+        # then commits in the same tick instead of the next
+        self.busy = 0
+        self.on_settled: Callable[[], None] | None = None
 
     async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
                      backlog: int) -> None:
@@ -399,6 +423,8 @@ class WsServer:
         try:
             await self.handler(conn)
         finally:
+            if conn.woken:  # it stopped reading (e.g. a refused hello): not busy any more
+                conn.settle()
             conn.close(1000, "")  # the handler is done with it: close normally
 
     async def aclose(self, code: int, reason: str) -> None:

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from hitl_desktop.core.protocol import MAX_FRAME_BYTES
 from hitl_desktop.host.relay import RelayConfig
 from tests.support.host import running_host
-from tests.support.protocol_client import Client, token_of
+from tests.support.protocol_client import Client, refused, token_of
 
 
 def _chat(text: str, session: str) -> str:
@@ -153,3 +153,10 @@ async def test_nothing_is_relayed_before_it_is_durable(tmp_path: Path) -> None:
             got = await agent.expect("chat.message")
             assert got["data"]["text"] == f"line {i}"
             assert durable(got["seq"]), got["seq"]
+        # a refused hello (its handler stops reading) does not hold later lines' commit
+        frames_, code = await refused(host.url, "nobody.000000000000000000")
+        assert code == 4001 and frames_[0]["data"]["code"] == "auth_failed"
+        await cust.send("chat.send", {"text": "after"}, session=s.session_id)
+        assert (await agent.expect("chat.message"))["data"]["text"] == "after"
+        server = host.relay.server
+        assert server is not None and server.busy == 0  # every handler is waiting again
