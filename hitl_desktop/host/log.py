@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -225,6 +226,8 @@ class RelayLog:
         make_private(path)
         self._open_reservations()
         self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()  # one checkpoint pass, or close()
+        self._closed = False
 
     def _migrate(self) -> None:
         """Add the identity columns to an older log. Its sessions become anonymous: they
@@ -362,16 +365,20 @@ class RelayLog:
         callers run one checkpoint at a time, from any thread. While a pass takes long
         (appends kept coming), another takes what they added, so what is left for
         :meth:`finish_checkpoint` is a few milliseconds' worth."""
-        db = self._checkpointer
-        if db is None:
-            db = self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
-                                                      check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=1000")
-        for _ in range(6):
-            started = time.perf_counter()
-            busy, _frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if busy or time.perf_counter() - started < 0.005:
+        with self._checkpoint_lock:  # close() waits for a pass in flight
+            if self._closed:
                 return
+            db = self._checkpointer
+            if db is None:
+                db = self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
+                                                          check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=1000")
+            for _ in range(6):
+                started = time.perf_counter()
+                busy, _frames, _copied = db.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if busy or time.perf_counter() - started < 0.005:
+                    return
 
     def finish_checkpoint(self) -> None:
         """On the loop, between two appends: copy the frames appended while a worker
@@ -415,8 +422,13 @@ class RelayLog:
         return cls(data_dir / LOG_FILE)
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        # a checkpoint may still run in a worker thread (its task was cancelled, the
+        # thread was not): closing a connection another thread uses crashes CPython
+        with self._checkpoint_lock:
+            self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         try:
             self._release_reservations()
         finally:
