@@ -22,6 +22,7 @@ from tests.support.attacks import (
     cpu_flood,
     hello_flood,
     host_process,
+    inbox_flood,
     never_reading,
     open_ws,
     sync_flood,
@@ -56,6 +57,22 @@ async def test_sync_flood_from_a_non_reader_is_paged_and_cut_off(tmp_path: Path)
         # cut off by the stall watchdog: no close frame can get through
         assert code == 1006, host.log_lines()[-10:]
         assert any("took no data" in line for line in host.log_lines())
+
+
+async def test_a_desk_paging_its_inbox_flat_out_is_rate_limited_beside_the_pair(
+        tmp_path: Path) -> None:
+    """Issue 18: a desk page of 500 summaries is real work (built in batches with
+    yields); a desk asking for one every 5 ms is held to its rate budget and closed."""
+    spec = {"relay": FAST, "sessions": 200}
+    with host_process(tmp_path / "data", spec) as host:
+        base = host.rss_mb()
+        async with chatting_pair(host, 0) as pair:
+            pages, limited, code = await inbox_flood(host, duration=3.0)
+        _assert_pair(pair, host, base)
+        # the burst (60 units) and 20 units/s at 6 units a page: ~10 + ~3/s
+        assert 5 <= pages <= 40, pages
+        assert limited >= 1
+        assert code == 4008, code  # more than 200 dropped frames
 
 
 async def test_never_reading_desk_agent_is_dropped_within_the_stall_timeout(

@@ -259,6 +259,39 @@ async def never_reading(host: HostView, session: int, duration: float) -> int | 
         await _abort(ws)
 
 
+async def inbox_flood(host: HostView, duration: float) -> tuple[int, int, int | None]:
+    """A desk agent asks for the biggest inbox page (500 summaries) again and again,
+    never waiting, reading what comes. (pages answered, rate_limited errors, the close
+    code or None when it was still open at the end)."""
+    ws = await open_ws(host.url, host.info["desk_token"], addr=HOSTILE_ADDR)
+    pages = limited = 0
+    code: int | None = None
+
+    async def read() -> None:
+        nonlocal pages, limited
+        async for raw in ws:
+            msg = json.loads(raw)
+            if msg["type"] == "session.list":
+                pages += 1
+            elif msg["type"] == "error" and msg["data"]["code"] == "rate_limited":
+                limited += 1
+
+    reader = asyncio.ensure_future(read())
+    try:
+        end = time.monotonic() + duration
+        with contextlib.suppress(ConnectionClosed):
+            while time.monotonic() < end:
+                await ws.send(frame("session.list", {"limit": 500}))
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.2)
+        if ws.close_code is not None:
+            code = ws.close_code
+    finally:
+        reader.cancel()
+        await _abort(ws)
+    return pages, limited, code
+
+
 async def cpu_flood(host: HostView, session: int, duration: float, conns: int = 10
                     ) -> list[int | None]:
     """One customer, many connections, 8,000-character lines as fast as it can send.
