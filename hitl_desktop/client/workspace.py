@@ -686,11 +686,26 @@ class Workspace(QObject):
                     self.customer_line.emit(view.session_id, payload.text)
         elif isinstance(payload, p.SessionClosed | p.SessionReopened):
             update["state"] = "closed" if isinstance(payload, p.SessionClosed) else "open"
+        elif isinstance(payload, p.SessionAssigned):
+            update["assignee"] = payload.assignee
+        elif isinstance(payload, p.SessionStatusChanged):
+            update["status"] = payload.status
+        elif isinstance(payload, p.IdentityChanged):
+            ident = payload.identity
+            verified = ident.state == "verified" and ident.customer_id is not None
+            update.update(identity=ident, customer_id=ident.customer_id if verified else None,
+                          customer_name=ident.customer_name if verified else None)
         view.summary = view.summary.model_copy(update=update)
         if isinstance(payload, p.ApprovalCreated | p.ApprovalUpdated):
             # kept (the notification names the action); replaced when the session opens
             handler = self._handlers[env.type]
             handler(self, env, payload)
+        elif isinstance(payload, p.SessionAssigned):
+            self.assignment_changed.emit(view.session_id)
+        elif isinstance(payload, p.SessionStatusChanged):
+            self.status_changed.emit(view.session_id)
+        elif isinstance(payload, p.IdentityChanged):
+            self.identity_changed.emit(view.session_id)
         self.session_updated.emit(view.session_id)
         self._maybe_reorder()
 

@@ -79,6 +79,13 @@ def test_unopened_sessions_count_unread_and_opening_fetches_history(qtbot: Any) 
     s2 = ws.session("s2")  # read afresh: selecting it changes its state
     assert s2 is not None
 
+    # the desk's state moves with the live frames too (holder, status)
+    feed(p.SessionAssigned(assignee=p.RepRef(rep_id="r2", name="Ana"), by="Ana",
+                           previous=None))
+    feed(p.SessionStatusChanged(status="waiting", by="Ana", previous="open"))
+    assert s2.assignee is not None and s2.assignee.name == "Ana"
+    assert s2.status == "waiting" and s2.summary.last_seq == 5 and s2.transcript == []
+
     ws.select_session("s2")
     assert synced == ["s1", "s2"] and s2.loading and s2.unread == 0
     # the replay: seqs 1..3, history (no unread, no second notification), then live
@@ -87,6 +94,10 @@ def test_unopened_sessions_count_unread_and_opening_fetches_history(qtbot: Any) 
     feed.customer("my parcel")
     assert s2.loading
     feed.customer("is anyone there?")
+    assert s2.loading
+    feed(p.SessionAssigned(assignee=p.RepRef(rep_id="r2", name="Ana"), by="Ana",
+                           previous=None))
+    feed(p.SessionStatusChanged(status="waiting", by="Ana", previous="open"))
     assert s2.history == "loaded"
     feed.customer("hello?")  # live after the history
     texts = [i.text for i in s2.transcript if isinstance(i, ChatItem)]
@@ -116,3 +127,21 @@ def test_the_inbox_stays_bounded_on_a_large_desk(qtbot: Any) -> None:
     assert view is not None and view.unread == 1
     qtbot.waitUntil(lambda: inbox.session_ids()[:1] == ["s1500"], timeout=3000)
 
+
+
+def test_a_desk_connection_follows_at_most_the_resume_cap(qtbot: Any) -> None:
+    """More sessions opened than a hello's resume may list: the least recently opened
+    are forgotten (fetched again when opened); re-opening one makes it recent."""
+    from hitl_desktop.client.connection import MAX_RESUME, HostConnection
+    from hitl_desktop.core.links import InviteLink
+
+    conn = HostConnection(InviteLink.parse("hitl://127.0.0.1:9/agent#desk1.abcdefghijklmnopqrst"))
+    forgotten: list[list[str]] = []
+    conn.sessions_forgotten.connect(forgotten.append)
+    for i in range(MAX_RESUME):
+        conn.track(f"x{i}")
+    conn.track("x0")  # opened again: now the most recent
+    conn.track("new")
+    assert forgotten == [["x1"]]
+    assert conn.tracks("x0") and conn.tracks("new") and not conn.tracks("x1")
+    assert len(conn.resume_points()) == MAX_RESUME
