@@ -247,26 +247,15 @@ async def _settle_lazy(desk: ClientConnection, welcome: dict[str, Any],
     return frames, nbytes, listed, t_inbox
 
 
-async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
-                  limit_s: float) -> dict[str, Any]:
-    url, pid = info["url"], info["pid"]
-    chatters = []
-    for p in made["pairs"]:
-        (cust, _), (agent, _) = await asyncio.gather(hello(url, p["customer"]),
-                                                     hello(url, p["agent"]))
-        chatters.append(Chatter(cust, agent, p["session_id"]))
-    stop = asyncio.Event()
-    talking = [asyncio.ensure_future(c.run(stop, 0.02)) for c in chatters]
-    await asyncio.sleep(baseline_s)
-    rss0 = rss_mb(pid)
+async def desk_hello(url: str, made: dict[str, Any], limit_s: float) -> dict[str, Any]:
+    """The desk's side: hello with an empty resume, then settle (see the module doc)."""
     t0 = time.perf_counter()
     desk, welcome = await hello(url, made["desk"])
     t_welcome = time.perf_counter() - t0
-    listed = len(welcome["data"].get("sessions") or [])
+    first_page = listed = len(welcome["data"].get("sessions") or [])
     lazy = "cursor" in welcome["data"]  # a summaries-only welcome (issue 18 item 2)
     want: dict[str, int] = dict(made["last"])
     frames = nbytes = 0
-    done = False
     t_inbox: float | None = None
     deadline = time.monotonic() + limit_s
     try:
@@ -284,35 +273,75 @@ async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
             sid, seq = msg.get("session"), msg.get("seq")
             if sid in want and isinstance(seq, int) and seq >= want[sid]:
                 del want[sid]
-        done = not want
     except TimeoutError:
         pass
     t_all = time.perf_counter() - t0
+    with contextlib.suppress(Exception):
+        await desk.close()
+    return {"t_welcome": t_welcome, "t_inbox": t_inbox, "t_all": t_all, "frames": frames,
+            "nbytes": nbytes, "listed": listed, "first_page": first_page, "lazy": lazy,
+            "missing": len(want)}
+
+
+def _desk_main(pipe: Connection, url: str, made: dict[str, Any], limit_s: float) -> None:
+    """The desk in its own process, so decoding what it receives never delays the
+    chatting pairs' clients (they are what is measured)."""
+    pipe.send("ready")
+    pipe.recv()  # go
+    pipe.send(asyncio.run(desk_hello(url, made, limit_s)))
+
+
+async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
+                  limit_s: float) -> dict[str, Any]:
+    url, pid = info["url"], info["pid"]
+    ctx = mp.get_context("spawn")
+    desk_pipe, desk_child = ctx.Pipe()
+    desk_proc = ctx.Process(target=_desk_main, args=(desk_child, url, made, limit_s),
+                            daemon=True)
+    desk_proc.start()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, desk_pipe.recv)  # ready (imports done)
+    chatters = []
+    for p in made["pairs"]:
+        (cust, _), (agent, _) = await asyncio.gather(hello(url, p["customer"]),
+                                                     hello(url, p["agent"]))
+        chatters.append(Chatter(cust, agent, p["session_id"]))
+    stop = asyncio.Event()
+    talking = [asyncio.ensure_future(c.run(stop, 0.02)) for c in chatters]
+    await asyncio.sleep(baseline_s)
+    rss0 = rss_mb(pid)
+    t0 = time.perf_counter()
+    desk_pipe.send("go")
+    got: dict[str, Any] = await loop.run_in_executor(None, desk_pipe.recv)
+    end = time.perf_counter()
+    desk_proc.join(10)
     rss1 = rss_mb(pid)
     await asyncio.sleep(0.5)
     stop.set()
     await asyncio.gather(*talking)
     await asyncio.sleep(0.2)
-    with contextlib.suppress(Exception):
-        await desk.close()
     for c in chatters:
         await c.close()
-    end = t0 + t_all
+    t_welcome, t_inbox, t_all = got["t_welcome"], got["t_inbox"], got["t_all"]
+    frames, nbytes, listed, lazy = got["frames"], got["nbytes"], got["listed"], got["lazy"]
+    missing = got["missing"]
+    done = not missing
     before = [h for c in chatters for at, h in c.hops if at < t0]
     during = [h for c in chatters for at, h in c.hops if t0 <= at <= end]
     print(f"desk hello on {made['sessions']} open sessions x {made['lines']} lines "
           f"(host start {info['start_s']:.2f} s, "
           f"{'summaries only' if lazy else 'every history at hello'}):")
-    print(f"  welcome (inbox summaries, {len(welcome['data'].get('sessions') or [])} "
-          f"listed) after {t_welcome * 1000:8.1f} ms")
+    print(f"  welcome (inbox summaries, {got['first_page']} listed) after "
+          f"{t_welcome * 1000:8.1f} ms")
     if lazy:
         print(f"  every summary ({listed}) after {(t_inbox or 0) * 1000:8.1f} ms; "
               f"+ one session opened (its whole history) after {t_all * 1000:8.1f} ms: "
               f"{frames} frames, {nbytes / 1e6:.1f} MB; host RSS +{rss1 - rss0:.0f} MB")
     else:
         print(f"  every session's history after  {t_all * 1000:8.1f} ms "
-              f"({'complete' if done else f'{len(want)} sessions missing at the timeout'}): "
-              f"{frames} frames, {nbytes / 1e6:.1f} MB; host RSS +{rss1 - rss0:.0f} MB")
+              f"({'complete' if done else f'{missing} sessions missing'}"
+              f" at the end): {frames} frames, {nbytes / 1e6:.1f} MB; "
+              f"host RSS +{rss1 - rss0:.0f} MB")
     print(f"  {len(chatters)} other sessions chatting, a line every 20 ms each:")
     print(f"    before the hello: {_stats(before)}")
     print(f"    during the hello: {_stats(during)}")
