@@ -64,6 +64,7 @@ class WsConn(asyncio.Protocol):
         self.paused = False  # the transport's buffer is over its high-water mark
         self.handler: asyncio.Task[Any] | None = None
         self._inbox: collections.deque[str | bytes] = collections.deque()
+        self._reading_paused = False  # inbox over max_queue: the socket is not read
         self._reader: asyncio.Future[None] | None = None
         self.woken = False  # counted in server.busy: woken with data, not yet through it
         self._drain: asyncio.Future[None] | None = None
@@ -126,7 +127,12 @@ class WsConn(asyncio.Protocol):
                 raise
             finally:
                 self._reader = None
-        return self._inbox.popleft()
+        message = self._inbox.popleft()
+        if self._reading_paused and len(self._inbox) <= self.server.max_queue // 4:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+        return message
 
     def __aiter__(self) -> WsConn:
         return self
@@ -154,6 +160,10 @@ class WsConn(asyncio.Protocol):
         """Cut the TCP connection off now (no close frame: the peer sees 1006)."""
         if self.transport is not None:
             self.transport.abort()
+
+    def queued(self) -> int:
+        """Messages received and not yet read by the handler."""
+        return len(self._inbox)
 
     def buffered(self) -> int:
         """Bytes written but not yet taken by the socket."""
@@ -320,6 +330,13 @@ class WsConn(asyncio.Protocol):
                 return
         else:
             self._inbox.append(data)
+        if (not self._reading_paused and len(self._inbox) >= self.server.max_queue
+                and self.transport is not None):
+            # the handler is behind (a slow operation): stop reading the socket, so a
+            # flood costs its sender TCP backpressure, not host memory (as websockets'
+            # own max_queue does)
+            self._reading_paused = True
+            self.transport.pause_reading()
         self._wake_reader()
 
     def _schedule_ping(self) -> None:
@@ -385,6 +402,7 @@ class WsServer:
         close_timeout: float,
         server_header: str | None,
         write_limit: int = 2**15,
+        max_queue: int = 64,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.handler = handler
@@ -399,6 +417,7 @@ class WsServer:
         self.close_timeout = close_timeout
         self.server_header = server_header
         self.write_limit = write_limit  # the transport pauses writing above this
+        self.max_queue = max_queue  # messages read ahead of the handler before pausing
         self.conns: set[WsConn] = set()
         self.server: asyncio.Server | None = None
         # handlers woken with data that have not yet worked through it; when the last one

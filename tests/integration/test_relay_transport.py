@@ -7,6 +7,7 @@ handshake, and the backpressure path a slow reader takes — each next to a chat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sqlite3
@@ -16,7 +17,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from hitl_desktop.core.protocol import MAX_FRAME_BYTES
+from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.relay import RelayConfig
+from hitl_desktop.host.transport import WsConn, WsServer
 from tests.support.host import running_host
 from tests.support.protocol_client import Client, refused, token_of
 
@@ -160,3 +163,51 @@ async def test_nothing_is_relayed_before_it_is_durable(tmp_path: Path) -> None:
         assert (await agent.expect("chat.message"))["data"]["text"] == "after"
         server = host.relay.server
         assert server is not None and server.busy == 0  # every handler is waiting again
+
+
+async def test_a_handler_that_falls_behind_stops_reading_the_socket() -> None:
+    """The transport reads at most ``max_queue`` messages ahead of its handler (plus one
+    socket read): a client flooding a connection whose handler is busy is held back by
+    TCP, not buffered in host memory; nothing is lost once the handler reads again."""
+    conns: list[WsConn] = []
+    release = asyncio.Event()
+    received: list[int] = []
+
+    async def handler(conn: WsConn) -> None:
+        conns.append(conn)
+        await release.wait()  # a slow operation
+        async for _ in conn:
+            received.append(1)
+
+    tasks = TaskSupervisor("transport test")
+    server = WsServer(handler, spawn=tasks.spawn, on_accept=lambda _t: "127.0.0.1",
+                      on_release=lambda _a: None, process_request=lambda _c, _r: None,
+                      max_size=2**20, ping_interval=None, ping_timeout=20.0, open_timeout=10.0,
+                      close_timeout=1.0, server_header=None, max_queue=16)
+    await server.listen("127.0.0.1", 0, ssl_context=None, backlog=16)
+    port = server.sockets[0].getsockname()[1]
+    ws = await connect(f"ws://127.0.0.1:{port}/ws", compression=None)
+    try:
+        sent = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                while sent < 200_000:
+                    await ws.send("x" * 1000)
+                    sent += 1
+        assert sent < 200_000  # held back by TCP once the host stopped reading
+        (conn,) = conns
+        # one socket read (256 KiB) of 1 kB messages at most beyond the bound
+        assert conn.queued() <= 16 + 300
+        release.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(received) < sent and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        # everything arrives once the handler reads again (the send the timeout
+        # interrupted may have gone out too)
+        assert len(received) in (sent, sent + 1)
+    finally:
+        await ws.close()
+        await server.aclose(1001, "done")
+        await tasks.aclose()
