@@ -280,6 +280,7 @@ class HostConnection(QObject):
         # desk: sessions asked for with session.sync whose replay has not begun yet:
         # their live frames that skip ahead are dropped (the replay carries them)
         self._fetching: set[str] = set()
+        self._sync_ids: dict[str, str] = {}  # our session.sync ids -> their session
         self._outbox: deque[_Outgoing] = deque()
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()
@@ -366,7 +367,11 @@ class HostConnection(QObject):
 
         self.track(session_id, 0)
         self._fetching.add(session_id)
-        return self.send(SessionSync(after_seq=self.last_seq(session_id)), session=session_id)
+        msg_id = self.send(SessionSync(after_seq=self.last_seq(session_id)), session=session_id)
+        self._sync_ids[msg_id] = session_id
+        while len(self._sync_ids) > 256:  # answered ones are never removed by success
+            self._sync_ids.pop(next(iter(self._sync_ids)))
+        return msg_id
 
     def pending_count(self) -> int:
         """Messages not yet written, or written but not yet confirmed by the host."""
@@ -693,6 +698,12 @@ class HostConnection(QObject):
     def _emit_error(self, env: Envelope, payload: ErrorPayload) -> None:
         if env.ref is not None:
             self._confirm(env.ref)
+            synced = self._sync_ids.pop(env.ref, None)
+            if (synced is not None and payload.code is ErrorCode.RATE_LIMITED
+                    and synced in self._fetching):
+                # the host dropped our session.sync: ask again (the writer's bucket waits)
+                log.info("session.sync for %s was rate limited: asking again", synced)
+                self.sync_session(synced)
         elif payload.code is ErrorCode.RATE_LIMITED:
             self._rewrite_after(payload.retry_after)
         log.info("host error %s: %s (ref %s)", payload.code, payload.message, env.ref)

@@ -145,3 +145,25 @@ def test_a_desk_connection_follows_at_most_the_resume_cap(qtbot: Any) -> None:
     assert forgotten == [["x1"]]
     assert conn.tracks("x0") and conn.tracks("new") and not conn.tracks("x1")
     assert len(conn.resume_points()) == MAX_RESUME
+
+
+def test_a_session_sync_the_host_dropped_for_rate_is_asked_again(qtbot: Any) -> None:
+    """A fetch the host refused with rate_limited would leave the session "loading"
+    (and its live frames dropped) for good: the connection asks again."""
+    from hitl_desktop.client.connection import HostConnection
+    from hitl_desktop.core.links import InviteLink
+
+    conn = HostConnection(InviteLink.parse("hitl://127.0.0.1:9/agent#desk1.abcdefghijklmnopqrst"))
+    first = conn.sync_session("s1")
+    env, err, _ = p.decode_host(p.error_frame(p.ErrorCode.RATE_LIMITED, "slow down",
+                                              ref=first, retry_after=0.5))
+    assert isinstance(err, p.ErrorPayload)
+    conn._emit_error(env, err)
+    again = [i for i in conn._outbox if i.type == "session.sync"]
+    assert [i.session for i in again] == ["s1"] and again[0].msg_id != first
+    # any other refusal is not retried (it would only be refused again)
+    env, err, _ = p.decode_host(p.error_frame(p.ErrorCode.CONFLICT, "busy",
+                                              ref=again[0].msg_id))
+    assert isinstance(err, p.ErrorPayload)
+    conn._emit_error(env, err)
+    assert [i for i in conn._outbox if i.type == "session.sync"] == []
