@@ -1,5 +1,6 @@
 """Screenshots of the desk in the agent window (issue 16): the inbox with holders, filters
-and waiting times; an internal note; the macro picker; the Preferences dialog; search.
+and waiting times; an internal note; the macro picker; the Preferences dialog; search;
+a conversation being fetched when it is opened (issue 18: "Loading…").
 
 The window is fed the frames a host sends (through ``core.protocol``), on top of
 ``agent_window_preview``'s mid-flow conversation. Whole-screen grabs, so dialogs and
@@ -31,7 +32,7 @@ from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.window import AgentWindow
 
 log = logging.getLogger("desk-screenshots")
-STATES = ("inbox", "note", "macros", "preferences", "search")
+STATES = ("inbox", "note", "macros", "preferences", "search", "loading")
 SAM = p.RepRef(rep_id="t_sam", name="Sam")
 KIM = p.RepRef(rep_id="t_kim", name="Kim Park")
 REPS = [p.RepInfo(rep_id="t_sam", name="Sam", online=True),
@@ -90,7 +91,18 @@ def desk_frames(ws: Workspace, window: AgentWindow) -> None:
 
 
 def apply_state(state: str, ws: Workspace, window: AgentWindow) -> None:
-    if state == "note":
+    if state == "loading":
+        # a desk that fetches histories on demand (as attached to a HostConnection):
+        # Priya's conversation was never opened; selecting it asks the host for it
+        ws._sync_fn = lambda _sid: None
+        ws._lazy = True
+        view = ws.session("s_priya")
+        assert view is not None
+        view.history = "none"
+        view.transcript.clear()
+        view.summary = view.summary.model_copy(update={"last_seq": 14})
+        ws.select_session("s_priya")
+    elif state == "note":
         window.write_note()
         window.conversation.note_box.editor.setPlainText(
             "Cancellation approved by the customer on the phone too.")
