@@ -196,6 +196,12 @@ def test_reach_text_and_in_place_updates(qtbot: object) -> None:
     assert model.rows[0].session_id == "c" and model.cell(model.rows[0], 0) == "—"
     model.mark_closed("b")
     assert model.find("b") is not None and model.find("b").state == "closed"  # type: ignore[union-attr]
+    # a session.list page (issue 18) joins the rows; an older summary of a known session
+    # (its last_seq behind what the table has) does not win
+    model.merge([_summary("d", last_message_at=11.0), _summary("a", last_seq=2)])
+    assert [r.session_id for r in model.rows][:2] == ["d", "a"]
+    assert model.find("a").last_seq == 7  # type: ignore[union-attr]
+    assert len(model.rows) == 4
 
 
 async def test_port_in_use_is_an_error_and_cleans_up(qtbot: object) -> None:
