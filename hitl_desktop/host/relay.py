@@ -143,6 +143,7 @@ __all__ = ["Conn", "CopilotFactory", "CreatedSession", "LinkBuilder", "Relay", "
            "SessionState"]  # RelayConfig lives in relay_core; this stays its public home
 
 log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_S = 2.0  # how long a stopping host lets operations under way finish
 
 CopilotFactory = Callable[[SessionOutbox], Copilot]
 LinkBuilder = Callable[[TokenKind, str], str]
@@ -425,8 +426,17 @@ class Relay:
     async def aclose(self) -> None:
         """Close every connection with 1001 (going away), stop the co-pilot, close the log."""
         self._closing = True  # frames still arriving are not handled (nor half-logged)
+        # an operation under way finishes first: a chat line is relayed once committed,
+        # which may be before its handler has told the co-pilot (what was sent must not
+        # be missing from the model's history after a restart)
+        busy = {t for c in self.conns if (t := c.ws.handler) is not None and not t.done()}
         if self.server is not None:
             await self.server.aclose(CloseCode.GOING_AWAY, "host shutting down")
+        if busy:
+            _done, late = await asyncio.wait(busy, timeout=SHUTDOWN_GRACE_S)
+            if late:
+                log.warning("%d operations still running after %.0f s: cancelled",
+                            len(late), SHUTDOWN_GRACE_S)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         await self._tasks.aclose()
