@@ -21,6 +21,7 @@ faster than any person types. Both servers use the same websockets settings
     python bench/relay.py --quick    # CI-sized
     git archive REV hitl_desktop | tar -x -C /tmp/base
     python bench/relay.py --baseline /tmp/base   # + that tree's host, interleaved: ratios
+    python bench/relay.py --baseline . --baseline-set group_commit=false
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def _raise_fd_limit() -> None:
 # ----------------------------------------------------------------------------- servers
 
 
-def _host_main(pipe: Connection, data_dir: str, src: str | None = None) -> None:
+def _host_main(pipe: Connection, data_dir: str, src: str | None = None,
+               settings: dict[str, Any] | None = None) -> None:
     _raise_fd_limit()
-    if src:  # run the host from another tree (``--baseline``): forget what was imported
+    if src and src != ".":  # another tree (``--baseline``): forget what was imported
         for name in [m for m in sys.modules if m == "hitl_desktop" or
                      m.startswith("hitl_desktop.")]:
             del sys.modules[name]
@@ -72,7 +74,8 @@ def _host_main(pipe: Connection, data_dir: str, src: str | None = None) -> None:
     async def main() -> None:
         paths = resolve_paths(data_dir, Path(data_dir) / "config")
         # every bench socket comes from 127.0.0.1: lift the per-address cap too
-        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
+        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6,
+                          **(settings or {}))
         host = await start_host(paths, Settings(), port=0, config=cfg)
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token,
                    "pid": os.getpid()})
@@ -341,7 +344,8 @@ async def _compare(host: dict[str, Any], base: dict[str, Any], echo: dict[str, A
 
     best = max(tput, key=lambda x: x[0])
     bbest = max(btput, key=lambda x: x[0])
-    print(f"this tree vs baseline ({args.baseline}), interleaved; ratio = this / baseline")
+    print(f"this tree vs baseline ({args.baseline} {' '.join(args.baseline_set)}), "
+          "interleaved; ratio = this / baseline")
     print(f"  {'':34s} {'this tree':>14s} {'baseline':>14s}   ratio")
     print(f"  {'(bare echo p50, for scale)':34s} {_ms(statistics.median(echo_rtt)):>14s}")
     row("hop p50", statistics.median(hop), statistics.median(bhop), _ms)
@@ -438,7 +442,11 @@ def main() -> int:
                         help="seconds between messages of one session under load")
     parser.add_argument("--baseline", metavar="DIR",
                         help="a tree holding another hitl_desktop (e.g. git archive REV "
-                             "hitl_desktop | tar -x -C DIR): compare its host with this one's")
+                             "hitl_desktop | tar -x -C DIR), or '.' for this one: compare "
+                             "its host with this one's")
+    parser.add_argument("--baseline-set", metavar="KEY=VALUE", action="append", default=[],
+                        help="a RelayConfig field for the baseline host only (e.g. "
+                             "group_commit=false)")
     args = parser.parse_args()
     _raise_fd_limit()
     ctx = mp.get_context("spawn")
@@ -454,8 +462,11 @@ def main() -> int:
         if args.baseline:
             base_dir = tempfile.mkdtemp(dir=tmp)
             base_pipe, base_child = ctx.Pipe()
+            overrides = {k: json.loads(v) for k, v in
+                         (kv.split("=", 1) for kv in args.baseline_set)}
             base_proc = ctx.Process(target=_host_main,
-                                    args=(base_child, base_dir, args.baseline), daemon=True)
+                                    args=(base_child, base_dir, args.baseline, overrides),
+                                    daemon=True)
             base_proc.start()
             procs.append(base_proc)
             pipes.append(base_pipe)

@@ -1163,13 +1163,21 @@ class Relay:
         # group commit: the lines of one loop tick share a transaction, committed at the end
         # of the tick (or as soon as anything else uses the log); each is relayed only
         # then, by _group_committed, in seq order
-        _seq, _frame, began = self.log.append_chat_grouped(
-            st.row, (conn, st, ref), message_id=message_id, role=conn.role.value,
-            name=conn.name, text=text, draft_id=None if is_customer else draft_id, ref=ref,
-            edited=edited,
-        )
-        if began:
-            asyncio.get_running_loop().call_soon(self.log.commit_group)
+        if self.config.group_commit:
+            _seq, _frame, began = self.log.append_chat_grouped(
+                st.row, (conn, st, ref), message_id=message_id, role=conn.role.value,
+                name=conn.name, text=text, draft_id=None if is_customer else draft_id,
+                ref=ref, edited=edited,
+            )
+            if began:
+                asyncio.get_running_loop().call_soon(self.log.commit_group)
+        else:  # one commit per line, relayed at once
+            _seq, frame = self.log.append_chat(
+                st.row, message_id=message_id, role=conn.role.value, name=conn.name,
+                text=text, draft_id=None if is_customer else draft_id, ref=ref, edited=edited,
+            )
+            self._fanout(st, "chat.message", frame)
+            self._notify_summary(st, agents=False)
         if self.desk_ops.after_chat(conn.role.value, st.row.session_id, _seq, text,
                                     st.row.last_message_at or time.time()):
             await self.desk_ops.reopen(st, ref)  # a customer line in a resolved session

@@ -90,6 +90,9 @@ class RelayConfig:
     poll_interval: float = 1.0  # how often to look for sessions other processes created
     summary_delay: float = 0.1  # coalescing window for session.updated
     checkpoint_interval: float = 2.0  # WAL -> database, in a worker thread
+    # chat lines of one loop tick share one commit and are relayed after it (False: each
+    # line commits alone and is relayed at once; for comparison, see bench/relay.py)
+    group_commit: bool = True
     # failed sign-ins (email + order number) allowed within sign_in_window seconds, per
     # session / per email address / per client IP, before a sign_in_lockout-second lockout
     sign_in_per_session: int = 5

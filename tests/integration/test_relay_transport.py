@@ -211,3 +211,26 @@ async def test_a_handler_that_falls_behind_stops_reading_the_socket() -> None:
         await ws.close()
         await server.aclose(1001, "done")
         await tasks.aclose()
+
+
+async def test_without_group_commit_each_line_commits_and_is_relayed_at_once(
+        tmp_path: Path) -> None:
+    """``RelayConfig.group_commit=False`` (the comparison bench/relay.py can run): the
+    lines still arrive in order, each stored before anyone sees it."""
+    async with running_host(tmp_path, config=RelayConfig(group_commit=False)) as host:
+        s = host.create_session()
+        cust = await Client.connect(host.url, token_of(s.customer_link))
+        agent = await Client.connect(host.url, token_of(s.agent_link))
+        for i in range(10):
+            await cust.send("chat.send", {"text": f"line {i}"}, session=s.session_id)
+        got = [await agent.expect("chat.message") for _ in range(10)]
+        assert [m["data"]["text"] for m in got] == [f"line {i}" for i in range(10)]
+        db = sqlite3.connect(host.relay.log.path)
+        try:
+            seqs = [r[0] for r in db.execute(
+                "SELECT seq FROM messages WHERE session_id = ? AND type = 'chat.message'",
+                (s.session_id,))]
+        finally:
+            db.close()
+        assert seqs == [m["seq"] for m in got]
+        assert not host.relay.log._group_open  # nothing was ever grouped
