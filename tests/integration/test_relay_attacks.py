@@ -61,9 +61,11 @@ async def test_sync_flood_from_a_non_reader_is_paged_and_cut_off(tmp_path: Path)
 
 async def test_a_desk_paging_its_inbox_flat_out_is_rate_limited_beside_the_pair(
         tmp_path: Path) -> None:
-    """Issue 18: a desk page of 500 summaries is real work (built in batches with
-    yields); a desk asking for one every 5 ms is held to its rate budget and closed."""
-    spec = {"relay": FAST, "sessions": 200}
+    """Issue 18: an inbox page is real work (summaries built in batches with yields); a
+    desk asking for one every 5 ms is held to its rate budget and closed. (100 sessions
+    keep the test steady on a busy CI; the page cost at 10,000 sessions is measured by
+    bench/desk_hello.py.)"""
+    spec = {"relay": FAST, "sessions": 100}
     with host_process(tmp_path / "data", spec) as host:
         base = host.rss_mb()
         async with chatting_pair(host, 0) as pair:
