@@ -10,18 +10,24 @@ timers and painting behave exactly as in the real windows. Never call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
 from hitl_desktop.app.qt import GuiThreadCollector
+from hitl_desktop.client.connection import HostConnection
 from hitl_desktop.client.workspace import Workspace
+from hitl_desktop.core.links import InviteLink
+from hitl_desktop.ui.agent.window import AgentWindow
 from tests.support.host import running_host
 from tests.ui.agent_feed import Feed, Sent, summary, welcome
 
-__all__ = ["running_host", "until"]
+__all__ = ["agent_window_on", "running_host", "until"]
 
 
 def qt_app() -> QApplication:
@@ -88,3 +94,25 @@ def ws(sent: Sent) -> Workspace:
 @pytest.fixture
 def feed(ws: Workspace) -> Feed:
     return Feed(ws, "s1")
+
+
+@contextlib.asynccontextmanager
+async def agent_window_on(link: str, qtbot: Any, config_dir: Path, *,
+                          client_name: str = "test agent",
+                          ) -> AsyncIterator[tuple[HostConnection, Workspace, AgentWindow]]:
+    """The production stack (HostConnection -> Workspace -> AgentWindow) on ``link``,
+    shown and connected; closed again on the way out."""
+    conn = HostConnection(InviteLink.parse(link), client_name=client_name)
+    ws = Workspace()
+    ws.attach(conn)
+    window = AgentWindow(ws, config_dir=config_dir)
+    qtbot.addWidget(window)
+    window.show()
+    conn.open()
+    try:
+        async with asyncio.timeout(5):
+            await conn.wait_connected()
+        yield conn, ws, window
+    finally:
+        window.close()
+        await conn.aclose()

@@ -21,7 +21,7 @@ from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
 from hitl_desktop.core.links import InviteLink
 from hitl_desktop.ui.agent.window import AgentWindow
-from tests.ui.conftest import running_host, until
+from tests.ui.conftest import agent_window_on, running_host, until
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
@@ -63,16 +63,8 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
                                                                 qtbot: Any) -> None:
     async with running_host(tmp_path / "host", copilot=True) as host:
         created = host.create_session(customer_id="CUST1001", title="Alex")
-        conn = HostConnection(InviteLink.parse(host.desk_link), client_name="test agent")
-        ws = Workspace()
-        ws.attach(conn)
-        window = AgentWindow(ws, config_dir=tmp_path / "config")
-        qtbot.addWidget(window)
-        window.show()
-        conn.open()
-        try:
-            async with asyncio.timeout(5):
-                await conn.wait_connected()
+        async with agent_window_on(host.desk_link, qtbot, tmp_path / "config") as (
+                _conn, ws, window):
             await until(lambda: ws.session(created.session_id) is not None, what="session")
             ws.select_session(created.session_id)
             await until(lambda: ws.connection_state == "connected", what="state")
@@ -126,9 +118,6 @@ async def test_agent_window_drives_the_flow_against_a_real_host(tmp_path: Path,
                             what="orders refreshed")
                 top = window.action_queue.history.topLevelItem(0)
                 assert top is not None and "Executed" in top.text(2)
-        finally:
-            window.close()
-            await conn.aclose()
 
 
 async def test_agent_socket_dropped_mid_draft_recovers_everything(tmp_path: Path,

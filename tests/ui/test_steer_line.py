@@ -3,7 +3,6 @@ fed real protocol frames; what it sends is recorded."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
-from hitl_desktop.client.connection import HostConnection
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
-from hitl_desktop.core.links import InviteLink
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 from hitl_desktop.ui.agent.window import AgentWindow
 from tests.ui.agent_feed import Feed, Sent
-from tests.ui.conftest import running_host, until
+from tests.ui.conftest import agent_window_on, running_host, until
 from tests.ui.test_agent_window_relay import Customer
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
@@ -187,16 +184,8 @@ async def test_steering_against_a_real_host(tmp_path: Path, qtbot: Any) -> None:
     Undo goes back, an instruction it cannot follow is refused under the line."""
     async with running_host(tmp_path / "host", copilot=True) as host:
         created = host.create_session(customer_id="CUST1001", title="Alex")
-        conn = HostConnection(InviteLink.parse(host.desk_link), client_name="test agent")
-        ws = Workspace()
-        ws.attach(conn)
-        window = AgentWindow(ws, config_dir=tmp_path / "config")
-        qtbot.addWidget(window)
-        window.show()
-        conn.open()
-        try:
-            async with asyncio.timeout(5):
-                await conn.wait_connected()
+        async with agent_window_on(host.desk_link, qtbot, tmp_path / "config") as (
+                _conn, ws, window):
             await until(lambda: ws.session(created.session_id) is not None, what="session")
             ws.select_session(created.session_id)
             view = ws.session(created.session_id)
@@ -237,9 +226,6 @@ async def test_steering_against_a_real_host(tmp_path: Path, qtbot: Any) -> None:
                 assert "cannot follow" in line.problem.full_text()
                 assert view.draft is short
                 assert not customer.agent_messages()  # nothing reached the customer
-        finally:
-            window.close()
-            await conn.aclose()
 
 
 def test_the_chips_follow_a_dark_palette(window: AgentWindow, qapp: Any) -> None:
