@@ -1247,6 +1247,13 @@ class Workspace(QObject):
         self._macros = sorted(payload.macros, key=lambda m: m.name)
         self.macros_changed.emit()
 
+    def _on_reps(self, env: p.Envelope, payload: p.Payload) -> None:
+        """A colleague came online or went offline, or a rep link was added or removed:
+        Transfer to… offers who is on the desk now, not who was at connect time."""
+        assert isinstance(payload, p.RepsUpdated)
+        self._reps = list(payload.reps)
+        self.reps_changed.emit()
+
     def _on_search_results(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SearchResults)
         if self._search_id is not None and env.ref not in (None, self._search_id):
@@ -1337,6 +1344,7 @@ class Workspace(QObject):
         "note.added": _on_note_added,
         "session.status_changed": _on_status_changed,
         "macro.list": _on_macro_list,
+        "reps": _on_reps,
         "search.results": _on_search_results,
         "transcript": _on_transcript,
     }

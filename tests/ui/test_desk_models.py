@@ -70,6 +70,16 @@ def test_welcome_names_the_representative_and_the_desk(ws: Workspace, sent: Sent
     assert sent.of("macro.list"), "a desk asks for the shared macros at welcome"
 
 
+def test_a_reps_push_updates_who_is_on_the_desk(ws: Workspace, qtbot: QtBot) -> None:
+    """Transfer to… offers the desk as it is now: Kim comes online, Ana is added."""
+    ana = p.RepInfo(rep_id="tok_ana", name="Ana", online=True)
+    with qtbot.waitSignal(ws.reps_changed):
+        Feed(ws)(p.RepsUpdated(reps=[p.RepInfo(rep_id=SAM.rep_id, name="Sam", online=True),
+                                     p.RepInfo(rep_id=KIM.rep_id, name="Kim", online=True),
+                                     ana]), None)
+    assert [(r.name, r.online) for r in ws.reps] == [("Sam", True), ("Kim", True), ("Ana", True)]
+
+
 def test_filters_and_the_longest_wait_first(ws: Workspace) -> None:
     assert ids(filtered(ws, "mine")) == ["s1"]
     assert ids(filtered(ws, "unassigned")) == ["s3"]
