@@ -848,8 +848,12 @@ class Workspace(QObject):
 
     def _on_session_opened(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.SessionOpened)
-        known = payload.summary.session_id in self._sessions
-        view = self._upsert_summary(payload.summary, emit=not known)
+        # the summary in seq 1 is the session as it was created: one already held (from
+        # the welcome, a page or a live session.updated) is newer, e.g. when a desk opens
+        # the session later and its history replays (the customer may be online by now)
+        view = self._sessions.get(payload.summary.session_id)
+        if view is None:
+            view = self._upsert_summary(payload.summary)
         if env.seq is not None:
             view.seen_seq = max(view.seen_seq, env.seq)
         if not any(isinstance(i, NoteItem) and i.text.startswith("Session opened")

@@ -167,3 +167,23 @@ def test_a_session_sync_the_host_dropped_for_rate_is_asked_again(qtbot: Any) -> 
     assert isinstance(err, p.ErrorPayload)
     conn._emit_error(env, err)
     assert [i for i in conn._outbox if i.type == "session.sync"] == []
+
+
+def test_opening_a_session_keeps_the_summary_newer_than_its_first_frame(qtbot: Any) -> None:
+    """The replayed seq 1 (session.opened) carries the session as it was created: it
+    must not take back what the desk already knows (the customer is online now)."""
+    sent, synced = Sent(), list[str]()
+    ws = _desk(sent, synced)
+    now = time.time()
+    ws.apply_welcome(_welcome([summary("s1", last_seq=2, last_at=now)], None))
+    online = summary("s2", "Priya", last_seq=2, last_at=now).model_copy(
+        update={"customer_online": True, "clients": 1})
+    Feed(ws, "s2")(p.SessionUpdated(summary=online))  # live, from the desk's fan-out
+    ws.select_session("s2")
+    assert synced == ["s1", "s2"]
+    feed = Feed(ws, "s2")
+    feed(p.SessionOpened(summary=summary("s2", "Priya"), greeting="Hi"))  # seq 1, replayed
+    view = ws.session("s2")
+    assert view is not None and view.summary.customer_online and view.summary.last_seq == 2
+    feed.customer("my parcel")
+    assert view.history == "loaded" and view.summary.customer_online
