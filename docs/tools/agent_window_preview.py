@@ -24,7 +24,7 @@ from typing import Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
@@ -302,15 +302,20 @@ def main(argv: list[str] | None = None) -> int:
         card.form.field("order_id").set_value("ORD1008")
         card.ask_approve()
     if args.screenshot:
-        def shoot() -> None:
-            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            window.grab().save(str(args.screenshot))
-            log.info("saved %s", args.screenshot)
-            app.quit()
-
-        QTimer.singleShot(800, shoot)
+        shoot_and_quit(app, window, args.screenshot)
     return app.exec()
 
+
+
+def shoot_and_quit(app: QApplication, window: QWidget, path: Path) -> None:
+    """Once the window has painted: save it to ``path``, then quit the app."""
+    def shoot() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(path))
+        log.info("saved %s", path)
+        app.quit()
+
+    QTimer.singleShot(800, shoot)
 
 if __name__ == "__main__":
     raise SystemExit(main())

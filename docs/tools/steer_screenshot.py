@@ -17,7 +17,6 @@ import logging
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,13 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     line.line.setFocus()
     window.docks["suggestion"].raise_()
     if args.screenshot:
-        def shoot() -> None:
-            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            window.grab().save(str(args.screenshot))
-            log.info("saved %s", args.screenshot)
-            app.quit()
-
-        QTimer.singleShot(800, shoot)
+        preview.shoot_and_quit(app, window, args.screenshot)
     return app.exec()
 
 

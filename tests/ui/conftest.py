@@ -27,7 +27,7 @@ from hitl_desktop.ui.agent.window import AgentWindow
 from tests.support.host import running_host
 from tests.ui.agent_feed import Feed, Sent, summary, welcome
 
-__all__ = ["agent_window_on", "running_host", "until"]
+__all__ = ["agent_window_on", "dark_palette", "running_host", "until"]
 
 
 def qt_app() -> QApplication:
@@ -116,3 +116,24 @@ async def agent_window_on(link: str, qtbot: Any, config_dir: Path, *,
     finally:
         window.close()
         await conn.aclose()
+
+
+@contextlib.contextmanager
+def dark_palette(app: QApplication) -> Iterator[None]:
+    """A dark system palette for the block (the colours ui.theme keys on), then back."""
+    from PySide6.QtGui import QColor, QPalette
+
+    before = app.palette()
+    dark = QPalette(before)
+    for role, color in ((QPalette.ColorRole.Window, "#1b1f24"),
+                        (QPalette.ColorRole.Base, "#15181c"),
+                        (QPalette.ColorRole.Text, "#e6e9ed"),
+                        (QPalette.ColorRole.WindowText, "#e6e9ed")):
+        dark.setColor(role, QColor(color))
+    try:
+        app.setPalette(dark)
+        QApplication.processEvents()
+        yield
+    finally:
+        app.setPalette(before)
+        QApplication.processEvents()

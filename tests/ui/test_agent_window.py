@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QDockWidget, QToolBar
 from pytestqt.qtbot import QtBot
@@ -16,6 +15,7 @@ from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.window import AgentWindow
 from tests.ui.agent_feed import Feed, Sent
+from tests.ui.conftest import dark_palette
 
 # the offscreen platform plugin cannot propagate dock size hints; harmless there
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
@@ -345,21 +345,9 @@ def test_typing_in_the_editor_tells_the_customer(window: AgentWindow, sent: Sent
 
 def test_follows_a_dark_palette(window: AgentWindow, qapp: QApplication) -> None:
     light_css = window.styleSheet()
-    before = qapp.palette()
-    dark = QPalette(before)
-    for role, color in ((QPalette.ColorRole.Window, "#1b1f24"),
-                        (QPalette.ColorRole.Base, "#15181c"),
-                        (QPalette.ColorRole.Text, "#e6e9ed"),
-                        (QPalette.ColorRole.WindowText, "#e6e9ed")):
-        dark.setColor(role, QColor(color))
-    try:
-        qapp.setPalette(dark)
-        QApplication.processEvents()
+    with dark_palette(qapp):
         assert window.styleSheet() != light_css
         assert "#1d2228" in window.styleSheet()  # the dark surface colour of ui.theme
-    finally:
-        qapp.setPalette(before)
-        QApplication.processEvents()
     assert window.styleSheet() == light_css
 
 

@@ -16,7 +16,7 @@ from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.suggestion import SuggestionEditor
 from hitl_desktop.ui.agent.window import AgentWindow
 from tests.ui.agent_feed import Feed, Sent
-from tests.ui.conftest import agent_window_on, running_host, until
+from tests.ui.conftest import agent_window_on, dark_palette, running_host, until
 from tests.ui.test_agent_window_relay import Customer
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
@@ -229,25 +229,10 @@ async def test_steering_against_a_real_host(tmp_path: Path, qtbot: Any) -> None:
 
 
 def test_the_chips_follow_a_dark_palette(window: AgentWindow, qapp: Any) -> None:
-    from PySide6.QtGui import QColor, QPalette
-    from PySide6.QtWidgets import QApplication
-
     line = window.suggestion_editor.steer
     light = line.styleSheet()
-    before = qapp.palette()
-    dark = QPalette(before)
-    for role, color in ((QPalette.ColorRole.Window, "#1b1f24"),
-                        (QPalette.ColorRole.Base, "#15181c"),
-                        (QPalette.ColorRole.Text, "#e6e9ed"),
-                        (QPalette.ColorRole.WindowText, "#e6e9ed")):
-        dark.setColor(role, QColor(color))
-    try:
-        qapp.setPalette(dark)
-        QApplication.processEvents()
+    with dark_palette(qapp):
         assert line.styleSheet() != light and "#1d2228" in line.styleSheet()
-    finally:
-        qapp.setPalette(before)
-        QApplication.processEvents()
     assert line.styleSheet() == light
 
 
