@@ -57,8 +57,10 @@ WORDS = ["order", "parcel", "refund", "delivery", "return", "cancel", "late", "b
          "warranty", "exchange", "account", "password"]
 
 
-def generate(data_dir: Path, sessions: int, lines: int, pairs: int) -> dict[str, Any]:
-    """Open sessions with ``lines`` chat lines each; the tokens the bench needs."""
+def generate(data_dir: Path, sessions: int, lines: int, pairs: int,
+             long_lines: int = 0) -> dict[str, Any]:
+    """Open sessions with ``lines`` chat lines each, then one long session of
+    ``long_lines`` (the most recent: the one the desk opens); the tokens the bench needs."""
     from hitl_desktop.host.log import RelayLog
     from hitl_desktop.host.tokens import TokenKind, Tokens
 
@@ -66,7 +68,7 @@ def generate(data_dir: Path, sessions: int, lines: int, pairs: int) -> dict[str,
     if marker.exists():
         made: dict[str, Any] = json.loads(marker.read_text("utf-8"))
         if made["sessions"] == sessions and made["lines"] == lines and \
-                len(made["pairs"]) >= pairs:
+                len(made["pairs"]) >= pairs and made.get("long_lines", 0) == long_lines:
             return made
         raise SystemExit(f"{data_dir} holds another generated set: use another --data-dir")
     rng = random.Random(18)
@@ -97,7 +99,20 @@ def generate(data_dir: Path, sessions: int, lines: int, pairs: int) -> dict[str,
             if i % 1000 == 999:
                 print(f"  generated {i + 1} sessions ({time.perf_counter() - t0:.0f} s)",
                       flush=True)
+        long_id = None
+        if long_lines:
+            row, _ = log.create_session(title="Generated long chat")
+            for n in range(long_lines):
+                customer = n % 2 == 0
+                text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 24)))
+                log.append_chat(row, message_id=f"long_{n}",
+                                role="customer" if customer else "agent",
+                                name="Customer" if customer else "Ana", text=text,
+                                draft_id=None, ref=None)
+            long_id = row.session_id
+            last[row.session_id] = row.last_seq
         made = {"sessions": sessions, "lines": lines, "last": last, "pairs": chatting,
+                "long_lines": long_lines, "long": long_id,
                 "desk": tokens.issue(TokenKind.AGENT_DESK, label="bench desk")}
     finally:
         log.close()
@@ -396,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=None)
     ap.add_argument("--lines", type=int, default=None, help="chat lines per session")
     ap.add_argument("--pairs", type=int, default=5, help="chatting sessions meanwhile")
+    ap.add_argument("--long-lines", type=int, default=None,
+                    help="lines of the one long session the desk opens (default 20,000)")
     ap.add_argument("--data-dir", type=Path, default=None, help="generate here / reuse")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--baseline", metavar="DIR", default=None,
@@ -407,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="hitl-desk-hello-") as tmp:
         data_dir = args.data_dir or Path(tmp)
-        made = generate(data_dir, sessions, lines, args.pairs)
+        long_lines = args.long_lines if args.long_lines is not None else (
+            2000 if args.quick else 20_000)
+        made = generate(data_dir, sessions, lines, args.pairs, long_lines)
         if args.baseline is None:
             _run_host(made, data_dir, None, args.timeout)
             return 0

@@ -189,6 +189,20 @@ class SessionSync(_Payload):
     after_seq: int = Field(default=0, ge=0)
 
 
+# --- session.history (issue 18 item 2): a session's history, newest first, in pages
+MAX_HISTORY_PAGE: Final = 200  # durable messages in one session.history page
+HISTORY_PAGE: Final = 50  # ... when the request does not say
+
+
+class SessionHistoryRequest(_Payload):
+    """One page of a session's history, newest first: the latest ``limit`` durable
+    messages with seq < ``before_seq`` (None: the newest). A desk opens a session with
+    the newest page and asks for older ones as its user scrolls up."""
+
+    before_seq: int | None = Field(default=None, ge=1)
+    limit: int = Field(default=HISTORY_PAGE, ge=1, le=MAX_HISTORY_PAGE)
+
+
 class CustomerGet(_Payload):
     pass
 
@@ -602,6 +616,18 @@ class SessionList(_Payload):
     cursor: str | None = None
 
 
+class SessionHistory(_Payload):
+    """Answer to ``session.history``: the page covers every seq from ``first_seq`` to
+    ``last_seq`` (both null when empty); ``frames`` are its durable envelopes the
+    connection may receive, oldest first; ``more``: older messages exist."""
+
+    before_seq: int | None
+    first_seq: int | None
+    last_seq: int | None
+    more: bool
+    frames: list[dict[str, Any]]
+
+
 class SessionCreated(_Payload):
     session_id: str
     customer_link: str
@@ -767,6 +793,8 @@ CLIENT_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("session.reopen", SessionReopen, senders=_AGENTS, session_required=True),
         MessageSpec("session.list", SessionListRequest, senders=_AGENTS),
         MessageSpec("session.sync", SessionSync, senders=_ALL, session_required=True),
+        MessageSpec("session.history", SessionHistoryRequest, senders=_ALL,
+                    session_required=True),
         MessageSpec("customer.get", CustomerGet, senders=_AGENTS, session_required=True),
         MessageSpec("article.get", ArticleGet, senders=_AGENTS),
         MessageSpec("kb.search", KbSearch, senders=_AGENTS),
@@ -817,6 +845,7 @@ HOST_MESSAGES: Final[dict[str, MessageSpec]] = {
         MessageSpec("approval.updated", ApprovalUpdated, durable=True, session_required=True),
         MessageSpec("assistant.status", AssistantStatus),
         MessageSpec("session.list", SessionList),
+        MessageSpec("session.history", SessionHistory, session_required=True),
         MessageSpec("session.created", SessionCreated),
         MessageSpec("customer.details", CustomerDetails, session_required=True),
         MessageSpec("article.content", ArticleContent),
@@ -955,6 +984,21 @@ def decode(
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{env.type} needs a session", ref=env.id)
     try:
         payload = spec.payload.model_validate(env.data, strict=strict)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc), ref=env.id) from None
+    return env, payload, spec
+
+
+def decode_history_frame(obj: dict[str, Any]) -> tuple[Envelope, _Payload, MessageSpec]:
+    """One envelope of a ``session.history`` page (already parsed JSON), validated like
+    a host frame (``decode_host``); ProtocolError if it is not a durable host message."""
+    env = _envelope(obj)
+    spec = HOST_MESSAGES.get(env.type)
+    if spec is None or not spec.durable or env.seq is None or env.session is None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"not a durable message: {env.type!r}",
+                            ref=env.id)
+    try:
+        payload = spec.payload.model_validate(env.data)
     except ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, _first_error(exc), ref=env.id) from None
     return env, payload, spec

@@ -669,6 +669,28 @@ class RelayLog:
         cur.close()
         return out
 
+    def page_before(self, session_id: str, before_seq: int, max_frames: int,
+                    max_chars: int) -> tuple[list[tuple[int, str, str]], bool]:
+        """(seq, type, frame) with seq < ``before_seq``, newest first: at most
+        ``max_frames`` and ``max_chars`` (at least one frame), and whether older ones
+        remain (``session.history`` pages; issue 18). One indexed range scan."""
+        out: list[tuple[int, str, str]] = []
+        total = 0
+        more = False
+        cur = self.db.execute(
+            "SELECT seq, type, frame FROM messages WHERE session_id = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (session_id, before_seq, max_frames + 1),
+        )
+        for seq, type_, frame in cur:
+            if len(out) >= max_frames or (out and total + len(frame) > max_chars):
+                more = True
+                break
+            out.append((int(seq), str(type_), str(frame)))
+            total += len(frame)
+        cur.close()
+        return out, more
+
     def typed_frames_after(self, session_id: str, after_seq: int) -> list[tuple[str, str]]:
         """(type, frame) pairs with seq > ``after_seq``, in order (resume filters on type)."""
         return [

@@ -90,6 +90,8 @@ from hitl_desktop.core.protocol import (
     SessionClosed,
     SessionCreate,
     SessionCreated,
+    SessionHistory,
+    SessionHistoryRequest,
     SessionIdentity,
     SessionList,
     SessionListRequest,
@@ -126,6 +128,8 @@ from hitl_desktop.host.relay_core import (
     decode_cursor,
     encode_cursor,
     fast_parse,
+    history_before,
+    history_page,
     is_chat_send,
     may_receive,
     over_cap,
@@ -1320,6 +1324,31 @@ class Relay:
             conn.wake.set()
         # COALESCE: the replay under way already sends everything after it
 
+    async def _op_session_history(self, conn: Conn, env: Envelope, p: Payload,
+                                  st: SessionState | None) -> None:
+        """One page of a session's history, newest first (issue 18): read from the log
+        in one bounded range scan (<= 200 frames / 256 KiB) and sent as one frame whose
+        ``frames`` are the stored envelopes spliced in as they are (no re-encoding)."""
+        assert st is not None
+        q = cast(SessionHistoryRequest, p)
+        cfg = self.config
+        if not conn.replay_budget.available(0.0):  # the same byte budget as replays
+            self._reject(conn, ErrorCode.RATE_LIMITED, "history read too fast: slow down",
+                         ref=env.id, session=env.session,
+                         retry_after=round(conn.replay_budget.retry_after(0.0), 3))
+            return
+        sid = st.row.session_id
+        before = history_before(st.row.last_seq, q.before_seq)
+        rows, more = self.log.page_before(sid, before, q.limit, cfg.replay_page_bytes)
+        page = history_page(rows, more, conn.role)
+        conn.replay_budget.spend(page.nbytes)
+        head = encode("session.history", SessionHistory(
+            before_seq=q.before_seq, first_seq=page.first_seq, last_seq=page.last_seq,
+            more=page.more, frames=[]), session=sid, ref=env.id)
+        # the payload's last field is ``frames``: splice the stored envelopes in
+        assert head.endswith('[]}}')
+        conn.push(f"{head[:-3]}{','.join(page.frames)}]}}}}")
+
     async def _op_customer_get(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
         assert st is not None
@@ -1469,6 +1498,7 @@ class Relay:
         "session.reopen": _op_session_reopen,
         "session.list": _op_session_list,
         "session.sync": _op_session_sync,
+        "session.history": _op_session_history,
         "customer.get": _op_customer_get,
         "article.get": _op_article_get,
         "kb.search": _op_kb_search,

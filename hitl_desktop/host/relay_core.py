@@ -112,7 +112,8 @@ class RelayConfig:
 
 # Operations that cost ``heavy_cost`` more units of the rate budget (PROTOCOL.md §13).
 HEAVY_TYPES: Final = frozenset({"session.sync", "kb.search", "draft.regenerate",
-                                "session.list", "customer.get", "draft.steer"})
+                                "session.list", "customer.get", "draft.steer",
+                                "session.history"})
 
 # Operations only desk-scope connections (desk agents, admins) may send: a session-bound
 # agent (or a customer) gets ``forbidden`` (issue 16: session agents are never
@@ -471,6 +472,40 @@ def page_frames(rows: Iterable[tuple[int, str, str]], role: Role, after: int
         nbytes += len(frame)
         last = seq
     return frames, last, nbytes
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One ``session.history`` page for a connection (PROTOCOL.md, ``session.history``)."""
+
+    frames: list[str]  # the envelopes it may receive, oldest first
+    first_seq: int | None  # the page covers first_seq..last_seq (None: empty)
+    last_seq: int | None
+    more: bool  # older messages exist
+    nbytes: int  # characters read (the replay budget counts what was read, shown or not)
+
+
+def history_before(last_seq: int, before_seq: int | None) -> int:
+    """Where a ``session.history`` page ends (exclusive): ``before_seq`` clamped to the
+    session's end; None = the newest page. A value past the end is the newest page."""
+    end = last_seq + 1
+    return end if before_seq is None else min(before_seq, end)
+
+
+def history_page(rows: list[tuple[int, str, str]], more: bool, role: Role) -> HistoryPage:
+    """A log page read newest first (``RelayLog.page_before``) as the connection gets it:
+    oldest first, agent-only types skipped for customers (they still count as covered,
+    so a customer's page may hold fewer frames than it covers)."""
+    agent = role is not Role.CUSTOMER
+    frames: list[str] = []
+    nbytes = 0
+    for _seq, type_, frame in reversed(rows):
+        if agent or type_ not in AGENT_ONLY_TYPES:
+            frames.append(frame)
+        nbytes += len(frame)
+    if not rows:
+        return HistoryPage([], None, None, False, 0)
+    return HistoryPage(frames, rows[-1][0], rows[0][0], more, nbytes)
 
 
 def ack_to_send(acked: int, last_seq: int, delivered: int) -> int | None:

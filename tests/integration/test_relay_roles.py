@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "chat.send": {C, A, D},
     "typing": {C, A, D},
     "session.sync": {C, A, D},
+    "session.history": {C, A, D},
     "approval.approve": {A, D},
     "approval.reject": {A, D},
     "draft.regenerate": {A, D},
@@ -58,6 +59,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     "chat.send": {"text": "hello"},
     "typing": {"active": True},
     "session.sync": {"after_seq": 0},
+    "session.history": {"before_seq": None, "limit": 5},
     "approval.approve": {"approval_id": "a1", "arguments": {"order_id": "ORD1001"}},
     "approval.reject": {"approval_id": "a1", "reason": "no"},
     "draft.regenerate": {},
@@ -209,13 +211,13 @@ async def test_role_matrix(tmp_path: Path) -> None:
                     assert snapshot(db_path) == before, (kind, op)
                     assert copilots[0].calls == calls, (kind, op)
                 await client.close()
-        # customers may send 5 of the operations, agents all but session.create and
+        # customers may send 6 of the operations, agents all but session.create and
         # identity.sign_in, admins all but identity.sign_in (counted from the matrix);
         # session agents also none of the desk-scope operations
         expected = sum(ROLE_OF[k] not in roles for k in TOKEN_KINDS for roles in ALLOWED.values())
         expected += len(DESK_SCOPE_ONLY)
         assert refused == 5 * len(PAYLOADS) - allowed and refused == expected
-        assert expected == 2 * (len(PAYLOADS) - 5) + 2 * 2 + 1 + len(DESK_SCOPE_ONLY)
+        assert expected == 2 * (len(PAYLOADS) - 6) + 2 * 2 + 1 + len(DESK_SCOPE_ONLY)
 
 
 async def test_session_bound_tokens_cannot_reach_other_sessions(tmp_path: Path) -> None:
@@ -225,7 +227,8 @@ async def test_session_bound_tokens_cannot_reach_other_sessions(tmp_path: Path) 
         for link in (mine.customer_link, mine.agent_link):
             client = await Client.connect(host.url, token_of(link))
             await client.drain(0.02)
-            for op in ("chat.send", "typing", "ack", "session.sync", "customer.get",
+            for op in ("chat.send", "typing", "ack", "session.sync", "session.history",
+                       "customer.get",
                        "session.close", "insights.conversation"):
                 if op in ("customer.get", "session.close", "insights.conversation") and (
                         "customer" in link):

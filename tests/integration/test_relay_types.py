@@ -122,6 +122,7 @@ async def test_every_host_type_reaches_exactly_its_audience(tmp_path: Path) -> N
         await desk.send("macro.save", {"name": "hi", "text": "Hello {customer_name}"})
         await desk.send("search", {"query": "hi"})
         await desk.send("transcript.get", {"audience": "internal"}, session=sid)
+        await desk.send("session.history", {"limit": 10}, session=sid)  # issue 18
         await desk.send("session.close", {}, session=sid)
         await desk.send("session.reopen", {}, session=sid)  # same socket: after the close
         await desk.wait("reps")  # the admin came online (checked once a second)

@@ -90,6 +90,10 @@ def test_every_host_type_round_trips() -> None:
         "assistant.status": P.AssistantStatus(provider="p", model=None, is_ai=False,
                                               state="ready"),
         "session.list": P.SessionList(sessions=[summary]),
+        "session.history": P.SessionHistory(
+            before_seq=None, first_seq=1, last_seq=1, more=False,
+            frames=[json.loads(P.encode("session.opened", P.SessionOpened(summary=summary),
+                                        session="s_1", seq=1))]),
         "session.created": P.SessionCreated(session_id="s", customer_link="a", agent_link="b"),
         "customer.details": P.CustomerDetails(customer=None, orders=[]),
         "article.content": P.ArticleContent(article_id="kb/x", title="X", kind="kb",
