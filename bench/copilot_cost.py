@@ -74,7 +74,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
         while (cmd := await loop.run_in_executor(None, pipe.recv)) != "stop":
             # back on the loop's thread here: thread_time is the loop's own CPU
             if cmd == "cpu":
-                pipe.send((time.process_time(), time.thread_time()))
+                pipe.send((time.process_time(), time.thread_time(), _thread_cpu()))
             elif cmd == "profile" and profile and copilot and prof is None:
                 import cProfile
 
@@ -87,6 +87,25 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
 
     profile = os.environ.get("BENCH_PROFILE")
     asyncio.run(main())
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per kind of thread of this process (the loop's, each store's worker,
+    the default executor's), so a run says where the off-loop CPU goes."""
+    import re
+    import threading
+
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        if t.ident is None:
+            continue
+        try:
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        except (OSError, AttributeError):
+            continue
+        name = re.sub(r"[_-]?\d+(_\d+)?$", "", t.name) or t.name
+        out[name] = out.get(name, 0.0) + cpu
+    return out
 
 
 class Pair:
@@ -163,7 +182,7 @@ def _lines(n: int) -> list[tuple[str, str]]:
 
 
 async def _round(host: dict[str, Any], pipe: Connection, lines: list[tuple[str, str]],
-                 until: str, parallel: int) -> dict[str, float]:
+                 until: str, parallel: int) -> dict[str, Any]:
     """Drive ``lines`` through fresh sessions, ``parallel`` conversations at a time; the
     host's CPU is read around the conversations only (sessions are made before)."""
     groups = [lines[i:i + LINES_PER_SESSION] for i in range(0, len(lines), LINES_PER_SESSION)]
@@ -171,7 +190,7 @@ async def _round(host: dict[str, Any], pipe: Connection, lines: list[tuple[str, 
     latencies: list[float] = []
     await asyncio.sleep(0.5)  # greetings and start-up frames settle before we count
     pipe.send("cpu")
-    cpu0, loop0 = pipe.recv()
+    cpu0, loop0, threads0 = pipe.recv()
     f0, b0, d0 = (sum(getattr(p, k) for p in pairs) for k in ("frames", "bytes", "deltas"))
 
     async def talk(pair: Pair, group: list[tuple[str, str]]) -> None:
@@ -185,8 +204,9 @@ async def _round(host: dict[str, Any], pipe: Connection, lines: list[tuple[str, 
                                                           strict=True)))
     await asyncio.sleep(0.2)
     pipe.send("cpu")
-    cpu1, loop1 = pipe.recv()
-    out = {"cpu": cpu1 - cpu0, "loop": loop1 - loop0, "n": float(len(lines)),
+    cpu1, loop1, threads1 = pipe.recv()
+    out: dict[str, Any] = {"cpu": cpu1 - cpu0, "loop": loop1 - loop0, "n": float(len(lines)),
+           "threads": {k: v - threads0.get(k, 0.0) for k, v in threads1.items()},
            "frames": sum(p.frames for p in pairs) - f0,
            "bytes": sum(p.bytes for p in pairs) - b0,
            "deltas": sum(p.deltas for p in pairs) - d0,
@@ -224,7 +244,7 @@ def main() -> int:
         args.drafts, args.rounds = 16, 1
     ctx = mp.get_context("spawn")
     lines = _lines(args.drafts)
-    results: dict[str, list[dict[str, float]]] = {"offline": [], "relay": []}
+    results: dict[str, list[dict[str, Any]]] = {"offline": [], "relay": []}
     with tempfile.TemporaryDirectory() as t1, tempfile.TemporaryDirectory() as t2:
         hosts = {}
         fake = None
@@ -278,6 +298,11 @@ def main() -> int:
               f"{last['bytes'] / last['n'] / 1024:5.1f} KB per line; "
               f"line -> {'draft.completed' if name == 'offline' else 'agent'} "
               f"p50 {last['p50'] * 1000:6.1f} ms  p99 {last['p99'] * 1000:6.1f} ms")
+        threads = {k: statistics.median(r["threads"].get(k, 0.0) / r["n"] * 1000
+                                        for r in rounds) for k in last["threads"]}
+        print("         per thread, ms per line: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+            if v >= 0.01))
     if "offline" in per and "relay" in per:
         costs = [o - r for o, r in zip(per["offline"], per["relay"], strict=True)]
         cost = statistics.median(costs)

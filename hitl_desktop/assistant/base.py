@@ -56,6 +56,8 @@ class Provider(Protocol):
     name: str  # "openai" | "compatible" | "offline"
     model: str | None
     is_ai: bool  # False for the offline engine: the UI says so plainly
+    # an engine may declare ``reads_instructions = False`` (the offline one): the host
+    # then leaves ``TurnRequest.instructions`` empty instead of building them each turn
 
     def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
         """Yield the events of one response; raise ProviderError on failure."""

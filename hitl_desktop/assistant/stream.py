@@ -249,6 +249,9 @@ Update = (
     | Failed
 )
 
+#: output item types a stateless next request needs back (output_to_input_items)
+_INPUT_TYPES = frozenset({"message", "function_call", "reasoning"})
+
 _RETRYABLE_CODES = frozenset(
     {"rate_limit_exceeded", "server_error", "rate_limited", "upstream", "stream_cut", "timeout"}
 )
@@ -627,8 +630,10 @@ class StreamTranslator:
         item = sdk_get(event, "item")
         itype = sdk_get(item, "type")
         index = _int(sdk_get(event, "output_index"), len(self._s.items_done))
-        item_dict = sdk_dict(item)
-        self._s.items_done[index] = item_dict
+        # only what goes back as input needs a copy (output_to_input_items): a hosted
+        # search's results (sections of articles) are read below and not dumped
+        self._s.items_done[index] = (sdk_dict(item) if itype in _INPUT_TYPES
+                                     else {"type": itype})
         item_id = _str(sdk_get(item, "id")) or f"#{index}"
         if itype == "function_call":
             return self._ready(item_id, item)

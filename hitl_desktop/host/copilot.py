@@ -15,6 +15,8 @@ however often the model asks, and executes only through
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import difflib
 import functools
@@ -107,6 +109,9 @@ DRAFT_DELTA_GRACE_S = 0.01
 # traffic turns follow each other and it stays "busy", where each flip was a frame to
 # every agent connection of the host, twice per turn (issue 18)
 READY_DELAY_S = 1.0
+# sessions whose typed history the co-pilot keeps in memory (least recently used out):
+# a turn reads it every tool round and at the end, and a read was a thread hop each
+HISTORY_SESSIONS = 4096
 CANCEL_GRACE_S = 5.0
 #: how far back the start-up reconciliation compares approvals (shop vs agents vs model)
 RECONCILE_WINDOW_S = 7 * 24 * 3600.0
@@ -252,6 +257,16 @@ class HostCopilot:
         # session -> the drafts of the reply being written (its first, regenerated and
         # steered ones): a representative may go back (Undo) to any and steer it
         self._reply_drafts: dict[str, set[str]] = {}
+        # session -> its typed history as the conversation store holds it. The co-pilot
+        # is the store's only writer and every append goes through _append, which
+        # extends this copy when it queues the write (the store's worker writes in queue
+        # order), so a turn reads its history without a thread hop (issue 18)
+        self._histories: collections.OrderedDict[str, list[TurnItem]] = (
+            collections.OrderedDict())
+        # sessions with a history read in flight -> False once an append was queued
+        # after it (that read misses the append: it is not kept)
+        self._loading: dict[str, bool] = {}
+        self._tools: list[dict[str, Any]] | None = None  # the catalog's, built once
 
     # ----------------------------------------------------------- lifecycle
 
@@ -323,7 +338,7 @@ class HostCopilot:
                     result=rec.result, error=rec.error, reason=rec.reason))
                 log.warning("approval %s was %s in the shop but pending for the agents: "
                             "published after a restart", rec.approval_id, rec.state)
-            history = await self._history(self.conversations.items, rec.session_id)
+            history = await self._items(rec.session_id)
             if not any(isinstance(item, ApprovalOutcome) and item.approval_id == rec.approval_id
                        for item in history):
                 by = rec.decided_by if state != "expired" else None
@@ -336,7 +351,7 @@ class HostCopilot:
                 await self._next_turn(sid, "superseded by an approval decision", items,
                                       "approval")
             else:
-                await self._history(self.conversations.append, sid, *items)
+                await asyncio.wrap_future(self._append(sid, *items))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -361,6 +376,58 @@ class HostCopilot:
 
     async def _history(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self.conversations.worker.call(fn, *args, **kwargs)
+
+    async def _items(self, session_id: str) -> list[TurnItem]:
+        """The session's typed history (a copy): from memory, else read from the store."""
+        kept = self._histories.get(session_id)
+        if kept is not None:
+            self._histories.move_to_end(session_id)
+            return list(kept)
+        reading = session_id not in self._loading
+        if reading:
+            self._loading[session_id] = True
+        try:
+            items = await self._history(self.conversations.items, session_id)
+        finally:
+            whole = self._loading.pop(session_id, False) if reading else False
+        if whole and session_id not in self._histories:
+            self._histories[session_id] = list(items)
+            while len(self._histories) > HISTORY_SESSIONS:
+                self._histories.popitem(last=False)
+        return items
+
+    def _append(self, session_id: str, *items: TurnItem) -> concurrent.futures.Future[None]:
+        """Queue items for the session's history; the copy in memory has them at once.
+
+        Not awaited on a turn's path (each await was a thread hop): the store's worker
+        writes in queue order, so every later read or write of the store comes after it.
+        A write that fails is logged and the session's copy dropped (read again)."""
+        future = self.conversations.worker.submit(self.conversations.append, session_id,
+                                                  *items)
+        kept = self._histories.get(session_id)
+        if kept is not None:
+            kept.extend(items)
+        if session_id in self._loading:
+            self._loading[session_id] = False
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(functools.partial(self._appended, loop, session_id))
+        return future
+
+    def _appended(self, loop: asyncio.AbstractEventLoop, session_id: str,
+                  future: concurrent.futures.Future[None]) -> None:
+        """(worker thread) A failed write: log it, and forget the copy on the loop."""
+        exc = future.exception()
+        if exc is None:
+            return
+        log.error("writing the history of %s failed", session_id, exc_info=exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to forget
+            loop.call_soon_threadsafe(self._histories.pop, session_id, None)
+
+    def _openai_tools(self) -> list[dict[str, Any]]:
+        """The catalog's function tools (built once: each build deep-copies the schemas)."""
+        if self._tools is None:
+            self._tools = self.catalog.openai_tools()
+        return list(self._tools)
 
     async def _kb_get(self, article_id: str) -> KbArticle | None:
         if self.index is None:
@@ -398,8 +465,8 @@ class HostCopilot:
         await self._publish(rec.session_id, ApprovalUpdated(
             approval_id=rec.approval_id, state="expired", by=rec.decided_by,
             error="no representative decided before the approval expired"))
-        await self._history(self.conversations.append, rec.session_id, _outcome(
-            rec, "expired", reason="no representative decided before the approval expired"))
+        await asyncio.wrap_future(self._append(rec.session_id, _outcome(
+            rec, "expired", reason="no representative decided before the approval expired")))
 
     # ----------------------------------------------------------- publishing
 
@@ -463,12 +530,12 @@ class HostCopilot:
                 await self._supersede(session_id, "sent before it was finished")
             sent = await self._history(self.conversations.record_sent, session_id, message_id,
                                        text, draft_id, agent)
-            await self._history(self.conversations.append, session_id, SentReply(
+            await asyncio.wrap_future(self._append(session_id, SentReply(
                 text=text, message_id=message_id, agent=agent, draft_id=sent.draft_id,
-                draft_text=sent.draft_text))
+                draft_text=sent.draft_text)))
 
     async def regenerate(self, session_id: str) -> None:
-        if not await self._history(self.conversations.items, session_id):
+        if not await self._items(session_id):
             raise OperationError(ErrorCode.CONFLICT, "nothing to reply to yet")
         await self._next_turn(session_id, "regenerated", [], "regenerate")
 
@@ -492,7 +559,7 @@ class HostCopilot:
             raise OperationError(ErrorCode.UNSUPPORTED, refusal)
         follows_up = getattr(self.provider, "check_result", None)
         async with self._session_lock(session_id):
-            history = await self._history(self.conversations.items, session_id)
+            history = await self._items(session_id)
             if not history:
                 raise OperationError(ErrorCode.CONFLICT, "nothing to reply to yet")
             if len(active_instructions(history)) >= MAX_INSTRUCTIONS_PER_TURN:
@@ -517,7 +584,7 @@ class HostCopilot:
             await self._supersede(session_id, "replaced by a steered draft")
             await self._note_identity(session_id)
             turn_id = new_id("t")
-            await self._history(self.conversations.append, session_id, RepInstruction(
+            self._append(session_id, RepInstruction(
                 text=text, agent=agent, replaces=replaces, draft_text=previous or None,
                 turn_id=turn_id, follows=follows))
             await self._start_turn(session_id, "steer", instruction=text, replaces=replaces,
@@ -537,8 +604,7 @@ class HostCopilot:
         if draft_id is not None and (record is None or record.session_id != session_id):
             raise OperationError(ErrorCode.NOT_FOUND, f"no draft {draft_id!r} in this session")
         if draft_id is not None and latest is not None and draft_id != latest:
-            given = reply_instructions(await self._history(self.conversations.items,
-                                                           session_id))
+            given = reply_instructions(await self._items(session_id))
             ours = {i.turn_id for i in given} | {given[0].replaces if given else None}
             ours |= self._reply_drafts.get(session_id, set())
             if draft_id not in ours:  # not an earlier draft of this reply (Undo)
@@ -578,7 +644,7 @@ class HostCopilot:
             await self._supersede(session_id, stale_reason)
             await self._note_identity(session_id)
             if items:
-                await self._history(self.conversations.append, session_id, *items)
+                self._append(session_id, *items)  # queued: the turn reads the copy
             await self._start_turn(session_id, reason)
 
     def _identity(self, session_id: str) -> SessionIdentity:
@@ -593,7 +659,7 @@ class HostCopilot:
         told = self._told_identity.get(session_id)
         self._told_identity[session_id] = key
         if told is not None and told != key:
-            await self._history(self.conversations.append, session_id, IdentityChange(
+            self._append(session_id, IdentityChange(
                 customer_id=ident.verified_customer(identity),
                 verified=ident.verified_customer(identity) is not None, by=identity.by,
                 note=ident.change_note(identity)))
@@ -667,8 +733,8 @@ class HostCopilot:
             for rec in cancelled:
                 await self._publish(session_id, ApprovalUpdated(
                     approval_id=rec.approval_id, state="cancelled", by=by, reason=rec.reason))
-                await self._history(self.conversations.append, session_id,
-                                    _outcome(rec, "cancelled", reason=rec.reason))
+                await asyncio.wrap_future(self._append(
+                    session_id, _outcome(rec, "cancelled", reason=rec.reason)))
 
     async def _decide(
         self, approval_id: str, decision: Callable[[], ApprovalRecord]
@@ -805,7 +871,10 @@ class HostCopilot:
         else:
             self._reply_drafts[session_id] = {turn.turn_id}
         self._turns[session_id] = turn
-        await self._history(self.conversations.draft_started, turn.turn_id, session_id, reason)
+        # queued, not awaited: the worker writes it before anything later of this turn
+        self.conversations.worker.submit(
+            self.conversations.draft_started, turn.turn_id, session_id, reason
+        ).add_done_callback(_log_failure)
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
@@ -877,13 +946,16 @@ class HostCopilot:
         sid = turn.session_id
         identity = self._identity(sid)
         customer_id = ident.verified_customer(identity)
-        instructions = await self._instructions(identity)
-        tools = self.catalog.openai_tools()
+        # an engine that reads no instructions (the offline one) is not given any: they
+        # cost a trip to the shop for the customer's profile every turn
+        reads = getattr(self.provider, "reads_instructions", True) is not False
+        instructions = await self._instructions(identity) if reads else ""
+        tools = self._openai_tools()
         max_rounds = self.catalog.policy.max_tool_rounds
         for round_no in range(max_rounds + 1):
             last = round_no == max_rounds
             request = TurnRequest(instructions=instructions,
-                                  history=await self._history(self.conversations.items, sid),
+                                  history=await self._items(sid),
                                   tools=[] if last else tools, session_id=sid,
                                   customer_id=customer_id, metadata={"turn_id": turn.turn_id},
                                   final_round=last)
@@ -906,13 +978,10 @@ class HostCopilot:
                 raise
         turn.finishing = True
         citations = [c.model_dump() for c in turn.citations]
-
-        def finish() -> list[TurnItem]:  # one trip to the store's thread, not two
-            self.conversations.draft_finished(turn.turn_id, "completed", text=turn.text,
-                                              citations=citations)
-            return self.conversations.items(sid)
-
-        history = await self._history(finish)
+        # recorded before agents see it complete (a restart reports unfinished drafts)
+        await self._history(self.conversations.draft_finished, turn.turn_id, "completed",
+                            text=turn.text, citations=citations)
+        history = await self._items(sid)
         await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=turn.text,
                                                 citations=turn.citations,
                                                 claims=self._claims(history, turn.text)))
@@ -1085,11 +1154,10 @@ class HostCopilot:
         item_ids = {i.get("call_id"): i.get("id") for i in output_items
                     if i.get("type") == "function_call" and i.get("id")}
         if context:
-            await self._history(self.conversations.append, turn.session_id, *context)
+            self._append(turn.session_id, *context)
         for call in calls:
             output = await self._handle_call(turn, call, identity)
-            await self._history(
-                self.conversations.append,
+            self._append(  # queued (the next round reads the copy in memory)
                 turn.session_id,
                 ToolCallItem(call_id=call.call_id, name=call.name,
                              arguments=dict(call.arguments or {}),
@@ -1132,8 +1200,24 @@ class HostCopilot:
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
                                   output=refused)
         customer_id = access.customer_id
-        beyond = await asyncio.to_thread(ident.confinement_error, args, customer_id,
-                                         self.store.order_owner)
+
+        def confined_run() -> tuple[str | None, dict[str, Any] | None]:
+            """(shop's thread) The confinement check and, for a tool that needs no
+            approval, its run: one trip to the shop, not two."""
+            beyond = ident.confinement_error(args, customer_id, self.store.order_owner)
+            if beyond is not None or needs_approval:
+                return beyond, None
+            try:
+                return None, self.store.run_tool(
+                    call.name, args, actor="assistant", customer_id=customer_id,
+                    session_id=sid, call_id=call.call_id)
+            except OperationError as exc:
+                return None, {"ok": False, "error": exc.message}
+            except Exception as exc:
+                log.exception("tool %s failed", call.name)
+                return None, {"ok": False, "error": f"internal error: {exc}"}
+
+        beyond, result = await self._shop(confined_run)
         if beyond is not None:  # someone else's records: not run, not proposed
             output = {"ok": False, "error": beyond, "error_code": "not_this_customer"}
             if needs_approval:  # as the dry run's refusals: no approval, nothing done
@@ -1142,17 +1226,8 @@ class HostCopilot:
                                                 ok=False, output=output))
             return ToolOutputItem(call_id=call.call_id, name=call.name, output=output,
                                   outcome="not_possible" if needs_approval else "error")
-        if needs_approval:
+        if needs_approval or result is None:
             return await self._propose(turn, call, args, customer_id)
-        try:
-            result = await self._shop(
-                self.store.run_tool, call.name, args, actor="assistant",
-                customer_id=customer_id, session_id=sid, call_id=call.call_id)
-        except OperationError as exc:
-            result = {"ok": False, "error": exc.message}
-        except Exception as exc:
-            log.exception("tool %s failed", call.name)
-            result = {"ok": False, "error": f"internal error: {exc}"}
         ok = bool(result.get("ok", True))
         await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=ok,
                                             output=result))
@@ -1201,7 +1276,7 @@ class HostCopilot:
             description=tool.description, arguments=rec.proposed_arguments,
             parameters_schema=tool.parameters, expires_at=rec.expires_at,
             summary=check.summary, provenance=self._provenance(
-                await self._history(self.conversations.items, sid), args)))
+                await self._items(sid), args)))
         out = _awaiting(rec)  # the summary names the customer: it stays on the card only
         return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="awaiting_approval",
                               output=out, approval_id=rec.approval_id, summary=check.summary)
@@ -1236,6 +1311,13 @@ class HostCopilot:
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    """(worker thread) A queued store write nobody awaits: a failure is logged."""
+    exc = future.exception()
+    if exc is not None:
+        log.error("a conversation store write failed", exc_info=exc)
 
 
 def _in_loop() -> bool:

@@ -44,6 +44,7 @@ class OfflineProvider:
     name = "offline"
     model: str | None = None
     is_ai = False
+    reads_instructions = False  # rules, not a prompt: the host need not build one
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class OfflineProvider:
         self.retriever = Retriever(index, max_results)
         vocab = getattr(index, "vocabulary", None)
         self.speller = Speller(vocab if isinstance(vocab, frozenset | set) else ())
+        self._parsed: dict[str, Any] = {}  # customer message -> its parse (understand)
         self._closed = False
         self._owned_index: Any = None
 
@@ -97,7 +99,7 @@ class OfflineProvider:
         if self.tool_names is not None:
             conv.tools = conv.tools & self.tool_names
             conv.limit_reached = conv.limit_reached or not conv.tools
-        und = understand(conv, self.speller)
+        und = understand(conv, self.speller, self._parsed)
         for d in conv.pending_decisions():
             intent = _TOOL_INTENT.get(d.tool)
             if intent and intent not in und.topics:

@@ -1,8 +1,13 @@
 """The offline engine's replies as OpenAI Responses stream events.
 
-The events are built from the SDK's own types (validated like real ones), in
-the order the real API sends them (checked against the recorded streams), so
-the turn loop, the translator and the UI cannot tell the engine from a model.
+The events are the SDK's own types, in the order the real API sends them (checked
+against the recorded streams), so the turn loop, the translator and the UI cannot
+tell the engine from a model. They are constructed without validation, as the SDK
+constructs the events it receives (``construct``): each output item is built once
+and the events that carry it (``output_item.done``, ``response.completed``) share
+it. Validating ~30 events per draft cost more host CPU than the rest of the
+engine's streaming (issue 18); tests/unit/test_offline_events.py validates every
+event the engine emits for a sample of lines with the SDK's real validation.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from openai.types.responses import (
+    Response,
     ResponseCompletedEvent,
     ResponseContentPartAddedEvent,
     ResponseContentPartDoneEvent,
@@ -24,15 +30,24 @@ from openai.types.responses import (
     ResponseFileSearchCallCompletedEvent,
     ResponseFileSearchCallInProgressEvent,
     ResponseFileSearchCallSearchingEvent,
+    ResponseFileSearchToolCall,
     ResponseFunctionCallArgumentsDeltaEvent,
     ResponseFunctionCallArgumentsDoneEvent,
+    ResponseFunctionToolCall,
     ResponseInProgressEvent,
     ResponseOutputItemAddedEvent,
     ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
     ResponseOutputTextAnnotationAddedEvent,
     ResponseStreamEvent,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
+)
+from openai.types.responses.response_file_search_tool_call import Result as FileSearchResult
+from openai.types.responses.response_output_text import AnnotationFileCitation
+from openai.types.responses.response_output_text_annotation_added_event import (
+    AnnotationFileCitation as AddedFileCitation,
 )
 from pydantic import BaseModel
 
@@ -93,7 +108,61 @@ def _score(raw: float) -> float:
     return round(min(0.99, max(0.01, raw / (raw + 8.0))), 4) if raw > 0 else 0.01
 
 
-_Ev = TypeVar("_Ev", bound=BaseModel)
+_M = TypeVar("_M", bound=BaseModel)
+
+#: the SDK classes the engine builds, with their optional fields' defaults (all None in
+#: the SDK; a default factory would be called per object, as pydantic does)
+_CLASSES: tuple[type[BaseModel], ...] = (
+    Response, ResponseCreatedEvent, ResponseInProgressEvent, ResponseCompletedEvent,
+    ResponseOutputItemAddedEvent, ResponseOutputItemDoneEvent,
+    ResponseFileSearchCallInProgressEvent, ResponseFileSearchCallSearchingEvent,
+    ResponseFileSearchCallCompletedEvent, ResponseFileSearchToolCall, FileSearchResult,
+    ResponseFunctionToolCall, ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent, ResponseOutputMessage, ResponseOutputText,
+    AnnotationFileCitation, AddedFileCitation, ResponseContentPartAddedEvent,
+    ResponseContentPartDoneEvent, ResponseTextDeltaEvent, ResponseTextDoneEvent,
+    ResponseOutputTextAnnotationAddedEvent,
+)
+_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {
+    cls: {name: f.default for name, f in cls.model_fields.items()
+          if not f.is_required() and f.default_factory is None}
+    for cls in _CLASSES
+}
+_FIELDS: dict[type[BaseModel], frozenset[str]] = {
+    cls: frozenset(cls.model_fields) for cls in _CLASSES}
+_FACTORIES: dict[type[BaseModel], tuple[tuple[str, Any], ...]] = {
+    cls: tuple((name, f.default_factory) for name, f in cls.model_fields.items()
+               if f.default_factory is not None)
+    for cls in _CLASSES
+}
+# pydantic's own slots (what ``model_construct`` sets), written past BaseModel.__setattr__
+_set_attr = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def build(cls: type[_M], **fields: Any) -> _M:
+    """An SDK object from fields of the right types, without validation.
+
+    What pydantic's ``model_construct`` (and the SDK's ``construct``) leave behind: the
+    fields given (and so "set", as ``exclude_unset`` sees them), the other fields at
+    their defaults, a name the SDK does not model kept as an extra field (the real API
+    sends some: ``name`` on ``function_call_arguments.done``). Nested values must
+    already be SDK objects."""
+    given = set(fields)  # validation counts an extra field as set too
+    known = _FIELDS[cls]
+    extra = {k: fields.pop(k) for k in [k for k in fields if k not in known]}
+    values = {**_DEFAULTS[cls], **fields}
+    for name, factory in _FACTORIES[cls]:
+        if name not in fields:
+            values[name] = factory()
+    obj = object.__new__(cls)
+    _set_attr(obj, "__dict__", values)
+    _set_fields_set(obj, given)
+    _set_extra(obj, extra)
+    _set_private(obj, None)
+    return obj
 
 
 class Emitter:
@@ -106,7 +175,7 @@ class Emitter:
         self.seq = 0
         self.response_id = _rid("resp")
         self.created_at = time.time()
-        self.output: list[dict[str, Any]] = []
+        self.output: list[BaseModel] = []
         self._since_yield = 0
 
     def _n(self) -> int:
@@ -114,25 +183,26 @@ class Emitter:
         self.seq += 1
         return n
 
-    def _response(self, status: str) -> dict[str, Any]:
-        return {
-            "id": self.response_id,
-            "object": "response",
-            "created_at": self.created_at,
-            "status": status,
-            "error": None,
-            "incomplete_details": None,
-            "instructions": None,
-            "metadata": dict(self.request.metadata),
-            "model": "offline",
-            "output": list(self.output) if status != "in_progress" else [],
-            "parallel_tool_calls": False,
-            "temperature": None,
-            "tool_choice": "auto",
-            "tools": [],
-            "top_p": None,
-            "usage": None,
-        }
+    def _response(self, status: str) -> Response:
+        return build(
+            Response,
+            id=self.response_id,
+            object="response",
+            created_at=self.created_at,
+            status=status,
+            error=None,
+            incomplete_details=None,
+            instructions=None,
+            metadata=dict(self.request.metadata),
+            model="offline",
+            output=list(self.output) if status != "in_progress" else [],
+            parallel_tool_calls=False,
+            temperature=None,
+            tool_choice="auto",
+            tools=[],
+            top_p=None,
+            usage=None,
+        )
 
     async def _pace(self, units: int = 1) -> None:
         if self.p.delay_s > 0:
@@ -143,11 +213,11 @@ class Emitter:
             self._since_yield = 0
             await asyncio.sleep(0)
 
-    def _event(self, cls: type[_Ev], kind: str, **fields: Any) -> _Ev:
-        """One SDK event object, numbered in stream order (validated like a real one)."""
-        return cls.model_validate({"type": kind, "sequence_number": self._n(), **fields})
+    def _event(self, cls: type[_M], kind: str, **fields: Any) -> _M:
+        """One SDK event object, numbered in stream order."""
+        return build(cls, type=kind, sequence_number=self._n(), **fields)
 
-    def _item_event(self, cls: type[_Ev], kind: str, idx: int, item: dict[str, Any]) -> _Ev:
+    def _item_event(self, cls: type[_M], kind: str, idx: int, item: BaseModel) -> _M:
         return self._event(cls, kind, output_index=idx, item=item)
 
     async def events(self) -> AsyncIterator[ResponseStreamEvent]:
@@ -174,36 +244,27 @@ class Emitter:
     def _file_search(self) -> list[ResponseStreamEvent]:
         idx = len(self.output)
         item_id = _rid("fs")
-        added: dict[str, Any] = {
-            "id": item_id,
-            "type": "file_search_call",
-            "status": "in_progress",
-            "queries": [],
-            "results": None,
-        }
+        added = build(ResponseFileSearchToolCall, id=item_id, type="file_search_call",
+                      status="in_progress", queries=[], results=None)
         results = [
-            {
-                "file_id": file_id_for(h.article_id),
-                "filename": filename_for(h),
-                "score": _score(h.score),
-                "text": h.text,
-                "attributes": {
+            build(
+                FileSearchResult,
+                file_id=file_id_for(h.article_id),
+                filename=filename_for(h),
+                score=_score(h.score),
+                text=h.text,
+                attributes={
                     "article_id": h.article_id,
                     "kind": h.kind,
                     "slug": h.slug,
                     "title": h.title,
                     "path": h.path,
                 },
-            }
+            )
             for h in self.plan.hits
         ]
-        done = {
-            "id": item_id,
-            "type": "file_search_call",
-            "status": "completed",
-            "queries": list(self.plan.queries),
-            "results": results,
-        }
+        done = build(ResponseFileSearchToolCall, id=item_id, type="file_search_call",
+                     status="completed", queries=list(self.plan.queries), results=results)
         self.output.append(done)
         base = {"output_index": idx, "item_id": item_id}
         return [
@@ -238,7 +299,8 @@ class Emitter:
             "name": step.name,
         }
         yield self._item_event(
-            ResponseOutputItemAddedEvent, "response.output_item.added", idx, item
+            ResponseOutputItemAddedEvent, "response.output_item.added", idx,
+            build(ResponseFunctionToolCall, **item),
         )
         chunks = re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments)
         per = self.p.per_event
@@ -259,12 +321,14 @@ class Emitter:
             name=step.name,
             arguments=arguments,
         )
-        done = {**item, "status": "completed", "arguments": arguments}
+        done = build(ResponseFunctionToolCall, **{**item, "status": "completed",
+                                                  "arguments": arguments})
         self.output.append(done)
         yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done)
 
     def _annotation(
-        self, base: dict[str, Any], annotations: list[dict[str, Any]], at: int, hit: SearchHit
+        self, base: dict[str, Any], annotations: list[AnnotationFileCitation], at: int,
+        hit: SearchHit,
     ) -> ResponseOutputTextAnnotationAddedEvent:
         """A file citation of ``hit`` at draft offset ``at`` (appended to ``annotations``)."""
         ann = {
@@ -278,9 +342,9 @@ class Emitter:
             "response.output_text.annotation.added",
             **base,
             annotation_index=len(annotations),
-            annotation=ann,
+            annotation=build(AddedFileCitation, **ann),
         )
-        annotations.append(ann)
+        annotations.append(build(AnnotationFileCitation, **ann))
         return event
 
     async def _message(self) -> AsyncIterator[ResponseStreamEvent]:
@@ -292,21 +356,17 @@ class Emitter:
             ResponseOutputItemAddedEvent,
             "response.output_item.added",
             idx,
-            {
-                "id": item_id,
-                "type": "message",
-                "status": "in_progress",
-                "content": [],
-                "role": "assistant",
-            },
+            build(ResponseOutputMessage, id=item_id, type="message", status="in_progress",
+                  content=[], role="assistant"),
         )
         yield self._event(
             ResponseContentPartAddedEvent,
             "response.content_part.added",
             **base,
-            part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
+            part=build(ResponseOutputText, type="output_text", annotations=[], logprobs=[],
+                       text=""),
         )
-        annotations: list[dict[str, Any]] = []
+        annotations: list[AnnotationFileCitation] = []
         pending = sorted(self.plan.citations, key=lambda c: c[0])
         pos = 0
         words = re.findall(r"\s*\S+", text) or ([text] if text else [])
@@ -336,19 +396,15 @@ class Emitter:
             )
         for at, hit in pending:
             yield self._annotation(base, annotations, at, hit)
-        part = {"type": "output_text", "annotations": annotations, "logprobs": [], "text": text}
+        part = build(ResponseOutputText, type="output_text", annotations=annotations,
+                     logprobs=[], text=text)
         yield self._event(
             ResponseTextDoneEvent, "response.output_text.done", **base, text=text, logprobs=[]
         )
         yield self._event(
             ResponseContentPartDoneEvent, "response.content_part.done", **base, part=part
         )
-        done = {
-            "id": item_id,
-            "type": "message",
-            "status": "completed",
-            "content": [part],
-            "role": "assistant",
-        }
+        done = build(ResponseOutputMessage, id=item_id, type="message", status="completed",
+                     content=[part], role="assistant")
         self.output.append(done)
         yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done)

@@ -55,10 +55,25 @@ def customer_words(text: str) -> str:
     return " ".join(words)
 
 
+#: how many texts' search words a retriever keeps (every tool round of a reply asks again)
+WORDS_MEMO_LIMIT = 4096
+
+
 class Retriever:
     def __init__(self, index: SearchIndex | None, max_results: int) -> None:
         self.index = index
         self.max_results = max(1, max_results)
+        self._words: dict[str, str] = {}  # text -> customer_words(text) (pure)
+
+    def words(self, text: str) -> str:
+        """:func:`customer_words`, kept per text."""
+        hit = self._words.get(text)
+        if hit is None:
+            hit = customer_words(text)
+            if len(self._words) >= WORDS_MEMO_LIMIT:
+                self._words.clear()
+            self._words[text] = hit
+        return hit
 
     def search(self, query: str) -> list[SearchHit]:
         if self.index is None or not query.strip():
@@ -120,7 +135,7 @@ class Retriever:
                 continue
             how = re.search(r"\bhow (?:do|can|to|would|should)\b|\bsteps?\b", und.norm)
             topic = rec.question_topic if questions.get(intent) and not how else rec.topic
-            words = customer_words(clauses.get(intent, und.text))
+            words = self.words(clauses.get(intent, und.text))
             out.queries.append(f"{topic} {words}".strip())
             hits = self.fused(topic, words)
             pick = self.pick(hits, intent)
@@ -130,7 +145,7 @@ class Retriever:
                 out.picks[intent] = pick
             pool += hits
         if not out.queries and und.text.strip() and not und.social and not und.injection:
-            words = customer_words(und.text)
+            words = self.words(und.text)
             if re.search(r"[a-z]{3,}", words):
                 out.queries.append(words)
                 hits = self.search(words)

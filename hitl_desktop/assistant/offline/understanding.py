@@ -95,7 +95,7 @@ class Understanding:
     social: list[str] = field(default_factory=list)  # greeting / thanks
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Parsed:
     text: str
     norm: str
@@ -201,6 +201,9 @@ def parse(text: str, speller: Speller) -> _Parsed:
         clauses.setdefault(name, clean)
         question.setdefault(name, _is_question(norm))
     return _Parsed(clean, norm, found, clauses, question, text)
+
+
+_parse = parse
 
 
 def _carried_order(conv: Conversation, before: int, speller: Speller) -> str | None:
@@ -310,8 +313,29 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
     )
 
 
-def understand(conv: Conversation, speller: Speller) -> Understanding:
-    """The latest customer message's requests, completed from earlier turns."""
+#: how many customer messages' parses an engine keeps (``understand``'s ``memo``)
+PARSE_MEMO_LIMIT = 4096
+
+
+def understand(conv: Conversation, speller: Speller,
+               memo: dict[str, _Parsed] | None = None) -> Understanding:
+    """The latest customer message's requests, completed from earlier turns.
+
+    ``memo`` keeps each message's parse (a pure function of its text and the speller)
+    across calls: every tool round of a reply, and every later turn, reads the same
+    customer messages again."""
+
+    def parse(text: str, speller: Speller) -> _Parsed:
+        if memo is None:
+            return _parse(text, speller)
+        hit = memo.get(text)
+        if hit is None:
+            hit = _parse(text, speller)
+            if len(memo) >= PARSE_MEMO_LIMIT:
+                memo.clear()
+            memo[text] = hit
+        return hit
+
     latest_at = conv.latest_index
     text = conv.latest
     foreign = is_foreign(text)
