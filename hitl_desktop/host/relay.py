@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
 
+from pydantic import TypeAdapter
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -116,6 +117,7 @@ from hitl_desktop.host.relay_core import (
     HEAVY_TYPES,
     Buckets,
     FrameLimits,
+    InboxSnapshots,
     RateDrop,
     Refusal,
     RelayConfig,
@@ -125,8 +127,8 @@ from hitl_desktop.host.relay_core import (
     SyncDecision,
     ack_to_send,
     authorize,
-    decode_cursor,
-    encode_cursor,
+    decode_page_cursor,
+    encode_page_cursor,
     fast_parse,
     history_before,
     history_page,
@@ -137,7 +139,7 @@ from hitl_desktop.host.relay_core import (
     page_frames,
     ref_of,
     resume_plan,
-    session_page,
+    snapshot_page,
     unclean_gap,
 )
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
@@ -657,6 +659,9 @@ class Relay:
         conn.close_after_queue(CloseCode.REVOKED, "revoked")
         self._detach(conn)
 
+    # the inbox order frozen at each desk's first page (relay_core.InboxSnapshots)
+    _inbox: InboxSnapshots | None = None
+
     def _visible_summaries(self, conn: Conn, cursor: str | None = None,
                            limit: int = SESSION_PAGE) -> tuple[list[SessionSummary], str | None]:
         """The summaries a welcome / ``session.list`` names: a bound connection's own
@@ -676,15 +681,46 @@ class Relay:
     def _desk_page(self, cursor: str | None, limit: int
                    ) -> tuple[list[SessionState], str | None]:
         """Which sessions a desk's page names (most recent activity first, after the
-        cursor) and the next page's cursor: O(sessions · log limit), no summary built."""
+        cursor) and the next page's cursor. A first page freezes the order (one key per
+        session and a C sort: ~2-3 ms for 10,000); the pages after it are read from that
+        snapshot in O(page) (issue 18: no page stalls the loop)."""
+        gen: int | None = None
         after: SessionKey | None = None
         if cursor is not None:
-            after = decode_cursor(cursor)
-            if after is None:
+            decoded = decode_page_cursor(cursor)
+            if decoded is None:
                 raise OperationError(ErrorCode.INVALID_ARGUMENTS,
                                      "this cursor was not handed out by this host")
-        page, more = session_page(self.sessions.values(), _activity, after, limit)
-        return page, None if more is None else encode_cursor(more)
+            gen, after = decoded
+        if self._inbox is None:
+            self._inbox = InboxSnapshots()
+        keys = self._inbox.get(gen) if gen is not None else None
+        if keys is None:
+            rows = [st.row for st in self.sessions.values()]  # _activity, inlined (10,000: ~1.5 ms)
+            gen, keys = self._inbox.build(
+                [(r.last_message_at or r.created_at, r.session_id) for r in rows])
+        sessions = self.sessions
+
+        def current(sid: str) -> SessionKey | None:
+            st = sessions.get(sid)
+            return None if st is None else _activity(st)
+
+        ids, more = snapshot_page(keys, after, limit, current)
+        assert gen is not None
+        return [sessions[sid] for sid in ids], (
+            None if more is None else encode_page_cursor(gen, more))
+
+    async def _summaries_json(self, page: list[SessionState]) -> str:
+        """The page's summaries as the JSON of a list, built and encoded _SUMMARY_BATCH at
+        a time (pydantic's serializer, ~2 µs a summary) with a yield between batches, so
+        a page of 500 never holds the loop for more than a millisecond or two."""
+        parts: list[str] = []
+        for i in range(0, len(page), _SUMMARY_BATCH):
+            if i:
+                await asyncio.sleep(0)
+            batch = [self.summary(s) for s in page[i:i + _SUMMARY_BATCH]]
+            parts.append(_SUMMARY_LIST.dump_json(batch).decode()[1:-1])
+        return "[" + ",".join(parts) + "]"
 
     # ------------------------------------------------------------------ SessionOutbox
 
@@ -929,7 +965,7 @@ class Relay:
         sessions, cursor = self._visible_summaries(conn)
         welcome = Welcome(
             protocol=PROTOCOL_VERSION, role=conn.role, scope=conn.scope,
-            session_id=conn.session_id, sessions=sessions, cursor=cursor,
+            session_id=conn.session_id, sessions=[], cursor=cursor,
             server={"name": "hitl-desktop", "version": __version__,
                     "max_frame": self.config.max_frame, "rate": self.config.rate,
                     "burst": self.config.burst, "cost_bytes": self.config.cost_bytes,
@@ -940,7 +976,11 @@ class Relay:
                       if conn.role is Role.CUSTOMER and st is not None else None),
             **self.desk_ops.welcome_fields(conn),
         )
-        conn.push(encode("welcome", welcome, ref=env.id))
+        # the summaries encoded by pydantic's serializer in one call (a desk's 200 in
+        # ~0.5 ms instead of ~2.5 ms through model_dump + json), spliced into the frame
+        frame = encode("welcome", welcome, ref=env.id)
+        conn.push(frame.replace('"sessions":[]', '"sessions":'
+                                + _SUMMARY_LIST.dump_json(sessions).decode(), 1))
         # history first, then live: the replays are registered before the connection
         # joins the fan-out (no await in between), and live frames of a session whose
         # replay is under way are skipped for this connection (its pages carry them).
@@ -1301,16 +1341,15 @@ class Relay:
         q = cast(SessionListRequest, p)
         if conn.session_id is not None:
             sessions, cursor = self._visible_summaries(conn)
-        else:
-            # a desk page: summaries built in batches, yielding between them, so a page
-            # of 500 never holds up the other sessions' lines
-            page, cursor = self._desk_page(q.cursor, q.limit)
-            sessions = []
-            for i in range(0, len(page), _SUMMARY_BATCH):
-                if i:
-                    await asyncio.sleep(0)
-                sessions.extend(self.summary(s) for s in page[i:i + _SUMMARY_BATCH])
-        self._reply(conn, "session.list", SessionList(sessions=sessions, cursor=cursor), env)
+            self._reply(conn, "session.list", SessionList(sessions=sessions, cursor=cursor), env)
+            return
+        # a desk page: picked from the snapshot in O(page), its summaries built and
+        # encoded in batches with yields between them, spliced into the reply
+        page, cursor = self._desk_page(q.cursor, q.limit)
+        body = await self._summaries_json(page)
+        head = encode("session.list", SessionList(sessions=[], cursor=cursor),
+                      session=env.session, ref=env.id)
+        conn.push(head.replace('"data":{"sessions":[]', '"data":{"sessions":' + body, 1))
 
     async def _op_session_sync(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:
@@ -1519,6 +1558,7 @@ class Relay:
 
 
 _SUMMARY_BATCH = 100  # session summaries built between two yields (session.list)
+_SUMMARY_LIST: TypeAdapter[list[SessionSummary]] = TypeAdapter(list[SessionSummary])
 
 # operations that cost ``heavy_cost`` more of the rate budget (PROTOCOL.md §13)
 _HEAVY = HEAVY_TYPES | DESK_HEAVY

@@ -15,6 +15,7 @@ by moving a clock, never by sleeping.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import operator
@@ -570,3 +571,75 @@ def decode_cursor(cursor: str) -> SessionKey | None:
     if not math.isfinite(value):
         return None
     return value, sid
+
+
+class InboxSnapshots:
+    """The inbox order frozen when a desk asks for a first page (welcome, ``session.list``
+    without cursor), so the pages after it cost O(page), not a sort of every session.
+
+    A snapshot is every session's key, ascending, under a generation number that the
+    page cursors carry. Paging from it is exactly the keyset rule of ``session_page``:
+    a session whose key changed since (new activity, which is later than any key in the
+    snapshot, so above every cursor handed out from it) is skipped, as are sessions
+    created since (not in it); both reach the desk live. The last ``keep`` snapshots
+    are kept: a cursor of an older one falls back to a fresh snapshot (same rule)."""
+
+    __slots__ = ("_gen", "_snaps", "keep")
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._gen = 0
+        self._snaps: dict[int, list[SessionKey]] = {}
+
+    def build(self, keys: list[SessionKey]) -> tuple[int, list[SessionKey]]:
+        """Freeze ``keys`` (sorted here, in place): (its generation, the sorted keys)."""
+        keys.sort()
+        self._gen += 1
+        self._snaps[self._gen] = keys
+        while len(self._snaps) > self.keep:
+            del self._snaps[next(iter(self._snaps))]
+        return self._gen, keys
+
+    def get(self, gen: int) -> list[SessionKey] | None:
+        return self._snaps.get(gen)
+
+
+def snapshot_page(keys: list[SessionKey], after: SessionKey | None, limit: int,
+                  current: Callable[[str], SessionKey | None]
+                  ) -> tuple[list[str], SessionKey | None]:
+    """One page from a snapshot (``InboxSnapshots``, ascending keys): the session ids of
+    the next ``limit`` keys below ``after`` (None: from the top) whose session still has
+    that key (``current``), most recent first, and the next page's cursor key (None: the
+    end). A bisect and a walk of the page: ~0.1 ms for 500 of 10,000."""
+    j = len(keys) if after is None else bisect.bisect_left(keys, after)
+    out: list[str] = []
+    last: SessionKey | None = None
+    while j > 0:
+        j -= 1
+        key = keys[j]
+        if current(key[1]) != key:
+            continue  # moved up since the snapshot (or gone): not on these pages
+        if len(out) == limit:
+            return out, last
+        out.append(key[1])
+        last = key
+    return out, None
+
+
+def encode_page_cursor(gen: int, key: SessionKey) -> str:
+    """The wire form of a page cursor with its snapshot's generation (opaque)."""
+    return f"{gen}/{encode_cursor(key)}"
+
+
+def decode_page_cursor(cursor: str) -> tuple[int | None, SessionKey] | None:
+    """(the snapshot generation or None, the key) of a cursor; None for anything this
+    host did not hand out. A cursor without a generation is still read (its page comes
+    from a fresh snapshot)."""
+    gen: int | None = None
+    head, sep, rest = cursor.partition("/")
+    if sep:
+        if not head.isdigit() or len(head) > 18:
+            return None
+        gen, cursor = int(head), rest
+    key = decode_cursor(cursor)
+    return None if key is None else (gen, key)

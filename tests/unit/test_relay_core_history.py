@@ -66,3 +66,55 @@ def test_the_log_reads_newest_first_within_its_bounds(tmp_path: Path) -> None:
         assert all(r[2].startswith("{") for r in rows)
     finally:
         log.close()
+
+
+def test_pages_from_a_snapshot_are_the_keyset_pages_of_the_moment() -> None:
+    """Issue 18: the pages after a desk's first one come from the order frozen then, in
+    O(page). With sessions getting activity and new ones created between pages, each
+    page equals what the full keyset rule (``session_page`` on the current keys) gives,
+    so a session is never named twice and none that kept its place is missed."""
+    import random
+
+    from hitl_desktop.host.relay_core import (
+        InboxSnapshots,
+        decode_page_cursor,
+        encode_page_cursor,
+        session_page,
+        snapshot_page,
+    )
+
+    rng = random.Random(18)
+    for _round in range(30):
+        now = 1000.0
+        keys = {f"s{i:04d}": (float(rng.randint(1, 900)), f"s{i:04d}") for i in range(300)}
+        snaps = InboxSnapshots(keep=2)
+        gen, frozen = snaps.build(list(keys.values()))
+        after = None
+        named: list[str] = []
+        limit = rng.choice([1, 7, 50, 120])
+        while True:
+            ids, more = snapshot_page(frozen, after, limit, keys.get)
+            want, want_more = session_page(list(keys.values()), lambda k: k, after, limit)
+            assert ids == [k[1] for k in want]
+            assert more == want_more
+            named += ids
+            if more is None:
+                break
+            cursor = encode_page_cursor(gen, more)
+            assert decode_page_cursor(cursor) == (gen, more)
+            after = more
+            for sid in rng.sample(sorted(keys), 5):  # activity meanwhile: moves to the top
+                now += 1.0
+                keys[sid] = (now, sid)
+            now += 1.0
+            keys[f"new{now}"] = (now, f"new{now}")  # created meanwhile
+        assert len(named) == len(set(named))
+    # generations: the oldest are forgotten; a cursor of one falls back to a fresh build
+    snaps = InboxSnapshots(keep=2)
+    g1, _ = snaps.build([(1.0, "a")])
+    snaps.build([(1.0, "a")])
+    snaps.build([(1.0, "a")])
+    assert snaps.get(g1) is None
+    for bad in ("x/1.0~s", "1/notanumber~s", "1/1.0~", "-1/1.0~s", "1" * 30 + "/1.0~s"):
+        assert decode_page_cursor(bad) is None, bad
+    assert decode_page_cursor("1.5~s_1") == (None, (1.5, "s_1"))  # without a generation
