@@ -84,7 +84,7 @@ RATE_LIMIT_GRACE_S: Final = 0.5
 #: outcome shows in the session's replayed state, and writing them twice could act twice.
 _CONFIRMED_TYPES: Final = frozenset({
     "chat.send", "session.close", "session.create", "session.list", "customer.get",
-    "article.get", "kb.search",
+    "article.get", "kb.search", "session.history",
 })
 #: At most this many sessions in ``hello.resume`` (the protocol's cap): a desk that
 #: opened more forgets the least recently opened ones (fetched again when reopened).
@@ -108,6 +108,25 @@ class ConnectionState(StrEnum):
     CONNECTED = "connected"  # welcome received
     RECONNECTING = "reconnecting"  # lost, retrying with backoff
     FAILED = "failed"  # permanent: bad link, revoked, incompatible host
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A ``session.history`` answer with its frames decoded (docs/PROTOCOL.md §10,
+    *Opening a session page by page*): ``frames`` oldest first, covering
+    ``first_seq``..``last_seq`` (None: an empty page); ``newest``: the page asked with
+    ``before_seq`` null (the connection follows the session from its ``last_seq``)."""
+
+    session_id: str
+    before_seq: int | None
+    first_seq: int | None
+    last_seq: int | None
+    more: bool
+    frames: list[tuple[Envelope, Payload]]
+
+    @property
+    def newest(self) -> bool:
+        return self.before_seq is None
 
 
 class _Resync(Exception):
@@ -249,6 +268,10 @@ class HostConnection(QObject):
     #: list of session ids a desk connection stopped following (more than MAX_RESUME
     #: opened): their history is fetched again when they are opened
     sessions_forgotten = Signal(object)
+    #: a :class:`HistoryPage` answering :meth:`fetch_history`
+    history_page = Signal(object)
+    #: (session id, before_seq or None, the host's reason): a history page was refused
+    history_failed = Signal(str, object, str)
 
     def __init__(
         self,
@@ -281,6 +304,8 @@ class HostConnection(QObject):
         # their live frames that skip ahead are dropped (the replay carries them)
         self._fetching: set[str] = set()
         self._sync_ids: dict[str, str] = {}  # our session.sync ids -> their session
+        # our session.history ids -> (session, before_seq, limit), until answered
+        self._history_ids: dict[str, tuple[str, int | None, int]] = {}
         self._outbox: deque[_Outgoing] = deque()
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()
@@ -372,6 +397,50 @@ class HostConnection(QObject):
         while len(self._sync_ids) > 256:  # answered ones are never removed by success
             self._sync_ids.pop(next(iter(self._sync_ids)))
         return msg_id
+
+    def fetch_history(self, session_id: str, before_seq: int | None, limit: int) -> str:
+        """Ask for one page of a session's history, newest first (``before_seq`` None:
+        the newest page; else the page below the oldest seq held). The answer comes as
+        :attr:`history_page`; the newest page makes this connection follow the session
+        from that page's ``last_seq`` (it joins ``hello.resume``). Kept until answered
+        and asked again after a reconnect (a confirmed type)."""
+        from hitl_desktop.core.protocol import SessionHistoryRequest
+
+        msg_id = self.send(SessionHistoryRequest(before_seq=before_seq, limit=limit),
+                           session=session_id)
+        self._history_ids[msg_id] = (session_id, before_seq, limit)
+        while len(self._history_ids) > 256:  # bounded, whatever a view asks
+            self._history_ids.pop(next(iter(self._history_ids)))
+        return msg_id
+
+    def _on_history(self, env: Envelope, payload: Payload) -> None:
+        """A session.history answer: decode its frames; the newest page makes us follow
+        the session from its ``last_seq`` (frames at or below it are dropped from now
+        on, the ones after it continue the history with no gap)."""
+        from hitl_desktop.core.protocol import SessionHistory, decode_history_frame
+
+        assert isinstance(payload, SessionHistory) and env.session is not None
+        if env.ref is not None:
+            self._history_ids.pop(env.ref, None)
+        sid = env.session
+        frames: list[tuple[Envelope, Payload]] = []
+        for obj in payload.frames:
+            try:
+                fenv, fpayload, _spec = decode_history_frame(obj)
+            except ProtocolError as exc:
+                log.warning("ignoring a history frame the protocol rejects: %s", exc.message)
+                continue
+            if fenv.session == sid:
+                frames.append((fenv, fpayload))
+        if payload.before_seq is None and payload.last_seq is not None:
+            self.track(sid, 0)
+            if payload.last_seq > self._last_seq[sid]:
+                self._last_seq[sid] = payload.last_seq
+                self._schedule_ack(sid, payload.last_seq)
+            self._fetching.discard(sid)
+            self._progress.set()
+        self.history_page.emit(HistoryPage(sid, payload.before_seq, payload.first_seq,
+                                           payload.last_seq, payload.more, frames))
 
     def pending_count(self) -> int:
         """Messages not yet written, or written but not yet confirmed by the host."""
@@ -699,6 +768,18 @@ class HostConnection(QObject):
         if env.ref is not None:
             self._confirm(env.ref)
             synced = self._sync_ids.pop(env.ref, None)
+            asked = self._history_ids.pop(env.ref, None)
+            if asked is not None:
+                sid, before, limit = asked
+                if payload.code is ErrorCode.RATE_LIMITED:
+                    # the host dropped it (rate, or the replay byte budget): ask again
+                    # once it will listen (the writer's bucket paces the rest)
+                    delay = (payload.retry_after or 1.0) + RATE_LIMIT_GRACE_S
+                    log.info("session.history for %s was rate limited: asking again", sid)
+                    asyncio.get_running_loop().call_later(
+                        delay, self.fetch_history, sid, before, limit)
+                else:
+                    self.history_failed.emit(sid, before, payload.message)
             if (synced is not None and payload.code is ErrorCode.RATE_LIMITED
                     and synced in self._fetching):
                 # the host dropped our session.sync: ask again (the writer's bucket waits)
@@ -745,6 +826,11 @@ class HostConnection(QObject):
             return
         if isinstance(payload, Welcome):
             log.warning("unexpected second welcome; ignoring")
+            return
+        if env.type == "session.history" and env.session is not None:
+            if env.ref is not None:
+                self._confirm(env.ref)
+            self._on_history(env, payload)
             return
         if env.seq is not None and env.session is not None:
             last = self._last_seq.get(env.session)

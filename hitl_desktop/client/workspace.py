@@ -65,6 +65,10 @@ HistoryState = Literal["none", "loading", "loaded"]
 #: sort of ten thousand summaries per live line would hold up the window)
 LARGE_DESK = 1000
 COALESCE_MS = 100
+#: durable messages in the newest page of a session opened on a desk (session.history) ...
+NEWEST_PAGE = 50
+#: ... and in each older page fetched as the representative scrolls up
+OLDER_PAGE = 100
 #: ephemeral types that belong to a session's history view (ignored until it is opened)
 _HISTORY_EPHEMERAL = frozenset({"draft.delta", "tool.call.delta", "chat.delivered"})
 
@@ -202,6 +206,16 @@ class SessionView:
     # way (up to ``history_target``), "loaded"; one-session links are always "loaded"
     history: HistoryState = "loaded"
     history_target: int = 0
+    # desk, history fetched newest first (session.history): it comes by pages; the
+    # oldest seq held, whether older messages exist, whether a page of them is on the way
+    paged: bool = False
+    oldest_seq: int = 0
+    older: bool = False
+    older_loading: bool = False
+    load_until: int | None = None  # keep loading older pages until this seq is held
+    # frames that refer to something in a page not loaded yet (an approval.updated whose
+    # approval.created is older): applied again once an older page brings it
+    orphans: list[tuple[p.Envelope, p.Payload]] = field(default_factory=list)
     _tool_index: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -370,12 +384,15 @@ class Workspace(QObject):
     status_refused = Signal(str, str, int)
     steer_failed = Signal(str, str)  # session, the host's reason (draft.steer refused)
     history_changed = Signal(str)  # session: its history started or finished loading
+    older_loaded = Signal(str, int)  # session, items put before the transcript (older page)
 
     def __init__(self, send: SendFn | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._send_fn: SendFn | None = send
         self._conn: QObject | None = None
         self._sync_fn: Callable[[str], object] | None = None
+        self._history_fn: Callable[[str, int | None, int], object] | None = None
+        self._merging = False  # applying an older page into a scratch view
         self._sessions: dict[str, SessionView] = {}
         self._current: str | None = None
         self._status: p.AssistantStatus | None = None
@@ -431,6 +448,10 @@ class Workspace(QObject):
             conn.error_details.connect(self._on_error_details)
         if hasattr(conn, "sessions_forgotten"):
             conn.sessions_forgotten.connect(self._on_forgotten)
+        if hasattr(conn, "history_page"):
+            conn.history_page.connect(self.apply_history_page)
+        if hasattr(conn, "history_failed"):
+            conn.history_failed.connect(self._on_history_failed)
 
         def send(payload: p.Payload, session: str | None) -> object:
             return conn.send(payload, session=session)
@@ -438,6 +459,8 @@ class Workspace(QObject):
         self._send_fn = send
         if hasattr(conn, "sync_session"):
             self._sync_fn = conn.sync_session
+        if hasattr(conn, "fetch_history"):
+            self._history_fn = conn.fetch_history
 
     def _detach(self, connection: QObject) -> None:
         conn: Any = connection
@@ -446,7 +469,9 @@ class Workspace(QObject):
                            ("state_changed", self._on_state_signal),
                            ("error_received", self._on_error_signal),
                            ("error_details", self._on_error_details),
-                           ("sessions_forgotten", self._on_forgotten)):
+                           ("sessions_forgotten", self._on_forgotten),
+                           ("history_page", self.apply_history_page),
+                           ("history_failed", self._on_history_failed)):
             signal = getattr(conn, name, None)
             if signal is not None:
                 # never connected, or already gone
@@ -454,6 +479,7 @@ class Workspace(QObject):
                     signal.disconnect(slot)
         self._send_fn = None
         self._sync_fn = None
+        self._history_fn = None
 
     def reset(self) -> None:
         """Forget every session (a different host or link): views show the empty state."""
@@ -624,7 +650,8 @@ class Workspace(QObject):
                                           or welcome.role == p.Role.ADMIN):
             self.request_macros()  # the desk's saved replies, for "/" in the editor
         # a desk gets summaries; a session's history when it is opened (session.sync)
-        self._lazy = welcome.session_id is None and self._sync_fn is not None
+        self._lazy = welcome.session_id is None and (
+            self._sync_fn is not None or self._history_fn is not None)
         for summary in welcome.sessions:
             self._upsert_summary(summary, emit=False)
         self._sessions_changed()
@@ -649,7 +676,10 @@ class Workspace(QObject):
             if history and self._lazy:
                 assert sid is not None
                 view = self._sessions.get(sid)
-                if view is None or view.history == "none":
+                if view is None or view.history == "none" or (
+                        view.paged and view.history == "loading"):
+                    # not opened, or its newest page is on the way (which carries every
+                    # durable frame sent before it): the summary only
                     self._summary_only(envelope, payload)
                     return
             handler(self, envelope, payload)
@@ -710,23 +740,21 @@ class Workspace(QObject):
         self._maybe_reorder()
 
     def _load_history(self, view: SessionView) -> None:
-        """Open a session on a desk: fetch its history (session.sync from 0). What is in
-        it now is history (not unread, no notification); the view shows "Loading…"
-        until the replay reaches the session's last seq."""
-        assert self._sync_fn is not None
-        view.transcript.clear()
-        view.approvals.clear()
-        view.articles.clear()
-        view.articles_turn = None
-        view.draft = None
-        view.old_turns.clear()
-        view._tool_index.clear()
-        view.seen_seq = 0
+        """Open a session on a desk: fetch its newest page (session.history; older pages
+        follow as the representative scrolls up), or, with a connection that cannot page,
+        its whole history (session.sync from 0). What is in it now is history (not
+        unread, no notification); the view shows "Loading…" until it has arrived."""
+        self._clear_history(view)
         view.history_seq = max(view.history_seq, view.summary.last_seq)
         view.history_target = view.summary.last_seq
-        view.history = "loading" if view.history_target > 0 else "loaded"
+        view.paged = self._history_fn is not None
+        view.history = "loading" if view.history_target > 0 or view.paged else "loaded"
         try:
-            self._sync_fn(view.session_id)
+            if self._history_fn is not None:
+                self._history_fn(view.session_id, None, NEWEST_PAGE)
+            else:
+                assert self._sync_fn is not None
+                self._sync_fn(view.session_id)
         except Exception:
             log.exception("cannot fetch session %s", view.session_id)
             view.history = "none"
@@ -735,6 +763,205 @@ class Workspace(QObject):
         self.transcript_changed.emit(view.session_id)
         self.approvals_changed.emit(view.session_id)
         self.draft_changed.emit(view.session_id)
+
+    @staticmethod
+    def _clear_history(view: SessionView) -> None:
+        view.transcript.clear()
+        view.approvals.clear()
+        view.articles.clear()
+        view.articles_turn = None
+        view.draft = None
+        view.old_turns.clear()
+        view._tool_index.clear()
+        view.orphans.clear()
+        view.seen_seq = 0
+        view.oldest_seq = 0
+        view.older = False
+        view.older_loading = False
+        view.load_until = None
+
+    # ------------------------------------------------------------------ desk: history pages
+
+    def apply_history_page(self, page: Any) -> None:
+        """Slot for ``HostConnection.history_page`` (a ``HistoryPage``): the newest page of
+        a session being opened, or an older one the representative scrolled up to."""
+        view = self._sessions.get(getattr(page, "session_id", ""))
+        if view is None or not view.paged:
+            return
+        try:
+            if page.newest:
+                if view.history == "loading":
+                    self._apply_newest(view, page)
+            elif view.older_loading and page.before_seq == view.oldest_seq:
+                self._apply_older(view, page)
+        except Exception:  # a bad page must not take the window down
+            log.exception("failed to apply a history page of %s", view.session_id)
+            view.older_loading = False
+
+    def _apply_newest(self, view: SessionView, page: Any) -> None:
+        """The newest page: shown at once; live frames after its last seq follow."""
+        # live lines that arrived while it was on the way were counted (unread,
+        # notifications) by _summary_only: not again
+        view.history_seq = max(view.history_seq, view.summary.last_seq)
+        view.oldest_seq = page.first_seq or 0
+        view.older = bool(page.more)
+        blocked = self.blockSignals(True)  # one repaint for the page, not one per frame
+        try:
+            for env, payload in page.frames:
+                self._apply_frame(env, payload)
+        finally:
+            self.blockSignals(blocked)
+        view.seen_seq = max(view.seen_seq, page.last_seq or 0)
+        view.history = "loaded"
+        self._history_done(view, 0)
+
+    def _apply_frame(self, env: p.Envelope, payload: p.Payload) -> None:
+        handler = self._handlers.get(env.type)
+        if handler is not None:
+            handler(self, env, payload)
+
+    def _apply_older(self, view: SessionView, page: Any) -> None:
+        """An older page: its frames are applied, oldest first, into a scratch view (as a
+        replay would), which is then put before what the view holds; frames of the newer
+        part that referred to it (orphans) are applied again."""
+        sid = view.session_id
+        scratch = SessionView(summary=view.summary, history_seq=view.history_seq,
+                              history="loaded", paged=True, oldest_seq=page.first_seq or 0,
+                              older=bool(page.more))
+        self._sessions[sid] = scratch
+        blocked = self.blockSignals(True)
+        self._merging = True
+        try:
+            for env, payload in page.frames:
+                self._apply_frame(env, payload)
+        finally:
+            self._merging = False
+            self._sessions[sid] = view
+            self.blockSignals(blocked)
+        view.oldest_seq = page.first_seq or view.oldest_seq
+        view.older = bool(page.more) and page.first_seq is not None
+        view.older_loading = False
+        added = self._merge_older(view, scratch)
+        self._history_done(view, added)
+        if view.load_until is not None:
+            if view.older and view.oldest_seq > view.load_until:
+                self.load_older(sid)  # a search hit further back: keep going
+            else:
+                view.load_until = None
+
+    def _merge_older(self, view: SessionView, older: SessionView) -> int:
+        """Put ``older`` (a scratch view of an older page) before ``view``; the number of
+        transcript items it added."""
+        newer = view.transcript
+        calls = {i.call_id: i for i in older.transcript if isinstance(i, ToolItem)}
+        kept: list[TranscriptItem] = []
+        for item in newer:
+            if isinstance(item, ToolItem) and item.call_id in calls:
+                # a result that arrived before its call (the call is in the older page)
+                call = calls[item.call_id]
+                if call.output is None and item.output is not None:
+                    call.ok, call.output, call.outcome = item.ok, item.output, item.outcome
+                continue
+            kept.append(item)
+        view.transcript = older.transcript + kept
+        view._tool_index = {i.call_id: n for n, i in enumerate(view.transcript)
+                            if isinstance(i, ToolItem)}
+        for aid, appr in older.approvals.items():
+            view.approvals.setdefault(aid, appr)
+        for turn, arts in older.articles.items():
+            view.articles.setdefault(turn, arts)
+        if view.articles_turn is None:
+            view.articles_turn = older.articles_turn
+        current = view.draft.turn_id if view.draft is not None else None
+        view.old_turns |= {t for t in older.old_turns if t != current}
+        if older.draft is not None and older.draft.turn_id != current:
+            if view.draft is None:
+                view.draft = older.draft  # the latest draft is in the older page
+                if any(isinstance(i, ChatItem) and i.draft_id == older.draft.turn_id
+                       and i.role != "customer" for i in kept):
+                    view.draft.state = "sent"
+            else:
+                view.old_turns.add(older.draft.turn_id)
+        # what the newer part could not apply yet, in seq order, on the merged view
+        pending = older.orphans + view.orphans
+        view.orphans = []
+        blocked = self.blockSignals(True)
+        try:
+            for env, payload in pending:
+                self._apply_frame(env, payload)
+            for appr in list(view.approvals.values()):
+                self._mirror_on_tool_item(view, appr)
+        finally:
+            self.blockSignals(blocked)
+        return len(view.transcript) - len(kept)
+
+    def _history_done(self, view: SessionView, added: int) -> None:
+        """Tell the views once about a page applied with signals held back."""
+        sid = view.session_id
+        count = len(view.pending_approvals)
+        if count != view.summary.pending_approvals:
+            view.summary = view.summary.model_copy(update={"pending_approvals": count})
+        self.history_changed.emit(sid)
+        if added:
+            self.older_loaded.emit(sid, added)
+        self.transcript_changed.emit(sid)
+        self.approvals_changed.emit(sid)
+        self.articles_changed.emit(sid)
+        self._emit_draft_now(sid)
+        self.session_updated.emit(sid)
+        self._maybe_reorder()
+
+    def _orphan(self, view: SessionView, env: p.Envelope, payload: p.Payload) -> bool:
+        """Keep a frame whose subject is in an older page not loaded yet; True if kept."""
+        if not view.paged or view.oldest_seq <= 1 or env.seq is None \
+                or env.seq < view.oldest_seq:
+            return False
+        view.orphans.append((env, payload))
+        return True
+
+    def load_older(self, session_id: str | None = None) -> bool:
+        """Fetch the page before the oldest message shown (the representative scrolled
+        to the top); False when there is none or one is already on the way."""
+        sid = session_id or self._current
+        view = self._sessions.get(sid) if sid else None
+        if (view is None or not view.paged or view.history != "loaded" or not view.older
+                or view.older_loading or self._history_fn is None):
+            return False
+        view.older_loading = True
+        try:
+            self._history_fn(view.session_id, view.oldest_seq, OLDER_PAGE)
+        except Exception:
+            log.exception("cannot fetch older messages of %s", view.session_id)
+            view.older_loading = False
+            return False
+        self.history_changed.emit(view.session_id)
+        return True
+
+    def load_until(self, session_id: str, seq: int) -> bool:
+        """Load older pages until ``seq`` is held (a search hit further back); True when
+        pages are on the way."""
+        view = self._sessions.get(session_id)
+        if view is None or not view.paged:
+            return False
+        if view.history == "loaded" and (not view.older or view.oldest_seq <= seq):
+            return False
+        view.load_until = seq if view.load_until is None else min(view.load_until, seq)
+        if view.history == "loaded" and not view.older_loading:
+            return self.load_older(session_id)
+        return True
+
+    def _on_history_failed(self, session_id: object, before_seq: object, message: object
+                           ) -> None:
+        """The host refused a page (e.g. the session is gone): stop waiting for it."""
+        view = self._sessions.get(str(session_id))
+        if view is None or not view.paged:
+            return
+        if before_seq is None and view.history == "loading":
+            view.history = "none"
+        view.older_loading = False
+        view.load_until = None
+        self.history_changed.emit(view.session_id)
+        self.error_occurred.emit(f"Could not load the conversation: {message}")
 
     def _loading_progress(self, session_id: str, seq: int) -> None:
         view = self._sessions.get(session_id)
@@ -755,11 +982,7 @@ class Workspace(QObject):
             if view is None or view.session_id == self._current:
                 continue
             view.history = "none"
-            view.transcript.clear()
-            view.approvals.clear()
-            view.draft = None
-            view.articles.clear()
-            view._tool_index.clear()
+            self._clear_history(view)
 
     def _next_page(self, cursor: str) -> None:
         """Ask for the next page of summaries (one request at a time, bounded)."""
@@ -970,8 +1193,9 @@ class Workspace(QObject):
             return
         if view.draft is not None and view.draft.turn_id == payload.turn_id:
             return  # replay of the draft we already have
-        self.undo.started(view.session_id, view.draft, payload.replaces, payload.instruction,
-                          payload.reason)
+        if not self._merging:  # an older page's drafts were never in the editor
+            self.undo.started(view.session_id, view.draft, payload.replaces,
+                              payload.instruction, payload.reason)
         draft = self._new_draft(view, payload.turn_id, env.ts)
         draft.reason = payload.reason
         draft.provider = payload.provider
@@ -1042,6 +1266,8 @@ class Workspace(QObject):
     def _on_draft_stale(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.DraftStale)
         view = self._view_for(env)
+        if view is not None and view.draft is None:
+            self._orphan(view, env, payload)  # its draft.started is in an older page
         if view is None or view.draft is None or view.draft.turn_id != payload.turn_id:
             return
         if view.draft.state in ("sent", "discarded"):
@@ -1126,7 +1352,8 @@ class Workspace(QObject):
             return
         appr = view.approvals.get(payload.approval_id)
         if appr is None:
-            log.warning("update for unknown approval %s", payload.approval_id)
+            if not self._orphan(view, env, payload):  # its card is in an older page
+                log.warning("update for unknown approval %s", payload.approval_id)
             return
         appr.state = payload.state
         appr.updated_at = env.ts

@@ -1387,6 +1387,8 @@ class Relay:
         # the payload's last field is ``frames``: splice the stored envelopes in
         assert head.endswith('[]}}')
         conn.push(f"{head[:-3]}{','.join(page.frames)}]}}}}")
+        if q.before_seq is None and conn.sees_agent_only and sid not in conn.replays:
+            self._send_drafts_in_progress(conn, [st])  # a draft streaming: its text so far
 
     async def _op_customer_get(self, conn: Conn, env: Envelope, p: Payload,
                                st: SessionState | None) -> None:

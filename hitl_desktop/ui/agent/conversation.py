@@ -67,6 +67,7 @@ class ConversationPanel(QWidget):
         self._shown: tuple[str, int] = ("", 0)
         self._sigs: list[tuple[object, ...]] = []
         self._dark = False
+        self._rendering = False  # the document is being replaced: its scroll moves are ours
         self.browser = QTextBrowser(self)
         self.browser.setObjectName("transcript")
         self.browser.setOpenLinks(False)
@@ -79,6 +80,12 @@ class ConversationPanel(QWidget):
         self.loading.setObjectName("historyLoading")
         self.loading.setAccessibleName("Loading the conversation")
         self.loading.setVisible(False)
+        # a long conversation comes newest first: older pages when scrolled to the top
+        self.older = QLabel("", self)
+        self.older.setObjectName("historyOlder")
+        self.older.setAccessibleName("Earlier messages")
+        self.older.setVisible(False)
+        self.older.linkActivated.connect(lambda _link: self.load_older())
         from hitl_desktop.ui.agent.conversation_bar import DeskBar
         from hitl_desktop.ui.agent.notes import NoteBox
 
@@ -90,6 +97,7 @@ class ConversationPanel(QWidget):
         lay.setSpacing(0)
         lay.addWidget(self.desk_bar)
         lay.addWidget(self.loading)
+        lay.addWidget(self.older)
         lay.addWidget(self.browser, 1)
         lay.addWidget(self.typing)
         lay.addWidget(self.note_box)
@@ -98,6 +106,7 @@ class ConversationPanel(QWidget):
         workspace.current_session_changed.connect(self.refresh)
         workspace.typing_changed.connect(self._on_typing)
         workspace.history_changed.connect(self._on_changed)
+        self.browser.verticalScrollBar().valueChanged.connect(self._on_scrolled)
         self.refresh()
 
     def _on_changed(self, session_id: str) -> None:
@@ -119,11 +128,39 @@ class ConversationPanel(QWidget):
                 self.expanded.add(call_id)
             self.refresh()
 
+    def _on_scrolled(self, value: int) -> None:
+        if value == 0 and not self._rendering:  # at the top: the page before, if any
+            self.load_older()
+
+    def load_older(self) -> bool:
+        """Ask for the messages before the oldest shown (shown once they arrive, the
+        scroll position kept)."""
+        return self.workspace.load_older()
+
+    def _show_older_state(self) -> None:
+        view = self.workspace.current
+        if view is None or not view.paged or view.history != "loaded":
+            self.older.setVisible(False)
+            return
+        if view.older_loading:
+            self.older.setText("  Loading older messages…")
+        elif view.older:
+            self.older.setText("  <a href='older'>Earlier messages</a> "
+                               "(scroll up to load them)")
+        else:
+            self.older.setVisible(False)
+            return
+        self.older.setVisible(True)
+
     def show_seq(self, session_id: str, seq: int) -> bool:
         """Scroll to the line with durable ``seq`` (a search hit); when the session's
-        history is still arriving, once it is there. True when it was shown now."""
+        history is still arriving (or the line is in an older page, loaded back to it),
+        once it is there. True when it was shown now."""
         self.wanted = (session_id, seq)
-        return self._scroll_to_wanted()
+        if self._scroll_to_wanted():
+            return True
+        self.workspace.load_until(session_id, seq)
+        return False
 
     def _scroll_to_wanted(self) -> bool:
         view = self.workspace.current
@@ -149,10 +186,19 @@ class ConversationPanel(QWidget):
         self._on_anchor(QUrl(f"toggle:{call_id}"))
 
     def refresh(self, *_args: object) -> None:
-        """Render the transcript; new items at the end are appended, not re-rendered
-        (a full render of a long conversation costs tens of milliseconds)."""
+        """Render the transcript; new items at the end are appended, an older page put
+        before, not re-rendered (a full render of a long conversation costs tens of
+        milliseconds)."""
+        self._rendering = True
+        try:
+            self._render()
+        finally:
+            self._rendering = False
+
+    def _render(self) -> None:
         view = self.workspace.current
         self.loading.setVisible(view is not None and view.loading)
+        self._show_older_state()
         bar = self.browser.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         if view is None:
@@ -164,6 +210,31 @@ class ConversationPanel(QWidget):
         dark = is_dark()
         same_base = (self._shown[0] == view.session_id and self._dark == dark
                      and len(sigs) > len(self._sigs) and sigs[:len(self._sigs)] == self._sigs)
+        older = (self._shown[0] == view.session_id and self._dark == dark and self._sigs
+                 and len(sigs) > len(self._sigs)
+                 and sigs[len(sigs) - len(self._sigs):] == self._sigs)
+        if older and not same_base:
+            # an older page: put it before what is shown, and keep the lines the
+            # representative was reading where they were
+            added = len(sigs) - len(self._sigs)
+            html_old = "".join(self._item_html(i, dark) for i in view.transcript[:added])
+            part = QTextDocument()
+            part.setDefaultFont(self.browser.document().defaultFont())
+            part.setHtml(f"<html><body>{html_old}</body></html>")
+            before = bar.maximum()
+            keep = bar.value()
+            cursor = QTextCursor(self.browser.document())
+            cursor.movePosition(QTextCursor.MoveOperation.Start)
+            cursor.insertFragment(QTextDocumentFragment(part))
+            if not isinstance(view.transcript[added], NoteItem | InternalNote):
+                cursor.insertBlock()  # the old first line keeps a paragraph of its own
+            self._shown = (view.session_id, len(view.transcript))
+            self._sigs = sigs
+            bar.setValue(keep + (bar.maximum() - before))
+            self._on_typing(view.session_id)
+            if self.wanted is not None:
+                self._scroll_to_wanted()
+            return
         if same_base:
             html_new = "".join(self._item_html(i, dark) for i in view.transcript[len(self._sigs):])
             # parse with the full HTML importer (insertHtml drops table backgrounds)
