@@ -66,15 +66,44 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
         paths = resolve_paths(data_dir, Path(data_dir) / "config")
         settings = Settings(model="gpt-4.1-mini")
         factory = copilot_factory(paths, settings, provider=copilot) if copilot else None
+        if factory is not None and os.environ.get("BENCH_ABLATE") == "publish":
+            # what the co-pilot costs without the relay's publish path (an ablation: only
+            # draft.completed, which the agent waits for, is published)
+            made = factory
+
+            def factory(outbox: Any) -> Any:  # type: ignore[misc]
+                publish = outbox.publish
+
+                async def only_completed(sid: str, payload: Any, **kw: Any) -> int:
+                    if type(payload).__name__ == "DraftCompleted":
+                        return int(await publish(sid, payload, **kw))
+                    return 0
+
+                outbox.publish = only_completed
+                return made(outbox)
         cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9)
         host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
+        gc_time = [0.0, 0.0]
+        if os.environ.get("BENCH_GC"):
+            import gc
+
+            def on_gc(phase: str, info: dict[str, int]) -> None:
+                if phase == "start":
+                    gc_time[1] = time.thread_time()
+                else:
+                    gc_time[0] += time.thread_time() - gc_time[1]
+            gc.callbacks.append(on_gc)
         loop = asyncio.get_running_loop()
         prof = None
         while (cmd := await loop.run_in_executor(None, pipe.recv)) != "stop":
             # back on the loop's thread here: thread_time is the loop's own CPU
             if cmd == "cpu":
-                pipe.send((time.process_time(), time.thread_time(), _thread_cpu()))
+                import resource
+
+                ru = resource.getrusage(resource.RUSAGE_THREAD)  # the loop's: user / kernel
+                pipe.send((time.process_time(), time.thread_time(),
+                           {**_thread_cpu(), "loop-kernel": ru.ru_stime, "gc": gc_time[0]}))
             elif cmd == "profile" and profile and copilot and prof is None:
                 import cProfile
 
@@ -116,6 +145,7 @@ class Pair:
         self.frames = 0
         self.bytes = 0
         self.deltas = 0
+        self.types: dict[str, int] = {}
         self.waiting: tuple[str, asyncio.Future[float]] | None = None
         self.tasks = [asyncio.ensure_future(self._read()),
                       asyncio.ensure_future(self._drain())]
@@ -128,6 +158,11 @@ class Pair:
             kind = text[15:40]
             if "draft.delta" in kind:
                 self.deltas += 1
+            if os.environ.get("BENCH_TYPES"):
+                t = json.loads(text)["type"]
+                if t == "assistant.status" and os.environ.get("BENCH_TYPES") == "2":
+                    print(round(time.perf_counter(), 2), self.sid[-6:], text[-160:])
+                self.types[t] = self.types.get(t, 0) + 1
             w = self.waiting
             if w is not None and f'"type":"{w[0]}"' in text[:40] and not w[1].done():
                 w[1].set_result(time.perf_counter())
@@ -212,6 +247,13 @@ async def _round(host: dict[str, Any], pipe: Connection, lines: list[tuple[str, 
            "deltas": sum(p.deltas for p in pairs) - d0,
            "p50": statistics.median(latencies),
            "p99": sorted(latencies)[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]}
+    if os.environ.get("BENCH_TYPES"):
+        types: dict[str, int] = {}
+        for p in pairs:
+            for k, v in p.types.items():
+                types[k] = types.get(k, 0) + v
+        print("  frames to the agent per line:", ", ".join(
+            f"{k} {v / len(lines):.2f}" for k, v in sorted(types.items(), key=lambda kv: -kv[1])))
     for p in pairs:  # closed sessions are not replayed to the next round's admin
         await p.agent.send(_frame("session.close", {}, p.sid))
     await asyncio.sleep(0.2)

@@ -53,6 +53,7 @@ from typing import Any, cast
 
 import jiter
 from openai.types.responses import ResponseStreamEvent
+from pydantic import BaseModel
 
 from hitl_desktop.assistant.base import ProviderError
 
@@ -267,6 +268,21 @@ def sdk_get(obj: Any, name: str, default: Any = None) -> Any:
     extra fields; the translator and the compatible engine read them all this way."""
     if obj is None:
         return default
+    if type(obj) is dict:  # the common cases first: an ABC check per read added up
+        return obj.get(name, default)
+    if isinstance(obj, BaseModel):
+        fields = obj.__dict__
+        if name in fields:  # a modelled field (or extra one): no __getattr__ miss
+            value = fields[name]
+            if value is None:
+                extra = obj.__pydantic_extra__
+                if extra and name in extra:
+                    value = extra[name]
+            return default if value is None else value
+        extra = obj.__pydantic_extra__
+        if extra and name in extra:
+            value = extra[name]
+            return default if value is None else value
     if isinstance(obj, Mapping):
         return obj.get(name, default)
     try:

@@ -396,14 +396,22 @@ class HostCopilot:
                 self._histories.popitem(last=False)
         return items
 
-    def _append(self, session_id: str, *items: TurnItem) -> concurrent.futures.Future[None]:
+    def _append(self, session_id: str, *items: TurnItem,
+                also: Callable[[], None] | None = None) -> concurrent.futures.Future[None]:
         """Queue items for the session's history; the copy in memory has them at once.
 
         Not awaited on a turn's path (each await was a thread hop): the store's worker
         writes in queue order, so every later read or write of the store comes after it.
+        ``also`` runs in the same trip, after the append (a turn's draft record).
         A write that fails is logged and the session's copy dropped (read again)."""
-        future = self.conversations.worker.submit(self.conversations.append, session_id,
-                                                  *items)
+        conversations = self.conversations
+
+        def write() -> None:
+            conversations.append(session_id, *items)
+            if also is not None:
+                also()
+
+        future = conversations.worker.submit(write)
         kept = self._histories.get(session_id)
         if kept is not None:
             kept.extend(items)
@@ -485,22 +493,22 @@ class HostCopilot:
         without it gets the status in the session that caused the change. Host-wide,
         busy -> ready waits READY_DELAY_S of idleness (``settled``: the wait is over).
         """
-        status = self.status()
-        key = (status.state, status.message)
+        key = self._state_now()
         broadcast = getattr(self.outbox, "broadcast_status", None)
         scope = "*" if callable(broadcast) else session_id
-        if self._ready_later is not None and status.state != "ready":
+        if self._ready_later is not None and key[0] != "ready":
             self._ready_later.cancel()  # busy again (or failed) before "ready" was due
             self._ready_later = None
         if self._published_state.get(scope) == key:
             return
-        if callable(broadcast) and status.state == "ready" and not settled and \
+        if callable(broadcast) and key[0] == "ready" and not settled and \
                 self._published_state.get(scope, ("",))[0] == "busy":
             if self._ready_later is None:
                 self._ready_later = asyncio.get_running_loop().call_later(
                     READY_DELAY_S, self._ready_due, session_id)
             return
         self._published_state[scope] = key
+        status = self.status()
         if callable(broadcast):
             try:
                 broadcast(status)
@@ -643,9 +651,7 @@ class HostCopilot:
         async with self._session_lock(session_id):
             await self._supersede(session_id, stale_reason)
             await self._note_identity(session_id)
-            if items:
-                self._append(session_id, *items)  # queued: the turn reads the copy
-            await self._start_turn(session_id, reason)
+            await self._start_turn(session_id, reason, items=items)
 
     def _identity(self, session_id: str) -> SessionIdentity:
         """Who the session's customer is: the host's record (the relay owns it)."""
@@ -821,10 +827,18 @@ class HostCopilot:
 
     def status(self) -> AssistantStatus:
         p = self.provider
+        state, message = self._state_now()
+        return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
+                               state=state, message=message)
+
+    def _state_now(self) -> tuple[Literal["ready", "busy", "error", "unconfigured"],
+                                  str | None]:
+        """:meth:`status`'s state and message (asked twice a turn: no model built)."""
+        p = self.provider
         problem = self._problem.message if self._problem is not None else self._not_ready()
         if problem is not None:
-            return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
-                                   state="unconfigured", message=problem)
+            return "unconfigured", problem
+        state: Literal["ready", "busy", "error"]
         if self._running:
             state, message = "busy", None
         elif self._last_error is not None:
@@ -836,8 +850,7 @@ class HostCopilot:
             message = notice if isinstance(notice, str) and notice else None
         if message is None and not p.is_ai:
             message = "offline assistant: drafts come from the knowledge base, not an AI model"
-        return AssistantStatus(provider=p.name, model=p.model, is_ai=p.is_ai,
-                               state=state, message=message)
+        return state, message
 
     def _not_ready(self) -> str | None:
         """Why the engine cannot work now (None: it can). Asked on the event loop, so
@@ -863,7 +876,11 @@ class HostCopilot:
             self._tasks.spawn(self._set_state(session_id, settled=True), "ready status")
 
     async def _start_turn(self, session_id: str, reason: str, *, instruction: str | None = None,
-                          replaces: str | None = None, turn_id: str | None = None) -> _Turn:
+                          replaces: str | None = None, turn_id: str | None = None,
+                          items: Sequence[TurnItem] = ()) -> _Turn:
+        """Start a turn on the session's history plus ``items`` (queued with the turn's
+        draft record: one trip to the store's thread, not awaited; the turn reads the
+        copy in memory)."""
         turn = _Turn(turn_id=turn_id or new_id("t"), session_id=session_id, reason=reason,
                      instruction=instruction, replaces=replaces)
         if reason in ("steer", "regenerate"):  # the same reply again
@@ -871,10 +888,8 @@ class HostCopilot:
         else:
             self._reply_drafts[session_id] = {turn.turn_id}
         self._turns[session_id] = turn
-        # queued, not awaited: the worker writes it before anything later of this turn
-        self.conversations.worker.submit(
-            self.conversations.draft_started, turn.turn_id, session_id, reason
-        ).add_done_callback(_log_failure)
+        self._append(session_id, *items, also=functools.partial(
+            self.conversations.draft_started, turn.turn_id, session_id, reason))
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
@@ -1066,6 +1081,11 @@ class HostCopilot:
         elif isinstance(update, SearchResults):
             articles: list[Article] = []
             for hit in update.hits:
+                sent_id = hit.article_id
+                if sent_id and "/" in sent_id and sent_id in turn.articles_sent:
+                    if hit.file_id:  # sent by an earlier round: its id is all we need
+                        rnd.files[hit.file_id] = sent_id
+                    continue
                 art = await self._article_for(hit.article_id, hit.attributes, hit.text,
                                               hit.score)
                 if art is None:
@@ -1311,13 +1331,6 @@ class HostCopilot:
 
 
 # --------------------------------------------------------------------- helpers
-
-
-def _log_failure(future: concurrent.futures.Future[Any]) -> None:
-    """(worker thread) A queued store write nobody awaits: a failure is logged."""
-    exc = future.exception()
-    if exc is not None:
-        log.error("a conversation store write failed", exc_info=exc)
 
 
 def _in_loop() -> bool:

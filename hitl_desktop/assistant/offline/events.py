@@ -91,10 +91,6 @@ class Pace:
         return max(1, round(FRAME_S / self.delay_s)) if self.delay_s > 0 else 1
 
 
-def _rid(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(24)}"
-
-
 def file_id_for(article_id: str) -> str:
     """A stable pseudo file id for a local article (file_search results / citations)."""
     return "file-local-" + article_id.replace("/", "--")
@@ -173,10 +169,18 @@ class Emitter:
         self.request = request
         self.plan = plan
         self.seq = 0
-        self.response_id = _rid("resp")
+        # one draw of randomness per response, ids told apart by a counter (each draw is
+        # a system call on the host's loop): unique in any conversation all the same
+        self._token = secrets.token_hex(24)
+        self._ids = 0
+        self.response_id = f"resp_{self._token}"
         self.created_at = time.time()
         self.output: list[BaseModel] = []
         self._since_yield = 0
+
+    def _rid(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}_{self._token[:-4]}{self._ids:04x}"
 
     def _n(self) -> int:
         n = self.seq
@@ -243,7 +247,7 @@ class Emitter:
 
     def _file_search(self) -> list[ResponseStreamEvent]:
         idx = len(self.output)
-        item_id = _rid("fs")
+        item_id = self._rid("fs")
         added = build(ResponseFileSearchToolCall, id=item_id, type="file_search_call",
                       status="in_progress", queries=[], results=None)
         results = [
@@ -287,8 +291,9 @@ class Emitter:
 
     async def _function_call(self, step: Call) -> AsyncIterator[ResponseStreamEvent]:
         idx = len(self.output)
-        item_id = _rid("fc")
-        call_id = "call_" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
+        item_id = self._rid("fc")
+        self._ids += 1
+        call_id = f"call_{self._token[:20]}{self._ids:04x}"
         arguments = json.dumps(step.arguments, ensure_ascii=False, separators=(",", ":"))
         item = {
             "id": item_id,
@@ -349,7 +354,7 @@ class Emitter:
 
     async def _message(self) -> AsyncIterator[ResponseStreamEvent]:
         idx = len(self.output)
-        item_id = _rid("msg")
+        item_id = self._rid("msg")
         text = self.plan.text
         base = {"item_id": item_id, "output_index": idx, "content_index": 0}
         yield self._item_event(
