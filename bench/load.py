@@ -1,6 +1,7 @@
-"""The product under load, next to what a web team would build, in one run with one client.
+"""The product under load, next to what a web team would build, in one run, same client.
 
-Systems (each a server process of its own; this process is the one client for all):
+Systems (each a server process of its own; the same client code drives them all, from
+``--clients N`` processes, each driving S/N sessions; the default is one):
 
 * ``shipped`` — the host as shipped: ``start_host`` + ``copilot_factory`` with the offline
   co-pilot paced as in every mode (a draft per customer line), durable log;
@@ -80,10 +81,16 @@ def cpu_seconds(pid: int) -> float:
 # ----------------------------------------------------------------------------- servers
 
 
-def _host_main(pipe: Connection, data_dir: str, copilot: bool) -> None:
+def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None = None
+               ) -> None:
     import logging
 
     _raise_fd_limit()
+    if src:  # another tree (``--baseline``): forget what was imported from this one
+        for name in [m for m in sys.modules if m == "hitl_desktop" or
+                     m.startswith("hitl_desktop.")]:
+            del sys.modules[name]
+        sys.path.insert(0, src)
     from hitl_desktop.app.services import copilot_factory, start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig
@@ -113,13 +120,13 @@ class Server:
 
 
 class HostServer(Server):
-    def __init__(self, copilot: bool) -> None:
+    def __init__(self, copilot: bool, src: str | None = None) -> None:
         self.kind = "host"
         self.drafts = copilot
         self._tmp = tempfile.TemporaryDirectory(prefix="hitl-load-")
         ctx = mp.get_context("spawn")
         self._pipe, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_host_main, args=(child, self._tmp.name, copilot),
+        self._proc = ctx.Process(target=_host_main, args=(child, self._tmp.name, copilot, src),
                                  daemon=True)
         self._proc.start()
         self.info = self._pipe.recv()
@@ -341,38 +348,46 @@ class WsPair(Pair):
         await asyncio.gather(self.cust.close(), self.agent.close(), return_exceptions=True)
 
 
-async def open_pairs(server: Server, n: int, stats: Stats) -> list[Pair]:
+async def create_specs(server: Server, n: int) -> list[Any]:
+    """What each pair connects with: the host's sessions are made here, through one admin
+    connection (closed again: a desk/admin connection gets every session's updates),
+    before any client starts; the peers need only a room / key name."""
     if server.kind == "socketio":
-        out: list[Pair] = []
-        for start in range(0, n, 100):
-            out += await asyncio.gather(*(SioPair.open(stats, server.info["url"], f"r{i}")
-                                          for i in range(start, min(n, start + 100))))
-        return out
+        return [f"r{i}" for i in range(n)]
     if server.kind == "ws":
-        out = []
-        for start in range(0, n, 100):
-            out += await asyncio.gather(*(WsPair.open(stats, server.info["url"], f"k{i}")
-                                          for i in range(start, min(n, start + 100))))
-        return out
+        return [f"k{i}" for i in range(n)]
     admin, _ = await _open(server.info["url"], server.info["admin"])
-    pairs: list[Pair] = []
+    specs: list[Any] = []
     for start in range(0, n, 50):
         want = min(50, n - start)
         for _ in range(want):
             await admin.send(_frame("session.create", {"customer_id": "CUST1001"}))
-        links: list[dict[str, Any]] = []
-        while len(links) < want:
+        got = 0
+        while got < want:
             msg = json.loads(await admin.recv())
             if msg["type"] == "session.created":
-                links.append(msg["data"])
-        opened = await asyncio.gather(*[
-            asyncio.gather(_open(server.info["url"], InviteLink.parse(d["customer_link"]).token),
-                           _open(server.info["url"], InviteLink.parse(d["agent_link"]).token))
-            for d in links])
-        pairs += [HostPair(stats, d["session_id"], c, a)
-                  for d, ((c, _), (a, _)) in zip(links, opened, strict=True)]
+                d = msg["data"]
+                specs.append((d["session_id"], InviteLink.parse(d["customer_link"]).token,
+                              InviteLink.parse(d["agent_link"]).token))
+                got += 1
     await admin.close()
-    return pairs
+    return specs
+
+
+async def open_pairs(kind: str, url: str, specs: list[Any], stats: Stats) -> list[Pair]:
+    out: list[Pair] = []
+    for start in range(0, len(specs), 50):
+        batch = specs[start:start + 50]
+        if kind == "socketio":
+            out += await asyncio.gather(*(SioPair.open(stats, url, room) for room in batch))
+        elif kind == "ws":
+            out += await asyncio.gather(*(WsPair.open(stats, url, key) for key in batch))
+        else:
+            opened = await asyncio.gather(*[asyncio.gather(_open(url, cust), _open(url, agent))
+                                            for _sid, cust, agent in batch])
+            out += [HostPair(stats, sid, c, a)
+                    for (sid, _c, _a), ((c, _), (a, _)) in zip(batch, opened, strict=True)]
+    return out
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -387,18 +402,31 @@ class Result:
     draft50: float = float("nan")
     draft99: float = float("nan")
     seconds: float = 0.0
+    client_cpu_per_line: float = float("nan")  # all client processes together
+    client_busiest: float = float("nan")  # the busiest client process: CPU s / wall s
+
+
+@dataclass
+class Work:
+    """What every client process runs (the same code for every system)."""
+
+    kind: str  # "burst" | "paced"
+    drafts: bool
+    warm: int  # pairs of this client that warm up
+    lines: int = 0
+    seconds: float = 0.0
+    interval: float = 10.0
 
 
 async def warm_up(pairs: list[Pair], stats: Stats, drafts: bool) -> None:
     """A line through a few sessions, and their drafts finished (a cold host builds the
     SDK's event schemas on its first draft: seconds), before anything is measured."""
     await asyncio.sleep(0.5)
-    some = pairs[: min(len(pairs), 20)]
-    for p in some:
+    for p in pairs:
         await p.say(-1, wait=True)
     if drafts:
         deadline = time.monotonic() + 20
-        while len(stats.drafts) < len(some) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while len(stats.drafts) < len(pairs) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)  # (a bench's wait: polling is fine)
         await asyncio.sleep(0.5)
     stats.hops.clear()
@@ -406,33 +434,19 @@ async def warm_up(pairs: list[Pair], stats: Stats, drafts: bool) -> None:
     stats.lines = 0
 
 
-async def burst(server: Server, sessions: int, lines: int) -> Result:
-    stats = Stats()
-    pairs = await open_pairs(server, sessions, stats)
-    await warm_up(pairs, stats, server.drafts)
-    cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
-
+async def run_burst(pairs: list[Pair], lines: int) -> None:
     async def talk(p: Pair) -> None:
         for i in range(lines):
             await p.say(i, wait=True)
 
     await asyncio.gather(*(talk(p) for p in pairs))
-    took = time.perf_counter() - t0
-    cpu = cpu_seconds(server.pid) - cpu0
-    await asyncio.gather(*(p.close() for p in pairs))
-    return Result(statistics.median(stats.hops), pct(stats.hops, 99), stats.lines,
-                  cpu / max(1, stats.lines), seconds=took)
 
 
-async def paced(server: Server, sessions: int, seconds: float, interval: float) -> Result:
-    stats = Stats()
-    pairs = await open_pairs(server, sessions, stats)
-    await warm_up(pairs, stats, server.drafts)
+async def run_paced(pairs: list[Pair], seconds: float, interval: float, first: int) -> None:
     for p in pairs:
         p.answer = True
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
-    cpu0 = cpu_seconds(server.pid)
 
     async def customer(p: Pair, n0: int) -> None:
         await asyncio.sleep(random.uniform(0, interval))
@@ -442,14 +456,102 @@ async def paced(server: Server, sessions: int, seconds: float, interval: float) 
             n += 1
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
 
-    await asyncio.gather(*(customer(p, i * 10_000) for i, p in enumerate(pairs)))
+    await asyncio.gather(*(customer(p, (first + i) * 10_000) for i, p in enumerate(pairs)))
     await asyncio.sleep(2.0)  # the last drafts
-    cpu = cpu_seconds(server.pid) - cpu0
-    await asyncio.gather(*(p.close() for p in pairs))
-    return Result(statistics.median(stats.hops) if stats.hops else float("nan"),
-                  pct(stats.hops, 99), stats.lines, cpu / max(1, stats.lines),
-                  statistics.median(stats.drafts) if stats.drafts else float("nan"),
-                  pct(stats.drafts, 99), seconds)
+
+
+def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], work: Work,
+                 first: int) -> None:
+    """One client process: open its pairs, warm up, wait for "go", run, report, wait for
+    "close", close."""
+    _raise_fd_limit()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stats = Stats()
+        pairs = await open_pairs(kind, url, specs, stats)
+        await warm_up(pairs[: work.warm], stats, work.drafts)
+        pipe.send("ready")
+        await loop.run_in_executor(None, pipe.recv)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if work.kind == "burst":
+            await run_burst(pairs, work.lines)
+        else:
+            await run_paced(pairs, work.seconds, work.interval, first)
+        pipe.send({"hops": stats.hops, "drafts": stats.drafts, "lines": stats.lines,
+                   "cpu": time.process_time() - cpu0, "wall": time.perf_counter() - t0})
+        await loop.run_in_executor(None, pipe.recv)
+        await asyncio.gather(*(p.close() for p in pairs))
+
+    asyncio.run(main())
+
+
+class Profiler:
+    """py-spy on the server for the measured window only (``--profile``): not a project
+    dependency; ``PY_SPY`` or ``py-spy`` on PATH."""
+
+    def __init__(self, path: str | None, pid: int) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        exe = os.environ.get("PY_SPY") or shutil.which("py-spy")
+        if path and exe:
+            self._proc = subprocess.Popen([exe, "record", "--pid", str(pid), "-r", "200",
+                                           "-f", "raw", "-o", path, "--threads"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # attached before the window opens
+        elif path:
+            print("  (--profile: py-spy not found; set PY_SPY)")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            self._proc.wait(60)
+
+
+def measure(server: Server, sessions: int, work: Work, clients: int,
+            profile: str | None = None) -> Result:
+    """Run ``work`` on ``sessions`` pairs from ``clients`` processes (S/N pairs each) and
+    time the server's CPU from "go" until every client has reported."""
+    specs = asyncio.run(create_specs(server, sessions))
+    clients = max(1, min(clients, sessions))
+    ctx = mp.get_context("spawn")
+    procs: list[tuple[Any, Connection]] = []
+    warm = max(1, 20 // clients)
+    try:
+        for i in range(clients):
+            part = specs[i::clients]
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_client_main, daemon=True, args=(
+                child, server.kind, server.info["url"], part, Work(
+                    work.kind, work.drafts, min(warm, len(part)), work.lines, work.seconds,
+                    work.interval), i * len(specs)))
+            proc.start()
+            procs.append((proc, parent))
+        for _proc, pipe in procs:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a client failed to start")
+        spy = Profiler(profile, server.pid)
+        cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+        for _proc, pipe in procs:
+            pipe.send("go")
+        reports = [pipe.recv() for _proc, pipe in procs]
+        took = time.perf_counter() - t0
+        cpu = cpu_seconds(server.pid) - cpu0
+        spy.stop()
+        for _proc, pipe in procs:
+            pipe.send("close")
+    finally:
+        for proc, _pipe in procs:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+    hops = [h for r in reports for h in r["hops"]]
+    drafts = [d for r in reports for d in r["drafts"]]
+    lines = sum(r["lines"] for r in reports)
+    return Result(statistics.median(hops) if hops else float("nan"), pct(hops, 99), lines,
+                  cpu / max(1, lines),
+                  statistics.median(drafts) if drafts else float("nan"), pct(drafts, 99),
+                  took, sum(r["cpu"] for r in reports) / max(1, lines),
+                  max(r["cpu"] / max(1e-9, r["wall"]) for r in reports))
 
 
 # ----------------------------------------------------------------------------- report
@@ -470,7 +572,7 @@ def report(title: str, results: dict[str, Result]) -> None:
     print(f"\n{title}")
     print(f"  {'system':9s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
           f"{'p50/sio':>7s} {'p99/sio':>7s} {'cpu/sio':>7s}   {'p50/ws':>6s} {'p99/ws':>6s} "
-          f"{'cpu/ws':>6s}   draft p50 / p99")
+          f"{'cpu/ws':>6s}   draft p50 / p99     client CPU/line, busiest")
     for name, r in results.items():
         print(f"  {name:9s} {_ms(r.hop50):>8s} {_ms(r.hop99):>8s} "
               f"{r.cpu_per_line * 1e6:7.0f}us {r.lines:7d}   "
@@ -480,10 +582,20 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{_ratio(r.hop50, floor.hop50 if floor else None):>6s} "
               f"{_ratio(r.hop99, floor.hop99 if floor else None):>6s} "
               f"{_ratio(r.cpu_per_line, floor.cpu_per_line if floor else None):>6s}   "
-              f"{_ms(r.draft50)} / {_ms(r.draft99)} ms")
+              f"{_ms(r.draft50)} / {_ms(r.draft99)} ms   "
+              f"{r.client_cpu_per_line * 1e6:6.0f}us {r.client_busiest * 100:4.0f}%")
 
 
-def start(name: str) -> Server:
+def _profile_path(prefix: str | None, name: str, sessions: int, what: str = "burst"
+                  ) -> str | None:
+    if prefix is None or name in ("socketio", "ws"):
+        return None
+    return f"{prefix}-{name}-{what}-{sessions}.txt"
+
+
+def start(name: str, baseline: str | None = None) -> Server:
+    if name == "base":  # the relay (co-pilot off) of another tree: before/after in one run
+        return HostServer(copilot=False, src=baseline)
     if name == "shipped":
         return HostServer(copilot=True)
     if name == "relay":
@@ -504,6 +616,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="paced: how long")
     parser.add_argument("--interval", type=float, default=None,
                         help="paced: seconds between a customer's lines (default 10)")
+    parser.add_argument("--baseline", default=None,
+                        help="another tree (e.g. `git archive main | tar -x -C DIR`): its "
+                             "relay runs as system 'base' right before this tree's 'relay'")
+    parser.add_argument("--clients", type=int, default=1,
+                        help="client processes, each driving S/N sessions (the same client "
+                             "code for every system; one saturates at S >= 100 bursts)")
+    parser.add_argument("--profile", default=None,
+                        help="py-spy the host during each measured window into "
+                             "PREFIX-<system>-<S>.txt (raw stacks; PY_SPY=path to py-spy)")
     args = parser.parse_args(argv)
     default = "1,20" if args.quick else "1,100,1000"
     bursts = [int(x) for x in (default if args.burst is None else args.burst).split(",")
@@ -513,19 +634,23 @@ def main(argv: list[str] | None = None) -> int:
     interval = args.interval or (2.0 if args.quick else 10.0)
     seconds = args.seconds or (10.0 if args.quick else 40.0)
     systems = [s for s in args.systems.split(",") if s in SYSTEMS]
+    if args.baseline:
+        systems.insert(systems.index("relay") if "relay" in systems else 0, "base")
     missing = peers_missing()
     if missing and any(s in ("socketio", "ws") for s in systems):
         print(f"skipping the Node peers (socket.io, ws floor): {missing}; ratios left out")
         systems = [s for s in systems if s not in ("socketio", "ws")]
     _raise_fd_limit()
-    print(f"one Python client for every system; burst: {lines} sequential lines per customer; "
+    print(f"{args.clients} Python client process(es) for every system; burst: {lines} "
+          f"sequential lines per customer; "
           f"paced: a line every ~{interval:g} s per customer for {seconds:g} s, agents answer")
     for s in bursts:
         results: dict[str, Result] = {}
         for name in systems:
-            server = start(name)
+            server = start(name, args.baseline)
             try:
-                results[name] = asyncio.run(burst(server, s, lines))
+                results[name] = measure(server, s, Work("burst", server.drafts, 0, lines),
+                                        args.clients, _profile_path(args.profile, name, s))
             except OSError as exc:
                 print(f"  {name}: {s} sessions could not be opened ({exc})")
             finally:
@@ -534,9 +659,11 @@ def main(argv: list[str] | None = None) -> int:
     if paced_n:
         results = {}
         for name in systems:
-            server = start(name)
+            server = start(name, args.baseline)
             try:
-                results[name] = asyncio.run(paced(server, paced_n, seconds, interval))
+                results[name] = measure(
+                    server, paced_n, Work("paced", server.drafts, 0, 0, seconds, interval),
+                    args.clients, _profile_path(args.profile, name, paced_n, "paced"))
             finally:
                 server.stop()
         report(f"paced, S = {paced_n} sessions, a line every ~{interval:g} s "

@@ -19,6 +19,7 @@ import itertools
 import json
 import json.encoder
 import logging
+import operator
 import os
 import secrets
 import sqlite3
@@ -52,15 +53,31 @@ SEQ_BLOCK = 256
 # into the database, but cannot *restart* it while the loop keeps appending (SQLite
 # starts the WAL over only when a write begins with every frame copied), so alone it
 # let the file grow without end (5.7 GB over a 500k-line load). The policy: a thread
-# pass every CHECKPOINT_S or as soon as the file holds WAL_SOON_BYTES; when it still
-# holds WAL_FINISH_BYTES after one, the loop copies the last few frames itself, between
-# two of its own appends (milliseconds, once per tens of MB), so the next append starts
-# the WAL over and ``journal_size_limit`` cuts the file back to WAL_KEEP_BYTES.
+# pass every CHECKPOINT_S or as soon as the file holds WAL_SOON_BYTES, racing the
+# appends (it copies the bulk); when the file still holds WAL_FINISH_BYTES after one,
+# the group commit is *held* (chat lines keep arriving and wait in memory, relayed
+# later as always: nothing before it is durable) while a second thread pass copies the
+# rest with no writer racing it; the held lines' commit then starts the WAL over and
+# ``journal_size_limit`` cuts the file back to WAL_KEEP_BYTES. The loop never copies a
+# frame. A hold lasts at most HOLD_MAX_S (then the lines are committed anyway and the
+# finish is tried again) or HOLD_MAX_LINES lines; any other write on the log during a
+# hold (a co-pilot frame, a new session) commits the held lines first and spoils that
+# try (``finish_raced``); after FINISH_TRIES spoiled tries in a row with the WAL past
+# half its bound, the loop does the last copy itself as before (milliseconds).
 WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the bound (tests/integration/test_wal_bound.py)
-WAL_FINISH_BYTES = 24 * 1024 * 1024
+WAL_FINISH_BYTES = 16 * 1024 * 1024
 WAL_SOON_BYTES = 8 * 1024 * 1024
 WAL_KEEP_BYTES = 4 * 1024 * 1024
 WAL_LOOK_S = 0.25  # how often the loop looks at the WAL's size (one stat)
+HOLD_MAX_S = 0.25
+HOLD_MAX_LINES = 20_000
+GROUP_MAX_LINES = 1_000  # lines one commit takes unforced (the rest: the next tick)
+FINISH_TRIES = 8
+#: pages the log's connection caches (KiB when negative): a burst over 1,000 sessions
+#: touches a leaf page per session per commit; SQLite's 2 MB default made each insert
+#: read its page back from the WAL
+CACHE_KIB = 32 * 1024
+_INSERT = "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -162,6 +179,13 @@ _q: Callable[[str], str] = json.encoder.encode_basestring  # json.dumps(s, ensur
 
 
 _JSON_BOOL = {None: "null", True: "true", False: "false"}
+_KEY: Callable[[tuple[str, int, str, float, str]], tuple[str, int]] = operator.itemgetter(0, 1)
+
+
+def _log_late_checkpoint(job: asyncio.Future[None]) -> None:
+    """A held checkpoint pass that outran HOLD_MAX_S ends on its own: report a failure."""
+    if not job.cancelled() and job.exception() is not None:
+        log.error("WAL checkpoint failed: %s", job.exception())
 
 
 def _qn(value: str | None) -> str:
@@ -208,6 +232,11 @@ class RelayLog:
         self._group_open = False
         self._group: list[tuple[SessionRow, int, str | None, float | None, int, object,
                                 str]] = []
+        self._group_rows: list[tuple[str, int, str, float, str]] = []  # their INSERTs
+        # the WAL's last copy is under way in a thread: the group is not committed
+        # (see run_checkpoints); ``finish_raced``: something wrote meanwhile
+        self._held = False
+        self.finish_raced = False
         # called after each group commit with [(token, frame)] of its lines and the error
         self.on_group_commit: (
             Callable[[list[tuple[object, str]], BaseException | None], None] | None) = None
@@ -218,6 +247,7 @@ class RelayLog:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA busy_timeout=5000")
                 self.db.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
+                self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 self.db.executescript(_SCHEMA)
                 self._migrate()
         except BaseException:
@@ -226,6 +256,9 @@ class RelayLog:
         make_private(path)
         self._open_reservations()
         self._checkpointer: sqlite3.Connection | None = None
+        # each held finish: (ms held, lines that waited, True unless spoiled, WAL bytes
+        # before, WAL bytes after the held lines' commit)
+        self.finishes: list[tuple[float, int, bool, int, int]] = []
         self._checkpoint_lock = threading.Lock()  # one checkpoint pass, or close()
         self._closed = False
 
@@ -308,39 +341,63 @@ class RelayLog:
         group (and relays it, through ``on_group_commit``): whatever is read or written
         next comes after those lines, durable, in seq order."""
         if self._group_open:
-            self.commit_group()
+            self.commit_group(force=True)
         return self._db
 
     def append_chat_grouped(
         self, row: SessionRow, token: object, *, message_id: str, role: str, name: str,
         text: str, draft_id: str | None, ref: str | None, edited: bool | None = None,
     ) -> tuple[int, str, bool]:
-        """:meth:`append_chat` inside the open group transaction (begun if none is):
-        (seq, frame, True when this line began the group — the caller then arranges
-        :meth:`commit_group` for the end of the loop tick). Nothing may be relayed until
-        ``on_group_commit`` gets ``token`` back with no error: the line is durable then.
-        ``row`` moves ahead now (the next line's seq) and back if the commit fails."""
+        """:meth:`append_chat` into the open group (begun if none is): (seq, frame, True
+        when this line began the group — the caller then arranges :meth:`commit_group`
+        for the end of the loop tick). Nothing may be relayed until ``on_group_commit``
+        gets ``token`` back with no error: the line is durable then. ``row`` moves ahead
+        now (the next line's seq) and back if the commit fails. The row is written at the
+        commit, with the group's others in one ``executemany`` in key order (the B-tree
+        walked once, not once per line between a tick's socket work)."""
         began = not self._group_open
-        if began:
-            self._db.execute("BEGIN")
-            self._group_open = True
+        self._group_open = True
         before = (row.last_seq, row.last_message, row.last_message_at, row.messages)
-        seq, frame = self._insert_chat(
-            self._db, row, message_id=message_id, role=role, name=name, text=text,
+        seq, frame, values = self._chat_row(
+            row, message_id=message_id, role=role, name=name, text=text,
             draft_id=draft_id, ref=ref, edited=edited)
         self._group.append((row, *before, token, frame))
+        self._group_rows.append(values)
+        if self._held and len(self._group) >= HOLD_MAX_LINES:
+            self.commit_group(force=True)  # a hold stays bounded in memory
         return seq, frame, began
 
-    def commit_group(self) -> None:
+    def commit_group(self, *, force: bool = False) -> None:
         """Commit the open group (one transaction for every chat line since it began),
         then hand the lines' tokens to ``on_group_commit`` (with the error, and the rows
-        moved back, when the commit failed: nothing of the group may be relayed)."""
+        moved back, when the commit failed: nothing of the group may be relayed). While
+        the WAL's last copy is held (:meth:`hold`) only ``force`` commits (any other use
+        of the log: it must come after these lines)."""
         if not self._group_open:
             return
-        group, self._group = self._group, []
-        self._group_open = False
+        if self._held:
+            if not force:
+                return
+            self.finish_raced = True
+        if not force and len(self._group) > GROUP_MAX_LINES:
+            # (lines held through a finish) a bounded commit per loop tick, in order
+            group, self._group = self._group[:GROUP_MAX_LINES], self._group[GROUP_MAX_LINES:]
+            rows = self._group_rows[:GROUP_MAX_LINES]
+            self._group_rows = self._group_rows[GROUP_MAX_LINES:]
+            asyncio.get_running_loop().call_soon(self.commit_group)
+        else:
+            group, self._group = self._group, []
+            rows, self._group_rows = self._group_rows, []
+            self._group_open = False
         error: BaseException | None = None
         try:
+            self._db.execute("BEGIN")
+            try:
+                rows.sort(key=_KEY)
+                self._db.executemany(_INSERT, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
         except Exception as exc:
             error = exc
@@ -359,7 +416,7 @@ class RelayLog:
         path); the owner then calls :meth:`checkpoint` from a worker thread instead."""
         self.db.execute("PRAGMA wal_autocheckpoint=0")
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, passes: int = 6) -> None:
         """Copy the WAL into the database (PASSIVE: never blocks the writer). Uses its own
         connection, opened once (so a host at its open-file limit still checkpoints);
         callers run one checkpoint at a time, from any thread. While a pass takes long
@@ -373,7 +430,7 @@ class RelayLog:
                 db = self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
                                                           check_same_thread=False)
                 db.execute("PRAGMA busy_timeout=1000")
-            for _ in range(6):
+            for _ in range(passes):
                 started = time.perf_counter()
                 busy, _frames, _copied = db.execute(
                     "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -383,8 +440,22 @@ class RelayLog:
     def finish_checkpoint(self) -> None:
         """On the loop, between two appends: copy the frames appended while a worker
         thread checkpointed (so there is no writer to race), which lets the next append
-        start the WAL over. Costs the copy of those frames and the checkpoint's fsyncs."""
+        start the WAL over. Costs the copy of those frames and the checkpoint's fsyncs:
+        the fallback when held finishes keep being spoiled (see run_checkpoints)."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def hold(self) -> None:
+        """Hold the group commit: chat lines wait in memory (not relayed: not durable),
+        so a worker thread's checkpoint has no writer to race. :meth:`release` commits
+        them; any other use of the log commits them at once (``finish_raced``)."""
+        self._held = True
+        self.finish_raced = False
+
+    def release(self) -> None:
+        """End a hold: commit (and relay) what waited. That commit is the first write
+        after a complete checkpoint: SQLite starts the WAL over."""
+        self._held = False
+        self.commit_group()
 
     def wal_bytes(self) -> int:
         """The WAL file's size (0 when there is none)."""
@@ -395,10 +466,11 @@ class RelayLog:
 
     async def run_checkpoints(self, interval: float) -> None:
         """The relay's checkpoint task (until cancelled): keeps the WAL under
-        :data:`WAL_LIMIT_BYTES` whatever the write load, with the copying in a worker
-        thread and only the last few frames on the loop (see WAL_FINISH_BYTES)."""
+        :data:`WAL_LIMIT_BYTES` whatever the write load, every copy in a worker thread
+        (see WAL_FINISH_BYTES); ``finishes`` records each held finish (ms held, lines
+        that waited, spoiled or not) for the benchmarks and tests."""
         loop = asyncio.get_running_loop()
-        last, seen = loop.time(), 0
+        last, seen, spoiled = loop.time(), 0, 0
         while True:
             await asyncio.sleep(min(interval, WAL_LOOK_S))
             size = self.wal_bytes()
@@ -407,15 +479,75 @@ class RelayLog:
                 continue
             last = loop.time()
             try:
-                await asyncio.to_thread(self.checkpoint)  # "complete" as of its start only
-                seen = self.wal_bytes()
-                if seen >= WAL_FINISH_BYTES:  # not started over: appends raced the thread
+                # the bulk, racing the appends ("complete" as of its start only); should
+                # the thread lag (a starved machine) and the WAL reach half its bound
+                # meanwhile, the hold starts at once: a held WAL does not grow
+                bulk = asyncio.ensure_future(asyncio.to_thread(self.checkpoint, passes=2))
+                while not bulk.done():
+                    await asyncio.wait({bulk}, timeout=WAL_LOOK_S)
+                    if not bulk.done() and self.wal_bytes() >= WAL_LIMIT_BYTES // 2:
+                        break
+                if bulk.done():
+                    bulk.result()
+                    seen = self.wal_bytes()
+                    if seen < WAL_FINISH_BYTES:  # restarted meanwhile (or small): done
+                        spoiled = 0
+                        continue
+                if spoiled >= FINISH_TRIES and self.wal_bytes() >= WAL_LIMIT_BYTES // 2:
+                    await bulk
                     started = time.perf_counter()
-                    self.finish_checkpoint()
-                    log.info("WAL checkpoint finished on the loop in %.1f ms",
-                             (time.perf_counter() - started) * 1000)
+                    self.finish_checkpoint()  # the fallback: see WAL_FINISH_BYTES
+                    spoiled = 0
+                    log.warning("WAL checkpoint finished on the loop in %.1f ms (%d held "
+                                "finishes spoiled by other writes)",
+                                (time.perf_counter() - started) * 1000, FINISH_TRIES)
+                    continue
+                if await self._held_finish(bulk):
+                    spoiled = 0
+                else:
+                    spoiled += 1
+                    last = 0.0  # try again at the next look
+                seen = self.wal_bytes()
             except Exception:
                 log.exception("WAL checkpoint failed (will retry)")
+
+    async def _held_finish(self, bulk: asyncio.Future[None]) -> bool:
+        """Hold the group commit, let ``bulk`` (a thread pass) end, copy the WAL's rest
+        in a thread with no writer racing it, release; True unless another write spoiled
+        it or it overran HOLD_MAX_S (the held lines are committed then all the same)."""
+        started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + HOLD_MAX_S
+        wal_before = self.wal_bytes()
+        self.hold()
+        waited = 0
+        try:
+            job = bulk
+            if bulk.done():
+                bulk.result()
+                job = asyncio.ensure_future(asyncio.to_thread(self.checkpoint, passes=1))
+            else:
+                await asyncio.wait({bulk}, timeout=HOLD_MAX_S)
+                if bulk.done():
+                    bulk.result()
+                    job = asyncio.ensure_future(asyncio.to_thread(self.checkpoint,
+                                                                  passes=1))
+            left = deadline - asyncio.get_running_loop().time()
+            if not job.done() and left > 0:
+                await asyncio.wait({job}, timeout=left)
+            waited = len(self._group)
+            if job.done():
+                job.result()
+            else:  # the thread ends its pass on its own; appends go on meanwhile
+                job.add_done_callback(_log_late_checkpoint)
+                self.finish_raced = True
+        finally:
+            self.release()
+        held_ms = (time.perf_counter() - started) * 1000
+        ok = not self.finish_raced
+        self.finishes.append((held_ms, waited, ok, wal_before, self.wal_bytes()))
+        log.info("WAL checkpoint finished in a thread: appends held %.1f ms (%d lines "
+                 "waited)%s", held_ms, waited, "" if ok else "; spoiled or overran")
+        return ok
 
     @classmethod
     def open_in(cls, data_dir: Path) -> RelayLog:
@@ -436,8 +568,9 @@ class RelayLog:
             self.db.close()
 
     def data_version(self) -> int:
-        """Changes whenever *another* connection commits (used to notice CLI-made sessions)."""
-        row = self.db.execute("PRAGMA data_version").fetchone()
+        """Changes whenever *another* connection commits (used to notice CLI-made sessions).
+        Reads nothing of the log: a held group (see :meth:`hold`) stays held."""
+        row = self._db.execute("PRAGMA data_version").fetchone()
         return int(row[0])
 
     # ------------------------------------------------------------------ sessions
@@ -540,7 +673,7 @@ class RelayLog:
         byte what ``encode("chat.message", ChatMessage(...))`` gives, see tests) and
         written with one INSERT."""
         if self._group_open:
-            self.commit_group()
+            self.commit_group(force=True)
         return self._insert_chat(self._db, row, message_id=message_id, role=role, name=name,
                                  text=text, draft_id=draft_id, ref=ref, edited=edited)
 
@@ -548,6 +681,23 @@ class RelayLog:
         self, db: sqlite3.Connection, row: SessionRow, *, message_id: str, role: str,
         name: str, text: str, draft_id: str | None, ref: str | None, edited: bool | None,
     ) -> tuple[int, str]:
+        before = (row.last_seq, row.last_message, row.last_message_at, row.messages)
+        seq, frame, values = self._chat_row(row, message_id=message_id, role=role, name=name,
+                                            text=text, draft_id=draft_id, ref=ref,
+                                            edited=edited)
+        try:
+            db.execute(_INSERT, values)
+        except BaseException:
+            row.last_seq, row.last_message, row.last_message_at, row.messages = before
+            raise
+        return seq, frame
+
+    def _chat_row(
+        self, row: SessionRow, *, message_id: str, role: str, name: str, text: str,
+        draft_id: str | None, ref: str | None, edited: bool | None,
+    ) -> tuple[int, str, tuple[str, int, str, float, str]]:
+        """The next chat line of ``row``: (seq, frame, the INSERT's values); ``row`` moves
+        ahead (the caller moves it back if the write fails)."""
         seq = row.last_seq + 1
         if seq > self._reserved.get(row.session_id, 0):
             self._reserve(row.session_id, seq)
@@ -556,14 +706,10 @@ class RelayLog:
             _q(fast_id("m")), _q(row.session_id), seq, now, _qn(ref), _q(message_id), _q(role),
             _q(name), _q(text), _qn(draft_id), _JSON_BOOL[edited],
         )
-        db.execute(
-            "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)",
-            (row.session_id, seq, "chat.message", now, frame),
-        )
         row.last_seq = seq
         row.last_message, row.last_message_at = text[:200], now
         row.messages += 1
-        return seq, frame
+        return seq, frame, (row.session_id, seq, "chat.message", now, frame)
 
     def append(
         self, row: SessionRow, payload: Payload, *, ref: str | None = None, type_: str | None = None
@@ -577,7 +723,7 @@ class RelayLog:
         if not HOST_MESSAGES[t].durable:
             raise ValueError(f"{t} is not a durable message type")
         if self._group_open:  # the open group's lines come first (and set last_seq)
-            self.commit_group()
+            self.commit_group(force=True)
         seq = row.last_seq + 1
         self._reserve(row.session_id, seq)
         now = time.time()
