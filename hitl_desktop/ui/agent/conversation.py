@@ -85,6 +85,7 @@ class ConversationPanel(QWidget):
         self.older.setObjectName("historyOlder")
         self.older.setAccessibleName("Earlier messages")
         self.older.setVisible(False)
+        self.older.setContentsMargins(8, 3, 8, 3)
         self.older.linkActivated.connect(lambda _link: self.load_older())
         from hitl_desktop.ui.agent.conversation_bar import DeskBar
         from hitl_desktop.ui.agent.notes import NoteBox
@@ -143,9 +144,9 @@ class ConversationPanel(QWidget):
             self.older.setVisible(False)
             return
         if view.older_loading:
-            self.older.setText("  Loading older messages…")
+            self.older.setText("Loading older messages…")
         elif view.older:
-            self.older.setText("  <a href='older'>Earlier messages</a> "
+            self.older.setText("↑ <a href='older'>Earlier messages</a> "
                                "(scroll up to load them)")
         else:
             self.older.setVisible(False)
