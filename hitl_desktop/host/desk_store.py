@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -299,9 +299,24 @@ class DeskStore:
                 "SELECT frame FROM log.messages WHERE session_id = ? ORDER BY seq",
                 (session_id,))
             try:
-                return render(str(r[0]) for r in cur)
+                return render(_yielding(str(r[0]) for r in cur))
             finally:
                 cur.close()
+
+
+#: frames a transcript renders between two voluntary releases of the GIL
+YIELD_FRAMES = 200
+
+
+def _yielding(frames: Iterator[str]) -> Iterator[str]:
+    """``frames``, letting the event loop's thread have the GIL every YIELD_FRAMES: a
+    worker rendering a long transcript in pure Python would otherwise keep it for the
+    interpreter's whole switch interval (5 ms) at every turn, and the loop waits that
+    long each time it comes back from its selector (issue 18: the other sessions' hops)."""
+    for n, frame in enumerate(frames, 1):
+        if n % YIELD_FRAMES == 0:
+            time.sleep(0)
+        yield frame
 
 
 def doc_from_frame(session_id: str, seq: int, type_: str, ts: float,
