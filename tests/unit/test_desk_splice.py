@@ -24,5 +24,5 @@ def test_a_spliced_transcript_is_the_encoded_one() -> None:
         spliced = splice_text(head, '"markdown":""', "markdown", text)
         assert json.loads(spliced) == json.loads(whole)
         assert spliced == whole  # byte for byte, too
-        env, payload, _ = decode_host(spliced)
+        _env, payload, _ = decode_host(spliced)
         assert isinstance(payload, Transcript) and payload.markdown == text
