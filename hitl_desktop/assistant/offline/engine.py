@@ -150,12 +150,20 @@ class OfflineProvider:
         if self._closed:
             raise ProviderError("closed", "the offline assistant was shut down")
         try:
-            reply = await asyncio.to_thread(self.plan, request)
+            emitter, script = await asyncio.to_thread(self._scripted, request)
         except Exception as exc:
             log.exception("offline engine failed to plan a reply")
             raise ProviderError("offline", f"the offline assistant failed: {exc}") from exc
-        async for event in Emitter(Pace(self.delay_s, self.yield_every), request, reply).events():
+        async for event in emitter.play(script):
             yield event
+
+    def _scripted(
+        self, request: TurnRequest
+    ) -> tuple[Emitter, list[tuple[ResponseStreamEvent, int | None]]]:
+        """(worker thread) The reply and its events, built off the host's loop: the loop
+        only plays them at the pace."""
+        emitter = Emitter(Pace(self.delay_s, self.yield_every), request, self.plan(request))
+        return emitter, emitter.script()
 
 
 def make_offline_provider(paths: Paths, settings: Settings) -> OfflineProvider:

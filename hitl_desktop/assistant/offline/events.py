@@ -17,7 +17,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -224,26 +224,48 @@ class Emitter:
     def _item_event(self, cls: type[_M], kind: str, idx: int, item: BaseModel) -> _M:
         return self._event(cls, kind, output_index=idx, item=item)
 
-    async def events(self) -> AsyncIterator[ResponseStreamEvent]:
+    def script(self) -> list[tuple[ResponseStreamEvent, int | None]]:
+        """Every event of the response, each with the pause that follows it (in words or
+        argument chunks of the pace; 0: a bare yield to the loop; None: none). Built in
+        one go, so the engine builds it in its worker thread with the plan and the
+        host's loop only plays it (:meth:`play`)."""
+        return list(self._script())
+
+    def _script(self) -> Iterator[tuple[ResponseStreamEvent, int | None]]:
         yield self._event(
             ResponseCreatedEvent, "response.created", response=self._response("in_progress")
-        )
+        ), None
         yield self._event(
             ResponseInProgressEvent, "response.in_progress", response=self._response("in_progress")
-        )
+        ), None
         if self.plan.queries:
-            for event in self._file_search():
-                yield event
-            await asyncio.sleep(0)
+            searched = self._file_search()
+            for event in searched[:-1]:
+                yield event, None
+            yield searched[-1], 0
         if self.plan.call is not None:
-            async for event in self._function_call(self.plan.call):
-                yield event
+            yield from self._function_call(self.plan.call)
         else:
-            async for event in self._message():
-                yield event
+            yield from self._message()
         yield self._event(
             ResponseCompletedEvent, "response.completed", response=self._response("completed")
-        )
+        ), None
+
+    async def events(self) -> AsyncIterator[ResponseStreamEvent]:
+        """The response's events at the pace (built here; see :meth:`script`)."""
+        async for event in self.play(self.script()):
+            yield event
+
+    async def play(
+        self, script: list[tuple[ResponseStreamEvent, int | None]]
+    ) -> AsyncIterator[ResponseStreamEvent]:
+        """Yield a :meth:`script`'s events with its pauses."""
+        for event, pause in script:
+            yield event
+            if pause == 0:
+                await asyncio.sleep(0)
+            elif pause is not None:
+                await self._pace(pause)
 
     def _file_search(self) -> list[ResponseStreamEvent]:
         idx = len(self.output)
@@ -289,7 +311,7 @@ class Emitter:
             self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done),
         ]
 
-    async def _function_call(self, step: Call) -> AsyncIterator[ResponseStreamEvent]:
+    def _function_call(self, step: Call) -> Iterator[tuple[ResponseStreamEvent, int | None]]:
         idx = len(self.output)
         item_id = self._rid("fc")
         self._ids += 1
@@ -306,7 +328,7 @@ class Emitter:
         yield self._item_event(
             ResponseOutputItemAddedEvent, "response.output_item.added", idx,
             build(ResponseFunctionToolCall, **item),
-        )
+        ), None
         chunks = re.findall(r'"[^"]{0,12}|[^"]{1,12}', arguments)
         per = self.p.per_event
         for i in range(0, len(chunks), per):
@@ -316,8 +338,7 @@ class Emitter:
                 item_id=item_id,
                 output_index=idx,
                 delta="".join(chunks[i : i + per]),
-            )
-            await self._pace(len(chunks[i : i + per]))
+            ), len(chunks[i : i + per])
         yield self._event(
             ResponseFunctionCallArgumentsDoneEvent,
             "response.function_call_arguments.done",
@@ -325,11 +346,12 @@ class Emitter:
             output_index=idx,
             name=step.name,
             arguments=arguments,
-        )
+        ), None
         done = build(ResponseFunctionToolCall, **{**item, "status": "completed",
                                                   "arguments": arguments})
         self.output.append(done)
-        yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done)
+        yield self._item_event(
+            ResponseOutputItemDoneEvent, "response.output_item.done", idx, done), None
 
     def _annotation(
         self, base: dict[str, Any], annotations: list[AnnotationFileCitation], at: int,
@@ -352,7 +374,7 @@ class Emitter:
         annotations.append(build(AnnotationFileCitation, **ann))
         return event
 
-    async def _message(self) -> AsyncIterator[ResponseStreamEvent]:
+    def _message(self) -> Iterator[tuple[ResponseStreamEvent, int | None]]:
         idx = len(self.output)
         item_id = self._rid("msg")
         text = self.plan.text
@@ -363,14 +385,14 @@ class Emitter:
             idx,
             build(ResponseOutputMessage, id=item_id, type="message", status="in_progress",
                   content=[], role="assistant"),
-        )
+        ), None
         yield self._event(
             ResponseContentPartAddedEvent,
             "response.content_part.added",
             **base,
             part=build(ResponseOutputText, type="output_text", annotations=[], logprobs=[],
                        text=""),
-        )
+        ), None
         annotations: list[AnnotationFileCitation] = []
         pending = sorted(self.plan.citations, key=lambda c: c[0])
         pos = 0
@@ -379,17 +401,21 @@ class Emitter:
         for i in range(0, len(words), per):
             delta = "".join(words[i : i + per])
             pos += len(delta)
-            yield self._event(
+            event = self._event(
                 ResponseTextDeltaEvent,
                 "response.output_text.delta",
                 **base,
                 delta=delta,
                 logprobs=[],
             )
+            cited = []
             while pending and pending[0][0] <= pos:
                 at, hit = pending.pop(0)
-                yield self._annotation(base, annotations, at, hit)
-            await self._pace(len(words[i : i + per]))
+                cited.append(self._annotation(base, annotations, at, hit))
+            units = len(words[i : i + per])  # the pause follows the delta's annotations
+            yield event, None if cited else units
+            for n, ann in enumerate(cited, 1):
+                yield ann, units if n == len(cited) else None
         tail = text[pos:]
         if tail:  # trailing whitespace the word splitter left out
             yield self._event(
@@ -398,18 +424,19 @@ class Emitter:
                 **base,
                 delta=tail,
                 logprobs=[],
-            )
+            ), None
         for at, hit in pending:
-            yield self._annotation(base, annotations, at, hit)
+            yield self._annotation(base, annotations, at, hit), None
         part = build(ResponseOutputText, type="output_text", annotations=annotations,
                      logprobs=[], text=text)
         yield self._event(
             ResponseTextDoneEvent, "response.output_text.done", **base, text=text, logprobs=[]
-        )
+        ), None
         yield self._event(
             ResponseContentPartDoneEvent, "response.content_part.done", **base, part=part
-        )
+        ), None
         done = build(ResponseOutputMessage, id=item_id, type="message", status="completed",
                      content=[part], role="assistant")
         self.output.append(done)
-        yield self._item_event(ResponseOutputItemDoneEvent, "response.output_item.done", idx, done)
+        yield self._item_event(
+            ResponseOutputItemDoneEvent, "response.output_item.done", idx, done), None
