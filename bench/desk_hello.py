@@ -13,8 +13,10 @@ costs, and how long the other sessions' lines wait meanwhile.
    ratio to the baseline. "Settled": a host that replays every open session at hello
    (before issue 18 item 2): every session's history has arrived; a host whose welcome
    carries a ``cursor`` (summaries only): every summary page has arrived
-   (``session.list``) and one session was opened (``session.sync``) and its whole
-   history received, as the agent window does.
+   (``session.list``) and one session was opened as the agent window does: the long
+   one (``--long-lines``, 20,000 by default, generated last), with ``session.history``
+   (its newest 50, then 10 older pages of 100 as if scrolling up) where the host has
+   it, else with ``session.sync`` (its whole history).
 
 With ``--baseline DIR`` (a tree holding another hitl_desktop, e.g. ``git archive main
 hitl_desktop | tar -x -C DIR``) both hosts run on the same generated data dir, one after
@@ -52,6 +54,7 @@ from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from bench.relay import _frame, _raise_fd_limit  # noqa: E402
 
 PAIRS_FILE = "desk-hello-bench.json"
+OLDER_PAGES = 10  # older history pages (100 each) the desk asks for after opening
 WORDS = ["order", "parcel", "refund", "delivery", "return", "cancel", "late", "broken",
          "size", "colour", "address", "tracking", "voucher", "payment", "card", "invoice",
          "warranty", "exchange", "account", "password"]
@@ -267,8 +270,28 @@ async def _settle_lazy(desk: ClientConnection, welcome: dict[str, Any],
             msg = json.loads(raw)
             if msg["type"] == "session.history":
                 opened.update(how="session.history (newest 50)", bytes=len(raw),
-                              frames=len(msg["data"]["frames"]))
+                              frames=len(msg["data"]["frames"]),
+                              before=msg["data"]["first_seq"])
             break
+    if opened["bytes"]:  # then scrolling up: OLDER_PAGES pages of 100, one at a time
+        t2 = time.perf_counter()
+        older_bytes = 0
+        for n in range(OLDER_PAGES):
+            await desk.send(json.dumps({
+                "v": 1, "type": "session.history", "id": f"older{n}", "session": sid,
+                "seq": None, "ts": time.time(),
+                "data": {"before_seq": opened["before"], "limit": 100}}))
+            while time.monotonic() < deadline:
+                raw = await asyncio.wait_for(desk.recv(),
+                                             max(0.1, deadline - time.monotonic()))
+                frames += 1
+                nbytes += len(raw)
+                if f'"ref":"older{n}"' in raw:
+                    older_bytes += len(raw)
+                    opened["before"] = json.loads(raw)["data"]["first_seq"]
+                    break
+        opened["older_s"] = time.perf_counter() - t2
+        opened["older_bytes"] = older_bytes
     if opened["bytes"] == 0:  # a host without session.history: the whole of it
         await desk.send(_frame("session.sync", {"after_seq": 0}, sid))
         got = 0
@@ -384,6 +407,9 @@ async def measure(info: dict[str, Any], made: dict[str, Any], baseline_s: float,
         print(f"  opening the session ({made['last'].get(made.get('long') or '', 0)} "
               f"frames long): {opened.get('how')}: {opened.get('s', 0) * 1000:8.1f} ms, "
               f"{opened.get('frames', 0)} frames, {opened.get('bytes', 0) / 1e6:.2f} MB")
+        if "older_s" in opened:
+            print(f"  then {OLDER_PAGES} older pages of 100 (scrolling up): "
+                  f"{opened['older_s'] * 1000:8.1f} ms, {opened['older_bytes'] / 1e6:.2f} MB")
     else:
         print(f"  every session's history after  {t_all * 1000:8.1f} ms "
               f"({'complete' if done else f'{missing} sessions missing'}"

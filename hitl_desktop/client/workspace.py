@@ -814,6 +814,16 @@ class Workspace(QObject):
         view.seen_seq = max(view.seen_seq, page.last_seq or 0)
         view.history = "loaded"
         self._history_done(view, 0)
+        self._continue_to_target(view)
+
+    def _continue_to_target(self, view: SessionView) -> None:
+        """A search hit further back than what is held: the next older page."""
+        if view.load_until is None:
+            return
+        if view.older and view.oldest_seq > view.load_until:
+            self.load_older(view.session_id)
+        else:
+            view.load_until = None
 
     def _apply_frame(self, env: p.Envelope, payload: p.Payload) -> None:
         handler = self._handlers.get(env.type)
@@ -843,11 +853,7 @@ class Workspace(QObject):
         view.older_loading = False
         added = self._merge_older(view, scratch)
         self._history_done(view, added)
-        if view.load_until is not None:
-            if view.older and view.oldest_seq > view.load_until:
-                self.load_older(sid)  # a search hit further back: keep going
-            else:
-                view.load_until = None
+        self._continue_to_target(view)
 
     def _merge_older(self, view: SessionView, older: SessionView) -> int:
         """Put ``older`` (a scratch view of an older page) before ``view``; the number of

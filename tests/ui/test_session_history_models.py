@@ -238,3 +238,24 @@ def test_a_page_for_a_session_not_waiting_for_it_is_ignored(qtbot: Any) -> None:
     ws.load_older(SID)
     ws._on_history_failed(SID, view.oldest_seq, "no such session")
     assert not view.older_loading
+
+
+def test_a_search_hit_in_a_session_not_opened_yet_loads_back_to_it(qtbot: Any) -> None:
+    """The search panel opens the session and asks for the hit at once, before its
+    newest page has arrived: the pages follow until the hit is held."""
+    frames = _frames()
+    ws = Workspace(send=Sent())
+    pager = Pager(frames)
+    ws._history_fn = pager
+    ws.apply_welcome(_welcome(len(frames)))
+    view = ws.session(SID)
+    assert view is not None and view.history == "loading"
+    assert ws.load_until(SID, 2)  # remembered until the newest page is there
+    pager.answer(ws, limit=10)
+    assert view.older_loading and pager.asked[-1] == (len(frames) - 9, 100)
+    pager.answer(ws, limit=10)
+    assert view.older_loading  # not there yet: the next page
+    while view.older_loading:
+        pager.answer(ws, limit=10)
+    assert view.oldest_seq <= 2 and view.load_until is None
+    assert any(isinstance(i, ChatItem) and i.seq == 2 for i in view.transcript)

@@ -62,7 +62,7 @@ def _chat_seqs(ws: Workspace, sid: str) -> list[int]:
 async def test_a_long_conversation_opens_newest_first_and_loads_older_on_scroll(
         tmp_path: Path, qtbot: Any) -> None:
     async with running_host(tmp_path / "host") as host:
-        far, _ = await _long_session(host, 60)  # opened second: a search hit far back
+        far, _ = await _long_session(host, 300)  # opened second: a search hit far back
         sid, made = await _long_session(host, 240)  # the most recent: selected first
         last = host.relay.session_summary(sid)
         assert last is not None and last.last_seq == 245
@@ -127,16 +127,16 @@ async def test_a_long_conversation_opens_newest_first_and_loads_older_on_scroll(
             assert view.transcript[0].kind == "note"  # "Session opened" first
             assert view.unread == 0
 
-            # a search hit far back in another conversation: loaded back to, shown
-            ws.select_session(far)
+            # a search hit far back in another conversation, opened as the search
+            # dialog does (the session, then the hit at once): loaded back to, shown
+            ws.open_session(far)
+            window._on_hit_opened(far, 150)  # "line 145", three pages back
             far_view = ws.session(far)
-            assert far_view is not None
-            await until(lambda: far_view.history == "loaded", what="the other one")
-            assert far_view.older and far_view.oldest_seq > 6
-            assert not panel.show_seq(far, 6)  # line 1, in the first page
+            assert far_view is not None and far_view.load_until == 150
             await until(lambda: panel.wanted is None, what="scrolled to the hit")
-            assert far_view.oldest_seq <= 6
-            assert "line 1" in panel.browser.toPlainText()
+            assert far_view.history == "loaded" and far_view.load_until is None
+            assert 56 <= far_view.oldest_seq <= 150  # pages back to it, not the whole
+            assert "line 145" in panel.browser.toPlainText()
         finally:
             window.close()
             await conn.aclose()
