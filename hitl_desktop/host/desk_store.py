@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 from hitl_desktop.core.protocol import Macro
 from hitl_desktop.core.threads import StoreLock, StoreWorker
@@ -240,8 +240,10 @@ class DeskStore:
                 " WHERE m.type IN ('chat.message', 'note.added') AND m.seq > COALESCE("
                 "  (SELECT MAX(d.seq) FROM search_docs d WHERE d.session_id = m.session_id), 0)"
             ).fetchall()
-            docs = [d for d in (doc_from_frame(r[0], r[1], r[2], r[3], r[4]) for r in rows)
-                    if d is not None]
+            # parsed in Python: let the loop have the GIL now and then (a host that
+            # crashed under load may have many lines to take back while serving)
+            docs = [d for d in (doc_from_frame(r[0], r[1], r[2], r[3], r[4])
+                                for r in _yielding(iter(rows))) if d is not None]
             added = self._index_locked(docs) if docs else 0
         if added:
             log.info("search index: %d lines taken from the session log", added)
@@ -304,11 +306,12 @@ class DeskStore:
                 cur.close()
 
 
+T = TypeVar("T")
 #: frames a transcript renders between two voluntary releases of the GIL
 YIELD_FRAMES = 200
 
 
-def _yielding(frames: Iterator[str]) -> Iterator[str]:
+def _yielding(frames: Iterator[T]) -> Iterator[T]:
     """``frames``, letting the event loop's thread have the GIL every YIELD_FRAMES: a
     worker rendering a long transcript in pure Python would otherwise keep it for the
     interpreter's whole switch interval (5 ms) at every turn, and the loop waits that

@@ -141,3 +141,36 @@ async def test_a_long_conversation_opens_newest_first_and_loads_older_on_scroll(
             window.close()
             await conn.aclose()
             await cust.close()
+
+
+async def test_pages_the_host_refuses_for_its_byte_budget_are_asked_again(
+        tmp_path: Path, qtbot: Any) -> None:
+    """A history page costs the connection's replay byte budget; past it the host
+    answers rate_limited with retry_after, and the window asks again then: scrolling
+    up through a long conversation on a tight budget still gets every line, once."""
+    from hitl_desktop.host.relay import RelayConfig
+
+    tight = RelayConfig(replay_burst_bytes=20_000, replay_rate_bytes=60_000)
+    async with running_host(tmp_path / "host", config=tight) as host:
+        sid, _made = await _long_session(host, 400)
+        conn = HostConnection(InviteLink.parse(host.desk_link), client_name="desk test",
+                              backoff_base=0.05)
+        ws = Workspace()
+        ws.attach(conn)
+        refused: list[str] = []
+        conn.error_received.connect(lambda code, msg, ref: refused.append(code))
+        conn.open()
+        try:
+            async with asyncio.timeout(5):
+                await conn.wait_connected()
+            view = ws.session(sid)
+            assert view is not None
+            await until(lambda: view.history == "loaded", what="the newest page")
+            while view.older:
+                assert ws.load_older(sid) or view.older_loading
+                await until(lambda: not view.older_loading, within=15, what="older page")
+            assert "rate_limited" in refused  # the budget did bite ...
+            history = [s for s in range(5, 406) if s != 386]
+            assert _chat_seqs(ws, sid) == history  # ... and nothing was lost or doubled
+        finally:
+            await conn.aclose()
