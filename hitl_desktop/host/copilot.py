@@ -95,7 +95,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 400
-# tool.call.delta is a progress hint: at most one per call every this many seconds
+# tool.call.delta is a progress hint: at most one per call every this many seconds, and
+# none before the call has streamed this long (one complete sooner - the offline
+# engine's, most short calls - goes out as tool.call alone: a frame per call saved)
 TOOL_DELTA_INTERVAL_S = 0.05
 # draft.delta: at most one frame per draft this often; text that arrives meanwhile
 # goes out together (a model or the paced offline engine yields a word every few ms,
@@ -175,6 +177,7 @@ class _Round:
     calls: list[ToolCallReady] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # file_id -> article id
     delta_at: dict[str, float] = field(default_factory=dict)  # call_id -> last tool delta
+    call_from: dict[str, float] = field(default_factory=dict)  # call_id -> first progress
     text_item: str | None = None
     item_start: dict[str, int] = field(default_factory=dict)  # message item -> draft offset
     output_items: tuple[dict[str, Any], ...] = ()  # the response as stateless input items
@@ -1066,10 +1069,13 @@ class HostCopilot:
             return
         await self._send_text(turn)  # what comes next follows the text before it
         if isinstance(update, ToolCallProgress):
-            if not update.arguments or not update.call_id:
+            if not update.call_id:
                 return
             now = time.monotonic()
-            last = rnd.delta_at.get(update.call_id, 0.0)
+            start = rnd.call_from.setdefault(update.call_id, now)  # the call's first event
+            if not update.arguments:
+                return
+            last = rnd.delta_at.get(update.call_id, start)
             if now - last < TOOL_DELTA_INTERVAL_S:
                 return
             rnd.delta_at[update.call_id] = now

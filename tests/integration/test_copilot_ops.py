@@ -82,7 +82,10 @@ async def test_invalid_json_and_unknown_tools_are_told_to_the_model(desk: Desk) 
 
 
 async def test_tool_call_deltas_stream_partial_arguments(desk: Desk) -> None:
-    desk.fake.enqueue(Reply(calls=[Call("get_order", {"order_id": "ORD1001"})], chunk=3),
+    """A call that streams its arguments for a while shows them as they come (one
+    progress frame per 50 ms at most, the first once it has streamed 50 ms)."""
+    desk.fake.enqueue(Reply(calls=[Call("get_order", {"order_id": "ORD1001"})], chunk=3,
+                            delay=0.02),
                       Reply(text="Found it."))
     await desk.say("ORD1001?")
     await desk.draft()
@@ -91,6 +94,16 @@ async def test_tool_call_deltas_stream_partial_arguments(desk: Desk) -> None:
     assert "ORD1001".startswith(partial[0]["data"]["arguments_partial"]["order_id"])
     assert desk.agent.of("tool.call", name="get_order")
     assert not desk.customer.of("tool.call.delta")
+
+
+async def test_a_call_complete_at_once_has_no_progress_frames(desk: Desk) -> None:
+    """Arguments that arrive within 50 ms: the agent gets tool.call alone (issue 18)."""
+    desk.fake.enqueue(Reply(calls=[Call("get_order", {"order_id": "ORD1001"})], chunk=3),
+                      Reply(text="Found it."))
+    await desk.say("ORD1001?")
+    await desk.draft()
+    assert desk.agent.of("tool.call", name="get_order")
+    assert not desk.agent.of("tool.call.delta")
 
 
 async def test_regenerate_and_discard(desk: Desk) -> None:
