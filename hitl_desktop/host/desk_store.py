@@ -33,6 +33,8 @@ from hitl_desktop.store.sqlite_files import check_not_emptied, damaged_as_error,
 log = logging.getLogger(__name__)
 
 DESK_FILE: Final = "desk.sqlite3"
+#: (session, seq) keys looked up per query (two SQL variables each)
+_KEYS_PER_QUERY: Final = 400
 #: a search that runs longer than this is stopped (SQLite's progress handler)
 SEARCH_BUDGET_S: Final = 0.25
 
@@ -169,52 +171,94 @@ class DeskStore:
             return self._index_locked(docs)
 
     def _index_locked(self, docs: Iterable[DocRow]) -> int:
+        """One transaction: the lines not indexed yet, inserted with ``executemany`` (one
+        lookup query per _KEYS_PER_QUERY lines for those already there, not one each:
+        issue 18, the index keeps up with a thousand chatting sessions cheaply)."""
         db = self._db
-        added = 0
+        docs = list(docs)
+        there = {key for key, _row in self._lookup(
+            "SELECT d.session_id, d.seq FROM want JOIN search_docs d"
+            " ON d.session_id = want.sid AND d.seq = want.seq", docs)}
+        rows: list[tuple[int, str, int, str, str, float, str]] = []
+        taken: set[int] = set()
+        for session_id, seq, kind, role, ts, text in docs:
+            if (session_id, seq) in there:
+                continue
+            there.add((session_id, seq))
+            rowid = int(ts * 1_000_000)  # time order; lines of the same µs one apart
+            while rowid in taken:
+                rowid += 1
+            taken.add(rowid)
+            rows.append((rowid, session_id, seq, kind, role, ts, text))
+        if not rows:
+            return 0
         db.execute("BEGIN IMMEDIATE")
         try:
-            for session_id, seq, kind, role, ts, text in docs:
-                if db.execute("SELECT 1 FROM search_docs WHERE session_id = ? AND seq = ?",
-                              (session_id, seq)).fetchone():
-                    continue
-                rowid = int(ts * 1_000_000)
-                while True:
-                    try:
-                        db.execute(
-                            "INSERT INTO search_docs(id, session_id, seq, kind, role, ts, text)"
-                            " VALUES (?,?,?,?,?,?,?)",
-                            (rowid, session_id, seq, kind, role, ts, text))
-                        break
-                    except sqlite3.IntegrityError:
-                        rowid += 1  # another line in the same microsecond
-                db.execute("INSERT INTO search_fts(rowid, text) VALUES (?, ?)", (rowid, text))
-                added += 1
+            try:
+                db.executemany("INSERT INTO search_docs(id, session_id, seq, kind, role, ts,"
+                               " text) VALUES (?,?,?,?,?,?,?)", rows)
+            except sqlite3.IntegrityError:
+                # an id an earlier batch took (a line of the same microsecond): this
+                # batch again, one line at a time, moving such ids on
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                rows = [self._insert_moving(row) for row in rows]
+            db.executemany("INSERT INTO search_fts(rowid, text) VALUES (?, ?)",
+                           [(row[0], row[6]) for row in rows])
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        return added
+        return len(rows)
+
+    def _insert_moving(self, row: tuple[int, str, int, str, str, float, str]
+                       ) -> tuple[int, str, int, str, str, float, str]:
+        rowid = row[0]
+        while True:
+            try:
+                self._db.execute("INSERT INTO search_docs(id, session_id, seq, kind, role,"
+                                 " ts, text) VALUES (?,?,?,?,?,?,?)", (rowid, *row[1:]))
+                return (rowid, *row[1:])
+            except sqlite3.IntegrityError:
+                rowid += 1
+
+    def _lookup(self, select: str, docs: list[DocRow]) -> Iterator[tuple[tuple[str, int],
+                                                                          tuple[Any, ...]]]:
+        """``select`` (which joins a CTE ``want(sid, seq)``) for the (session, seq) keys of
+        ``docs``, _KEYS_PER_QUERY at a time: ((session, seq), the row) per match."""
+        for i in range(0, len(docs), _KEYS_PER_QUERY):
+            chunk = docs[i:i + _KEYS_PER_QUERY]
+            values = ",".join(["(?,?)"] * len(chunk))
+            params = [x for d in chunk for x in (d[0], d[1])]
+            for row in self._db.execute(
+                    f"WITH want(sid, seq) AS (VALUES {values}) {select}", params):
+                yield (str(row[0]), int(row[1])), tuple(row)
 
     def index_logged(self, docs: Iterable[DocRow]) -> tuple[int, list[DocRow]]:
         """The relay's live lines, indexed as the log has them: each (session, seq) is read
-        back from the log and indexed with the logged text and time, so the index never
-        holds a line the log lost (a group commit that failed gives its seqs to later
-        messages). (added, lines not in the log yet: the caller tries those once more.)"""
+        back from the log (one query per _KEYS_PER_QUERY lines) and indexed with the
+        logged text and time, so the index never holds a line the log lost (a group
+        commit that failed gives its seqs to later messages). (added, lines not in the
+        log yet: the caller tries those once more.)"""
         with self._lock:
             self._attach_log()
+            docs = list(docs)
+            logged = dict(self._lookup(
+                "SELECT m.session_id, m.seq, m.type, m.ts, m.frame FROM want JOIN"
+                " log.messages m ON m.session_id = want.sid AND m.seq = want.seq", docs))
             found: list[DocRow] = []
             missing: list[DocRow] = []
             for doc in docs:
-                row = self._db.execute(
-                    "SELECT type, ts, frame FROM log.messages WHERE session_id = ? AND seq = ?",
-                    (doc[0], doc[1])).fetchone()
+                row = logged.get((doc[0], doc[1]))
                 if row is None:
                     missing.append(doc)
                     continue
-                logged = doc_from_frame(doc[0], doc[1], str(row[0]), float(row[1]),
-                                        str(row[2]))
-                if logged is not None and str(row[0]) in ("chat.message", "note.added"):
-                    found.append(logged)
+                type_ = str(row[2])
+                if type_ not in ("chat.message", "note.added"):
+                    continue
+                parsed = doc_from_frame(doc[0], doc[1], type_, float(row[3]), str(row[4]))
+                if parsed is not None:
+                    found.append(parsed)
             return (self._index_locked(found) if found else 0), missing
 
     def _attach_log(self) -> None:
