@@ -211,7 +211,7 @@ class ConversationPanel(QWidget):
         dark = is_dark()
         same_base = (self._shown[0] == view.session_id and self._dark == dark
                      and len(sigs) > len(self._sigs) and sigs[:len(self._sigs)] == self._sigs)
-        older = (self._shown[0] == view.session_id and self._dark == dark and self._sigs
+        older = (self._shown[0] == view.session_id and self._dark == dark and bool(self._sigs)
                  and len(sigs) > len(self._sigs)
                  and sigs[len(sigs) - len(self._sigs):] == self._sigs)
         if older and not same_base:
