@@ -221,22 +221,26 @@ async def test_a_page_is_bounded_in_bytes(tmp_path: Path) -> None:
         await desk.close()
 
 
-async def _history_flood(host: HostView, duration: float) -> tuple[int, int, int | None]:
-    """A desk asks for the biggest history page of a long session every 5 ms, reading
-    what comes (pages answered, rate_limited errors, the close code)."""
+async def _history_flood(host: HostView, duration: float
+                         ) -> tuple[int, int, int, int | None]:
+    """A desk asks for the biggest history page of a long session every 5 ms, with an
+    absurd range every other time, reading what comes (pages answered, rate_limited
+    errors, bad_message errors, the close code)."""
     ws = await open_ws(host.url, host.info["desk_token"], addr=HOSTILE_ADDR, max_queue=None,
                        max_size=2**24)
     sid = host.session(1)["session_id"]
-    pages = limited = 0
+    pages = limited = refused = 0
 
     async def read() -> None:
-        nonlocal pages, limited
+        nonlocal pages, limited, refused
         async for raw in ws:
             msg = json.loads(raw)
             if msg["type"] == "session.history":
                 pages += 1
             elif msg["type"] == "error" and msg["data"]["code"] == "rate_limited":
                 limited += 1
+            elif msg["type"] == "error" and msg["data"]["code"] == "bad_message":
+                refused += 1
 
     reader = asyncio.ensure_future(read())
     code: int | None = None
@@ -246,9 +250,11 @@ async def _history_flood(host: HostView, duration: float) -> tuple[int, int, int
         with contextlib.suppress(ConnectionClosed):
             while time.monotonic() < end:
                 n += 1
-                before = None if n % 2 else 10**9
-                await ws.send(frame("session.history", {"before_seq": before, "limit": 200},
-                                    session=sid))
+                data: dict[str, Any] = [
+                    {"before_seq": None, "limit": 200}, {"before_seq": 10**18, "limit": 200},
+                    {"before_seq": -(10**18), "limit": 200}, {"limit": 10**12},
+                    {"before_seq": 1e308, "limit": -1}][n % 5]
+                await ws.send(frame("session.history", data, session=sid))
                 await asyncio.sleep(0.005)
         await asyncio.sleep(0.3)
         code = ws.close_code
@@ -256,7 +262,7 @@ async def _history_flood(host: HostView, duration: float) -> tuple[int, int, int
         reader.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(ws.close(), 1.0)
-    return pages, limited, code
+    return pages, limited, refused, code
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs /proc and 127.0.0.3")
@@ -268,12 +274,12 @@ async def test_a_desk_asking_history_pages_flat_out_is_bounded_beside_the_pair(
     with host_process(tmp_path / "data", spec) as host:
         base = host.rss_mb()
         async with chatting_pair(host, 0) as pair:
-            pages, limited, code = await _history_flood(host, duration=3.0)
+            pages, limited, refused, code = await _history_flood(host, duration=3.0)
         assert not pair.errors, pair.errors
         assert len(pair.latencies) >= 10
         assert pair.p99 < 0.050, sorted(pair.latencies)[-5:]
         # the rate budget: a burst of 60 units, 20/s, 6 units a page: ~10 + ~3/s
         assert 5 <= pages <= 40, pages
-        assert limited >= 1
+        assert limited >= 1 and refused >= 1  # clear errors for both
         assert code == 4008, code  # more than 200 dropped frames
         assert host.rss_mb() - base < 60
