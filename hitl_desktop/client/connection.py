@@ -8,8 +8,11 @@ Reliability model (docs/PROTOCOL.md): durable host messages carry a per-session
 ``seq``. The connection remembers the last seq it processed per session and
 presents it in ``hello.resume`` after a drop, so the host replays exactly what was
 missed. A desk connection follows (tracks) only the sessions its user opened
-(:meth:`HostConnection.sync_session`): the host replays nothing else, and live frames
-of the other sessions pass through untracked (the workspace keeps their summaries).
+(:meth:`HostConnection.fetch_history`: the newest page of a session's history, from
+whose last seq the connection follows it; older pages on demand; or
+:meth:`HostConnection.sync_session`, the whole of it): the host replays nothing else,
+and live frames of the other sessions pass through untracked (the workspace keeps their
+summaries).
 Duplicates (seq already seen) are dropped; for agents, who see every
 durable message, a gap (seq jumps) means a frame was lost, so the connection
 resyncs by reconnecting (customers are not sent agent-only messages, so their
