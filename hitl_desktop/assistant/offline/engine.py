@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -73,6 +74,7 @@ class OfflineProvider:
         self._parsed: dict[str, Any] = {}  # customer message -> its parse (understand)
         self._closed = False
         self._owned_index: Any = None
+        self._rng = random.Random()  # response and item ids (seeded from os.urandom)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -162,7 +164,8 @@ class OfflineProvider:
     ) -> tuple[Emitter, list[tuple[ResponseStreamEvent, int | None]]]:
         """(worker thread) The reply and its events, built off the host's loop: the loop
         only plays them at the pace."""
-        emitter = Emitter(Pace(self.delay_s, self.yield_every), request, self.plan(request))
+        emitter = Emitter(Pace(self.delay_s, self.yield_every), request, self.plan(request),
+                          rng=self._rng)
         return emitter, emitter.script()
 
 

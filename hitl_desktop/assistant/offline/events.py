@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import secrets
 import time
@@ -164,14 +165,18 @@ def build(cls: type[_M], **fields: Any) -> _M:
 class Emitter:
     """Turns a :class:`Reply` into a Responses event stream."""
 
-    def __init__(self, pace: Pace, request: TurnRequest, plan: Reply) -> None:
+    def __init__(self, pace: Pace, request: TurnRequest, plan: Reply, *,
+                 rng: random.Random | None = None) -> None:
         self.p = pace
         self.request = request
         self.plan = plan
         self.seq = 0
-        # one draw of randomness per response, ids told apart by a counter (each draw is
-        # a system call on the host's loop): unique in any conversation all the same
-        self._token = secrets.token_hex(24)
+        # one draw of randomness per response, ids told apart by a counter; from the
+        # engine's generator (seeded from the system's randomness) when given, as the
+        # system call per draw lets other threads take the GIL the host's loop needs.
+        # Ids only have to be unique in a conversation, not secret.
+        self._token = (f"{rng.getrandbits(192):048x}" if rng is not None
+                       else secrets.token_hex(24))
         self._ids = 0
         self.response_id = f"resp_{self._token}"
         self.created_at = time.time()
