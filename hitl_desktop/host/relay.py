@@ -143,7 +143,7 @@ from hitl_desktop.host.relay_core import (
     unclean_gap,
 )
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
-from hitl_desktop.host.transport import Closed, WsConn, WsServer
+from hitl_desktop.host.transport import Closed, WsConn, WsServer, text_frame
 
 __all__ = ["Conn", "CopilotFactory", "CreatedSession", "LinkBuilder", "Relay", "RelayConfig",
            "SessionState"]  # RelayConfig lives in relay_core; this stays its public home
@@ -231,7 +231,9 @@ class Conn:
     def sees_agent_only(self) -> bool:
         return self.role is not Role.CUSTOMER
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: str, wire: bytes | None = None) -> None:
+        """Send ``frame`` (or queue it behind what waits). ``wire``: the frame already
+        built for the socket (``text_frame``), once for all of a fan-out's recipients."""
         if self.closed:
             return
         if over_queue(self.relay.config, len(self.out), self.out_bytes):
@@ -242,7 +244,7 @@ class Conn:
         if self.idle and not self.out and self.ws.writable:
             # the writer is idle and the socket keeps up: straight out, no task wake-up
             # (a large part of the hop's cost); same order as through the queue
-            self.ws.write(frame)
+            self.ws.write_wire(text_frame(frame.encode()) if wire is None else wire)
             self.sent += len(frame)
             return
         self.out.append(frame)
@@ -752,9 +754,10 @@ class Relay:
     def broadcast_status(self, status: AssistantStatus) -> None:
         """Tell every connected agent what engine drafts replies (ephemeral)."""
         frame = encode("assistant.status", status)
+        wire = text_frame(frame.encode())
         for conn in self.conns:
             if conn.sees_agent_only:
-                conn.push(frame)
+                conn.push(frame, wire)
 
     # ------------------------------------------------------------------ fan-out
 
@@ -763,16 +766,17 @@ class Relay:
         """Send to everyone in the session, except connections still replaying it (the
         frame is in the log already; their replay's next page carries it, in order)."""
         sid = st.row.session_id
+        wire = text_frame(frame.encode())  # built once, whoever gets it
         for conn in st.agents:
             if conn is not skip and sid not in conn.replays:
-                conn.push(frame)
+                conn.push(frame, wire)
         for conn in self.desk:
             if conn is not skip and sid not in conn.replays:
-                conn.push(frame)
+                conn.push(frame, wire)
         if may_receive(Role.CUSTOMER, type_):
             for conn in st.customers:
                 if conn is not skip and sid not in conn.replays:
-                    conn.push(frame)
+                    conn.push(frame, wire)
 
     def _notify_summary(self, st: SessionState, *, agents: bool = True) -> None:
         """Queue an inbox update for this session. Updates are coalesced (at most one per
@@ -805,11 +809,12 @@ class Relay:
                     continue
                 frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
                                session=sid)
+                wire = text_frame(frame.encode())
                 for conn in self.desk:
-                    conn.push(frame)
+                    conn.push(frame, wire)
                 if agents_too:
                     for conn in st.agents:
-                        conn.push(frame)
+                        conn.push(frame, wire)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -1264,8 +1269,9 @@ class Relay:
         targets: Iterable[Conn] = (
             [*st.agents, *self.desk] if side is Role.CUSTOMER else st.customers
         )
+        wire = text_frame(frame.encode())
         for other in targets:
-            other.push(frame)
+            other.push(frame, wire)
 
     async def _op_typing(self, conn: Conn, env: Envelope, p: Payload,
                          st: SessionState | None) -> None:

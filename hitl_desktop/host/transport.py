@@ -11,9 +11,12 @@ limits, UTF-8); this module moves bytes. One :class:`WsConn` per TCP connection:
 * reading: ``data_received`` feeds the protocol; whole text/binary messages wait in
   a small inbox for the connection's handler task (:meth:`WsConn.recv`);
 * writing: :meth:`WsConn.write` serialises a text frame and hands it to the asyncio
-  transport at once; :attr:`WsConn.writable` is False while the transport has paused
-  writing (its buffer is over the high-water mark), and :meth:`WsConn.drain` waits for
-  it to resume — the caller queues meanwhile (backpressure stays the caller's);
+  transport at once (:func:`text_frame`: the bytes websockets' ``send_text`` would
+  write, built in one step; a fan-out builds them once for all its recipients and
+  hands them to :meth:`WsConn.write_wire`); :attr:`WsConn.writable` is False while the
+  transport has paused writing (its buffer is over the high-water mark), and
+  :meth:`WsConn.drain` waits for it to resume — the caller queues meanwhile
+  (backpressure stays the caller's);
 * keepalive: a ping every ``ping_interval``; no pong within ``ping_timeout`` fails the
   connection (1011) and cuts it off after ``close_timeout``;
 * closing: :meth:`WsConn.close` sends the close frame and aborts the socket if the
@@ -45,6 +48,22 @@ _ws_log = logging.getLogger("websockets.server")
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN = State.OPEN
 KEEPALIVE_FAILED = 1011  # RFC 6455 internal error: what websockets sends on a ping timeout
+
+
+_SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+
+
+def text_frame(data: bytes) -> bytes:
+    """One server-to-client text frame carrying ``data`` (UTF-8): FIN, no mask, no
+    extension — byte for byte what websockets' ``ServerProtocol.send_text`` writes on a
+    connection without extensions (tests/unit/test_transport_frames.py), without its
+    frame object, checks and per-call bookkeeping (a large part of a hop's cost)."""
+    n = len(data)
+    if n < 126:
+        return _SHORT_HEADERS[n] + data
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+    return b"\x81\x7f" + n.to_bytes(8, "big") + data
 
 
 class Closed(Exception):
@@ -92,10 +111,20 @@ class WsConn(asyncio.Protocol):
     def write(self, text: str) -> bool:
         """Send one text frame now (it lands in the transport's buffer; nothing awaits).
         False when the connection is no longer open (the frame is dropped)."""
+        return self.write_wire(text_frame(text.encode()))
+
+    def write_wire(self, wire: bytes) -> bool:
+        """:meth:`write` with the frame already built by :func:`text_frame`. The protocol's
+        own output (pongs, close) is flushed as soon as it is made, so nothing of it can
+        be waiting here to go first; no extension is ever negotiated (the protocol is
+        built without any), and the relay never fragments, so the frame is exactly what
+        ``send_text`` would have queued."""
         if self.protocol.state is not _OPEN:
             return False
-        self.protocol.send_text(text.encode())
-        self._flush()
+        t = self.transport
+        if t is None:
+            return False
+        t.write(wire)
         return True
 
     async def drain(self) -> None:
