@@ -28,6 +28,7 @@ from hitl_desktop.core.protocol import (
     Payload,
     Role,
     SessionClosed,
+    SessionGap,
     SessionOpened,
     SessionReopened,
     Typing,
@@ -63,6 +64,19 @@ class ChatItem:
     delivery: Delivery | None = None
     seq: int | None = None
     error: str | None = None
+    lost: bool = False  # shown, but the host lost it in an unclean stop (session.gap)
+    kind: str = "message"  # "gap": the system line saying where the host lost messages
+
+
+def gap_notice(lost: int) -> str:
+    """What the customer reads where the host lost messages (calm, and what to do)."""
+    if lost:
+        which = "the message marked ⚠ above" if lost == 1 else \
+            f"the {lost} messages marked ⚠ above"
+        return (f"We had a brief interruption, and {which} may not have reached the "
+                "other side. If something is missing, please send it again.")
+    return ("We had a brief interruption. Messages sent just before it may not have "
+            "arrived; if something seems missing, please send it again.")
 
 
 class ChatModel(QObject):
@@ -112,6 +126,7 @@ class ChatModel(QObject):
         connection.message_received.connect(self._on_message)
         connection.error_received.connect(self._on_error)
         connection.state_changed.connect(self._on_state)
+        connection.history_reset.connect(self._on_history_reset)
 
     # ------------------------------------------------------------------ user intents
 
@@ -203,6 +218,8 @@ class ChatModel(QObject):
                     ):
                         item.delivery = Delivery.DELIVERED
                         self.message_changed.emit(item)
+        elif isinstance(payload, SessionGap):
+            self._on_gap(env, payload)
         elif isinstance(payload, TypingState):
             if payload.role in (Role.AGENT, Role.ADMIN):
                 self._set_other_typing(payload.active)
@@ -245,6 +262,34 @@ class ChatModel(QObject):
                 delivery=Delivery.SENT if mine else None, seq=env.seq,
             )
         )
+
+    def _on_history_reset(self, session_id: str, first_seq: int) -> None:
+        """The connection held seqs from ``first_seq`` on that the host lost: mark them
+        (the ``session.gap`` frame that follows adds the notice)."""
+        if self._session is None or session_id == self._session:
+            self._mark_lost(first_seq, None)
+
+    def _on_gap(self, env: Envelope, gap: SessionGap) -> None:
+        """One notice where the host lost messages, the lost ones marked (once: a
+        replayed gap frame is the same seq)."""
+        key = f"gap-{env.seq}"
+        if key in self._by_key:
+            return
+        lost = self._mark_lost(gap.first_seq, gap.last_seq)
+        self._add(ChatItem(key=key, role="system", name="", text=gap_notice(lost),
+                           ts=env.ts, mine=False, seq=env.seq, kind="gap"))
+
+    def _mark_lost(self, first_seq: int, last_seq: int | None) -> int:
+        """Mark the messages with seqs in the range lost (None: no end); how many are."""
+        count = 0
+        for item in self.items:
+            if (item.kind == "message" and item.seq is not None and item.seq >= first_seq
+                    and (last_seq is None or item.seq <= last_seq)):
+                count += 1
+                if not item.lost:
+                    item.lost = True
+                    self.message_changed.emit(item)
+        return count
 
     def _match_own(self, ref: str | None, msg: ChatMessage) -> ChatItem | None:
         for key in (ref, msg.message_id):

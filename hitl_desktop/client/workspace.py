@@ -93,6 +93,7 @@ class ChatItem:
     draft_id: str | None = None
     edited: bool | None = None
     seq: int | None = None  # the host's durable seq (a search hit points at it)
+    lost: bool = False  # shown here, but the host lost it (session.gap): see GapItem
     kind: Literal["message"] = "message"
 
 
@@ -131,10 +132,36 @@ class InternalNote:
     text: str
     ts: float
     seq: int | None = None
+    lost: bool = False  # shown here, but the host lost it (session.gap)
     kind: Literal["internal"] = "internal"
 
 
-TranscriptItem = ChatItem | ToolItem | NoteItem | InternalNote
+@dataclass(slots=True)
+class GapItem:
+    """Where the host skipped seqs after an unclean stop (``session.gap``): lines this
+    window showed from ``first_seq`` on were lost by the host (marked ``lost``), so the
+    customer may never have got them and the saved history does not have them."""
+
+    first_seq: int
+    last_seq: int
+    ts: float
+    seq: int | None = None  # the gap frame's own seq (last_seq + 1)
+    lost: int = 0  # how many shown lines the host lost
+    kind: Literal["gap"] = "gap"
+
+
+def gap_text(item: GapItem) -> str:
+    """The system line a gap shows as (the agent window, the exported transcript)."""
+    if item.lost:
+        lines = "line" if item.lost == 1 else f"{item.lost} lines"
+        return (f"The host stopped unexpectedly and lost the {lines} marked ⚠ above: the "
+                "customer may not have received them, and the saved history does not "
+                "have them. The conversation continues below.")
+    return ("The host stopped unexpectedly here; messages sent just before it may be "
+            "missing.")
+
+
+TranscriptItem = ChatItem | ToolItem | NoteItem | InternalNote | GapItem
 
 
 @dataclass(slots=True)
@@ -276,6 +303,18 @@ class SessionView:
 
 
 # ----------------------------------------------------------------------------- the model
+
+
+def _mark_lost(view: SessionView, first_seq: int, last_seq: int | None) -> int:
+    """Mark the shown lines with seqs in ``first_seq``..``last_seq`` (None: no end) as
+    lost by the host; how many lines of that range are marked (old marks included)."""
+    count = 0
+    for item in view.transcript:
+        if (isinstance(item, ChatItem | InternalNote) and item.seq is not None
+                and item.seq >= first_seq and (last_seq is None or item.seq <= last_seq)):
+            item.lost = True
+            count += 1
+    return count
 
 
 def identity_badge(identity: p.SessionIdentity) -> str:
@@ -452,6 +491,8 @@ class Workspace(QObject):
             conn.history_page.connect(self.apply_history_page)
         if hasattr(conn, "history_failed"):
             conn.history_failed.connect(self._on_history_failed)
+        if hasattr(conn, "history_reset"):
+            conn.history_reset.connect(self._on_history_reset)
 
         def send(payload: p.Payload, session: str | None) -> object:
             return conn.send(payload, session=session)
@@ -471,7 +512,8 @@ class Workspace(QObject):
                            ("error_details", self._on_error_details),
                            ("sessions_forgotten", self._on_forgotten),
                            ("history_page", self.apply_history_page),
-                           ("history_failed", self._on_history_failed)):
+                           ("history_failed", self._on_history_failed),
+                           ("history_reset", self._on_history_reset)):
             signal = getattr(conn, name, None)
             if signal is not None:
                 # never connected, or already gone
@@ -1184,6 +1226,35 @@ class Workspace(QObject):
         self.session_updated.emit(view.session_id)
         self._maybe_reorder()
 
+    def _on_session_gap(self, env: p.Envelope, payload: p.Payload) -> None:
+        """The host lost seqs ``first_seq``..``last_seq`` (unclean stop): lines shown
+        from there on are marked lost, and one gap line goes where the gap is (once,
+        also when a replay or an older page brings the frame again)."""
+        assert isinstance(payload, p.SessionGap)
+        view = self._view_for(env)
+        if view is None:
+            return
+        if any(isinstance(i, GapItem) and i.seq == env.seq for i in view.transcript):
+            return
+        lost = _mark_lost(view, payload.first_seq, payload.last_seq)
+        view.transcript.append(GapItem(first_seq=payload.first_seq, last_seq=payload.last_seq,
+                                       ts=env.ts, seq=env.seq, lost=lost))
+        view.summary = view.summary.model_copy(update={
+            "last_seq": max(view.summary.last_seq, env.seq or 0)})
+        if lost:
+            log.warning("session %s: the host lost %d line(s) shown here (seqs %d-%d)",
+                        view.session_id, lost, payload.first_seq, payload.last_seq)
+        self.transcript_changed.emit(view.session_id)
+        self.session_updated.emit(view.session_id)
+
+    def _on_history_reset(self, session_id: object, first_seq: object) -> None:
+        """Slot for ``HostConnection.history_reset``: the connection held seqs from
+        ``first_seq`` on that the host lost; mark them now (the gap frame follows)."""
+        view = self._sessions.get(str(session_id))
+        if view is not None and isinstance(first_seq, int) and _mark_lost(
+                view, first_seq, None):
+            self.transcript_changed.emit(view.session_id)
+
     def _on_typing(self, env: p.Envelope, payload: p.Payload) -> None:
         assert isinstance(payload, p.TypingState)
         view = self._view_for(env)
@@ -1559,6 +1630,7 @@ class Workspace(QObject):
         "session.updated": _on_session_updated,
         "session.closed": _on_session_closed,
         "session.reopened": _on_session_reopened,
+        "session.gap": _on_session_gap,
         "chat.message": _on_chat_message,
         "typing": _on_typing,
         "draft.started": _on_draft_started,

@@ -66,6 +66,12 @@ class _Note:
     delivery: str | None = None
     seq: int | None = None
     error: str | None = None
+    lost: bool = False
+    kind: str = "message"
+
+
+#: under a message the host lost in an unclean stop (ChatItem.lost)
+LOST_MARK = "⚠ May not have reached the other side"
 
 
 class ComposerEdit(QPlainTextEdit):
@@ -121,7 +127,9 @@ class Bubble(QFrame):
         super().__init__(parent)
         self.item = item
         self.mine = item.mine
-        self.setObjectName("bubbleMine" if item.mine else "bubbleTheirs")
+        self.gap = item.kind == "gap"  # the notice where the host lost messages
+        self.setObjectName("gapNotice" if self.gap
+                           else "bubbleMine" if item.mine else "bubbleTheirs")
         layout = self._layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 6)
         layout.setSpacing(2)
@@ -140,6 +148,10 @@ class Bubble(QFrame):
         layout.addWidget(self.name_label)
         layout.addWidget(self.text_label)
         layout.addWidget(self.meta_label)
+        if self.gap:
+            self.name_label.setVisible(False)
+            self.meta_label.setVisible(False)
+            self.setAccessibleName("Interruption notice")
         self.restyle(colors)
         self.refresh()
 
@@ -160,15 +172,24 @@ class Bubble(QFrame):
     def refresh(self) -> None:
         """Show the item's current time and delivery state."""
         parts = [theme.format_time(self.item.ts)]
-        if self.item.mine and self.item.delivery is not None:
+        if self.item.lost:
+            parts.append(LOST_MARK)
+        elif self.item.mine and self.item.delivery is not None:
             parts.append(_DELIVERY_MARK[self.item.delivery])
         text = "  ·  ".join(parts)
         if self.item.delivery == "failed" and self.item.error:
             text += f" — {self.item.error}"
         self.meta_label.setText(text)
-        self.setToolTip(self.item.error or "")
+        self.setToolTip("We had an interruption just after this message; if the answer "
+                        "depends on it, please send it again." if self.item.lost
+                        else self.item.error or "")
 
     def restyle(self, c: theme.Colors) -> None:
+        if self.gap:
+            self.setStyleSheet(
+                f"#gapNotice{{background:{c.warn_bg};border-radius:10px;}}"
+                f"#bubbleText{{color:{c.warn_text};background:transparent;font-size:9.5pt;}}")
+            return
         if self.mine:
             bg, fg, meta = c.mine, c.mine_text, "rgba(255,255,255,0.78)"
             border = "none"
@@ -177,6 +198,10 @@ class Bubble(QFrame):
                 fg = meta = c.error_text
         else:
             bg, fg, meta, border = c.surface, c.text, c.muted, f"1px solid {c.border}"
+        if self.item.lost:  # dashed edge; the mark itself is in the meta line
+            border = f"2px dashed {c.warn_text}"
+            if not self.mine:
+                meta = c.warn_text
         self.setStyleSheet(
             f"#{self.objectName()}{{background:{bg};border:{border};border-radius:14px;}}"
             f"#bubbleText{{color:{fg};background:transparent;font-size:10.5pt;}}"
@@ -542,7 +567,11 @@ class CustomerWindow(QWidget):
     def _insert(self, bubble: Bubble, index: int | None = None) -> None:
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
-        if bubble.mine:
+        if bubble.gap:
+            row.addStretch(1)
+            row.addWidget(bubble, 0)
+            row.addStretch(1)
+        elif bubble.mine:
             row.addStretch(1)
             row.addWidget(bubble, 0)
         else:

@@ -16,7 +16,15 @@ from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtGui import QTextCursor, QTextDocument, QTextDocumentFragment
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
-from hitl_desktop.client.workspace import ChatItem, InternalNote, NoteItem, ToolItem, Workspace
+from hitl_desktop.client.workspace import (
+    ChatItem,
+    GapItem,
+    InternalNote,
+    NoteItem,
+    ToolItem,
+    Workspace,
+    gap_text,
+)
 from hitl_desktop.ui.agent.style import is_dark
 from hitl_desktop.ui.fit import breakable
 
@@ -30,18 +38,24 @@ def call_signature(name: str, arguments: dict[str, Any]) -> str:
 NOTE_LABEL = "Internal note — only representatives see this"
 NOTE_BG = ("#fff4c2", "#4a3f12")  # light, dark
 NOTE_EDGE = ("#e0b400", "#c9a227")
+GAP_BG = ("#fdecea", "#4a2220")  # light, dark: where the host lost messages
+GAP_EDGE = ("#d9822b", "#e8a25a")
+#: on a line the host lost in an unclean stop (ChatItem.lost / InternalNote.lost)
+LOST_MARK = "⚠ lost by the host"
+Item = ChatItem | ToolItem | NoteItem | InternalNote | GapItem
 
 
-def _signature(item: ChatItem | ToolItem | NoteItem | InternalNote,
-               expanded: set[str]) -> tuple[object, ...]:
+def _signature(item: Item, expanded: set[str]) -> tuple[object, ...]:
     """What about an item changes its rendering (tool results arrive later)."""
     if isinstance(item, ToolItem):
         return ("tool", item.call_id, item.ok, item.outcome, item.output is not None,
                 item.call_id in expanded, tuple(sorted(item.arguments.items(), key=str)).__repr__())
     if isinstance(item, ChatItem):
-        return ("chat", item.message_id)
+        return ("chat", item.message_id, item.lost)
     if isinstance(item, InternalNote):
-        return ("internal", item.note_id)
+        return ("internal", item.note_id, item.lost)
+    if isinstance(item, GapItem):
+        return ("gap", item.seq, item.lost)
     return ("note", item.text)
 
 
@@ -227,7 +241,7 @@ class ConversationPanel(QWidget):
             cursor = QTextCursor(self.browser.document())
             cursor.movePosition(QTextCursor.MoveOperation.Start)
             cursor.insertFragment(QTextDocumentFragment(part))
-            if not isinstance(view.transcript[added], NoteItem | InternalNote):
+            if not isinstance(view.transcript[added], NoteItem | InternalNote | GapItem):
                 cursor.insertBlock()  # the old first line keeps a paragraph of its own
             self._shown = (view.session_id, len(view.transcript))
             self._sigs = sigs
@@ -244,7 +258,7 @@ class ConversationPanel(QWidget):
             part.setHtml(f"<html><body>{html_new}</body></html>")
             cursor = QTextCursor(self.browser.document())
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            if isinstance(view.transcript[len(self._sigs)], NoteItem | InternalNote):
+            if isinstance(view.transcript[len(self._sigs)], NoteItem | InternalNote | GapItem):
                 cursor.insertBlock()  # a one-paragraph fragment would join the last line
             cursor.insertFragment(QTextDocumentFragment(part))
             keep = bar.value()
@@ -266,8 +280,7 @@ class ConversationPanel(QWidget):
         if self.wanted is not None:
             self._scroll_to_wanted()
 
-    def _item_html(self, item: ChatItem | ToolItem | NoteItem | InternalNote,
-                   dark: bool) -> str:
+    def _item_html(self, item: Item, dark: bool) -> str:
         theirs = "#2b2f36" if dark else "#f0f2f5"
         ours = "#1f3d6b" if dark else "#dbe8ff"
         tool_bg = "#262a30" if dark else "#fafafa"
@@ -279,12 +292,16 @@ class ConversationPanel(QWidget):
             return self._tool_html(item, tool_bg, muted)
         if isinstance(item, InternalNote):
             return self._note_html(item, dark, muted)
+        if isinstance(item, GapItem):
+            return self._gap_html(item, dark)
         mine = item.role in ("agent", "admin")
         who = item.name if not mine else f"{item.name} (you)"
         stamp = time.strftime("%H:%M", time.localtime(item.ts))
         extra = ""
         if mine and item.draft_id:
             extra = " · edited draft" if item.edited else " · AI draft"
+        if item.lost:
+            extra += f" · <b style='color:{GAP_EDGE[dark]}'>{LOST_MARK}</b>"
         bg = ours if mine else theirs
         bubble = (f"<table cellpadding='8' style='background:{bg}; border-radius:8px'>"
                   f"<tr><td>{_anchor(item.seq)}<span style='color:{muted}; font-size:small'>"
@@ -300,16 +317,29 @@ class ConversationPanel(QWidget):
                 f"<tr>{cells}</tr></table>")
 
     @staticmethod
+    def _gap_html(item: GapItem, dark: bool) -> str:
+        """Where the host lost messages: full width, amber, saying what it means."""
+        bg, edge = GAP_BG[dark], GAP_EDGE[dark]
+        stamp = time.strftime("%H:%M", time.localtime(item.ts))
+        return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
+                f"<tr><td><table width='100%' cellpadding='8' style='background:{bg}; "
+                f"border-left:3px solid {edge}'><tr><td>{_anchor(item.seq)}"
+                f"<b style='color:{edge}'>⚠ Messages lost</b> "
+                f"<span style='font-size:small'>· {stamp}</span><br>{_esc(gap_text(item))}"
+                f"</td></tr></table></td></tr></table>")
+
+    @staticmethod
     def _note_html(item: InternalNote, dark: bool, muted: str) -> str:
         """A representative's note: full width, yellow, labelled as never sent."""
         bg, edge = NOTE_BG[dark], NOTE_EDGE[dark]
         stamp = time.strftime("%H:%M", time.localtime(item.ts))
+        lost = f" · <b style='color:{GAP_EDGE[dark]}'>{LOST_MARK}</b>" if item.lost else ""
         return (f"<table width='100%' cellspacing='0' cellpadding='0' style='margin:4px 0'>"
                 f"<tr><td><table width='100%' cellpadding='8' style='background:{bg}; "
                 f"border-left:3px solid {edge}'><tr><td>"
                 f"{_anchor(item.seq)}"
                 f"<span style='color:{muted}; font-size:small'>✎ <b>{NOTE_LABEL}</b> · "
-                f"{_esc(item.author)} · {stamp}</span><br>{_esc(item.text)}"
+                f"{_esc(item.author)} · {stamp}{lost}</span><br>{_esc(item.text)}"
                 f"</td></tr></table></td></tr></table>")
 
     def _tool_html(self, item: ToolItem, bg: str, muted: str) -> str:
