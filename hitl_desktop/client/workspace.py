@@ -154,9 +154,9 @@ def gap_text(item: GapItem) -> str:
     """The system line a gap shows as (the agent window, the exported transcript)."""
     if item.lost:
         lines = "line" if item.lost == 1 else f"{item.lost} lines"
-        return (f"The host stopped unexpectedly and lost the {lines} marked ⚠ above: the "
-                "customer may not have received them, and the saved history does not "
-                "have them. The conversation continues below.")
+        return (f"The host stopped unexpectedly and lost the {lines} marked ⚠ above: they "
+                "may not have reached the other side, and the saved history does not have "
+                "them. The conversation continues below.")
     return ("The host stopped unexpectedly here; messages sent just before it may be "
             "missing.")
 
