@@ -25,6 +25,7 @@ protocols below.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -88,6 +89,10 @@ MAX_MACRO_TOTAL_CHARS: Final = 100_000
 MACRO_PUSH_INTERVAL_S: Final = 1.0
 #: chat lines and notes are written to the search index in batches this far apart
 INDEX_DELAY_S: Final = 0.05
+# how long a live line may take to reach the log before the index gives it up: a group
+# commit held through a WAL finish waits up to log.HOLD_MAX_S (0.25 s), a busy loop adds
+# its lag; a line still missing after this was lost by a failed commit
+INDEX_RETRY_S: Final = 5.0
 MAX_QUERY_TERMS: Final = 8
 MIN_PREFIX_CHARS: Final = 3
 #: the representatives' list is read from the tokens table at most this often
@@ -235,6 +240,7 @@ class Desk:
         self.sessions: dict[str, DeskSession] = load_state(relay_log.db)
         self._pending: list[DocRow] = []
         self._retry: list[DocRow] = []  # not in the log at the first try
+        self._retry_until: dict[tuple[str, int], float] = {}  # (session, seq) -> give up at
         self._loop: asyncio.AbstractEventLoop | None = None
         self._index_handle: asyncio.TimerHandle | None = None
         self._macros: list[Macro] | None = None  # the latest list read (for the pushes)
@@ -433,30 +439,50 @@ class Desk:
         """Hand the queued lines to the store's worker (one transaction). Calls made on
         the worker after this see them: it runs its calls in order. The worker indexes
         them as the log has them; a line not in the log yet (its group commit still
-        open) is tried once more in the next batch, and dropped if the log never got it."""
+        open, or held through a WAL finish) is tried again in later batches for up to
+        INDEX_RETRY_S, and dropped only if the log never got it."""
         self._index_handle = None
-        if self._pending:
-            batch, self._pending = self._pending, []
+        if self.log.held and self._loop is not None:
+            # the log's group commit is held (a WAL finish): its lines are not readable
+            # yet; asking now would only send them round again
+            self._schedule_index()
+            return
+        retried, batch = self._retry, self._pending + self._retry
+        self._pending, self._retry = [], []
+        if batch:
             fut = self.store.worker.submit(self.store.index_logged, batch)
-            fut.add_done_callback(self._index_done)
-        if self._retry:
-            again, self._retry = self._retry, []
-            fut = self.store.worker.submit(self.store.index_logged, again)
-            fut.add_done_callback(_log_failure("search index"))
-            fut.add_done_callback(_log_dropped)
+            fut.add_done_callback(functools.partial(self._index_done, retried))
 
-    def _index_done(self, fut: Future[tuple[int, list[DocRow]]]) -> None:
-        """(worker thread) Lines the log did not have yet: once more, on the loop."""
+    def _index_done(self, retried: list[DocRow],
+                    fut: Future[tuple[int, list[DocRow]]]) -> None:
+        """(worker thread) Back to the loop with the lines the log did not have yet."""
         if fut.cancelled() or fut.exception() is not None:
             _log_failure("search index")(fut)
             return
         missing = fut.result()[1]
-        if missing and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._requeue, missing)
+        if (missing or retried) and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._requeue, retried, missing)
 
-    def _requeue(self, docs: list[DocRow]) -> None:
-        self._retry.extend(docs)
-        if self._index_handle is None:
+    def _requeue(self, retried: list[DocRow], missing: list[DocRow]) -> None:
+        """Try the missing lines again later, each until its INDEX_RETRY_S runs out."""
+        still = {(doc[0], doc[1]) for doc in missing}
+        for doc in retried:  # found this time: no longer waited for
+            if (doc[0], doc[1]) not in still:
+                self._retry_until.pop((doc[0], doc[1]), None)
+        now = time.monotonic()
+        dropped = 0
+        for doc in missing:
+            key = (doc[0], doc[1])
+            until = self._retry_until.setdefault(key, now + INDEX_RETRY_S)
+            if now >= until:
+                del self._retry_until[key]
+                dropped += 1
+            else:
+                self._retry.append(doc)
+        if dropped:
+            log.warning("search index: %d lines never reached the session log (a failed "
+                        "commit); not indexed", dropped)
+        if self._retry and self._index_handle is None:
             self._schedule_index()
 
     # ------------------------------------------------------------------ operations
@@ -661,12 +687,6 @@ def rep_name(kind: str, label: str | None) -> str:
     if label:
         return label
     return "Host" if kind == TokenKind.ADMIN.value else "Agent"
-
-
-def _log_dropped(fut: Future[tuple[int, list[DocRow]]]) -> None:
-    if not fut.cancelled() and fut.exception() is None and fut.result()[1]:
-        log.warning("search index: %d lines never reached the session log (a failed "
-                    "commit); not indexed", len(fut.result()[1]))
 
 
 def _log_failure(what: str) -> Any:
