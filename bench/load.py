@@ -103,8 +103,24 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         factory = copilot_factory(paths, settings, provider="offline") if copilot else None
         cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
         host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
+        gc_s = [0.0, 0.0, 0.0]  # BENCH_GC=1: time in the cyclic GC per generation
+        started: list[float] = []
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started.append(time.perf_counter())
+            elif started:
+                gc_s[info["generation"]] += time.perf_counter() - started.pop()
+
+        if os.environ.get("BENCH_GC"):
+            import gc
+
+            gc.callbacks.append(on_gc)
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        if os.environ.get("BENCH_GC"):
+            print(f"  host GC: gen0 {gc_s[0]:.3f} s, gen1 {gc_s[1]:.3f} s, gen2 {gc_s[2]:.3f} s"
+                  " (from start-up to stop)", flush=True)
         await host.stop()
 
     asyncio.run(main())

@@ -9,7 +9,7 @@ them a few *observer* pairs send a line every 20 ms and time each hop. Reported:
 
 * the WAL file's largest size (sampled every 20 ms from this process) against the bound
   (``host/log.py`` WAL_LIMIT_BYTES), and the database size at the end;
-* lines/s;
+* lines/s (``--rate``: offered at that rate, else as fast as the host relays them);
 * the host loop's longest stall (a 5 ms ticker inside the host process) and the held
   finishes (``RelayLog.finishes``: how long appends waited, how many lines, spoiled);
 * the observers' hop p50/p99 during a held finish and outside one.
@@ -26,6 +26,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -138,9 +139,10 @@ async def _drain(ws: Any) -> None:
 
 
 async def _drive(url: str, specs: list[tuple[str, str, str]], lines: int,
-                 pipe: Connection) -> None:
-    """Each customer sends its next line when its agent got the last, until this client's
-    share of lines is through."""
+                 pipe: Connection, interval: float) -> None:
+    """Each customer sends its next line when its agent got the last (and, paced, no
+    sooner than ``interval`` after its previous one), until this client's share of lines
+    is through."""
     pairs = []
     for start in range(0, len(specs), 50):
         pairs += await asyncio.gather(*(_pair(url, s) for s in specs[start:start + 50]))
@@ -149,12 +151,20 @@ async def _drive(url: str, specs: list[tuple[str, str, str]], lines: int,
     left = lines
     text = "where is my parcel? it was due yesterday and the tracking page says nothing " * 2
 
+    loop = asyncio.get_running_loop()
+
     async def talk(sid: str, cust: Any, agent: Any) -> int:
         nonlocal left
         done = 0
         drain = asyncio.ensure_future(_drain(cust))
+        due = loop.time() + random.uniform(0, interval)
         try:
             while left > 0:
+                if interval:
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+                    due += interval
+                    if left <= 0:  # the others took the rest meanwhile
+                        break
                 left -= 1
                 await cust.send(_frame("chat.send", {"text": text}, sid))
                 while True:  # the agent's copy of this line
@@ -173,9 +183,9 @@ async def _drive(url: str, specs: list[tuple[str, str, str]], lines: int,
 
 
 def _client_main(pipe: Connection, url: str, specs: list[tuple[str, str, str]],
-                 lines: int) -> None:
+                 lines: int, interval: float) -> None:
     _raise_fd_limit()
-    asyncio.run(_drive(url, specs, lines, pipe))
+    asyncio.run(_drive(url, specs, lines, pipe, interval))
 
 
 async def _observe(url: str, specs: list[tuple[str, str, str]], stop: threading.Event
@@ -210,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--observers", type=int, default=4)
     parser.add_argument("--copilot", action="store_true", help="the offline co-pilot on")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="lines/s offered in all (0: as fast as the host relays them)")
     parser.add_argument("--quick", action="store_true", help="20,000 lines, 50 sessions")
     args = parser.parse_args(argv)
     if args.quick:
@@ -231,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
             parent, c = ctx.Pipe()
             part = load[i::n]
             share = args.lines // n + (1 if i < args.lines % n else 0)
-            proc = ctx.Process(target=_client_main, args=(c, info["url"], part, share),
-                               daemon=True)
+            interval = args.sessions / args.rate if args.rate else 0.0
+            proc = ctx.Process(target=_client_main, daemon=True,
+                               args=(c, info["url"], part, share, interval))
             proc.start()
             clients.append((proc, parent))
         for _p, pipe in clients:
