@@ -198,8 +198,16 @@ class ConversationStore:
 
     def append(self, session_id: str, *items: TurnItem) -> None:
         """Append items atomically (a function call and its output land together)."""
-        if not items:
-            return
+        if items:
+            self._write(session_id, items, None)
+
+    def start_turn(self, session_id: str, turn_id: str, reason: str, *items: TurnItem) -> None:
+        """Append items and record the turn's draft as started, in one transaction (the
+        co-pilot starts every turn so: one commit, not two)."""
+        self._write(session_id, items, (turn_id, reason))
+
+    def _write(self, session_id: str, items: tuple[TurnItem, ...],
+               draft: tuple[str, str] | None) -> None:
         current = self._load(session_id)
         start = self._rows.get(session_id, 0)
         now = time.time()
@@ -207,9 +215,17 @@ class ConversationStore:
         size = sum(len(r[2]) for r in rows)
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO items (session_id, idx, item, created_at) VALUES (?, ?, ?, ?)", rows
-            )
+            if rows:
+                self._db.executemany(
+                    "INSERT INTO items (session_id, idx, item, created_at) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            if draft is not None:
+                self._db.execute(
+                    "INSERT INTO drafts (turn_id, session_id, reason, state, created_at)"
+                    " VALUES (?, ?, ?, 'drafting', ?)",
+                    (draft[0], session_id, draft[1], now),
+                )
         current.extend(items)
         self._rows[session_id] = start + len(items)
         self._account(session_id, size)

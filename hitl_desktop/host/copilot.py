@@ -400,21 +400,19 @@ class HostCopilot:
         return items
 
     def _append(self, session_id: str, *items: TurnItem,
-                also: Callable[[], None] | None = None) -> concurrent.futures.Future[None]:
+                turn: tuple[str, str] | None = None) -> concurrent.futures.Future[None]:
         """Queue items for the session's history; the copy in memory has them at once.
 
         Not awaited on a turn's path (each await was a thread hop): the store's worker
         writes in queue order, so every later read or write of the store comes after it.
-        ``also`` runs in the same trip, after the append (a turn's draft record).
+        ``turn`` (turn id, reason): the turn's draft record goes in the same transaction.
         A write that fails is logged and the session's copy dropped (read again)."""
         conversations = self.conversations
-
-        def write() -> None:
-            conversations.append(session_id, *items)
-            if also is not None:
-                also()
-
-        future = conversations.worker.submit(write)
+        if turn is not None:
+            future = conversations.worker.submit(conversations.start_turn, session_id,
+                                                 turn[0], turn[1], *items)
+        else:
+            future = conversations.worker.submit(conversations.append, session_id, *items)
         kept = self._histories.get(session_id)
         if kept is not None:
             kept.extend(items)
@@ -891,8 +889,7 @@ class HostCopilot:
         else:
             self._reply_drafts[session_id] = {turn.turn_id}
         self._turns[session_id] = turn
-        self._append(session_id, *items, also=functools.partial(
-            self.conversations.draft_started, turn.turn_id, session_id, reason))
+        self._append(session_id, *items, turn=(turn.turn_id, reason))
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))

@@ -190,6 +190,23 @@ def test_draft_versus_sent(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_turn_starts_with_its_items_in_one_transaction(tmp_path: Path) -> None:
+    """The co-pilot starts a turn with one write (issue 18): the customer's line and the
+    draft record land together, or neither does."""
+    path = tmp_path / "conv.sqlite3"
+    store = ConversationStore(path)
+    store.start_turn("s1", "t1", "customer_message", CustomerLine(text="hi", message_id="m1"))
+    with pytest.raises(sqlite3.IntegrityError):  # the same turn id again: nothing lands
+        store.start_turn("s1", "t1", "customer_message", CustomerLine(text="again"))
+    assert store.items("s1") == [CustomerLine(text="hi", message_id="m1")]
+    store.start_turn("s1", "t2", "regenerate")
+    store.close()
+    again = ConversationStore(path)
+    assert again.items("s1") == [CustomerLine(text="hi", message_id="m1")]
+    assert [d.turn_id for d in again.interrupted_drafts()] == ["t1", "t2"]
+    again.close()
+
+
 def test_interrupted_drafts_are_reported_once(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path / "conv.sqlite3")
     store.draft_started("t1", "s1", "customer_message")
