@@ -25,6 +25,7 @@ import importlib
 import inspect
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -162,6 +163,31 @@ def gap_text(item: GapItem) -> str:
 
 
 TranscriptItem = ChatItem | ToolItem | NoteItem | InternalNote | GapItem
+
+
+def gap_appendix(view: SessionView, audience: str) -> str:
+    """Markdown to add to an exported transcript of ``view`` when the host lost part of
+    it (``session.gap``): the host's transcript cannot have those lines, this window
+    showed them. Internal notes only in the internal transcript; "" without a gap."""
+    gaps = [i for i in view.transcript if isinstance(i, GapItem)]
+    if not gaps:
+        return ""
+    lost = [i for i in view.transcript
+            if (isinstance(i, ChatItem) or (isinstance(i, InternalNote)
+                                            and audience == "internal")) and i.lost]
+    out = ["", "---", "", "**Messages lost by the host.** The host stopped unexpectedly "
+           f"{'once' if len(gaps) == 1 else f'{len(gaps)} times'} during this conversation; "
+           "messages sent just before may be missing above."]
+    if lost:
+        out.append(" These lines were shown in the agent window but are not in the saved "
+                   "history; they may not have reached the other side:")
+        out.append("")
+        for item in lost:
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.ts))
+            who = item.name if isinstance(item, ChatItem) else f"Internal note ({item.author})"
+            text = item.text.replace("\n", " ")
+            out.append(f"- {stamp} **{who}:** {text}")
+    return "\n".join(out) + "\n"
 
 
 @dataclass(slots=True)

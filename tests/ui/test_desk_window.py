@@ -17,6 +17,7 @@ from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.window import AgentWindow
 from tests.ui.agent_feed import Feed, Sent
+from tests.ui.conftest import until
 from tests.ui.test_desk_models import KIM, SAM, desk_summary, desk_welcome
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
@@ -267,8 +268,8 @@ def test_search_opens_a_hit_in_the_workspace(window: AgentWindow, ws: Workspace,
     assert conversation.wanted is None
 
 
-def test_export_writes_markdown_and_pdf(window: AgentWindow, ws: Workspace, sent: Sent,
-                                        tmp_path: Path) -> None:
+async def test_export_writes_markdown_and_pdf(window: AgentWindow, ws: Workspace,
+                                              sent: Sent, tmp_path: Path) -> None:
     exporter = window.ensure_exporter()
     md = "# Chat with Alex Morgan\n\n**Alex Morgan:** Where is my parcel?\n\n" \
          "> Internal note (Kim): lost.\n"
@@ -279,6 +280,9 @@ def test_export_writes_markdown_and_pdf(window: AgentWindow, ws: Workspace, sent
             "transcript", p.Transcript(session_id="s1", audience=audience,  # type: ignore[arg-type]
                                        markdown=md), session="s1", ref=sent.ids[-1]))
         ws.handle(env, payload)
+    # written by a worker thread: the window says so until both are there
+    assert window.statusBar().currentMessage().startswith("Writing ")
+    await until(lambda: not exporter.working, what="both files written")
     assert (tmp_path / "t.md").read_text("utf-8") == md
     assert (tmp_path / "t.pdf").read_bytes().startswith(b"%PDF")
     dialog = exporter.start("internal")

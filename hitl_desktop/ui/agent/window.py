@@ -123,6 +123,7 @@ class AgentWindow(QMainWindow):
         self.macros_dialog: MacrosDialog | None = None
         self.preferences_dialog: PreferencesDialog | None = None
         self.exporter: TranscriptExporter | None = None
+        self.export_error_box: QWidget | None = None  # the last "Export failed" message
         self.desk_question: Question | None = None  # a desk question (resolve anyway?)
 
         self.docks: dict[str, QDockWidget] = {}
@@ -650,8 +651,27 @@ class AgentWindow(QMainWindow):
             self.exporter = TranscriptExporter(self.workspace, self)
             self.exporter.exported.connect(
                 lambda path: self.statusBar().showMessage(f"Exported to {path}", 8000))
-            self.exporter.failed.connect(lambda why: self.statusBar().showMessage(why, 8000))
+            self.exporter.failed.connect(self._export_failed)
+            # while the host sends it and a worker writes it: said in the status bar
+            self.exporter.busy.connect(
+                lambda what: self.statusBar().showMessage(what) if what
+                else self.statusBar().clearMessage())
         return self.exporter
+
+    def _export_failed(self, why: str) -> None:
+        """A failed export is said where it cannot be missed (the representative asked
+        for a file and has none): a message box, opened (never exec()'d), and the
+        status bar."""
+        from PySide6.QtWidgets import QMessageBox
+
+        self.statusBar().showMessage(why, 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Export failed",
+                          f"{why}\n\nChoose another folder or free some space, then "
+                          "export again.", QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("exportFailed")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.export_error_box = box
+        box.open()
 
     def export_transcript(self, audience: str) -> None:
         self.ensure_exporter().start(audience)
