@@ -107,7 +107,7 @@ async def test_both_windows_show_the_gap_once_and_mark_the_lost_lines(
                         "agent_marks": 2, "customer_notices": 1, "customer_lost": lost,
                         "customer_marks": 2}
             async with contextlib.AsyncExitStack() as second:
-                await _host_on(second, data, port)
+                restarted = await _host_on(second, data, port)
                 await until(lambda: _counts(ws, sid, panel, window) == expected,
                             what=f"the gap in both windows: {_counts(ws, sid, panel, window)}")
                 notice = next(b for b in window.bubbles if b.gap)
@@ -115,6 +115,25 @@ async def test_both_windows_show_the_gap_once_and_mark_the_lost_lines(
                 # the conversation carries on after the gap, nothing new is marked
                 await exchange("Thanks, any news?", "It arrives tomorrow.")
                 assert _counts(ws, sid, panel, window) == expected
+                # a desk opening the conversation now gets it newest first: the gap
+                # line in place between the lines around it, nothing marked
+                async with agent_window_on(restarted.desk_link, qtbot, tmp_path / "desk") \
+                        as (_desk_conn, desk_ws, desk_window):
+                    await until(lambda: desk_ws.session(sid) is not None, what="the inbox")
+                    desk_ws.select_session(sid)
+                    desk_view = desk_ws.session(sid)
+                    assert desk_view is not None and desk_view.paged
+                    desk_panel = desk_window.findChild(ConversationPanel)
+                    assert desk_panel is not None
+                    await until(lambda: "It arrives tomorrow." in
+                                desk_panel.browser.toPlainText(), what="the desk's page")
+                    gaps = [i for i in desk_view.transcript if isinstance(i, GapItem)]
+                    assert len(gaps) == 1 and gaps[0].lost == 0
+                    shown = desk_panel.browser.toPlainText()
+                    assert shown.count(gap_text(gaps[0])) == 1 and LOST_MARK not in shown
+                    assert shown.index("Let me look.") < shown.index(gap_text(gaps[0])) \
+                        < shown.index("Thanks, any news?")
+                    assert "It was due Monday." not in shown  # the host has no copy
             # another (clean) restart: both reconnect and resume after the gap
             async with contextlib.AsyncExitStack() as third:
                 await _host_on(third, data, port)
