@@ -72,9 +72,11 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all threads (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process, all threads (Linux); of one thread with ``thread``
+    (the main thread — a Python host's event loop — has the process's id)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK_S
 
 
@@ -420,6 +422,7 @@ class Result:
     seconds: float = 0.0
     client_cpu_per_line: float = float("nan")  # all client processes together
     client_busiest: float = float("nan")  # the busiest client process: CPU s / wall s
+    main_per_line: float = float("nan")  # the server's main thread (a host's loop) only
 
 
 @dataclass
@@ -547,11 +550,13 @@ def measure(server: Server, sessions: int, work: Work, clients: int,
                 raise RuntimeError("a client failed to start")
         spy = Profiler(profile, server.pid)
         cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+        main0 = cpu_seconds(server.pid, server.pid)
         for _proc, pipe in procs:
             pipe.send("go")
         reports = [pipe.recv() for _proc, pipe in procs]
         took = time.perf_counter() - t0
         cpu = cpu_seconds(server.pid) - cpu0
+        main = cpu_seconds(server.pid, server.pid) - main0
         spy.stop()
         for _proc, pipe in procs:
             pipe.send("close")
@@ -567,7 +572,7 @@ def measure(server: Server, sessions: int, work: Work, clients: int,
                   cpu / max(1, lines),
                   statistics.median(drafts) if drafts else float("nan"), pct(drafts, 99),
                   took, sum(r["cpu"] for r in reports) / max(1, lines),
-                  max(r["cpu"] / max(1e-9, r["wall"]) for r in reports))
+                  max(r["cpu"] / max(1e-9, r["wall"]) for r in reports), main / max(1, lines))
 
 
 # ----------------------------------------------------------------------------- report
@@ -588,7 +593,7 @@ def report(title: str, results: dict[str, Result]) -> None:
     print(f"\n{title}")
     print(f"  {'system':9s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
           f"{'p50/sio':>7s} {'p99/sio':>7s} {'cpu/sio':>7s}   {'p50/ws':>6s} {'p99/ws':>6s} "
-          f"{'cpu/ws':>6s}   draft p50 / p99     client CPU/line, busiest")
+          f"{'cpu/ws':>6s}   draft p50 / p99     client CPU/line, busiest   main thread/line")
     for name, r in results.items():
         print(f"  {name:9s} {_ms(r.hop50):>8s} {_ms(r.hop99):>8s} "
               f"{r.cpu_per_line * 1e6:7.0f}us {r.lines:7d}   "
@@ -599,7 +604,8 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{_ratio(r.hop99, floor.hop99 if floor else None):>6s} "
               f"{_ratio(r.cpu_per_line, floor.cpu_per_line if floor else None):>6s}   "
               f"{_ms(r.draft50)} / {_ms(r.draft99)} ms   "
-              f"{r.client_cpu_per_line * 1e6:6.0f}us {r.client_busiest * 100:4.0f}%")
+              f"{r.client_cpu_per_line * 1e6:6.0f}us {r.client_busiest * 100:4.0f}%   "
+              f"{r.main_per_line * 1e6:6.0f}us")
 
 
 def _profile_path(prefix: str | None, name: str, sessions: int, what: str = "burst"
