@@ -236,16 +236,17 @@ class Conn:
         built for the socket (``text_frame``), once for all of a fan-out's recipients."""
         if self.closed:
             return
+        if self.idle and not self.out and self.ws.writable:
+            # the writer is idle and the socket keeps up: straight out, no task wake-up
+            # (a large part of the hop's cost); same order as through the queue (and an
+            # empty queue is never over its limits)
+            self.ws.write_wire(text_frame(frame.encode()) if wire is None else wire)
+            self.sent += len(frame)
+            return
         if over_queue(self.relay.config, len(self.out), self.out_bytes):
             log.warning("client %s fell %d frames (%d bytes) behind: disconnecting",
                         self.token.token_id, len(self.out), self.out_bytes)
             self.drop(CloseCode.TRY_AGAIN_LATER, "too far behind")
-            return
-        if self.idle and not self.out and self.ws.writable:
-            # the writer is idle and the socket keeps up: straight out, no task wake-up
-            # (a large part of the hop's cost); same order as through the queue
-            self.ws.write_wire(text_frame(frame.encode()) if wire is None else wire)
-            self.sent += len(frame)
             return
         self.out.append(frame)
         self.out_bytes += len(frame)

@@ -105,3 +105,39 @@ def test_a_failed_commit_relays_nothing_and_moves_the_session_back(relay_log: Re
     assert began and seq == 3  # the log carries on from what is durable
     relay_log.commit_group()
     assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3]
+
+
+def test_a_hold_keeps_lines_unrelayed_until_release(relay_log: RelayLog) -> None:
+    """While a WAL finish holds the group commit (log.hold), a tick's commit does nothing:
+    the lines are neither durable nor handed back; release commits them, in order."""
+    committed: Committed = []
+    relay_log.on_group_commit = lambda lines, err: committed.append((lines, err))
+    row, _ = relay_log.create_session()
+    relay_log.hold()
+    assert relay_log.held
+    _line(relay_log, row, "h1", "one")
+    _line(relay_log, row, "h2", "two")
+    relay_log.commit_group()  # the end of a tick: held
+    assert committed == [] and _other_sees(relay_log.path, row.session_id) == [1]
+    assert relay_log.data_version() >= 0  # (reads nothing of the log: stays held)
+    assert committed == []
+    relay_log.release()
+    assert not relay_log.held and not relay_log.finish_raced
+    assert [t for t, _ in committed[0][0]] == ["h1", "h2"] and committed[0][1] is None
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3]
+
+
+def test_another_write_during_a_hold_commits_the_held_lines_first(relay_log: RelayLog) -> None:
+    order: list[str] = []
+    relay_log.on_group_commit = lambda lines, err: order.extend(str(t) for t, _ in lines)
+    row, _ = relay_log.create_session()
+    relay_log.hold()
+    _line(relay_log, row, "held-2", "before the reopen")
+    seq, _frame = relay_log.append(row, SessionReopened(by="Agent"))  # e.g. a co-pilot frame
+    order.append(f"append-{seq}")
+    assert order == ["held-2", "append-3"]  # seq order kept ...
+    assert relay_log.finish_raced  # ... and that finish is spoiled (tried again later)
+    _line(relay_log, row, "held-4", "after")
+    relay_log.release()
+    assert order[-1] == "held-4"
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3, 4]
