@@ -124,6 +124,12 @@ def _lines(type_: str, data: Any, ts: Any, internal: bool, drafts: dict[str, str
         return [f"_Conversation closed by {escape(str(data.get('by', '?')))} · {at}._"]
     if type_ == "session.reopened":
         return [f"_Conversation reopened by {escape(str(data.get('by', '?')))} · {at}._"]
+    if type_ == "session.gap":  # the host lost its log's last lines in an unclean stop
+        first, last = data.get("first_seq"), data.get("last_seq")
+        return [f"**Messages lost** · {at}", "",
+                f"_The host stopped unexpectedly and lost messages {escape(str(first))} to "
+                f"{escape(str(last))} of this conversation: anything said just before "
+                "this point may be missing here, though people may have seen it._"]
     if not internal:
         return []
     if type_ == "draft.completed":
