@@ -61,9 +61,10 @@ SEQ_BLOCK = 256
 # ``journal_size_limit`` cuts the file back to WAL_KEEP_BYTES. The loop never copies a
 # frame. A hold lasts at most HOLD_MAX_S (then the lines are committed anyway and the
 # finish is tried again) or HOLD_MAX_LINES lines; any other write on the log during a
-# hold (a co-pilot frame, a new session) commits the held lines first and spoils that
-# try (``finish_raced``); after FINISH_TRIES spoiled tries in a row with the WAL past
-# half its bound, the loop does the last copy itself as before (milliseconds).
+# hold (a co-pilot frame, a new session) commits the held lines first, spoils that try
+# (``finish_raced``) and ends the hold at once; after FINISH_TRIES spoiled tries in a
+# row with the WAL past half its bound, the loop does the last copy itself as before
+# (milliseconds).
 WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the bound (tests/integration/test_wal_bound.py)
 WAL_FINISH_BYTES = 16 * 1024 * 1024
 WAL_SOON_BYTES = 8 * 1024 * 1024
@@ -252,6 +253,7 @@ class RelayLog:
         # (see run_checkpoints); ``finish_raced``: something wrote meanwhile
         self._held = False
         self.finish_raced = False
+        self._hold_began, self._hold_ms, self._hold_lines = 0.0, 0.0, 0
         # called after each group commit with [(token, frame)] of its lines and the error
         self.on_group_commit: (
             Callable[[list[tuple[object, str]], BaseException | None], None] | None) = None
@@ -421,7 +423,10 @@ class RelayLog:
         if self._held:
             if not force:
                 return
+            # this finish is lost (a write races the thread): stop holding now, so no
+            # line waits for a hold that can no longer restart the WAL
             self.finish_raced = True
+            self._end_hold()
         if not force and len(self._group) > GROUP_MAX_LINES:
             # (lines held through a finish) a bounded commit per loop tick, in order
             group, self._group = self._group[:GROUP_MAX_LINES], self._group[GROUP_MAX_LINES:]
@@ -493,6 +498,13 @@ class RelayLog:
         them; any other use of the log commits them at once (``finish_raced``)."""
         self._held = True
         self.finish_raced = False
+        self._hold_began = time.perf_counter()
+
+    def _end_hold(self) -> None:
+        if self._held:
+            self._held = False
+            self._hold_ms = (time.perf_counter() - self._hold_began) * 1000
+            self._hold_lines = len(self._group)
 
     @property
     def held(self) -> bool:
@@ -503,7 +515,7 @@ class RelayLog:
     def release(self) -> None:
         """End a hold: commit (and relay) what waited. That commit is the first write
         after a complete checkpoint: SQLite starts the WAL over."""
-        self._held = False
+        self._end_hold()
         self.commit_group()
 
     def wal_bytes(self) -> int:
@@ -564,11 +576,10 @@ class RelayLog:
         """Hold the group commit, let ``bulk`` (a thread pass) end, copy the WAL's rest
         in a thread with no writer racing it, release; True unless another write spoiled
         it or it overran HOLD_MAX_S (the held lines are committed then all the same)."""
-        started, at = time.perf_counter(), time.time()
+        at = time.time()
         deadline = asyncio.get_running_loop().time() + HOLD_MAX_S
         wal_before = self.wal_bytes()
         self.hold()
-        waited = 0
         try:
             job = bulk
             if bulk.done():
@@ -583,7 +594,6 @@ class RelayLog:
             left = deadline - asyncio.get_running_loop().time()
             if not job.done() and left > 0:
                 await asyncio.wait({job}, timeout=left)
-            waited = len(self._group)
             if job.done():
                 job.result()
             else:  # the thread ends its pass on its own; appends go on meanwhile
@@ -591,7 +601,7 @@ class RelayLog:
                 self.finish_raced = True
         finally:
             self.release()
-        held_ms = (time.perf_counter() - started) * 1000
+        held_ms, waited = self._hold_ms, self._hold_lines
         ok = not self.finish_raced
         self.finishes.append(Finish(at, held_ms, waited, ok, wal_before, self.wal_bytes()))
         log.info("WAL checkpoint finished in a thread: appends held %.1f ms (%d lines "
