@@ -155,14 +155,16 @@ class DeskSession:
 
 def load_state(db: sqlite3.Connection) -> dict[str, DeskSession]:
     """Fold every session's holder, status and waiting time from the log: one pass over
-    the messages in key order (author roles read by SQLite, not by parsing frames)."""
+    the messages in the order they were appended, which within a session is seq order
+    (rowid order: a scan of the table instead of a walk of its (session, seq) index);
+    author roles read by SQLite, not by parsing frames."""
     out: dict[str, DeskSession] = {}
     rows = db.execute(
         "SELECT session_id, type, ts, CASE WHEN type = 'chat.message'"
         " THEN json_extract(frame, '$.data.author.role') ELSE json_extract(frame, '$.data')"
         " END FROM messages"
         " WHERE type IN ('chat.message', 'session.assigned', 'session.status_changed')"
-        " ORDER BY session_id, seq")
+        " ORDER BY rowid")
     for sid, type_, ts, value in rows:
         state = out.get(sid)
         if state is None:
