@@ -842,11 +842,7 @@ class HostConnection(QObject):
                 # (unread counts, notifications), untracked; its history comes on open.
                 # Acked all the same: the desk has it (the customer sees "delivered")
                 self._schedule_ack(env.session, env.seq)
-                if env.ref is not None:
-                    self._confirm(env.ref)
-                if isinstance(payload, ChatMessage):
-                    self._confirm(payload.message_id)
-                self.message_received.emit(env, payload)
+                self._deliver(env, payload)
                 return
             if (last is not None and env.seq > last + 1 and env.session in self._fetching
                     and not isinstance(payload, SessionGap)):
@@ -875,6 +871,11 @@ class HostConnection(QObject):
             self._last_seq[env.session] = env.seq
             self._progress.set()
             self._schedule_ack(env.session, env.seq)
+        self._deliver(env, payload)
+
+    def _deliver(self, env: Envelope, payload: Payload) -> None:
+        """Hand a frame on: what it confirms of ours (its ``ref``, our chat line's id) is
+        confirmed, then it goes to the listeners."""
         if env.ref is not None:
             self._confirm(env.ref)
         if isinstance(payload, ChatMessage):

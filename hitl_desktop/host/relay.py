@@ -356,6 +356,7 @@ class Relay:
             lambda kind, token: f"hitl://127.0.0.1:0/{kind.link_role}#{token}"
         )
         self.sessions: dict[str, SessionState] = {}
+        self._inbox = InboxSnapshots()  # the inbox order frozen at each desk's first page
         self._max_rowid = 0
         self._load_sessions()
         self._close_gaps()
@@ -662,9 +663,6 @@ class Relay:
         conn.close_after_queue(CloseCode.REVOKED, "revoked")
         self._detach(conn)
 
-    # the inbox order frozen at each desk's first page (relay_core.InboxSnapshots)
-    _inbox: InboxSnapshots | None = None
-
     def _visible_summaries(self, conn: Conn, cursor: str | None = None,
                            limit: int = SESSION_PAGE) -> tuple[list[SessionSummary], str | None]:
         """The summaries a welcome / ``session.list`` names: a bound connection's own
@@ -695,8 +693,6 @@ class Relay:
                 raise OperationError(ErrorCode.INVALID_ARGUMENTS,
                                      "this cursor was not handed out by this host")
             gen, after = decoded
-        if self._inbox is None:
-            self._inbox = InboxSnapshots()
         keys = self._inbox.get(gen) if gen is not None else None
         if keys is None:
             rows = [st.row for st in self.sessions.values()]  # _activity, inlined (10,000: ~1.5 ms)
