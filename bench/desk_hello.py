@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench.relay import _frame, _raise_fd_limit  # noqa: E402
+from bench.relay import _frame, _raise_fd_limit, _use_tree  # noqa: E402
 
 PAIRS_FILE = "desk-hello-bench.json"
 OLDER_PAGES = 10  # older history pages (100 each) the desk asks for after opening
@@ -130,11 +130,7 @@ def _host_main(pipe: Connection, data_dir: str, src: str | None = None) -> None:
     import os
 
     _raise_fd_limit()
-    if src:  # run the host from another tree (``--baseline``): forget what was imported
-        for name in [m for m in sys.modules if m == "hitl_desktop" or
-                     m.startswith("hitl_desktop.")]:
-            del sys.modules[name]
-        sys.path.insert(0, src)
+    _use_tree(src)
     from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig

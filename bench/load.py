@@ -57,7 +57,7 @@ if str(REPO) not in sys.path:
 
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from bench.relay import _frame, _open, _raise_fd_limit  # noqa: E402
+from bench.relay import _frame, _open, _raise_fd_limit, _use_tree  # noqa: E402
 from hitl_desktop.core.links import InviteLink  # noqa: E402
 
 PEERS = REPO / "bench" / "peers"
@@ -88,11 +88,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
     import logging
 
     _raise_fd_limit()
-    if src:  # another tree (``--baseline``): forget what was imported from this one
-        for name in [m for m in sys.modules if m == "hitl_desktop" or
-                     m.startswith("hitl_desktop.")]:
-            del sys.modules[name]
-        sys.path.insert(0, src)
+    _use_tree(src)
     from hitl_desktop.app.services import copilot_factory, start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig
@@ -374,22 +370,31 @@ async def create_specs(server: Server, n: int) -> list[Any]:
         return [f"r{i}" for i in range(n)]
     if server.kind == "ws":
         return [f"k{i}" for i in range(n)]
-    admin, _ = await _open(server.info["url"], server.info["admin"])
-    specs: list[Any] = []
+    return list(await host_sessions(server.info["url"], server.info["admin"], n,
+                                    {"customer_id": "CUST1001"}))
+
+
+async def host_sessions(url: str, admin_token: str, n: int, create: dict[str, Any]
+                        ) -> list[tuple[str, str, str]]:
+    """``n`` sessions made through one admin connection, 50 at a time (closed again: a
+    desk/admin connection gets every session's updates): (session id, customer token,
+    agent token) each. ``create``: the ``session.create`` payload."""
+    admin, _ = await _open(url, admin_token)
+    out: list[tuple[str, str, str]] = []
     for start in range(0, n, 50):
         want = min(50, n - start)
         for _ in range(want):
-            await admin.send(_frame("session.create", {"customer_id": "CUST1001"}))
+            await admin.send(_frame("session.create", create))
         got = 0
         while got < want:
             msg = json.loads(await admin.recv())
             if msg["type"] == "session.created":
                 d = msg["data"]
-                specs.append((d["session_id"], InviteLink.parse(d["customer_link"]).token,
-                              InviteLink.parse(d["agent_link"]).token))
+                out.append((d["session_id"], InviteLink.parse(d["customer_link"]).token,
+                            InviteLink.parse(d["agent_link"]).token))
                 got += 1
     await admin.close()
-    return specs
+    return out
 
 
 async def open_pairs(kind: str, url: str, specs: list[Any], stats: Stats) -> list[Pair]:

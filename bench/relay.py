@@ -56,17 +56,24 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _use_tree(src: str | None) -> None:
+    """Import ``hitl_desktop`` from another tree (``--baseline``) in this host process:
+    forget what was imported from this one, put the other first on the path."""
+    if not src or src == ".":
+        return
+    for name in [m for m in sys.modules if m == "hitl_desktop" or
+                 m.startswith("hitl_desktop.")]:
+        del sys.modules[name]
+    sys.path.insert(0, src)
+
+
 # ----------------------------------------------------------------------------- servers
 
 
 def _host_main(pipe: Connection, data_dir: str, src: str | None = None,
                settings: dict[str, Any] | None = None) -> None:
     _raise_fd_limit()
-    if src and src != ".":  # another tree (``--baseline``): forget what was imported
-        for name in [m for m in sys.modules if m == "hitl_desktop" or
-                     m.startswith("hitl_desktop.")]:
-            del sys.modules[name]
-        sys.path.insert(0, src)
+    _use_tree(src)
     from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.host.relay import RelayConfig

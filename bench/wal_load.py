@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.load import host_sessions  # noqa: E402
 from bench.relay import _frame, _open, _raise_fd_limit  # noqa: E402
 from hitl_desktop.core.links import InviteLink  # noqa: E402
 
@@ -109,22 +110,7 @@ def _wal_limit() -> int:
 
 
 async def _create(url: str, admin_token: str, n: int) -> list[tuple[str, str, str]]:
-    admin, _ = await _open(url, admin_token)
-    out: list[tuple[str, str, str]] = []
-    for start in range(0, n, 50):
-        want = min(50, n - start)
-        for _ in range(want):
-            await admin.send(_frame("session.create", {}))
-        got = 0
-        while got < want:
-            msg = json.loads(await admin.recv())
-            if msg["type"] == "session.created":
-                d = msg["data"]
-                out.append((d["session_id"], InviteLink.parse(d["customer_link"]).token,
-                            InviteLink.parse(d["agent_link"]).token))
-                got += 1
-    await admin.close()
-    return out
+    return await host_sessions(url, admin_token, n, {})
 
 
 async def _pair(url: str, spec: tuple[str, str, str]) -> tuple[Any, Any]:
