@@ -57,7 +57,11 @@ class Provider(Protocol):
     model: str | None
     is_ai: bool  # False for the offline engine: the UI says so plainly
     # an engine may declare ``reads_instructions = False`` (the offline one): the host
-    # then leaves ``TurnRequest.instructions`` empty instead of building them each turn
+    # then leaves ``TurnRequest.instructions`` empty instead of building them each turn.
+    # An engine that knows its whole response before it streams (the offline one) may
+    # offer ``async def steps(request, window_s) -> list[assistant.steps.Step]``: the
+    # response translated and cut into a few steps off the loop; the co-pilot then plays
+    # those instead of ``stream`` (same updates, text merged within ``window_s``)
 
     def stream(self, request: TurnRequest) -> AsyncIterator[ResponseStreamEvent]:
         """Yield the events of one response; raise ProviderError on failure."""

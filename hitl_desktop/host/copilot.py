@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast
 
 from hitl_desktop.assistant.base import Provider, ProviderError, TurnRequest
+from hitl_desktop.assistant.steps import Step
 from hitl_desktop.assistant.stream import Citation as StreamCitation
 from hitl_desktop.assistant.stream import (
     Completed,
@@ -1015,6 +1016,37 @@ class HostCopilot:
     async def _stream_round(self, turn: _Turn, request: TurnRequest) -> _Round:
         """Run one model response through the translator, publishing as it streams."""
         rnd = _Round()
+        scripted = getattr(self.provider, "steps", None)
+        if callable(scripted):
+            await self._play_steps(turn, rnd, scripted, request)
+        else:
+            await self._play_stream(turn, rnd, request)
+        await self._send_text(turn)
+        if rnd.failed is not None:
+            failed = rnd.failed
+            if failed.code == "incomplete" and turn.text:
+                log.warning("turn %s: %s", turn.turn_id, failed.message)
+                return rnd  # keep the unfinished draft; the representative edits it
+            raise ProviderError(failed.code, failed.message, retryable=failed.retryable)
+        return rnd
+
+    async def _play_steps(self, turn: _Turn, rnd: _Round,
+                          scripted: Callable[[TurnRequest, float], Awaitable[list[Step]]],
+                          request: TurnRequest) -> None:
+        """A response the engine knew whole (the offline one): its updates, translated
+        and cut into steps off the loop (``assistant.steps``), applied at its pace."""
+        try:
+            steps = await scripted(request, DRAFT_DELTA_INTERVAL_S)
+        except ProviderError as exc:
+            steps = [((Failed(exc.code, exc.message, exc.retryable),), None)]
+        for updates, pause in steps:
+            for update in updates:
+                await self._apply(turn, rnd, update)
+            if pause is not None:
+                await asyncio.sleep(pause)
+
+    async def _play_stream(self, turn: _Turn, rnd: _Round, request: TurnRequest) -> None:
+        """A provider's event stream through the translator, as the events come."""
         translator = StreamTranslator()
         updates: list[Update] = []
         stream = self.provider.stream(request)
@@ -1037,14 +1069,6 @@ class HostCopilot:
             updates = translator.finish()
         for update in updates:
             await self._apply(turn, rnd, update)
-        await self._send_text(turn)
-        if rnd.failed is not None:
-            failed = rnd.failed
-            if failed.code == "incomplete" and turn.text:
-                log.warning("turn %s: %s", turn.turn_id, failed.message)
-                return rnd  # keep the unfinished draft; the representative edits it
-            raise ProviderError(failed.code, failed.message, retryable=failed.retryable)
-        return rnd
 
     async def _apply(self, turn: _Turn, rnd: _Round, update: Update) -> None:
         sid = turn.session_id

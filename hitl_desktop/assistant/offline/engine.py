@@ -28,6 +28,7 @@ from hitl_desktop.assistant.offline.retrieval import Retriever, SearchIndex
 from hitl_desktop.assistant.offline.speller import Speller
 from hitl_desktop.assistant.offline.understanding import understand
 from hitl_desktop.assistant.offline.writer import Writer
+from hitl_desktop.assistant.steps import Step, compact
 from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.catalog import ToolCatalog
 from hitl_desktop.knowledge.index import SearchHit
@@ -158,6 +159,23 @@ class OfflineProvider:
             raise ProviderError("offline", f"the offline assistant failed: {exc}") from exc
         async for event in emitter.play(script):
             yield event
+
+    async def steps(self, request: TurnRequest, window_s: float) -> list[Step]:
+        """The whole response as the few steps the host's loop plays (translated and
+        compacted off the loop: :mod:`hitl_desktop.assistant.steps`); the same updates
+        as :meth:`stream`'s events give, text merged within ``window_s``."""
+        if self._closed:
+            raise ProviderError("closed", "the offline assistant was shut down")
+        try:
+            return await asyncio.to_thread(self.compact_steps, request, window_s)
+        except Exception as exc:
+            log.exception("offline engine failed to plan a reply")
+            raise ProviderError("offline", f"the offline assistant failed: {exc}") from exc
+
+    def compact_steps(self, request: TurnRequest, window_s: float) -> list[Step]:
+        """(worker thread or engine process) Plan, script, translate, compact."""
+        emitter, script = self._scripted(request)
+        return compact(emitter.timed(script), window_s)
 
     def _scripted(
         self, request: TurnRequest

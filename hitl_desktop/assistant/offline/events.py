@@ -272,6 +272,29 @@ class Emitter:
             elif pause is not None:
                 await self._pace(pause)
 
+    def timed(
+        self, script: list[tuple[ResponseStreamEvent, int | None]]
+    ) -> list[tuple[ResponseStreamEvent, float | None]]:
+        """A :meth:`script` with its pauses in seconds, as :meth:`play` would take them
+        (``0.0``: a bare yield to the loop; None: none)."""
+        out: list[tuple[ResponseStreamEvent, float | None]] = []
+        delay, every, since = self.p.delay_s, self.p.yield_every, self._since_yield
+        for event, pause in script:
+            seconds: float | None = None
+            if pause == 0:
+                seconds = 0.0
+            elif pause is not None:
+                if delay > 0:
+                    seconds = delay * pause
+                else:
+                    since += 1
+                    if since >= every:
+                        since = 0
+                        seconds = 0.0
+            out.append((event, seconds))
+        self._since_yield = since
+        return out
+
     def _file_search(self) -> list[ResponseStreamEvent]:
         idx = len(self.output)
         item_id = self._rid("fs")
