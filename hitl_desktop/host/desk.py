@@ -25,7 +25,6 @@ protocols below.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import re
@@ -87,12 +86,13 @@ MAX_MACROS: Final = 100
 MAX_MACRO_TOTAL_CHARS: Final = 100_000
 #: every desk connection gets the macro list at most this often (saves are coalesced)
 MACRO_PUSH_INTERVAL_S: Final = 1.0
-#: chat lines and notes are written to the search index in batches this far apart
-INDEX_DELAY_S: Final = 0.05
-# how long a live line may take to reach the log before the index gives it up: a group
-# commit held through a WAL finish waits up to log.HOLD_MAX_S (0.25 s), a busy loop adds
-# its lag; a line still missing after this was lost by a failed commit
-INDEX_RETRY_S: Final = 5.0
+#: chat lines and notes are written to the search index in batches this far apart, or
+#: sooner when INDEX_BATCH_LINES are queued. A search never waits for it (it hands what is
+#: queued to the worker first, so it sees every line sent before it); it only bounds what
+#: a crash leaves for start-up's catch-up and the size of one batch (bigger batches cost
+#: FTS5 less per line: fewer segments to write and merge)
+INDEX_DELAY_S: Final = 0.25
+INDEX_BATCH_LINES: Final = 2_000
 MAX_QUERY_TERMS: Final = 8
 MIN_PREFIX_CHARS: Final = 3
 #: the representatives' list is read from the tokens table at most this often
@@ -241,10 +241,10 @@ class Desk:
         self.store = DeskStore(relay_log.path.parent, log_path=relay_log.path)
         self.sessions: dict[str, DeskSession] = load_state(relay_log.db)
         self._pending: list[DocRow] = []
-        self._retry: list[DocRow] = []  # not in the log at the first try
-        self._retry_until: dict[tuple[str, int], float] = {}  # (session, seq) -> give up at
+        # the log's failed group commits counted at the last batch (see _flush_index)
+        self._failed_commits = relay_log.failed_commits
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._index_handle: asyncio.TimerHandle | None = None
+        self._index_handle: asyncio.Handle | None = None
         self._macros: list[Macro] | None = None  # the latest list read (for the pushes)
         self._macro_handle: asyncio.TimerHandle | None = None
         self._last_macro_push = 0.0
@@ -405,9 +405,10 @@ class Desk:
         state = self.sessions.get(session_id)
         if state is None:
             state = self.sessions[session_id] = DeskSession()
-        self._pending.append((session_id, seq, "chat", role, ts, text))
-        if self._index_handle is None:
-            self._schedule_index()
+        pending = self._pending
+        pending.append((session_id, seq, "chat", role, ts, text))
+        if self._index_handle is None or len(pending) == INDEX_BATCH_LINES:
+            self._schedule_index(len(pending) >= INDEX_BATCH_LINES)
         if role == "customer":
             if state.waiting_since is None:
                 state.waiting_since = ts
@@ -424,68 +425,52 @@ class Desk:
     # ------------------------------------------------------------------ search index
 
     def queue_doc(self, doc: DocRow) -> None:
+        """A line for the index (a note: logged already)."""
         self._pending.append(doc)
         if self._index_handle is None:
             self._schedule_index()
 
-    def _schedule_index(self) -> None:
+    def _schedule_index(self, now: bool = False) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on a loop (a tool writing the log): write it now
             self._flush_index()
             return
         self._loop = loop
-        self._index_handle = loop.call_later(INDEX_DELAY_S, self._flush_index)
+        if self._index_handle is not None:
+            self._index_handle.cancel()
+        self._index_handle = (loop.call_soon(self._flush_index) if now
+                              else loop.call_later(INDEX_DELAY_S, self._flush_index))
 
     def _flush_index(self) -> None:
         """Hand the queued lines to the store's worker (one transaction). Calls made on
-        the worker after this see them: it runs its calls in order. The worker indexes
-        them as the log has them; a line not in the log yet (its group commit still
-        open, or held through a WAL finish) is tried again in later batches for up to
-        INDEX_RETRY_S, and dropped only if the log never got it."""
-        self._index_handle = None
+        the worker after this see them: it runs its calls in order.
+
+        The lines are indexed as the loop had them (issue 18: no read back from the log)
+        once each is durable: the log's open group is committed first, so every queued
+        line is then committed or its commit failed; a failed group commit gives its seqs
+        to later lines, so a batch that a failure may have touched is indexed as the log
+        has it instead (read back by (session, seq): the lost lines are not there). While
+        the log holds its group through a WAL finish (up to log.HOLD_MAX_S) the batch
+        waits: committing would spoil the finish."""
+        handle, self._index_handle = self._index_handle, None
+        if handle is not None:  # a search (or a full batch) came before the timer
+            handle.cancel()
+        if not self._pending:
+            return
         if self.log.held and self._loop is not None:
-            # the log's group commit is held (a WAL finish): its lines are not readable
-            # yet; asking now would only send them round again
             self._schedule_index()
             return
-        retried, batch = self._retry, self._pending + self._retry
-        self._pending, self._retry = [], []
-        if batch:
-            fut = self.store.worker.submit(self.store.index_logged, batch)
-            fut.add_done_callback(functools.partial(self._index_done, retried))
-
-    def _index_done(self, retried: list[DocRow],
-                    fut: Future[tuple[int, list[DocRow]]]) -> None:
-        """(worker thread) Back to the loop with the lines the log did not have yet."""
-        if fut.cancelled() or fut.exception() is not None:
-            _log_failure("search index")(fut)
+        self.log.commit_group(force=True)  # every queued line durable (or failed) now
+        batch, self._pending = self._pending, []
+        failed = self.log.failed_commits
+        if failed == self._failed_commits:
+            fut: Future[Any] = self.store.worker.submit(self.store.index_committed, batch)
+            fut.add_done_callback(_log_failure("search index"))
             return
-        missing = fut.result()[1]
-        if (missing or retried) and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._requeue, retried, missing)
-
-    def _requeue(self, retried: list[DocRow], missing: list[DocRow]) -> None:
-        """Try the missing lines again later, each until its INDEX_RETRY_S runs out."""
-        still = {(doc[0], doc[1]) for doc in missing}
-        for doc in retried:  # found this time: no longer waited for
-            if (doc[0], doc[1]) not in still:
-                self._retry_until.pop((doc[0], doc[1]), None)
-        now = time.monotonic()
-        dropped = 0
-        for doc in missing:
-            key = (doc[0], doc[1])
-            until = self._retry_until.setdefault(key, now + INDEX_RETRY_S)
-            if now >= until:
-                del self._retry_until[key]
-                dropped += 1
-            else:
-                self._retry.append(doc)
-        if dropped:
-            log.warning("search index: %d lines never reached the session log (a failed "
-                        "commit); not indexed", dropped)
-        if self._retry and self._index_handle is None:
-            self._schedule_index()
+        self._failed_commits = failed
+        fut = self.store.worker.submit(self.store.index_logged, batch)
+        fut.add_done_callback(_index_logged_done)
 
     # ------------------------------------------------------------------ operations
 
@@ -689,6 +674,18 @@ def rep_name(kind: str, label: str | None) -> str:
     if label:
         return label
     return "Host" if kind == TokenKind.ADMIN.value else "Agent"
+
+
+def _index_logged_done(fut: Future[tuple[int, list[DocRow]]]) -> None:
+    """(worker thread) A batch read back after a failed group commit: the lines the log
+    does not have were lost with it."""
+    if fut.cancelled() or fut.exception() is not None:
+        _log_failure("search index")(fut)
+        return
+    lost = fut.result()[1]
+    if lost:
+        log.warning("search index: %d lines never reached the session log (a failed "
+                    "commit); not indexed", len(lost))
 
 
 def _log_failure(what: str) -> Any:

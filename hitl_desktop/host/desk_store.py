@@ -64,6 +64,25 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
 
 #: (session id, seq, kind, author role, ts, text): what the relay queues per line
 DocRow = tuple[str, int, str, str, float, str]
+#: a search_docs row: (id, session id, seq, kind, role, ts, text)
+_DocsRow = tuple[int, str, int, str, str, float, str]
+_INSERT_DOC: Final = ("INSERT INTO search_docs(id, session_id, seq, kind, role, ts, text)"
+                      " VALUES (?,?,?,?,?,?,?)")
+_INSERT_FTS: Final = "INSERT INTO search_fts(rowid, text) VALUES (?, ?)"
+
+
+def _rows(docs: Iterable[DocRow]) -> list[_DocsRow]:
+    """search_docs rows: the id is the line's time in microseconds (time order), lines of
+    the same microsecond one apart."""
+    rows: list[_DocsRow] = []
+    taken: set[int] = set()
+    for session_id, seq, kind, role, ts, text in docs:
+        rowid = int(ts * 1_000_000)
+        while rowid in taken:
+            rowid += 1
+        taken.add(rowid)
+        rows.append((rowid, session_id, seq, kind, role, ts, text))
+    return rows
 
 
 class Doc(NamedTuple):
@@ -170,6 +189,30 @@ class DeskStore:
         with self._lock:
             return self._index_locked(docs)
 
+    def index_committed(self, docs: list[DocRow]) -> int:
+        """The relay's live lines, each committed to the log (the desk made sure, see
+        :meth:`~hitl_desktop.host.desk.Desk._flush_index`), as the loop had them: no read
+        back from the log and no lookup of what is there already, one ``executemany`` per
+        table (issue 18: a SELECT back and a JSON parse per line were two thirds of this
+        thread's work, and its Python holds the GIL the event loop needs). Should a line
+        be there already (catch-up read it too) or its id be taken (a line of the same
+        microsecond in an earlier batch), the batch goes :meth:`index`'s careful way."""
+        with self._lock:
+            rows = _rows(docs)
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_INSERT_DOC, rows)
+                db.executemany(_INSERT_FTS, [(row[0], row[6]) for row in rows])
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK")
+                return self._index_locked(docs)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return len(rows)
+
     def _index_locked(self, docs: Iterable[DocRow]) -> int:
         """One transaction: the lines not indexed yet, inserted with ``executemany`` (one
         lookup query per _KEYS_PER_QUERY lines for those already there, not one each:
@@ -179,45 +222,37 @@ class DeskStore:
         there = {key for key, _row in self._lookup(
             "SELECT d.session_id, d.seq FROM want JOIN search_docs d"
             " ON d.session_id = want.sid AND d.seq = want.seq", docs)}
-        rows: list[tuple[int, str, int, str, str, float, str]] = []
-        taken: set[int] = set()
-        for session_id, seq, kind, role, ts, text in docs:
-            if (session_id, seq) in there:
-                continue
-            there.add((session_id, seq))
-            rowid = int(ts * 1_000_000)  # time order; lines of the same µs one apart
-            while rowid in taken:
-                rowid += 1
-            taken.add(rowid)
-            rows.append((rowid, session_id, seq, kind, role, ts, text))
+        fresh: list[DocRow] = []
+        for doc in docs:
+            key = (doc[0], doc[1])
+            if key not in there:
+                there.add(key)
+                fresh.append(doc)
+        rows = _rows(fresh)
         if not rows:
             return 0
         db.execute("BEGIN IMMEDIATE")
         try:
             try:
-                db.executemany("INSERT INTO search_docs(id, session_id, seq, kind, role, ts,"
-                               " text) VALUES (?,?,?,?,?,?,?)", rows)
+                db.executemany(_INSERT_DOC, rows)
             except sqlite3.IntegrityError:
                 # an id an earlier batch took (a line of the same microsecond): this
                 # batch again, one line at a time, moving such ids on
                 db.execute("ROLLBACK")
                 db.execute("BEGIN IMMEDIATE")
                 rows = [self._insert_moving(row) for row in rows]
-            db.executemany("INSERT INTO search_fts(rowid, text) VALUES (?, ?)",
-                           [(row[0], row[6]) for row in rows])
+            db.executemany(_INSERT_FTS, [(row[0], row[6]) for row in rows])
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         return len(rows)
 
-    def _insert_moving(self, row: tuple[int, str, int, str, str, float, str]
-                       ) -> tuple[int, str, int, str, str, float, str]:
+    def _insert_moving(self, row: _DocsRow) -> _DocsRow:
         rowid = row[0]
         while True:
             try:
-                self._db.execute("INSERT INTO search_docs(id, session_id, seq, kind, role,"
-                                 " ts, text) VALUES (?,?,?,?,?,?,?)", (rowid, *row[1:]))
+                self._db.execute(_INSERT_DOC, (rowid, *row[1:]))
                 return (rowid, *row[1:])
             except sqlite3.IntegrityError:
                 rowid += 1

@@ -259,6 +259,9 @@ class RelayLog:
         # called after each group commit with [(token, frame)] of its lines and the error
         self.on_group_commit: (
             Callable[[list[tuple[object, str]], BaseException | None], None] | None) = None
+        # group commits that failed so far (the desk's search index trusts the lines it
+        # was handed only while this stays put)
+        self.failed_commits = 0
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             with damaged_as_error(path, "session log"):
@@ -452,6 +455,7 @@ class RelayLog:
             self._db.execute("COMMIT")
         except Exception as exc:
             error = exc
+            self.failed_commits += 1
             log.error("group commit of %d chat lines failed: %s", len(group), exc)
             with contextlib.suppress(Exception):
                 self._db.execute("ROLLBACK")

@@ -73,7 +73,8 @@ async def test_customers_and_session_agents_cannot_use_the_desk(tmp_path: Path) 
         await ana.wait("chat.message", where=lambda f: f["session"] == sid)
         mid = await ana.send("session.assign", {"action": "take"}, session=sid)
         await answer(ana, mid)
-        await asyncio.sleep(0.2)  # the index batch is written
+        mid = await ana.send("search", {"query": "secret"})  # the index batch
+        assert len((await answer(ana, mid))["data"]["hits"]) == 1  # is written
         desk_state = dict(host.relay.desk_ops.sessions)
         before = snapshot(data_dir)
 

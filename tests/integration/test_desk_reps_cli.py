@@ -80,7 +80,7 @@ async def test_personal_desk_links(tmp_path: Path) -> None:
 
 async def test_the_desk_survives_a_killed_host(tmp_path: Path) -> None:
     """SIGKILL the host right after the last line (no clean stop, the index batch of the
-    last 50 ms maybe unwritten), start a new host process on the same data dir: holder,
+    last INDEX_DELAY_S maybe unwritten), start a new host process on the same data dir: holder,
     status, waiting time, the note and the search index are all there."""
     data = str(tmp_path / "data")
     with headless_host(tmp_path / "data") as (proc, info):
