@@ -46,7 +46,11 @@ class SessionOutbox(Protocol):
 
     async def publish(self, session_id: str, payload: Payload, *, ref: str | None = None) -> int:
         """Durable types are logged then relayed (returns the seq); ephemeral ones
-        are only relayed (returns 0). Agent-only types never reach customers."""
+        are only relayed (returns 0). Agent-only types never reach customers. Frames
+        of one session reach everyone in the order they were published. The relay may
+        return before a durable frame is committed (the co-pilot's turn frames join its
+        group commit; each is relayed only once durable); should that commit fail, the
+        session's next turn frame raises."""
         ...
 
     def session_summary(self, session_id: str) -> SessionSummary | None: ...

@@ -81,6 +81,14 @@ FINISHES_KEPT = 10_000
 #: read its page back from the WAL
 CACHE_KIB = 32 * 1024
 _INSERT = "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)"
+#: durable types whose record is the frame alone (no session, approval or identity
+#: column changes, nothing read back right after): the co-pilot's turn frames, which
+#: may be logged through the group commit (:meth:`RelayLog.append_grouped`)
+GROUPED_TYPES = frozenset({"draft.started", "draft.completed", "draft.stale", "draft.failed",
+                           "turn.ended", "articles", "tool.call", "tool.result"})
+_Values = tuple[str, int, str, float, str]
+_Entry = tuple["SessionRow | None", int, "str | None", "float | None", int, object, str,
+               "_Values | None"]
 
 # messages: appended in arrival order (rowid), the index keeps (session, seq) unique
 # and ordered (see RelayLog._migrate_messages for why not clustered by it)
@@ -248,9 +256,10 @@ class RelayLog:
         # group commit (see append_chat_grouped): chat lines of one loop tick share a
         # transaction; every other use of the connection commits them first (``db``)
         self._group_open = False
-        self._group: list[tuple[SessionRow, int, str | None, float | None, int, object,
-                                str]] = []
-        self._group_rows: list[tuple[str, int, str, float, str]] = []  # their INSERTs
+        # (row, its state before: last_seq, last_message, last_message_at, messages; the
+        # caller's token, the frame, the INSERT's values) in append order; a deferred
+        # entry (:meth:`defer`) has no row and no values: handed back in its place
+        self._group: list[_Entry] = []
         # the WAL's last copy is under way in a thread: the group is not committed
         # (see run_checkpoints); ``finish_raced``: something wrote meanwhile
         self._held = False
@@ -412,23 +421,64 @@ class RelayLog:
         seq, frame, values = self._chat_row(
             row, message_id=message_id, role=role, name=name, text=text,
             draft_id=draft_id, ref=ref, edited=edited)
-        self._group.append((row, *before, token, frame))
-        self._group_rows.append(values)
+        self._group.append((row, *before, token, frame, values))
         if self._held and len(self._group) >= HOLD_MAX_LINES:
             self.commit_group(force=True)  # a hold stays bounded in memory
         return seq, frame, began
 
-    def commit_group(self, *, force: bool = False) -> None:
+    def append_grouped(
+        self, row: SessionRow, payload: Payload, token: object, *, ref: str | None = None,
+        type_: str | None = None,
+    ) -> tuple[int, str, bool]:
+        """:meth:`append` into the open group, for the types whose record is the frame
+        alone (:data:`GROUPED_TYPES`: the co-pilot's turn frames): (seq, frame, True when
+        this began the group). As for a chat line: nothing may be relayed until
+        ``on_group_commit`` hands ``token`` back with no error; ``row.last_seq`` moves
+        ahead now and back if the commit fails (issue 18: each of these was an autocommit
+        INSERT on the loop that also cut the open chat group short)."""
+        t = type_ or host_type(payload)
+        if t not in GROUPED_TYPES:
+            raise ValueError(f"{t} is not logged through the group commit")
+        began = not self._group_open
+        self._group_open = True
+        seq = row.last_seq + 1
+        if seq > self._reserved.get(row.session_id, 0):
+            self._reserve(row.session_id, seq)
+        now = time.time()
+        frame = encode(t, payload, session=row.session_id, seq=seq, ts=now, ref=ref,
+                       msg_id=fast_id("m"))
+        self._group.append((row, row.last_seq, row.last_message, row.last_message_at,
+                            row.messages, token, frame, (row.session_id, seq, t, now, frame)))
+        row.last_seq = seq
+        if self._held and len(self._group) >= HOLD_MAX_LINES:
+            self.commit_group(force=True)
+        return seq, frame, began
+
+    def defer(self, token: object, frame: str) -> None:
+        """Hand ``token`` (and ``frame``, which is not logged) back through
+        ``on_group_commit`` after the open group's entries before it, in order: an
+        ephemeral frame of a session whose durable frames wait for the commit is relayed
+        after them, not before. The group must be open."""
+        if not self._group_open:
+            raise RuntimeError("no open group to defer behind")
+        self._group.append((None, 0, None, None, 0, token, frame, None))
+
+    @property
+    def group_open(self) -> bool:
+        """Entries wait for the group commit (appended, not yet handed back)."""
+        return self._group_open
+
+    def commit_group(self, *, force: bool = False) -> BaseException | None:
         """Commit the open group (one transaction for every chat line since it began),
         then hand the lines' tokens to ``on_group_commit`` (with the error, and the rows
         moved back, when the commit failed: nothing of the group may be relayed). While
         the WAL's last copy is held (:meth:`hold`) only ``force`` commits (any other use
-        of the log: it must come after these lines)."""
+        of the log: it must come after these lines). Returns the commit's error, if any."""
         if not self._group_open:
-            return
+            return None
         if self._held:
             if not force:
-                return
+                return None
             # this finish is lost (a write races the thread): stop holding now, so no
             # line waits for a hold that can no longer restart the WAL
             self.finish_raced = True
@@ -436,35 +486,36 @@ class RelayLog:
         if not force and len(self._group) > GROUP_MAX_LINES:
             # (lines held through a finish) a bounded commit per loop tick, in order
             group, self._group = self._group[:GROUP_MAX_LINES], self._group[GROUP_MAX_LINES:]
-            rows = self._group_rows[:GROUP_MAX_LINES]
-            self._group_rows = self._group_rows[GROUP_MAX_LINES:]
             asyncio.get_running_loop().call_soon(self.commit_group)
         else:
             group, self._group = self._group, []
-            rows, self._group_rows = self._group_rows, []
             self._group_open = False
         error: BaseException | None = None
+        rows = [g[7] for g in group if g[7] is not None]
         try:
-            self._db.execute("BEGIN")
-            try:
-                rows.sort(key=_KEY)
-                self._db.executemany(_INSERT, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            if rows:
+                self._db.execute("BEGIN")
+                try:
+                    rows.sort(key=_KEY)
+                    self._db.executemany(_INSERT, rows)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
         except Exception as exc:
             error = exc
             self.failed_commits += 1
-            log.error("group commit of %d chat lines failed: %s", len(group), exc)
+            log.error("group commit of %d frames failed: %s", len(rows), exc)
             with contextlib.suppress(Exception):
                 self._db.execute("ROLLBACK")
-            for row, last_seq, last_message, last_at, messages, _t, _f in reversed(group):
-                row.last_seq, row.last_message, row.last_message_at = (
-                    last_seq, last_message, last_at)
-                row.messages = messages
+            for row, last_seq, last_message, last_at, messages, _t, _f, _v in reversed(group):
+                if row is not None:
+                    row.last_seq, row.last_message, row.last_message_at = (
+                        last_seq, last_message, last_at)
+                    row.messages = messages
         if self.on_group_commit is not None:
             self.on_group_commit([(g[5], g[6]) for g in group], error)
+        return error
 
     def defer_checkpoints(self) -> None:
         """Stop checkpointing inside commits (a checkpoint fsyncs: milliseconds on the hot

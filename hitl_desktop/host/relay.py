@@ -111,7 +111,7 @@ from hitl_desktop.core.protocol import (
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.desk import DESK_HEAVY, DESK_TYPES, Desk
 from hitl_desktop.host.insights import InsightsService
-from hitl_desktop.host.log import RelayLog, SessionRow, fast_id
+from hitl_desktop.host.log import GROUPED_TYPES, RelayLog, SessionRow, fast_id
 from hitl_desktop.host.ratelimit import TokenBucket
 from hitl_desktop.host.relay_core import (
     HEAVY_TYPES,
@@ -330,6 +330,22 @@ class SessionState:
     customers: set[Conn] = field(default_factory=set)
     agents: set[Conn] = field(default_factory=set)  # agents bound to this session
     delivered: dict[Role, int] = field(default_factory=dict)
+    # the session's frames in the log's open group, not yet handed back (chat lines,
+    # grouped host frames, ephemeral frames deferred behind them): while > 0 its
+    # ephemeral frames queue behind them too, so everyone gets them in publish order
+    pending: int = 0
+    # a grouped host frame of this session failed to commit: its turn frames are refused
+    # (the co-pilot's turn fails) and its other durable ones logged one by one (not
+    # grouped) until one of those is stored again
+    write_failed: BaseException | None = None
+
+
+# the log's group hands these tokens back (Relay._group_committed): what to do with each
+_CHAT, _HOST, _LATER = 0, 1, 2  # a chat line, a grouped host frame, a deferred ephemeral
+# a turn's frames between its start and its end: refused in a session whose frames
+# could not be stored (SessionState.write_failed), so a turn cannot go on past a hole
+_TURN_BODY = frozenset({"draft.delta", "tool.call.delta", "draft.completed", "articles",
+                        "tool.call", "tool.result"})
 
 
 class Relay:
@@ -725,14 +741,41 @@ class Relay:
 
     async def publish(self, session_id: str, payload: Payload, *, ref: str | None = None) -> int:
         """Log (if durable) then relay a host message into a session; returns its seq or 0.
-        Without ``ref``, the id of the client frame being handled (``CAUSE``) is used."""
+        Without ``ref``, the id of the client frame being handled (``CAUSE``) is used.
+
+        The co-pilot's turn frames (``GROUPED_TYPES``) join the log's open group (issue
+        18): the seq is theirs when this returns and their place in the session's order
+        is fixed, but they are relayed only once the group has committed (the end of
+        this loop tick, or any other use of the log first), like chat lines. An
+        ephemeral frame of a session with frames waiting for that commit waits behind
+        them. Every other durable type is committed (and relayed) before this returns;
+        :meth:`commit_now` commits what waits. A grouped frame that fails to commit is
+        not relayed, nor is anything of its session queued behind it; from then on the
+        session's turn frames (``_TURN_BODY``: deltas, articles, tool calls and results,
+        the completed draft) raise ``internal`` — the co-pilot's turn fails — until a
+        frame that ends a turn or starts one is stored (synchronously) again."""
         ref = ref if ref is not None else CAUSE.get()
         st = self._state(session_id)
         if st is None:
             raise OperationError(ErrorCode.NOT_FOUND, f"no session {session_id!r}")
         t = host_type(payload)
+        if st.write_failed is not None and t in _TURN_BODY:
+            raise _not_stored(st)
         if HOST_MESSAGES[t].durable:
+            if t in GROUPED_TYPES and st.write_failed is None and self.config.group_commit:
+                seq, _frame, began = self.log.append_grouped(st.row, payload, (_HOST, st, t),
+                                                             ref=ref, type_=t)
+                st.pending += 1
+                if began:
+                    asyncio.get_running_loop().call_soon(self.log.commit_group)
+                return seq
+            failed = st.write_failed
+            if st.pending:  # what waits goes first: a frame after a lost one is not relayed
+                self.log.commit_group(force=True)
+                if st.write_failed is not failed:
+                    raise _not_stored(st)
             seq, frame = self.log.append(st.row, payload, ref=ref, type_=t)
+            st.write_failed = None  # the log takes this session's frames again
             self._fanout(st, t, frame)
             if t in ("approval.created", "approval.updated", "session.closed",
                      "session.reopened"):
@@ -740,8 +783,20 @@ class Relay:
             elif t == "chat.message":
                 self._notify_summary(st, agents=False)
             return seq
-        self._fanout(st, t, encode(t, payload, session=session_id, ref=ref))
+        frame = encode(t, payload, session=session_id, ref=ref)
+        if st.pending:
+            self.log.defer((_LATER, st, t), frame)
+            st.pending += 1
+        else:
+            self._fanout(st, t, frame)
         return 0
+
+    def commit_now(self) -> None:
+        """Commit (and relay) every frame that waits for the group commit now; raises
+        ``internal`` if that commit fails. For callers that need their grouped frames on
+        disk before going on (``publish`` does not wait for it)."""
+        if self.log.commit_group(force=True) is not None:
+            raise OperationError(ErrorCode.INTERNAL, "the host could not store its messages")
 
     def approval_states(self) -> dict[str, tuple[str, str]]:
         """What the agents were told about each approval (for the co-pilot's start-up
@@ -1213,10 +1268,11 @@ class Relay:
         # then, by _group_committed, in seq order
         if self.config.group_commit:
             _seq, _frame, began = self.log.append_chat_grouped(
-                st.row, (conn, st, ref), message_id=message_id, role=conn.role.value,
-                name=conn.name, text=text, draft_id=None if is_customer else draft_id,
-                ref=ref, edited=edited,
+                st.row, (_CHAT, st, (conn, ref)), message_id=message_id,
+                role=conn.role.value, name=conn.name, text=text,
+                draft_id=None if is_customer else draft_id, ref=ref, edited=edited,
             )
+            st.pending += 1
             if began:
                 asyncio.get_running_loop().call_soon(self.log.commit_group)
         else:  # one commit per line, relayed at once
@@ -1241,16 +1297,30 @@ class Relay:
 
     def _group_committed(self, lines: list[tuple[object, str]],
                          error: BaseException | None) -> None:
-        """A group of chat lines is durable (relay them, in order), or failed to commit
-        (nothing of it is relayed; each sender gets ``internal``)."""
+        """A group is durable (relay its frames, in order: chat lines, grouped host
+        frames and the ephemeral frames deferred behind them), or failed to commit
+        (nothing durable of it is relayed; a chat line's sender gets ``internal``, a
+        host frame's session is marked (see ``SessionState.write_failed``) and what was
+        deferred behind it dropped)."""
+        fanout = self._fanout
         for token, frame in lines:
-            conn, st, ref = cast(tuple[Conn, SessionState, str], token)
-            if error is None:
-                self._fanout(st, "chat.message", frame)
-                self._notify_summary(st, agents=False)
-            else:
-                self._reject(conn, ErrorCode.INTERNAL, "the host could not store this message",
-                             ref=ref, session=st.row.session_id)
+            kind, st, arg = cast(tuple[int, SessionState, Any], token)
+            st.pending -= 1
+            if kind == _CHAT:
+                if error is None:
+                    fanout(st, "chat.message", frame)
+                    self._notify_summary(st, agents=False)
+                else:
+                    conn, ref = cast(tuple[Conn, str], arg)
+                    self._reject(conn, ErrorCode.INTERNAL,
+                                 "the host could not store this message",
+                                 ref=ref, session=st.row.session_id)
+            elif error is None or (kind == _LATER and st.write_failed is None):
+                fanout(st, cast(str, arg), frame)
+            elif kind == _HOST and st.write_failed is not error:
+                st.write_failed = error
+                log.error("session %s: the co-pilot's %s (and what followed it) could not "
+                          "be stored: not relayed (%s)", st.row.session_id, arg, error)
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:
@@ -1575,6 +1645,11 @@ def _activity(st: SessionState) -> SessionKey:
     """The inbox's order: last activity (a chat line, else creation), then the id."""
     row = st.row
     return (row.last_message_at or row.created_at, row.session_id)
+
+
+def _not_stored(st: SessionState) -> OperationError:
+    return OperationError(ErrorCode.INTERNAL, f"the host could not store the messages of "
+                          f"session {st.row.session_id}: not relayed")
 
 
 def _fd_budget(reserve: int) -> int:

@@ -453,7 +453,7 @@ class WsServer:
         # has (all woken in one loop tick), ``on_settled`` runs: the relay's group commit
         # then commits in the same tick instead of the next
         self.busy = 0
-        self.on_settled: Callable[[], None] | None = None
+        self.on_settled: Callable[[], object] | None = None
 
     async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
                      backlog: int) -> None:

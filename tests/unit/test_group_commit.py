@@ -5,13 +5,14 @@ failed commit hands nothing to relay and moves the sessions back."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hitl_desktop.core.protocol import SessionReopened
+from hitl_desktop.core.protocol import DraftStarted, SessionReopened, TurnEnded
 from hitl_desktop.host.log import RelayLog, SessionRow
 
 Committed = list[tuple[list[tuple[object, str]], BaseException | None]]
@@ -32,6 +33,10 @@ def _other_sees(path: Path, session_id: str) -> list[int]:
             "SELECT seq FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
     finally:
         db.close()
+
+
+def _started(turn_id: str) -> DraftStarted:
+    return DraftStarted(turn_id=turn_id, reason="customer_message", provider="offline")
 
 
 def _line(log: RelayLog, row: SessionRow, token: object, text: str) -> tuple[int, str, bool]:
@@ -143,3 +148,59 @@ def test_another_write_during_a_hold_commits_the_held_lines_first(relay_log: Rel
     assert order[-1] == "line-4"
     relay_log.release()
     assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3, 4]
+
+
+def test_host_frames_and_deferred_ones_share_the_group_in_order(relay_log: RelayLog) -> None:
+    """Issue 18: the co-pilot's turn frames join the group (their seq at once, handed back
+    after the commit), and an ephemeral frame deferred behind them comes back in its
+    place, unlogged; one transaction for all of it."""
+    committed: Committed = []
+    relay_log.on_group_commit = lambda lines, err: committed.append((lines, err))
+    row, _ = relay_log.create_session()
+    _line(relay_log, row, "line-2", "where is my parcel?")
+    seq, frame, began = relay_log.append_grouped(row, _started("t_1"), "started")
+    assert (seq, began) == (3, False) and row.last_seq == 3
+    assert json.loads(frame)["seq"] == 3 and json.loads(frame)["type"] == "draft.started"
+    relay_log.defer("delta", '{"type":"draft.delta"}')
+    ended = TurnEnded(turn_id="t_1", outcome="completed", reason="customer_message")
+    seq4, _f, _b = relay_log.append_grouped(row, ended, "ended")
+    assert seq4 == 4 and committed == []
+    assert _other_sees(relay_log.path, row.session_id) == [1]
+    assert relay_log.commit_group() is None
+    (lines, err), = committed
+    assert err is None and [t for t, _ in lines] == ["line-2", "started", "delta", "ended"]
+    assert lines[2][1] == '{"type":"draft.delta"}'
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2, 3, 4]
+    assert [m["type"] for m in relay_log.messages(row.session_id)] == [
+        "session.opened", "chat.message", "draft.started", "turn.ended"]
+    with pytest.raises(ValueError, match="not logged through the group"):
+        relay_log.append_grouped(row, SessionReopened(by="Agent"), "no")
+    with pytest.raises(RuntimeError, match="no open group"):
+        relay_log.defer("alone", "{}")
+
+
+def test_a_failed_commit_of_host_frames_moves_the_session_back(relay_log: RelayLog) -> None:
+    committed: Committed = []
+    relay_log.on_group_commit = lambda lines, err: committed.append((lines, err))
+    row, _ = relay_log.create_session()
+    _line(relay_log, row, "line-2", "hello")
+    relay_log.append_grouped(row, _started("t_1"), "started")
+    relay_log.defer("delta", "{}")
+
+    def no_commit(action: int, arg1: str | None, *_: object) -> int:
+        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION and \
+            arg1 == "COMMIT" else 0
+
+    relay_log._db.set_authorizer(no_commit)
+    try:
+        error = relay_log.commit_group()
+    finally:
+        relay_log._db.set_authorizer(None)
+    assert error is not None and committed[-1][1] is error
+    assert [t for t, _ in committed[-1][0]] == ["line-2", "started", "delta"]
+    assert row.last_seq == 1 and row.messages == 0
+    assert _other_sees(relay_log.path, row.session_id) == [1]
+    seq, _f, began = relay_log.append_grouped(row, _started("t_2"), "again")
+    assert began and seq == 2
+    relay_log.commit_group()
+    assert _other_sees(relay_log.path, row.session_id) == [1, 2]
