@@ -366,6 +366,41 @@ def pace_offline_engine(copilot: object, settings: Settings) -> None:
     log.info("offline engine paced at %.0f ms per word", delay_ms)
 
 
+#: ``Settings.extra`` key: false keeps the offline engine in the host process
+ENGINE_PROCESS = "offline_engine_process"
+
+
+def start_engine_process(copilot: object, paths: Paths, settings: Settings) -> None:
+    """Give the offline engine a process of its own (issue 18), unless the settings say
+    ``"offline_engine_process": false``.
+
+    The engine's plan, script and translation (~4 ms of CPU a draft) then run outside
+    the host process, off its GIL. The process starts in the background; until it is
+    up, and for good if it cannot start or dies, the engine drafts in a thread of the
+    host as before (one log line says so). The co-pilot's ``aclose`` stops it.
+    """
+    provider = getattr(copilot, "provider", None)
+    if getattr(provider, "name", None) != "offline" or not hasattr(provider, "process") \
+            or getattr(provider, "index", None) is None:
+        return
+    extra = settings.extra if isinstance(settings.extra, dict) else {}
+    if extra.get(ENGINE_PROCESS, True) in (False, 0, "0", "false", "off", "no"):
+        log.info("offline engine: in the host process (%s is off)", ENGINE_PROCESS)
+        return
+    from hitl_desktop.assistant.offline.process import EngineProcess, EngineSpec
+
+    spec = EngineSpec(data_dir=str(paths.data_dir), knowledge_dir=settings.knowledge_dir,
+                      config_dir=str(paths.config_dir),
+                      max_results=int(settings.max_search_results))
+    try:
+        provider.process = EngineProcess(spec)  # type: ignore[union-attr]
+    except Exception:
+        log.exception("the offline engine's process could not start: drafting in the host "
+                      "process")
+        return
+    log.info("offline engine: starting its own process")
+
+
 def copilot_factory(
     paths: Paths, settings: Settings, *, provider: str | None = None, model: str | None = None
 ) -> CopilotFactory:
@@ -390,6 +425,7 @@ def copilot_factory(
             log.exception("the co-pilot could not start: the host relays chat only")
             return NullCopilot()
         pace_offline_engine(copilot, settings)
+        start_engine_process(copilot, paths, settings)
         return copilot
 
     return make

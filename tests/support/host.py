@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ async def running_host(
     settings = settings or Settings()
     factory = copilot_factory
     if factory is None and copilot:
+        # the offline engine plans in the host's thread here (a spawned engine process
+        # per test costs a second of CPU); tests/integration/test_engine_process.py and
+        # the modes' tests (demo, host window, CLI) run it in its own process
+        settings = replace(settings, extra={services.ENGINE_PROCESS: False, **settings.extra})
         factory = services.copilot_factory(paths, settings)
     host = await start_host(paths, settings, port=kw.pop("port", 0), config=config,
                             copilot_factory=factory, **kw)

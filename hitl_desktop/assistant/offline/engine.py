@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from openai.types.responses import ResponseStreamEvent
 
@@ -34,6 +34,24 @@ from hitl_desktop.core.catalog import ToolCatalog
 from hitl_desktop.knowledge.index import SearchHit
 
 log = logging.getLogger(__name__)
+
+
+class RemoteEngine(Protocol):
+    """This engine in another process (:class:`.process.EngineProcess`)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def steps(self, request: TurnRequest, delay_s: float,
+                    window_s: float) -> list[Step] | str:
+        """The steps, or the engine's error message; raises when the process failed."""
+        ...
+
+    def fail(self, why: str) -> None:
+        """Stop using the process (logged once)."""
+
+    def close(self) -> None:
+        """Stop the process and wait for it (blocks)."""
 
 
 class OfflineProvider:
@@ -76,9 +94,14 @@ class OfflineProvider:
         self._closed = False
         self._owned_index: Any = None
         self._rng = random.Random()  # response and item ids (seeded from os.urandom)
+        # the engine's own process (app.services starts it): used while it is ready
+        self.process: RemoteEngine | None = None
 
     async def aclose(self) -> None:
         self._closed = True
+        remote, self.process = self.process, None
+        if remote is not None:
+            await asyncio.to_thread(remote.close)  # waits for the worker to exit
         if self._owned_index is not None:
             await asyncio.to_thread(self._owned_index.close)  # never a store on the loop
             self._owned_index = None
@@ -163,9 +186,25 @@ class OfflineProvider:
     async def steps(self, request: TurnRequest, window_s: float) -> list[Step]:
         """The whole response as the few steps the host's loop plays (translated and
         compacted off the loop: :mod:`hitl_desktop.assistant.steps`); the same updates
-        as :meth:`stream`'s events give, text merged within ``window_s``."""
+        as :meth:`stream`'s events give, text merged within ``window_s``.
+
+        In the engine's own process when the host gave it one and it is up
+        (:mod:`.process`), else in a worker thread; a process that fails is not used
+        again and the turn is drafted here."""
         if self._closed:
             raise ProviderError("closed", "the offline assistant was shut down")
+        remote = self.process
+        if remote is not None and remote.ready:
+            try:
+                got = await remote.steps(request, self.delay_s, window_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the process, not the engine (which answers str)
+                remote.fail(f"a turn failed there ({type(exc).__name__}: {exc})")
+            else:
+                if isinstance(got, str):
+                    raise ProviderError("offline", f"the offline assistant failed: {got}")
+                return got
         try:
             return await asyncio.to_thread(self.compact_steps, request, window_s)
         except Exception as exc:

@@ -1,0 +1,204 @@
+"""The offline engine in a process of its own, so its CPU is not the host's.
+
+Why: at ~100 drafts a second the host process needs more than one CPU-second per
+second of Python under one GIL (issue 18); the engine's plan, script and translation
+(~4 ms a draft) are pure functions of the turn's history and the knowledge index, so
+they can run anywhere. One worker process (``spawn``: nothing of the host's state or
+threads is inherited, the same on Linux, macOS and Windows) opens the index and the
+catalog once and answers each turn with its compact steps
+(:mod:`hitl_desktop.assistant.steps`: plain tuples of small frozen dataclasses).
+
+The host talks to it over one pipe from one thread of its own (a
+:class:`~hitl_desktop.core.threads.StoreWorker`): the request is pickled, sent, the
+answer read and unpickled there, one call at a time, so the loop's only work is
+handing the call over (a ``ProcessPoolExecutor`` costs two more host threads and their
+wake-ups per call). The host's :class:`~hitl_desktop.assistant.offline.OfflineProvider`
+keeps an engine of its own in a thread for when the process is not there: still
+starting, failed to start, or gone (:meth:`EngineProcess.fail`); no turn is lost.
+
+The worker ignores SIGINT (the host decides when it stops) and leaves when its pipe
+closes: when the host stops it, exits, or is killed. No engine outlives its host.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hitl_desktop.assistant.base import TurnRequest
+from hitl_desktop.core.threads import StoreWorker
+
+if TYPE_CHECKING:
+    from hitl_desktop.assistant.steps import Step
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
+STOP_TIMEOUT_S = 5.0
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    """What the worker needs to build the same engine as the host's (picklable)."""
+
+    data_dir: str
+    knowledge_dir: str | None
+    config_dir: str
+    max_results: int
+
+
+def serve(conn: Connection, spec: EngineSpec) -> None:
+    """(worker process) Load the engine, say so, then answer requests until the pipe
+    closes or ``None`` comes. A request is ``(TurnRequest, delay_s, window_s)``; the
+    answer ``("ok", steps)`` or ``("error", message)`` (the engine failed: the host
+    says so in ``draft.failed``, as for an engine in its own thread)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the host's to handle
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s engine-process %(levelname)s %(name)s: %(message)s")
+    try:
+        from hitl_desktop.assistant.offline.engine import OfflineProvider
+        from hitl_desktop.knowledge.index import open_index
+        from hitl_desktop.store.catalog_file import load_catalog
+
+        engine = OfflineProvider(open_index(Path(spec.data_dir), spec.knowledge_dir),
+                                 catalog=load_catalog(Path(spec.config_dir)),
+                                 max_results=spec.max_results)
+    except Exception as exc:
+        log.exception("the offline engine could not load")
+        conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}"), _PICKLE))
+        return
+    conn.send_bytes(pickle.dumps(("ready", os.getpid()), _PICKLE))
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the host is gone
+        message = pickle.loads(raw)
+        if message is None:
+            return
+        request, delay_s, window_s = message
+        engine.delay_s = delay_s
+        try:
+            answer: tuple[str, Any] = ("ok", engine.compact_steps(request, window_s))
+        except Exception as exc:
+            log.exception("offline engine failed to plan a reply")
+            answer = ("error", str(exc))
+        try:
+            conn.send_bytes(pickle.dumps(answer, _PICKLE))
+        except (EOFError, OSError):
+            return
+
+
+def portable(request: TurnRequest) -> TurnRequest:
+    """The request as the engine reads it: the tools by name only (the catalog's JSON
+    schemas are most of a request's bytes and the engine reads only the names)."""
+    tools = [{"type": t.get("type", "function"), "name": t.get("name")}
+             for t in request.tools if isinstance(t, dict)]
+    return replace(request, tools=tools)
+
+
+class EngineProcess:
+    """The host's handle on the engine's process.
+
+    ``ready`` once the worker has loaded the engine (turns before that run in the
+    host's own thread); ``lost`` once it failed to start or died (never used again).
+    ``codec_s``: the host thread's CPU seconds spent pickling requests and unpickling
+    answers (what the process costs the host beyond handing calls over).
+    """
+
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self.pid: int | None = None
+        self.ready = False
+        self.lost = False
+        self.codec_s = 0.0
+        self.calls = 0
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=serve, args=(child, spec), name="offline-engine",
+                                 daemon=True)
+        self._worker = StoreWorker("engine-process")
+        self._lock = threading.Lock()
+        self._proc.start()
+        child.close()  # the worker's end lives in the worker only: EOF when it dies
+        self._worker.submit(self._handshake)
+
+    def _handshake(self) -> None:
+        """(host thread) Wait for the worker to load the engine."""
+        try:
+            if not self._conn.poll(START_TIMEOUT_S):
+                raise TimeoutError(f"no answer in {START_TIMEOUT_S:.0f} s")
+            kind, value = pickle.loads(self._conn.recv_bytes())
+        except Exception as exc:
+            self.fail(f"it could not start ({type(exc).__name__}: {exc})")
+            return
+        if kind != "ready":
+            self.fail(f"it could not start ({value})")
+            return
+        self.pid = int(value)
+        self.ready = True
+        log.info("offline engine process %d ready", self.pid)
+
+    def fail(self, why: str) -> None:
+        """The process is unusable: say so once; the host drafts in its own thread."""
+        with self._lock:
+            if self.lost:
+                return
+            self.lost = True
+            self.ready = False
+        log.warning("the offline engine's process is not available: %s; drafting in the "
+                    "host process from now on", why)
+
+    async def steps(self, request: TurnRequest, delay_s: float,
+                    window_s: float) -> list[Step] | str:
+        """One response's steps from the worker, or the engine's error message; any
+        exception is the process's failure (the caller drafts in its own thread)."""
+        return await self._worker.call(self._call, request, delay_s, window_s)
+
+    def _call(self, request: TurnRequest, delay_s: float, window_s: float) -> list[Step] | str:
+        """(host thread) One round trip; the pipe is used by this thread only."""
+        if self.lost:
+            raise ConnectionError("the engine process is gone")
+        t0 = time.thread_time()
+        data = pickle.dumps((portable(request), delay_s, window_s), _PICKLE)
+        t1 = time.thread_time()
+        self._conn.send_bytes(data)
+        raw = self._conn.recv_bytes()  # EOFError when the worker died
+        t2 = time.thread_time()
+        kind, value = pickle.loads(raw)
+        self.codec_s += (t1 - t0) + (time.thread_time() - t2)
+        self.calls += 1
+        if kind == "ok":
+            steps: list[Step] = value
+            return steps
+        return str(value)
+
+    def close(self) -> None:
+        """Stop the worker and wait for it (blocks: call in a thread)."""
+        self.ready = False
+        stopping = self._worker.submit(self._stop)  # after the calls queued before it
+        try:
+            stopping.result(timeout=STOP_TIMEOUT_S)
+        except Exception:
+            log.debug("the engine process did not take its stop message", exc_info=True)
+        self._worker.shutdown()
+        self._proc.join(STOP_TIMEOUT_S)
+        if self._proc.is_alive():
+            log.warning("the offline engine process did not stop: killing it")
+            self._proc.kill()
+            self._proc.join(STOP_TIMEOUT_S)
+        self._conn.close()
+
+    def _stop(self) -> None:
+        if self._proc.is_alive():
+            self._conn.send_bytes(pickle.dumps(None, _PICKLE))

@@ -1,0 +1,231 @@
+"""The offline engine in its own process (issue 18): a real host started as every mode
+starts it (``app.services``), a real spawned engine process, real sockets. Drafts are
+planned there; a process killed mid-turn loses no turn (the host drafts in its own
+thread from then on, saying so once); stopping the host leaves no process behind, nor
+does killing it; the setting turns it off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from hitl_desktop.app.services import ENGINE_PROCESS, RunningHost, copilot_factory, start_host
+from hitl_desktop.assistant.base import TurnRequest
+from hitl_desktop.assistant.offline import OfflineProvider
+from hitl_desktop.assistant.offline.process import EngineProcess, EngineSpec
+from hitl_desktop.config import Settings, resolve_paths
+from hitl_desktop.core.protocol import ChatSend
+from hitl_desktop.core.turns import CustomerLine
+from hitl_desktop.host.copilot import DRAFT_DELTA_INTERVAL_S, HostCopilot
+from hitl_desktop.knowledge.articles import default_knowledge_dir
+from hitl_desktop.knowledge.index import KnowledgeIndex
+from tests.support.protocol_client import Client
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTION = "How long does a refund take?"
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a reaper."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc here: it exists
+    return state not in ("Z", "X")
+
+
+async def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+class Chat:
+    """A host with a verified customer and an agent on one session."""
+
+    def __init__(self, host: RunningHost, sid: str, customer: Client, agent: Client) -> None:
+        self.host, self.sid, self.customer, self.agent = host, sid, customer, agent
+
+    @property
+    def engine(self) -> OfflineProvider:
+        return cast(OfflineProvider, cast(HostCopilot, self.host.relay.copilot).provider)
+
+    @property
+    def process(self) -> EngineProcess:
+        process = self.engine.process
+        assert isinstance(process, EngineProcess)
+        return process
+
+    async def draft(self, text: str) -> dict[str, Any]:
+        n = len(self.agent.of("draft.completed")) + 1
+        await self.customer.send(ChatSend(text=text), self.sid)
+        data: dict[str, Any] = (await self.agent.wait("draft.completed", count=n))["data"]
+        return data
+
+    async def ready(self) -> int:
+        for _ in range(600):  # spawning and loading the engine: a second or two
+            if self.process.ready:
+                assert self.process.pid is not None
+                return self.process.pid
+            assert not self.process.lost
+            await asyncio.sleep(0.05)
+        raise AssertionError("the engine process never became ready")
+
+
+async def open_chat(tmp_path: Path, **extra: Any) -> Chat:
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config")
+    settings = Settings(provider="offline", extra={"offline_delay_ms": 0, **extra})
+    host = await start_host(paths, settings, copilot_factory=copilot_factory(paths, settings))
+    created = host.create_session(customer_id="CUST1001", title="engine process")
+    customer = await Client.connect(host.local_url, created.customer_token)
+    agent = await Client.connect(host.local_url, created.agent_token)
+    return Chat(host, created.session_id, customer, agent)
+
+
+@pytest.fixture
+async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
+    opened = await open_chat(tmp_path)
+    yield opened
+    await opened.customer.close()
+    await opened.agent.close()
+    await opened.host.stop()
+
+
+async def test_drafts_are_planned_in_the_engine_process(chat: Chat) -> None:
+    pid = await chat.ready()
+    assert pid != os.getpid() and alive(pid)
+    draft = await chat.draft(QUESTION)
+    assert "refund" in draft["text"].lower() and draft["citations"]
+    cancel = await chat.draft("please cancel ORD1008")  # a tool round, then the draft
+    assert chat.agent.of("tool.call", name="get_order")
+    assert cancel["text"]
+    assert chat.process.calls >= 3 and not chat.process.lost
+    assert chat.process.codec_s > 0  # the host's pickling, counted for the bench
+
+
+async def test_a_worker_killed_mid_turn_loses_no_turn(
+    chat: Chat, caplog: pytest.LogCaptureFixture
+) -> None:
+    pid = await chat.ready()
+    await chat.draft(QUESTION)
+    os.kill(pid, signal.SIGSTOP)  # the next call waits in the pipe: killed while in flight
+    n = len(chat.agent.of("draft.completed")) + 1
+    with caplog.at_level(logging.WARNING):
+        await chat.customer.send(ChatSend(text="What is your return policy?"), chat.sid)
+        await chat.agent.wait("draft.started", count=n)
+        await asyncio.sleep(0.2)  # the round trip is under way, the worker stopped
+        assert len(chat.agent.of("draft.completed")) < n
+        os.kill(pid, signal.SIGKILL)
+        draft = (await chat.agent.wait("draft.completed", count=n))["data"]
+        assert "return" in draft["text"].lower()
+        again = await chat.draft(QUESTION)  # from now on in the host's thread
+        assert "refund" in again["text"].lower()
+    assert not chat.agent.of("draft.failed")
+    assert chat.process.lost and not chat.process.ready
+    lines = [r for r in caplog.records if "engine's process is not available" in r.message]
+    assert len(lines) == 1, [r.message for r in caplog.records]
+    assert await gone(pid)
+
+
+async def test_stopping_the_host_stops_the_engine_process(tmp_path: Path) -> None:
+    chat = await open_chat(tmp_path)
+    pid = await chat.ready()
+    await chat.draft(QUESTION)
+    await chat.customer.close()
+    await chat.agent.close()
+    await chat.host.stop()
+    assert not alive(pid)  # stopped and reaped by the time stop() returns
+
+
+async def test_the_setting_keeps_the_engine_in_the_host(tmp_path: Path) -> None:
+    chat = await open_chat(tmp_path, **{ENGINE_PROCESS: False})
+    try:
+        assert chat.engine.process is None
+        assert "refund" in (await chat.draft(QUESTION))["text"].lower()
+    finally:
+        await chat.customer.close()
+        await chat.agent.close()
+        await chat.host.stop()
+
+
+async def test_an_engine_process_that_cannot_start_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
+                                    tmp_path / "ix.db")
+    engine = OfflineProvider(index)
+    (tmp_path / "not-a-dir").write_text("x")
+    spec = EngineSpec(data_dir=str(tmp_path / "not-a-dir"), knowledge_dir=None,
+                      config_dir=str(tmp_path / "config"), max_results=5)
+    request = TurnRequest(instructions="", history=[CustomerLine(text=QUESTION)], tools=[],
+                          session_id="s")
+    try:
+        with caplog.at_level(logging.WARNING):
+            engine.process = process = EngineProcess(spec)
+            for _ in range(600):
+                if process.lost:
+                    break
+                await asyncio.sleep(0.05)
+            assert process.lost and not process.ready
+            steps = await engine.steps(request, DRAFT_DELTA_INTERVAL_S)  # in a thread
+        assert any("could not start" in r.message for r in caplog.records)
+        assert steps and process.calls == 0
+    finally:
+        await engine.aclose()
+        await asyncio.to_thread(index.close)
+    assert process.pid is None
+
+
+def children(pid: int) -> dict[int, bytes]:
+    """The child processes of ``pid`` (listed under the thread that started each) and
+    their command lines."""
+    found = [int(p) for f in Path(f"/proc/{pid}/task").glob("*/children")
+             for p in f.read_text().split()]
+    return {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in found}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_a_killed_host_leaves_no_engine_process(tmp_path: Path) -> None:
+    host = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.hostproc", str(tmp_path / "data"),
+        json.dumps({"copilot": "offline"}),
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert host.stdout is not None
+        line = await asyncio.wait_for(host.stdout.readline(), 60)
+        assert json.loads(line)["pid"] == host.pid
+        engine: dict[int, bytes] = {}
+        for _ in range(200):
+            engine = children(host.pid)
+            if any(b"spawn_main" in c for c in engine.values()):
+                break
+            await asyncio.sleep(0.05)
+        # the engine, and multiprocessing's resource tracker that spawning starts
+        assert sum(b"spawn_main" in c for c in engine.values()) == 1, engine
+        await asyncio.sleep(0.5)
+        host.kill()
+        await host.wait()
+        for pid in engine:
+            assert await gone(pid)
+    finally:
+        if host.returncode is None:
+            host.kill()
+            await host.wait()
