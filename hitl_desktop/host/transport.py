@@ -8,7 +8,11 @@ The Sans-I/O layer is websockets' documented integration point ("Integrate the
 Sans-I/O layer"): it parses and serialises (handshake, frames, pings, close, size
 limits, UTF-8); this module moves bytes. One :class:`WsConn` per TCP connection:
 
-* reading: ``data_received`` feeds the protocol; whole text/binary messages wait in
+* reading: the socket is read into one buffer the server's connections share
+  (``asyncio.BufferedProtocol``: asyncio's plain ``Protocol`` reads with
+  ``recv(256 KiB)``, a fresh 256 KiB bytes object per read — above glibc's mmap
+  threshold, so an mmap, mremap and munmap per read, a large part of a hop's cost;
+  issue 18); ``data_received`` feeds the protocol; whole text/binary messages wait in
   a small inbox for the connection's handler task (:meth:`WsConn.recv`);
 * writing: :meth:`WsConn.write` serialises a text frame and hands it to the asyncio
   transport at once (:func:`text_frame`: the bytes websockets' ``send_text`` would
@@ -48,6 +52,8 @@ _ws_log = logging.getLogger("websockets.server")
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN = State.OPEN
 KEEPALIVE_FAILED = 1011  # RFC 6455 internal error: what websockets sends on a ping timeout
+#: the most one socket read takes (below glibc's 128 KiB mmap threshold; see WsConn)
+READ_BUFFER_BYTES = 65_536
 
 
 _SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
@@ -70,7 +76,7 @@ class Closed(Exception):
     """The connection is closed (or closing): nothing more can be read."""
 
 
-class WsConn(asyncio.Protocol):
+class WsConn(asyncio.BufferedProtocol):
     """One TCP connection: the Sans-I/O protocol plus the asyncio transport."""
 
     def __init__(self, server: WsServer) -> None:
@@ -219,6 +225,15 @@ class WsConn(asyncio.Protocol):
         self.server.conns.add(self)
         self._open_timer = self.server.loop.call_later(self.server.open_timeout,
                                                        self._open_timed_out)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads to: the server's one read buffer (shared: each read
+        is taken out of it by :meth:`buffer_updated` before the loop does anything
+        else)."""
+        return self.server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.server.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
@@ -454,6 +469,8 @@ class WsServer:
         # then commits in the same tick instead of the next
         self.busy = 0
         self.on_settled: Callable[[], object] | None = None
+        # every connection's socket reads land here first (see WsConn.get_buffer)
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
 
     async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
                      backlog: int) -> None:

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from hitl_desktop.core.protocol import MAX_FRAME_BYTES
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.relay import RelayConfig
-from hitl_desktop.host.transport import WsConn, WsServer
+from hitl_desktop.host.transport import READ_BUFFER_BYTES, WsConn, WsServer
 from tests.support.host import running_host
 from tests.support.protocol_client import Client, refused, token_of
 
@@ -196,8 +196,9 @@ async def test_a_handler_that_falls_behind_stops_reading_the_socket() -> None:
                     sent += 1
         assert sent < 200_000  # held back by TCP once the host stopped reading
         (conn,) = conns
-        # one socket read (256 KiB) of 1 kB messages at most beyond the bound
-        assert conn.queued() <= 16 + 300
+        # one socket read (READ_BUFFER_BYTES, 64 KiB) of 1 kB messages at most beyond
+        # the bound
+        assert conn.queued() <= 16 + READ_BUFFER_BYTES // 1000 + 1
         release.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
@@ -209,6 +210,50 @@ async def test_a_handler_that_falls_behind_stops_reading_the_socket() -> None:
         assert len(received) in (sent, sent + 1)
     finally:
         await ws.close()
+        await server.aclose(1001, "done")
+        await tasks.aclose()
+
+
+async def test_connections_reading_through_the_shared_buffer_keep_their_own_bytes() -> None:
+    """Every socket read lands in the server's one read buffer (WsConn.get_buffer): many
+    connections sending messages larger than it at once, interleaved on the loop, each
+    get exactly their own messages, whole and in order."""
+    got: dict[int, list[str]] = {}
+    all_in = asyncio.Event()
+    clients_n, sizes = 6, (10, 70_000, 3 * READ_BUFFER_BYTES + 17, 200)
+
+    async def handler(conn: WsConn) -> None:
+        mine = got.setdefault(id(conn), [])
+        async for message in conn:
+            assert isinstance(message, str)
+            mine.append(message)
+            if sum(map(len, got.values())) == clients_n * len(sizes):
+                all_in.set()
+
+    tasks = TaskSupervisor("transport test")
+    server = WsServer(handler, spawn=tasks.spawn, on_accept=lambda _t: "127.0.0.1",
+                      on_release=lambda _a: None, process_request=lambda _c, _r: None,
+                      max_size=2**20, ping_interval=None, ping_timeout=20.0, open_timeout=10.0,
+                      close_timeout=1.0, server_header=None)
+    await server.listen("127.0.0.1", 0, ssl_context=None, backlog=16)
+    port = server.sockets[0].getsockname()[1]
+    clients = [await connect(f"ws://127.0.0.1:{port}/ws", compression=None, max_size=None)
+               for _ in range(clients_n)]
+
+    def message(c: int, i: int, size: int) -> str:
+        return (f"<{c}:{i}>" + chr(0x41 + c) * size)[:size] if size > 8 else f"{c}{i}"
+
+    try:
+        await asyncio.gather(*(ws.send(message(c, i, size)) for c, ws in enumerate(clients)
+                               for i, size in enumerate(sizes)))
+        await asyncio.wait_for(all_in.wait(), 10)
+        received = sorted(got.values())
+        expected = sorted([message(c, i, size) for i, size in enumerate(sizes)]
+                          for c in range(len(clients)))
+        assert received == expected
+    finally:
+        for ws in clients:
+            await ws.close()
         await server.aclose(1001, "done")
         await tasks.aclose()
 
