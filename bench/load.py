@@ -62,7 +62,7 @@ from hitl_desktop.core.links import InviteLink  # noqa: E402
 
 PEERS = REPO / "bench" / "peers"
 TICK_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-SYSTEMS = ("shipped", "relay", "socketio", "ws")
+SYSTEMS = ("shipped", "relay", "socketio", "ws")  # (+ base, base-shipped: --baseline)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -70,6 +70,25 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def children(pid: int) -> list[int]:
+    """The process's child processes (e.g. the host's offline engine process)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def server_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of the server and each of its child processes, by pid."""
+    out: dict[int, float] = {}
+    for p in (pid, *children(pid)):
+        with contextlib.suppress(OSError):
+            out[p] = cpu_seconds(p)
+    return out
 
 
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
@@ -141,7 +160,7 @@ class HostServer(Server):
         ctx = mp.get_context("spawn")
         self._pipe, child = ctx.Pipe()
         self._proc = ctx.Process(target=_host_main, args=(child, self._tmp.name, copilot, src),
-                                 daemon=True)
+                                 daemon=False)  # (a daemon cannot start the engine process)
         self._proc.start()
         self.info = self._pipe.recv()
         assert self._proc.pid is not None
@@ -554,13 +573,14 @@ def measure(server: Server, sessions: int, work: Work, clients: int,
             if pipe.recv() != "ready":
                 raise RuntimeError("a client failed to start")
         spy = Profiler(profile, server.pid)
-        cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+        cpu0, t0 = server_cpu(server.pid), time.perf_counter()
         main0 = cpu_seconds(server.pid, server.pid)
         for _proc, pipe in procs:
             pipe.send("go")
         reports = [pipe.recv() for _proc, pipe in procs]
         took = time.perf_counter() - t0
-        cpu = cpu_seconds(server.pid) - cpu0
+        cpu1 = server_cpu(server.pid)  # the host and its engine process (if any)
+        cpu = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
         main = cpu_seconds(server.pid, server.pid) - main0
         spy.stop()
         for _proc, pipe in procs:
@@ -596,11 +616,11 @@ def _ratio(a: float, b: float | None) -> str:
 def report(title: str, results: dict[str, Result]) -> None:
     sio, floor = results.get("socketio"), results.get("ws")
     print(f"\n{title}")
-    print(f"  {'system':9s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
+    print(f"  {'system':12s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
           f"{'p50/sio':>7s} {'p99/sio':>7s} {'cpu/sio':>7s}   {'p50/ws':>6s} {'p99/ws':>6s} "
           f"{'cpu/ws':>6s}   draft p50 / p99     client CPU/line, busiest   main thread/line")
     for name, r in results.items():
-        print(f"  {name:9s} {_ms(r.hop50):>8s} {_ms(r.hop99):>8s} "
+        print(f"  {name:12s} {_ms(r.hop50):>8s} {_ms(r.hop99):>8s} "
               f"{r.cpu_per_line * 1e6:7.0f}us {r.lines:7d}   "
               f"{_ratio(r.hop50, sio.hop50 if sio else None):>7s} "
               f"{_ratio(r.hop99, sio.hop99 if sio else None):>7s} "
@@ -611,6 +631,15 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{_ms(r.draft50)} / {_ms(r.draft99)} ms   "
               f"{r.client_cpu_per_line * 1e6:6.0f}us {r.client_busiest * 100:4.0f}%   "
               f"{r.main_per_line * 1e6:6.0f}us")
+    for name, base in (("relay", "base"), ("shipped", "base-shipped")):
+        r, b = results.get(name), results.get(base)
+        if r is None or b is None:
+            continue
+        print(f"  {name} / {base} (same run): hop p50 {_ratio(r.hop50, b.hop50)}, "
+              f"p99 {_ratio(r.hop99, b.hop99)}; draft p50 {_ratio(r.draft50, b.draft50)}, "
+              f"p99 {_ratio(r.draft99, b.draft99)}; CPU/line "
+              f"{_ratio(r.cpu_per_line, b.cpu_per_line)}, main thread "
+              f"{_ratio(r.main_per_line, b.main_per_line)}")
 
 
 def _profile_path(prefix: str | None, name: str, sessions: int, what: str = "burst"
@@ -623,6 +652,8 @@ def _profile_path(prefix: str | None, name: str, sessions: int, what: str = "bur
 def start(name: str, baseline: str | None = None) -> Server:
     if name == "base":  # the relay (co-pilot off) of another tree: before/after in one run
         return HostServer(copilot=False, src=baseline)
+    if name == "base-shipped":  # ... and that tree's host as shipped (co-pilot on)
+        return HostServer(copilot=True, src=baseline)
     if name == "shipped":
         return HostServer(copilot=True)
     if name == "relay":
@@ -645,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="paced: seconds between a customer's lines (default 10)")
     parser.add_argument("--baseline", default=None,
                         help="another tree (e.g. `git archive main | tar -x -C DIR`): its "
-                             "relay runs as system 'base' right before this tree's 'relay'")
+                             "relay runs as system 'base' right before this tree's 'relay', "
+                             "its shipped host as 'base-shipped' before 'shipped'")
     parser.add_argument("--clients", type=int, default=1,
                         help="client processes, each driving S/N sessions (the same client "
                              "code for every system; one saturates at S >= 100 bursts)")
@@ -662,7 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (10.0 if args.quick else 40.0)
     systems = [s for s in args.systems.split(",") if s in SYSTEMS]
     if args.baseline:
-        systems.insert(systems.index("relay") if "relay" in systems else 0, "base")
+        if "relay" in systems or "shipped" not in systems:
+            systems.insert(systems.index("relay") if "relay" in systems else 0, "base")
+        if "shipped" in systems:
+            systems.insert(systems.index("shipped"), "base-shipped")
     missing = peers_missing()
     if missing and any(s in ("socketio", "ws") for s in systems):
         print(f"skipping the Node peers (socket.io, ws floor): {missing}; ratios left out")

@@ -1321,6 +1321,10 @@ class Relay:
                 st.write_failed = error
                 log.error("session %s: the co-pilot's %s (and what followed it) could not "
                           "be stored: not relayed (%s)", st.row.session_id, arg, error)
+        if self.server is not None:
+            # the group's frames leave now, one send per connection (not at the end of
+            # the loop's next pass, behind whatever else is ready: the hop's latency)
+            self.server.uncork()
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:

@@ -14,10 +14,12 @@ limits, UTF-8); this module moves bytes. One :class:`WsConn` per TCP connection:
   threshold, so an mmap, mremap and munmap per read, a large part of a hop's cost;
   issue 18); ``data_received`` feeds the protocol; whole text/binary messages wait in
   a small inbox for the connection's handler task (:meth:`WsConn.recv`);
-* writing: :meth:`WsConn.write` serialises a text frame and hands it to the asyncio
-  transport at once (:func:`text_frame`: the bytes websockets' ``send_text`` would
-  write, built in one step; a fan-out builds them once for all its recipients and
-  hands them to :meth:`WsConn.write_wire`); :attr:`WsConn.writable` is False while the
+* writing: :meth:`WsConn.write` serialises a text frame (:func:`text_frame`: the bytes
+  websockets' ``send_text`` would write, built in one step; a fan-out builds them once
+  for all its recipients and hands them to :meth:`WsConn.write_wire`); the frames
+  written to a connection in one loop tick go to the asyncio transport in one write at
+  the tick's end (corking: one ``send`` instead of one per frame), or at once when they
+  reach the transport's high-water mark; :attr:`WsConn.writable` is False while the
   transport has paused writing (its buffer is over the high-water mark), and
   :meth:`WsConn.drain` waits for it to resume — the caller queues meanwhile
   (backpressure stays the caller's);
@@ -100,6 +102,10 @@ class WsConn(asyncio.BufferedProtocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping: bytes | None = None  # payload of the ping awaiting its pong
+        # frames written this loop tick, sent together at its end (WsServer.uncork)
+        self._cork: list[bytes] = []
+        self._cork_bytes = 0
+        self._corked = False  # in server.corked
 
     # ------------------------------------------------------------------ for the relay
 
@@ -115,23 +121,45 @@ class WsConn(asyncio.BufferedProtocol):
                 and not t.is_closing())
 
     def write(self, text: str) -> bool:
-        """Send one text frame now (it lands in the transport's buffer; nothing awaits).
-        False when the connection is no longer open (the frame is dropped)."""
+        """Send one text frame (at the end of this loop tick, with the others written to
+        this connection meanwhile; nothing awaits). False when the connection is no
+        longer open (the frame is dropped)."""
         return self.write_wire(text_frame(text.encode()))
 
     def write_wire(self, wire: bytes) -> bool:
         """:meth:`write` with the frame already built by :func:`text_frame`. The protocol's
-        own output (pongs, close) is flushed as soon as it is made, so nothing of it can
-        be waiting here to go first; no extension is ever negotiated (the protocol is
-        built without any), and the relay never fragments, so the frame is exactly what
-        ``send_text`` would have queued."""
-        if self.protocol.state is not _OPEN:
+        own output (pongs, close) is flushed as soon as it is made, after what was
+        written before it; no extension is ever negotiated (the protocol is built without
+        any), and the relay never fragments, so the frame is exactly what ``send_text``
+        would have queued.
+
+        Corked (issue 18): the frames written to one connection in one loop tick leave
+        in one ``send`` at the tick's end (:meth:`WsServer.uncork`; ~15 frames of a
+        draft to each agent were a syscall each), or as soon as they reach the
+        transport's high-water mark (so the buffer limits work as before): the same
+        bytes, in the same order."""
+        if self.protocol.state is not _OPEN or self.transport is None:
             return False
-        t = self.transport
-        if t is None:
-            return False
-        t.write(wire)
+        self._cork.append(wire)
+        self._cork_bytes += len(wire)
+        if not self._corked:
+            self._corked = True
+            self.server.cork(self)
+        if self._cork_bytes >= self.server.write_limit:
+            self.uncork()
         return True
+
+    def uncork(self) -> None:
+        """Hand the frames written so far to the transport, in one write."""
+        cork = self._cork
+        if not cork:
+            return
+        data = cork[0] if len(cork) == 1 else b"".join(cork)
+        cork.clear()
+        self._cork_bytes = 0
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(data)
 
     async def drain(self) -> None:
         """Wait until the transport takes data again; raises :class:`Closed` if the
@@ -203,7 +231,7 @@ class WsConn(asyncio.BufferedProtocol):
     def buffered(self) -> int:
         """Bytes written but not yet taken by the socket."""
         t = self.transport
-        return 0 if t is None else t.get_write_buffer_size()
+        return self._cork_bytes + (0 if t is None else t.get_write_buffer_size())
 
     @property
     def close_code(self) -> int | None:
@@ -264,6 +292,8 @@ class WsConn(asyncio.BufferedProtocol):
         self._open_timer = self._close_timer = self._ping_timer = None
         if not self._lost.done():
             self._lost.set_result(None)
+        self._cork.clear()
+        self._cork_bytes = 0
         self.paused = False
         self._wake_drain()
         self._wake_reader()
@@ -286,7 +316,11 @@ class WsConn(asyncio.BufferedProtocol):
         t = self.transport
         if t is None:
             return
-        for data in self.protocol.data_to_send():
+        out = self.protocol.data_to_send()
+        if not out:
+            return
+        self.uncork()  # the frames written before it go first
+        for data in out:
             if data:
                 t.write(data)
             else:  # the protocol's end of stream: the server closes TCP first
@@ -471,6 +505,20 @@ class WsServer:
         self.on_settled: Callable[[], object] | None = None
         # every connection's socket reads land here first (see WsConn.get_buffer)
         self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
+        self.corked: list[WsConn] = []  # connections with frames written this tick
+
+    def cork(self, conn: WsConn) -> None:
+        """``conn`` has frames to send at the end of this tick."""
+        if not self.corked:
+            self.loop.call_soon(self.uncork)
+        self.corked.append(conn)
+
+    def uncork(self) -> None:
+        """The tick is over: each connection's frames leave in one write."""
+        corked, self.corked = self.corked, []
+        for conn in corked:
+            conn._corked = False
+            conn.uncork()
 
     async def listen(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
                      backlog: int) -> None:
