@@ -104,10 +104,12 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
                 import resource
 
                 ru = resource.getrusage(resource.RUSAGE_THREAD)  # the loop's: user / kernel
-                engine = _engine_cpu(host)
+                engine, codec = _engine_cpu(host), _engine_codec(host)
                 pipe.send((time.process_time(), time.thread_time(),
                            {**_thread_cpu(), "loop-kernel": ru.ru_stime, "gc": gc_time[0],
-                            **({"ENGINE PROCESS": engine} if engine is not None else {})}))
+                            **({"ENGINE PROCESS": engine} if engine is not None else {}),
+                            **({"(engine-process: pickling)": codec}
+                               if codec is not None else {})}))
             elif cmd == "profile" and profile and copilot and prof is None:
                 import cProfile
 
@@ -120,6 +122,14 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
 
     profile = os.environ.get("BENCH_PROFILE")
     asyncio.run(main())
+
+
+def _engine_codec(host: Any) -> float | None:
+    """The host thread's CPU seconds pickling requests to and answers from the offline
+    engine's process (``EngineProcess.codec_s``), when it has one."""
+    provider = getattr(getattr(host.relay, "copilot", None), "provider", None)
+    codec = getattr(getattr(provider, "process", None), "codec_s", None)
+    return float(codec) if codec is not None else None
 
 
 def _engine_cpu(host: Any) -> float | None:

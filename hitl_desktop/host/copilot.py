@@ -88,7 +88,7 @@ from hitl_desktop.core.turns import (
 from hitl_desktop.host.conversation import ConversationStore, DraftRecord
 from hitl_desktop.knowledge.articles import KbArticle
 from hitl_desktop.knowledge.index import KnowledgeIndex
-from hitl_desktop.store.database import ApprovalRecord, ShopDatabase
+from hitl_desktop.store.database import ActionCheck, ApprovalRecord, ShopDatabase
 from hitl_desktop.store.errors import Expired
 
 P = ParamSpec("P")
@@ -993,14 +993,21 @@ class HostCopilot:
                 await asyncio.wait({work})
                 raise
         turn.finishing = True
-        citations = [c.model_dump() for c in turn.citations]
-        # recorded before agents see it complete (a restart reports unfinished drafts)
-        await self._history(self.conversations.draft_finished, turn.turn_id, "completed",
-                            text=turn.text, citations=citations)
         history = await self._items(sid)
-        await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=turn.text,
-                                                citations=turn.citations,
-                                                claims=self._claims(history, turn.text)))
+        text, cited = turn.text, list(turn.citations)
+        conversations = self.conversations
+
+        def finished() -> list[DraftClaim]:
+            """(conversation store's thread) Recorded before agents see it complete (a
+            restart reports unfinished drafts); its claims checked there too, off the
+            loop (issue 18)."""
+            conversations.draft_finished(turn.turn_id, "completed", text=text,
+                                         citations=[c.model_dump() for c in cited])
+            return self._claims(history, text)
+
+        claims = await self._history(finished)
+        await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=text,
+                                                citations=cited, claims=claims))
 
     async def _instructions(self, identity: SessionIdentity) -> str:
         """The configured instructions plus the session's identity state: who the verified
@@ -1223,48 +1230,57 @@ class HostCopilot:
         sid = turn.session_id
         needs_approval = self.catalog.needs_approval(call.name)
         mode: Literal["auto", "approval"] = "approval" if needs_approval else "auto"
-        try:
-            if call.arguments is None:
-                raise InvalidArguments(f"{call.name}: {call.error or 'invalid arguments'}",
-                                       tool=call.name)
-            args = self.catalog.validate_arguments(call.name, call.arguments)
-        except InvalidArguments as exc:
+        access = ident.tool_access(identity, call.name)
+        customer_id = access.customer_id
+        refused = access.refusal is not None or customer_id is None
+
+        def checked_run() -> tuple[dict[str, Any] | str, str | None, dict[str, Any] | None]:
+            """(shop's thread) The arguments checked against the catalog's schema, the
+            confinement check and, for a tool that needs no approval, its run: one trip
+            to the shop, and the schema validation off the loop (issue 18). Returns
+            (arguments, or why they are invalid; why the call is beyond the customer's
+            records; the run's result)."""
+            try:
+                if call.arguments is None:
+                    raise InvalidArguments(f"{call.name}: {call.error or 'invalid arguments'}",
+                                           tool=call.name)
+                args = self.catalog.validate_arguments(call.name, call.arguments)
+            except InvalidArguments as exc:
+                return exc.message, None, None
+            if refused or customer_id is None:
+                return args, None, None
+            beyond = ident.confinement_error(args, customer_id, self.store.order_owner)
+            if beyond is not None or needs_approval:
+                return args, beyond, None
+            try:
+                return args, None, self.store.run_tool(
+                    call.name, args, actor="assistant", customer_id=customer_id,
+                    session_id=sid, call_id=call.call_id)
+            except OperationError as exc:
+                return args, None, {"ok": False, "error": exc.message}
+            except Exception as exc:
+                log.exception("tool %s failed", call.name)
+                return args, None, {"ok": False, "error": f"internal error: {exc}"}
+
+        checked, beyond, result = await self._shop(checked_run)
+        if isinstance(checked, str):  # invalid arguments: shown as sent, not run
             shown = call.arguments or {}
             await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
                                               name=call.name, arguments=shown, mode=mode))
-            output = {"ok": False, "error": exc.message}
+            output = {"ok": False, "error": checked}
             await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                                 output=output))
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
                                   output=output)
+        args = checked
         await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
                                           name=call.name, arguments=args, mode=mode))
-        access = ident.tool_access(identity, call.name)
-        if access.refusal is not None or access.customer_id is None:
-            refused = access.refusal or ident.not_verified_output(call.name, identity)
+        if refused or customer_id is None:
+            refusal = access.refusal or ident.not_verified_output(call.name, identity)
             await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
-                                                output=refused))
+                                                output=refusal))
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
-                                  output=refused)
-        customer_id = access.customer_id
-
-        def confined_run() -> tuple[str | None, dict[str, Any] | None]:
-            """(shop's thread) The confinement check and, for a tool that needs no
-            approval, its run: one trip to the shop, not two."""
-            beyond = ident.confinement_error(args, customer_id, self.store.order_owner)
-            if beyond is not None or needs_approval:
-                return beyond, None
-            try:
-                return None, self.store.run_tool(
-                    call.name, args, actor="assistant", customer_id=customer_id,
-                    session_id=sid, call_id=call.call_id)
-            except OperationError as exc:
-                return None, {"ok": False, "error": exc.message}
-            except Exception as exc:
-                log.exception("tool %s failed", call.name)
-                return None, {"ok": False, "error": f"internal error: {exc}"}
-
-        beyond, result = await self._shop(confined_run)
+                                  output=refusal)
         if beyond is not None:  # someone else's records: not run, not proposed
             output = {"ok": False, "error": beyond, "error_code": "not_this_customer"}
             if needs_approval:  # as the dry run's refusals: no approval, nothing done
@@ -1290,20 +1306,33 @@ class HostCopilot:
         often the model (or a customer coaxing it) asks again.
         """
         sid = turn.session_id
-        pending = await self._shop(self.store.pending_approvals, sid)
-        for rec in pending:
-            if rec.tool == call.name and rec.proposed_arguments == args:
-                out = _awaiting(rec)
-                out["message"] = ("This exact action is already waiting for the "
-                                  "representative's approval and has NOT been carried out. "
-                                  "Do not request it again; tell the customer it is being "
-                                  "looked into.")
-                return ToolOutputItem(call_id=call.call_id, name=call.name,
-                                      outcome="awaiting_approval", output=out,
-                                      approval_id=rec.approval_id)
-        check = await self._shop(self.store.check_action, call.name, args,
-                                 customer_id=customer_id)
-        if not check.ok:
+        store = self.store
+
+        def propose() -> tuple[ApprovalRecord | None, ActionCheck | None,
+                               ApprovalRecord | None]:
+            """(shop's thread) The same action pending already, else the dry run and,
+            when it passes, the approval record: one trip, nothing between them."""
+            for pending in store.pending_approvals(sid):
+                if pending.tool == call.name and pending.proposed_arguments == args:
+                    return pending, None, None
+            check = store.check_action(call.name, args, customer_id=customer_id)
+            if not check.ok:
+                return None, check, None
+            return None, check, store.create_approval(  # the deadline: the policy's TTL
+                sid, call.call_id, call.name, args, customer_id=customer_id)
+
+        waiting, check, created = await self._shop(propose)
+        if waiting is not None:
+            out = _awaiting(waiting)
+            out["message"] = ("This exact action is already waiting for the "
+                              "representative's approval and has NOT been carried out. "
+                              "Do not request it again; tell the customer it is being "
+                              "looked into.")
+            return ToolOutputItem(call_id=call.call_id, name=call.name,
+                                  outcome="awaiting_approval", output=out,
+                                  approval_id=waiting.approval_id)
+        assert check is not None
+        if created is None:
             refused = {
                 "ok": False, "status": "not_possible", "error": check.error,
                 "message": "The shop's rules refuse this action, so it was NOT proposed to the "
@@ -1314,9 +1343,7 @@ class HostCopilot:
                                                 output=refused))
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="not_possible",
                                   output=refused)
-        rec = await self._shop(
-            self.store.create_approval, sid, call.call_id, call.name, args,
-            customer_id=customer_id)  # the deadline: the catalog policy's approval TTL
+        rec = created
         tool = self.catalog.tool(call.name)
         await self._publish(sid, ApprovalCreated(
             approval_id=rec.approval_id, call_id=call.call_id, tool=call.name,
