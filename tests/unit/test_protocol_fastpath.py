@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hitl_desktop.core import protocol as P
-from hitl_desktop.host.relay_core import fast_parse
+from hitl_desktop.host.relay_core import fast_parse, json_value
 from tests.support.budget import examples
 
 _ids = st.one_of(
@@ -89,6 +89,40 @@ def test_fast_path_takes_the_common_frames() -> None:
     for odd in (b"{}", "[]", "nope", chat.replace('"v": 1', '"v": true'),
                 chat.replace('"ts": 1.5', '"ts": 1'), chat.replace("h\\u00e9llo", "\\ud800")):
         assert fast_parse(odd) is None
+
+
+def _loads_or_none(raw: str) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+_json_texts = st.one_of(
+    _frames(),
+    st.text(alphabet=' \t\n\r\ufeff{}[]":,0123456789.eE+-truefalsnul\\x', max_size=30),
+    st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=4),
+                 lambda inner: st.lists(inner, max_size=3)
+                 | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                 max_leaves=8).map(json.dumps),
+)
+
+
+@settings(max_examples=examples(2000, quick=300), deadline=None)
+@given(raw=_json_texts, pad=st.sampled_from(["", " ", "\n\t", "\ufeff", "x", " 1"]),
+       front=st.booleans())
+def test_json_value_reads_what_json_loads_reads(raw: str, pad: str, front: bool) -> None:
+    """fast_parse's JSON reader (the C scanner without json.loads' Python layers) gives
+    json.loads' value, and None wherever json.loads raises: a BOM, extra data, nothing,
+    whitespace on either side, nesting too deep."""
+    text = pad + raw if front else raw + pad
+    assert repr(json_value(text)) == repr(_loads_or_none(text))
+
+
+def test_json_value_edge_cases() -> None:
+    for text in ("", " ", "\ufeff{}", '{"a": 1} x', '{"a": 1}\n', ' {"a": [1, 2.5]} ',
+                 "NaN", "[" * 100_000 + "]" * 100_000, '{"a": 1}{"b": 2}', '"\\ud800"'):
+        assert repr(json_value(text)) == repr(_loads_or_none(text)), text
 
 
 _names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
