@@ -229,3 +229,19 @@ async def test_a_killed_host_leaves_no_engine_process(tmp_path: Path) -> None:
         if host.returncode is None:
             host.kill()
             await host.wait()
+
+
+async def test_a_host_stopped_while_its_engine_loads_stops_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    chat = await open_chat(tmp_path)
+    process = chat.process
+    assert not process.ready  # spawning and importing take a second
+    await chat.customer.close()
+    await chat.agent.close()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        await chat.host.stop()
+    assert time.monotonic() - started < 3.0
+    assert not process._proc.is_alive()
+    assert not any("engine" in r.message for r in caplog.records)
