@@ -290,20 +290,26 @@ class Conn:
         ws, out, wake, relay = self.ws, self.out, self.wake, self.relay
         try:
             while True:
-                while out:
-                    item = out.popleft()
-                    if item is _CLOSE:
-                        return
-                    if isinstance(item, tuple):
-                        ws.close(item[0], item[1])
-                        continue
-                    frame = cast(str, item)
-                    self.out_bytes -= len(frame)
-                    self.sent += len(frame)
-                    if ws.paused:  # the socket's buffer is full: wait for the peer
-                        await ws.drain()
-                    if not ws.write(frame):
-                        return
+                ws.corking = True  # what waits leaves in as few sends as the buffer allows
+                try:
+                    while out:
+                        item = out.popleft()
+                        if item is _CLOSE:
+                            return
+                        if isinstance(item, tuple):
+                            ws.close(item[0], item[1])
+                            continue
+                        frame = cast(str, item)
+                        self.out_bytes -= len(frame)
+                        self.sent += len(frame)
+                        if ws.paused:  # the socket's buffer is full: wait for the peer
+                            ws.uncork()
+                            await ws.drain()
+                        if not ws.write(frame):
+                            return
+                finally:
+                    ws.corking = False
+                    ws.uncork()
                 wait: float | None = None
                 if self.replays:
                     wait = relay._pump_replay(self)
@@ -852,6 +858,10 @@ class Relay:
 
     def _flush_summaries(self) -> None:
         self._flush_handle = None
+        with self.server.batch() if self.server is not None else contextlib.nullcontext():
+            self._send_summaries()  # a desk's updates in one send
+
+    def _send_summaries(self) -> None:
         with_agents, self._dirty_agents = self._dirty_agents, set()
         desk_only, self._dirty = self._dirty - with_agents, set()
         for sids, agents_too in ((with_agents, True), (desk_only, False)):
@@ -1303,6 +1313,12 @@ class Relay:
         host frame's session is marked (see ``SessionState.write_failed``) and what was
         deferred behind it dropped)."""
         fanout = self._fanout
+        batch = self.server.batch() if self.server is not None else contextlib.nullcontext()
+        with batch:  # each connection's frames of the group in one send
+            self._relay_group(lines, error, fanout)
+
+    def _relay_group(self, lines: list[tuple[object, str]], error: BaseException | None,
+                     fanout: Callable[[SessionState, str, str], None]) -> None:
         for token, frame in lines:
             kind, st, arg = cast(tuple[int, SessionState, Any], token)
             st.pending -= 1
@@ -1321,10 +1337,6 @@ class Relay:
                 st.write_failed = error
                 log.error("session %s: the co-pilot's %s (and what followed it) could not "
                           "be stored: not relayed (%s)", st.row.session_id, arg, error)
-        if self.server is not None:
-            # the group's frames leave now, one send per connection (not at the end of
-            # the loop's next pass, behind whatever else is ready: the hop's latency)
-            self.server.uncork()
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:
