@@ -26,7 +26,7 @@ from hitl_desktop.assistant.offline import OfflineProvider
 from hitl_desktop.assistant.offline.process import EngineProcess, EngineSpec
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.protocol import ChatSend
-from hitl_desktop.core.turns import CustomerLine
+from hitl_desktop.core.turns import CustomerLine, SentReply
 from hitl_desktop.host.copilot import DRAFT_DELTA_INTERVAL_S, HostCopilot
 from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
@@ -245,3 +245,53 @@ async def test_a_host_stopped_while_its_engine_loads_stops_at_once(
     assert time.monotonic() - started < 3.0
     assert not process._proc.is_alive()
     assert not any("engine" in r.message for r in caplog.records)
+
+
+async def test_a_session_s_history_goes_to_the_worker_once(tmp_path: Path) -> None:
+    """Each call sends only the items after those the worker holds for the session (the
+    co-pilot's history lists only grow); a worker that does not hold them asks for the
+    whole history. The drafts are the engine's own either way."""
+    index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
+                                    tmp_path / "ix.db")
+    here = OfflineProvider(index)
+    spec = EngineSpec(data_dir=str(tmp_path), knowledge_dir=None,
+                      config_dir=str(tmp_path / "config"), max_results=5)
+    (tmp_path / "config").mkdir()
+    process = EngineProcess(spec)
+    try:
+        for _ in range(600):
+            if process.ready:
+                break
+            await asyncio.sleep(0.05)
+        history: list[Any] = [CustomerLine(text=QUESTION, message_id="m1")]
+
+        async def both() -> None:
+            request = TurnRequest(instructions="", history=list(history), tools=[],
+                                  session_id="s1")
+            got = await process.steps(request, 0.0, DRAFT_DELTA_INTERVAL_S)
+            want = await asyncio.to_thread(here.compact_steps, request,
+                                           DRAFT_DELTA_INTERVAL_S)
+            assert not isinstance(got, str)
+            assert [[type(u).__name__ for u in ups] for ups, _ in got] == [
+                [type(u).__name__ for u in ups] for ups, _ in want]
+            assert "".join(getattr(u, "text", "") for ups, _ in got for u in ups
+                           if type(u).__name__ == "TextDelta") == "".join(
+                getattr(u, "text", "") for ups, _ in want for u in ups
+                if type(u).__name__ == "TextDelta")
+
+        await both()
+        assert process.items_sent == 1
+        history += [SentReply(text="It takes 5 days.", draft_id="d1"),
+                    CustomerLine(text="and how do I return a blender?", message_id="m2")]
+        await both()
+        assert process.items_sent == 3  # the two new items only
+        history.append(CustomerLine(text="What is your return policy?", message_id="m3"))
+        process._known["s1"] = (len(history), history[-1])  # as if the worker held it
+        process._known.move_to_end("s1")
+        history.append(CustomerLine(text="thanks", message_id="m4"))
+        before = process.items_sent
+        await both()  # the worker holds 3 items, not 4: it asks for all 5
+        assert process.items_sent == before + 1 + len(history)
+    finally:
+        await asyncio.to_thread(process.close)
+        await asyncio.to_thread(index.close)

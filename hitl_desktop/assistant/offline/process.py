@@ -32,6 +32,7 @@ import queue
 import signal
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HISTORIES = 4096  # sessions whose history the worker keeps (least recently used out)
 START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
 STOP_TIMEOUT_S = 5.0
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -61,9 +63,12 @@ class EngineSpec:
 
 def serve(conn: Connection, spec: EngineSpec) -> None:
     """(worker process) Load the engine, say so, then answer requests until the pipe
-    closes or ``None`` comes. A request is ``(TurnRequest, delay_s, window_s)``; the
-    answer ``("ok", steps)`` or ``("error", message)`` (the engine failed: the host
-    says so in ``draft.failed``, as for an engine in its own thread)."""
+    closes or ``None`` comes. A request is ``(TurnRequest without its history, base,
+    new items, delay_s, window_s)``: the history is the first ``base`` items this worker
+    got for the session before, then the new ones. The answer is ``("ok", steps)``,
+    ``("error", message)`` (the engine failed: the host says so in ``draft.failed``, as
+    for an engine in its own thread) or ``("resend", None)`` (this worker forgot the
+    session: the host sends it whole)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the host's to handle
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s engine-process %(levelname)s %(name)s: %(message)s")
@@ -80,6 +85,8 @@ def serve(conn: Connection, spec: EngineSpec) -> None:
         conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}"), _PICKLE))
         return
     conn.send_bytes(pickle.dumps(("ready", os.getpid()), _PICKLE))
+    # session -> the history the host sent last (it then sends only what came after)
+    histories: OrderedDict[str, list[Any]] = OrderedDict()
     while True:
         try:
             raw = conn.recv_bytes()
@@ -88,17 +95,31 @@ def serve(conn: Connection, spec: EngineSpec) -> None:
         message = pickle.loads(raw)
         if message is None:
             return
-        request, delay_s, window_s = message
-        engine.delay_s = delay_s
-        try:
-            answer: tuple[str, Any] = ("ok", engine.compact_steps(request, window_s))
-        except Exception as exc:
-            log.exception("offline engine failed to plan a reply")
-            answer = ("error", str(exc))
+        request, base, new, delay_s, window_s = message
+        held = histories.get(request.session_id, []) if base else []
+        if len(held) < base:  # forgotten here: the host sends the whole history again
+            answer: tuple[str, Any] = ("resend", None)
+        else:
+            items = held[:base] + new
+            _remember(histories, request.session_id, items)
+            engine.delay_s = delay_s
+            try:
+                answer = ("ok", engine.compact_steps(replace(request, history=items),
+                                                     window_s))
+            except Exception as exc:
+                log.exception("offline engine failed to plan a reply")
+                answer = ("error", str(exc))
         try:
             conn.send_bytes(pickle.dumps(answer, _PICKLE))
         except (EOFError, OSError):
             return
+
+
+def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > HISTORIES:
+        cache.popitem(last=False)
 
 
 def portable(request: TurnRequest) -> TurnRequest:
@@ -125,6 +146,11 @@ class EngineProcess:
         self.lost = False
         self.codec_s = 0.0
         self.calls = 0
+        self.items_sent = 0  # history items pickled to the worker, all calls together
+        # session -> (history items the worker holds, the last of them): a turn sends
+        # only the items after those (a long session's whole history each call was the
+        # bulk of the pickling)
+        self._known: OrderedDict[str, tuple[int, Any]] = OrderedDict()
         self._closing = False
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
@@ -197,19 +223,39 @@ class EngineProcess:
         """(host thread) One round trip; the pipe is used by this thread only."""
         if self.lost:
             raise ConnectionError("the engine process is gone")
-        t0 = time.thread_time()
-        data = pickle.dumps((portable(request), delay_s, window_s), _PICKLE)
-        t1 = time.thread_time()
-        self._conn.send_bytes(data)
-        raw = self._conn.recv_bytes()  # EOFError when the worker died
-        t2 = time.thread_time()
-        kind, value = pickle.loads(raw)
-        self.codec_s += (t1 - t0) + (time.thread_time() - t2)
+        request = portable(request)
+        history, sid = request.history, request.session_id
+        known = self._known.pop(sid, None)
+        base = 0  # the history items the worker holds already (it keeps what it got)
+        if known is not None and 0 < known[0] <= len(history) and \
+                history[known[0] - 1] is known[1]:  # the co-pilot's lists only grow
+            base = known[0]
+        if history:
+            _remember(self._known, sid, (len(history), history[-1]))
+        kind, value = self._round_trip((replace(request, history=()), base,
+                                        list(history[base:]), delay_s, window_s))
+        self.items_sent += len(history) - base
+        if kind == "resend":
+            kind, value = self._round_trip((replace(request, history=()), 0,
+                                            list(history), delay_s, window_s))
+            self.items_sent += len(history)
         self.calls += 1
         if kind == "ok":
             steps: list[Step] = value
             return steps
         return str(value)
+
+    def _round_trip(self, message: tuple[Any, ...]) -> tuple[str, Any]:
+        """(host thread) Send one request, read its answer; counts the pickling."""
+        t0 = time.thread_time()
+        data = pickle.dumps(message, _PICKLE)
+        t1 = time.thread_time()
+        self._conn.send_bytes(data)
+        raw = self._conn.recv_bytes()  # EOFError when the worker died
+        t2 = time.thread_time()
+        answer: tuple[str, Any] = pickle.loads(raw)
+        self.codec_s += (t1 - t0) + (time.thread_time() - t2)
+        return answer
 
     def close(self) -> None:
         """Stop the worker and wait for it (blocks: call in a thread). One still loading
