@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     tmp = tempfile.TemporaryDirectory(prefix="hitl-wal-")
     host_pipe, child = ctx.Pipe()
-    host = ctx.Process(target=_host_main, args=(child, tmp.name, args.copilot), daemon=True)
+    host = ctx.Process(target=_host_main, args=(child, tmp.name, args.copilot),
+                       daemon=False)  # (a daemon cannot start the engine process)
     host.start()
     clients: list[tuple[Any, Connection]] = []
     try:

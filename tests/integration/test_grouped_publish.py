@@ -17,7 +17,14 @@ from typing import Any, cast
 import pytest
 
 from hitl_desktop.config import Settings
-from hitl_desktop.core.protocol import AGENT_ONLY_TYPES, HOST_MESSAGES, ChatSend
+from hitl_desktop.core.ports import OperationError
+from hitl_desktop.core.protocol import (
+    AGENT_ONLY_TYPES,
+    HOST_MESSAGES,
+    ChatSend,
+    DraftStarted,
+    TurnEnded,
+)
 from hitl_desktop.host.copilot import HostCopilot
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.relay import _HOST, _LATER
@@ -200,3 +207,33 @@ def test_grouped_types_are_durable_and_the_rest_are_not_grouped() -> None:
     assert not GROUPED_TYPES & {"chat.message", "session.closed", "session.reopened",
                                 "approval.created", "approval.updated", "identity.changed",
                                 "session.assigned", "note.added", "session.status_changed"}
+
+
+async def test_commit_now_makes_grouped_frames_durable_or_says_it_could_not(
+        tmp_path: Path) -> None:
+    async with running_host(tmp_path / "host") as host:
+        relay = host.relay
+        sid = host.create_session().session_id
+        seq = await relay.publish(sid, DraftStarted(turn_id="t_1", reason="customer_message",
+                                                    provider="offline"))
+        path = relay.log.path
+
+        def on_disk() -> list[int]:
+            db = sqlite3.connect(path)
+            try:
+                return [r[0] for r in db.execute(
+                    "SELECT seq FROM messages WHERE session_id = ?", (sid,))]
+            finally:
+                db.close()
+
+        assert seq == 2 and on_disk() == [1]  # in the group: not yet on disk
+        relay.commit_now()
+        assert on_disk() == [1, 2]
+        await relay.publish(sid, TurnEnded(turn_id="t_1", outcome="completed",
+                                           reason="customer_message"))
+        refused = _deny_commits(relay.log, 1)
+        with pytest.raises(OperationError) as err:
+            relay.commit_now()
+        assert refused == [1] and err.value.code == "internal"
+        assert on_disk() == [1, 2]
+        relay.log._db.set_authorizer(None)
