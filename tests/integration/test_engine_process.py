@@ -23,7 +23,7 @@ import pytest
 from hitl_desktop.app.services import ENGINE_PROCESS, RunningHost, copilot_factory, start_host
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.offline import OfflineProvider
-from hitl_desktop.assistant.offline.process import EngineProcess, EngineSpec
+from hitl_desktop.assistant.offline.process import MAX_IN_FLIGHT, EngineProcess, EngineSpec
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.protocol import ChatSend
 from hitl_desktop.core.turns import CustomerLine, SentReply
@@ -143,6 +143,23 @@ async def test_a_worker_killed_mid_turn_loses_no_turn(
     lines = [r for r in caplog.records if "engine's process is not available" in r.message]
     assert len(lines) == 1, [r.message for r in caplog.records]
     assert await gone(pid)
+
+
+async def test_a_busy_worker_is_passed_by(chat: Chat) -> None:
+    """With MAX_IN_FLIGHT calls waiting for the worker, a turn is planned in the host's
+    thread (a worker starved of CPU must not make every draft queue behind it)."""
+    await chat.ready()
+    await chat.draft(QUESTION)
+    calls = chat.process.calls
+    chat.process.in_flight = MAX_IN_FLIGHT  # as if that many were waiting
+    try:
+        assert not chat.process.free
+        assert "return" in (await chat.draft("What is your return policy?"))["text"].lower()
+        assert chat.process.calls == calls  # drafted here, not there
+    finally:
+        chat.process.in_flight = 0
+    await chat.draft(QUESTION)
+    assert chat.process.calls == calls + 1 and not chat.process.lost
 
 
 async def test_stopping_the_host_stops_the_engine_process(tmp_path: Path) -> None:

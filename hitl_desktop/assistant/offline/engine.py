@@ -42,6 +42,11 @@ class RemoteEngine(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def free(self) -> bool:
+        """Ready and not behind: a call now would not wait for others."""
+        ...
+
     async def steps(self, request: TurnRequest, delay_s: float,
                     window_s: float) -> list[Step] | str:
         """The steps, or the engine's error message; raises when the process failed."""
@@ -188,13 +193,13 @@ class OfflineProvider:
         compacted off the loop: :mod:`hitl_desktop.assistant.steps`); the same updates
         as :meth:`stream`'s events give, text merged within ``window_s``.
 
-        In the engine's own process when the host gave it one and it is up
-        (:mod:`.process`), else in a worker thread; a process that fails is not used
-        again and the turn is drafted here."""
+        In the engine's own process when the host gave it one and it is up and not
+        behind (:mod:`.process`), else in a worker thread; a process that fails is not
+        used again and the turn is drafted here."""
         if self._closed:
             raise ProviderError("closed", "the offline assistant was shut down")
         remote = self.process
-        if remote is not None and remote.ready:
+        if remote is not None and remote.free:  # else (busy, not up) in a thread here
             try:
                 got = await remote.steps(request, self.delay_s, window_s)
             except asyncio.CancelledError:

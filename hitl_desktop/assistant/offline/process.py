@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# calls waiting for the worker beyond which a turn is planned in the host's own thread
+# instead: a worker that falls behind (a machine busy with other processes gives one
+# process a share of a core, the host's several threads more) must not make every
+# draft queue behind it
+MAX_IN_FLIGHT = 4
 HISTORIES = 4096  # sessions whose history the worker keeps (least recently used out)
 START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
 STOP_TIMEOUT_S = 5.0
@@ -147,6 +152,7 @@ class EngineProcess:
         self.codec_s = 0.0
         self.calls = 0
         self.items_sent = 0  # history items pickled to the worker, all calls together
+        self.in_flight = 0  # calls made and not answered yet (the caller's loop counts)
         # session -> (history items the worker holds, the last of them): a turn sends
         # only the items after those (a long session's whole history each call was the
         # bulk of the pickling)
@@ -216,8 +222,17 @@ class EngineProcess:
         exception is the process's failure (the caller drafts in its own thread)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Step] | str] = loop.create_future()
+        self.in_flight += 1
         self._calls.put((future, loop, (request, delay_s, window_s)))
-        return await future
+        try:
+            return await future
+        finally:
+            self.in_flight -= 1
+
+    @property
+    def free(self) -> bool:
+        """Ready, with fewer than :data:`MAX_IN_FLIGHT` calls waiting for it."""
+        return self.ready and self.in_flight < MAX_IN_FLIGHT
 
     def _call(self, request: TurnRequest, delay_s: float, window_s: float) -> list[Step] | str:
         """(host thread) One round trip; the pipe is used by this thread only."""
