@@ -12,8 +12,10 @@ limits, UTF-8); this module moves bytes. One :class:`WsConn` per TCP connection:
   (``asyncio.BufferedProtocol``: asyncio's plain ``Protocol`` reads with
   ``recv(256 KiB)``, a fresh 256 KiB bytes object per read — above glibc's mmap
   threshold, so an mmap, mremap and munmap per read, a large part of a hop's cost;
-  issue 18); ``data_received`` feeds the protocol; whole text/binary messages wait in
-  a small inbox for the connection's handler task (:meth:`WsConn.recv`);
+  issue 18); ``data_received`` takes complete masked text frames itself
+  (:meth:`WsConn._text_frames`) and feeds everything else to the protocol; whole
+  text/binary messages wait in a small inbox for the connection's handler task
+  (:meth:`WsConn.recv`);
 * writing: :meth:`WsConn.write` serialises a text frame (:func:`text_frame`: the bytes
   websockets' ``send_text`` would write, built in one step; a fan-out builds them once
   for all its recipients and hands them to :meth:`WsConn.write_wire`) and hands it to
@@ -55,6 +57,9 @@ _ws_log = logging.getLogger("websockets.server")
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN = State.OPEN
 KEEPALIVE_FAILED = 1011  # RFC 6455 internal error: what websockets sends on a ping timeout
+#: handshake bytes followed to find where the first frame starts (websockets refuses a
+#: request this long anyway; past it the text-frame fast path stays off)
+HANDSHAKE_TRACK_BYTES = 65_536
 #: the most one socket read takes (below glibc's 128 KiB mmap threshold; see WsConn)
 READ_BUFFER_BYTES = 65_536
 
@@ -73,6 +78,52 @@ def text_frame(data: bytes) -> bytes:
     if n < 65536:
         return b"\x81\x7e" + n.to_bytes(2, "big") + data
     return b"\x81\x7f" + n.to_bytes(8, "big") + data
+
+
+def _unmask(payload: bytes, key: bytes) -> bytes:
+    """``payload`` XOR the repeated 4-byte ``key`` (RFC 6455 5.3), in a few C calls."""
+    n = len(payload)
+    if not n:
+        return b""
+    keys = key * ((n + 3) // 4)
+    return (int.from_bytes(payload, "big")
+            ^ int.from_bytes(keys[:n], "big")).to_bytes(n, "big")
+
+
+def frame_tail(left: int, head: bytes, data: bytes) -> tuple[int, bytes]:
+    """Where a WebSocket frame parser stands after ``data``, given where it stood before:
+    (bytes still owed to the frame it is in, the bytes of a header it has begun). (0,
+    b"") is a frame boundary with nothing buffered. Frame headers give each frame's
+    length (RFC 6455 5.2); a parser that fails on a frame stops mattering (the
+    connection is no longer open)."""
+    n = len(data)
+    if left >= n:
+        return left - n, head
+    pos = left
+    if head:  # a header that began in an earlier read (left is 0 then)
+        data = head + data
+        n = len(data)
+    while n - pos >= 2:
+        b1 = data[pos + 1]
+        length = b1 & 0x7F
+        size = 2 + (4 if b1 & 0x80 else 0)
+        if length == 126:
+            size += 2
+            if n - pos < size:
+                break
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        elif length == 127:
+            size += 8
+            if n - pos < size:
+                break
+            length = int.from_bytes(data[pos + 2:pos + 10], "big")
+        elif n - pos < size:
+            break
+        end = pos + size + length
+        if end > n:
+            return end - n, b""
+        pos = end
+    return 0, data[pos:]
 
 
 class Closed(Exception):
@@ -103,6 +154,12 @@ class WsConn(asyncio.BufferedProtocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping: bytes | None = None  # payload of the ping awaiting its pong
+        # where websockets' frame parser stands in the byte stream (see _track): bytes
+        # still owed to the frame it is in (-1: not known, the fast path stays off), the
+        # start of a header it holds; the handshake's bytes until it is open
+        self._ws_left = 0
+        self._ws_head = b""
+        self._handshake: bytes | None = b""
         # frames written inside a batch, sent together when it ends (see write_wire)
         self._cork: list[bytes] = []
         self._cork_bytes = 0
@@ -272,6 +329,27 @@ class WsConn(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
+        if self._handshake is not None:
+            if protocol.state is State.CONNECTING:
+                self._handshake += data
+                if len(self._handshake) > HANDSHAKE_TRACK_BYTES:  # websockets refuses it
+                    self._handshake, self._ws_left = None, -1
+            else:  # answered: the request ended at its first blank line, and what came
+                # after it in the same reads went to the frame parser
+                hs, self._handshake = self._handshake, None
+                end = hs.find(b"\r\n\r\n")
+                if end < 0:
+                    self._ws_left = -1
+                else:
+                    self._track(hs[end + 4:])
+        if protocol.state is _OPEN:
+            if not self._ws_left and not self._ws_head and not self._fragments:
+                data = self._text_frames(data)
+                if not data:
+                    if protocol.state is not _OPEN:  # a text frame that was not UTF-8
+                        self._wake_reader()
+                    return
+            self._track(data)
         protocol.receive_data(data)
         events = protocol.events_received()
         self._flush()
@@ -403,6 +481,54 @@ class WsConn(asyncio.BufferedProtocol):
         elif opcode is _PONG and self._ping is not None and frame.data == self._ping:
             self._ping = None
         # ping: the protocol has answered it; close: handled by the state checks
+
+    def _text_frames(self, data: bytes) -> bytes:
+        """Deliver the complete, unfragmented, masked text frames at the start of
+        ``data`` (nearly all a client sends) without websockets' parser; the rest, from
+        the first other frame on (control, binary, fragmented, 64-bit length, over
+        max_size, incomplete), is websockets' to parse. Called only while websockets'
+        parser stands at a frame boundary with nothing buffered (see :meth:`_track`),
+        so the two never disagree about where a frame starts (issue 18: the parser was
+        ~9 % of the loop's samples at S = 1,000).
+
+        Such a frame is exactly what websockets would deliver as a TEXT ``Frame`` with
+        ``fin``: first byte 0x81 (FIN, no RSV bit, opcode text), the mask bit set (a
+        client must mask), a 7- or 16-bit length (16-bit only when >= 126, as websockets
+        would not refuse a longer encoding either but it is rare: left to it), at most
+        ``max_size`` bytes (websockets fails larger ones with 1009), unmasked with its
+        key. UTF-8 is checked by :meth:`_deliver`, as for websockets' frames."""
+        n = len(data)
+        pos = 0
+        max_size = self.server.max_size
+        while n - pos >= 6 and data[pos] == 0x81:
+            b1 = data[pos + 1]
+            if not b1 & 0x80:
+                break
+            length = b1 & 0x7F
+            if length < 126:
+                start = pos + 6
+            elif length == 126 and n - pos >= 8:
+                length = int.from_bytes(data[pos + 2:pos + 4], "big")
+                if length < 126:
+                    break
+                start = pos + 8
+            else:
+                break
+            end = start + length
+            if end > n or length > max_size:
+                break
+            self._deliver(_unmask(data[start:end], data[start - 4:start]), True)
+            pos = end
+            if self.protocol.state is not _OPEN:  # not UTF-8: failed with 1007
+                return data[pos:]
+        return data[pos:] if pos else data
+
+    def _track(self, data: bytes) -> None:
+        """Follow websockets' parser through ``data`` it is about to be fed (see
+        :func:`frame_tail`): only at a frame boundary with nothing buffered may
+        :meth:`_text_frames` take frames past it."""
+        if self._ws_left >= 0:
+            self._ws_left, self._ws_head = frame_tail(self._ws_left, self._ws_head, data)
 
     def _deliver(self, data: bytes, text: bool) -> None:
         if text:
