@@ -789,7 +789,8 @@ class Relay:
             elif t == "chat.message":
                 self._notify_summary(st, agents=False)
             return seq
-        frame = encode(t, payload, session=session_id, ref=ref)
+        # (fast_id: the default id is a uuid4, an os.urandom syscall per draft.delta)
+        frame = encode(t, payload, session=session_id, ref=ref, msg_id=fast_id("m"))
         if st.pending:
             self.log.defer((_LATER, st, t), frame)
             st.pending += 1
@@ -811,7 +812,7 @@ class Relay:
 
     def broadcast_status(self, status: AssistantStatus) -> None:
         """Tell every connected agent what engine drafts replies (ephemeral)."""
-        frame = encode("assistant.status", status)
+        frame = encode("assistant.status", status, msg_id=fast_id("m"))
         wire = text_frame(frame.encode())
         for conn in self.conns:
             if conn.sees_agent_only:
@@ -870,7 +871,7 @@ class Relay:
                 if st is None or (not self.desk and not (agents_too and st.agents)):
                     continue
                 frame = encode("session.updated", SessionUpdated(summary=self.summary(st)),
-                               session=sid)
+                               session=sid, msg_id=fast_id("m"))
                 wire = text_frame(frame.encode())
                 for conn in self.desk:
                     conn.push(frame, wire)
