@@ -791,10 +791,11 @@ class Relay:
             return seq
         # (fast_id: the default id is a uuid4, an os.urandom syscall per draft.delta)
         frame = encode(t, payload, session=session_id, ref=ref, msg_id=fast_id("m"))
-        if st.pending:
+        if st.pending and self.log.group_open:
             self.log.defer((_LATER, st, t), frame)
             st.pending += 1
         else:
+            st.pending = 0  # (nothing of it can wait in a group that is not open)
             self._fanout(st, t, frame)
         return 0
 
@@ -1323,21 +1324,25 @@ class Relay:
         for token, frame in lines:
             kind, st, arg = cast(tuple[int, SessionState, Any], token)
             st.pending -= 1
-            if kind == _CHAT:
-                if error is None:
-                    fanout(st, "chat.message", frame)
-                    self._notify_summary(st, agents=False)
-                else:
-                    conn, ref = cast(tuple[Conn, str], arg)
-                    self._reject(conn, ErrorCode.INTERNAL,
-                                 "the host could not store this message",
-                                 ref=ref, session=st.row.session_id)
-            elif error is None or (kind == _LATER and st.write_failed is None):
-                fanout(st, cast(str, arg), frame)
-            elif kind == _HOST and st.write_failed is not error:
-                st.write_failed = error
-                log.error("session %s: the co-pilot's %s (and what followed it) could not "
-                          "be stored: not relayed (%s)", st.row.session_id, arg, error)
+            try:  # (one recipient's failure must not cost the rest of the group)
+                if kind == _CHAT:
+                    if error is None:
+                        fanout(st, "chat.message", frame)
+                        self._notify_summary(st, agents=False)
+                    else:
+                        conn, ref = cast(tuple[Conn, str], arg)
+                        self._reject(conn, ErrorCode.INTERNAL,
+                                     "the host could not store this message",
+                                     ref=ref, session=st.row.session_id)
+                elif error is None or (kind == _LATER and st.write_failed is None):
+                    fanout(st, cast(str, arg), frame)
+                elif kind == _HOST and st.write_failed is not error:
+                    st.write_failed = error
+                    log.error("session %s: the co-pilot's %s (and what followed it) could "
+                              "not be stored: not relayed (%s)", st.row.session_id, arg, error)
+            except Exception:
+                log.exception("relaying a committed frame of session %s failed",
+                              st.row.session_id)
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:
