@@ -1046,11 +1046,17 @@ class HostCopilot:
             steps = await scripted(request, DRAFT_DELTA_INTERVAL_S)
         except ProviderError as exc:
             steps = [((Failed(exc.code, exc.message, exc.retryable),), None)]
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         for updates, pause in steps:
             for update in updates:
                 await self._apply(turn, rnd, update)
             if pause is not None:
-                await asyncio.sleep(pause)
+                # paced against the response's start, not the previous step: a busy
+                # loop wakes each step late, and ~10 steps' lateness added up per draft
+                due += pause
+                late = loop.time() - due
+                await asyncio.sleep(0 if late >= 0 else -late)
 
     async def _play_stream(self, turn: _Turn, rnd: _Round, request: TurnRequest) -> None:
         """A provider's event stream through the translator, as the events come."""

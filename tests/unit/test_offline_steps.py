@@ -9,8 +9,9 @@ frames are compared."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from openai.types.responses import ResponseStreamEvent
@@ -177,3 +178,42 @@ def test_a_response_is_a_handful_of_steps(delay_s: float, tmp_path: Path) -> Non
             assert texts < sum(isinstance(u, TextDelta) for u in updates) / 4
     finally:
         index.close()
+
+
+async def test_a_busy_loop_delays_a_paced_draft_once_not_per_step(tmp_path: Path) -> None:
+    """Steps are paced against the response's start: a loop busy with other work wakes
+    each step late, and that lateness must not add up over a draft's steps."""
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    outbox = Outbox()
+    settings = Settings(provider="offline", extra={"offline_delay_ms": 6.0})
+    copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
+    copilot.start()
+    question = "How long does a refund take and how do I return a blender?"
+    outbox.customers["s"] = "CUST1001"
+    request = TurnRequest(instructions="", history=[CustomerLine(text=question)], tools=[],
+                          session_id="s", customer_id="CUST1001")
+    engine = cast(OfflineProvider, copilot.provider)
+    steps = await asyncio.to_thread(engine.compact_steps, request, DRAFT_DELTA_INTERVAL_S)
+    paced = sum(p for _, p in steps if p)
+    assert len(steps) >= 10 and paced > 0.3
+
+    def hold() -> None:  # other sessions' work, as the loop sees it
+        time.sleep(0.02)
+
+    async def busy() -> None:  # the loop is held 20 ms at a time
+        while True:
+            hold()
+            await asyncio.sleep(0.005)
+
+    blocker = asyncio.ensure_future(busy())
+    try:
+        started = time.monotonic()
+        await copilot.on_customer_message("s", "m1", question)
+        await copilot.wait_idle("s")
+        took = time.monotonic() - started
+    finally:
+        blocker.cancel()
+        await copilot.aclose()
+    assert [k for _s, k, _d in outbox.sent].count("draft.completed") == 1
+    # late by about one block, not one per step (~10 steps x ~12 ms)
+    assert took - paced < 0.12, (took, paced, len(steps))
