@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hitl_desktop.app.services import RunningHost
 from hitl_desktop.core.protocol import DraftDelta, DraftStarted, TurnEnded
 from hitl_desktop.host.relay import Conn
 from hitl_desktop.host.transport import text_frame
@@ -33,6 +34,16 @@ def _count_writes(conn: Conn) -> list[bytes]:
 
     transport.write = write
     return writes
+
+
+async def _session_with_agent(host: RunningHost) -> tuple[str, Client, Conn]:
+    """A new session with one connected agent: its id, the client, and the host's side
+    of the connection (whose transport the tests watch)."""
+    created = host.create_session()
+    agent = await Client.connect(host.local_url, created.agent_token)
+    await agent.drain()
+    (conn,) = host.relay.sessions[created.session_id].agents
+    return created.session_id, agent, conn
 
 
 async def test_a_group_commits_frames_leave_in_one_write_per_connection(
@@ -75,11 +86,7 @@ async def test_a_group_commits_frames_leave_in_one_write_per_connection(
 async def test_past_the_high_water_mark_frames_go_at_once_and_then_queue(
         tmp_path: Path) -> None:
     async with running_host(tmp_path / "host") as host:
-        created = host.create_session()
-        sid = created.session_id
-        agent = await Client.connect(host.local_url, created.agent_token)
-        await agent.drain()
-        (conn,) = host.relay.sessions[sid].agents
+        sid, agent, conn = await _session_with_agent(host)
         writes = _count_writes(conn)
         limit = host.relay.server.write_limit  # type: ignore[union-attr]
         text = "x" * 4000
@@ -98,11 +105,7 @@ async def test_past_the_high_water_mark_frames_go_at_once_and_then_queue(
 
 async def test_a_close_goes_after_the_frames_written_before_it(tmp_path: Path) -> None:
     async with running_host(tmp_path / "host") as host:
-        created = host.create_session()
-        sid = created.session_id
-        agent = await Client.connect(host.local_url, created.agent_token)
-        await agent.drain()
-        (conn,) = host.relay.sessions[sid].agents
+        sid, agent, conn = await _session_with_agent(host)
         with host.relay.server.batch():  # type: ignore[union-attr]
             for i in range(3):
                 await host.relay.publish(sid, DraftDelta(turn_id="t_1", offset=i, text="y"))
