@@ -21,13 +21,24 @@ Workloads, each on S sessions (a customer socket and an agent socket each):
   shipped host, line -> ``draft.completed`` p99 (issue 18: < 50 ms and < 500 ms at 1,000
   sessions).
 
-Every figure is printed with its ratio to socket.io and to the floor measured in the same
-run. The Node peers need ``bench/peers/node_modules`` (``npm ci`` in bench/peers); without
-Node or them the peers are skipped with a message and the ratios left out.
+Every system is started and its sessions opened first; then come the rounds (``--rounds``):
+in each, every system runs the workload once, one after the other, each only when the one
+before it has gone idle, in an order that alternates from round to round (``--order``).
+On a shared machine the load drifts over a run and a system measured right after another
+is not measured like it, so a single pass favours one position (session 6: the same
+tree as 'base' and 'relay' gave p50 ratios 0.66-2.14x in sequential passes). Every
+round's figures are printed with their ratios to socket.io and to the floor of the same
+round; the summary gives each pair's per-round ratios, marked with which ran first, and
+their median.
+
+The Node peers need ``bench/peers/node_modules`` (``npm ci`` in bench/peers); without Node
+or them the peers are skipped with a message and the ratios left out.
 
     python -m bench.load                  # S = 1, 100, 1000 burst; 1000 paced (~6 min)
     python -m bench.load --quick          # S = 1, 20 burst; 20 paced at 2 s (~1 min)
     python -m bench.load --systems relay,socketio --burst 100 --paced 0
+    python -m bench.load --systems relay,socketio --burst 1000 --paced 0 --clients 2 \
+        --rounds 6 --baseline /tmp/base     # this tree vs another, interleaved
 """
 
 from __future__ import annotations
@@ -454,8 +465,6 @@ class Work:
     """What every client process runs (the same code for every system)."""
 
     kind: str  # "burst" | "paced"
-    drafts: bool
-    warm: int  # pairs of this client that warm up
     lines: int = 0
     seconds: float = 0.0
     interval: float = 10.0
@@ -477,15 +486,16 @@ async def warm_up(pairs: list[Pair], stats: Stats, drafts: bool) -> None:
     stats.lines = 0
 
 
-async def run_burst(pairs: list[Pair], lines: int) -> None:
+async def run_burst(pairs: list[Pair], lines: int, first: int = 0) -> None:
     async def talk(p: Pair) -> None:
-        for i in range(lines):
+        for i in range(first, first + lines):
             await p.say(i, wait=True)
 
     await asyncio.gather(*(talk(p) for p in pairs))
 
 
-async def run_paced(pairs: list[Pair], seconds: float, interval: float, first: int) -> None:
+async def run_paced(pairs: list[Pair], seconds: float, interval: float, first: int,
+                    round_: int = 0) -> None:
     for p in pairs:
         p.answer = True
     loop = asyncio.get_running_loop()
@@ -499,31 +509,41 @@ async def run_paced(pairs: list[Pair], seconds: float, interval: float, first: i
             n += 1
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
 
-    await asyncio.gather(*(customer(p, (first + i) * 10_000) for i, p in enumerate(pairs)))
+    await asyncio.gather(*(customer(p, (first + i) * 10_000 + round_ * 1_000)
+                           for i, p in enumerate(pairs)))
     await asyncio.sleep(2.0)  # the last drafts
 
 
-def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], work: Work,
-                 first: int) -> None:
-    """One client process: open its pairs, warm up, wait for "go", run, report, wait for
-    "close", close."""
+def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], warm: int,
+                 drafts: bool, first: int) -> None:
+    """One client process: open its pairs, warm up, say "ready"; then per round wait for
+    ``(work, round)``, run it, report; "close" closes. The pairs stay open across rounds
+    (a system's rounds differ only in when they ran)."""
     _raise_fd_limit()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stats = Stats()
         pairs = await open_pairs(kind, url, specs, stats)
-        await warm_up(pairs[: work.warm], stats, work.drafts)
+        await warm_up(pairs[:warm], stats, drafts)
         pipe.send("ready")
-        await loop.run_in_executor(None, pipe.recv)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        if work.kind == "burst":
-            await run_burst(pairs, work.lines)
-        else:
-            await run_paced(pairs, work.seconds, work.interval, first)
-        pipe.send({"hops": stats.hops, "drafts": stats.drafts, "lines": stats.lines,
-                   "cpu": time.process_time() - cpu0, "wall": time.perf_counter() - t0})
-        await loop.run_in_executor(None, pipe.recv)
+        while True:
+            msg = await loop.run_in_executor(None, pipe.recv)
+            if msg == "close":
+                break
+            work, round_ = msg
+            for p in pairs:  # a line of an earlier round still on its way is not timed
+                p.sent.clear()
+            stats.hops.clear()
+            stats.drafts.clear()
+            stats.lines = 0
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            if work.kind == "burst":
+                await run_burst(pairs, work.lines, round_ * work.lines)
+            else:
+                await run_paced(pairs, work.seconds, work.interval, first, round_)
+            pipe.send({"hops": stats.hops, "drafts": stats.drafts, "lines": stats.lines,
+                       "cpu": time.process_time() - cpu0, "wall": time.perf_counter() - t0})
         await asyncio.gather(*(p.close() for p in pairs))
 
     asyncio.run(main())
@@ -550,54 +570,120 @@ class Profiler:
             self._proc.wait(60)
 
 
-def measure(server: Server, sessions: int, work: Work, clients: int,
-            profile: str | None = None) -> Result:
-    """Run ``work`` on ``sessions`` pairs from ``clients`` processes (S/N pairs each) and
-    time the server's CPU from "go" until every client has reported."""
-    specs = asyncio.run(create_specs(server, sessions))
-    clients = max(1, min(clients, sessions))
-    ctx = mp.get_context("spawn")
-    procs: list[tuple[Any, Connection]] = []
-    warm = max(1, 20 // clients)
-    try:
+def wait_quiet(pids: list[int], limit_s: float = 10.0) -> float:
+    """Wait until every server (and its child processes) is idle: under 3 % of a core
+    each over two 100 ms samples in a row, at most ``limit_s``. What a system does after
+    its round (a host's checkpoint of the round's WAL, the desk index's batch, a
+    co-pilot's last drafts, a GC pass) then does not run in the next system's round.
+    Returns the wait."""
+    def busy() -> list[float]:
+        return [sum(server_cpu(pid).values()) for pid in pids]
+
+    t0 = time.perf_counter()
+    quiet = 0
+    before = busy()
+    while quiet < 2 and time.perf_counter() - t0 < limit_s:
+        time.sleep(0.1)
+        now = busy()
+        quiet = quiet + 1 if all(b - a < 0.003 for a, b in zip(before, now, strict=True)) else 0
+        before = now
+    return time.perf_counter() - t0
+
+
+class Fleet:
+    """A system under test: its server and its client processes (S/N pairs each),
+    opened once and kept up through every round, so that the systems' rounds can be
+    interleaved (see ``orders``)."""
+
+    def __init__(self, name: str, server: Server, sessions: int, clients: int) -> None:
+        self.name, self.server = name, server
+        specs = asyncio.run(create_specs(server, sessions))
+        clients = max(1, min(clients, sessions))
+        ctx = mp.get_context("spawn")
+        self.procs: list[tuple[Any, Connection]] = []
+        warm = max(1, 20 // clients)
         for i in range(clients):
             part = specs[i::clients]
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_client_main, daemon=True, args=(
-                child, server.kind, server.info["url"], part, Work(
-                    work.kind, work.drafts, min(warm, len(part)), work.lines, work.seconds,
-                    work.interval), i * len(specs)))
+                child, server.kind, server.info["url"], part, min(warm, len(part)),
+                server.drafts, i * len(specs)))
             proc.start()
-            procs.append((proc, parent))
-        for _proc, pipe in procs:
+            self.procs.append((proc, parent))
+        for _proc, pipe in self.procs:
             if pipe.recv() != "ready":
                 raise RuntimeError("a client failed to start")
-        spy = Profiler(profile, server.pid)
-        cpu0, t0 = server_cpu(server.pid), time.perf_counter()
-        main0 = cpu_seconds(server.pid, server.pid)
-        for _proc, pipe in procs:
-            pipe.send("go")
-        reports = [pipe.recv() for _proc, pipe in procs]
+
+    def run(self, work: Work, round_: int, everyone: list[int], profile: str | None = None
+            ) -> Result:
+        """One round of ``work``; the server's CPU is timed from "go" until every client
+        has reported, after every server (``everyone``: their pids) has gone idle."""
+        waited = wait_quiet(everyone)
+        if waited > 9.5:
+            print(f"  (before {self.name}: a server still busy after {waited:.1f} s; "
+                  "measuring anyway)")
+        spy = Profiler(profile, self.server.pid)
+        pid = self.server.pid
+        cpu0, t0 = server_cpu(pid), time.perf_counter()
+        main0 = cpu_seconds(pid, pid)
+        for _proc, pipe in self.procs:
+            pipe.send((work, round_))
+        reports = [pipe.recv() for _proc, pipe in self.procs]
         took = time.perf_counter() - t0
-        cpu1 = server_cpu(server.pid)  # the host and its engine process (if any)
+        cpu1 = server_cpu(pid)  # the host and its engine process (if any)
         cpu = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
-        main = cpu_seconds(server.pid, server.pid) - main0
+        main = cpu_seconds(pid, pid) - main0
         spy.stop()
-        for _proc, pipe in procs:
-            pipe.send("close")
+        hops = [h for r in reports for h in r["hops"]]
+        drafts = [d for r in reports for d in r["drafts"]]
+        lines = sum(r["lines"] for r in reports)
+        return Result(statistics.median(hops) if hops else float("nan"), pct(hops, 99),
+                      lines, cpu / max(1, lines),
+                      statistics.median(drafts) if drafts else float("nan"),
+                      pct(drafts, 99), took, sum(r["cpu"] for r in reports) / max(1, lines),
+                      max(r["cpu"] / max(1e-9, r["wall"]) for r in reports),
+                      main / max(1, lines))
+
+    def close(self) -> None:
+        try:
+            for _proc, pipe in self.procs:
+                with contextlib.suppress(OSError):
+                    pipe.send("close")
+            for proc, _pipe in self.procs:
+                proc.join(60)
+                if proc.is_alive():
+                    proc.kill()
+        finally:
+            self.server.stop()
+
+
+def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: int,
+               work: Work, args: argparse.Namespace) -> None:
+    """Every system up at once (server + clients), then the rounds: in each, the systems
+    one after the other in that round's order, each waiting for the last to go idle."""
+    fleets: dict[str, Fleet] = {}
+    try:
+        for name in systems:
+            server = start(name, args.baseline)
+            try:
+                fleets[name] = Fleet(name, server, sessions, args.clients)
+            except OSError as exc:
+                server.stop()
+                print(f"  {name}: {sessions} sessions could not be opened ({exc})")
+        rounds: list[tuple[list[str], dict[str, Result]]] = []
+        for r, planned in enumerate(plan):
+            order = [n for n in planned if n in fleets]
+            results: dict[str, Result] = {}
+            for name in order:
+                results[name] = fleets[name].run(
+                    work, r, [f.server.pid for f in fleets.values()],
+                    _profile_path(args.profile, name, sessions, work.kind, r, len(plan)))
+            report(f"{title}, round {r + 1}/{len(plan)} (order: {', '.join(order)})", results)
+            rounds.append((order, results))
+        summarize(title, rounds)
     finally:
-        for proc, _pipe in procs:
-            proc.join(60)
-            if proc.is_alive():
-                proc.kill()
-    hops = [h for r in reports for h in r["hops"]]
-    drafts = [d for r in reports for d in r["drafts"]]
-    lines = sum(r["lines"] for r in reports)
-    return Result(statistics.median(hops) if hops else float("nan"), pct(hops, 99), lines,
-                  cpu / max(1, lines),
-                  statistics.median(drafts) if drafts else float("nan"), pct(drafts, 99),
-                  took, sum(r["cpu"] for r in reports) / max(1, lines),
-                  max(r["cpu"] / max(1e-9, r["wall"]) for r in reports), main / max(1, lines))
+        for fleet in fleets.values():
+            fleet.close()
 
 
 # ----------------------------------------------------------------------------- report
@@ -614,6 +700,8 @@ def _ratio(a: float, b: float | None) -> str:
 
 
 def report(title: str, results: dict[str, Result]) -> None:
+    """One round's table, rows in the order the systems ran, each with its ratios to the
+    socket.io peer and the floor of the same round."""
     sio, floor = results.get("socketio"), results.get("ws")
     print(f"\n{title}")
     print(f"  {'system':12s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
@@ -631,22 +719,78 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{_ms(r.draft50)} / {_ms(r.draft99)} ms   "
               f"{r.client_cpu_per_line * 1e6:6.0f}us {r.client_busiest * 100:4.0f}%   "
               f"{r.main_per_line * 1e6:6.0f}us")
-    for name, base in (("relay", "base"), ("shipped", "base-shipped")):
-        r, b = results.get(name), results.get(base)
-        if r is None or b is None:
+    for name, base in pairs_of(list(results)):
+        if base in ("socketio", "ws"):
             continue
-        print(f"  {name} / {base} (same run): hop p50 {_ratio(r.hop50, b.hop50)}, "
+        r, b = results[name], results[base]
+        print(f"  {name} / {base} (same round): hop p50 {_ratio(r.hop50, b.hop50)}, "
               f"p99 {_ratio(r.hop99, b.hop99)}; draft p50 {_ratio(r.draft50, b.draft50)}, "
               f"p99 {_ratio(r.draft99, b.draft99)}; CPU/line "
               f"{_ratio(r.cpu_per_line, b.cpu_per_line)}, main thread "
               f"{_ratio(r.main_per_line, b.main_per_line)}")
 
 
-def _profile_path(prefix: str | None, name: str, sessions: int, what: str = "burst"
-                  ) -> str | None:
+def pairs_of(names: list[str]) -> list[tuple[str, str]]:
+    """The ratios worth a summary line: every system to socket.io, this tree to the
+    baseline tree (relay / base, shipped / base-shipped)."""
+    out = [(n, "socketio") for n in names if "socketio" in names and n != "socketio"]
+    out += [(n, b) for n, b in (("relay", "base"), ("shipped", "base-shipped"))
+            if n in names and b in names]
+    return out
+
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("hop p50", "hop50"), ("hop p99", "hop99"), ("CPU/line", "cpu_per_line"),
+    ("main thread/line", "main_per_line"), ("draft p50", "draft50"), ("draft p99", "draft99"))
+
+
+def summarize(title: str, rounds: list[tuple[list[str], dict[str, Result]]]) -> None:
+    """Every round's ratio of each pair, marked with which of the two ran first in that
+    round ("<": the numerator first, ">": the denominator first), and their median. With
+    alternating orders a position bias shows as the "<" and ">" ratios parting; the
+    median over an even number of rounds has as many of each."""
+    names = list(rounds[0][1]) if rounds else []
+    print(f"\n{title}: {len(rounds)} round(s); per-round ratios (< numerator ran first, "
+          "> it ran second) and their median")
+    for a, b in pairs_of(names):
+        for label, attr in METRICS:
+            shown: list[str] = []
+            values: list[float] = []
+            for order, res in rounds:
+                if a not in res or b not in res:
+                    continue
+                x, y = getattr(res[a], attr), getattr(res[b], attr)
+                if math.isnan(x) or math.isnan(y) or y == 0:
+                    continue
+                values.append(x / y)
+                shown.append(f"{x / y:.2f}{'<' if order.index(a) < order.index(b) else '>'}")
+            if not values:
+                continue
+            print(f"  {a + ' / ' + b:24s} {label:17s} median {statistics.median(values):5.2f}x"
+                  f"   rounds: {' '.join(shown)}")
+
+
+def _profile_path(prefix: str | None, name: str, sessions: int, what: str, round_: int,
+                  rounds: int) -> str | None:
     if prefix is None or name in ("socketio", "ws"):
         return None
-    return f"{prefix}-{name}-{what}-{sessions}.txt"
+    return f"{prefix}-{name}-{what}-{sessions}{f'-r{round_ + 1}' if rounds > 1 else ''}.txt"
+
+
+def orders(systems: list[str], rounds: int, how: str, seed: int | None) -> list[list[str]]:
+    """The order the systems run in, per round. On a shared machine a system that runs
+    right after another is not measured like the first one, so no order is kept for
+    every round: "alternate" runs the list forward, then backward (an even number of rounds
+    puts every pair in both orders equally often), "random" shuffles each round (seed
+    printed), "fixed" keeps the given order (the old behaviour)."""
+    if how == "random":
+        seed = random.randrange(1 << 30) if seed is None else seed
+        print(f"run order: random, seed {seed}")
+        rng = random.Random(seed)
+        return [rng.sample(systems, len(systems)) for _ in range(rounds)]
+    if how == "alternate":
+        return [list(systems) if r % 2 == 0 else systems[::-1] for r in range(rounds)]
+    return [list(systems) for _ in range(rounds)]
 
 
 def start(name: str, baseline: str | None = None) -> Server:
@@ -676,14 +820,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="paced: seconds between a customer's lines (default 10)")
     parser.add_argument("--baseline", default=None,
                         help="another tree (e.g. `git archive main | tar -x -C DIR`): its "
-                             "relay runs as system 'base' right before this tree's 'relay', "
-                             "its shipped host as 'base-shipped' before 'shipped'")
+                             "relay runs as system 'base' next to this tree's 'relay', "
+                             "its shipped host as 'base-shipped' next to 'shipped'")
     parser.add_argument("--clients", type=int, default=1,
                         help="client processes, each driving S/N sessions (the same client "
                              "code for every system; one saturates at S >= 100 bursts)")
     parser.add_argument("--profile", default=None,
                         help="py-spy the host during each measured window into "
                              "PREFIX-<system>-<S>.txt (raw stacks; PY_SPY=path to py-spy)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every system this many times per workload (use an even "
+                             "number with --order alternate); the summary gives each "
+                             "pair's per-round ratios and their median")
+    parser.add_argument("--order", choices=("alternate", "random", "fixed"),
+                        default="alternate", help="the systems' order per round")
+    parser.add_argument("--seed", type=int, default=None, help="--order random's seed")
     args = parser.parse_args(argv)
     default = "1,20" if args.quick else "1,100,1000"
     bursts = [int(x) for x in (default if args.burst is None else args.burst).split(",")
@@ -706,30 +857,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.clients} Python client process(es) for every system; burst: {lines} "
           f"sequential lines per customer; "
           f"paced: a line every ~{interval:g} s per customer for {seconds:g} s, agents answer")
+    plan = orders(systems, args.rounds, args.order, args.seed)
     for s in bursts:
-        results: dict[str, Result] = {}
-        for name in systems:
-            server = start(name, args.baseline)
-            try:
-                results[name] = measure(server, s, Work("burst", server.drafts, 0, lines),
-                                        args.clients, _profile_path(args.profile, name, s))
-            except OSError as exc:
-                print(f"  {name}: {s} sessions could not be opened ({exc})")
-            finally:
-                server.stop()
-        report(f"burst, S = {s} sessions x {lines} lines", results)
+        run_rounds(f"burst, S = {s} sessions x {lines} lines", systems, plan, s,
+                   Work("burst", lines), args)
     if paced_n:
-        results = {}
-        for name in systems:
-            server = start(name, args.baseline)
-            try:
-                results[name] = measure(
-                    server, paced_n, Work("paced", server.drafts, 0, 0, seconds, interval),
-                    args.clients, _profile_path(args.profile, name, paced_n, "paced"))
-            finally:
-                server.stop()
-        report(f"paced, S = {paced_n} sessions, a line every ~{interval:g} s "
-               f"(shipped: draft p99 budget 500 ms, hop p99 budget 50 ms)", results)
+        run_rounds(f"paced, S = {paced_n} sessions, a line every ~{interval:g} s (shipped: "
+                   f"draft p99 budget 500 ms, hop p99 budget 50 ms)", systems, plan, paced_n,
+                   Work("paced", 0, seconds, interval), args)
     return 0
 
 

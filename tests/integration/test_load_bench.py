@@ -1,5 +1,6 @@
 """bench/load.py end to end, CI-sized: the chat-only host and (when Node and
-bench/peers/node_modules are there) the socket.io peer and the ws floor, one client."""
+bench/peers/node_modules are there) the socket.io peer and the ws floor, one client,
+two rounds in alternating order."""
 
 from __future__ import annotations
 
@@ -8,14 +9,35 @@ from typing import Any
 from bench import load
 
 
-def test_the_load_bench_runs_and_reports_ratios(capsys: Any) -> None:
+def test_the_load_bench_runs_rounds_in_alternating_order_and_reports_ratios(
+        capsys: Any) -> None:
     assert load.main(["--systems", "relay,socketio,ws", "--burst", "1", "--lines", "5",
-                      "--paced", "0"]) == 0
+                      "--paced", "0", "--rounds", "2"]) == 0
     out = capsys.readouterr().out
-    assert "burst, S = 1 sessions x 5 lines" in out
-    relay = next(line for line in out.splitlines() if line.strip().startswith("relay "))
-    assert relay.split()[4] == "5"  # five lines relayed, each timed
+    lines = out.splitlines()
+    rounds = [line for line in lines if line.startswith("burst, S = 1 sessions x 5 lines, round")]
+    relays = [line for line in lines  # the rounds' rows, not the summary's "relay / ..."
+              if line.split()[:1] == ["relay"] and line.split()[1] != "/"]
+    assert len(rounds) == 2 and len(relays) == 2
+    assert all(r.split()[4] == "5" for r in relays)  # five lines relayed, each timed
     if load.peers_missing() is None:
-        assert "socketio" in out and "ws " in out and "1.00x" in out
+        assert rounds[0].endswith("(order: relay, socketio, ws)")
+        assert rounds[1].endswith("(order: ws, socketio, relay)")
+        assert "1.00x" in out
+        summary = next(line for line in lines if line.strip().startswith("relay / socketio")
+                       and "hop p50" in line)
+        ratios = summary.split("rounds:")[1].split()
+        # one ratio per round, marked with which of the two ran first in it
+        assert len(ratios) == 2 and ratios[0].endswith("<") and ratios[1].endswith(">")
     else:
         assert "skipping the Node peers" in out
+        assert rounds[0].endswith("(order: relay)")
+
+
+def test_orders_put_every_pair_in_both_orders() -> None:
+    plan = load.orders(["a", "b", "c"], 4, "alternate", None)
+    assert plan == [["a", "b", "c"], ["c", "b", "a"]] * 2
+    shuffled = load.orders(["a", "b", "c"], 5, "random", 7)
+    assert shuffled == load.orders(["a", "b", "c"], 5, "random", 7)  # the seed repeats it
+    assert all(sorted(o) == ["a", "b", "c"] for o in shuffled)
+    assert load.orders(["a", "b"], 2, "fixed", None) == [["a", "b"], ["a", "b"]]
