@@ -163,6 +163,15 @@ class KnowledgeIndex:
         # every customer with the same question: answers are kept until the index
         # changes (``refresh``), bounded; dicts keep insertion order, oldest go first.
         self._hits_cache: dict[tuple[str, int, str | None], tuple[SearchHit, ...]] = {}
+        # the same, by MATCH expression: queries that differ only in stop words, case,
+        # punctuation or order of repeats ask SQLite the same question
+        self._expr_cache: dict[tuple[str, int, str | None], tuple[SearchHit, ...]] = {}
+        # query token -> its alternatives (typo fix, synonyms): customers' messages
+        # share most of their words, each message is new
+        self._alts_cache: dict[str, tuple[str, ...]] = {}
+        # article id -> (kind, slug, title, relpath), read once per build: a search
+        # needed one more SQL query for them (issue 18)
+        self._meta: dict[str, tuple[str, str, str, str]] = {}
         self._article_cache: dict[str, object] = {}
         self._generation = 0  # bumped by refresh: an answer read before it is not kept
         self.rebuilt = False
@@ -340,6 +349,11 @@ class KnowledgeIndex:
         terms = [r[0] for r in rows]
         self._vocab = frozenset(terms)
         self._n_chunks = chunks
+        try:
+            self._meta = {str(r[0]): (r[1], r[2], r[3], r[4]) for r in self._conn.execute(
+                "SELECT article_id, kind, slug, title, relpath FROM articles")}
+        except sqlite3.OperationalError:
+            self._meta = {}
         self._stem_df = {}
         if chunks >= _COMMON_MIN_CHUNKS:
             try:  # stems and their section counts, as FTS5 itself sees them
@@ -361,6 +375,8 @@ class KnowledgeIndex:
         self._deletes = None  # built on the first misspelt query
         self._fix_cache = {}
         self._hits_cache = {}
+        self._expr_cache = {}
+        self._alts_cache = {}
         self._article_cache = {}
         self._generation += 1
 
@@ -418,18 +434,29 @@ class KnowledgeIndex:
             if tok in STOP_WORDS or tok in seen:
                 continue
             seen.add(tok)
-            alts = [tok]
-            fixed = self.correct(tok)
-            if fixed:
-                alts.append(fixed)
-            for base in list(alts):
-                alts.extend(SYNONYMS.get(base, ()))
-            groups.append(tuple(dict.fromkeys(alts)))
+            group = self._alts_cache.get(tok)
+            if group is None:
+                group = self._alternatives(tok)
+                if len(self._alts_cache) >= _CACHE_ENTRIES:
+                    self._alts_cache.clear()
+                self._alts_cache[tok] = group
+            groups.append(group)
         if not groups:  # a query of stop words only: search them rather than nothing
             groups = [(t,) for t in dict.fromkeys(tokenize(query))]
         common = self._common_words([t for g in groups for t in g])
         rare = [kept for g in groups if (kept := tuple(t for t in g if t not in common))]
         return (rare or groups)[:_MAX_QUERY_TERMS]
+
+    def _alternatives(self, tok: str) -> tuple[str, ...]:
+        """The token, its typo fix and their synonyms (a pure function of the token and
+        the vocabulary)."""
+        alts = [tok]
+        fixed = self.correct(tok)
+        if fixed:
+            alts.append(fixed)
+        for base in list(alts):
+            alts.extend(SYNONYMS.get(base, ()))
+        return tuple(dict.fromkeys(alts))
 
     def _common_words(self, words: list[str]) -> set[str]:
         """Words whose stem is in more than a quarter of the sections of a large
@@ -492,14 +519,18 @@ class KnowledgeIndex:
         if cached is not None:
             return list(cached)
         generation = self._generation
-        hits = self._search(query, limit, kind)
+        expr = self.fts_query(query)
+        by_expr = (expr, limit, kind)
+        cached = self._expr_cache.get(by_expr)
+        hits = list(cached) if cached is not None else self._search(query, expr, limit, kind)
         with self._lock:
             if generation == self._generation:
                 _remember(self._hits_cache, key, tuple(hits))
+                _remember(self._expr_cache, by_expr, tuple(hits))
         return hits
 
-    def _search(self, query: str, limit: int, kind: str | None) -> list[SearchHit]:
-        expr = self.fts_query(query)
+    def _search(self, query: str, expr: str, limit: int, kind: str | None) -> list[SearchHit]:
+        """The hits for ``expr`` (:meth:`fts_query` of ``query``, which logs name)."""
         if not expr:
             return []
         rank_sql = (
@@ -561,6 +592,9 @@ class KnowledgeIndex:
         ids = list(ids)
         if not ids:
             return {}
+        if self._meta:  # read at load (every search's articles are in it)
+            meta = self._meta
+            return {a: meta[a] for a in ids if a in meta}
         out: dict[str, tuple[str, str, str, str]] = {}
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
