@@ -8,6 +8,7 @@ numbered steps stay numbered.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -141,6 +142,21 @@ def parts(markdown: str) -> list[Part]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _indexed(markdown: str) -> tuple[tuple[Part, frozenset[str], frozenset[str]], ...]:
+    """:func:`parts` with each part's heading and body :func:`terms`: pure, kept per
+    article text (every draft quotes one of the same few articles; each draft split
+    and stemmed them again)."""
+    return tuple((part, frozenset(terms(part.heading)), frozenset(terms(part.plain)))
+                 for part in parts(markdown))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sentence_terms(sentence: str) -> frozenset[str]:
+    """:func:`terms` of an article's sentence (the same sentences, draft after draft)."""
+    return frozenset(terms(sentence))
+
+
 def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[Part]:
     """Sections by how well they answer ``query`` (heading words count double); the
     customer's own words (``focus``) count once more."""
@@ -148,9 +164,7 @@ def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[P
     f = terms(focus)
     how = re.match(r"\s*how (?:do|can|to|should|would)\b", focus.lower()) is not None
     scored: list[tuple[float, int, Part]] = []
-    for n, part in enumerate(parts(markdown)):
-        head = terms(part.heading)
-        body = terms(part.plain)
+    for n, (part, head, body) in enumerate(_indexed(markdown)):
         score = 2.0 * len(q & head) + len(q & body) + 2.0 * len(f & head) + len(f & body)
         if head and len(q & head) * 2 >= len(head):
             score += 1.5  # the heading is mostly the question ("Support hours")
@@ -181,7 +195,8 @@ def render(part: Part, query: str = "", max_sentences: int = 3, drop: str = "") 
             continue
         sents = [s for s in block.lines if not (drop and drop in s.lower())]
         if len(sents) > max_sentences and q:
-            keep = sorted(range(len(sents)), key=lambda i: (-len(q & terms(sents[i])), i))
+            keep = sorted(range(len(sents)),
+                          key=lambda i: (-len(q & _sentence_terms(sents[i])), i))
             chosen = sorted(keep[:max_sentences])
             sents = [
                 sents[i]
