@@ -381,6 +381,12 @@ class KnowledgeIndex:
         self._generation += 1
 
     @property
+    def generation(self) -> int:
+        """Bumped whenever the indexed articles may have changed (:meth:`refresh`): what
+        a caller derived from earlier searches is stale once it moves."""
+        return self._generation
+
+    @property
     def vocabulary(self) -> frozenset[str]:
         """Every word of the indexed articles (lower case, unstemmed)."""
         return self._vocab

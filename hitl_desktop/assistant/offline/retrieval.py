@@ -57,6 +57,9 @@ def customer_words(text: str) -> str:
 
 #: how many texts' search words a retriever keeps (every tool round of a reply asks again)
 WORDS_MEMO_LIMIT = 4096
+#: how many understandings' retrievals a retriever keeps (every tool round of a reply
+#: understands the same message the same way and searched for it the same way)
+RETRIEVAL_MEMO_LIMIT = 1024
 
 
 class Retriever:
@@ -64,6 +67,10 @@ class Retriever:
         self.index = index
         self.max_results = max(1, max_results)
         self._words: dict[str, str] = {}  # text -> customer_words(text) (pure)
+        # what retrieve reads of an understanding (and the index's generation) -> its
+        # result; only for an index that says when it changes (``generation``)
+        self._found: dict[tuple[object, ...], Retrieval] = {}
+        self._failures = 0  # searches that raised (their empty answer is not kept)
 
     def words(self, text: str) -> str:
         """:func:`customer_words`, kept per text."""
@@ -81,6 +88,7 @@ class Retriever:
         try:
             return list(self.index.search(query, limit=self.max_results))
         except Exception:  # the draft must still come: search is an aid
+            self._failures += 1
             log.exception("knowledge search failed for %r", query)
             return []
 
@@ -125,6 +133,27 @@ class Retriever:
         return faq if faq is not None else hits[0]  # the draft quotes customer-facing text
 
     def retrieve(self, und: Understanding) -> Retrieval:
+        """The searches for ``und`` and the articles they found; kept per understanding
+        (what of it this reads) while the index is unchanged."""
+        generation = getattr(self.index, "generation", None)
+        if generation is None:
+            return self._retrieve(und)
+        key = (generation, tuple(und.topics[:3]),
+               tuple((r.intent, r.clause, r.question) for r in und.requests),
+               und.norm, und.text, bool(und.social), und.injection)
+        found = self._found.get(key)
+        if found is None:
+            failures = self._failures
+            found = self._retrieve(und)
+            if failures != self._failures:  # a search failed: ask again next time
+                return found
+            if len(self._found) >= RETRIEVAL_MEMO_LIMIT:
+                self._found.clear()
+            self._found[key] = found
+        # the caller's own lists: nothing is shared with the memo
+        return Retrieval(list(found.queries), list(found.hits), dict(found.picks))
+
+    def _retrieve(self, und: Understanding) -> Retrieval:
         out = Retrieval()
         pool: list[SearchHit] = []
         clauses = {r.intent: r.clause for r in und.requests}
