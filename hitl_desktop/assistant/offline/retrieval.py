@@ -44,11 +44,19 @@ class Retrieval:
     picks: dict[str, SearchHit] = field(default_factory=dict)  # intent -> its article
 
 
+#: RETRIEVAL_SYNONYMS as (phrase, its pattern, replacement), compiled once
+_SYNONYM_RES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (phrase, re.compile(rf"\b{re.escape(phrase)}\b"), kb)
+    for phrase, kb in RETRIEVAL_SYNONYMS.items()
+)
+
+
 def customer_words(text: str) -> str:
     """The customer's words as search words: no ids or filler, synonyms mapped."""
     low = english_words(text)
-    for phrase, kb in RETRIEVAL_SYNONYMS.items():
-        low = re.sub(rf"\b{re.escape(phrase)}\b", kb, low)
+    for phrase, rx, kb in _SYNONYM_RES:
+        if phrase in low:  # the pattern cannot match otherwise (most messages: none do)
+            low = rx.sub(kb, low)
     words = [
         w for w in re.findall(r"[a-z0-9$]+", _NOISE_RE.sub(" ", low)) if w not in PRODUCT_WORDS
     ]

@@ -8,6 +8,7 @@ Pure functions over the raw text.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -47,6 +48,13 @@ _PHONE_RE = re.compile(r"(?<![\w])(\+?\d[\d\s().\-]{5,}\d)(?![\w])")
 def order_ids(text: str) -> list[str]:
     """Order ids in the customer's order: ``ORD1001``, ``ord 1001``, ``#1001``, ``ORD-1001``;
     ids the customer says they did not mean ("ORD1008 not ORD1001") are left out."""
+    return list(_order_ids(text))
+
+
+# the engine reads the same message's slots many times a turn (each request, each
+# earlier message, each tool round): kept per text, a pure function of it
+@functools.lru_cache(maxsize=4096)
+def _order_ids(text: str) -> tuple[str, ...]:
     found: list[tuple[int, str]] = []
     for rx in (_STRICT_ORDER_RE, _LOOSE_ORDER_RE):
         found += [(m.start(), "ORD" + m.group(1)) for m in rx.finditer(text)]
@@ -57,7 +65,7 @@ def order_ids(text: str) -> list[str]:
             out.append(oid)
     if len(out) > 1 and CORRECTION_RE.search(text):
         out.reverse()  # "it's ORD1012... no wait, it's ORD1011": the last one is meant
-    return out
+    return tuple(out)
 
 
 def product_ids(text: str) -> list[str]:
@@ -107,6 +115,11 @@ def _without_ids(text: str) -> str:
 def amounts(text: str, *, bare: bool = False) -> list[float]:
     """Money amounts with a currency word or sign; with ``bare``, plain numbers too
     ("refund 99.99 on ORD1003": the message is about money, the number is the amount)."""
+    return list(_amounts(text, bare))
+
+
+@functools.lru_cache(maxsize=4096)
+def _amounts(text: str, bare: bool) -> tuple[float, ...]:
     clean = _without_ids(text)
     out: list[float] = []
     for m in _MONEY_RE.finditer(clean):
@@ -129,7 +142,7 @@ def amounts(text: str, *, bare: bool = False) -> list[float]:
                 re.I,
             ):
                 out.append(value)
-    return out
+    return tuple(out)
 
 
 def has_percent(text: str) -> bool:

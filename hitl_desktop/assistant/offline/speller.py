@@ -16,6 +16,26 @@ from hitl_desktop.knowledge.text import edit_distance_le
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _MEMO_LIMIT = 4096
+#: :meth:`Speller.normalize`'s rewrites, in order (compiled once: looking each pattern
+#: up in ``re``'s cache on every call cost more than most of the substitutions)
+_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), repl) for pattern, repl in (
+        (r"\bcan'?t\b", "cannot"),
+        (r"\bwon'?t\b", "will not"),
+        (r"n't\b", " not"),
+        (r"\b(?:dont)\b", "do not"),
+        (r"\b(?:didnt)\b", "did not"),
+        (r"\b(?:doesnt)\b", "does not"),
+        (r"\b(?:hasnt)\b", "has not"),
+        (r"\b(?:havent)\b", "have not"),
+        (r"\b(?:isnt)\b", "is not"),
+        (r"\bu\b", "you"),
+        (r"\bwhens\b", "when is"),
+        (r"\bur\b", "your"),
+        (r"\b(?:pls|plz|plse)\b", "please"),
+        (r"\bwanna\b", "want to"),
+    )
+)
 
 
 class Speller:
@@ -62,18 +82,6 @@ class Speller:
     def normalize(self, text: str) -> str:
         """Lower-case, typo-corrected, single-spaced words for the intent rules."""
         low = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-        low = re.sub(r"\bcan'?t\b", "cannot", low)
-        low = re.sub(r"\bwon'?t\b", "will not", low)
-        low = re.sub(r"n't\b", " not", low)
-        low = re.sub(r"\b(?:dont)\b", "do not", low)
-        low = re.sub(r"\b(?:didnt)\b", "did not", low)
-        low = re.sub(r"\b(?:doesnt)\b", "does not", low)
-        low = re.sub(r"\b(?:hasnt)\b", "has not", low)
-        low = re.sub(r"\b(?:havent)\b", "have not", low)
-        low = re.sub(r"\b(?:isnt)\b", "is not", low)
-        low = re.sub(r"\bu\b", "you", low)
-        low = re.sub(r"\bwhens\b", "when is", low)
-        low = re.sub(r"\bur\b", "your", low)
-        low = re.sub(r"\b(?:pls|plz|plse)\b", "please", low)
-        low = re.sub(r"\bwanna\b", "want to", low)
+        for rx, repl in _REWRITES:
+            low = rx.sub(repl, low)
         return " ".join(self.correct(w) for w in WORD_RE.findall(low))
