@@ -148,7 +148,8 @@ def test_a_response_is_a_handful_of_steps(delay_s: float, tmp_path: Path) -> Non
     from hitl_desktop.knowledge.articles import default_knowledge_dir
     from hitl_desktop.knowledge.index import KnowledgeIndex
 
-    assert FRAME_S == DRAFT_DELTA_INTERVAL_S  # the engine paces at the host's window
+    # the engine writes a delta per FRAME_S; the host's window takes one or more of them
+    assert FRAME_S <= DRAFT_DELTA_INTERVAL_S
     index = KnowledgeIndex.open(default_knowledge_dir(), tmp_path / "ix.db")
     try:
         engine = OfflineProvider(index, delay_s=delay_s)
@@ -185,7 +186,8 @@ async def test_a_busy_loop_delays_a_paced_draft_once_not_per_step(tmp_path: Path
     each step late, and that lateness must not add up over a draft's steps."""
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
     outbox = Outbox()
-    settings = Settings(provider="offline", extra={"offline_delay_ms": 6.0})
+    # slow enough for a dozen steps of the host's draft.delta window
+    settings = Settings(provider="offline", extra={"offline_delay_ms": 20.0})
     copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
     copilot.start()
     question = "How long does a refund take and how do I return a blender?"
@@ -215,5 +217,5 @@ async def test_a_busy_loop_delays_a_paced_draft_once_not_per_step(tmp_path: Path
         blocker.cancel()
         await copilot.aclose()
     assert [k for _s, k, _d in outbox.sent].count("draft.completed") == 1
-    # late by about one block, not one per step (~10 steps x ~12 ms)
+    # late by about one block, not one per step (>= 10 steps x ~12 ms)
     assert took - paced < 0.12, (took, paced, len(steps))
