@@ -884,7 +884,10 @@ class HostCopilot:
                           items: Sequence[TurnItem] = ()) -> _Turn:
         """Start a turn on the session's history plus ``items`` (queued with the turn's
         draft record: one trip to the store's thread, not awaited; the turn reads the
-        copy in memory)."""
+        copy in memory), and announce it (``draft.started``) in this very tick: called
+        from a customer's line, it joins that line's group commit, one transaction and
+        one send to each agent for both (issue 18), where the turn's own task ran a tick
+        later, after the line's commit."""
         turn = _Turn(turn_id=turn_id or new_id("t"), session_id=session_id, reason=reason,
                      instruction=instruction, replaces=replaces)
         if reason in ("steer", "regenerate"):  # the same reply again
@@ -893,6 +896,10 @@ class HostCopilot:
             self._reply_drafts[session_id] = {turn.turn_id}
         self._turns[session_id] = turn
         self._append(session_id, *items, turn=(turn.turn_id, reason))
+        turn.announced = True
+        await self._publish(session_id, DraftStarted(
+            turn_id=turn.turn_id, reason=reason, provider=self.provider.name,
+            instruction=instruction, replaces=replaces))
         turn.task = self._tasks.spawn(self._run_turn(turn), f"turn:{session_id}")
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
@@ -924,11 +931,7 @@ class HostCopilot:
         await self._set_state(session_id)
 
     async def _run_turn(self, turn: _Turn) -> None:
-        sid = turn.session_id
-        turn.announced = True
-        await self._publish(sid, DraftStarted(
-            turn_id=turn.turn_id, reason=turn.reason, provider=self.provider.name,
-            instruction=turn.instruction, replaces=turn.replaces))
+        sid = turn.session_id  # (announced by _start_turn)
         await self._set_state(sid)
         try:
             await self._drive(turn)
