@@ -33,6 +33,8 @@ from hitl_desktop.core.catalog import CatalogError
 from hitl_desktop.core.links import InviteLink, LinkRole
 from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
 from hitl_desktop.core.protocol import CustomerMatch
+from hitl_desktop.core.stalls import StallWatch
+from hitl_desktop.core.stalls import from_environment as stall_watch_from_environment
 from hitl_desktop.host.log import RelayLog
 from hitl_desktop.host.relay import CopilotFactory, CreatedSession, Relay, RelayConfig
 from hitl_desktop.host.tokens import TokenKind, Tokens
@@ -189,6 +191,8 @@ class RunningHost:
     lobby_token: str
     admin_token: str
     directory: NamedDirectory | None = None
+    #: the loop's stall watch (``HITL_STALL_LOG=MS``; off by default)
+    stalls: StallWatch | None = None
 
     @property
     def url(self) -> str:
@@ -254,6 +258,8 @@ class RunningHost:
         self.admin_token = standing[TokenKind.ADMIN]
 
     async def stop(self) -> None:
+        if self.stalls is not None:
+            self.stalls.stop()
         await self.relay.aclose()
         self.relay_log.close()
         if self.directory is not None:
@@ -337,6 +343,7 @@ async def start_host(
     # all and stall the relay for 100+ ms while many connections are open
     await asyncio.to_thread(make_private_tree, paths.data_dir)  # left readable by others
     gc.freeze()
+    host.stalls = stall_watch_from_environment(asyncio.get_running_loop())
     return host
 
 
