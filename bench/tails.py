@@ -84,6 +84,37 @@ def _dump(path: Path, watch: Any, extra: dict[str, Any], since: float = 0.0) -> 
     path.write_text(json.dumps(data))
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of each of this process's threads, by name (since it started)."""
+    import threading
+
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        with contextlib.suppress(OSError, TypeError):
+            stat = Path(f"/proc/self/task/{t.native_id}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            name = "loop" if t is threading.main_thread() else t.name
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / load.TICK_S
+    return out
+
+
+def _count_overflow() -> list[int]:
+    """[drafts planned in the host's threads]: counts the offline engine's in-process
+    plans (the overflow past the engine process's in-flight cap, or no process)."""
+    count = [0]
+    with contextlib.suppress(ImportError, AttributeError):
+        from hitl_desktop.assistant.offline.engine import OfflineProvider
+
+        plain = OfflineProvider.compact_steps
+
+        def counted(self: Any, *args: Any) -> Any:
+            count[0] += 1
+            return plain(self, *args)
+
+        OfflineProvider.compact_steps = counted  # type: ignore[method-assign,assignment]
+    return count
+
+
 def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None = None
                ) -> None:
     """bench.load's host, with a stall watch whose records are written on "stop"."""
@@ -104,6 +135,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         factory = copilot_factory(paths, settings, provider="offline") if copilot else None
         cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
         host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
+        overflow = _count_overflow()
         watch = _watch(asyncio.get_running_loop())
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
         cmd = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
@@ -111,7 +143,8 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         out = os.environ.get(OUT_ENV)
         if out and isinstance(cmd, str) and cmd.startswith("stop"):
             since = float(cmd.split()[1]) if len(cmd.split()) > 1 else 0.0
-            _dump(Path(out) / f"host-{os.getpid()}.json", watch, {}, since)
+            _dump(Path(out) / f"host-{os.getpid()}.json", watch,
+                  {"threads": _thread_cpu(), "overflow": overflow}, since)
         await host.stop()
 
     asyncio.run(main())
@@ -250,6 +283,11 @@ def analyse(name: str, out: Path, budget_hop: float = 0.05, budget_draft: float 
               f"{_pct(to_start, 99) * 1000:.0f} ms; draft.started -> first delta p50 "
               f"{statistics.median(to_first) * 1000:.0f} p99 {_pct(to_first, 99) * 1000:.0f}"
               f" ms")
+    if host and "threads" in host:
+        busy = sorted(host["threads"].items(), key=lambda kv: -kv[1])
+        print("  host threads' CPU s (whole life): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in busy if v >= 0.05)
+              + f"; drafts planned in the host's threads: {host['overflow'][0]}")
     for label, loopinfo in ([("host", host)] if host else []) + [
             (f"client{i}", c) for i, c in enumerate(clients)]:
         stalls = loopinfo["stalls"]
