@@ -162,10 +162,12 @@ class KnowledgeIndex:
         # The co-pilot asks the same few queries again every round of a turn and for
         # every customer with the same question: answers are kept until the index
         # changes (``refresh``), bounded; dicts keep insertion order, oldest go first.
-        self._hits_cache: dict[tuple[str, int, str | None], tuple[SearchHit, ...]] = {}
+        self._hits_cache: dict[tuple[str, int, str | None, bool], tuple[SearchHit, ...]] = {}
         # the same, by MATCH expression: queries that differ only in stop words, case,
         # punctuation or order of repeats ask SQLite the same question
-        self._expr_cache: dict[tuple[str, int, str | None], tuple[SearchHit, ...]] = {}
+        self._expr_cache: dict[tuple[str, int, str | None, bool], tuple[SearchHit, ...]] = {}
+        # section row -> (heading, body), for searches without snippets
+        self._chunk_cache: dict[int, tuple[str, str]] = {}
         # query token -> its alternatives (typo fix, synonyms): customers' messages
         # share most of their words, each message is new
         self._alts_cache: dict[str, tuple[str, ...]] = {}
@@ -376,6 +378,7 @@ class KnowledgeIndex:
         self._fix_cache = {}
         self._hits_cache = {}
         self._expr_cache = {}
+        self._chunk_cache = {}
         self._alts_cache = {}
         self._article_cache = {}
         self._generation += 1
@@ -511,31 +514,37 @@ class KnowledgeIndex:
             parts.append(terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
         return " OR ".join(parts)
 
-    def search(self, query: str, limit: int = 5, kind: str | None = None) -> list[SearchHit]:
+    def search(self, query: str, limit: int = 5, kind: str | None = None, *,
+               snippets: bool = True) -> list[SearchHit]:
         """Best articles for ``query`` (one hit per article, best section first).
 
         An empty query lists articles by title (for browsing). Never raises on
-        odd input: the query is reduced to quoted word tokens.
+        odd input: the query is reduced to quoted word tokens. ``snippets=False``:
+        the same hits with ``snippet`` left empty, for a caller that reads the
+        whole section (``text``) only - FTS5 computes a snippet by running the
+        MATCH again (~40 % of a search's cost).
         """
         limit = max(1, int(limit))
         if not query.strip():
             return self._browse(limit, kind)
-        key = (query, limit, kind)
+        key = (query, limit, kind, snippets)
         cached = self._hits_cache.get(key)
         if cached is not None:
             return list(cached)
         generation = self._generation
         expr = self.fts_query(query)
-        by_expr = (expr, limit, kind)
+        by_expr = (expr, limit, kind, snippets)
         cached = self._expr_cache.get(by_expr)
-        hits = list(cached) if cached is not None else self._search(query, expr, limit, kind)
+        hits = (list(cached) if cached is not None
+                else self._search(query, expr, limit, kind, snippets))
         with self._lock:
             if generation == self._generation:
                 _remember(self._hits_cache, key, tuple(hits))
                 _remember(self._expr_cache, by_expr, tuple(hits))
         return hits
 
-    def _search(self, query: str, expr: str, limit: int, kind: str | None) -> list[SearchHit]:
+    def _search(self, query: str, expr: str, limit: int, kind: str | None,
+                snippets: bool = True) -> list[SearchHit]:
         """The hits for ``expr`` (:meth:`fts_query` of ``query``, which logs name)."""
         if not expr:
             return []
@@ -561,16 +570,8 @@ class KnowledgeIndex:
             if not ranked:
                 return []
             wanted = [row for _, (row, _) in ranked]
-            marks = ",".join("?" * len(wanted))
-            detail = {
-                r[0]: r[1:]
-                for r in self._conn.execute(
-                    "SELECT rowid, section, body,"
-                    f" snippet(chunks, 3, '', '', ' … ', {_SNIPPET_TOKENS}) FROM chunks"
-                    f" WHERE chunks MATCH ? AND rowid IN ({marks})",
-                    (expr, *wanted),
-                )
-            }
+            detail = (self._snippets(expr, wanted) if snippets
+                      else self._sections(wanted))
             meta = self._article_meta(a for a, _ in ranked)
         hits = []
         for article_id, (rowid, total) in ranked:
@@ -587,12 +588,38 @@ class KnowledgeIndex:
                     title=title,
                     path=relpath,
                     section=str(section),
-                    snippet=str(snip).strip() or text[:240],
+                    snippet=(str(snip).strip() or text[:240]) if snippets else "",
                     score=round(total, 4),
                     text=text,
                 )
             )
         return hits
+
+    def _snippets(self, expr: str, rows: list[int]) -> dict[int, tuple[str, str, str]]:
+        """(locked) Each row's heading, body and FTS5 snippet for ``expr``."""
+        marks = ",".join("?" * len(rows))
+        return {
+            r[0]: r[1:]
+            for r in self._conn.execute(
+                "SELECT rowid, section, body,"
+                f" snippet(chunks, 3, '', '', ' … ', {_SNIPPET_TOKENS}) FROM chunks"
+                f" WHERE chunks MATCH ? AND rowid IN ({marks})",
+                (expr, *rows),
+            )
+        }
+
+    def _sections(self, rows: list[int]) -> dict[int, tuple[str, str, str]]:
+        """(locked) Each row's heading and body (no snippet), kept per row."""
+        cache = self._chunk_cache
+        out = {r: (*cache[r], "") for r in rows if r in cache}
+        todo = [r for r in rows if r not in out]
+        if todo:
+            marks = ",".join("?" * len(todo))
+            for rowid, section, body in self._conn.execute(
+                    f"SELECT rowid, section, body FROM chunks WHERE rowid IN ({marks})", todo):
+                out[rowid] = (section, body, "")
+                _remember(cache, rowid, (section, body))
+        return out
 
     def _article_meta(self, ids: Iterable[str]) -> dict[str, tuple[str, str, str, str]]:
         ids = list(ids)

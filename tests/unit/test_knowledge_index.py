@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,24 @@ def test_ranking_and_snippet(index: KnowledgeIndex) -> None:
     assert hits[0].score > 0
     assert [h.article_id for h in hits].count("faq/cancel-order") == 1  # one hit per article
     assert index.search("refund original payment")[0].article_id == "faq/returns"
+
+
+def test_search_without_snippets_finds_the_same_sections(index: KnowledgeIndex) -> None:
+    """The offline engine quotes whole sections: its searches skip FTS5's snippet (a
+    second MATCH), and find the same articles, sections, scores and texts; a search by
+    another query with the same terms is answered from memory (the MATCH expression)."""
+    for query in ("can I cancel a shipped order?", "refund original payment", "tone",
+                  "retrun windw", "the the"):
+        full = index.search(query)
+        bare = index.search(query, snippets=False)
+        assert bare == [replace(h, snippet="") for h in full]
+        assert index.search(query, snippets=False) == bare  # cached: the same again
+    assert index.search("cancel my SHIPPED order, please!!", snippets=False) == \
+        index.search("cancel shipped order", snippets=False)
+    generation = index.generation
+    index.refresh()  # unchanged files: nothing rebuilt, nothing forgotten
+    assert index.generation == generation + 1
+    assert index.search("refund original payment", snippets=False)[0].section == "Refund"
 
 
 def test_title_is_boosted(index: KnowledgeIndex) -> None:

@@ -34,7 +34,8 @@ _REP_TOPICS = frozenset({"human"})
 class SearchIndex(Protocol):
     """What retrieval needs of :class:`~hitl_desktop.knowledge.index.KnowledgeIndex`."""
 
-    def search(self, query: str, limit: int = 5, kind: str | None = None) -> list[SearchHit]: ...
+    def search(self, query: str, limit: int = 5, kind: str | None = None, *,
+               snippets: bool = True) -> list[SearchHit]: ...
 
 
 @dataclass(slots=True)
@@ -94,7 +95,8 @@ class Retriever:
         if self.index is None or not query.strip():
             return []
         try:
-            return list(self.index.search(query, limit=self.max_results))
+            # the engine quotes whole sections: FTS5's snippets are never read here
+            return list(self.index.search(query, limit=self.max_results, snippets=False))
         except Exception:  # the draft must still come: search is an aid
             self._failures += 1
             log.exception("knowledge search failed for %r", query)
