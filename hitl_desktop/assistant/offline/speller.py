@@ -18,22 +18,23 @@ WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _MEMO_LIMIT = 4096
 #: :meth:`Speller.normalize`'s rewrites, in order (compiled once: looking each pattern
 #: up in ``re``'s cache on every call cost more than most of the substitutions)
-_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), repl) for pattern, repl in (
-        (r"\bcan'?t\b", "cannot"),
-        (r"\bwon'?t\b", "will not"),
-        (r"n't\b", " not"),
-        (r"\b(?:dont)\b", "do not"),
-        (r"\b(?:didnt)\b", "did not"),
-        (r"\b(?:doesnt)\b", "does not"),
-        (r"\b(?:hasnt)\b", "has not"),
-        (r"\b(?:havent)\b", "have not"),
-        (r"\b(?:isnt)\b", "is not"),
-        (r"\bu\b", "you"),
-        (r"\bwhens\b", "when is"),
-        (r"\bur\b", "your"),
-        (r"\b(?:pls|plz|plse)\b", "please"),
-        (r"\bwanna\b", "want to"),
+#: each with a substring every match contains: a text without it is left as it is
+_REWRITES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (needle, re.compile(pattern), repl) for needle, pattern, repl in (
+        ("can", r"\bcan'?t\b", "cannot"),
+        ("won", r"\bwon'?t\b", "will not"),
+        ("n't", r"n't\b", " not"),
+        ("dont", r"\b(?:dont)\b", "do not"),
+        ("didnt", r"\b(?:didnt)\b", "did not"),
+        ("doesnt", r"\b(?:doesnt)\b", "does not"),
+        ("hasnt", r"\b(?:hasnt)\b", "has not"),
+        ("havent", r"\b(?:havent)\b", "have not"),
+        ("isnt", r"\b(?:isnt)\b", "is not"),
+        ("u", r"\bu\b", "you"),
+        ("whens", r"\bwhens\b", "when is"),
+        ("ur", r"\bur\b", "your"),
+        ("pl", r"\b(?:pls|plz|plse)\b", "please"),
+        ("wanna", r"\bwanna\b", "want to"),
     )
 )
 
@@ -57,13 +58,15 @@ class Speller:
 
     def correct(self, word: str) -> str:
         """The lexicon word a misspelt ``word`` most likely means, else ``word``."""
-        if len(word) < 4 or not word.isalpha() or self.is_known(word):
-            return word
-        hit = self._memo.get(word)
+        hit = self._memo.get(word)  # every word's answer, known ones too (pure)
         if hit is None:
-            hit = self._closest(word)
-            if len(self._memo) < _MEMO_LIMIT:
-                self._memo[word] = hit
+            if len(word) < 4 or not word.isalpha() or self.is_known(word):
+                hit = word
+            else:
+                hit = self._closest(word)
+            if len(self._memo) >= _MEMO_LIMIT:  # bounded: start again when full
+                self._memo.clear()
+            self._memo[word] = hit
         return hit
 
     def _closest(self, word: str) -> str:
@@ -82,6 +85,7 @@ class Speller:
     def normalize(self, text: str) -> str:
         """Lower-case, typo-corrected, single-spaced words for the intent rules."""
         low = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-        for rx, repl in _REWRITES:
-            low = rx.sub(repl, low)
+        for needle, rx, repl in _REWRITES:
+            if needle in low:
+                low = rx.sub(repl, low)
         return " ".join(self.correct(w) for w in WORD_RE.findall(low))
