@@ -73,6 +73,9 @@ def next_call(c: Conversation, policy: Policy | None = None) -> tuple[str, dict[
         ("$1,200 now", [1200.0]),
         ("15$ on ORD1015", [15.0]),
         ("order ORD1003 has 2 items", []),
+        ("forty BUCKS", [40.0]),
+        ("12 u\u017fd back", [12.0]),  # IGNORECASE: the long s is an s
+        ("7 buc\u212as", [7.0]),  # and the Kelvin sign a k
     ],
 )
 def test_amounts_in_every_form(text: str, amounts: list[float]) -> None:
@@ -248,3 +251,53 @@ def test_one_request_for_several_orders_and_not_the_one_to_keep() -> None:
         ("cancel", "ORD1001"), ("cancel", "ORD1008")]
     one = understand(conv(customer("cancel ORD1001 but keep ORD1008")), Speller())
     assert [(r.intent, r.order_id) for r in one.requests] == [("cancel", "ORD1001")]
+
+
+def _texts_of_the_labelled_sets() -> list[str]:
+    """Every customer message of tests/data's sets, normalised, with its clauses and
+    its word suffixes (so triggers anchored at the start are tried at many words)."""
+    import json
+    from pathlib import Path
+
+    from hitl_desktop.assistant.offline.understanding import _CLAUSE_RE, _clean
+
+    speller = Speller()
+    out: set[str] = set()
+    for path in sorted(Path(__file__).parents[1].joinpath("data").glob("offline_*.jsonl")):
+        for line in path.read_text("utf-8").splitlines():
+            message = json.loads(line).get("message") if line.strip() else None
+            if not isinstance(message, str):
+                continue
+            clean = _clean(message)
+            norm = speller.normalize(clean)
+            out.update({message, norm})
+            out.update(speller.normalize(p) for p in _CLAUSE_RE.split(clean) if p and p.strip())
+            words = norm.split()
+            out.update(" ".join(words[i:]) for i in range(1, len(words), 2))
+    return sorted(out)
+
+
+def test_intent_triggers_as_one_alternation_find_what_each_trigger_finds() -> None:
+    """``detect`` searches an intent's triggers as one alternation: the leftmost match
+    of the alternation must start where the earliest trigger's own match starts (true
+    while no trigger has groups of its own or inline flags)."""
+    from hitl_desktop.assistant.offline import intents
+
+    for patterns in intents.COMPILED.values():
+        assert all(p.groups == 0 and "(?" not in p.pattern.replace("(?:", "")
+                   .replace("(?=", "").replace("(?!", "").replace("(?<=", "")
+                   .replace("(?<!", "") for p in patterns)
+
+    def one_by_one(norm: str) -> list[tuple[int, str]]:
+        hits = []
+        for intent, patterns in intents.COMPILED.items():
+            starts = [m.start() for p in patterns if (m := p.search(norm))]
+            if starts:
+                hits.append((min(starts), intent))
+        return sorted(hits)
+
+    texts = _texts_of_the_labelled_sets()
+    assert len(texts) > 1000
+    assert sum(bool(intents.detect(t)) for t in texts) > 500
+    for text in texts:
+        assert intents.detect(text) == one_by_one(text), text
