@@ -16,13 +16,16 @@ store's lock on a thread that is running an event loop raises
 from __future__ import annotations
 
 import asyncio
-import functools
+import atexit
+import contextlib
 import os
+import queue
 import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,20 +87,121 @@ class StoreLock:
 
 
 class StoreWorker:
-    """The one thread a store is called through from the event loop, in call order."""
+    """The one thread a store is called through from the event loop, in call order.
+
+    A thread of its own fed by a queue, not a ``ThreadPoolExecutor``: every call was a
+    pool submit (a lock, a ``Future`` with its ``Condition``, a work item, the idle
+    semaphore) plus ``wrap_future``'s chaining back to the loop, a few of them per
+    co-pilot turn on the loop's thread (issue 18). :meth:`call` answers the loop's own
+    future with one ``call_soon_threadsafe``; :meth:`submit` still hands out a
+    ``concurrent.futures.Future``. As with the pool: a call whose future was cancelled
+    before the worker reached it does not run, and what was queued when the interpreter
+    exits still runs (the thread is joined at exit)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
     async def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` on this worker; the loop stays free meanwhile."""
-        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            if fut.cancelled():  # (the caller gave up before it started: not run)
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller
+                _answer(loop, _fail, fut, exc)
+            else:
+                _answer(loop, _succeed, fut, result)
+
+        self._put(job)
+        return await fut
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """Queue ``fn`` now (its place in the order is taken here); await it later."""
-        return self._pool.submit(functools.partial(fn, *args, **kwargs))
+        future: Future[T] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self._put(job)
+        return future
+
+    def _put(self, job: Callable[[], None]) -> None:
+        if self._thread is None:
+            self._start()
+        if self._closed:
+            raise RuntimeError(f"{self.name}: cannot schedule new calls after shutdown")
+        self._queue.put(job)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            # named as the pool named it (``<name>_0``): benches group threads by name
+            thread = threading.Thread(target=_run, args=(self._queue,), name=f"{self.name}_0")
+            thread.start()
+            self._thread = thread
+            _live.add(self)
 
     def shutdown(self) -> None:
         """No new calls; the thread ends once what was queued has run (never blocks)."""
-        self._pool.shutdown(wait=False)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started = self._thread is not None
+        if started:
+            self._queue.put(None)
+
+
+def _run(jobs: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+    """A worker thread: run jobs in order until the end marker."""
+    while (job := jobs.get()) is not None:
+        job()
+        del job  # (nothing of a finished call is kept alive while waiting)
+
+
+def _answer(loop: asyncio.AbstractEventLoop, settle: Callable[[asyncio.Future[T], Any], None],
+            fut: asyncio.Future[T], value: Any) -> None:
+    """(worker thread) Settle ``fut`` on its loop; a loop already closed has no one
+    waiting."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle, fut, value)
+
+
+def _succeed(fut: asyncio.Future[T], result: Any) -> None:
+    if not fut.done():
+        fut.set_result(result)
+
+
+def _fail(fut: asyncio.Future[T], exc: Any) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+_live: weakref.WeakSet[StoreWorker] = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    """The interpreter is exiting: every worker ends after what it has queued (its
+    thread is not a daemon, so it is joined), as the pool's threads did."""
+    for worker in list(_live):
+        worker.shutdown()
+
+
+# before the interpreter joins non-daemon threads (concurrent.futures does the same)
+getattr(threading, "_register_atexit", atexit.register)(_at_exit)
