@@ -20,6 +20,7 @@ printed: the frames and bytes each agent receives per draft (``draft.delta`` and
     python -m bench.copilot_cost --quick    # CI-sized
     BENCH_PROFILE=/tmp/host.prof python -m bench.copilot_cost --only offline
                      (cProfile of the host loop's thread, after the warm-up round)
+    BENCH_ENGINE_PROCESS=0 ...   the offline engine in the host's threads, not its process
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
     async def main() -> None:
         paths = resolve_paths(data_dir, Path(data_dir) / "config")
         settings = Settings(model="gpt-4.1-mini")
+        if os.environ.get("BENCH_ENGINE_PROCESS") == "0":  # the offline engine in host threads
+            settings = Settings(model="gpt-4.1-mini", extra={"offline_engine_process": False})
         factory = copilot_factory(paths, settings, provider=copilot) if copilot else None
         if factory is not None and os.environ.get("BENCH_ABLATE") == "publish":
             # what the co-pilot costs without the relay's publish path (an ablation: only
