@@ -111,6 +111,12 @@ class Copilot(Protocol):
 
     async def discard(self, session_id: str, turn_id: str) -> None: ...
 
+    async def turn_end_lost(self, session_id: str, turn_id: str) -> None:
+        """The host could not store the frames that ended this turn (``draft.completed``
+        or ``draft.stale``, ``turn.ended``: a failed group commit), so the agents never
+        saw it end: end it again, visibly (``draft.failed``)."""
+        ...
+
     def draft_in_progress(self, session_id: str) -> tuple[str, str] | None:
         """(turn_id, text so far) of a draft still streaming, for resuming agents."""
         ...
@@ -160,6 +166,9 @@ class NullCopilot:
 
     async def discard(self, session_id: str, turn_id: str) -> None:
         raise OperationError(ErrorCode.NOT_FOUND, f"no draft {turn_id!r} in this session")
+
+    async def turn_end_lost(self, session_id: str, turn_id: str) -> None:
+        return None
 
     async def on_session_closed(self, session_id: str, by: str) -> None:
         return None

@@ -680,6 +680,32 @@ class HostCopilot:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
+    async def turn_end_lost(self, session_id: str, turn_id: str) -> None:
+        """The relay could not store the frames that ended ``turn_id`` (a failed group
+        commit of the turn's last tick: ``draft.completed`` or ``draft.stale``, and
+        ``turn.ended``), so the agents saw its text stream and never end. A turn still
+        running is failed by its own next frame (the relay refuses it); one that is over
+        is ended again, visibly: ``draft.failed`` (which the relay stores on its own, as
+        it does a failed session's frames, and relays if the disk takes it) and
+        ``turn.ended``, and its draft record marked failed. If the disk still refuses,
+        that is logged and nothing more is tried."""
+        async with self._session_lock(session_id):
+            turn = self._turns.get(session_id)
+            if turn is not None and turn.turn_id == turn_id and not _done(turn):
+                return
+            message = "the host could not store the end of this draft"
+            log.warning("draft %s of %s: its end could not be stored: failed", turn_id,
+                        session_id)
+            try:
+                await self._history(self.conversations.draft_finished, turn_id, "failed",
+                                    error=message)
+            except Exception:
+                log.exception("marking draft %s failed", turn_id)
+            await self._publish(session_id, DraftFailed(turn_id=turn_id, code=ErrorCode.INTERNAL,
+                                                        message=message))
+            await self._publish(session_id, TurnEnded(turn_id=turn_id, outcome="failed",
+                                                      reason=message))
+
     async def discard(self, session_id: str, turn_id: str) -> None:
         async with self._session_lock(session_id):
             turn = self._turns.get(session_id)

@@ -352,6 +352,9 @@ _CHAT, _HOST, _LATER = 0, 1, 2  # a chat line, a grouped host frame, a deferred 
 # could not be stored (SessionState.write_failed), so a turn cannot go on past a hole
 _TURN_BODY = frozenset({"draft.delta", "tool.call.delta", "draft.completed", "articles",
                         "tool.call", "tool.result"})
+# the frames that end a turn for the agents: lost in a failed commit, the co-pilot is
+# told (Copilot.turn_end_lost), else the draft stays "streaming" on their desks
+_TURN_ENDS = frozenset({"draft.completed", "draft.stale", "draft.failed", "turn.ended"})
 
 
 class Relay:
@@ -1321,6 +1324,7 @@ class Relay:
 
     def _relay_group(self, lines: list[tuple[object, str]], error: BaseException | None,
                      fanout: Callable[[SessionState, str, str], None]) -> None:
+        ends_lost: dict[tuple[str, str], None] = {}  # (session, turn) whose end was lost
         for token, frame in lines:
             kind, st, arg = cast(tuple[int, SessionState, Any], token)
             st.pending -= 1
@@ -1336,13 +1340,21 @@ class Relay:
                                      ref=ref, session=st.row.session_id)
                 elif error is None or (kind == _LATER and st.write_failed is None):
                     fanout(st, cast(str, arg), frame)
-                elif kind == _HOST and st.write_failed is not error:
-                    st.write_failed = error
-                    log.error("session %s: the co-pilot's %s (and what followed it) could "
-                              "not be stored: not relayed (%s)", st.row.session_id, arg, error)
+                elif kind == _HOST:
+                    if st.write_failed is not error:
+                        st.write_failed = error
+                        log.error("session %s: the co-pilot's %s (and what followed it) "
+                                  "could not be stored: not relayed (%s)",
+                                  st.row.session_id, arg, error)
+                    if arg in _TURN_ENDS:
+                        turn_id = json.loads(frame)["data"].get("turn_id")
+                        if isinstance(turn_id, str):
+                            ends_lost[(st.row.session_id, turn_id)] = None
             except Exception:
                 log.exception("relaying a committed frame of session %s failed",
                               st.row.session_id)
+        for sid, turn_id in ends_lost:
+            self._tasks.spawn(self.copilot.turn_end_lost(sid, turn_id), f"turn end lost:{sid}")
 
     async def _op_ack(self, conn: Conn, env: Envelope, p: Payload,
                       st: SessionState | None) -> None:

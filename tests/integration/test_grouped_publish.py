@@ -173,6 +173,51 @@ async def test_a_lost_turn_frame_fails_the_turn_visibly_and_relays_nothing_unsto
     assert desk.agent.of("turn.ended")[-1]["data"]["outcome"] == "completed"
 
 
+async def test_a_turn_whose_end_could_not_be_stored_ends_visibly_as_failed(
+        tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, desks: list[Desk],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The disk refuses the commit of a turn's last tick (draft.completed + turn.ended):
+    the agents saw the text stream, so the draft must not stay "streaming" on their
+    desks: it ends as failed (draft.failed, then turn.ended), stored and relayed, and its
+    draft record says failed. The next turn works."""
+    desk = await open_desk(tmp_path, fake, monkeypatch)
+    desks.append(desk)
+    relay = desk.host.relay
+    fake.enqueue(Reply(text="Your order is on its way and should arrive tomorrow.", delay=0.03))
+    await desk.say("Where is my order ORD1001?")
+    started = await desk.agent.wait("draft.started")
+    turn_id = started["data"]["turn_id"]
+    # nothing else of the session is grouped before its end: the next commit is it
+    refused = _deny_commits(relay.log, 1)
+    with caplog.at_level(logging.ERROR):
+        ended = await desk.agent.wait("turn.ended", turn_id=turn_id, within=15)
+    assert refused == [1]
+    assert ended["data"]["outcome"] == "failed"
+    for agent in (desk.agent, desk.agent2):
+        got = [f["type"] for f in agent.frames if f["data"].get("turn_id") == turn_id]
+        assert got[0] == "draft.started" and "draft.delta" in got, got
+        assert got[-2:] == ["draft.failed", "turn.ended"], got
+        assert "draft.completed" not in got
+        failed = agent.of("draft.failed", turn_id=turn_id)
+        assert len(failed) == 1 and failed[0]["data"]["code"] == "internal"
+    # what the agents got is what the log holds, no seq skipped
+    stored = {m["seq"]: m for m in relay.log.messages(desk.sid)}
+    relayed = [f for f in desk.agent.frames if f["seq"] is not None]
+    assert [f["seq"] for f in relayed] == sorted(stored)
+    assert all(stored[f["seq"]] == f for f in relayed)
+    assert [m["type"] for m in stored.values() if m["data"].get("turn_id") == turn_id] == [
+        "draft.started", "draft.failed", "turn.ended"]
+    assert any("could not be stored" in r.getMessage() for r in caplog.records)
+    record = await desk.copilot.conversations.worker.call(desk.copilot.conversations.draft,
+                                                          turn_id)
+    assert record is not None and record.state == "failed"
+    # the session carries on
+    fake.enqueue(Reply(text="Happy to help again."))
+    await desk.say("Thanks, and now?")
+    assert (await desk.draft(1))["text"] == "Happy to help again."
+    assert desk.agent.of("turn.ended")[-1]["data"]["outcome"] == "completed"
+
+
 async def test_a_held_finish_is_no_longer_spoiled_by_turn_frames(
         tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch,
         desks: list[Desk]) -> None:
