@@ -614,15 +614,18 @@ class Fleet:
             if pipe.recv() != "ready":
                 raise RuntimeError("a client failed to start")
 
-    def run(self, work: Work, round_: int, everyone: list[int], profile: str | None = None
-            ) -> Result:
+    def run(self, work: Work, round_: int, everyone: list[int], profile: str | None = None,
+            profile_clients: bool = False) -> Result:
         """One round of ``work``; the server's CPU is timed from "go" until every client
         has reported, after every server (``everyone``: their pids) has gone idle."""
         waited = wait_quiet(everyone)
         if waited > 9.5:
             print(f"  (before {self.name}: a server still busy after {waited:.1f} s; "
                   "measuring anyway)")
-        spy = Profiler(profile, self.server.pid)
+        spies = [Profiler(profile, self.server.pid)] if self.server.kind == "host" else []
+        if profile and profile_clients:
+            spies += [Profiler(profile.replace(".txt", f"-client{i}.txt"), proc.pid)
+                      for i, (proc, _pipe) in enumerate(self.procs)]
         pid = self.server.pid
         cpu0, t0 = server_cpu(pid), time.perf_counter()
         main0 = cpu_seconds(pid, pid)
@@ -633,7 +636,8 @@ class Fleet:
         cpu1 = server_cpu(pid)  # the host and its engine process (if any)
         cpu = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
         main = cpu_seconds(pid, pid) - main0
-        spy.stop()
+        for spy in spies:
+            spy.stop()
         hops = [h for r in reports for h in r["hops"]]
         drafts = [d for r in reports for d in r["drafts"]]
         lines = sum(r["lines"] for r in reports)
@@ -677,7 +681,8 @@ def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: 
             for name in order:
                 results[name] = fleets[name].run(
                     work, r, [f.server.pid for f in fleets.values()],
-                    _profile_path(args.profile, name, sessions, work.kind, r, len(plan)))
+                    _profile_path(args.profile, name, sessions, work.kind, r, len(plan),
+                                  args.profile_clients), args.profile_clients)
             report(f"{title}, round {r + 1}/{len(plan)} (order: {', '.join(order)})", results)
             rounds.append((order, results))
         summarize(title, rounds)
@@ -771,8 +776,10 @@ def summarize(title: str, rounds: list[tuple[list[str], dict[str, Result]]]) -> 
 
 
 def _profile_path(prefix: str | None, name: str, sessions: int, what: str, round_: int,
-                  rounds: int) -> str | None:
-    if prefix is None or name in ("socketio", "ws"):
+                  rounds: int, clients: bool = False) -> str | None:
+    """Where the server's py-spy stacks go (``--profile``; ``--profile-clients``: also
+    the client processes', into ...-client<i>.txt — for every system, Node's too)."""
+    if prefix is None or (name in ("socketio", "ws") and not clients):
         return None
     return f"{prefix}-{name}-{what}-{sessions}{f'-r{round_ + 1}' if rounds > 1 else ''}.txt"
 
@@ -828,6 +835,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=None,
                         help="py-spy the host during each measured window into "
                              "PREFIX-<system>-<S>.txt (raw stacks; PY_SPY=path to py-spy)")
+    parser.add_argument("--profile-clients", action="store_true",
+                        help="with --profile: py-spy the client processes too "
+                             "(PREFIX-<system>-<S>-client<i>.txt), for every system")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every system this many times per workload (use an even "
                              "number with --order alternate); the summary gives each "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 import socket
@@ -26,7 +27,7 @@ SMALL_MAX = 1_000  # a host whose limit a 16-bit length can pass
 
 
 def _frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
-           long16: bool = False, long64: bool = False) -> bytes:
+           long16: bool = False, long64: bool = False, key: bytes | None = None) -> bytes:
     n = len(payload)
     head = bytes([(0x80 if fin else 0) | opcode])
     bit = 0x80 if mask else 0
@@ -38,7 +39,7 @@ def _frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True,
         head += bytes([bit | n])
     if not mask:
         return head + payload
-    key = os.urandom(4)
+    key = os.urandom(4) if key is None else key
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
@@ -243,5 +244,105 @@ async def test_a_frame_inside_another_frames_payload_is_never_taken_for_a_frame(
         writer.close()
         (got,) = host.got.values()
         assert got == [inner, "after"]
+    finally:
+        await host.stop()
+
+
+async def _open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    writer.write(_handshake())
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+@pytest.mark.parametrize("split", ["one read", "close read alone"])
+async def test_nothing_after_a_close_frame_is_delivered(split: str) -> None:
+    """Text frames, a close, more text frames: the ones before the close arrive, the
+    close is answered, the ones after it are discarded (RFC 6455 1.4) — whether they
+    come in the close's read (the fast path must stop at the close) or later."""
+    host = _Host()
+    port = await host.start()
+    try:
+        reader, writer = await _open_raw(port)
+        before = _frame(0x1, b"one") + _frame(0x1, "two €".encode())
+        close = _frame(0x8, (1000).to_bytes(2, "big"))
+        after = _frame(0x1, b"after the close") + _frame(0x1, b"x" * 300)
+        if split == "one read":
+            writer.write(before + close + after)
+        else:
+            writer.write(before)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(close)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            with contextlib.suppress(ConnectionError):
+                writer.write(after)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        replies = await asyncio.wait_for(_reply_frames(reader), 10)
+        writer.close()
+        assert replies == [(0x8, (1000).to_bytes(2, "big"))]
+        await asyncio.sleep(0.05)
+        (got,) = host.got.values()
+        assert got == ["one", "two €"]
+    finally:
+        await host.stop()
+
+
+async def test_a_stream_split_at_every_byte_arrives_as_sent() -> None:
+    """The same frames sent again and again over one connection, each time in two reads
+    cut one byte further on, so every header and payload is split at every byte and the
+    second read starts there and goes on with whole frames (which the fast path takes
+    only if it knows where they start). Mask keys of 0x81 bytes and a binary payload that
+    is a text frame make a wrong guess look like a text frame."""
+    host = _Host()
+    port = await host.start()
+    try:
+        k81 = b"\x81\x81\x81\x81"
+        inner = _frame(0x1, b"smuggled")
+        texts = ["a", "", "\u00e9" * 70, "x" * 130, "\U0001d11e two"]
+        unit = b"".join([
+            _frame(0x1, texts[0].encode(), key=k81),
+            _frame(0x9, b"pi", key=k81),
+            _frame(0x1, texts[1].encode()),
+            _frame(0x1, texts[2].encode(), key=k81),  # 140 bytes: a 16-bit length
+            b"\x82" + bytes([0x80 | len(inner)]) + b"\x00\x00\x00\x00" + inner,  # key 0
+            _frame(0x1, texts[3].encode()[:60], fin=False),
+            _frame(0x0, texts[3].encode()[60:], key=k81),
+            _frame(0x1, texts[4].encode(), long64=True),
+        ])
+        want = [texts[0], texts[1], texts[2], inner, texts[3], texts[4]]
+        reader, writer = await _open_raw(port)
+        for cut in range(len(unit) + 1):
+            for part in (unit[:cut], unit[cut:]):
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.001)  # each part its own read
+        writer.write(_frame(0x8, (1000).to_bytes(2, "big")))
+        await writer.drain()
+        replies = await asyncio.wait_for(_reply_frames(reader), 10)
+        writer.close()
+        assert replies == [(0xA, b"pi")] * (len(unit) + 1) + [(0x8, (1000).to_bytes(2, "big"))]
+        (got,) = host.got.values()
+        assert got == want * (len(unit) + 1)
+    finally:
+        await host.stop()
+
+
+async def test_a_frame_of_exactly_max_size_is_delivered_and_one_byte_more_closes() -> None:
+    host = _Host(SMALL_MAX)
+    port = await host.start()
+    try:
+        reader, writer = await _open_raw(port)
+        writer.write(_frame(0x1, b"y" * SMALL_MAX) + _frame(0x1, b"z" * (SMALL_MAX + 1)))
+        await writer.drain()
+        replies = await asyncio.wait_for(_reply_frames(reader), 10)
+        writer.close()
+        assert int.from_bytes(replies[-1][1][:2], "big") == 1009
+        (got,) = host.got.values()
+        assert got == ["y" * SMALL_MAX]
     finally:
         await host.stop()
