@@ -73,42 +73,61 @@ def _watch(loop: asyncio.AbstractEventLoop) -> Any:
     return watch
 
 
-def _dump(path: Path, watch: Any, extra: dict[str, Any], since: float = 0.0) -> None:
-    """The watch's records from ``since`` (time.monotonic) on, as JSON."""
+def _dump(path: Path, watch: Any, extra: dict[str, Any]) -> None:
+    """The watch's records as JSON: its stalls, each beat's time and lateness, GC."""
     data = dict(extra)
-    data["stalls"] = [s.as_dict() for s in watch.stalls if s.start >= since]
-    lags = sorted(lag for lag, at in zip(watch.lags, watch.beats, strict=True) if at >= since)
-    data["lag"] = {q: lags[min(len(lags) - 1, int(float(q) * len(lags)))] if lags else 0.0
-                   for q in ("0.5", "0.9", "0.99", "0.999", "1.0")}
-    data["gc_total"] = watch.gc_total
+    data["stalls"] = [s.as_dict() for s in watch.stalls]
+    data["beats"] = [[round(at, 4), round(lag, 5)]
+                     for at, lag in zip(watch.beats, watch.lags, strict=True)]
+    data["gc_spans"] = list(watch.gc_spans)
     path.write_text(json.dumps(data))
 
 
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds of each of this process's threads, by name (since it started)."""
+def _thread_names() -> dict[str, str]:
+    """This process's threads: native id -> name (the loop's thread is "loop")."""
     import threading
 
+    return {str(t.native_id): "loop" if t is threading.main_thread() else t.name
+            for t in threading.enumerate()}
+
+
+def tasks_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process, by native thread id."""
     out: dict[str, float] = {}
-    for t in threading.enumerate():
-        with contextlib.suppress(OSError, TypeError):
-            stat = Path(f"/proc/self/task/{t.native_id}/stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            name = "loop" if t is threading.main_thread() else t.name
-            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / load.TICK_S
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                out[task.name] = (int(fields[11]) + int(fields[12])) / load.TICK_S
     return out
 
 
-def _count_overflow() -> list[int]:
-    """[drafts planned in the host's threads]: counts the offline engine's in-process
-    plans (the overflow past the engine process's in-flight cap, or no process)."""
-    count = [0]
+def _census() -> dict[str, Any]:
+    """What the cyclic collector scans: tracked objects per generation (the frozen ones
+    apart), and the commonest types and the modules of the classes among them."""
+    import gc
+
+    counts = [len(gc.get_objects(generation=g)) for g in range(3)]
+    types: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        t = type(obj)
+        types[f"{t.__module__}.{t.__qualname__}"] += 1
+    return {"generations": counts, "frozen": gc.get_freeze_count(),
+            "types": types.most_common(25), "thresholds": gc.get_threshold()}
+
+
+def _count_overflow() -> list[float]:
+    """When each draft planned in the host's threads was (time.monotonic): the offline
+    engine's in-process plans (the overflow past the engine process's in-flight cap, or
+    no process)."""
+    count: list[float] = []
     with contextlib.suppress(ImportError, AttributeError):
         from hitl_desktop.assistant.offline.engine import OfflineProvider
 
         plain = OfflineProvider.compact_steps
 
         def counted(self: Any, *args: Any) -> Any:
-            count[0] += 1
+            count.append(time.monotonic())
             return plain(self, *args)
 
         OfflineProvider.compact_steps = counted  # type: ignore[method-assign,assignment]
@@ -134,17 +153,26 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         settings = Settings()
         factory = copilot_factory(paths, settings, provider="offline") if copilot else None
         cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
+        switch = os.environ.get("TAILS_SWITCH")  # an experiment: the GIL's switch interval
+        if switch:
+            sys.setswitchinterval(float(switch))
+        cap = os.environ.get("TAILS_ENGINE_CAP")  # an experiment: the engine process's cap
+        if cap:
+            from hitl_desktop.assistant.offline import process
+
+            process.MAX_IN_FLIGHT = int(cap)
         host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
         overflow = _count_overflow()
         watch = _watch(asyncio.get_running_loop())
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
-        cmd = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        names = _thread_names()
+        census = _census()
         watch.stop()
         out = os.environ.get(OUT_ENV)
-        if out and isinstance(cmd, str) and cmd.startswith("stop"):
-            since = float(cmd.split()[1]) if len(cmd.split()) > 1 else 0.0
+        if out:
             _dump(Path(out) / f"host-{os.getpid()}.json", watch,
-                  {"threads": _thread_cpu(), "overflow": overflow}, since)
+                  {"threads": names, "overflow": overflow, "census": census})
         await host.stop()
 
     asyncio.run(main())
@@ -177,9 +205,10 @@ async def _read_agent(self: load.HostPair) -> None:
                         "draft_id": frame["data"]["turn_id"]}, self.sid))
 
 
-def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], work: load.Work,
-                 first: int) -> None:
-    """bench.load's client process, with stamped stats and its own stall watch."""
+def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], warm: int,
+                 drafts: bool, first: int) -> None:
+    """bench.load's client process (rounds), with stamped stats and its own stall watch:
+    each round's records go to ``$TAILS_OUT/client-PID-rN.json``."""
     _raise_fd_limit()
     marks: list[tuple[float, float, float]] = []
     original_init = load.HostPair.__init__
@@ -194,32 +223,61 @@ def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], work: 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stats = load.Stats()
-        stats.hops, stats.drafts = _Stamped(), _Stamped()
+        hops, done = _Stamped(), _Stamped()
+        stats.hops, stats.drafts = hops, done
         pairs = await load.open_pairs(kind, url, specs, stats)
-        await load.warm_up(pairs[: work.warm], stats, work.drafts)
-        marks.clear()
+        await load.warm_up(pairs[:warm], stats, drafts)
         pipe.send("ready")
-        await loop.run_in_executor(None, pipe.recv)
-        watch = _watch(loop)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        if work.kind == "burst":
-            await load.run_burst(pairs, work.lines)
-        else:
-            await load.run_paced(pairs, work.seconds, work.interval, first)
-        watch.stop()
-        out = os.environ.get(OUT_ENV)
-        if out:
-            assert isinstance(stats.hops, _Stamped) and isinstance(stats.drafts, _Stamped)
-            _dump(Path(out) / f"client-{os.getpid()}.json", watch, {
-                "hops": list(zip(stats.hops.at, stats.hops, strict=True)),
-                "drafts": list(zip(stats.drafts.at, stats.drafts, strict=True)),
-                "marks": marks})
-        pipe.send({"hops": stats.hops, "drafts": stats.drafts, "lines": stats.lines,
-                   "cpu": time.process_time() - cpu0, "wall": time.perf_counter() - t0})
-        await loop.run_in_executor(None, pipe.recv)
+        while True:
+            msg = await loop.run_in_executor(None, pipe.recv)
+            if msg == "close":
+                break
+            work, round_ = msg
+            for p in pairs:
+                p.sent.clear()
+            hops.clear()
+            done.clear()
+            marks.clear()
+            stats.lines = 0
+            watch = _watch(loop)
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            if work.kind == "burst":
+                await load.run_burst(pairs, work.lines, round_ * work.lines)
+            else:
+                await load.run_paced(pairs, work.seconds, work.interval, first, round_)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+            watch.stop()
+            out = os.environ.get(OUT_ENV)
+            if out:
+                _dump(Path(out) / f"client-{os.getpid()}-r{round_}.json", watch, {
+                    "hops": list(zip(hops.at, hops, strict=True)),
+                    "drafts": list(zip(done.at, done, strict=True)), "marks": marks,
+                    "cpu": cpu, "wall": wall})
+            pipe.send({"hops": list(hops), "drafts": list(done), "lines": stats.lines,
+                       "cpu": cpu, "wall": wall})
         await asyncio.gather(*(p.close() for p in pairs))
 
     asyncio.run(main())
+
+
+class Fleet(load.Fleet):
+    """bench.load's system with the host's threads' CPU taken around each round."""
+
+    def __init__(self, name: str, server: load.Server, sessions: int, clients: int) -> None:
+        super().__init__(name, server, sessions, clients)
+        self.rounds: list[dict[str, Any]] = []
+
+    def run(self, work: load.Work, round_: int, everyone: list[int],
+            profile: str | None = None) -> load.Result:
+        pid = self.server.pid
+        threads0, procs0 = tasks_cpu(pid), load.server_cpu(pid)
+        result = super().run(work, round_, everyone, profile)
+        threads1, procs1 = tasks_cpu(pid), load.server_cpu(pid)
+        self.rounds.append({
+            "threads": {t: v - threads0.get(t, 0.0) for t, v in threads1.items()},
+            "children": sum(v - procs0.get(p, 0.0) for p, v in procs1.items() if p != pid),
+            "result": result})
+        return result
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -230,7 +288,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 class Spans:
-    """Sorted, merged (start, end) intervals: is a moment or a span inside one?"""
+    """Sorted, merged (start, end) intervals: how much of a span lies inside them?"""
 
     def __init__(self, spans: list[tuple[float, float]]) -> None:
         merged: list[list[float]] = []
@@ -252,21 +310,45 @@ class Spans:
         return total
 
 
-def _stall_spans(stalls: list[dict[str, Any]]) -> Spans:
+def _in(stalls: list[dict[str, Any]], t0: float, t1: float) -> list[dict[str, Any]]:
+    return [s for s in stalls if t0 <= s["start"] <= t1]
+
+
+def _spans(stalls: list[dict[str, Any]]) -> Spans:
     return Spans([(s["start"], s["start"] + 0.005 + s["ms"] / 1000) for s in stalls])
 
 
-def analyse(name: str, out: Path, budget_hop: float = 0.05, budget_draft: float = 0.5
-            ) -> dict[str, Any]:
+def _loop_line(label: str, beats: list[list[float]], stalls: list[dict[str, Any]]) -> str:
+    lags = sorted(lag for _at, lag in beats) or [0.0]
+
+    def q(p: float) -> float:
+        return lags[min(len(lags) - 1, int(p * len(lags)))] * 1000
+
+    causes: Counter[str] = Counter()
+    for st in stalls:
+        causes[st["cause"]] += st["ms"]
+    return (f"  {label} loop: beat lateness p50 {q(0.5):.1f} p99 {q(0.99):.1f} p99.9 "
+            f"{q(0.999):.1f} max {q(1.0):.0f} ms; {len(stalls)} stalls > {STALL_MS:.0f} ms, "
+            f"{sum(st['ms'] for st in stalls) / 1000:.2f} s in all, by cause (ms) "
+            f"{ {k: round(v) for k, v in causes.most_common()} }")
+
+
+def analyse(name: str, out: Path, round_: int, fleet: Fleet | None,
+            budget_hop: float = 0.05, budget_draft: float = 0.5) -> None:
+    """What one round of one system says about its tail (printed)."""
     host_files = list(out.glob("host-*.json"))
     host = json.loads(host_files[0].read_text()) if host_files else None
-    clients = [json.loads(p.read_text()) for p in sorted(out.glob("client-*.json"))]
+    clients = [json.loads(p.read_text()) for p in sorted(out.glob(f"client-*-r{round_}.json"))]
     hops = [(at - v, at, v) for c in clients for at, v in c["hops"]]
+    if not hops:
+        print(f"\n== {name} round {round_ + 1}: no hops")
+        return
     drafts = [(at - v, at, v) for c in clients for at, v in c["drafts"]]
     marks = [m for c in clients for m in c["marks"]]
-    host_spans = _stall_spans(host["stalls"]) if host else Spans([])
-    client_spans = [_stall_spans(c["stalls"]) for c in clients]
-    print(f"\n== {name}: {len(hops)} hops, {len(drafts)} drafts")
+    t0, t1 = min(h[0] for h in hops), max(h[1] for h in hops) + 2.0
+    host_stalls = _in(host["stalls"], t0, t1) if host else []
+    print(f"\n== {name} round {round_ + 1}: {len(hops)} hops, {len(drafts)} drafts over "
+          f"{t1 - t0:.0f} s")
     hv = [h[2] for h in hops]
     print(f"  hop p50 {statistics.median(hv) * 1000:.1f} p90 {_pct(hv, 90) * 1000:.1f} "
           f"p99 {_pct(hv, 99) * 1000:.1f} max {max(hv) * 1000:.0f} ms; "
@@ -277,67 +359,83 @@ def analyse(name: str, out: Path, budget_hop: float = 0.05, budget_draft: float 
               f"p99 {_pct(dv, 99) * 1000:.0f} max {max(dv) * 1000:.0f} ms; > "
               f"{budget_draft * 1000:.0f} ms: {sum(v > budget_draft for v in dv) / len(dv):.1%}")
     if marks:  # line -> draft.started -> first delta -> completed
-        to_start = [s - line for line, s, _f in marks if s >= line]
-        to_first = [f - s for _line, s, f in marks if f and s]
+        to_start = [st - line for line, st, _f in marks if st >= line] or [0.0]
+        to_first = [f - st for _line, st, f in marks if f and st] or [0.0]
         print(f"  line -> draft.started p50 {statistics.median(to_start) * 1000:.0f} p99 "
               f"{_pct(to_start, 99) * 1000:.0f} ms; draft.started -> first delta p50 "
               f"{statistics.median(to_first) * 1000:.0f} p99 {_pct(to_first, 99) * 1000:.0f}"
               f" ms")
-    if host and "threads" in host:
-        busy = sorted(host["threads"].items(), key=lambda kv: -kv[1])
-        print("  host threads' CPU s (whole life): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in busy if v >= 0.05)
-              + f"; drafts planned in the host's threads: {host['overflow'][0]}")
-    for label, loopinfo in ([("host", host)] if host else []) + [
-            (f"client{i}", c) for i, c in enumerate(clients)]:
-        stalls = loopinfo["stalls"]
-        lag = loopinfo["lag"]
-        causes: Counter[str] = Counter()
-        for s in stalls:
-            causes[s["cause"]] += s["ms"]
-        print(f"  {label} loop: beat lateness p50 {lag['0.5'] * 1000:.1f} p99 "
-              f"{lag['0.99'] * 1000:.1f} p99.9 {lag['0.999'] * 1000:.1f} max "
-              f"{lag['1.0'] * 1000:.0f} ms; {len(stalls)} stalls > {STALL_MS:.0f} ms, "
-              f"{sum(s['ms'] for s in stalls) / 1000:.2f} s in all, by cause (ms) "
-              f"{ {k: round(v) for k, v in causes.most_common()} }; gc s "
-              f"{[round(g, 2) for g in loopinfo['gc_total']]}")
+    if fleet is not None and round_ < len(fleet.rounds) and host is not None:
+        info = fleet.rounds[round_]
+        lines = max(1, info["result"].lines)
+        by_name: Counter[str] = Counter()
+        for tid, cpu in info["threads"].items():
+            by_name[host["threads"].get(tid, "?")] += cpu
+        wall = info["result"].seconds
+        print("  host CPU ms/line: " + ", ".join(
+            f"{k} {v / lines * 1000:.2f}" for k, v in by_name.most_common() if v > 0.005)
+            + f", engine process {info['children'] / lines * 1000:.2f}; "
+            f"host process {sum(by_name.values()) / wall:.0%} of a core, engine "
+            f"{info['children'] / wall:.0%}; drafts planned in the host's threads: "
+            f"{sum(t0 <= t <= t1 for t in host['overflow'])}")
+    if host and "census" in host and round_ == 0:
+        c = host["census"]
+        print(f"  host GC census at the end: tracked by generation {c['generations']}, "
+              f"frozen {c['frozen']}; top types: "
+              + ", ".join(f"{k} {v}" for k, v in c["types"][:12]))
+    if host and host.get("gc_spans"):
+        spans = [sp for sp in host["gc_spans"] if t0 <= sp[0] <= t1]
+        print("  host GC passes in the round (count, total ms, max ms): " + ", ".join(
+            f"gen{g} {sum(1 for sp in spans if sp[2] == g)}, "
+            f"{sum((sp[1] - sp[0]) for sp in spans if sp[2] == g) * 1000:.0f}, "
+            f"{max([(sp[1] - sp[0]) for sp in spans if sp[2] == g] or [0]) * 1000:.0f}"
+            for g in range(3)))
+    if host:
+        print(_loop_line("host", [b for b in host["beats"] if t0 <= b[0] <= t1], host_stalls))
+    for i, c in enumerate(clients):
+        print(_loop_line(f"client{i}", c["beats"], c["stalls"])
+              + f"; CPU {c['cpu'] / max(1e-9, c['wall']):.0%} of a core")
     # the tail: what was going on while each slow hop was in flight
-    if hops:
-        cut = max(budget_hop, _pct(hv, 99) * 0.5)
-        slow = [h for h in hops if h[2] > cut]
+    cut = max(budget_hop, _pct(hv, 99) * 0.5)
+    slow = [h for h in hops if h[2] > cut]
+    if slow:
+        host_spans = _spans(host_stalls)
+        client_spans = [_spans(c["stalls"]) for c in clients]
         in_host = sum(host_spans.overlap(a, b) for a, b, _v in slow)
         in_client = sum(max(cs.overlap(a, b) for cs in client_spans) if client_spans else 0
                         for a, b, _v in slow)
         total = sum(v for _a, _b, v in slow)
         print(f"  {len(slow)} hops > {cut * 1000:.0f} ms: of their time {in_host / total:.0%}"
               f" inside host stalls, {in_client / total:.0%} inside a client stall")
-        t0 = min(h[0] for h in hops)
         per_s: Counter[int] = Counter(int(a - t0) for a, _b, _v in slow)
-        print("  slow hops by second of the run: "
-              + " ".join(f"{s}:{per_s[s]}" for s in sorted(per_s)))
-    if host and host["stalls"]:
+        print("  slow hops by second of the round: "
+              + " ".join(f"{sec}:{per_s[sec]}" for sec in sorted(per_s)))
+    if host_stalls:
         stacks: Counter[str] = Counter()
-        for s in host["stalls"]:
-            for stack, n in s["stacks"]:
+        for st in host_stalls:
+            for stack, n in st["stacks"]:
                 stacks[stack] += n
         print("  host stall samples, top stacks:")
-        for stack, n in stacks.most_common(12):
-            print(f"    {n:5d}  {stack[:260]}")
-        worst = sorted(host["stalls"], key=lambda s: -s["ms"])[:8]
+        for stack, n in stacks.most_common(10):
+            print(f"    {n:5d}  {stack[:240]}")
+        worst = sorted(host_stalls, key=lambda st: -st["ms"])[:8]
         print("  longest host stalls: " + "; ".join(
-            f"{s['ms']:.0f} ms {s['cause']} (loop {s['loop_cpu_ms']:.0f}, proc "
-            f"{s['proc_cpu_ms']:.0f}, gc {sum(s['gc_ms']):.0f})" for s in worst))
-    return {"hops": hops, "drafts": drafts}
+            f"{st['ms']:.0f} ms {st['cause']} (loop {st['loop_cpu_ms']:.0f}, proc "
+            f"{st['proc_cpu_ms']:.0f}, gc {sum(st['gc_ms']):.0f})" for st in worst))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--systems", default="shipped")
+    parser.add_argument("--systems", default="shipped",
+                        help="bench.load's systems; NAME+VAR=VALUE+... sets environment "
+                             "variables for that system's host (e.g. an experiment's switch)")
     parser.add_argument("--paced", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--baseline", default=None, help="another tree: 'base-shipped'")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline", default=None,
+                        help="another tree, for the systems 'base-shipped' and 'base'")
     parser.add_argument("--out", default=None, help="keep the raw records here")
     args = parser.parse_args(argv)
     load._host_main = _host_main
@@ -345,26 +443,41 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
     names = [s for s in args.systems.split(",") if s]
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="tails-"))
-    results: dict[str, load.Result] = {}
-    for name in names:
-        out = root / name
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.json"):
-            old.unlink()
-        os.environ[OUT_ENV] = str(out)
-        server = load.start(name, args.baseline)
-        try:
-            work = load.Work("paced", server.drafts, 0, 0, args.seconds, args.interval)
-            t0 = time.monotonic()
-            results[name] = load.measure(server, args.paced, work, args.clients)
-            if isinstance(server, load.HostServer):  # the host's records of the window
-                took = results[name].seconds
-                with contextlib.suppress(Exception):
-                    server._pipe.send(f"stop {max(t0, time.monotonic() - took - 1):.3f}")
-        finally:
-            server.stop()
-        analyse(name, out)
-    load.report(f"paced, S = {args.paced}", results)
+    fleets: dict[str, Fleet] = {}
+    work = load.Work("paced", 0, args.seconds, args.interval)
+    rounds: list[tuple[list[str], dict[str, load.Result]]] = []
+    try:
+        for name in names:
+            out = root / name
+            out.mkdir(parents=True, exist_ok=True)
+            for old in out.glob("*.json"):
+                old.unlink()
+            os.environ[OUT_ENV] = str(out)  # the host's and the clients' (spawned now)
+            system, *env = name.split("+")  # e.g. shipped+TAILS_ENGINE_CAP=1000
+            saved = dict(os.environ)
+            os.environ.update(kv.split("=", 1) for kv in env)
+            try:
+                fleets[name] = Fleet(name, load.start(system, args.baseline), args.paced,
+                                     args.clients)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+        for r, order in enumerate(load.orders(names, args.rounds, "alternate", None)):
+            results: dict[str, load.Result] = {}
+            for name in order:
+                print(f"  {time.strftime('%H:%M:%S')} round {r + 1}: {name}, load "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
+                results[name] = fleets[name].run(work, r, [f.server.pid for f in
+                                                           fleets.values()])
+            load.report(f"paced, S = {args.paced}, round {r + 1} (order {order})", results)
+            rounds.append((order, results))
+    finally:
+        for fleet in fleets.values():
+            fleet.close()  # the host writes its records as it stops
+    for r, (order, _results) in enumerate(rounds):
+        for name in order:
+            analyse(name, root / name, r, fleets.get(name))
+    load.summarize(f"paced, S = {args.paced}", rounds)
     print(f"raw records: {root}")
     return 0
 

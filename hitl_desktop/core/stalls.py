@@ -101,7 +101,7 @@ class StallWatch:
         self.lags: deque[float] = deque(maxlen=_LAG_SAMPLES)  # each beat's lateness
         self.beats: deque[float] = deque(maxlen=_LAG_SAMPLES)  # ... and when it ran
         self.gc_total = [0.0, 0.0, 0.0]
-        self._gc_spans: deque[tuple[float, float, int]] = deque(maxlen=4096)
+        self.gc_spans: deque[tuple[float, float, int]] = deque(maxlen=65536)
         self._gc_started: float | None = None
         self._last = time.monotonic()
         #: the last beat: (when, its number, the loop thread's and the process's CPU then),
@@ -145,7 +145,7 @@ class StallWatch:
         elif self._gc_started is not None:
             gen = info.get("generation", 2)
             self.gc_total[gen] += now - self._gc_started
-            self._gc_spans.append((self._gc_started, now, gen))
+            self.gc_spans.append((self._gc_started, now, gen))
             self._gc_started = None
 
     def stop(self) -> None:
@@ -182,7 +182,7 @@ class StallWatch:
             stall.loop_cpu = loop_cpu1 - loop_cpu
             stall.proc_cpu = proc_cpu1 - proc_cpu
             end = last + self.interval_s + stall.seconds
-            for g0, g1, gen in list(self._gc_spans):
+            for g0, g1, gen in list(self.gc_spans):
                 overlap = min(g1, end) - max(g0, last)
                 if overlap > 0:
                     stall.gc[gen] += overlap
