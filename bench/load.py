@@ -102,6 +102,16 @@ def server_cpu(pid: int) -> dict[int, float]:
     return out
 
 
+def run_queue(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main
+    thread (``/proc/PID/schedstat``; Linux with schedstats). On a shared machine the
+    second tells how much of a system's latency is waiting for a core, not its work."""
+    with contextlib.suppress(OSError, ValueError):
+        run, wait, _slices = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+        return int(run) / 1e9, int(wait) / 1e9
+    return float("nan"), float("nan")
+
+
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
     """utime + stime of a process, all threads (Linux); of one thread with ``thread``
     (the main thread — a Python host's event loop — has the process's id)."""
@@ -458,6 +468,8 @@ class Result:
     client_cpu_per_line: float = float("nan")  # all client processes together
     client_busiest: float = float("nan")  # the busiest client process: CPU s / wall s
     main_per_line: float = float("nan")  # the server's main thread (a host's loop) only
+    main_busy: float = float("nan")  # the main thread's share of the window on a CPU ...
+    main_runq: float = float("nan")  # ... and waiting for one (runnable, not running)
 
 
 @dataclass
@@ -629,6 +641,7 @@ class Fleet:
         pid = self.server.pid
         cpu0, t0 = server_cpu(pid), time.perf_counter()
         main0 = cpu_seconds(pid, pid)
+        run0, wait0 = run_queue(pid)
         for _proc, pipe in self.procs:
             pipe.send((work, round_))
         reports = [pipe.recv() for _proc, pipe in self.procs]
@@ -636,6 +649,7 @@ class Fleet:
         cpu1 = server_cpu(pid)  # the host and its engine process (if any)
         cpu = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
         main = cpu_seconds(pid, pid) - main0
+        run1, wait1 = run_queue(pid)
         for spy in spies:
             spy.stop()
         hops = [h for r in reports for h in r["hops"]]
@@ -646,7 +660,7 @@ class Fleet:
                       statistics.median(drafts) if drafts else float("nan"),
                       pct(drafts, 99), took, sum(r["cpu"] for r in reports) / max(1, lines),
                       max(r["cpu"] / max(1e-9, r["wall"]) for r in reports),
-                      main / max(1, lines))
+                      main / max(1, lines), (run1 - run0) / took, (wait1 - wait0) / took)
 
     def close(self) -> None:
         try:
@@ -711,7 +725,8 @@ def report(title: str, results: dict[str, Result]) -> None:
     print(f"\n{title}")
     print(f"  {'system':12s} {'hop p50':>8s} {'hop p99':>8s} {'CPU/line':>9s} {'lines':>7s}   "
           f"{'p50/sio':>7s} {'p99/sio':>7s} {'cpu/sio':>7s}   {'p50/ws':>6s} {'p99/ws':>6s} "
-          f"{'cpu/ws':>6s}   draft p50 / p99     client CPU/line, busiest   main thread/line")
+          f"{'cpu/ws':>6s}   draft p50 / p99     client CPU/line, busiest   main thread/line"
+          "   main thread on a CPU / waiting for one")
     for name, r in results.items():
         print(f"  {name:12s} {_ms(r.hop50):>8s} {_ms(r.hop99):>8s} "
               f"{r.cpu_per_line * 1e6:7.0f}us {r.lines:7d}   "
@@ -723,7 +738,8 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{_ratio(r.cpu_per_line, floor.cpu_per_line if floor else None):>6s}   "
               f"{_ms(r.draft50)} / {_ms(r.draft99)} ms   "
               f"{r.client_cpu_per_line * 1e6:6.0f}us {r.client_busiest * 100:4.0f}%   "
-              f"{r.main_per_line * 1e6:6.0f}us")
+              f"{r.main_per_line * 1e6:6.0f}us   "
+              f"{r.main_busy * 100:10.0f}% / {r.main_runq * 100:3.0f}%")
     for name, base in pairs_of(list(results)):
         if base in ("socketio", "ws"):
             continue
@@ -746,7 +762,8 @@ def pairs_of(names: list[str]) -> list[tuple[str, str]]:
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("hop p50", "hop50"), ("hop p99", "hop99"), ("CPU/line", "cpu_per_line"),
-    ("main thread/line", "main_per_line"), ("draft p50", "draft50"), ("draft p99", "draft99"))
+    ("main thread/line", "main_per_line"), ("draft p50", "draft50"), ("draft p99", "draft99"),
+    ("main thread waits", "main_runq"))
 
 
 def summarize(title: str, rounds: list[tuple[list[str], dict[str, Result]]]) -> None:
