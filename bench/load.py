@@ -678,9 +678,12 @@ class Fleet:
 def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: int,
                work: Work, args: argparse.Namespace) -> None:
     """Every system up at once (server + clients), then the rounds: in each, the systems
-    one after the other in that round's order, each waiting for the last to go idle."""
+    one after the other in that round's order, each waiting for the last to go idle.
+    A host's log keeps what each round wrote (S x L more lines a round, as a host in
+    service would); ``--fresh`` starts every system anew for each round instead."""
     fleets: dict[str, Fleet] = {}
-    try:
+
+    def open_all() -> None:
         for name in systems:
             server = start(name, args.baseline)
             try:
@@ -688,8 +691,17 @@ def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: 
             except OSError as exc:
                 server.stop()
                 print(f"  {name}: {sessions} sessions could not be opened ({exc})")
+
+    def close_all() -> None:
+        while fleets:
+            fleets.popitem()[1].close()
+
+    try:
         rounds: list[tuple[list[str], dict[str, Result]]] = []
         for r, planned in enumerate(plan):
+            if not fleets or args.fresh:
+                close_all()
+                open_all()
             order = [n for n in planned if n in fleets]
             results: dict[str, Result] = {}
             for name in order:
@@ -701,8 +713,7 @@ def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: 
             rounds.append((order, results))
         summarize(title, rounds)
     finally:
-        for fleet in fleets.values():
-            fleet.close()
+        close_all()
 
 
 # ----------------------------------------------------------------------------- report
@@ -862,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order", choices=("alternate", "random", "fixed"),
                         default="alternate", help="the systems' order per round")
     parser.add_argument("--seed", type=int, default=None, help="--order random's seed")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start every system anew for each round (a host's log then "
+                             "holds only that round's lines; default: kept up, the log grows)")
     args = parser.parse_args(argv)
     default = "1,20" if args.quick else "1,100,1000"
     bursts = [int(x) for x in (default if args.burst is None else args.burst).split(",")
