@@ -698,7 +698,8 @@ def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: 
 
     try:
         rounds: list[tuple[list[str], dict[str, Result]]] = []
-        for r, planned in enumerate(plan):
+        warm = args.warmup
+        for r, planned in enumerate([plan[0]] * warm + plan):
             if not fleets or args.fresh:
                 close_all()
                 open_all()
@@ -707,9 +708,15 @@ def run_rounds(title: str, systems: list[str], plan: list[list[str]], sessions: 
             for name in order:
                 results[name] = fleets[name].run(
                     work, r, [f.server.pid for f in fleets.values()],
-                    _profile_path(args.profile, name, sessions, work.kind, r, len(plan),
-                                  args.profile_clients), args.profile_clients)
-            report(f"{title}, round {r + 1}/{len(plan)} (order: {', '.join(order)})", results)
+                    _profile_path(args.profile, name, sessions, work.kind, r,
+                                  len(plan) + warm, args.profile_clients),
+                    args.profile_clients)
+            if r < warm:
+                report(f"{title}, warm-up round {r + 1}/{warm} (order: {', '.join(order)}; "
+                       "not in the summary)", results)
+                continue
+            report(f"{title}, round {r + 1 - warm}/{len(plan)} (order: {', '.join(order)})",
+                   results)
             rounds.append((order, results))
         summarize(title, rounds)
     finally:
@@ -873,6 +880,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--order", choices=("alternate", "random", "fixed"),
                         default="alternate", help="the systems' order per round")
     parser.add_argument("--seed", type=int, default=None, help="--order random's seed")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="rounds run first and left out of the summary (a Node peer's "
+                             "JIT is cold for its first few thousand lines: socket.io's "
+                             "CPU per line in a fresh process's first 5,000 lines was ~2x "
+                             "its later rounds')")
     parser.add_argument("--fresh", action="store_true",
                         help="start every system anew for each round (a host's log then "
                              "holds only that round's lines; default: kept up, the log grows)")

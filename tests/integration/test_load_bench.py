@@ -1,6 +1,6 @@
 """bench/load.py end to end, CI-sized: the chat-only host and (when Node and
 bench/peers/node_modules are there) the socket.io peer and the ws floor, one client,
-two rounds in alternating order."""
+a warm-up round, then two rounds in alternating order."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from bench import load
 def test_the_load_bench_runs_rounds_in_alternating_order_and_reports_ratios(
         capsys: Any) -> None:
     assert load.main(["--systems", "relay,socketio,ws", "--burst", "1", "--lines", "5",
-                      "--paced", "0", "--rounds", "2"]) == 0
+                      "--paced", "0", "--rounds", "2", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     rounds = [line for line in lines if line.startswith("burst, S = 1 sessions x 5 lines, round")]
+    assert sum("warm-up round 1/1" in line for line in lines) == 1
     relays = [line for line in lines  # the rounds' rows, not the summary's "relay / ..."
               if line.split()[:1] == ["relay"] and line.split()[1] != "/"]
     assert len(rounds) == 2 and len(relays) == 2
@@ -27,7 +28,7 @@ def test_the_load_bench_runs_rounds_in_alternating_order_and_reports_ratios(
         summary = next(line for line in lines if line.strip().startswith("relay / socketio")
                        and "hop p50" in line)
         ratios = summary.split("rounds:")[1].split()
-        # one ratio per round, marked with which of the two ran first in it
+        # one ratio per round (not the warm-up's), marked with which of the two ran first
         assert len(ratios) == 2 and ratios[0].endswith("<") and ratios[1].endswith(">")
     else:
         assert "skipping the Node peers" in out
