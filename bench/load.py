@@ -29,7 +29,12 @@ is not measured like it, so a single pass favours one position (session 6: the s
 tree as 'base' and 'relay' gave p50 ratios 0.66-2.14x in sequential passes). Every
 round's figures are printed with their ratios to socket.io and to the floor of the same
 round; the summary gives each pair's per-round ratios, marked with which ran first, and
-their median.
+their median. Two effects the rounds expose: socket.io's first few thousand lines in a
+fresh Node process cost it ~2x the CPU of later ones (V8's JIT warming up; the old
+one-pass bench measured it cold: use ``--warmup 1`` to compare warm with warm), and a
+host's log keeps every round's lines (its search index and SQLite index grow: the
+relay's CPU per line at S = 1,000 rose ~30 % over four rounds; ``--fresh`` restarts every
+system per round).
 
 The Node peers need ``bench/peers/node_modules`` (``npm ci`` in bench/peers); without Node
 or them the peers are skipped with a message and the ratios left out.
