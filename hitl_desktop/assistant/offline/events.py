@@ -149,7 +149,8 @@ def build(cls: type[_M], **fields: Any) -> _M:
     already be SDK objects."""
     given = set(fields)  # validation counts an extra field as set too
     known = _FIELDS[cls]
-    extra = {k: fields.pop(k) for k in [k for k in fields if k not in known]}
+    extra = ({} if given <= known  # the usual case, checked in C
+             else {k: fields.pop(k) for k in [k for k in fields if k not in known]})
     values = {**_DEFAULTS[cls], **fields}
     for name, factory in _FACTORIES[cls]:
         if name not in fields:
