@@ -312,3 +312,63 @@ async def test_a_session_s_history_goes_to_the_worker_once(tmp_path: Path) -> No
     finally:
         await asyncio.to_thread(process.close)
         await asyncio.to_thread(index.close)
+
+
+async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
+    tmp_path: Path,
+) -> None:
+    """Calls go to the worker without waiting for the answers before them (so the worker
+    is never idle while the host pickles), each caller gets its own session's draft; a
+    worker that dies with calls in flight fails every one of them (the callers draft in
+    their own thread) and is not used again."""
+    index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
+                                    tmp_path / "ix.db")
+    here = OfflineProvider(index)
+    (tmp_path / "config").mkdir()
+    spec = EngineSpec(data_dir=str(tmp_path), knowledge_dir=None,
+                      config_dir=str(tmp_path / "config"), max_results=5)
+    process = EngineProcess(spec)
+    questions = [QUESTION, "and how do I return a blender?", "What is your return policy?",
+                 "where is my parcel? it was due yesterday"] * 3
+
+    def request(i: int) -> TurnRequest:
+        return TurnRequest(instructions="", history=[CustomerLine(text=questions[i])],
+                           tools=[], session_id=f"s{i}")
+
+    def text(steps: Any) -> str:
+        return "".join(getattr(u, "text", "") for ups, _ in steps for u in ups
+                       if type(u).__name__ == "TextDelta")
+
+    try:
+        for _ in range(600):
+            if process.ready:
+                break
+            await asyncio.sleep(0.05)
+        calls = [asyncio.ensure_future(process.steps(request(i), 0.0, DRAFT_DELTA_INTERVAL_S))
+                 for i in range(len(questions))]
+        most = 0
+        while not all(c.done() for c in calls):
+            most = max(most, len(process._pending))
+            await asyncio.sleep(0.001)
+        assert most > 1  # sent ahead of the answers
+        for i, call in enumerate(calls):
+            want = await asyncio.to_thread(here.compact_steps, request(i),
+                                           DRAFT_DELTA_INTERVAL_S)
+            assert text(call.result()) == text(want)
+        assert process.calls == len(questions) and process.codec_s > 0
+
+        calls = [asyncio.ensure_future(process.steps(request(i), 0.0, DRAFT_DELTA_INTERVAL_S))
+                 for i in range(6)]
+        while not process._pending:  # noqa: ASYNC110 (another thread fills it)
+            await asyncio.sleep(0.001)
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        failed = [r for r in results if isinstance(r, ConnectionError)]
+        assert failed and all(isinstance(r, (ConnectionError, list)) for r in results)
+        assert process.lost and not process._pending
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(process.steps(request(0), 0.0, DRAFT_DELTA_INTERVAL_S), 10)
+    finally:
+        await asyncio.to_thread(process.close)
+        await asyncio.to_thread(index.close)

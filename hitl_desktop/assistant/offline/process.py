@@ -8,10 +8,14 @@ threads is inherited, the same on Linux, macOS and Windows) opens the index and 
 catalog once and answers each turn with its compact steps
 (:mod:`hitl_desktop.assistant.steps`: plain tuples of small frozen dataclasses).
 
-The host talks to it over one pipe from one thread of its own: the request is
-pickled, sent, the answer read and unpickled there, one call at a time, so the loop's
-only work is handing the call over (a ``ProcessPoolExecutor`` cost two more host
-threads and their wake-ups per call: 2.0 vs 1.2 ms of host CPU per draft). The
+The host talks to it over one pipe from two threads of its own: one pickles and sends
+the calls in order without waiting for their answers, the other reads and unpickles
+the answers (the worker answers in order), so the loop's only work is handing the call
+over (a ``ProcessPoolExecutor`` cost two more host threads and their wake-ups per call:
+2.0 vs 1.2 ms of host CPU per draft). Pipelined because one call at a time left the
+worker idle while a busy host's thread waited for the GIL to pickle the next and
+unpickle the last: at 1,000 paced sessions the worker was 16-32 % busy while drafts
+queued for seconds (issue 18, notes/issue-18-tails.md). The
 host's :class:`~hitl_desktop.assistant.offline.OfflineProvider` keeps an engine of
 its own in a thread for when the process is not there: still starting, failed to
 start, or gone (:meth:`EngineProcess.fail`); no turn is lost.
@@ -32,7 +36,7 @@ import queue
 import signal
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -46,10 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # calls waiting for the worker beyond which a turn is planned in the host's own thread
-# instead: a worker that falls behind (a machine busy with other processes gives one
-# process a share of a core, the host's several threads more) must not make every
-# draft queue behind it
-MAX_IN_FLIGHT = 4
+# instead: only a worker far behind (a share of a core on a very busy machine). Not
+# lower: a turn planned in the host is CPU-bound Python under the loop's GIL, the loop
+# then waits for the GIL after every socket write, the pipe threads too, the worker's
+# answers slow, more calls overflow: at 4, 45-100 % of the drafts at 1,000 paced
+# sessions ended up in the host and hop p99 was 0.2-0.5 s (notes/issue-18-tails.md)
+MAX_IN_FLIGHT = 64
 HISTORIES = 4096  # sessions whose history the worker keeps (least recently used out)
 START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
 STOP_TIMEOUT_S = 5.0
@@ -140,7 +146,7 @@ class EngineProcess:
 
     ``ready`` once the worker has loaded the engine (turns before that run in the
     host's own thread); ``lost`` once it failed to start or died (never used again).
-    ``codec_s``: the host thread's CPU seconds spent pickling requests and unpickling
+    ``codec_s``: the host threads' CPU seconds spent pickling requests and unpickling
     answers (what the process costs the host beyond handing calls over).
     """
 
@@ -149,8 +155,9 @@ class EngineProcess:
         self.pid: int | None = None
         self.ready = False
         self.lost = False
-        self.codec_s = 0.0
-        self.calls = 0
+        self._codec_out = 0.0  # the sender's pickling (CPU s)
+        self._codec_in = 0.0  # the receiver's unpickling
+        self.calls = 0  # answered
         self.items_sent = 0  # history items pickled to the worker, all calls together
         self.in_flight = 0  # calls made and not answered yet (the caller's loop counts)
         # session -> (history items the worker holds, the last of them): a turn sends
@@ -166,27 +173,64 @@ class EngineProcess:
         # calls for the host thread, in order; None stops it. A queue and a thread of its
         # own rather than an executor: each call costs the loop a put and one wake-up
         # (call_soon_threadsafe), not an executor's locks and a chained future (issue 18)
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[_Call, bool] | None] = queue.SimpleQueue()
         self._proc.start()
         child.close()  # the worker's end lives in the worker only: EOF when it dies
+        # calls sent and not answered yet, in the order sent (the worker answers in order)
+        self._pending: deque[_Call] = deque()
+        self._receiver = threading.Thread(target=self._receive, name="engine-answers",
+                                          daemon=True)
         self._thread = threading.Thread(target=self._run, name="engine-process", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        """(host thread) Wait for the worker to load, then make the calls in order."""
+        """(host thread: the sender) Wait for the worker to load, then send the calls in
+        order without waiting for their answers (the receiver thread reads those): the
+        worker computes one call while the host pickles the next and unpickles the last,
+        so a busy host's GIL waits do not leave the worker idle between calls."""
         self._handshake()
+        if self.ready:
+            self._receiver.start()
         while (item := self._calls.get()) is not None:
-            future, loop, args = item
+            call, whole = item
+            future, loop, _args = call
             try:
-                result: Any = self._call(*args)
-                failed = False
-            except BaseException as exc:  # handed to the caller, whatever it is
-                result, failed = exc, True
-            with contextlib.suppress(RuntimeError):  # the caller's loop is closed
-                loop.call_soon_threadsafe(_deliver, future, result, failed)
+                self._send(call, whole=whole)
+            except BaseException as exc:  # the pipe: handed to the caller, whatever it is
+                with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+                    loop.call_soon_threadsafe(_deliver, future, exc, True)
         with contextlib.suppress(Exception):
             if self._proc.is_alive() and not self.lost:
                 self._conn.send_bytes(pickle.dumps(None, _PICKLE))
+
+    def _receive(self) -> None:
+        """(host thread: the receiver) Read the answers, in the order the calls were sent,
+        and hand each to its caller's loop; a "resend" goes back to the sender with the
+        whole history. When the pipe ends, every call still waiting fails (its caller
+        drafts in its own thread)."""
+        while True:
+            try:
+                raw = self._conn.recv_bytes()
+            except (EOFError, OSError) as exc:
+                if not self._closing:
+                    self.fail(f"its pipe ended ({type(exc).__name__})")
+                break
+            t0 = time.thread_time()
+            kind, value = pickle.loads(raw)
+            self._codec_in += time.thread_time() - t0
+            future, loop, args = self._pending.popleft()
+            if kind == "resend":
+                self._calls.put(((future, loop, args), True))
+                continue
+            self.calls += 1
+            result = value if kind == "ok" else str(value)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, future, result, False)
+        gone = ConnectionError("the engine process is gone")
+        while self._pending:
+            future, loop, _args = self._pending.popleft()
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, future, gone, True)
 
     def _handshake(self) -> None:
         """(host thread) Wait for the worker to load the engine."""
@@ -223,7 +267,7 @@ class EngineProcess:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Step] | str] = loop.create_future()
         self.in_flight += 1
-        self._calls.put((future, loop, (request, delay_s, window_s)))
+        self._calls.put(((future, loop, (request, delay_s, window_s)), False))
         try:
             return await future
         finally:
@@ -234,43 +278,38 @@ class EngineProcess:
         """Ready, with fewer than :data:`MAX_IN_FLIGHT` calls waiting for it."""
         return self.ready and self.in_flight < MAX_IN_FLIGHT
 
-    def _call(self, request: TurnRequest, delay_s: float, window_s: float) -> list[Step] | str:
-        """(host thread) One round trip; the pipe is used by this thread only."""
+    def _send(self, call: _Call, *, whole: bool) -> None:
+        """(sender thread) Pickle one call and send it; the worker gets only the history
+        items after those it holds for the session (all of them with ``whole``)."""
         if self.lost:
             raise ConnectionError("the engine process is gone")
+        request, delay_s, window_s = call[2]
         request = portable(request)
         history, sid = request.history, request.session_id
         known = self._known.pop(sid, None)
         base = 0  # the history items the worker holds already (it keeps what it got)
-        if known is not None and 0 < known[0] <= len(history) and \
+        if not whole and known is not None and 0 < known[0] <= len(history) and \
                 history[known[0] - 1] is known[1]:  # the co-pilot's lists only grow
             base = known[0]
         if history:
             _remember(self._known, sid, (len(history), history[-1]))
-        kind, value = self._round_trip((replace(request, history=()), base,
-                                        list(history[base:]), delay_s, window_s))
-        self.items_sent += len(history) - base
-        if kind == "resend":
-            kind, value = self._round_trip((replace(request, history=()), 0,
-                                            list(history), delay_s, window_s))
-            self.items_sent += len(history)
-        self.calls += 1
-        if kind == "ok":
-            steps: list[Step] = value
-            return steps
-        return str(value)
-
-    def _round_trip(self, message: tuple[Any, ...]) -> tuple[str, Any]:
-        """(host thread) Send one request, read its answer; counts the pickling."""
         t0 = time.thread_time()
-        data = pickle.dumps(message, _PICKLE)
-        t1 = time.thread_time()
-        self._conn.send_bytes(data)
-        raw = self._conn.recv_bytes()  # EOFError when the worker died
-        t2 = time.thread_time()
-        answer: tuple[str, Any] = pickle.loads(raw)
-        self.codec_s += (t1 - t0) + (time.thread_time() - t2)
-        return answer
+        data = pickle.dumps((replace(request, history=()), base, list(history[base:]),
+                             delay_s, window_s), _PICKLE)
+        self._codec_out += time.thread_time() - t0
+        self.items_sent += len(history) - base
+        self._pending.append(call)  # before the answer can come
+        try:
+            self._conn.send_bytes(data)
+        except BaseException:
+            with contextlib.suppress(IndexError):
+                self._pending.pop()  # (the receiver found the pipe ended: already failed)
+            raise
+
+    @property
+    def codec_s(self) -> float:
+        """The host threads' CPU seconds spent pickling requests and unpickling answers."""
+        return self._codec_out + self._codec_in
 
     def close(self) -> None:
         """Stop the worker and wait for it (blocks: call in a thread). One still loading
@@ -282,6 +321,8 @@ class EngineProcess:
         self._calls.put(None)  # after the calls queued before it; then the stop message
         self._thread.join(STOP_TIMEOUT_S)
         self._proc.join(STOP_TIMEOUT_S)
+        if self._receiver.is_alive():
+            self._receiver.join(STOP_TIMEOUT_S)
         if self._proc.is_alive():
             log.warning("the offline engine process did not stop: killing it")
             self._proc.kill()
