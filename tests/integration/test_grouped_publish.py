@@ -157,20 +157,12 @@ async def test_a_lost_turn_frame_fails_the_turn_visibly_and_relays_nothing_unsto
         got = [t for t in got if t != "tool.call.delta"]
         assert got == ["draft.started", "draft.failed", "turn.ended"], got
     # every durable frame relayed is the logged one with that seq, with no seq skipped
-    stored = {m["seq"]: m for m in relay.log.messages(desk.sid)}
-    relayed = [f for f in desk.agent.frames if f["seq"] is not None]
-    assert [f["seq"] for f in relayed] == sorted(stored)
-    assert all(stored[f["seq"]] == f for f in relayed)
+    stored = _relayed_as_logged(desk)
     assert not [m for m in stored.values() if m["type"] == "tool.call"]
     assert any("could not be stored" in r.getMessage() for r in caplog.records)
-    record = await desk.copilot.conversations.worker.call(desk.copilot.conversations.draft,
-                                                          turn_id)
-    assert record is not None and record.state == "failed"
+    await _assert_draft_record_failed(desk, turn_id)
     # the session carries on once the disk takes writes again
-    fake.enqueue(Reply(text="Happy to help again."))
-    await desk.say("Thanks, and now?")
-    assert (await desk.draft(1))["text"] == "Happy to help again."
-    assert desk.agent.of("turn.ended")[-1]["data"]["outcome"] == "completed"
+    await _assert_next_turn_completes(desk, fake)
 
 
 async def test_a_turn_whose_end_could_not_be_stored_ends_visibly_as_failed(
@@ -201,21 +193,13 @@ async def test_a_turn_whose_end_could_not_be_stored_ends_visibly_as_failed(
         failed = agent.of("draft.failed", turn_id=turn_id)
         assert len(failed) == 1 and failed[0]["data"]["code"] == "internal"
     # what the agents got is what the log holds, no seq skipped
-    stored = {m["seq"]: m for m in relay.log.messages(desk.sid)}
-    relayed = [f for f in desk.agent.frames if f["seq"] is not None]
-    assert [f["seq"] for f in relayed] == sorted(stored)
-    assert all(stored[f["seq"]] == f for f in relayed)
+    stored = _relayed_as_logged(desk)
     assert [m["type"] for m in stored.values() if m["data"].get("turn_id") == turn_id] == [
         "draft.started", "draft.failed", "turn.ended"]
     assert any("could not be stored" in r.getMessage() for r in caplog.records)
-    record = await desk.copilot.conversations.worker.call(desk.copilot.conversations.draft,
-                                                          turn_id)
-    assert record is not None and record.state == "failed"
+    await _assert_draft_record_failed(desk, turn_id)
     # the session carries on
-    fake.enqueue(Reply(text="Happy to help again."))
-    await desk.say("Thanks, and now?")
-    assert (await desk.draft(1))["text"] == "Happy to help again."
-    assert desk.agent.of("turn.ended")[-1]["data"]["outcome"] == "completed"
+    await _assert_next_turn_completes(desk, fake)
 
 
 async def test_a_held_finish_is_no_longer_spoiled_by_turn_frames(
@@ -282,3 +266,27 @@ async def test_commit_now_makes_grouped_frames_durable_or_says_it_could_not(
         assert refused == [1] and err.value.code == "internal"
         assert on_disk() == [1, 2]
         relay.log._db.set_authorizer(None)
+
+
+def _relayed_as_logged(desk: Desk) -> dict[int, dict[str, Any]]:
+    """Every durable frame the agent got is the logged one with that seq, no seq
+    skipped; returns the log's frames by seq."""
+    stored = {m["seq"]: m for m in desk.host.relay.log.messages(desk.sid)}
+    relayed = [f for f in desk.agent.frames if f["seq"] is not None]
+    assert [f["seq"] for f in relayed] == sorted(stored)
+    assert all(stored[f["seq"]] == f for f in relayed)
+    return stored
+
+
+async def _assert_draft_record_failed(desk: Desk, turn_id: str) -> None:
+    record = await desk.copilot.conversations.worker.call(desk.copilot.conversations.draft,
+                                                          turn_id)
+    assert record is not None and record.state == "failed"
+
+
+async def _assert_next_turn_completes(desk: Desk, fake: FakeOpenAI) -> None:
+    """The session carries on once the disk takes writes again."""
+    fake.enqueue(Reply(text="Happy to help again."))
+    await desk.say("Thanks, and now?")
+    assert (await desk.draft(1))["text"] == "Happy to help again."
+    assert desk.agent.of("turn.ended")[-1]["data"]["outcome"] == "completed"
