@@ -128,24 +128,30 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 # ----------------------------------------------------------------------------- servers
 
 
+async def start_bench_host(data_dir: str, copilot: bool) -> Any:
+    """The host under test in ``data_dir`` (a RunningHost): the offline co-pilot or none,
+    rate limits out of the load's way. Import after :func:`_use_tree`."""
+    from hitl_desktop.app.services import copilot_factory, start_host
+    from hitl_desktop.config import Settings, resolve_paths
+    from hitl_desktop.host.relay import RelayConfig
+
+    paths = resolve_paths(data_dir, Path(data_dir) / "config")
+    settings = Settings()
+    factory = copilot_factory(paths, settings, provider="offline") if copilot else None
+    cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
+    return await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
+
+
 def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None = None
                ) -> None:
     import logging
 
     _raise_fd_limit()
     _use_tree(src)
-    from hitl_desktop.app.services import copilot_factory, start_host
-    from hitl_desktop.config import Settings, resolve_paths
-    from hitl_desktop.host.relay import RelayConfig
-
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
-        paths = resolve_paths(data_dir, Path(data_dir) / "config")
-        settings = Settings()
-        factory = copilot_factory(paths, settings, provider="offline") if copilot else None
-        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
-        host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
+        host = await start_bench_host(data_dir, copilot)
         gc_s = [0.0, 0.0, 0.0]  # BENCH_GC=1: time in the cyclic GC per generation
         started: list[float] = []
 

@@ -141,18 +141,11 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
 
     _raise_fd_limit()
     _use_tree(src)
-    from hitl_desktop.app.services import copilot_factory, start_host
-    from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.core.links import InviteLink
-    from hitl_desktop.host.relay import RelayConfig
 
     logging.basicConfig(level=logging.ERROR)
 
     async def main() -> None:
-        paths = resolve_paths(data_dir, Path(data_dir) / "config")
-        settings = Settings()
-        factory = copilot_factory(paths, settings, provider="offline") if copilot else None
-        cfg = RelayConfig(rate=1e9, burst=1e9, max_errors=10**9, max_per_address=10**6)
         switch = os.environ.get("TAILS_SWITCH")  # an experiment: the GIL's switch interval
         if switch:
             sys.setswitchinterval(float(switch))
@@ -161,7 +154,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
             from hitl_desktop.assistant.offline import process
 
             process.MAX_IN_FLIGHT = int(cap)
-        host = await start_host(paths, settings, port=0, config=cfg, copilot_factory=factory)
+        host = await load.start_bench_host(data_dir, copilot)
         overflow = _count_overflow()
         watch = _watch(asyncio.get_running_loop())
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
