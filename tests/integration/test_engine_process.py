@@ -7,6 +7,7 @@ does killing it; the setting turns it off."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -372,3 +373,47 @@ async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
     finally:
         await asyncio.to_thread(process.close)
         await asyncio.to_thread(index.close)
+
+
+async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that stops answering (alive, not dead: SIGSTOP) is killed once calls have
+    waited the deadline with no answer: the turn it was on ends in draft.failed (not
+    planned again in the host, where the same input could hang a thread), a turn queued
+    behind it is drafted in the host, and the next turns complete there."""
+    from hitl_desktop.assistant.offline import process as module
+
+    monkeypatch.setattr(module, "CALL_DEADLINE_S", 1.0)
+    chat = await open_chat(tmp_path)
+    other = chat.host.create_session(customer_id="CUST1002", title="beside")
+    customer2 = await Client.connect(chat.host.local_url, other.customer_token)
+    agent2 = await Client.connect(chat.host.local_url, other.agent_token)
+    try:
+        pid = await chat.ready()
+        assert chat.process.call_deadline_s == 1.0
+        await chat.draft(QUESTION)
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            await chat.customer.send(ChatSend(text="What is your return policy?"), chat.sid)
+            await chat.agent.wait("draft.started", count=2)
+            await customer2.send(ChatSend(text=QUESTION), other.session_id)
+            failed = (await chat.agent.wait("draft.failed", within=15))["data"]
+            behind = (await agent2.wait("draft.completed", within=15))["data"]
+        waited = time.monotonic() - t0
+        assert "no answer within 1 s" in failed["message"], failed
+        assert "refund" in behind["text"].lower()
+        assert 1.0 <= waited < 6.0, waited
+        assert chat.process.hung and chat.process.lost
+        assert await gone(pid)
+        again = await chat.draft(QUESTION)  # the session goes on, drafted in the host
+        assert "refund" in again["text"].lower()
+        lines = [r for r in caplog.records if "answered nothing for" in r.message]
+        assert len(lines) == 1, [r.message for r in caplog.records]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        for client in (customer2, agent2, chat.customer, chat.agent):
+            await client.close()
+        await chat.host.stop()

@@ -20,6 +20,12 @@ host's :class:`~hitl_desktop.assistant.offline.OfflineProvider` keeps an engine 
 its own in a thread for when the process is not there: still starting, failed to
 start, or gone (:meth:`EngineProcess.fail`); no turn is lost.
 
+A worker that stops answering (hung in a loop, stopped by a signal, starved) is not
+waited for forever: when calls are waiting and none has been answered for
+:data:`CALL_DEADLINE_S`, the host kills it. The call it was on fails visibly (the
+agent sees ``draft.failed`` and can retry: planning that turn again in the host could
+hang a host thread the same way); the calls queued behind it are planned in the host.
+
 The worker ignores SIGINT (the host decides when it stops) and leaves when its pipe
 closes: when the host stops it, exits, or is killed. No engine outlives its host.
 """
@@ -58,6 +64,11 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
 HISTORIES = 4096  # sessions whose history the worker keeps (least recently used out)
 START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
+# calls waiting and no answer for this long: the worker is hung and killed. A call takes
+# ~5 ms; even MAX_IN_FLIGHT of them on a machine 10x overloaded answer one by one well
+# within it (progress resets the clock, not each call's age)
+CALL_DEADLINE_S = 5.0
+WATCH_S = 0.5  # how often the receiver looks at the clock while it waits for an answer
 STOP_TIMEOUT_S = 5.0
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -150,8 +161,12 @@ class EngineProcess:
     answers (what the process costs the host beyond handing calls over).
     """
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, *, call_deadline_s: float | None = None) -> None:
         self.spec = spec
+        self.call_deadline_s = CALL_DEADLINE_S if call_deadline_s is None else call_deadline_s
+        self.hung = False  # killed for not answering (the call it was on failed)
+        # when the worker last showed progress: an answer, or a call sent to an idle one
+        self._progress_at = time.monotonic()
         self.pid: int | None = None
         self.ready = False
         self.lost = False
@@ -210,11 +225,15 @@ class EngineProcess:
         drafts in its own thread)."""
         while True:
             try:
+                if not self._conn.poll(WATCH_S):
+                    self._watch()
+                    continue
                 raw = self._conn.recv_bytes()
             except (EOFError, OSError) as exc:
                 if not self._closing:
                     self.fail(f"its pipe ended ({type(exc).__name__})")
                 break
+            self._progress_at = time.monotonic()
             t0 = time.thread_time()
             kind, value = pickle.loads(raw)
             self._codec_in += time.thread_time() - t0
@@ -227,10 +246,29 @@ class EngineProcess:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, future, result, False)
         gone = ConnectionError("the engine process is gone")
+        if self.hung and self._pending:  # the call the worker was on: not tried again
+            future, loop, _args = self._pending.popleft()
+            message = f"no answer within {self.call_deadline_s:g} s (its process was stopped)"
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, future, message, False)
         while self._pending:
             future, loop, _args = self._pending.popleft()
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, future, gone, True)
+
+    def _watch(self) -> None:
+        """(receiver thread, no answer for :data:`WATCH_S`) Kill a worker that has calls
+        waiting and has answered none for the deadline: its pipe then ends, and
+        :meth:`_receive` fails the calls."""
+        if not self._pending or self._closing or self.lost:
+            return
+        waited = time.monotonic() - self._progress_at
+        if waited < self.call_deadline_s:
+            return
+        self.hung = True
+        self.fail(f"it answered nothing for {waited:.1f} s with {len(self._pending)} "
+                  f"call(s) waiting")
+        self._proc.kill()
 
     def _handshake(self) -> None:
         """(host thread) Wait for the worker to load the engine."""
@@ -298,6 +336,8 @@ class EngineProcess:
                              delay_s, window_s), _PICKLE)
         self._codec_out += time.thread_time() - t0
         self.items_sent += len(history) - base
+        if not self._pending:  # an idle worker: the clock starts now
+            self._progress_at = time.monotonic()
         self._pending.append(call)  # before the answer can come
         try:
             self._conn.send_bytes(data)
