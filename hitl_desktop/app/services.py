@@ -383,8 +383,9 @@ def start_engine_process(copilot: object, paths: Paths, settings: Settings) -> N
 
     The engine's plan, script and translation (~4 ms of CPU a draft) then run outside
     the host process, off its GIL. The process starts in the background; until it is
-    up, and for good if it cannot start or dies, the engine drafts in a thread of the
-    host as before (one log line says so). The co-pilot's ``aclose`` stops it.
+    up, and while a lost one is started again (at most 3 times in 10 minutes: after
+    that for good), the engine drafts in a thread of the host as before (log lines say
+    so). The co-pilot's ``aclose`` stops it.
     """
     provider = getattr(copilot, "provider", None)
     if getattr(provider, "name", None) != "offline" or not hasattr(provider, "process") \
@@ -394,13 +395,13 @@ def start_engine_process(copilot: object, paths: Paths, settings: Settings) -> N
     if extra.get(ENGINE_PROCESS, True) in (False, 0, "0", "false", "off", "no"):
         log.info("offline engine: in the host process (%s is off)", ENGINE_PROCESS)
         return
-    from hitl_desktop.assistant.offline.process import EngineProcess, EngineSpec
+    from hitl_desktop.assistant.offline.process import EngineSpec, SupervisedEngine
 
     spec = EngineSpec(data_dir=str(paths.data_dir), knowledge_dir=settings.knowledge_dir,
                       config_dir=str(paths.config_dir),
                       max_results=int(settings.max_search_results))
     try:
-        provider.process = EngineProcess(spec)  # type: ignore[union-attr]
+        provider.process = SupervisedEngine(spec)  # type: ignore[union-attr]
     except Exception:
         log.exception("the offline engine's process could not start: drafting in the host "
                       "process")

@@ -24,7 +24,12 @@ import pytest
 from hitl_desktop.app.services import ENGINE_PROCESS, RunningHost, copilot_factory, start_host
 from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.offline import OfflineProvider
-from hitl_desktop.assistant.offline.process import MAX_IN_FLIGHT, EngineProcess, EngineSpec
+from hitl_desktop.assistant.offline.process import (
+    MAX_IN_FLIGHT,
+    EngineProcess,
+    EngineSpec,
+    SupervisedEngine,
+)
 from hitl_desktop.config import Settings, resolve_paths
 from hitl_desktop.core.protocol import ChatSend
 from hitl_desktop.core.turns import CustomerLine, SentReply
@@ -70,10 +75,15 @@ class Chat:
         return cast(OfflineProvider, cast(HostCopilot, self.host.relay.copilot).provider)
 
     @property
+    def supervisor(self) -> SupervisedEngine:
+        supervisor = self.engine.process
+        assert isinstance(supervisor, SupervisedEngine)
+        return supervisor
+
+    @property
     def process(self) -> EngineProcess:
-        process = self.engine.process
-        assert isinstance(process, EngineProcess)
-        return process
+        """The current worker."""
+        return self.supervisor.current
 
     async def draft(self, text: str) -> dict[str, Any]:
         n = len(self.agent.of("draft.completed")) + 1
@@ -86,7 +96,7 @@ class Chat:
             if self.process.ready:
                 assert self.process.pid is not None
                 return self.process.pid
-            assert not self.process.lost
+            assert not self.supervisor.lost
             await asyncio.sleep(0.05)
         raise AssertionError("the engine process never became ready")
 
@@ -127,6 +137,7 @@ async def test_a_worker_killed_mid_turn_loses_no_turn(
 ) -> None:
     pid = await chat.ready()
     await chat.draft(QUESTION)
+    first = chat.process
     os.kill(pid, signal.SIGSTOP)  # the next call waits in the pipe: killed while in flight
     n = len(chat.agent.of("draft.completed")) + 1
     with caplog.at_level(logging.WARNING):
@@ -137,12 +148,18 @@ async def test_a_worker_killed_mid_turn_loses_no_turn(
         os.kill(pid, signal.SIGKILL)
         draft = (await chat.agent.wait("draft.completed", count=n))["data"]
         assert "return" in draft["text"].lower()
-        again = await chat.draft(QUESTION)  # from now on in the host's thread
+        again = await chat.draft(QUESTION)  # in the host's thread; a new worker starts
         assert "refund" in again["text"].lower()
+        assert first.lost and not first.ready
+        new_pid = await chat.ready()  # the next worker
+        calls = chat.process.calls
+        assert "refund" in (await chat.draft(QUESTION))["text"].lower()
     assert not chat.agent.of("draft.failed")
-    assert chat.process.lost and not chat.process.ready
+    assert new_pid != pid and chat.supervisor.restarts == 1
+    assert chat.process.calls == calls + 1  # planned by the new worker
     lines = [r for r in caplog.records if "engine's process is not available" in r.message]
     assert len(lines) == 1, [r.message for r in caplog.records]
+    assert any("starting its process again" in r.message for r in caplog.records)
     assert await gone(pid)
 
 
@@ -393,6 +410,7 @@ async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(
         pid = await chat.ready()
         assert chat.process.call_deadline_s == 1.0
         await chat.draft(QUESTION)
+        first = chat.process
         os.kill(pid, signal.SIGSTOP)
         t0 = time.monotonic()
         with caplog.at_level(logging.WARNING):
@@ -405,10 +423,12 @@ async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(
         assert "no answer within 1 s" in failed["message"], failed
         assert "refund" in behind["text"].lower()
         assert 1.0 <= waited < 6.0, waited
-        assert chat.process.hung and chat.process.lost
+        assert first.hung and first.lost
         assert await gone(pid)
         again = await chat.draft(QUESTION)  # the session goes on, drafted in the host
         assert "refund" in again["text"].lower()
+        assert await chat.ready() != pid and chat.supervisor.restarts == 1
+        assert "refund" in (await chat.draft(QUESTION))["text"].lower()
         lines = [r for r in caplog.records if "answered nothing for" in r.message]
         assert len(lines) == 1, [r.message for r in caplog.records]
     finally:
@@ -417,3 +437,46 @@ async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(
         for client in (customer2, agent2, chat.customer, chat.agent):
             await client.close()
         await chat.host.stop()
+
+
+async def test_a_worker_lost_again_and_again_is_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers are started again at most RESTARTS times in the window: an engine that
+    dies on every turn does not make the host spawn processes in a loop."""
+    from hitl_desktop.assistant.offline import process as module
+
+    monkeypatch.setattr(module, "RESTARTS", 1)
+    (tmp_path / "config").mkdir()
+    supervisor = SupervisedEngine(EngineSpec(data_dir=str(tmp_path), knowledge_dir=None,
+                                             config_dir=str(tmp_path / "config"),
+                                             max_results=5))
+    pids: list[int] = []
+
+    async def ready_then_kill() -> None:
+        for _ in range(600):
+            if supervisor.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert supervisor.pid is not None and supervisor.pid not in pids
+        pids.append(supervisor.pid)
+        os.kill(supervisor.pid, signal.SIGKILL)
+        for _ in range(200):
+            if supervisor.current.lost:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the killed worker was not noticed")
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            await ready_then_kill()
+            assert not supervisor.free  # starts the next one
+            await ready_then_kill()
+            assert not supervisor.free and supervisor.lost  # the budget is spent
+            await asyncio.sleep(0.3)
+        assert supervisor.restarts == 1 and len(pids) == 2
+        assert sum("not starting it again" in r.message for r in caplog.records) == 1
+    finally:
+        await asyncio.to_thread(supervisor.close)
+    for pid in pids:
+        assert await gone(pid)

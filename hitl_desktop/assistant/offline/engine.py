@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class RemoteEngine(Protocol):
-    """This engine in another process (:class:`.process.EngineProcess`)."""
+    """This engine in another process (:class:`.process.SupervisedEngine`)."""
 
     @property
     def ready(self) -> bool: ...
@@ -53,7 +53,7 @@ class RemoteEngine(Protocol):
         ...
 
     def fail(self, why: str) -> None:
-        """Stop using the process (logged once)."""
+        """Stop using the process (logged once); another may be started."""
 
     def close(self) -> None:
         """Stop the process and wait for it (blocks)."""
@@ -194,8 +194,8 @@ class OfflineProvider:
         as :meth:`stream`'s events give, text merged within ``window_s``.
 
         In the engine's own process when the host gave it one and it is up and not
-        behind (:mod:`.process`), else in a worker thread; a process that fails is not
-        used again and the turn is drafted here."""
+        behind (:mod:`.process`), else in a worker thread; a turn whose process failed
+        is drafted here (the process is started again for the next ones)."""
         if self._closed:
             raise ProviderError("closed", "the offline assistant was shut down")
         remote = self.process

@@ -26,6 +26,11 @@ waited for forever: when calls are waiting and none has been answered for
 agent sees ``draft.failed`` and can retry: planning that turn again in the host could
 hang a host thread the same way); the calls queued behind it are planned in the host.
 
+A worker that died or was killed is replaced (:class:`SupervisedEngine`): at most
+:data:`RESTARTS` times in :data:`RESTART_WINDOW_S`, so an engine that crashes on
+every call does not spawn processes in a loop; past that the host drafts in its own
+thread and says so once.
+
 The worker ignores SIGINT (the host decides when it stops) and leaves when its pipe
 closes: when the host stops it, exits, or is killed. No engine outlives its host.
 """
@@ -68,6 +73,8 @@ START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is giv
 # ~5 ms; even MAX_IN_FLIGHT of them on a machine 10x overloaded answer one by one well
 # within it (progress resets the clock, not each call's age)
 CALL_DEADLINE_S = 5.0
+RESTARTS = 3  # workers started again after one died, within RESTART_WINDOW_S
+RESTART_WINDOW_S = 600.0
 WATCH_S = 0.5  # how often the receiver looks at the clock while it waits for an answer
 STOP_TIMEOUT_S = 5.0
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -296,7 +303,7 @@ class EngineProcess:
         if self._closing:  # stopped by the host: nothing to report
             return
         log.warning("the offline engine's process is not available: %s; drafting in the "
-                    "host process from now on", why)
+                    "host process until one is started again", why)
 
     async def steps(self, request: TurnRequest, delay_s: float,
                     window_s: float) -> list[Step] | str:
@@ -368,6 +375,123 @@ class EngineProcess:
             self._proc.kill()
             self._proc.join(STOP_TIMEOUT_S)
         self._conn.close()
+
+
+class SupervisedEngine:
+    """The engine's process, started again when it is lost (died, hung, failed to start).
+
+    What the host's :class:`~hitl_desktop.assistant.offline.OfflineProvider` holds as
+    its ``process``: the same interface as one :class:`EngineProcess` (the current
+    worker's). A lost worker is replaced in a thread of its own (spawning a process and
+    reaping the old one are blocking calls, not for the loop); until the new one is
+    ready, turns are planned in the host, as before it first started. ``restarts``
+    counts the workers started after the first.
+    """
+
+    def __init__(self, spec: EngineSpec, *, call_deadline_s: float | None = None) -> None:
+        self.spec = spec
+        self.call_deadline_s = call_deadline_s
+        self.current = EngineProcess(spec, call_deadline_s=call_deadline_s)
+        self.restarts = 0
+        self._started: deque[float] = deque([time.monotonic()])
+        self._lock = threading.Lock()
+        self._replacing: threading.Thread | None = None
+        self._closed = False
+        self._gave_up = False
+        self._codec_before = 0.0  # the replaced workers' codec_s
+        self._calls_before = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.current.ready
+
+    @property
+    def lost(self) -> bool:
+        """The current worker is lost and no other will be started."""
+        return self.current.lost and self._gave_up
+
+    @property
+    def free(self) -> bool:
+        """Ready and not behind; a lost worker's replacement starts here (the caller
+        then plans this turn itself)."""
+        current = self.current
+        if current.lost:
+            self._replace()
+            return False
+        return current.free
+
+    @property
+    def pid(self) -> int | None:
+        return self.current.pid
+
+    @property
+    def calls(self) -> int:
+        return self._calls_before + self.current.calls
+
+    @property
+    def codec_s(self) -> float:
+        return self._codec_before + self.current.codec_s
+
+    async def steps(self, request: TurnRequest, delay_s: float,
+                    window_s: float) -> list[Step] | str:
+        return await self.current.steps(request, delay_s, window_s)
+
+    def fail(self, why: str) -> None:
+        self.current.fail(why)
+        self._replace()
+
+    def _replace(self) -> None:
+        """Start a new worker in a thread, unless one is starting, the host is closing
+        or the budget is spent (then say once that the host drafts itself from now on)."""
+        with self._lock:
+            if self._closed or self._gave_up or not self.current.lost or (
+                    self._replacing is not None and self._replacing.is_alive()):
+                return
+            if self.current.pid is None:  # never loaded the engine: it would fail again
+                self._gave_up = True
+                return
+            now = time.monotonic()
+            while self._started and now - self._started[0] > RESTART_WINDOW_S:
+                self._started.popleft()
+            if len(self._started) > RESTARTS:
+                self._gave_up = True
+                log.warning("the offline engine's process was lost %d times in %.0f s: not "
+                            "starting it again; drafting in the host process", len(
+                                self._started), RESTART_WINDOW_S)
+                return
+            self._started.append(now)
+            self._replacing = threading.Thread(target=self._start_again, name="engine-restart",
+                                               daemon=True)
+            self._replacing.start()
+
+    def _start_again(self) -> None:
+        """(restart thread) Reap the lost worker, start the next one."""
+        old = self.current
+        old.close()
+        if self._closed:
+            return
+        try:
+            new = EngineProcess(self.spec, call_deadline_s=self.call_deadline_s)
+        except Exception:
+            log.exception("the offline engine's process could not be started again")
+            with self._lock:
+                self._gave_up = True
+            return
+        with self._lock:
+            self._codec_before += old.codec_s
+            self._calls_before += old.calls
+            self.current = new
+            self.restarts += 1
+        log.warning("offline engine: starting its process again (restart %d)", self.restarts)
+
+    def close(self) -> None:
+        """Stop the worker (and one being started) and wait for them (blocks)."""
+        with self._lock:
+            self._closed = True
+            replacing = self._replacing
+        if replacing is not None:
+            replacing.join(STOP_TIMEOUT_S * 3)
+        self.current.close()
 
 
 _Call = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, tuple[TurnRequest, float, float]]
