@@ -251,8 +251,11 @@ class Desk:
         self._reps: tuple[float, list[tuple[str, str]]] | None = None
         self._reps_seen: tuple[tuple[str, str, bool], ...] | None = None  # last pushed
         self._tasks = TaskSupervisor("desk", logger=log)
-        # first on the worker, before any live line: what the index lacks from the log
-        self._catch_up: Future[int] = self.store.worker.submit(self.store.catch_up)
+        # first on the worker, before any live line: what the index lacks from the log,
+        # up to its last row now (every later line is handed over live: none twice)
+        (last_row,) = relay_log.db.execute("SELECT max(rowid) FROM messages").fetchone()
+        self._catch_up: Future[int] = self.store.worker.submit(self.store.catch_up,
+                                                               int(last_row or 0))
         self._catch_up.add_done_callback(_log_failure("search index catch-up"))
 
     async def aclose(self) -> None:

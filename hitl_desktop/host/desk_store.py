@@ -13,6 +13,15 @@ The index keeps one row per chat line / note in ``search_docs`` (the FTS5 table 
 external-content over it). A row's id is the message's time in microseconds (bumped on
 a collision), so "newest first" is FTS5's own ``ORDER BY rowid DESC`` and paging
 (``before``) is a rowid range, with no sort of all the matches.
+
+``search_docs`` has no (session, seq) index (issue 18): every line of a busy host went to
+a leaf page of its own session in it, so each batch dirtied a page per session and the
+index thread's cost per line tripled as the index grew (9.7 -> 31 us a line over 200k
+lines, most of it that index's inserts and WAL pages). What it was for is kept another
+way: ``search_seen`` holds each session's highest indexed seq (one row per session, a
+batch updates one row per session it touches), which is what start-up's catch-up asks;
+and no live line is offered twice (catch-up reads only the log's lines from before the
+desk started, see :meth:`DeskStore.catch_up`; each live line is in one batch).
 """
 
 from __future__ import annotations
@@ -52,9 +61,12 @@ CREATE TABLE IF NOT EXISTS search_docs (
     kind       TEXT NOT NULL,         -- chat | note
     role       TEXT NOT NULL,         -- the author's role
     ts         REAL NOT NULL,
-    text       TEXT NOT NULL,
-    UNIQUE (session_id, seq)
+    text       TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS search_seen (
+    session_id TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL      -- the session's highest indexed seq
+) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
     text, content='search_docs', content_rowid='id',
     tokenize='unicode61 remove_diacritics 2'
@@ -69,6 +81,20 @@ _DocsRow = tuple[int, str, int, str, str, float, str]
 _INSERT_DOC: Final = ("INSERT INTO search_docs(id, session_id, seq, kind, role, ts, text)"
                       " VALUES (?,?,?,?,?,?,?)")
 _INSERT_FTS: Final = "INSERT INTO search_fts(rowid, text) VALUES (?, ?)"
+_SEEN: Final = ("INSERT INTO search_seen(session_id, seq) VALUES (?, ?) ON CONFLICT(session_id)"
+                " DO UPDATE SET seq = max(seq, excluded.seq)")
+#: the index of a store from before issue 18's layout (dropped by _migrate)
+_OLD_KEY_INDEX: Final = "sqlite_autoindex_search_docs_1"
+
+
+def _highest(docs: Iterable[DocRow]) -> list[tuple[str, int]]:
+    """(session, its highest seq in ``docs``) for ``search_seen``."""
+    top: dict[str, int] = {}
+    for doc in docs:
+        sid, seq = doc[0], doc[1]
+        if seq > top.get(sid, 0):
+            top[sid] = seq
+    return list(top.items())
 
 
 def _rows(docs: Iterable[DocRow]) -> list[_DocsRow]:
@@ -132,6 +158,7 @@ class DeskStore:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA busy_timeout=5000")
                 self._db.executescript(_SCHEMA)
+                self._migrate()
         except BaseException:
             self._db.close()
             raise
@@ -143,6 +170,32 @@ class DeskStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _migrate(self) -> None:
+        """A store from before issue 18 (``search_docs`` unique on (session, seq)): each
+        session's highest seq into ``search_seen``, and the table rebuilt without that
+        index (its rowids kept, so the FTS5 index over it stays as it is). Once, at
+        start-up; ~1 s per 500k lines."""
+        db = self._db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
+                      (_OLD_KEY_INDEX,)).fetchone() is None:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO search_seen(session_id, seq)"
+                       " SELECT session_id, MAX(seq) FROM search_docs GROUP BY session_id")
+            db.execute("CREATE TABLE search_docs_new (id INTEGER PRIMARY KEY,"
+                       " session_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,"
+                       " role TEXT NOT NULL, ts REAL NOT NULL, text TEXT NOT NULL)")
+            db.execute("INSERT INTO search_docs_new SELECT id, session_id, seq, kind, role,"
+                       " ts, text FROM search_docs ORDER BY id")
+            db.execute("DROP TABLE search_docs")
+            db.execute("ALTER TABLE search_docs_new RENAME TO search_docs")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        log.info("search index: rebuilt without its (session, seq) index")
 
     # ------------------------------------------------------------------ macros
 
@@ -184,10 +237,12 @@ class DeskStore:
     # ------------------------------------------------------------------ search index
 
     def index(self, docs: Iterable[DocRow]) -> int:
-        """Add lines to the index in one transaction (lines already there are skipped);
-        how many were added. A ``Doc`` or a plain tuple in its field order."""
+        """Add lines to the index in one transaction; how many were added. A line at or
+        below its session's highest indexed seq counts as there already and is skipped
+        (as start-up's catch-up has always judged). A ``Doc`` or a plain tuple in its
+        field order."""
         with self._lock:
-            return self._index_locked(docs)
+            return self._index_locked(docs, skip_seen=True)
 
     def index_committed(self, docs: list[DocRow]) -> int:
         """The relay's live lines, each committed to the log (the desk made sure, see
@@ -196,7 +251,8 @@ class DeskStore:
         table (issue 18: a SELECT back and a JSON parse per line were two thirds of this
         thread's work, and its Python holds the GIL the event loop needs). Should a line
         be there already (catch-up read it too) or its id be taken (a line of the same
-        microsecond in an earlier batch), the batch goes :meth:`index`'s careful way."""
+        microsecond in an earlier batch), the batch goes the careful way (ids moved on).
+        No line is offered twice (see the module's docstring), so none is looked up."""
         with self._lock:
             rows = _rows(docs)
             db = self._db
@@ -204,28 +260,28 @@ class DeskStore:
             try:
                 db.executemany(_INSERT_DOC, rows)
                 db.executemany(_INSERT_FTS, [(row[0], row[6]) for row in rows])
+                db.executemany(_SEEN, _highest(docs))
             except sqlite3.IntegrityError:
                 db.execute("ROLLBACK")
-                return self._index_locked(docs)
+                return self._index_locked(docs, skip_seen=False)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
             return len(rows)
 
-    def _index_locked(self, docs: Iterable[DocRow]) -> int:
-        """One transaction: the lines not indexed yet, inserted with ``executemany`` (one
-        lookup query per _KEYS_PER_QUERY lines for those already there, not one each:
-        issue 18, the index keeps up with a thousand chatting sessions cheaply)."""
+    def _index_locked(self, docs: Iterable[DocRow], *, skip_seen: bool) -> int:
+        """One transaction: the lines, each (session, seq) once, inserted with
+        ``executemany``; with ``skip_seen`` not those at or below their session's
+        highest indexed seq (one lookup query per _KEYS_PER_QUERY sessions)."""
         db = self._db
         docs = list(docs)
-        there = {key for key, _row in self._lookup(
-            "SELECT d.session_id, d.seq FROM want JOIN search_docs d"
-            " ON d.session_id = want.sid AND d.seq = want.seq", docs)}
+        seen = self._seen(docs) if skip_seen else {}
+        there: set[tuple[str, int]] = set()
         fresh: list[DocRow] = []
         for doc in docs:
             key = (doc[0], doc[1])
-            if key not in there:
+            if key not in there and doc[1] > seen.get(doc[0], 0):
                 there.add(key)
                 fresh.append(doc)
         rows = _rows(fresh)
@@ -242,6 +298,7 @@ class DeskStore:
                 db.execute("BEGIN IMMEDIATE")
                 rows = [self._insert_moving(row) for row in rows]
             db.executemany(_INSERT_FTS, [(row[0], row[6]) for row in rows])
+            db.executemany(_SEEN, _highest(fresh))
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -256,6 +313,18 @@ class DeskStore:
                 return (rowid, *row[1:])
             except sqlite3.IntegrityError:
                 rowid += 1
+
+    def _seen(self, docs: list[DocRow]) -> dict[str, int]:
+        """The highest indexed seq of each session in ``docs`` that has one."""
+        sids = list({doc[0] for doc in docs})
+        out: dict[str, int] = {}
+        for i in range(0, len(sids), _KEYS_PER_QUERY):
+            chunk = sids[i:i + _KEYS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            out.update((str(r[0]), int(r[1])) for r in self._db.execute(
+                f"SELECT session_id, seq FROM search_seen WHERE session_id IN ({marks})",
+                chunk))
+        return out
 
     def _lookup(self, select: str, docs: list[DocRow]) -> Iterator[tuple[tuple[str, int],
                                                                           tuple[Any, ...]]]:
@@ -294,7 +363,7 @@ class DeskStore:
                 parsed = doc_from_frame(doc[0], doc[1], type_, float(row[3]), str(row[4]))
                 if parsed is not None:
                     found.append(parsed)
-            return (self._index_locked(found) if found else 0), missing
+            return (self._index_locked(found, skip_seen=False) if found else 0), missing
 
     def _attach_log(self) -> None:
         if self._log_attached:
@@ -305,9 +374,12 @@ class DeskStore:
         self._db.execute("ATTACH DATABASE ? AS log", (uri,))
         self._log_attached = True
 
-    def catch_up(self) -> int:
+    def catch_up(self, upto: int | None = None) -> int:
         """Index the chat lines and notes the log has and the index lacks (lines logged
-        just before a crash, or by a host from before the index existed); how many."""
+        just before a crash, or by a host from before the index existed): each above its
+        session's highest indexed seq; how many. ``upto``: only the log's rows up to
+        this rowid (the log's last row when the desk started: every later line is
+        handed over live, so none is offered twice)."""
         with self._lock:
             try:
                 self._attach_log()
@@ -316,14 +388,15 @@ class DeskStore:
                 return 0
             rows = self._db.execute(
                 "SELECT m.session_id, m.seq, m.type, m.ts, m.frame FROM log.messages m"
-                " WHERE m.type IN ('chat.message', 'note.added') AND m.seq > COALESCE("
-                "  (SELECT MAX(d.seq) FROM search_docs d WHERE d.session_id = m.session_id), 0)"
-            ).fetchall()
+                " LEFT JOIN search_seen h ON h.session_id = m.session_id"
+                " WHERE m.type IN ('chat.message', 'note.added')"
+                " AND m.seq > COALESCE(h.seq, 0) AND m.rowid <= ?",
+                (2**63 - 1 if upto is None else upto,)).fetchall()
             # parsed in Python: let the loop have the GIL now and then (a host that
             # crashed under load may have many lines to take back while serving)
             docs = [d for d in (doc_from_frame(r[0], r[1], r[2], r[3], r[4])
                                 for r in _yielding(iter(rows))) if d is not None]
-            added = self._index_locked(docs) if docs else 0
+            added = self._index_locked(docs, skip_seen=True) if docs else 0
         if added:
             log.info("search index: %d lines taken from the session log", added)
         return added
