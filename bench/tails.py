@@ -112,8 +112,39 @@ def _census() -> dict[str, Any]:
     for obj in gc.get_objects():
         t = type(obj)
         types[f"{t.__module__}.{t.__qualname__}"] += 1
-    return {"generations": counts, "frozen": gc.get_freeze_count(),
-            "types": types.most_common(25), "thresholds": gc.get_threshold()}
+    frozen = gc.get_freeze_count()
+    # then everything, the frozen part too, and what a full pass over it all finds:
+    # cyclic garbage not yet collected (with core/gcpolicy's freezing: also what the
+    # freezing kept from the collector, its cost in memory)
+    gc.unfreeze()
+    everything: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        t = type(obj)
+        everything[f"{t.__module__}.{t.__qualname__}"] += 1
+    began = time.perf_counter()
+    found = gc.collect()
+    took = time.perf_counter() - began
+    return {"generations": counts, "frozen": frozen, "types": types.most_common(25),
+            "all": sum(everything.values()), "all_types": everything.most_common(25),
+            "found": found, "full_ms": took * 1000, "thresholds": gc.get_threshold()}
+
+
+def _collector(host: Any) -> dict[str, Any]:
+    """The host's GC policy's counters (core/gcpolicy.py), if its tree has one."""
+    c = getattr(host, "collector", None)
+    if c is None:
+        return {}
+    return {"full_passes": c.full_passes, "major_passes": c.major_passes,
+            "major_found": c.major_found, "major_ms": c.major_seconds * 1000}
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (MB), 0 if unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _count_overflow() -> list[float]:
@@ -160,12 +191,16 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
         names = _thread_names()
-        census = _census()
         watch.stop()
+        policy = _collector(host)
+        if getattr(host, "collector", None) is not None:
+            host.collector.stop()  # (the census unfreezes)
+        census = _census()
         out = os.environ.get(OUT_ENV)
         if out:
             _dump(Path(out) / f"host-{os.getpid()}.json", watch,
-                  {"threads": names, "overflow": overflow, "census": census})
+                  {"threads": names, "overflow": overflow, "census": census,
+                   "collector": policy})
         await host.stop()
 
     asyncio.run(main())
@@ -261,12 +296,12 @@ class Fleet(load.Fleet):
         self.rounds: list[dict[str, Any]] = []
 
     def run(self, work: load.Work, round_: int, everyone: list[int],
-            profile: str | None = None) -> load.Result:
+            profile: str | None = None, profile_clients: bool = False) -> load.Result:
         pid = self.server.pid
-        threads0, procs0 = tasks_cpu(pid), load.server_cpu(pid)
-        result = super().run(work, round_, everyone, profile)
+        threads0, procs0, rss0 = tasks_cpu(pid), load.server_cpu(pid), rss_mb(pid)
+        result = super().run(work, round_, everyone, profile, profile_clients)
         threads1, procs1 = tasks_cpu(pid), load.server_cpu(pid)
-        self.rounds.append({
+        self.rounds.append({"rss": (rss0, rss_mb(pid)),
             "threads": {t: v - threads0.get(t, 0.0) for t, v in threads1.items()},
             "children": sum(v - procs0.get(p, 0.0) for p, v in procs1.items() if p != pid),
             "result": result})
@@ -371,11 +406,20 @@ def analyse(name: str, out: Path, round_: int, fleet: Fleet | None,
             f"host process {sum(by_name.values()) / wall:.0%} of a core, engine "
             f"{info['children'] / wall:.0%}; drafts planned in the host's threads: "
             f"{sum(t0 <= t <= t1 for t in host['overflow'])}")
+    if fleet is not None and round_ < len(fleet.rounds):
+        rss = fleet.rounds[round_]["rss"]
+        print(f"  host RSS {rss[0]:.0f} -> {rss[1]:.0f} MB over the round")
     if host and "census" in host and round_ == 0:
         c = host["census"]
         print(f"  host GC census at the end: tracked by generation {c['generations']}, "
               f"frozen {c['frozen']}; top types: "
               + ", ".join(f"{k} {v}" for k, v in c["types"][:12]))
+        if "found" in c:
+            print(f"  all tracked (frozen too) {c['all']}; a full pass over it all found "
+                  f"{c['found']} unreachable in {c['full_ms']:.0f} ms; top types: "
+                  + ", ".join(f"{k} {v}" for k, v in c["all_types"][:10]))
+        if host.get("collector"):
+            print(f"  GC policy: {host['collector']}")
     if host and host.get("gc_spans"):
         spans = [sp for sp in host["gc_spans"] if t0 <= sp[0] <= t1]
         print("  host GC passes in the round (count, total ms, max ms): " + ", ".join(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 
 from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.catalog import CatalogError
+from hitl_desktop.core.gcpolicy import HostCollector
 from hitl_desktop.core.links import InviteLink, LinkRole
 from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
 from hitl_desktop.core.protocol import CustomerMatch
@@ -193,6 +193,8 @@ class RunningHost:
     directory: NamedDirectory | None = None
     #: the loop's stall watch (``HITL_STALL_LOG=MS``; off by default)
     stalls: StallWatch | None = None
+    #: freezes each full GC pass's survivors (core/gcpolicy.py)
+    collector: HostCollector | None = None
 
     @property
     def url(self) -> str:
@@ -260,6 +262,8 @@ class RunningHost:
     async def stop(self) -> None:
         if self.stalls is not None:
             self.stalls.stop()
+        if self.collector is not None:
+            self.collector.stop()
         await self.relay.aclose()
         self.relay_log.close()
         if self.directory is not None:
@@ -338,11 +342,13 @@ async def start_host(
         "tls": host.tls, "pid": os.getpid(), "started_at": time.time(),
     }, indent=2), "utf-8")
     log.info("host listening on %s (data in %s)", host.url, paths.data_dir)
-    # everything loaded so far (modules, the catalog, the index) lives as long as the
-    # host: keep it out of the cyclic collector's full passes, which otherwise scan it
-    # all and stall the relay for 100+ ms while many connections are open
     await asyncio.to_thread(make_private_tree, paths.data_dir)  # left readable by others
-    gc.freeze()
+    # everything loaded so far (modules, the catalog, the index) lives as long as the
+    # host, and so does most of what survives a full pass later: keep it out of the
+    # cyclic collector's full passes, which otherwise scan it all and stall the relay
+    # for 100+ ms while many connections are open (core/gcpolicy.py)
+    host.collector = HostCollector(asyncio.get_running_loop())
+    host.collector.start()
     host.stalls = stall_watch_from_environment(asyncio.get_running_loop())
     return host
 

@@ -1,0 +1,120 @@
+"""The host's cyclic-GC policy: full passes over what is new, not over everything.
+
+Why (issue 18, the 1,000-session tails): CPython's full pass (generation 2) scans every
+tracked object that is not frozen. A host with a thousand open sessions holds ~200k of
+them (connections, histories, per-session state) beyond the start-up set that
+``start_host`` freezes, so each full pass held the loop 115-290 ms, once or twice a
+minute, and every session's frames waited. Most of what a full pass scans has survived
+the previous one and survives this one too.
+
+The policy: when a full pass ends, its survivors are frozen (``gc.freeze()``, from the
+collector's "stop" callback), so the next full pass scans only what reached generation 2
+since: the last few seconds' survivors, not the host's whole heap. CPython's own trigger
+stays (generation 2 runs when the survivors promoted since the last full pass exceed a
+quarter of that pass's survivors), so passes come more often and each is short.
+
+What it costs: a frozen object is still freed by reference counting, but a reference
+cycle that dies after its objects were frozen is not found until they are scanned again.
+So a *major* pass (``gc.unfreeze()``, a full pass over everything, freeze again) runs on
+the loop's thread when the frozen set has grown by :data:`MAJOR_GROWTH` of its size
+after the last major pass (the start-up set at first) and at least :data:`MAJOR_MIN_S`
+apart: garbage held that way stays a bounded share of the heap, and the long pause
+comes rarely, at a rate set by the heap's growth, not by its churn.
+
+Threads: the policy collects nothing itself except in the major pass, which runs on the
+loop's thread (a windowed host's loop is the GUI thread, where ``app/qt.py``'s
+``GuiThreadCollector`` keeps every collection); the freeze after a pass is list surgery
+and does not run finalizers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: a major pass when the frozen set has grown by this share since the last one
+MAJOR_GROWTH = 1.0
+#: ... and not more often than this (seconds)
+MAJOR_MIN_S = 600.0
+
+
+class HostCollector:
+    """Freezes each full pass's survivors; now and then a major pass (see the module).
+
+    One per running host; :meth:`stop` removes it. Two hosts in one process each
+    freeze after a pass (harmless: the second finds nothing left to freeze).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, major_growth: float = MAJOR_GROWTH,
+                 major_min_s: float = MAJOR_MIN_S) -> None:
+        self.loop = loop
+        self.major_growth = major_growth
+        self.major_min_s = major_min_s
+        self.full_passes = 0  # full passes whose survivors were frozen
+        self.major_passes = 0
+        self.major_found = 0  # unreachable objects the major passes found
+        self.major_seconds = 0.0  # their wall time in all
+        self._base = 0  # frozen objects after the last major pass (or at start)
+        self._last_major = time.monotonic()
+        self._major_due = False
+        self._in_major = False
+        self._installed = False
+
+    def start(self) -> None:
+        """Freeze what exists now (the start-up set) and install the policy."""
+        gc.freeze()
+        self._base = gc.get_freeze_count()
+        self._last_major = time.monotonic()
+        if not self._installed:
+            gc.callbacks.append(self._on_gc)
+            self._installed = True
+
+    def stop(self) -> None:
+        """Remove the policy (what is frozen stays frozen). Safe to call twice."""
+        if self._installed:
+            self._installed = False
+            if self._on_gc in gc.callbacks:
+                gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """After a full pass (in whichever thread ran it): freeze its survivors."""
+        if phase != "stop" or info.get("generation") != 2 or self._in_major:
+            return
+        gc.freeze()
+        self.full_passes += 1
+        if self._major_due or time.monotonic() - self._last_major < self.major_min_s:
+            return
+        if gc.get_freeze_count() > self._base * (1 + self.major_growth):
+            self._major_due = True
+            try:
+                self.loop.call_soon_threadsafe(self.major)
+            except RuntimeError:  # the loop is closed: the host is gone
+                self._major_due = False
+
+    def major(self) -> None:
+        """A full pass over everything, frozen or not; then freeze the survivors."""
+        if not self._installed:
+            self._major_due = False
+            return
+        began = time.perf_counter()
+        self._in_major = True
+        try:
+            gc.unfreeze()
+            found = gc.collect()
+            gc.freeze()
+        finally:
+            self._in_major = False
+            self._major_due = False
+        took = time.perf_counter() - began
+        self.major_passes += 1
+        self.major_found += found
+        self.major_seconds += took
+        self._base = gc.get_freeze_count()
+        self._last_major = time.monotonic()
+        log.info("major GC pass: %d unreachable found, %d objects kept frozen, %.0f ms",
+                 found, self._base, took * 1000)
