@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from hitl_desktop.config import Paths, Settings
 from hitl_desktop.core.catalog import CatalogError
-from hitl_desktop.core.gcpolicy import HostCollector
+from hitl_desktop.core.gcpolicy import FreezingCollector
 from hitl_desktop.core.links import InviteLink, LinkRole
 from hitl_desktop.core.ports import Copilot, NullCopilot, SessionOutbox
 from hitl_desktop.core.protocol import CustomerMatch
@@ -194,7 +194,7 @@ class RunningHost:
     #: the loop's stall watch (``HITL_STALL_LOG=MS``; off by default)
     stalls: StallWatch | None = None
     #: freezes each full GC pass's survivors (core/gcpolicy.py)
-    collector: HostCollector | None = None
+    collector: FreezingCollector | None = None
 
     @property
     def url(self) -> str:
@@ -347,7 +347,7 @@ async def start_host(
     # host, and so does most of what survives a full pass later: keep it out of the
     # cyclic collector's full passes, which otherwise scan it all and stall the relay
     # for 100+ ms while many connections are open (core/gcpolicy.py)
-    host.collector = HostCollector(asyncio.get_running_loop())
+    host.collector = FreezingCollector(asyncio.get_running_loop())
     host.collector.start()
     host.stalls = stall_watch_from_environment(asyncio.get_running_loop())
     return host

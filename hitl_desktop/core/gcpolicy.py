@@ -11,7 +11,8 @@ The policy: when a full pass ends, its survivors are frozen (``gc.freeze()``, fr
 collector's "stop" callback), so the next full pass scans only what reached generation 2
 since: the last few seconds' survivors, not the host's whole heap. CPython's own trigger
 stays (generation 2 runs when the survivors promoted since the last full pass exceed a
-quarter of that pass's survivors), so passes come more often and each is short.
+quarter of that pass's survivors), with generation 2 due after :data:`FULL_EVERY`
+generation-1 passes (CPython: 10), so passes come more often and each is short.
 
 What it costs: a frozen object is still freed by reference counting, but a reference
 cycle that dies after its objects were frozen is not found until they are scanned again.
@@ -23,8 +24,9 @@ comes rarely, at a rate set by the heap's growth, not by its churn.
 
 Threads: the policy collects nothing itself except in the major pass, which runs on the
 loop's thread (a windowed host's loop is the GUI thread, where ``app/qt.py``'s
-``GuiThreadCollector`` keeps every collection); the freeze after a pass is list surgery
-and does not run finalizers.
+``GuiThreadCollector`` keeps every collection), or, without a loop (the offline engine's
+worker process), wherever its owner calls :meth:`FreezingCollector.major_if_due`; the
+freeze after a pass is list surgery and does not run finalizers.
 """
 
 from __future__ import annotations
@@ -41,20 +43,25 @@ log = logging.getLogger(__name__)
 MAJOR_GROWTH = 1.0
 #: ... and not more often than this (seconds)
 MAJOR_MIN_S = 600.0
+#: generation-1 passes between full passes (generation 2's threshold; CPython: 10)
+FULL_EVERY = 10
 
 
-class HostCollector:
+class FreezingCollector:
     """Freezes each full pass's survivors; now and then a major pass (see the module).
 
-    One per running host; :meth:`stop` removes it. Two hosts in one process each
-    freeze after a pass (harmless: the second finds nothing left to freeze).
+    One per running host (``loop``: where the major pass runs) or engine worker (no
+    loop: it calls :meth:`major_if_due` between requests); :meth:`stop` removes it. Two
+    in one process each freeze after a pass (harmless: the second finds nothing left).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, major_growth: float = MAJOR_GROWTH,
-                 major_min_s: float = MAJOR_MIN_S) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
+                 major_growth: float = MAJOR_GROWTH, major_min_s: float = MAJOR_MIN_S,
+                 full_every: int | None = None) -> None:
         self.loop = loop
         self.major_growth = major_growth
         self.major_min_s = major_min_s
+        self.full_every = FULL_EVERY if full_every is None else full_every
         self.full_passes = 0  # full passes whose survivors were frozen
         self.major_passes = 0
         self.major_found = 0  # unreachable objects the major passes found
@@ -64,6 +71,7 @@ class HostCollector:
         self._major_due = False
         self._in_major = False
         self._installed = False
+        self._threshold2: int | None = None  # generation 2's threshold before start
 
     def start(self) -> None:
         """Freeze what exists now (the start-up set) and install the policy."""
@@ -71,6 +79,8 @@ class HostCollector:
         self._base = gc.get_freeze_count()
         self._last_major = time.monotonic()
         if not self._installed:
+            t0, t1, self._threshold2 = gc.get_threshold()
+            gc.set_threshold(t0, t1, self.full_every)
             gc.callbacks.append(self._on_gc)
             self._installed = True
 
@@ -80,6 +90,9 @@ class HostCollector:
             self._installed = False
             if self._on_gc in gc.callbacks:
                 gc.callbacks.remove(self._on_gc)
+            t0, t1, t2 = gc.get_threshold()
+            if self._threshold2 is not None and t2 == self.full_every:
+                gc.set_threshold(t0, t1, self._threshold2)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """After a full pass (in whichever thread ran it): freeze its survivors."""
@@ -91,10 +104,19 @@ class HostCollector:
             return
         if gc.get_freeze_count() > self._base * (1 + self.major_growth):
             self._major_due = True
+            if self.loop is None:
+                return  # the owner calls major_if_due()
             try:
                 self.loop.call_soon_threadsafe(self.major)
             except RuntimeError:  # the loop is closed: the host is gone
                 self._major_due = False
+
+    def major_if_due(self) -> bool:
+        """Run the major pass if one is due (for an owner without a loop); ran it?"""
+        if not self._major_due:
+            return False
+        self.major()
+        return True
 
     def major(self) -> None:
         """A full pass over everything, frozen or not; then freeze the survivors."""
