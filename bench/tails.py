@@ -139,6 +139,32 @@ def _census() -> dict[str, Any]:
             "hidden_types": hidden_types.most_common(12), "thresholds": gc.get_threshold()}
 
 
+def _census_passes() -> list[dict[str, Any]]:
+    """(an experiment, TAILS_GC_CENSUS=1) What each generation-1/2 pass is about to scan:
+    objects and the references each type's objects hold (a pass visits every one), by
+    type. Costs a scan of its own before each pass: the timings are off meanwhile."""
+    out: list[dict[str, Any]] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        gen = info.get("generation", 0)
+        if phase != "start" or gen == 0:
+            return
+        objs: Counter[str] = Counter()
+        refs: Counter[str] = Counter()
+        for g in range(gen + 1):
+            for obj in gc.get_objects(generation=g):
+                t = type(obj)
+                name = f"{t.__module__}.{t.__qualname__}"
+                objs[name] += 1
+                refs[name] += len(gc.get_referents(obj))
+        out.append({"at": time.monotonic(), "gen": gen, "objects": sum(objs.values()),
+                    "refs": sum(refs.values()), "top_objects": objs.most_common(12),
+                    "top_refs": refs.most_common(12)})
+
+    gc.callbacks.insert(0, on_gc)
+    return out
+
+
 def _collector(host: Any) -> dict[str, Any]:
     """The host's GC policy's counters (core/gcpolicy.py), if its tree has one."""
     c = getattr(host, "collector", None)
@@ -201,6 +227,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
 
             gcpolicy.FULL_EVERY = int(full_every)
         host = await load.start_bench_host(data_dir, copilot)
+        passes = _census_passes() if os.environ.get("TAILS_GC_CENSUS") else []
         overflow = _count_overflow()
         watch = _watch(asyncio.get_running_loop())
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
@@ -216,7 +243,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         if out:
             _dump(Path(out) / f"host-{os.getpid()}.json", watch,
                   {"threads": names, "overflow": overflow, "census": census,
-                   "collector": policy, "census_at": census_at})
+                   "collector": policy, "census_at": census_at, "passes": passes})
         await host.stop()
 
     asyncio.run(main())
