@@ -19,8 +19,10 @@ printed: the frames and bytes each agent receives per draft (``draft.delta`` and
     python -m bench.copilot_cost            # 60 drafts per round, 3 rounds
     python -m bench.copilot_cost --quick    # CI-sized
     BENCH_PROFILE=/tmp/host.prof python -m bench.copilot_cost --only offline
-                     (cProfile of the host loop's thread, after the warm-up round)
+                     (cProfile of the host, after the warm-up round: wall time; on
+                      Python 3.12 it records every thread, not the loop's alone)
     BENCH_ENGINE_PROCESS=0 ...   the offline engine in the host's threads, not its process
+    BENCH_COUNT=1 ...   events per line in the host (loop iterations, timers, writes, ...)
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
                     gc_time[0] += time.thread_time() - gc_time[1]
             gc.callbacks.append(on_gc)
         loop = asyncio.get_running_loop()
+        counts = _count_events(loop, host) if os.environ.get("BENCH_COUNT") else {}
         prof = None
         while (cmd := await loop.run_in_executor(None, pipe.recv)) != "stop":
             # back on the loop's thread here: thread_time is the loop's own CPU
@@ -112,12 +115,13 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
                            {**_thread_cpu(), "loop-kernel": ru.ru_stime, "gc": gc_time[0],
                             **({"ENGINE PROCESS": engine} if engine is not None else {}),
                             **({"(engine-process: pickling)": codec}
-                               if codec is not None else {})}))
+                               if codec is not None else {}),
+                            **{f"#{k}": float(v) for k, v in counts.items()}}))
             elif cmd == "profile" and profile and copilot and prof is None:
                 import cProfile
 
                 prof = cProfile.Profile()
-                prof.enable()  # the loop's thread only, after the warm-up round
+                prof.enable()  # after the warm-up round
         if prof is not None:
             prof.disable()
             prof.dump_stats(str(profile))
@@ -125,6 +129,43 @@ def _host_main(pipe: Connection, data_dir: str, copilot: str | None) -> None:
 
     profile = os.environ.get("BENCH_PROFILE")
     asyncio.run(main())
+
+
+def _count_events(loop: asyncio.AbstractEventLoop, host: Any) -> dict[str, int]:
+    """BENCH_COUNT=1: count, in the host process, what each draft costs in events (loop
+    iterations, callbacks run, timers, tasks, wake-ups from other threads, socket
+    writes, group commits, store jobs): printed per line as ``#name``. Wraps the
+    loop's and transports' methods, so CPU figures of such a run are not comparable."""
+    from asyncio import selector_events
+
+    from hitl_desktop.core.threads import StoreWorker
+
+    counts: dict[str, int] = {}
+
+    def wrap(obj: Any, name: str, key: str) -> None:
+        orig = getattr(obj, name)
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            counts[key] = counts.get(key, 0) + 1
+            return orig(*a, **kw)
+        setattr(obj, name, counted)
+
+    wrap(loop, "_run_once", "loop iterations")
+    wrap(loop, "call_at", "timers")
+    wrap(loop, "call_soon", "call_soon")
+    wrap(loop, "call_soon_threadsafe", "wake-ups from threads")
+    wrap(loop, "create_task", "tasks")
+    wrap(vars(selector_events)["_SelectorSocketTransport"], "write", "socket writes")
+    wrap(StoreWorker, "_put", "store jobs")
+    relay_log = host.relay.log
+    handed = relay_log.on_group_commit
+
+    def on_group_commit(lines: list[tuple[object, str]], error: Any) -> None:
+        counts["group commits"] = counts.get("group commits", 0) + 1
+        counts["frames in groups"] = counts.get("frames in groups", 0) + len(lines)
+        handed(lines, error)
+    relay_log.on_group_commit = on_group_commit
+    return counts
 
 
 def _engine_codec(host: Any) -> float | None:
@@ -376,7 +417,10 @@ def main() -> int:
                                         for r in rounds) for k in last["threads"]}
         print("         per thread, ms per line: " + ", ".join(
             f"{k} {v:.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
-            if v >= 0.01))
+            if v >= 0.01 and not k.startswith("#")))
+        if any(k.startswith("#") for k in threads):  # BENCH_COUNT: events, not ms
+            print("         events per line: " + ", ".join(
+                f"{k[1:]} {v / 1000:.1f}" for k, v in threads.items() if k.startswith("#")))
     if "offline" in per and "relay" in per:
         costs = [o - r for o, r in zip(per["offline"], per["relay"], strict=True)]
         cost = statistics.median(costs)

@@ -20,7 +20,9 @@ import concurrent.futures
 import contextlib
 import difflib
 import functools
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +70,6 @@ from hitl_desktop.core.protocol import (
     ToolCallDelta,
     ToolResult,
     TurnEnded,
-    new_id,
 )
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.core.turns import (
@@ -273,6 +274,9 @@ class HostCopilot:
         # after it (that read misses the append: it is not kept)
         self._loading: dict[str, bool] = {}
         self._tools: list[dict[str, Any]] | None = None  # the catalog's, built once
+        # turn ids: 64 random bits per co-pilot plus a counter (see _turn_id)
+        self._turn_base = secrets.token_hex(8)
+        self._turn_count = itertools.count(1)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -595,7 +599,7 @@ class HostCopilot:
                 follows = active_instructions(history)[-1].turn_id
             await self._supersede(session_id, "replaced by a steered draft")
             await self._note_identity(session_id)
-            turn_id = new_id("t")
+            turn_id = self._turn_id()
             self._append(session_id, RepInstruction(
                 text=text, agent=agent, replaces=replaces, draft_text=previous or None,
                 turn_id=turn_id, follows=follows))
@@ -914,7 +918,7 @@ class HostCopilot:
         from a customer's line, it joins that line's group commit, one transaction and
         one send to each agent for both (issue 18), where the turn's own task ran a tick
         later, after the line's commit."""
-        turn = _Turn(turn_id=turn_id or new_id("t"), session_id=session_id, reason=reason,
+        turn = _Turn(turn_id=turn_id or self._turn_id(), session_id=session_id, reason=reason,
                      instruction=instruction, replaces=replaces)
         if reason in ("steer", "regenerate"):  # the same reply again
             self._reply_drafts.setdefault(session_id, set()).add(turn.turn_id)
@@ -930,6 +934,13 @@ class HostCopilot:
         self._running.add(turn.turn_id)
         turn.task.add_done_callback(lambda _task: self._running.discard(turn.turn_id))
         return turn
+
+    def _turn_id(self) -> str:
+        """A new turn id: unique across restarts (64 random bits a co-pilot, then a
+        counter; turn ids key the conversation store's drafts) without a syscall per
+        turn (``new_id``'s uuid4 reads ``os.urandom``, which releases the GIL on the
+        customer line's path: issue 18)."""
+        return f"t_{self._turn_base}{next(self._turn_count):x}"
 
     async def wait_idle(self, session_id: str) -> None:
         """Wait until the session's current turn (if any) is over (tests, shutdown)."""
@@ -1079,9 +1090,16 @@ class HostCopilot:
             steps = [((Failed(exc.code, exc.message, exc.retryable),), None)]
         loop = asyncio.get_running_loop()
         due = loop.time()
-        for updates, pause in steps:
+        last = len(steps) - 1
+        for n, (updates, pause) in enumerate(steps):
             for update in updates:
                 await self._apply(turn, rnd, update)
+            if pause == 0 and n < last and (steps[n + 1][1] or 0) > 0:
+                # a bare yield before a step that ends in a real pause: the loop gets
+                # its turn there, one step later. The search's articles and the text
+                # right after them then leave in one tick: one commit, one send to each
+                # agent (the text's draft.delta waits behind the articles), not two
+                continue
             if pause is not None:
                 # paced against the response's start, not the previous step: a busy
                 # loop wakes each step late, and ~10 steps' lateness added up per draft

@@ -219,3 +219,44 @@ async def test_a_busy_loop_delays_a_paced_draft_once_not_per_step(tmp_path: Path
     assert [k for _s, k, _d in outbox.sent].count("draft.completed") == 1
     # late by about one block, not one per step (>= 10 steps x ~12 ms)
     assert took - paced < 0.12, (took, paced, len(steps))
+
+
+async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) -> None:
+    """A paced response yields to the loop after its search; the co-pilot keeps that
+    yield for the next step's pause, so the articles and the text right after them are
+    published in the same loop tick (the relay then commits and sends them together:
+    one send to each agent, not two; issue 18). Later text still comes at its pace."""
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    ticks = [0]
+
+    def tick() -> None:  # counts loop iterations: call_soon runs in the next one
+        ticks[0] += 1
+        asyncio.get_running_loop().call_soon(tick)
+
+    class TickOutbox(Outbox):
+        async def publish(self, session_id: str, payload: Payload, *,
+                          ref: str | None = None) -> int:
+            self.at.append((host_type(payload), ticks[0], time.monotonic()))
+            return await super().publish(session_id, payload, ref=ref)
+
+    outbox = TickOutbox()
+    outbox.at = []  # type: ignore[attr-defined]
+    settings = Settings(provider="offline", extra={"offline_delay_ms": 6.0})
+    copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
+    copilot.start()
+    outbox.customers["s"] = "CUST1001"
+    asyncio.get_running_loop().call_soon(tick)
+    try:
+        await copilot.on_customer_message(
+            "s", "m1", "How long does a refund take and how do I return a blender?")
+        await copilot.wait_idle("s")
+    finally:
+        await copilot.aclose()
+    at: list[tuple[str, int, float]] = outbox.at  # type: ignore[attr-defined]
+    kinds_seen = [k for k, _t, _s in at]
+    first_text = kinds_seen.index("draft.delta")
+    assert kinds_seen[first_text - 1] == "articles"
+    assert at[first_text][1] == at[first_text - 1][1]  # the same tick
+    deltas = [(t, s) for k, t, s in at if k == "draft.delta"]
+    assert len(deltas) >= 3  # the rest of the draft streams at its pace
+    assert deltas[-1][1] - deltas[0][1] > 0.15
