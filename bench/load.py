@@ -32,9 +32,11 @@ round; the summary gives each pair's per-round ratios, marked with which ran fir
 their median. Two effects the rounds expose: socket.io's first few thousand lines in a
 fresh Node process cost it ~2x the CPU of later ones (V8's JIT warming up; the old
 one-pass bench measured it cold: use ``--warmup 1`` to compare warm with warm), and a
-host's log keeps every round's lines (its search index and SQLite index grow: the
-relay's CPU per line at S = 1,000 rose ~30 % over four rounds; ``--fresh`` restarts every
-system per round).
+host's log keeps every round's lines (``--fresh`` restarts every system per round). At
+S = 1,000 the relay's CPU per line rose ~30 % over four rounds until session 7, most of
+it the desk search index's (session, seq) index (dropped: flat now); what still rises a
+little is the log's own (session, seq) index, one WAL page per line once each session's
+history fills a leaf (its first round or two).
 
 The Node peers need ``bench/peers/node_modules`` (``npm ci`` in bench/peers); without Node
 or them the peers are skipped with a message and the ratios left out.
