@@ -172,6 +172,13 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         if os.environ.get("BENCH_GC"):
             print(f"  host GC: gen0 {gc_s[0]:.3f} s, gen1 {gc_s[1]:.3f} s, gen2 {gc_s[2]:.3f} s"
                   " (from start-up to stop)", flush=True)
+        if os.environ.get("BENCH_WAL"):  # BENCH_WAL=1: the WAL's held finishes
+            fins = list(host.relay_log.finishes)
+            print(f"  host WAL: {len(fins)} held finishes ({sum(not f.ok for f in fins)} "
+                  f"spoiled), {sum(f.held_ms for f in fins):.0f} ms held in all; each (ms "
+                  f"held, lines waited, WAL MB before): "
+                  f"{[(round(f.held_ms), f.waited, f.wal_before >> 20) for f in fins]}",
+                  flush=True)
         await host.stop()
 
     asyncio.run(main())
