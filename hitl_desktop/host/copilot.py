@@ -172,6 +172,10 @@ class _Turn:
     sent: int = 0  # how much of ``text`` went out as draft.delta (the rest is coalescing)
     sent_at: float = -1.0  # loop time of the last draft.delta
     flush: asyncio.TimerHandle | None = None  # sends what is pending when it is due
+    # a tool round's tool.call / tool.result frames, held for the next round's first tick
+    # (engines that play steps: see HostCopilot._tool_frame)
+    hold_tools: bool = False
+    held: list[Payload] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -959,6 +963,7 @@ class HostCopilot:
         turn.task.cancel()
         await asyncio.wait({turn.task}, timeout=CANCEL_GRACE_S)
         self._running.discard(turn.turn_id)
+        await self._flush_held(turn)  # tools that ran are shown (and logged) all the same
         await self._history(self.conversations.draft_finished, turn.turn_id, "stale",
                             text=turn.text)
         if turn.announced:
@@ -973,6 +978,7 @@ class HostCopilot:
         try:
             await self._drive(turn)
         except asyncio.CancelledError:
+            await self._flush_held(turn)  # (shutting down: the tools that ran are shown)
             raise  # the canceller (_supersede) publishes draft.stale
         except ProviderError as exc:
             await self._fail(turn, _PROVIDER_CODES.get(exc.code, ErrorCode.ASSISTANT_UNAVAILABLE),
@@ -994,6 +1000,7 @@ class HostCopilot:
         log.warning("draft %s failed (%s): %s", turn.turn_id, code, message)
         await self._history(self.conversations.draft_finished, turn.turn_id, "failed",
                             text=turn.text, error=message)
+        await self._flush_held(turn)
         await self._publish(turn.session_id, DraftFailed(turn_id=turn.turn_id, code=code,
                                                          message=message))
         await self._publish(turn.session_id, TurnEnded(turn_id=turn.turn_id, outcome="failed",
@@ -1010,6 +1017,7 @@ class HostCopilot:
         instructions = await self._instructions(identity) if reads else ""
         tools = self._openai_tools()
         max_rounds = self.catalog.policy.max_tool_rounds
+        turn.hold_tools = callable(getattr(self.provider, "steps", None))
         for round_no in range(max_rounds + 1):
             last = round_no == max_rounds
             request = TurnRequest(instructions=instructions,
@@ -1048,6 +1056,7 @@ class HostCopilot:
             return self._claims(history, text)
 
         claims = await self._history(finished)
+        await self._flush_held(turn)
         await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=text,
                                                 citations=cited, claims=claims))
 
@@ -1088,6 +1097,7 @@ class HostCopilot:
             steps = await scripted(request, DRAFT_DELTA_INTERVAL_S)
         except ProviderError as exc:
             steps = [((Failed(exc.code, exc.message, exc.retryable),), None)]
+        await self._flush_held(turn)  # the tools' frames, in this tick with the first step
         loop = asyncio.get_running_loop()
         due = loop.time()
         last = len(steps) - 1
@@ -1320,19 +1330,19 @@ class HostCopilot:
         checked, beyond, result = await self._shop(checked_run)
         if isinstance(checked, str):  # invalid arguments: shown as sent, not run
             shown = call.arguments or {}
-            await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
+            await self._tool_frame(turn, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
                                               name=call.name, arguments=shown, mode=mode))
             output = {"ok": False, "error": checked}
-            await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
+            await self._tool_frame(turn, ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                                 output=output))
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
                                   output=output)
         args = checked
-        await self._publish(sid, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
+        await self._tool_frame(turn, ToolCall(turn_id=turn.turn_id, call_id=call.call_id,
                                           name=call.name, arguments=args, mode=mode))
         if refused or customer_id is None:
             refusal = access.refusal or ident.not_verified_output(call.name, identity)
-            await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=False,
+            await self._tool_frame(turn, ToolResult(call_id=call.call_id, name=call.name, ok=False,
                                                 output=refusal))
             return ToolOutputItem(call_id=call.call_id, name=call.name, outcome="error",
                                   output=refusal)
@@ -1340,17 +1350,36 @@ class HostCopilot:
             output = {"ok": False, "error": beyond, "error_code": "not_this_customer"}
             if needs_approval:  # as the dry run's refusals: no approval, nothing done
                 output["status"] = "not_possible"
-            await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name,
+            await self._tool_frame(turn, ToolResult(call_id=call.call_id, name=call.name,
                                                 ok=False, output=output))
             return ToolOutputItem(call_id=call.call_id, name=call.name, output=output,
                                   outcome="not_possible" if needs_approval else "error")
         if needs_approval or result is None:
+            await self._flush_held(turn)  # the call goes before its approval card
             return await self._propose(turn, call, args, customer_id)
         ok = bool(result.get("ok", True))
-        await self._publish(sid, ToolResult(call_id=call.call_id, name=call.name, ok=ok,
+        await self._tool_frame(turn, ToolResult(call_id=call.call_id, name=call.name, ok=ok,
                                             output=result))
         return ToolOutputItem(call_id=call.call_id, name=call.name,
                               outcome="ok" if ok else "error", output=result)
+
+    async def _tool_frame(self, turn: _Turn, payload: Payload) -> None:
+        """Publish a tool call's ``tool.call`` / ``tool.result``, or hold it for the next
+        round's first tick (an engine that plays steps answers in milliseconds): there
+        the next round's first frames join it, one group commit and one send to each
+        agent where there were two (issue 18: a send costs the host ~0.2-0.3 ms). Not
+        held past the turn's end (superseded, failed: ``finishing``); always published
+        in order (held ones first)."""
+        if turn.hold_tools and not turn.finishing:
+            turn.held.append(payload)
+            return
+        await self._flush_held(turn)
+        await self._publish(turn.session_id, payload)
+
+    async def _flush_held(self, turn: _Turn) -> None:
+        """Publish the tool frames held for this tick (see :meth:`_tool_frame`)."""
+        while turn.held:
+            await self._publish(turn.session_id, turn.held.pop(0))
 
     async def _propose(
         self, turn: _Turn, call: ToolCallReady, args: dict[str, Any], customer_id: str

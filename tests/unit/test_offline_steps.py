@@ -233,14 +233,15 @@ async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) 
         ticks[0] += 1
         asyncio.get_running_loop().call_soon(tick)
 
+    at: list[tuple[str, int, float]] = []
+
     class TickOutbox(Outbox):
         async def publish(self, session_id: str, payload: Payload, *,
                           ref: str | None = None) -> int:
-            self.at.append((host_type(payload), ticks[0], time.monotonic()))
+            at.append((host_type(payload), ticks[0], time.monotonic()))
             return await super().publish(session_id, payload, ref=ref)
 
     outbox = TickOutbox()
-    outbox.at = []  # type: ignore[attr-defined]
     settings = Settings(provider="offline", extra={"offline_delay_ms": 6.0})
     copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
     copilot.start()
@@ -252,7 +253,6 @@ async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) 
         await copilot.wait_idle("s")
     finally:
         await copilot.aclose()
-    at: list[tuple[str, int, float]] = outbox.at  # type: ignore[attr-defined]
     kinds_seen = [k for k, _t, _s in at]
     first_text = kinds_seen.index("draft.delta")
     assert kinds_seen[first_text - 1] == "articles"
@@ -260,3 +260,82 @@ async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) 
     deltas = [(t, s) for k, t, s in at if k == "draft.delta"]
     assert len(deltas) >= 3  # the rest of the draft streams at its pace
     assert deltas[-1][1] - deltas[0][1] > 0.15
+
+
+async def test_a_tools_frames_leave_with_the_next_rounds_first_text(tmp_path: Path) -> None:
+    """A tool that ran (no approval) is shown by its tool.call and tool.result; with an
+    engine that plays steps they wait for the next round's first step and are
+    published in its tick, before its text (one group commit and one send to each
+    agent, not two; issue 18). Order as ever: call, result, then the text."""
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    ticks = [0]
+
+    def tick() -> None:
+        ticks[0] += 1
+        asyncio.get_running_loop().call_soon(tick)
+
+    at: list[tuple[str, int]] = []
+
+    class TickOutbox(Outbox):
+        async def publish(self, session_id: str, payload: Payload, *,
+                          ref: str | None = None) -> int:
+            at.append((host_type(payload), ticks[0]))
+            return await super().publish(session_id, payload, ref=ref)
+
+    outbox = TickOutbox()
+    settings = Settings(provider="offline", extra={"offline_delay_ms": 6.0})
+    copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
+    copilot.start()
+    outbox.customers["s"] = "CUST1001"
+    asyncio.get_running_loop().call_soon(tick)
+    try:
+        await copilot.on_customer_message("s", "m1", "where's my order ORD1002")
+        await copilot.wait_idle("s")
+    finally:
+        await copilot.aclose()
+    kinds_seen = [k for k, _t in at]
+    call, result = kinds_seen.index("tool.call"), kinds_seen.index("tool.result")
+    first_text = kinds_seen.index("draft.delta")
+    assert call < result < first_text
+    assert cast(Any, outbox.sent[result][2]).ok  # it ran
+    assert at[call][1] == at[result][1] == at[first_text][1]  # one tick
+    assert [k for k in kinds_seen if k != "assistant.status"][-2:] == [
+        "draft.completed", "turn.ended"]
+
+
+async def test_held_tool_frames_are_published_when_a_newer_line_supersedes_the_turn(
+        tmp_path: Path) -> None:
+    """The engine has not answered the round after a tool ran when the customer writes
+    again: the tool's frames still go out (the tool ran), before the turn's
+    draft.stale, and the newer line's turn completes."""
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    outbox = Outbox()
+    settings = Settings(provider="offline", extra={"offline_delay_ms": 0.0})
+    copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
+    copilot.start()
+    outbox.customers["s"] = "CUST1001"
+    engine = cast(Any, copilot.provider)
+    plan = engine.steps
+    calls = [0]
+    stuck = asyncio.Event()
+
+    async def steps(request: TurnRequest, window_s: float) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:  # the round after the tool: the engine is slow
+            stuck.set()
+            await asyncio.sleep(30)
+        return await plan(request, window_s)
+
+    engine.steps = steps
+    try:
+        await copilot.on_customer_message("s", "m1", "where's my order ORD1002")
+        await asyncio.wait_for(stuck.wait(), 10)
+        await copilot.on_customer_message("s", "m2", "thanks")
+        await copilot.wait_idle("s")
+    finally:
+        await copilot.aclose()
+    kinds_seen = [k for _s, k, _p in outbox.sent if k != "assistant.status"]
+    stale = kinds_seen.index("draft.stale")
+    assert kinds_seen[:stale] == ["draft.started", "articles", "tool.call", "tool.result"]
+    assert kinds_seen[stale:stale + 3] == ["draft.stale", "turn.ended", "draft.started"]
+    assert kinds_seen[-2:] == ["draft.completed", "turn.ended"]
