@@ -21,6 +21,7 @@ import bisect
 import contextlib
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -111,6 +112,7 @@ def _census() -> dict[str, Any]:
     for obj in gc.get_objects():
         t = type(obj)
         types[f"{t.__module__}.{t.__qualname__}"] += 1
+    at = time.monotonic()
     frozen = gc.get_freeze_count()
     # the garbage a full pass finds among what is not frozen (not collected yet), then,
     # everything unfrozen, the garbage the freezing hid from the collector: the start-up
@@ -133,7 +135,8 @@ def _census() -> dict[str, Any]:
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
-    return {"generations": counts, "frozen": frozen, "types": types.most_common(25),
+    return {"at": at, "generations": counts, "frozen": frozen,
+            "types": types.most_common(25),
             "all": sum(everything.values()), "all_types": everything.most_common(25),
             "found": found, "full_ms": took * 1000, "hidden": hidden,
             "hidden_types": hidden_types.most_common(12), "thresholds": gc.get_threshold()}
@@ -226,16 +229,29 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
             from hitl_desktop.core import gcpolicy
 
             gcpolicy.FULL_EVERY = int(full_every)
+        freeze_after = os.environ.get("TAILS_GC_FREEZE_AFTER")  # the same
+        if freeze_after:
+            from hitl_desktop.core import gcpolicy
+
+            gcpolicy.FREEZE_AFTER = int(freeze_after)
         host = await load.start_bench_host(data_dir, copilot)
         passes = _census_passes() if os.environ.get("TAILS_GC_CENSUS") else []
         overflow = _count_overflow()
         watch = _watch(asyncio.get_running_loop())
         pipe.send({"url": host.url, "admin": InviteLink.parse(host.admin_link).token})
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        live: dict[str, Any] = {}
+        policy_before: dict[str, Any] = {}
+        while await asyncio.get_running_loop().run_in_executor(None, pipe.recv) == "census":
+            # the clients still connected: what the freezing hides in a running host
+            if getattr(host, "collector", None) is not None:
+                policy_before = _collector(host)
+                host.collector.stop()
+            live = _census()
+            pipe.send("done")
         names = _thread_names()
-        census_at = time.monotonic()  # (the census's own passes are not the run's)
+        census_at = min(time.monotonic(), live.get("at", math.inf))  # (not the run's)
         watch.stop()
-        policy = _collector(host)
+        policy = policy_before or _collector(host)
         if getattr(host, "collector", None) is not None:
             host.collector.stop()  # (the census unfreezes)
         census = _census()
@@ -243,7 +259,8 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
         if out:
             _dump(Path(out) / f"host-{os.getpid()}.json", watch,
                   {"threads": names, "overflow": overflow, "census": census,
-                   "collector": policy, "census_at": census_at, "passes": passes})
+                   "live_census": live, "collector": policy, "census_at": census_at,
+                   "passes": passes})
         await host.stop()
 
     asyncio.run(main())
@@ -352,6 +369,18 @@ class Fleet(load.Fleet):
             "children": sum(v - procs0.get(p, 0.0) for p, v in procs1.items() if p != pid),
             "result": result})
         return result
+
+
+    def close(self) -> None:
+        """The host's census while the clients are still connected, then bench.load's
+        close."""
+        pipe = getattr(self.server, "_pipe", None)
+        if pipe is not None:
+            with contextlib.suppress(Exception):
+                pipe.send("census")
+                if pipe.poll(120):
+                    pipe.recv()
+        super().close()
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -466,6 +495,12 @@ def analyse(name: str, out: Path, round_: int, fleet: Fleet | None,
             print(f"  a full pass over the unfrozen found {c['found']} unreachable in "
                   f"{c['full_ms']:.0f} ms; then, all unfrozen, {c['hidden']} more (garbage the"
                   f" freezing hid): " + ", ".join(f"{k} {v}" for k, v in c["hidden_types"]))
+        lc = host.get("live_census") or {}
+        if "hidden" in lc:
+            print(f"  with the clients connected: frozen {lc['frozen']}, all tracked "
+                  f"{lc['all']}; a full pass over the unfrozen found {lc['found']}; then, "
+                  f"all unfrozen, {lc['hidden']} more (garbage the freezing hid): "
+                  + ", ".join(f"{k} {v}" for k, v in lc["hidden_types"][:8]))
         if host.get("collector"):
             print(f"  GC policy: {host['collector']}")
     if host and host.get("gc_spans"):

@@ -45,6 +45,8 @@ MAJOR_GROWTH = 1.0
 MAJOR_MIN_S = 600.0
 #: generation-1 passes between full passes (generation 2's threshold; CPython: 10)
 FULL_EVERY = 10
+#: the youngest generation whose passes' survivors are frozen (2: full passes only)
+FREEZE_AFTER = 2
 
 
 class FreezingCollector:
@@ -57,8 +59,9 @@ class FreezingCollector:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *,
                  major_growth: float = MAJOR_GROWTH, major_min_s: float = MAJOR_MIN_S,
-                 full_every: int | None = None) -> None:
+                 full_every: int | None = None, freeze_after: int | None = None) -> None:
         self.loop = loop
+        self.freeze_after = FREEZE_AFTER if freeze_after is None else freeze_after
         self.major_growth = major_growth
         self.major_min_s = major_min_s
         self.full_every = FULL_EVERY if full_every is None else full_every
@@ -96,9 +99,12 @@ class FreezingCollector:
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """After a full pass (in whichever thread ran it): freeze its survivors."""
-        if phase != "stop" or info.get("generation") != 2 or self._in_major:
+        generation = info.get("generation", 0)
+        if phase != "stop" or generation < self.freeze_after or self._in_major:
             return
         gc.freeze()
+        if generation != 2:
+            return
         self.full_passes += 1
         if self._major_due or time.monotonic() - self._last_major < self.major_min_s:
             return

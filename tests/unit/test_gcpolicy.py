@@ -191,3 +191,17 @@ def test_the_engine_worker_runs_the_policy_while_it_serves(tmp_path: Path) -> No
     assert seen["answer"][0] == "ok" and seen["answer"][1]  # a draft's steps
     assert not any(isinstance(getattr(cb, "__self__", None), FreezingCollector)
                    for cb in gc.callbacks)
+
+
+def test_freezing_after_generation_1_passes_too() -> None:
+    collector = FreezingCollector(freeze_after=1)
+    collector.start()
+    try:
+        kept = [[i] for i in range(1000)]
+        gc.collect(1)
+        assert not _in_generations(kept) and collector.full_passes == 0
+        more = [[i] for i in range(1000)]
+        gc.collect(0)  # younger passes are left alone
+        assert _in_generations(more)
+    finally:
+        collector.stop()
