@@ -34,7 +34,7 @@ class Node:
 
 @pytest.fixture
 def policy() -> Iterator[FreezingCollector]:
-    collector = FreezingCollector(major_min_s=3600.0)
+    collector = FreezingCollector(major_min_s=3600.0, freeze_after=2)
     collector.start()
     try:
         yield collector
@@ -191,6 +191,22 @@ def test_the_engine_worker_runs_the_policy_while_it_serves(tmp_path: Path) -> No
     assert seen["answer"][0] == "ok" and seen["answer"][1]  # a draft's steps
     assert not any(isinstance(getattr(cb, "__self__", None), FreezingCollector)
                    for cb in gc.callbacks)
+
+
+def test_freezing_after_every_pass() -> None:
+    collector = FreezingCollector(freeze_after=0)
+    collector.start()
+    try:
+        node = Node()
+        ref = weakref.ref(node)
+        del node  # dead before the next pass: a young pass collects it
+        kept = [[i] for i in range(1000)]
+        gc.collect(0)
+        assert ref() is None
+        assert not _in_generations(kept)  # the next passes do not scan it
+        assert len(gc.get_objects(generation=1)) + len(gc.get_objects(generation=2)) < 100
+    finally:
+        collector.stop()
 
 
 def test_freezing_after_generation_1_passes_too() -> None:
