@@ -45,7 +45,10 @@ MAJOR_GROWTH = 1.0
 MAJOR_MIN_S = 600.0
 #: generation-1 passes between full passes (generation 2's threshold; CPython: 10)
 FULL_EVERY = 10
-#: the youngest generation whose passes' survivors are frozen (2: full passes only)
+#: the youngest generation whose passes' survivors are frozen (2: full passes only). 0
+#: (after every pass) removed every gen-1/2 pass over 20 ms of CPU at 1,000 sessions, but
+#: on a loaded 2-core machine its latency was not shown better (hop p99 0.42-1.60x, p50
+#: worse in 5 of 6 rounds, unexplained; notes/issue-18-tails7.md): not the default
 FREEZE_AFTER = 2
 
 
