@@ -32,6 +32,7 @@ freeze after a pass is list surgery and does not run finalizers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 MAJOR_GROWTH = 1.0
 #: ... and not more often than this (seconds)
 MAJOR_MIN_S = 600.0
+#: a major pass that could not run (another thread was collecting) is tried again after
+RETRY_S = 0.05
 #: generation-1 passes between full passes (generation 2's threshold; CPython: 10)
 FULL_EVERY = 10
 #: the youngest generation whose passes' survivors are frozen (2: full passes only). 0
@@ -76,6 +79,7 @@ class FreezingCollector:
         self._last_major = time.monotonic()
         self._major_due = False
         self._in_major = False
+        self._major_ran = False  # (set by the callback when the major's pass starts)
         self._installed = False
         self._threshold2: int | None = None  # generation 2's threshold before start
 
@@ -103,7 +107,11 @@ class FreezingCollector:
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         """After a full pass (in whichever thread ran it): freeze its survivors."""
         generation = info.get("generation", 0)
-        if phase != "stop" or generation < self.freeze_after or self._in_major:
+        if self._in_major:
+            if phase == "start" and generation == 2:
+                self._major_ran = True  # (a full pass over the unfrozen heap started)
+            return
+        if phase != "stop" or generation < self.freeze_after:
             return
         gc.freeze()
         if generation != 2:
@@ -124,23 +132,31 @@ class FreezingCollector:
         """Run the major pass if one is due (for an owner without a loop); ran it?"""
         if not self._major_due:
             return False
-        self.major()
-        return True
+        return self.major()
 
-    def major(self) -> None:
-        """A full pass over everything, frozen or not; then freeze the survivors."""
+    def major(self) -> bool:
+        """A full pass over everything, frozen or not; then freeze the survivors. False if
+        it could not run: another thread's collection was under way (CPython then skips
+        ``gc.collect()`` silently); it stays due and is tried again (on the loop, soon)."""
         if not self._installed:
             self._major_due = False
-            return
+            return False
         began = time.perf_counter()
         self._in_major = True
+        self._major_ran = False
         try:
             gc.unfreeze()
             found = gc.collect()
             gc.freeze()
         finally:
             self._in_major = False
-            self._major_due = False
+        if not self._major_ran:
+            self._major_due = True
+            if self.loop is not None:
+                with contextlib.suppress(RuntimeError):  # (a closed loop: the host is gone)
+                    self.loop.call_later(RETRY_S, self.major)
+            return False
+        self._major_due = False
         took = time.perf_counter() - began
         self.major_passes += 1
         self.major_found += found
@@ -149,3 +165,4 @@ class FreezingCollector:
         self._last_major = time.monotonic()
         log.info("major GC pass: %d unreachable found, %d objects kept frozen, %.0f ms",
                  found, self._base, took * 1000)
+        return True
