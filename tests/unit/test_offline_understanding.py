@@ -301,3 +301,30 @@ def test_intent_triggers_as_one_alternation_find_what_each_trigger_finds() -> No
     assert sum(bool(intents.detect(t)) for t in texts) > 500
     for text in texts:
         assert intents.detect(text) == one_by_one(text), text
+
+
+def test_a_turn_parses_a_bounded_number_of_messages_whatever_the_history(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: each turn parsed every earlier customer message and then kept three; with
+    more sessions' messages than the parse memo holds, a draft's cost grew with the
+    conversation (2.2 -> 8.3 ms a draft over 48 history items at 400 sessions)."""
+    from hitl_desktop.assistant.offline import understanding
+
+    parsed: list[str] = []
+    real = understanding._parse
+
+    def counting(text: str, speller: Speller) -> Any:
+        parsed.append(text)
+        return real(text, speller)
+
+    monkeypatch.setattr(understanding, "_parse", counting)
+    for lines in (2, 40):
+        turns: list[Any] = []
+        for i in range(lines):
+            turns.append(Said("customer", f"L{i}: where is my parcel ORD1003? it was due"))
+            turns.append(Said("assistant", "It is on its way."))
+        turns.append(Said("customer", "yes please"))
+        parsed.clear()
+        und = understand(conv(*turns), Speller())
+        assert len(parsed) <= 4, (lines, len(parsed))  # the latest and three before it
+        assert any(r.intent == "tracking" for r in und.requests), und

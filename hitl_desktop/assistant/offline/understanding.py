@@ -354,7 +354,11 @@ def understand(conv: Conversation, speller: Speller,
                       or slots.wants_full_amount(text) or len(p.norm.split()) <= 6)
     u.confirm = bool(_CONFIRM_RE.search(p.norm)) and not acting
     same = bool(_SAME_RE.search(p.norm))
-    earlier = [(n, parse(t, speller)) for n, t in conv.customer_messages() if n < latest_at][-3:]
+    # the last three earlier messages, parsed (not all of them, then three kept: with more
+    # sessions' messages than the memo holds, every turn parsed its session's whole
+    # history again, and a draft's cost grew with the conversation: issue 18)
+    last_three = [(n, t) for n, t in conv.customer_messages() if n < latest_at][-3:]
+    earlier = [(n, parse(t, speller)) for n, t in last_three]
     same = bool(_SAME_RE.search(p.norm))
     asks = _is_question(p.norm) and not u.confirm and not same
     if not acting and not asks and (gives_slot or u.confirm or same) and social[:1] != ["thanks"]:
