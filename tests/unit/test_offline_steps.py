@@ -221,11 +221,10 @@ async def test_a_busy_loop_delays_a_paced_draft_once_not_per_step(tmp_path: Path
     assert took - paced < 0.12, (took, paced, len(steps))
 
 
-async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) -> None:
-    """A paced response yields to the loop after its search; the co-pilot keeps that
-    yield for the next step's pause, so the articles and the text right after them are
-    published in the same loop tick (the relay then commits and sends them together:
-    one send to each agent, not two; issue 18). Later text still comes at its pace."""
+async def _published_by_tick(tmp_path: Path, line: str
+                             ) -> tuple[list[tuple[str, int, float]], Outbox]:
+    """A paced offline co-pilot answers one customer line; each frame it published, with
+    the loop iteration it was published in and when (and the outbox)."""
     paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
     ticks = [0]
 
@@ -248,11 +247,20 @@ async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) 
     outbox.customers["s"] = "CUST1001"
     asyncio.get_running_loop().call_soon(tick)
     try:
-        await copilot.on_customer_message(
-            "s", "m1", "How long does a refund take and how do I return a blender?")
+        await copilot.on_customer_message("s", "m1", line)
         await copilot.wait_idle("s")
     finally:
         await copilot.aclose()
+    return at, outbox
+
+
+async def test_a_search_and_the_text_after_it_leave_in_one_tick(tmp_path: Path) -> None:
+    """A paced response yields to the loop after its search; the co-pilot keeps that
+    yield for the next step's pause, so the articles and the text right after them are
+    published in the same loop tick (the relay then commits and sends them together:
+    one send to each agent, not two; issue 18). Later text still comes at its pace."""
+    at, _outbox = await _published_by_tick(
+        tmp_path, "How long does a refund take and how do I return a blender?")
     kinds_seen = [k for k, _t, _s in at]
     first_text = kinds_seen.index("draft.delta")
     assert kinds_seen[first_text - 1] == "articles"
@@ -267,33 +275,8 @@ async def test_a_tools_frames_leave_with_the_next_rounds_first_text(tmp_path: Pa
     engine that plays steps they wait for the next round's first step and are
     published in its tick, before its text (one group commit and one send to each
     agent, not two; issue 18). Order as ever: call, result, then the text."""
-    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
-    ticks = [0]
-
-    def tick() -> None:
-        ticks[0] += 1
-        asyncio.get_running_loop().call_soon(tick)
-
-    at: list[tuple[str, int]] = []
-
-    class TickOutbox(Outbox):
-        async def publish(self, session_id: str, payload: Payload, *,
-                          ref: str | None = None) -> int:
-            at.append((host_type(payload), ticks[0]))
-            return await super().publish(session_id, payload, ref=ref)
-
-    outbox = TickOutbox()
-    settings = Settings(provider="offline", extra={"offline_delay_ms": 6.0})
-    copilot: HostCopilot = await asyncio.to_thread(build_copilot, paths, settings, outbox)
-    copilot.start()
-    outbox.customers["s"] = "CUST1001"
-    asyncio.get_running_loop().call_soon(tick)
-    try:
-        await copilot.on_customer_message("s", "m1", "where's my order ORD1002")
-        await copilot.wait_idle("s")
-    finally:
-        await copilot.aclose()
-    kinds_seen = [k for k, _t in at]
+    at, outbox = await _published_by_tick(tmp_path, "where's my order ORD1002")
+    kinds_seen = [k for k, _t, _s in at]
     call, result = kinds_seen.index("tool.call"), kinds_seen.index("tool.result")
     first_text = kinds_seen.index("draft.delta")
     assert call < result < first_text
