@@ -670,7 +670,7 @@ class StreamTranslator:
     def _on_item_done(self, event: Any) -> list[Update]:
         self._started = True
         item = sdk_get(event, "item")
-        itype = sdk_get(item, "type")
+        itype = _str(sdk_get(item, "type"))  # (not a string: an item of no known type)
         index = _int(sdk_get(event, "output_index"), len(self._s.items_done))
         # only what goes back as input needs a copy (output_to_input_items): a hosted
         # search's results (sections of articles) are read below and not dumped

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hitl_desktop.assistant.base import ProviderError
@@ -377,6 +377,7 @@ def test_any_delta_split_yields_the_same_arguments(args: dict[str, Any], cuts: l
     "response": st.one_of(st.none(), st.dictionaries(st.sampled_from(["id", "output", "error"]),
                                                       st.one_of(st.none(), st.text(max_size=3)))),
 }), max_size=12))
+@example(events=[{"type": "response.output_item.done", "item": {"type": []}}])  # (found)
 def test_garbage_never_raises(events: list[dict[str, Any]]) -> None:
     updates = run(events, as_sdk=False)
     assert sum(isinstance(u, Completed | Failed) for u in updates) >= 1
