@@ -116,6 +116,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:crash\w*|error\w*|bug)\b.{0,40}\b(?:website|site|app|checkout|page|cart)\b",
         r"\berror (?:message|code)\b",
         r"\b(?:website|site|app|checkout|page)\b.{0,40}\b(?:logging me out|logs me out|will not load|not loading|keeps (?:crashing|freezing))\b",
+        r"\b(?:website|site|app|checkout|page|cart|basket|button|link|form)\b.{0,40}\b(?:does nothing|nothing happens|(?:does|is) not (?:respond\w*|do anything)|unresponsive|not clickable)\b",
     ),
     "international": (
         r"\binternational\w*\b|\babroad\b|\boverseas\b|\bcustoms\b|\bduties\b|\bimport\b|\bworldwide\b",
@@ -142,6 +143,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\bprivacy\b|\bgdpr\b|\bpersonal data\b|\bmy data\b|\bdata (?:you|do you) (?:store|keep|have)\b",
         r"\bdelete (?:my )?account\b|\bclose (?:my )?account\b|\bunsubscribe\b|\bmarketing emails?\b|\bnewsletter\b",
         r"\b(?:email|phone|address)\b.{0,40}\bof (?:customer|another|someone)\b",
+        r"\bon file for (?!(?:me|my|us|our|myself)\b)\w+",
         r"\b(?:information|info|data) (?:do )?you (?:keep|store|have|hold)\b|\bwhat do you (?:keep|store|know) about me\b",
     ),
     "warranty": (r"\bwarrant\w*\b|\bguarantee\w*\b|\bcovered\b",),
@@ -208,6 +210,7 @@ _YIELDS: Final = (
     ("wrong_item", "refund", None),
     ("wrong_item", "return", None),
     ("wrong_item", "exchange", None),
+    ("wrong_item", "cancel", None),  # "cancel it, I ordered the wrong size": the reason
     ("tracking", "warranty", None),
     ("payment", "bug", None),
     ("greeting", "*", None),
@@ -222,9 +225,33 @@ _YIELDS: Final = (
 )
 
 
+#: the alternative a customer turns down: "a refund rather than a new one", "I'd prefer
+#: a refund over a replacement", "a refund instead of a replacement" (not "a lamp instead
+#: of my headphones": that is what they got)
+_NOT_WANTED_RE: Final = re.compile(
+    r"\b(?:(?:rather|prefer\w*)\b.{0,60}?\b(?:than|over)|instead of)\s+(?!my\b|what\b)"
+    r"((?:\w+\s+){0,3}?(?:one|unit|pair|replacement|refund|return|exchange|voucher|credit|money back)\b)"
+)
+#: requests a turned-down alternative names (they are dropped when only it names them)
+_ALTERNATIVES: Final = ("replacement", "refund", "return", "exchange", "voucher")
+
+
+def without_turned_down(text: str) -> str:
+    """The (lower-case) text without the alternative the customer turns down."""
+    m = _NOT_WANTED_RE.search(text)
+    return text if m is None else text[: m.start(1)] + " " + text[m.end(1) :]
+
+
+def _turned_down(s: list[str], norm: str) -> list[str]:
+    rest = without_turned_down(norm)
+    if rest is norm:
+        return s
+    return [i for i in s if i not in _ALTERNATIVES or ANY_TRIGGER[i].search(rest) is not None]
+
+
 def resolve(intents: list[str], norm: str) -> list[str]:
     """Merge overlapping intents into the requests the customer actually makes."""
-    s = list(dict.fromkeys(intents))
+    s = _turned_down(list(dict.fromkeys(intents)), norm)
 
     def drop(name: str) -> None:
         if name in s:

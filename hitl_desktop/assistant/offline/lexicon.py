@@ -105,7 +105,9 @@ FOREIGN_MARKERS: Final = frozenset(
 RETRIEVAL_SYNONYMS: Final = MappingProxyType({
     'send back': 'return', 'bring back': 'return', 'money back': 'refund', 'chipped': 'damaged',
     'dented': 'damaged', 'cracked': 'damaged', 'smashed': 'damaged', 'ripped': 'damaged',
-    'torn': 'damaged', 'frayed': 'damaged', 'dead': 'defective', 'bigger': 'size exchange',
+    'torn': 'damaged', 'frayed': 'damaged', 'dead': 'defective', 'hole': 'damaged',
+    'holes': 'damaged', 'shattered': 'damaged', 'scratched': 'damaged', 'leaking': 'damaged',
+    'leaks': 'damaged', 'in pieces': 'damaged', 'broke': 'damaged', 'bigger': 'size exchange',
     'smaller': 'size exchange', 'colour': 'exchange colour', 'color': 'exchange colour',
     'swap': 'exchange', 'pw': 'password', 'pwd': 'password', 'login': 'sign in',
     'log in': 'sign in', 'stuff': 'order', 'postage': 'shipping', 'bucks': '',

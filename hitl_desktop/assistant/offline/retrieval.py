@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hitl_desktop.assistant.offline.intents import without_turned_down
 from hitl_desktop.assistant.offline.lexicon import PRODUCT_WORDS, RETRIEVAL_SYNONYMS
 from hitl_desktop.assistant.offline.records import RECORDS
 from hitl_desktop.assistant.offline.understanding import Understanding, english_words
@@ -54,7 +55,7 @@ _SYNONYM_RES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
 
 def customer_words(text: str) -> str:
     """The customer's words as search words: no ids or filler, synonyms mapped."""
-    low = english_words(text)
+    low = without_turned_down(english_words(text))  # "a refund rather than a new one"
     for phrase, rx, kb in _SYNONYM_RES:
         if phrase in low:  # the pattern cannot match otherwise (most messages: none do)
             low = rx.sub(kb, low)

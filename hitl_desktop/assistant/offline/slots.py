@@ -18,6 +18,16 @@ _STRICT_ORDER_RE = re.compile(r"\bORD[\s\-_#]?(\d{4})\b", re.I)
 _LOOSE_ORDER_RE = re.compile(
     r"(?:\border(?:\s+(?:no\.?|number|nr\.?|num|id))?\s*[#:]?\s*|#)(\d{4})\b", re.I
 )
+#: a bare number where an order goes ("the backpack from 1003", "something in 1009"), not
+#: a year, an amount, a quantity or a street number; read only when no id is written out
+_BARE_ORDER_RE = re.compile(
+    r"\b(?:from|in)\s+(?:my\s+|the\s+)?(?!19\d\d\b|20\d\d\b)(\d{4})\b(?![.,]\d)"
+    r"(?!\s*(?:\$|%|usd\b|dollars?\b|bucks?\b|days?\b|weeks?\b|months?\b|years?\b|hours?\b"
+    r"|minutes?\b|times\b|pieces?\b|items?\b|units?\b|km\b|miles?\b|kg\b|lbs?\b|st\b|street\b"
+    r"|ave\b|avenue\b|road\b|rd\b|lane\b|ln\b|blvd\b|court\b|ct\b|drive\b|dr\b|way\b|place\b|pl\b))"
+    r"(?!\s+[a-z]+\.?\s+(?:st|street|ave|avenue|road|rd|lane|ln|blvd|court|ct|drive|dr|way|place|pl)\b)",
+    re.I,
+)
 _NEGATED_ORDER_RE = re.compile(r"\bnot\s+(?:ORD[\s\-_#]?|#)?(\d{4})\b", re.I)
 CORRECTION_RE = re.compile(r"\b(?:no wait|sorry|i meant|actually|correction|my bad)\b", re.I)
 _PRODUCT_ID_RE = re.compile(r"\bP(\d{4})\b")
@@ -63,6 +73,8 @@ def _order_ids(text: str) -> tuple[str, ...]:
     for _, oid in sorted(found):
         if oid not in out and oid not in negated:
             out.append(oid)
+    if not out:
+        out = list(dict.fromkeys("ORD" + m.group(1) for m in _BARE_ORDER_RE.finditer(text)))
     if len(out) > 1 and CORRECTION_RE.search(text):
         out.reverse()  # "it's ORD1012... no wait, it's ORD1011": the last one is meant
     return tuple(out)
@@ -103,6 +115,7 @@ def _without_ids(text: str) -> str:
     for rx in (
         _STRICT_ORDER_RE,
         _LOOSE_ORDER_RE,
+        _BARE_ORDER_RE,
         _PRODUCT_ID_RE,
         _CUSTOMER_ID_RE,
         EMAIL_RE,

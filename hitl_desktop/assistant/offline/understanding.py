@@ -54,6 +54,8 @@ _CLAUSE_RE = re.compile(
     r"(?<=[.!?;])\s+|\s+(?:and also|also|plus|and then|then|btw|by the way|oh and|and)\s+"
     r"(?=(?:can|could|would|please|i|my|how|what|when|where|is|do|send|cancel|reset|change|update"
     r"|give|list|show|refund|return|track|tell|whats|what's)\b)|,\s+(?:also|and)\s+"
+    # "3 questions: do you ship to canada, how long do refunds take, ...": one per question
+    r"|[,:]\s+(?=(?:how|what|whats|what's|when|where|why|which|do|does|can i|could i|is|are)\b)"
 )
 _STATUS_WORDS = re.compile(r"\b(?:where|when|has not|have not|not (?:arrived|received|yet)|still|status|yet)\b")
 _DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?)\b")
@@ -232,7 +234,8 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     if profile is not None and not profile.value:
         profile = slots.profile_change(p.raw, profile.field) or profile
     pointed = bool(carried) and bool(_PRONOUN_RE.search(clause.lower()))
-    may_i = bool(carried) and intent in ACTION_INTENTS and bool(
+    # "can I return the tracker from ORD1008": about one of their orders, a request
+    may_i = bool(carried or slots.order_ids(clause)) and intent in ACTION_INTENTS and bool(
         re.match(r"^(?:so |ok |okay )?(?:can|could|may) i\b", cnorm)) and not _general(clause)
     return Request(
         intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
