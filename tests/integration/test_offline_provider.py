@@ -202,7 +202,7 @@ async def test_labelled_sets(
 #: Session 8's held-out sets, written before the engine's code or misses were read: the
 #: engine was tuned on the dev set's misses only; thresholds are the measured figures
 #: (right articles first of the rows with one, exact tool chains of all rows); the
-#: first-run figures are in docs/notes (eval8).
+#: first-run figures are in session 8's note of eval8.
 HELD_OUT = {
     "offline_heldout8_dev": (57 / 57, 62 / 62),
     "offline_heldout8_test": (53 / 57, 59 / 62),
