@@ -24,6 +24,12 @@ from hitl_desktop.assistant.offline.understanding import Request, Understanding
 from hitl_desktop.assistant.offline.writer import Writer
 from hitl_desktop.core.catalog import Policy
 
+#: a question in so many words (it ends with "?" or starts like one)
+_ASKED_RE = re.compile(
+    r"\?\s*$|^\s*(?:how|what|whats|what's|when|where|which|who|why|is|are|do|does|can|could)\b",
+    re.I,
+)
+
 _TOOL_INTENT = {
     "cancel_order": "cancel",
     "create_refund": "refund",
@@ -153,7 +159,10 @@ class Composer:
                 w.para(texts.GREETING)
                 return
             if not (und.injection or und.other_customer):
-                w.para(texts.NOT_UNDERSTOOD)
+                # a clear question the articles do not answer ("do you price match?") is
+                # understood: say so instead of asking the customer to explain themselves
+                w.para(texts.NO_ANSWER if _ASKED_RE.search(und.text) and len(und.norm.split()) >= 3
+                       else texts.NOT_UNDERSTOOD)
                 return
         if not w.asks() and not (und.injection and len(w.parts) == 1):
             w.para(texts.ANYTHING_ELSE)  # the refusal already offers help

@@ -17,7 +17,7 @@ _PATTERNS: Final = MappingProxyType({
     "cancel": (
         r"\bcancel\w*\b(?! (?:policy|window))",
         r"\bcall off\b",
-        r"\b(?:do not|no longer) (?:want|need) (?:the |this |that |my )?(?:order|it)\b",
+        r"\b(?:do not|no longer) (?:want|need) (?:the |this |that |my )?(?:order|it|ord\d{4})\b",
         r"\bstop (?:the |my |this )?order\b|\bstop\b.{0,25}\bfrom (?:shipping|being shipped)\b",
         r"\bchanged my mind\b",
     ),
@@ -65,7 +65,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\bwhere(?: is|s| are|'s)? (?:my|the|it)\b|\bwhere is ord\d*\b|\bwhere is it\b|\bwhere ord\d+ is\b",
         r"\bwhen is\b.{0,30}\b(?:arriv\w*|coming|get here|deliver\w*)\b",
         r"\btrack(?:ing|ed)?\b",
-        r"\bstatus of\b|\border status\b|\bwhat is the status\b",
+        r"\bstatus (?:of|on|for)\b|\border status\b|\bwhat is the status\b",
         r"\bwhen (?:will|does|do|is|can) (?:it|they|my \w+|the (?:order|package|parcel|delivery))\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
         r"\bhas (?:it|my order|the order|ord\d*) shipped\b|\bshipped yet\b|\bupdate on (?:my )?order\b",
         r"\b(?:says?|shows?) (?:pending|processing|shipped|completed)\b",
@@ -151,7 +151,8 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:speak|talk|chat) (?:to|with) (?:a |an )?(?:real )?(?:human|person|agent|representative|supervisor|manager|someone)\b",
         r"\bsupervisor\b|\bescalate\b|\breal (?:human|person)\b",
     ),
-    "thanks": (r"^(?:ok(?:ay)? |no )?(?:thanks|thank you|thx|ty|great|perfect|awesome|cheers|bye|goodbye)\b|\bthat'?s all\b",),
+    "thanks": (r"^(?:ok(?:ay)? |no )?(?:thanks|thank you|thx|ty|great|perfect|awesome|cheers|bye|goodbye)\b|\bthat'?s all\b"
+               r"|\b(?:bye|goodbye|see you|see ya|have a (?:good|nice|great) (?:day|one|evening|weekend))$",),
     "greeting": (r"^(?:hi|hello|hey|good (?:morning|afternoon|evening))\b",),
 })
 
@@ -213,6 +214,8 @@ _YIELDS: Final = (
     ("wrong_item", "cancel", None),  # "cancel it, I ordered the wrong size": the reason
     ("tracking", "warranty", None),
     ("payment", "bug", None),
+    # "how long till my refund shows up on paypal": where the refund goes, not how to pay
+    ("payment", "refund", r"^(?!.*\b(?:pay (?:with|by|using|via|in)|accept\w*|how (?:can|do|could) i pay|payment methods?|declined)\b)"),
     ("greeting", "*", None),
     ("problem", "*", None),
     ("thanks", "*", None),

@@ -24,6 +24,13 @@ from hitl_desktop.knowledge.text import edit_distance_le
 _CANCELLABLE = frozenset({"pending", "processing"})
 _NOT_SENT = frozenset({"pending", "processing"})
 _RECEIVED = frozenset({"delivered", "completed"})
+#: "a refund for the shipping": the order's shipping cost is the amount
+_SHIPPING_REFUND_RE = re.compile(
+    r"\b(?:refund\w*|money back|back)\b.{0,30}\b(?:shipping|delivery|postage)\b(?! address)"
+    r"|\b(?:shipping|delivery|postage)(?: (?:cost|costs|fee|fees|charge|charges))?"
+    r" (?:refunded|back)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +340,8 @@ class Planner:
         amount = req.amount
         if amount is None and req.full_amount:
             amount = refundable
+        if amount is None and _SHIPPING_REFUND_RE.search(req.clause):
+            amount = _money(order.get("shipping_cost")) or 0.0  # 0: free shipping, ask
         if amount is None:
             picked = self._products(req, items)
             if picked:

@@ -48,7 +48,7 @@ _WORD_MONEY_RE = re.compile(
 _PERCENT_RE = re.compile(r"\d+\s?%|\bpercent\b", re.I)
 _FULL_RE = re.compile(
     r"\b(?:the )?(?:full|whole|entire|total|complete) (?:amount|sum|price|order|refund)\b"
-    r"|\beverything i paid\b|\ball (?:of )?(?:my|the) money\b|\bfull refund\b",
+    r"|\beverything i paid\b|\ball (?:of )?(?:my|the) money\b|\bfull refund\b|\bin full\b",
     re.I,
 )
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")

@@ -19,6 +19,10 @@ NOT_UNDERSTOOD: Final = (
     "I'm sorry, I'm not sure I understood what you need. Could you tell me a bit more? "
     "If it's about an order, please include the order number (for example ORD1001)."
 )
+NO_ANSWER: Final = (
+    "I'm sorry, I don't have information about that. Is there anything about your orders "
+    "or your account I can help you with?"
+)
 ENGLISH_ONLY: Final = (
     "I'm sorry, I can only write in English at the moment. Here is what I found for you:"
 )

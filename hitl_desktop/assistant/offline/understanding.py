@@ -42,11 +42,19 @@ _SAME_RE = re.compile(r"\b(?:do (?:that|the same|it)|same)\b.*\b(?:too|as well|a
 _PRONOUN_RE = re.compile(r"\b(?:it|that|this|them|those|the order|that order|this order)\b")
 _INJECTION_RE = re.compile(
     r"ignore (?:all |your |the |any )?(?:previous |prior |above |earlier )?(?:instructions|rules|prompts?)"
-    r"|ignore the above|no limits|without limits|override"
+    r"|ignore the above|no limits|without limits|(?:no|without) restrictions|unrestricted|override"
     r"|system (?:override|prompt)|developer mode|admin mode|\bdan\b|jailbreak|\bpretend\b|disregard"
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
     r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode",
+    re.I,
+)
+#: asking about other people's accounts without naming a customer id ("the phone number
+#: on file for Priya Shah", "every order in the database")
+_OTHERS_RE = re.compile(
+    r"\b(?:every|all|other) (?:customers?|users?|accounts?)\b|\bother (?:customer|user|person)'?s\b"
+    r"|\b(?:every|all(?: the)?) orders? (?:in|of) (?:the|your) (?:database|system|shop|store)\b"
+    r"|\bon file for (?!(?:me|my|us|our|myself)\b)\w+",
     re.I,
 )
 _QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
@@ -350,7 +358,8 @@ def understand(conv: Conversation, speller: Speller,
     social = [i for i in p.intents if RECORDS[i].reply == "social"]
     u = Understanding(text, p.norm, reqs, [r.intent for r in reqs], foreign=foreign,
                       injection=bool(_INJECTION_RE.search(text)), social=social)
-    u.other_customer = any(c != conv.customer_id for c in slots.customer_ids(text))
+    u.other_customer = any(c != conv.customer_id for c in slots.customer_ids(text)) or bool(
+        _OTHERS_RE.search(text))
     u.more = bool(_MORE_RE.search(p.norm))
     acting = [r for r in reqs if r.intent in ACTION_INTENTS or r.intent in ("missing", "tracking")]
     gives_slot = bool(slots.order_ids(text) or slots.amounts(text, bare=True) or slots.EMAIL_RE.search(text)
@@ -398,7 +407,7 @@ def understand(conv: Conversation, speller: Speller,
     elif u.topics and _FOLLOW_RE.search(p.norm):
         info = [i for i in before if RECORDS[i].reply == "info"]
         if info and all(RECORDS[i].reply == "info" for i in u.topics):
-            u.topics = info + [t for t in u.topics if t not in info]
+            u.topics = u.topics + [t for t in info if t not in u.topics]  # "and abroad?"
     return u
 
 
