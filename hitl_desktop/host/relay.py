@@ -699,7 +699,12 @@ class Relay:
                 return [], None
             summary = self.summary(st)
             if conn.role is Role.CUSTOMER:  # the agents' queue is not the customer's business
-                summary = summary.model_copy(update={"pending_approvals": 0})
+                # nor is a claim: it is the desk's note of who the visitor says they are
+                # (PROTOCOL.md §6a), so an unverified visitor's summary is anonymous
+                summary = summary.model_copy(update={
+                    "pending_approvals": 0,
+                    "identity": (summary.identity if ident.verified_customer(summary.identity)
+                                 else ident.ANONYMOUS)})
             return [summary], None
         page, more = self._desk_page(cursor, limit)
         return [self.summary(s) for s in page], more
