@@ -66,6 +66,7 @@ async def main(argv: list[str]) -> int:
     print(f"  exact tool calls:    {figs.tools:.1%}")
     print(f"  proposals right:     {figs.actions:.1%}")
     print(f"  proposals on rows needing none: {figs.stray_proposals}")
+    print(f"  citations on rows needing no article: {figs.stray_citations}")
     if args.misses:
         for m in figs.misses:
             print("  MISS", m)

@@ -216,6 +216,9 @@ class Figures:
     actions: float  # proposals (approval tools) right, ignoring look-ups
     stray_proposals: int  # proposals on rows that need none
     misses: list[str]
+    #: drafts citing an article on rows labelled with none ("what's the capital of
+    #: France?" answered from the shipping article): the article figure cannot see them
+    stray_citations: int = 0
 
 
 async def evaluate(
@@ -223,6 +226,7 @@ async def evaluate(
 ) -> tuple[Figures, list[Outcome]]:
     outcomes = [await run_row(engine, row, shop, catalog) for row in rows]
     art = [o.article_ok for o in outcomes if o.article_ok is not None]
+    cited = [o for o in outcomes if "article" in o.row and o.row["article"] is None and o.citations]
     act_ok = stray = 0
     misses: list[str] = []
     for o in outcomes:
@@ -246,6 +250,8 @@ async def evaluate(
         tools=sum(o.tools_ok for o in outcomes) / len(rows),
         actions=act_ok / len(rows),
         stray_proposals=stray,
-        misses=misses,
+        misses=misses + [f"{o.row['id']} {o.row['message']!r}: cites {o.citations} (want none)"
+                         for o in cited],
+        stray_citations=len(cited),
     )
     return figs, outcomes

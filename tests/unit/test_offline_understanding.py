@@ -378,6 +378,52 @@ def test_held_out_batch_two_gaps(text: str, intents: list[str]) -> None:
         assert und.social == ["thanks"]
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["no", "nope", "no, don't", "actually no, leave it, I'll keep it", "never mind, keep it"],
+)
+def test_no_to_an_offer_calls_it_off(answer: str) -> None:
+    """ "Shall I send a reset link?" - "nope": a short answer used to fill the open request's
+    slots, so "no" proposed the very action the customer declined."""
+    offers = [
+        (customer("I forgot my password"), "Shall I send you a reset link?"),
+        (customer("I want to return the socks from ORD1003"), "Shall I open the return?"),
+        (customer("can ORD1008 still be cancelled?"), "Yes, it can. Shall I cancel it?"),
+    ]
+    for asked, offer in offers:
+        c = conv(asked, Said("assistant", offer), customer(answer))
+        und = understand(c, Speller())
+        assert [r.negated for r in und.requests] in ([True], []), (asked, answer)
+        assert next_call(c) is None, (asked, answer)
+    # a correction is not a refusal; "yes" still confirms; "no" to "anything else?" after
+    # the action was proposed calls nothing off
+    c = conv(customer("cancel ORD1008"), Said("assistant", "Which order?"),
+             customer("no wait, I meant ORD1001"))
+    assert next_call(c) == ("get_order", {"order_id": "ORD1001"})
+    c = conv(customer("I forgot my password"), Said("assistant", "Shall I?"), customer("yes"))
+    assert next_call(c) == ("reset_password", {"user_id": "CUST1001"})
+    proposed = ToolRun("c2", "cancel_order", {"order_id": "ORD1008"},
+                       {"ok": True, "status": "awaiting_approval"}, True)
+    c = conv(customer("cancel ORD1008"), looked_up(dict(ORD1003, order_id="ORD1008")), proposed,
+             Said("assistant", "Passed on. Anything else?"), customer("no"))
+    assert not any(r.negated for r in understand(c, Speller()).requests)
+
+
+def test_a_damage_ticket_says_what_is_damaged() -> None:
+    """ "...the zipper on the backpack broke on day one. I want a replacement.": the ticket
+    for logistics carries the damage, not only the sentence asking for a replacement."""
+    c = conv(looked_up(ORD1003), customer("my order number is ORD1003 and the zipper on the "
+                                          "backpack broke on day one. I want a replacement."))
+    call = next_call(c)
+    assert call is not None and call[0] == "create_ticket"
+    assert "zipper on the backpack broke" in call[1]["details"]
+
+
+def test_when_are_you_available_is_about_support_hours() -> None:
+    und = understand(conv(customer("when are you guys available")), Speller())
+    assert [r.intent for r in und.requests] == ["hours"]
+
+
 def _texts_of_the_labelled_sets() -> list[str]:
     """Every customer message of tests/data's sets, normalised, with its clauses and
     its word suffixes (so triggers anchored at the start are tried at many words)."""

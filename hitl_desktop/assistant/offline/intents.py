@@ -136,6 +136,7 @@ _PATTERNS: Final = MappingProxyType({
     "hours": (
         r"\b(?:opening|open|business|support|office|working|service) hours\b|\bwhen are you open\b|\bhours\b",
         r"\bare you open\b|\bopen on\b|\b(?:saturday|sunday|weekend)s?\b",
+        r"\bwhen (?:are|is) (?:you|support|someone|anyone|somebody)(?: guys)? (?:available|around|online|reachable)\b",
         r"\bwhat time\b|\bcontact (?:you|support|customer service)\b|\breach (?:you|us|support|customer service)\b|\bcall you\b",
         r"\b(?:your|the|a|support) (?:phone|telephone) number\b|\byour (?:address|email address|email)\b|\bhow (?:can|do) i (?:contact|call|email) you\b",
     ),

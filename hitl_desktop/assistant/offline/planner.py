@@ -16,7 +16,7 @@ from typing import Any
 
 from hitl_desktop.assistant.offline.history import Conversation
 from hitl_desktop.assistant.offline.records import LOOKUP_INTENTS, RECORDS, VOUCHER_GUIDE
-from hitl_desktop.assistant.offline.understanding import Request, Understanding
+from hitl_desktop.assistant.offline.understanding import DAMAGE_WORDS, Request, Understanding
 from hitl_desktop.core.catalog import Policy
 from hitl_desktop.core.identity import is_not_verified
 from hitl_desktop.knowledge.text import edit_distance_le
@@ -253,13 +253,17 @@ class Planner:
                 return Note(req, "not_delivered", status)
             if req.intent == "replacement" and not req.reports_damage:
                 return None
+            details = req.clause  # "...the zipper broke on day one. I want a replacement.":
+            if not DAMAGE_WORDS.search(details.lower()) and DAMAGE_WORDS.search(
+                    self.und.norm):  # the damage, not the request, is what logistics needs
+                details = self.und.text
             return Step(
                 req,
                 tool,
                 {
                     "user_id": cust,
                     "type": "damaged_product",
-                    "details": req.clause[:500],
+                    "details": details.strip()[:500],
                     "order_id": oid,
                 },
             )

@@ -36,6 +36,17 @@ _CONFIRM_RE = re.compile(
 _NEGATE_RE = re.compile(
     r"\b(?:do not|never mind|no need to|not) (?:cancel|return|refund|reset|change|send|update)\b|^no\b(?!.* please)"
 )
+#: a message that only says no ("nope", "no, don't", "actually no, leave it, I'll keep it",
+#: "never mind, keep the old one"): the open request is called off, never carried out
+_REFUSAL_RE = re.compile(
+    r"^(?:(?:actually|oh|hmm|ok|okay|sorry|wait|well|um)\s)*"
+    r"(?:no|nope|nah|never ?mind|forget (?:it|that|about it)|leave it|do not bother|not now|do not"
+    r"|no need)"
+    r"(?:\s(?:thanks|thank you|thx|please|i will keep (?:it|them)|i'll keep (?:it|them)"
+    r"|keep (?:it|them|the old one)(?: as it is)?|leave it(?: as it is)?|do not|not now|never ?mind"
+    r"|it is fine|its fine|it's fine|that is ok|that's ok|after all|for now|i changed my mind"
+    r"|changed my mind|i am good|i'm good|all good))*\s*$"
+)
 _MORE_RE = re.compile(r"\btell me more\b|\bmore (?:info|information|details)\b|\bhow does that work\b|\bhow that works\b|\bexplain\b")
 _FOLLOW_RE = re.compile(r"^(?:and|what about|how about|what if|hmm|so|ok and|also)\b")
 _SAME_RE = re.compile(r"\b(?:do (?:that|the same|it)|same)\b.*\b(?:too|as well|also)\b|\bthe same for\b")
@@ -66,7 +77,7 @@ _CLAUSE_RE = re.compile(
     r"|[,:]\s+(?=(?:how|what|whats|what's|when|where|why|which|do|does|can i|could i|is|are)\b)"
 )
 _STATUS_WORDS = re.compile(r"\b(?:where|when|has not|have not|not (?:arrived|received|yet)|still|status|yet)\b")
-_DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?)\b")
+DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +263,7 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
         question=(p.question.get(intent, False) or _general(clause))
         and not (profile is not None and profile.value) and not may_i,
         since=since,
-        reports_damage=bool(_DAMAGE_WORDS.search(cnorm)),
+        reports_damage=bool(DAMAGE_WORDS.search(cnorm)),
         profile=profile,
         complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
         negated=bool(_NEGATE_RE.search(cnorm)) and intent in ACTION_INTENTS,
@@ -319,7 +330,7 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
         full_amount=slots.wants_full_amount(p.text) or earlier.full_amount,
         question=False,
         since=since if same else earlier.since,
-        reports_damage=earlier.reports_damage or bool(_DAMAGE_WORDS.search(p.norm)),
+        reports_damage=earlier.reports_damage or bool(DAMAGE_WORDS.search(p.norm)),
         profile=profile,
     )
 
@@ -364,6 +375,7 @@ def understand(conv: Conversation, speller: Speller,
     acting = [r for r in reqs if r.intent in ACTION_INTENTS or r.intent in ("missing", "tracking")]
     gives_slot = bool(slots.order_ids(text) or slots.amounts(text, bare=True) or slots.EMAIL_RE.search(text)
                       or slots.wants_full_amount(text) or len(p.norm.split()) <= 6)
+    refusal = not acting and bool(_REFUSAL_RE.search(p.norm))
     u.confirm = bool(_CONFIRM_RE.search(p.norm)) and not acting
     same = bool(_SAME_RE.search(p.norm))
     # the last three earlier messages, parsed (not all of them, then three kept: with more
@@ -373,7 +385,8 @@ def understand(conv: Conversation, speller: Speller,
     earlier = [(n, parse(t, speller)) for n, t in last_three]
     same = bool(_SAME_RE.search(p.norm))
     asks = _is_question(p.norm) and not u.confirm and not same
-    if not acting and not asks and (gives_slot or u.confirm or same) and social[:1] != ["thanks"]:
+    if (not acting and not asks and not refusal and (gives_slot or u.confirm or same)
+            and social[:1] != ["thanks"]):
         for n, ep in reversed(earlier):
             ecarried = _carried_order(conv, n, speller)
             bare = bool(set(ep.intents) & {"refund", "voucher", "damaged_refund"})
@@ -394,6 +407,15 @@ def understand(conv: Conversation, speller: Speller,
             if out:
                 u.requests = out + [r for r in reqs if r.intent not in {o.intent for o in out}]
                 u.topics = [r.intent for r in u.requests]
+                break
+    if refusal:  # "nope" to "shall I send a reset link?": called off, not carried out
+        for n, ep in reversed(earlier):
+            acts = [i for i in ep.intents if i in ACTION_INTENTS]
+            if acts:
+                was = _request(acts[0], ep, n, _carried_order(conv, n, speller), bare=False)
+                if not _fulfilled(conv, was, latest_at):  # not "no" to "anything else?"
+                    u.requests = [replace(was, negated=True, question=False, since=latest_at)]
+                    u.topics = [acts[0]]
                 break
     if not u.requests and not social and not u.injection and slots.order_ids(text):
         oid = slots.order_ids(text)[0]  # "ORD1002" on its own: what is its status?
