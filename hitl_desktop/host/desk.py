@@ -400,6 +400,12 @@ class Desk:
             f"{holder.name} is handling this conversation; send with override to write "
             "anyway", details={"assignee": holder.model_dump(mode="json")})
 
+    def would_reopen(self, role: str, session_id: str) -> bool:
+        """Whether :meth:`after_chat` would ask for :meth:`reopen` for this line (asked
+        before logging it: the relay then takes the line where it may await)."""
+        state = self.sessions.get(session_id)
+        return role == "customer" and state is not None and state.status != "open"
+
     def after_chat(self, role: str, session_id: str, seq: int, text: str,
                    ts: float) -> bool:
         """A chat line was logged (the relay's hot path: no await, a few µs): the waiting

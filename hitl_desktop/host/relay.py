@@ -143,7 +143,7 @@ from hitl_desktop.host.relay_core import (
     unclean_gap,
 )
 from hitl_desktop.host.tokens import TokenKind, TokenRecord, Tokens
-from hitl_desktop.host.transport import Closed, WsConn, WsServer, text_frame
+from hitl_desktop.host.transport import Closed, Rest, WsConn, WsServer, text_frame
 
 __all__ = ["Conn", "CopilotFactory", "CreatedSession", "LinkBuilder", "Relay", "RelayConfig",
            "SessionState"]  # RelayConfig lives in relay_core; this stays its public home
@@ -412,6 +412,9 @@ class Relay:
         self.server: WsServer | None = None
         factory = copilot_factory or (lambda _outbox: NullCopilot())
         self.copilot: Copilot = factory(self)
+        # no co-pilot (exactly: a subclass may listen): a chat line needs nothing awaited
+        # (see _take)
+        self._chat_inline = type(self.copilot) is NullCopilot
         self.insights = InsightsService(relay_log.path.parent)  # read-only reports
         self.desk_ops = Desk(self, relay_log)  # issue 16: assignment, notes, status, ...
         self.started_at = time.time()
@@ -915,16 +918,26 @@ class Relay:
         conn = await self._handshake(ws)
         if conn is None:
             return
-        recv, on_frame = ws.recv, self._on_frame
+        next_item, take = ws.next_item, self._take
+        # from now on a frame that arrives while this task waits is taken at once, in
+        # the transport's read callback (see WsConn.inline): no wake-up of this task
+        ws.inline = lambda raw: None if conn.closed or self._closing else take(conn, raw)
         try:
             while True:  # (not ``async for``: one coroutine less per frame)
-                frame = await recv()
-                if conn.closed or self._closing:
-                    continue
-                await on_frame(conn, frame)
+                item = await next_item()
+                if type(item) is str or type(item) is bytes:
+                    if conn.closed or self._closing:
+                        continue
+                    rest = take(conn, item)
+                    if rest is not None:
+                        await rest
+                else:  # the rest of a frame taken inline
+                    await cast(Awaitable[None], item)
         except Closed:
             pass
         finally:
+            ws.inline = None
+            ws.discard_pending()
             self._detach(conn)
             if conn.writer is not None:
                 if not conn.writer.done():
@@ -1182,27 +1195,51 @@ class Relay:
             log.warning("closing client %s: too many rejected frames", conn.token.token_id)
             conn.close_after_queue(CloseCode.TOO_MANY_ERRORS, "too many errors")
 
-    async def _on_frame(self, conn: Conn, raw: str | bytes) -> None:
+    def _take(self, conn: Conn, raw: str | bytes) -> Rest | None:
+        """One client frame, as far as it goes without awaiting anything; returns the
+        rest (a coroutine the connection's handler awaits before its next frame), or
+        None when it is done. An ``ack``, and a ``chat.send`` on a host without a
+        co-pilot, are done here (issue 18: called from the transport's read callback,
+        such a frame costs no task wake-up); everything else is the rest."""
         # the rate budget is spent by work: 1 unit plus 1 per ``cost_bytes`` of frame
         drop = conn.limits.admit(len(raw))
         if drop is not None:
             self._rate_dropped(conn, raw, drop)
-            return
+            return None
         fast = fast_parse(raw)
-        if fast is not None:  # chat.send / ack: no pydantic objects on the hot path
-            spec, msg_id, session, data = fast
-            _ok, st = self._authorize(conn, spec, msg_id, session)
-            if st is None:  # refused (both types need a session)
-                return
-            try:
-                if is_chat_send(spec):
-                    await self._chat(conn, st, msg_id, data["text"], data.get("draft_id"),
-                                     data.get("override", False))
-                else:
-                    self._ack(conn, st, data["seq"])
-            except Exception as exc:
-                self._op_failed(conn, spec.type, msg_id, session, exc)
-            return
+        if fast is None:
+            return self._on_frame(conn, raw)
+        # chat.send / ack: no pydantic objects on the hot path
+        spec, msg_id, session, data = fast
+        _ok, st = self._authorize(conn, spec, msg_id, session)
+        if st is None:  # refused (both types need a session)
+            return None
+        try:
+            if not is_chat_send(spec):
+                self._ack(conn, st, data["seq"])
+                return None
+            text, draft_id = data["text"], data.get("draft_id")
+            override = data.get("override", False)
+            if not self._chat_inline or self.desk_ops.would_reopen(conn.role.value,
+                                                                   st.row.session_id):
+                return self._fast_chat(conn, st, spec, msg_id, session, text, draft_id,
+                                       override)
+            self._may_chat(conn, st, override)
+            self._log_chat(conn, st, msg_id, text, draft_id, None)
+        except Exception as exc:
+            self._op_failed(conn, spec.type, msg_id, session, exc)
+        return None
+
+    async def _fast_chat(self, conn: Conn, st: SessionState, spec: MessageSpec,
+                         msg_id: str, session: str, text: str, draft_id: str | None,
+                         override: bool) -> None:
+        try:
+            await self._chat(conn, st, msg_id, text, draft_id, override)
+        except Exception as exc:
+            self._op_failed(conn, spec.type, msg_id, session, exc)
+
+    async def _on_frame(self, conn: Conn, raw: str | bytes) -> None:
+        """A frame the fast parser does not take (admitted already): the full decoder."""
         try:
             env, payload, spec = decode_client(raw)
         except ProtocolError as exc:
@@ -1274,15 +1311,37 @@ class Relay:
     async def _chat(self, conn: Conn, st: SessionState, ref: str, text: str,
                     draft_id: str | None, override: bool = False) -> None:
         """Log the line (durable before anyone sees it), relay it, tell the co-pilot."""
-        if st.row.state == "closed":
-            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
-        self.desk_ops.check_send(conn, st.row.session_id, override)  # held by another rep?
+        self._may_chat(conn, st, override)
         is_customer = conn.role is Role.CUSTOMER
-        message_id = fast_id("c")
         edited: bool | None = None
         if not is_customer and draft_id is not None:
             drafted = await self.copilot.draft_text(st.row.session_id, draft_id)
             edited = None if drafted is None else drafted.strip() != text.strip()
+        message_id, reopen = self._log_chat(conn, st, ref, text, draft_id, edited)
+        if reopen:
+            await self.desk_ops.reopen(st, ref)  # a customer line in a resolved session
+        cause = CAUSE.set(ref)  # the co-pilot's frames about this message carry its id
+        try:
+            if is_customer:
+                await self.copilot.on_customer_message(st.row.session_id, message_id, text)
+            else:
+                await self.copilot.on_agent_message(st.row.session_id, message_id, text,
+                                                    draft_id, conn.name)
+        finally:
+            CAUSE.reset(cause)
+
+    def _may_chat(self, conn: Conn, st: SessionState, override: bool) -> None:
+        """Raise what refuses this line: a closed session, one another rep holds."""
+        if st.row.state == "closed":
+            raise OperationError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        self.desk_ops.check_send(conn, st.row.session_id, override)  # held by another rep?
+
+    def _log_chat(self, conn: Conn, st: SessionState, ref: str, text: str,
+                  draft_id: str | None, edited: bool | None) -> tuple[str, bool]:
+        """Log the line (relayed once durable: see below) and tell the desk: (the
+        message id, True when a customer wrote in a resolved session: reopen it)."""
+        is_customer = conn.role is Role.CUSTOMER
+        message_id = fast_id("c")
         # group commit: the lines of one loop tick share a transaction, committed at the end
         # of the tick (or as soon as anything else uses the log); each is relayed only
         # then, by _group_committed, in seq order
@@ -1302,18 +1361,9 @@ class Relay:
             )
             self._fanout(st, "chat.message", frame)
             self._notify_summary(st, agents=False)
-        if self.desk_ops.after_chat(conn.role.value, st.row.session_id, _seq, text,
-                                    st.row.last_message_at or time.time()):
-            await self.desk_ops.reopen(st, ref)  # a customer line in a resolved session
-        cause = CAUSE.set(ref)  # the co-pilot's frames about this message carry its id
-        try:
-            if is_customer:
-                await self.copilot.on_customer_message(st.row.session_id, message_id, text)
-            else:
-                await self.copilot.on_agent_message(st.row.session_id, message_id, text,
-                                                    draft_id, conn.name)
-        finally:
-            CAUSE.reset(cause)
+        reopen = self.desk_ops.after_chat(conn.role.value, st.row.session_id, _seq, text,
+                                          st.row.last_message_at or time.time())
+        return message_id, reopen
 
     def _group_committed(self, lines: list[tuple[object, str]],
                          error: BaseException | None) -> None:
