@@ -24,6 +24,7 @@ class _Host:
 
     def __init__(self) -> None:
         self.handled: list[str] = []
+        self.changed = asyncio.Event()  # a message was handled
         self.woken = 0  # items the handler task got from next_item
         self.tasks = TaskSupervisor("inline test")
         self.server: WsServer | None = None
@@ -31,12 +32,22 @@ class _Host:
     def take(self, message: str) -> Coroutine[Any, Any, None] | None:
         if message.startswith("r"):
             return self._rest(message)
-        self.handled.append(message)
+        self._record(message)
         return None
 
     async def _rest(self, message: str) -> None:
         await asyncio.sleep(0.001)
+        self._record(message)
+
+    def _record(self, message: str) -> None:
         self.handled.append(message)
+        self.changed.set()
+
+    async def until(self, check: Any) -> None:
+        async with asyncio.timeout(5.0):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
 
     async def start(self) -> int:
         async def handler(conn: WsConn) -> None:
@@ -73,13 +84,6 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return reader, writer
 
 
-async def _until(check: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
-
-
 async def test_messages_one_at_a_time_never_wake_the_handler() -> None:
     host = _Host()
     port = await host.start()
@@ -89,12 +93,12 @@ async def test_messages_one_at_a_time_never_wake_the_handler() -> None:
         for n in range(20):
             writer.write(_frame(0x1, f"i{n}".encode()))
             await writer.drain()
-            await _until(lambda n=n: len(host.handled) == n + 1)
+            await host.until(lambda n=n: len(host.handled) == n + 1)
         assert host.handled == [f"i{n}" for n in range(20)]
         assert host.woken == 0
         writer.write(_frame(0x1, b"r-last"))  # a rest: the handler awaits it
         await writer.drain()
-        await _until(lambda: host.handled[-1:] == ["r-last"])
+        await host.until(lambda: host.handled[-1:] == ["r-last"])
         assert host.woken == 1
         writer.close()
     finally:
@@ -116,7 +120,7 @@ async def test_every_message_is_handled_once_in_the_order_sent() -> None:
                 await writer.drain()
                 await asyncio.sleep(rng.choice([0, 0.0005, 0.002]))
         await writer.drain()
-        await _until(lambda: len(host.handled) >= len(want))
+        await host.until(lambda: len(host.handled) >= len(want))
         assert host.handled == want
         assert 0 < host.woken < len(want)  # both paths were taken
         writer.close()
