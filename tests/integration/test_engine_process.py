@@ -26,6 +26,7 @@ from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.offline import OfflineProvider
 from hitl_desktop.assistant.offline.process import (
     MAX_IN_FLIGHT,
+    MAX_SENT,
     EngineProcess,
     EngineSpec,
     SupervisedEngine,
@@ -390,6 +391,60 @@ async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
     finally:
         await asyncio.to_thread(process.close)
         await asyncio.to_thread(index.close)
+
+
+async def test_a_turn_s_second_call_does_not_queue_behind_later_turns(
+    tmp_path: Path,
+) -> None:
+    """At most MAX_SENT calls are at the worker; the others wait in the host in the
+    order their turns started: a turn's second call (its draft, after a tool ran) goes
+    before the first calls of the turns begun after it, not behind all of them."""
+    (tmp_path / "config").mkdir()
+    spec = EngineSpec(data_dir=str(tmp_path), knowledge_dir=None,
+                      config_dir=str(tmp_path / "config"), max_results=5)
+    process = EngineProcess(spec)
+    line = CustomerLine(text="where is my parcel? it was due yesterday", message_id="m0")
+
+    def request(sid: str, turn: str, *history: Any) -> TurnRequest:
+        return TurnRequest(instructions="", history=list(history), tools=[], session_id=sid,
+                           metadata={"turn_id": turn})
+
+    order: list[str] = []
+
+    async def call(name: str, req: TurnRequest) -> None:
+        got = await process.steps(req, 0.0, DRAFT_DELTA_INTERVAL_S)
+        assert not isinstance(got, str) and got
+        order.append(name)
+
+    try:
+        for _ in range(600):
+            if process.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert process.pid is not None
+        await call("old", request("s0", "t-old", line))  # the old turn's first call
+        os.kill(process.pid, signal.SIGSTOP)  # a busy worker: the calls queue up
+        try:
+            later = [asyncio.ensure_future(call(f"t{i}", request(f"s{i}", f"t{i}", line)))
+                     for i in range(1, 11)]
+            for _ in range(500):
+                if len(process._pending) == MAX_SENT:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert len(process._pending) == MAX_SENT  # the rest wait in the host
+            assert len(process._waiting) == 10 - MAX_SENT
+            second = asyncio.ensure_future(call("old again", request(
+                "s0", "t-old", line, CustomerLine(text="thanks", message_id="m1"))))
+            await asyncio.sleep(0.05)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        await asyncio.wait_for(asyncio.gather(second, *later), 20)
+        # the calls already at the worker first, then the old turn's, then the rest
+        assert order[1:] == [f"t{i}" for i in range(1, MAX_SENT + 1)] + ["old again"] + [
+            f"t{i}" for i in range(MAX_SENT + 1, 11)], order
+    finally:
+        await asyncio.to_thread(process.close)
 
 
 async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(

@@ -15,7 +15,10 @@ over (a ``ProcessPoolExecutor`` cost two more host threads and their wake-ups pe
 2.0 vs 1.2 ms of host CPU per draft). Pipelined because one call at a time left the
 worker idle while a busy host's thread waited for the GIL to pickle the next and
 unpickle the last: at 1,000 paced sessions the worker was 16-32 % busy while drafts
-queued for seconds (issue 18, notes/issue-18-tails.md). The
+queued for seconds (issue 18, notes/issue-18-tails.md). Only
+:data:`MAX_SENT` calls are at the worker at once; the others wait in the host in the
+order their turns started, so a turn's second call (the draft after its tool ran: every
+session's first turn) does not queue again behind the turns begun meanwhile. The
 host's :class:`~hitl_desktop.assistant.offline.OfflineProvider` keeps an engine of
 its own in a thread for when the process is not there: still starting, failed to
 start, or gone (:meth:`EngineProcess.fail`); no turn is lost.
@@ -39,11 +42,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import multiprocessing
 import os
 import pickle
-import queue
 import signal
 import threading
 import time
@@ -69,6 +73,12 @@ log = logging.getLogger(__name__)
 # answers slow, more calls overflow: at 4, 45-100 % of the drafts at 1,000 paced
 # sessions ended up in the host and hop p99 was 0.2-0.5 s (notes/issue-18-tails.md)
 MAX_IN_FLIGHT = 64
+# calls at the worker at once (one it computes, the rest in its pipe); the others wait in
+# the host, the oldest turn's first: a turn's second call (after its tool ran) goes
+# before the first calls of turns that started after it. Enough that the worker finds
+# the next call in its pipe while the host's sender thread waits for the GIL
+MAX_SENT = 4
+TURNS = 4096  # turns whose first call's time is kept (their later calls' place in line)
 HISTORIES = 4096  # sessions whose history the worker keeps (least recently used out)
 START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
 # calls waiting and no answer for this long: the worker is hung and killed. A call takes
@@ -204,43 +214,76 @@ class EngineProcess:
         # bulk of the pickling)
         self._known: OrderedDict[str, tuple[int, Any]] = OrderedDict()
         self._closing = False
+        # the turn's first call's time: its later calls' place in line (loop thread only)
+        self._turns: OrderedDict[str, float] = OrderedDict()
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
         self._proc = ctx.Process(target=serve, args=(child, spec), name="offline-engine",
                                  daemon=True)
         self._lock = threading.Lock()
-        # calls for the host thread, in order; None stops it. A queue and a thread of its
-        # own rather than an executor: each call costs the loop a put and one wake-up
+        # calls for the sender thread: (place in line, sequence, call, whole history?),
+        # at most MAX_SENT of them at the worker. A heap and a thread of its own rather
+        # than an executor: each call costs the loop a push and one wake-up
         # (call_soon_threadsafe), not an executor's locks and a chained future (issue 18)
-        self._calls: queue.SimpleQueue[tuple[_Call, bool] | None] = queue.SimpleQueue()
+        self._waiting: list[tuple[float, int, _Call, bool]] = []
+        self._seq = itertools.count()
+        self._stop = False  # close(): send what waits, then the stop message
+        self._changed = threading.Condition()  # a call waits, one was answered, stop
         self._proc.start()
         child.close()  # the worker's end lives in the worker only: EOF when it dies
-        # calls sent and not answered yet, in the order sent (the worker answers in order)
-        self._pending: deque[_Call] = deque()
+        # calls sent and not answered yet, in the order sent (the worker answers in
+        # order), each with its place in line (a "resend" keeps it)
+        self._pending: deque[tuple[_Call, float]] = deque()
         self._receiver = threading.Thread(target=self._receive, name="engine-answers",
                                           daemon=True)
         self._thread = threading.Thread(target=self._run, name="engine-process", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        """(host thread: the sender) Wait for the worker to load, then send the calls in
-        order without waiting for their answers (the receiver thread reads those): the
-        worker computes one call while the host pickles the next and unpickles the last,
-        so a busy host's GIL waits do not leave the worker idle between calls."""
+        """(host thread: the sender) Wait for the worker to load, then send the calls
+        without waiting for their answers (the receiver thread reads those): the worker
+        computes one call while the host pickles the next and unpickles the last, so a
+        busy host's GIL waits do not leave the worker idle between calls. At most
+        :data:`MAX_SENT` at the worker; the rest wait here, the oldest turn's first."""
         self._handshake()
         if self.ready:
             self._receiver.start()
-        while (item := self._calls.get()) is not None:
-            call, whole = item
+        while (item := self._next()) is not None:
+            key, call, whole = item
             future, loop, _args = call
             try:
-                self._send(call, whole=whole)
+                self._send(call, key, whole=whole)
             except BaseException as exc:  # the pipe: handed to the caller, whatever it is
                 with contextlib.suppress(RuntimeError):  # the caller's loop is closed
                     loop.call_soon_threadsafe(_deliver, future, exc, True)
         with contextlib.suppress(Exception):
             if self._proc.is_alive() and not self.lost:
                 self._conn.send_bytes(pickle.dumps(None, _PICKLE))
+
+    def _next(self) -> tuple[float, _Call, bool] | None:
+        """(sender thread) The next call to send, once the worker has room for it (or is
+        lost: the call then fails at once); None once stopped and nothing waits."""
+        with self._changed:
+            while True:
+                if self._waiting and (self._stop or self.lost or
+                                      len(self._pending) < MAX_SENT):
+                    key, _seq, call, whole = heapq.heappop(self._waiting)
+                    return key, call, whole
+                if self._stop and not self._waiting:
+                    return None
+                self._changed.wait()
+
+    def _put(self, key: float, call: _Call, whole: bool) -> None:
+        """(any thread) A call for the sender, in its place in line."""
+        with self._changed:
+            heapq.heappush(self._waiting, (key, next(self._seq), call, whole))
+            self._changed.notify()
+
+    def _room(self) -> None:
+        """(receiver thread, or a failure) The worker answered or is gone: the sender may
+        send the next call."""
+        with self._changed:
+            self._changed.notify()
 
     def _receive(self) -> None:
         """(host thread: the receiver) Read the answers, in the order the calls were sent,
@@ -261,24 +304,26 @@ class EngineProcess:
             t0 = time.thread_time()
             kind, value = pickle.loads(raw)
             self._codec_in += time.thread_time() - t0
-            future, loop, args = self._pending.popleft()
+            (future, loop, args), key = self._pending.popleft()
             if kind == "resend":
-                self._calls.put(((future, loop, args), True))
+                self._put(key, (future, loop, args), True)
                 continue
+            self._room()
             self.calls += 1
             result = value if kind == "ok" else str(value)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, future, result, False)
         gone = ConnectionError("the engine process is gone")
         if self.hung and self._pending:  # the call the worker was on: not tried again
-            future, loop, _args = self._pending.popleft()
+            (future, loop, _args), _key = self._pending.popleft()
             message = f"no answer within {self.call_deadline_s:g} s (its process was stopped)"
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, future, message, False)
         while self._pending:
-            future, loop, _args = self._pending.popleft()
+            (future, loop, _args), _key = self._pending.popleft()
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, future, gone, True)
+        self._room()  # (lost: the calls still waiting fail as the sender takes them)
 
     def _watch(self) -> None:
         """(receiver thread, no answer for :data:`WATCH_S`) Kill a worker that has calls
@@ -317,6 +362,7 @@ class EngineProcess:
                 return
             self.lost = True
             self.ready = False
+        self._room()  # the calls waiting in the host fail now, not after the worker's
         if self._closing:  # stopped by the host: nothing to report
             return
         log.warning("the offline engine's process is not available: %s; drafting in the "
@@ -329,18 +375,35 @@ class EngineProcess:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Step] | str] = loop.create_future()
         self.in_flight += 1
-        self._calls.put(((future, loop, (request, delay_s, window_s)), False))
+        self._put(self._place(request), (future, loop, (request, delay_s, window_s)), False)
         try:
             return await future
         finally:
             self.in_flight -= 1
+
+    def _place(self, request: TurnRequest) -> float:
+        """(the caller's loop) A call's place in line: when its turn's first call was
+        made. A turn's second call (after a tool ran) then goes before the calls of
+        turns that started after it: a session's first turn is two calls, and behind
+        every turn begun meanwhile it waited twice in a busy worker's queue (issue 18)."""
+        now = time.monotonic()
+        turn = request.metadata.get("turn_id") if isinstance(request.metadata, dict) else None
+        if not isinstance(turn, str):
+            return now
+        first = self._turns.get(turn)
+        if first is not None:
+            return first
+        self._turns[turn] = now
+        while len(self._turns) > TURNS:
+            self._turns.popitem(last=False)
+        return now
 
     @property
     def free(self) -> bool:
         """Ready, with fewer than :data:`MAX_IN_FLIGHT` calls waiting for it."""
         return self.ready and self.in_flight < MAX_IN_FLIGHT
 
-    def _send(self, call: _Call, *, whole: bool) -> None:
+    def _send(self, call: _Call, key: float, *, whole: bool) -> None:
         """(sender thread) Pickle one call and send it; the worker gets only the history
         items after those it holds for the session (all of them with ``whole``)."""
         if self.lost:
@@ -362,7 +425,7 @@ class EngineProcess:
         self.items_sent += len(history) - base
         if not self._pending:  # an idle worker: the clock starts now
             self._progress_at = time.monotonic()
-        self._pending.append(call)  # before the answer can come
+        self._pending.append((call, key))  # before the answer can come
         try:
             self._conn.send_bytes(data)
         except BaseException:
@@ -382,7 +445,9 @@ class EngineProcess:
         was_ready, self.ready = self.ready, False
         if not was_ready and self._proc.is_alive():
             self._proc.kill()
-        self._calls.put(None)  # after the calls queued before it; then the stop message
+        with self._changed:  # the calls waiting are sent, then the stop message
+            self._stop = True
+            self._changed.notify()
         self._thread.join(STOP_TIMEOUT_S)
         self._proc.join(STOP_TIMEOUT_S)
         if self._receiver.is_alive():
