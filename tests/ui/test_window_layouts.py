@@ -206,3 +206,57 @@ def test_every_window_asks_for_no_more_than_the_screen(qtbot: QtBot) -> None:
     customer = CustomerWindow()
     qtbot.addWidget(customer)
     assert (customer.width(), customer.height()) == (440, 660)
+
+
+def _desk_window(qtbot: QtBot, tmp_path: Path, size: tuple[int, int]) -> AgentWindow:
+    """A representative's desk (``you`` set) with one pending approval, shown at ``size``."""
+    ws = Workspace(send=Sent())
+    win = AgentWindow(ws, config_dir=tmp_path, restore=False)
+    qtbot.addWidget(win)
+    win.resize(*size)
+    win.show()
+    qtbot.waitExposed(win)
+    you = p.RepRef(rep_id="t_sam", name="Sam")
+    ws.apply_welcome(welcome(summary("s1", "Alex Morgan")).model_copy(update={
+        "you": you, "reps": [p.RepInfo(rep_id="t_sam", name="Sam", online=True)]}))
+    ws.select_session("s1")
+    Feed(ws, "s1").approval("a1")
+    _settle(win, size)
+    return win
+
+
+def test_a_desk_on_a_1366_screen_keeps_its_inbox_filters_in_one_row(
+        qtbot: QtBot, tmp_path: Path) -> None:
+    """The welcome says "desk" after the window is up: its default layout then makes the
+    inbox as wide as the four filters in one row (they fold only in narrower windows)."""
+    win = _desk_window(qtbot, tmp_path, (1366, 740))
+    bar = win.inbox.filter_bar
+    qtbot.waitUntil(lambda: bar.columns == 4, timeout=2000)
+    for button in win.inbox.filter_buttons.values():
+        assert _inside(button, win.docks["inbox"]), button.text()
+
+
+def test_the_demos_agent_window_beside_the_customers_keeps_the_approval_card_whole(
+        qtbot: QtBot, tmp_path: Path) -> None:
+    """``./scripts/demo`` on a 1366x768 laptop puts the agent window (a desk: filters,
+    Take/Release/Transfer) beside the customer's, ~904x744. The desk's filter row and
+    bar once held the inbox at 358 px and the conversation at 383 px, leaving the action
+    queue 161 px: the card's "If approved: …" and its Approve button were cut off. The
+    filters fold to two rows and the holder label may shrink to nothing instead."""
+    win = _desk_window(qtbot, tmp_path, (904, 744))
+    assert win.inbox.filter_bar.columns == 2
+    queue = win.action_queue
+    card = queue.first_card()
+    assert card is not None
+    viewport = queue.scroll_area.viewport()
+    assert card.mapTo(viewport, QPoint(0, 0)).x() + card.width() <= viewport.width()
+    assert _inside(card.approve_button, viewport)
+    assert card.width() >= card.minimumSizeHint().width()
+    inbox = win.docks["inbox"]
+    for button in win.inbox.filter_buttons.values():
+        assert _inside(button, inbox), button.text()
+    bar = win.findChild(QWidget, "deskBar")
+    assert bar is not None
+    for name in ("takeButton", "releaseButton", "transferButton", "statusButton", "noteButton"):
+        button = bar.findChild(QWidget, name)
+        assert button is not None and _inside(button, win.docks["conversation"]), name

@@ -49,7 +49,9 @@ class DeskBar(QWidget):
         self.workspace = workspace
         self.setObjectName("deskBar")
         self.question: Question | None = None
-        self.holder = ElideLabel("", self, max_hint=320)
+        # may shrink to nothing: the inbox row names the holder too, and the buttons
+        # must fit a narrow conversation column (the demo's agent window on 1366 px)
+        self.holder = ElideLabel("", self, min_width=0, max_hint=320)
         self.holder.setObjectName("holderLabel")
 
         def button(text: str, name: str, tip: str) -> QToolButton:

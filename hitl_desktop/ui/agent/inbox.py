@@ -22,11 +22,20 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QPainter,
+    QPalette,
+    QResizeEvent,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
-    QHBoxLayout,
+    QGridLayout,
+    QLayout,
     QListView,
     QMenu,
     QStyledItemDelegate,
@@ -231,6 +240,64 @@ class SessionDelegate(QStyledItemDelegate):
                                                           room))
 
 
+class FilterBar(QWidget):
+    """The inbox's filter buttons: one row when they fit, else two. Always in one row they
+    held the inbox at 358 px, so the demo's agent window beside the customer's on a
+    1366 px screen (~904 px) left the action queue 161 px and cut the approval card off."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(6, 4, 6, 4)
+        self.grid.setHorizontalSpacing(4)
+        self.grid.setVerticalSpacing(2)
+        # the bar's minimum is its two-row width (minimumSizeHint), not the grid's
+        self.grid.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        self.buttons: list[QToolButton] = []
+        self.columns = 0
+
+    def add(self, button: QToolButton) -> None:
+        self.buttons.append(button)
+        self.columns = 0
+        self.refit()
+
+    def _width(self, columns: int) -> int:
+        """What ``columns`` columns of the buttons need (each as wide as its widest)."""
+        widths = [b.sizeHint().width() for b in self.buttons]
+        if not widths:
+            return 0
+        per_column = [max(widths[c::columns]) for c in range(min(columns, len(widths)))]
+        m = self.grid.contentsMargins()
+        return (sum(per_column) + self.grid.horizontalSpacing() * (len(per_column) - 1)
+                + m.left() + m.right())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self._width(2), super().minimumSizeHint().height())
+
+    def one_row_width(self) -> int:
+        """The width the filters need in one row (the agent window's default layout)."""
+        return self._width(len(self.buttons))
+
+    def refit(self) -> None:
+        """One row if the bar is wide enough for it, else two (texts change with counts)."""
+        n = len(self.buttons)
+        columns = n if self.width() >= self._width(n) else min(2, n)
+        if columns == self.columns:
+            return
+        self.columns = columns
+        for button in self.buttons:
+            self.grid.removeWidget(button)
+        for i, button in enumerate(self.buttons):
+            self.grid.addWidget(button, i // columns, i % columns)
+        for c in range(n + 1):  # what is left of the row stays empty, on the right
+            self.grid.setColumnStretch(c, 1 if c == columns else 0)
+        self.updateGeometry()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.refit()
+
+
 class InboxPanel(QWidget):
     """The session list; choosing a row selects the session in the workspace."""
 
@@ -243,11 +310,8 @@ class InboxPanel(QWidget):
         self.filter: InboxFilter = "open"
         self.menu: QMenu | None = None  # the open context menu (tests trigger its actions)
         # the filters: shown on a desk (a representative's link), hidden otherwise
-        self.filter_bar = QWidget(self)
+        self.filter_bar = FilterBar(self)
         self.filter_bar.setObjectName("inboxFilters")
-        bar = QHBoxLayout(self.filter_bar)
-        bar.setContentsMargins(6, 4, 6, 4)
-        bar.setSpacing(4)
         self.filter_group = QButtonGroup(self)
         self.filter_group.setExclusive(True)
         self.filter_buttons: dict[InboxFilter, QToolButton] = {}
@@ -261,8 +325,7 @@ class InboxPanel(QWidget):
             button.clicked.connect(lambda _=False, w=which: self.set_filter(w))
             self.filter_group.addButton(button)
             self.filter_buttons[which] = button
-            bar.addWidget(button)
-        bar.addStretch(1)
+            self.filter_bar.add(button)
         self.model = QStandardItemModel(self)
         self.list = QListView(self)
         self.list.setObjectName("inboxList")
@@ -357,6 +420,7 @@ class InboxPanel(QWidget):
                 counts = filter_counts(self.workspace)
                 for which, button in self.filter_buttons.items():
                     button.setText(f"{FILTER_TEXT[which]} {counts[which]}")
+                self.filter_bar.refit()
             views = self._rows()
             self._shown = [v.session_id for v in views]
             self._row_of = {sid: r for r, sid in enumerate(self._shown)}
@@ -412,6 +476,7 @@ class InboxPanel(QWidget):
             text = f"{FILTER_TEXT[which]} {counts[which]}"
             if button.text() != text:
                 button.setText(text)
+        self.filter_bar.refit()
 
     def _on_updated(self, session_id: str) -> None:
         if self.workspace.large:

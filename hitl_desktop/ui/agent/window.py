@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 LAYOUT_VERSION = 1
 #: the size the window asks for on a first start, shrunk to the available screen
 PREFERRED_SIZE = (1440, 900)
+# from this window width a desk's inbox is as wide as its four filters in one row; a
+# narrower window (the demo's, beside the customer's on 1366 px) folds them in two
+ROOMY_DESK_WIDTH = 1200
 CONNECTION_TEXT = {
     "connected": "● Connected",
     "ready": "● Connected",
@@ -160,6 +163,7 @@ class AgentWindow(QMainWindow):
         self.default_geometry = self.saveGeometry()
         self._restored = bool(restore and self.restore_layout())
         self._sized = self._restored
+        self._desk_sized = self._restored  # sized once more when the link is a desk's
         self._on_connection(workspace.connection_state)
         if workspace.assistant_status is not None:
             self._on_assistant(workspace.assistant_status)
@@ -359,8 +363,12 @@ class AgentWindow(QMainWindow):
         gets half of its column: on a desk it is where the work is chosen."""
         d = self.docks
         w, h = max(self.width(), 640), max(self.height(), 480)
+        inbox = int(w * 0.22)
+        if self.workspace.you is not None and w >= ROOMY_DESK_WIDTH:
+            inbox = max(inbox, self.inbox.filter_bar.one_row_width() + 8)
+        rest = w - inbox  # conversation and actions keep their 44 : 34
         self.resizeDocks([d["inbox"], d["conversation"], d["actions"]],
-                         [int(w * 0.22), int(w * 0.44), int(w * 0.34)],
+                         [inbox, int(rest * 44 / 78), int(rest * 34 / 78)],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([d["conversation"], d["suggestion"]], [int(h * 0.6), int(h * 0.4)],
                          Qt.Orientation.Vertical)
@@ -707,6 +715,11 @@ class AgentWindow(QMainWindow):
         for a in (self.take_action, self.release_action, self.transfer_action,
                   *self.status_actions.values(), self.search_action, self.macros_action):
             a.setEnabled(desk)
+        if desk and self._sized and not self._desk_sized:
+            # the welcome says this is a desk: room for its inbox filters (a default
+            # layout only, once, right after start)
+            self._desk_sized = True
+            QTimer.singleShot(0, self, self._default_sizes)  # after the pending layout
         self._on_session(self.workspace.current_session_id or "")
 
     def regenerate_draft(self) -> None:
@@ -935,6 +948,7 @@ class AgentWindow(QMainWindow):
         super().showEvent(event)
         if not self._sized:  # first show of a default layout: size it to the real window
             self._sized = True
+            self._desk_sized = self.workspace.you is not None
             self._default_sizes()
 
     def closeEvent(self, event: QCloseEvent) -> None:
