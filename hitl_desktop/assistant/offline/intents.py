@@ -62,7 +62,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\btaking (?:ages|forever|so long|too long)\b|\b(?:is|are|its|it is) late\b|\blate delivery\b|\bdelayed\b|\b(?:a )?weeks? late\b|\bway too late\b",
     ),
     "tracking": (
-        r"\bwhere(?: is|s| are|'s)? (?:my|the|it)\b|\bwhere is ord\d*\b|\bwhere is it\b|\bwhere ord\d+ is\b",
+        r"\bwhere(?: is|s| are|'s)? (?:my|the|it)\b|\bwhere(?: is|s|'s)? ord\d*\b|\bwhere is it\b|\bwhere ord\d+ is\b",
         r"\bwhen is\b.{0,30}\b(?:arriv\w*|coming|get here|deliver\w*)\b",
         r"\btrack(?:ing|ed)?\b",
         r"\bstatus (?:of|on|for)\b|\border status\b|\bwhat is the status\b",

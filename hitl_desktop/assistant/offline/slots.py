@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hitl_desktop.assistant.offline.lexicon import NUMBER_WORDS
 
-_STRICT_ORDER_RE = re.compile(r"\bORD[\s\-_#]?(\d{4})\b", re.I)
+_STRICT_ORDER_RE = re.compile(r"\bORD[\s\-_#.:]?(\d{4})\b", re.I)
 _LOOSE_ORDER_RE = re.compile(
     r"(?:\border(?:\s+(?:no\.?|number|nr\.?|num|id))?\s*[#:]?\s*|#)(\d{4})\b", re.I
 )

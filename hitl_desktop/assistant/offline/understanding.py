@@ -57,7 +57,8 @@ _INJECTION_RE = re.compile(
     r"|system (?:override|prompt)|developer mode|admin mode|\bdan\b|jailbreak|\bpretend\b|disregard"
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
-    r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode",
+    r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode"
+    r"|\[(?:system|admin|developer|assistant)\]",
     re.I,
 )
 #: asking about other people's accounts without naming a customer id ("the phone number
@@ -145,6 +146,11 @@ def _clean(text: str) -> str:
     return slots.EMAIL_RE.sub(" ", _QUOTED_RE.sub(" ", text))
 
 
+#: intents asked for several orders at once ("cancel ORD1001 and ORD1008"): one request each
+_PER_ORDER_INTENTS = ("cancel", "tracking", "missing")
+#: a follow-up that points back at what was asked before ("how long does it take to get there")
+_POINTS_BACK_RE = re.compile(r"\b(?:there|it|that|this|them|those)\b")
+
 _WONDER_RE = re.compile(
     r"\b(?:(?:like|want) to know|wondering|is it possible|would it be possible|do you know)\b"
     r"|\bif i (?:do not|don't|did not|change|decide|want)\b|^what if\b|\bwhat happens if\b"
@@ -215,9 +221,18 @@ def parse(text: str, speller: Speller) -> _Parsed:
         cnorm = speller.normalize(part)
         local = _refine([i for _, i in rules.detect(cnorm)], cnorm, part)
         for name in found:
-            if name not in clauses and (name in local or (name == "damaged_refund" and "damaged" in local)):
+            if not (name in local or (name == "damaged_refund" and "damaged" in local)):
+                continue
+            if name not in clauses:
                 clauses[name] = part
                 question[name] = _is_question(cnorm)
+            elif question[name] and not _is_question(cnorm):
+                # "...refunds up to $5000 allowed. Refund $900 on ORD1002.": the request,
+                # not the sentence before it that only talks about the subject
+                clauses[name], question[name] = part, False
+            elif name in _PER_ORDER_INTENTS and slots.order_ids(part) and slots.order_ids(clauses[name]):
+                # "where's ORD1002 and can I get the tracking number for ORD1008 too"
+                clauses[name] = f"{clauses[name]} {part}"
     for name in found:
         clauses.setdefault(name, clean)
         question.setdefault(name, _is_question(norm))
@@ -277,7 +292,7 @@ def _per_order(reqs: list[Request]) -> list[Request]:
     """ "cancel ORD1001 and ORD1008": one request per order (not the ones to keep)."""
     out: list[Request] = []
     for r in reqs:
-        ids = slots.order_ids(r.clause) if r.intent in ("cancel", "tracking", "missing") else []
+        ids = slots.order_ids(r.clause) if r.intent in _PER_ORDER_INTENTS else []
         keep = _KEEP_RE.search(r.clause)
         if keep:
             ids = [i for i in ids if i not in slots.order_ids(r.clause[keep.start():])]
@@ -426,10 +441,15 @@ def understand(conv: Conversation, speller: Speller,
     before = earlier[-1][1].intents if earlier else []
     if not u.topics and (u.more or _FOLLOW_RE.search(p.norm) or not p.intents):
         u.topics = [i for i in before if RECORDS[i].reply != "social"]
-    elif u.topics and _FOLLOW_RE.search(p.norm):
+    elif u.topics and (_FOLLOW_RE.search(p.norm) or _POINTS_BACK_RE.search(p.norm)):
         info = [i for i in before if RECORDS[i].reply == "info"]
         if info and all(RECORDS[i].reply == "info" for i in u.topics):
-            u.topics = u.topics + [t for t in info if t not in u.topics]  # "and abroad?"
+            # "and internationally?" after shipping: its own topic first; "how long does it
+            # take to get there" after "do you ship to Japan?": the earlier, narrower topic
+            # the new one gives way to (shipping -> international)
+            narrower = [e for e in info for t in u.topics
+                        if e != t and rules.resolve([t, e], p.norm) == [e]]
+            u.topics = list(dict.fromkeys(narrower + u.topics + info))
     return u
 
 
