@@ -220,11 +220,15 @@ def _qn(value: str | None) -> str:
 
 _ID_BASE = secrets.token_hex(4)
 _ID_COUNTER = itertools.count(1)
+_ID_HEADS: dict[str, str] = {}  # prefix -> "prefix_BASE"
 
 
 def fast_id(prefix: str) -> str:
     """A unique id without a syscall: a random per-process base plus a counter."""
-    return f"{prefix}_{_ID_BASE}{next(_ID_COUNTER):x}"
+    head = _ID_HEADS.get(prefix)
+    if head is None:
+        head = _ID_HEADS[prefix] = f"{prefix}_{_ID_BASE}"
+    return f"{head}{next(_ID_COUNTER):x}"
 
 
 def new_session_id() -> str:

@@ -183,6 +183,7 @@ class Conn:
         "replay_budget",
         "replays",
         "role",
+        "role_name",
         "scope",
         "sent",
         "session_id",
@@ -202,6 +203,7 @@ class Conn:
         self.addr = _peer_ip(ws)
         self.token = token
         self.role: Role = token.role
+        self.role_name: str = token.role.value  # (an Enum's .value is a property call)
         self.scope: Scope = token.scope
         self.session_id = session_id  # bound session (customers, session agents)
         self.name = name
@@ -236,11 +238,11 @@ class Conn:
         built for the socket (``text_frame``), once for all of a fan-out's recipients."""
         if self.closed:
             return
-        if self.idle and not self.out and self.ws.writable:
+        if self.idle and not self.out and self.ws.write_now(
+                text_frame(frame.encode()) if wire is None else wire):
             # the writer is idle and the socket keeps up: straight out, no task wake-up
             # (a large part of the hop's cost); same order as through the queue (and an
             # empty queue is never over its limits)
-            self.ws.write_wire(text_frame(frame.encode()) if wire is None else wire)
             self.sent += len(frame)
             return
         if over_queue(self.relay.config, len(self.out), self.out_bytes):
@@ -1220,7 +1222,7 @@ class Relay:
                 return None
             text, draft_id = data["text"], data.get("draft_id")
             override = data.get("override", False)
-            if not self._chat_inline or self.desk_ops.would_reopen(conn.role.value,
+            if not self._chat_inline or self.desk_ops.would_reopen(conn.role_name,
                                                                    st.row.session_id):
                 return self._fast_chat(conn, st, spec, msg_id, session, text, draft_id,
                                        override)
@@ -1348,7 +1350,7 @@ class Relay:
         if self.config.group_commit:
             _seq, _frame, began = self.log.append_chat_grouped(
                 st.row, (_CHAT, st, (conn, ref)), message_id=message_id,
-                role=conn.role.value, name=conn.name, text=text,
+                role=conn.role_name, name=conn.name, text=text,
                 draft_id=None if is_customer else draft_id, ref=ref, edited=edited,
             )
             st.pending += 1
@@ -1356,12 +1358,12 @@ class Relay:
                 asyncio.get_running_loop().call_soon(self.log.commit_group)
         else:  # one commit per line, relayed at once
             _seq, frame = self.log.append_chat(
-                st.row, message_id=message_id, role=conn.role.value, name=conn.name,
+                st.row, message_id=message_id, role=conn.role_name, name=conn.name,
                 text=text, draft_id=None if is_customer else draft_id, ref=ref, edited=edited,
             )
             self._fanout(st, "chat.message", frame)
             self._notify_summary(st, agents=False)
-        reopen = self.desk_ops.after_chat(conn.role.value, st.row.session_id, _seq, text,
+        reopen = self.desk_ops.after_chat(conn.role_name, st.row.session_id, _seq, text,
                                           st.row.last_message_at or time.time())
         return message_id, reopen
 

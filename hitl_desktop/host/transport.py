@@ -225,6 +225,15 @@ class WsConn(asyncio.BufferedProtocol):
             self.uncork()
         return True
 
+    def write_now(self, wire: bytes) -> bool:
+        """:meth:`write_wire` if the connection is :attr:`writable`, else nothing: False
+        (the caller queues the frame). Without the property's call (the relay's hot
+        path: every recipient of every line)."""
+        t = self.transport
+        if self.paused or t is None or t.is_closing():
+            return False
+        return self.write_wire(wire)  # (which checks that the protocol is open)
+
     def uncork(self) -> None:
         """Hand the frames collected so far to the transport, in one write."""
         cork = self._cork
