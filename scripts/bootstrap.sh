@@ -80,6 +80,10 @@ if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ] || [ -n "$missin
     [ -z "$wanted" ] || spec="$repo[$wanted]"
     log "installing hitl-desktop${wanted:+[$wanted]} into $venv"
     "$venv/bin/python" -m pip install -q --upgrade pip >&2
-    "$venv/bin/python" -m pip install -q -e "$spec" >&2
+    # setuptools' editable build prints a boxed "Editable installation ... be careful
+    # with folders named like your package" notice even with -q, which a first-time user of
+    # ./scripts/demo reads as an error (it is not one; nothing else is hidden)
+    PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
+        "$venv/bin/python" -m pip install -q -e "$spec" >&2
     printf '%s' "$all" > "$stamp"
 fi
