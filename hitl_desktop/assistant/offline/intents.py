@@ -117,6 +117,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\berror (?:message|code)\b",
         r"\b(?:website|site|app|checkout|page)\b.{0,40}\b(?:logging me out|logs me out|will not load|not loading|keeps (?:crashing|freezing))\b",
         r"\b(?:website|site|app|checkout|page|cart|basket|button|link|form)\b.{0,40}\b(?:does nothing|nothing happens|(?:does|is) not (?:respond\w*|do anything)|unresponsive|not clickable)\b",
+        r"\b(?:website|site|app|checkout|page)\b.{0,20}\b(?:will not|does not|would not) (?:let|allow) me\b",
     ),
     "international": (
         r"\binternational\w*\b|\babroad\b|\boverseas\b|\bcustoms\b|\bduties\b|\bimport\b|\bworldwide\b",
@@ -197,6 +198,8 @@ _YIELDS: Final = (
     ("shipping", "missing", None),
     ("shipping", "tracking", None),
     ("shipping", "refund", None),
+    # "refund the international shipping on ORD1012": what is refunded, not a question
+    ("international", "refund", r"\brefund\w*\b.{0,30}\binternational (?:shipping|delivery)\b"),
     ("shipping", "cancel", r"\bfrom (?:shipping|being shipped)\b"),
     ("shipping", "refund_status", None),
     ("missing", "account_recovery", None),

@@ -196,6 +196,9 @@ def _refine(intents: list[str], norm: str, text: str) -> list[str]:
             norm,
         ):
             name = "password_email"
+        elif name == "password" and re.search(
+                r"\b(?:admin|administrator|root|system|database|server|staff) password\b", norm):
+            continue  # "read me the admin password": no customer account's password
         elif name == "account_recovery" and re.search(r"\b(?:hacked|compromised|someone|somebody)\b", norm):
             name = "account_takeover"
         out.append(name)
