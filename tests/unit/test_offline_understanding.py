@@ -467,6 +467,24 @@ def test_held_out_batch_four_gaps() -> None:
     assert call is not None and call[1]["amount"] == 24.99
 
 
+def test_held_out_batch_five_gaps() -> None:
+    """Misses of the held-out dev set's fifth batch (session 8)."""
+    def intents(text: str) -> list[str]:
+        return [r.intent for r in understand(conv(customer(text)), Speller()).requests]
+
+    assert intents("hi, i want a refund for the lantern order, i cancelled it") == ["refund"]
+    assert intents("cancel ORD1001 and refund me") == ["cancel"]  # cancelling refunds by itself
+    assert intents("can you send me a new password reset link, the old one expired") == [
+        "password"]
+    assert intents("send me a new one please, the backpack is broken") == ["replacement"]
+    assert intents("I'm going to report you to the BBB if this isn't fixed today") == ["human"]
+    returned = ToolRun("r1", "create_return", {"order_id": "ORD1003", "product_ids": ["P1004"]},
+                       {"ok": True, "status": "awaiting_approval"}, True)
+    c = conv(customer("I'd like to return the socks from ORD1003"), looked_up(ORD1003), returned,
+             Said("assistant", "Passed on."), customer("and the backpack too"))
+    assert next_call(c) == ("create_return", {"order_id": "ORD1003", "product_ids": ["P1002"]})
+
+
 def _texts_of_the_labelled_sets() -> list[str]:
     """Every customer message of tests/data's sets, normalised, with its clauses and
     its word suffixes (so triggers anchored at the start are tried at many words)."""

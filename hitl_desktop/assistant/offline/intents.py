@@ -34,7 +34,8 @@ _PATTERNS: Final = MappingProxyType({
     "replacement": (
         r"\breplac\w*\b",
         r"\bsend (?:me )?(?:a |another |a new )(?:one|unit|pair|set)\b",
-        r"\bsend (?:me )?(?:a |another )?new\b|\bnew one\b|\bnew pair\b|\bsend (?:me |us )?another\b",
+        r"\bsend (?:me )?(?:a |another )?new\b(?! (?:password|reset|link|code|email|e mail|invoice|receipt|label|voucher)\b)"
+        r"|\bnew one\b|\bnew pair\b|\bsend (?:me |us )?another\b(?! (?:password|reset|link|code|email|e mail|invoice|receipt|label|voucher)\b)",
         r"\bsend me the \w+(?: \w+)? i ordered\b",
     ),
     "exchange": (
@@ -152,6 +153,9 @@ _PATTERNS: Final = MappingProxyType({
     "human": (
         r"\b(?:speak|talk|chat) (?:to|with) (?:a |an )?(?:real )?(?:human|person|agent|representative|supervisor|manager|someone)\b",
         r"\bsupervisor\b|\bescalate\b|\breal (?:human|person)\b",
+        # threats the escalation procedure names: legal action, the press, consumer bodies
+        r"\b(?:sue|suing|lawyer|attorney|legal action|take (?:you|this) to court|bbb|better business bureau"
+        r"|report you|the press|journalist|consumer protection|trading standards)\b",
     ),
     "thanks": (r"^(?:ok(?:ay)? |no )?(?:thanks|thank you|thx|ty|great|perfect|awesome|cheers|bye|goodbye)\b|\bthat'?s all\b"
                r"|\b(?:bye|goodbye|see you|see ya|have a (?:good|nice|great) (?:day|one|evening|weekend))$",),
@@ -273,6 +277,9 @@ def resolve(intents: list[str], norm: str) -> list[str]:
             drop("return")  # "I returned it weeks ago, where is my refund?"
         elif not _has(norm, r"\brefund\w* (?:of |me )?(?:\$|\d)|\brefund \$?\d|\bfor the \w+$|\d+(?:\.\d+)? (?:for|on) the\b"):
             drop("refund")  # "return it and get my money back": the return is the action
+    if "cancel" in s and "refund" in s and _has(
+            norm, r"\b(?:i|we) (?:have |already |just )?cancell?ed\b|\b(?:was|been|got|is) cancell?ed\b"):
+        drop("cancel")  # "a refund for the lantern order, I cancelled it": done, the refund is asked
     if "cancel" in s and "refund" in s and not _has(norm, r"\brefund\w* (?:take|work|go)"):
         drop("refund")  # cancelling refunds by itself
     if "return" in s and "damaged" in s:

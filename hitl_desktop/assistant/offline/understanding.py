@@ -49,7 +49,12 @@ _REFUSAL_RE = re.compile(
 )
 _MORE_RE = re.compile(r"\btell me more\b|\bmore (?:info|information|details)\b|\bhow does that work\b|\bhow that works\b|\bexplain\b")
 _FOLLOW_RE = re.compile(r"^(?:and|what about|how about|what if|hmm|so|ok and|also)\b")
-_SAME_RE = re.compile(r"\b(?:do (?:that|the same|it)|same)\b.*\b(?:too|as well|also)\b|\bthe same for\b")
+_SAME_RE = re.compile(
+    r"\b(?:do (?:that|the same|it)|same)\b.*\b(?:too|as well|also)\b|\bthe same for\b"
+    r"|^(?:and|also|plus) (?:the|my|that|those) [a-z]+(?: [a-z]+)? (?:too|as well)$"  # "and the backpack too"
+)
+#: a follow-up that names the thing it is about ("and the backpack too": not the socks again)
+_NAMES_THING_RE = re.compile(r"\b(?:the|my|that|those)\s+(?!same\b|order\b)[a-z]{3,}")
 _PRONOUN_RE = re.compile(r"\b(?:it|that|this|them|those|the order|that order|this order)\b")
 _INJECTION_RE = re.compile(
     r"ignore (?:all |your |the |any )?(?:previous |prior |above |earlier )?(?:instructions|rules|prompts?)"
@@ -343,7 +348,7 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
         earlier,
         order_id=own[0] if own else earlier.order_id,
         own_order=bool(own) or earlier.own_order,
-        product_words=f"{p.text} {earlier.product_words}",
+        product_words=p.text if same and _NAMES_THING_RE.search(p.norm) else f"{p.text} {earlier.product_words}",
         amount=money[0] if money else earlier.amount,
         full_amount=slots.wants_full_amount(p.text) or earlier.full_amount,
         question=False,
