@@ -224,6 +224,11 @@ def _host_main(pipe: Connection, data_dir: str, copilot: bool, src: str | None =
             from hitl_desktop.assistant.offline import process
 
             process.MAX_IN_FLIGHT = int(cap)
+        sent = os.environ.get("TAILS_ENGINE_SENT")  # an experiment: calls at the worker
+        if sent:
+            from hitl_desktop.assistant.offline import process
+
+            process.MAX_SENT = int(sent)  # (a tree without it ignores it)
         full_every = os.environ.get("TAILS_GC_FULL_EVERY")  # an experiment: core/gcpolicy
         if full_every:
             from hitl_desktop.core import gcpolicy

@@ -26,7 +26,6 @@ from hitl_desktop.assistant.base import TurnRequest
 from hitl_desktop.assistant.offline import OfflineProvider
 from hitl_desktop.assistant.offline.process import (
     MAX_IN_FLIGHT,
-    MAX_SENT,
     EngineProcess,
     EngineSpec,
     SupervisedEngine,
@@ -40,7 +39,11 @@ from hitl_desktop.knowledge.index import KnowledgeIndex
 from tests.support.protocol_client import Client
 
 REPO = Path(__file__).resolve().parents[2]
+MAX_SENT = 4  # (calls at the worker at once, for the test of their order)
 QUESTION = "How long does a refund take?"
+# the pipe's I/O: the loop's own (POSIX) or two threads (Windows, or a loop without
+# add_reader); both run here
+IO_MODES = pytest.mark.parametrize("thread_io", [False, True], ids=["loop-io", "thread-io"])
 
 
 def alive(pid: int) -> bool:
@@ -283,10 +286,16 @@ async def test_a_host_stopped_while_its_engine_loads_stops_at_once(
     assert not any("engine" in r.message for r in caplog.records)
 
 
-async def test_a_session_s_history_goes_to_the_worker_once(tmp_path: Path) -> None:
+@IO_MODES
+async def test_a_session_s_history_goes_to_the_worker_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_io: bool
+) -> None:
     """Each call sends only the items after those the worker holds for the session (the
     co-pilot's history lists only grow); a worker that does not hold them asks for the
     whole history. The drafts are the engine's own either way."""
+    from hitl_desktop.assistant.offline import process as module
+
+    monkeypatch.setattr(module, "THREAD_IO", thread_io)
     index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
                                     tmp_path / "ix.db")
     here = OfflineProvider(index)
@@ -333,13 +342,18 @@ async def test_a_session_s_history_goes_to_the_worker_once(tmp_path: Path) -> No
         await asyncio.to_thread(index.close)
 
 
+@IO_MODES
 async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_io: bool
 ) -> None:
     """Calls go to the worker without waiting for the answers before them (so the worker
     is never idle while the host pickles), each caller gets its own session's draft; a
     worker that dies with calls in flight fails every one of them (the callers draft in
-    their own thread) and is not used again."""
+    their own thread) and is not used again. The loop does the pipe's I/O itself (no
+    thread per call) where it can."""
+    from hitl_desktop.assistant.offline import process as module
+
+    monkeypatch.setattr(module, "THREAD_IO", thread_io)
     index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
                                     tmp_path / "ix.db")
     here = OfflineProvider(index)
@@ -370,6 +384,7 @@ async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
             most = max(most, len(process._pending))
             await asyncio.sleep(0.001)
         assert most > 1  # sent ahead of the answers
+        assert (process._reader is not None) is thread_io
         for i, call in enumerate(calls):
             want = await asyncio.to_thread(here.compact_steps, request(i),
                                            DRAFT_DELTA_INTERVAL_S)
@@ -393,12 +408,17 @@ async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
         await asyncio.to_thread(index.close)
 
 
+@IO_MODES
 async def test_a_turn_s_second_call_does_not_queue_behind_later_turns(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, thread_io: bool
 ) -> None:
     """At most MAX_SENT calls are at the worker; the others wait in the host in the
     order their turns started: a turn's second call (its draft, after a tool ran) goes
     before the first calls of the turns begun after it, not behind all of them."""
+    from hitl_desktop.assistant.offline import process as module
+
+    monkeypatch.setattr(module, "MAX_SENT", MAX_SENT)
+    monkeypatch.setattr(module, "THREAD_IO", thread_io)
     (tmp_path / "config").mkdir()
     spec = EngineSpec(data_dir=str(tmp_path), knowledge_dir=None,
                       config_dir=str(tmp_path / "config"), max_results=5)
@@ -447,8 +467,10 @@ async def test_a_turn_s_second_call_does_not_queue_behind_later_turns(
         await asyncio.to_thread(process.close)
 
 
+@IO_MODES
 async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    thread_io: bool,
 ) -> None:
     """A worker that stops answering (alive, not dead: SIGSTOP) is killed once calls have
     waited the deadline with no answer: the turn it was on ends in draft.failed (not
@@ -457,6 +479,7 @@ async def test_a_hung_worker_is_stopped_and_its_turn_fails_visibly(
     from hitl_desktop.assistant.offline import process as module
 
     monkeypatch.setattr(module, "CALL_DEADLINE_S", 1.0)
+    monkeypatch.setattr(module, "THREAD_IO", thread_io)
     chat = await open_chat(tmp_path)
     other = chat.host.create_session(customer_id="CUST1002", title="beside")
     customer2 = await Client.connect(chat.host.local_url, other.customer_token)

@@ -8,17 +8,21 @@ threads is inherited, the same on Linux, macOS and Windows) opens the index and 
 catalog once and answers each turn with its compact steps
 (:mod:`hitl_desktop.assistant.steps`: plain tuples of small frozen dataclasses).
 
-The host talks to it over one pipe from two threads of its own: one pickles and sends
-the calls in order without waiting for their answers, the other reads and unpickles
-the answers (the worker answers in order), so the loop's only work is handing the call
-over (a ``ProcessPoolExecutor`` cost two more host threads and their wake-ups per call:
-2.0 vs 1.2 ms of host CPU per draft). Pipelined because one call at a time left the
-worker idle while a busy host's thread waited for the GIL to pickle the next and
-unpickle the last: at 1,000 paced sessions the worker was 16-32 % busy while drafts
+The host talks to it over one pipe that its loop reads and writes itself
+(non-blocking, in the loop's selector): a call costs the loop its pickling and one write,
+an answer one read and its unpickling (~20-50 us each), and no thread wakes per call.
+Two host threads did that before (one pickled and sent, one read and unpickled): at
+1,000 paced sessions they cost ~0.7 ms of host CPU per line, mostly waking and waiting
+for the GIL, which the loop then waited for; without them the host and engine together
+took 0.79x the CPU per line (issue 18, notes/issue-18-engine8.md). Calls are pipelined:
+one call at a time left the worker idle while a busy host waited to send the next, and
+at 1,000 paced sessions the worker was 16-32 % busy while drafts
 queued for seconds (issue 18, notes/issue-18-tails.md). Only
 :data:`MAX_SENT` calls are at the worker at once; the others wait in the host in the
 order their turns started, so a turn's second call (the draft after its tool ran: every
 session's first turn) does not queue again behind the turns begun meanwhile. The
+worker's next calls are written when its answers are read, on the loop: MAX_SENT is
+what keeps it busy through a slow loop iteration. The
 host's :class:`~hitl_desktop.assistant.offline.OfflineProvider` keeps an engine of
 its own in a thread for when the process is not there: still starting, failed to
 start, or gone (:meth:`EngineProcess.fail`); no turn is lost.
@@ -48,8 +52,10 @@ import logging
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import struct
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -76,9 +82,12 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
 # calls at the worker at once (one it computes, the rest in its pipe); the others wait in
 # the host, the oldest turn's first: a turn's second call (after its tool ran) goes
-# before the first calls of turns that started after it. Enough that the worker finds
-# the next call in its pipe while the host's sender thread waits for the GIL
-MAX_SENT = 4
+# before the first calls of turns that started after it. The loop refills the pipe as it
+# reads the answers, so this many (~30 ms of the worker's work) keep the worker busy
+# through a slow loop iteration; at 4, a loop overloaded by a busy machine fed the worker
+# too slowly, calls piled up past MAX_IN_FLIGHT and were drafted in the host's threads
+# (notes/issue-18-engine8.md)
+MAX_SENT = 16
 TURNS = 4096  # turns whose first call's time is kept (their later calls' place in line)
 HISTORIES = 4096  # sessions whose history the worker keeps (least recently used out)
 START_TIMEOUT_S = 60.0  # a worker that has not loaded the engine by then is given up
@@ -90,6 +99,10 @@ RESTARTS = 3  # workers started again after one died, within RESTART_WINDOW_S
 RESTART_WINDOW_S = 600.0
 WATCH_S = 0.5  # how often the receiver looks at the clock while it waits for an answer
 STOP_TIMEOUT_S = 5.0
+#: the pipe's I/O in two host threads instead of the loop's selector: where the loop
+#: cannot watch the pipe (Windows: a named pipe, and a proactor loop without
+#: ``add_reader``); None: only there
+THREAD_IO: bool | None = None
 _PICKLE = pickle.HIGHEST_PROTOCOL
 # multiprocessing.Connection's framing (the worker's end reads and writes with it): a
 # message's size as a signed 32-bit big-endian integer, then the message
@@ -249,6 +262,10 @@ class EngineProcess:
         self._out = bytearray()  # bytes for the pipe the socket did not take yet
         self._in = bytearray()  # bytes read from the pipe, not a whole answer yet
         self._watching: asyncio.TimerHandle | None = None
+        self._threaded = sys.platform == "win32" if THREAD_IO is None else THREAD_IO
+        self._writes: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=True)
         self._fd = self._conn.fileno()
@@ -325,20 +342,70 @@ class EngineProcess:
                 return
 
     def _start_io(self) -> None:
-        """(loop) The pipe becomes the loop's: non-blocking, read when readable."""
+        """(loop) The pipe becomes the loop's: non-blocking, read when readable (or, where
+        the loop cannot watch it, read and written by two threads of its own)."""
         assert self._loop is not None
-        os.set_blocking(self._fd, False)
-        self._loop.add_reader(self._fd, self._readable)
         self._io = True
+        if not self._threaded:
+            try:
+                os.set_blocking(self._fd, False)
+                self._loop.add_reader(self._fd, self._readable)
+                return
+            except (NotImplementedError, OSError, ValueError):  # (a proactor loop)
+                os.set_blocking(self._fd, True)
+                self._threaded = True
+        self._writer = threading.Thread(target=self._write_all, name="engine-process",
+                                        daemon=True)
+        self._reader = threading.Thread(target=self._read_all, name="engine-answers",
+                                        daemon=True)
+        self._writer.start()
+        self._reader.start()
+
+    def _write_all(self) -> None:
+        """(writer thread, :data:`THREAD_IO`) Send what the loop queued, until None."""
+        while (data := self._writes.get()) is not None:
+            try:
+                self._conn.send_bytes(data)
+            except (OSError, ValueError) as exc:
+                self._post(self._ended, f"its pipe failed ({type(exc).__name__})")
+                return
+
+    def _read_all(self) -> None:
+        """(reader thread, :data:`THREAD_IO`) Hand each answer to the loop, until the pipe
+        ends."""
+        while True:
+            try:
+                raw = self._conn.recv_bytes()
+            except (EOFError, OSError, ValueError) as exc:
+                self._post(self._ended, f"its pipe ended ({type(exc).__name__})")
+                return
+            self._post(self._took, raw)
+
+    def _post(self, fn: Any, *args: Any) -> None:
+        """(an I/O thread) ``fn(*args)`` on the loop, unless the pipe was given back."""
+        if self._io_done or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _took(self, raw: bytes) -> None:
+        """(loop, :data:`THREAD_IO`) One answer the reader thread read."""
+        if self._io_done:
+            return
+        self._answered(raw)
+        self._pump()
 
     def _end_io(self) -> None:
         """(loop) Give the pipe back: out of the selector (then it can be closed)."""
         if self._io and not self._io_done:
             self._io_done = True
             assert self._loop is not None
-            with contextlib.suppress(Exception):  # (the loop is closing)
-                self._loop.remove_reader(self._fd)
-                self._loop.remove_writer(self._fd)
+            if self._threaded:
+                self._writes.put(None)  # (the reader ends with the pipe)
+            else:
+                with contextlib.suppress(Exception):  # (the loop is closing)
+                    self._loop.remove_reader(self._fd)
+                    self._loop.remove_writer(self._fd)
         if self._watching is not None:
             self._watching.cancel()
             self._watching = None
@@ -364,9 +431,12 @@ class EngineProcess:
         if not self._pending:  # an idle worker: the clock starts now
             self._progress_at = time.monotonic()
         self._pending.append((call, key))  # before the answer can come
-        self._out += _HEADER.pack(len(data))
-        self._out += data
-        self._flush()
+        if self._threaded:
+            self._writes.put(data)
+        else:
+            self._out += _HEADER.pack(len(data))
+            self._out += data
+            self._flush()
         if self._watching is None and self._loop is not None:
             self._watching = self._loop.call_later(WATCH_S, self._watch)
 
@@ -548,6 +618,17 @@ class EngineProcess:
                 else:
                     done.wait(STOP_TIMEOUT_S)
         self._thread.join(STOP_TIMEOUT_S)
+        if self._writer is not None:  # (THREAD_IO) the stop message after its last call;
+            self._writer.join(STOP_TIMEOUT_S)  # the reader ends when the worker leaves
+            with contextlib.suppress(Exception):
+                if self._proc.is_alive():
+                    self._conn.send_bytes(pickle.dumps(None, _PICKLE))
+            self._proc.join(STOP_TIMEOUT_S)
+        if self._proc.is_alive() and self._reader is not None:
+            self._proc.kill()  # (a reader thread blocked on the pipe: not closed under it)
+            self._proc.join(STOP_TIMEOUT_S)
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT_S)
         self._conn.close()  # the worker reads EOF and leaves
         self._proc.join(STOP_TIMEOUT_S)
         if self._proc.is_alive():
