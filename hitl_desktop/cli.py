@@ -168,6 +168,13 @@ def needs_window(args: argparse.Namespace) -> bool:
     return False
 
 
+# what a window mode does without a display, when it can (said with "cannot open a window")
+NO_WINDOW_WAY: dict[str, str] = {
+    "host": "Without a display: `hitl-desktop host --headless` runs the host.",
+    "setup": "Without a display: `hitl-desktop setup --offline` sets up the offline assistant.",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
@@ -176,8 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         problem = display_problem()
         if problem is not None:
-            # one clear sentence instead of Qt's abort (rc 134) blaming libxcb-cursor0
-            sys.stderr.write(f"hitl-desktop {args.mode}: cannot open a window: {problem}\n")
+            # one clear sentence instead of Qt's abort (rc 134) blaming libxcb-cursor0,
+            # and, where one exists, the way to the same thing without a window
+            hint = NO_WINDOW_WAY.get(args.mode)
+            sys.stderr.write(f"hitl-desktop {args.mode}: cannot open a window: {problem}"
+                             + (f" {hint}" if hint else "") + "\n")
             return 2
     from hitl_desktop.store.sqlite_files import DamagedDatabase
 

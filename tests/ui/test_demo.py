@@ -149,6 +149,18 @@ def test_window_modes_without_a_display_say_so_in_one_sentence(tmp_path: Path) -
         check=False)
     assert proc.returncode == 2, proc.stderr
     assert "':979' does not answer" in proc.stderr
+    # the host and the wizard name their way without a window (a new user on a server)
+    del env["DISPLAY"]
+    for mode, way in (("host", "hitl-desktop host --headless"),
+                      ("setup", "hitl-desktop setup --offline")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hitl_desktop", mode, "--data-dir", str(tmp_path / "d")],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+            check=False)
+        assert proc.returncode == 2, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "cannot open a window" in lines[0], proc.stderr
+        assert way in lines[0], lines[0]
 
 
 def test_missing_xcb_libraries_are_named_by_package() -> None:
