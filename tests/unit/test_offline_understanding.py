@@ -485,6 +485,33 @@ def test_held_out_batch_five_gaps() -> None:
     assert next_call(c) == ("create_return", {"order_id": "ORD1003", "product_ids": ["P1002"]})
 
 
+def test_held_out_batch_six_gaps() -> None:
+    """Misses of the held-out dev set's sixth batch (session 8)."""
+    def intents(text: str) -> list[str]:
+        return [r.intent for r in understand(conv(customer(text)), Speller()).requests]
+
+    assert intents("the app crashes when I try to track my order") == ["bug"]
+    assert intents("i think someone else is using my account, there are orders i didn't "
+                   "make") == ["account_takeover"]
+    assert intents("what's the difference between pending and processing") == ["tracking"]
+    assert intents("my lanterns ORD1013 havent shipped yet, whats taking so long") == ["tracking"]
+    # a question about an order the customer names is looked up
+    assert next_call(conv(customer("my lanterns ORD1013 havent shipped yet, whats taking so "
+                                   "long"))) == ("get_order", {"order_id": "ORD1013"})
+    # a complaint that says nothing about what went wrong is asked about, not filed
+    assert next_call(conv(customer("I want to file a complaint"))) is None
+    filed = next_call(conv(customer("I want to file a complaint, the courier threw my parcel")))
+    assert filed is not None and filed[0] == "create_complaint"
+    # a corrected value for what was just proposed is proposed again
+    proposed = ToolRun("u1", "update_info", {"user_id": "CUST1001", "info": {
+        "field": "email", "value": "a@b.example"}}, {"ok": True, "status": "awaiting_approval"},
+        True)
+    c = conv(customer("change my email to a@b.example"), proposed, Said("assistant", "Passed on."),
+             customer("sorry typo, it should be alex@b.example"))
+    assert next_call(c) == ("update_info", {"user_id": "CUST1001", "info": {
+        "field": "email", "value": "alex@b.example"}})
+
+
 def _texts_of_the_labelled_sets() -> list[str]:
     """Every customer message of tests/data's sets, normalised, with its clauses and
     its word suffixes (so triggers anchored at the start are tried at many words)."""

@@ -72,6 +72,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:says?|shows?) (?:pending|processing|shipped|completed)\b",
         r"\bmean\w*\b.*\b(?:pending|processing|shipped|delivered|completed|status)\b|\b(?:pending|processing|shipped|delivered|completed|status)\b.*\bmean\w*\b",
         r"\bnot moved\b|\bhas not (?:moved|updated)\b",
+        r"\bdifference between\b.*\b(?:pending|processing|shipped|delivered|completed)\b",
     ),
     "order_history": (
         r"\b(?:past|previous|old|all|recent|earlier|last few) (?:my )?(?:orders|purchases)\b",
@@ -95,6 +96,8 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:lost|no longer have|do not have|lost my) access to (?:my )?(?:old )?(?:email|e mail|inbox)\b",
         r"\b(?:hacked|compromised|someone else used)\b",
         r"\b(?:someone|somebody)(?: else)? (?:logged|log|got|has got|broke) ?in(?:to)?\b",
+        r"\b(?:someone|somebody)(?: else)? (?:is |has been |was )?us(?:ing|ed) my account\b"
+        r"|\borders? (?:that )?i (?:did not|never) (?:make|made|place|placed)\b",
         r"\brecover (?:my )?account\b|\blocked out\b|\baccount (?:is )?locked\b",
         r"\b(?:cannot|can not|unable to) get (?:in|into) (?:my )?account\b|\bemail (?:is )?(?:gone|deleted|closed|no longer)\b",
     ),
@@ -193,6 +196,8 @@ def _has(norm: str, pattern: str) -> bool:
 
 #: (intent, intent it gives way to, pattern that must hold for it to give way or None)
 _YIELDS: Final = (
+    ("missing", "tracking", r"\b(?:not|never) (?:yet )?(?:been )?shipped\b"),  # not late: not sent yet
+    ("tracking", "bug", r"\b(?:try|trying|tried) to\b"),  # "the app crashes when I try to track"
     ("damaged", "replacement", None),
     ("damaged", "warranty", None),
     ("damaged", "bug", None),

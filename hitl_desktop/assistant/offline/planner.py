@@ -24,6 +24,12 @@ from hitl_desktop.knowledge.text import edit_distance_le
 _CANCELLABLE = frozenset({"pending", "processing"})
 _NOT_SENT = frozenset({"pending", "processing"})
 _RECEIVED = frozenset({"delivered", "completed"})
+#: the words of a complaint that says nothing about what went wrong
+_COMPLAINT_FILLER_RE = re.compile(
+    r"\b(?:i|i'd|i'm|id|im|we|would|want|wanna|like|to|make|file|lodge|raise|register|submit"
+    r"|formal|a|an|official|complaint|complain|please|pls|can|could|you|help|me|with|hi|hello"
+    r"|hey|how|do|about|this|that|it|need)\b"
+)
 #: "a refund for the shipping": the order's shipping cost is the amount
 _SHIPPING_REFUND_RE = re.compile(
     r"\b(?:refund\w*|money back|back)\b.{0,30}\b(?:shipping|delivery|postage)\b(?! address)"
@@ -312,6 +318,9 @@ class Planner:
         if tool == "create_complaint":
             if self._called(req, tool):
                 return None
+            if not _COMPLAINT_FILLER_RE.sub(" ", req.clause.lower()).strip(" .!?,"):
+                return Note(req, "question")  # "I want to file a complaint": about what? ask
+
             return Step(
                 req,
                 tool,

@@ -17,7 +17,12 @@ from hitl_desktop.assistant.offline import intents as rules
 from hitl_desktop.assistant.offline import slots
 from hitl_desktop.assistant.offline.history import Conversation, ToolRun
 from hitl_desktop.assistant.offline.lexicon import FOREIGN_GLOSSARY, FOREIGN_MARKERS
-from hitl_desktop.assistant.offline.records import ACTION_INTENTS, FOLLOW_ON, RECORDS
+from hitl_desktop.assistant.offline.records import (
+    ACTION_INTENTS,
+    FOLLOW_ON,
+    LOOKUP_INTENTS,
+    RECORDS,
+)
 from hitl_desktop.assistant.offline.speller import WORD_RE, Speller
 
 _QUESTION_RE = re.compile(
@@ -156,6 +161,9 @@ _PER_ORDER_INTENTS = ("cancel", "tracking", "missing")
 #: a follow-up that points back at what was asked before ("how long does it take to get there")
 _POINTS_BACK_RE = re.compile(r"\b(?:there|it|that|this|them|those)\b")
 
+#: "sorry typo, it should be alex@b.example": a corrected value for what was just proposed
+_CORRECTS_RE = re.compile(r"\b(?:typo|i meant|should (?:be|read|have been)|correction|my bad)\b")
+
 _WONDER_RE = re.compile(
     r"\b(?:(?:like|want) to know|wondering|is it possible|would it be possible|do you know)\b"
     r"|\bif i (?:do not|don't|did not|change|decide|want)\b|^what if\b|\bwhat happens if\b"
@@ -284,7 +292,9 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
         own_order=bool(own) or pointed, product_words=clause, amount=money[0] if money else None,
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
         question=(p.question.get(intent, False) or _general(clause))
-        and not (profile is not None and profile.value) and not may_i,
+        and not (profile is not None and profile.value) and not may_i
+        # "whats taking so long with ORD1013": the answer is in the order, look it up
+        and not (intent in LOOKUP_INTENTS and bool(slots.order_ids(clause))),
         since=since,
         reports_damage=bool(DAMAGE_WORDS.search(cnorm)),
         profile=profile,
@@ -424,7 +434,7 @@ def understand(conv: Conversation, speller: Speller,
                 if done and u.confirm and c.intent in FOLLOW_ON:
                     c = replace(c, intent=FOLLOW_ON[c.intent], since=latest_at)
                     done = False
-                if done and not same and not slots.order_ids(text):
+                if done and not same and not slots.order_ids(text) and not _CORRECTS_RE.search(p.norm):
                     continue
                 out.append(_merge(c, p, latest_at, same=same or done))
             if out:
