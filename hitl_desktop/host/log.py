@@ -81,6 +81,8 @@ FINISHES_KEPT = 10_000
 #: read its page back from the WAL
 CACHE_KIB = 32 * 1024
 _INSERT = "INSERT INTO messages(session_id, seq, type, ts, frame) VALUES (?, ?, ?, ?, ?)"
+_RESERVE = ("INSERT INTO reserved(session_id, seq) VALUES (?, ?) ON CONFLICT(session_id)"
+            " DO UPDATE SET seq = MAX(seq, excluded.seq)")
 #: durable types whose record is the frame alone (no session, approval or identity
 #: column changes, nothing read back right after): the co-pilot's turn frames, which
 #: may be logged through the group commit (:meth:`RelayLog.append_grouped`)
@@ -369,16 +371,43 @@ class RelayLog:
                 for r in self._seq_db.execute("SELECT session_id, seq FROM reserved")}
         make_private(seq_path)
         self._touched: set[str] = set()  # sessions this process reserved for
+        # sessions of the open group past their reservation -> the highest seq they need
+        # (reserved together before the group commits: _reserve_due)
+        self._due: dict[str, int] = {}
+        self.reserve_commits = 0  # durable reservation transactions (tests, benches)
 
     def _reserve(self, session_id: str, seq: int) -> None:
         if seq <= self._reserved.get(session_id, 0):
             return
         upto = seq + SEQ_BLOCK
-        self._seq_db.execute(
-            "INSERT INTO reserved(session_id, seq) VALUES (?, ?) ON CONFLICT(session_id)"
-            " DO UPDATE SET seq = MAX(seq, excluded.seq)", (session_id, upto))
+        self._seq_db.execute(_RESERVE, (session_id, upto))
+        self.reserve_commits += 1
         self._reserved[session_id] = upto
         self._touched.add(session_id)
+
+    def _reserve_due(self) -> None:
+        """Reserve for every session of the open group whose seqs passed its
+        reservation, in one transaction: one fsync, not one per session (issue 18:
+        1,000 sessions chatting in step all pass a block within a few ticks, and their
+        fsyncs one by one held the loop for 120 ms a group). Called before the group's
+        commit: its lines are relayed (their seqs handed out) only after it."""
+        due, self._due = self._due, {}
+        todo = [(sid, seq + SEQ_BLOCK) for sid, seq in due.items()
+                if seq > self._reserved.get(sid, 0)]
+        if not todo:
+            return
+        db = self._seq_db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_RESERVE, todo)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self.reserve_commits += 1
+        for sid, upto in todo:
+            self._reserved[sid] = upto
+            self._touched.add(sid)
 
     def unclean_sessions(self) -> dict[str, tuple[int, int]]:
         """session id -> (last seq in the log, reserved seq) where the reservation runs
@@ -425,6 +454,8 @@ class RelayLog:
         seq, frame, values = self._chat_row(
             row, message_id=message_id, role=role, name=name, text=text,
             draft_id=draft_id, ref=ref, edited=edited)
+        if seq > self._reserved.get(row.session_id, 0):
+            self._due[row.session_id] = seq  # (seqs only grow: the latest is the highest)
         self._group.append((row, *before, token, frame, values))
         if self._held and len(self._group) >= HOLD_MAX_LINES:
             self.commit_group(force=True)  # a hold stays bounded in memory
@@ -447,7 +478,7 @@ class RelayLog:
         self._group_open = True
         seq = row.last_seq + 1
         if seq > self._reserved.get(row.session_id, 0):
-            self._reserve(row.session_id, seq)
+            self._due[row.session_id] = seq  # (seqs only grow: the latest is the highest)
         now = time.time()
         frame = encode(t, payload, session=row.session_id, seq=seq, ts=now, ref=ref,
                        msg_id=fast_id("m"))
@@ -497,6 +528,8 @@ class RelayLog:
         error: BaseException | None = None
         rows = [g[7] for g in group if g[7] is not None]
         try:
+            if self._due:  # seqs past their reservation: reserved (durably) first
+                self._reserve_due()
             if rows:
                 self._db.execute("BEGIN")
                 try:
@@ -799,6 +832,8 @@ class RelayLog:
         name: str, text: str, draft_id: str | None, ref: str | None, edited: bool | None,
     ) -> tuple[int, str]:
         before = (row.last_seq, row.last_message, row.last_message_at, row.messages)
+        if row.last_seq + 1 > self._reserved.get(row.session_id, 0):
+            self._reserve(row.session_id, row.last_seq + 1)
         seq, frame, values = self._chat_row(row, message_id=message_id, role=role, name=name,
                                             text=text, draft_id=draft_id, ref=ref,
                                             edited=edited)
@@ -814,10 +849,10 @@ class RelayLog:
         draft_id: str | None, ref: str | None, edited: bool | None,
     ) -> tuple[int, str, tuple[str, int, str, float, str]]:
         """The next chat line of ``row``: (seq, frame, the INSERT's values); ``row`` moves
-        ahead (the caller moves it back if the write fails)."""
+        ahead (the caller moves it back if the write fails). The seq may be past the
+        session's reservation: the caller reserves (at once, or before the group
+        commits)."""
         seq = row.last_seq + 1
-        if seq > self._reserved.get(row.session_id, 0):
-            self._reserve(row.session_id, seq)
         now = time.time()
         frame = _CHAT_FRAME % (
             _q(fast_id("m")), _q(row.session_id), seq, now, _qn(ref), _q(message_id), _q(role),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hitl_desktop.core.protocol import DraftStarted, SessionReopened, TurnEnded
-from hitl_desktop.host.log import RelayLog, SessionRow
+from hitl_desktop.host.log import SEQ_BLOCK, SEQ_FILE, RelayLog, SessionRow
 
 Committed = list[tuple[list[tuple[object, str]], BaseException | None]]
 
@@ -204,3 +204,41 @@ def test_a_failed_commit_of_host_frames_moves_the_session_back(relay_log: RelayL
     assert began and seq == 2
     relay_log.commit_group()
     assert _other_sees(relay_log.path, row.session_id) == [1, 2]
+
+
+def _reserved_on_disk(log: RelayLog) -> dict[str, int]:
+    """The seq reservations another process (the next start, after a power cut) reads."""
+    db = sqlite3.connect(log.path.with_name(SEQ_FILE))
+    try:
+        return {str(r[0]): int(r[1]) for r in db.execute("SELECT session_id, seq FROM reserved")}
+    finally:
+        db.close()
+
+
+def test_sessions_passing_their_reservation_in_one_group_reserve_together_first(
+        relay_log: RelayLog) -> None:
+    """40 sessions chatting in step pass their seq reservation in the same group: one
+    durable reservation for all of them (not an fsync each on the loop), on disk before
+    any line of the group is handed back for relaying (a client may keep its seq)."""
+    rows = [relay_log.create_session()[0] for _ in range(40)]
+    reserved_then: list[dict[str, int]] = []
+    handed: list[tuple[str, int]] = []
+
+    def committed(lines: list[tuple[object, str]], err: BaseException | None) -> None:
+        assert err is None
+        reserved_then.append(_reserved_on_disk(relay_log))
+        handed.extend((json.loads(f)["session"], json.loads(f)["seq"]) for _t, f in lines)
+
+    relay_log.on_group_commit = committed
+    for n in range(SEQ_BLOCK + 1):  # seqs 2 .. SEQ_BLOCK + 2 (reserved at first: 1 + BLOCK)
+        before = relay_log.reserve_commits
+        for row in rows:
+            _line(relay_log, row, None, f"line {n}")
+        relay_log.commit_group()
+        passing = rows[0].last_seq > 1 + SEQ_BLOCK
+        assert relay_log.reserve_commits - before == (1 if passing else 0)
+    assert rows[0].last_seq == SEQ_BLOCK + 2
+    for (sid, seq), on_disk in zip(handed, [r for r in reserved_then for _ in rows],
+                                   strict=True):
+        assert seq <= on_disk[sid]
+    assert _reserved_on_disk(relay_log) == {row.session_id: 2 * SEQ_BLOCK + 2 for row in rows}
