@@ -13,8 +13,9 @@ The host talks to it over one pipe that its loop reads and writes itself
 an answer one read and its unpickling (~20-50 us each), and no thread wakes per call.
 Two host threads did that before (one pickled and sent, one read and unpickled): at
 1,000 paced sessions they cost ~0.7 ms of host CPU per line, mostly waking and waiting
-for the GIL, which the loop then waited for; without them the host and engine together
-took 0.79x the CPU per line (issue 18, notes/issue-18-engine8.md). Calls are pipelined:
+for the GIL, which the loop then waited for. Without them the loop takes ~0.2-0.4 ms more
+per line, the host and engine together 0.87-1.00x the CPU per line, and the loop's
+stalls waiting for the GIL fell to ~0.3x (issue 18, notes/issue-18-engine8.md). Calls are pipelined:
 one call at a time left the worker idle while a busy host waited to send the next, and
 at 1,000 paced sessions the worker was 16-32 % busy while drafts
 queued for seconds (issue 18, notes/issue-18-tails.md). Only
