@@ -391,19 +391,21 @@ class RelayLog:
         1,000 sessions chatting in step all pass a block within a few ticks, and their
         fsyncs one by one held the loop for 120 ms a group). Called before the group's
         commit: its lines are relayed (their seqs handed out) only after it."""
-        due, self._due = self._due, {}
-        todo = [(sid, seq + SEQ_BLOCK) for sid, seq in due.items()
+        todo = [(sid, seq + SEQ_BLOCK) for sid, seq in self._due.items()
                 if seq > self._reserved.get(sid, 0)]
         if not todo:
+            self._due.clear()
             return
         db = self._seq_db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_RESERVE, todo)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(Exception):
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
+        self._due.clear()  # (kept on a failure: lines held past this group still need it)
         self.reserve_commits += 1
         for sid, upto in todo:
             self._reserved[sid] = upto
