@@ -354,6 +354,7 @@ async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
     from hitl_desktop.assistant.offline import process as module
 
     monkeypatch.setattr(module, "THREAD_IO", thread_io)
+    monkeypatch.setattr(module, "MAX_SENT", 2)  # (most calls sent as answers are read)
     index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
                                     tmp_path / "ix.db")
     here = OfflineProvider(index)
@@ -390,6 +391,15 @@ async def test_calls_are_pipelined_and_a_dead_worker_fails_those_in_flight(
                                            DRAFT_DELTA_INTERVAL_S)
             assert text(call.result()) == text(want)
         assert process.calls == len(questions) and process.codec_s > 0
+        # a call that cannot be sent (it does not pickle) fails alone, whoever sends it
+        bad = TurnRequest(instructions="", history=[CustomerLine(text=QUESTION)], tools=[],
+                          session_id="bad", metadata=cast(Any, {"x": lambda: None}))
+        calls = [asyncio.ensure_future(process.steps(
+            bad if i == 4 else request(i), 0.0, DRAFT_DELTA_INTERVAL_S)) for i in range(8)]
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 20)
+        assert [isinstance(r, Exception) for r in results] == [i == 4 for i in range(8)]
+        assert process.calls == len(questions) + 7
+        assert process.free  # (not lost)
 
         calls = [asyncio.ensure_future(process.steps(request(i), 0.0, DRAFT_DELTA_INTERVAL_S))
                  for i in range(6)]

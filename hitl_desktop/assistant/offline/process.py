@@ -341,6 +341,8 @@ class EngineProcess:
                          True)
                 self._ended(f"its pipe failed ({type(exc).__name__})")
                 return
+            except Exception as exc:  # this call only (it would not pickle): its caller's
+                _deliver(call[0], exc, True)  # (not the answer of a pipe read's pump)
 
     def _start_io(self) -> None:
         """(loop) The pipe becomes the loop's: non-blocking, read when readable (or, where
