@@ -454,6 +454,18 @@ async def test_what_the_articles_do_not_answer_is_said_plainly(
     assert drafts["ok cool, bye"] == texts.GOODBYE
 
 
+async def test_what_do_i_do_quotes_the_section_that_says_what_to_do(
+    provider: OfflineProvider, catalog: ToolCatalog
+) -> None:
+    """ "what do i do if something arrives broken" quoted the article's intro ("Here is how
+    we fix it.") and nothing after it (held-out dev set, session 8)."""
+    resp = await run(provider, [{"role": "user", "content": "what do i do if something "
+                                 "arrives broken"}], catalog)
+    assert resp.call is None and resp.hits[0] == "faq/damaged-products"
+    assert "Take a photo of the product" in resp.text
+    assert "Here is how we fix it" not in resp.text
+
+
 async def test_odd_conversation_items_do_not_break_the_engine(
     provider: OfflineProvider, catalog: ToolCatalog
 ) -> None:

@@ -163,6 +163,8 @@ def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[P
     q = terms(query)
     f = terms(focus)
     how = re.match(r"\s*how (?:do|can|to|should|would)\b", focus.lower()) is not None
+    # "what do I do if it arrives broken": the section that says what to do, not the intro
+    todo = re.match(r"\s*what (?:do|should|can|must) (?:i|we) do\b", focus.lower()) is not None
     scored: list[tuple[float, int, Part]] = []
     for n, (part, head, body) in enumerate(_indexed(markdown)):
         score = 2.0 * len(q & head) + len(q & body) + 2.0 * len(f & head) + len(f & body)
@@ -172,6 +174,8 @@ def rank(markdown: str, query: str, prefer: str = "", focus: str = "") -> list[P
             score += 0.75
         if how and part.heading.lower().startswith("how"):
             score += 2.0  # "how do I ...": the section that says how
+        if todo and part.heading.lower().startswith(("what to do", "how to")):
+            score += 2.0
         scored.append((score, -n, part))
     scored.sort(key=lambda s: (-s[0], -s[1]))
     return [p for s, _, p in scored if s > 0] or [p for _, _, p in scored[:1]]
