@@ -442,7 +442,8 @@ def _loop_line(label: str, beats: list[list[float]], stalls: list[dict[str, Any]
 
 
 def analyse(name: str, out: Path, round_: int, fleet: Fleet | None,
-            budget_hop: float = 0.05, budget_draft: float = 0.5) -> None:
+            budget_hop: float = 0.05, budget_draft: float = 0.5, first_s: float = 10.0
+            ) -> None:
     """What one round of one system says about its tail (printed)."""
     host_files = list(out.glob("host-*.json"))
     host = json.loads(host_files[0].read_text()) if host_files else None
@@ -466,6 +467,14 @@ def analyse(name: str, out: Path, round_: int, fleet: Fleet | None,
         print(f"  draft p50 {statistics.median(dv) * 1000:.0f} p90 {_pct(dv, 90) * 1000:.0f} "
               f"p99 {_pct(dv, 99) * 1000:.0f} max {max(dv) * 1000:.0f} ms; > "
               f"{budget_draft * 1000:.0f} ms: {sum(v > budget_draft for v in dv) / len(dv):.1%}")
+    if drafts:  # the round's first interval (each session's first line of the round; in
+        # a system's first round, each session's first turn: two engine calls and a tool)
+        cut = t0 + first_s
+        split = [([h[2] for h in hops if (h[0] < cut) == early], [d[2] for d in drafts
+                  if (d[0] < cut) == early]) for early in (True, False)]
+        print(f"  lines in the first {first_s:.0f} s / after: " + " / ".join(
+            f"hop p99 {_pct(hs, 99) * 1000:.0f} draft p99 {_pct(ds, 99) * 1000:.0f} ms"
+            if hs and ds else "-" for hs, ds in split))
     if marks:  # line -> draft.started -> first delta -> completed
         to_start = [st - line for line, st, _f in marks if st >= line] or [0.0]
         to_first = [f - st for _line, st, f in marks if f and st] or [0.0]
@@ -602,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet.close()  # the host writes its records as it stops
     for r, (order, _results) in enumerate(rounds):
         for name in order:
-            analyse(name, root / name, r, fleets.get(name))
+            analyse(name, root / name, r, fleets.get(name), first_s=args.interval)
     load.summarize(f"paced, S = {args.paced}", rounds)
     print(f"raw records: {root}")
     return 0

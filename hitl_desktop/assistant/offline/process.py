@@ -336,13 +336,12 @@ class EngineProcess:
             key, _seq, call, whole = heapq.heappop(self._waiting)
             try:
                 self._send(call, key, whole=whole)
-            except OSError as exc:  # the pipe: the worker is gone
-                _deliver(call[0], ConnectionError(f"the engine process is gone ({exc})"),
-                         True)
-                self._ended(f"its pipe failed ({type(exc).__name__})")
-                return
             except Exception as exc:  # this call only (it would not pickle): its caller's
                 _deliver(call[0], exc, True)  # (not the answer of a pipe read's pump)
+        try:  # the calls of this pump in one write: one wake-up of the worker, not one each
+            self._flush()
+        except OSError as exc:
+            self._ended(f"its pipe failed ({type(exc).__name__})")
 
     def _start_io(self) -> None:
         """(loop) The pipe becomes the loop's: non-blocking, read when readable (or, where
@@ -436,10 +435,9 @@ class EngineProcess:
         self._pending.append((call, key))  # before the answer can come
         if self._threaded:
             self._writes.put(data)
-        else:
+        else:  # (written by the pump, with the others it sends)
             self._out += _HEADER.pack(len(data))
             self._out += data
-            self._flush()
         if self._watching is None and self._loop is not None:
             self._watching = self._loop.call_later(WATCH_S, self._watch)
 
