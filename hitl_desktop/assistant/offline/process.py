@@ -334,6 +334,8 @@ class EngineProcess:
             self._start_io()
         while self._waiting and len(self._pending) < MAX_SENT:
             key, _seq, call, whole = heapq.heappop(self._waiting)
+            if call[0].done():  # its caller gave up (a superseded turn): not sent at all
+                continue
             try:
                 self._send(call, key, whole=whole)
             except Exception as exc:  # this call only (it would not pickle): its caller's
