@@ -15,6 +15,7 @@ import contextlib
 import os
 import random
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -89,6 +90,18 @@ def _handshake() -> bytes:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
+async def _listen(handler: Callable[[WsConn], Awaitable[None]], tasks: TaskSupervisor, *,
+                  max_size: int, max_queue: int = 64) -> tuple[WsServer, int]:
+    """A transport-only server on a free loopback port (no relay): (server, port)."""
+    server = WsServer(handler, spawn=tasks.spawn,
+                      on_accept=lambda _t: "127.0.0.1", on_release=lambda _a: None,
+                      process_request=lambda _c, _r: None, max_size=max_size,
+                      ping_interval=None, ping_timeout=20.0, open_timeout=10.0,
+                      close_timeout=1.0, server_header=None, max_queue=max_queue)
+    await server.listen("127.0.0.1", 0, ssl_context=None, backlog=16)
+    return server, int(server.sockets[0].getsockname()[1])
+
+
 class _Host:
     def __init__(self, max_size: int = MAX_SIZE) -> None:
         self.max_size = max_size
@@ -102,13 +115,9 @@ class _Host:
             async for message in conn:
                 mine.append(message)
 
-        self.server = WsServer(handler, spawn=self.tasks.spawn,
-                               on_accept=lambda _t: "127.0.0.1", on_release=lambda _a: None,
-                               process_request=lambda _c, _r: None, max_size=self.max_size,
-                               ping_interval=None, ping_timeout=20.0, open_timeout=10.0,
-                               close_timeout=1.0, server_header=None, max_queue=10_000)
-        await self.server.listen("127.0.0.1", 0, ssl_context=None, backlog=16)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.server, port = await _listen(handler, self.tasks, max_size=self.max_size,
+                                          max_queue=10_000)
+        return port
 
     async def stop(self) -> None:
         assert self.server is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 from hitl_desktop.core.tasks import TaskSupervisor
 from hitl_desktop.host.transport import WsConn, WsServer
-from tests.integration.test_transport_fastpath import _frame, _handshake
+from tests.integration.test_transport_fastpath import _frame, _handshake, _listen
 
 
 class _Host:
@@ -62,13 +62,8 @@ class _Host:
                 elif not isinstance(item, bytes):
                     await item
 
-        self.server = WsServer(handler, spawn=self.tasks.spawn,
-                               on_accept=lambda _t: "127.0.0.1", on_release=lambda _a: None,
-                               process_request=lambda _c, _r: None, max_size=10_000,
-                               ping_interval=None, ping_timeout=20.0, open_timeout=10.0,
-                               close_timeout=1.0, server_header=None)
-        await self.server.listen("127.0.0.1", 0, ssl_context=None, backlog=16)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.server, port = await _listen(handler, self.tasks, max_size=10_000)
+        return port
 
     async def stop(self) -> None:
         assert self.server is not None
