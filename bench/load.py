@@ -9,6 +9,10 @@ Systems (each a server process of its own; the same client code drives them all,
 * ``socketio``— a socket.io 4 relay in Node (``bench/peers/sio_relay.mjs``: rooms, nothing
   on disk); spoken to in Engine.IO 4 framing over a plain WebSocket;
 * ``ws``      — the floor: a bare ``ws`` forwarder in Node (``bench/peers/ws_relay.mjs``).
+* ``pyws``    — the Python floor: the same forwarder on ``websockets``' asyncio server
+  (``bench/peers/py_ws_relay.py``): what Python itself costs here, with no disk, no JSON;
+* ``picows``  — the same on ``picows`` (Cython framing; ``pip install picows``, not a
+  project dependency): the cheapest Python forwarder we know of.
 
 Workloads, each on S sessions (a customer socket and an agent socket each):
 
@@ -53,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import math
 import multiprocessing as mp
@@ -81,6 +86,7 @@ from hitl_desktop.core.links import InviteLink  # noqa: E402
 PEERS = REPO / "bench" / "peers"
 TICK_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SYSTEMS = ("shipped", "relay", "socketio", "ws")  # (+ base, base-shipped: --baseline)
+KNOWN = (*SYSTEMS, "pyws", "picows")  # the Python floors: asked for by name only
 
 
 def pct(values: list[float], q: float) -> float:
@@ -217,9 +223,12 @@ class HostServer(Server):
 
 
 class NodeServer(Server):
+    """A peer process (Node's, or the Python floor's): prints its port, answers "cpu"."""
+
     def __init__(self, kind: str, script: str) -> None:
         self.kind = kind
-        self._proc = subprocess.Popen(["node", str(PEERS / script)], stdin=subprocess.PIPE,
+        argv = [sys.executable if script.endswith(".py") else "node", str(PEERS / script)]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
         port = json.loads(self._proc.stdout.readline())["port"]
@@ -428,7 +437,7 @@ async def create_specs(server: Server, n: int) -> list[Any]:
     before any client starts; the peers need only a room / key name."""
     if server.kind == "socketio":
         return [f"r{i}" for i in range(n)]
-    if server.kind == "ws":
+    if server.kind in ("ws", "pyws", "picows"):
         return [f"k{i}" for i in range(n)]
     return list(await host_sessions(server.info["url"], server.info["admin"], n,
                                     {"customer_id": "CUST1001"}))
@@ -463,7 +472,7 @@ async def open_pairs(kind: str, url: str, specs: list[Any], stats: Stats) -> lis
         batch = specs[start:start + 50]
         if kind == "socketio":
             out += await asyncio.gather(*(SioPair.open(stats, url, room) for room in batch))
-        elif kind == "ws":
+        elif kind in ("ws", "pyws", "picows"):
             out += await asyncio.gather(*(WsPair.open(stats, url, key) for key in batch))
         else:
             opened = await asyncio.gather(*[asyncio.gather(_open(url, cust), _open(url, agent))
@@ -779,7 +788,7 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{r.main_per_line * 1e6:6.0f}us   "
               f"{r.main_busy * 100:10.0f}% / {r.main_runq * 100:3.0f}%")
     for name, base in pairs_of(list(results)):
-        if base in ("socketio", "ws"):
+        if base in ("socketio", "ws", "pyws", "picows"):
             continue
         r, b = results[name], results[base]
         print(f"  {name} / {base} (same round): hop p50 {_ratio(r.hop50, b.hop50)}, "
@@ -866,6 +875,10 @@ def start(name: str, baseline: str | None = None) -> Server:
         return HostServer(copilot=False)
     if name == "socketio":
         return NodeServer("socketio", "sio_relay.mjs")
+    if name == "pyws":
+        return NodeServer("pyws", "py_ws_relay.py")
+    if name == "picows":
+        return NodeServer("picows", "picows_relay.py")
     return NodeServer("ws", "ws_relay.mjs")
 
 
@@ -916,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
     paced_n = args.paced if args.paced is not None else (20 if args.quick else 1000)
     interval = args.interval or (2.0 if args.quick else 10.0)
     seconds = args.seconds or (10.0 if args.quick else 40.0)
-    systems = [s for s in args.systems.split(",") if s in SYSTEMS]
+    systems = [s for s in args.systems.split(",") if s in KNOWN]
     if args.baseline:
         if "relay" in systems or "shipped" not in systems:
             systems.insert(systems.index("relay") if "relay" in systems else 0, "base")
@@ -926,6 +939,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing and any(s in ("socketio", "ws") for s in systems):
         print(f"skipping the Node peers (socket.io, ws floor): {missing}; ratios left out")
         systems = [s for s in systems if s not in ("socketio", "ws")]
+    if "picows" in systems and importlib.util.find_spec("picows") is None:
+        print("skipping the picows floor: picows is not installed (pip install picows)")
+        systems.remove("picows")
     _raise_fd_limit()
     print(f"{args.clients} Python client process(es) for every system; burst: {lines} "
           f"sequential lines per customer; "

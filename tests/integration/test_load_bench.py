@@ -4,6 +4,7 @@ a warm-up round, then two rounds in alternating order."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from bench import load
@@ -42,3 +43,19 @@ def test_orders_put_every_pair_in_both_orders() -> None:
     assert shuffled == load.orders(["a", "b", "c"], 5, "random", 7)  # the seed repeats it
     assert all(sorted(o) == ["a", "b", "c"] for o in shuffled)
     assert load.orders(["a", "b"], 2, "fixed", None) == [["a", "b"], ["a", "b"]]
+
+
+def test_the_python_floors_relay_every_line(capsys: Any) -> None:
+    """The websockets floor always runs (it is the project's own dependency); picows is
+    run when installed, else skipped with a message naming how to get it."""
+    assert load.main(["--systems", "pyws,picows", "--burst", "2", "--lines", "4",
+                      "--paced", "0", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()
+            if line.split()[:1] in (["pyws"], ["picows"]) and line.split()[1] != "/"]
+    assert ["pyws"] in [r[:1] for r in rows]
+    assert all(r[4] == "8" for r in rows)  # 2 sessions x 4 lines, each timed
+    if importlib.util.find_spec("picows") is None:
+        assert "skipping the picows floor: picows is not installed" in out
+    else:
+        assert ["picows"] in [r[:1] for r in rows]
