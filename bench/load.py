@@ -12,7 +12,11 @@ Systems (each a server process of its own; the same client code drives them all,
 * ``pyws``    — the Python floor: the same forwarder on ``websockets``' asyncio server
   (``bench/peers/py_ws_relay.py``): what Python itself costs here, with no disk, no JSON;
 * ``picows``  — the same on ``picows`` (Cython framing; ``pip install picows``, not a
-  project dependency): the cheapest Python forwarder we know of.
+  project dependency): the cheapest Python forwarder we know of;
+* ``picows-log`` — a durable floor on picows (``bench/peers/picows_durable.py``): each line
+  parsed, its ``chat.message`` frame filled from the host log's template, logged in the
+  tick's SQLite transaction and relayed after the commit, nothing else of the host's work;
+  ``picows-nolog`` the same without the log.
 
 Workloads, each on S sessions (a customer socket and an agent socket each):
 
@@ -86,7 +90,8 @@ from hitl_desktop.core.links import InviteLink  # noqa: E402
 PEERS = REPO / "bench" / "peers"
 TICK_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SYSTEMS = ("shipped", "relay", "socketio", "ws")  # (+ base, base-shipped: --baseline)
-KNOWN = (*SYSTEMS, "pyws", "picows")  # the Python floors: asked for by name only
+PY_FLOORS = ("pyws", "picows", "picows-log", "picows-nolog")
+KNOWN = (*SYSTEMS, *PY_FLOORS)  # the Python floors: asked for by name only
 
 
 def pct(values: list[float], q: float) -> float:
@@ -225,11 +230,11 @@ class HostServer(Server):
 class NodeServer(Server):
     """A peer process (Node's, or the Python floor's): prints its port, answers "cpu"."""
 
-    def __init__(self, kind: str, script: str) -> None:
+    def __init__(self, kind: str, script: str, env: dict[str, str] | None = None) -> None:
         self.kind = kind
         argv = [sys.executable if script.endswith(".py") else "node", str(PEERS / script)]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      env={**os.environ, **(env or {})}, text=True)
         assert self._proc.stdout is not None
         port = json.loads(self._proc.stdout.readline())["port"]
         self.info = {"url": f"ws://127.0.0.1:{port}"}
@@ -437,7 +442,7 @@ async def create_specs(server: Server, n: int) -> list[Any]:
     before any client starts; the peers need only a room / key name."""
     if server.kind == "socketio":
         return [f"r{i}" for i in range(n)]
-    if server.kind in ("ws", "pyws", "picows"):
+    if server.kind in ("ws", *PY_FLOORS):
         return [f"k{i}" for i in range(n)]
     return list(await host_sessions(server.info["url"], server.info["admin"], n,
                                     {"customer_id": "CUST1001"}))
@@ -472,7 +477,7 @@ async def open_pairs(kind: str, url: str, specs: list[Any], stats: Stats) -> lis
         batch = specs[start:start + 50]
         if kind == "socketio":
             out += await asyncio.gather(*(SioPair.open(stats, url, room) for room in batch))
-        elif kind in ("ws", "pyws", "picows"):
+        elif kind in ("ws", *PY_FLOORS):
             out += await asyncio.gather(*(WsPair.open(stats, url, key) for key in batch))
         else:
             opened = await asyncio.gather(*[asyncio.gather(_open(url, cust), _open(url, agent))
@@ -788,7 +793,7 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"{r.main_per_line * 1e6:6.0f}us   "
               f"{r.main_busy * 100:10.0f}% / {r.main_runq * 100:3.0f}%")
     for name, base in pairs_of(list(results)):
-        if base in ("socketio", "ws", "pyws", "picows"):
+        if base in ("socketio", "ws", *PY_FLOORS):
             continue
         r, b = results[name], results[base]
         print(f"  {name} / {base} (same round): hop p50 {_ratio(r.hop50, b.hop50)}, "
@@ -879,6 +884,8 @@ def start(name: str, baseline: str | None = None) -> Server:
         return NodeServer("pyws", "py_ws_relay.py")
     if name == "picows":
         return NodeServer("picows", "picows_relay.py")
+    if name in ("picows-log", "picows-nolog"):
+        return NodeServer(name, "picows_durable.py", {"PEER_LOG": str(int(name == "picows-log"))})
     return NodeServer("ws", "ws_relay.mjs")
 
 
@@ -939,9 +946,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing and any(s in ("socketio", "ws") for s in systems):
         print(f"skipping the Node peers (socket.io, ws floor): {missing}; ratios left out")
         systems = [s for s in systems if s not in ("socketio", "ws")]
-    if "picows" in systems and importlib.util.find_spec("picows") is None:
-        print("skipping the picows floor: picows is not installed (pip install picows)")
-        systems.remove("picows")
+    if importlib.util.find_spec("picows") is None and any("picows" in s for s in systems):
+        print("skipping the picows floors: picows is not installed (pip install picows)")
+        systems = [s for s in systems if "picows" not in s]
     _raise_fd_limit()
     print(f"{args.clients} Python client process(es) for every system; burst: {lines} "
           f"sequential lines per customer; "
