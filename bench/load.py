@@ -280,6 +280,7 @@ class Pair:
         self.sent: dict[int, float] = {}
         self.got: dict[int, asyncio.Future[None]] = {}
         self.answer = False  # paced: the agent answers every line
+        self.drafts = False  # its host drafts a reply (the agent answers with the draft)
         self.tasks: list[asyncio.Task[None]] = []
 
     def _arrived(self, n: int) -> None:
@@ -315,6 +316,11 @@ def _number(text: str) -> int | None:
     return None
 
 
+ANSWER = ("Thanks for waiting. I checked your order: it left our warehouse on Monday and "
+          "the carrier shows it out for delivery today. If it has not arrived by tomorrow "
+          "evening, reply here and I will open a trace with the carrier for you.")
+
+
 class HostPair(Pair):
     def __init__(self, stats: Stats, sid: str, cust: ClientConnection,
                  agent: ClientConnection) -> None:
@@ -335,6 +341,19 @@ class HostPair(Pair):
             async for _ in ws:
                 pass
 
+    async def customer_line(self, data: dict[str, Any]) -> None:
+        """A customer's ``chat.message`` at the agent: timed; on a host without a
+        co-pilot (paced) the agent answers it at once, as the peers' agents do, with a
+        reply as long as a typical draft: the relay-only host then relays the same lines
+        as the shipped one (customer line + agent answer), and shipped - relay is what
+        the co-pilot costs."""
+        n = _number(data["text"])
+        if n is None:
+            return
+        self._arrived(n)
+        if self.answer and not self.drafts:
+            await self.agent.send(_frame("chat.send", {"text": ANSWER}, self.sid))
+
     async def _read_agent(self) -> None:
         with contextlib.suppress(Exception):
             async for raw in self.agent:
@@ -343,9 +362,7 @@ class HostPair(Pair):
                 if kind == "chat.message":
                     data = frame["data"]
                     if data["author"]["role"] == "customer":
-                        n = _number(data["text"])
-                        if n is not None:
-                            self._arrived(n)
+                        await self.customer_line(data)
                 elif kind == "draft.completed" and self.last_line is not None:
                     self.stats.drafts.append(time.perf_counter() - self.last_line)
                     if self.answer and frame["data"]["text"]:
@@ -504,6 +521,9 @@ class Result:
     main_per_line: float = float("nan")  # the server's main thread (a host's loop) only
     main_busy: float = float("nan")  # the main thread's share of the window on a CPU ...
     main_runq: float = float("nan")  # ... and waiting for one (runnable, not running)
+    host_per_line: float = float("nan")  # the server process alone (not its children)
+    engine_per_line: float = float("nan")  # its child processes (the offline engine's)
+    drafts: int = 0  # drafts completed (timed line -> draft.completed)
 
 
 @dataclass
@@ -548,12 +568,13 @@ async def run_paced(pairs: list[Pair], seconds: float, interval: float, first: i
     end = loop.time() + seconds
 
     async def customer(p: Pair, n0: int) -> None:
-        await asyncio.sleep(random.uniform(0, interval))
+        rng = random.Random(n0)  # the same schedule for every system (same session, round)
+        await asyncio.sleep(rng.uniform(0, interval))
         n = n0
         while loop.time() < end:
             await p.say(n, wait=False)
             n += 1
-            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+            await asyncio.sleep(interval * rng.uniform(0.5, 1.5))
 
     await asyncio.gather(*(customer(p, (first + i) * 10_000 + round_ * 1_000)
                            for i, p in enumerate(pairs)))
@@ -571,6 +592,8 @@ def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], warm: 
         loop = asyncio.get_running_loop()
         stats = Stats()
         pairs = await open_pairs(kind, url, specs, stats)
+        for p in pairs:
+            p.drafts = drafts
         await warm_up(pairs[:warm], stats, drafts)
         pipe.send("ready")
         while True:
@@ -682,6 +705,7 @@ class Fleet:
         took = time.perf_counter() - t0
         cpu1 = server_cpu(pid)  # the host and its engine process (if any)
         cpu = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
+        own = cpu1.get(pid, 0.0) - cpu0.get(pid, 0.0)
         main = cpu_seconds(pid, pid) - main0
         run1, wait1 = run_queue(pid)
         for spy in spies:
@@ -694,7 +718,8 @@ class Fleet:
                       statistics.median(drafts) if drafts else float("nan"),
                       pct(drafts, 99), took, sum(r["cpu"] for r in reports) / max(1, lines),
                       max(r["cpu"] / max(1e-9, r["wall"]) for r in reports),
-                      main / max(1, lines), (run1 - run0) / took, (wait1 - wait0) / took)
+                      main / max(1, lines), (run1 - run0) / took, (wait1 - wait0) / took,
+                      own / max(1, lines), (cpu - own) / max(1, lines), len(drafts))
 
     def close(self) -> None:
         try:
@@ -801,6 +826,86 @@ def report(title: str, results: dict[str, Result]) -> None:
               f"p99 {_ratio(r.draft99, b.draft99)}; CPU/line "
               f"{_ratio(r.cpu_per_line, b.cpu_per_line)}, main thread "
               f"{_ratio(r.main_per_line, b.main_per_line)}")
+    report_shares(results)
+
+
+COPILOT_PAIRS = (("shipped", "relay"), ("base-shipped", "base"))  # (with, without)
+
+
+@dataclass
+class Share:
+    """What the co-pilot costs per draft in one round: the shipped host minus the
+    relay-only host of the same tree, both relaying the same lines to the same sessions
+    in the same round (paced: one customer line + one agent answer each), CPU seconds."""
+
+    host: float  # the host process (all its threads)
+    loop: float  # its main thread (the event loop)
+    engine: float  # the offline engine's process (the relay-only host has none)
+
+
+def copilot_share(shipped: Result, relay: Result) -> Share | None:
+    """(shipped - relay) CPU per line, times the shipped run's lines per draft."""
+    if not shipped.drafts or not shipped.lines or not relay.lines:
+        return None
+    per_draft = shipped.lines / shipped.drafts
+    return Share((shipped.host_per_line - relay.host_per_line) * per_draft,
+                 (shipped.main_per_line - relay.main_per_line) * per_draft,
+                 (shipped.engine_per_line - relay.engine_per_line) * per_draft)
+
+
+def report_shares(results: dict[str, Result]) -> None:
+    """The co-pilot's CPU per draft in this round, per tree (issue 18: <= 2 ms host CPU
+    per offline draft), and this tree's over the baseline's."""
+    shares: dict[str, Share] = {}
+    for with_, without in COPILOT_PAIRS:
+        if with_ in results and without in results:
+            share = copilot_share(results[with_], results[without])
+            if share is None:
+                continue
+            shares[with_] = share
+            r, b = results[with_], results[without]
+            print(f"  co-pilot per draft ({with_} - {without}, same round): host process "
+                  f"{share.host * 1e3:.2f} ms (per line {r.host_per_line * 1e3:.2f} - "
+                  f"{b.host_per_line * 1e3:.2f}), loop thread {share.loop * 1e3:.2f} ms, "
+                  f"engine process {share.engine * 1e3:.2f} ms; {r.drafts} drafts / "
+                  f"{r.lines} lines")
+    if len(shares) == 2:
+        mine, base = shares["shipped"], shares["base-shipped"]
+        print(f"  co-pilot per draft, shipped / base-shipped: host process "
+              f"{_ratio(mine.host, base.host)}, loop thread {_ratio(mine.loop, base.loop)}, "
+              f"engine process {_ratio(mine.engine, base.engine)}")
+
+
+def summarize_shares(rounds: list[tuple[list[str], dict[str, Result]]]) -> None:
+    """Every round's co-pilot CPU per draft and their median; with a baseline, this
+    tree's over the baseline's per round ("<": this tree's shipped host ran first)."""
+    for with_, without in COPILOT_PAIRS:
+        got = [(order, copilot_share(res[with_], res[without])) for order, res in rounds
+               if with_ in res and without in res]
+        shares = [(order, s) for order, s in got if s is not None]
+        if not shares:
+            continue
+        for label, attr in (("host process", "host"), ("loop thread", "loop"),
+                            ("engine process", "engine")):
+            values = [getattr(s, attr) * 1e3 for _o, s in shares]
+            print(f"  co-pilot per draft ({with_} - {without}) {label:15s} median "
+                  f"{statistics.median(values):5.2f} ms   rounds: "
+                  + " ".join(f"{v:.2f}" for v in values))
+    both = [(order, copilot_share(res["shipped"], res["relay"]),
+             copilot_share(res["base-shipped"], res["base"])) for order, res in rounds
+            if all(n in res for n in ("shipped", "relay", "base-shipped", "base"))]
+    for label, attr in (("host process", "host"), ("loop thread", "loop")):
+        values, shown = [], []
+        for order, mine, base in both:
+            if mine is None or base is None or getattr(base, attr) <= 0:
+                continue
+            x = getattr(mine, attr) / getattr(base, attr)
+            values.append(x)
+            first = "<" if order.index("shipped") < order.index("base-shipped") else ">"
+            shown.append(f"{x:.2f}{first}")
+        if values:
+            print(f"  co-pilot per draft, shipped / base-shipped {label:13s} median "
+                  f"{statistics.median(values):5.2f}x   rounds: {' '.join(shown)}")
 
 
 def pairs_of(names: list[str]) -> list[tuple[str, str]]:
@@ -842,6 +947,7 @@ def summarize(title: str, rounds: list[tuple[list[str], dict[str, Result]]]) -> 
                 continue
             print(f"  {a + ' / ' + b:24s} {label:17s} median {statistics.median(values):5.2f}x"
                   f"   rounds: {' '.join(shown)}")
+    summarize_shares(rounds)
 
 
 def _profile_path(prefix: str | None, name: str, sessions: int, what: str, round_: int,

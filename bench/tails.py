@@ -282,9 +282,7 @@ async def _read_agent(self: load.HostPair) -> None:
             if kind == "chat.message":
                 data = frame["data"]
                 if data["author"]["role"] == "customer":
-                    n = load._number(data["text"])
-                    if n is not None:
-                        self._arrived(n)
+                    await self.customer_line(data)
             elif kind == "draft.started":
                 started, first = time.perf_counter(), 0.0
             elif kind == "draft.delta" and not first:
@@ -319,6 +317,8 @@ def _client_main(pipe: Connection, kind: str, url: str, specs: list[Any], warm: 
         hops, done = _Stamped(), _Stamped()
         stats.hops, stats.drafts = hops, done
         pairs = await load.open_pairs(kind, url, specs, stats)
+        for p in pairs:
+            p.drafts = drafts
         await load.warm_up(pairs[:warm], stats, drafts)
         # the load's own full GC passes (100-265 ms over its 1,000 connections) are the
         # client's pauses, not the host's: keep its connections out of them
