@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from hitl_desktop.core.threads import StoreLock, StoreWorker
 from hitl_desktop.core.turns import (
+    SentReply,
     ToolCallItem,
     ToolOutputItem,
     TurnItem,
@@ -121,6 +122,12 @@ class SentRecord:
     edited: bool | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    record: SentRecord
+    turn_id: str | None  # the draft it came from (this session's), marked sent with it
+
+
 class ConversationStore:
     """The model-facing history and draft records; writes are tiny and synchronous.
 
@@ -207,7 +214,7 @@ class ConversationStore:
         self._write(session_id, items, (turn_id, reason))
 
     def _write(self, session_id: str, items: tuple[TurnItem, ...],
-               draft: tuple[str, str] | None) -> None:
+               draft: tuple[str, str] | None, sent: _Sent | None = None) -> None:
         current = self._load(session_id)
         start = self._rows.get(session_id, 0)
         now = time.time()
@@ -226,6 +233,8 @@ class ConversationStore:
                     " VALUES (?, ?, ?, 'drafting', ?)",
                     (draft[0], session_id, draft[1], now),
                 )
+            if sent is not None:
+                self._insert_sent(sent, now)
         current.extend(items)
         self._rows[session_id] = start + len(items)
         self._account(session_id, size)
@@ -285,23 +294,48 @@ class ConversationStore:
         self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
     ) -> SentRecord:
         """Store what the agent sent next to the draft it came from (if any)."""
+        sent = self._sent_of(session_id, message_id, text, draft_id, agent)
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._insert_sent(sent, time.time())
+        return sent.record
+
+    def record_reply(
+        self, session_id: str, message_id: str, text: str, draft_id: str | None, agent: str
+    ) -> tuple[SentRecord, SentReply]:
+        """What the agent sent, next to its draft (:meth:`record_sent`), and the reply in
+        the session's history (what the model sees next), in one transaction: one commit
+        and one trip to the store's thread for each reply an agent sends, where there were
+        three commits and two trips (issue 18: every line of a chatting desk has one)."""
+        sent = self._sent_of(session_id, message_id, text, draft_id, agent)
+        reply = SentReply(text=text, message_id=message_id, agent=agent,
+                          draft_id=draft_id, draft_text=sent.record.draft_text)
+        self._write(session_id, (reply,), None, sent)
+        return sent.record, reply
+
+    def _sent_of(self, session_id: str, message_id: str, text: str, draft_id: str | None,
+                 agent: str) -> _Sent:
+        """The sent record, and the draft it came from (one of this session's) if any."""
         draft = self.draft(draft_id) if draft_id else None
         if draft is not None and draft.session_id != session_id:
             draft = None
         draft_text = draft.text if draft is not None else None
         edited = None if draft_text is None else text.strip() != draft_text.strip()
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO sent (message_id, session_id, draft_id, agent, draft_text,"
-                " sent_text, edited, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (message_id, session_id, draft_id, agent, draft_text, text,
-                 None if edited is None else int(edited), time.time()),
-            )
-            if draft is not None:
-                self._db.execute(
-                    "UPDATE drafts SET state = 'sent' WHERE turn_id = ?", (draft.turn_id,)
-                )
-        return SentRecord(message_id, session_id, draft_id, agent, draft_text, text, edited)
+        return _Sent(SentRecord(message_id, session_id, draft_id, agent, draft_text, text,
+                                edited), None if draft is None else draft.turn_id)
+
+    def _insert_sent(self, sent: _Sent, now: float) -> None:
+        """(in a transaction, under the lock) The sent row; its draft marked sent."""
+        r = sent.record
+        self._db.execute(
+            "INSERT OR IGNORE INTO sent (message_id, session_id, draft_id, agent, draft_text,"
+            " sent_text, edited, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.message_id, r.session_id, r.draft_id, r.agent, r.draft_text, r.sent_text,
+             None if r.edited is None else int(r.edited), now),
+        )
+        if sent.turn_id is not None:
+            self._db.execute("UPDATE drafts SET state = 'sent' WHERE turn_id = ?",
+                             (sent.turn_id,))
 
     def sent(self, message_id: str) -> SentRecord | None:
         with self._lock:

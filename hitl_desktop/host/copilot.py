@@ -79,7 +79,6 @@ from hitl_desktop.core.turns import (
     IdentityChange,
     ModelOutput,
     RepInstruction,
-    SentReply,
     ToolCallItem,
     ToolOutputItem,
     TurnItem,
@@ -424,14 +423,19 @@ class HostCopilot:
                                                  turn[0], turn[1], *items)
         else:
             future = conversations.worker.submit(conversations.append, session_id, *items)
+        self._keep(session_id, *items)
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(functools.partial(self._appended, loop, session_id))
+        return future
+
+    def _keep(self, session_id: str, *items: TurnItem) -> None:
+        """Items written (or queued) to the session's history: into the copy in memory;
+        a read of the store under way is not kept whole (it may miss them)."""
         kept = self._histories.get(session_id)
         if kept is not None:
             kept.extend(items)
         if session_id in self._loading:
             self._loading[session_id] = False
-        loop = asyncio.get_running_loop()
-        future.add_done_callback(functools.partial(self._appended, loop, session_id))
-        return future
 
     def _appended(self, loop: asyncio.AbstractEventLoop, session_id: str,
                   future: concurrent.futures.Future[None]) -> None:
@@ -548,11 +552,10 @@ class HostCopilot:
             turn = self._turns.get(session_id)
             if turn is not None and draft_id is not None and turn.turn_id == draft_id:
                 await self._supersede(session_id, "sent before it was finished")
-            sent = await self._history(self.conversations.record_sent, session_id, message_id,
-                                       text, draft_id, agent)
-            await asyncio.wrap_future(self._append(session_id, SentReply(
-                text=text, message_id=message_id, agent=agent, draft_id=sent.draft_id,
-                draft_text=sent.draft_text)))
+            # the sent record and the reply in the history: one transaction, one trip
+            _sent, reply = await self._history(self.conversations.record_reply, session_id,
+                                               message_id, text, draft_id, agent)
+            self._keep(session_id, reply)
 
     async def regenerate(self, session_id: str) -> None:
         if not await self._items(session_id):

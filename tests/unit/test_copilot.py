@@ -190,6 +190,42 @@ def test_draft_versus_sent(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_sent_reply_lands_with_its_history_item_in_one_transaction(tmp_path: Path) -> None:
+    """An agent's reply is one commit (issue 18: it was three, on every line a desk
+    answers): the sent record, its draft marked sent and the reply in the model's
+    history land together, or none of them does."""
+    path = tmp_path / "conv.sqlite3"
+    store = ConversationStore(path)
+    store.start_turn("s1", "t1", "customer_message", CustomerLine(text="hi", message_id="m1"))
+    store.draft_finished("t1", "completed", text="Hello there.")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    sent, reply = store.record_reply("s1", "m2", "Hello there!", "t1", "Dana")
+    store._db.set_trace_callback(None)
+    assert statements.count("COMMIT") == 1
+    assert sent.edited is True and sent.draft_text == "Hello there."
+    assert reply == SentReply(text="Hello there!", message_id="m2", agent="Dana",
+                              draft_id="t1", draft_text="Hello there.")
+    # the next item's place taken behind the store's back: the reply cannot be written,
+    # and nothing of it lands (no sent record, the draft not marked sent)
+    other = sqlite3.connect(path)
+    other.execute("INSERT INTO items VALUES ('s1', 2, '{}', 0)")
+    other.commit()
+    other.close()
+    store.start_turn("s1", "t2", "customer_message")
+    store.draft_finished("t2", "completed", text="Later.")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_reply("s1", "m3", "Later.", "t2", "Dana")
+    assert store.sent("m3") is None
+    draft = store.draft("t2")
+    assert draft is not None and draft.state == "completed"
+    store.close()
+    again = ConversationStore(path)
+    assert again.items("s1")[:2] == [CustomerLine(text="hi", message_id="m1"), reply]
+    assert again.sent("m2") == sent
+    again.close()
+
+
 def test_a_turn_starts_with_its_items_in_one_transaction(tmp_path: Path) -> None:
     """The co-pilot starts a turn with one write (issue 18): the customer's line and the
     draft record land together, or neither does."""
@@ -276,6 +312,35 @@ async def test_sending_the_streaming_draft_stops_it(tmp_path: Path,
         assert [p.turn_id for p in outbox.of("draft.stale")] == [turn_id]
         sent = (await on_worker(copilot.conversations.items, SID))[-1]
         assert isinstance(sent, SentReply) and sent.text == text and sent.draft_id == turn_id
+    finally:
+        await copilot.aclose()
+
+
+async def test_an_agents_reply_is_one_trip_and_one_commit(tmp_path: Path,
+                                                          outbox: RecordingOutbox) -> None:
+    """Sending a finished draft: the sent record and the reply in the history in one
+    transaction (issue 18: three commits and two trips to the store's thread before)."""
+    provider = ScriptProvider(Reply(text="A careful answer."), delay=0.0)
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await copilot.on_customer_message(SID, "m1", "Question?")
+        await copilot.wait_idle(SID)
+        [done] = outbox.of("draft.completed")
+        statements: list[str] = []
+        db = copilot.conversations._db
+        await on_worker(copilot.conversations.items, SID)  # (the store's thread is idle)
+        db.set_trace_callback(statements.append)
+        await copilot.on_agent_message(SID, "m2", done.text + " Thanks!", done.turn_id, "Dana")
+        db.set_trace_callback(None)
+        assert statements.count("COMMIT") == 1
+        want = SentReply(text=done.text + " Thanks!", message_id="m2", agent="Dana",
+                         draft_id=done.turn_id, draft_text=done.text)
+        assert (await copilot._items(SID))[-1] == want  # the copy in memory has it
+        assert (await on_worker(copilot.conversations.items, SID))[-1] == want
+        record = await on_worker(copilot.conversations.draft, done.turn_id)
+        assert record is not None and record.state == "sent"
+        sent = await on_worker(copilot.conversations.sent, "m2")
+        assert sent is not None and sent.edited is True
     finally:
         await copilot.aclose()
 
