@@ -205,8 +205,12 @@ async def test_labelled_sets(
 #: (right articles first of the rows with one, exact tool chains of all rows); the
 #: first-run figures are in session 8's note of eval8.
 HELD_OUT = {
-    "offline_heldout8_dev": (208 / 208, 233 / 233, 2),
-    "offline_heldout8_test": (53 / 57, 59 / 62, 0),
+    "offline_heldout8_dev": (208 / 208, 233 / 233, 2, 0),
+    "offline_heldout8_test": (53 / 57, 59 / 62, 0, 0),
+    # session 9 (eval9's note): the test set is never tuned on; its one stray proposal and
+    # one stray citation are the measured ceiling, not a goal
+    "offline_heldout9_dev": (74 / 77, 84 / 86, 0, 0),
+    "offline_heldout9_test": (51 / 59, 52 / 66, 1, 1),
 }
 
 
@@ -219,11 +223,47 @@ async def test_held_out_sets_do_not_regress(
     figs, _ = await offline_eval.evaluate(provider, rows, shop, catalog)
     for miss in figs.misses:
         print("  MISS", miss)
-    article, tools, citations = HELD_OUT[name]
+    article, tools, citations, strays = HELD_OUT[name]
     assert figs.article >= article - 1e-9
     assert figs.tools >= tools - 1e-9
-    assert figs.stray_proposals == 0
+    assert figs.stray_proposals <= strays
     assert figs.stray_citations <= citations  # drafts quoting an article nothing asked for
+
+
+async def _draft(provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase,
+                 customer_id: str, message: str) -> offline_eval.Outcome:
+    row = {"id": "x", "customer_id": customer_id, "history": [], "message": message,
+           "article": None, "tools": []}
+    return await offline_eval.run_row(provider, row, shop, catalog)
+
+
+async def test_each_request_gets_its_own_refusal_in_the_draft(
+    provider: OfflineProvider, catalog: ToolCatalog, shop: ShopDatabase
+) -> None:
+    """ "cancel ORD1011 and ORD1012": the delivered order's refusal was written about the
+    pending one ("ORD1011 ... can still be cancelled. That means it can no longer be
+    cancelled."), a contradiction naming the wrong order (session 9's dev drafts)."""
+    o = await _draft(provider, catalog, shop, "CUST1003", "cancel ORD1011 and ORD1012")
+    assert [c["name"] for c in o.calls] == ["get_order", "cancel_order", "get_order"]
+    assert "can still be cancelled. That means" not in o.draft
+    assert "ORD1012" in o.draft and "delivered" in o.draft
+    # a cancelled or refunded order has nothing to send back: no "returns are possible
+    # once it's delivered"
+    o = await _draft(provider, catalog, shop, "CUST1004", "return the tote from ORD1014")
+    assert "was cancelled" in o.draft and "once it's delivered" not in o.draft
+    # no reset link to another address, and the draft says where it can go
+    o = await _draft(provider, catalog, shop, CUSTOMER,
+                     "send a password reset link to priya.shah@example.com")
+    assert o.calls == [] and "email address on file" in o.draft
+    # "never mind, I want to keep it" after the proposal: not a policy quote
+    row = {"id": "x", "customer_id": CUSTOMER, "message": "actually never mind, i want to keep it",
+           "history": [{"role": "user", "content": "cancel ORD1008"},
+                       {"tool": "get_order", "arguments": {"order_id": "ORD1008"}},
+                       {"tool": "cancel_order", "arguments": {"order_id": "ORD1008"}},
+                       {"role": "assistant", "content": "Passed on for confirmation."}],
+           "article": None, "tools": []}
+    o = await offline_eval.run_row(provider, row, shop, catalog)
+    assert o.calls == [] and o.draft.startswith("No problem, I won't go ahead with that.")
 
 
 def test_graded_drafts_meet_the_bar() -> None:

@@ -10,6 +10,7 @@ reaches a customer-facing sentence.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -115,10 +116,15 @@ class Composer:
         if any(r.intent in _SORRY and not r.question for r in und.requests) and not und.foreign:
             w.para(texts.SORRY)
         self._pending()
-        notes = {n.request.intent: n for n in self.plan.notes}
+        # each request its own note: "cancel ORD1011 and ORD1012" are two cancel requests, and
+        # the shipped one's refusal is not the pending one's
+        notes = {n.request: n for n in self.plan.notes}
+        by_intent = {n.request.intent: n for n in self.plan.notes}
+        counts = Counter(r.intent for r in und.requests)
+        once = {i for i, n in counts.items() if n == 1}
         signed_out = False
         for req in und.requests:
-            note = notes.get(req.intent)
+            note = notes.get(req) or (by_intent.get(req.intent) if req.intent in once else None)
             if note is not None and note.kind == "sign_in":
                 signed_out = True
                 if req.question:
@@ -291,6 +297,8 @@ class Composer:
             self._info(req, offer=False)
         elif kind == "negated":
             w.para(texts.NEGATED)
+        elif kind == "reset_elsewhere":
+            w.para(texts.RESET_ON_FILE)
         elif kind == "question":
             self._info(req, offer=True)
         elif kind == "answered_from_order" and order is not None:
@@ -330,6 +338,8 @@ class Composer:
                     "if the return window has passed warranty",
                     max_sentences=2,
                 )
+            elif note.detail in ("cancelled", "refunded"):
+                w.para(order_status(order))  # nothing was kept, so nothing to send back
             else:
                 w.para(
                     order_status(order)

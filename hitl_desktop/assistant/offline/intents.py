@@ -28,7 +28,7 @@ _PATTERNS: Final = MappingProxyType({
     ),
     "refund": (
         r"\brefund\w*\b",
-        r"\bmoney back\b|\b(?:bucks|dollars?|usd) back\b|\bback on (?:order|ord|my)\b|\breimburse\w*\b",
+        r"\bmoney back\b|\bback what i paid\b|\b(?:bucks|dollars?|usd) back\b|\bback on (?:order|ord|my)\b|\breimburse\w*\b",
         r"\bcharged (?:twice|double)\b",
     ),
     "replacement": (
@@ -199,6 +199,8 @@ _YIELDS: Final = (
     ("missing", "tracking", r"\b(?:not|never) (?:yet )?(?:been )?shipped\b"),  # not late: not sent yet
     ("tracking", "bug", r"\b(?:try|trying|tried) to\b"),  # "the app crashes when I try to track"
     ("damaged", "replacement", None),
+    # "the reset link expired, send another one": a new link, not a replacement product
+    ("replacement", "password", r"\b(?:link|reset|email)\b"),
     ("damaged", "warranty", None),
     ("damaged", "bug", None),
     ("exchange", "replacement", r"\b(?:damaged?|broken|defective|wrong|faulty|torn|cracked)\b"),
@@ -291,7 +293,8 @@ def resolve(intents: list[str], norm: str) -> list[str]:
         drop("refund")  # cancelling refunds by itself
     if "return" in s and "damaged" in s:
         drop("return" if _has(norm, r"^(?:do|does|should|must|will) (?:i|we)\b") else "damaged")
-    if "refund" in s and "damaged" in s and not _has(norm, r"\b(?:prefer|rather|instead)\b"):
+    if "refund" in s and "damaged" in s and not _has(
+            norm, r"\b(?:prefer|rather|instead)\b|\bdo not want (?:another|a new|a replacement)\b"):
         drop("damaged")
     if "return" in s and "exchange" in s:
         drop("exchange")
@@ -302,7 +305,7 @@ def resolve(intents: list[str], norm: str) -> list[str]:
     if "voucher" in s and "payment" in s:
         drop("voucher" if s.index("payment") < s.index("voucher") else "payment")
     if set(s) & {"voucher", "complaint"}:
-        for context in ("missing", "tracking", "damaged"):
+        for context in ("missing", "tracking", "damaged", "shipping"):
             drop(context)  # the delay or damage is the reason, not the request
         if "voucher" in s and "complaint" in s and not _has(norm, r"\bcomplain"):
             drop("complaint")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from hitl_desktop.assistant.offline.history import Conversation
@@ -35,6 +36,14 @@ _SHIPPING_REFUND_RE = re.compile(
     r"\b(?:refund\w*|money back|back)\b.{0,30}\b(?:shipping|delivery|postage)\b(?! address)"
     r"|\b(?:shipping|delivery|postage)(?: (?:cost|costs|fee|fees|charge|charges))?"
     r" (?:refunded|back)\b",
+    re.I,
+)
+
+
+#: "send a password reset link to priya@example.com": an address the link cannot go to
+_RESET_ELSEWHERE_RE = re.compile(
+    r"\b(?:link|reset|password)\b(?:(?!\b(?:change|update|and|new|my email)\b)[^.!?]){0,40}?"
+    r"\b(?:to|at)\s+[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
     re.I,
 )
 
@@ -75,12 +84,16 @@ def _stem(word: str) -> str:
     return word
 
 
+#: customers' short forms of product words ("the sox")
+_ALIASES = MappingProxyType({"sox": "socks", "phones": "headphones", "cans": "headphones"})
 _GENERIC = frozenset({"the", "and", "pack", "set", "one", "new", "bag", "wool", "smart", "1l"})
 
 
 def match_products(text: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
     """Product ids of the order whose name the customer used ("the socks")."""
-    words = {_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2}
+    words = {
+        _stem(_ALIASES.get(w, w)) for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2
+    }
     scored: list[tuple[int, str]] = []
     for item in items:
         name_words = {
@@ -101,6 +114,34 @@ def match_products(text: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     top = max(s for s, _ in scored)
     return [pid for s, pid in scored if s == top]
+
+
+#: a product named by its price ("the cheaper one", "the more expensive item")
+_CHEAPER_RE = re.compile(r"\b(?:cheaper|cheapest|less expensive|least expensive|lower priced)\b")
+_DEARER_RE = re.compile(
+    r"\b(?:more expensive|most expensive|pricier|priciest|dearer|higher priced)\b")
+
+
+def _unit_price(item: Mapping[str, Any]) -> float:
+    price = _money(item.get("unit_price"))
+    if price is not None:
+        return price
+    qty = item.get("quantity")
+    count = qty if isinstance(qty, int) and qty > 0 else 1
+    return (_money(item.get("line_total")) or 0.0) / count
+
+
+def by_price(text: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The one product the customer names by its price ("the cheaper one"), if any."""
+    low = text.lower()
+    cheaper, dearer = bool(_CHEAPER_RE.search(low)), bool(_DEARER_RE.search(low))
+    if cheaper == dearer or len(items) < 2:
+        return []
+    ranked = sorted(items, key=_unit_price)
+    pick = ranked[0] if cheaper else ranked[-1]
+    if sum(_unit_price(i) == _unit_price(pick) for i in items) > 1:
+        return []  # two at the same price: ask which
+    return [str(pick.get("product_id"))]
 
 
 class Planner:
@@ -134,7 +175,7 @@ class Planner:
 
     def _products(self, req: Request, items: list[Mapping[str, Any]]) -> list[str]:
         """The products the request names, else the ones named last in the conversation."""
-        picked = match_products(req.product_words, items)
+        picked = match_products(req.product_words, items) or by_price(req.product_words, items)
         if picked:
             return picked
         for _, text in reversed(self.conv.customer_messages()):
@@ -156,7 +197,13 @@ class Planner:
             return Note(req, "negated")
         if not rec.tools:
             return None
-        if self.und.foreign:
+        if self.und.foreign and not (req.intent in LOOKUP_INTENTS and req.order_id):
+            # read-only look-ups still run ("Wo ist meine Bestellung ORD1012?"); an action
+            # understood only through the glossary is never proposed
+            if not req.order_id or self.conv.order(req.order_id) is not None:
+                return Note(req, "foreign")
+            if self.conv.order_error(req.order_id, req.since) is None:
+                return Step(req, "get_order", {"order_id": req.order_id})
             return Note(req, "foreign")
         cust = self.conv.customer_id
         if "customer" in rec.needs and (not cust or self._unverified(req)):
@@ -285,7 +332,11 @@ class Planner:
                 return Note(req, "ask_product", "replacement")
             return Step(req, tool, {"product_id": picked[0], "order_id": oid})
         if tool == "reset_password":
-            return None if self._called(req, tool) else Step(req, tool, {"user_id": cust})
+            if self._called(req, tool):
+                return None
+            if _RESET_ELSEWHERE_RE.search(self.und.text):
+                return Note(req, "reset_elsewhere")  # the link only goes to the address on file
+            return Step(req, tool, {"user_id": cust})
         if tool == "update_info":
             change = req.profile
             if change is None or not change.value:
@@ -298,6 +349,7 @@ class Planner:
             if self._called(req, tool):
                 return None
             low = req.clause.lower()
+            why = f"{low} {self.und.norm}"  # the reason may be another sentence of the message
             if re.search(r"\b(?:code|use|apply|enter|redeem|works?|working|invalid|expired?)\b",
                          low) and not re.search(
                     r"\b(?:can i (?:get|have)|give me|i want|i deserve|compensat)", low):
@@ -307,7 +359,7 @@ class Planner:
             amount = req.amount
             if not re.search(
                 r"late|delay|damag|broke|defect|wrong|missing|lost|trouble|inconvenien|problem"
-                r"|again|wait|took|weeks", low):
+                r"|again|wait|took|weeks|hassle|forever|ages|taking", why):
                 return Note(req, "question")  # a gesture needs a reason (vouchers procedure)
             if amount is None:
                 key = "damaged" if re.search(r"damag|broke|defect", low) else "delay"

@@ -29,7 +29,11 @@ _BARE_ORDER_RE = re.compile(
     re.I,
 )
 _NEGATED_ORDER_RE = re.compile(r"\bnot\s+(?:ORD[\s\-_#]?|#)?(\d{4})\b", re.I)
-CORRECTION_RE = re.compile(r"\b(?:no wait|sorry|i meant|actually|correction|my bad)\b", re.I)
+CORRECTION_RE = re.compile(
+    r"\b(?:no wait|sorry|i meant|actually|correction|my bad|scratch that|make (?:it|that)"
+    r"|on second thought)\b",
+    re.I,
+)
 _PRODUCT_ID_RE = re.compile(r"\bP(\d{4})\b")
 _CUSTOMER_ID_RE = re.compile(r"\bCUST[\s\-_#]?(\d{4})\b", re.I)
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d{1,6}(?:[.,]\d{1,2})?"
@@ -48,7 +52,10 @@ _WORD_MONEY_RE = re.compile(
 _PERCENT_RE = re.compile(r"\d+\s?%|\bpercent\b", re.I)
 _FULL_RE = re.compile(
     r"\b(?:the )?(?:full|whole|entire|total|complete) (?:amount|sum|price|order|refund)\b"
-    r"|\beverything i paid\b|\ball (?:of )?(?:my|the) money\b|\bfull refund\b|\bin full\b",
+    r"|\beverything i paid\b|\ball (?:of )?(?:my|the) money\b|\bfull refund\b|\bin full\b"
+    # "refund everything on ORD1003", "refund ORD1003 completo" (mixed languages)
+    r"|\brefund\w*\s+(?:me\s+)?(?:for\s+)?(?:everything|all of it|it all)\b"
+    r"|\b(?:completo|completa|complet|complète|komplett|vollständig)\b",
     re.I,
 )
 EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
@@ -161,6 +168,8 @@ def _amounts(text: str, bare: bool) -> tuple[float, ...]:
                 re.I,
             ):
                 out.append(value)
+    if len(out) > 1 and CORRECTION_RE.search(text):
+        out.reverse()  # "refund $20... hmm no, make it $30": the last amount is meant
     return tuple(out)
 
 
@@ -180,7 +189,9 @@ class ProfileChange:
 
 _FIELD_WORDS = (
     ("email", r"\b(?:e-?mail|email address|mail address)\b"),
-    ("phone", r"\b(?:phone|mobile|cell|telephone|tel)\b"),
+    # "wrong number, it's 503-555-0199": a number with a phone number after it
+    ("phone",
+     r"\b(?:phone|mobile|cell|telephone|tel)\b|\bnumber\b(?=.{0,20}\+?\d[\d\s().\-]{6,}\d)"),
     ("address", r"\b(?:address|moved|move|street)\b"),
     ("name", r"\b(?:name|surname)\b"),
 )

@@ -50,6 +50,11 @@ PENDING_MANY: Final = (
     "soon as they're done:"
 )
 NEGATED: Final = "No problem, I won't go ahead with that."
+RESET_ON_FILE: Final = (
+    "For your security, a password reset link can only go to the email address on file for "
+    "your account, so I can't send it to another address. Would you like me to send it to the "
+    "address on file?"
+)
 FOLLOW_UP: Final = "I'll let you know as soon as I hear back."
 ESCALATE: Final = (
     "I understand. I'm passing your request on to a supervisor, who will contact you within "

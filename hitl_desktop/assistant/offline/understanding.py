@@ -39,19 +39,26 @@ _CONFIRM_RE = re.compile(
     r"^(?:yes|yeah|yep|yup|sure|ok|okay|alright|please do|go ahead|do it|that would be great|sounds good|please)\b"
 )
 _NEGATE_RE = re.compile(
-    r"\b(?:do not|never mind|no need to|not) (?:cancel|return|refund|reset|change|send|update)\b|^no\b(?!.* please)"
+    r"\b(?:do not|never mind|no need to|not) (?:cancel|return|refund|reset|change|send|update)\b"
+    r"|^no\b(?!.*\b(?:please|instead|rather)\b)"  # "no, actually refund me $30 instead": a new ask
 )
 #: a message that only says no ("nope", "no, don't", "actually no, leave it, I'll keep it",
 #: "never mind, keep the old one"): the open request is called off, never carried out
 _REFUSAL_RE = re.compile(
     r"^(?:(?:actually|oh|hmm|ok|okay|sorry|wait|well|um)\s)*"
-    r"(?:no|nope|nah|never ?mind|forget (?:it|that|about it)|leave it|do not bother|not now|do not"
-    r"|no need)"
+    r"(?:no|nope|nah|nvm|never ?mind|forget (?:it|that|about it)|leave it|do not bother|not now|do not"
+    r"|no need|on second thought|i will keep (?:it|them)|i'll keep (?:it|them)"
+    r"|i (?:want|would like|'d like) to keep (?:it|them))"
     r"(?:\s(?:thanks|thank you|thx|please|i will keep (?:it|them)|i'll keep (?:it|them)"
     r"|keep (?:it|them|the old one)(?: as it is)?|leave it(?: as it is)?|do not|not now|never ?mind"
     r"|it is fine|its fine|it's fine|that is ok|that's ok|after all|for now|i changed my mind"
+    r"|i remembered(?: it)?|i found it|i will keep (?:it|them)|i'll keep (?:it|them)"
+    r"|i (?:want|would like) to keep (?:it|them)"
     r"|changed my mind|i am good|i'm good|all good))*\s*$"
 )
+#: a refusal that takes back what was asked, not a "no" to "anything else?"
+_WITHDRAW_RE = re.compile(
+    r"\b(?:never ?mind|nvm|changed my mind|second thought|keep (?:it|them)|remembered|found it)\b")
 _MORE_RE = re.compile(r"\btell me more\b|\bmore (?:info|information|details)\b|\bhow does that work\b|\bhow that works\b|\bexplain\b")
 _FOLLOW_RE = re.compile(r"^(?:and|what about|how about|what if|hmm|so|ok and|also)\b")
 _SAME_RE = re.compile(
@@ -68,6 +75,7 @@ _INJECTION_RE = re.compile(
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
     r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode"
+    r"|</?(?:tool_?call|function_?call|tool|function)\b"
     r"|\[(?:system|admin|developer|assistant)\]",
     re.I,
 )
@@ -78,6 +86,13 @@ _OTHERS_RE = re.compile(
     r"|\b(?:every|all(?: the)?) orders? (?:in|of) (?:the|your) (?:database|system|shop|store)\b"
     r"|\bon file for (?!(?:me|my|us|our|myself)\b)\w+",
     re.I,
+)
+#: another person named with their details ("Jonas Weber's phone number", "what did Alex
+#: Morgan buy"): case-sensitive, a name is two capitalised words
+_NAMED_OTHER_RE = re.compile(
+    r"\b[A-Z][a-z]+ [A-Z][a-z]+(?:'s|s') (?:\w+ )?(?:phone|number|email|e-mail|address|orders?"
+    r"|account|details|password|purchases)\b"
+    r"|\b(?:what|which \w+) (?:did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:buy|bought|order|ordered|purchase)"
 )
 _QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
 _CLAUSE_RE = re.compile(
@@ -279,6 +294,8 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     refers = bool(_PRONOUN_RE.search(clause.lower()))
     own = slots.order_ids(clause) or ([] if asked and not refers else slots.order_ids(p.text))
     money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
+    if slots.CORRECTION_RE.search(p.text) and len(slots.amounts(p.text, bare=bare)) > 1:
+        money = slots.amounts(p.text, bare=bare)  # "refund $20... no, make it $30": the last
     cnorm = p.norm
     profile = slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None
     if profile is not None and not profile.value:
@@ -396,14 +413,21 @@ def understand(conv: Conversation, speller: Speller,
     foreign = is_foreign(text)
     p = parse(english_words(text) if foreign else text, speller)
     carried = _carried_order(conv, latest_at, speller)
+    if not slots.order_ids(p.text) and not u_injection(text):
+        # 'you wrote "ORD1002 can still be cancelled", so cancel it': the quoted order is
+        # what the message is about (the quote itself is not a request)
+        carried = next(iter(slots.order_ids(text)), carried)
     money_talk = bool(set(p.intents) & {"refund", "voucher", "damaged_refund"})
     reqs = [_request(i, p, latest_at, carried, bare=money_talk) for i in p.intents
             if RECORDS[i].reply != "social"]
     social = [i for i in p.intents if RECORDS[i].reply == "social"]
     u = Understanding(text, p.norm, reqs, [r.intent for r in reqs], foreign=foreign,
                       injection=bool(_INJECTION_RE.search(text)), social=social)
+    named_other = bool(_NAMED_OTHER_RE.search(text))
     u.other_customer = any(c != conv.customer_id for c in slots.customer_ids(text)) or bool(
-        _OTHERS_RE.search(text))
+        _OTHERS_RE.search(text)) or named_other
+    if named_other and "privacy" not in u.topics:
+        u.topics.insert(0, "privacy")  # whose data we share is the privacy article's subject
     u.more = bool(_MORE_RE.search(p.norm))
     acting = [r for r in reqs if r.intent in ACTION_INTENTS or r.intent in ("missing", "tracking")]
     gives_slot = bool(slots.order_ids(text) or slots.amounts(text, bare=True) or slots.EMAIL_RE.search(text)
@@ -446,7 +470,9 @@ def understand(conv: Conversation, speller: Speller,
             acts = [i for i in ep.intents if i in ACTION_INTENTS]
             if acts:
                 was = _request(acts[0], ep, n, _carried_order(conv, n, speller), bare=False)
-                if not _fulfilled(conv, was, latest_at):  # not "no" to "anything else?"
+                # not "no" to "anything else?"; but "never mind, I'll keep it" after the
+                # proposal withdraws it (the representative has not approved it yet)
+                if not _fulfilled(conv, was, latest_at) or _WITHDRAW_RE.search(p.norm):
                     u.requests = [replace(was, negated=True, question=False, since=latest_at)]
                     u.topics = [acts[0]]
                 break
@@ -469,6 +495,10 @@ def understand(conv: Conversation, speller: Speller,
                         if e != t and rules.resolve([t, e], p.norm) == [e]]
             u.topics = list(dict.fromkeys(narrower + u.topics + info))
     return u
+
+
+def u_injection(text: str) -> bool:
+    return bool(_INJECTION_RE.search(text))
 
 
 def words_of(text: str) -> list[str]:
