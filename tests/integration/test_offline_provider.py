@@ -209,8 +209,8 @@ HELD_OUT = {
     "offline_heldout8_test": (53 / 57, 59 / 62, 0, 0),
     # session 9 (eval9's note): the test set is never tuned on; its one stray proposal and
     # one stray citation are the measured ceiling, not a goal
-    "offline_heldout9_dev": (74 / 77, 84 / 86, 0, 0),
-    "offline_heldout9_test": (51 / 59, 52 / 66, 1, 1),
+    "offline_heldout9_dev": (112 / 114, 129 / 130, 2, 0),
+    "offline_heldout9_test": (51 / 59, 53 / 66, 1, 0),
 }
 
 
@@ -264,6 +264,15 @@ async def test_each_request_gets_its_own_refusal_in_the_draft(
            "article": None, "tools": []}
     o = await offline_eval.run_row(provider, row, shop, catalog)
     assert o.calls == [] and o.draft.startswith("No problem, I won't go ahead with that.")
+    # one product of an order cannot be cancelled: the draft says so, nothing proposed
+    o = await _draft(provider, catalog, shop, CUSTOMER,
+                     "cancel the water bottle from ORD1001 but keep the headphones")
+    assert [c["name"] for c in o.calls] == ["get_order"]
+    assert "only cancel a whole order" in o.draft
+    # "my tracking hasn't updated in 6 days": when we investigate, not how tracking works
+    o = await _draft(provider, catalog, shop, CUSTOMER, "my tracking hasn't updated in 6 days, "
+                     "ORD1002")
+    assert "investigation" in o.draft
 
 
 def test_graded_drafts_meet_the_bar() -> None:

@@ -698,3 +698,57 @@ def test_held_out9_whose_data_and_which_order() -> None:
     pending = {**ORD1003, "order_id": "ORD1001", "status": "pending", "can_cancel": True}
     assert next_call(conv(looked_up(pending),
                           customer("je voudrais annuler ORD1001 s'il vous plaît"))) is None
+
+
+ORD1001: dict[str, Any] = {
+    "order_id": "ORD1001", "status": "pending", "can_cancel": True, "returnable": False,
+    "refundable_amount": 158.95,
+    "items": [
+        {"product_id": "P1001", "name": "Aurora Wireless Headphones", "line_total": 129.0},
+        {"product_id": "P1006", "name": "Summit Insulated Water Bottle 1L", "line_total": 29.95},
+    ],
+}
+
+
+def test_held_out9_batch_two_gaps() -> None:
+    """Session 9's dev set, batch 2: part of an order cancelled, the express fee, "both
+    items", "yes" to a profile change, a typed order word, defects, goodbyes."""
+    # "cancel the water bottle from ORD1001 but keep the headphones" proposed cancelling the
+    # whole order (the headphones too): one product cannot be cancelled, nothing proposed
+    for text in ("cancel the water bottle from ORD1001 but keep the headphones",
+                 "pls cancel just the headphones in ORD1001",
+                 "the bottle from ORD1001 - can I still take it off the order?"):
+        assert next_call(conv(looked_up(ORD1001), customer(text))) is None, text
+    assert next_call(conv(looked_up(ORD1001), customer("cancel my headphones order ORD1001"))) \
+        == ("cancel_order", {"order_id": "ORD1001"})  # an order named by its product
+    # "refund the express fee" proposed the whole $161.99
+    call = next_call(conv(looked_up(ORD1002), customer("I paid for express on ORD1002 but it "
+                                                       "came late, refund the express fee")))
+    assert call is not None and call[1]["amount"] == 12.99
+    call = next_call(conv(looked_up(ORD1003), customer("I'd like both items in ORD1003 "
+                                                       "refunded")))
+    assert call is not None and call[1]["amount"] == 127.5
+    # "yes" to "shall I update your email to alex@work.example?": the value stays
+    c = conv(customer("change my email to alex@work.example"),
+             Said("assistant", "Shall I update your email to alex@work.example?"),
+             customer("yes"))
+    assert next_call(c) == ("update_info", {"user_id": "CUST1001", "info": {
+        "field": "email", "value": "alex@work.example"}})
+    assert slots.order_ids("cancell ordr 1008 plz") == ["ORD1008"]
+    assert _intents("the headphones from ORD1012 crackle on the left side, I'd like a new "
+                    "pair") == ["replacement"]
+    c = conv(looked_up(ORD1012), customer("the headphones from ORD1012 crackle on the left "
+                                          "side, I'd like a new pair"))
+    assert next_call(c) is not None and next_call(c)[0] == "create_ticket"  # type: ignore[index]
+    assert _intents("my pasword isnt working, can u reset it") == ["password"]
+    assert _intents("thank you so much, have a lovely weekend") == []
+    assert _intents("great service, keep it up") == []
+    assert _intents("what do the order statuses mean") == ["tracking"]
+    # what a quoted agent message was about is the topic when the message asks nothing else
+    und = understand(conv(customer('you said "you\'ll receive a prepaid return label by email" '
+                                   "- it's been 3 days and no label for ORD1003")), Speller())
+    assert und.topics[0] == "return" and [r.intent for r in und.requests] == ["tracking"]
+    # ...only a quote of what the shop said: a song title is no topic
+    und = understand(conv(customer("my favourite song is 'Return to sender, address unknown'")),
+                     Speller())
+    assert und.topics == []

@@ -43,6 +43,8 @@ _TOOL_INTENT = {
     "create_ticket": "damaged",
 }
 _SORRY = frozenset({"damaged", "damaged_refund", "wrong_item", "missing", "complaint"})
+_STUCK_RE = re.compile(r"\b(?:not|has not|have not|hasn't|hasnt|no) (?:moved|updated|changed)\b"
+                       r"|\bstuck\b")
 _STATUS_QUERY = {
     "pending": "what the order statuses mean pending can still be cancelled",
     "processing": "what the order statuses mean processing can still be cancelled",
@@ -234,6 +236,9 @@ class Composer:
                 q = _STATUS_QUERY.get(status, "")
                 if req.intent == "missing":
                     q = f"{req.clause} late lost parcel investigation carrier"
+                elif status == "shipped" and _STUCK_RE.search(req.clause.lower()):
+                    # "my tracking hasn't updated in 6 days": when we investigate, not how to track
+                    q = "my tracking has not updated moved investigation carrier business days"
                 self.w.quote(self.hit(req.intent), q, max_sentences=1)
                 return
         if rec.reply == "list":
@@ -297,6 +302,13 @@ class Composer:
             self._info(req, offer=False)
         elif kind == "negated":
             w.para(texts.NEGATED)
+        elif kind == "partial_cancel" and order is not None:
+            names = texts.names(order)
+            w.para(
+                f"I can only cancel a whole order, not one product in it: cancelling {oid} would "
+                f"cancel {texts.join(list(names.values()))}. Would you like to cancel the whole "
+                f"order, or keep it and return the {names.get(note.detail, 'product')} once it's "
+                "delivered?")
         elif kind == "reset_elsewhere":
             w.para(texts.RESET_ON_FILE)
         elif kind == "question":

@@ -20,6 +20,8 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:do not|no longer) (?:want|need) (?:the |this |that |my )?(?:order|it|ord\d{4})\b",
         r"\bstop (?:the |my |this )?order\b|\bstop\b.{0,25}\bfrom (?:shipping|being shipped)\b",
         r"\bchanged my mind\b",
+        r"\btake (?:it|them|the \w+(?: \w+)?) off (?:the |my )?order\b"
+        r"|\bremove (?:it|them|the \w+(?: \w+)?) from (?:the |my )?order\b",
     ),
     "return": (
         r"\breturn(?:s|ing|ed)?\b",
@@ -46,6 +48,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn"
         r"|scratched|dented|chipped|leaking|leaks|frayed|holes?|stain\w*|junk|tears?|rips?|cracks?|dents?|scratch\w*)\b",
         r"\b(?:stopped|not|does not|is not) work(?:ing|s)?\b",
+        r"\b(?:crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*)\b|\b(?:will not|does not|not) charg\w*\b",
         r"\bdead on arrival\b|\bin pieces\b|\bsound(?:s)? bad\b",
     ),
     "problem": (
@@ -70,7 +73,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\bwhen (?:will|does|do|is|can) (?:it|they|my \w+|the (?:order|package|parcel|delivery))\b.*\b(?:arrive|come|get|deliver\w*|ship\w*)\b",
         r"\bhas (?:it|my order|the order|ord\d*) shipped\b|\bshipped yet\b|\bupdate on (?:my )?order\b",
         r"\b(?:says?|shows?) (?:pending|processing|shipped|completed)\b",
-        r"\bmean\w*\b.*\b(?:pending|processing|shipped|delivered|completed|status)\b|\b(?:pending|processing|shipped|delivered|completed|status)\b.*\bmean\w*\b",
+        r"\bmean\w*\b.*\b(?:pending|processing|shipped|delivered|completed|status(?:es)?)\b|\b(?:pending|processing|shipped|delivered|completed|status(?:es)?)\b.*\bmean\w*\b",
         r"\bnot moved\b|\bhas not (?:moved|updated)\b",
         r"\bdifference between\b.*\b(?:pending|processing|shipped|delivered|completed)\b",
     ),
@@ -161,7 +164,8 @@ _PATTERNS: Final = MappingProxyType({
         r"|report you|the press|journalist|consumer protection|trading standards)\b",
     ),
     "thanks": (r"^(?:ok(?:ay)? |no )?(?:thanks|thank you|thx|ty|great|perfect|awesome|cheers|bye|goodbye)\b|\bthat'?s all\b"
-               r"|\b(?:bye|goodbye|see you|see ya|have a (?:good|nice|great) (?:day|one|evening|weekend))$",),
+               r"|\b(?:bye|goodbye|see you|see ya|have a (?:good|nice|great|lovely|wonderful) (?:day|one|evening|weekend))$"
+               r"|\b(?:keep it up|keep up the good work|great service|great job|well done)\b",),
     "greeting": (r"^(?:hi|hello|hey|good (?:morning|afternoon|evening))\b",),
 })
 
@@ -199,6 +203,9 @@ _YIELDS: Final = (
     ("missing", "tracking", r"\b(?:not|never) (?:yet )?(?:been )?shipped\b"),  # not late: not sent yet
     ("tracking", "bug", r"\b(?:try|trying|tried) to\b"),  # "the app crashes when I try to track"
     ("damaged", "replacement", None),
+    ("damaged", "password", None),  # "my password isn't working": not a product
+    # "thank you, have a lovely weekend": a goodbye, not a question about opening hours
+    ("hours", "thanks", r"\bhave a (?:\w+ )?(?:weekend|day|evening|sunday|saturday)\b"),
     # "the reset link expired, send another one": a new link, not a replacement product
     ("replacement", "password", r"\b(?:link|reset|email)\b"),
     ("damaged", "warranty", None),

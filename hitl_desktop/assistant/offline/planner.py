@@ -34,12 +34,22 @@ _COMPLAINT_FILLER_RE = re.compile(
 #: "a refund for the shipping": the order's shipping cost is the amount
 _SHIPPING_REFUND_RE = re.compile(
     r"\b(?:refund\w*|money back|back)\b.{0,30}\b(?:shipping|delivery|postage)\b(?! address)"
+    # "refund the express fee": the express shipping is what was paid for
+    r"|\b(?:refund\w*|money back|back)\b.{0,30}\bexpress (?:fee|charge|cost|shipping)\b"
     r"|\b(?:shipping|delivery|postage)(?: (?:cost|costs|fee|fees|charge|charges))?"
     r" (?:refunded|back)\b",
     re.I,
 )
 
 
+#: every product of the order ("both items", "all the items")
+_ALL_ITEMS_RE = re.compile(
+    r"\b(?:both (?:items|things|products)|all (?:the |of the )?(?:items|things|products)"
+    r"|whole order|entire order)\b", re.I)
+#: words that single out part of an order ("just the headphones", "keep the headphones",
+#: "take it off the order")
+_PART_RE = re.compile(
+    r"\b(?:just|only|keep|without|except|remove|take (?:it|them|the \w+(?: \w+)?) off)\b", re.I)
 #: "send a password reset link to priya@example.com": an address the link cannot go to
 _RESET_ELSEWHERE_RE = re.compile(
     r"\b(?:link|reset|password)\b(?:(?!\b(?:change|update|and|new|my email)\b)[^.!?]){0,40}?"
@@ -264,6 +274,12 @@ class Planner:
                 return None
             if order is not None and not order.get("can_cancel", status in _CANCELLABLE):
                 return Note(req, "not_cancellable", status)
+            if _PART_RE.search(req.clause):
+                named = match_products(req.clause, items)
+                if named and len(named) < len(items):
+                    # "cancel the bottle from ORD1001 but keep the headphones": the tool
+                    # cancels whole orders only; proposing it would cancel the headphones too
+                    return Note(req, "partial_cancel", named[0])
             return Step(req, tool, {"order_id": oid})
         if tool == "create_return":
             if self._called(req, tool, order_id=oid):
@@ -407,6 +423,8 @@ class Planner:
             amount = refundable
         if amount is None and _SHIPPING_REFUND_RE.search(req.clause):
             amount = _money(order.get("shipping_cost")) or 0.0  # 0: free shipping, ask
+        if amount is None and len(items) > 1 and _ALL_ITEMS_RE.search(req.clause):
+            amount = min(refundable, sum(_money(i.get("line_total")) or 0.0 for i in items))
         if amount is None:
             picked = self._products(req, items)
             if picked:

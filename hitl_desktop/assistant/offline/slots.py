@@ -16,7 +16,8 @@ from hitl_desktop.assistant.offline.lexicon import NUMBER_WORDS
 
 _STRICT_ORDER_RE = re.compile(r"\bORD[\s\-_#.:]?(\d{4})\b", re.I)
 _LOOSE_ORDER_RE = re.compile(
-    r"(?:\border(?:\s+(?:no\.?|number|nr\.?|num|id))?\s*[#:]?\s*|#)(\d{4})\b", re.I
+    r"(?:\b(?:order|ordr|oder|ordre)(?:\s+(?:no\.?|number|nr\.?|num|id))?\s*[#:]?\s*|#)(\d{4})\b",
+    re.I,
 )
 #: a bare number where an order goes ("the backpack from 1003", "something in 1009"), not
 #: a year, an amount, a quantity or a street number; read only when no id is written out

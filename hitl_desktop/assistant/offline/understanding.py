@@ -56,6 +56,11 @@ _REFUSAL_RE = re.compile(
     r"|i (?:want|would like) to keep (?:it|them)"
     r"|changed my mind|i am good|i'm good|all good))*\s*$"
 )
+#: a quote of what the shop said ("you said", "the last agent wrote"), not a text to repeat
+_ATTRIBUTED_RE = re.compile(
+    r"\b(?:you|your (?:colleague|agent|team|rep\w*|email|message)|the (?:last |other )?"
+    r"(?:agent|colleague|rep\w*|email|message|bot))\s+(?:said|wrote|told me|say|says|promised)\b",
+    re.I)
 #: a refusal that takes back what was asked, not a "no" to "anything else?"
 _WITHDRAW_RE = re.compile(
     r"\b(?:never ?mind|nvm|changed my mind|second thought|keep (?:it|them)|remembered|found it)\b")
@@ -103,7 +108,7 @@ _CLAUSE_RE = re.compile(
     r"|[,:]\s+(?=(?:how|what|whats|what's|when|where|why|which|do|does|can i|could i|is|are)\b)"
 )
 _STATUS_WORDS = re.compile(r"\b(?:where|when|has not|have not|not (?:arrived|received|yet)|still|status|yet)\b")
-DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?)\b")
+DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?|crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +375,9 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
     money = slots.amounts(p.text, bare=True)
     profile = earlier.profile
     if earlier.intent == "profile":
-        profile = slots.profile_change(p.raw, profile.field if profile else None) or profile
+        # "yes" to "shall I update your email to ...?": the value asked about stays
+        given = slots.profile_change(p.raw, profile.field if profile else None)
+        profile = given if given is not None and given.value else profile
     return replace(
         earlier,
         order_id=own[0] if own else earlier.order_id,
@@ -481,6 +488,13 @@ def understand(conv: Conversation, speller: Speller,
         u.requests = [Request("tracking", text.strip(), oid, True, text, None, False, False,
                               False, latest_at)]
         u.topics = ["tracking"]
+    if not p.intents and not u.injection and not social and _ATTRIBUTED_RE.search(text):
+        # 'you said "you'll receive a prepaid return label", it's been 3 days': what the quote
+        # is about is the topic (never a request: the customer did not ask for it)
+        quoted = " ".join(m.group(0).strip("\"'") for m in _QUOTED_RE.finditer(text))
+        said = [i for i in parse(quoted, speller).intents if RECORDS[i].reply != "social"] \
+            if quoted else []
+        u.topics = list(dict.fromkeys(said + u.topics))
     u.requests = [_by_product(conv, r) for r in _per_order(u.requests)]
     before = earlier[-1][1].intents if earlier else []
     if not u.topics and (u.more or _FOLLOW_RE.search(p.norm) or not p.intents):
