@@ -299,7 +299,7 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     refers = bool(_PRONOUN_RE.search(clause.lower()))
     own = slots.order_ids(clause) or ([] if asked and not refers else slots.order_ids(p.text))
     money = slots.amounts(clause, bare=bare) or slots.amounts(p.text, bare=bare)
-    if slots.CORRECTION_RE.search(p.text) and len(slots.amounts(p.text, bare=bare)) > 1:
+    if money and len(slots.amounts(p.text, bare=bare)) > 1 and slots.CORRECTION_RE.search(p.text):
         money = slots.amounts(p.text, bare=bare)  # "refund $20... no, make it $30": the last
     cnorm = p.norm
     profile = slots.profile_change(_profile_text(p, clause)) if intent == "profile" else None
@@ -420,7 +420,8 @@ def understand(conv: Conversation, speller: Speller,
     foreign = is_foreign(text)
     p = parse(english_words(text) if foreign else text, speller)
     carried = _carried_order(conv, latest_at, speller)
-    if not slots.order_ids(p.text) and not u_injection(text):
+    injection = bool(_INJECTION_RE.search(text))  # searched once: the dearest pattern here
+    if not injection and not slots.order_ids(p.text):
         # 'you wrote "ORD1002 can still be cancelled", so cancel it': the quoted order is
         # what the message is about (the quote itself is not a request)
         carried = next(iter(slots.order_ids(text)), carried)
@@ -429,7 +430,7 @@ def understand(conv: Conversation, speller: Speller,
             if RECORDS[i].reply != "social"]
     social = [i for i in p.intents if RECORDS[i].reply == "social"]
     u = Understanding(text, p.norm, reqs, [r.intent for r in reqs], foreign=foreign,
-                      injection=bool(_INJECTION_RE.search(text)), social=social)
+                      injection=injection, social=social)
     named_other = bool(_NAMED_OTHER_RE.search(text))
     u.other_customer = any(c != conv.customer_id for c in slots.customer_ids(text)) or bool(
         _OTHERS_RE.search(text)) or named_other
@@ -509,10 +510,6 @@ def understand(conv: Conversation, speller: Speller,
                         if e != t and rules.resolve([t, e], p.norm) == [e]]
             u.topics = list(dict.fromkeys(narrower + u.topics + info))
     return u
-
-
-def u_injection(text: str) -> bool:
-    return bool(_INJECTION_RE.search(text))
 
 
 def words_of(text: str) -> list[str]:
