@@ -209,7 +209,7 @@ HELD_OUT = {
     "offline_heldout8_test": (53 / 57, 59 / 62, 0, 0),
     # session 9 (eval9's note): the test set is never tuned on; its one stray proposal and
     # one stray citation are the measured ceiling, not a goal
-    "offline_heldout9_dev": (112 / 114, 129 / 130, 2, 0),
+    "offline_heldout9_dev": (146 / 150, 167 / 170, 2, 0),
     "offline_heldout9_test": (51 / 59, 53 / 66, 1, 0),
 }
 
@@ -273,6 +273,9 @@ async def test_each_request_gets_its_own_refusal_in_the_draft(
     o = await _draft(provider, catalog, shop, CUSTOMER, "my tracking hasn't updated in 6 days, "
                      "ORD1002")
     assert "investigation" in o.draft
+    # a goodbye is a goodbye ("cool thx, that's everything" drafted NOT_UNDERSTOOD)
+    o = await _draft(provider, catalog, shop, CUSTOMER, "cool thx, that's everything")
+    assert o.draft.startswith("You're welcome! Have a great day.")
 
 
 def test_graded_drafts_meet_the_bar() -> None:

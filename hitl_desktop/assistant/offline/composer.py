@@ -159,7 +159,8 @@ class Composer:
         ):
             if "thanks" in und.social:
                 bye = re.search(
-                    r"\b(?:that'?s all|that is all|bye|nothing else|all good)\b", und.norm
+                    r"\b(?:that'?s all|that is all|that'?s everything|that is everything|bye"
+                    r"|nothing else|all good)\b", und.norm
                 )
                 w.para(texts.GOODBYE if bye else texts.WELCOME)
                 return

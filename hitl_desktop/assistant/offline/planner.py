@@ -154,6 +154,34 @@ def by_price(text: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(pick.get("product_id"))]
 
 
+#: "keep the socks", "not the socks", "except the socks": products the request leaves out
+_KEPT_RE = re.compile(
+    r"\b(?:keep(?:ing)?|not|except(?: for)?|apart from|but not|other than)\s+(?:the\s+|my\s+)?"
+    r"((?:[a-z0-9-]+\s+){0,2}[a-z0-9-]+)", re.I)
+
+
+def _without_kept(text: str, items: Sequence[Mapping[str, Any]], picked: list[str]) -> list[str]:
+    """ "return the backpack and keep the socks": the socks are not part of the request;
+    "money back for the socks, nice backpack btw": the request's own words say which."""
+    kept: set[str] = set()
+    for m in _KEPT_RE.finditer(text):
+        kept.update(match_products(m.group(1), items))
+    left = [p for p in picked if p not in kept]
+    if left and len(left) < len(picked):
+        return left
+    ask = _ASK_RE.search(text)  # the products from the ask on ("back for the socks please")
+    if ask:
+        named = match_products(text[ask.start():], items)
+        if named and len(named) < len(picked):
+            return named
+    return picked
+
+
+#: where a request starts ("...nice backpack btw... money back for the socks please")
+_ASK_RE = re.compile(
+    r"\b(?:money back|refund\w*|return|replace\w*|send (?:\w+ )?back)\b", re.I)
+
+
 class Planner:
     """The plan for one turn (pure: reads the conversation and the catalog's policy)."""
 
@@ -186,6 +214,8 @@ class Planner:
     def _products(self, req: Request, items: list[Mapping[str, Any]]) -> list[str]:
         """The products the request names, else the ones named last in the conversation."""
         picked = match_products(req.product_words, items) or by_price(req.product_words, items)
+        if len(picked) > 1:
+            picked = _without_kept(req.product_words, items, picked)
         if picked:
             return picked
         for _, text in reversed(self.conv.customer_messages()):

@@ -189,11 +189,11 @@ class ProfileChange:
 
 
 _FIELD_WORDS = (
-    ("email", r"\b(?:e-?mail|email address|mail address)\b"),
+    ("email", r"\b(?:e-?mail|email address|mail address|emial|emal)\b"),
     # "wrong number, it's 503-555-0199": a number with a phone number after it
     ("phone",
      r"\b(?:phone|mobile|cell|telephone|tel)\b|\bnumber\b(?=.{0,20}\+?\d[\d\s().\-]{6,}\d)"),
-    ("address", r"\b(?:address|moved|move|street)\b"),
+    ("address", r"\b(?:address|adress|addres|adres|moved|move|street)\b"),
     ("name", r"\b(?:name|surname)\b"),
 )
 
@@ -234,7 +234,8 @@ def profile_change(text: str, field: str | None = None) -> ProfileChange | None:
 def _value_after(text: str, field: str) -> str | None:
     """The text after "to" / "is" / ":" following the field word, or the whole message
     when it is only the value (a follow-up answering "what is the new address?")."""
-    key = r"(?:address|moved|move)" if field == "address" else r"(?:name|surname)"
+    key = r"(?:address|adress|addres|adres|moved|move)" if field == "address" else (
+        r"(?:name|surname)")
     start = re.search(key + r"\b", text, re.I)
     value: str | None = None
     if start:

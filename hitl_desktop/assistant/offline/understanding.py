@@ -80,6 +80,7 @@ _INJECTION_RE = re.compile(
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
     r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode"
+    r"|\b(?:reply|respond|answer) (?:only )?with (?:the word|only|just)\b"
     r"|</?(?:tool_?call|function_?call|tool|function)\b"
     r"|\[(?:system|admin|developer|assistant)\]",
     re.I,
@@ -98,6 +99,7 @@ _NAMED_OTHER_RE = re.compile(
     r"\b[A-Z][a-z]+ [A-Z][a-z]+(?:'s|s') (?:\w+ )?(?:phone|number|email|e-mail|address|orders?"
     r"|account|details|password|purchases)\b"
     r"|\b(?:what|which \w+) (?:did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:buy|bought|order|ordered|purchase)"
+    r"|\b(?:does|did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:have|has|order|ordered|buy|bought|placed)\b"
 )
 _QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
 _CLAUSE_RE = re.compile(
@@ -173,7 +175,10 @@ def english_words(text: str) -> str:
 
 def _clean(text: str) -> str:
     """What the customer asks, without quoted text or pasted markup (not requests)."""
-    return slots.EMAIL_RE.sub(" ", _QUOTED_RE.sub(" ", text))
+    # a quoted sentence stands as "that" ('"ships in 1 day" is too slow, just cancel it' is
+    # no question starting with "is"); pasted markup goes
+    return slots.EMAIL_RE.sub(" ", _QUOTED_RE.sub(
+        lambda m: " that " if m.group(0)[:1] in "\"'" else " ", text))
 
 
 #: intents asked for several orders at once ("cancel ORD1001 and ORD1008"): one request each
@@ -182,7 +187,8 @@ _PER_ORDER_INTENTS = ("cancel", "tracking", "missing")
 _POINTS_BACK_RE = re.compile(r"\b(?:there|it|that|this|them|those)\b")
 
 #: "sorry typo, it should be alex@b.example": a corrected value for what was just proposed
-_CORRECTS_RE = re.compile(r"\b(?:typo|i meant|should (?:be|read|have been)|correction|my bad)\b")
+_CORRECTS_RE = re.compile(
+    r"\b(?:typo|i meant|should (?:be|read|have been)|correction|my bad|make (?:it|that))\b")
 
 _WONDER_RE = re.compile(
     r"\b(?:(?:like|want) to know|wondering|is it possible|would it be possible|do you know)\b"
