@@ -115,7 +115,8 @@ class Composer:
         if not und.requests:
             self._no_request()
             return
-        if any(r.intent in _SORRY and not r.question for r in und.requests) and not und.foreign:
+        if any(r.intent in _SORRY and not r.question and not r.negated for r in und.requests) \
+                and not und.foreign:
             w.para(texts.SORRY)
         self._pending()
         # each request its own note: "cancel ORD1011 and ORD1012" are two cancel requests, and

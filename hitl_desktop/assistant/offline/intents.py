@@ -30,7 +30,7 @@ _PATTERNS: Final = MappingProxyType({
     ),
     "refund": (
         r"\brefund\w*\b",
-        r"\bmoney back\b|\bback what i paid\b|\b(?:bucks|dollars?|usd) back\b|\bback on (?:order|ord|my)\b|\breimburse\w*\b",
+        r"\bmoney back\b|\bback what i paid\b|\bwhat i paid\b.{0,30}\bback\b|\b(?:bucks|dollars?|usd) back\b|\bback on (?:order|ord|my)\b|\breimburse\w*\b",
         r"\bcharged (?:twice|double)\b",
     ),
     "replacement": (
@@ -224,7 +224,7 @@ _YIELDS: Final = (
     ("shipping", "refund_status", None),
     ("missing", "account_recovery", None),
     ("missing", "password", r"\b(?:reset|link|email)\b"),
-    ("profile", "shipping", r"^(?:can|could|how|is|do)\b.*\b(?:delivery|shipping) address\b.*\border\b"),
+    ("profile", "shipping", r"^(?:can|could|how|is|do)\b.*\b(?:delivery|shipping) address\b.*\bord(?:er\b|\s?\d{4})"),
     ("order_history", "bug", None),
     ("order_history", "invoice", None),
     ("shipping", "damaged", None),

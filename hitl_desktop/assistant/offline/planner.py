@@ -42,6 +42,12 @@ _SHIPPING_REFUND_RE = re.compile(
 )
 
 
+#: one unit of a line ("one pack of socks", "one of the pillows")
+_ONE_OF_RE = re.compile(r"\bone (?:pack|pair|unit|piece|box|set|bottle|of (?:the|my))\b|\bsingle\b",
+                        re.I)
+#: half of the order's money ("half of what I paid back", "half the price")
+_HALF_RE = re.compile(
+    r"\bhalf (?:of )?(?:what i paid|the (?:price|amount|total|order|money)|my money)\b", re.I)
 #: every product of the order ("both items", "all the items")
 _ALL_ITEMS_RE = re.compile(
     r"\b(?:both (?:items|things|products)|all (?:the |of the )?(?:items|things|products)"
@@ -304,12 +310,13 @@ class Planner:
                 return None
             if order is not None and not order.get("can_cancel", status in _CANCELLABLE):
                 return Note(req, "not_cancellable", status)
-            if _PART_RE.search(req.clause):
+            named = by_price(req.clause, items)  # "the cheaper item in ORD1001": one product
+            if not named and _PART_RE.search(req.clause):
                 named = match_products(req.clause, items)
-                if named and len(named) < len(items):
-                    # "cancel the bottle from ORD1001 but keep the headphones": the tool
-                    # cancels whole orders only; proposing it would cancel the headphones too
-                    return Note(req, "partial_cancel", named[0])
+            if named and len(named) < len(items):
+                # "cancel the bottle from ORD1001 but keep the headphones": the tool cancels
+                # whole orders only; proposing it would cancel the headphones too
+                return Note(req, "partial_cancel", named[0])
             return Step(req, tool, {"order_id": oid})
         if tool == "create_return":
             if self._called(req, tool, order_id=oid):
@@ -405,7 +412,7 @@ class Planner:
             amount = req.amount
             if not re.search(
                 r"late|delay|damag|broke|defect|wrong|missing|lost|trouble|inconvenien|problem"
-                r"|again|wait|took|weeks|hassle|forever|ages|taking", why):
+                r"|again|wait|took|weeks|hassle|forever|ages|taking|mistake|error", why):
                 return Note(req, "question")  # a gesture needs a reason (vouchers procedure)
             if amount is None:
                 key = "damaged" if re.search(r"damag|broke|defect", low) else "delay"
@@ -453,13 +460,16 @@ class Planner:
             amount = refundable
         if amount is None and _SHIPPING_REFUND_RE.search(req.clause):
             amount = _money(order.get("shipping_cost")) or 0.0  # 0: free shipping, ask
+        if amount is None and _HALF_RE.search(req.clause):
+            amount = round(refundable / 2, 2)  # "half of what I paid back"
         if amount is None and len(items) > 1 and _ALL_ITEMS_RE.search(req.clause):
             amount = min(refundable, sum(_money(i.get("line_total")) or 0.0 for i in items))
         if amount is None:
             picked = self._products(req, items)
             if picked:
+                one = bool(_ONE_OF_RE.search(req.clause))  # "one pack of socks": not both packs
                 amount = sum(
-                    _money(i.get("line_total")) or 0.0
+                    (_unit_price(i) if one else _money(i.get("line_total")) or 0.0)
                     for i in items
                     if str(i.get("product_id")) in picked
                 )

@@ -46,13 +46,13 @@ _NEGATE_RE = re.compile(
 #: "never mind, keep the old one"): the open request is called off, never carried out
 _REFUSAL_RE = re.compile(
     r"^(?:(?:actually|oh|hmm|ok|okay|sorry|wait|well|um)\s)*"
-    r"(?:no|nope|nah|nvm|never ?mind|forget (?:it|that|about it)|leave it|do not bother|not now|do not"
+    r"(?:no|nope|nah|neither|nvm|never ?mind|forget (?:it|that|about it)|leave it|do not bother|not now|do not"
     r"|no need|on second thought|i will keep (?:it|them)|i'll keep (?:it|them)"
     r"|i (?:want|would like|'d like) to keep (?:it|them))"
     r"(?:\s(?:thanks|thank you|thx|please|i will keep (?:it|them)|i'll keep (?:it|them)"
     r"|keep (?:it|them|the old one)(?: as it is)?|leave it(?: as it is)?|do not|not now|never ?mind"
     r"|it is fine|its fine|it's fine|that is ok|that's ok|after all|for now|i changed my mind"
-    r"|i remembered(?: it)?|i found it|i will keep (?:it|them)|i'll keep (?:it|them)"
+    r"|i remembered(?: it)?|i found it|i will (?:just )?keep (?:it|them)|i'll (?:just )?keep (?:it|them)"
     r"|i (?:want|would like) to keep (?:it|them)"
     r"|changed my mind|i am good|i'm good|all good))*\s*$"
 )
@@ -100,6 +100,7 @@ _NAMED_OTHER_RE = re.compile(
     r"|account|details|password|purchases)\b"
     r"|\b(?:what|which \w+) (?:did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:buy|bought|order|ordered|purchase)"
     r"|\b(?:does|did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:have|has|order|ordered|buy|bought|placed)\b"
+    r"|\b(?:whoever|the person who|the customer who|someone who) (?:ordered|placed|bought|made)\b"
 )
 _QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
 _CLAUSE_RE = re.compile(
@@ -490,7 +491,8 @@ def understand(conv: Conversation, speller: Speller,
                     u.requests = [replace(was, negated=True, question=False, since=latest_at)]
                     u.topics = [acts[0]]
                 break
-    if not u.requests and not social and not u.injection and slots.order_ids(text):
+    if not u.requests and not social and not u.injection and not u.other_customer \
+            and slots.order_ids(text):
         oid = slots.order_ids(text)[0]  # "ORD1002" on its own: what is its status?
         u.requests = [Request("tracking", text.strip(), oid, True, text, None, False, False,
                               False, latest_at)]
