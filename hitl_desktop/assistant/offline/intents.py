@@ -46,7 +46,7 @@ _PATTERNS: Final = MappingProxyType({
     ),
     "damaged": (
         r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn"
-        r"|scratched|dented|chipped|leaking|leaks|frayed|holes?|stain\w*|junk|tears?|rips?|cracks?|dents?|scratch\w*)\b",
+        r"|scratched|dented|chipped|leaking|leaks|frayed|holes?|stain\w*|junk|tears?|rips?|cracks?|dents?|scratch(?:ed|es)?(?! (?:that|it)\b))\b",
         r"\b(?:stopped|not|does not|is not) work(?:ing|s)?\b",
         r"\b(?:crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*)\b|\b(?:will not|does not|not) charg\w*\b",
         r"\bdead on arrival\b|\bin pieces\b|\bsound(?:s)? bad\b",
@@ -203,7 +203,8 @@ def _has(norm: str, pattern: str) -> bool:
 #: (intent, intent it gives way to, pattern that must hold for it to give way or None)
 _YIELDS: Final = (
     ("missing", "tracking", r"\b(?:not|never) (?:yet )?(?:been )?shipped\b"),  # not late: not sent yet
-    ("tracking", "bug", r"\b(?:try|trying|tried) to\b"),  # "the app crashes when I try to track"
+    # "the app crashes when I try to track", "the 'track order' button gives a blank page"
+    ("tracking", "bug", r"\b(?:try|trying|tried) to\b|\b(?:button|link)\b"),
     ("damaged", "replacement", None),
     ("damaged", "password", None),  # "my password isn't working": not a product
     # "thank you, have a lovely weekend": a goodbye, not a question about opening hours

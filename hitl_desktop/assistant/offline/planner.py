@@ -59,7 +59,7 @@ _PART_RE = re.compile(
 #: "send a password reset link to priya@example.com": an address the link cannot go to
 _RESET_ELSEWHERE_RE = re.compile(
     r"\b(?:link|reset|password)\b(?:(?!\b(?:change|update|and|new|my email)\b)[^.!?]){0,40}?"
-    r"\b(?:to|at)\s+[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
+    r"\b(?:to|at|for)\s+[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}",
     re.I,
 )
 
@@ -133,9 +133,12 @@ def match_products(text: str, items: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 #: a product named by its price ("the cheaper one", "the more expensive item")
-_CHEAPER_RE = re.compile(r"\b(?:cheaper|cheapest|less expensive|least expensive|lower priced)\b")
+_CHEAPER_RE = re.compile(
+    r"\b(?:cheaper|cheapest|less expensive|least expensive|lower priced)\b"
+    r"|\bcheap (?:one|item|thing|product)\b")
 _DEARER_RE = re.compile(
-    r"\b(?:more expensive|most expensive|pricier|priciest|dearer|higher priced)\b")
+    r"\b(?:more expensive|most expensive|pricier|priciest|dearer|higher priced)\b"
+    r"|(?<!less )(?<!least )\bexpensive (?:one|item|thing|product)\b")
 
 
 def _unit_price(item: Mapping[str, Any]) -> float:

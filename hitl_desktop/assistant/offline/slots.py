@@ -238,6 +238,9 @@ def _value_after(text: str, field: str) -> str | None:
         r"(?:name|surname)")
     start = re.search(key + r"\b", text, re.I)
     value: str | None = None
+    if start is None and field == "name":
+        # "it should be Alex Morgan Reed without the hyphen": the field was asked about before
+        start = re.search(r"\b(?=should (?:be|read)\b|is now\b)", text, re.I)
     if start:
         rest = text[start.end() :]
         for marker in (
@@ -268,6 +271,10 @@ def _value_after(text: str, field: str) -> str | None:
     value = value.strip().strip(".!?,;\"' ")
     if field == "name" and value.islower():
         value = value.title()
+    elif field == "name":
+        # a name is its capitalised words ("Alex Morgan Reed without the hyphen")
+        words = re.match(r"[A-Z][\w'\-]*(?:\s+[A-Z][\w'\-]*)*", value)
+        value = words.group(0) if words else value
     if len(value) < 2 or len(value) > 200 or not re.search(r"[A-Za-z]", value):
         return None
     if field == "address" and not re.search(r"\d", value):

@@ -16,6 +16,8 @@ from hitl_desktop.knowledge.text import edit_distance_le
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _MEMO_LIMIT = 4096
+_NAME_RE = re.compile(r"(?<=[a-z,] )[A-Z][a-z]+\b")
+_HAS_UPPER = re.compile(r"[a-z,] [A-Z]")
 #: :meth:`Speller.normalize`'s rewrites, in order (compiled once: looking each pattern
 #: up in ``re``'s cache on every call cost more than most of the substitutions)
 #: each with a substring every match contains: a text without it is left as it is
@@ -88,4 +90,8 @@ class Speller:
         for needle, rx, repl in _REWRITES:
             if needle in low:
                 low = rx.sub(repl, low)
-        return " ".join(self.correct(w) for w in WORD_RE.findall(low))
+        # a capitalised word inside a sentence is a name ("it should be Alex Morgan Reed"):
+        # spelt as its owner spells it, never "corrected" into a lexicon word ("amex")
+        names = {m.group(0).lower() for m in _NAME_RE.finditer(text)} if _HAS_UPPER.search(
+            text) else set()
+        return " ".join(w if w in names else self.correct(w) for w in WORD_RE.findall(low))

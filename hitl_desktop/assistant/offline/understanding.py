@@ -46,7 +46,8 @@ _NEGATE_RE = re.compile(
 #: "never mind, keep the old one"): the open request is called off, never carried out
 _REFUSAL_RE = re.compile(
     r"^(?:(?:actually|oh|hmm|ok|okay|sorry|wait|well|um)\s)*"
-    r"(?:no|nope|nah|neither|nvm|never ?mind|forget (?:it|that|about it)|leave it|do not bother|not now|do not"
+    r"(?:no|nope|nah|neither|nvm|never ?mind|forget (?:it|that|about it)|scratch that|leave it"
+    r"|do not bother|not now|do not"
     r"|no need|on second thought|i will keep (?:it|them)|i'll keep (?:it|them)"
     r"|i (?:want|would like|'d like) to keep (?:it|them))"
     r"(?:\s(?:thanks|thank you|thx|please|i will keep (?:it|them)|i'll keep (?:it|them)"
@@ -63,7 +64,8 @@ _ATTRIBUTED_RE = re.compile(
     re.I)
 #: a refusal that takes back what was asked, not a "no" to "anything else?"
 _WITHDRAW_RE = re.compile(
-    r"\b(?:never ?mind|nvm|changed my mind|second thought|keep (?:it|them)|remembered|found it)\b")
+    r"\b(?:never ?mind|nvm|changed my mind|second thought|keep (?:it|them)|remembered|found it"
+    r"|scratch that)\b")
 _MORE_RE = re.compile(r"\btell me more\b|\bmore (?:info|information|details)\b|\bhow does that work\b|\bhow that works\b|\bexplain\b")
 _FOLLOW_RE = re.compile(r"^(?:and|what about|how about|what if|hmm|so|ok and|also)\b")
 _SAME_RE = re.compile(
@@ -80,7 +82,7 @@ _INJECTION_RE = re.compile(
     r"|forget (?:your|the|all|about) (?:rules|instructions|guidelines)|as the (?:store )?(?:manager|admin|owner)"
     r"|i'?m the developer|</?(?:user|system|developer|assistant)>|\{\s*\"|mark it approved|approve (?:it|every|all)"
     r"|repeat after me|print your|list your tools|^\s*system\s*:|maintenance mode"
-    r"|\b(?:reply|respond|answer) (?:only )?with (?:the word|only|just)\b"
+    r"|\b(?:reply|respond|answer) (?:only )?with (?:the word|only|just)\b|<!--"
     r"|</?(?:tool_?call|function_?call|tool|function)\b"
     r"|\[(?:system|admin|developer|assistant)\]",
     re.I,
@@ -101,8 +103,12 @@ _NAMED_OTHER_RE = re.compile(
     r"|\b(?:what|which \w+) (?:did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:buy|bought|order|ordered|purchase)"
     r"|\b(?:does|did|has) [A-Z][a-z]+ [A-Z][a-z]+ (?:have|has|order|ordered|buy|bought|placed)\b"
     r"|\b(?:whoever|the person who|the customer who|someone who) (?:ordered|placed|bought|made)\b"
+    # "Kenji's tracking number": one name will do with a possessive and their details
+    r"|\b(?!(?:It|That|What|There|Here|He|She|Who|Where|Let|This|Today|Everyone|Nobody)\b)"
+    r"[A-Z][a-z]+(?:'s|s') (?:\w+ )?(?:phone|email|e-mail|address|orders?|account|details"
+    r"|password|tracking)\b"
 )
-_QUOTED_RE = re.compile(r"<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
+_QUOTED_RE = re.compile(r"<!--.*?-->|<(\w+)>.*?</\1>|</?\w+>|(?<!\w)'[^']{12,}'(?!\w)|(?<!\w)\"[^\"]{12,}\"(?!\w)|\{.*\}", re.S)
 _CLAUSE_RE = re.compile(
     r"(?<=[.!?;])\s+|\s+(?:and also|also|plus|and then|then|btw|by the way|oh and|and)\s+"
     r"(?=(?:can|could|would|please|i|my|how|what|when|where|is|do|send|cancel|reset|change|update"
@@ -446,7 +452,8 @@ def understand(conv: Conversation, speller: Speller,
     u.more = bool(_MORE_RE.search(p.norm))
     acting = [r for r in reqs if r.intent in ACTION_INTENTS or r.intent in ("missing", "tracking")]
     gives_slot = bool(slots.order_ids(text) or slots.amounts(text, bare=True) or slots.EMAIL_RE.search(text)
-                      or slots.wants_full_amount(text) or len(p.norm.split()) <= 6)
+                      or slots.wants_full_amount(text) or len(p.norm.split()) <= 6
+                      or bool(_CORRECTS_RE.search(p.norm)))  # "it should be Alex Morgan Reed"
     refusal = not acting and bool(_REFUSAL_RE.search(p.norm))
     u.confirm = bool(_CONFIRM_RE.search(p.norm)) and not acting
     same = bool(_SAME_RE.search(p.norm))
