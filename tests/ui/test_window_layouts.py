@@ -7,17 +7,19 @@ against that, and "stays within 1366x768" by resizing to it.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QRect
+from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.window import AgentWindow
-from tests.ui.agent_feed import Feed, Sent, summary, welcome
+from tests.ui.agent_feed import Feed, Sent, summary, tool_schema, welcome
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
 
@@ -208,9 +210,10 @@ def test_every_window_asks_for_no_more_than_the_screen(qtbot: QtBot) -> None:
     assert (customer.width(), customer.height()) == (440, 660)
 
 
-def _desk_window(qtbot: QtBot, tmp_path: Path, size: tuple[int, int]) -> AgentWindow:
+def _desk_window(qtbot: QtBot, tmp_path: Path, size: tuple[int, int],
+                 sent: Sent | None = None) -> AgentWindow:
     """A representative's desk (``you`` set) with one pending approval, shown at ``size``."""
-    ws = Workspace(send=Sent())
+    ws = Workspace(send=sent or Sent())
     win = AgentWindow(ws, config_dir=tmp_path, restore=False)
     qtbot.addWidget(win)
     win.resize(*size)
@@ -260,3 +263,61 @@ def test_the_demos_agent_window_beside_the_customers_keeps_the_approval_card_who
     for name in ("takeButton", "releaseButton", "transferButton", "statusButton", "noteButton"):
         button = bar.findChild(QWidget, name)
         assert button is not None and _inside(button, win.docks["conversation"]), name
+
+
+def _real_approval(ws: Workspace) -> None:
+    """cancel_order as the host proposes it: description, dry-run summary, provenance."""
+    Feed(ws, "s1")(p.ApprovalCreated(
+        approval_id="a9", call_id="call_a9", tool="cancel_order",
+        description=("Cancel an order that has not shipped yet (status pending or "
+                     "processing). Shipped, delivered or already cancelled orders cannot "
+                     "be cancelled; the payment is refunded."),
+        arguments={"order_id": "ORD1001"}, parameters_schema=tool_schema("cancel_order"),
+        summary="Cancel ORD1001 (pending, $158.95) and refund $158.95 to Visa ending in 4242",
+        provenance=p.Provenance(quote="Help me cancel order ORD1001"),
+        expires_at=time.time() + 3600))
+
+
+def test_approving_from_the_keyboard_on_a_1366_desk_shows_run_it_and_enter_runs_it(
+        qtbot: QtBot, tmp_path: Path) -> None:
+    """Ctrl+Shift+A on a 1366x768 desk (seen under Xvfb): the confirmation opened with
+    Run it focused but scrolled out of the queue (the shortcut scrolled back to the
+    card's top), and Enter on the focused Run it did nothing (a push button outside a
+    dialog takes only Space). A keyboard-only representative could not see what the
+    key would do, nor use the key everyone tries first."""
+    sent = Sent()
+    win = _desk_window(qtbot, tmp_path, (1366, 740), sent)
+    ws = win.workspace
+    _real_approval(ws)
+    _settle(win, (1366, 740))
+    Feed(ws, "s1")(p.ApprovalUpdated(approval_id="a1", state="cancelled"))
+    _settle(win, (1366, 740))
+    queue = win.action_queue
+    card = queue.first_card()
+    assert card is not None and card.approval.approval_id == "a9"
+    win.approve_first()
+    _settle(win, (1366, 740))
+    viewport = queue.scroll_area.viewport()
+    assert card.confirm.isVisible()
+    assert QApplication.focusWidget() is card.run_button
+    for part in (card.run_button, card.back_button):
+        assert _inside(part, viewport), part.text()
+    QTest.keyClick(card.run_button, Qt.Key.Key_Return)
+    assert [m.approval_id for m in sent.of("approval.approve")] == ["a9"]  # type: ignore[attr-defined]
+
+
+def test_rejecting_from_the_keyboard_shows_the_reason_box_and_enter_on_back_goes_back(
+        qtbot: QtBot, tmp_path: Path) -> None:
+    """Ctrl+Shift+R: the reason box is in view and focused; Enter on a focused Back
+    (Tab from the box) returns to the card's buttons."""
+    win = _desk_window(qtbot, tmp_path, (1366, 740))
+    queue = win.action_queue
+    card = queue.first_card()
+    assert card is not None
+    win.reject_first()
+    _settle(win, (1366, 740))
+    viewport = queue.scroll_area.viewport()
+    assert QApplication.focusWidget() is card.reason
+    assert _inside(card.reason, viewport) and _inside(card.reject_confirm, viewport)
+    QTest.keyClick(card.reject_back, Qt.Key.Key_Return)
+    assert not card.reject_panel.isVisible() and card.buttons.isVisible()

@@ -58,7 +58,7 @@ class ApprovalCard(QFrame):
 
     approve_confirmed = Signal(str, dict)  # approval_id, arguments
     reject_confirmed = Signal(str, str)  # approval_id, reason
-    confirm_shown = Signal()  # the queue scrolls so Run it / Back are in view
+    confirm_shown = Signal()  # the queue scrolls so the open panel's buttons are in view
 
     def __init__(self, approval: Approval, parent: QWidget | None = None) -> None:
         # the form builder loads with the first action, not with the window
@@ -163,6 +163,9 @@ class ApprovalCard(QFrame):
         self.run_button.clicked.connect(self.confirm_approve)
         cb.addWidget(self.back_button)
         cb.addWidget(self.run_button)
+        for button in (self.reject_button, self.approve_button, self.back_button,
+                       self.run_button):
+            button.setAutoDefault(True)  # Enter clicks it when focused, as in a dialog
         c.addLayout(cb)
         self.confirm.hide()
         lay.addWidget(self.confirm)
@@ -190,6 +193,8 @@ class ApprovalCard(QFrame):
         self.reject_confirm.clicked.connect(self.confirm_reject)
         rb.addWidget(self.reject_back)
         rb.addWidget(self.reject_confirm)
+        self.reject_back.setAutoDefault(True)
+        self.reject_confirm.setAutoDefault(True)
         r.addLayout(rb)
         self.reject_panel.hide()
         lay.addWidget(self.reject_panel)
@@ -241,6 +246,7 @@ class ApprovalCard(QFrame):
         self.buttons.hide()
         self.reject_panel.show()
         self.reason.setFocus()
+        self.confirm_shown.emit()
 
     def cancel_confirm(self) -> None:
         self.confirm.hide()
@@ -489,11 +495,15 @@ class ActionQueue(QWidget):
                 self._show_buttons(card)
 
     def _show_buttons(self, card: ApprovalCard) -> None:
-        """Scroll the queue so the confirmation's Run it / Back buttons are visible."""
+        """Scroll the queue so the open panel's buttons (Run it / Back, or the reason
+        and Reject action) are visible: the focused one must be on screen."""
         inner = self.scroll_area.widget()
         if inner is not None:
             inner.adjustSize()
-        self.scroll_area.ensureWidgetVisible(card.run_button, 8, 8)
+        if card.reject_panel.isVisible():
+            self.scroll_area.ensureWidgetVisible(card.reject_confirm, 8, 8)
+        else:
+            self.scroll_area.ensureWidgetVisible(card.run_button, 8, 8)
 
     def _approve(self, approval_id: str, arguments: dict[str, Any]) -> None:
         self.workspace.approve(approval_id, arguments)
@@ -503,21 +513,22 @@ class ActionQueue(QWidget):
 
     # keyboard-first helpers used by the window's shortcuts
     def approve_first(self) -> bool:
-        """First press shows the confirmation; a second press runs it."""
+        """First press shows the confirmation (scrolled to its Run it / Back, which
+        ``confirm_shown`` does); a second press runs it."""
         card = self.first_card()
         if card is None:
             return False
         if card.confirm.isVisible():
             card.confirm_approve()
-        else:
-            card.ask_approve()
-        self.scroll_area.ensureWidgetVisible(card)
+            self.scroll_area.ensureWidgetVisible(card)
+        elif not card.ask_approve():  # the form's errors are at the card's top
+            self.scroll_area.ensureWidgetVisible(card)
         return True
 
     def reject_first(self) -> bool:
+        """The reason box, focused and scrolled into view with its buttons."""
         card = self.first_card()
         if card is None:
             return False
         card.ask_reject()
-        self.scroll_area.ensureWidgetVisible(card)
         return True

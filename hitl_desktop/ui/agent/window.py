@@ -899,8 +899,9 @@ class AgentWindow(QMainWindow):
                         for what, keys in self.shortcut_rows())
         self._help("Keyboard shortcuts",
                    "<p>In the suggested reply, <b>Ctrl+Enter</b> sends. In an approval "
-                   "card, the first Approve shows the exact call; pressing it again "
-                   f"runs it.</p><table>{table}</table>")
+                   "card, the first Approve shows the exact call with <b>Run it</b> "
+                   "focused: <b>Enter</b> (or pressing Approve again) runs it; "
+                   f"Shift+Tab, Enter goes Back.</p><table>{table}</table>")
 
     def show_about(self) -> None:
         from hitl_desktop import __version__
