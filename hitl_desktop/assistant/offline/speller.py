@@ -92,6 +92,8 @@ class Speller:
                 low = rx.sub(repl, low)
         # a capitalised word inside a sentence is a name ("it should be Alex Morgan Reed"):
         # spelt as its owner spells it, never "corrected" into a lexicon word ("amex")
-        names = {m.group(0).lower() for m in _NAME_RE.finditer(text)} if _HAS_UPPER.search(
-            text) else set()
-        return " ".join(w if w in names else self.correct(w) for w in WORD_RE.findall(low))
+        if _HAS_UPPER.search(text):
+            names = {m.group(0).lower() for m in _NAME_RE.finditer(text)}
+            if names:
+                return " ".join(w if w in names else self.correct(w) for w in WORD_RE.findall(low))
+        return " ".join(self.correct(w) for w in WORD_RE.findall(low))
