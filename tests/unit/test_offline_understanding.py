@@ -873,3 +873,30 @@ def test_held_out9_batch_five_gaps() -> None:
              customer("oops, it should be Alex Morgan Reed without the hyphen"))
     assert next_call(c) == ("update_info", {"user_id": "CUST1001", "info": {
         "field": "name", "value": "Alex Morgan Reed"}})
+
+
+def test_held_out9_batch_six_gaps() -> None:
+    """Session 9's dev set, batch 6: "everything except X", "minus the shipping",
+    "yes but the X as well", "stopped charging"."""
+    # "return everything except the backpack" PROPOSED returning the backpack
+    assert next_call(conv(looked_up(ORD1003), customer("return everything except the backpack "
+                                                       "from ORD1003"))) == (
+        "create_return", {"order_id": "ORD1003", "product_ids": ["P1004"]})
+    call = next_call(conv(looked_up(ORD1003), customer("refund the socks but not the backpack "
+                                                       "from ORD1003")))
+    assert call is not None and call[1]["amount"] == 48.0
+    # "refund ORD1015 minus the shipping" PROPOSED refunding only the shipping
+    ord1015 = {**ORD1003, "order_id": "ORD1015", "refundable_amount": 137.99,
+               "shipping_cost": 24.99}
+    call = next_call(conv(looked_up(ord1015), customer("refund ORD1015 minus the shipping")))
+    assert call is not None and call[1]["amount"] == 113.0
+    # "yes but the backpack as well" to "shall I return the socks?": both
+    c = conv(customer("I want to return the socks from ORD1003"), looked_up(ORD1003),
+             Said("assistant", "Shall I open a return for the socks?"),
+             customer("yes but the backpack as well"))
+    assert next_call(c) == ("create_return", {"order_id": "ORD1003",
+                                              "product_ids": ["P1002", "P1004"]})
+    c = conv(looked_up(ORD1012), customer("the headphones in ORD1012 stopped charging, send a "
+                                          "replacement"))
+    call = next_call(c)
+    assert call is not None and call[0] == "create_ticket"

@@ -48,7 +48,7 @@ _PATTERNS: Final = MappingProxyType({
         r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn"
         r"|scratched|dented|chipped|leaking|leaks|frayed|holes?|stain\w*|junk|tears?|rips?|cracks?|dents?|scratch(?:ed|es)?(?! (?:that|it)\b))\b",
         r"\b(?:stopped|not|does not|is not) work(?:ing|s)?\b",
-        r"\b(?:crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*)\b|\b(?:will not|does not|not) charg\w*\b",
+        r"\b(?:crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*)\b|\b(?:will not|does not|not|stopped) charg\w*\b",
         r"\bdead on arrival\b|\bin pieces\b|\bsound(?:s)? bad\b",
     ),
     "problem": (

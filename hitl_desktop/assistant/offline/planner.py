@@ -56,6 +56,9 @@ _ALL_ITEMS_RE = re.compile(
 #: "take it off the order")
 _PART_RE = re.compile(
     r"\b(?:just|only|keep|without|except|remove|take (?:it|them|the \w+(?: \w+)?) off)\b", re.I)
+_MINUS_SHIPPING_RE = re.compile(
+    r"\b(?:minus|except|excluding|without|less|but not|apart from)\s+(?:the\s+)?"
+    r"(?:shipping|delivery|postage)\b", re.I)
 #: "send a password reset link to priya@example.com": an address the link cannot go to
 _RESET_ELSEWHERE_RE = re.compile(
     r"\b(?:link|reset|password)\b(?:(?!\b(?:change|update|and|new|my email)\b)[^.!?]){0,40}?"
@@ -169,23 +172,36 @@ _KEPT_RE = re.compile(
     r"((?:[a-z0-9-]+\s+){0,2}[a-z0-9-]+)", re.I)
 
 
-def _without_kept(text: str, items: Sequence[Mapping[str, Any]], picked: list[str]) -> list[str]:
-    """ "return the backpack and keep the socks": the socks are not part of the request;
-    "money back for the socks, nice backpack btw": the request's own words say which."""
+def kept_products(text: str, items: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Products a request leaves out: "keep the socks", "except the backpack"."""
     kept: set[str] = set()
     for m in _KEPT_RE.finditer(text):
         kept.update(match_products(m.group(1), items))
+    return kept
+
+
+def _without_kept(text: str, items: Sequence[Mapping[str, Any]], picked: list[str]) -> list[str]:
+    """ "return the backpack and keep the socks": the socks are not part of the request;
+    "money back for the socks, nice backpack btw": the request's own words say which;
+    "everything except the backpack": all the others."""
+    kept = kept_products(text, items)
     left = [p for p in picked if p not in kept]
+    if kept and not left and _EVERY_RE.search(text):
+        return [str(i.get("product_id")) for i in items if str(i.get("product_id")) not in kept]
+    if kept and not left:
+        return []  # only what is kept was named: ask
     if left and len(left) < len(picked):
         return left
     ask = _ASK_RE.search(text)  # the products from the ask on ("back for the socks please")
-    if ask:
+    if ask and not _ADDS_RE.search(text[: ask.start()]):  # not "the backpack as well"
         named = match_products(text[ask.start():], items)
         if named and len(named) < len(picked):
             return named
     return picked
 
 
+_EVERY_RE = re.compile(r"\b(?:everything|all|the rest|both|whole|entire)\b", re.I)
+_ADDS_RE = re.compile(r"\b(?:as well|too|also|plus)\b", re.I)
 #: where a request starts ("...nice backpack btw... money back for the socks please")
 _ASK_RE = re.compile(
     r"\b(?:money back|refund\w*|return|replace\w*|send (?:\w+ )?back)\b", re.I)
@@ -223,10 +239,9 @@ class Planner:
     def _products(self, req: Request, items: list[Mapping[str, Any]]) -> list[str]:
         """The products the request names, else the ones named last in the conversation."""
         picked = match_products(req.product_words, items) or by_price(req.product_words, items)
-        if len(picked) > 1:
-            picked = _without_kept(req.product_words, items, picked)
         if picked:
-            return picked
+            # "everything except the backpack" names the backpack: never what is picked
+            return _without_kept(req.product_words, items, picked)
         for _, text in reversed(self.conv.customer_messages()):
             picked = match_products(text, items)
             if picked:
@@ -336,7 +351,9 @@ class Planner:
                     req.product_words.lower(),
                 )
             ):
-                picked = [str(i.get("product_id")) for i in open_items]
+                kept = kept_products(req.product_words, open_items)
+                picked = [str(i.get("product_id")) for i in open_items
+                          if str(i.get("product_id")) not in kept]
             if not picked:
                 return Note(req, "ask_product", "return")
             return Step(req, tool, {"order_id": oid, "product_ids": picked})
@@ -461,6 +478,9 @@ class Planner:
         amount = req.amount
         if amount is None and req.full_amount:
             amount = refundable
+        if amount is None and _MINUS_SHIPPING_RE.search(req.clause):
+            # "refund ORD1015 minus the shipping": what was paid for the products
+            amount = refundable - (_money(order.get("shipping_cost")) or 0.0)
         if amount is None and _SHIPPING_REFUND_RE.search(req.clause):
             amount = _money(order.get("shipping_cost")) or 0.0  # 0: free shipping, ask
         if amount is None and _HALF_RE.search(req.clause):

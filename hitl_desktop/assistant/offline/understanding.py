@@ -117,7 +117,7 @@ _CLAUSE_RE = re.compile(
     r"|[,:]\s+(?=(?:how|what|whats|what's|when|where|why|which|do|does|can i|could i|is|are)\b)"
 )
 _STATUS_WORDS = re.compile(r"\b(?:where|when|has not|have not|not (?:arrived|received|yet)|still|status|yet)\b")
-DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?|crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*)\b")
+DAMAGE_WORDS = re.compile(r"\b(?:damaged?|broken|broke|defective|faulty|cracked|shattered|smashed|ripped|torn|scratched|dented|chipped|holes?|frayed|dead|wrong|stain\w*|junk|not working|tears?|rips?|cracks?|crackl\w*|buzz(?:es|ing)?|rattl\w*|flicker\w*|stopped (?:working|charging)|not charging)\b")
 
 
 @dataclass(frozen=True, slots=True)
