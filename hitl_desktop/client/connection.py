@@ -103,6 +103,12 @@ FATAL_CLOSE_CODES: Final[dict[int, str]] = {
 }
 
 
+UNTRUSTED_CERTIFICATE: Final = (
+    "The host's certificate is not trusted ({}). If the host uses its own (self-signed) "
+    "certificate, copy its certificate file to this PC and start HITL Desk with "
+    "HITL_CA_FILE=/path/to/cert.pem.")
+
+
 class ConnectionState(StrEnum):
     """What the banner shows."""
 
@@ -556,6 +562,7 @@ class HostConnection(QObject):
             code: int | None = None
             reason = ""
             resync = False
+            untrusted = ""
             try:
                 async with websockets.connect(
                     self.link.ws_url,
@@ -581,12 +588,18 @@ class HostConnection(QObject):
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
                 reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            except ssl.SSLCertVerificationError as exc:
+                untrusted = exc.verify_message or str(exc)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, EOFError) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             finally:
                 self._ws = None
             if self.closing:
                 break
+            if untrusted:  # retrying cannot help: say how to trust the host instead
+                log.info("the host's certificate is not trusted: %s", untrusted)
+                self._set_state(ConnectionState.FAILED, UNTRUSTED_CERTIFICATE.format(untrusted))
+                return
             self.last_close_code = code
             log.info("disconnected (code %s, %s)", code, reason or "no reason")
             if code in FATAL_CLOSE_CODES:

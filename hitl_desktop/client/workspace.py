@@ -462,6 +462,7 @@ class Workspace(QObject):
         self._current: str | None = None
         self._status: p.AssistantStatus | None = None
         self._connection_state = "disconnected"
+        self.connection_message = ""  # the connection's last state message
         self._role: p.Role | None = None
         self._bound_session: str | None = None
         self._dirty_drafts: set[str] = set()
@@ -578,6 +579,9 @@ class Workspace(QObject):
 
     def _on_state_signal(self, state: object) -> None:
         value = getattr(state, "value", state)
+        # why it failed (a refused link, an untrusted certificate): the window shows it
+        message = getattr(self._conn, "state_message", "")
+        self.connection_message = message if isinstance(message, str) else ""
         self.set_connection_state(str(value))
 
     def _on_error_details(self, ref: object, details: object) -> None:

@@ -18,6 +18,7 @@ from PySide6.QtGui import QCloseEvent, QFontMetrics, QKeyEvent, QResizeEvent, QS
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -244,7 +245,7 @@ class ConnectionBanner(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("connectionBanner")
-        layout = QHBoxLayout(self)
+        layout = self._grid = QGridLayout(self)
         layout.setContentsMargins(12, 6, 8, 6)
         self.label = QLabel()
         self.label.setWordWrap(True)
@@ -256,9 +257,10 @@ class ConnectionBanner(QFrame):
         self.other_link_button.setObjectName("otherLinkButton")
         self.other_link_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.other_link_button.hide()
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.retry_button)
-        layout.addWidget(self.other_link_button)
+        layout.addWidget(self.label, 0, 0)
+        layout.addWidget(self.retry_button, 0, 1)
+        layout.addWidget(self.other_link_button, 0, 2)
+        layout.setColumnStretch(0, 1)
         self.kind = "ok"
         self.setVisible(False)
 
@@ -274,6 +276,12 @@ class ConnectionBanner(QFrame):
         self.retry_button.setStyleSheet(theme.button_css(c, primary=False))
         self.other_link_button.setStyleSheet(theme.button_css(c, primary=False))
         self.other_link_button.setVisible(kind == "error")
+        # with both buttons the sentence gets the whole width above them (beside them
+        # a 430 px window left it ~130 px: a word a line, its end cut off)
+        below = int(kind == "error")
+        self._grid.addWidget(self.label, 0, 0, 1, 3 if below else 1)
+        self._grid.addWidget(self.retry_button, below, 1)
+        self._grid.addWidget(self.other_link_button, below, 2)
         self.setVisible(True)
 
 

@@ -7,6 +7,9 @@ import functools
 import random
 import socket
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from hitl_desktop.client.chat import ChatModel, Delivery
 from hitl_desktop.client.connection import (
@@ -370,3 +373,67 @@ async def test_an_announced_session_gap_is_accepted_and_reported(tmp_path: Path)
             assert _texts(got, sid) == ["one", "two", "three"]
         finally:
             await agent.aclose()
+
+
+async def test_an_untrusted_host_certificate_fails_once_and_says_how_to_trust_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host on its own (self-signed) certificate: the window once said only
+    "Connection lost. Reconnecting…" forever (seen by audit9 under Xvfb); retrying never
+    helps, so it fails with what to do; with HITL_CA_FILE naming the certificate it
+    connects."""
+    from tests.integration.test_relay import make_self_signed
+
+    cert, key = make_self_signed(tmp_path)
+    async with running_host(tmp_path, tls_cert=str(cert), tls_key=str(key)) as host:
+        link = InviteLink.parse(host.lobby_link)
+        assert link.tls
+        monkeypatch.delenv("HITL_CA_FILE", raising=False)
+        conn = HostConnection(link, backoff_base=0.01)
+        conn.open()
+        try:
+            await until(lambda: conn.state is ConnectionState.FAILED, what="failed")
+            assert "certificate" in conn.state_message
+            assert "HITL_CA_FILE" in conn.state_message
+            main = conn._main
+            assert main is not None
+            await asyncio.wait_for(asyncio.shield(main), 5)  # no retry loop left
+            assert conn.attempts == 0
+        finally:
+            await conn.aclose()
+        monkeypatch.setenv("HITL_CA_FILE", str(cert))
+        trusted = HostConnection(link)
+        try:
+            await _connected(trusted)
+            assert trusted.state is ConnectionState.CONNECTED
+        finally:
+            await trusted.aclose()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support")  # offscreen dock size hints
+async def test_the_agent_window_shows_why_it_cannot_connect(
+        tmp_path: Path, qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said only "✕ Cannot connect" (an untrusted certificate sends no error frame,
+    so nothing else ever appeared): the reason and the fix stay in the status bar."""
+    from hitl_desktop.client.workspace import Workspace
+    from hitl_desktop.ui.agent.window import AgentWindow
+    from tests.integration.test_relay import make_self_signed
+
+    monkeypatch.delenv("HITL_CA_FILE", raising=False)
+    cert, key = make_self_signed(tmp_path)
+    async with running_host(tmp_path, tls_cert=str(cert), tls_key=str(key)) as host:
+        conn = HostConnection(InviteLink.parse(host.desk_link))
+        ws = Workspace()
+        ws.attach(conn)
+        window = AgentWindow(ws, config_dir=tmp_path / "cfg")
+        qtbot.addWidget(window)
+        window.show()
+        conn.open()
+        try:
+            await until(lambda: conn.state is ConnectionState.FAILED, what="failed")
+            assert window.connection_label.text() == "✕ Cannot connect"
+            assert "HITL_CA_FILE" in window.statusBar().currentMessage()
+            assert "certificate" in window.connection_label.toolTip()
+            assert window.other_link_button.isVisible()
+        finally:
+            window.close()
+            await conn.aclose()

@@ -275,3 +275,33 @@ def test_hitl_theme_forces_a_scheme(qapp: Any, monkeypatch: pytest.MonkeyPatch) 
         assert not theme.is_dark()
     finally:
         qapp.setPalette(before)
+
+
+async def test_an_untrusted_certificate_says_what_to_do_across_the_windows_width(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host on a self-signed certificate: the banner names the fix (HITL_CA_FILE), and
+    with both its buttons the sentence gets the window's width above them (beside them
+    it had ~130 px of a 440 px window: a word a line, the end cut off)."""
+    from tests.integration.test_relay import make_self_signed
+
+    monkeypatch.delenv("HITL_CA_FILE", raising=False)
+    cert, key = make_self_signed(tmp_path)
+    async with running_host(tmp_path, tls_cert=str(cert), tls_key=str(key)) as host:
+        conn = HostConnection(InviteLink.parse(host.lobby_link))
+        window = CustomerWindow(ChatModel(conn), conn)
+        window.resize(440, 700)
+        window.show()
+        conn.open()
+        try:
+            await until(lambda: conn.state is ConnectionState.FAILED, what="failed")
+            await asyncio.sleep(0.05)
+            banner = window.banner
+            assert banner.isVisible() and banner.kind == "error"
+            assert "HITL_CA_FILE" in banner.label.text()
+            assert banner.label.width() >= banner.width() - 60  # was ~140 of 440
+            assert banner.label.height() >= banner.label.heightForWidth(banner.label.width())
+            assert banner.retry_button.y() > banner.label.y() + banner.label.height() - 1
+        finally:
+            window.close()
+            await conn.aclose()
+            window.deleteLater()

@@ -855,7 +855,12 @@ class AgentWindow(QMainWindow):
         text = CONNECTION_TEXT.get(state, state.capitalize())
         level = "ok" if text.startswith("●") else "busy" if "◌" in text else "bad"
         self.connection_label.setText(text)
-        self.other_link_button.setVisible(state in ("failed", "revoked"))
+        failed = state in ("failed", "revoked")
+        self.other_link_button.setVisible(failed)
+        why = self.workspace.connection_message if failed else ""
+        self.connection_label.setToolTip(why)
+        if why:  # what went wrong and what to do stays in view, not 8 s
+            self.statusBar().showMessage(why)
         if self.connection_label.property("conn") != level:
             # a property the window's style sheet colours, not a per-widget style sheet
             # (each of those is parsed and cascaded on its own)
