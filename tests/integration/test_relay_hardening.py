@@ -136,6 +136,24 @@ async def test_rate_limited_errors_carry_the_dropped_frames_ref(tmp_path: Path) 
         assert err["data"]["retry_after"] > 0
 
 
+async def test_the_rate_limit_close_is_announced_by_an_error_without_retry_after(
+        tmp_path: Path) -> None:
+    """PROTOCOL.md section 13, as audit9's independent client found it: one error per
+    20 drops with ``retry_after``, then past ``max_rate_drops`` one last error with
+    ``retry_after`` null and close 4008."""
+    cfg = RelayConfig(rate=0.5, burst=2.0, max_rate_drops=45)
+    async with running_host(tmp_path, config=cfg) as host:
+        created = host.create_session()
+        cust = await Client.connect(host.url, token_of(created.customer_link))
+        sid = created.session_id
+        for _ in range(2 + 46):
+            await cust.send("typing", {"active": True}, session=sid)
+        assert await cust.closed_code(5) == CloseCode.RATE_LIMITED
+        errors = cust.of("error", code="rate_limited")
+        assert [e["data"]["retry_after"] is not None for e in errors] == [True] * 3 + [False]
+        assert errors[-1]["data"]["message"] == "too many frames: closing"
+
+
 async def test_a_big_frame_costs_more_of_the_rate_budget(tmp_path: Path) -> None:
     cfg = RelayConfig(rate=0.5, burst=20.0, cost_bytes=1000)
     async with running_host(tmp_path, config=cfg) as host:
