@@ -9,6 +9,7 @@ HostConnection.
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -296,6 +297,12 @@ def test_help_lists_the_shortcuts_and_about(window: AgentWindow) -> None:
     box = window.help_box
     assert box is not None and box.isVisible() and not box.isModal()
     assert "Ctrl+Shift+W" in box.text()  # type: ignore[attr-defined]
+    # every row is there, and the box fits a 1366x768 laptop under a title bar and a
+    # panel (one column of 25 rows was 712 px tall: Close below the screen's edge)
+    for what, keys in rows.items():
+        assert html.escape(what) in box.text() and html.escape(keys) in box.text()  # type: ignore[attr-defined]
+    hint = box.sizeHint()
+    assert hint.height() <= 500 and hint.width() <= 1300, hint
     window.about_action.trigger()
     assert window.help_box is not None and "HITL Desk" in window.help_box.text()  # type: ignore[attr-defined]
 

@@ -899,14 +899,26 @@ class AgentWindow(QMainWindow):
 
     def show_shortcuts(self) -> None:
         """Help → Keyboard shortcuts: every shortcut this window answers to."""
-        table = "".join(f"<tr><td style='padding:2px 16px 2px 0'>{html.escape(what)}</td>"
-                        f"<td><b>{html.escape(keys)}</b></td></tr>"
-                        for what, keys in self.shortcut_rows())
-        self._help("Keyboard shortcuts",
-                   "<p>In the suggested reply, <b>Ctrl+Enter</b> sends. In an approval "
+        # two pairs of columns: one pair (25 rows) made the box 712 px tall, more than a
+        # 1366x768 laptop has under its title bar and panel (Close off the screen)
+        rows = self.shortcut_rows()
+        half = (len(rows) + 1) // 2
+
+        def cells(row: tuple[str, str] | None) -> str:
+            if row is None:
+                return "<td></td><td></td>"
+            return (f"<td style='padding:2px 12px 2px 0; white-space:nowrap'>"
+                    f"{html.escape(row[0])}</td><td style='padding:2px 28px 2px 0; "
+                    f"white-space:nowrap'><b>{html.escape(row[1])}</b></td>")
+
+        table = "".join(
+            "<tr>" + cells(rows[i]) + cells(rows[i + half] if i + half < len(rows) else None)
+            + "</tr>" for i in range(half))
+        self._help("Keyboard shortcuts", wide=True, body=(
+                   "<p>In the suggested reply, <b>Ctrl+Enter</b> sends.<br>In an approval "
                    "card, the first Approve shows the exact call with <b>Run it</b> "
-                   "focused: <b>Enter</b> (or pressing Approve again) runs it; "
-                   f"Shift+Tab, Enter goes Back.</p><table>{table}</table>")
+                   "focused:<br><b>Enter</b> (or pressing Approve again) runs it; "
+                   f"Shift+Tab, Enter goes Back.</p><table>{table}</table>"))
 
     def show_about(self) -> None:
         from hitl_desktop import __version__
@@ -917,7 +929,9 @@ class AgentWindow(QMainWindow):
                    "the customer and what runs on their account.</p><p>Engine: "
                    f"{html.escape(self.assistant_label.full_text())}</p>")
 
-    def _help(self, title: str, body: str) -> None:
+    def _help(self, title: str, body: str, *, wide: bool = False) -> None:
+        """A non-modal help box; ``wide``: its text may be as wide as a table needs
+        (a message box otherwise wraps it at ~500 px, every cell on two lines)."""
         from PySide6.QtWidgets import QMessageBox
 
         if self.help_box is not None:
@@ -925,6 +939,10 @@ class AgentWindow(QMainWindow):
         box = QMessageBox(QMessageBox.Icon.Information, title, body,
                           QMessageBox.StandardButton.Close, self)
         box.setTextFormat(Qt.TextFormat.RichText)
+        if wide:
+            label = box.findChild(QLabel, "qt_msgbox_label")
+            if label is not None:
+                label.setWordWrap(False)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.destroyed.connect(lambda *_: setattr(self, "help_box", None))
