@@ -390,8 +390,9 @@ class KbBrowser(QWidget):
         self.split = QSplitter(Qt.Orientation.Horizontal)
         self.split.addWidget(left)
         self.split.addWidget(right)
-        self.split.setStretchFactor(0, 2)
-        self.split.setStretchFactor(1, 5)
+        # the list a third of the width: at 2:5 most "Procedure - …" titles were cut
+        self.split.setStretchFactor(0, 1)
+        self.split.setStretchFactor(1, 2)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.split, 1)
@@ -441,8 +442,8 @@ class KbBrowser(QWidget):
             item = QListWidgetItem(e.title)
             item.setData(Qt.ItemDataRole.UserRole, e.article_id)
             item.setData(ENTRY_ROLE, e)
-            if e.snippet:
-                item.setToolTip(e.snippet)
+            # the full title first: the list may cut it
+            item.setToolTip(f"{e.title}\n{e.snippet}" if e.snippet else e.title)
             self.results.addItem(item)
             if e.article_id == keep:
                 select = item

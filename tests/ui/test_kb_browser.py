@@ -146,3 +146,38 @@ def test_kb_command_opens_the_window(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_the_kb_window_at_1366x768_names_every_article_in_full(
+        qtbot: object, tmp_path: Path) -> None:
+    """Under Xvfb at 1366x768 (audit9) most titles were cut ("Procedure - delivery
+    problems an…") and hovering showed only the snippet: the list now gets a third of
+    the width, and a hover names the full title above its snippet."""
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    index = await asyncio.to_thread(KnowledgeIndex.open, default_knowledge_dir(),
+                                    tmp_path / "idx.sqlite3")
+    total = await index.worker.call(len, index)
+    window = KbBrowserWindow(LocalKbSource(index))
+    window.resize(1040, 700)  # its size on a 1366x768 screen
+    b = window.browser
+    window.show()
+    try:
+        b.refresh()
+        await until(lambda: len(b.listed_ids()) == total, what="full listing")
+        # a third of the window for the list (it had 2/7: 28 %), and every title a
+        # hover away
+        assert b.results.width() >= window.width() // 3 - 20, b.results.width()
+        bold = QFont(b.results.font())
+        bold.setBold(True)
+        room = b.results.viewport().width() - 2 * 8 - 4  # the delegate's text width
+        cut = [b.results.item(i).text() for i in range(b.results.count())
+               if QFontMetrics(bold).horizontalAdvance(b.results.item(i).text()) > room]
+        assert len(cut) <= 3, cut
+        for i in range(b.results.count()):
+            item = b.results.item(i)
+            assert item.toolTip().startswith(item.text())
+    finally:
+        window.close()
+        window.deleteLater()
+        await asyncio.to_thread(index.close)
