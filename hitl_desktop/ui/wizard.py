@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE: Final = "knowledge_index.sqlite3"
 NOTHING_SAVED: Final = "Nothing is saved until you press Finish on the last page."
+CHECK_FIRST: Final = "Press \"Check key\" (or Enter) to try the key: Next turns on once it works."
 
 PAGE_WELCOME, PAGE_KEY, PAGE_FOLDER, PAGE_UPLOAD, PAGE_OFFLINE, PAGE_SUMMARY = range(6)
 _URL = re.compile(r"https://[^\s)]+[^\s).,]")
@@ -205,6 +206,7 @@ class KeyPage(QWizardPage):
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key.setPlaceholderText("sk-...")
         self.key.textChanged.connect(self._edited)
+        self.key.returnPressed.connect(self._enter)
         self.check = QPushButton("Check key")
         self.check.clicked.connect(self.start_check)
         self.combo = QComboBox()
@@ -286,6 +288,15 @@ class KeyPage(QWizardPage):
             self._say("")
             self.use_alternative.setVisible(False)
         self.completeChanged.emit()
+        if self._verified is None and self.key.text().strip() and self.check.isEnabled():
+            # Next stays off until a check passes: say so (a pasted key and a dead Next
+            # button, with Enter doing nothing, left a new user stuck here)
+            self._say(CHECK_FIRST)
+
+    def _enter(self) -> None:
+        """Enter in the key box checks the key (Next cannot go on before that)."""
+        if not self.isComplete() and self.check.isEnabled():
+            self.start_check()
 
     def candidate(self) -> str:
         return self.key.text().strip() or (self.state.existing_key or "")

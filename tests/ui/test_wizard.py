@@ -292,3 +292,30 @@ async def test_offline_path_builds_the_index_without_a_key(qtbot: object, kb: Pa
 
     assert await asyncio.to_thread(built) == (6, True)
     wizard.deleteLater()
+
+
+async def test_a_pasted_key_says_to_check_it_and_enter_checks_it(
+        qtbot: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under Xvfb (audit9) a pasted key left Next greyed out with no word why, and Enter
+    did nothing: the page now says how to go on, and Enter in the key box checks it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    paths = resolve_paths().ensure()
+    async with FakeVectorStoreApi(api_key=KEY) as api:
+        monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+        wizard = SetupWizard(paths)
+        wizard.show()
+        wizard.next()
+        page = wizard.key_page
+        page.combo.setCurrentText("gpt-5")
+        QTest.keyClicks(page.key, KEY)
+        assert not page.isComplete()
+        assert "Check key" in page.status_text() and "Enter" in page.status_text()
+        QTest.keyClick(page.key, Qt.Key.Key_Return)
+        await until(page.isComplete, what="key checked by Enter")
+        assert "works" in page.status_text()
+        assert len(api.responses.responses_requests()) == 1
+        assert wizard.currentId() == PAGE_KEY  # Enter checked; it did not also move on
+        wizard.reject()
+        wizard.deleteLater()
