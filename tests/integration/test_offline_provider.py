@@ -211,6 +211,11 @@ HELD_OUT = {
     # one stray citation are the measured ceiling, not a goal
     "offline_heldout9_dev": (217 / 222, 243 / 250, 3, 0),
     "offline_heldout9_test": (51 / 59, 55 / 66, 1, 0),
+    # session 9 (blind9's note): labelled from the KB, seed and catalog without reading the
+    # engine, committed before its one run; never tuned on. Its 4 stray proposals (email
+    # changes without verification, an unasked reset, a complaint where a supervisor was
+    # asked for) are the measured ceiling, not a goal
+    "offline_heldout9_blind": (60 / 77, 69 / 85, 0, 4),
 }
 
 
