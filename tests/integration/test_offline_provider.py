@@ -209,7 +209,8 @@ HELD_OUT = {
     "offline_heldout8_test": (53 / 57, 59 / 62, 0, 0),
     # session 9 (eval9's note): the test set is never tuned on; its one stray proposal and
     # one stray citation are the measured ceiling, not a goal
-    "offline_heldout9_dev": (217 / 222, 243 / 250, 3, 0),
+    # offer9 (same session): D9167 fixed, both figures up by one row
+    "offline_heldout9_dev": (218 / 222, 244 / 250, 3, 0),
     "offline_heldout9_test": (51 / 59, 55 / 66, 1, 0),
     # session 9 (blind9's note): labelled from the KB, seed and catalog without reading the
     # engine, committed before its one run; never tuned on. Its 4 stray proposals (email
@@ -774,6 +775,55 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
         assert reset["data"]["mode"] == "approval"
         assert reset["data"]["arguments"] == {"user_id": "CUST1001"}
         assert not customer.of("draft.delta") and not customer.of("articles")
+    finally:
+        for c in clients:
+            await c.close()
+        await host.stop()
+
+
+async def test_yes_accepts_the_offer_the_agent_sent_not_the_draft_s(tmp_path: Path) -> None:
+    """D9167 through the real host: the engine's draft offers a replacement or a refund,
+    the agent edits it into a refund offer and sends it, the customer says "yes please":
+    the approval card proposes the refund that was sent (it proposed a replacement)."""
+    from hitl_desktop.app.services import start_host
+    from hitl_desktop.config import Settings, resolve_paths
+    from hitl_desktop.core.protocol import ChatSend
+    from hitl_desktop.host.copilot import HostCopilot, build_copilot
+    from hitl_desktop.host.tokens import TokenKind
+    from tests.support.copilot_desk import Client
+
+    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
+    settings = Settings(provider="auto")  # no key anywhere: the offline engine
+
+    def factory(outbox: Any) -> HostCopilot:
+        return build_copilot(paths, settings, outbox)
+
+    host = await start_host(paths, settings, port=0, copilot_factory=factory)
+    clients: list[Client] = []
+    try:
+        created = host.create_session(customer_id="CUST1001", title="edited offer")
+        agent_token = host.relay.tokens.issue(
+            TokenKind.AGENT_SESSION, session_id=created.session_id, label="Dana")
+        customer = await Client.connect(host.local_url, created.customer_token)
+        agent = await Client.connect(host.local_url, agent_token)
+        clients += [customer, agent]
+        sid = created.session_id
+
+        await customer.send(ChatSend(text="the socks from ORD1003 had holes"), sid)
+        draft = (await agent.wait("draft.completed"))["data"]
+        assert "replacement or a refund?" in draft["text"]  # two options: the engine's draft
+        edited = "I'm sorry about that. Would you like a refund of $48.00 for the socks?"
+        await agent.send(ChatSend(text=edited, draft_id=draft["turn_id"]), sid)
+        await customer.wait("chat.message", where=lambda f: f["data"]["text"] == edited)
+
+        await customer.send(ChatSend(text="yes please"), sid)
+        approval = (await agent.wait("approval.created"))["data"]
+        assert approval["tool"] == "create_refund"
+        assert approval["arguments"]["order_id"] == "ORD1003"
+        assert approval["arguments"]["amount"] == 48.0
+        await agent.wait("draft.completed", count=2)
+        assert not agent.of("tool.call", name="send_replacement")
+        assert len(agent.of("approval.created")) == 1
     finally:
         for c in clients:
             await c.close()

@@ -2,7 +2,8 @@
 
 Conversations are built from typed items (customer messages, tool runs with
 real-shaped outputs), never from the assistant's sentences: the engine does
-not read what it wrote.
+not read what it wrote (a sent reply is read only for the offer a bare "yes"
+accepts: tests/unit/test_offline_offers.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The host keeps the session as typed items (:mod:`hitl_desktop.core.turns`).
 This module folds them into the engine's view once: customer and assistant
 messages, tool runs with their outputs and what they mean, approval
-decisions. The engine reads fields, never sentences (not even its own).
+decisions. The engine reads fields, never sentences (not even its own), with one
+exception: a reply a representative sent is read for the offer a bare "yes"
+accepts (:mod:`.offers`); an unsent draft is not in the history at all.
 """
 
 from __future__ import annotations

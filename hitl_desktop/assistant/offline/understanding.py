@@ -4,8 +4,10 @@
 A message can carry several requests ("cancel ORD1008 and reset my password"),
 and a short follow-up can only fill a slot of an earlier one ("it's ORD1008",
 "the socks", "42 bucks is fine") or confirm it ("yes please"). Earlier
-customer messages are understood the same way; nothing the assistant wrote is
-read.
+customer messages are understood the same way. Nothing the assistant wrote is
+read, with one exception: a bare "yes" accepts the offer in the reply the
+representative actually sent, read for a small vocabulary of offers only
+(:mod:`.offers`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from hitl_desktop.assistant.offline import intents as rules
-from hitl_desktop.assistant.offline import slots
+from hitl_desktop.assistant.offline import offers, slots
 from hitl_desktop.assistant.offline.history import Conversation, ToolRun
 from hitl_desktop.assistant.offline.lexicon import FOREIGN_GLOSSARY, FOREIGN_MARKERS
 from hitl_desktop.assistant.offline.records import (
@@ -405,6 +407,21 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
     )
 
 
+def _accepted(offer: offers.Offer, intent: str, p: _Parsed, carried: str | None) -> Request:
+    """The action of the sent offer the customer said yes to: its order, products and
+    amount are the offer's (the customer's own amount or products in the "yes" added);
+    the planner checks it as any request."""
+    own = slots.order_ids(offer.text)
+    money = slots.amounts(p.text, bare=True) or slots.amounts(offer.text)
+    return Request(
+        intent=intent, clause=f"Accepted the offer \u201c{offer.text}\u201d", order_id=own[0] if own else carried,
+        own_order=True, product_words=f"{offer.text} {p.text}",
+        amount=money[0] if money and intent in ("refund", "voucher") else None,
+        full_amount=slots.wants_full_amount(offer.text) or slots.wants_full_amount(p.text),
+        percent=slots.has_percent(offer.text), question=False, since=offer.at,
+        reports_damage=bool(DAMAGE_WORDS.search(offer.text.lower())))
+
+
 #: how many customer messages' parses an engine keeps (``understand``'s ``memo``)
 PARSE_MEMO_LIMIT = 4096
 
@@ -464,7 +481,15 @@ def understand(conv: Conversation, speller: Speller,
     earlier = [(n, parse(t, speller)) for n, t in last_three]
     same = bool(_SAME_RE.search(p.norm))
     asks = _is_question(p.norm) and not u.confirm and not same
-    if (not acting and not asks and not refusal and (gives_slot or u.confirm or same)
+    # the reply the customer answers: a bare "yes" accepts the one action it offers; a
+    # reply that offers nothing turns no finished request into its follow-on
+    offer = offers.offered(conv, latest_at) if u.confirm and not refusal else None
+    follow_on = offer is None or offer.asks
+    if offer is not None and offer.intent is not None and not asks and not same:
+        u.requests = [_accepted(offer, offer.intent, p, carried)] + [
+            r for r in reqs if r.intent != offer.intent]
+        u.topics = [r.intent for r in u.requests]
+    elif (not acting and not asks and not refusal and (gives_slot or u.confirm or same)
             and social[:1] != ["thanks"]):
         for n, ep in reversed(earlier):
             ecarried = _carried_order(conv, n, speller)
@@ -477,7 +502,7 @@ def understand(conv: Conversation, speller: Speller,
             out: list[Request] = []
             for cand in cands:
                 c, done = cand, _fulfilled(conv, cand, latest_at)
-                if done and u.confirm and c.intent in FOLLOW_ON:
+                if done and u.confirm and follow_on and c.intent in FOLLOW_ON:
                     c = replace(c, intent=FOLLOW_ON[c.intent], since=latest_at)
                     done = False
                 if done and not same and not slots.order_ids(text) and not _CORRECTS_RE.search(p.norm):

@@ -1,0 +1,153 @@
+"""What a customer's bare "yes" answers: the offer in the reply the representative sent.
+
+Representatives edit drafts before sending them, and the customer answers the sent
+text: a draft asking "a replacement or a refund?" that was edited into "would you
+like a refund of $48.00 for the socks?" is answered with a refund in mind (D9167).
+The sent reply (a :class:`~hitl_desktop.core.turns.SentReply`, the human's words;
+an unsent draft is never in the history) is therefore read here, and only for a
+small vocabulary of offers: a question or conditional offer ("would you like",
+"shall I", "... if you like") naming one of six actions. Anything else in it,
+above all text that looks like an instruction to the engine, is not read: a reply
+with such text offers nothing here, and the rest of the engine reads no assistant
+text at all. An offer only ever becomes a request; the planner still checks the
+order's state and the policy, and a representative approves every action.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hitl_desktop.assistant.offline.history import Conversation, Decision, Said, ToolRun
+
+#: the words that make a sentence an offer to the customer (not a statement of fact)
+_CUE_RE = re.compile(
+    r"\b(?:would you (?:like|prefer|rather|want)|do you want|shall i|should i|want me to"
+    r"|how about|can i offer|may i offer|(?:let me know|tell me) if you(?:'d| would)? (?:like|want)"
+    r"|if you(?:'d| would)? (?:like|want|wish|prefer)(?: me to)?)\b",
+    re.I)
+#: an offer with no action of its own ("Shall I?", "Would you like me to do that?"):
+#: the sentence before it says what
+_BARE_CUE_RE = re.compile(
+    r"^(?:(?:ok|okay|so|sure|great)[,!]?\s+)?(?:shall i|should i|would you like (?:me to|that)"
+    r"|do you want (?:me to|that)|want me to)(?:\s+(?:do (?:that|it|so)"
+    r"|go ahead(?: with (?:that|it))?|proceed|arrange (?:that|it)|set (?:that|it) up))?"
+    r"(?:\s+for you)?\s*[?.!]*$",
+    re.I)
+#: the actions a sent offer can name, each as the intent the planner walks
+_ACTIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("refund", re.compile(r"\brefund(?:ed|ing)?\b|\bmoney back\b|\breimburse", re.I)),
+    ("replacement", re.compile(
+        r"\breplace(?:ment|d)?\b|\bsend you (?:a )?(?:new|fresh|another) (?:one|pair|pack|set)\b",
+        re.I)),
+    ("return", re.compile(r"\breturn(?:ed|ing)?\b(?! (?:policy|window|period))", re.I)),
+    ("cancel", re.compile(r"\bcancel(?:l?ed|l?ing|lation)?\b", re.I)),
+    ("password", re.compile(
+        r"\b(?:password )?reset (?:link|email)\b|\breset (?:your|the) password\b", re.I)),
+    ("voucher", re.compile(r"\bvouchers?\b|\bstore credit\b|\bcoupon\b", re.I)),
+)
+#: the last tool of each offerable intent (the action the offer is for)
+_TOOL = {"refund": "create_refund", "replacement": "send_replacement",
+         "return": "create_return", "cancel": "cancel_order", "password": "reset_password",
+         "voucher": "issue_voucher"}
+#: text that looks like an instruction to the engine, or markup/quotes: a reply holding it is
+#: not read (the customer may have pasted it, or a model may have been steered into it)
+_NOT_READ_RE = re.compile(
+    r"ignore (?:all |your |the |any )?(?:previous |prior |above |earlier )?(?:instructions|rules"
+    r"|prompts?)|\bsystem\s*:|\b(?:developer|admin|maintenance) mode\b|override|disregard"
+    r"|</?\w+[^>]*>|<!--|\{\s*\"|\[(?:system|admin|developer|assistant)\]"
+    r"|\b(?:approve|propose|call|run|execute)\b[^.?!]{0,30}\b(?:tool|function|action)s?\b"
+    r"|\b(?:create_refund|send_replacement|create_return|cancel_order|reset_password"
+    r"|issue_voucher|update_info)\b",
+    re.I)
+#: a question that offers no action ("Would you like anything else?"): not an offer
+_NOTHING_RE = re.compile(
+    r"\banything else\b|\bany (?:other|more) questions\b|\bhelp (?:you )?with anything\b",
+    re.I)
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
+_QUOTE_RE = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d")
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What the sent reply just before the customer's message offers.
+
+    ``asks`` is False when the reply offers nothing at all (then a "yes" accepts
+    nothing the engine would infer); ``intents`` are the actions named in its offers
+    (one: the customer accepted that one; none or several: the reply is unclear)."""
+
+    at: int  # the reply's position in the conversation's turns
+    asks: bool
+    intents: tuple[str, ...] = ()
+    text: str = ""  # the offer's words (from its cue on), e.g. "would you like a refund ...?"
+
+    @property
+    def intent(self) -> str | None:
+        """The one action offered, if exactly one is."""
+        return self.intents[0] if len(self.intents) == 1 else None
+
+
+def _offer_parts(text: str) -> list[str]:
+    """The offers in a reply, each from its cue to the end of its sentence."""
+    sentences = [s.strip() for s in _SENTENCE_RE.split(_QUOTE_RE.sub(" ", text)) if s.strip()]
+    parts: list[str] = []
+    for n, sentence in enumerate(sentences):
+        cue = _CUE_RE.search(sentence)
+        if cue is None or _NOTHING_RE.search(sentence):
+            continue
+        if _BARE_CUE_RE.match(sentence):  # "I can send a reset link. Shall I?"
+            parts.append(f"{sentences[n - 1]} {sentence}" if n else sentence)
+        elif cue.group(0).lower().startswith("if you"):  # "I can cancel it if you like."
+            parts.append(sentence)
+        else:
+            parts.append(sentence[cue.start():])
+    return parts
+
+
+def _intents(part: str) -> list[str]:
+    return [name for name, rx in _ACTIONS if rx.search(part)]
+
+
+def read(text: str, at: int) -> Offer | None:
+    """The offer a sent reply makes (None: the reply is not read, see the module doc)."""
+    if _NOT_READ_RE.search(text):
+        return None
+    parts = _offer_parts(text)
+    if not parts:
+        return Offer(at, False)
+    named = [(part, _intents(part)) for part in parts]
+    intents = tuple(dict.fromkeys(i for _, found in named for i in found))
+    if len(intents) != 1:
+        return Offer(at, True, intents)
+    return Offer(at, True, intents, " ".join(p for p, found in named if found))
+
+
+def offered(conv: Conversation, before: int) -> Offer | None:
+    """The offer of the representative's reply sent just before position ``before`` (the
+    customer's latest message); None when no reply came between it and the customer's
+    message before, or the reply is not read. An offer whose action was already proposed
+    or done in the reply's own turn (the reply reports it) offers nothing new."""
+    at = next((n for n in range(before - 1, -1, -1)
+               if isinstance(conv.turns[n], Said)), -1)
+    turn = conv.turns[at] if at >= 0 else None
+    if not isinstance(turn, Said) or turn.role != "assistant":
+        return None
+    offer = read(turn.text, at)
+    if offer is None or offer.intent is None:
+        return offer
+    start = next((n for n in range(at - 1, -1, -1)
+                  if isinstance(conv.turns[n], Said)), -1)
+    if _proposed(conv, _TOOL[offer.intent], start, before):
+        return Offer(at, False)  # nothing left to accept
+    return offer
+
+
+def _proposed(conv: Conversation, tool: str, start: int, end: int) -> bool:
+    """Was ``tool`` proposed or run between ``start`` and ``end`` and not turned down since?"""
+    live = False
+    for t in conv.turns[start + 1:end]:
+        if isinstance(t, ToolRun) and t.name == tool and not t.failed:
+            live = True
+        elif isinstance(t, Decision) and t.tool == tool and t.outcome != "approved":
+            live = False
+    return live
