@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 from hitl_desktop.client.connection import HostConnection
 from hitl_desktop.client.insights import InsightsModel
 from hitl_desktop.core.insights import ChangeRow, InsightsReport, diff
+from hitl_desktop.ui.fit import fit_to_screen
 from hitl_desktop.ui.insights_charts import CHARTS, duration
 from hitl_desktop.ui.insights_report import key_figures, pct, period_text, write_csv, write_pdf
 from hitl_desktop.ui.theme import button_css, colors
@@ -368,7 +369,8 @@ class InsightsWindow(QMainWindow):
     def __init__(self, connection: HostConnection, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("HITL Desk — insights")
-        self.resize(1180, 860)
+        # never taller than the screen: 860 px hid its tables below a 768 px laptop's edge
+        self.resize(*fit_to_screen(self, (1180, 860)))
         self.model = InsightsModel(connection, self)
         self.tabs = QTabWidget()
         self.overview = InsightsView(self.model)

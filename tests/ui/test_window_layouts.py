@@ -210,6 +210,21 @@ def test_every_window_asks_for_no_more_than_the_screen(qtbot: QtBot) -> None:
     assert (customer.width(), customer.height()) == (440, 660)
 
 
+def test_the_insights_window_fits_the_screen(qtbot: QtBot) -> None:
+    """Host → Insights… opened 1180x860 on a 1366x768 screen (Xvfb, audit9): its
+    tables were below the screen's edge. It fits now, and its body still scrolls."""
+    from hitl_desktop.client.connection import HostConnection
+    from hitl_desktop.core.links import InviteLink
+    from hitl_desktop.ui.insights import InsightsWindow
+
+    conn = HostConnection(InviteLink.parse("hitl://127.0.0.1:9/agent#abcd1234.0123456789abcdef"))
+    win = InsightsWindow(conn)
+    qtbot.addWidget(win)
+    area = win.screen().availableGeometry()  # 800x800 offscreen
+    assert win.height() <= area.height() - 24 and win.width() <= area.width() - 24
+    assert win.minimumSizeHint().height() <= area.height() - 24
+
+
 def _desk_window(qtbot: QtBot, tmp_path: Path, size: tuple[int, int],
                  sent: Sent | None = None) -> AgentWindow:
     """A representative's desk (``you`` set) with one pending approval, shown at ``size``."""
