@@ -196,3 +196,41 @@ def test_a_reply_that_offers_nothing_asks_nothing() -> None:
                  "You can return products within 30 days of delivery."):
         offer = offers.read(text, 0)
         assert offer is not None and not offer.asks, text
+
+
+ORD1008: dict[str, Any] = {
+    "order_id": "ORD1008", "status": "processing", "can_cancel": True, "returnable": False,
+    "refundable_amount": 64.0,
+    "items": [{"product_id": "P1005", "name": "Lumen Desk Lamp", "line_total": 64.0}],
+}
+
+
+def test_do_that_accepts_the_action_the_sentence_before_names_last() -> None:
+    """The engine's own "cancel instead" draft, sent as written: "yes" cancels (it asked
+    about the refund again, and got the same answer)."""
+    items: list[TurnItem] = [
+        CustomerLine(text="can I get a refund for ORD1008"),
+        ToolCallItem(call_id="c1", name="get_order", arguments={"order_id": "ORD1008"}),
+        ToolOutputItem(call_id="c1", name="get_order", outcome="ok",
+                       output={"ok": True, "order": ORD1008}),
+        sent("Your order ORD1008 hasn't shipped yet, so the simplest way to get your money "
+             "back is to cancel it. Would you like me to do that?", draft=None),
+        CustomerLine(text="yes please")]
+    assert next_call(items) == ("cancel_order", {"order_id": "ORD1008"})
+
+
+def test_yes_to_submit_it_again_proposes_the_expired_action_again() -> None:
+    items = damage_reported(
+        CustomerLine(text="refund me $48 for the socks"),
+        ToolCallItem(call_id="c3", name="create_refund",
+                     arguments={"order_id": "ORD1003", "amount": 48.0, "reason": "socks"}),
+        ToolOutputItem(call_id="c3", name="create_refund", outcome="awaiting_approval",
+                       output={"ok": True, "status": "awaiting_approval"}, approval_id="A1"),
+        sent("I've passed it on to a colleague for confirmation."),
+        ApprovalOutcome(approval_id="A1", call_id="c3", tool="create_refund", state="expired"),
+        sent("I'm sorry, I wasn't able to refund $48.00 on order ORD1003 yet: the request "
+             "wasn't processed in time. Would you like me to submit it again?"),
+        CustomerLine(text="yes please"))
+    call = next_call(items)
+    assert call is not None and call[0] == "create_refund"
+    assert (call[1]["order_id"], call[1]["amount"]) == ("ORD1003", 48.0)

@@ -31,7 +31,8 @@ _CUE_RE = re.compile(
 _BARE_CUE_RE = re.compile(
     r"^(?:(?:ok|okay|so|sure|great)[,!]?\s+)?(?:shall i|should i|would you like (?:me to|that)"
     r"|do you want (?:me to|that)|want me to)(?:\s+(?:do (?:that|it|so)"
-    r"|go ahead(?: with (?:that|it))?|proceed|arrange (?:that|it)|set (?:that|it) up))?"
+    r"|go ahead(?: with (?:that|it))?|proceed|arrange (?:that|it)|set (?:that|it) up"
+    r"|(?:submit|send|try|put) (?:it|that)(?: through)? again))?"
     r"(?:\s+for you)?\s*[?.!]*$",
     re.I)
 #: the actions a sent offer can name, each as the intent the planner walks
@@ -87,35 +88,35 @@ class Offer:
         return self.intents[0] if len(self.intents) == 1 else None
 
 
-def _offer_parts(text: str) -> list[str]:
-    """The offers in a reply, each from its cue to the end of its sentence."""
+def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
+    """The offers in a reply, each from its cue to the end of its sentence, with the
+    actions it names. "Shall I?" / "Would you like me to do that?" offers the action its
+    sentence before names last ("...the simplest way to get your money back is to cancel
+    it. Would you like me to do that?": the cancellation)."""
     sentences = [s.strip() for s in _SENTENCE_RE.split(_QUOTE_RE.sub(" ", text)) if s.strip()]
-    parts: list[str] = []
+    parts: list[tuple[str, list[str]]] = []
     for n, sentence in enumerate(sentences):
         cue = _CUE_RE.search(sentence)
         if cue is None or _NOTHING_RE.search(sentence):
             continue
         if _BARE_CUE_RE.match(sentence):  # "I can send a reset link. Shall I?"
-            parts.append(f"{sentences[n - 1]} {sentence}" if n else sentence)
-        elif cue.group(0).lower().startswith("if you"):  # "I can cancel it if you like."
-            parts.append(sentence)
-        else:
-            parts.append(sentence[cue.start():])
+            before = sentences[n - 1] if n else ""
+            named = [(m.start(), name) for name, rx in _ACTIONS for m in rx.finditer(before)]
+            parts.append((f"{before} {sentence}".strip(), [max(named)[1]] if named else []))
+            continue
+        # "I can cancel it if you like.": the whole sentence; else from the cue on
+        part = sentence if cue.group(0).lower().startswith("if you") else sentence[cue.start():]
+        parts.append((part, [name for name, rx in _ACTIONS if rx.search(part)]))
     return parts
-
-
-def _intents(part: str) -> list[str]:
-    return [name for name, rx in _ACTIONS if rx.search(part)]
 
 
 def read(text: str, at: int) -> Offer | None:
     """The offer a sent reply makes (None: the reply is not read, see the module doc)."""
     if _NOT_READ_RE.search(text):
         return None
-    parts = _offer_parts(text)
-    if not parts:
+    named = _offer_parts(text)
+    if not named:
         return Offer(at, False)
-    named = [(part, _intents(part)) for part in parts]
     intents = tuple(dict.fromkeys(i for _, found in named for i in found))
     if len(intents) != 1:
         return Offer(at, True, intents)
