@@ -729,8 +729,12 @@ class CustomerWindow(QWidget):
             return
         wait = self.connection.retry_in()
         pending = self.connection.pending_count()
-        text = "Connection lost. "
-        text += f"Reconnecting in {wait:.0f} s…" if wait else "Reconnecting…"
+        if self.connection.connects:
+            text = "Connection lost. "
+            text += f"Reconnecting in {wait:.0f} s…" if wait else "Reconnecting…"
+        else:  # never connected: nothing was lost (the host is not up or not reachable)
+            text = "Cannot reach the support desk yet. "
+            text += f"Trying again in {wait:.0f} s…" if wait else "Trying again…"
         if pending:
             text += f" {pending} message{'s' if pending > 1 else ''} will be sent then."
         self.banner.show_state("warn", text, retry=True, c=self._colors)

@@ -305,3 +305,29 @@ async def test_an_untrusted_certificate_says_what_to_do_across_the_windows_width
             window.close()
             await conn.aclose()
             window.deleteLater()
+
+
+async def test_a_host_never_reached_is_not_called_a_lost_connection(qtbot: object) -> None:
+    """The first start against a host that is not up said "Connection lost.
+    Reconnecting…" (audit9, Xvfb): nothing was lost; it says it cannot reach the desk."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = HostConnection(InviteLink("127.0.0.1", port, "customer",
+                                     "abcd1234.0123456789abcdefABCDEF"), backoff_base=2.0)
+    window = CustomerWindow(ChatModel(conn), conn)
+    window.show()
+    conn.open()
+    try:
+        await until(lambda: conn.state is ConnectionState.RECONNECTING and conn.retry_in(),
+                    what="retrying")
+        window._refresh_banner()
+        text = window.banner.label.text()
+        assert "Cannot reach the support desk" in text and "Trying again in" in text
+        assert "lost" not in text
+    finally:
+        window.close()
+        await conn.aclose()
+        window.deleteLater()
