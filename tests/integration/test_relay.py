@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import ssl
+import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -408,6 +410,17 @@ async def test_tls(tmp_path: Path) -> None:
         with pytest.raises(ssl.SSLError):  # an unverified client cannot silently connect
             await Client.connect(host.url, token_of(host.desk_link),
                                  ssl=ssl.create_default_context())
+        # PROTOCOL.md section 2: /health is HTTPS there; plain HTTP gets no answer
+        base = f"127.0.0.1:{host.port}/health"
+
+        def fetch(url: str, **kw: Any) -> dict[str, Any]:
+            with urllib.request.urlopen(url, timeout=5, **kw) as r:
+                return cast(dict[str, Any], json.loads(r.read()))
+
+        health = await asyncio.to_thread(fetch, f"https://{base}", context=ctx)
+        assert health["ok"] is True and health["clients"] == 1
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            await asyncio.to_thread(fetch, f"http://{base}")
 
 
 async def test_links_name_the_public_host(tmp_path: Path) -> None:
