@@ -276,6 +276,12 @@ class HostCopilot:
         # sessions with a history read in flight -> False once an append was queued
         # after it (that read misses the append: it is not kept)
         self._loading: dict[str, bool] = {}
+        # turn id -> (session, text) of the drafts completed lately, as recorded: the
+        # relay asks for a sent draft's text on every reply an agent sends (edited?),
+        # answered from here without a trip to the store's thread (issue 18). A
+        # completed draft's text never changes in the store (only its state does)
+        self._completed: collections.OrderedDict[str, tuple[str, str]] = (
+            collections.OrderedDict())
         self._tools: list[dict[str, Any]] | None = None  # the catalog's, built once
         # turn ids: 64 random bits per co-pilot plus a counter (see _turn_id)
         self._turn_base = secrets.token_hex(8)
@@ -833,6 +839,11 @@ class HostCopilot:
         return turn.turn_id, turn.text[: turn.sent]  # the next draft.delta continues it
 
     async def draft_text(self, session_id: str, draft_id: str) -> str | None:
+        """A draft's recorded text (None: not this session's, not written, no text):
+        a draft completed lately from memory, any other from the store."""
+        kept = self._completed.get(draft_id)
+        if kept is not None:
+            return kept[1] if kept[0] == session_id and kept[1] else None
         record = await self._history(self.conversations.draft, draft_id)
         if record is None or record.session_id != session_id or not record.text:
             return None
@@ -1059,6 +1070,9 @@ class HostCopilot:
             return self._claims(history, text)
 
         claims = await self._history(finished)
+        self._completed[turn.turn_id] = (sid, text)
+        while len(self._completed) > HISTORY_SESSIONS:
+            self._completed.popitem(last=False)
         await self._flush_held(turn)
         await self._publish(sid, DraftCompleted(turn_id=turn.turn_id, text=text,
                                                 citations=cited, claims=claims))

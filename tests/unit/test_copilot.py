@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,35 @@ async def test_an_agents_reply_is_one_trip_and_one_commit(tmp_path: Path,
         assert record is not None and record.state == "sent"
         sent = await on_worker(copilot.conversations.sent, "m2")
         assert sent is not None and sent.edited is True
+    finally:
+        await copilot.aclose()
+
+
+async def test_a_completed_drafts_text_is_known_without_the_stores_thread(
+        tmp_path: Path, outbox: RecordingOutbox) -> None:
+    """The relay asks for a sent draft's text on every reply an agent sends (issue 18):
+    a draft completed lately is answered from memory, also while the store's thread is
+    busy; another session's draft is not its text; an unknown one is read from the
+    store."""
+    provider = ScriptProvider(Reply(text="A careful answer."), delay=0.0)
+    copilot = await make(tmp_path, outbox, provider)
+    try:
+        await copilot.on_customer_message(SID, "m1", "Question?")
+        await copilot.wait_idle(SID)
+        [done] = outbox.of("draft.completed")
+        busy = threading.Event()
+        blocked = copilot.conversations.worker.submit(busy.wait, 10)
+        try:
+            got = await asyncio.wait_for(copilot.draft_text(SID, done.turn_id), 1.0)
+            other = await asyncio.wait_for(copilot.draft_text("s_other", done.turn_id), 1.0)
+        finally:
+            busy.set()
+        await asyncio.wrap_future(blocked)
+        assert got == "A careful answer." and other is None
+        await on_worker(copilot.conversations.draft_started, "t_old", SID, "customer_message")
+        await on_worker(copilot.conversations.draft_finished, "t_old", "completed",
+                        text="Older.")
+        assert await copilot.draft_text(SID, "t_old") == "Older."
     finally:
         await copilot.aclose()
 
