@@ -626,8 +626,9 @@ class Profiler:
         self._proc: subprocess.Popen[bytes] | None = None
         exe = os.environ.get("PY_SPY") or shutil.which("py-spy")
         if path and exe:
+            extra = os.environ.get("PY_SPY_ARGS", "").split()  # e.g. "--gil --nonblocking"
             self._proc = subprocess.Popen([exe, "record", "--pid", str(pid), "-r", "200",
-                                           "-f", "raw", "-o", path, "--threads"],
+                                           "-f", "raw", "-o", path, "--threads", *extra],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached before the window opens
         elif path:
@@ -1015,7 +1016,9 @@ def main(argv: list[str] | None = None) -> int:
                              "code for every system; one saturates at S >= 100 bursts)")
     parser.add_argument("--profile", default=None,
                         help="py-spy the host during each measured window into "
-                             "PREFIX-<system>-<S>.txt (raw stacks; PY_SPY=path to py-spy)")
+                             "PREFIX-<system>-<S>.txt (raw stacks; PY_SPY=path to py-spy, "
+                             "PY_SPY_ARGS=more of its options, e.g. '--gil --nonblocking': "
+                             "the samples holding the GIL, the process not paused)")
     parser.add_argument("--profile-clients", action="store_true",
                         help="with --profile: py-spy the client processes too "
                              "(PREFIX-<system>-<S>-client<i>.txt), for every system")
