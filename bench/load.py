@@ -24,10 +24,16 @@ Workloads, each on S sessions (a customer socket and an agent socket each):
   got the last), all sessions at once: hop p50/p99 (customer send -> agent receipt) and
   the server's CPU per relayed line (``/proc/PID/stat``, the same for Node and Python);
 * ``paced`` — realistic: each customer a line every ~10 s (random phase, think time
-  0.5-1.5x), each agent answering every line (the host's agents send the draft when
-  ``draft.completed`` arrives; the peers' agents answer at once): hop p99 and, for the
-  shipped host, line -> ``draft.completed`` p99 (issue 18: < 50 ms and < 500 ms at 1,000
-  sessions).
+  0.5-1.5x; the same schedule for every system: seeded per session and round), each
+  agent answering every line (the shipped host's agents send the draft when
+  ``draft.completed`` arrives; the relay-only host's and the peers' agents answer at
+  once): hop p99 and, for the shipped host, line -> ``draft.completed`` p99 (issue 18:
+  < 50 ms and < 500 ms at 1,000 sessions). With ``shipped`` and ``relay`` in the same
+  run (and ``base-shipped`` and ``base`` with ``--baseline``) each round also prints the
+  co-pilot's CPU per draft: the shipped host's minus the relay-only host's, both having
+  relayed the same lines to the same sessions (host process, loop thread, engine
+  process; issue 18's budget: <= 2 ms host CPU per offline draft), and this tree's over
+  the baseline's.
 
 Every system is started and its sessions opened first; then come the rounds (``--rounds``):
 in each, every system runs the workload once, one after the other, each only when the one
@@ -54,6 +60,8 @@ or them the peers are skipped with a message and the ratios left out.
     python -m bench.load --systems relay,socketio --burst 100 --paced 0
     python -m bench.load --systems relay,socketio --burst 1000 --paced 0 --clients 2 \
         --rounds 6 --baseline /tmp/base     # this tree vs another, interleaved
+    python -m bench.load --systems relay,shipped --burst "" --paced 1000 --clients 2 \
+        --rounds 2                          # the co-pilot's CPU per draft under load
 """
 
 from __future__ import annotations
