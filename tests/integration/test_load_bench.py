@@ -60,3 +60,27 @@ def test_the_python_floors_relay_every_line(capsys: Any) -> None:
         assert "skipping the picows floors: picows is not installed" in out
     else:
         assert {"picows", "picows-log"} <= {r[0] for r in rows}
+
+
+def test_the_paced_run_prints_the_copilots_cpu_per_draft(capsys: Any) -> None:
+    """The shipped host and the relay-only host relay the same lines in a round (the
+    schedule is seeded; the relay-only host's agents answer each line as the shipped
+    host's send their drafts), and the round prints the co-pilot's CPU per draft: the
+    difference, per round and in the summary."""
+    assert load.main(["--systems", "relay,shipped", "--burst", "", "--paced", "3",
+                      "--seconds", "2", "--interval", "1", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    rows = {(r[0], i): r for i, r in enumerate(line.split() for line in lines)
+            if r[:1] in (["relay"], ["shipped"]) and r[1] != "/"}
+    relayed = {}
+    for (name, _i), r in rows.items():
+        relayed.setdefault(name, []).append(int(r[4]))
+    assert relayed["relay"] == relayed["shipped"]  # the same lines, round by round
+    assert all(n > 0 for n in relayed["relay"])
+    shares = [line for line in lines
+              if line.strip().startswith("co-pilot per draft (shipped - relay, same round)")]
+    assert len(shares) == 1 and all("host process" in s and "engine process" in s
+                                    for s in shares)
+    assert any(line.strip().startswith("co-pilot per draft (shipped - relay) host process")
+               and "median" in line for line in lines)
