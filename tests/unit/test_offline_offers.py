@@ -183,7 +183,7 @@ def test_an_offer_the_reply_reports_as_proposed_is_not_proposed_again() -> None:
     ("I can send a password reset link to your email on file. Shall I?", ("password",)),
     ("ORD1001 is pending, so it can be cancelled. Shall I go ahead?", ("cancel",)),
     ("I can open a return for the backpack if you like.", ("return",)),
-    ("Would you prefer a free replacement or a refund?", ("refund", "replacement")),
+    ("Would you prefer a free replacement or a refund?", ("replacement", "refund")),
     ("Shall I update your email to alex@work.example?", ()),
 ])
 def test_the_offers_a_reply_makes(text: str, intents: tuple[str, ...]) -> None:

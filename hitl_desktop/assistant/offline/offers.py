@@ -15,17 +15,22 @@ order's state and the policy, and a representative approves every action.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from hitl_desktop.assistant.offline.history import Conversation, Decision, Said, ToolRun
 
+# every pattern here is matched against lower-cased text (no re.I: the reading of a
+# reply is on every confirming turn, and case-blind alternations cost several times more)
+
 #: the words that make a sentence an offer to the customer (not a statement of fact)
 _CUE_RE = re.compile(
     r"\b(?:would you (?:like|prefer|rather|want)|do you want|shall i|should i|want me to"
     r"|how about|can i offer|may i offer|(?:let me know|tell me) if you(?:'d| would)? (?:like|want)"
-    r"|if you(?:'d| would)? (?:like|want|wish|prefer)(?: me to)?)\b",
-    re.I)
+    r"|if you(?:'d| would)? (?:like|want|wish|prefer)(?: me to)?)\b")
+#: words one of which every cue holds (a sentence without them is not searched)
+_CUE_WORDS = ("you", "shall i", "should i", "how about", "offer")
 #: an offer with no action of its own ("Shall I?", "Would you like me to do that?"):
 #: the sentence before it says what
 _BARE_CUE_RE = re.compile(
@@ -33,20 +38,16 @@ _BARE_CUE_RE = re.compile(
     r"|do you want (?:me to|that)|want me to)(?:\s+(?:do (?:that|it|so)"
     r"|go ahead(?: with (?:that|it))?|proceed|arrange (?:that|it)|set (?:that|it) up"
     r"|(?:submit|send|try|put) (?:it|that)(?: through)? again))?"
-    r"(?:\s+for you)?\s*[?.!]*$",
-    re.I)
-#: the actions a sent offer can name, each as the intent the planner walks
-_ACTIONS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("refund", re.compile(r"\brefund(?:ed|ing)?\b|\bmoney back\b|\breimburse", re.I)),
-    ("replacement", re.compile(
-        r"\breplace(?:ment|d)?\b|\bsend you (?:a )?(?:new|fresh|another) (?:one|pair|pack|set)\b",
-        re.I)),
-    ("return", re.compile(r"\breturn(?:ed|ing)?\b(?! (?:policy|window|period))", re.I)),
-    ("cancel", re.compile(r"\bcancel(?:l?ed|l?ing|lation)?\b", re.I)),
-    ("password", re.compile(
-        r"\b(?:password )?reset (?:link|email)\b|\breset (?:your|the) password\b", re.I)),
-    ("voucher", re.compile(r"\bvouchers?\b|\bstore credit\b|\bcoupon\b", re.I)),
-)
+    r"(?:\s+for you)?\s*[?.!]*$")
+#: the actions a sent offer can name, each as the intent the planner walks (one pass)
+_ACTION_RE = re.compile(
+    r"\b(?=[rmscpv])(?:(?P<refund>refund(?:ed|ing)?\b|money back\b|reimburse)"
+    r"|(?P<replacement>replace(?:ment|d)?\b|send you (?:a )?(?:new|fresh|another)"
+    r" (?:one|pair|pack|set)\b)"
+    r"|(?P<return>return(?:ed|ing)?\b(?! (?:policy|window|period)))"
+    r"|(?P<cancel>cancel(?:l?ed|l?ing|lation)?\b)"
+    r"|(?P<password>(?:password )?reset (?:link|email)\b|reset (?:your|the) password\b)"
+    r"|(?P<voucher>vouchers?\b|store credit\b|coupon\b))")
 #: the last tool of each offerable intent (the action the offer is for)
 _TOOL = {"refund": "create_refund", "replacement": "send_replacement",
          "return": "create_return", "cancel": "cancel_order", "password": "reset_password",
@@ -59,12 +60,10 @@ _NOT_READ_RE = re.compile(
     r"|</?\w+[^>]*>|<!--|\{\s*\"|\[(?:system|admin|developer|assistant)\]"
     r"|\b(?:approve|propose|call|run|execute)\b[^.?!]{0,30}\b(?:tool|function|action)s?\b"
     r"|\b(?:create_refund|send_replacement|create_return|cancel_order|reset_password"
-    r"|issue_voucher|update_info)\b",
-    re.I)
+    r"|issue_voucher|update_info)\b")
 #: a question that offers no action ("Would you like anything else?"): not an offer
 _NOTHING_RE = re.compile(
-    r"\banything else\b|\bany (?:other|more) questions\b|\bhelp (?:you )?with anything\b",
-    re.I)
+    r"\banything else\b|\bany (?:other|more) questions\b|\bhelp (?:you )?with anything\b")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 _QUOTE_RE = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d")
 
@@ -88,6 +87,14 @@ class Offer:
         return self.intents[0] if len(self.intents) == 1 else None
 
 
+def _low(text: str) -> str:
+    return text.lower().replace("\u2019", "'")
+
+
+def _named(low: str) -> list[str]:
+    return list(dict.fromkeys(m.lastgroup for m in _ACTION_RE.finditer(low) if m.lastgroup))
+
+
 def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
     """The offers in a reply, each from its cue to the end of its sentence, with the
     actions it names. "Shall I?" / "Would you like me to do that?" offers the action its
@@ -96,31 +103,42 @@ def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
     sentences = [s.strip() for s in _SENTENCE_RE.split(_QUOTE_RE.sub(" ", text)) if s.strip()]
     parts: list[tuple[str, list[str]]] = []
     for n, sentence in enumerate(sentences):
-        cue = _CUE_RE.search(sentence)
-        if cue is None or _NOTHING_RE.search(sentence):
+        low = _low(sentence)
+        if not any(w in low for w in _CUE_WORDS):
             continue
-        if _BARE_CUE_RE.match(sentence):  # "I can send a reset link. Shall I?"
+        cue = _CUE_RE.search(low)
+        if cue is None or _NOTHING_RE.search(low):
+            continue
+        if _BARE_CUE_RE.match(low):  # "I can send a reset link. Shall I?"
             before = sentences[n - 1] if n else ""
-            named = [(m.start(), name) for name, rx in _ACTIONS for m in rx.finditer(before)]
-            parts.append((f"{before} {sentence}".strip(), [max(named)[1]] if named else []))
+            named = [m.lastgroup for m in _ACTION_RE.finditer(_low(before)) if m.lastgroup]
+            parts.append((f"{before} {sentence}".strip(), named[-1:]))
             continue
         # "I can cancel it if you like.": the whole sentence; else from the cue on
-        part = sentence if cue.group(0).lower().startswith("if you") else sentence[cue.start():]
-        parts.append((part, [name for name, rx in _ACTIONS if rx.search(part)]))
+        at = 0 if cue.group(0).startswith("if you") else cue.start()
+        part = sentence[at:] if len(low) == len(sentence) else low[at:]
+        parts.append((part, _named(low[at:])))
     return parts
 
 
 def read(text: str, at: int) -> Offer | None:
     """The offer a sent reply makes (None: the reply is not read, see the module doc)."""
-    if _NOT_READ_RE.search(text):
-        return None
+    found = _read(text)
+    return None if found is None else Offer(at, *found)
+
+
+@functools.lru_cache(maxsize=1024)
+def _read(text: str) -> tuple[bool, tuple[str, ...], str] | None:
+    """(asks, intents, text) of a reply (each tool round of a reply reads it again)."""
     named = _offer_parts(text)
     if not named:
-        return Offer(at, False)
+        return False, (), ""  # instruction-like text or not, it offers nothing
+    if _NOT_READ_RE.search(_low(text)):
+        return None
     intents = tuple(dict.fromkeys(i for _, found in named for i in found))
     if len(intents) != 1:
-        return Offer(at, True, intents)
-    return Offer(at, True, intents, " ".join(p for p, found in named if found))
+        return True, intents, ""
+    return True, intents, " ".join(p for p, found in named if found)
 
 
 def offered(conv: Conversation, before: int) -> Offer | None:
