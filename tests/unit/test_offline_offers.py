@@ -185,6 +185,9 @@ def test_an_offer_the_reply_reports_as_proposed_is_not_proposed_again() -> None:
     ("I can open a return for the backpack if you like.", ("return",)),
     ("Would you prefer a free replacement or a refund?", ("replacement", "refund")),
     ("Shall I update your email to alex@work.example?", ()),
+    ("I see ORD1001 and ORD1008. Which one would you like me to cancel?", ()),
+    ("How much would you like refunded?", ()),
+    ("What a shame! Would you like a replacement?", ("replacement",)),
 ])
 def test_the_offers_a_reply_makes(text: str, intents: tuple[str, ...]) -> None:
     offer = offers.read(text, 0)
@@ -234,3 +237,23 @@ def test_yes_to_submit_it_again_proposes_the_expired_action_again() -> None:
     call = next_call(items)
     assert call is not None and call[0] == "create_refund"
     assert (call[1]["order_id"], call[1]["amount"]) == ("ORD1003", 48.0)
+
+
+def test_yes_to_which_one_cancels_nothing_it_was_not_told() -> None:
+    """ "Which one would you like me to cancel?" names an action but asks which: "yes"
+    is no answer, and the order the conversation was last about is not cancelled."""
+    items: list[TurnItem] = [
+        CustomerLine(text="where is ORD1008"),
+        ToolCallItem(call_id="c1", name="get_order", arguments={"order_id": "ORD1008"}),
+        ToolOutputItem(call_id="c1", name="get_order", outcome="ok",
+                       output={"ok": True, "order": ORD1008}),
+        sent("ORD1008 is being processed."),
+        CustomerLine(text="I want to cancel one of my orders"),
+        ToolCallItem(call_id="c2", name="get_order_history", arguments={"user_id": "CUST1001"}),
+        ToolOutputItem(call_id="c2", name="get_order_history", outcome="ok",
+                       output={"ok": True, "orders": [{"order_id": "ORD1001"},
+                                                      {"order_id": "ORD1008"}]}),
+        sent("You have ORD1001 and ORD1008 open. Which one would you like me to cancel?"),
+        CustomerLine(text="yes")]
+    call = next_call(items)
+    assert call is None or call[0] != "cancel_order"

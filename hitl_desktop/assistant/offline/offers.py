@@ -29,6 +29,9 @@ _CUE_RE = re.compile(
     r"\b(?:would you (?:like|prefer|rather|want)|do you want|shall i|should i|want me to"
     r"|how about|can i offer|may i offer|(?:let me know|tell me) if you(?:'d| would)? (?:like|want)"
     r"|if you(?:'d| would)? (?:like|want|wish|prefer)(?: me to)?)\b")
+#: a question asking which or how much ("Which one would you like me to cancel?", "How
+#: much would you like refunded?"): "yes" is no answer to it, so it accepts no action there
+_WH_RE = re.compile(r"\b(?:which|what|how much|how many|when|where|who|whom)\b[^,;:]*$")
 #: words one of which every cue holds (a sentence without them is not searched)
 _CUE_WORDS = ("you", "shall i", "should i", "how about", "offer")
 #: an offer with no action of its own ("Shall I?", "Would you like me to do that?"):
@@ -80,6 +83,7 @@ class Offer:
     asks: bool
     intents: tuple[str, ...] = ()
     text: str = ""  # the offer's words (from its cue on), e.g. "would you like a refund ...?"
+    which: bool = False  # it asks which one or how much: a bare "yes" answers nothing
 
     @property
     def intent(self) -> str | None:
@@ -109,6 +113,9 @@ def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
         cue = _CUE_RE.search(low)
         if cue is None or _NOTHING_RE.search(low):
             continue
+        if _WH_RE.search(low, 0, cue.start()):  # a question, unclear to a "yes"
+            parts.append(("?", []))
+            continue
         if _BARE_CUE_RE.match(low):  # "I can send a reset link. Shall I?"
             before = sentences[n - 1] if n else ""
             named = [m.lastgroup for m in _ACTION_RE.finditer(_low(before)) if m.lastgroup]
@@ -128,17 +135,17 @@ def read(text: str, at: int) -> Offer | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _read(text: str) -> tuple[bool, tuple[str, ...], str] | None:
-    """(asks, intents, text) of a reply (each tool round of a reply reads it again)."""
+def _read(text: str) -> tuple[bool, tuple[str, ...], str, bool] | None:
+    """(asks, intents, text, which) of a reply (each tool round of a reply reads it again)."""
     named = _offer_parts(text)
     if not named:
-        return False, (), ""  # instruction-like text or not, it offers nothing
+        return False, (), "", False  # instruction-like text or not, it offers nothing
     if _NOT_READ_RE.search(_low(text)):
         return None
     intents = tuple(dict.fromkeys(i for _, found in named for i in found))
     if len(intents) != 1:
-        return True, intents, ""
-    return True, intents, " ".join(p for p, found in named if found)
+        return True, intents, "", any(p == "?" for p, _ in named)
+    return True, intents, " ".join(p for p, found in named if found), False
 
 
 def offered(conv: Conversation, before: int) -> Offer | None:

@@ -489,6 +489,9 @@ def understand(conv: Conversation, speller: Speller,
         u.requests = [_accepted(offer, offer.intent, p, carried)] + [
             r for r in reqs if r.intent != offer.intent]
         u.topics = [r.intent for r in u.requests]
+    elif offer is not None and offer.which and len(p.norm.split()) <= 3 and not (
+            slots.order_ids(text) or slots.amounts(text, bare=True)):
+        pass  # "yes" to "which one would you like me to cancel?": no answer, nothing done
     elif (not acting and not asks and not refusal and (gives_slot or u.confirm or same)
             and social[:1] != ["thanks"]):
         for n, ep in reversed(earlier):
