@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QKeyEvent, QStandardItem, QStandardItemModel, QTextCursor
 from PySide6.QtWidgets import (
     QCompleter,
@@ -177,6 +177,7 @@ class MacrosDialog(QDialog):
         self.text = QPlainTextEdit(self)
         self.text.setObjectName("macroText")
         self.text.setPlaceholderText("Hi {customer_first_name}, …")
+        self.text.setTabChangesFocus(True)  # (Shift+)Tab leaves it, as in every other field
         self.text.textChanged.connect(self._validate)
         hint = QLabel("Placeholders (click to insert):", self)
         hint.setObjectName("mutedLabel")
@@ -186,6 +187,7 @@ class MacrosDialog(QDialog):
             b = QPushButton(f"{{{key}}}", self)
             b.setObjectName(f"placeholder_{key}")
             b.setFlat(True)
+            b.setAutoDefault(False)  # Enter in the name field saves, never inserts this
             b.clicked.connect(lambda _=False, k=key: self.text.insertPlainText(f"{{{k}}}"))
             chips.addWidget(b)
         chips.addStretch(1)
@@ -202,6 +204,12 @@ class MacrosDialog(QDialog):
         self.delete_button.clicked.connect(self.delete)
         close = QPushButton("Close", self)
         close.clicked.connect(self.close)
+        # Enter saves (when it can); a dialog's first auto-default button would take it
+        # otherwise: Enter in the name field inserted "{customer_first_name}"
+        for button in (self.new_button, self.delete_button, close):
+            button.setAutoDefault(False)
+        self.save_button.setDefault(True)
+        self.list.installEventFilter(self)
         buttons = QHBoxLayout()
         buttons.addWidget(self.new_button)
         buttons.addWidget(self.delete_button)
@@ -226,6 +234,31 @@ class MacrosDialog(QDialog):
         workspace.macros_changed.connect(self.refresh)
         self.refresh()
         self._validate()
+
+    def start(self) -> None:
+        """Show (or bring up) the dialog with the keyboard where the work starts: the
+        list when there are macros to choose from, else the name of a new one."""
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        if self.list.count():
+            if self.list.currentRow() < 0:
+                self.list.setCurrentRow(0)
+            self.list.setFocus()
+        else:
+            self.name.setFocus()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Enter on a macro in the list goes to its text to edit it (the dialog would
+        otherwise pass the key on to Save and store it unchanged)."""
+        if watched is self.list and event.type() == QEvent.Type.KeyPress \
+                and isinstance(event, QKeyEvent) \
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) \
+                and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+            self.text.setFocus()
+            self.text.moveCursor(QTextCursor.MoveOperation.End)
+            return True
+        return super().eventFilter(watched, event)
 
     def names(self) -> list[str]:
         return [str(self.list.item(i).data(ROLE_NAME)) for i in range(self.list.count())]

@@ -118,7 +118,7 @@ class SearchDialog(QDialog):
         self.field.setPlaceholderText("Words or a \"phrase\" from any conversation, closed "
                                       "ones too")
         self.field.setClearButtonEnabled(True)
-        self.field.returnPressed.connect(self.run)
+        self.field.returnPressed.connect(self._on_return)
         self.search_button = QPushButton("Search", self)
         self.search_button.setObjectName("searchButton")
         self.search_button.clicked.connect(self.run)
@@ -140,6 +140,11 @@ class SearchDialog(QDialog):
         self.open_button.setEnabled(False)
         self.results.currentRowChanged.connect(
             lambda row: self.open_button.setEnabled(row >= 0))
+        # Enter is the field's (search, or open the hit it found) and the list's (open):
+        # a dialog's auto-default Search button also took it, so every Enter searched
+        # twice, and Enter on a hit opened it and searched again
+        for button in (self.search_button, self.more_button, self.open_button):
+            button.setAutoDefault(False)
         top = QHBoxLayout()
         top.addWidget(self.field, 1)
         top.addWidget(self.search_button)
@@ -164,6 +169,14 @@ class SearchDialog(QDialog):
         self.activateWindow()
         self.field.setFocus()
         self.field.selectAll()
+
+    def _on_return(self) -> None:
+        """Enter in the field: a new query searches; the query already answered opens
+        the chosen hit ("Enter opens one", as the status line says)."""
+        if self.field.text().strip() == self._query and self.results.currentItem() is not None:
+            self.open_current()
+        else:
+            self.run()
 
     def run(self) -> bool:
         query = self.field.text().strip()

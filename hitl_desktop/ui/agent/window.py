@@ -689,8 +689,7 @@ class AgentWindow(QMainWindow):
             from hitl_desktop.ui.agent.macros import MacrosDialog
 
             self.macros_dialog = MacrosDialog(self.workspace, self)
-        self.macros_dialog.show()
-        self.macros_dialog.raise_()
+        self.macros_dialog.start()
         return self.macros_dialog
 
     def open_preferences(self) -> PreferencesDialog:
