@@ -7,11 +7,13 @@ sent, with the draft it came from), read through the engine's own
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from hitl_desktop.assistant.offline import history, offers
+from hitl_desktop.assistant.base import TurnRequest
+from hitl_desktop.assistant.offline import OfflineProvider, history, offers
 from hitl_desktop.assistant.offline.planner import Planner
 from hitl_desktop.assistant.offline.speller import Speller
 from hitl_desktop.assistant.offline.understanding import understand
@@ -24,6 +26,9 @@ from hitl_desktop.core.turns import (
     ToolOutputItem,
     TurnItem,
 )
+from hitl_desktop.knowledge.articles import default_knowledge_dir
+from hitl_desktop.knowledge.index import KnowledgeIndex
+from hitl_desktop.store.catalog_file import default_catalog
 
 TOOLS = [{"type": "function", "name": n} for n in (
     "get_order", "get_order_history", "cancel_order", "create_return", "create_refund",
@@ -257,3 +262,98 @@ def test_yes_to_which_one_cancels_nothing_it_was_not_told() -> None:
         CustomerLine(text="yes")]
     call = next_call(items)
     assert call is None or call[0] != "cancel_order"
+
+
+# --- "which one?" + "yes": the question again, with the options the conversation has ---
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflineProvider]:
+    index = KnowledgeIndex.open(default_knowledge_dir(), tmp_path_factory.mktemp("kb") / "ix.db")
+    yield OfflineProvider(index, catalog=default_catalog())
+    index.close()
+
+
+async def answer(engine: OfflineProvider, items: list[TurnItem]) -> tuple[str | None, str]:
+    """The engine's response to ``items``: the tool it calls, or its draft's text."""
+    request = TurnRequest(instructions="", history=items, tools=TOOLS, session_id="s",
+                          customer_id="CUST1001")
+    call: str | None = None
+    text = ""
+    async for ev in engine.stream(request):
+        if ev.type == "response.output_item.done" and ev.item.type == "function_call":
+            call = ev.item.name
+        elif ev.type == "response.output_text.delta":
+            text += ev.delta
+    return call, text
+
+
+#: the cancel article's policy, which the draft quoted instead of asking again
+CANCEL_POLICY = "can be cancelled while its status is pending or processing"
+
+
+async def test_yes_to_which_one_asks_again_naming_the_orders_the_customer_listed(
+        engine: OfflineProvider) -> None:
+    items: list[TurnItem] = [
+        CustomerLine(text="I want to cancel ORD1001 or ORD1008, not sure which yet"),
+        sent("Which one would you like me to cancel?", draft=None),
+        CustomerLine(text="yes please")]
+    call, text = await answer(engine, items)
+    assert call is None
+    assert text == "Which order would you like me to cancel: ORD1001 or ORD1008?"
+
+
+async def test_yes_to_which_one_asks_again_from_the_orders_looked_up(
+        engine: OfflineProvider) -> None:
+    items: list[TurnItem] = [
+        CustomerLine(text="I want to cancel one of my orders"),
+        ToolCallItem(call_id="c1", name="get_order_history", arguments={"user_id": "CUST1001"}),
+        ToolOutputItem(call_id="c1", name="get_order_history", outcome="ok", output={
+            "ok": True, "orders": [
+                {"order_id": "ORD1001", "status": "pending", "products": ["Aurora Headphones"]},
+                {"order_id": "ORD1003", "status": "delivered", "products": ["Socks"]},
+                {"order_id": "ORD1008", "status": "processing", "products": ["Desk Lamp"]}]}),
+        sent("I see a few orders. Which one would you like me to cancel?", draft=None),
+        CustomerLine(text="yes")]
+    call, text = await answer(engine, items)
+    assert call is None
+    assert CANCEL_POLICY not in text
+    assert "ORD1001" in text and "ORD1008" in text
+    assert "ORD1003" not in text  # delivered: not one of the options
+    assert text.endswith("Which one would you like me to cancel?")
+
+
+async def test_yes_to_how_much_or_which_product_asks_that_again(engine: OfflineProvider) -> None:
+    how_much = damage_reported(sent("How much would you like refunded?", draft=None),
+                               CustomerLine(text="yes"))
+    call, text = await answer(engine, how_much)
+    assert call is None
+    assert text == ("Up to $127.50 can be refunded on order ORD1003. How much would you like "
+                    "refunded?")
+    which = damage_reported(sent("Which product would you like me to return?", draft=None),
+                            CustomerLine(text="yes"))
+    call, text = await answer(engine, which)
+    assert call is None
+    assert text == ("Order ORD1003 contains Trailblazer Backpack 30L and Merino Wool Crew Socks "
+                    "(3-pack). Which product would you like me to return?")
+
+
+async def test_which_one_naming_no_action_asks_about_the_one_asked_for_before(
+        engine: OfflineProvider) -> None:
+    items: list[TurnItem] = [
+        CustomerLine(text="I'd like to cancel ORD1001 or ORD1008, whichever is cheaper"),
+        sent("Which one would you like?", draft=None), CustomerLine(text="yes")]
+    call, text = await answer(engine, items)
+    assert call is None
+    assert text == "Which order would you like me to cancel: ORD1001 or ORD1008?"
+
+
+def test_an_answer_to_which_one_is_still_taken() -> None:
+    items: list[TurnItem] = [
+        CustomerLine(text="I want to cancel one of my orders"),
+        ToolCallItem(call_id="c1", name="get_order_history", arguments={"user_id": "CUST1001"}),
+        ToolOutputItem(call_id="c1", name="get_order_history", outcome="ok", output={
+            "ok": True, "orders": [{"order_id": "ORD1001"}, {"order_id": "ORD1008"}]}),
+        sent("Which one would you like me to cancel?", draft=None),
+        CustomerLine(text="yes, ORD1008 please")]
+    assert next_call(items) == ("get_order", {"order_id": "ORD1008"})

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from hitl_desktop.assistant.offline import texts
+from hitl_desktop.assistant.offline import slots, texts
 from hitl_desktop.assistant.offline.history import Conversation
 from hitl_desktop.assistant.offline.orders import order_line, order_status
 from hitl_desktop.assistant.offline.outcomes import NEXT_QUERY, write_outcomes
@@ -80,6 +80,15 @@ _FAMILY = {
     "missing": "tracking",
     "refund_status": "return",
 }
+
+
+#: an action's verb in "which one would you like me to ...?"
+_VERB = {"cancel": "cancel", "return": "return", "refund": "refund", "replacement": "replace",
+         "damaged_refund": "refund", "voucher": "send a voucher for"}
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 class Composer:
@@ -295,6 +304,33 @@ class Composer:
         elif req.intent != "order_history":
             self.w.para("Which order is it about?")
 
+    def _ask_again(self, req: Request, asks: str, order: dict[str, Any] | None) -> None:
+        """A bare "yes" to "which one would you like me to cancel?" answers nothing: the
+        question again, with the options the conversation has (the orders the customer
+        named, the order list looked up, the order's products, what can be refunded)."""
+        verb = _VERB.get(req.intent, "help with")
+        products = list(texts.names(order).values())
+        if asks == "amount":
+            most = (order or {}).get("refundable_amount")
+            self.w.para((f"Up to {texts.money(most)} can be refunded on order {req.order_id}. "
+                         if most else "") + "How much would you like refunded?")
+            return
+        if asks == "product" and len(products) > 1:
+            self.w.para(f"Order {req.order_id} contains {texts.join(products)}. Which product "
+                        f"would you like me to {verb}?")
+            return
+        named = list(dict.fromkeys(
+            oid for _, text in self.conv.customer_messages()[-4:] for oid in slots.order_ids(text)))
+        if len(named) > 1:
+            self.w.para(f"Which order would you like me to {verb}: {_either(named)}?")
+        elif self.conv.order_history():
+            self._history(req)
+            if not self.w.asks():
+                self.w.para(f"Which one would you like me to {verb}?")
+        else:
+            self.w.para(f"Which order would you like me to {verb}? Please send me the order "
+                        "number (for example ORD1001).")
+
     def _note(self, req: Request, note: Note) -> None:
         w, kind = self.w, note.kind
         order = self.conv.order(req.order_id) if req.order_id else None
@@ -318,6 +354,8 @@ class Composer:
         elif kind == "answered_from_order" and order is not None:
             w.para(order_status(order))
             w.quote(hit, f"{req.clause} {RECORDS[req.intent].question_topic}", max_sentences=2)
+        elif kind == "ask_again":
+            self._ask_again(req, note.detail, order)
         elif kind == "ask_order":
             if self.conv.order_history() is not None:
                 self._history(req)

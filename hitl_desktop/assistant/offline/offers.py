@@ -32,6 +32,9 @@ _CUE_RE = re.compile(
 #: a question asking which or how much ("Which one would you like me to cancel?", "How
 #: much would you like refunded?"): "yes" is no answer to it, so it accepts no action there
 _WH_RE = re.compile(r"\b(?:which|what|how much|how many|when|where|who|whom)\b[^,;:]*$")
+#: what such a question asks for (else: which order)
+_ASKS_AMOUNT_RE = re.compile(r"\bhow much\b|\bamount\b")
+_ASKS_PRODUCT_RE = re.compile(r"\b(?:products?|items?)\b|\bwhich of (?:them|these|those|the)\b")
 #: words one of which every cue holds (a sentence without them is not searched)
 _CUE_WORDS = ("you", "shall i", "should i", "how about", "offer")
 #: an offer with no action of its own ("Shall I?", "Would you like me to do that?"):
@@ -83,7 +86,10 @@ class Offer:
     asks: bool
     intents: tuple[str, ...] = ()
     text: str = ""  # the offer's words (from its cue on), e.g. "would you like a refund ...?"
-    which: bool = False  # it asks which one or how much: a bare "yes" answers nothing
+    #: it asks which one or how much, so a bare "yes" answers nothing: what it asks for
+    #: ("order", "product" or "amount"; "" when it asks no such question)
+    which: str = ""
+    asked: tuple[str, ...] = ()  # the actions such a question is about ("... to cancel?")
 
     @property
     def intent(self) -> str | None:
@@ -103,7 +109,8 @@ def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
     """The offers in a reply, each from its cue to the end of its sentence, with the
     actions it names. "Shall I?" / "Would you like me to do that?" offers the action its
     sentence before names last ("...the simplest way to get your money back is to cancel
-    it. Would you like me to do that?": the cancellation)."""
+    it. Would you like me to do that?": the cancellation). A question asking which or how
+    much is the part "?order", "?product" or "?amount" with the actions it is about."""
     sentences = [s.strip() for s in _SENTENCE_RE.split(_QUOTE_RE.sub(" ", text)) if s.strip()]
     parts: list[tuple[str, list[str]]] = []
     for n, sentence in enumerate(sentences):
@@ -114,7 +121,9 @@ def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
         if cue is None or _NOTHING_RE.search(low):
             continue
         if _WH_RE.search(low, 0, cue.start()):  # a question, unclear to a "yes"
-            parts.append(("?", []))
+            kind = "amount" if _ASKS_AMOUNT_RE.search(low) else (
+                "product" if _ASKS_PRODUCT_RE.search(low) else "order")
+            parts.append((f"?{kind}", _named(low)))
             continue
         if _BARE_CUE_RE.match(low):  # "I can send a reset link. Shall I?"
             before = sentences[n - 1] if n else ""
@@ -135,17 +144,20 @@ def read(text: str, at: int) -> Offer | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _read(text: str) -> tuple[bool, tuple[str, ...], str, bool] | None:
-    """(asks, intents, text, which) of a reply (each tool round of a reply reads it again)."""
+def _read(text: str) -> tuple[bool, tuple[str, ...], str, str, tuple[str, ...]] | None:
+    """(asks, intents, text, which, asked) of a reply (each tool round of a reply reads
+    it again)."""
     named = _offer_parts(text)
     if not named:
-        return False, (), "", False  # instruction-like text or not, it offers nothing
+        return False, (), "", "", ()  # instruction-like text or not, it offers nothing
     if _NOT_READ_RE.search(_low(text)):
         return None
-    intents = tuple(dict.fromkeys(i for _, found in named for i in found))
+    intents = tuple(dict.fromkeys(i for p, found in named if p[:1] != "?" for i in found))
     if len(intents) != 1:
-        return True, intents, "", any(p == "?" for p, _ in named)
-    return True, intents, " ".join(p for p, found in named if found), False
+        which = next((p[1:] for p, _ in named if p[:1] == "?"), "")
+        asked = tuple(dict.fromkeys(i for p, found in named if p[:1] == "?" for i in found))
+        return True, intents, "", which, asked
+    return True, intents, " ".join(p for p, found in named if found and p[:1] != "?"), "", ()
 
 
 def offered(conv: Conversation, before: int) -> Offer | None:

@@ -274,6 +274,8 @@ class Planner:
             return Note(req, "sign_in")
         if self.und.other_customer:
             return Note(req, "other_customer")
+        if req.again:  # "yes" to "which one would you like me to cancel?": ask again
+            return Note(req, "ask_again", req.again)
         tools = rec.tools
         if req.intent == "refund_status" and not req.order_id and req.question:
             return Note(req, "question")  # "when will I get my money back?"

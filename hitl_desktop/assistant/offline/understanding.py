@@ -140,6 +140,9 @@ class Request:
     profile: slots.ProfileChange | None = None
     complaint_type: str = "other"
     negated: bool = False
+    #: "yes" to the representative's "which one would you like me to cancel?": what to ask
+    #: for again ("order", "product", "amount"); nothing is done
+    again: str = ""
 
 
 @dataclass(slots=True)
@@ -491,7 +494,14 @@ def understand(conv: Conversation, speller: Speller,
         u.topics = [r.intent for r in u.requests]
     elif offer is not None and offer.which and len(p.norm.split()) <= 3 and not (
             slots.order_ids(text) or slots.amounts(text, bare=True)):
-        pass  # "yes" to "which one would you like me to cancel?": no answer, nothing done
+        # "yes" to "which one would you like me to cancel?": no answer, nothing done; the
+        # question is asked again (of the action it names, else the one asked for before)
+        intent = next(iter(offer.asked), None) or next(
+            (i for _, ep in reversed(earlier) for i in ep.intents if i in ACTION_INTENTS), None)
+        if intent is not None:
+            u.requests = [Request(intent, p.text, carried, False, p.text, None, False, False,
+                                  False, latest_at, again=offer.which)]
+            u.topics = [intent]
     elif (not acting and not asks and not refusal and (gives_slot or u.confirm or same)
             and social[:1] != ["thanks"]):
         for n, ep in reversed(earlier):
