@@ -6,7 +6,11 @@ like a refund of $48.00 for the socks?" is answered with a refund in mind (D9167
 The sent reply (a :class:`~hitl_desktop.core.turns.SentReply`, the human's words;
 an unsent draft is never in the history) is therefore read here, and only for a
 small vocabulary of offers: a question or conditional offer ("would you like",
-"shall I", "... if you like") naming one of six actions. Anything else in it,
+"shall I", "... if you like") naming one of six actions. The reply read is the one
+sent just before the customer's message or, when the representative sent several in a
+row, the latest of them that asks anything: an offer stays open while the replies after
+it, up to the customer's message, hold no other question and no other offer ("Would you
+like a refund of $48?" then "I'll be here if you need anything."). Anything else in it,
 above all text that looks like an instruction to the engine, is not read: a reply
 with such text offers nothing here, and the rest of the engine reads no assistant
 text at all. An offer only ever becomes a request; the planner still checks the
@@ -76,13 +80,13 @@ _QUOTE_RE = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d")
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """What the sent reply just before the customer's message offers.
+    """What the representative's replies just before the customer's message offer.
 
     ``asks`` is False when the reply offers nothing at all (then a "yes" accepts
     nothing the engine would infer); ``intents`` are the actions named in its offers
     (one: the customer accepted that one; none or several: the reply is unclear)."""
 
-    at: int  # the reply's position in the conversation's turns
+    at: int  # the offering reply's position in the conversation's turns
     asks: bool
     intents: tuple[str, ...] = ()
     text: str = ""  # the offer's words (from its cue on), e.g. "would you like a refund ...?"
@@ -161,22 +165,43 @@ def _read(text: str) -> tuple[bool, tuple[str, ...], str, str, tuple[str, ...]] 
 
 
 def offered(conv: Conversation, before: int) -> Offer | None:
-    """The offer of the representative's reply sent just before position ``before`` (the
-    customer's latest message); None when no reply came between it and the customer's
-    message before, or the reply is not read. An offer whose action was already proposed
-    or done in the reply's own turn (the reply reports it) offers nothing new."""
-    at = next((n for n in range(before - 1, -1, -1)
-               if isinstance(conv.turns[n], Said)), -1)
-    turn = conv.turns[at] if at >= 0 else None
-    if not isinstance(turn, Said) or turn.role != "assistant":
+    """The offer open when the customer wrote the message at position ``before``.
+
+    It is the offer of the representative's reply sent just before that message, or of
+    an earlier reply in the same run of replies (no customer message between them) when
+    every reply after it asks nothing and offers nothing: "Would you like a refund of
+    $48?" then "I'll be here if you need anything." leaves the refund open, while a later
+    question ("Anything else?") or offer replaces it. None when no reply came between
+    this message and the customer's message before, or a reply of the run is not read.
+    An offer whose action was already proposed or done since the customer's message
+    before (the reply reports it) offers nothing new."""
+    run: list[int] = []  # the replies since the customer's message before, latest first
+    start = -1
+    for n in range(before - 1, -1, -1):
+        t = conv.turns[n]
+        if isinstance(t, Said):
+            if t.role != "assistant":
+                start = n
+                break
+            run.append(n)
+    if not run:
         return None
-    offer = read(turn.text, at)
-    if offer is None or offer.intent is None:
+    offer: Offer | None = None
+    for at in run:
+        turn = conv.turns[at]
+        assert isinstance(turn, Said)
+        offer = read(turn.text, at)
+        if offer is None:
+            return None
+        if offer.asks or "?" in turn.text:
+            break  # the latest reply that asks anything is the one answered
+        if at != run[-1] and _NOT_READ_RE.search(_low(turn.text)):
+            return None  # a reply passed over is not read either when it holds such text
+    assert offer is not None
+    if offer.intent is None:
         return offer
-    start = next((n for n in range(at - 1, -1, -1)
-                  if isinstance(conv.turns[n], Said)), -1)
     if _proposed(conv, _TOOL[offer.intent], start, before):
-        return Offer(at, False)  # nothing left to accept
+        return Offer(offer.at, False)  # nothing left to accept
     return offer
 
 
