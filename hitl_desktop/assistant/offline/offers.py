@@ -6,7 +6,8 @@ like a refund of $48.00 for the socks?" is answered with a refund in mind (D9167
 The sent reply (a :class:`~hitl_desktop.core.turns.SentReply`, the human's words;
 an unsent draft is never in the history) is therefore read here, and only for a
 small vocabulary of offers: a question or conditional offer ("would you like",
-"shall I", "... if you like") naming one of six actions. The reply read is the one
+"shall I", "... if you like") naming one of seven actions (a profile change only with
+its new value: "shall I update your email to a@b.example?"). The reply read is the one
 sent just before the customer's message or, when the representative sent several in a
 row, the latest of them that asks anything: an offer stays open while the replies after
 it, up to the customer's message, hold no other question and no other offer ("Would you
@@ -23,6 +24,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from hitl_desktop.assistant.offline import slots
 from hitl_desktop.assistant.offline.history import Conversation, Decision, Said, ToolRun
 
 # every pattern here is matched against lower-cased text (no re.I: the reading of a
@@ -51,17 +53,19 @@ _BARE_CUE_RE = re.compile(
     r"(?:\s+for you)?\s*[?.!]*$")
 #: the actions a sent offer can name, each as the intent the planner walks (one pass)
 _ACTION_RE = re.compile(
-    r"\b(?=[rmscpv])(?:(?P<refund>refund(?:ed|ing)?\b|money back\b|reimburse)"
+    r"\b(?=[rmscpvu])(?:(?P<refund>refund(?:ed|ing)?\b|money back\b|reimburse)"
     r"|(?P<replacement>replace(?:ment|d)?\b|send you (?:a )?(?:new|fresh|another)"
     r" (?:one|pair|pack|set)\b)"
     r"|(?P<return>return(?:ed|ing)?\b(?! (?:policy|window|period)))"
     r"|(?P<cancel>cancel(?:l?ed|l?ing|lation)?\b)"
     r"|(?P<password>(?:password )?reset (?:link|email)\b|reset (?:your|the) password\b)"
-    r"|(?P<voucher>vouchers?\b|store credit\b|coupon\b))")
+    r"|(?P<voucher>vouchers?\b|store credit\b|coupon\b)"
+    r"|(?P<profile>(?:update|change|correct)\b[^.?!]{0,30}?\b(?:e-?mail|phone|mobile|address"
+    r"|name)\b))")
 #: the last tool of each offerable intent (the action the offer is for)
 _TOOL = {"refund": "create_refund", "replacement": "send_replacement",
          "return": "create_return", "cancel": "cancel_order", "password": "reset_password",
-         "voucher": "issue_voucher"}
+         "voucher": "issue_voucher", "profile": "update_info"}
 #: text that looks like an instruction to the engine, or markup/quotes: a reply holding it is
 #: not read (the customer may have pasted it, or a model may have been steered into it)
 _NOT_READ_RE = re.compile(
@@ -132,13 +136,25 @@ def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
         if _BARE_CUE_RE.match(low):  # "I can send a reset link. Shall I?"
             before = sentences[n - 1] if n else ""
             named = [m.lastgroup for m in _ACTION_RE.finditer(_low(before)) if m.lastgroup]
-            parts.append((f"{before} {sentence}".strip(), named[-1:]))
+            parts.append((f"{before} {sentence}".strip(), _valued(f"{before} {sentence}",
+                                                                  named[-1:])))
             continue
         # "I can cancel it if you like.": the whole sentence; else from the cue on
         at = 0 if cue.group(0).startswith("if you") else cue.start()
         part = sentence[at:] if len(low) == len(sentence) else low[at:]
-        parts.append((part, _named(low[at:])))
+        parts.append((part, _valued(part, _named(low[at:]))))
     return parts
+
+
+def _valued(part: str, named: list[str]) -> list[str]:
+    """A profile change is an offer only with its new value ("Shall I update your email to
+    a@b.example?"); "Shall I update your email?" keeps the earlier rule (the value the
+    customer gave)."""
+    if "profile" in named:
+        change = slots.profile_change(part)
+        if change is None or not change.value:
+            return [i for i in named if i != "profile"]
+    return named
 
 
 def read(text: str, at: int) -> Offer | None:

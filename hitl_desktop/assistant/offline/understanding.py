@@ -416,13 +416,18 @@ def _accepted(offer: offers.Offer, intent: str, p: _Parsed, carried: str | None)
     the planner checks it as any request."""
     own = slots.order_ids(offer.text)
     money = slots.amounts(p.text, bare=True) or slots.amounts(offer.text)
+    profile = None
+    if intent == "profile":  # "yes" to "shall I update your email to a@b.example?"
+        profile = slots.profile_change(offer.text)
+        given = slots.profile_change(p.raw, profile.field if profile else None)
+        profile = given if given is not None and given.value else profile
     return Request(
         intent=intent, clause=f"Accepted the offer \u201c{offer.text}\u201d", order_id=own[0] if own else carried,
         own_order=True, product_words=f"{offer.text} {p.text}",
         amount=money[0] if money and intent in ("refund", "voucher") else None,
         full_amount=slots.wants_full_amount(offer.text) or slots.wants_full_amount(p.text),
         percent=slots.has_percent(offer.text), question=False, since=offer.at,
-        reports_damage=bool(DAMAGE_WORDS.search(offer.text.lower())))
+        reports_damage=bool(DAMAGE_WORDS.search(offer.text.lower())), profile=profile)
 
 
 #: how many customer messages' parses an engine keeps (``understand``'s ``memo``)
