@@ -430,6 +430,15 @@ def test_yes_to_a_profile_change_offer_proposes_update_info_with_its_value(
                                                                "info": info})
 
 
+@pytest.mark.parametrize("offer", [
+    "Shall I update your name to match your card?",  # no name: "Match Your Card" is not one
+    "Shall I change your address to the one on ORD1003?",
+    "Shall I update your email to alex.m@work.example and your phone to +1 555 0100 999?",
+])
+def test_a_profile_offer_without_one_value_as_written_proposes_nothing(offer: str) -> None:
+    assert next_call(profile_asked(offer)) is None
+
+
 def test_a_value_in_the_customer_s_yes_is_the_one_meant() -> None:
     items = profile_asked("Shall I update your email to alex.m@work.example?",
                           answer="yes but alex.morgan@work.example")

@@ -78,6 +78,8 @@ _NOT_READ_RE = re.compile(
 #: a question that offers no action ("Would you like anything else?"): not an offer
 _NOTHING_RE = re.compile(
     r"\banything else\b|\bany (?:other|more) questions\b|\bhelp (?:you )?with anything\b")
+#: the profile fields an offer may name (one per offer)
+_FIELD_RE = re.compile(r"\b(?:e-?mail|phone|mobile|address|name)\b")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 _QUOTE_RE = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d")
 
@@ -147,12 +149,20 @@ def _offer_parts(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _valued(part: str, named: list[str]) -> list[str]:
-    """A profile change is an offer only with its new value ("Shall I update your email to
-    a@b.example?"); "Shall I update your email?" keeps the earlier rule (the value the
-    customer gave)."""
+    """A profile change is an offer only with its one new value, as written ("Shall I
+    update your email to a@b.example?"); "Shall I update your email?", a value that is
+    no value ("...your name to match your card?", "...the address to the one on
+    ORD1003?") or two fields in one offer keep the earlier rule (the value the customer
+    gave)."""
     if "profile" in named:
         change = slots.profile_change(part)
-        if change is None or not change.value:
+        value = change.value if change is not None and change.value else ""
+        email = change is not None and change.field == "email"
+        fields = {"phone" if w == "mobile" else w.replace("-", "")
+                  for w in _FIELD_RE.findall(
+                      _low(slots.EMAIL_RE.sub(" ", part)).replace("email address", "email"))}
+        as_written = value in part and (email or value[:1].isupper() or value[:1] in "+0123456789")
+        if not value or not as_written or slots.order_ids(value) or len(fields) > 1:
             return [i for i in named if i != "profile"]
     return named
 
