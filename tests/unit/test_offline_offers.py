@@ -350,6 +350,16 @@ async def test_which_one_naming_no_action_asks_about_the_one_asked_for_before(
     assert text == "Which order would you like me to cancel: ORD1001 or ORD1008?"
 
 
+async def test_which_one_about_no_order_action_is_not_asked_as_an_order(
+        engine: OfflineProvider) -> None:
+    items: list[TurnItem] = [
+        CustomerLine(text="please change my email, the old one is gone"),
+        sent("Which email would you like to use instead?", draft=None), CustomerLine(text="yes")]
+    call, text = await answer(engine, items)
+    assert call is None
+    assert "order" not in text.lower()
+
+
 def test_an_answer_to_which_one_is_still_taken() -> None:
     items: list[TurnItem] = [
         CustomerLine(text="I want to cancel one of my orders"),

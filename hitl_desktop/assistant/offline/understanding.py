@@ -430,6 +430,10 @@ def _accepted(offer: offers.Offer, intent: str, p: _Parsed, carried: str | None)
         reports_damage=bool(DAMAGE_WORDS.search(offer.text.lower())), profile=profile)
 
 
+#: the actions whose "which order / product / how much?" a draft asks again
+_ASKED_AGAIN = frozenset({"cancel", "return", "refund", "replacement", "damaged_refund"})
+
+
 #: how many customer messages' parses an engine keeps (``understand``'s ``memo``)
 PARSE_MEMO_LIMIT = 4096
 
@@ -503,7 +507,7 @@ def understand(conv: Conversation, speller: Speller,
         # question is asked again (of the action it names, else the one asked for before)
         intent = next(iter(offer.asked), None) or next(
             (i for _, ep in reversed(earlier) for i in ep.intents if i in ACTION_INTENTS), None)
-        if intent is not None:
+        if intent in _ASKED_AGAIN:
             u.requests = [Request(intent, p.text, carried, False, p.text, None, False, False,
                                   False, latest_at, again=offer.which)]
             u.topics = [intent]
