@@ -52,6 +52,10 @@ DEMO_CUSTOMER = "CUST1001"
 CUSTOMER_SIZE = (430, 820)
 AGENT_SIZE = (1300, 820)
 GAP = 16
+#: on a screen too narrow for both at their sizes (a 1366 px laptop) the customer window
+#: and the gaps give way first: every pixel left goes to the agent window's three columns
+NARROW_CUSTOMER_WIDTH = 400
+NARROW_GAP = 6
 #: how fast the script "types" (seconds per character)
 TYPING_DELAY_S = 0.025
 #: the whole unattended run gives up (rc 1) after this long, never hangs
@@ -138,11 +142,12 @@ class Demo:
                 closed_signal.connect(self.closed.set)
             if not restore_layout:
                 self.agent_window.resize(*AGENT_SIZE)
-        self._place_windows()
+        gap = self._place_windows()
         self.customer_window.show()
         if self.agent_window is not None:
             self.agent_window.show()
         await asyncio.sleep(0.05)  # let them paint before the host's start-up work
+        self._place_windows(gap=gap)  # again, now that their frames are known
 
         log.info("demo: starting the host on 127.0.0.1")
         self.host = await start_host(
@@ -180,29 +185,44 @@ class Demo:
         else:
             log.info("demo: the customer window closed; the agent window stays")
 
-    def _place_windows(self) -> None:
-        """Side by side on the primary screen: customer left, agent right."""
+    def _place_windows(self, *, gap: int | None = None) -> int:
+        """Side by side on the primary screen: customer left, agent right. Frames
+        count once the window manager has drawn them (called again after show):
+        without them the title bars pushed both windows' bottom lines off a 768 px
+        screen. Returns the gap used (kept when called again)."""
         from PySide6.QtGui import QGuiApplication
 
         assert self.customer_window is not None
         screen = self.customer_window.screen().availableGeometry()
-        x, y = screen.x() + GAP, screen.y() + GAP
         if QGuiApplication.platformName() == "offscreen":  # no real screen to fit
+            x, y = screen.x() + GAP, screen.y() + GAP
             self.customer_window.move(x, y)
             if self.agent_window is not None:
                 self.agent_window.move(x + self.customer_window.width() + GAP, y)
-            return
-        height = max(400, screen.height() - 2 * GAP)
+            return GAP
         customer = self.customer_window
-        customer.resize(customer.width(), min(customer.height(), height))
+        agent = self.agent_window
+        if gap is None:
+            gap = GAP
+            if agent is not None and \
+                    customer.width() + agent.width() + 3 * GAP > screen.width():
+                gap = NARROW_GAP
+                customer.resize(min(customer.width(), NARROW_CUSTOMER_WIDTH),
+                                customer.height())
+        x, y = screen.x() + gap, screen.y() + gap
+        frame_w, frame_h = _frame_extra(customer)
+        height = max(400, screen.height() - 2 * gap)
+        customer.resize(customer.width(), min(customer.height(), height - frame_h))
         customer.move(x, y)
-        if self.agent_window is not None:
-            agent = self.agent_window
-            agent_x = x + customer.width() + GAP
+        if agent is not None:
+            frame_w, frame_h = _frame_extra(agent)
+            agent_x = x + customer.frameGeometry().width() + gap
             # fit on small screens: shrink to what is left, never below a usable width
-            room = screen.x() + screen.width() - GAP - agent_x
-            agent.resize(max(min(agent.width(), room), 900), min(agent.height(), height))
-            agent.move(min(agent_x, screen.x() + screen.width() - agent.width()), y)
+            room = screen.x() + screen.width() - gap - agent_x - frame_w
+            agent.resize(max(min(agent.width(), room), 900),
+                         min(agent.height(), height - frame_h))
+            agent.move(min(agent_x, screen.x() + screen.width() - agent.width() - frame_w), y)
+        return gap
 
     async def wait_ready(self, within: float = 20.0) -> None:
         """Until both sides are connected and the first messages are on screen."""
@@ -383,6 +403,13 @@ class Demo:
 
         await _until(moment, within=60, step=0.0)
         on_moment()
+
+
+def _frame_extra(window: QWidget) -> tuple[int, int]:
+    """How much wider and taller the window manager's frame makes ``window`` (0, 0
+    before it is shown or without a window manager)."""
+    frame, inner = window.frameGeometry(), window.geometry()
+    return frame.width() - inner.width(), frame.height() - inner.height()
 
 
 def _outcome(approval: Any) -> str:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from hitl_desktop.ui import theme
 from hitl_desktop.ui.customer_sign_in import AccountBadge, SignInPanel
-from hitl_desktop.ui.fit import ElideLabel, breakable, fit_to_screen
+from hitl_desktop.ui.fit import WrapLabel, breakable, fit_to_screen
 
 if TYPE_CHECKING:
     # types only: the window shows before the network stack (pydantic, websockets)
@@ -465,9 +465,9 @@ class CustomerWindow(QWidget):
         titles.setSpacing(0)
         self.title_label = QLabel(SHOP_NAME)
         self.title_label.setObjectName("headerTitle")
-        # elided, not clipped mid-word: the account badge shares the row (a 430 px
-        # window cut "a representative will a…" without an ellipsis)
-        self.status_label = ElideLabel("Connecting…")
+        # wrapped, never clipped: the account badge shares the row, and a 400-440 px
+        # window (the demo's) had room for "● Online · a representative wi…" only
+        self.status_label = WrapLabel("Connecting…", max_chars=160)
         self.status_label.setObjectName("headerStatus")
         titles.addWidget(self.title_label)
         titles.addWidget(self.status_label)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from hitl_desktop.app.services import RunningHost
@@ -331,3 +331,20 @@ async def test_a_host_never_reached_is_not_called_a_lost_connection(qtbot: objec
         window.close()
         await conn.aclose()
         window.deleteLater()
+
+
+async def test_the_demos_customer_window_shows_its_status_whole(desk: Desk) -> None:
+    """./scripts/demo puts a 400-430 px customer window beside the agent's. Beside
+    "Signed in as Alex Morgan" the header said "● Online · a representative wi…" (even
+    at 1920x1080); the sentence wraps now."""
+    w = desk.window
+    w.resize(400, 740)
+    await until(lambda: w.status_label.full_text().startswith("● Online")
+                and w.account.label.isVisible(), what="online and signed in")
+    await asyncio.sleep(0.1)  # layout and the label's wrap
+    label = w.status_label
+    assert label.text() == label.full_text() == "● Online · a representative will answer you here"
+    assert label.height() >= label.heightForWidth(label.width())
+    assert label.width() + label.mapTo(w, QPoint(0, 0)).x() <= w.account.mapTo(w, QPoint(0, 0)).x()
+    badge = w.account.label
+    assert badge.width() >= badge.sizeHint().width()

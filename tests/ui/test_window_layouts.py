@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QTabBar, QWidget
 from pytestqt.qtbot import QtBot
 
 from hitl_desktop.client.workspace import Workspace
@@ -336,3 +336,63 @@ def test_rejecting_from_the_keyboard_shows_the_reason_box_and_enter_on_back_goes
     assert _inside(card.reason, viewport) and _inside(card.reject_confirm, viewport)
     QTest.keyClick(card.reject_back, Qt.Key.Key_Return)
     assert not card.reject_panel.isVisible() and card.buttons.isVisible()
+
+
+DEMO_PROFILE = {"customer_id": "CUST1001", "name": "Alex Morgan",
+                "email": "alex.morgan@example.com", "phone": "+1 555 0100 101",
+                "address": "12 Harbor Lane, Portland, OR 97201, USA", "tier": "gold",
+                "member_since": "2024-06-14", "order_count": 8, "open_tickets": 0}
+
+
+def _demo_desk(qtbot: QtBot, tmp_path: Path, size: tuple[int, int]) -> AgentWindow:
+    """The demo's desk as ./scripts/demo shows it: a customer profile with orders."""
+    win = _desk_window(qtbot, tmp_path, size)
+    orders = [{"order_id": f"ORD100{i}", "status": "processing", "total": 111.99,
+               "ordered_on": "2026-12-01", "items": [{"name": "Pulse Fitness Watch"}]}
+              for i in range(8)]
+    Feed(win.workspace, "s1")(p.CustomerDetails(customer=DEMO_PROFILE, orders=orders))
+    _settle(win, size)
+    return win
+
+
+def _tab_texts_cut(win: AgentWindow) -> list[str]:
+    """The dock tabs whose title does not fit their tab (shown as "Relevant a…")."""
+    cut = []
+    for bar in win.findChildren(QTabBar):
+        if not bar.isVisible() or bar.count() < 2:
+            continue
+        # squeezed tabs are narrower, together, than the bar would make them
+        shown = sum(bar.tabRect(i).width() for i in range(bar.count()))
+        right = bar.mapTo(win, bar.tabRect(bar.count() - 1).topRight()).x()
+        if shown < bar.sizeHint().width() - 2 or right > win.width():
+            cut.extend(bar.tabText(i) for i in range(bar.count()))
+    return cut
+
+
+@pytest.mark.parametrize("size", [(944, 731), (1300, 820), (1440, 900)])
+def test_the_demos_agent_window_cuts_no_tab_hint_or_label(
+        qtbot: QtBot, tmp_path: Path, size: tuple[int, int]) -> None:
+    """./scripts/demo on 1366x768 gives the agent window ~944 px (1300 or 1440 on
+    1920x1080). There the dock tabs read "Relevant a…", "A…", "Knowledge…", the reply's
+    "Ctrl+En…", the desk bar's "Una…", the co-pilot line "…e.g. “offer a $10 vou…",
+    History "Det" and the profile's last lines were cut in half."""
+    win = _demo_desk(qtbot, tmp_path, size)
+    assert _tab_texts_cut(win) == []
+    editor = win.suggestion_editor
+    hint = next(label for label in editor.findChildren(QLabel)
+                if label.text().startswith("Ctrl+En"))
+    assert hint.text() == "Ctrl+Enter to send"
+    assert hint.width() >= hint.sizeHint().width()
+    assert _inside(hint, win.docks["suggestion"])
+    holder = win.conversation.desk_bar.holder
+    assert holder.full_text() == "Unassigned · Open"
+    assert holder.text() == holder.full_text() and _inside(holder, win.docks["conversation"])
+    line = editor.steer.line
+    placeholder = line.placeholderText()
+    assert line.fontMetrics().horizontalAdvance(placeholder) <= line.width() - 30, placeholder
+    history = win.action_queue.history
+    details = history.header().sectionSize(3)
+    assert details >= history.fontMetrics().horizontalAdvance("Details") + 12
+    profile = win.customer.profile
+    assert profile.height() >= profile.heightForWidth(profile.width())
+    assert profile.width() >= profile.minimumSizeHint().width()

@@ -374,6 +374,7 @@ class ActionQueue(QWidget):
         hl.addWidget(ht)
         self.history = QTreeWidget(hist)
         self.history.setObjectName("approvalHistory")
+        self._calls_width = 90  # the call column's width for its content (_fill_history)
         self.history.setHeaderLabels(["Time", "Action", "Outcome", "Details"])
         self.history.setRootIsDecorated(True)
         self.history.setUniformRowHeights(False)
@@ -484,12 +485,24 @@ class ActionQueue(QWidget):
             self.history.resizeColumnToContents(col)
             title = fm.horizontalAdvance(self.history.headerItem().text(col)) + 24
             self.history.setColumnWidth(col, max(self.history.columnWidth(col), title, floor))
-        # the call elides (full text on hover) so Outcome and Details stay in view
-        room = max(120, int(self.history.viewport().width() * 0.42))
-        self.history.setColumnWidth(1, min(self.history.columnWidth(1), room))
+        self._calls_width = self.history.columnWidth(1)
+        self._fit_history_call()
+
+    def _fit_history_call(self) -> None:
+        """The call column elides (full text on hover) so Outcome and the Details header
+        stay in view: in the demo's ~290 px column it left "Det" of Details."""
+        fm = self.history.fontMetrics()
+        header = self.history.headerItem()
+        width = self.history.viewport().width()
+        details = fm.horizontalAdvance(header.text(3)) + 24
+        left = width - self.history.columnWidth(0) - self.history.columnWidth(2) - details
+        floor = fm.horizontalAdvance(header.text(1)) + 24
+        room = max(floor, min(max(120, int(width * 0.42)), left))
+        self.history.setColumnWidth(1, min(self._calls_width, room))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
+        self._fit_history_call()
         for card in self.cards.values():
             if card.confirm.isVisible():  # keep a confirmation's buttons in view
                 self._show_buttons(card)

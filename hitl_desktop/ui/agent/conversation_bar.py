@@ -8,7 +8,8 @@ sits with it (the window's Desk menu and shortcuts do the same things).
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, Signal
-from PySide6.QtWidgets import QHBoxLayout, QMenu, QToolButton, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QHBoxLayout, QMenu, QToolButton, QVBoxLayout, QWidget
 
 from hitl_desktop.client.workspace import STATUS_TEXT, Workspace
 from hitl_desktop.ui.ask import Question, ask
@@ -93,17 +94,47 @@ class DeskBar(QWidget):
                                   "Write an internal note: only representatives see it "
                                   "(Ctrl+Shift+N)")
         self.note_button.clicked.connect(self.note_requested)
-        lay = QHBoxLayout(self)
+        lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 3, 4, 3)
-        lay.setSpacing(2)
-        lay.addWidget(self.holder, 1)
-        for b in (self.take_button, self.release_button, self.transfer_button,
-                  self.status_button, self.note_button):
-            lay.addWidget(b)
+        lay.setSpacing(0)
+        self._above = QHBoxLayout()  # the holder, when the row cannot show it whole
+        row = self._row = QHBoxLayout()
+        row.setSpacing(2)
+        row.addWidget(self.holder, 1)
+        self._buttons = (self.take_button, self.release_button, self.transfer_button,
+                         self.status_button, self.note_button)
+        for b in self._buttons:
+            row.addWidget(b)
+        lay.addLayout(self._above)
+        lay.addLayout(row)
         workspace.current_session_changed.connect(self.refresh)
         workspace.session_updated.connect(self._on_updated)
         workspace.reps_changed.connect(self.refresh)
         self.refresh()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_holder()
+
+    def _place_holder(self) -> None:
+        """"Unassigned · Open" beside the buttons when it fits whole there, else on a
+        line above them: the demo's ~380 px column cut it to "Unassi…"."""
+        layout = self.layout()
+        m = layout.contentsMargins() if layout is not None else None
+        room = self.width() - (m.left() + m.right() if m is not None else 0)
+        text = self.holder.full_text()
+        needed = (self.holder.fontMetrics().horizontalAdvance(text) + 8
+                  + sum(b.sizeHint().width() + self._row.spacing()
+                        for b in self._buttons if not b.isHidden()))
+        beside = not text or needed <= room
+        if beside == (self._row.indexOf(self.holder) >= 0):
+            return
+        if beside:
+            self._above.removeWidget(self.holder)
+            self._row.insertWidget(0, self.holder, 1)
+        else:
+            self._row.removeWidget(self.holder)
+            self._above.addWidget(self.holder)
 
     def _on_updated(self, session_id: str) -> None:
         if session_id == self.workspace.current_session_id:
@@ -147,6 +178,7 @@ class DeskBar(QWidget):
         for status, act in self.status_actions.items():
             act.setChecked(view.status == status)
         self.holder.setProperty("mine", "true" if mine else "false")
+        self._place_holder()
 
     @staticmethod
     def _below(widget: QWidget) -> QPoint:

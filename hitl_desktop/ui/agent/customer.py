@@ -10,7 +10,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QLabel,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -75,13 +77,32 @@ class CustomerPanel(QWidget):
         header = self.orders.horizontalHeader()
         header.setMinimumSectionSize(40)
         header.setStretchLastSection(True)
+        # at least a header and three orders; below that the panel scrolls
+        self.orders.setMinimumHeight(self.orders.horizontalHeader().sizeHint().height()
+                                     + 3 * self.orders.verticalHeader().defaultSectionSize()
+                                     + 2 * self.orders.frameWidth() + 16)
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 8)
-        self.identity_bar = IdentityBar(workspace, self)
-        lay.addWidget(self.identity_bar)
-        lay.addWidget(self.profile)
-        lay.addWidget(self.orders, 1)
-        lay.addStretch(0)  # keeps the identity bar on top while the orders are hidden
+        lay.setContentsMargins(0, 0, 0, 0)
+        # profile and orders scroll together: squeezed into a short dock (the demo's
+        # 1366x768 desk, a tab bar under it) the profile's last lines were cut in half
+        self.scroll_area = QScrollArea(self)
+        self.scroll_area.setObjectName("customerScroll")
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget(self.scroll_area)
+        body.setObjectName("customerBody")
+        inner = QVBoxLayout(body)
+        inner.setContentsMargins(8, 6, 8, 8)
+        self.identity_bar = IdentityBar(workspace, body)
+        self.profile.setParent(body)
+        self.orders.setParent(body)
+        inner.addWidget(self.identity_bar)
+        inner.addWidget(self.profile)
+        inner.addWidget(self.orders, 1)
+        inner.addStretch(0)  # keeps the identity bar on top while the orders are hidden
+        self.scroll_area.setWidget(body)
+        lay.addWidget(self.scroll_area)
         self.setFocusProxy(self.orders)
         workspace.customer_changed.connect(self._on_changed)
         workspace.identity_changed.connect(self._on_changed)
@@ -93,6 +114,15 @@ class CustomerPanel(QWidget):
             self.refresh()
 
     def refresh(self, *_args: object) -> None:
+        self._fill()
+        # as wide as the profile needs (the scroll area would clip it, never scroll it)
+        body = self.scroll_area.widget()
+        if body is not None:
+            body.adjustSize()
+            self.scroll_area.setMinimumWidth(body.minimumSizeHint().width()
+                                        + self.scroll_area.verticalScrollBar().sizeHint().width())
+
+    def _fill(self) -> None:
         view = self.workspace.current
         details = view.customer if view else None
         self.orders.setRowCount(0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from PySide6.QtGui import QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -44,6 +44,9 @@ CHIPS = (("Shorter", "shorter"), ("More formal", "more formal"),
 LINE_MIN_WIDTH = 180  # the chips move under the line below this much room
 MAX_CHARS = 500  # the protocol's bound (core.protocol.MAX_STEER_CHARS), checked host-side too
 PLACEHOLDER = "Tell the co-pilot what to change, e.g. \u201coffer a $10 voucher\u201d (Enter)"
+#: the placeholder where the whole one would be cut ("…e.g. “offer a $10 vou…" in the
+#: demo's ~370 px column)
+SHORT_PLACEHOLDER = "Tell the co-pilot what to change (Enter)"
 STEERED = "Steered: {steps} \u2014 anything else? (Enter; Ctrl+Z goes back)"
 
 
@@ -133,12 +136,22 @@ class SteerLine(QWidget):
         hint = super().minimumSizeHint()
         return QSize(min(hint.width(), LINE_MIN_WIDTH), hint.height())
 
+    def _unsteered_placeholder(self) -> str:
+        """The whole hint when the line shows it whole, else the short one."""
+        room = self.line.width() - 40  # text margins, frame and the clear button
+        whole = self.line.fontMetrics().horizontalAdvance(PLACEHOLDER) <= room
+        return PLACEHOLDER if whole else SHORT_PLACEHOLDER
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Chips beside the line when there is room, else on a row of their own (the
         line keeps a usable width in a narrow dock)."""
         super().resizeEvent(event)
+        QTimer.singleShot(0, self, self._update)  # the placeholder, at the line's width
         buttons = [*self.chips, self.undo_button]
-        need = LINE_MIN_WIDTH + sum(b.sizeHint().width() + 4 for b in buttons) + 8
+        # the line beside the chips only if it shows at least the short hint whole
+        line = max(LINE_MIN_WIDTH,
+                   self.line.fontMetrics().horizontalAdvance(SHORT_PLACEHOLDER) + 40)
+        need = line + sum(b.sizeHint().width() + 4 for b in buttons) + 8
         stacked = event.size().width() < need
         if stacked == self._stacked:
             return
@@ -211,7 +224,7 @@ class SteerLine(QWidget):
         entry = self.workspace.undo.peek(sid) if sid else None
         steered = self.workspace.undo.instructions(sid) if sid else []
         placeholder = (STEERED.format(steps=" \u00b7 ".join(steered)) if steered
-                       else PLACEHOLDER)
+                       else self._unsteered_placeholder())
         if self.line.placeholderText() != placeholder:
             self.line.setPlaceholderText(placeholder)
         self.undo_button.setToolTip(

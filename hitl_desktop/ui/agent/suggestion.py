@@ -10,7 +10,7 @@ import html
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QColor, QResizeEvent, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -151,14 +151,20 @@ class SuggestionEditor(QWidget):
         self.discard_button.setToolTip("Throw this draft away")
         self.discard_button.clicked.connect(self.discard)
         self.steer = SteerLine(workspace, self, self)  # "shorter", "offer a $10 voucher", Undo
+        # "Ctrl+Enter to send" beside the buttons when the row has room for all of it,
+        # else on a line of its own under Send: the demo's desk on a 1366 px screen (a
+        # ~340 px column) cut it to "Ctrl+En…"
+        self.send_hint = QLabel("Ctrl+Enter to send", self)
+        self.send_hint.setObjectName("mutedLabel")
         buttons = QHBoxLayout()
-        hint = ElideLabel("Ctrl+Enter to send", self, max_hint=160)
-        hint.setObjectName("mutedLabel")
-        buttons.addWidget(hint)
+        buttons.addWidget(self.send_hint)
         buttons.addStretch(1)
         buttons.addWidget(self.discard_button)
         buttons.addWidget(self.regenerate_button)
         buttons.addWidget(self.send_button)
+        self._buttons_row = buttons
+        self._hint_row = QHBoxLayout()
+        self._hint_row.addStretch(1)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 8)
@@ -173,6 +179,7 @@ class SuggestionEditor(QWidget):
         lay.addWidget(self.citations)
         lay.addWidget(self.steer)
         lay.addLayout(buttons)
+        lay.addLayout(self._hint_row)
         self.setFocusProxy(self.editor)
 
         self._typing_timer = QTimer(self)
@@ -187,6 +194,31 @@ class SuggestionEditor(QWidget):
         workspace.reps_changed.connect(self._update_buttons)
         self.macro_completer = MacroCompleter(workspace, self.editor, self)
         self._on_session_changed(workspace.current_session_id or "")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_send_hint()
+
+    def _place_send_hint(self) -> None:
+        """The hint in the button row if it fits there whole, else under the buttons."""
+        row = self._buttons_row
+        margins = self.contentsMargins()
+        outer = self.layout()
+        inner = outer.contentsMargins() if outer is not None else margins
+        room = (self.width() - margins.left() - margins.right()
+                - inner.left() - inner.right())
+        widgets = (self.send_hint, self.discard_button, self.regenerate_button,
+                   self.send_button)
+        needed = sum(w.sizeHint().width() for w in widgets) + row.spacing() * len(widgets)
+        beside = needed <= room
+        if beside == (row.indexOf(self.send_hint) >= 0):
+            return
+        if beside:
+            self._hint_row.removeWidget(self.send_hint)
+            row.insertWidget(0, self.send_hint)
+        else:
+            row.removeWidget(self.send_hint)
+            self._hint_row.addWidget(self.send_hint)
 
     # ------------------------------------------------------------------ state
 
