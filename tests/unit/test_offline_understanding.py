@@ -901,3 +901,43 @@ def test_held_out9_batch_six_gaps() -> None:
                                           "replacement"))
     call = next_call(c)
     assert call is not None and call[0] == "create_ticket"
+
+
+# --- orders named as alternatives: one request, and the draft asks which (either9) ---
+
+
+def test_orders_named_as_alternatives_are_one_request_that_asks_which() -> None:
+    """ "cancel ORD1001 or ORD1008, not sure which": neither order is looked up or
+    proposed (the split read it as two cancels and looked up ORD1001)."""
+    for text in ("I want to cancel ORD1001 or ORD1008, not sure which yet",
+                 "please cancel either ORD1001 or ORD1008", "cancel one of ORD1001, ORD1008",
+                 "I'd like to return #1001 or #1008, whichever is easier"):
+        und = understand(conv(customer(text)), Speller())
+        assert [(r.order_id, r.choices, r.again) for r in und.requests] == [
+            (None, ("ORD1001", "ORD1008"), "order")], text
+        assert next_call(conv(customer(text))) is None, text
+
+
+def test_orders_named_together_stay_one_request_each() -> None:
+    """ "and", "both" or a list: several orders meant, one request each (as before)."""
+    for text in ("please cancel ORD1001 and ORD1008", "cancel both ORD1001 and ORD1008",
+                 "cancel ORD1001, ORD1008", "cancel both ORD1001 or ORD1008"):
+        und = understand(conv(customer(text)), Speller())
+        assert [(r.order_id, r.choices) for r in und.requests] == [
+            ("ORD1001", ()), ("ORD1008", ())], text
+    # a look-up of two orders is harmless: both are looked up, nothing asked
+    und = understand(conv(customer("where is ORD1001 or ORD1008?")), Speller())
+    assert [r.order_id for r in und.requests] == ["ORD1001", "ORD1008"]
+
+
+def test_the_order_chosen_afterwards_is_the_only_one_acted_on() -> None:
+    """ "ORD1008 please" after the alternatives: ORD1008 alone (ORD1001 was looked up
+    first); "yes" chooses nothing and is asked again."""
+    first = customer("I want to cancel ORD1001 or ORD1008, not sure which yet")
+    und = understand(conv(first, customer("ORD1008 please")), Speller())
+    assert [(r.intent, r.order_id, r.choices, r.again) for r in und.requests] == [
+        ("cancel", "ORD1008", (), "")]
+    assert next_call(conv(first, customer("ORD1008 please"))) == (
+        "get_order", {"order_id": "ORD1008"})
+    und = understand(conv(first, customer("yes")), Speller())
+    assert [(r.order_id, r.again) for r in und.requests] == [(None, "order")]

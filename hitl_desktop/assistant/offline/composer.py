@@ -307,7 +307,9 @@ class Composer:
     def _ask_again(self, req: Request, asks: str, order: dict[str, Any] | None) -> None:
         """A bare "yes" to "which one would you like me to cancel?" answers nothing: the
         question again, with the options the conversation has (the orders the customer
-        named, the order list looked up, the order's products, what can be refunded)."""
+        named as alternatives or in their last messages, the order list looked up, the
+        order's products, what can be refunded); orders named as alternatives ("cancel
+        ORD1001 or ORD1008?") are asked about the same way."""
         verb = _VERB.get(req.intent, "help with")
         products = list(texts.names(order).values())
         if asks == "amount":
@@ -319,7 +321,7 @@ class Composer:
             self.w.para(f"Order {req.order_id} contains {texts.join(products)}. Which product "
                         f"would you like me to {verb}?")
             return
-        named = list(dict.fromkeys(
+        named = list(req.choices) or list(dict.fromkeys(
             oid for _, text in self.conv.customer_messages()[-4:] for oid in slots.order_ids(text)))
         if len(named) > 1:
             self.w.para(f"Which order would you like me to {verb}: {_either(named)}?")

@@ -140,9 +140,12 @@ class Request:
     profile: slots.ProfileChange | None = None
     complaint_type: str = "other"
     negated: bool = False
-    #: "yes" to the representative's "which one would you like me to cancel?": what to ask
-    #: for again ("order", "product", "amount"); nothing is done
+    #: "yes" to the representative's "which one would you like me to cancel?", or orders
+    #: named as alternatives: what to ask for again ("order", "product", "amount"); nothing
+    #: is done
     again: str = ""
+    #: "cancel ORD1001 or ORD1008, not sure which": the orders the customer chooses between
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -195,6 +198,25 @@ def _clean(text: str) -> str:
 
 #: intents asked for several orders at once ("cancel ORD1001 and ORD1008"): one request each
 _PER_ORDER_INTENTS = ("cancel", "tracking", "missing")
+#: orders named as alternatives ("ORD1001 or ORD1008", "either ...", "not sure which",
+#: "one of ...", "whichever"): one request that asks which, not one per order
+_EITHER_RE = re.compile(
+    r"\b(?:either|whichever|not sure which|(?:do not|don't|dont) know which|one of)\b"
+    r"|\d\s*,?\s+or\s+(?!rather\b|actually\b|i mean\b|wait\b)(?:ord|order|#|\d)", re.I)
+#: several orders meant together ("ORD1001 and ORD1008", "both", "all of them")
+_BOTH_RE = re.compile(r"\b(?:and|both|all|each|plus)\b|&", re.I)
+
+
+def _alternatives(clause: str) -> tuple[str, ...]:
+    """The orders a clause names as alternatives, one to be chosen (none if it names
+    fewer than two, names them together, or corrects one by the other)."""
+    ids = slots.order_ids(clause)
+    if len(ids) < 2 or slots.CORRECTION_RE.search(clause) or not _EITHER_RE.search(clause) \
+            or _BOTH_RE.search(clause):
+        return ()
+    return tuple(ids)
+
+
 #: a follow-up that points back at what was asked before ("how long does it take to get there")
 _POINTS_BACK_RE = re.compile(r"\b(?:there|it|that|this|them|those)\b")
 
@@ -327,19 +349,26 @@ def _request(intent: str, p: _Parsed, since: int, carried: str | None, *, bare: 
     # "can I return the tracker from ORD1008": about one of their orders, a request
     may_i = bool(carried or slots.order_ids(clause)) and intent in ACTION_INTENTS and bool(
         re.match(r"^(?:so |ok |okay )?(?:can|could|may) i\b", cnorm)) and not _general(clause)
+    # "whats taking so long with ORD1013": the answer is in the order, look it up
+    question = (p.question.get(intent, False) or _general(clause)) \
+        and not (profile is not None and profile.value) and not may_i \
+        and not (intent in LOOKUP_INTENTS and bool(slots.order_ids(clause)))
+    # "cancel ORD1001 or ORD1008, not sure which": neither is acted on, the draft asks which
+    choices = _alternatives(clause) if intent in ACTION_INTENTS and not question \
+        and "order" in RECORDS[intent].needs else ()
     return Request(
-        intent=intent, clause=clause.strip(), order_id=own[0] if own else carried,
-        own_order=bool(own) or pointed, product_words=clause, amount=money[0] if money else None,
+        intent=intent, clause=clause.strip(),
+        order_id=None if choices else own[0] if own else carried,
+        own_order=(bool(own) or pointed) and not choices, product_words=clause, amount=money[0] if money else None,
         full_amount=slots.wants_full_amount(p.text), percent=slots.has_percent(p.text),
-        question=(p.question.get(intent, False) or _general(clause))
-        and not (profile is not None and profile.value) and not may_i
-        # "whats taking so long with ORD1013": the answer is in the order, look it up
-        and not (intent in LOOKUP_INTENTS and bool(slots.order_ids(clause))),
+        question=question,
         since=since,
         reports_damage=bool(DAMAGE_WORDS.search(cnorm)),
         profile=profile,
         complaint_type=rules.complaint_type(cnorm) if intent == "complaint" else "other",
         negated=bool(_NEGATE_RE.search(cnorm)) and intent in ACTION_INTENTS,
+        again="order" if choices else "",
+        choices=choices,
     )
 
 
@@ -354,7 +383,9 @@ def _per_order(reqs: list[Request]) -> list[Request]:
         keep = _KEEP_RE.search(r.clause)
         if keep:
             ids = [i for i in ids if i not in slots.order_ids(r.clause[keep.start():])]
-        if len(ids) > 1 and not slots.CORRECTION_RE.search(r.clause):
+        if len(ids) > 1 and not slots.CORRECTION_RE.search(r.clause) \
+                and not (r.intent in ACTION_INTENTS and _alternatives(r.clause)):
+            # "cancel ORD1001 or ORD1008": one, asked which (looking both up is harmless)
             out += [replace(r, order_id=oid, own_order=True) for oid in ids]
         else:
             out.append(r)
@@ -407,6 +438,9 @@ def _merge(earlier: Request, p: _Parsed, since: int, *, same: bool) -> Request:
         since=since if same else earlier.since,
         reports_damage=earlier.reports_damage or bool(DAMAGE_WORDS.search(p.norm)),
         profile=profile,
+        # "ORD1008 please" after "cancel ORD1001 or ORD1008?": chosen, nothing to ask
+        again="" if own and earlier.choices else earlier.again,
+        choices=() if own else earlier.choices,
     )
 
 
