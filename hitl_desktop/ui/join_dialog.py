@@ -108,6 +108,9 @@ class JoinDialog(QDialog):
         lay.addLayout(row)
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
+        # the keyboard starts in the link (Ctrl+V, Enter joins), not in the list of
+        # hosts, which is empty while the search runs (Tab goes there)
+        self.link.setFocus()
 
         self.browser = browser
         self._own_browser = False

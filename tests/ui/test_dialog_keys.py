@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from hitl_desktop.client.workspace import Workspace
 from hitl_desktop.core import protocol as p
 from hitl_desktop.ui.agent.window import AgentWindow
+from hitl_desktop.ui.join_dialog import JoinDialog
 from tests.ui.agent_feed import Feed, Sent, summary, welcome
 
 pytestmark = pytest.mark.qt_log_ignore("This plugin does not support")
@@ -186,3 +187,32 @@ def test_search_enter_searches_once_then_opens_the_hit_and_escape_closes(
     dialog.field.setFocus()
     press(Qt.Key.Key_Escape)
     assert not dialog.isVisible()
+
+
+def test_the_join_dialog_starts_in_the_link_enter_joins_once_escape_cancels(
+        qtbot: QtBot) -> None:
+    """It opened with the keyboard in the list of discovered hosts, empty while the
+    search runs: a pasted link (Ctrl+V) went nowhere."""
+    link = "hitl://192.0.2.9:8765/customer#tok1.0123456789abcdefABCDEF"
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    app.setQuitOnLastWindowClosed(False)
+    dialog = JoinDialog("customer", discover=False)
+    qtbot.addWidget(dialog)
+    chosen: list[str] = []
+    dialog.link_chosen.connect(chosen.append)
+    dialog.show()
+    dialog.activateWindow()
+    qtbot.waitUntil(lambda: focused_in(dialog) is not None, timeout=2000)
+    assert focused_in(dialog) is dialog.link
+    QTest.keyClicks(dialog.link, link)
+    press(Qt.Key.Key_Return)
+    assert chosen == [link] and dialog.result() == QDialog.DialogCode.Accepted
+    assert not dialog.isVisible()
+    again = JoinDialog("customer", discover=False)
+    qtbot.addWidget(again)
+    again.show()
+    again.activateWindow()
+    qtbot.waitUntil(lambda: focused_in(again) is again.link, timeout=2000)
+    press(Qt.Key.Key_Escape)
+    assert not again.isVisible() and again.result() == QDialog.DialogCode.Rejected
