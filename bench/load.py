@@ -13,7 +13,7 @@ Systems (each a server process of its own; the same client code drives them all,
   (``bench/peers/py_ws_relay.py``): what Python itself costs here, with no disk, no JSON;
 * ``picows``  — the same on ``picows`` (Cython framing; ``pip install picows``, not a
   project dependency): the cheapest Python forwarder we know of;
-* ``picows-log`` — a durable floor on picows (``bench/peers/picows_durable.py``): each line
+* ``picows-log`` — a durable floor on picows (``bench/peers/picows_peer.py``): each line
   parsed, its ``chat.message`` frame filled from the host log's template, logged in the
   tick's SQLite transaction and relayed after the commit, nothing else of the host's work;
   ``picows-nolog`` the same without the log.
@@ -997,10 +997,9 @@ def start(name: str, baseline: str | None = None) -> Server:
         return NodeServer("socketio", "sio_relay.mjs")
     if name == "pyws":
         return NodeServer("pyws", "py_ws_relay.py")
-    if name == "picows":
-        return NodeServer("picows", "picows_relay.py")
-    if name in ("picows-log", "picows-nolog"):
-        return NodeServer(name, "picows_durable.py", {"PEER_LOG": str(int(name == "picows-log"))})
+    if name in ("picows", "picows-log", "picows-nolog"):
+        mode = {"picows": "forward", "picows-log": "log", "picows-nolog": "nolog"}[name]
+        return NodeServer(name, "picows_peer.py", {"PEER_MODE": mode})
     return NodeServer("ws", "ws_relay.mjs")
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import sys
 
+from peer_stdin import serve_until_stdin_closes
 from websockets.asyncio.server import ServerConnection, serve
 
 
@@ -39,16 +37,7 @@ async def main() -> None:
 
     async with serve(handler, "127.0.0.1", 0, compression=None, max_size=2**20,
                      max_queue=None, ping_interval=None) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        print(json.dumps({"port": port}), flush=True)
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                return
-            if line.strip() == "cpu":
-                t = os.times()
-                print(json.dumps({"cpu_s": t.user + t.system}), flush=True)
+        await serve_until_stdin_closes(next(iter(server.sockets)).getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""A durable floor: the least a relay that logs every line before relaying it can cost in
-Python, on ``picows`` (Cython framing; not a project dependency: ``pip install picows``).
+"""The Python floors on ``picows`` (Cython framing; in the dev extras, not the product's).
 
-``bench.load``'s ``picows-log`` system (``picows-log+PEER_LOG=0``: the same without the
-log). Per ``chat.send`` from ``/fwd/a/KEY``: parse it, fill a ``chat.message`` frame from
+``PEER_MODE=forward`` (bench.load's ``picows``): a bare forwarder with the relay's topology,
+like ``ws_relay.mjs``: ``/fwd/a/KEY`` sends each message back to itself and to
+``/fwd/b/KEY``, nothing else: the cheapest Python forwarder we know of.
+
+``PEER_MODE=log`` (``picows-log``), a durable floor: the least a relay that logs every line
+before relaying it can cost in Python; ``nolog`` (``picows-nolog``) the same without the
+log. Per ``chat.send`` from ``/fwd/a/KEY``: parse it, fill a ``chat.message`` frame from
 the host log's template (the same bytes the host relays), append the row to the open group;
 at the end of the loop tick the group goes into SQLite in one transaction (WAL,
 ``synchronous=NORMAL``, the log's ``messages`` table and key index, rows in key order) and
 only then is each frame sent to its sender and to ``/fwd/b/KEY``: the host's guarantee
 (nothing relayed before it is durable) with none of its other work (tokens, roles, rate
-budgets, the desk, summaries). Prints ``{"port": N}``; exits when stdin closes.
+budgets, the desk, summaries). The peers' contract: see ``peer_stdin.py``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import json
 import operator
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 
+from peer_stdin import serve_until_stdin_closes
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 _CHAT_FRAME = (  # hitl_desktop/host/log.py's template
@@ -37,7 +41,8 @@ _KEY: Callable[[Row], tuple[str, int]] = operator.itemgetter(0, 1)
 
 
 def main() -> None:
-    keep = os.environ.get("PEER_LOG", "1") != "0"
+    mode = os.environ.get("PEER_MODE", "log")
+    keep = mode == "log"
     folder = tempfile.TemporaryDirectory(prefix="picows-durable-")
     db = sqlite3.connect(os.path.join(folder.name, "log.sqlite3"), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -81,7 +86,13 @@ def main() -> None:
             self.key = key
 
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-            if frame.msg_type is WSMsgType.TEXT:
+            if frame.msg_type is WSMsgType.TEXT and mode == "forward":
+                data = frame.get_payload_as_bytes()
+                transport.send(WSMsgType.TEXT, data)
+                other = receivers.get(self.key)
+                if other is not None:
+                    other.send(WSMsgType.TEXT, data)
+            elif frame.msg_type is WSMsgType.TEXT:
                 msg = json.loads(frame.get_payload_as_bytes())
                 if msg.get("type") != "chat.send":
                     return
@@ -106,10 +117,7 @@ def main() -> None:
 
     async def serve() -> None:
         server = await ws_create_server(factory, "127.0.0.1", 0)
-        print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
-        loop = asyncio.get_running_loop()
-        while await loop.run_in_executor(None, sys.stdin.readline):
-            pass
+        await serve_until_stdin_closes(server.sockets[0].getsockname()[1])
 
     try:
         asyncio.run(serve())
