@@ -265,8 +265,11 @@ class Demo:
         area = windows[0].frameGeometry()
         for w in windows[1:]:
             area = area.united(w.frameGeometry())
-        area = area.adjusted(-GAP // 2, -GAP // 2, GAP // 2, GAP // 2)
         screen = self.customer_window.screen()
+        # a margin around them, on the screen (no black band where the windows are
+        # as wide as the screen)
+        area = area.adjusted(-GAP // 2, -GAP // 2, GAP // 2, GAP // 2).intersected(
+            screen.geometry())
         return screen.grabWindow(0, area.x(), area.y(), area.width(), area.height())
 
     async def stop(self) -> None:

@@ -390,9 +390,16 @@ def test_the_demos_agent_window_cuts_no_tab_hint_or_label(
     line = editor.steer.line
     placeholder = line.placeholderText()
     assert line.fontMetrics().horizontalAdvance(placeholder) <= line.width() - 30, placeholder
+    Feed(win.workspace, "s1")(p.ApprovalUpdated(
+        approval_id="a1", state="executed", by="Sam",
+        result={"message": "Order ORD1001 is cancelled."}))
+    _settle(win, size)
     history = win.action_queue.history
-    details = history.header().sectionSize(3)
-    assert details >= history.fontMetrics().horizontalAdvance("Details") + 12
+    fm = history.fontMetrics()
+    for col in (1, 2, 3):  # Action, Outcome, Details: every header whole
+        title = history.headerItem().text(col)
+        assert history.header().sectionSize(col) >= fm.horizontalAdvance(title) + 10, title
+    assert sum(history.header().sectionSize(c) for c in range(4)) <= history.viewport().width()
     profile = win.customer.profile
     assert profile.height() >= profile.heightForWidth(profile.width())
     assert profile.width() >= profile.minimumSizeHint().width()

@@ -336,6 +336,11 @@ def _summary(result: dict[str, Any] | None, error: str | None, reason: str | Non
     return json.dumps(result, ensure_ascii=False)[:160]
 
 
+#: a History header's text plus its padding: four whole headers fit the ~250 px the
+#: demo's 1366x768 desk leaves the queue ("Detail" was cut at 24)
+HEADER_PAD = 16
+
+
 class ActionQueue(QWidget):
     """Pending approvals of the current session on top, history below."""
 
@@ -380,6 +385,7 @@ class ActionQueue(QWidget):
         self.history.setUniformRowHeights(False)
         header = self.history.header()
         header.setMinimumSectionSize(48)
+        header.setStretchLastSection(False)  # its Stretch mode instead: that one shrinks
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
@@ -481,9 +487,9 @@ class ActionQueue(QWidget):
             self.history.addTopLevelItem(item)
         # sized to content (the header's words included) with minimums; the call elides
         fm = self.history.fontMetrics()
-        for col, floor in ((0, 48), (1, 90), (2, 80)):
+        for col, floor in ((0, 48), (1, 90), (2, 64)):
             self.history.resizeColumnToContents(col)
-            title = fm.horizontalAdvance(self.history.headerItem().text(col)) + 24
+            title = fm.horizontalAdvance(self.history.headerItem().text(col)) + HEADER_PAD
             self.history.setColumnWidth(col, max(self.history.columnWidth(col), title, floor))
         self._calls_width = self.history.columnWidth(1)
         self._fit_history_call()
@@ -494,9 +500,9 @@ class ActionQueue(QWidget):
         fm = self.history.fontMetrics()
         header = self.history.headerItem()
         width = self.history.viewport().width()
-        details = fm.horizontalAdvance(header.text(3)) + 24
+        details = fm.horizontalAdvance(header.text(3)) + HEADER_PAD
         left = width - self.history.columnWidth(0) - self.history.columnWidth(2) - details
-        floor = fm.horizontalAdvance(header.text(1)) + 24
+        floor = fm.horizontalAdvance(header.text(1)) + HEADER_PAD
         room = max(floor, min(max(120, int(width * 0.42)), left))
         self.history.setColumnWidth(1, min(self._calls_width, room))
 
