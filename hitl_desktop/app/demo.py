@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtCore import QRect, QSize
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QWidget
 
@@ -186,42 +187,29 @@ class Demo:
             log.info("demo: the customer window closed; the agent window stays")
 
     def _place_windows(self, *, gap: int | None = None) -> int:
-        """Side by side on the primary screen: customer left, agent right. Frames
-        count once the window manager has drawn them (called again after show):
-        without them the title bars pushed both windows' bottom lines off a 768 px
-        screen. Returns the gap used (kept when called again)."""
+        """Side by side on the primary screen (see :func:`side_by_side`); called again
+        after show, once the window manager's frames are known. Returns the gap used
+        (kept when called again)."""
         from PySide6.QtGui import QGuiApplication
 
         assert self.customer_window is not None
         screen = self.customer_window.screen().availableGeometry()
+        customer, agent = self.customer_window, self.agent_window
         if QGuiApplication.platformName() == "offscreen":  # no real screen to fit
             x, y = screen.x() + GAP, screen.y() + GAP
-            self.customer_window.move(x, y)
-            if self.agent_window is not None:
-                self.agent_window.move(x + self.customer_window.width() + GAP, y)
+            customer.move(x, y)
+            if agent is not None:
+                agent.move(x + customer.width() + GAP, y)
             return GAP
-        customer = self.customer_window
-        agent = self.agent_window
-        if gap is None:
-            gap = GAP
-            if agent is not None and \
-                    customer.width() + agent.width() + 3 * GAP > screen.width():
-                gap = NARROW_GAP
-                customer.resize(min(customer.width(), NARROW_CUSTOMER_WIDTH),
-                                customer.height())
-        x, y = screen.x() + gap, screen.y() + gap
-        frame_w, frame_h = _frame_extra(customer)
-        height = max(400, screen.height() - 2 * gap)
-        customer.resize(customer.width(), min(customer.height(), height - frame_h))
-        customer.move(x, y)
-        if agent is not None:
-            frame_w, frame_h = _frame_extra(agent)
-            agent_x = x + customer.frameGeometry().width() + gap
-            # fit on small screens: shrink to what is left, never below a usable width
-            room = screen.x() + screen.width() - gap - agent_x - frame_w
-            agent.resize(max(min(agent.width(), room), 900),
-                         min(agent.height(), height - frame_h))
-            agent.move(min(agent_x, screen.x() + screen.width() - agent.width() - frame_w), y)
+        gap, where, agent_where = side_by_side(
+            screen, customer.size(), _frame_extra(customer),
+            agent.size() if agent is not None else None,
+            _frame_extra(agent) if agent is not None else QSize(0, 0), gap=gap)
+        customer.resize(where.size())
+        customer.move(where.topLeft())
+        if agent is not None and agent_where is not None:
+            agent.resize(agent_where.size())
+            agent.move(agent_where.topLeft())
         return gap
 
     async def wait_ready(self, within: float = 20.0) -> None:
@@ -408,11 +396,39 @@ class Demo:
         on_moment()
 
 
-def _frame_extra(window: QWidget) -> tuple[int, int]:
+def _frame_extra(window: QWidget) -> QSize:
     """How much wider and taller the window manager's frame makes ``window`` (0, 0
     before it is shown or without a window manager)."""
     frame, inner = window.frameGeometry(), window.geometry()
-    return frame.width() - inner.width(), frame.height() - inner.height()
+    return QSize(frame.width() - inner.width(), frame.height() - inner.height())
+
+
+def side_by_side(screen: QRect, customer: QSize, customer_frame: QSize,
+                 agent: QSize | None, agent_frame: QSize, *,
+                 gap: int | None = None) -> tuple[int, QRect, QRect | None]:
+    """(gap, customer, agent): where each window's frame goes (top left) and its size
+    inside the frame. Customer left, agent right, both frames on ``screen``. On a
+    screen too narrow for both at their sizes (1366 px) the customer window and the
+    gaps give way first, then the agent window shrinks (never below 900 px); heights
+    count the title bars, which pushed both windows' bottom lines off a 768 px
+    screen."""
+    if gap is None:
+        gap = GAP
+        if agent is not None and customer.width() + agent.width() + 3 * GAP > screen.width():
+            gap = NARROW_GAP
+            customer = QSize(min(customer.width(), NARROW_CUSTOMER_WIDTH), customer.height())
+    x, y = screen.x() + gap, screen.y() + gap
+    height = max(400, screen.height() - 2 * gap)
+    where = QRect(x, y, customer.width(),
+                  min(customer.height(), height - customer_frame.height()))
+    if agent is None:
+        return gap, where, None
+    agent_x = x + where.width() + customer_frame.width() + gap
+    room = screen.x() + screen.width() - gap - agent_x - agent_frame.width()
+    width = max(min(agent.width(), room), 900)
+    agent_x = min(agent_x, screen.x() + screen.width() - width - agent_frame.width())
+    return gap, where, QRect(agent_x, y, width,
+                             min(agent.height(), height - agent_frame.height()))
 
 
 def _outcome(approval: Any) -> str:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QRect, QSize
 from PySide6.QtGui import QImage
+
+from hitl_desktop.app.demo import side_by_side
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,3 +174,37 @@ def test_missing_xcb_libraries_are_named_by_package() -> None:
     assert missing_libraries(libs) == ["libhitl-not-installed0"]
     # what Qt's xcb plugin loads is listed, not only the one Qt's message blames
     assert {"libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0"} <= set(XCB_LIBRARIES.values())
+
+
+def _on_screen(screen: QRect, where: QRect, frame: QSize) -> QRect:
+    """The frame's rectangle (title bar and borders included), checked to be on screen."""
+    framed = QRect(where.topLeft(), where.size() + frame)
+    assert screen.contains(framed), (framed, screen)
+    return framed
+
+
+def test_the_demo_windows_fit_side_by_side_with_their_title_bars() -> None:
+    """On a 1366x768 laptop the two windows, placed without their frames, ran off the
+    bottom of the screen (the status bar and "Enter to send" were cut, seen under Xvfb
+    with openbox); the agent window had ~900 px. The frames count now, and the customer
+    window and the gaps give way first."""
+    openbox = QSize(2, 22)  # borders and title bar, as openbox draws them
+    for frame in (QSize(0, 0), openbox):
+        for agent in (QSize(1300, 820), QSize(1440, 900)):  # --script, a first start
+            screen = QRect(0, 0, 1366, 768)
+            gap, customer, placed = side_by_side(screen, QSize(430, 820), frame, agent, frame)
+            assert placed is not None
+            left = _on_screen(screen, customer, frame)
+            right = _on_screen(screen, placed, frame)
+            assert left.right() < right.left()  # side by side, never overlapping
+            assert placed.width() >= 940 and customer.width() == 400, (placed, customer)
+            # placed again once the frames are known: the same places
+            again = side_by_side(screen, customer.size(), frame, placed.size(), frame, gap=gap)
+            assert again == (gap, customer, placed)
+    screen = QRect(0, 0, 1920, 1080)
+    gap, customer, placed = side_by_side(screen, QSize(430, 820), openbox,
+                                         QSize(1300, 820), openbox)
+    assert placed is not None and gap == 16
+    assert customer.size() == QSize(430, 820) and placed.size() == QSize(1300, 820)
+    left, right = _on_screen(screen, customer, openbox), _on_screen(screen, placed, openbox)
+    assert left.right() < right.left()

@@ -403,3 +403,17 @@ def test_the_demos_agent_window_cuts_no_tab_hint_or_label(
     profile = win.customer.profile
     assert profile.height() >= profile.heightForWidth(profile.width())
     assert profile.width() >= profile.minimumSizeHint().width()
+
+
+def test_the_demos_tabs_are_whole_before_the_customer_is_known(
+        qtbot: QtBot, tmp_path: Path) -> None:
+    """Connecting, before any profile has widened the left column, the Customer and
+    Knowledge base tabs read "Custo…" and "Knowledge b…" (Xvfb, 1366x768)."""
+    win = AgentWindow(Workspace(send=Sent()), config_dir=tmp_path, restore=False)
+    qtbot.addWidget(win)
+    win.resize(904, 731)  # the demo's agent window beside a 430 px customer window
+    win.show()
+    qtbot.waitExposed(win)
+    _settle(win, (904, 731))
+    assert win.docks["kb"] in win.tabifiedDockWidgets(win.docks["customer"])
+    assert _tab_texts_cut(win) == []

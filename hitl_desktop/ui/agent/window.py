@@ -367,7 +367,11 @@ class AgentWindow(QMainWindow):
         if self.workspace.you is not None and w >= ROOMY_DESK_WIDTH:
             inbox = max(inbox, self.inbox.filter_bar.one_row_width() + 8)
         rest = w - inbox  # conversation and actions keep their 44 : 34
-        self._place_kb_tab(int(rest * 34 / 78))
+        if self._place_kb_tab(int(rest * 34 / 78)):
+            # then the left column shows "Customer" and "Knowledge base" whole (before
+            # the profile arrives and widens it, 22 % read "Custo…", "Knowledge b…")
+            inbox = max(inbox, self._tabs_width("customer", "kb") + 12)
+            rest = w - inbox
         self.resizeDocks([d["inbox"], d["conversation"], d["actions"]],
                          [inbox, int(rest * 44 / 78), int(rest * 34 / 78)],
                          Qt.Orientation.Horizontal)
@@ -378,26 +382,31 @@ class AgentWindow(QMainWindow):
         self.resizeDocks([d["inbox"], d["customer"]], [int(h * 0.5), int(h * 0.5)],
                          Qt.Orientation.Vertical)
 
-    def _place_kb_tab(self, actions_width: int) -> None:
+    def _tabs_width(self, *keys: str) -> int:
+        """The width a row of these docks' tabs needs to show every title whole."""
+        fm = self.fontMetrics()
+        return sum(fm.horizontalAdvance(self.docks[k].windowTitle()) + 28 for k in keys)
+
+    def _place_kb_tab(self, actions_width: int) -> bool:
         """The Knowledge base tab sits behind the articles, unless the actions column
         cannot show three tabs whole ("Relevant a…", "A…", "Knowledge…" in the demo's
-        ~940 px window): then it goes behind the Customer panel, in the left column."""
+        ~940 px window): then it goes behind the Customer panel, in the left column.
+        True when it is there."""
         d = self.docks
         if "kb" not in d:
-            return
-        fm = self.fontMetrics()
-        # a tab's text and padding; some room to spare for the inbox column growing
-        # when the customer's profile arrives (the actions column gives way)
-        tabs = sum(fm.horizontalAdvance(d[k].windowTitle()) + 28
-                   for k in ("articles", "viewer", "kb")) + 48
+            return False
+        # some room to spare for the inbox column growing when the customer's profile
+        # arrives (the actions column gives way)
+        tabs = self._tabs_width("articles", "viewer", "kb") + 48
         beside_customer = d["kb"] in self.tabifiedDockWidgets(d["customer"])
         if (tabs > actions_width) == beside_customer:
-            return
+            return beside_customer
         self.removeDockWidget(d["kb"])  # a tabbed dock does not move to another group
         self.tabifyDockWidget(d["viewer"] if beside_customer else d["customer"], d["kb"])
         d["kb"].show()
         d["customer"].raise_()
         d["articles"].raise_()
+        return not beside_customer
 
     def reset_layout(self) -> None:
         """Back to the layout the window started with."""
