@@ -16,7 +16,8 @@ Systems (each a server process of its own; the same client code drives them all,
 * ``picows-log`` — a durable floor on picows (``bench/peers/picows_peer.py``): each line
   parsed, its ``chat.message`` frame filled from the host log's template, logged in the
   tick's SQLite transaction and relayed after the commit, nothing else of the host's work;
-  ``picows-nolog`` the same without the log.
+  ``picows-nolog`` the same without the log; ``picows-journal`` one append-only write a line,
+  relayed at once.
 
 Workloads, each on S sessions (a customer socket and an agent socket each):
 
@@ -98,7 +99,7 @@ from hitl_desktop.core.links import InviteLink  # noqa: E402
 PEERS = REPO / "bench" / "peers"
 TICK_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 SYSTEMS = ("shipped", "relay", "socketio", "ws")  # (+ base, base-shipped: --baseline)
-PY_FLOORS = ("pyws", "picows", "picows-log", "picows-nolog")
+PY_FLOORS = ("pyws", "picows", "picows-log", "picows-nolog", "picows-journal")
 KNOWN = (*SYSTEMS, *PY_FLOORS)  # the Python floors: asked for by name only
 
 
@@ -997,8 +998,9 @@ def start(name: str, baseline: str | None = None) -> Server:
         return NodeServer("socketio", "sio_relay.mjs")
     if name == "pyws":
         return NodeServer("pyws", "py_ws_relay.py")
-    if name in ("picows", "picows-log", "picows-nolog"):
-        mode = {"picows": "forward", "picows-log": "log", "picows-nolog": "nolog"}[name]
+    if name in ("picows", "picows-log", "picows-nolog", "picows-journal"):
+        mode = {"picows": "forward", "picows-log": "log", "picows-nolog": "nolog",
+                "picows-journal": "journal"}[name]
         return NodeServer(name, "picows_peer.py", {"PEER_MODE": mode})
     return NodeServer("ws", "ws_relay.mjs")
 

@@ -12,7 +12,10 @@ at the end of the loop tick the group goes into SQLite in one transaction (WAL,
 ``synchronous=NORMAL``, the log's ``messages`` table and key index, rows in key order) and
 only then is each frame sent to its sender and to ``/fwd/b/KEY``: the host's guarantee
 (nothing relayed before it is durable) with none of its other work (tokens, roles, rate
-budgets, the desk, summaries). The peers' contract: see ``peer_stdin.py``.
+budgets, the desk, summaries). ``journal`` (``picows-journal``) writes each filled frame
+to an append-only file with one ``os.write`` and relays it at once (no SQLite, no tick
+batching: the cheapest durability, in the page cache's sense, we know of).
+The peers' contract: see ``peer_stdin.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def main() -> None:
     mode = os.environ.get("PEER_MODE", "log")
     keep = mode == "log"
     folder = tempfile.TemporaryDirectory(prefix="picows-durable-")
+    journal = os.open(os.path.join(folder.name, "journal"),
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     db = sqlite3.connect(os.path.join(folder.name, "log.sqlite3"), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -102,6 +107,14 @@ def main() -> None:
                     _q(f"m_{next(ids):x}"), _q(self.key), seq, now, _q(msg["id"]),
                     _q(f"c_{next(ids):x}"), '"customer"', _q("Customer"),
                     _q(msg["data"]["text"]), "null", "null")
+                if mode == "journal":  # one write a line, relayed at once
+                    os.write(journal, text.encode() + b"\n")
+                    data = text.encode()
+                    transport.send(WSMsgType.TEXT, data)
+                    other = receivers.get(self.key)
+                    if other is not None:
+                        other.send(WSMsgType.TEXT, data)
+                    return
                 if not group:
                     asyncio.get_running_loop().call_soon(commit)
                 group.append(((self.key, seq, "chat.message", now, text), transport, self.key))

@@ -48,18 +48,18 @@ def test_orders_put_every_pair_in_both_orders() -> None:
 def test_the_python_floors_relay_every_line(capsys: Any) -> None:
     """The websockets floor always runs (it is the project's own dependency); picows is
     run when installed, else skipped with a message naming how to get it."""
-    assert load.main(["--systems", "pyws,picows,picows-log", "--burst", "2", "--lines", "4",
-                      "--paced", "0", "--rounds", "1"]) == 0
+    assert load.main(["--systems", "pyws,picows,picows-log,picows-journal", "--burst", "2",
+                      "--lines", "4", "--paced", "0", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines()
-            if line.split()[:1] in (["pyws"], ["picows"], ["picows-log"])
+            if line.split()[:1] in (["pyws"], ["picows"], ["picows-log"], ["picows-journal"])
             and line.split()[1] != "/"]
     assert ["pyws"] in [r[:1] for r in rows]
     assert all(r[4] == "8" for r in rows)  # 2 sessions x 4 lines, each timed
     if importlib.util.find_spec("picows") is None:
         assert "skipping the picows floors: picows is not installed" in out
     else:
-        assert {"picows", "picows-log"} <= {r[0] for r in rows}
+        assert {"picows", "picows-log", "picows-journal"} <= {r[0] for r in rows}
 
 
 def test_the_paced_run_prints_the_copilots_cpu_per_draft(capsys: Any) -> None:
