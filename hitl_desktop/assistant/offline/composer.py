@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from hitl_desktop.assistant.offline import intents as rules
 from hitl_desktop.assistant.offline import slots, texts
 from hitl_desktop.assistant.offline.history import Conversation
 from hitl_desktop.assistant.offline.orders import order_line, order_status
@@ -115,6 +116,8 @@ class Composer:
             if not w.asks():
                 w.para(texts.ANYTHING_ELSE)
             return
+        if rules.hazard(und.norm):  # a dangerous product: safety before anything else
+            w.para(texts.SAFETY)
         if und.foreign:
             w.para(texts.ENGLISH_ONLY)
         if und.injection:
@@ -234,7 +237,12 @@ class Composer:
             self.w.para(texts.WHAT_HAPPENED)
             return
         if rec.reply == "escalate":
-            self.w.para(texts.ESCALATE)
+            # "a supervisor will call you" only when a ticket or proposal of this turn backs it
+            backed = any(
+                r.awaiting or (r.name == "create_ticket" and not r.failed)
+                for r in self.conv.runs_since_latest()
+            )
+            self.w.para(texts.ESCALATE if backed else texts.REVIEW)
             hit = self.hit(req.intent)
             if hit is not None:
                 self.w.cite(hit)

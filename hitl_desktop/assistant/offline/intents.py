@@ -13,6 +13,15 @@ import re
 from types import MappingProxyType
 from typing import Final
 
+#: a product that may be dangerous: overheating, burning, smoke, sparks, melting, a
+#: swelling battery, fire (kb/escalation "Safety issues": stop using it, record a complaint)
+SAFETY_HAZARD: Final = (
+    r"\b(?:overheat\w*|(?:got|gets|getting|became|becomes|runs?|running|is|was) (?:super |very |really |extremely |dangerously |way too |too )?hot"
+    r"|too hot to (?:touch|hold)|burn(?:ing|t|ed)? (?:smell|plastic|rubber|odou?r)|smell\w* (?:of |like )?(?:burn\w*|smoke|melt\w*)"
+    r"|smok(?:e|ed|es|ing)|sparks?|sparked|sparking|melt(?:ed|ing|s)|swell\w*|swollen|bulg\w*|puff(?:ed|y|ing) up"
+    r"|caught fire|on fire|burst into flames|flames?|scorch\w*|electric shock|shocked me)\b"
+)
+
 _PATTERNS: Final = MappingProxyType({
     "cancel": (
         r"\bcancel\w*\b(?! (?:policy|window))",
@@ -116,6 +125,8 @@ _PATTERNS: Final = MappingProxyType({
     ),
     "complaint": (
         r"\bcomplain\w*\b",
+        # a safety hazard is recorded as a product quality complaint (kb/escalation)
+        SAFETY_HAZARD,
         r"\b(?:unacceptable|disgusted|furious|outraged|terrible service|awful service|horrible service|very disappointed|fed up)\b",
     ),
     "bug": (
@@ -194,6 +205,11 @@ def detect(norm: str) -> list[tuple[int, str]]:
             hits.append((m.start(), intent))
     hits.sort()
     return hits
+
+
+def hazard(norm: str) -> bool:
+    """Whether the message reports a product that may be dangerous."""
+    return _has(norm, SAFETY_HAZARD)
 
 
 def _has(norm: str, pattern: str) -> bool:
@@ -316,8 +332,13 @@ def resolve(intents: list[str], norm: str) -> list[str]:
     if "voucher" in s and "payment" in s:
         drop("voucher" if s.index("payment") < s.index("voucher") else "payment")
     if set(s) & {"voucher", "complaint"}:
+        # the delay or damage is the reason, not the request; but a hazard report is not a
+        # complaint about the delivery: "where is ORD1003? also the socks caught fire" asks both
+        kept = ("missing", "tracking") if "voucher" not in s and _has(norm, SAFETY_HAZARD) \
+            and not _has(norm, r"\bcomplain") else ()
         for context in ("missing", "tracking", "damaged", "shipping"):
-            drop(context)  # the delay or damage is the reason, not the request
+            if context not in kept:
+                drop(context)
         if "complaint" in s:
             drop("order_history")  # "a complaint: my orders always take forever": the subject
         if "voucher" in s and "complaint" in s and not _has(norm, r"\bcomplain"):
@@ -333,6 +354,8 @@ def resolve(intents: list[str], norm: str) -> list[str]:
 
 def complaint_type(norm: str) -> str:
     """The create_complaint ``type`` matching the customer's words."""
+    if _has(norm, SAFETY_HAZARD):
+        return "product_quality"  # a dangerous product, whatever else went wrong
     if _has(norm, r"\b(?:late|delay\w*|slow|took (?:so |too )?(?:long|forever|ages)|forever|ages|waiting|still not|weeks)\b"):
         return "order_delay"
     if _has(norm, r"\b(?:courier|driver|carrier|delivery guy|left (?:it )?(?:at|outside|in)|threw|thrown|delivery|delivered|package|parcel|doorstep|fence|packag\w*|soaked|wet|box)\b"):

@@ -60,6 +60,15 @@ ESCALATE: Final = (
     "I understand. I'm passing your request on to a supervisor, who will contact you within "
     "one business day. In the meantime, I'm happy to help with anything I can."
 )
+#: an escalation nothing of this turn backs (no ticket, no proposal): no promise of a call
+REVIEW: Final = (
+    "I understand. A representative will review your request and let you know what we can do. "
+    "In the meantime, I'm happy to help with anything I can."
+)
+SAFETY: Final = (
+    "For your safety, please stop using it straight away: unplug it or switch it off, and keep "
+    "it away from anything flammable until this is sorted out."
+)
 
 DAMAGE_RECORDED: Final = (
     "I've recorded the damage{ref} so our logistics team can follow up with the carrier."
