@@ -31,19 +31,9 @@ from hitl_desktop.core.turns import (
 from hitl_desktop.knowledge.articles import default_knowledge_dir
 from hitl_desktop.knowledge.index import KnowledgeIndex
 from hitl_desktop.store.catalog_file import default_catalog
+from tests.support.offline_orders import ORD1003, TOOL_NAMES
 
-TOOLS = [{"type": "function", "name": n} for n in (
-    "get_order", "get_order_history", "cancel_order", "create_return", "create_refund",
-    "send_replacement", "reset_password", "update_info", "issue_voucher", "create_complaint",
-    "create_ticket")]
-ORD1003: dict[str, Any] = {
-    "order_id": "ORD1003", "status": "delivered", "delivered_on": "2026-11-20",
-    "can_cancel": False, "returnable": True, "refundable_amount": 127.5,
-    "items": [
-        {"product_id": "P1002", "name": "Trailblazer Backpack 30L", "line_total": 79.5},
-        {"product_id": "P1004", "name": "Merino Wool Crew Socks (3-pack)", "line_total": 48.0},
-    ],
-}
+TOOLS = [{"type": "function", "name": n} for n in TOOL_NAMES]
 #: the engine's own draft after a damage report (what D8207 answers "yes" to)
 DRAFT = "I've recorded the damage. Would you prefer a free replacement or a refund?"
 

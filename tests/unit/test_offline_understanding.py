@@ -29,18 +29,9 @@ from hitl_desktop.core.turns import (
     ToolCallItem,
     ToolOutputItem,
 )
+from tests.support.offline_orders import ORD1003, TOOL_NAMES
 
-TOOLS = frozenset({"get_order", "get_order_history", "cancel_order", "create_return",
-                   "create_refund", "send_replacement", "reset_password", "update_info",
-                   "issue_voucher", "create_complaint", "create_ticket"})
-ORD1003: dict[str, Any] = {
-    "order_id": "ORD1003", "status": "delivered", "delivered_on": "2026-11-20",
-    "can_cancel": False, "returnable": True, "refundable_amount": 127.5,
-    "items": [
-        {"product_id": "P1002", "name": "Trailblazer Backpack 30L", "line_total": 79.5},
-        {"product_id": "P1004", "name": "Merino Wool Crew Socks (3-pack)", "line_total": 48.0},
-    ],
-}
+TOOLS = frozenset(TOOL_NAMES)
 
 
 def customer(text: str) -> Said:
