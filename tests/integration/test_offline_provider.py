@@ -11,9 +11,10 @@ co-pilot's "awaiting approval" output) until it writes the draft.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -697,12 +698,12 @@ async def test_identity_and_pacing(index: KnowledgeIndex) -> None:
 # ---------------------------------------------------------------- DESIGN §3 offline, real sockets
 
 
-async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
-    """No API key: the host runs the offline engine; customer and agent speak the
-    wire protocol over real WebSockets; the shop database executes the approval."""
+@contextlib.asynccontextmanager
+async def offline_desk(tmp_path: Path, title: str) -> AsyncIterator[tuple[Any, Any, Any, str]]:
+    """A host with no API key (the offline engine) and one session's customer and agent
+    connected over real WebSockets: (host, customer, agent, session id)."""
     from hitl_desktop.app.services import start_host
     from hitl_desktop.config import Settings, resolve_paths
-    from hitl_desktop.core.protocol import ApprovalApprove, ChatSend
     from hitl_desktop.host.copilot import HostCopilot, build_copilot
     from hitl_desktop.host.tokens import TokenKind
     from tests.support.copilot_desk import Client
@@ -716,14 +717,25 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
     host = await start_host(paths, settings, port=0, copilot_factory=factory)
     clients: list[Client] = []
     try:
-        created = host.create_session(customer_id="CUST1001", title="offline flow")
+        created = host.create_session(customer_id="CUST1001", title=title)
         agent_token = host.relay.tokens.issue(
-            TokenKind.AGENT_SESSION, session_id=created.session_id, label="Dana"
-        )
-        customer = await Client.connect(host.local_url, created.customer_token)
-        agent = await Client.connect(host.local_url, agent_token)
-        clients += [customer, agent]
-        sid = created.session_id
+            TokenKind.AGENT_SESSION, session_id=created.session_id, label="Dana")
+        clients.append(await Client.connect(host.local_url, created.customer_token))
+        clients.append(await Client.connect(host.local_url, agent_token))
+        yield host, clients[0], clients[1], created.session_id
+    finally:
+        for c in clients:
+            await c.close()
+        await host.stop()
+
+
+async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
+    """No API key: the host runs the offline engine; customer and agent speak the
+    wire protocol over real WebSockets; the shop database executes the approval."""
+    from hitl_desktop.core.protocol import ApprovalApprove, ChatSend
+    from hitl_desktop.host.copilot import HostCopilot
+
+    async with offline_desk(tmp_path, "offline flow") as (host, customer, agent, sid):
         copilot = host.relay.copilot
         assert isinstance(copilot, HostCopilot)
 
@@ -780,39 +792,15 @@ async def test_design_flow_offline_through_real_sockets(tmp_path: Path) -> None:
         assert reset["data"]["mode"] == "approval"
         assert reset["data"]["arguments"] == {"user_id": "CUST1001"}
         assert not customer.of("draft.delta") and not customer.of("articles")
-    finally:
-        for c in clients:
-            await c.close()
-        await host.stop()
 
 
 async def test_yes_accepts_the_offer_the_agent_sent_not_the_draft_s(tmp_path: Path) -> None:
     """D9167 through the real host: the engine's draft offers a replacement or a refund,
     the agent edits it into a refund offer and sends it, the customer says "yes please":
     the approval card proposes the refund that was sent (it proposed a replacement)."""
-    from hitl_desktop.app.services import start_host
-    from hitl_desktop.config import Settings, resolve_paths
     from hitl_desktop.core.protocol import ChatSend
-    from hitl_desktop.host.copilot import HostCopilot, build_copilot
-    from hitl_desktop.host.tokens import TokenKind
-    from tests.support.copilot_desk import Client
 
-    paths = resolve_paths(tmp_path / "data", tmp_path / "config").ensure()
-    settings = Settings(provider="auto")  # no key anywhere: the offline engine
-
-    def factory(outbox: Any) -> HostCopilot:
-        return build_copilot(paths, settings, outbox)
-
-    host = await start_host(paths, settings, port=0, copilot_factory=factory)
-    clients: list[Client] = []
-    try:
-        created = host.create_session(customer_id="CUST1001", title="edited offer")
-        agent_token = host.relay.tokens.issue(
-            TokenKind.AGENT_SESSION, session_id=created.session_id, label="Dana")
-        customer = await Client.connect(host.local_url, created.customer_token)
-        agent = await Client.connect(host.local_url, agent_token)
-        clients += [customer, agent]
-        sid = created.session_id
+    async with offline_desk(tmp_path, "edited offer") as (_host, customer, agent, sid):
 
         await customer.send(ChatSend(text="the socks from ORD1003 had holes"), sid)
         draft = (await agent.wait("draft.completed"))["data"]
@@ -829,7 +817,3 @@ async def test_yes_accepts_the_offer_the_agent_sent_not_the_draft_s(tmp_path: Pa
         await agent.wait("draft.completed", count=2)
         assert not agent.of("tool.call", name="send_replacement")
         assert len(agent.of("approval.created")) == 1
-    finally:
-        for c in clients:
-            await c.close()
-        await host.stop()
